@@ -1,0 +1,50 @@
+"""smsops: the Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from flask import Flask
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+from htmx_flask import Htmx
+
+from app import config as cfg
+from app.db import Database
+from app.redisconn import connect, redis_url
+
+log = logging.getLogger("smsops")
+csrf = CSRFProtect()
+login_manager = LoginManager()
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    flask_app = Flask(__name__, template_folder=str(cfg.ROOT / "templates"))
+    # The instance folder decides the other defaults, so it is read first.
+    instance = cfg.instance_dir(
+        {"INSTANCE_DIR": (overrides or {}).get("INSTANCE_DIR")
+         or os.environ.get("SMSOPS_INSTANCE_DIR")}
+    )
+    flask_app.config.update(cfg.defaults(instance))
+    flask_app.config.from_prefixed_env("SMSOPS")
+    if overrides:
+        flask_app.config.update(overrides)
+    instance = cfg.instance_dir(flask_app.config)
+    if not flask_app.config.get("SECRET_KEY"):
+        flask_app.config["SECRET_KEY"] = cfg.secret_key(instance)
+
+    flask_app.extensions["db"] = Database(flask_app.config["DATABASE_URL"])
+    url = redis_url(flask_app.config)
+    flask_app.config["REDIS_URL_RESOLVED"] = url
+    flask_app.extensions["redis"] = connect(url)
+
+    Htmx(flask_app)
+    csrf.init_app(flask_app)
+    login_manager.init_app(flask_app)
+
+    from app.web import register
+
+    register(flask_app)
+    return flask_app

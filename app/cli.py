@@ -1,0 +1,219 @@
+"""The `smsops` command: run the product, manage the database, users and apps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup
+
+from app import create_app, migrate
+from app.redisconn import shutdown_embedded
+from app.services import apps as app_service
+from app.services.accounts import ensure_account, system_actor
+from app.services.context import Ctx, Settings
+from app.services.errors import ServiceError
+
+ROOT_EMAIL = "admin@example.com"  # change it with SMSOPS_ROOT_EMAIL
+
+
+def _factory() -> Flask:
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_factory, add_default_commands=False,
+             add_version_option=False)
+def cli() -> None:
+    """smsops: the SMS operations console."""
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+def _system_ctx(session: Any) -> Ctx:
+    account = ensure_account(session)
+    return Ctx(session, system_actor(account), Settings.from_config(current_app.config))
+
+
+def _ensure_root(session: Any) -> tuple[str, str | None] | None:
+    """On an empty installation, create the root user with a one-time password."""
+    from sqlalchemy import select
+
+    from app.models import User
+    from app.services.users import bootstrap_user
+
+    if session.scalar(select(User.id).limit(1)) is not None:
+        return None
+    account = ensure_account(session)
+    email = current_app.config.get("ROOT_EMAIL") or ROOT_EMAIL
+    _user, password = bootstrap_user(session, account, email, None, root=True)
+    return email, password
+
+
+# --- run / worker -------------------------------------------------------------
+
+@cli.command("run")
+@click.option("--host", default=None, help="Default: SMSOPS_HOST or 127.0.0.1")
+@click.option("--port", default=None, type=int, help="Default: SMSOPS_PORT or 5000")
+@click.option("--threads", default=8, show_default=True)
+def run_command(host: str | None, port: int | None, threads: int) -> None:
+    """Start the web server, an RQ worker and its scheduler; Ctrl-C stops all."""
+    from waitress import create_server
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    migrate.upgrade(app.config["DATABASE_URL"])
+    db = app.extensions["db"]
+    with db.unit_of_work() as session:
+        created = _ensure_root(session)
+        ensure_account(session)
+    if created:
+        click.secho(f"Root user: {created[0]}  one-time password: {created[1]}", fg="yellow")
+        click.echo("You will choose your own password at first login.")
+
+    env = dict(os.environ)
+    env.update(SMSOPS_REDIS_URL=app.config["REDIS_URL_RESOLVED"],
+               SMSOPS_DATABASE_URL=app.config["DATABASE_URL"],
+               SMSOPS_INSTANCE_DIR=app.config["INSTANCE_DIR"])
+    # Own session: Ctrl-C reaches only us, and we stop the worker in order.
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env,
+                              start_new_session=True)
+    host = host or app.config["HOST"]
+    port = port or int(app.config["PORT"])
+    server = create_server(app, host=host, port=port, threads=threads)
+
+    def _stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    # Explicit, because a shell starting us in the background leaves SIGINT ignored.
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    click.echo(f"smsops is running at http://{host}:{port}  (Ctrl-C stops it)")
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        click.echo("Stopping…")
+    finally:
+        server.close()
+        worker.send_signal(signal.SIGTERM)  # RQ finishes the current job, then exits
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        shutdown_embedded()
+
+
+@cli.command("worker")
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+def worker_command(burst: bool) -> None:
+    """Run one RQ worker with the scheduler."""
+    from jobs.worker import run
+
+    try:
+        run(current_app._get_current_object(), burst=burst)  # type: ignore[attr-defined]
+    finally:
+        shutdown_embedded()
+
+
+# --- db ---------------------------------------------------------------------------
+
+@cli.group("db")
+def db_group() -> None:
+    """Database schema (Alembic)."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    migrate.upgrade(current_app.config["DATABASE_URL"], revision)
+    click.echo(f"Database at {revision}.")
+
+
+@db_group.command("revision")
+@click.option("-m", "--message", required=True)
+def db_revision(message: str) -> None:
+    """Autogenerate a migration from the models (for developers)."""
+    migrate.revision(current_app.config["DATABASE_URL"], message)
+
+
+# --- users ------------------------------------------------------------------------
+
+@cli.group("user")
+def user_group() -> None:
+    """Users."""
+
+
+@user_group.command("create")
+@click.option("--email", required=True)
+@click.option("--root", is_flag=True, help="Give all rights.")
+@click.option("--name", default="")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def user_create(email: str, root: bool, name: str, password_stdin: bool) -> None:
+    """Create a user; prints a one-time password unless one is given."""
+    from app.services.users import bootstrap_user
+
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    migrate.upgrade(current_app.config["DATABASE_URL"])
+    try:
+        with current_app.extensions["db"].unit_of_work() as session:
+            account = ensure_account(session)
+            user, generated = bootstrap_user(session, account, email, password, root=root,
+                                             name=name)
+    except ServiceError as exc:
+        _fail(exc.message)
+    click.echo(f"Created {'root ' if root else ''}user {user.email}.")
+    if generated:
+        click.echo(f"One-time password: {generated}")
+
+
+# --- applications -------------------------------------------------------------------
+
+@cli.group("app")
+def app_group() -> None:
+    """Applications."""
+
+
+@app_group.command("create")
+@click.option("--name", required=True)
+@click.option("--overview", default="")
+def app_create(name: str, overview: str) -> None:
+    """Create an application; prints its SDK AppID and AppKey."""
+    migrate.upgrade(current_app.config["DATABASE_URL"])
+    try:
+        with current_app.extensions["db"].unit_of_work() as session:
+            app, key = app_service.create_app(_system_ctx(session), name=name,
+                                              overview=overview)
+    except ServiceError as exc:
+        _fail(exc.message)
+    click.echo(f"AppID: {app.sdk_app_id}\nAppKey: {key}")
+
+
+# --- demo ---------------------------------------------------------------------------
+
+@cli.command("demo")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def demo_command(as_json: bool) -> None:
+    """Seed (idempotently) a demo account a new user can explore."""
+    from app import demo
+
+    migrate.upgrade(current_app.config["DATABASE_URL"])
+    with current_app.extensions["db"].unit_of_work() as session:
+        made = demo.seed(_system_ctx(session))
+    if as_json:
+        click.echo(json.dumps(made))
+        return
+    click.echo(f"Demo application {made['app_name']}: AppID {made['app_id']}")
+    click.echo(f"AppKey: {made['app_key']}")
+    for line in made["notes"]:
+        click.echo(f"- {line}")
+
+
+if __name__ == "__main__":
+    cli()

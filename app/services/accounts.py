@@ -1,0 +1,153 @@
+"""The account: bootstrap, settings, and the actor a user acts as."""
+
+from __future__ import annotations
+
+import json
+import zoneinfo
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import Account, Application, Policy, User
+from app.models.accounts import ACCOUNT_TYPES, INDIVIDUAL
+from app.services import audit, netguard
+from app.services.access import PRESETS, Actor, parse_policy
+from app.services.context import Ctx
+from app.services.errors import ValidationError
+from app.services.values import whole_number
+
+# Frequency caps for individual (non-enterprise) accounts (fixed).
+INDIVIDUAL_FREQ_CAPS = {"30s": 1, "hour": 5, "day": 10}
+
+
+def ensure_account(db: Session, name: str = "smsops") -> Account:
+    """The installation's account, created with the preset policies on first use."""
+    account = db.scalar(select(Account).order_by(Account.id).limit(1))
+    if account is None:
+        account = Account(name=name)
+        db.add(account)
+        db.flush()
+    existing = set(db.scalars(select(Policy.name).where(Policy.account_id == account.id)))
+    for pname, (description, document) in PRESETS.items():
+        if pname not in existing:
+            db.add(
+                Policy(
+                    account_id=account.id,
+                    name=pname,
+                    description=description,
+                    document=json.dumps(document, indent=2),
+                    preset=True,
+                )
+            )
+    db.flush()
+    return account
+
+
+def actor_for(user: User) -> Actor:
+    statements: tuple = ()
+    for policy in user.policies:
+        statements += parse_policy(policy.document)
+    return Actor(
+        account_id=user.account_id,
+        label=user.email,
+        user_id=user.id,
+        is_root=user.is_root,
+        statements=statements,
+    )
+
+
+def system_actor(account: Account, label: str = "cli") -> Actor:
+    """The operator at the server's console: all rights, audited under `label`."""
+    return Actor(account_id=account.id, label=label, is_root=True)
+
+
+def get_settings(ctx: Ctx) -> Account:
+    ctx.actor.require("DescribeAccountSettings")
+    account = ctx.db.get(Account, ctx.actor.account_id)
+    assert account is not None
+    return account
+
+
+def _snapshot(a: Account) -> dict[str, Any]:
+    return {
+        "account_type": a.account_type,
+        "timezone": a.timezone,
+        "intl_daily_quota": a.intl_daily_quota,
+        "reply_callback_url": a.reply_callback_url,
+        "reply_callback_enabled": a.reply_callback_enabled,
+    }
+
+
+def update_settings(
+    ctx: Ctx,
+    *,
+    account_type: str,
+    timezone: str,
+    intl_daily_quota: str | int,
+    reply_callback_url: str,
+    reply_callback_enabled: bool,
+) -> Account:
+    ctx.actor.require("ModifyAccountSettings")
+    account = ctx.db.get(Account, ctx.actor.account_id)
+    assert account is not None
+    errors: dict[str, str] = {}
+    if account_type not in ACCOUNT_TYPES:
+        errors["account_type"] = "Choose enterprise or individual."
+    elif account_type == INDIVIDUAL:
+        over = _apps_over_individual_caps(ctx.db, account.id)
+        if over:
+            errors["account_type"] = (
+                "These applications have frequency limits above the individual caps "
+                f"(1/30 s, 5/hour, 10/day): {', '.join(over)}. Lower them first."
+            )
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        errors["timezone"] = "Unknown time zone; use an IANA name such as Asia/Shanghai."
+    quota = whole_number(intl_daily_quota, "intl_daily_quota", errors, required=True)
+    url = reply_callback_url.strip() or None
+    if url:
+        problem = netguard.check_callback_url(url, ctx.settings.allow_private_callbacks)
+        if problem:
+            errors["reply_callback_url"] = problem
+    elif reply_callback_enabled:
+        errors["reply_callback_url"] = "Enter a URL to switch the reply callback on."
+    if quota is not None and "intl_daily_quota" not in errors:
+        over_apps = ctx.db.scalars(
+            select(Application.sdk_app_id).where(
+                Application.account_id == account.id, Application.intl_daily_limit > quota
+            )
+        ).all()
+        if over_apps:
+            errors["intl_daily_quota"] = (
+                "Applications have an international limit above this quota: "
+                + ", ".join(over_apps)
+            )
+    if errors:
+        raise ValidationError(errors)
+    before = _snapshot(account)
+    account.account_type = account_type
+    account.timezone = timezone
+    account.intl_daily_quota = quota  # type: ignore[assignment]
+    account.reply_callback_url = url
+    account.reply_callback_enabled = reply_callback_enabled
+    ctx.db.flush()
+    b, a = audit.changes(before, _snapshot(account))
+    if a:
+        audit.record(ctx, "ModifyAccountSettings", "account", account.id, b, a)
+    return account
+
+
+def _apps_over_individual_caps(db: Session, account_id: int) -> list[str]:
+    caps = INDIVIDUAL_FREQ_CAPS
+    apps = db.scalars(select(Application).where(Application.account_id == account_id)).all()
+    # A rule that is off still has its cap applied when sending; only enabled
+    # rules with a higher number conflict.
+    return [
+        a.sdk_app_id
+        for a in apps
+        if (a.freq_30s_enabled and a.freq_30s_limit > caps["30s"])
+        or (a.freq_hour_enabled and a.freq_hour_limit > caps["hour"])
+        or (a.freq_day_enabled and a.freq_day_limit > caps["day"])
+    ]

@@ -1,0 +1,356 @@
+"""An application's basic configuration (SPEC.md §1): thresholds, countries,
+status callback, frequency limits, frequency allowlist and alarm contacts."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from app.models import Account, AlarmContact, AllowedCountry, Application, FrequencyAllowlistEntry
+from app.models.accounts import INDIVIDUAL
+from app.models.apps import ALARM_EVENTS
+from app.services import audit, netguard
+from app.services.accounts import INDIVIDUAL_FREQ_CAPS
+from app.services.apps import get_app
+from app.services.context import Ctx
+from app.services.errors import Conflict, NotFound, ValidationError, invalid
+from app.services.values import text, whole_number
+from app.sms import numbers
+
+MAINLAND, INTERNATIONAL = "mainland", "international"
+MAX_ALLOWLIST = 300  # per application (fixed)
+MAX_ALLOWLIST_PER_ADD = 100  # (fixed)
+MAX_CONTACTS = 5  # per application (fixed)
+MAX_FREQ = 1000  # sanity ceiling for enterprise accounts
+SLACK_USER_ID = "UW"  # Slack user ids start with U or W
+
+
+def _account(ctx: Ctx) -> Account:
+    account = ctx.db.get(Account, ctx.actor.account_id)
+    assert account is not None
+    return account
+
+
+# --- thresholds ---------------------------------------------------------------
+
+def set_thresholds(ctx: Ctx, sdk_app_id: str, region: str, *, alarm_threshold: str | int | None,
+                   daily_limit: str | int | None) -> Application:
+    app = get_app(ctx, sdk_app_id, "ModifyWarningThreshold")
+    if region not in (MAINLAND, INTERNATIONAL):
+        raise invalid("region", "Choose mainland or international.")
+    errors: dict[str, str] = {}
+    threshold = whole_number(alarm_threshold, "alarm_threshold", errors)
+    limit = whole_number(daily_limit, "daily_limit", errors)
+    if threshold is not None and limit is not None and threshold > limit:
+        errors["alarm_threshold"] = "The alarm threshold must not exceed the daily limit."
+    if region == INTERNATIONAL and limit is not None and "daily_limit" not in errors:
+        quota = _account(ctx).intl_daily_quota
+        if limit > quota:
+            errors["daily_limit"] = (
+                f"Above the account's international quota of {quota:,} billed items per day."
+            )
+        over = [c.iso_code for c in app.countries if c.daily_limit and c.daily_limit > limit]
+        if over:
+            errors["daily_limit"] = (
+                "Lower than the limit of these countries/regions: " + ", ".join(over)
+            )
+    if errors:
+        raise ValidationError(errors)
+    prefix = "mainland" if region == MAINLAND else "intl"
+    before = {"alarm_threshold": getattr(app, f"{prefix}_alarm_threshold"),
+              "daily_limit": getattr(app, f"{prefix}_daily_limit")}
+    setattr(app, f"{prefix}_alarm_threshold", threshold)
+    setattr(app, f"{prefix}_daily_limit", limit)
+    ctx.db.flush()
+    b, a = audit.changes(before, {"alarm_threshold": threshold, "daily_limit": limit})
+    if a:
+        audit.record(ctx, f"ModifyWarningThreshold:{region}", "app", sdk_app_id, b, a)
+    return app
+
+
+# --- allowed countries / regions -----------------------------------------------
+
+def _country_row(app: Application, iso: str, threshold: Any, limit: Any,
+                 errors: dict[str, str], prefix: str = "") -> tuple[str, int | None, int | None]:
+    iso = (iso or "").strip().upper()
+    if not numbers.is_country_code(iso):
+        errors[prefix + "iso_code"] = f"{iso or '(blank)'} is not an ISO 3166 country code."
+    elif iso == numbers.MAINLAND:
+        errors[prefix + "iso_code"] = "Mainland China is configured with the mainland thresholds."
+    t = whole_number(threshold, prefix + "alarm_threshold", errors)
+    lim = whole_number(limit, prefix + "daily_limit", errors)
+    app_limit = app.intl_daily_limit
+    if lim is not None and app_limit is not None and lim > app_limit:
+        errors[prefix + "daily_limit"] = (
+            f"Above the application's international limit of {app_limit:,}."
+        )
+    if t is not None and lim is not None and t > lim:
+        errors[prefix + "alarm_threshold"] = "The alarm threshold must not exceed the limit."
+    return iso, t, lim
+
+
+def _upsert_country(app: Application, iso: str, t: int | None, lim: int | None) -> None:
+    for c in app.countries:
+        if c.iso_code == iso:
+            c.alarm_threshold, c.daily_limit = t, lim
+            return
+    app.countries.append(AllowedCountry(iso_code=iso, alarm_threshold=t, daily_limit=lim))
+
+
+def set_country(ctx: Ctx, sdk_app_id: str, *, iso_code: str, alarm_threshold: Any = None,
+                daily_limit: Any = None) -> Application:
+    app = get_app(ctx, sdk_app_id, "ModifyCountryConfig")
+    errors: dict[str, str] = {}
+    iso, t, lim = _country_row(app, iso_code, alarm_threshold, daily_limit, errors)
+    if errors:
+        raise ValidationError(errors)
+    _upsert_country(app, iso, t, lim)
+    ctx.db.flush()
+    audit.record(ctx, "ModifyCountryConfig", "app", sdk_app_id, None,
+                 {"iso_code": iso, "alarm_threshold": t, "daily_limit": lim})
+    return app
+
+
+def remove_country(ctx: Ctx, sdk_app_id: str, iso_code: str) -> Application:
+    app = get_app(ctx, sdk_app_id, "ModifyCountryConfig")
+    match = [c for c in app.countries if c.iso_code == iso_code.upper()]
+    if not match:
+        raise NotFound(f"{iso_code} is not in the allowed list.")
+    app.countries.remove(match[0])
+    ctx.db.flush()
+    audit.record(ctx, "ModifyCountryConfig", "app", sdk_app_id, {"iso_code": iso_code}, None)
+    return app
+
+
+def import_countries(ctx: Ctx, sdk_app_id: str, data: bytes) -> int:
+    """CSV lines `ISO[,alarm threshold[,daily limit]]`, optional header.
+    All or nothing: any bad line refuses the whole file, naming each line."""
+    app = get_app(ctx, sdk_app_id, "ModifyCountryConfig")
+    if len(data) > 1024 * 1024:
+        raise invalid("file", "The file is larger than 1 MB.")
+    try:
+        content = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise invalid("file", "The file is not UTF-8 text.") from None
+    problems: list[str] = []
+    rows: dict[str, tuple[int | None, int | None]] = {}
+    for n, row in enumerate(csv.reader(io.StringIO(content)), start=1):
+        cells = [c.strip() for c in row]
+        if not any(cells):
+            continue
+        if n == 1 and cells[0].lower() in ("iso", "iso_code", "country", "code"):
+            continue
+        if len(cells) > 3:
+            problems.append(f"line {n}: expected at most 3 columns")
+            continue
+        cells += [""] * (3 - len(cells))
+        errors: dict[str, str] = {}
+        iso, t, lim = _country_row(app, cells[0], cells[1], cells[2], errors)
+        if errors:
+            problems.extend(f"line {n}: {msg}" for msg in errors.values())
+        else:
+            rows[iso] = (t, lim)
+    if problems:
+        raise ValidationError({"file": "; ".join(problems[:50])})
+    if not rows:
+        raise invalid("file", "The file has no country codes.")
+    for iso, (t, lim) in rows.items():
+        _upsert_country(app, iso, t, lim)
+    ctx.db.flush()
+    audit.record(ctx, "ModifyCountryConfig", "app", sdk_app_id, None,
+                 {"imported": sorted(rows)})
+    return len(rows)
+
+
+# --- status callback -----------------------------------------------------------
+
+def set_callback(ctx: Ctx, sdk_app_id: str, url: str) -> Application:
+    app = get_app(ctx, sdk_app_id, "ModifyCallbackInfo")
+    url = url.strip()
+    if url:
+        problem = netguard.check_callback_url(url, ctx.settings.allow_private_callbacks)
+        if problem:
+            raise invalid("status_callback_url", problem)
+    before = app.status_callback_url
+    app.status_callback_url = url or None
+    ctx.db.flush()
+    if before != app.status_callback_url:
+        audit.record(ctx, "ModifyCallbackInfo", "app", sdk_app_id,
+                     {"status_callback_url": before}, {"status_callback_url": url or None})
+    return app
+
+
+# --- frequency limits ----------------------------------------------------------
+
+FREQ_RULES = ("30s", "hour", "day")
+
+
+def freq_snapshot(app: Application) -> dict[str, Any]:
+    return {f"{r}_{k}": getattr(app, f"freq_{r}_{k}") for r in FREQ_RULES
+            for k in ("enabled", "limit")}
+
+
+def set_frequency(ctx: Ctx, sdk_app_id: str, rules: dict[str, tuple[bool, Any]]) -> Application:
+    """rules: {"30s": (enabled, limit), "hour": …, "day": …}."""
+    app = get_app(ctx, sdk_app_id, "ModifyFreqRule")
+    individual = _account(ctx).account_type == INDIVIDUAL
+    errors: dict[str, str] = {}
+    parsed: dict[str, tuple[bool, int]] = {}
+    for rule in FREQ_RULES:
+        enabled, raw = rules.get(rule, (False, None))
+        limit = whole_number(raw, f"{rule}_limit", errors, required=True)
+        if limit is None:
+            continue
+        cap = INDIVIDUAL_FREQ_CAPS[rule] if individual else MAX_FREQ
+        if limit < 1:
+            errors[f"{rule}_limit"] = "At least 1."
+        elif limit > cap:
+            errors[f"{rule}_limit"] = (
+                f"Individual accounts may allow at most {cap} here." if individual
+                else f"At most {cap}."
+            )
+        parsed[rule] = (bool(enabled), limit)
+    if errors:
+        raise ValidationError(errors)
+    before = freq_snapshot(app)
+    for rule, (enabled, limit) in parsed.items():
+        setattr(app, f"freq_{rule}_enabled", enabled)
+        setattr(app, f"freq_{rule}_limit", limit)
+    ctx.db.flush()
+    b, a = audit.changes(before, freq_snapshot(app))
+    if a:
+        audit.record(ctx, "ModifyFreqRule", "app", sdk_app_id, b, a)
+    return app
+
+
+# --- frequency allowlist ---------------------------------------------------------
+
+def add_allowlist(ctx: Ctx, sdk_app_id: str, lines: str) -> int:
+    """One E.164 number per line. Nothing is saved if any line is wrong.
+    Returns how many numbers were new."""
+    app = get_app(ctx, sdk_app_id, "AddFrequencyWhiteList")
+    wanted: list[str] = []
+    problems: list[str] = []
+    entries = [(n, line.strip()) for n, line in enumerate(lines.splitlines(), start=1)
+               if line.strip()]
+    if not entries:
+        raise invalid("numbers", "Enter at least one number.")
+    if len(entries) > MAX_ALLOWLIST_PER_ADD:
+        raise invalid("numbers", f"At most {MAX_ALLOWLIST_PER_ADD} numbers per add "
+                                 f"({len(entries)} given).")
+    for n, line in entries:
+        try:
+            wanted.append(numbers.parse_e164(line))
+        except numbers.NumberError as exc:
+            problems.append(f"line {n} ({line[:30]}): {exc}")
+    if problems:
+        raise ValidationError({"numbers": "; ".join(problems)})
+    existing = {e.phone_number for e in app.allowlist}
+    new = [w for w in dict.fromkeys(wanted) if w not in existing]
+    if len(existing) + len(new) > MAX_ALLOWLIST:
+        raise invalid("numbers", f"The allowlist holds at most {MAX_ALLOWLIST} numbers; "
+                                 f"{len(existing)} are listed and {len(new)} are new.")
+    for number in new:
+        app.allowlist.append(FrequencyAllowlistEntry(phone_number=number))
+    ctx.db.flush()
+    if new:
+        audit.record(ctx, "AddFrequencyWhiteList", "app", sdk_app_id, None, {"numbers": new})
+    return len(new)
+
+
+def remove_allowlist(ctx: Ctx, sdk_app_id: str, phone_numbers: list[str]) -> int:
+    app = get_app(ctx, sdk_app_id, "DeleteFrequencyWhiteList")
+    doomed = [e for e in app.allowlist if e.phone_number in set(phone_numbers)]
+    for e in doomed:
+        app.allowlist.remove(e)
+    ctx.db.flush()
+    if doomed:
+        audit.record(ctx, "DeleteFrequencyWhiteList", "app", sdk_app_id,
+                     {"numbers": [e.phone_number for e in doomed]}, None)
+    return len(doomed)
+
+
+# --- alarm contacts ------------------------------------------------------------
+
+def contact_snapshot(c: AlarmContact) -> dict[str, Any]:
+    return {"name": c.name, "mobile": c.mobile, "email": c.email,
+            "slack_user_id": c.slack_user_id, "events": list(c.events)}
+
+
+def _contact_fields(name: str, mobile: str, email: str, slack_user_id: str,
+                    events: list[str]) -> dict[str, Any]:
+    errors: dict[str, str] = {}
+    out: dict[str, Any] = {"name": text(name, "name", errors, max_len=64, required=True)}
+    out["mobile"] = None
+    if mobile.strip():
+        try:
+            out["mobile"] = numbers.parse_any(mobile)
+        except numbers.NumberError as exc:
+            errors["mobile"] = str(exc)
+    out["email"] = None
+    if email.strip():
+        try:
+            out["email"] = validate_email(
+                email.strip(), check_deliverability=False, globally_deliverable=False
+            ).normalized
+        except EmailNotValidError as exc:
+            errors["email"] = str(exc)
+    slack = slack_user_id.strip().upper()
+    if slack and not (slack[0] in SLACK_USER_ID and slack[1:].isalnum() and 8 <= len(slack) <= 15):
+        errors["slack_user_id"] = "A Slack user id looks like U012AB3CD."
+    out["slack_user_id"] = slack or None
+    if not (out["mobile"] or out["email"] or out["slack_user_id"]) and "name" not in errors:
+        errors[""] = "Give at least one way to reach the contact: mobile, email or Slack."
+    unknown = set(events) - set(ALARM_EVENTS)
+    if unknown:
+        errors["events"] = f"Unknown event {sorted(unknown)[0]}."
+    out["events"] = [e for e in ALARM_EVENTS if e in events]
+    if errors:
+        raise ValidationError(errors)
+    return out
+
+
+def add_contact(ctx: Ctx, sdk_app_id: str, *, name: str, mobile: str = "", email: str = "",
+                slack_user_id: str = "", events: list[str]) -> AlarmContact:
+    app = get_app(ctx, sdk_app_id, "AddNewsReceiver")
+    fields = _contact_fields(name, mobile, email, slack_user_id, events)
+    if len(app.contacts) >= MAX_CONTACTS:
+        raise Conflict(f"An application has at most {MAX_CONTACTS} alarm contacts.")
+    contact = AlarmContact(**fields)
+    app.contacts.append(contact)
+    ctx.db.flush()
+    audit.record(ctx, "AddNewsReceiver", "app", sdk_app_id, None, contact_snapshot(contact))
+    return contact
+
+
+def _contact(app: Application, contact_id: int) -> AlarmContact:
+    for c in app.contacts:
+        if c.id == contact_id:
+            return c
+    raise NotFound("No such alarm contact.")
+
+
+def update_contact(ctx: Ctx, sdk_app_id: str, contact_id: int, *, name: str, mobile: str = "",
+                   email: str = "", slack_user_id: str = "", events: list[str]) -> AlarmContact:
+    app = get_app(ctx, sdk_app_id, "ModifyNewsReceiver")
+    contact = _contact(app, contact_id)
+    fields = _contact_fields(name, mobile, email, slack_user_id, events)
+    before = contact_snapshot(contact)
+    for k, v in fields.items():
+        setattr(contact, k, v)
+    ctx.db.flush()
+    b, a = audit.changes(before, contact_snapshot(contact))
+    if a:
+        audit.record(ctx, "ModifyNewsReceiver", "app", sdk_app_id, b, a)
+    return contact
+
+
+def delete_contact(ctx: Ctx, sdk_app_id: str, contact_id: int) -> None:
+    app = get_app(ctx, sdk_app_id, "DeleteNewsReceiver")
+    contact = _contact(app, contact_id)
+    audit.record(ctx, "DeleteNewsReceiver", "app", sdk_app_id, contact_snapshot(contact), None)
+    app.contacts.remove(contact)
+    ctx.db.flush()
+

@@ -1,0 +1,161 @@
+"""Users: the root user and sub-users, their passwords and policies."""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import Account, Policy, User
+from app.services import audit, passwords
+from app.services.context import Ctx
+from app.services.errors import Conflict, NotFound, ValidationError, invalid
+from app.services.values import text
+
+
+def normalize_email(email: str) -> str:
+    try:
+        checked = validate_email(
+            email.strip(), check_deliverability=False, globally_deliverable=False
+        )
+        return checked.normalized.lower()
+    except EmailNotValidError as exc:
+        raise invalid("email", str(exc)) from None
+
+
+def _email_taken(db: Session, email: str) -> bool:
+    return db.scalar(select(User.id).where(func.lower(User.email) == email)) is not None
+
+
+def bootstrap_user(
+    db: Session, account: Account, email: str, password: str | None, *, root: bool, name: str = ""
+) -> tuple[User, str | None]:
+    """Create a user from the server console. Returns the generated one-time
+    password when none was given (the user must change it at first login)."""
+    email = normalize_email(email)
+    if _email_taken(db, email):
+        raise Conflict(f"A user with email {email} already exists.")
+    generated = None if password else passwords.generate()
+    user = User(
+        account_id=account.id,
+        email=email,
+        name=name or email.split("@")[0],
+        password_hash=passwords.hash_password(password or generated or ""),
+        is_root=root,
+        must_change_password=generated is not None,
+    )
+    db.add(user)
+    db.flush()
+    return user, generated
+
+
+def list_users(ctx: Ctx) -> list[User]:
+    ctx.actor.require_root()
+    return list(
+        ctx.db.scalars(
+            select(User).where(User.account_id == ctx.actor.account_id).order_by(User.email)
+        )
+    )
+
+
+def get_user(ctx: Ctx, user_id: int) -> User:
+    ctx.actor.require_root()
+    user = ctx.db.get(User, user_id)
+    if user is None or user.account_id != ctx.actor.account_id:
+        raise NotFound("No such user.")
+    return user
+
+
+def create_sub_user(ctx: Ctx, *, email: str, name: str) -> tuple[User, str]:
+    """Root creates a sub-user; returns the one-time password to hand over."""
+    ctx.actor.require_root()
+    errors: dict[str, str] = {}
+    name = text(name, "name", errors, max_len=100)
+    try:
+        email = normalize_email(email)
+        if _email_taken(ctx.db, email):
+            errors["email"] = "A user with this email already exists."
+    except ValidationError as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise ValidationError(errors)
+    account = ctx.db.get(Account, ctx.actor.account_id)
+    assert account is not None
+    user, generated = bootstrap_user(ctx.db, account, email, None, root=False, name=name)
+    audit.record(ctx, "CreateUser", "user", user.id, None, {"email": email, "name": user.name})
+    assert generated is not None
+    return user, generated
+
+
+def set_policies(ctx: Ctx, user_id: int, policy_ids: list[int]) -> User:
+    user = get_user(ctx, user_id)
+    if user.is_root:
+        raise Conflict("The root user has every right; policies do not apply.")
+    policies = list(
+        ctx.db.scalars(
+            select(Policy).where(
+                Policy.account_id == ctx.actor.account_id, Policy.id.in_(policy_ids)
+            )
+        )
+    )
+    if len(policies) != len(set(policy_ids)):
+        raise invalid("policies", "Unknown policy.")
+    before = sorted(p.name for p in user.policies)
+    user.policies = policies
+    ctx.db.flush()
+    after = sorted(p.name for p in policies)
+    if before != after:
+        audit.record(ctx, "AttachPolicies", "user", user.id,
+                     {"policies": before}, {"policies": after})
+    return user
+
+
+def set_active(ctx: Ctx, user_id: int, active: bool) -> User:
+    user = get_user(ctx, user_id)
+    if user.is_root:
+        raise Conflict("The root user cannot be disabled.")
+    if user.active != active:
+        user.active = active
+        audit.record(ctx, "ModifyUserStatus", "user", user.id,
+                     {"active": not active}, {"active": active})
+    return user
+
+
+def reset_password(ctx: Ctx, user_id: int) -> str:
+    user = get_user(ctx, user_id)
+    generated = passwords.generate()
+    user.password_hash = passwords.hash_password(generated)
+    user.must_change_password = True
+    audit.record(ctx, "ResetPassword", "user", user.id)
+    return generated
+
+
+def delete_user(ctx: Ctx, user_id: int) -> None:
+    user = get_user(ctx, user_id)
+    if user.is_root:
+        raise Conflict("The root user cannot be deleted.")
+    audit.record(ctx, "DeleteUser", "user", user.id, {"email": user.email}, None)
+    ctx.db.delete(user)
+    ctx.db.flush()
+
+
+def change_own_password(ctx: Ctx, current: str, new: str, confirm: str) -> None:
+    user = ctx.db.get(User, ctx.actor.user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    if not passwords.verify(user.password_hash, current):
+        raise invalid("current", "This is not your current password.")
+    errors: dict[str, str] = {}
+    try:
+        passwords.check_strength(new, "new")
+    except ValidationError as exc:
+        errors.update(exc.errors)
+    if new != confirm:
+        errors["confirm"] = "The two new passwords differ."
+    elif new == current:
+        errors["new"] = "Choose a password different from the current one."
+    if errors:
+        raise ValidationError(errors)
+    user.password_hash = passwords.hash_password(new)
+    user.must_change_password = False
+    audit.record(ctx, "ChangePassword", "user", user.id)

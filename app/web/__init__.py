@@ -1,0 +1,152 @@
+"""The web adapter: blueprints, the per-request unit of work, error pages."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import Flask, current_app, g, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from app import login_manager
+from app.db import Database
+from app.models import User
+from app.services.accounts import actor_for
+from app.services.context import Ctx, Settings
+from app.services.errors import Conflict, NotFound, PermissionDenied, ServiceError
+
+log = logging.getLogger("smsops.web")
+PUBLIC_ENDPOINTS = {"auth.login", "health.healthz", "static"}
+
+
+def db() -> Session:
+    """The request's session; the request commits (see `commit`)."""
+    if "db" not in g:
+        database: Database = current_app.extensions["db"]
+        g.db = database.sessions()
+    return g.db
+
+
+def commit() -> None:
+    db().commit()
+
+
+def ctx() -> Ctx:
+    if "ctx" not in g:
+        g.ctx = Ctx(db(), actor_for(current_user),
+                    Settings.from_config(current_app.config))
+    return g.ctx
+
+
+def page(template: str, fragment: str | None = None, status: int = 200, **kw: Any) -> tuple:
+    """The full page normally; only the fragment for an htmx request."""
+    name = fragment if (fragment and request.htmx) else template  # type: ignore[attr-defined]
+    return render_template(name, **kw), status
+
+
+def hx_redirect(url: str) -> Response:
+    """Redirect that works for plain forms and for htmx requests alike."""
+    if request.htmx:  # type: ignore[attr-defined]
+        resp = Response(status=204)
+        resp.headers["HX-Redirect"] = url
+        return resp
+    return redirect(url)
+
+
+def _when(moment: datetime | None) -> str:
+    """A stored UTC time, shown in the account's time zone."""
+    if moment is None:
+        return ""
+    zone = "UTC"
+    if current_user.is_authenticated:
+        zone = current_user.account.timezone
+    try:
+        local = moment.astimezone(ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        local = moment
+    return local.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> User | None:
+    user = db().get(User, int(user_id))
+    return user if user is not None and user.active else None
+
+
+def register(app: Flask) -> None:
+    from app.web import accounts, apps, auth, health, users
+
+    for module in (auth, health, apps, users, accounts):
+        app.register_blueprint(module.bp)
+    app.add_template_filter(_when, "when")
+
+    @app.before_request
+    def _require_login() -> Response | None:
+        if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+            return None
+        if not current_user.is_authenticated:
+            return hx_redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        if current_user.must_change_password and request.endpoint not in (
+            "auth.password", "auth.logout"
+        ):
+            return hx_redirect(url_for("auth.password"))
+        return None
+
+    @app.after_request
+    def _headers(resp: Response) -> Response:
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        resp.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+        )
+        if request.endpoint != "static":
+            resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+    @app.teardown_appcontext
+    def _close(_exc: BaseException | None) -> None:
+        session = g.pop("db", None)
+        if session is not None:
+            session.close()  # anything not committed is rolled back
+
+    def _error(status: int, message: str) -> tuple:
+        db().rollback() if "db" in g else None
+        return render_template("error.html", status=status, message=message), status
+
+    @app.errorhandler(PermissionDenied)
+    def _denied(exc: PermissionDenied) -> tuple:
+        return _error(403, exc.message)
+
+    @app.errorhandler(NotFound)
+    def _missing(exc: NotFound) -> tuple:
+        return _error(404, exc.message)
+
+    @app.errorhandler(Conflict)
+    def _conflict(exc: Conflict) -> tuple:
+        return _error(409, exc.message)
+
+    @app.errorhandler(ServiceError)
+    def _service(exc: ServiceError) -> tuple:
+        return _error(400, exc.message)
+
+    @app.errorhandler(CSRFError)
+    def _csrf(exc: CSRFError) -> tuple:
+        return _error(400, "This form has expired or was not sent from this site. "
+                           "Reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> tuple:
+        return _error(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error(500, "Something went wrong on our side. It has been logged.")

@@ -1,0 +1,58 @@
+"""Account settings and the audit log."""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Any
+
+from flask import Blueprint, flash, redirect, request, url_for
+
+from app.models.accounts import ACCOUNT_TYPES
+from app.services import accounts, audit
+from app.services.errors import ValidationError
+from app.web import commit, ctx, db, page
+
+bp = Blueprint("accounts", __name__)
+TIMEZONES = sorted(zoneinfo.available_timezones())
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+def settings() -> Any:
+    c = ctx()
+    account = accounts.get_settings(c)
+    errors: dict[str, str] = {}
+    form: Any = None
+    if request.method == "POST":
+        form = request.form
+        try:
+            accounts.update_settings(
+                c,
+                account_type=form.get("account_type", ""),
+                timezone=form.get("timezone", ""),
+                intl_daily_quota=form.get("intl_daily_quota", ""),
+                reply_callback_url=form.get("reply_callback_url", ""),
+                reply_callback_enabled=form.get("reply_callback_enabled") == "on",
+            )
+            commit()
+            flash("Settings saved.")
+            return redirect(url_for("accounts.settings"))
+        except ValidationError as exc:
+            db().rollback()
+            errors = exc.errors
+            account = accounts.get_settings(c)
+    return page("accounts/settings.html", "accounts/_settings.html",
+                status=422 if errors else 200, account=account, form=form, errors=errors,
+                types=ACCOUNT_TYPES, timezones=TIMEZONES,
+                can_edit=c.actor.can("ModifyAccountSettings"))
+
+
+@bp.get("/audit")
+def audit_log() -> tuple:
+    page_no = request.args.get("page", "1")
+    number = int(page_no) if page_no.isdigit() else 1
+    action = request.args.get("action", "").strip()[:64]
+    target = request.args.get("target", "").strip()[:64]
+    entries, total = audit.browse(ctx(), action=action, target=target, page=number)
+    return page("accounts/audit.html", "accounts/_audit_rows.html", entries=entries,
+                total=total, page_no=number, page_size=audit.PAGE_SIZE, action=action,
+                target=target)

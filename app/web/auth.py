@@ -1,0 +1,71 @@
+"""Log in, log out, change password."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+from werkzeug.wrappers import Response
+
+from app.services import auth, users
+from app.services.context import Settings
+from app.services.errors import ValidationError
+from app.web import commit, ctx, db, page
+
+bp = Blueprint("auth", __name__)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths, so the login page cannot be used to redirect elsewhere."""
+    if target and target.startswith("/") and not target.startswith("//"):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
+    return url_for("apps.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response | tuple | str:
+    if current_user.is_authenticated:
+        return redirect(url_for("apps.index"))
+    error = None
+    email = request.form.get("email", "")
+    if request.method == "POST":
+        try:
+            user = auth.authenticate(
+                db(), current_app.extensions["redis"], Settings.from_config(current_app.config),
+                email, request.form.get("password", ""), request.remote_addr or "?",
+            )
+        except auth.LoginFailed as exc:
+            commit()
+            error = exc.message
+        else:
+            commit()
+            session.clear()  # no session fixation
+            login_user(user)
+            return redirect(_safe_next(request.args.get("next")))
+    status = 401 if error else 200
+    return render_template("auth/login.html", error=error, email=email), status
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    logout_user()
+    session.clear()
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/password", methods=["GET", "POST"])
+def password() -> Response | tuple:
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            users.change_own_password(ctx(), request.form.get("current", ""),
+                                      request.form.get("new", ""),
+                                      request.form.get("confirm", ""))
+            commit()
+            return redirect(url_for("apps.index"))
+        except ValidationError as exc:
+            errors = exc.errors
+    return page("auth/password.html", errors=errors, status=422 if errors else 200)

@@ -1,0 +1,145 @@
+"""Sub-users and access policies (root only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, request, url_for
+from werkzeug.wrappers import Response
+
+from app.services import policies, users
+from app.services.access import PRESETS
+from app.services.errors import Conflict, ValidationError
+from app.web import commit, ctx, db, page
+
+bp = Blueprint("users", __name__)
+
+POLICY_EXAMPLE = """{
+  "version": "2.0",
+  "statement": [
+    {"effect": "allow", "action": ["sms:Describe*", "sms:ModifyAppInfo"],
+     "resource": ["sms:app/1400000001"]},
+    {"effect": "deny", "action": ["sms:DeleteAppInfo"], "resource": ["sms:app/*"]}
+  ]
+}"""
+
+
+def _errors(exc: ValidationError | Conflict) -> dict[str, str]:
+    db().rollback()
+    return exc.errors if isinstance(exc, ValidationError) else {"": exc.message}
+
+
+@bp.get("/users")
+def index() -> tuple:
+    return page("users/index.html", users=users.list_users(ctx()), errors={}, form={})
+
+
+@bp.post("/users")
+def create() -> tuple:
+    try:
+        user, password = users.create_sub_user(ctx(), email=request.form.get("email", ""),
+                                                name=request.form.get("name", ""))
+        commit()
+    except (ValidationError, Conflict) as exc:
+        return page("users/index.html", "users/_create.html", status=422,
+                    users=users.list_users(ctx()), errors=_errors(exc), form=request.form)
+    return page("users/created.html", user=user, password=password)
+
+
+@bp.get("/users/<int:user_id>")
+def detail(user_id: int) -> tuple:
+    return page("users/detail.html", user=users.get_user(ctx(), user_id),
+                policies=policies.list_policies(ctx()), errors={}, password=None)
+
+
+@bp.post("/users/<int:user_id>/policies")
+def set_policies(user_id: int) -> Any:
+    ids = [int(i) for i in request.form.getlist("policy") if i.isdigit()]
+    try:
+        users.set_policies(ctx(), user_id, ids)
+        commit()
+    except (ValidationError, Conflict) as exc:
+        return page("users/detail.html", status=422, user=users.get_user(ctx(), user_id),
+                    policies=policies.list_policies(ctx()), errors=_errors(exc), password=None)
+    flash("Policies saved.")
+    return redirect(url_for("users.detail", user_id=user_id))
+
+
+@bp.post("/users/<int:user_id>/status")
+def set_status(user_id: int) -> Response:
+    active = request.form.get("active") == "1"
+    users.set_active(ctx(), user_id, active)
+    commit()
+    flash("User enabled." if active else "User disabled; they can no longer sign in.")
+    return redirect(url_for("users.detail", user_id=user_id))
+
+
+@bp.post("/users/<int:user_id>/password")
+def reset_password(user_id: int) -> tuple:
+    password = users.reset_password(ctx(), user_id)
+    commit()
+    return page("users/detail.html", user=users.get_user(ctx(), user_id),
+                policies=policies.list_policies(ctx()), errors={}, password=password)
+
+
+@bp.post("/users/<int:user_id>/delete")
+def delete(user_id: int) -> Response:
+    users.delete_user(ctx(), user_id)
+    commit()
+    flash("User deleted.")
+    return redirect(url_for("users.index"))
+
+
+@bp.get("/policies")
+def policy_index() -> tuple:
+    return page("policies/index.html", policies=policies.list_policies(ctx()))
+
+
+@bp.route("/policies/new", methods=["GET", "POST"])
+def policy_new() -> Any:
+    form: Any = {"document": POLICY_EXAMPLE}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        form = request.form
+        try:
+            policy = policies.create_policy(ctx(), name=form.get("name", ""),
+                                            description=form.get("description", ""),
+                                            document=form.get("document", ""))
+            commit()
+            flash(f"Policy {policy.name} created.")
+            return redirect(url_for("users.policy_index"))
+        except (ValidationError, Conflict) as exc:
+            errors = _errors(exc)
+    ctx().actor.require_root()
+    return page("policies/edit.html", "policies/_form.html", status=422 if errors else 200,
+                policy=None, form=form, errors=errors, presets=PRESETS)
+
+
+@bp.route("/policies/<int:policy_id>", methods=["GET", "POST"])
+def policy_edit(policy_id: int) -> Any:
+    policy = policies.get_policy(ctx(), policy_id)
+    form: Any = {"name": policy.name, "description": policy.description,
+                 "document": policy.document}
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        form = request.form
+        try:
+            policies.update_policy(ctx(), policy_id, name=form.get("name", ""),
+                                   description=form.get("description", ""),
+                                   document=form.get("document", ""))
+            commit()
+            flash("Policy saved.")
+            return redirect(url_for("users.policy_index"))
+        except (ValidationError, Conflict) as exc:
+            errors = _errors(exc)
+            policy = policies.get_policy(ctx(), policy_id)
+    return page("policies/edit.html", "policies/_form.html", status=422 if errors else 200,
+                policy=policy, form=form, errors=errors, presets=PRESETS)
+
+
+@bp.post("/policies/<int:policy_id>/delete")
+def policy_delete(policy_id: int) -> Response:
+    policies.delete_policy(ctx(), policy_id)
+    commit()
+    flash("Policy deleted.")
+    return redirect(url_for("users.policy_index"))

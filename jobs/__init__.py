@@ -1,0 +1,1 @@
+"""RQ jobs: the background adapter. Jobs call services; services never import rq."""
