@@ -47,6 +47,17 @@ class User(Base):
         secondary="user_policy", order_by="Policy.name", lazy="selectin"
     )
 
+    # The session-user protocol the web adapter's login manager expects.
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    def get_id(self) -> str:
+        return str(self.id)
+
 
 class Policy(Base):
     __tablename__ = "policy"

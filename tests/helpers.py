@@ -1,0 +1,55 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.models import Policy, User
+from app.services import apps
+from app.services.accounts import actor_for, ensure_account
+from app.services.context import Ctx, Settings
+from app.services.users import bootstrap_user
+
+PASSWORD = "correct-horse-battery"
+
+
+def doc(*statements: tuple[str, list[str], list[str]]) -> str:
+    return json.dumps({"version": "2.0", "statement": [
+        {"effect": e, "action": a, "resource": r} for e, a, r in statements]})
+
+
+def make_user(session: Session, email: str, *, root: bool = False,
+              policies: list[str] | None = None, presets: list[str] | None = None) -> User:
+    """A user with custom policy documents and/or preset policy names."""
+    account = ensure_account(session)
+    user, _ = bootstrap_user(session, account, email, PASSWORD, root=root)
+    user.must_change_password = False
+    attached = []
+    for n, text in enumerate(policies or []):
+        p = Policy(account_id=account.id, name=f"{email.split('@')[0]}-{n}", document=text)
+        session.add(p)
+        attached.append(p)
+    for name in presets or []:
+        attached.append(session.query(Policy).filter_by(name=name).one())
+    user.policies = attached
+    session.flush()
+    return user
+
+
+def ctx_for(session: Session, user: User, **settings: Any) -> Ctx:
+    return Ctx(session, actor_for(user), Settings(**settings))
+
+
+def root_ctx(session: Session, **settings: Any) -> Ctx:
+    root = session.query(User).filter_by(is_root=True).first() or make_user(
+        session, "root@example.com", root=True)
+    return ctx_for(session, root, **settings)
+
+
+def make_app(session: Session, name: str = "Shop") -> str:
+    app, _key = apps.create_app(root_ctx(session), name=name)
+    session.flush()
+    return app.sdk_app_id

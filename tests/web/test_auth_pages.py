@@ -1,0 +1,102 @@
+"""Login, logout, the first-login password change, CSRF, headers, health."""
+
+from __future__ import annotations
+
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from app import create_app
+from app.services.users import bootstrap_user
+from app.services.accounts import ensure_account
+from tests.helpers import PASSWORD, make_user
+from tests.web.conftest import Client, soup, text_of
+
+
+def test_pages_need_login(client: Client) -> None:
+    resp = client.get("/apps")
+    assert resp.status_code == 302 and resp.location.startswith("/login?next=/apps")
+    hx = client.get("/apps", htmx=True)
+    assert hx.headers["HX-Redirect"].startswith("/login")
+
+
+def test_wrong_password_is_refused_plainly(client: Client, session: Session) -> None:
+    make_user(session, "ana@example.com")
+    session.commit()
+    resp = client.login("ana@example.com", "not-it")
+    assert resp.status_code == 401
+    assert text_of(resp, "[role=alert]") == "Wrong email or password."
+
+
+def test_login_is_throttled(client: Client, session: Session, app: Flask) -> None:
+    make_user(session, "ana@example.com")
+    session.commit()
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        client.login("ana@example.com", "guess")
+    resp = client.login("ana@example.com")  # even the right password, for now
+    assert resp.status_code == 401 and "Too many failed attempts" in text_of(resp, "[role=alert]")
+
+
+def test_form_without_csrf_token_is_refused(client: Client, session: Session) -> None:
+    make_user(session, "ana@example.com")
+    session.commit()
+    resp = client.post("/login", {"email": "ana@example.com", "password": PASSWORD}, csrf=False)
+    assert resp.status_code == 400 and "expired" in text_of(resp, ".error-message")
+
+
+def test_session_cookie_flags_and_security_headers(client: Client, session: Session) -> None:
+    make_user(session, "ana@example.com")
+    session.commit()
+    resp = client.login("ana@example.com")
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    page = client.get("/apps")
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+
+
+def test_open_redirect_is_not_followed(client: Client, session: Session) -> None:
+    make_user(session, "ana@example.com")
+    session.commit()
+    resp = client.post("/login?next=//evil.example/x",
+                       {"email": "ana@example.com", "password": PASSWORD})
+    assert resp.location == "/apps"
+
+
+def test_one_time_password_must_be_changed(client: Client, session: Session) -> None:
+    account = ensure_account(session)
+    _user, one_time = bootstrap_user(session, account, "new@example.com", None, root=True)
+    session.commit()
+    assert client.login("new@example.com", one_time or "").status_code == 302
+    assert client.get("/apps").location == "/password"
+    bad = client.post("/password", {"current": one_time, "new": "short", "confirm": "short"})
+    assert bad.status_code == 422 and "at least 10" in text_of(bad, ".invalid")
+    ok = client.post("/password", {"current": one_time, "new": "my-own-password",
+                                   "confirm": "my-own-password"})
+    assert ok.status_code == 302
+    assert client.get("/apps").status_code == 200
+
+
+def test_logout(root: Client) -> None:
+    assert root.post("/logout").status_code == 302
+    assert root.get("/apps").status_code == 302
+
+
+def test_healthz(client: Client, backend: object) -> None:
+    resp = client.get("/healthz")
+    body = resp.get_json()
+    assert resp.status_code == 200 and body["status"] == "ok"
+    assert body["database"]["ok"] and body["redis"]["ok"]
+
+
+def test_healthz_503_when_redis_is_down(backend: object, session: Session,
+                                         instance_dir: object) -> None:
+    from tests.conftest import Backend
+
+    assert isinstance(backend, Backend)
+    broken = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": "redis://127.0.0.1:9/0",
+                         "INSTANCE_DIR": str(instance_dir), "SECRET_KEY": "x"})
+    resp = broken.test_client().get("/healthz")
+    assert resp.status_code == 503
+    assert resp.get_json()["redis"] == {"ok": False, "error": "ConnectionError",
+                                        "where": "127.0.0.1:9/0"}
+    assert soup  # the parser helper is importable for other modules
