@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,8 @@ def embedded_url(instance: Path) -> str:
 
 def shutdown_embedded() -> None:
     for server in _embedded.values():
-        try:
+        with contextlib.suppress(Exception):  # already gone is fine at exit
             server.shutdown(save=True, now=True)
-        except Exception:  # noqa: S110 - already gone is fine at exit
-            pass
     _embedded.clear()
 
 

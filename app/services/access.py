@@ -45,7 +45,7 @@ ACTIONS: frozenset[str] = frozenset(
         "DescribePackageList", "ModifyPackage",
         # statistics and alarms
         "DescribeStatistics", "DescribeAlarms", "ModifyAlarms",
-    }  # fmt: skip
+    }
 )
 
 ALL_APPS = "sms:app/*"
@@ -69,7 +69,7 @@ PRESETS: dict[str, tuple[str, dict]] = {
             {"effect": "allow", "action": ["sms:Describe*", "sms:ReviewContent"],
              "resource": [ALL_APPS]}]},
     ),
-}  # fmt: skip
+}
 
 
 class PolicyError(ValueError):
@@ -111,7 +111,9 @@ def parse_policy(text: str) -> tuple[Statement, ...]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise PolicyError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        raise PolicyError(
+            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     if not isinstance(doc, dict):
         raise PolicyError("the document must be a JSON object")
     unknown = set(doc) - {"version", "statement"}

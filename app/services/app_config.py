@@ -8,6 +8,7 @@ import io
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+
 from app.models import Account, AlarmContact, AllowedCountry, Application, FrequencyAllowlistEntry
 from app.models.accounts import INDIVIDUAL
 from app.models.apps import ALARM_EVENTS

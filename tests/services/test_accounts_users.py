@@ -112,7 +112,8 @@ def test_login_throttles_failures(session: Session, backend: Backend) -> None:
     with pytest.raises(auth.LoginFailed, match="Wrong email"):
         auth.authenticate(session, backend.redis, settings, "who@example.com", "x", "5.6.7.8")
     backend.redis.flushdb()
-    user = auth.authenticate(session, backend.redis, settings, "me@example.com", PASSWORD, "1.2.3.4")
+    user = auth.authenticate(session, backend.redis, settings, "me@example.com", PASSWORD,
+                             "1.2.3.4")
     assert user.last_login_at is not None
 
 

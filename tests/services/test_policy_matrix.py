@@ -1,4 +1,4 @@
-"""Every service action × allow / deny / out-of-scope resource."""
+"""Every service action x allow / deny / out-of-scope resource."""
 
 from __future__ import annotations
 

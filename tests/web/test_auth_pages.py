@@ -6,8 +6,8 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from app import create_app
-from app.services.users import bootstrap_user
 from app.services.accounts import ensure_account
+from app.services.users import bootstrap_user
 from tests.helpers import PASSWORD, make_user
 from tests.web.conftest import Client, soup, text_of
 

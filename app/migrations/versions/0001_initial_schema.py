@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-24 18:25:59.603859
 """
 
-from alembic import op
 import sqlalchemy as sa
-import app.db
+from alembic import op
 
+import app.db
 
 revision = '0001'
 down_revision = None

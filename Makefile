@@ -1,0 +1,40 @@
+# The two set-up commands of the README: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint bench vendor clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.run-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.test-deps: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.run-deps
+
+## Install into .venv if needed, migrate, start web + worker + scheduler (embedded defaults).
+run: $(VENV)/.run-deps
+	$(BIN)/smsops run
+
+## Install test dependencies and run the whole suite (lint and types first: they are quick).
+test: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+## Refresh the vendored htmx from the npm registry (never a CDN at run time).
+vendor:
+	cd $$(mktemp -d) && npm pack htmx.org@2 >/dev/null && tar xzf htmx.org-*.tgz && \
+	  cp package/dist/htmx.min.js $(CURDIR)/app/static/vendor/htmx.min.js
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,46 @@
+"""The smsops command, run through Click's runner against a real database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import cli
+from tests.conftest import Backend
+
+
+@pytest.fixture
+def run(backend: Backend, session: object, instance_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SMSOPS_DATABASE_URL", backend.db.url)
+    monkeypatch.setenv("SMSOPS_REDIS_URL", backend.redis_url)
+    monkeypatch.setenv("SMSOPS_INSTANCE_DIR", str(instance_dir))
+
+    def invoke(*args: str, stdin: str | None = None):
+        return CliRunner().invoke(cli, list(args), input=stdin, catch_exceptions=False)
+
+    return invoke
+
+
+def test_db_upgrade_user_and_app_create(run) -> None:
+    assert "Database at head." in run("db", "upgrade").output
+    made = run("user", "create", "--email", "boss@example.com", "--root", "--password-stdin",
+               stdin="a-long-password\n")
+    assert made.exit_code == 0 and "Created root user boss@example.com" in made.output
+    again = run("user", "create", "--email", "boss@example.com")
+    assert again.exit_code == 1 and "already exists" in again.output
+    short = run("user", "create", "--email", "x@example.com", "--password-stdin", stdin="abc\n")
+    assert short.exit_code == 1 and "at least 10" in short.output
+    app = run("app", "create", "--name", "CLI app")
+    lines = dict(line.split(": ") for line in app.output.strip().splitlines())
+    assert lines["AppID"] == "1400000001" and len(lines["AppKey"]) == 64
+
+
+def test_demo_is_idempotent_and_prints_json(run) -> None:
+    first = json.loads(run("demo", "--json").output)
+    second = json.loads(run("demo", "--json").output)
+    assert first["app_id"] == second["app_id"] == "1400000001"
+    assert first["app_key"] == second["app_key"] and len(first["app_key"]) == 64
+    assert "already existed" in run("demo").output

@@ -1,0 +1,81 @@
+"""Users, policies, account settings and the audit log on the web."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import Account, Policy, User
+from tests.helpers import doc
+from tests.web.conftest import Client, soup, text_of
+
+
+def test_root_creates_sub_user_and_grants_policies(root: Client, session: Session) -> None:
+    root.get("/users")
+    created = root.post("/users", {"email": "ops@example.com", "name": "Ops"})
+    one_time = text_of(created, "#one-time-password")
+    user = session.scalar(select(User).where(User.email == "ops@example.com"))
+    reviewer = session.scalar(select(Policy).where(Policy.name == "SMSReviewer"))
+    resp = root.post(f"/users/{user.id}/policies", {"policy": [str(reviewer.id)]})
+    assert resp.status_code == 302
+    page = root.get(f"/users/{user.id}")
+    checked = [i["value"] for i in soup(page).select("input[name=policy][checked]")]
+    assert checked == [str(reviewer.id)]
+    dup = root.post("/users", {"email": "OPS@example.com"}, htmx=True)
+    assert dup.status_code == 422 and "already exists" in text_of(dup, ".invalid")
+    assert len(one_time) >= 12
+
+
+def test_custom_policy_errors_are_shown_exactly(root: Client, session: Session) -> None:
+    root.get("/policies/new")
+    bad = root.post("/policies/new", {"name": "ops", "description": "",
+                                      "document": doc(("allow", ["sms:*"], ["app/1"]))})
+    assert bad.status_code == 422
+    assert "statement 1: bad resource pattern 'app/1'" in text_of(bad, ".invalid .error")
+    good = root.post("/policies/new", {"name": "ops", "description": "d",
+                                       "document": doc(("allow", ["sms:*"], ["sms:app/*"]))})
+    assert good.status_code == 302
+    policy = session.scalar(select(Policy).where(Policy.name == "ops"))
+    assert policy is not None and not policy.preset
+    preset = session.scalar(select(Policy).where(Policy.name == "SMSFullAccess"))
+    assert "cannot be changed" in root.get(f"/policies/{preset.id}").get_data(as_text=True)
+    assert root.post(f"/policies/{preset.id}/delete").status_code == 409
+    assert root.post(f"/policies/{policy.id}/delete").status_code == 302
+
+
+def test_account_settings_page(root: Client, session: Session) -> None:
+    root.get("/settings")
+    bad = root.post("/settings", {"account_type": "enterprise", "timezone": "Nowhere/City",
+                                  "intl_daily_quota": "100"}, htmx=True)
+    assert bad.status_code == 422 and "Unknown time zone" in text_of(bad, "#settings")
+    ok = root.post("/settings", {"account_type": "enterprise", "timezone": "Europe/Paris",
+                                 "intl_daily_quota": "300"})
+    assert ok.status_code == 302
+    session.expire_all()
+    assert session.scalar(select(Account.timezone)) == "Europe/Paris"
+
+
+def test_audit_log_lists_changes_newest_first(root: Client) -> None:
+    root.get("/apps")
+    root.post("/apps", {"name": "One"})
+    root.post("/apps/1400000001/info", {"name": "Two", "overview": "", "tags": ""})
+    page = root.get("/audit")
+    rows = soup(page).select("table.audit tbody tr")
+    assert "ModifyAppInfo" in rows[0].get_text() and "CreateApp" in rows[1].get_text()
+    assert "root@example.com" in rows[0].get_text()
+    filtered = root.get("/audit?action=CreateApp", htmx=True)
+    assert "<html" not in filtered.get_data(as_text=True)
+    assert "1 entries" in text_of(filtered, "p.muted")
+
+
+def test_every_page_renders_for_root(root: Client, session: Session) -> None:
+    root.get("/apps")
+    root.post("/apps", {"name": "One"})
+    root.post("/users", {"email": "ops@example.com"})
+    user_id = session.scalar(select(User.id).where(User.email == "ops@example.com"))
+    policy_id = session.scalar(select(Policy.id).limit(1))
+    for url in ("/", "/apps", "/apps/1400000001", "/users", f"/users/{user_id}", "/policies",
+                "/policies/new", f"/policies/{policy_id}", "/settings", "/audit", "/password"):
+        resp = root.get(url, follow_redirects=True)
+        assert resp.status_code == 200, url
+        assert soup(resp).select_one("main") is not None, url
