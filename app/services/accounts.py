@@ -133,9 +133,8 @@ def update_settings(
     account.reply_callback_url = url
     account.reply_callback_enabled = reply_callback_enabled
     ctx.db.flush()
-    b, a = audit.changes(before, _snapshot(account))
-    if a:
-        audit.record(ctx, "ModifyAccountSettings", "account", account.id, b, a)
+    audit.record_changes(ctx, "ModifyAccountSettings", "account", account.id, before,
+                         _snapshot(account))
     return account
 
 

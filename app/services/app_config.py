@@ -65,9 +65,8 @@ def set_thresholds(ctx: Ctx, sdk_app_id: str, region: str, *, alarm_threshold: s
     setattr(app, f"{prefix}_alarm_threshold", threshold)
     setattr(app, f"{prefix}_daily_limit", limit)
     ctx.db.flush()
-    b, a = audit.changes(before, {"alarm_threshold": threshold, "daily_limit": limit})
-    if a:
-        audit.record(ctx, f"ModifyWarningThreshold:{region}", "app", sdk_app_id, b, a)
+    audit.record_changes(ctx, f"ModifyWarningThreshold:{region}", "app", sdk_app_id, before,
+                         {"alarm_threshold": threshold, "daily_limit": limit})
     return app
 
 
@@ -220,9 +219,8 @@ def set_frequency(ctx: Ctx, sdk_app_id: str, rules: dict[str, tuple[bool, Any]])
         setattr(app, f"freq_{rule}_enabled", enabled)
         setattr(app, f"freq_{rule}_limit", limit)
     ctx.db.flush()
-    b, a = audit.changes(before, freq_snapshot(app))
-    if a:
-        audit.record(ctx, "ModifyFreqRule", "app", sdk_app_id, b, a)
+    audit.record_changes(ctx, "ModifyFreqRule", "app", sdk_app_id, before,
+                         freq_snapshot(app))
     return app
 
 
@@ -342,9 +340,8 @@ def update_contact(ctx: Ctx, sdk_app_id: str, contact_id: int, *, name: str, mob
     for k, v in fields.items():
         setattr(contact, k, v)
     ctx.db.flush()
-    b, a = audit.changes(before, contact_snapshot(contact))
-    if a:
-        audit.record(ctx, "ModifyNewsReceiver", "app", sdk_app_id, b, a)
+    audit.record_changes(ctx, "ModifyNewsReceiver", "app", sdk_app_id, before,
+                         contact_snapshot(contact))
     return contact
 
 

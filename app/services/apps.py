@@ -104,9 +104,8 @@ def update_info(ctx: Ctx, sdk_app_id: str, *, name: str, overview: str,
     before = snapshot(app)
     app.name, app.overview, app.tags = name, overview, tag_list
     ctx.db.flush()
-    b, a = audit.changes(before, snapshot(app))
-    if a:
-        audit.record(ctx, "ModifyAppInfo", "app", sdk_app_id, b, a)
+    audit.record_changes(ctx, "ModifyAppInfo", "app", sdk_app_id, before,
+                         snapshot(app))
     return app
 
 

@@ -34,10 +34,19 @@ def record(
     )
 
 
-def changes(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict, dict]:
-    """Only the fields that changed, so an entry says what happened."""
+def record_changes(
+    ctx: Ctx,
+    action: str,
+    target_type: str,
+    target_id: object,
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> None:
+    """Record only the fields that changed, and nothing when none did."""
     keys = [k for k in after if before.get(k) != after.get(k)]
-    return {k: before.get(k) for k in keys}, {k: after[k] for k in keys}
+    if keys:
+        record(ctx, action, target_type, target_id,
+               {k: before.get(k) for k in keys}, {k: after[k] for k in keys})
 
 
 def browse(

@@ -76,9 +76,8 @@ def update_policy(ctx: Ctx, policy_id: int, *, name: str, description: str,
     before = {"name": policy.name, "document": json.loads(policy.document)}
     policy.name, policy.description, policy.document = name, description, document
     ctx.db.flush()
-    b, a = audit.changes(before, {"name": name, "document": json.loads(document)})
-    if a:
-        audit.record(ctx, "ModifyPolicy", "policy", policy.id, b, a)
+    audit.record_changes(ctx, "ModifyPolicy", "policy", policy.id, before,
+                         {"name": name, "document": json.loads(document)})
     return policy
 
 

@@ -121,21 +121,12 @@ def register(app: Flask) -> None:
         db().rollback() if "db" in g else None
         return render_template("error.html", status=status, message=message), status
 
-    @app.errorhandler(PermissionDenied)
-    def _denied(exc: PermissionDenied) -> tuple:
-        return _error(403, exc.message)
-
-    @app.errorhandler(NotFound)
-    def _missing(exc: NotFound) -> tuple:
-        return _error(404, exc.message)
-
-    @app.errorhandler(Conflict)
-    def _conflict(exc: Conflict) -> tuple:
-        return _error(409, exc.message)
-
-    @app.errorhandler(ServiceError)
-    def _service(exc: ServiceError) -> tuple:
-        return _error(400, exc.message)
+    # Most specific first: a subclass's status wins over ServiceError's 400.
+    for error_class, status in ((PermissionDenied, 403), (NotFound, 404), (Conflict, 409),
+                                (ServiceError, 400)):
+        app.register_error_handler(
+            error_class, lambda exc, status=status: _error(status, exc.message)
+        )
 
     @app.errorhandler(CSRFError)
     def _csrf(exc: CSRFError) -> tuple:
