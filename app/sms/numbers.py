@@ -30,12 +30,19 @@ def parse_e164(text: str) -> str:
 
 
 def parse_any(text: str) -> str:
-    """E.164, or a plain mainland China number (11 digits); returns E.164."""
+    """E.164, or a plain 11-digit mainland China mobile number; returns E.164.
+
+    Anything else needs its country code: a plain 10-digit US number would
+    otherwise parse as a valid Chinese landline.
+    """
     raw = text.strip()
     if raw.startswith("+"):
         return parse_e164(raw)
-    return _parse(raw, MAINLAND,
-                  "Not a valid number; add the country code, e.g. +1 415 555 0100.")
+    digits = raw.replace(" ", "").replace("-", "")
+    if not (len(digits) == 11 and digits.isdigit() and digits.startswith("1")):
+        raise NumberError("Add the country code, e.g. +1 415 555 0100; only mainland "
+                          "mobile numbers (11 digits) may be written without it.")
+    return _parse(digits, MAINLAND, "Not a valid mainland China mobile number.")
 
 
 def is_country_code(iso: str) -> bool:

@@ -17,7 +17,7 @@ def test_e164_is_normalized(text: str, e164: str) -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("13800000000", "E.164"), ("+999", "Not a"), ("+86 1", "Not a valid"), ("+", "Not a"),
+    ("13800000000", "E.164"), ("+999", "Not a"), ("+86 12345678901", "Not a valid"), ("+", "Not a"),
 ])
 def test_e164_refusals(text: str, message: str) -> None:
     with pytest.raises(NumberError, match=message):
@@ -26,6 +26,7 @@ def test_e164_refusals(text: str, message: str) -> None:
 
 def test_plain_numbers_are_mainland() -> None:
     assert parse_any("13800000000") == "+8613800000000"
+    assert parse_any("138-0000-0000") == "+8613800000000"
     assert parse_any("+14155550100") == "+14155550100"
     with pytest.raises(NumberError, match="country code"):
         parse_any("4155550100")
