@@ -1,0 +1,93 @@
+"""How a message is encoded, split and billed (SPEC.md §3, fixed rules).
+
+A message made only of GSM 03.38 characters is GSM-7: up to 160 septets in one
+part, else 153-septet parts (extension characters take 2 septets and are never
+split). Anything else is UCS-2: up to 70 UTF-16 units in one part, else 67-unit
+parts that never split a surrogate pair. Mainland messages are always counted as
+UCS-2 over `【signature】body`. Each part is one billed item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GSM7, UCS2 = "GSM-7", "UCS-2"
+MAINLAND, INTERNATIONAL = "mainland", "international"
+REGIONS = (MAINLAND, INTERNATIONAL)
+
+GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM_EXTENSION = frozenset("^{}\\[~]|€\f")  # each is escape + char: 2 septets
+
+SINGLE = {GSM7: 160, UCS2: 70}
+MULTI = {GSM7: 153, UCS2: 67}
+
+
+@dataclass(frozen=True)
+class Segments:
+    text: str
+    encoding: str
+    characters: int  # what a person counts: code points
+    units: int  # septets (GSM-7) or UTF-16 code units (UCS-2)
+    parts: tuple[str, ...]
+
+    @property
+    def billed_items(self) -> int:
+        return len(self.parts)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"encoding": self.encoding, "characters": self.characters, "units": self.units,
+                "parts": self.billed_items, "billed_items": self.billed_items,
+                "part_lengths": [self._size(p) for p in self.parts]}
+
+    def _size(self, part: str) -> int:
+        return _units(part, self.encoding)
+
+
+def is_gsm7(text: str) -> bool:
+    return all(c in GSM_BASIC or c in GSM_EXTENSION for c in text)
+
+
+def _char_units(c: str, encoding: str) -> int:
+    if encoding == GSM7:
+        return 2 if c in GSM_EXTENSION else 1
+    return 2 if ord(c) > 0xFFFF else 1  # a surrogate pair in UTF-16
+
+
+def _units(text: str, encoding: str) -> int:
+    return sum(_char_units(c, encoding) for c in text)
+
+
+def segment(text: str, *, force_ucs2: bool = False) -> Segments:
+    encoding = UCS2 if force_ucs2 or not is_gsm7(text) else GSM7
+    total = _units(text, encoding)
+    if total <= SINGLE[encoding]:
+        return Segments(text, encoding, len(text), total, (text,))
+    limit = MULTI[encoding]
+    parts: list[str] = []
+    current: list[str] = []
+    used = 0
+    for c in text:  # iterating code points keeps pairs and escapes whole
+        size = _char_units(c, encoding)
+        if used + size > limit:
+            parts.append("".join(current))
+            current, used = [], 0
+        current.append(c)
+        used += size
+    parts.append("".join(current))
+    return Segments(text, encoding, len(text), total, tuple(parts))
+
+
+def compose(body: str, signature: str | None, region: str) -> str:
+    """The text that leaves: 【Sig】Body on the mainland, [Sig] Body elsewhere."""
+    if not signature:
+        return body
+    return f"【{signature}】{body}" if region == MAINLAND else f"[{signature}] {body}"
+
+
+def count(body: str, region: str = INTERNATIONAL, signature: str | None = None) -> Segments:
+    if region not in REGIONS:
+        raise ValueError(f"region must be one of {REGIONS}")
+    return segment(compose(body, signature, region), force_ucs2=region == MAINLAND)
