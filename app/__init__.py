@@ -12,6 +12,7 @@ from flask_wtf.csrf import CSRFProtect
 from htmx_flask import Htmx
 
 from app import config as cfg
+from app import gateways
 from app.db import Database
 from app.redisconn import connect, redis_url
 
@@ -39,6 +40,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     url = redis_url(flask_app.config)
     flask_app.config["REDIS_URL_RESOLVED"] = url
     flask_app.extensions["redis"] = connect(url)
+    flask_app.extensions["gateway"] = gateways.build(flask_app.config)
 
     Htmx(flask_app)
     csrf.init_app(flask_app)

@@ -9,12 +9,23 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from rq import Queue
+from rq import Queue, Retry
 
 QUEUE_NAMES = ("default",)
+# Jobs that talk to the outside world are retried with back-off (seconds).
+RETRIES: dict[str, list[int]] = {"jobs.notify.deliver": [30, 120, 600]}
 
 
 def enqueue(conn: redis.Redis, job: str, *args: Any, queue: str = "default", **kwargs: Any) -> str:
     if not job.startswith("jobs."):
         raise ValueError(f"job names are dotted paths under jobs/: {job!r}")
+    if job in RETRIES:
+        kwargs.setdefault("retry", Retry(max=len(RETRIES[job]), interval=RETRIES[job]))
     return Queue(queue, connection=conn).enqueue(job, *args, **kwargs).id
+
+
+def enqueue_deferred(conn: redis.Redis, deferred: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Start the jobs a unit of work asked for, once it has committed."""
+    while deferred:
+        job, args = deferred.pop(0)
+        enqueue(conn, job, *args)

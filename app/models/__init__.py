@@ -3,6 +3,8 @@
 from app.models.accounts import Account, Policy, User, UserPolicy
 from app.models.apps import AlarmContact, AllowedCountry, Application, FrequencyAllowlistEntry
 from app.models.audit import AuditEntry
+from app.models.content import Qualification, Signature, Template
+from app.models.notifications import Notification
 
 __all__ = [
     "Account",
@@ -11,7 +13,11 @@ __all__ = [
     "Application",
     "AuditEntry",
     "FrequencyAllowlistEntry",
+    "Notification",
     "Policy",
+    "Qualification",
+    "Signature",
+    "Template",
     "User",
     "UserPolicy",
 ]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.gateways.base import Gateway
 from app.services.access import Actor
 
 
@@ -17,6 +19,8 @@ class Settings:
     allow_private_callbacks: bool = False
     login_max_failures: int = 5
     login_window_seconds: int = 900
+    upload_dir: Path = Path("instance/uploads")  # outside the web root
+    base_url: str = "http://127.0.0.1:5000"  # for links in notifications
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Settings:
@@ -24,11 +28,21 @@ class Settings:
             allow_private_callbacks=bool(config.get("ALLOW_PRIVATE_CALLBACKS")),
             login_max_failures=int(config.get("LOGIN_MAX_FAILURES", 5)),
             login_window_seconds=int(config.get("LOGIN_WINDOW_SECONDS", 900)),
+            upload_dir=Path(config["INSTANCE_DIR"]) / "uploads",
+            base_url=config.get("BASE_URL") or f"http://{config['HOST']}:{config['PORT']}",
         )
 
 
 @dataclass(frozen=True)
 class Ctx:
+    """One interaction. Jobs to start after the commit collect in `deferred`;
+    the edge that commits enqueues them (DESIGN.md: enqueue only after commit)."""
+
     db: Session
     actor: Actor
     settings: Settings = Settings()
+    gateway: Gateway | None = None
+    deferred: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+
+    def defer(self, job: str, *args: Any) -> None:
+        self.deferred.append((job, args))

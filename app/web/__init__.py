@@ -17,6 +17,7 @@ from werkzeug.wrappers import Response
 from app import login_manager
 from app.db import Database
 from app.models import User
+from app.queue import enqueue_deferred
 from app.services.accounts import actor_for
 from app.services.context import Ctx, Settings
 from app.services.errors import Conflict, NotFound, PermissionDenied, ServiceError
@@ -34,13 +35,22 @@ def db() -> Session:
 
 
 def commit() -> None:
+    """End the unit of work: commit, then start the jobs it deferred."""
     db().commit()
+    if "ctx" in g:
+        enqueue_deferred(current_app.extensions["redis"], g.ctx.deferred)
+
+
+def rollback() -> None:
+    db().rollback()
+    if "ctx" in g:
+        g.ctx.deferred.clear()
 
 
 def ctx() -> Ctx:
     if "ctx" not in g:
-        g.ctx = Ctx(db(), actor_for(current_user),
-                    Settings.from_config(current_app.config))
+        g.ctx = Ctx(db(), actor_for(current_user), Settings.from_config(current_app.config),
+                    gateway=current_app.extensions["gateway"])
     return g.ctx
 
 
@@ -118,7 +128,8 @@ def register(app: Flask) -> None:
             session.close()  # anything not committed is rolled back
 
     def _error(status: int, message: str) -> tuple:
-        db().rollback() if "db" in g else None
+        if "db" in g:
+            rollback()
         return render_template("error.html", status=status, message=message), status
 
     # Most specific first: a subclass's status wins over ServiceError's 400.

@@ -10,7 +10,7 @@ from flask import Blueprint, flash, redirect, request, url_for
 from app.models.accounts import ACCOUNT_TYPES
 from app.services import accounts, audit
 from app.services.errors import ValidationError
-from app.web import commit, ctx, db, page
+from app.web import commit, ctx, page, rollback
 
 bp = Blueprint("accounts", __name__)
 TIMEZONES = sorted(zoneinfo.available_timezones())
@@ -37,7 +37,7 @@ def settings() -> Any:
             flash("Settings saved.")
             return redirect(url_for("accounts.settings"))
         except ValidationError as exc:
-            db().rollback()
+            rollback()
             errors = exc.errors
             account = accounts.get_settings(c)
     return page("accounts/settings.html", "accounts/_settings.html",

@@ -12,7 +12,7 @@ from app.models.apps import ALARM_EVENTS
 from app.services import app_config, apps
 from app.services.accounts import INDIVIDUAL_FREQ_CAPS, get_settings
 from app.services.errors import Conflict, ValidationError
-from app.web import commit, ctx, db, hx_redirect, page
+from app.web import commit, ctx, hx_redirect, page, rollback
 
 bp = Blueprint("apps", __name__)
 
@@ -37,7 +37,7 @@ def create() -> tuple:
                                    tags=request.form.get("tags", ""))
         commit()
     except (ValidationError, Conflict) as exc:
-        db().rollback()
+        rollback()
         errors = exc.errors if isinstance(exc, ValidationError) else {"": exc.message}
         return page("apps/index.html", "apps/_create.html", status=422,
                     apps=apps.list_apps(c), can_create=True, errors=errors, form=request.form)
@@ -73,7 +73,7 @@ def _section(sdk_app_id: str, name: str, change: Callable[[], Any],
         if name == "key":
             state["app_key"] = result  # shown in full this once
     except (ValidationError, Conflict) as exc:
-        db().rollback()
+        rollback()
         state["errors"] = exc.errors if isinstance(exc, ValidationError) else {"": exc.message}
         state["form"] = request.form
     status = 422 if state["errors"] else 200
@@ -118,7 +118,7 @@ def delete(sdk_app_id: str) -> Any:
         apps.delete_app(ctx(), sdk_app_id, _form("confirmation"))
         commit()
     except (ValidationError, Conflict) as exc:
-        db().rollback()
+        rollback()
         errors = exc.errors if isinstance(exc, ValidationError) else {"": exc.message}
         state = {"status": {"errors": errors, "form": request.form, "notice": None}}
         fragment = "apps/_status.html"

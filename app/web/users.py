@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 from app.services import policies, users
 from app.services.access import PRESETS
 from app.services.errors import Conflict, ValidationError
-from app.web import commit, ctx, db, page
+from app.web import commit, ctx, page, rollback
 
 bp = Blueprint("users", __name__)
 
@@ -25,7 +25,7 @@ POLICY_EXAMPLE = """{
 
 
 def _errors(exc: ValidationError | Conflict) -> dict[str, str]:
-    db().rollback()
+    rollback()
     return exc.errors if isinstance(exc, ValidationError) else {"": exc.message}
 
 

@@ -1,0 +1,45 @@
+"""The notification port: channels that deliver a message to one recipient.
+
+Services record what to send (Notification rows) and defer delivery to a job;
+the job hands each row to the channel named on it. Email is here now; Slack and
+SMS register themselves the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Message:
+    recipient: str
+    subject: str
+    body: str
+
+
+class DeliveryError(Exception):
+    """The channel could not deliver; the message says why (never a secret)."""
+
+
+class Channel(Protocol):
+    name: str
+
+    def send(self, message: Message) -> None: ...
+
+
+class Channels:
+    def __init__(self) -> None:
+        self._by_name: dict[str, Channel] = {}
+
+    def add(self, channel: Channel) -> None:
+        self._by_name[channel.name] = channel
+
+    def get(self, name: str) -> Channel:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise DeliveryError(f"no {name} channel is configured") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._by_name

@@ -1,0 +1,72 @@
+"""Recording notifications and delivering them through the notification port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.models import AlarmContact, Application, Notification
+from app.models.notifications import FAILED, SENT
+from app.notify import Channels, DeliveryError, Message
+from app.services.context import Ctx
+
+PAGE_SIZE = 50
+DELIVER_JOB = "jobs.notify.deliver"
+
+
+def notify(ctx: Ctx, event: str, recipients: Iterable[tuple[str, str]], subject: str,
+           body: str) -> list[Notification]:
+    """Record one notification per (channel, recipient); delivery runs as a job
+    after the caller commits."""
+    rows = [
+        Notification(account_id=ctx.actor.account_id, event=event, channel=channel,
+                     recipient=recipient, subject=subject[:200], body=body)
+        for channel, recipient in dict.fromkeys(recipients)
+    ]
+    ctx.db.add_all(rows)
+    ctx.db.flush()
+    if rows:
+        ctx.defer(DELIVER_JOB, [r.id for r in rows])
+    return rows
+
+
+def contact_recipients(ctx: Ctx, event: str) -> list[tuple[str, str]]:
+    """Alarm contacts of the account's applications subscribed to `event`."""
+    contacts = ctx.db.scalars(
+        select(AlarmContact).join(Application)
+        .where(Application.account_id == ctx.actor.account_id)
+    ).all()
+    found: list[tuple[str, str]] = []
+    for c in contacts:
+        if event in c.events and c.email:
+            found.append(("email", c.email))
+    return found
+
+
+def deliver(db: Session, ids: list[int], channels: Channels) -> int:
+    """Send what is not sent yet; returns how many still failed (for a retry)."""
+    failed = 0
+    rows = db.scalars(select(Notification).where(Notification.id.in_(ids),
+                                                 Notification.status != SENT)).all()
+    for n in rows:
+        n.attempts += 1
+        try:
+            channels.get(n.channel).send(Message(n.recipient, n.subject, n.body))
+        except DeliveryError as exc:
+            n.status, n.error = FAILED, str(exc)[:500]
+            failed += 1
+        else:
+            n.status, n.error, n.sent_at = SENT, None, utcnow()
+    return failed
+
+
+def log(ctx: Ctx, page: int = 1) -> tuple[list[Notification], int]:
+    ctx.actor.require("DescribeAlarms")
+    q = select(Notification).where(Notification.account_id == ctx.actor.account_id)
+    total = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
+    rows = ctx.db.scalars(q.order_by(Notification.id.desc()).limit(PAGE_SIZE)
+                          .offset((max(page, 1) - 1) * PAGE_SIZE)).all()
+    return list(rows), total

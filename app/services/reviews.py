@@ -1,0 +1,160 @@
+"""Reviewing content: the queue, approve, reject (SPEC.md §2).
+
+Beyond the hosted console: nobody reviews their own submission, and every
+decision is in the audit trail. A decision is a conditional update on the
+pending status, so two reviewers clicking at once cannot both decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+
+from app.db import utcnow
+from app.gateways.simulator import SimulatorGateway
+from app.models import Qualification, Signature, Template, User
+from app.models.content import (
+    APPROVED,
+    APPROVED_PENDING_EFFECT,
+    EFFECTIVE,
+    PENDING,
+    REJECTED,
+    STATUS_LABELS,
+)
+from app.services import audit, notifications
+from app.services.content import snapshot
+from app.services.context import Ctx
+from app.services.errors import Conflict, NotFound, PermissionDenied, invalid
+from app.sms import templating
+from app.sms.text import count
+
+KINDS: dict[str, Any] = {"qualification": Qualification, "signature": Signature,
+                          "template": Template}
+Content = Qualification | Signature | Template
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    kind: str
+    obj: Any
+    title: str
+    changes: list[tuple[str, Any, Any]]  # field, at last decision, now
+    facts: dict[str, Any]
+
+
+def title_of(kind: str, obj: Content) -> str:
+    if isinstance(obj, Qualification):
+        return obj.enterprise_name
+    if isinstance(obj, Signature):
+        return obj.content
+    return obj.name
+
+
+def facts_of(obj: Content) -> dict[str, Any]:
+    """What a reviewer needs beside the fields: for templates, what a message costs."""
+    if not isinstance(obj, Template):
+        return {}
+    found = templating.variables(obj.content)
+    sample = templating.render(obj.content, templating.sample_params(max(found, default=0),
+                                                                     obj.sms_type))
+    counted = count(sample, obj.region)
+    return {"variables": found, "encoding": counted.encoding,
+            "billed_items": counted.billed_items, "characters": counted.characters}
+
+
+def _changes(obj: Content) -> list[tuple[str, Any, Any]]:
+    if not obj.decided_snapshot:
+        return []
+    now = snapshot(obj)
+    return [(k, obj.decided_snapshot.get(k), v) for k, v in now.items()
+            if obj.decided_snapshot.get(k) != v]
+
+
+def queue(ctx: Ctx) -> list[ReviewItem]:
+    """Everything pending review, oldest first."""
+    ctx.actor.require("DescribeSmsTemplateList")
+    items = []
+    for kind, model in KINDS.items():
+        for obj in ctx.db.scalars(select(model).where(
+            model.account_id == ctx.actor.account_id, model.status == PENDING)):
+            items.append(ReviewItem(kind, obj, title_of(kind, obj), _changes(obj),
+                                    facts_of(obj)))
+    return sorted(items, key=lambda i: i.obj.submitted_at)
+
+
+def load(ctx: Ctx, kind: str, obj_id: int) -> Content:
+    model = KINDS.get(kind)
+    if model is None:
+        raise NotFound(f"No such kind of content: {kind}.")
+    ctx.actor.require("DescribeSmsTemplateList")
+    obj = ctx.db.get(model, obj_id)
+    if obj is None or obj.account_id != ctx.actor.account_id:
+        raise NotFound(f"No such {kind}.")
+    return obj
+
+
+def approve(ctx: Ctx, kind: str, obj_id: int) -> Content:
+    return _decide(ctx, kind, obj_id, approve=True, reason=None)
+
+
+def reject(ctx: Ctx, kind: str, obj_id: int, reason: str) -> Content:
+    reason = (reason or "").strip()
+    if not reason:
+        raise invalid("reason", "Say why it is rejected; the submitter will read it.")
+    if len(reason) > 500:
+        raise invalid("reason", "Use at most 500 characters.")
+    return _decide(ctx, kind, obj_id, approve=False, reason=reason)
+
+
+def _decide(ctx: Ctx, kind: str, obj_id: int, *, approve: bool, reason: str | None) -> Content:
+    ctx.actor.require("ReviewContent")
+    obj = load(ctx, kind, obj_id)
+    if ctx.actor.user_id is not None and obj.submitted_by_id == ctx.actor.user_id:
+        raise PermissionDenied("You cannot review your own submission.")
+    if approve:
+        new_status = {"qualification": APPROVED, "signature": APPROVED_PENDING_EFFECT,
+                      "template": EFFECTIVE}[kind]
+    else:
+        new_status = REJECTED
+    model = KINDS[kind]
+    now = utcnow()
+    done = ctx.db.execute(
+        update(model)
+        .where(model.id == obj.id, model.status == PENDING)
+        .values(status=new_status, reject_reason=reason, decided_by=ctx.actor.label,
+                decided_at=now, decided_snapshot=snapshot(obj))
+        .execution_options(synchronize_session=False)
+    )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        ctx.db.refresh(obj)
+        raise Conflict(f"Already decided: {STATUS_LABELS[obj.status].lower()} by "
+                       f"{obj.decided_by or 'someone else'}.")
+    ctx.db.refresh(obj)
+    if isinstance(obj, Signature) and approve:
+        gateway = ctx.gateway or SimulatorGateway()
+        if gateway.register_signature(obj.region, obj.content):
+            obj.status = EFFECTIVE
+    ctx.db.flush()
+    audit.record(ctx, "ReviewContent", kind, obj.id, {"status": PENDING},
+                 {"status": obj.status, "reason": reason, "title": title_of(kind, obj)})
+    _tell(ctx, kind, obj)
+    return obj
+
+
+def _tell(ctx: Ctx, kind: str, obj: Content) -> None:
+    """The submitter, and alarm contacts subscribed to review results."""
+    outcome = STATUS_LABELS[obj.status].lower()
+    title = title_of(kind, obj)
+    subject = f"Your {kind} “{title}” is {outcome}"
+    lines = [f"The {kind} “{title}” was reviewed by {obj.decided_by}: {outcome}."]
+    if obj.reject_reason:
+        lines.append(f"Reason: {obj.reject_reason}")
+        lines.append("Edit it and it is submitted for review again.")
+    lines.append(f"{ctx.settings.base_url}/content/{kind}s/{obj.id}")
+    recipients = notifications.contact_recipients(ctx, "review")
+    submitter = ctx.db.get(User, obj.submitted_by_id) if obj.submitted_by_id else None
+    if submitter is not None:
+        recipients.insert(0, ("email", submitter.email))
+    notifications.notify(ctx, "review", recipients, subject, "\n".join(lines))

@@ -1,0 +1,22 @@
+"""Delivering recorded notifications through their channels."""
+
+from __future__ import annotations
+
+from app.notify import Channels
+from app.notify.email import EmailChannel
+from app.services import notifications
+from jobs import runtime
+
+
+def channels() -> Channels:
+    found = Channels()
+    found.add(EmailChannel(runtime.app().config))
+    return found
+
+
+def deliver(ids: list[int]) -> None:
+    with runtime.unit_of_work() as session:
+        failed = notifications.deliver(session, ids, channels())
+    if failed:
+        # RQ retries the job (see app/queue.py); sent ones are not sent again.
+        raise RuntimeError(f"{failed} notification(s) failed; will retry")
