@@ -49,6 +49,12 @@ def root_ctx(session: Session, **settings: Any) -> Ctx:
     return ctx_for(session, root, **settings)
 
 
+QUALIFICATION = {"use": "self", "enterprise_name": "Acme Trading Co., Ltd.",
+                 "licence_number": "91310000MA1FL0000X", "legal_rep_name": "Li Lei",
+                 "legal_rep_id_number": "310101199001010000", "admin_name": "Han Meimei",
+                 "admin_phone": "13800000000"}
+
+
 def make_app(session: Session, name: str = "Shop") -> str:
     app, _key = apps.create_app(root_ctx(session), name=name)
     session.flush()

@@ -40,6 +40,8 @@ class Client:
 
     def get(self, url: str, htmx: bool = False, **kw: Any) -> TestResponse:
         resp = self.http.get(url, headers={"HX-Request": "true"} if htmx else {}, **kw)
+        if resp.mimetype != "text/html":
+            return resp
         meta = soup(resp).find("meta", attrs={"name": "csrf-token"})
         if meta:
             self.token = str(meta["content"])

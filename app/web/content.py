@@ -1,0 +1,260 @@
+"""Qualifications, signatures, templates and the review queue on the web."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, flash, redirect, request, send_file, url_for
+from werkzeug.wrappers import Response
+
+from app.models.content import EDITABLE, STATUS_LABELS
+from app.notify.email import read_outbox
+from app.services import content, notifications, reviews
+from app.services.errors import Conflict, PermissionDenied, ValidationError
+from app.services.uploads import Upload, image_path
+from app.sms import templating
+from app.sms.text import MAINLAND, REGIONS
+from app.web import commit, ctx, page, rollback
+
+bp = Blueprint("content", __name__, url_prefix="")
+
+LABELS = {"statuses": STATUS_LABELS, "sms_types": templating.SMS_TYPES,
+          "sign_types": content.SIGN_TYPES, "purposes": content.PURPOSES, "uses": content.USES,
+          "regions": {"mainland": "Mainland China", "international": "International"}}
+
+
+def _region() -> str:
+    region = request.values.get("region", MAINLAND)
+    return region if region in REGIONS else MAINLAND
+
+
+def _errors(exc: ValidationError | Conflict) -> dict[str, str]:
+    rollback()
+    return exc.errors if isinstance(exc, ValidationError) else {"": exc.message}
+
+
+def _upload(name: str) -> Upload | None:
+    f = request.files.get(name)
+    return Upload(f.filename or "", f.read()) if f and f.filename else None
+
+
+# --- templates -------------------------------------------------------------------
+
+@bp.get("/content/templates")
+def templates() -> tuple:
+    region = _region()
+    c = ctx()
+    return page("content/templates.html", region=region, items=content.list_templates(c, region),
+                can_add=c.actor.can("AddSmsTemplate"), **LABELS)
+
+
+@bp.route("/content/templates/new", methods=["GET", "POST"])
+@bp.route("/content/templates/<int:tid>", methods=["GET", "POST"])
+def template_form(tid: int | None = None) -> Any:
+    c = ctx()
+    item = content.get_template(c, tid) if tid else None
+    region = item.region if item else _region()
+    errors: dict[str, str] = {}
+    form: Any = request.form if request.method == "POST" else {}
+    if request.method == "POST":
+        try:
+            if item:
+                item = content.update_template(c, item.id, request.form)
+            else:
+                item = content.create_template(c, region, request.form)
+            commit()
+            flash(f"Template “{item.name}” submitted for review.")
+            return redirect(url_for("content.templates", region=region))
+        except (ValidationError, Conflict) as exc:
+            errors = _errors(exc)
+            item = content.get_template(c, tid) if tid else None
+    elif item is None:
+        c.actor.require("AddSmsTemplate")
+    editable = (item is None and c.actor.can("AddSmsTemplate")) or (
+        item is not None and item.status in EDITABLE and c.actor.can("ModifySmsTemplate"))
+    return page("content/template_form.html", "content/_template_form.html",
+                status=422 if errors else 200, item=item, region=region, form=form,
+                errors=errors, editable=editable, **LABELS)
+
+
+@bp.post("/content/templates/preview")
+def template_preview() -> tuple:
+    """The live counter: variables, encoding and billed items as you type."""
+    result = content.preview(ctx(), _region(), request.form.get("sms_type", ""),
+                             request.form.get("content", "")[:5000])
+    return page("content/_counter.html", result=result)
+
+
+@bp.post("/content/templates/<int:tid>/delete")
+def template_delete(tid: int) -> Response:
+    c = ctx()
+    region = content.get_template(c, tid).region
+    content.delete_template(c, tid)
+    commit()
+    flash("Template deleted.")
+    return redirect(url_for("content.templates", region=region))
+
+
+# --- signatures ------------------------------------------------------------------
+
+@bp.get("/content/signatures")
+def signatures() -> tuple:
+    region = _region()
+    c = ctx()
+    return page("content/signatures.html", region=region,
+                items=content.list_signatures(c, region), can_add=c.actor.can("AddSmsSign"),
+                **LABELS)
+
+
+@bp.route("/content/signatures/new", methods=["GET", "POST"])
+@bp.route("/content/signatures/<int:sid>", methods=["GET", "POST"])
+def signature_form(sid: int | None = None) -> Any:
+    c = ctx()
+    item = content.get_signature(c, sid) if sid else None
+    region = item.region if item else _region()
+    errors: dict[str, str] = {}
+    form: Any = request.form if request.method == "POST" else {}
+    if request.method == "POST":
+        try:
+            uploads = {"proof": _upload("proof_image"),
+                       "authorization": _upload("authorization_image")}
+            if item:
+                item = content.update_signature(c, item.id, request.form, **uploads)
+            else:
+                item = content.create_signature(c, region, request.form, **uploads)
+            commit()
+            flash(f"Signature “{item.content}” submitted for review.")
+            return redirect(url_for("content.signatures", region=region))
+        except (ValidationError, Conflict) as exc:
+            errors = _errors(exc)
+            item = content.get_signature(c, sid) if sid else None
+    elif item is None:
+        c.actor.require("AddSmsSign")
+    editable = (item is None and c.actor.can("AddSmsSign")) or (
+        item is not None and item.status in EDITABLE and c.actor.can("ModifySmsSign"))
+    qualifications = [q for q in content.list_qualifications(c) if q.status == "approved"] if (
+        region == MAINLAND and c.actor.can("DescribeQualification")) else []
+    return page("content/signature_form.html", status=422 if errors else 200, item=item,
+                region=region, form=form, errors=errors, editable=editable,
+                qualifications=qualifications, **LABELS)
+
+
+@bp.get("/content/signatures/<int:sid>/<any(proof_image, authorization_image):field>")
+def signature_image(sid: int, field: str) -> Response:
+    """Proof images only for users allowed to see the signature; never from static/."""
+    item = content.get_signature(ctx(), sid)
+    name = getattr(item, field)
+    if not name:
+        abort(404)
+    folder = ctx().settings.upload_dir
+    path, mimetype = image_path(folder, name)
+    if not path.exists():
+        abort(404)
+    return send_file(path, mimetype=mimetype, max_age=0)
+
+
+@bp.post("/content/signatures/<int:sid>/delete")
+def signature_delete(sid: int) -> Response:
+    c = ctx()
+    region = content.get_signature(c, sid).region
+    content.delete_signature(c, sid)
+    commit()
+    flash("Signature deleted.")
+    return redirect(url_for("content.signatures", region=region))
+
+
+# --- qualifications --------------------------------------------------------------
+
+@bp.get("/content/qualifications")
+def qualifications() -> tuple:
+    c = ctx()
+    return page("content/qualifications.html", items=content.list_qualifications(c),
+                can_add=c.actor.can("AddQualification"),
+                can_delete=c.actor.can("DeleteQualification"), **LABELS)
+
+
+@bp.route("/content/qualifications/new", methods=["GET", "POST"])
+@bp.route("/content/qualifications/<int:qid>", methods=["GET", "POST"])
+def qualification_form(qid: int | None = None) -> Any:
+    c = ctx()
+    item = content.get_qualification(c, qid) if qid else None
+    errors: dict[str, str] = {}
+    form: Any = request.form if request.method == "POST" else {}
+    if request.method == "POST":
+        try:
+            if item:
+                item = content.update_qualification(c, item.id, request.form.to_dict())
+            else:
+                item = content.create_qualification(c, request.form.to_dict())
+            commit()
+            flash(f"Qualification “{item.enterprise_name}” submitted for review.")
+            return redirect(url_for("content.qualifications"))
+        except (ValidationError, Conflict) as exc:
+            errors = _errors(exc)
+            item = content.get_qualification(c, qid) if qid else None
+    elif item is None:
+        c.actor.require("AddQualification")
+    locked = () if item is None or item.status in EDITABLE else tuple(
+        f for f in content.QUALIFICATION_FIELDS if f not in content.QUALIFICATION_APPROVED_FIELDS)
+    editable = c.actor.can("ModifyQualification" if item else "AddQualification")
+    return page("content/qualification_form.html", status=422 if errors else 200, item=item,
+                form=form, errors=errors, locked=locked, editable=editable, **LABELS)
+
+
+@bp.post("/content/qualifications/delete")
+def qualifications_delete() -> Any:
+    """Two steps: show which signatures become unusable, then delete on confirmation."""
+    c = ctx()
+    ids = [int(i) for i in request.form.getlist("id") if i.isdigit()]
+    if not ids:
+        flash("Select the qualifications to delete.")
+        return redirect(url_for("content.qualifications"))
+    if request.form.get("confirmed") != "yes":
+        c.actor.require("DeleteQualification")
+        chosen = [content.get_qualification(c, i) for i in ids]
+        return page("content/qualifications_delete.html", chosen=chosen,
+                    affected=content.deletion_impact(c, ids), **LABELS)
+    affected = content.delete_qualifications(c, ids)
+    commit()
+    flash(f"Deleted {len(ids)} qualification(s); {len(affected)} signature(s) are now unusable.")
+    return redirect(url_for("content.qualifications"))
+
+
+# --- reviews and notifications --------------------------------------------------
+
+@bp.get("/reviews")
+def review_queue() -> tuple:
+    c = ctx()
+    return page("reviews/index.html", items=reviews.queue(c),
+                can_review=c.actor.can("ReviewContent"), me=c.actor.user_id, **LABELS)
+
+
+@bp.post("/reviews/<kind>/<int:obj_id>/<any(approve, reject):decision>")
+def review_decide(kind: str, obj_id: int, decision: str) -> Any:
+    c = ctx()
+    error = None
+    try:
+        if decision == "approve":
+            reviews.approve(c, kind, obj_id)
+        else:
+            reviews.reject(c, kind, obj_id, request.form.get("reason", ""))
+        commit()
+    except (ValidationError, Conflict, PermissionDenied) as exc:
+        rollback()
+        error = exc.message
+    obj = reviews.load(c, kind, obj_id)
+    item = reviews.ReviewItem(kind, obj, reviews.title_of(kind, obj), [], reviews.facts_of(obj))
+    if not request.htmx:  # type: ignore[attr-defined]
+        flash(error or f"{kind.capitalize()} “{item.title}”: {STATUS_LABELS[obj.status]}.")
+        return redirect(url_for("content.review_queue"))
+    return page("reviews/_item.html", status=422 if error else 200, item=item, error=error,
+                can_review=c.actor.can("ReviewContent"), me=c.actor.user_id, **LABELS)
+
+
+@bp.get("/notifications")
+def notification_log() -> tuple:
+    c = ctx()
+    number = request.args.get("page", "1")
+    rows, total = notifications.log(c, int(number) if number.isdigit() else 1)
+    outbox = read_outbox(current_app.config) if not current_app.config.get("SMTP_HOST") else []
+    return page("notifications/index.html", rows=rows, total=total, outbox=outbox)
