@@ -7,19 +7,22 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup
 
 from app import create_app, migrate
+from app.queue import enqueue_deferred
 from app.redisconn import shutdown_embedded
 from app.services import apps as app_service
 from app.services.accounts import ensure_account, system_actor
 from app.services.context import Ctx, Settings
 from app.services.errors import ServiceError
 
+T = TypeVar("T")
 ROOT_EMAIL = "admin@example.com"  # change it with SMSOPS_ROOT_EMAIL
 
 
@@ -37,9 +40,17 @@ def _fail(message: str) -> None:
     raise click.ClickException(message)
 
 
-def _system_ctx(session: Any) -> Ctx:
-    account = ensure_account(session)
-    return Ctx(session, system_actor(account), Settings.from_config(current_app.config))
+def _as_operator(work: Callable[[Ctx], T]) -> T:
+    """Run `work` as the server's operator in one unit of work; jobs it deferred
+    start after the commit."""
+    app = current_app
+    migrate.upgrade(app.config["DATABASE_URL"])
+    with app.extensions["db"].unit_of_work() as session:
+        ctx = Ctx(session, system_actor(ensure_account(session)),
+                  Settings.from_config(app.config), gateway=app.extensions["gateway"])
+        result = work(ctx)
+    enqueue_deferred(app.extensions["redis"], ctx.deferred)
+    return result
 
 
 def _ensure_root(session: Any) -> tuple[str, str | None] | None:
@@ -185,14 +196,42 @@ def app_group() -> None:
 @click.option("--overview", default="")
 def app_create(name: str, overview: str) -> None:
     """Create an application; prints its SDK AppID and AppKey."""
-    migrate.upgrade(current_app.config["DATABASE_URL"])
     try:
-        with current_app.extensions["db"].unit_of_work() as session:
-            app, key = app_service.create_app(_system_ctx(session), name=name,
-                                              overview=overview)
+        app, key = _as_operator(
+            lambda ctx: app_service.create_app(ctx, name=name, overview=overview))
     except ServiceError as exc:
         _fail(exc.message)
     click.echo(f"AppID: {app.sdk_app_id}\nAppKey: {key}")
+
+
+# --- sms ------------------------------------------------------------------------------
+
+@click.group("sms", cls=click.Group)
+def sms_group() -> None:
+    """Message rules, without a database."""
+
+
+@sms_group.command("count")
+@click.option("--region", type=click.Choice(["mainland", "international"]),
+              default="mainland", show_default=True)
+@click.option("--sign", default=None, help="Signature text, without brackets.")
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("text")
+def sms_count(region: str, sign: str | None, as_json: bool, text: str) -> None:
+    """Encoding, characters, parts and billed items of TEXT as it would be sent."""
+    from app.sms.text import count
+
+    result = count(text, region, sign)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), ensure_ascii=False))
+        return
+    click.echo(f"{result.encoding}, {result.characters} characters, "
+               f"{result.billed_items} part(s) = {result.billed_items} billed item(s)")
+    for n, part in enumerate(result.parts, start=1):
+        click.echo(f"  part {n}: {part!r}")
+
+
+cli.add_command(sms_group)
 
 
 # --- demo ---------------------------------------------------------------------------
@@ -203,9 +242,7 @@ def demo_command(as_json: bool) -> None:
     """Seed (idempotently) a demo account a new user can explore."""
     from app import demo
 
-    migrate.upgrade(current_app.config["DATABASE_URL"])
-    with current_app.extensions["db"].unit_of_work() as session:
-        made = demo.seed(_system_ctx(session))
+    made = _as_operator(demo.seed)
     if as_json:
         click.echo(json.dumps(made))
         return

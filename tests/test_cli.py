@@ -43,4 +43,28 @@ def test_demo_is_idempotent_and_prints_json(run) -> None:
     second = json.loads(run("demo", "--json").output)
     assert first["app_id"] == second["app_id"] == "1400000001"
     assert first["app_key"] == second["app_key"] and len(first["app_key"]) == 64
+    assert first["signatures"] == second["signatures"]
+    assert {(s["region"], s["status"]) for s in first["signatures"]} == {
+        ("mainland", "effective"), ("international", "effective")}
+    kinds = {(t["region"], t["sms_type"]) for t in first["templates"] if t["status"] == "effective"}
+    assert kinds == {(r, k) for r in ("mainland", "international")
+                     for k in ("verification", "notification", "marketing")}
+    assert all(t["variables"] in (0, 1, 2) for t in first["templates"])
     assert "already existed" in run("demo").output
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--region", "international", "a" * 320], {"encoding": "GSM-7", "parts": 3}),
+    (["好" * 150], {"encoding": "UCS-2", "parts": 3}),
+    (["--sign", "Shop", "a" * 64], {"encoding": "UCS-2", "billed_items": 1, "characters": 70}),
+])
+def test_sms_count(args: list[str], expected: dict) -> None:
+    result = CliRunner().invoke(cli, ["sms", "count", "--json", *args])
+    out = json.loads(result.output)
+    assert {k: out[k] for k in expected} == expected
+    assert set(out) >= {"encoding", "characters", "parts", "billed_items"}
+
+
+def test_sms_count_plain_output() -> None:
+    result = CliRunner().invoke(cli, ["sms", "count", "--region", "international", "Hi €"])
+    assert result.output.startswith("GSM-7, 4 characters, 1 part(s) = 1 billed item(s)")

@@ -18,7 +18,7 @@ from app.web import commit, ctx, page, rollback
 
 bp = Blueprint("content", __name__, url_prefix="")
 
-LABELS = {"statuses": STATUS_LABELS, "sms_types": templating.SMS_TYPES,
+LABELS: dict[str, Any] = {"statuses": STATUS_LABELS, "sms_types": templating.SMS_TYPES,
           "sign_types": content.SIGN_TYPES, "purposes": content.PURPOSES, "uses": content.USES,
           "regions": {"mainland": "Mainland China", "international": "International"}}
 

@@ -32,10 +32,16 @@ def live_server(tmp_path: Path, embedded_redis_url: str) -> Iterator[str]:
                       "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "e2e"})
     session: Session
     with app.extensions["db"].unit_of_work() as session:
-        for email in ("root@example.com", "reviewer@example.com"):
+        from app.models import Policy
+
+        reviewer_policy = None
+        for email in ("root@example.com", "reviewer@example.com", "nobody@example.com"):
             user, _ = bootstrap_user(session, ensure_account(session), email, PASSWORD,
                                      root=email.startswith("root"))
             user.must_change_password = False
+            if email.startswith("reviewer"):
+                reviewer_policy = session.query(Policy).filter_by(name="SMSReviewer").one()
+                user.policies = [reviewer_policy]
     server = create_server(app, host="127.0.0.1", port=0, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -61,7 +61,7 @@ def test_application_lifecycle(browser: Browser, live_server: str, tmp_path: Pat
 def test_forbidden_action_is_explained(browser: Browser, live_server: str) -> None:
     """A sub-user without policies sees nothing and gets a plain message."""
     page = browser.new_page()
-    _login(page, live_server, "reviewer@example.com")
+    _login(page, live_server, "nobody@example.com")
     expect(page.locator("main")).to_contain_text("No applications yet")
     page.goto(f"{live_server}/users")
     expect(page.locator(".error-message")).to_have_text("Only the root user may do this.")

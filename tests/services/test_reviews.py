@@ -64,7 +64,7 @@ def test_a_decision_is_made_once(session: Session, people) -> None:
     author, reviewer, _ = people
     t = _template(author)
     reviews.approve(reviewer, "template", t.id)
-    with pytest.raises(Conflict, match="Already decided: effective by reviewer@example.com"):
+    with pytest.raises(Conflict, match=r"Already decided: effective by reviewer@example\.com"):
         reviews.reject(reviewer, "template", t.id, "late")
 
 

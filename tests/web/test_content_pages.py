@@ -145,7 +145,8 @@ def test_effective_template_cannot_be_edited_on_the_web(root: Client, session: S
     assert soup(page).select_one("#template-form fieldset").has_attr("disabled")
     resp = root.post(f"/content/templates/{t.id}", {"name": "x", "sms_type": "notification",
                                                     "content": "Order {1}"})
-    assert resp.status_code == 422 and "can be edited; this is effective" in text_of(resp, "p.error")
+    assert resp.status_code == 422
+    assert "can be edited; this is effective" in text_of(resp, "p.error")
 
 
 def test_read_only_user_cannot_submit_content(client: Client, session: Session) -> None:
