@@ -119,3 +119,17 @@ def instance_dir(tmp_path: Path) -> Path:
     path = tmp_path / "instance"
     path.mkdir()
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cheap_password_hashing() -> Iterator[None]:
+    """Real argon2id, at a cost fit for hundreds of test users (production keeps
+    argon2-cffi's defaults)."""
+    from argon2 import PasswordHasher
+
+    from app.services import passwords
+
+    original = passwords._hasher
+    passwords._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    passwords._hasher = original
