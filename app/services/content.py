@@ -46,7 +46,10 @@ FIELDS: dict[type, tuple[str, ...]] = {
 }
 
 
-def snapshot(obj: Qualification | Signature | Template) -> dict[str, Any]:
+Content = Qualification | Signature | Template
+
+
+def snapshot(obj: Content) -> dict[str, Any]:
     return {f: getattr(obj, f) for f in FIELDS[type(obj)]}
 
 
@@ -55,7 +58,7 @@ def _individual(ctx: Ctx) -> bool:
     return account is not None and account.account_type == INDIVIDUAL
 
 
-def _submit(ctx: Ctx, obj: Qualification | Signature | Template) -> None:
+def _submit(ctx: Ctx, obj: Content) -> None:
     """(Re)submit for review: pending again, with the submitter recorded."""
     obj.status = PENDING
     obj.reject_reason = None
@@ -76,6 +79,22 @@ def _load(ctx: Ctx, model: type, obj_id: int, action: str) -> Any:
     if obj is None or obj.account_id != ctx.actor.account_id:
         raise NotFound(f"No such {model.__name__.lower()}.")
     return obj
+
+
+def _resubmit(ctx: Ctx, obj: Content, fields: dict[str, Any], action: str, kind: str) -> None:
+    """Apply an edit, submit it for review again, and audit what changed."""
+    before = snapshot(obj)
+    for k, v in fields.items():
+        setattr(obj, k, v)
+    _submit(ctx, obj)
+    ctx.db.flush()
+    audit.record_changes(ctx, action, kind, obj.id, before, snapshot(obj))
+
+
+def _delete(ctx: Ctx, obj: Content, action: str, kind: str) -> None:
+    audit.record(ctx, action, kind, obj.id, snapshot(obj), None)
+    ctx.db.delete(obj)
+    ctx.db.flush()
 
 
 def _editable(obj: Signature | Template) -> None:
@@ -142,14 +161,9 @@ def update_qualification(ctx: Ctx, qid: int, data: dict[str, str]) -> Qualificat
     if locked:
         raise ValidationError({f: "An approved qualification cannot change this."
                                for f in locked})
-    before = snapshot(q)
-    for f in allowed:
-        setattr(q, f, fields[f])
-    if snapshot(q) == before:
-        return q
-    _submit(ctx, q)
-    ctx.db.flush()
-    audit.record_changes(ctx, "ModifyQualification", "qualification", q.id, before, snapshot(q))
+    changed = {f: fields[f] for f in allowed if fields[f] != getattr(q, f)}
+    if changed:  # an unchanged save does not send it back to review
+        _resubmit(ctx, q, changed, "ModifyQualification", "qualification")
     return q
 
 
@@ -274,21 +288,13 @@ def update_signature(ctx: Ctx, sid: int, data: dict[str, Any], *, proof: Upload 
     s = _load(ctx, Signature, sid, "ModifySmsSign")
     _editable(s)
     fields = _signature_fields(ctx, s.region, data, s, proof, authorization)
-    before = snapshot(s)
-    for k, v in fields.items():
-        setattr(s, k, v)
-    s.orphaned = False
-    _submit(ctx, s)
-    ctx.db.flush()
-    audit.record_changes(ctx, "ModifySmsSign", "signature", s.id, before, snapshot(s))
+    s.orphaned = False  # a new qualification gives it a new chance
+    _resubmit(ctx, s, fields, "ModifySmsSign", "signature")
     return s
 
 
 def delete_signature(ctx: Ctx, sid: int) -> None:
-    s = _load(ctx, Signature, sid, "DeleteSmsSign")
-    audit.record(ctx, "DeleteSmsSign", "signature", s.id, snapshot(s), None)
-    ctx.db.delete(s)
-    ctx.db.flush()
+    _delete(ctx, _load(ctx, Signature, sid, "DeleteSmsSign"), "DeleteSmsSign", "signature")
 
 
 # --- templates -------------------------------------------------------------------
@@ -336,21 +342,12 @@ def create_template(ctx: Ctx, region: str, data: dict[str, Any]) -> Template:
 def update_template(ctx: Ctx, tid: int, data: dict[str, Any]) -> Template:
     t = _load(ctx, Template, tid, "ModifySmsTemplate")
     _editable(t)
-    fields = _template_fields(ctx, t.region, data)
-    before = snapshot(t)
-    for k, v in fields.items():
-        setattr(t, k, v)
-    _submit(ctx, t)
-    ctx.db.flush()
-    audit.record_changes(ctx, "ModifySmsTemplate", "template", t.id, before, snapshot(t))
+    _resubmit(ctx, t, _template_fields(ctx, t.region, data), "ModifySmsTemplate", "template")
     return t
 
 
 def delete_template(ctx: Ctx, tid: int) -> None:
-    t = _load(ctx, Template, tid, "DeleteSmsTemplate")
-    audit.record(ctx, "DeleteSmsTemplate", "template", t.id, snapshot(t), None)
-    ctx.db.delete(t)
-    ctx.db.flush()
+    _delete(ctx, _load(ctx, Template, tid, "DeleteSmsTemplate"), "DeleteSmsTemplate", "template")
 
 
 def preview(ctx: Ctx, region: str, sms_type: str, content: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from app.models.content import (
     STATUS_LABELS,
 )
 from app.services import audit, notifications
-from app.services.content import snapshot
+from app.services.content import Content, snapshot
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, PermissionDenied, invalid
 from app.sms import templating
@@ -32,7 +32,6 @@ from app.sms.text import count
 
 KINDS: dict[str, Any] = {"qualification": Qualification, "signature": Signature,
                           "template": Template}
-Content = Qualification | Signature | Template
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, request, send_file, url_for
@@ -33,6 +34,19 @@ def _errors(exc: ValidationError | Conflict) -> dict[str, str]:
     return exc.errors if isinstance(exc, ValidationError) else {"": exc.message}
 
 
+def _save(save: Callable[[], Any], name: Callable[[Any], str],
+          done: Callable[[Any], str]) -> tuple[Response | None, dict[str, str]]:
+    """Submit a content form: on success commit and go back to the list; on a
+    user's error, the errors to show beside the fields."""
+    try:
+        item = save()
+        commit()
+    except (ValidationError, Conflict) as exc:
+        return None, _errors(exc)
+    flash(f"{name(item)} submitted for review.")
+    return redirect(done(item)), {}
+
+
 def _upload(name: str) -> Upload | None:
     f = request.files.get(name)
     return Upload(f.filename or "", f.read()) if f and f.filename else None
@@ -57,17 +71,14 @@ def template_form(tid: int | None = None) -> Any:
     errors: dict[str, str] = {}
     form: Any = request.form if request.method == "POST" else {}
     if request.method == "POST":
-        try:
-            if item:
-                item = content.update_template(c, item.id, request.form)
-            else:
-                item = content.create_template(c, region, request.form)
-            commit()
-            flash(f"Template “{item.name}” submitted for review.")
-            return redirect(url_for("content.templates", region=region))
-        except (ValidationError, Conflict) as exc:
-            errors = _errors(exc)
-            item = content.get_template(c, tid) if tid else None
+        done, errors = _save(
+            lambda: content.update_template(c, tid, request.form) if tid
+            else content.create_template(c, region, request.form),
+            lambda t: f"Template “{t.name}”",
+            lambda t: url_for("content.templates", region=t.region))
+        if done:
+            return done
+        item = content.get_template(c, tid) if tid else None
     elif item is None:
         c.actor.require("AddSmsTemplate")
     editable = (item is None and c.actor.can("AddSmsTemplate")) or (
@@ -115,19 +126,16 @@ def signature_form(sid: int | None = None) -> Any:
     errors: dict[str, str] = {}
     form: Any = request.form if request.method == "POST" else {}
     if request.method == "POST":
-        try:
-            uploads = {"proof": _upload("proof_image"),
-                       "authorization": _upload("authorization_image")}
-            if item:
-                item = content.update_signature(c, item.id, request.form, **uploads)
-            else:
-                item = content.create_signature(c, region, request.form, **uploads)
-            commit()
-            flash(f"Signature “{item.content}” submitted for review.")
-            return redirect(url_for("content.signatures", region=region))
-        except (ValidationError, Conflict) as exc:
-            errors = _errors(exc)
-            item = content.get_signature(c, sid) if sid else None
+        uploads = {"proof": _upload("proof_image"),
+                   "authorization": _upload("authorization_image")}
+        done, errors = _save(
+            lambda: content.update_signature(c, sid, request.form, **uploads) if sid
+            else content.create_signature(c, region, request.form, **uploads),
+            lambda s: f"Signature “{s.content}”",
+            lambda s: url_for("content.signatures", region=s.region))
+        if done:
+            return done
+        item = content.get_signature(c, sid) if sid else None
     elif item is None:
         c.actor.require("AddSmsSign")
     editable = (item is None and c.actor.can("AddSmsSign")) or (
@@ -181,17 +189,14 @@ def qualification_form(qid: int | None = None) -> Any:
     errors: dict[str, str] = {}
     form: Any = request.form if request.method == "POST" else {}
     if request.method == "POST":
-        try:
-            if item:
-                item = content.update_qualification(c, item.id, request.form.to_dict())
-            else:
-                item = content.create_qualification(c, request.form.to_dict())
-            commit()
-            flash(f"Qualification “{item.enterprise_name}” submitted for review.")
-            return redirect(url_for("content.qualifications"))
-        except (ValidationError, Conflict) as exc:
-            errors = _errors(exc)
-            item = content.get_qualification(c, qid) if qid else None
+        done, errors = _save(
+            lambda: content.update_qualification(c, qid, request.form.to_dict()) if qid
+            else content.create_qualification(c, request.form.to_dict()),
+            lambda q: f"Qualification “{q.enterprise_name}”",
+            lambda _q: url_for("content.qualifications"))
+        if done:
+            return done
+        item = content.get_qualification(c, qid) if qid else None
     elif item is None:
         c.actor.require("AddQualification")
     locked = () if item is None or item.status in EDITABLE else tuple(
