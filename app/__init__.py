@@ -49,4 +49,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     from app.web import register
 
     register(flask_app)
+
+    from bot import app as slack_app
+    from bot import web as slack_web
+
+    flask_app.extensions["slack"] = slack_app.build(flask_app)
+    flask_app.register_blueprint(slack_web.bp)
+    csrf.exempt(slack_web.bp)  # Slack signs its requests instead
     return flask_app

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from app.notify import Channels
 from app.notify.email import EmailChannel
+from app.notify.slack import SlackChannel, web_client
 from app.services import notifications
 from jobs import runtime
 
 
 def channels() -> Channels:
+    config = runtime.app().config
     found = Channels()
-    found.add(EmailChannel(runtime.app().config))
+    found.add(EmailChannel(config))
+    if config.get("SLACK_BOT_TOKEN"):
+        found.add(SlackChannel(web_client(config)))
     return found
 
 

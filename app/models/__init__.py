@@ -3,6 +3,7 @@
 from app.models.accounts import Account, Policy, User, UserPolicy
 from app.models.apps import AlarmContact, AllowedCountry, Application, FrequencyAllowlistEntry
 from app.models.audit import AuditEntry
+from app.models.chat import ReviewMessage
 from app.models.content import Qualification, Signature, Template
 from app.models.notifications import Notification
 
@@ -16,6 +17,7 @@ __all__ = [
     "Notification",
     "Policy",
     "Qualification",
+    "ReviewMessage",
     "Signature",
     "Template",
     "User",

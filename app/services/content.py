@@ -58,13 +58,21 @@ def _individual(ctx: Ctx) -> bool:
     return account is not None and account.account_type == INDIVIDUAL
 
 
+KIND_OF: dict[type, str] = {Qualification: "qualification", Signature: "signature",
+                            Template: "template"}
+SUBMITTED_JOB = "jobs.reviews.submitted"  # tells reviewers, e.g. in Slack
+
+
 def _submit(ctx: Ctx, obj: Content) -> None:
-    """(Re)submit for review: pending again, with the submitter recorded."""
+    """(Re)submit for review: pending again, with the submitter recorded.
+    Reviewers are told once the caller has committed (the object has an id by then)."""
     obj.status = PENDING
     obj.reject_reason = None
     obj.submitted_by_id = ctx.actor.user_id
     obj.submitted_by = ctx.actor.label
     obj.submitted_at = utcnow()
+    ctx.db.flush()
+    ctx.defer(SUBMITTED_JOB, KIND_OF[type(obj)], obj.id)
 
 
 def _region(region: str) -> str:
@@ -145,8 +153,8 @@ def _qualification_fields(data: dict[str, str]) -> dict[str, str]:
 def create_qualification(ctx: Ctx, data: dict[str, str]) -> Qualification:
     ctx.actor.require("AddQualification")
     q = Qualification(account_id=ctx.actor.account_id, **_qualification_fields(data))
-    _submit(ctx, q)
     ctx.db.add(q)
+    _submit(ctx, q)
     ctx.db.flush()
     audit.record(ctx, "AddQualification", "qualification", q.id, None, snapshot(q))
     return q
@@ -276,8 +284,8 @@ def create_signature(ctx: Ctx, region: str, data: dict[str, Any], *,
     ctx.actor.require("AddSmsSign")
     fields = _signature_fields(ctx, _region(region), data, None, proof, authorization)
     s = Signature(account_id=ctx.actor.account_id, **fields)
-    _submit(ctx, s)
     ctx.db.add(s)
+    _submit(ctx, s)
     ctx.db.flush()
     audit.record(ctx, "AddSmsSign", "signature", s.id, None, snapshot(s))
     return s
@@ -332,8 +340,8 @@ def _template_fields(ctx: Ctx, region: str, data: dict[str, Any]) -> dict[str, A
 def create_template(ctx: Ctx, region: str, data: dict[str, Any]) -> Template:
     ctx.actor.require("AddSmsTemplate")
     t = Template(account_id=ctx.actor.account_id, **_template_fields(ctx, _region(region), data))
-    _submit(ctx, t)
     ctx.db.add(t)
+    _submit(ctx, t)
     ctx.db.flush()
     audit.record(ctx, "AddSmsTemplate", "template", t.id, None, snapshot(t))
     return t

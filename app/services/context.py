@@ -21,6 +21,7 @@ class Settings:
     login_window_seconds: int = 900
     upload_dir: Path = Path("instance/uploads")  # outside the web root
     base_url: str = "http://127.0.0.1:5000"  # for links in notifications
+    notify_channels: tuple[str, ...] = ("email",)  # those configured on this installation
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Settings:
@@ -30,6 +31,7 @@ class Settings:
             login_window_seconds=int(config.get("LOGIN_WINDOW_SECONDS", 900)),
             upload_dir=Path(config["INSTANCE_DIR"]) / "uploads",
             base_url=config.get("BASE_URL") or f"http://{config['HOST']}:{config['PORT']}",
+            notify_channels=("email", "slack") if config.get("SLACK_BOT_TOKEN") else ("email",),
         )
 
 

@@ -41,8 +41,12 @@ def contact_recipients(ctx: Ctx, event: str) -> list[tuple[str, str]]:
     ).all()
     found: list[tuple[str, str]] = []
     for c in contacts:
-        if event in c.events and c.email:
+        if event not in c.events:
+            continue
+        if c.email:
             found.append(("email", c.email))
+        if c.slack_user_id and "slack" in ctx.settings.notify_channels:
+            found.append(("slack", c.slack_user_id))
     return found
 
 

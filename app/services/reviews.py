@@ -30,6 +30,7 @@ from app.services.errors import Conflict, NotFound, PermissionDenied, invalid
 from app.sms import templating
 from app.sms.text import count
 
+DECIDED_JOB = "jobs.reviews.decided"
 KINDS: dict[str, Any] = {"qualification": Qualification, "signature": Signature,
                           "template": Template}
 
@@ -139,6 +140,7 @@ def _decide(ctx: Ctx, kind: str, obj_id: int, *, approve: bool, reason: str | No
     audit.record(ctx, "ReviewContent", kind, obj.id, {"status": PENDING},
                  {"status": obj.status, "reason": reason, "title": title_of(kind, obj)})
     _tell(ctx, kind, obj)
+    ctx.defer(DECIDED_JOB, kind, obj.id)  # e.g. updates the Slack review message
     return obj
 
 
@@ -156,4 +158,6 @@ def _tell(ctx: Ctx, kind: str, obj: Content) -> None:
     submitter = ctx.db.get(User, obj.submitted_by_id) if obj.submitted_by_id else None
     if submitter is not None:
         recipients.insert(0, ("email", submitter.email))
+        if submitter.slack_user_id and "slack" in ctx.settings.notify_channels:
+            recipients.insert(1, ("slack", submitter.slack_user_id))
     notifications.notify(ctx, "review", recipients, subject, "\n".join(lines))

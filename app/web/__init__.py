@@ -23,7 +23,7 @@ from app.services.context import Ctx, Settings
 from app.services.errors import Conflict, NotFound, PermissionDenied, ServiceError
 
 log = logging.getLogger("smsops.web")
-PUBLIC_ENDPOINTS = {"auth.login", "health.healthz", "static"}
+PUBLIC_ENDPOINTS = {"auth.login", "health.healthz", "static", "slack.events"}
 
 
 def db() -> Session:

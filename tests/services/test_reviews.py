@@ -117,4 +117,6 @@ def test_decisions_are_audited_and_notified(session: Session, people) -> None:
     assert [(n.channel, n.recipient) for n in sent] == [("email", "author@example.com"),
                                                         ("email", "ops@example.com")]
     assert "rejected" in sent[0].subject and "Name the service" in sent[0].body
-    assert reviewer.deferred == [("jobs.notify.deliver", ([n.id for n in sent],))]
+    assert reviewer.deferred == [("jobs.notify.deliver", ([n.id for n in sent],)),
+                                 ("jobs.reviews.decided", ("template", t.id))]
+    assert ("jobs.reviews.submitted", ("template", t.id)) in author.deferred

@@ -1,0 +1,32 @@
+"""The Bolt app, built once from the configuration; None when Slack is off."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from slack_bolt import App
+
+from app.notify.slack import web_client
+from bot import approvals, commands
+
+log = logging.getLogger("smsops.slack")
+
+
+def build(flask_app: Flask) -> App | None:
+    config = flask_app.config
+    if not (config.get("SLACK_BOT_TOKEN") and config.get("SLACK_SIGNING_SECRET")):
+        return None
+    bolt = App(
+        token=config["SLACK_BOT_TOKEN"],
+        signing_secret=config["SLACK_SIGNING_SECRET"],
+        client=web_client(config),
+        # Listeners ack and do only quick work, then hand slow work to RQ; running them
+        # inside the request keeps one unit of work per interaction.
+        process_before_response=True,
+        token_verification_enabled=False,  # no Web API call at start-up
+        logger=log,
+    )
+    commands.register(bolt, flask_app)
+    approvals.register(bolt, flask_app)
+    return bolt

@@ -1,0 +1,44 @@
+"""One unit of work per Slack interaction, acting as the linked console user."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import Flask
+from slack_sdk import WebClient
+
+from app.queue import enqueue_deferred
+from app.services.accounts import actor_for
+from app.services.context import Ctx, Settings
+from bot import identity
+
+
+class NotLinked(Exception):
+    def __init__(self, base_url: str) -> None:
+        super().__init__(
+            "Your Slack account is not linked to an smsops user. Ask your smsops admin to "
+            f"link it, or open {base_url}/account and enter your Slack member ID "
+            "(Profile → ⋮ → Copy member ID). Matching emails link automatically."
+        )
+
+
+@contextmanager
+def acting(flask_app: Flask, client: WebClient, slack_user_id: str) -> Iterator[Ctx]:
+    settings = Settings.from_config(flask_app.config)
+    with flask_app.app_context():
+        session = flask_app.extensions["db"].sessions()
+        try:
+            user = identity.resolve(session, client, slack_user_id)
+            if user is None:
+                session.commit()
+                raise NotLinked(settings.base_url)
+            ctx = Ctx(session, actor_for(user), settings, gateway=flask_app.extensions["gateway"])
+            yield ctx
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+        enqueue_deferred(flask_app.extensions["redis"], ctx.deferred)

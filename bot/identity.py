@@ -1,0 +1,35 @@
+"""Which console user a Slack user is: linked explicitly, or found by email once."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import User
+from app.notify.slack import describe
+
+log = logging.getLogger("smsops.slack")
+
+
+def resolve(session: Session, client: WebClient, slack_user_id: str) -> User | None:
+    user = session.scalar(select(User).where(User.slack_user_id == slack_user_id))
+    if user is not None:
+        return user if user.active else None
+    try:
+        info = client.users_info(user=slack_user_id)
+    except SlackApiError as exc:
+        log.warning("users.info for %s failed: %s", slack_user_id, describe(exc))
+        return None
+    email = ((info.get("user") or {}).get("profile") or {}).get("email")
+    if not email:
+        return None
+    user = session.scalar(select(User).where(func.lower(User.email) == email.lower(),
+                                             User.slack_user_id.is_(None)))
+    if user is None or not user.active:
+        return None
+    user.slack_user_id = slack_user_id  # linked from now on
+    return user

@@ -1,0 +1,61 @@
+"""Slack Web API calls made after the interaction was acknowledged."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from rq import Queue, get_current_job
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
+
+from app.notify.slack import describe, web_client
+from jobs import runtime
+
+log = logging.getLogger("smsops.slack")
+
+
+def client() -> WebClient:
+    return web_client(runtime.app().config)
+
+
+def call(method: Callable[..., Any], **kwargs: Any) -> Any | None:
+    """One Web API call. Rate limited: the job runs again after Retry-After. Other
+    errors (channel_not_found, token_revoked, …) are logged with Slack's code."""
+    try:
+        return method(**kwargs)
+    except SlackApiError as exc:
+        if exc.response is not None and exc.response.status_code == 429:
+            delay = int(exc.response.headers.get("Retry-After", "30"))
+            job = get_current_job()
+            if job is not None:
+                Queue(job.origin, connection=job.connection).enqueue_in(
+                    timedelta(seconds=delay), job.func_name, *job.args, **job.kwargs)
+                log.warning("Slack rate limited %s; again in %s s", job.func_name, delay)
+                return None
+        log.error("Slack %s failed: %s", getattr(method, "__name__", method), describe(exc))
+        return None
+
+
+def ephemeral(channel: str, user: str, text: str) -> None:
+    c = client()
+    call(c.chat_postEphemeral, channel=channel, user=user, text=text)
+
+
+def replace_ephemeral(response_url: str, kind: str, obj_id: int) -> None:
+    """After a decision from the `/sms reviews` list, show the outcome there."""
+    from jobs.reviews import message_blocks
+
+    with runtime.unit_of_work() as session:
+        found = message_blocks(session, kind, obj_id, buttons=False)
+    if found is None:
+        return
+    text, blocks = found
+    try:
+        WebhookClient(response_url, timeout=10).send(text=text, blocks=blocks,
+                                                     replace_original=True)
+    except Exception as exc:  # the URL expires after 30 minutes; nothing to retry then
+        log.warning("response_url update failed: %s", type(exc).__name__)
