@@ -18,9 +18,8 @@ def build(flask_app: Flask) -> App | None:
     if not (config.get("SLACK_BOT_TOKEN") and config.get("SLACK_SIGNING_SECRET")):
         return None
     bolt = App(
-        token=config["SLACK_BOT_TOKEN"],
         signing_secret=config["SLACK_SIGNING_SECRET"],
-        client=web_client(config),
+        client=web_client(config),  # carries the bot token and SMSOPS_SLACK_API_URL
         # Listeners ack and do only quick work, then hand slow work to RQ; running them
         # inside the request keeps one unit of work per interaction.
         process_before_response=True,

@@ -90,6 +90,9 @@ def register(bolt: App, flask_app: Flask) -> None:
         try:
             with acting(flask_app, client, body["user"]["id"]) as ctx:
                 reviews.reject(ctx, kind, obj_id, reason)
+        except ValidationError as exc:
+            ack(response_action="errors", errors={"reason": exc.errors["reason"][:150]})
+            return
         except (NotLinked, ServiceError) as exc:
             ack(response_action="errors",
                 errors={"reason": getattr(exc, "message", str(exc))[:150]})

@@ -5,10 +5,10 @@ from __future__ import annotations
 import zoneinfo
 from typing import Any
 
-from flask import Blueprint, flash, redirect, request, url_for
+from flask import Blueprint, current_app, flash, redirect, request, url_for
 
 from app.models.accounts import ACCOUNT_TYPES
-from app.services import accounts, audit
+from app.services import accounts, audit, users
 from app.services.errors import ValidationError
 from app.web import commit, ctx, page, rollback
 
@@ -44,6 +44,23 @@ def settings() -> Any:
                 status=422 if errors else 200, account=account, form=form, errors=errors,
                 types=ACCOUNT_TYPES, timezones=TIMEZONES,
                 can_edit=c.actor.can("ModifyAccountSettings"))
+
+
+@bp.route("/account", methods=["GET", "POST"])
+def my_account() -> Any:
+    """The signed-in user's own settings: the Slack member id they use the bot as."""
+    errors: dict[str, str] = {}
+    if request.method == "POST":
+        try:
+            users.link_slack(ctx(), None, request.form.get("slack_user_id", ""))
+            commit()
+            flash("Slack link saved.")
+            return redirect(url_for("accounts.my_account"))
+        except ValidationError as exc:
+            rollback()
+            errors = exc.errors
+    return page("accounts/me.html", status=422 if errors else 200, errors=errors,
+                form=request.form, slack_on=bool(current_app.config.get("SLACK_BOT_TOKEN")))
 
 
 @bp.get("/audit")

@@ -82,6 +82,18 @@ def reset_password(user_id: int) -> tuple:
                 policies=policies.list_policies(ctx()), errors={}, password=password)
 
 
+@bp.post("/users/<int:user_id>/slack")
+def link_slack(user_id: int) -> Any:
+    try:
+        users.link_slack(ctx(), user_id, request.form.get("slack_user_id", ""))
+        commit()
+    except ValidationError as exc:
+        return page("users/detail.html", status=422, user=users.get_user(ctx(), user_id),
+                    policies=policies.list_policies(ctx()), errors=_errors(exc), password=None)
+    flash("Slack link saved.")
+    return redirect(url_for("users.detail", user_id=user_id))
+
+
 @bp.post("/users/<int:user_id>/delete")
 def delete(user_id: int) -> Response:
     users.delete_user(ctx(), user_id)
