@@ -13,7 +13,6 @@ from app.models import AuditEntry, ReviewMessage, Template, User
 from app.services import content
 from tests.bot.conftest import REVIEW_CHANNEL, Slack
 from tests.helpers import ctx_for, make_app, make_user
-from tests.web.conftest import app, client  # noqa: F401 - fixtures
 
 AUTHOR, REVIEWER, READER, STRANGER = "U0AUTHOR1", "U0REVIEW1", "U0READER1", "U0NOBODY1"
 
@@ -261,6 +260,10 @@ def test_slack_api_errors_are_logged_not_lost(slack: Slack, session: Session,
     assert len(scheduled.get_job_ids()) == 1
 
 
-def test_slack_off_means_404_and_no_jobs_fail(app, client) -> None:  # type: ignore[no-untyped-def]
-    resp = app.test_client().post("/slack/events", data="x")
+def test_slack_off_means_404(backend, session: Session, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app import create_app
+
+    off = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                      "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x"})
+    resp = off.test_client().post("/slack/events", data="x")
     assert resp.status_code == 404 and "not configured" in resp.get_json()["error"]
