@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 from flask import Flask, current_app
@@ -36,7 +36,7 @@ def cli() -> None:
     """smsops: the SMS operations console."""
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
@@ -128,6 +128,23 @@ def worker_command(burst: bool) -> None:
 
     try:
         run(current_app._get_current_object(), burst=burst)  # type: ignore[attr-defined]
+    finally:
+        shutdown_embedded()
+
+
+@cli.command("slack-socket")
+def slack_socket_command() -> None:
+    """Run the Slack bot over Socket Mode: no public URL needed."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    bolt = current_app.extensions.get("slack")
+    token = current_app.config.get("SLACK_APP_TOKEN")
+    if bolt is None or not token:
+        _fail("Set SMSOPS_SLACK_BOT_TOKEN and SMSOPS_SLACK_APP_TOKEN (an xapp- token with "
+              "connections:write) to use Socket Mode.")
+    click.echo("Connecting to Slack over Socket Mode (Ctrl-C stops it)…")
+    try:
+        SocketModeHandler(bolt, token).start()
     finally:
         shutdown_embedded()
 

@@ -15,10 +15,13 @@ log = logging.getLogger("smsops.slack")
 
 def build(flask_app: Flask) -> App | None:
     config = flask_app.config
-    if not (config.get("SLACK_BOT_TOKEN") and config.get("SLACK_SIGNING_SECRET")):
+    # Over HTTP the signing secret is required; Socket Mode needs the app token instead.
+    if not config.get("SLACK_BOT_TOKEN") or not (
+        config.get("SLACK_SIGNING_SECRET") or config.get("SLACK_APP_TOKEN")
+    ):
         return None
     bolt = App(
-        signing_secret=config["SLACK_SIGNING_SECRET"],
+        signing_secret=config.get("SLACK_SIGNING_SECRET") or "",
         client=web_client(config),  # carries the bot token and SMSOPS_SLACK_API_URL
         # Listeners ack and do only quick work, then hand slow work to RQ; running them
         # inside the request keeps one unit of work per interaction.

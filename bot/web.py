@@ -12,6 +12,7 @@ bp = Blueprint("slack", __name__)
 @bp.post("/slack/events")
 def events() -> Response | tuple[Response, int]:
     bolt = current_app.extensions.get("slack")
-    if bolt is None:
+    if bolt is None or not current_app.config.get("SLACK_SIGNING_SECRET"):
+        # Never serve unsigned requests: without a signing secret, only Socket Mode runs.
         return jsonify(error="Slack is not configured on this installation."), 404
     return SlackRequestHandler(bolt).handle(request)

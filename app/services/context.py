@@ -22,6 +22,7 @@ class Settings:
     upload_dir: Path = Path("instance/uploads")  # outside the web root
     base_url: str = "http://127.0.0.1:5000"  # for links in notifications
     notify_channels: tuple[str, ...] = ("email",)  # those configured on this installation
+    alarm_channel: str | None = None  # a Slack channel that receives every alarm event
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Settings:
@@ -32,6 +33,8 @@ class Settings:
             upload_dir=Path(config["INSTANCE_DIR"]) / "uploads",
             base_url=config.get("BASE_URL") or f"http://{config['HOST']}:{config['PORT']}",
             notify_channels=("email", "slack") if config.get("SLACK_BOT_TOKEN") else ("email",),
+            alarm_channel=(config.get("SLACK_ALARM_CHANNEL") or None)
+            if config.get("SLACK_BOT_TOKEN") else None,
         )
 
 

@@ -15,6 +15,8 @@ from app.services.context import Ctx
 
 PAGE_SIZE = 50
 DELIVER_JOB = "jobs.notify.deliver"
+# Review results go to the review channel (the request is updated); these are alarms.
+ALARM_EVENTS = ("threshold", "frequency", "package", "captcha")
 
 
 def notify(ctx: Ctx, event: str, recipients: Iterable[tuple[str, str]], subject: str,
@@ -47,6 +49,8 @@ def contact_recipients(ctx: Ctx, event: str) -> list[tuple[str, str]]:
             found.append(("email", c.email))
         if c.slack_user_id and "slack" in ctx.settings.notify_channels:
             found.append(("slack", c.slack_user_id))
+    if event in ALARM_EVENTS and ctx.settings.alarm_channel:
+        found.append(("slack", ctx.settings.alarm_channel))
     return found
 
 

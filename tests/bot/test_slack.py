@@ -267,3 +267,70 @@ def test_slack_off_means_404(backend, session: Session, tmp_path) -> None:  # ty
                       "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x"})
     resp = off.test_client().post("/slack/events", data="x")
     assert resp.status_code == 404 and "not configured" in resp.get_json()["error"]
+
+
+def test_submitting_on_the_web_posts_the_request(slack: Slack, session: Session) -> None:
+    """Web → review message in Slack → Approve click → effective, updated, DM'd."""
+    from tests.web.conftest import Client
+
+    users = people(session)
+    web = Client(slack.app.test_client())
+    web.login("author@example.com")
+    web.get("/content/templates/new?region=mainland")
+    resp = web.post("/content/templates/new?region=mainland", {
+        "name": "Shipped", "sms_type": "notification", "content": "订单{1}已发货"})
+    assert resp.status_code == 302
+    slack.run_jobs()
+    [posted] = [m for m in slack.api.named("chat.postMessage") if m["channel"] == REVIEW_CHANNEL]
+    assert "订单{1}已发货" in dump(posted["blocks"]) and "UCS-2" in dump(posted["blocks"])
+    tid = session.scalar(select(Template.id))
+    slack.click("review_approve", f"template:{tid}", REVIEWER)
+    slack.run_jobs()
+    assert "Effective" in dump(slack.api.named("chat.update")[0]["blocks"])
+    assert any(m["channel"] == AUTHOR for m in slack.api.named("chat.postMessage"))
+    assert users[AUTHOR].email == "author@example.com"
+
+
+def test_alarm_events_reach_contacts_and_the_alarm_channel(slack: Slack,
+                                                           session: Session) -> None:
+    from app.services import app_config, notifications
+    from app.services.context import Settings
+    from tests.helpers import root_ctx
+
+    sid = make_app(session)
+    app_config.add_contact(root_ctx(session), sid, name="Ops", slack_user_id="U0ONCALL1",
+                           events=["threshold"])
+    settings = Settings(notify_channels=("email", "slack"), alarm_channel="CALARM001")
+    c = root_ctx(session, **settings.__dict__)
+    assert notifications.contact_recipients(c, "threshold") == [
+        ("slack", "U0ONCALL1"), ("slack", "CALARM001")]
+    assert notifications.contact_recipients(c, "review") == []
+    notifications.notify(c, "threshold", notifications.contact_recipients(c, "threshold"),
+                         "Daily threshold reached", "Shop sent 800 of 1,000 <b>")
+    session.commit()
+    from app.queue import enqueue_deferred
+
+    enqueue_deferred(slack.app.extensions["redis"], c.deferred)
+    slack.run_jobs()
+    sent = {m["channel"]: m["text"] for m in slack.api.named("chat.postMessage")}
+    assert set(sent) == {"U0ONCALL1", "CALARM001"}
+    assert "&lt;b&gt;" in sent["CALARM001"]
+
+
+def test_revoked_token_fails_the_notification_visibly(slack: Slack, session: Session) -> None:
+    from app.models import Notification
+    from app.services import notifications
+    from app.services.context import Settings
+    from tests.helpers import root_ctx
+
+    c = root_ctx(session, **Settings(notify_channels=("email", "slack")).__dict__)
+    notifications.notify(c, "review", [("slack", "U0GONE001")], "Hello", "Body")
+    session.commit()
+    slack.api.replies["chat.postMessage"] = (200, {"ok": False, "error": "token_revoked"}, {})
+    from app.queue import enqueue_deferred
+
+    enqueue_deferred(slack.app.extensions["redis"], c.deferred)
+    slack.run_jobs()
+    session.expire_all()
+    row = session.scalar(select(Notification))
+    assert row.status == "failed" and row.error == "Slack: token_revoked"
