@@ -22,19 +22,19 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from waitress import create_server  # noqa: E402
+from waitress import create_server
 
-from app import create_app, migrate  # noqa: E402
-from app.services import content  # noqa: E402
-from app.services.accounts import actor_for, ensure_account  # noqa: E402
-from app.services.context import Ctx  # noqa: E402
-from app.services.users import bootstrap_user  # noqa: E402
-from tests.bot.conftest import SIGNING_SECRET, SlackAPI, sign  # noqa: E402
+from app import create_app, migrate
+from app.services import content
+from app.services.accounts import actor_for, ensure_account
+from app.services.context import Ctx
+from app.services.users import bootstrap_user
+from tests.bot.conftest import SIGNING_SECRET, SlackAPI, sign
 
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def main() -> None:
