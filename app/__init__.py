@@ -50,8 +50,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     register(flask_app)
 
+    from app import api
     from bot import app as slack_app
     from bot import web as slack_web
+
+    flask_app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)  # signed with the AppKey instead of a session
 
     flask_app.extensions["slack"] = slack_app.build(flask_app)
     flask_app.register_blueprint(slack_web.bp)

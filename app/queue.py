@@ -13,7 +13,12 @@ from rq import Queue, Retry
 
 QUEUE_NAMES = ("default",)
 # Jobs that talk to the outside world are retried with back-off (seconds).
-RETRIES: dict[str, list[int]] = {"jobs.notify.deliver": [30, 120, 600]}
+RETRIES: dict[str, list[int]] = {
+    "jobs.notify.deliver": [30, 120, 600],
+    "jobs.sending.submit": [5, 30, 120],  # only when the carrier could not be reached
+    # Status callbacks: 6 tries over 66 minutes.
+    "jobs.callbacks.status": [60, 300, 600, 1200, 1800],
+}
 
 
 def enqueue(conn: redis.Redis, job: str, *args: Any, queue: str = "default", **kwargs: Any) -> str:

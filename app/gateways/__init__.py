@@ -12,5 +12,5 @@ def build(config: dict[str, Any]) -> Gateway:
     if name == "simulator":
         from app.gateways.simulator import SimulatorGateway
 
-        return SimulatorGateway()
+        return SimulatorGateway(config)
     raise ValueError(f"unknown gateway {name!r}; this build has: simulator")

@@ -1,8 +1,46 @@
-"""The gateway port. Sending is added by the sending capability."""
+"""The gateway port: what the service layer and jobs need from any carrier."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Outbound:
+    message_id: int
+    phone_number: str  # E.164
+    text: str  # exactly what leaves: signature + body
+    region: str
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A delivery report, matched by our id or by the carrier's."""
+
+    delivered: bool
+    carrier_code: str
+    message_id: int | None = None
+    gateway_id: str | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    message_id: int
+    accepted: bool
+    gateway_id: str | None = None
+    error_code: str | None = None  # from app/sms/errors.py when not accepted
+    carrier_code: str | None = None
+    # Adapters that know the outcome in advance (the simulator) say it here;
+    # real carriers report receipts later through the receipts job.
+    receipt: Receipt | None = None
+    receipt_after_s: float = 0.0
+
+
+class GatewayUnavailable(Exception):
+    """Nothing in the batch left: the carrier could not be reached. Safe to retry."""
 
 
 class Gateway(Protocol):
@@ -14,4 +52,9 @@ class Gateway(Protocol):
         True: effective now. False: the carrier will confirm later, and the
         signature stays "approved, pending effect" until it does.
         """
+        ...
+
+    def submit(self, batch: list[Outbound]) -> list[SubmitResult]:
+        """One result per message, in order. Raise GatewayUnavailable only when
+        nothing was sent."""
         ...

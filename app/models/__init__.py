@@ -6,6 +6,7 @@ from app.models.audit import AuditEntry
 from app.models.chat import ReviewMessage
 from app.models.content import Qualification, Signature, Template
 from app.models.notifications import Notification
+from app.models.sending import CallbackAttempt, CreditPackage, Message, MuteEntry, Unsubscribe
 
 __all__ = [
     "Account",
@@ -13,13 +14,18 @@ __all__ = [
     "AllowedCountry",
     "Application",
     "AuditEntry",
+    "CallbackAttempt",
+    "CreditPackage",
     "FrequencyAllowlistEntry",
+    "Message",
+    "MuteEntry",
     "Notification",
     "Policy",
     "Qualification",
     "ReviewMessage",
     "Signature",
     "Template",
+    "Unsubscribe",
     "User",
     "UserPolicy",
 ]

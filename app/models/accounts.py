@@ -24,6 +24,8 @@ class Account(Base):
     intl_daily_quota: Mapped[int] = mapped_column(default=100)  # billed items per natural day
     reply_callback_url: Mapped[str | None] = mapped_column(String(2048))
     reply_callback_enabled: Mapped[bool] = mapped_column(default=False)
+    # Notify package-alarm subscribers when the credit balance falls to this many items.
+    package_alarm_threshold: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -35,12 +35,14 @@ def notify(ctx: Ctx, event: str, recipients: Iterable[tuple[str, str]], subject:
     return rows
 
 
-def contact_recipients(ctx: Ctx, event: str) -> list[tuple[str, str]]:
-    """Alarm contacts of the account's applications subscribed to `event`."""
-    contacts = ctx.db.scalars(
-        select(AlarmContact).join(Application)
-        .where(Application.account_id == ctx.actor.account_id)
-    ).all()
+def contact_recipients(ctx: Ctx, event: str,
+                       app_id: int | None = None) -> list[tuple[str, str]]:
+    """Alarm contacts subscribed to `event`: of one application, or of them all."""
+    q = select(AlarmContact).join(Application).where(
+        Application.account_id == ctx.actor.account_id)
+    if app_id is not None:
+        q = q.where(Application.id == app_id)
+    contacts = ctx.db.scalars(q).all()
     found: list[tuple[str, str]] = []
     for c in contacts:
         if event not in c.events:

@@ -45,6 +45,21 @@ def parse_any(text: str) -> str:
     return _parse(digits, MAINLAND, "Not a valid mainland China mobile number.")
 
 
+def for_region(text: str, region: str) -> tuple[str, str]:
+    """(E.164, ISO country) for a send. Mainland: plain 11-digit or +86 numbers only.
+    International: always with a country code, never a mainland number."""
+    if region == "mainland":
+        e164 = parse_any(text)
+        if not e164.startswith("+86"):
+            raise NumberError("Mainland messages go to mainland China numbers only.")
+        return e164, MAINLAND
+    e164 = parse_e164(text)
+    iso = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None)) or ""
+    if iso == MAINLAND:
+        raise NumberError("Mainland China numbers are sent as mainland messages.")
+    return e164, iso
+
+
 def is_country_code(iso: str) -> bool:
     return iso in phonenumbers.SUPPORTED_REGIONS
 

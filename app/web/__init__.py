@@ -98,7 +98,8 @@ def register(app: Flask) -> None:
 
     @app.before_request
     def _require_login() -> Response | None:
-        if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+        if (request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None
+                or request.blueprint == "api"):
             return None
         if not current_user.is_authenticated:
             return hx_redirect(url_for("auth.login", next=request.full_path.rstrip("?")))

@@ -1,0 +1,152 @@
+"""The HTTP API: sending, message state, and its OpenAPI document.
+
+Requests are signed with the application's AppKey:
+X-SMS-Signature = hex(HMAC-SHA256(AppKey, timestamp + "\\n" + nonce + "\\n" + raw body)),
+with X-SMS-AppId, X-SMS-Timestamp (unix seconds, within 300 s) and X-SMS-Nonce
+(8-64 characters, single use).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, current_app, g, jsonify, request
+from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
+
+from app.models import Application
+from app.queue import enqueue_deferred
+from app.services import sending
+from app.services.access import Actor, Statement
+from app.services.context import Ctx, Settings
+from app.services.errors import NotFound, PermissionDenied, ServiceError, ValidationError
+from app.services.limits import Limiter
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+MAX_SKEW_S = 300
+NONCE = re.compile(r"^[A-Za-z0-9_\-.~]{8,64}$")
+OPENAPI = Path(__file__).with_name("openapi.json")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _error(status: int, code: str, message: str) -> tuple[Response, int]:
+    return jsonify(error={"code": code, "message": message}), status
+
+
+def _authenticate() -> tuple[Application, Actor]:
+    """The application whose AppKey signed this request, as the actor."""
+    app_id = request.headers.get("X-SMS-AppId", "")
+    ts = request.headers.get("X-SMS-Timestamp", "")
+    nonce = request.headers.get("X-SMS-Nonce", "")
+    signature = request.headers.get("X-SMS-Signature", "")
+    if not (app_id and ts and nonce and signature):
+        raise ApiError(401, "AuthFailure.MissingHeaders", "Send X-SMS-AppId, X-SMS-Timestamp, "
+                       "X-SMS-Nonce and X-SMS-Signature.")
+    if not ts.isdigit() or abs(time.time() - int(ts)) > MAX_SKEW_S:
+        raise ApiError(401, "AuthFailure.TimestampSkew",
+                       f"X-SMS-Timestamp must be unix seconds within {MAX_SKEW_S} s of now.")
+    if not NONCE.match(nonce):
+        raise ApiError(401, "AuthFailure.BadNonce",
+                       "X-SMS-Nonce must be 8 to 64 letters, digits or -_.~")
+    db = current_app.extensions["db"]
+    with db.sessions() as s:
+        app = s.scalar(select(Application).where(Application.sdk_app_id == app_id))
+        s.expunge_all()
+    expected = app.app_key if app else "no-such-application"
+    message = ts.encode() + b"\n" + nonce.encode() + b"\n" + request.get_data()
+    digest = hmac.new(expected.encode(), message, "sha256").hexdigest()
+    if app is None or not hmac.compare_digest(digest, signature.lower()):
+        raise ApiError(401, "AuthFailure.SignatureFailure",
+                       "The signature does not match; sign timestamp, nonce and body with "
+                       "the AppKey.")
+    # Single use, remembered for longer than the accepted skew.
+    redis = current_app.extensions["redis"]
+    if not redis.set(f"smsops:nonce:{app_id}:{nonce}", 1, nx=True, ex=2 * MAX_SKEW_S + 60):
+        raise ApiError(401, "AuthFailure.ReplayedNonce", "This nonce was used already.")
+    rights = (Statement("allow", ("sms:SendSms", "sms:DescribeSendSmsRecord"),
+                        (f"sms:app/{app.sdk_app_id}",)),)
+    return app, Actor(account_id=app.account_id, label=f"api:{app.sdk_app_id}",
+                      statements=rights)
+
+
+def _ctx(actor: Actor) -> Ctx:
+    session = current_app.extensions["db"].sessions()
+    g.api_session = session
+    return Ctx(session, actor, Settings.from_config(current_app.config),
+               gateway=current_app.extensions["gateway"])
+
+
+@bp.teardown_request
+def _close(_exc: BaseException | None) -> None:
+    session = g.pop("api_session", None)
+    if session is not None:
+        session.close()
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> tuple[Response, int]:
+    return _error(exc.status, exc.code, exc.message)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> tuple[Response, int]:
+    return _error(exc.code or 400, "InvalidRequest", exc.description or exc.name)
+
+
+@bp.errorhandler(Exception)
+def _unexpected(exc: Exception) -> tuple[Response, int]:
+    current_app.logger.exception("API error on %s", request.path)
+    return _error(500, "InternalError", "Something went wrong on our side. It has been logged.")
+
+
+@bp.errorhandler(ServiceError)
+def _service_error(exc: ServiceError) -> tuple[Response, int]:
+    status = {PermissionDenied: 403, NotFound: 404}.get(type(exc), 400)
+    return _error(status, exc.code, exc.message)
+
+
+@bp.post("/sms/send")
+def send() -> tuple[Response, int] | Response:
+    _app, actor = _authenticate()
+    try:
+        body = json.loads(request.get_data() or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "InvalidParameter.Body", "The body is not valid JSON.") from None
+    try:
+        req = sending.validate_request(body)
+    except ValidationError as exc:
+        field, message = next(iter(exc.errors.items()))
+        raise ApiError(400, "InvalidParameter" + (f".{field}" if field else ""),
+                       message) from None
+    ctx = _ctx(actor)
+    request_id, results = sending.send(ctx, Limiter(current_app.extensions["redis"]),
+                                       _app.sdk_app_id, req)
+    ctx.db.commit()
+    enqueue_deferred(current_app.extensions["redis"], ctx.deferred)
+    return jsonify(request_id=request_id, send_status=[
+        {"serial_no": r.serial_no, "phone_number": r.phone_number, "code": r.code,
+         "message": r.message, "fee": r.fee, "iso_code": r.iso_code} for r in results])
+
+
+@bp.get("/sms/messages/<serial_no>")
+def message(serial_no: str) -> Response:
+    app, actor = _authenticate()
+    msg = sending.get_message(_ctx(actor), app.sdk_app_id, serial_no)
+    return jsonify(sending.as_dict(msg, app.sdk_app_id))
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    document: dict[str, Any] = json.loads(OPENAPI.read_text())
+    return jsonify(document)

@@ -1,0 +1,117 @@
+"""Messages and everything consulted before one leaves (SPEC.md §3, §5, §6)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, utcnow
+
+# A message's life. Each change is a conditional update from the state before it.
+ACCEPTED = "accepted"  # passed every check, waiting for a worker
+SUBMITTING = "submitting"  # claimed by a worker; never submitted twice
+SUBMITTED = "submitted"  # the carrier took it
+DELIVERED = "delivered"
+FAILED = "failed"  # the carrier refused it or could not deliver it
+REJECTED = "rejected"  # refused by a check before leaving; never billed
+STATUSES = (ACCEPTED, SUBMITTING, SUBMITTED, DELIVERED, FAILED, REJECTED)
+
+
+class Message(Base):
+    __tablename__ = "message"
+    __table_args__ = (
+        Index("ix_message_app_created", "app_id", "created_at"),
+        Index("ix_message_phone_created", "phone_number", "created_at"),
+        Index("ix_message_status", "status"),
+        Index("ix_message_gateway_id", "gateway_message_id"),
+    )
+
+    # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER primary key.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                    primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    app_id: Mapped[int] = mapped_column(ForeignKey("application.id", ondelete="CASCADE"))
+    serial_no: Mapped[str] = mapped_column(String(40), unique=True)
+    request_id: Mapped[str] = mapped_column(String(40))
+    region: Mapped[str] = mapped_column(String(16))
+    phone_number: Mapped[str] = mapped_column(String(20))  # E.164 (or as given if invalid)
+    iso_code: Mapped[str] = mapped_column(String(2), default="")
+    signature_id: Mapped[int | None]
+    template_id: Mapped[int | None]
+    sms_type: Mapped[str] = mapped_column(String(16), default="")
+    content: Mapped[str] = mapped_column(Text, default="")  # exactly what leaves
+    encoding: Mapped[str] = mapped_column(String(8), default="")
+    fee: Mapped[int] = mapped_column(default=0)  # billed items
+    session_context: Mapped[str | None] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16), default=ACCEPTED)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    carrier_code: Mapped[str | None] = mapped_column(String(32))
+    gateway_message_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    submitted_at: Mapped[datetime | None]
+    receipt_at: Mapped[datetime | None]
+
+
+class MuteEntry(Base):
+    """Do-not-disturb: a number + signature + SMS type (None: every type)."""
+
+    __tablename__ = "mute_entry"
+    __table_args__ = (UniqueConstraint("account_id", "phone_number", "signature_id", "sms_type"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    phone_number: Mapped[str] = mapped_column(String(20))
+    signature_id: Mapped[int] = mapped_column(ForeignKey("signature.id", ondelete="CASCADE"))
+    sms_type: Mapped[str | None] = mapped_column(String(16))
+    consent_confirmed_by: Mapped[str] = mapped_column(String(254))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Unsubscribe(Base):
+    """A number that opted out of one signature's SMS type."""
+
+    __tablename__ = "unsubscribe"
+    __table_args__ = (UniqueConstraint("account_id", "phone_number", "signature_id", "sms_type"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    phone_number: Mapped[str] = mapped_column(String(20))
+    signature_id: Mapped[int] = mapped_column(ForeignKey("signature.id", ondelete="CASCADE"))
+    sms_type: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16), default="reply")  # reply | manual
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CreditPackage(Base):
+    """Mainland billed items bought in advance; the earliest to expire is used first."""
+
+    __tablename__ = "credit_package"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int]
+    remaining: Mapped[int]
+    purchased_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class CallbackAttempt(Base):
+    """Every POST of a receipt or reply to a customer's callback URL."""
+
+    __tablename__ = "callback_attempt"
+    __table_args__ = (Index("ix_callback_attempt_message", "message_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    message_id: Mapped[int | None]
+    kind: Mapped[str] = mapped_column(String(16))  # status | reply
+    url: Mapped[str] = mapped_column(String(2048))
+    attempt: Mapped[int]
+    status_code: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(String(300))
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

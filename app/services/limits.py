@@ -1,0 +1,107 @@
+"""Frequency limits and daily limits, counted atomically in Redis.
+
+One Lua script checks every limit a message touches and, only if all pass,
+counts it against all of them, so two workers racing for the last unit of a
+limit cannot both win. A message refused later (e.g. no credit) is released.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import redis as redis_lib
+
+# KEYS: one key per check. ARGV: now (ms), then per check: kind, limit, amount,
+# window or ttl (ms), member. Kinds: "w" sliding window of messages (sorted set),
+# "c" counter for the natural day (amount = billed items). Returns 0 when reserved,
+# else the 1-based index of the first check that refused.
+RESERVE = """
+local now = tonumber(ARGV[1])
+local n = #KEYS
+for i = 1, n do
+  local base = 1 + (i - 1) * 5
+  local kind, limit, amount, span = ARGV[base + 1], tonumber(ARGV[base + 2]),
+    tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
+  if kind == "w" then
+    redis.call("ZREMRANGEBYSCORE", KEYS[i], "-inf", now - span)
+    if redis.call("ZCARD", KEYS[i]) + amount > limit then return i end
+  else
+    local used = tonumber(redis.call("GET", KEYS[i]) or "0")
+    if used + amount > limit then return i end
+  end
+end
+for i = 1, n do
+  local base = 1 + (i - 1) * 5
+  local kind, amount, span, member = ARGV[base + 1], tonumber(ARGV[base + 3]),
+    tonumber(ARGV[base + 4]), ARGV[base + 5]
+  if kind == "w" then
+    redis.call("ZADD", KEYS[i], now, member)
+    redis.call("PEXPIRE", KEYS[i], span)
+  else
+    redis.call("INCRBY", KEYS[i], amount)
+    redis.call("PEXPIRE", KEYS[i], span)
+  end
+end
+return 0
+"""
+
+RELEASE = """
+for i = 1, #KEYS do
+  local base = (i - 1) * 3
+  if ARGV[base + 1] == "w" then
+    redis.call("ZREM", KEYS[i], ARGV[base + 3])
+  else
+    redis.call("DECRBY", KEYS[i], tonumber(ARGV[base + 2]))
+  end
+end
+return 0
+"""
+
+DAY_MS = 2 * 24 * 3600 * 1000  # a natural-day counter outlives its day, then expires
+
+
+@dataclass(frozen=True)
+class Check:
+    key: str
+    kind: str  # "w" window | "c" day counter
+    limit: int
+    amount: int
+    span_ms: int
+    error_code: str  # what a refusal by this check is recorded as
+    member: str = ""
+
+
+def content_digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Limiter:
+    def __init__(self, conn: redis_lib.Redis) -> None:
+        self.conn = conn
+        self._reserve = conn.register_script(RESERVE)
+        self._release = conn.register_script(RELEASE)
+
+    def reserve(self, checks: list[Check], now_ms: int) -> Check | None:
+        """None when every check passed and was counted; else the check that refused."""
+        if not checks:
+            return None
+        argv: list[str | int] = [now_ms]
+        for c in checks:
+            argv += [c.kind, c.limit, c.amount, c.span_ms, c.member]
+        refused = int(self._reserve(keys=[c.key for c in checks], args=argv))
+        return checks[refused - 1] if refused else None
+
+    def release(self, checks: list[Check]) -> None:
+        argv: list[str | int] = []
+        for c in checks:
+            argv += [c.kind, c.amount, c.member]
+        if checks:
+            self._release(keys=[c.key for c in checks], args=argv)
+
+    def once(self, key: str, ttl_s: int) -> bool:
+        """True the first time in `ttl_s` seconds: one alarm per event per period."""
+        return bool(self.conn.set(key, 1, nx=True, ex=ttl_s))
+
+    def used(self, key: str) -> int:
+        return int(self.conn.get(key) or 0)

@@ -1,0 +1,410 @@
+"""Sending single messages (SPEC.md §3): every check before a message leaves,
+the state machine after, and what comes back (receipts).
+
+A request becomes one Message row per number: `accepted` when every check
+passed (a worker submits it), or `rejected` with a stable error code. The path
+from accepted onwards works on batches, for one message or a million.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, update
+
+from app.db import utcnow
+from app.models import (
+    Account,
+    Application,
+    CreditPackage,
+    Message,
+    MuteEntry,
+    Signature,
+    Template,
+    Unsubscribe,
+)
+from app.models.content import EFFECTIVE
+from app.models.sending import ACCEPTED, DELIVERED, FAILED, REJECTED, SUBMITTED, SUBMITTING
+from app.services import notifications
+from app.services.apps import get_app
+from app.services.context import Ctx
+from app.services.errors import NotFound, invalid
+from app.services.limits import DAY_MS, Check, Limiter, content_digest
+from app.sms import errors, numbers, templating
+from app.sms.text import INTERNATIONAL, MAINLAND, count
+
+MAX_NUMBERS = 200  # per request
+SUBMIT_JOB = "jobs.sending.submit"
+STATUS_CALLBACK_JOB = "jobs.callbacks.status"
+QUIET_START, QUIET_END = 21, 8  # no marketing from 21:00 to 08:00 local
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    phone_numbers: list[str]
+    template_id: int
+    template_params: list[str]
+    sign_name: str | None = None
+    session_context: str | None = None
+
+
+@dataclass(frozen=True)
+class SendStatus:
+    serial_no: str
+    phone_number: str
+    code: str
+    message: str
+    fee: int
+    iso_code: str
+
+
+def validate_request(body: Any) -> SendRequest:
+    """The shape of an API body; a wrong shape is a 400, not per-number results."""
+    if not isinstance(body, dict):
+        raise invalid("", "The body must be a JSON object.")
+    phones = body.get("phone_numbers")
+    if not isinstance(phones, list) or not phones or not all(isinstance(p, str) for p in phones):
+        raise invalid("phone_numbers", "Give a non-empty list of phone numbers as strings.")
+    if len(phones) > MAX_NUMBERS:
+        raise invalid("phone_numbers", f"At most {MAX_NUMBERS} numbers per request "
+                                       f"({len(phones)} given).")
+    template_id = body.get("template_id")
+    if not isinstance(template_id, int) or isinstance(template_id, bool) or template_id < 1:
+        raise invalid("template_id", "Give the template's id as a positive integer.")
+    params = body.get("template_params", [])
+    if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+        raise invalid("template_params", "Give the parameters as a list of strings.")
+    if any(len(p) > 500 for p in params):
+        raise invalid("template_params", "Each parameter has at most 500 characters.")
+    sign = body.get("sign_name")
+    if sign is not None and not isinstance(sign, str):
+        raise invalid("sign_name", "Give the signature text as a string.")
+    context = body.get("session_context")
+    if context is not None and (not isinstance(context, str) or len(context) > 512):
+        raise invalid("session_context", "A string of at most 512 characters.")
+    unknown = set(body) - {"phone_numbers", "template_id", "template_params", "sign_name",
+                           "session_context"}
+    if unknown:
+        raise invalid("", f"Unknown field {sorted(unknown)[0]!r}.")
+    return SendRequest(phones, template_id, params, sign or None, context)
+
+
+def _new_serial() -> str:
+    return uuid.uuid4().hex
+
+
+def _whole_request_error(ctx: Ctx, app: Application, template: Template | None,
+                         signature: Signature | None, req: SendRequest) -> str | None:
+    """Checks that fail every number alike, in SPEC.md's order."""
+    if not app.enabled:
+        return "FailedOperation.AppDisabled"
+    if template is None or template.status != EFFECTIVE:
+        return "FailedOperation.TemplateNotEffective"
+    if signature is None:
+        if req.sign_name or template.region == MAINLAND:
+            return "FailedOperation.SignatureNotEffective"
+    elif not signature.usable or signature.region != template.region:
+        return "FailedOperation.SignatureNotEffective"
+    if len(req.template_params) != len(templating.variables(template.content)):
+        return "InvalidParameterValue.TemplateParameterCountMismatch"
+    return None
+
+
+def _signature(ctx: Ctx, region: str, name: str | None) -> Signature | None:
+    from app.services.content import default_signature
+
+    if not name:
+        return default_signature(ctx, region)
+    return ctx.db.scalar(select(Signature).where(
+        Signature.account_id == ctx.actor.account_id, Signature.region == region,
+        Signature.content == name.strip(), Signature.status == EFFECTIVE))
+
+
+def _local_day(account: Account, now: datetime) -> tuple[str, datetime]:
+    local = now.astimezone(ZoneInfo(account.timezone))
+    return local.strftime("%Y%m%d"), local
+
+
+def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
+         req: SendRequest) -> tuple[str, list[SendStatus]]:
+    """Check and record one message per number; submission runs as a job."""
+    app = get_app(ctx, sdk_app_id, "SendSms")
+    account = ctx.db.get(Account, app.account_id)
+    assert account is not None
+    template = ctx.db.get(Template, req.template_id)
+    if template is not None and template.account_id != app.account_id:
+        template = None
+    region = template.region if template else INTERNATIONAL
+    signature = _signature(ctx, region, req.sign_name)
+    request_id = uuid.uuid4().hex
+    now = utcnow()
+    day, local = _local_day(account, now)
+    whole = _whole_request_error(ctx, app, template, signature, req)
+
+    body = ""
+    if whole is None and template is not None:
+        body = templating.render(template.content, req.template_params)
+    counted = count(body, region, signature.content if signature else None)
+    allowlist = {e.phone_number for e in app.allowlist}
+    countries = {c.iso_code: c for c in app.countries}
+    results: list[SendStatus] = []
+    accepted: list[Message] = []
+    seen: set[str] = set()
+    for raw in req.phone_numbers:
+        serial = _new_serial()
+        msg = Message(account_id=app.account_id, app_id=app.id, serial_no=serial,
+                      request_id=request_id, region=region, phone_number=raw.strip()[:20],
+                      signature_id=signature.id if signature else None,
+                      template_id=template.id if template else None,
+                      sms_type=template.sms_type if template else "", content=counted.text,
+                      encoding=counted.encoding, session_context=req.session_context,
+                      created_at=now)
+        code = whole or _number_checks(ctx, app, account, msg, region, countries, local)
+        if code is None and msg.phone_number in seen:
+            code = "InvalidParameterValue.IncorrectPhoneNumber"  # the same number twice
+        if code is None:
+            code = _reserve(ctx, limiter, app, account, msg, counted.billed_items, allowlist,
+                            countries, day, now)
+        if code is None:
+            seen.add(msg.phone_number)
+            msg.fee = counted.billed_items
+            msg.status = ACCEPTED
+            accepted.append(msg)
+        else:
+            msg.status, msg.error_code = REJECTED, code
+        ctx.db.add(msg)
+        reason = "Sent to the carrier shortly." if code is None else errors.describe(code).reason
+        results.append(SendStatus(serial, msg.phone_number, code or errors.OK, reason,
+                                  msg.fee, msg.iso_code))
+    ctx.db.flush()
+    if accepted:
+        ctx.defer(SUBMIT_JOB, [m.id for m in accepted])
+    return request_id, results
+
+
+def _number_checks(ctx: Ctx, app: Application, account: Account, msg: Message, region: str,
+                   countries: dict[str, Any], local: datetime) -> str | None:
+    try:
+        msg.phone_number, msg.iso_code = numbers.for_region(msg.phone_number, region)
+    except numbers.NumberError:
+        return "InvalidParameterValue.IncorrectPhoneNumber"
+    if region == INTERNATIONAL and countries and msg.iso_code not in countries:
+        return "FailedOperation.CountryNotAllowed"
+    if msg.signature_id is not None:
+        muted = ctx.db.scalar(select(MuteEntry.id).where(
+            MuteEntry.account_id == app.account_id, MuteEntry.phone_number == msg.phone_number,
+            MuteEntry.signature_id == msg.signature_id,
+            (MuteEntry.sms_type.is_(None)) | (MuteEntry.sms_type == msg.sms_type)).limit(1))
+        if muted is not None:
+            return "FailedOperation.PhoneNumberInMuteList"
+        gone = ctx.db.scalar(select(Unsubscribe.id).where(
+            Unsubscribe.account_id == app.account_id,
+            Unsubscribe.phone_number == msg.phone_number,
+            Unsubscribe.signature_id == msg.signature_id,
+            Unsubscribe.sms_type == msg.sms_type).limit(1))
+        if gone is not None:
+            return "FailedOperation.PhoneNumberUnsubscribed"
+    if msg.sms_type == templating.MARKETING and (local.hour >= QUIET_START
+                                                 or local.hour < QUIET_END):
+        return "FailedOperation.MarketingQuietHours"
+    return None
+
+
+def _checks(app: Application, account: Account, msg: Message, fee: int, allowlisted: bool,
+            country: Any, day: str) -> list[Check]:
+    from app.services.accounts import INDIVIDUAL_FREQ_CAPS
+
+    caps = INDIVIDUAL_FREQ_CAPS if account.account_type == "individual" else None
+    found: list[Check] = []
+    if not allowlisted:
+        for rule, span, code in (
+            ("30s", 30_000, "LimitExceeded.PhoneNumberSameContentDailyLimit"),
+            ("hour", 3_600_000, "LimitExceeded.PhoneNumberOneHourLimit"),
+        ):
+            limit = getattr(app, f"freq_{rule}_limit") if getattr(app, f"freq_{rule}_enabled") \
+                else None
+            if caps:  # individual accounts: the cap applies even to a rule that is off
+                limit = min(limit or caps[rule], caps[rule])
+            if limit is not None:
+                scope = f":{content_digest(msg.content)}" if rule == "30s" else ""
+                found.append(Check(f"smsops:freq:{rule}:{app.id}:{msg.phone_number}{scope}",
+                                   "w", limit, 1, span, code, msg.serial_no))
+        limit = app.freq_day_limit if app.freq_day_enabled else None
+        if caps:
+            limit = min(limit or caps["day"], caps["day"])
+        if limit is not None:
+            found.append(Check(f"smsops:freq:day:{app.id}:{msg.phone_number}:{day}", "c", limit,
+                               1, DAY_MS, "LimitExceeded.PhoneNumberDailyLimit"))
+    region_limit = app.mainland_daily_limit if msg.region == MAINLAND else app.intl_daily_limit
+    if region_limit is not None:
+        found.append(Check(app_day_key(app.id, msg.region, day), "c", region_limit, fee, DAY_MS,
+                           "LimitExceeded.AppDailyLimit"))
+    if msg.region == INTERNATIONAL:
+        country_limit = (country.daily_limit if country and country.daily_limit is not None
+                         else None)
+        if country_limit is not None:
+            found.append(Check(f"smsops:day:country:{app.id}:{msg.iso_code}:{day}", "c",
+                               country_limit, fee, DAY_MS,
+                               "LimitExceeded.AppCountryOrRegionDailyLimit"))
+        found.append(Check(f"smsops:day:account:{account.id}:{day}", "c",
+                           account.intl_daily_quota, fee, DAY_MS,
+                           "LimitExceeded.AccountInternationalDailyQuota"))
+    return found
+
+
+def app_day_key(app_id: int, region: str, day: str) -> str:
+    return f"smsops:day:app:{app_id}:{region}:{day}"
+
+
+def _reserve(ctx: Ctx, limiter: Limiter, app: Application, account: Account, msg: Message,
+             fee: int, allowlist: set[str], countries: dict[str, Any], day: str,
+             now: datetime) -> str | None:
+    checks = _checks(app, account, msg, fee, msg.phone_number in allowlist,
+                     countries.get(msg.iso_code), day)
+    refused = limiter.reserve(checks, int(now.timestamp() * 1000))
+    if refused is not None:
+        if refused.error_code.startswith("LimitExceeded.PhoneNumber"):
+            hour = time.gmtime().tm_hour
+            _alarm(ctx, limiter, app, "frequency", f"{app.sdk_app_id}:{day}:{hour}", 3600,
+                   f"Frequency limit hit in {app.name}",
+                   f"{app.name} ({app.sdk_app_id}) refused a message to {msg.phone_number}: "
+                   f"{errors.describe(refused.error_code).reason}")
+        elif refused.error_code == "LimitExceeded.AppDailyLimit":
+            _alarm(ctx, limiter, app, "threshold", f"limit:{app.sdk_app_id}:{msg.region}:{day}",
+                   86400, f"{app.name} reached its daily {msg.region} limit",
+                   f"{app.name} ({app.sdk_app_id}) reached its daily {msg.region} limit; "
+                   "sending there is suspended until the end of the day.")
+        return refused.error_code
+    if msg.region == MAINLAND and not _consume_credit(ctx, limiter, account, fee):
+        limiter.release(checks)
+        return "FailedOperation.InsufficientBalanceInSmsPackage"
+    threshold = app.mainland_alarm_threshold if msg.region == MAINLAND \
+        else app.intl_alarm_threshold
+    if threshold is not None and limiter.used(app_day_key(app.id, msg.region, day)) >= threshold:
+        used = limiter.used(app_day_key(app.id, msg.region, day))
+        _alarm(ctx, limiter, app, "threshold", f"threshold:{app.sdk_app_id}:{msg.region}:{day}",
+               86400, f"{app.name} passed its daily {msg.region} alarm threshold",
+               f"{app.name} ({app.sdk_app_id}) has sent {used:,} billed {msg.region} items "
+               f"today; the alarm threshold is {threshold:,}.")
+    return None
+
+
+def _consume_credit(ctx: Ctx, limiter: Limiter, account: Account, fee: int) -> bool:
+    """Earliest-expiring package first; a conditional update, so balances never go
+    negative. Without any package, mainland sending is not metered."""
+    now = utcnow()
+    packages = ctx.db.scalars(select(CreditPackage).where(
+        CreditPackage.account_id == account.id).order_by(CreditPackage.expires_at)).all()
+    if not packages:
+        return True
+    for p in packages:
+        if p.expires_at <= now or p.remaining < fee:
+            continue
+        done = ctx.db.execute(update(CreditPackage).where(
+            CreditPackage.id == p.id, CreditPackage.remaining >= fee)
+            .values(remaining=CreditPackage.remaining - fee)
+            .execution_options(synchronize_session=False))
+        if done.rowcount == 1:  # type: ignore[attr-defined]
+            left = sum(x.remaining for x in packages if x.expires_at > now) - fee
+            if account.package_alarm_threshold is not None and (
+                left <= account.package_alarm_threshold
+            ):
+                _alarm_account(ctx, limiter, account, "package",
+                               f"package:{account.id}:{now:%Y%m%d}", 86400,
+                               "Credit balance is low",
+                               f"{left:,} mainland billed items are left in your packages.")
+            return True
+    return False
+
+
+def _alarm(ctx: Ctx, limiter: Limiter, app: Application, event: str, key: str, ttl: int,
+           subject: str, body: str) -> None:
+    """Record an alarm event once per period (no storms) through the notification port."""
+    if limiter.once(f"smsops:alarm:{event}:{key}", ttl):
+        notifications.notify(ctx, event, notifications.contact_recipients(ctx, event, app.id),
+                             subject, body)
+
+
+def _alarm_account(ctx: Ctx, limiter: Limiter, account: Account, event: str, key: str,
+                   ttl: int, subject: str, body: str) -> None:
+    if limiter.once(f"smsops:alarm:{event}:{key}", ttl):
+        notifications.notify(ctx, event, notifications.contact_recipients(ctx, event), subject,
+                             body)
+
+
+def get_message(ctx: Ctx, sdk_app_id: str, serial_no: str) -> Message:
+    app = get_app(ctx, sdk_app_id, "DescribeSendSmsRecord")
+    msg = ctx.db.scalar(select(Message).where(Message.serial_no == serial_no,
+                                              Message.app_id == app.id))
+    if msg is None:
+        raise NotFound(f"No message {serial_no[:40]} in application {sdk_app_id}.")
+    return msg
+
+
+def as_dict(msg: Message, sdk_app_id: str) -> dict[str, Any]:
+    error = errors.describe(msg.error_code) if msg.error_code else None
+    return {
+        "serial_no": msg.serial_no, "request_id": msg.request_id, "sdk_app_id": sdk_app_id,
+        "phone_number": msg.phone_number, "iso_code": msg.iso_code, "status": msg.status,
+        "code": msg.error_code or errors.OK, "message": error.reason if error else "",
+        "carrier_code": msg.carrier_code, "fee": msg.fee, "encoding": msg.encoding,
+        "session_context": msg.session_context,
+        "created_at": msg.created_at.isoformat(),
+        "submitted_at": msg.submitted_at.isoformat() if msg.submitted_at else None,
+        "receipt_at": msg.receipt_at.isoformat() if msg.receipt_at else None,
+    }
+
+
+# --- after acceptance: claimed in batches, submitted, receipts ------------------
+
+def claim(db: Any, ids: list[int]) -> list[Message]:
+    """Move accepted messages to submitting; only the claimed ones may be submitted,
+    so a retried job never submits a message twice."""
+    db.execute(update(Message).where(Message.id.in_(ids), Message.status == ACCEPTED)
+               .values(status=SUBMITTING).execution_options(synchronize_session=False))
+    db.commit()  # the claim must be durable before anything leaves
+    return list(db.scalars(select(Message).where(Message.id.in_(ids),
+                                                 Message.status == SUBMITTING)))
+
+
+def record_submissions(db: Any, results: list[Any]) -> None:
+    """results: gateway SubmitResults in the order of the claimed messages."""
+    now = utcnow()
+    for r in results:
+        values: dict[str, Any] = {"submitted_at": now, "gateway_message_id": r.gateway_id}
+        if r.accepted:
+            values["status"] = SUBMITTED
+        else:
+            values.update(status=FAILED, error_code=r.error_code, carrier_code=r.carrier_code)
+        db.execute(update(Message).where(Message.id == r.message_id,
+                                         Message.status == SUBMITTING).values(**values)
+                   .execution_options(synchronize_session=False))
+
+
+def record_receipts(db: Any, receipts: list[Any]) -> list[int]:
+    """Delivery reports; returns the ids of messages that changed (for callbacks)."""
+    changed = []
+    for r in receipts:
+        values: dict[str, Any] = {"receipt_at": r.at or utcnow(), "carrier_code": r.carrier_code,
+                                  "status": DELIVERED if r.delivered else FAILED}
+        if not r.delivered:
+            values["error_code"] = "FailedOperation.Undelivered"
+        where = (Message.id == r.message_id) if r.message_id else (
+            Message.gateway_message_id == r.gateway_id)
+        done = db.execute(update(Message).where(where, Message.status == SUBMITTED)
+                          .values(**values).returning(Message.id))
+        changed.extend(done.scalars().all())
+    return changed
+
+
+def apps_with_callbacks(db: Any, message_ids: list[int]) -> list[int]:
+    """The messages whose application has a status callback URL."""
+    return list(db.scalars(select(Message.id).join(Application, Application.id == Message.app_id)
+                           .where(Message.id.in_(message_ids),
+                                  Application.status_callback_url.is_not(None))))
+
