@@ -163,7 +163,7 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
                       template_id=template.id if template else None,
                       sms_type=template.sms_type if template else "", content=counted.text,
                       encoding=counted.encoding, session_context=req.session_context,
-                      created_at=now)
+                      fee=0, created_at=now)
         code = whole or _number_checks(ctx, app, account, msg, region, countries, local)
         if code is None and msg.phone_number in seen:
             code = "InvalidParameterValue.IncorrectPhoneNumber"  # the same number twice

@@ -1,0 +1,174 @@
+"""Every pre-send check, each failing with its own code (SPEC.md §3)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import CreditPackage, Message, MuteEntry, Notification, Unsubscribe
+from app.services import accounts, app_config, apps, sending
+from app.services.errors import ValidationError
+from app.sms import errors
+from tests.sending.conftest import Shop
+
+US = "+14155550123"
+
+
+def test_accepted_message_is_recorded_billed_and_queued(shop: Shop, session: Session) -> None:
+    [r] = shop.send(["+1 (415) 555-0123"])
+    assert (r.code, r.phone_number, r.iso_code, r.fee) == ("Ok", US, "US", 1)
+    msg = session.scalar(select(Message).where(Message.serial_no == r.serial_no))
+    assert msg.status == "accepted" and msg.content == "[Shop] Your code is 123456"
+    assert shop.ctx.deferred == [("jobs.sending.submit", ([msg.id],))]
+    [m] = shop.send(["13800000000"], template="mainland")
+    assert m.code == "Ok" and m.phone_number == "+8613800000000" and m.iso_code == "CN"
+    assert session.scalar(select(Message.content).where(Message.serial_no == m.serial_no)) == (
+        "【Shop】您的验证码为123456")
+
+
+def test_request_shape_is_validated() -> None:
+    for body, field in (({"phone_numbers": [], "template_id": 1}, "phone_numbers"),
+                        ({"phone_numbers": ["1"] * 201, "template_id": 1}, "phone_numbers"),
+                        ({"phone_numbers": ["1"], "template_id": "7"}, "template_id"),
+                        ({"phone_numbers": ["1"], "template_id": True}, "template_id"),
+                        ({"phone_numbers": ["1"], "template_id": 1, "template_params": [1]},
+                         "template_params"),
+                        ({"phone_numbers": ["1"], "template_id": 1, "x": 1}, "")):
+        with pytest.raises(ValidationError) as exc:
+            sending.validate_request(body)
+        assert field in exc.value.errors
+
+
+def test_whole_request_checks(shop: Shop, session: Session) -> None:
+    assert shop.codes([US], template="pending") == ["FailedOperation.TemplateNotEffective"]
+    assert shop.codes([US], params=[]) == [
+        "InvalidParameterValue.TemplateParameterCountMismatch"]
+    assert shop.codes([US], sign_name="Nope") == ["FailedOperation.SignatureNotEffective"]
+    apps.set_enabled(shop.ctx, shop.app.sdk_app_id, False)
+    assert shop.codes([US, "+442079460958"]) == ["FailedOperation.AppDisabled"] * 2
+    rejected = session.scalars(select(Message).where(Message.status == "rejected")).all()
+    assert len(rejected) == 5 and all(m.fee == 0 for m in rejected)
+
+
+def test_numbers_must_fit_the_region(shop: Shop) -> None:
+    assert shop.codes(["13800000000", "+8613800000000", "4155550123", "+999"]) == [
+        "InvalidParameterValue.IncorrectPhoneNumber"] * 4
+    assert shop.codes([US, "12"], template="mainland") == [
+        "InvalidParameterValue.IncorrectPhoneNumber"] * 2
+    assert shop.codes([US, US]) == ["Ok", "InvalidParameterValue.IncorrectPhoneNumber"]
+
+
+def test_allowed_countries(shop: Shop) -> None:
+    app_config.set_country(shop.ctx, shop.app.sdk_app_id, iso_code="GB")
+    assert shop.codes([US, "+442079460958"]) == ["FailedOperation.CountryNotAllowed", "Ok"]
+
+
+def test_mute_list_and_unsubscribes(shop: Shop, session: Session) -> None:
+    sig = shop.signatures["international"]
+    session.add(MuteEntry(account_id=shop.app.account_id, phone_number=US, signature_id=sig,
+                          sms_type=None, consent_confirmed_by="root@example.com"))
+    session.add(Unsubscribe(account_id=shop.app.account_id, phone_number="+14155550124",
+                            signature_id=sig, sms_type="marketing"))
+    session.flush()
+    assert shop.codes([US]) == ["FailedOperation.PhoneNumberInMuteList"]
+    assert shop.codes(["+14155550124"]) == ["Ok"]  # unsubscribed from marketing only
+    assert shop.codes(["+14155550124"], template="marketing", params=["x"]) in (
+        ["FailedOperation.PhoneNumberUnsubscribed"], ["FailedOperation.MarketingQuietHours"])
+
+
+def _zone_at_hour(hour: int) -> str:
+    """An Etc/GMT zone where it is now `hour` o'clock."""
+    offset = (hour - datetime.now(UTC).hour) % 24
+    if offset > 12:
+        offset -= 24
+    return f"Etc/GMT{-offset:+d}" if offset else "UTC"
+
+
+@pytest.mark.parametrize(("hour", "quiet"), [(23, True), (3, True), (8, False), (20, False)])
+def test_marketing_quiet_hours(shop: Shop, hour: int, quiet: bool) -> None:
+    accounts.update_settings(shop.ctx, account_type="enterprise", timezone=_zone_at_hour(hour),
+                             intl_daily_quota=100, reply_callback_url="",
+                             reply_callback_enabled=False)
+    expected = "FailedOperation.MarketingQuietHours" if quiet else "Ok"
+    assert shop.codes([US], template="marketing", params=["20%"]) == [expected]
+    assert shop.codes(["+14155550125"]) == ["Ok"]  # not marketing: any hour
+
+
+def test_frequency_limits_and_allowlist(shop: Shop) -> None:
+    sid = shop.app.sdk_app_id
+    app_config.set_frequency(shop.ctx, sid, {"30s": (True, 1), "hour": (True, 3),
+                                             "day": (True, 4)})
+    assert shop.codes([US]) == ["Ok"]
+    assert shop.codes([US]) == ["LimitExceeded.PhoneNumberSameContentDailyLimit"]
+    assert shop.codes([US], params=["2"]) == ["Ok"]  # other content
+    assert shop.codes([US], params=["3"]) == ["Ok"]
+    assert shop.codes([US], params=["4"]) == ["LimitExceeded.PhoneNumberOneHourLimit"]
+    app_config.set_frequency(shop.ctx, sid, {"30s": (True, 1), "hour": (False, 3),
+                                             "day": (True, 4)})
+    assert shop.codes([US], params=["5"]) == ["Ok"]
+    assert shop.codes([US], params=["6"]) == ["LimitExceeded.PhoneNumberDailyLimit"]
+    app_config.add_allowlist(shop.ctx, sid, US)
+    shop.app.allowlist  # noqa: B018 - loaded fresh below
+    assert shop.codes([US], params=["5"]) == ["Ok"]  # exempt from every frequency limit
+
+
+def test_individual_caps_apply_even_when_rules_are_off(shop: Shop) -> None:
+    accounts.update_settings(shop.ctx, account_type="individual", timezone="Asia/Shanghai",
+                             intl_daily_quota=100, reply_callback_url="",
+                             reply_callback_enabled=False)
+    assert shop.codes([US]) == ["Ok"]
+    assert shop.codes([US]) == ["LimitExceeded.PhoneNumberSameContentDailyLimit"]
+
+
+def test_daily_limits_and_threshold_alarm(shop: Shop, session: Session) -> None:
+    sid = shop.app.sdk_app_id
+    app_config.add_contact(shop.ctx, sid, name="Ops", email="ops@example.com",
+                           events=["threshold"])
+    app_config.set_thresholds(shop.ctx, sid, "international", alarm_threshold=2, daily_limit=3)
+    numbers = [f"+1415555{n:04d}" for n in range(200, 205)]
+    assert shop.codes(numbers) == ["Ok"] * 3 + ["LimitExceeded.AppDailyLimit"] * 2
+    alarms = session.scalars(select(Notification.subject).where(
+        Notification.event == "threshold")).all()
+    assert alarms == ["Shop passed its daily international alarm threshold",
+                      "Shop reached its daily international limit"]  # once each, no storm
+
+
+def test_country_limit_and_account_quota(shop: Shop) -> None:
+    sid = shop.app.sdk_app_id
+    app_config.set_country(shop.ctx, sid, iso_code="US", daily_limit=2)
+    app_config.set_country(shop.ctx, sid, iso_code="GB")
+    us = [f"+1415555{n:04d}" for n in range(300, 303)]
+    assert shop.codes(us) == ["Ok", "Ok", "LimitExceeded.AppCountryOrRegionDailyLimit"]
+    accounts.update_settings(shop.ctx, account_type="enterprise", timezone="Asia/Shanghai",
+                             intl_daily_quota=3, reply_callback_url="",
+                             reply_callback_enabled=False)
+    assert shop.codes(["+442079460958", "+442079460959"]) == [
+        "Ok", "LimitExceeded.AccountInternationalDailyQuota"]
+
+
+def test_credit_packages_earliest_expiry_first(shop: Shop, session: Session) -> None:
+    now = datetime.now(UTC)
+    late = CreditPackage(account_id=shop.app.account_id, name="late", size=10, remaining=10,
+                         expires_at=now + timedelta(days=60))
+    soon = CreditPackage(account_id=shop.app.account_id, name="soon", size=1, remaining=1,
+                         expires_at=now + timedelta(days=1))
+    gone = CreditPackage(account_id=shop.app.account_id, name="expired", size=50,
+                         remaining=50, expires_at=now - timedelta(days=1))
+    session.add_all([late, soon, gone])
+    session.flush()
+    assert shop.codes(["13800000001", "13800000002"], template="mainland") == ["Ok", "Ok"]
+    session.expire_all()
+    assert (soon.remaining, late.remaining, gone.remaining) == (0, 9, 50)
+    late.remaining = 0
+    session.flush()
+    assert shop.codes(["13800000003"], template="mainland") == [
+        "FailedOperation.InsufficientBalanceInSmsPackage"]
+
+
+def test_every_code_is_in_the_catalogue(shop: Shop, session: Session) -> None:
+    shop.codes(["+999", US], template="pending")
+    for code in session.scalars(select(Message.error_code).where(Message.error_code.is_not(None))):
+        assert code in errors.CATALOGUE

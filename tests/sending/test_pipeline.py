@@ -1,0 +1,178 @@
+"""After acceptance: batches submitted by a real RQ worker, receipts, callbacks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import multiprocessing
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import create_app
+from app.models import CallbackAttempt, Message
+from app.queue import enqueue_deferred
+from app.services import app_config
+from app.services.limits import Check, Limiter
+from jobs import worker
+from tests.conftest import Backend
+from tests.sending.conftest import Shop
+
+
+@pytest.fixture
+def runner(backend: Backend, session: Session, tmp_path: Path) -> Iterator[Flask]:
+    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                      "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SIMULATOR_RECEIPT_DELAY_S": 0, "ALLOW_PRIVATE_CALLBACKS": True})
+    yield app
+    app.extensions["db"].engine.dispose()
+
+
+def _run(shop: Shop, session: Session, app: Flask) -> None:
+    session.commit()
+    enqueue_deferred(app.extensions["redis"], shop.ctx.deferred)
+    assert worker.run(app, burst=True)
+    session.expire_all()
+
+
+def _status(session: Session, serial: str) -> tuple[str, str | None, str | None]:
+    m = session.scalar(select(Message).where(Message.serial_no == serial))
+    return m.status, m.error_code, m.carrier_code
+
+
+def test_simulator_outcomes_through_a_real_worker(shop: Shop, session: Session,
+                                                  runner: Flask) -> None:
+    results = shop.send(["+14155550101", "+14155550102", "+14155550103", "+14155550104"])
+    _run(shop, session, runner)
+    assert [_status(session, r.serial_no) for r in results] == [
+        ("delivered", None, "DELIVRD"),
+        ("failed", "FailedOperation.GatewayRejected", "MK:0012"),
+        ("failed", "FailedOperation.Undelivered", "UNDELIV"),
+        ("submitted", None, None),
+    ]
+
+
+def test_a_retried_job_never_submits_twice(shop: Shop, session: Session,
+                                           runner: Flask) -> None:
+    from jobs import runtime, sending as sending_job
+
+    [r] = shop.send(["+14155550104"])
+    session.commit()
+    runtime.use(runner)
+    ids = [i for _job, (ids,) in shop.ctx.deferred for i in ids]
+    sending_job.submit(ids)
+    session.expire_all()
+    first = session.scalar(select(Message.gateway_message_id))
+    sending_job.submit(ids)  # as if RQ ran the job again
+    session.expire_all()
+    assert session.scalar(select(Message.gateway_message_id)) == first
+    assert _status(session, r.serial_no)[0] == "submitted"
+
+
+class Receiver:
+    """A customer's callback endpoint on loopback."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.status = status
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(outer.status)
+                if outer.status == 302:
+                    self.send_header("Location", "http://169.254.169.254/latest")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/receipts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_receipts_are_posted_signed_with_the_app_key(shop: Shop, session: Session,
+                                                     runner: Flask) -> None:
+    receiver = Receiver()
+    app_config.set_callback(shop.ctx.__class__(shop.ctx.db, shop.ctx.actor,
+                                               shop.ctx.settings.__class__(
+                                                   allow_private_callbacks=True)),
+                            shop.app.sdk_app_id, receiver.url)
+    [r] = shop.send(["+14155550101"], session_context="order-42")
+    _run(shop, session, runner)
+    [(headers, body)] = receiver.requests
+    expected = hmac.new(shop.app.app_key.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["x-sms-signature"] == expected and headers["x-sms-appid"] == shop.app.sdk_app_id
+    payload = json.loads(body)
+    assert payload["serial_no"] == r.serial_no and payload["status"] == "delivered"
+    assert payload["session_context"] == "order-42" and payload["carrier_code"] == "DELIVRD"
+    attempt = session.scalar(select(CallbackAttempt))
+    assert (attempt.attempt, attempt.status_code, attempt.error) == (1, 200, None)
+    receiver.server.shutdown()
+
+
+@pytest.mark.parametrize("status", [500, 302])
+def test_failed_callbacks_are_logged_and_retried(shop: Shop, session: Session, runner: Flask,
+                                                 status: int) -> None:
+    from rq import Queue
+
+    receiver = Receiver(status)
+    shop.app.status_callback_url = receiver.url
+    shop.send(["+14155550101"])
+    _run(shop, session, runner)
+    attempt = session.scalar(select(CallbackAttempt))
+    assert attempt.status_code == status and attempt.error == f"HTTP {status}"
+    assert len(receiver.requests) == 1  # a redirect is never followed
+    queue = Queue("default", connection=runner.extensions["redis"])
+    assert len(queue.scheduled_job_registry.get_job_ids()) == 1  # the retry, with back-off
+    receiver.server.shutdown()
+
+
+def test_callback_to_a_private_address_is_refused_at_send_time(
+    shop: Shop, session: Session, runner: Flask
+) -> None:
+    runner.config["ALLOW_PRIVATE_CALLBACKS"] = False
+    receiver = Receiver()
+    shop.app.status_callback_url = receiver.url  # saved when it was allowed
+    shop.send(["+14155550101"])
+    _run(shop, session, runner)
+    assert receiver.requests == []
+    attempt = session.scalar(select(CallbackAttempt))
+    assert attempt.status_code is None and attempt.error.startswith("refused: 127.0.0.1")
+    receiver.server.shutdown()
+
+
+def _race(url: str, key: str, tries: int, out: Any) -> None:
+    limiter = Limiter(redis.Redis.from_url(url))
+    won = 0
+    for n in range(tries):
+        check = Check(key, "c", 30, 1, 60_000, "LimitExceeded.PhoneNumberDailyLimit")
+        window = Check(key + ":w", "w", 25, 1, 60_000, "LimitExceeded.PhoneNumberOneHourLimit",
+                       member=f"{multiprocessing.current_process().pid}-{n}")
+        if limiter.reserve([check, window], 1_000) is None:
+            won += 1
+    out.put(won)
+
+
+def test_two_processes_racing_cannot_overshoot(backend: Backend) -> None:
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    racers = [ctx.Process(target=_race, args=(backend.redis_url, "smsops:test:race", 40, out))
+              for _ in range(2)]
+    for p in racers:
+        p.start()
+    for p in racers:
+        p.join(timeout=60)
+    assert out.get(timeout=5) + out.get(timeout=5) == 25  # the tighter of the two limits
