@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app import create_app
 from tests.conftest import Backend
-from tests.sending.conftest import Shop, shop  # noqa: F401 - the fixture
+from tests.sending.conftest import Shop
 
 
 @pytest.fixture

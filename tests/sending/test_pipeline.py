@@ -63,7 +63,8 @@ def test_simulator_outcomes_through_a_real_worker(shop: Shop, session: Session,
 
 def test_a_retried_job_never_submits_twice(shop: Shop, session: Session,
                                            runner: Flask) -> None:
-    from jobs import runtime, sending as sending_job
+    from jobs import runtime
+    from jobs import sending as sending_job
 
     [r] = shop.send(["+14155550104"])
     session.commit()

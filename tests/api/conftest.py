@@ -1,0 +1,1 @@
+from tests.sending.conftest import shop  # noqa: F401 - the same application to send with
