@@ -8,6 +8,7 @@ from accepted onwards works on batches, for one message or a million.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -408,3 +409,54 @@ def apps_with_callbacks(db: Any, message_ids: list[int]) -> list[int]:
                            .where(Message.id.in_(message_ids),
                                   Application.status_callback_url.is_not(None))))
 
+
+
+# --- the SMS log ------------------------------------------------------------------
+
+LOG_PAGE = 50
+PERIODS = {"today": 0, "yesterday": 1, "7d": 6, "30d": 29}
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    sdk_app_id: str = ""
+    phone_number: str = ""
+    status: str = ""
+    period: str = "7d"
+    page: int = 1
+
+
+def log(ctx: Ctx, f: LogFilter) -> tuple[list[tuple[Message, str]], int]:
+    """Messages the actor may read, newest first, with their application's AppID."""
+    from datetime import timedelta
+
+    from sqlalchemy import func
+
+    from app.services.apps import list_apps
+
+    visible = {a.id: a.sdk_app_id for a in list_apps(ctx)
+               if ctx.actor.can("DescribeSendSmsRecord", a.sdk_app_id)}
+    if f.sdk_app_id:
+        visible = {k: v for k, v in visible.items() if v == f.sdk_app_id}
+    if not visible:
+        return [], 0
+    account = ctx.db.get(Account, ctx.actor.account_id)
+    assert account is not None
+    zone = ZoneInfo(account.timezone)
+    today = utcnow().astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    back = PERIODS.get(f.period, 6)
+    start = today - timedelta(days=back)
+    end = today + timedelta(days=1) if f.period != "yesterday" else today
+    q = select(Message).where(Message.app_id.in_(visible), Message.created_at >= start,
+                              Message.created_at < end)
+    if f.phone_number.strip():
+        number = f.phone_number.strip()
+        with contextlib.suppress(numbers.NumberError):  # search as typed if not a number
+            number = numbers.parse_any(number)
+        q = q.where(Message.phone_number == number)
+    if f.status:
+        q = q.where(Message.status == f.status)
+    total = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
+    rows = ctx.db.scalars(q.order_by(Message.id.desc()).limit(LOG_PAGE)
+                          .offset((max(f.page, 1) - 1) * LOG_PAGE)).all()
+    return [(m, visible[m.app_id]) for m in rows], total

@@ -16,6 +16,7 @@ from werkzeug.test import TestResponse
 from app import create_app
 from tests.conftest import Backend
 from tests.helpers import PASSWORD, make_user
+from tests.sending.conftest import shop  # noqa: F401 - an application to send with
 
 
 @pytest.fixture

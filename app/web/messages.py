@@ -1,0 +1,30 @@
+"""The SMS log: every message with its state, code and reason."""
+
+from __future__ import annotations
+
+from flask import Blueprint, request
+
+from app.models.sending import STATUSES
+from app.services import apps, sending
+from app.sms import errors
+from app.web import ctx, page
+
+bp = Blueprint("messages", __name__)
+
+
+@bp.get("/messages")
+def index() -> tuple:
+    c = ctx()
+    number = request.args.get("page", "1")
+    f = sending.LogFilter(
+        sdk_app_id=request.args.get("app", "")[:10],
+        phone_number=request.args.get("number", "")[:32],
+        status=request.args.get("status", "") if request.args.get("status") in STATUSES else "",
+        period=request.args.get("period", "7d") if request.args.get("period") in
+        sending.PERIODS else "7d",
+        page=int(number) if number.isdigit() else 1,
+    )
+    rows, total = sending.log(c, f)
+    return page("messages/index.html", "messages/_rows.html", rows=rows, total=total, f=f,
+                apps=apps.list_apps(c), statuses=STATUSES, periods=sending.PERIODS,
+                describe=errors.describe, page_size=sending.LOG_PAGE)
