@@ -18,6 +18,7 @@ RETRIES: dict[str, list[int]] = {
     "jobs.sending.submit": [5, 30, 120],  # only when the carrier could not be reached
     # Status callbacks: 6 tries over 66 minutes.
     "jobs.callbacks.status": [60, 300, 600, 1200, 1800],
+    "jobs.callbacks.reply": [60, 300, 600, 1200, 1800],
 }
 
 

@@ -134,7 +134,8 @@ def signatures_reply(signatures: list[Any], region: str, base_url: str) -> dict[
 def review_blocks(kind: str, obj: Any, title: str, facts: dict[str, Any], base_url: str,
                   *, buttons: bool) -> list[Block]:
     """A review request; with the decision in place of the buttons once decided."""
-    lines = [f"*{kind.capitalize()} for review:* {escape(title)}"]
+    label = kind.replace("_", " ").capitalize()
+    lines = [f"*{label} for review:* {escape(title)}"]
     if kind == "template":
         lines.append(f"{obj.region.capitalize()}, {SMS_TYPES[obj.sms_type].lower()}")
         lines.append(f">{escape(obj.content)}")
@@ -143,13 +144,18 @@ def review_blocks(kind: str, obj: Any, title: str, facts: dict[str, Any], base_u
     elif kind == "signature":
         lines.append(f"{obj.region.capitalize()} signature `{escape(obj.content)}`, "
                      f"{obj.sign_type.replace('_', ' ')}, {obj.purpose}-use")
+    elif kind == "unsubscribe_removal":
+        lines.append(f"Send {obj.sms_type} messages to {escape(obj.phone_number)} again. "
+                     f"Reason: {escape(obj.reason)}")
     else:
         lines.append(f"Licence {escape(obj.licence_number)}, legal representative "
                      f"{escape(obj.legal_rep_name)}")
     if getattr(obj, "notes", ""):
         lines.append(f"Notes: {escape(obj.notes)}")
     lines.append(f"Submitted by {escape(obj.submitted_by)}")
-    url = f"{base_url}/content/{kind}s/{obj.id}"
+    from app.services.reviews import link_of
+
+    url = f"{base_url}{link_of(kind, obj.id)}"
     blocks: list[Block] = [section("\n".join(lines))]
     value = f"{kind}:{obj.id}"
     if buttons and obj.status == "pending":

@@ -6,7 +6,15 @@ from app.models.audit import AuditEntry
 from app.models.chat import ReviewMessage
 from app.models.content import Qualification, Signature, Template
 from app.models.notifications import Notification
-from app.models.sending import CallbackAttempt, CreditPackage, Message, MuteEntry, Unsubscribe
+from app.models.sending import (
+    CallbackAttempt,
+    CreditPackage,
+    Message,
+    MuteEntry,
+    Reply,
+    Unsubscribe,
+    UnsubscribeRemoval,
+)
 
 __all__ = [
     "Account",
@@ -22,10 +30,12 @@ __all__ = [
     "Notification",
     "Policy",
     "Qualification",
+    "Reply",
     "ReviewMessage",
     "Signature",
     "Template",
     "Unsubscribe",
+    "UnsubscribeRemoval",
     "User",
     "UserPolicy",
 ]

@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, Uni
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
+from app.models.content import Reviewed
 
 # A message's life. Each change is a conditional update from the state before it.
 ACCEPTED = "accepted"  # passed every check, waiting for a worker
@@ -83,6 +84,35 @@ class Unsubscribe(Base):
     sms_type: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(16), default="reply")  # reply | manual
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UnsubscribeRemoval(Reviewed, Base):
+    """A request to send to an unsubscribed number again; reviewed like content."""
+
+    __tablename__ = "unsubscribe_removal"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    phone_number: Mapped[str] = mapped_column(String(20))
+    signature_id: Mapped[int] = mapped_column(ForeignKey("signature.id", ondelete="CASCADE"))
+    sms_type: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(500))
+
+
+class Reply(Base):
+    """A message a recipient sent back."""
+
+    __tablename__ = "reply"
+    __table_args__ = (Index("ix_reply_account_received", "account_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
+    app_id: Mapped[int | None] = mapped_column(ForeignKey("application.id", ondelete="SET NULL"))
+    message_id: Mapped[int | None]  # the latest message sent to that number, if any
+    phone_number: Mapped[str] = mapped_column(String(20))
+    text: Mapped[str] = mapped_column(String(1000))
+    unsubscribed: Mapped[bool] = mapped_column(default=False)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class CreditPackage(Base):

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.models import Application, CallbackAttempt, Message
+from app.models import Account, Application, CallbackAttempt, Message, Reply
 from app.services.sending import as_dict
 
 
@@ -30,13 +30,35 @@ def status_payload(db: Session, message_id: int) -> tuple[Application, bytes] | 
     return app, body.encode()
 
 
-def record_attempt(db: Session, app: Application, message_id: int, url: str, body: bytes,
+def reply_payload(db: Session, reply_id: int) -> tuple[Application, str, bytes] | None:
+    """A reply for the account's reply callback, signed with the AppKey of the
+    application whose message it answers."""
+    reply = db.get(Reply, reply_id)
+    if reply is None or reply.app_id is None:
+        return None
+    account = db.get(Account, reply.account_id)
+    app = db.get(Application, reply.app_id)
+    if account is None or app is None or not (account.reply_callback_enabled
+                                              and account.reply_callback_url):
+        return None
+    msg = db.get(Message, reply.message_id) if reply.message_id else None
+    body = json.dumps({
+        "sdk_app_id": app.sdk_app_id, "phone_number": reply.phone_number, "text": reply.text,
+        "received_at": reply.received_at.isoformat(), "unsubscribed": reply.unsubscribed,
+        "serial_no": msg.serial_no if msg else None,
+        "session_context": msg.session_context if msg else None,
+    }, ensure_ascii=False, sort_keys=True)
+    return app, account.reply_callback_url, body.encode()
+
+
+def record_attempt(db: Session, app: Application, kind: str, ref: int, url: str, body: bytes,
                    status_code: int | None, error: str | None) -> int:
-    """Log one attempt; returns its number (1 for the first)."""
-    attempt = (db.scalar(select(func.count()).where(CallbackAttempt.message_id == message_id,
-                                                    CallbackAttempt.kind == "status")) or 0) + 1
+    """Log one attempt; returns its number (1 for the first). `ref` is the message id
+    for receipts and the reply id for replies."""
+    attempt = (db.scalar(select(func.count()).where(CallbackAttempt.message_id == ref,
+                                                    CallbackAttempt.kind == kind)) or 0) + 1
     payload: dict[str, Any] = json.loads(body)
-    db.add(CallbackAttempt(account_id=app.account_id, message_id=message_id, kind="status",
+    db.add(CallbackAttempt(account_id=app.account_id, message_id=ref, kind=kind,
                            url=url, attempt=attempt, status_code=status_code,
                            error=error[:300] if error else None, payload=payload))
     return attempt

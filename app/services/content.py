@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.db import utcnow
-from app.models import Account, Qualification, Signature, Template
+from app.models import Account, Qualification, Signature, Template, UnsubscribeRemoval
 from app.models.accounts import INDIVIDUAL
 from app.models.content import APPROVED, EDITABLE, EFFECTIVE, PENDING
 from app.services import audit
@@ -43,10 +43,11 @@ SIGNATURE_FIELDS = ("region", "purpose", "qualification_id", "sign_type", "conte
 TEMPLATE_FIELDS = ("region", "name", "sms_type", "content", "notes")
 FIELDS: dict[type, tuple[str, ...]] = {
     Qualification: QUALIFICATION_FIELDS, Signature: SIGNATURE_FIELDS, Template: TEMPLATE_FIELDS,
+    UnsubscribeRemoval: ("phone_number", "signature_id", "sms_type", "reason"),
 }
 
 
-Content = Qualification | Signature | Template
+Content = Qualification | Signature | Template | UnsubscribeRemoval
 
 
 def snapshot(obj: Content) -> dict[str, Any]:
@@ -59,11 +60,11 @@ def _individual(ctx: Ctx) -> bool:
 
 
 KIND_OF: dict[type, str] = {Qualification: "qualification", Signature: "signature",
-                            Template: "template"}
+                            Template: "template", UnsubscribeRemoval: "unsubscribe_removal"}
 SUBMITTED_JOB = "jobs.reviews.submitted"  # tells reviewers, e.g. in Slack
 
 
-def _submit(ctx: Ctx, obj: Content) -> None:
+def submit_for_review(ctx: Ctx, obj: Content) -> None:
     """(Re)submit for review: pending again, with the submitter recorded.
     Reviewers are told once the caller has committed (the object has an id by then)."""
     obj.status = PENDING
@@ -94,7 +95,7 @@ def _resubmit(ctx: Ctx, obj: Content, fields: dict[str, Any], action: str, kind:
     before = snapshot(obj)
     for k, v in fields.items():
         setattr(obj, k, v)
-    _submit(ctx, obj)
+    submit_for_review(ctx, obj)
     ctx.db.flush()
     audit.record_changes(ctx, action, kind, obj.id, before, snapshot(obj))
 
@@ -154,7 +155,7 @@ def create_qualification(ctx: Ctx, data: dict[str, str]) -> Qualification:
     ctx.actor.require("AddQualification")
     q = Qualification(account_id=ctx.actor.account_id, **_qualification_fields(data))
     ctx.db.add(q)
-    _submit(ctx, q)
+    submit_for_review(ctx, q)
     ctx.db.flush()
     audit.record(ctx, "AddQualification", "qualification", q.id, None, snapshot(q))
     return q
@@ -285,7 +286,7 @@ def create_signature(ctx: Ctx, region: str, data: dict[str, Any], *,
     fields = _signature_fields(ctx, _region(region), data, None, proof, authorization)
     s = Signature(account_id=ctx.actor.account_id, **fields)
     ctx.db.add(s)
-    _submit(ctx, s)
+    submit_for_review(ctx, s)
     ctx.db.flush()
     audit.record(ctx, "AddSmsSign", "signature", s.id, None, snapshot(s))
     return s
@@ -341,7 +342,7 @@ def create_template(ctx: Ctx, region: str, data: dict[str, Any]) -> Template:
     ctx.actor.require("AddSmsTemplate")
     t = Template(account_id=ctx.actor.account_id, **_template_fields(ctx, _region(region), data))
     ctx.db.add(t)
-    _submit(ctx, t)
+    submit_for_review(ctx, t)
     ctx.db.flush()
     audit.record(ctx, "AddSmsTemplate", "template", t.id, None, snapshot(t))
     return t

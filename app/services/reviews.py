@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from app.db import utcnow
 from app.gateways.simulator import SimulatorGateway
-from app.models import Qualification, Signature, Template, User
+from app.models import Qualification, Signature, Template, UnsubscribeRemoval, User
 from app.models.content import (
     APPROVED,
     APPROVED_PENDING_EFFECT,
@@ -32,7 +32,16 @@ from app.sms.text import count
 
 DECIDED_JOB = "jobs.reviews.decided"
 KINDS: dict[str, Any] = {"qualification": Qualification, "signature": Signature,
-                          "template": Template}
+                         "template": Template, "unsubscribe_removal": UnsubscribeRemoval}
+LABELS = {"qualification": "qualification", "signature": "signature", "template": "template",
+          "unsubscribe_removal": "unsubscribe removal request"}
+
+
+def link_of(kind: str, obj_id: int) -> str:
+    """Where the object is on the web (a path)."""
+    if kind == "unsubscribe_removal":
+        return "/unsubscribes"
+    return f"/content/{kind}s/{obj_id}"
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,8 @@ def title_of(kind: str, obj: Content) -> str:
         return obj.enterprise_name
     if isinstance(obj, Signature):
         return obj.content
+    if isinstance(obj, UnsubscribeRemoval):
+        return f"{obj.phone_number} ({obj.sms_type})"
     return obj.name
 
 
@@ -115,7 +126,7 @@ def _decide(ctx: Ctx, kind: str, obj_id: int, *, approve: bool, reason: str | No
         raise PermissionDenied("You cannot review your own submission.")
     if approve:
         new_status = {"qualification": APPROVED, "signature": APPROVED_PENDING_EFFECT,
-                      "template": EFFECTIVE}[kind]
+                      "template": EFFECTIVE, "unsubscribe_removal": APPROVED}[kind]
     else:
         new_status = REJECTED
     model = KINDS[kind]
@@ -136,6 +147,10 @@ def _decide(ctx: Ctx, kind: str, obj_id: int, *, approve: bool, reason: str | No
         gateway = ctx.gateway or SimulatorGateway()
         if gateway.register_signature(obj.region, obj.content):
             obj.status = EFFECTIVE
+    if isinstance(obj, UnsubscribeRemoval) and approve:
+        from app.services.unsubscribes import apply_removal
+
+        apply_removal(ctx, obj)
     ctx.db.flush()
     audit.record(ctx, "ReviewContent", kind, obj.id, {"status": PENDING},
                  {"status": obj.status, "reason": reason, "title": title_of(kind, obj)})
@@ -148,12 +163,13 @@ def _tell(ctx: Ctx, kind: str, obj: Content) -> None:
     """The submitter, and alarm contacts subscribed to review results."""
     outcome = STATUS_LABELS[obj.status].lower()
     title = title_of(kind, obj)
-    subject = f"Your {kind} “{title}” is {outcome}"
-    lines = [f"The {kind} “{title}” was reviewed by {obj.decided_by}: {outcome}."]
+    label = LABELS[kind]
+    subject = f"Your {label} “{title}” is {outcome}"
+    lines = [f"The {label} “{title}” was reviewed by {obj.decided_by}: {outcome}."]
     if obj.reject_reason:
         lines.append(f"Reason: {obj.reject_reason}")
         lines.append("Edit it and it is submitted for review again.")
-    lines.append(f"{ctx.settings.base_url}/content/{kind}s/{obj.id}")
+    lines.append(f"{ctx.settings.base_url}{link_of(kind, obj.id)}")
     recipients = notifications.contact_recipients(ctx, "review")
     submitter = ctx.db.get(User, obj.submitted_by_id) if obj.submitted_by_id else None
     if submitter is not None:

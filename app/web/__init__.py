@@ -90,9 +90,9 @@ def _load_user(user_id: str) -> User | None:
 
 
 def register(app: Flask) -> None:
-    from app.web import accounts, apps, auth, content, health, messages, users
+    from app.web import accounts, apps, auth, content, general, health, messages, users
 
-    for module in (auth, health, apps, content, messages, users, accounts):
+    for module in (auth, health, apps, content, messages, general, users, accounts):
         app.register_blueprint(module.bp)
     app.add_template_filter(_when, "when")
 

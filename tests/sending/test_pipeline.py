@@ -177,3 +177,26 @@ def test_two_processes_racing_cannot_overshoot(backend: Backend) -> None:
     for p in racers:
         p.join(timeout=60)
     assert out.get(timeout=5) + out.get(timeout=5) == 25  # the tighter of the two limits
+
+
+def test_replies_are_posted_to_the_reply_callback(shop: Shop, session: Session,
+                                                  runner: Flask) -> None:
+    from app.models import Account
+    from app.services import replies
+
+    receiver = Receiver()
+    account = session.get(Account, shop.app.account_id)
+    account.reply_callback_url, account.reply_callback_enabled = receiver.url, True
+    [r] = shop.send(["+14155550101"], session_context="order-7")
+    _run(shop, session, runner)  # delivered
+    shop.ctx.deferred.clear()
+    replies.receive(shop.ctx, "+14155550101", "TD")
+    _run(shop, session, runner)
+    [(headers, body)] = receiver.requests
+    payload = json.loads(body)
+    assert payload == {"sdk_app_id": shop.app.sdk_app_id, "phone_number": "+14155550101",
+                       "text": "TD", "unsubscribed": True, "serial_no": r.serial_no,
+                       "session_context": "order-7", "received_at": payload["received_at"]}
+    expected = hmac.new(shop.app.app_key.encode(), body, hashlib.sha256).hexdigest()
+    assert headers["x-sms-signature"] == expected
+    receiver.server.shutdown()

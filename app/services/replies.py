@@ -1,0 +1,55 @@
+"""Replies from recipients (SPEC.md §3): stored, opt-out keywords honoured,
+forwarded to the account's reply callback."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import Account, Message, Reply
+from app.models.sending import DELIVERED, SUBMITTED
+from app.services import unsubscribes
+from app.services.context import Ctx
+from app.sms import numbers
+
+# Case-insensitive, trimmed; for international numbers too (beyond the hosted console).
+OPT_OUT_WORDS = frozenset({"TD", "T", "N", "R", "STOP", "退订"})
+REPLY_CALLBACK_JOB = "jobs.callbacks.reply"
+
+
+def is_opt_out(text: str) -> bool:
+    return text.strip().upper() in OPT_OUT_WORDS
+
+
+def receive(ctx: Ctx, phone_number: str, text: str) -> Reply:
+    """A reply arrives (from a gateway, or injected into the simulator). It answers
+    the latest message sent to that number, whose signature and type it opts out of."""
+    db: Session = ctx.db
+    number = numbers.parse_any(phone_number)
+    last = db.scalar(select(Message).where(
+        Message.account_id == ctx.actor.account_id, Message.phone_number == number,
+        Message.status.in_((SUBMITTED, DELIVERED))).order_by(Message.id.desc()).limit(1))
+    reply = Reply(account_id=ctx.actor.account_id, phone_number=number, text=text[:1000],
+                  app_id=last.app_id if last else None, message_id=last.id if last else None)
+    if last is not None and last.signature_id is not None and is_opt_out(text):
+        unsubscribes.record(db, ctx.actor.account_id, number, last.signature_id, last.sms_type,
+                            "reply")
+        reply.unsubscribed = True
+    db.add(reply)
+    db.flush()
+    account = db.get(Account, ctx.actor.account_id)
+    if account is not None and account.reply_callback_enabled and account.reply_callback_url \
+            and reply.app_id is not None:
+        ctx.defer(REPLY_CALLBACK_JOB, reply.id)
+    return reply
+
+
+def recent(ctx: Ctx, limit: int = 100) -> list[Reply]:
+    ctx.actor.require("DescribeSendSmsRecord")
+    return list(ctx.db.scalars(select(Reply).where(Reply.account_id == ctx.actor.account_id)
+                               .order_by(Reply.id.desc()).limit(limit)))
+
+
+def count(ctx: Ctx) -> int:
+    return ctx.db.scalar(select(func.count()).where(
+        Reply.account_id == ctx.actor.account_id)) or 0
