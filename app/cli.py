@@ -221,6 +221,31 @@ def app_create(name: str, overview: str) -> None:
     click.echo(f"AppID: {app.sdk_app_id}\nAppKey: {key}")
 
 
+# --- simulator ---------------------------------------------------------------------
+
+@cli.group("simulator")
+def simulator_group() -> None:
+    """The simulator gateway."""
+
+
+@simulator_group.command("reply")
+@click.option("--from", "sender", required=True, help="The number that replies.")
+@click.argument("text")
+def simulator_reply(sender: str, text: str) -> None:
+    """Pretend a recipient replied (opt-out words unsubscribe them)."""
+    from app.services import replies
+    from app.sms.numbers import NumberError
+
+    if current_app.config.get("GATEWAY", "simulator") != "simulator":
+        _fail("Replies can be injected only while the simulator gateway is in use.")
+    try:
+        reply = _as_operator(lambda ctx: replies.receive(ctx, sender, text))
+    except NumberError as exc:
+        _fail(str(exc))
+    click.echo(f"Reply from {reply.phone_number} stored"
+               + ("; the number is now unsubscribed." if reply.unsubscribed else "."))
+
+
 # --- sms ------------------------------------------------------------------------------
 
 @click.group("sms", cls=click.Group)

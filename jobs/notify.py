@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.notify import Channels
 from app.notify.email import EmailChannel
 from app.notify.slack import SlackChannel, web_client
+from app.notify.sms import SmsChannel
 from app.services import notifications
 from jobs import runtime
 
@@ -13,6 +14,7 @@ def channels() -> Channels:
     config = runtime.app().config
     found = Channels()
     found.add(EmailChannel(config))
+    found.add(SmsChannel(runtime.app().extensions["gateway"]))
     if config.get("SLACK_BOT_TOKEN"):
         found.add(SlackChannel(web_client(config)))
     return found

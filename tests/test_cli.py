@@ -68,3 +68,10 @@ def test_sms_count(args: list[str], expected: dict) -> None:
 def test_sms_count_plain_output() -> None:
     result = CliRunner().invoke(cli, ["sms", "count", "--region", "international", "Hi €"])
     assert result.output.startswith("GSM-7, 4 characters, 1 part(s) = 1 billed item(s)")
+
+
+def test_simulator_reply(run) -> None:
+    out = run("simulator", "reply", "--from", "+14155550101", "STOP")
+    assert out.exit_code == 0 and "Reply from +14155550101 stored." in out.output
+    bad = run("simulator", "reply", "--from", "12", "hi")
+    assert bad.exit_code == 1 and "country code" in bad.output

@@ -32,7 +32,8 @@ class Settings:
             login_window_seconds=int(config.get("LOGIN_WINDOW_SECONDS", 900)),
             upload_dir=Path(config["INSTANCE_DIR"]) / "uploads",
             base_url=config.get("BASE_URL") or f"http://{config['HOST']}:{config['PORT']}",
-            notify_channels=("email", "slack") if config.get("SLACK_BOT_TOKEN") else ("email",),
+            notify_channels=("email", "sms", "slack") if config.get("SLACK_BOT_TOKEN")
+            else ("email", "sms"),
             alarm_channel=(config.get("SLACK_ALARM_CHANNEL") or None)
             if config.get("SLACK_BOT_TOKEN") else None,
         )

@@ -49,6 +49,8 @@ def contact_recipients(ctx: Ctx, event: str,
             continue
         if c.email:
             found.append(("email", c.email))
+        if c.mobile and "sms" in ctx.settings.notify_channels:
+            found.append(("sms", c.mobile))
         if c.slack_user_id and "slack" in ctx.settings.notify_channels:
             found.append(("slack", c.slack_user_id))
     if event in ALARM_EVENTS and ctx.settings.alarm_channel:

@@ -100,3 +100,33 @@ def test_worker_delivers_to_the_outbox(backend: Backend, session: Session,
     [mail] = read_outbox(app.config)
     assert (mail["to"], mail["subject"], mail["body"].strip()) == ("ops@example.com", "Hello",
                                                                    "Body text")
+
+
+def test_sms_channel_uses_the_gateway_with_a_system_signature() -> None:
+    from app.gateways.base import Outbound, SubmitResult
+    from app.notify import DeliveryError
+    from app.notify.sms import SmsChannel
+
+    sent: list[Outbound] = []
+
+    class Carrier:
+        name = "recording"
+
+        def register_signature(self, region: str, content: str) -> bool:
+            return True
+
+        def submit(self, batch: list[Outbound]) -> list[SubmitResult]:
+            sent.extend(batch)
+            ok = batch[0].phone_number != "+8613900000002"
+            return [SubmitResult(0, ok, "g1", carrier_code=None if ok else "MK:0012")]
+
+    channel = SmsChannel(Carrier())
+    channel.send(Message("13800000000", "Daily limit reached", "Shop sent 1,000"))
+    assert sent[0].phone_number == "+8613800000000"
+    assert sent[0].text == "【smsops】Daily limit reached. Shop sent 1,000"
+    channel.send(Message("+14155550100", "Threshold", "80%"))
+    assert sent[1].text == "[smsops] Threshold. 80%"
+    with pytest.raises(DeliveryError, match="MK:0012"):
+        channel.send(Message("+8613900000002", "x", "y"))
+    with pytest.raises(DeliveryError, match="SMS:"):
+        channel.send(Message("12", "x", "y"))
