@@ -30,6 +30,9 @@ HELP = {
     "signatures [mainland|international]": "signatures",
     "template new [mainland|international]": "write a template (opens a form)",
     "reviews": "content waiting for review, with Approve / Reject",
+    "send <AppID> <template_id> <number> [params…]": "one test message; shows its receipt",
+    "mute <number> | mute add <number> <signature> [type|all] consent": "the mute list",
+    "unsubscribed <number>": "what a number opted out of",
 }
 
 

@@ -6,15 +6,17 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask
+from flask import Flask, current_app
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from app.notify.slack import describe
-from app.services import apps, content, reviews
+from app.services import apps, content, mute, reviews, sending, unsubscribes
 from app.services.context import Ctx
 from app.services.errors import ServiceError
+from app.services.limits import Limiter
+from app.sms import errors
 from app.sms.text import REGIONS
 from bot import blocks
 from bot.context import NotLinked, acting
@@ -90,9 +92,67 @@ def _reviews(ctx: Ctx, words: list[str], _body: dict, _client: WebClient) -> dic
     return blocks.reply(f"{len(items)} item(s) waiting for review", out)
 
 
+RECEIPT_KEY = "smsops:slack:receipt:{}"  # message id → the response_url to update
+
+
+def _send(ctx: Ctx, words: list[str], body: dict, _client: WebClient) -> dict[str, Any]:
+    if len(words) < 3 or not words[0].isdigit() or not words[1].isdigit():
+        raise Usage("Try `/sms send 1400000001 12 +14155550101 1234`.", "send")
+    redis = current_app.extensions["redis"]
+    req = sending.SendRequest([words[2]], int(words[1]), words[3:])
+    _request_id, [result] = sending.send(ctx, Limiter(redis), words[0], req)
+    if result.code != errors.OK:
+        return blocks.reply(f":no_entry: Not sent to {blocks.escape(result.phone_number)}: "
+                            f"`{result.code}` — {blocks.escape(result.message)}")
+    ctx.db.flush()
+    msg = sending.get_message(ctx, words[0], result.serial_no)
+    if body.get("response_url"):  # the receipt job updates this reply (30 minutes)
+        redis.set(RECEIPT_KEY.format(msg.id), body["response_url"], ex=1800)
+    return blocks.reply(f":outbox_tray: Sent to {result.phone_number}: {result.fee} billed "
+                        f"item(s), serial `{result.serial_no}`. This message shows the "
+                        "receipt when it arrives.")
+
+
+def _mute(ctx: Ctx, words: list[str], _body: dict, _client: WebClient) -> dict[str, Any]:
+    if words and words[0].lower() == "add":
+        if len(words) < 4 or words[-1].lower() != "consent":
+            raise Usage("Try `/sms mute add +8613800000000 Shop marketing consent` (type may "
+                        "be all; “consent” confirms the owner asked).", "mute")
+        signature = next((s for region in ("mainland", "international")
+                          for s in content.list_signatures(ctx, region)
+                          if s.content == words[2]), None)
+        if signature is None:
+            raise Usage(f"No signature “{words[2][:20]}”.", "mute")
+        kind = words[3].lower() if len(words) > 4 else "all"
+        mute.add(ctx, phone_number=words[1], signature_id=signature.id,
+                 sms_type="" if kind == "all" else kind, consent=True)
+        return blocks.reply(f":mute: {blocks.escape(words[1])} muted for "
+                            f"{blocks.escape(signature.content)} ({kind}).")
+    if len(words) != 1:
+        raise Usage("Try `/sms mute +8613800000000`.", "mute")
+    found = mute.entries(ctx, words[0])
+    if not found:
+        return blocks.reply(f"{blocks.escape(words[0])} is not on the mute list.")
+    lines = [f"• signature #{e.signature_id}, {e.sms_type or 'all types'} (since "
+             f"{e.created_at:%Y-%m-%d})" for e in found]
+    return blocks.reply(f"{found[0].phone_number} is muted:\n" + "\n".join(lines))
+
+
+def _unsubscribed(ctx: Ctx, words: list[str], _body: dict, _client: WebClient) -> dict[str, Any]:
+    if len(words) != 1:
+        raise Usage("Try `/sms unsubscribed +8613800000000`.", "unsubscribed")
+    found = unsubscribes.query(ctx, phone_number=words[0])
+    if not found:
+        return blocks.reply(f"{blocks.escape(words[0])} has not unsubscribed from anything.")
+    lines = [f"• signature #{u.signature_id}: {u.sms_type} ({u.source}, "
+             f"{u.created_at:%Y-%m-%d})" for u in found]
+    return blocks.reply(f"{found[0].phone_number} unsubscribed from:\n" + "\n".join(lines))
+
+
 HANDLERS: dict[str, Callable[[Ctx, list[str], dict, WebClient], dict[str, Any]]] = {
     "apps": _apps, "app": _app, "templates": _templates, "signatures": _signatures,
-    "template": _template, "reviews": _reviews,
+    "template": _template, "reviews": _reviews, "send": _send, "mute": _mute,
+    "unsubscribed": _unsubscribed,
 }
 
 

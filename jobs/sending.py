@@ -40,6 +40,7 @@ def submit(ids: list[int]) -> None:
             session.commit()
             raise
         sending.record_submissions(session, results)
+    _tell_slack([r.message_id for r in results if not r.accepted])
     by_delay: dict[float, list[dict[str, Any]]] = {}
     for r in results:
         if r.receipt is not None:
@@ -61,3 +62,13 @@ def receipts(items: list[dict[str, Any]]) -> None:
     redis = runtime.app().extensions["redis"]
     for message_id in with_callback:
         enqueue(redis, sending.STATUS_CALLBACK_JOB, message_id)
+    _tell_slack(changed)
+
+
+def _tell_slack(message_ids: list[int]) -> None:
+    """Messages sent from `/sms send`: update that reply with the outcome."""
+    redis = runtime.app().extensions["redis"]
+    for message_id in message_ids:
+        url = redis.getdel(f"smsops:slack:receipt:{message_id}")
+        if url:
+            enqueue(redis, "jobs.slack.receipt_reply", url.decode(), message_id)

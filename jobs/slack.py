@@ -59,3 +59,24 @@ def replace_ephemeral(response_url: str, kind: str, obj_id: int) -> None:
                                                      replace_original=True)
     except Exception as exc:  # the URL expires after 30 minutes; nothing to retry then
         log.warning("response_url update failed: %s", type(exc).__name__)
+
+
+def receipt_reply(response_url: str, message_id: int) -> None:
+    """The outcome of a `/sms send`, in place of the reply that announced it."""
+    from app.models import Message
+    from app.sms import errors
+
+    with runtime.unit_of_work() as session:
+        msg = session.get(Message, message_id)
+        if msg is None:
+            return
+        if msg.status == "delivered":
+            text = f":white_check_mark: Delivered to {msg.phone_number} ({msg.carrier_code})."
+        else:
+            reason = errors.describe(msg.error_code).reason if msg.error_code else msg.status
+            text = (f":x: Not delivered to {msg.phone_number}: `{msg.error_code}` "
+                    f"({msg.carrier_code or 'no carrier code'}) — {reason}")
+    try:
+        WebhookClient(response_url, timeout=10).send(text=text, replace_original=True)
+    except Exception as exc:  # the URL expires after 30 minutes; nothing to retry then
+        log.warning("response_url update failed: %s", type(exc).__name__)

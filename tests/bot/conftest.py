@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from app import create_app
 from jobs import worker
 from tests.conftest import Backend
+from tests.sending.conftest import shop  # noqa: F401 - an application to send with
 
 SIGNING_SECRET = "test-signing-secret"
 REVIEW_CHANNEL = "CREVIEW01"
@@ -102,6 +103,7 @@ def slack_app(backend: Backend, session: Session, tmp_path: Path,
         "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x", "TESTING": True,
         "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "SLACK_API_URL": f"{slack_api.url}/api/", "SLACK_REVIEW_CHANNEL": REVIEW_CHANNEL,
+        "SIMULATOR_RECEIPT_DELAY_S": 0,
     })
     yield app
     app.extensions["db"].engine.dispose()

@@ -1,0 +1,57 @@
+"""`/sms send`, `/sms mute`, `/sms unsubscribed` in Slack."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from app.models import User
+from app.services import unsubscribes
+from tests.bot.conftest import Slack
+from tests.sending.conftest import Shop
+
+ROOT = "U0ROOT0001"
+
+
+def _link(session: Session, shop: Shop) -> None:
+    session.get(User, shop.ctx.actor.user_id).slack_user_id = ROOT
+    session.commit()
+
+
+def test_send_then_the_reply_shows_the_receipt(slack: Slack, shop: Shop,
+                                               session: Session) -> None:
+    _link(session, shop)
+    sid, tid = shop.app.sdk_app_id, shop.templates["international"]
+    resp = slack.command(f"send {sid} {tid} +14155550101 4321", user=ROOT)
+    assert "Sent to +14155550101: 1 billed item(s)" in resp.get_json()["text"]
+    refused = slack.command(f"send {sid} {tid} +14155550102 4321", user=ROOT)
+    assert "Sent to" in refused.get_json()["text"]
+    slack.run_jobs()
+    updates = [p["text"] for m, p in slack.api.calls if m == "response"]
+    assert any("Delivered to +14155550101 (DELIVRD)" in t for t in updates)
+    assert any("FailedOperation.GatewayRejected" in t and "MK:0012" in t for t in updates)
+
+
+def test_send_refusals_and_usage(slack: Slack, shop: Shop, session: Session) -> None:
+    _link(session, shop)
+    sid, tid = shop.app.sdk_app_id, shop.templates["international"]
+    bad = slack.command(f"send {sid} {tid} 12345 1", user=ROOT).get_json()["text"]
+    assert "IncorrectPhoneNumber" in bad
+    usage = slack.command("send nope", user=ROOT).get_json()["text"]
+    assert "/sms send 1400000001 12" in usage
+
+
+def test_mute_and_unsubscribed(slack: Slack, shop: Shop, session: Session) -> None:
+    _link(session, shop)
+    none = slack.command("mute +14155550123", user=ROOT).get_json()["text"]
+    assert "not on the mute list" in none
+    no_consent = slack.command("mute add +14155550123 Shop marketing", user=ROOT)
+    assert "consent" in no_consent.get_json()["text"]
+    added = slack.command("mute add +14155550123 Shop marketing consent", user=ROOT)
+    assert "muted for Shop (marketing)" in added.get_json()["text"]
+    assert "marketing" in slack.command("mute +14155550123", user=ROOT).get_json()["text"]
+    unsubscribes.record(session, shop.app.account_id, "+14155550123",
+                        shop.signatures["international"], "marketing", "reply")
+    session.commit()
+    out = slack.command("unsubscribed +14155550123", user=ROOT)
+    assert "unsubscribed from:" in out.get_json()["text"] and "marketing" in (
+        out.get_json()["text"])
