@@ -75,7 +75,9 @@ def validate_request(body: Any) -> SendRequest:
         raise invalid("phone_numbers", f"At most {MAX_NUMBERS} numbers per request "
                                        f"({len(phones)} given).")
     template_id = body.get("template_id")
-    if not isinstance(template_id, int) or isinstance(template_id, bool) or template_id < 1:
+    if not isinstance(template_id, int) or isinstance(template_id, bool) or not (
+        1 <= template_id <= 2**31 - 1
+    ):
         raise invalid("template_id", "Give the template's id as a positive integer.")
     params = body.get("template_params", [])
     if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
@@ -88,11 +90,20 @@ def validate_request(body: Any) -> SendRequest:
     context = body.get("session_context")
     if context is not None and (not isinstance(context, str) or len(context) > 512):
         raise invalid("session_context", "A string of at most 512 characters.")
+    for field, values in (("phone_numbers", phones), ("template_params", params),
+                          ("sign_name", [sign or ""]), ("session_context", [context or ""])):
+        if any(_has_control(v, allow_newlines=field == "template_params") for v in values):
+            raise invalid(field, "Control characters (such as NUL) are not allowed.")
     unknown = set(body) - {"phone_numbers", "template_id", "template_params", "sign_name",
                            "session_context"}
     if unknown:
         raise invalid("", f"Unknown field {sorted(unknown)[0]!r}.")
     return SendRequest(phones, template_id, params, sign or None, context)
+
+
+def _has_control(text: str, *, allow_newlines: bool) -> bool:
+    allowed = "\n\r\t" if allow_newlines else ""
+    return any((ord(c) < 32 and c not in allowed) or ord(c) == 127 for c in text)
 
 
 def _new_serial() -> str:
@@ -164,7 +175,7 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
                       template_id=template.id if template else None,
                       sms_type=template.sms_type if template else "", content=counted.text,
                       encoding=counted.encoding, session_context=req.session_context,
-                      fee=0, created_at=now)
+                      fee=0, iso_code="", created_at=now)
         code = whole or _number_checks(ctx, app, account, msg, region, countries, local)
         if code is None and msg.phone_number in seen:
             code = "InvalidParameterValue.IncorrectPhoneNumber"  # the same number twice

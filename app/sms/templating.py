@@ -23,6 +23,8 @@ def problems(content: str, sms_type: str) -> list[str]:
     found: list[str] = []
     if not content.strip():
         return ["Enter the message content."]
+    if any((ord(c) < 32 and c not in "\n\r\t") or ord(c) == 127 for c in content):
+        found.append("Remove control characters (such as NUL).")
     if len(content) > MAX_CONTENT:
         found.append(f"Use under 500 characters ({len(content)} now).")
     numbers = variables(content)

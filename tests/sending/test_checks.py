@@ -36,6 +36,10 @@ def test_request_shape_is_validated() -> None:
                         ({"phone_numbers": ["1"], "template_id": True}, "template_id"),
                         ({"phone_numbers": ["1"], "template_id": 1, "template_params": [1]},
                          "template_params"),
+                        ({"phone_numbers": ["1"], "template_id": 2**31}, "template_id"),
+                        ({"phone_numbers": ["1\x00"], "template_id": 1}, "phone_numbers"),
+                        ({"phone_numbers": ["1"], "template_id": 1, "template_params": ["\x00"]},
+                         "template_params"),
                         ({"phone_numbers": ["1"], "template_id": 1, "x": 1}, "")):
         with pytest.raises(ValidationError) as exc:
             sending.validate_request(body)

@@ -38,3 +38,8 @@ def test_render_and_samples() -> None:
     assert render("Hi {1}, code {2}, again {1}", ["Ana", "42"]) == "Hi Ana, code 42, again Ana"
     assert sample_params(2, "verification") == ["123456", "123456"]
     assert problems("x" * 499, "notification") == []
+
+
+def test_control_characters_are_refused() -> None:
+    assert any("control characters" in p for p in problems("Code\x00 {1}", "verification"))
+    assert problems("Line one\nline two {1}", "notification") == []
