@@ -149,6 +149,23 @@ def slack_socket_command() -> None:
         shutdown_embedded()
 
 
+@cli.command("smpp-listen")
+def smpp_listen_command() -> None:
+    """Hold a receiver bind to the SMPP carrier for delivery receipts and replies."""
+    from jobs.listeners import smpp_listener
+
+    if current_app.config.get("GATEWAY") != "smpp":
+        _fail("Set SMSOPS_GATEWAY=smpp and the SMSOPS_SMPP_* settings first.")
+    listener = smpp_listener(current_app._get_current_object())  # type: ignore[attr-defined]
+    click.echo("Listening for receipts and replies (Ctrl-C stops it)…")
+    try:
+        listener.run()
+    except KeyboardInterrupt:
+        listener.stop()
+    finally:
+        shutdown_embedded()
+
+
 # --- db ---------------------------------------------------------------------------
 
 @cli.group("db")

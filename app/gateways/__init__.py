@@ -13,4 +13,8 @@ def build(config: dict[str, Any]) -> Gateway:
         from app.gateways.simulator import SimulatorGateway
 
         return SimulatorGateway(config)
-    raise ValueError(f"unknown gateway {name!r}; this build has: simulator")
+    if name == "smpp":
+        from app.gateways.smpp import SmppGateway
+
+        return SmppGateway(config)
+    raise ValueError(f"unknown gateway {name!r}; this build has: simulator, smpp")

@@ -1,0 +1,37 @@
+"""Long-running links to carriers: what arrives is handed to the usual jobs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+
+from flask import Flask
+
+from app.gateways.base import Receipt
+from app.gateways.smpp import Listener, SmppGateway
+from app.queue import enqueue, enqueue_deferred
+from app.services import replies
+from app.services.accounts import ensure_account, system_actor
+from app.services.context import Ctx, Settings
+
+log = logging.getLogger("smsops.smpp")
+
+
+def smpp_listener(app: Flask) -> Listener:
+    redis = app.extensions["redis"]
+
+    def on_receipt(receipt: Receipt) -> None:
+        enqueue(redis, "jobs.sending.receipts", [asdict(receipt)])
+
+    def on_reply(number: str, text: str) -> None:
+        with app.app_context(), app.extensions["db"].unit_of_work() as session:
+            ctx = Ctx(session, system_actor(ensure_account(session), "smpp"),
+                      Settings.from_config(app.config))
+            try:
+                replies.receive(ctx, number, text)
+            except ValueError as exc:  # a number we cannot read: keep the link alive
+                log.warning("reply from %r dropped: %s", number, exc)
+                return
+        enqueue_deferred(redis, ctx.deferred)
+
+    return Listener(SmppGateway(app.config), on_receipt, on_reply)

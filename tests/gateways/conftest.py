@@ -1,0 +1,1 @@
+from tests.sending.conftest import shop  # noqa: F401 - an application to send with
