@@ -164,8 +164,17 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
     counted = count(body, region, signature.content if signature else None)
     allowlist = {e.phone_number for e in app.allowlist}
     countries = {c.iso_code: c for c in app.countries}
+    parsed: dict[str, tuple[str, str] | None] = {}
+    for raw in req.phone_numbers:
+        try:
+            parsed[raw] = numbers.for_region(raw, region)
+        except numbers.NumberError:
+            parsed[raw] = None
+    blocked = _blocked(ctx, app, signature, template,
+                       [p[0] for p in parsed.values() if p is not None])
     results: list[SendStatus] = []
     accepted: list[Message] = []
+    messages: list[Message] = []
     seen: set[str] = set()
     for raw in req.phone_numbers:
         serial = _new_serial()
@@ -176,7 +185,7 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
                       sms_type=template.sms_type if template else "", content=counted.text,
                       encoding=counted.encoding, session_context=req.session_context,
                       fee=0, iso_code="", created_at=now)
-        code = whole or _number_checks(ctx, app, account, msg, region, countries, local)
+        code = whole or _number_checks(msg, parsed[raw], region, countries, blocked, local)
         if code is None and msg.phone_number in seen:
             code = "InvalidParameterValue.IncorrectPhoneNumber"  # the same number twice
         if code is None:
@@ -189,38 +198,47 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
             accepted.append(msg)
         else:
             msg.status, msg.error_code = REJECTED, code
-        ctx.db.add(msg)
+        messages.append(msg)
         reason = "Sent to the carrier shortly." if code is None else errors.describe(code).reason
         results.append(SendStatus(serial, msg.phone_number, code or errors.OK, reason,
                                   msg.fee, msg.iso_code))
+    ctx.db.add_all(messages)  # once: no flush per number
     ctx.db.flush()
     if accepted:
         ctx.defer(SUBMIT_JOB, [m.id for m in accepted])
     return request_id, results
 
 
-def _number_checks(ctx: Ctx, app: Application, account: Account, msg: Message, region: str,
-                   countries: dict[str, Any], local: datetime) -> str | None:
-    try:
-        msg.phone_number, msg.iso_code = numbers.for_region(msg.phone_number, region)
-    except numbers.NumberError:
+def _blocked(ctx: Ctx, app: Application, signature: Signature | None,
+             template: Template | None, wanted: list[str]) -> dict[str, str]:
+    """Numbers on the mute list or unsubscribed for this signature and type, found
+    with one query each for the whole request (not one per number)."""
+    if signature is None or template is None or not wanted:
+        return {}
+    found: dict[str, str] = {}
+    for number in ctx.db.scalars(select(Unsubscribe.phone_number).where(
+            Unsubscribe.account_id == app.account_id, Unsubscribe.phone_number.in_(wanted),
+            Unsubscribe.signature_id == signature.id,
+            Unsubscribe.sms_type == template.sms_type)):
+        found[number] = "FailedOperation.PhoneNumberUnsubscribed"
+    for number in ctx.db.scalars(select(MuteEntry.phone_number).where(
+            MuteEntry.account_id == app.account_id, MuteEntry.phone_number.in_(wanted),
+            MuteEntry.signature_id == signature.id,
+            MuteEntry.sms_type.is_(None) | (MuteEntry.sms_type == template.sms_type))):
+        found[number] = "FailedOperation.PhoneNumberInMuteList"  # the mute list comes first
+    return found
+
+
+def _number_checks(msg: Message, parsed: tuple[str, str] | None, region: str,
+                   countries: dict[str, Any], blocked: dict[str, str],
+                   local: datetime) -> str | None:
+    if parsed is None:
         return "InvalidParameterValue.IncorrectPhoneNumber"
+    msg.phone_number, msg.iso_code = parsed
     if region == INTERNATIONAL and countries and msg.iso_code not in countries:
         return "FailedOperation.CountryNotAllowed"
-    if msg.signature_id is not None:
-        muted = ctx.db.scalar(select(MuteEntry.id).where(
-            MuteEntry.account_id == app.account_id, MuteEntry.phone_number == msg.phone_number,
-            MuteEntry.signature_id == msg.signature_id,
-            (MuteEntry.sms_type.is_(None)) | (MuteEntry.sms_type == msg.sms_type)).limit(1))
-        if muted is not None:
-            return "FailedOperation.PhoneNumberInMuteList"
-        gone = ctx.db.scalar(select(Unsubscribe.id).where(
-            Unsubscribe.account_id == app.account_id,
-            Unsubscribe.phone_number == msg.phone_number,
-            Unsubscribe.signature_id == msg.signature_id,
-            Unsubscribe.sms_type == msg.sms_type).limit(1))
-        if gone is not None:
-            return "FailedOperation.PhoneNumberUnsubscribed"
+    if msg.phone_number in blocked:
+        return blocked[msg.phone_number]
     if msg.sms_type == templating.MARKETING and (local.hour >= QUIET_START
                                                  or local.hour < QUIET_END):
         return "FailedOperation.MarketingQuietHours"
