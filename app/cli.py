@@ -92,9 +92,12 @@ def run_command(host: str | None, port: int | None, threads: int) -> None:
     env.update(SMSOPS_REDIS_URL=app.config["REDIS_URL_RESOLVED"],
                SMSOPS_DATABASE_URL=app.config["DATABASE_URL"],
                SMSOPS_INSTANCE_DIR=app.config["INSTANCE_DIR"])
-    # Own session: Ctrl-C reaches only us, and we stop the worker in order.
-    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env,
-                              start_new_session=True)
+    # Own sessions: Ctrl-C reaches only us, and we stop the children in order.
+    children = [subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env,
+                                 start_new_session=True)]
+    if app.config.get("GATEWAY") == "smpp":  # receipts and replies arrive on their own bind
+        children.append(subprocess.Popen([sys.executable, "-m", "app.cli", "smpp-listen"],
+                                         env=env, start_new_session=True))
     host = host or app.config["HOST"]
     port = port or int(app.config["PORT"])
     server = create_server(app, host=host, port=port, threads=threads)
@@ -112,11 +115,13 @@ def run_command(host: str | None, port: int | None, threads: int) -> None:
         click.echo("Stopping…")
     finally:
         server.close()
-        worker.send_signal(signal.SIGTERM)  # RQ finishes the current job, then exits
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        for child in children:  # RQ finishes the current job, then exits
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
         shutdown_embedded()
 
 
@@ -157,6 +162,11 @@ def smpp_listen_command() -> None:
     if current_app.config.get("GATEWAY") != "smpp":
         _fail("Set SMSOPS_GATEWAY=smpp and the SMSOPS_SMPP_* settings first.")
     listener = smpp_listener(current_app._get_current_object())  # type: ignore[attr-defined]
+
+    def _stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     click.echo("Listening for receipts and replies (Ctrl-C stops it)…")
     try:
         listener.run()
