@@ -95,9 +95,12 @@ def run_command(host: str | None, port: int | None, threads: int) -> None:
     # Own sessions: Ctrl-C reaches only us, and we stop the children in order.
     children = [subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env,
                                  start_new_session=True)]
-    if app.config.get("GATEWAY") == "smpp":  # receipts and replies arrive on their own bind
-        children.append(subprocess.Popen([sys.executable, "-m", "app.cli", "smpp-listen"],
-                                         env=env, start_new_session=True))
+    # Receipts and replies: on their own SMPP bind, or pulled from Tencent Cloud.
+    follower = {"smpp": "smpp-listen", "tencentcloud": "tencentcloud-poll"}.get(
+        app.config.get("GATEWAY", "simulator"))
+    if follower:
+        children.append(subprocess.Popen(  # noqa: S603 - a fixed command of ours
+            [sys.executable, "-m", "app.cli", follower], env=env, start_new_session=True))
     host = host or app.config["HOST"]
     port = port or int(app.config["PORT"])
     server = create_server(app, host=host, port=port, threads=threads)
@@ -172,6 +175,39 @@ def smpp_listen_command() -> None:
         listener.run()
     except KeyboardInterrupt:
         listener.stop()
+    finally:
+        shutdown_embedded()
+
+
+@cli.command("tencentcloud-poll")
+@click.option("--every", default=30.0, show_default=True, help="Seconds between pulls.")
+def tencentcloud_poll_command(every: float) -> None:
+    """Pull receipts and replies from Tencent Cloud SMS, forever."""
+    import time
+
+    from tencentcloud.common.exception.tencent_cloud_sdk_exception import (
+        TencentCloudSDKException,
+    )
+
+    from jobs.listeners import tencentcloud_poll_once
+
+    if current_app.config.get("GATEWAY") != "tencentcloud":
+        _fail("Set SMSOPS_GATEWAY=tencentcloud and the SMSOPS_TENCENTCLOUD_* settings first.")
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def _stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while True:
+            try:
+                tencentcloud_poll_once(app)
+            except TencentCloudSDKException as exc:
+                click.echo(f"Tencent Cloud pull failed: {exc.get_code()}", err=True)
+            time.sleep(every)
+    except KeyboardInterrupt:
+        pass
     finally:
         shutdown_embedded()
 

@@ -23,15 +23,32 @@ def smpp_listener(app: Flask) -> Listener:
     def on_receipt(receipt: Receipt) -> None:
         enqueue(redis, "jobs.sending.receipts", [asdict(receipt)])
 
-    def on_reply(number: str, text: str) -> None:
-        with app.app_context(), app.extensions["db"].unit_of_work() as session:
-            ctx = Ctx(session, system_actor(ensure_account(session), "smpp"),
-                      Settings.from_config(app.config))
-            try:
-                replies.receive(ctx, number, text)
-            except ValueError as exc:  # a number we cannot read: keep the link alive
-                log.warning("reply from %r dropped: %s", number, exc)
-                return
-        enqueue_deferred(redis, ctx.deferred)
+    return Listener(SmppGateway(app.config), on_receipt,
+                    lambda number, text: _reply(app, number, text))
 
-    return Listener(SmppGateway(app.config), on_receipt, on_reply)
+
+def tencentcloud_poll_once(app: Flask) -> int:
+    """Pull receipts and replies from Tencent Cloud; returns how many arrived."""
+    from app.gateways.tencentcloud import TencentCloudGateway
+
+    gateway = app.extensions["gateway"]
+    assert isinstance(gateway, TencentCloudGateway)
+    receipts, replies_in = gateway.pull()
+    redis = app.extensions["redis"]
+    if receipts:
+        enqueue(redis, "jobs.sending.receipts", [asdict(r) for r in receipts])
+    for number, text in replies_in:
+        _reply(app, number, text)
+    return len(receipts) + len(replies_in)
+
+
+def _reply(app: Flask, number: str, text: str) -> None:
+    with app.app_context(), app.extensions["db"].unit_of_work() as session:
+        ctx = Ctx(session, system_actor(ensure_account(session), "carrier"),
+                  Settings.from_config(app.config))
+        try:
+            replies.receive(ctx, number, text)
+        except ValueError as exc:  # a number we cannot read: skip it, keep polling
+            log.warning("reply from %r dropped: %s", number, exc)
+            return
+    enqueue_deferred(app.extensions["redis"], ctx.deferred)

@@ -9,7 +9,7 @@ from typing import Any
 
 from rq import Queue
 
-from app.gateways.base import GatewayUnavailable, Outbound, Receipt
+from app.gateways.base import GatewayUnavailable, Receipt
 from app.models.sending import ACCEPTED, SUBMITTING
 from app.queue import enqueue
 from app.services import sending
@@ -25,7 +25,7 @@ def submit(ids: list[int]) -> None:
         claimed = sending.claim(session, ids)
         if not claimed:
             return  # another try already took them
-        batch = [Outbound(m.id, m.phone_number, m.content, m.region) for m in claimed]
+        batch = sending.outbound(session, claimed)
         try:
             results = gateway.submit(batch)
         except GatewayUnavailable:

@@ -17,4 +17,8 @@ def build(config: dict[str, Any]) -> Gateway:
         from app.gateways.smpp import SmppGateway
 
         return SmppGateway(config)
-    raise ValueError(f"unknown gateway {name!r}; this build has: simulator, smpp")
+    if name == "tencentcloud":
+        from app.gateways.tencentcloud import TencentCloudGateway
+
+        return TencentCloudGateway(config)
+    raise ValueError(f"unknown gateway {name!r}; this build has: simulator, smpp, tencentcloud")

@@ -13,6 +13,10 @@ class Outbound:
     phone_number: str  # E.164
     text: str  # exactly what leaves: signature + body
     region: str
+    # For carriers that send by template instead of text (tencentcloud).
+    template_ref: str | None = None
+    params: tuple[str, ...] = ()
+    sign_name: str | None = None
 
 
 @dataclass(frozen=True)

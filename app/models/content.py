@@ -101,3 +101,5 @@ class Template(Reviewed, Base):
     sms_type: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     notes: Mapped[str] = mapped_column(String(500), default="")
+    # The same template's id at a carrier that sends by template (tencentcloud).
+    carrier_template_id: Mapped[str | None] = mapped_column(String(32))

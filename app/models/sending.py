@@ -47,9 +47,10 @@ class Message(Base):
     encoding: Mapped[str] = mapped_column(String(8), default="")
     fee: Mapped[int] = mapped_column(default=0)  # billed items
     session_context: Mapped[str | None] = mapped_column(String(512))
+    template_params: Mapped[list[str] | None]  # for carriers that send by template
     status: Mapped[str] = mapped_column(String(16), default=ACCEPTED)
     error_code: Mapped[str | None] = mapped_column(String(64))
-    carrier_code: Mapped[str | None] = mapped_column(String(32))
+    carrier_code: Mapped[str | None] = mapped_column(String(64))
     gateway_message_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_at: Mapped[datetime | None]

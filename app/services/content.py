@@ -355,6 +355,20 @@ def update_template(ctx: Ctx, tid: int, data: dict[str, Any]) -> Template:
     return t
 
 
+def set_carrier_template_id(ctx: Ctx, tid: int, value: str) -> Template:
+    """The template's id at a carrier that sends by template. Operational, not content:
+    it may change at any status and does not send the template back to review."""
+    t = _load(ctx, Template, tid, "ModifySmsTemplate")
+    value = value.strip()
+    if value and (len(value) > 32 or not value.replace("-", "").replace("_", "").isalnum()):
+        raise invalid("carrier_template_id", "Use the carrier's id: letters and digits.")
+    audit.record_changes(ctx, "ModifySmsTemplate", "template", t.id,
+                         {"carrier_template_id": t.carrier_template_id},
+                         {"carrier_template_id": value or None})
+    t.carrier_template_id = value or None
+    return t
+
+
 def delete_template(ctx: Ctx, tid: int) -> None:
     _delete(ctx, _load(ctx, Template, tid, "DeleteSmsTemplate"), "DeleteSmsTemplate", "template")
 

@@ -184,7 +184,8 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
                       template_id=template.id if template else None,
                       sms_type=template.sms_type if template else "", content=counted.text,
                       encoding=counted.encoding, session_context=req.session_context,
-                      fee=0, iso_code="", created_at=now)
+                      fee=0, iso_code="", created_at=now,
+                      template_params=list(req.template_params) if template else None)
         code = whole or _number_checks(msg, parsed[raw], region, countries, blocked, local)
         if code is None and msg.phone_number in seen:
             code = "InvalidParameterValue.IncorrectPhoneNumber"  # the same number twice
@@ -400,6 +401,23 @@ def claim(db: Any, ids: list[int]) -> list[Message]:
     db.commit()  # the claim must be durable before anything leaves
     return list(db.scalars(select(Message).where(Message.id.in_(ids),
                                                  Message.status == SUBMITTING)))
+
+
+def outbound(db: Any, claimed: list[Message]) -> list[Any]:
+    """What the gateway needs: the text, and for template carriers the template's id
+    there, its parameters and the signature text."""
+    from app.gateways.base import Outbound
+
+    template_ids = {m.template_id for m in claimed if m.template_id}
+    signature_ids = {m.signature_id for m in claimed if m.signature_id}
+    refs = dict(db.execute(select(Template.id, Template.carrier_template_id)
+                           .where(Template.id.in_(template_ids))).all()) if template_ids else {}
+    signs = dict(db.execute(select(Signature.id, Signature.content)
+                            .where(Signature.id.in_(signature_ids))).all()) \
+        if signature_ids else {}
+    return [Outbound(m.id, m.phone_number, m.content, m.region,
+                     template_ref=refs.get(m.template_id), params=tuple(m.template_params or ()),
+                     sign_name=signs.get(m.signature_id)) for m in claimed]
 
 
 def record_submissions(db: Any, results: list[Any]) -> None:

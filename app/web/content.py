@@ -85,7 +85,8 @@ def template_form(tid: int | None = None) -> Any:
         item is not None and item.status in EDITABLE and c.actor.can("ModifySmsTemplate"))
     return page("content/template_form.html", "content/_template_form.html",
                 status=422 if errors else 200, item=item, region=region, form=form,
-                errors=errors, editable=editable, **LABELS)
+                errors=errors, editable=editable,
+                can_modify=c.actor.can("ModifySmsTemplate"), **LABELS)
 
 
 @bp.post("/content/templates/preview")
@@ -94,6 +95,18 @@ def template_preview() -> tuple:
     result = content.preview(ctx(), _region(), request.form.get("sms_type", ""),
                              request.form.get("content", "")[:5000])
     return page("content/_counter.html", result=result)
+
+
+@bp.post("/content/templates/<int:tid>/carrier")
+def template_carrier(tid: int) -> Any:
+    try:
+        content.set_carrier_template_id(ctx(), tid, request.form.get("carrier_template_id", ""))
+        commit()
+        flash("Carrier template id saved.")
+    except ValidationError as exc:
+        rollback()
+        flash(exc.errors.get("carrier_template_id", exc.message))
+    return redirect(url_for("content.template_form", tid=tid))
 
 
 @bp.post("/content/templates/<int:tid>/delete")

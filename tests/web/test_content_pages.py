@@ -159,3 +159,21 @@ def test_read_only_user_cannot_submit_content(client: Client, session: Session) 
         "name": "n", "sms_type": "notification", "content": "Order {1} shipped"})
     assert resp.status_code == 403
     assert session.scalar(select(Template.id)) is None
+
+
+def test_carrier_template_id_can_be_set_on_an_effective_template(root: Client,
+                                                                 session: Session) -> None:
+    c = root_ctx(session)
+    t = content.create_template(c, "international", {
+        "name": "Code", "sms_type": "verification", "content": "Code {1}"})
+    t.status = "effective"
+    session.commit()
+    root.get(f"/content/templates/{t.id}")
+    assert root.post(f"/content/templates/{t.id}/carrier",
+                     {"carrier_template_id": "1110123"}).status_code == 302
+    bad = root.post(f"/content/templates/{t.id}/carrier", {"carrier_template_id": "a b"},
+                    follow_redirects=True)
+    assert "letters and digits" in text_of(bad, "#flash")
+    session.expire_all()
+    assert session.get(Template, t.id).carrier_template_id == "1110123"
+    assert session.get(Template, t.id).status == "effective"  # not sent back to review

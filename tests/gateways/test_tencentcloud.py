@@ -1,0 +1,152 @@
+"""The tencentcloud gateway through the official SDK, with Tencent Cloud's SMS API
+answered by a loopback server: grouped SendSms calls, results by number, pulled
+receipts and replies, and the whole pipeline with a real RQ worker."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import create_app
+from app.gateways.base import GatewayUnavailable, Outbound
+from app.gateways.tencentcloud import TencentCloudGateway
+from app.models import Message, Unsubscribe
+from app.queue import enqueue_deferred
+from app.services import content
+from jobs import worker
+from jobs.listeners import tencentcloud_poll_once
+from tests.conftest import Backend
+from tests.sending.conftest import Shop
+
+
+class TencentAPI:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.refuse: set[str] = set()
+        self.receipts: list[dict[str, Any]] = []
+        self.replies: list[dict[str, Any]] = []
+        self.serials = iter(range(1, 10_000))
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                action = self.headers["X-TC-Action"]
+                api.calls.append((action, body))
+                data = json.dumps({"Response": api.answer(action, body)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        if action == "SendSms":
+            return {"RequestId": "r", "SendStatusSet": [
+                {"SerialNo": f"sn-{next(self.serials)}", "PhoneNumber": p, "Fee": 1,
+                 "SessionContext": "", "IsoCode": "US",
+                 "Code": "LimitExceeded.PhoneNumberDailyLimit" if p in self.refuse else "Ok",
+                 "Message": ""} for p in body["PhoneNumberSet"]]}
+        if action == "PullSmsSendStatus":
+            out, self.receipts = self.receipts, []
+            return {"RequestId": "r", "PullSmsSendStatusSet": out}
+        if action == "PullSmsReplyStatus":
+            out, self.replies = self.replies, []
+            return {"RequestId": "r", "PullSmsReplyStatusSet": out}
+        return {"RequestId": "r", "Error": {"Code": "InvalidAction", "Message": action}}
+
+
+@pytest.fixture
+def tencent() -> Iterator[TencentAPI]:
+    api = TencentAPI()
+    yield api
+    api.server.shutdown()
+
+
+def _config(api: TencentAPI) -> dict[str, Any]:
+    return {"TENCENTCLOUD_ENDPOINT": api.endpoint, "TENCENTCLOUD_PROTOCOL": "http",
+            "TENCENTCLOUD_SDK_APP_ID": "1400787878", "TENCENTCLOUD_SECRET_ID": "AKID-test",
+            "TENCENTCLOUD_SECRET_KEY": "test-key"}
+
+
+def test_grouped_calls_and_results_by_number(tencent: TencentAPI) -> None:
+    gateway = TencentCloudGateway(_config(tencent))
+    tencent.refuse.add("+14155550102")
+    results = gateway.submit([
+        Outbound(1, "+14155550101", "[Shop] Code 1", "international", "T1", ("1",), "Shop"),
+        Outbound(2, "+14155550102", "[Shop] Code 1", "international", "T1", ("1",), "Shop"),
+        Outbound(3, "+14155550103", "[Shop] Code 2", "international", "T1", ("2",), "Shop"),
+        Outbound(4, "+14155550104", "[Shop] Code 2", "international", None, ("2",), "Shop"),
+    ])
+    sends = [body for action, body in tencent.calls if action == "SendSms"]
+    assert [(b["TemplateId"], b["TemplateParamSet"], b["PhoneNumberSet"]) for b in sends] == [
+        ("T1", ["1"], ["+14155550101", "+14155550102"]), ("T1", ["2"], ["+14155550103"])]
+    assert sends[0]["SmsSdkAppId"] == "1400787878" and sends[0]["SignName"] == "Shop"
+    assert [(r.accepted, r.carrier_code) for r in results] == [
+        (True, None), (False, "LimitExceeded.PhoneNumberDailyLimit"), (True, None),
+        (False, "NO_CARRIER_TEMPLATE")]
+    assert results[0].gateway_id == "sn-1"
+
+
+def test_unreachable_api_is_gateway_unavailable() -> None:
+    gateway = TencentCloudGateway({"TENCENTCLOUD_ENDPOINT": "127.0.0.1:9",
+                                   "TENCENTCLOUD_PROTOCOL": "http", "TENCENTCLOUD_TIMEOUT_S": 2,
+                                   "TENCENTCLOUD_SECRET_ID": "AKID",
+                                   "TENCENTCLOUD_SECRET_KEY": "k"})
+    with pytest.raises(GatewayUnavailable):
+        gateway.submit([Outbound(1, "+14155550101", "x", "international", "T1")])
+
+
+@pytest.fixture
+def tc_app(backend: Backend, session: Session, tmp_path: Path,
+           tencent: TencentAPI) -> Iterator[Flask]:
+    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                      "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "GATEWAY": "tencentcloud", **_config(tencent)})
+    yield app
+    app.extensions["db"].engine.dispose()
+
+
+def test_pipeline_with_pulled_receipts_and_replies(shop: Shop, session: Session,
+                                                   tc_app: Flask, tencent: TencentAPI) -> None:
+    content.set_carrier_template_id(shop.ctx, shop.templates["international"], "1110123")
+    [r] = shop.send(["+14155550101"], params=["4321"])
+    session.commit()
+    enqueue_deferred(tc_app.extensions["redis"], shop.ctx.deferred)
+    assert worker.run(tc_app, burst=True)
+    [(_, sent)] = [c for c in tencent.calls if c[0] == "SendSms"]
+    assert (sent["TemplateId"], sent["TemplateParamSet"], sent["SignName"]) == (
+        "1110123", ["4321"], "Shop")
+    session.expire_all()
+    msg = session.scalar(select(Message).where(Message.serial_no == r.serial_no))
+    assert (msg.status, msg.gateway_message_id) == ("submitted", "sn-1")
+    tencent.receipts.append({"SerialNo": "sn-1", "ReportStatus": "SUCCESS",
+                             "Description": "DELIVRD", "PhoneNumber": "+14155550101"})
+    tencent.replies.append({"PhoneNumber": "+14155550101", "ReplyContent": "TD",
+                            "SignName": "Shop"})
+    assert tencentcloud_poll_once(tc_app) == 2
+    assert worker.run(tc_app, burst=True)
+    session.expire_all()
+    msg = session.scalar(select(Message).where(Message.serial_no == r.serial_no))
+    assert (msg.status, msg.carrier_code) == ("delivered", "DELIVRD")
+    deadline = time.monotonic() + 5
+    while session.scalar(select(Unsubscribe.id)) is None and time.monotonic() < deadline:
+        session.expire_all()
+    assert session.scalar(select(Unsubscribe.sms_type)) == "verification"
