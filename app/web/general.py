@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, flash, redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from app.models import Signature
-from app.services import content, mute, packages, replies, unsubscribes
+from app.services import apps, content, mute, packages, replies, unsubscribes
 from app.services.errors import Conflict, ValidationError
 from app.sms import numbers, templating
 from app.web import commit, ctx, page, rollback
@@ -88,7 +88,7 @@ def unsubscribed() -> Any:
     return page("general/unsubscribes.html", status=422 if errors else 200, found=found,
                 number=number, errors=errors, form=request.form, signatures=_signatures(),
                 sms_types=templating.SMS_TYPES, requests=unsubscribes.requests(c),
-                can_request=c.actor.can("ModifyUnsubscribe"))
+                apps=apps.list_apps(c), can_request=c.actor.can("ModifyUnsubscribe"))
 
 
 @bp.route("/replies", methods=["GET", "POST"])

@@ -45,8 +45,10 @@ def test_reply_injection_unsubscribes_and_removal_goes_to_review(root: Client, s
     assert resp.status_code == 302
     page = root.get("/replies")
     assert "unsubscribed" in text_of(page, "#reply-rows")
-    found = root.get("/unsubscribes?number=%2B14155550123")
+    found = root.get(f"/unsubscribes?number=%2B14155550123&app={shop.app.sdk_app_id}")
     assert "Verification code" in text_of(found, "#unsubscribed")
+    assert soup(found).select_one("select[name=app] option[selected]")["value"] == (
+        shop.app.sdk_app_id)
     asked = root.post("/unsubscribes", {"phone_number": US,
                                         "signature_id": str(shop.signatures["international"]),
                                         "sms_type": "verification", "reason": "Asked again"})
