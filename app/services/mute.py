@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import delete, func, select
 
-from app.models import MuteEntry, Signature
+from app.models import MuteEntry
 from app.services import audit
 from app.services.context import Ctx
 from app.services.errors import ValidationError, invalid
+from app.services.unsubscribes import number_and_signature
 from app.sms import numbers, templating
 
 MAX_NUMBERS = 1000  # distinct numbers in total (fixed)
@@ -30,14 +31,7 @@ def add(ctx: Ctx, *, phone_number: str, signature_id: str | int, sms_type: str,
     errors: dict[str, str] = {}
     if not consent:
         errors["consent"] = "Confirm that the number's owner asked not to be disturbed."
-    number = ""
-    try:
-        number = numbers.parse_any(phone_number)
-    except numbers.NumberError as exc:
-        errors["phone_number"] = str(exc)
-    sig = ctx.db.get(Signature, int(signature_id)) if str(signature_id).isdigit() else None
-    if sig is None or sig.account_id != ctx.actor.account_id:
-        errors["signature_id"] = "Choose a signature."
+    number, sig = number_and_signature(ctx, phone_number, signature_id, errors)
     if sms_type and sms_type not in templating.SMS_TYPES:
         errors["sms_type"] = "Choose an SMS type, or all types."
     if errors:

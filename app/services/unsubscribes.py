@@ -47,10 +47,10 @@ def record(db: object, account_id: int, phone_number: str, signature_id: int, sm
     return True
 
 
-def request_removal(ctx: Ctx, *, phone_number: str, signature_id: str | int, sms_type: str,
-                    reason: str) -> UnsubscribeRemoval:
-    ctx.actor.require("ModifyUnsubscribe")
-    errors: dict[str, str] = {}
+def number_and_signature(ctx: Ctx, phone_number: str, signature_id: str | int,
+                         errors: dict[str, str]) -> tuple[str, Signature | None]:
+    """A typed number and one of the account's signatures, as a form gives them;
+    problems go into `errors` beside the other fields'."""
     number = ""
     try:
         number = numbers.parse_any(phone_number)
@@ -59,6 +59,15 @@ def request_removal(ctx: Ctx, *, phone_number: str, signature_id: str | int, sms
     sig = ctx.db.get(Signature, int(signature_id)) if str(signature_id).isdigit() else None
     if sig is None or sig.account_id != ctx.actor.account_id:
         errors["signature_id"] = "Choose a signature."
+        sig = None
+    return number, sig
+
+
+def request_removal(ctx: Ctx, *, phone_number: str, signature_id: str | int, sms_type: str,
+                    reason: str) -> UnsubscribeRemoval:
+    ctx.actor.require("ModifyUnsubscribe")
+    errors: dict[str, str] = {}
+    number, sig = number_and_signature(ctx, phone_number, signature_id, errors)
     if sms_type not in templating.SMS_TYPES:
         errors["sms_type"] = "Choose an SMS type."
     reason = (reason or "").strip()
