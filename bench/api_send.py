@@ -142,6 +142,9 @@ def main() -> None:
         p.join()
     server.send_signal(signal.SIGTERM)
     server.wait(timeout=30)
+    from app.redisconn import shutdown_embedded
+
+    shutdown_embedded()  # when no Redis server answered, the embedded one stops too
     latencies = [x for lat, _ in results for x in lat]
     accepted = sum(a for _, a in results)
     backend = "PostgreSQL" if db_url.startswith("postgresql") else "SQLite"

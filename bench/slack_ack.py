@@ -28,6 +28,7 @@ from app import create_app, migrate
 from app.services import content
 from app.services.accounts import actor_for, ensure_account
 from app.services.context import Ctx
+from app.redisconn import shutdown_embedded
 from app.services.users import bootstrap_user
 from tests.bot.conftest import SIGNING_SECRET, SlackAPI, sign
 
@@ -88,6 +89,7 @@ def main() -> None:
         clicks.append(timed(urlencode({"payload": json.dumps(payload)})))
     server.close()
     api.close()
+    shutdown_embedded()  # start nothing we do not stop
     print("| case | requests | p50 ms | p99 ms | max ms |")
     print("|---|---|---|---|---|")
     for name, values in (("/sms apps (slash command)", slash),
