@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from waitress import create_server
 
 from app import create_app, migrate
+from app.redisconn import shutdown_embedded
 from app.services import content
 from app.services.accounts import actor_for, ensure_account
 from app.services.context import Ctx
-from app.redisconn import shutdown_embedded
 from app.services.users import bootstrap_user
 from tests.bot.conftest import SIGNING_SECRET, SlackAPI, sign
 
