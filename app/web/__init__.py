@@ -20,7 +20,13 @@ from app.models import User
 from app.queue import enqueue_deferred
 from app.services.accounts import actor_for
 from app.services.context import Ctx, Settings
-from app.services.errors import Conflict, NotFound, PermissionDenied, ServiceError
+from app.services.errors import (
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    ServiceError,
+    ValidationError,
+)
 
 log = logging.getLogger("smsops.web")
 PUBLIC_ENDPOINTS = {"auth.login", "health.healthz", "static", "slack.events"}
@@ -45,6 +51,13 @@ def rollback() -> None:
     db().rollback()
     if "ctx" in g:
         g.ctx.deferred.clear()
+
+
+def form_errors(exc: ValidationError | Conflict) -> dict[str, str]:
+    """End the failed unit of work; the errors to show beside the form's fields
+    ('' for the form as a whole)."""
+    rollback()
+    return exc.errors if isinstance(exc, ValidationError) else {"": exc.message}
 
 
 def ctx() -> Ctx:

@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, flash, redirect, request, url_for
 from app.models.accounts import ACCOUNT_TYPES
 from app.services import accounts, audit, users
 from app.services.errors import ValidationError
-from app.web import commit, ctx, page, rollback
+from app.web import commit, ctx, form_errors, page
 
 bp = Blueprint("accounts", __name__)
 TIMEZONES = sorted(zoneinfo.available_timezones())
@@ -37,8 +37,7 @@ def settings() -> Any:
             flash("Settings saved.")
             return redirect(url_for("accounts.settings"))
         except ValidationError as exc:
-            rollback()
-            errors = exc.errors
+            errors = form_errors(exc)
             account = accounts.get_settings(c)
     return page("accounts/settings.html", "accounts/_settings.html",
                 status=422 if errors else 200, account=account, form=form, errors=errors,
@@ -57,8 +56,7 @@ def my_account() -> Any:
             flash("Slack link saved.")
             return redirect(url_for("accounts.my_account"))
         except ValidationError as exc:
-            rollback()
-            errors = exc.errors
+            errors = form_errors(exc)
     return page("accounts/me.html", status=422 if errors else 200, errors=errors,
                 form=request.form, slack_on=bool(current_app.config.get("SLACK_BOT_TOKEN")))
 

@@ -12,7 +12,7 @@ from app.models.apps import ALARM_EVENTS
 from app.services import app_config, apps
 from app.services.accounts import INDIVIDUAL_FREQ_CAPS, get_settings
 from app.services.errors import Conflict, ValidationError
-from app.web import commit, ctx, hx_redirect, page, rollback
+from app.web import commit, ctx, form_errors, hx_redirect, page
 
 bp = Blueprint("apps", __name__)
 
@@ -37,8 +37,7 @@ def create() -> tuple:
                                    tags=request.form.get("tags", ""))
         commit()
     except (ValidationError, Conflict) as exc:
-        rollback()
-        errors = exc.errors if isinstance(exc, ValidationError) else {"": exc.message}
+        errors = form_errors(exc)
         return page("apps/index.html", "apps/_create.html", status=422,
                     apps=apps.list_apps(c), can_create=True, errors=errors, form=request.form)
     return page("apps/created.html", "apps/_created.html", app=app, app_key=key)
@@ -73,8 +72,7 @@ def _section(sdk_app_id: str, name: str, change: Callable[[], Any],
         if name == "key":
             state["app_key"] = result  # shown in full this once
     except (ValidationError, Conflict) as exc:
-        rollback()
-        state["errors"] = exc.errors if isinstance(exc, ValidationError) else {"": exc.message}
+        state["errors"] = form_errors(exc)
         state["form"] = request.form
     status = 422 if state["errors"] else 200
     if request.htmx:  # type: ignore[attr-defined]
@@ -118,8 +116,7 @@ def delete(sdk_app_id: str) -> Any:
         apps.delete_app(ctx(), sdk_app_id, _form("confirmation"))
         commit()
     except (ValidationError, Conflict) as exc:
-        rollback()
-        errors = exc.errors if isinstance(exc, ValidationError) else {"": exc.message}
+        errors = form_errors(exc)
         state = {"status": {"errors": errors, "form": request.form, "notice": None}}
         fragment = "apps/_status.html"
         return page("apps/detail.html", fragment, status=422,

@@ -15,7 +15,7 @@ from app.services.errors import Conflict, PermissionDenied, ValidationError
 from app.services.uploads import Upload, image_path
 from app.sms import templating
 from app.sms.text import MAINLAND, REGIONS
-from app.web import commit, ctx, page, rollback
+from app.web import commit, ctx, form_errors, page, rollback
 
 bp = Blueprint("content", __name__, url_prefix="")
 
@@ -29,10 +29,6 @@ def _region() -> str:
     return region if region in REGIONS else MAINLAND
 
 
-def _errors(exc: ValidationError | Conflict) -> dict[str, str]:
-    rollback()
-    return exc.errors if isinstance(exc, ValidationError) else {"": exc.message}
-
 
 def _save(save: Callable[[], Any], name: Callable[[Any], str],
           done: Callable[[Any], str]) -> tuple[Response | None, dict[str, str]]:
@@ -42,7 +38,7 @@ def _save(save: Callable[[], Any], name: Callable[[Any], str],
         item = save()
         commit()
     except (ValidationError, Conflict) as exc:
-        return None, _errors(exc)
+        return None, form_errors(exc)
     flash(f"{name(item)} submitted for review.")
     return redirect(done(item)), {}
 

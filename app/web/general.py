@@ -11,7 +11,7 @@ from app.models import Signature
 from app.services import apps, content, mute, packages, replies, unsubscribes
 from app.services.errors import Conflict, ValidationError
 from app.sms import numbers, templating
-from app.web import commit, ctx, page, rollback
+from app.web import commit, ctx, form_errors, page, rollback
 
 bp = Blueprint("general", __name__)
 
@@ -21,10 +21,6 @@ def _signatures() -> dict[int, Signature]:
     found = content.list_signatures(c, "mainland") + content.list_signatures(c, "international")
     return {s.id: s for s in found}
 
-
-def _form_errors(exc: ValidationError | Conflict) -> dict[str, str]:
-    rollback()
-    return exc.errors if isinstance(exc, ValidationError) else {"": exc.message}
 
 
 @bp.route("/mute", methods=["GET", "POST"])
@@ -41,7 +37,7 @@ def mute_list() -> Any:
             flash("Added to the mute list.")
             return redirect(url_for("general.mute_list"))
         except (ValidationError, Conflict) as exc:
-            errors = _form_errors(exc)
+            errors = form_errors(exc)
     query = request.args.get("q", "")
     try:
         rows = mute.entries(c, query)
@@ -76,7 +72,7 @@ def unsubscribed() -> Any:
             flash("Removal requested; it waits for review.")
             return redirect(url_for("general.unsubscribed"))
         except (ValidationError, Conflict) as exc:
-            errors = _form_errors(exc)
+            errors = form_errors(exc)
     number = request.args.get("number", "")
     if number:
         try:
@@ -132,7 +128,7 @@ def credit_packages() -> Any:
             flash("Saved.")
             return redirect(url_for("general.credit_packages"))
         except ValidationError as exc:
-            errors = _form_errors(exc)
+            errors = form_errors(exc)
     items = packages.packages(c)
     from app.services.accounts import get_settings
 

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 from app.services import policies, users
 from app.services.access import PRESETS
 from app.services.errors import Conflict, ValidationError
-from app.web import commit, ctx, page, rollback
+from app.web import commit, ctx, form_errors, page
 
 bp = Blueprint("users", __name__)
 
@@ -23,10 +23,6 @@ POLICY_EXAMPLE = """{
   ]
 }"""
 
-
-def _errors(exc: ValidationError | Conflict) -> dict[str, str]:
-    rollback()
-    return exc.errors if isinstance(exc, ValidationError) else {"": exc.message}
 
 
 @bp.get("/users")
@@ -42,7 +38,7 @@ def create() -> tuple:
         commit()
     except (ValidationError, Conflict) as exc:
         return page("users/index.html", "users/_create.html", status=422,
-                    users=users.list_users(ctx()), errors=_errors(exc), form=request.form)
+                    users=users.list_users(ctx()), errors=form_errors(exc), form=request.form)
     return page("users/created.html", user=user, password=password)
 
 
@@ -60,7 +56,7 @@ def set_policies(user_id: int) -> Any:
         commit()
     except (ValidationError, Conflict) as exc:
         return page("users/detail.html", status=422, user=users.get_user(ctx(), user_id),
-                    policies=policies.list_policies(ctx()), errors=_errors(exc), password=None)
+                    policies=policies.list_policies(ctx()), errors=form_errors(exc), password=None)
     flash("Policies saved.")
     return redirect(url_for("users.detail", user_id=user_id))
 
@@ -89,7 +85,7 @@ def link_slack(user_id: int) -> Any:
         commit()
     except ValidationError as exc:
         return page("users/detail.html", status=422, user=users.get_user(ctx(), user_id),
-                    policies=policies.list_policies(ctx()), errors=_errors(exc), password=None)
+                    policies=policies.list_policies(ctx()), errors=form_errors(exc), password=None)
     flash("Slack link saved.")
     return redirect(url_for("users.detail", user_id=user_id))
 
@@ -121,7 +117,7 @@ def policy_new() -> Any:
             flash(f"Policy {policy.name} created.")
             return redirect(url_for("users.policy_index"))
         except (ValidationError, Conflict) as exc:
-            errors = _errors(exc)
+            errors = form_errors(exc)
     ctx().actor.require_root()
     return page("policies/edit.html", "policies/_form.html", status=422 if errors else 200,
                 policy=None, form=form, errors=errors, presets=PRESETS)
@@ -143,7 +139,7 @@ def policy_edit(policy_id: int) -> Any:
             flash("Policy saved.")
             return redirect(url_for("users.policy_index"))
         except (ValidationError, Conflict) as exc:
-            errors = _errors(exc)
+            errors = form_errors(exc)
             policy = policies.get_policy(ctx(), policy_id)
     return page("policies/edit.html", "policies/_form.html", status=422 if errors else 200,
                 policy=policy, form=form, errors=errors, presets=PRESETS)
