@@ -90,6 +90,13 @@ def _load(ctx: Ctx, model: type, obj_id: int, action: str) -> Any:
     return obj
 
 
+def _add(ctx: Ctx, obj: Content, action: str) -> None:
+    """A new object: stored, submitted for review, audited."""
+    ctx.db.add(obj)
+    submit_for_review(ctx, obj)  # flushes, so the object has its id
+    audit.record(ctx, action, KIND_OF[type(obj)], obj.id, None, snapshot(obj))
+
+
 def _resubmit(ctx: Ctx, obj: Content, fields: dict[str, Any], action: str, kind: str) -> None:
     """Apply an edit, submit it for review again, and audit what changed."""
     before = snapshot(obj)
@@ -154,10 +161,7 @@ def _qualification_fields(data: dict[str, str]) -> dict[str, str]:
 def create_qualification(ctx: Ctx, data: dict[str, str]) -> Qualification:
     ctx.actor.require("AddQualification")
     q = Qualification(account_id=ctx.actor.account_id, **_qualification_fields(data))
-    ctx.db.add(q)
-    submit_for_review(ctx, q)
-    ctx.db.flush()
-    audit.record(ctx, "AddQualification", "qualification", q.id, None, snapshot(q))
+    _add(ctx, q, "AddQualification")
     return q
 
 
@@ -285,10 +289,7 @@ def create_signature(ctx: Ctx, region: str, data: dict[str, Any], *,
     ctx.actor.require("AddSmsSign")
     fields = _signature_fields(ctx, _region(region), data, None, proof, authorization)
     s = Signature(account_id=ctx.actor.account_id, **fields)
-    ctx.db.add(s)
-    submit_for_review(ctx, s)
-    ctx.db.flush()
-    audit.record(ctx, "AddSmsSign", "signature", s.id, None, snapshot(s))
+    _add(ctx, s, "AddSmsSign")
     return s
 
 
@@ -341,10 +342,7 @@ def _template_fields(ctx: Ctx, region: str, data: dict[str, Any]) -> dict[str, A
 def create_template(ctx: Ctx, region: str, data: dict[str, Any]) -> Template:
     ctx.actor.require("AddSmsTemplate")
     t = Template(account_id=ctx.actor.account_id, **_template_fields(ctx, _region(region), data))
-    ctx.db.add(t)
-    submit_for_review(ctx, t)
-    ctx.db.flush()
-    audit.record(ctx, "AddSmsTemplate", "template", t.id, None, snapshot(t))
+    _add(ctx, t, "AddSmsTemplate")
     return t
 
 
