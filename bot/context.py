@@ -27,18 +27,10 @@ class NotLinked(Exception):
 def acting(flask_app: Flask, client: WebClient, slack_user_id: str) -> Iterator[Ctx]:
     settings = Settings.from_config(flask_app.config)
     with flask_app.app_context():
-        session = flask_app.extensions["db"].sessions()
-        try:
+        with flask_app.extensions["db"].unit_of_work() as session:
             user = identity.resolve(session, client, slack_user_id)
-            if user is None:
-                session.commit()
+            if user is None:  # nothing was written: found nobody to link
                 raise NotLinked(settings.base_url)
             ctx = Ctx(session, actor_for(user), settings, gateway=flask_app.extensions["gateway"])
             yield ctx
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
         enqueue_deferred(flask_app.extensions["redis"], ctx.deferred)
