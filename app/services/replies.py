@@ -3,7 +3,7 @@ forwarded to the account's reply callback."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.models import Account, Message, Reply
@@ -49,7 +49,3 @@ def recent(ctx: Ctx, limit: int = 100) -> list[Reply]:
     return list(ctx.db.scalars(select(Reply).where(Reply.account_id == ctx.actor.account_id)
                                .order_by(Reply.id.desc()).limit(limit)))
 
-
-def count(ctx: Ctx) -> int:
-    return ctx.db.scalar(select(func.count()).where(
-        Reply.account_id == ctx.actor.account_id)) or 0

@@ -316,8 +316,8 @@ def _reserve(ctx: Ctx, limiter: Limiter, app: Application, account: Account, msg
         return "FailedOperation.InsufficientBalanceInSmsPackage"
     threshold = app.mainland_alarm_threshold if msg.region == MAINLAND \
         else app.intl_alarm_threshold
-    if threshold is not None and limiter.used(app_day_key(app.id, msg.region, day)) >= threshold:
-        used = limiter.used(app_day_key(app.id, msg.region, day))
+    used = limiter.used(app_day_key(app.id, msg.region, day)) if threshold is not None else 0
+    if threshold is not None and used >= threshold:
         _alarm(ctx, limiter, app, "threshold", f"threshold:{app.sdk_app_id}:{msg.region}:{day}",
                86400, f"{app.name} passed its daily {msg.region} alarm threshold",
                f"{app.name} ({app.sdk_app_id}) has sent {used:,} billed {msg.region} items "
