@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -33,6 +34,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     if overrides:
         flask_app.config.update(overrides)
     instance = cfg.instance_dir(flask_app.config)
+    flask_app.permanent_session_lifetime = timedelta(
+        seconds=int(flask_app.config["SESSION_IDLE_SECONDS"]))
     if not flask_app.config.get("SECRET_KEY"):
         flask_app.config["SECRET_KEY"] = cfg.secret_key(instance)
 

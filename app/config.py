@@ -28,6 +28,7 @@ def defaults(instance: Path) -> dict[str, Any]:
         "ALLOW_PRIVATE_CALLBACKS": False,
         "LOGIN_MAX_FAILURES": 5,
         "LOGIN_WINDOW_SECONDS": 900,
+        "SESSION_IDLE_SECONDS": 12 * 3600,  # a session unused this long is over
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": False,

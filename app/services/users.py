@@ -49,6 +49,20 @@ def bootstrap_user(
     return user, generated
 
 
+def end_sessions(user: User) -> None:
+    """Invalidate every session cookie of the user: the version is part of the user id
+    a cookie carries, and the web checks it on every request."""
+    user.session_version = (user.session_version or 0) + 1
+
+
+def sign_out(ctx: Ctx) -> None:
+    """Logging out ends the actor's sessions everywhere, so a copied cookie dies too."""
+    user = ctx.db.get(User, ctx.actor.user_id)
+    if user is not None:
+        end_sessions(user)
+        ctx.db.flush()
+
+
 def list_users(ctx: Ctx) -> list[User]:
     ctx.actor.require_root()
     return list(
@@ -116,6 +130,7 @@ def set_active(ctx: Ctx, user_id: int, active: bool) -> User:
         raise Conflict("The root user cannot be disabled.")
     if user.active != active:
         user.active = active
+        end_sessions(user)  # enabling again must not revive a cookie from before
         audit.record(ctx, "ModifyUserStatus", "user", user.id,
                      {"active": not active}, {"active": active})
     return user
@@ -126,6 +141,7 @@ def reset_password(ctx: Ctx, user_id: int) -> str:
     generated = passwords.generate()
     user.password_hash = passwords.hash_password(generated)
     user.must_change_password = True
+    end_sessions(user)
     audit.record(ctx, "ResetPassword", "user", user.id)
     return generated
 
@@ -158,6 +174,7 @@ def change_own_password(ctx: Ctx, current: str, new: str, confirm: str) -> None:
         raise ValidationError(errors)
     user.password_hash = passwords.hash_password(new)
     user.must_change_password = False
+    end_sessions(user)  # the caller signs this browser in again
     audit.record(ctx, "ChangePassword", "user", user.id)
 
 

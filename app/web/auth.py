@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
+from app.models import User
 from app.services import auth, users
 from app.services.context import Settings
 from app.services.errors import ValidationError
@@ -23,6 +24,14 @@ def _safe_next(target: str | None) -> str:
         if not parts.scheme and not parts.netloc:
             return target
     return url_for("apps.index")
+
+
+def _start_session(user: User) -> None:
+    session.clear()  # no session fixation
+    login_user(user)
+    # Permanent, so the cookie and its signature expire after SESSION_IDLE_SECONDS
+    # without a request (Flask refreshes both on every request).
+    session.permanent = True
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -42,8 +51,7 @@ def login() -> Response | tuple | str:
             error = exc.message
         else:
             commit()
-            session.clear()  # no session fixation
-            login_user(user)
+            _start_session(user)
             return redirect(_safe_next(request.args.get("next")))
     status = 401 if error else 200
     return render_template("auth/login.html", error=error, email=email), status
@@ -51,6 +59,8 @@ def login() -> Response | tuple | str:
 
 @bp.post("/logout")
 def logout() -> Response:
+    users.sign_out(ctx())
+    commit()
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))
@@ -65,6 +75,7 @@ def password() -> Response | tuple:
                                       request.form.get("new", ""),
                                       request.form.get("confirm", ""))
             commit()
+            _start_session(current_user._get_current_object())  # only this browser stays in
             return redirect(url_for("apps.index"))
         except ValidationError as exc:
             errors = exc.errors
