@@ -39,22 +39,28 @@ def login() -> Response | tuple | str:
     if current_user.is_authenticated:
         return redirect(url_for("apps.index"))
     error = None
+    status = 200
+    headers: dict[str, str] = {}
     email = request.form.get("email", "")
     if request.method == "POST":
         try:
+            # remote_addr is the peer, or the client named by trusted proxies only
+            # (SMSOPS_TRUSTED_PROXIES, see app/__init__.py).
             user = auth.authenticate(
                 db(), current_app.extensions["redis"], Settings.from_config(current_app.config),
                 email, request.form.get("password", ""), request.remote_addr or "?",
             )
+        except auth.LoginThrottled as exc:
+            error, status = exc.message, 429
+            headers["Retry-After"] = str(exc.retry_after)
         except auth.LoginFailed as exc:
             commit()
-            error = exc.message
+            error, status = exc.message, 401
         else:
             commit()
             _start_session(user)
             return redirect(_safe_next(request.args.get("next")))
-    status = 401 if error else 200
-    return render_template("auth/login.html", error=error, email=email), status
+    return render_template("auth/login.html", error=error, email=email), status, headers
 
 
 @bp.post("/logout")
