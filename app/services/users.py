@@ -176,28 +176,3 @@ def change_own_password(ctx: Ctx, current: str, new: str, confirm: str) -> None:
     user.must_change_password = False
     end_sessions(user)  # the caller signs this browser in again
     audit.record(ctx, "ChangePassword", "user", user.id)
-
-
-def link_slack(ctx: Ctx, user_id: int | None, slack_user_id: str) -> User:
-    """Link a console user to a Slack member id: anyone for themselves, root for anyone.
-    A blank id unlinks."""
-    target = ctx.actor.user_id if user_id is None else user_id
-    if target != ctx.actor.user_id:
-        ctx.actor.require_root()
-    user = ctx.db.get(User, target)
-    if user is None or user.account_id != ctx.actor.account_id:
-        raise NotFound("No such user.")
-    slack = slack_user_id.strip().upper() or None
-    if slack and not (slack[0] in "UW" and slack[1:].isalnum() and 8 <= len(slack) <= 15):
-        raise invalid("slack_user_id", "A Slack member id looks like U012AB3CD (Profile → "
-                                       "⋮ → Copy member ID).")
-    if slack:
-        other = ctx.db.scalar(select(User).where(User.slack_user_id == slack, User.id != user.id))
-        if other is not None:
-            raise invalid("slack_user_id", "This Slack member is linked to another user.")
-    if user.slack_user_id != slack:
-        audit.record(ctx, "LinkSlackUser", "user", user.id,
-                     {"slack_user_id": user.slack_user_id}, {"slack_user_id": slack})
-        user.slack_user_id = slack
-        ctx.db.flush()
-    return user
