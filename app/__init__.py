@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from htmx_flask import Htmx
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import config as cfg
 from app import gateways
@@ -33,6 +35,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     if overrides:
         flask_app.config.update(overrides)
     instance = cfg.instance_dir(flask_app.config)
+    flask_app.permanent_session_lifetime = timedelta(
+        seconds=int(flask_app.config["SESSION_IDLE_SECONDS"]))
     if not flask_app.config.get("SECRET_KEY"):
         flask_app.config["SECRET_KEY"] = cfg.secret_key(instance)
 
@@ -41,6 +45,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     flask_app.config["REDIS_URL_RESOLVED"] = url
     flask_app.extensions["redis"] = connect(url)
     flask_app.extensions["gateway"] = gateways.build(flask_app.config)
+
+    proxies = int(flask_app.config.get("TRUSTED_PROXIES") or 0)
+    if proxies > 0:  # otherwise X-Forwarded-* is anyone's to forge, so it is ignored
+        flask_app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            flask_app.wsgi_app, x_for=proxies, x_proto=proxies)
 
     Htmx(flask_app)
     csrf.init_app(flask_app)

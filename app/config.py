@@ -28,6 +28,10 @@ def defaults(instance: Path) -> dict[str, Any]:
         "ALLOW_PRIVATE_CALLBACKS": False,
         "LOGIN_MAX_FAILURES": 5,
         "LOGIN_WINDOW_SECONDS": 900,
+        # How many reverse proxies in front of the web set X-Forwarded-For/-Proto; 0 means
+        # none, and the headers are ignored (a client could forge its address).
+        "TRUSTED_PROXIES": 0,
+        "SESSION_IDLE_SECONDS": 12 * 3600,  # a session unused this long is over
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": False,

@@ -12,8 +12,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from app.notify.slack import describe
-from app.services import apps, content, mute, reviews, sending, unsubscribes
-from app.services.context import Ctx
+from app.services import apps, content, mute, reviews, sending, slack_link, unsubscribes
+from app.services.context import Ctx, Settings
 from app.services.errors import ServiceError
 from app.services.limits import Limiter
 from app.sms import errors
@@ -156,11 +156,38 @@ HANDLERS: dict[str, Callable[[Ctx, list[str], dict, WebClient], dict[str, Any]]]
 }
 
 
+def _link(flask_app: Flask, words: list[str], body: dict) -> dict[str, Any]:
+    """`/sms link CODE`: the member id comes from the request Slack signed, the user
+    from the code the web showed them (app/services/slack_link.py says why)."""
+    settings = Settings.from_config(flask_app.config)
+    if len(words) != 1:
+        raise Usage(f"Get a code at {settings.base_url}/account, then type "
+                    "`/sms link CODE` here.", "link")
+    with flask_app.app_context(), flask_app.extensions["db"].unit_of_work() as session:
+        user = slack_link.redeem(session, flask_app.extensions["redis"], settings, words[0],
+                                 body["user_id"])
+        email = user.email
+    return blocks.reply(f":link: Linked: in Slack you now act as {blocks.escape(email)}, "
+                        "with that user's policies.")
+
+
 def register(bolt: App, flask_app: Flask) -> None:
     @bolt.command("/sms")
     def sms(ack: Ack, body: dict, client: WebClient) -> None:
         words = (body.get("text") or "").split()
         sub = words[0].lower() if words else "help"
+        if sub == "link":  # before `acting`: the member is not linked yet
+            try:
+                answer = _link(flask_app, words[1:], body)
+            except Usage as exc:
+                answer = blocks.help_reply(str(exc), only=exc.command)
+            except ServiceError as exc:
+                answer = blocks.reply(f":no_entry: {blocks.escape(exc.message)}")
+            except Exception:
+                log.exception("/sms link failed")
+                answer = blocks.reply("Something went wrong on our side. It has been logged.")
+            ack(**answer)
+            return
         if sub not in HANDLERS:
             problem = None if sub == "help" else f"Unknown command “{words[0][:40]}”."
             ack(**blocks.help_reply(problem))

@@ -17,9 +17,9 @@ from bot import identity
 class NotLinked(Exception):
     def __init__(self, base_url: str) -> None:
         super().__init__(
-            "Your Slack account is not linked to an smsops user. Ask your smsops admin to "
-            f"link it, or open {base_url}/account and enter your Slack member ID "
-            "(Profile → ⋮ → Copy member ID). Matching emails link automatically."
+            "Your Slack account is not linked to an smsops user. Open "
+            f"{base_url}/account, choose *Link my Slack account* and type the code it shows "
+            "as `/sms link CODE` here. A matching confirmed email links automatically."
         )
 
 

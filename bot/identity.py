@@ -1,4 +1,5 @@
-"""Which console user a Slack user is: linked explicitly, or found by email once."""
+"""Which console user a Slack user is: linked with a one-time code (app/services/
+slack_link.py), or found once by the email Slack confirmed for the member."""
 
 from __future__ import annotations
 
@@ -24,7 +25,13 @@ def resolve(session: Session, client: WebClient, slack_user_id: str) -> User | N
     except SlackApiError as exc:
         log.warning("users.info for %s failed: %s", slack_user_id, describe(exc))
         return None
-    email = ((info.get("user") or {}).get("profile") or {}).get("email")
+    member = info.get("user") or {}
+    # Only an address Slack has confirmed proves the member owns it; deleted members
+    # and bots never link.
+    if member.get("is_email_confirmed") is not True or member.get("deleted") \
+            or member.get("is_bot"):
+        return None
+    email = (member.get("profile") or {}).get("email")
     if not email:
         return None
     user = session.scalar(select(User).where(func.lower(User.email) == email.lower(),

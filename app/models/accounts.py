@@ -43,6 +43,9 @@ class User(Base):
     slack_user_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    # Part of the session cookie's user id; bumping it ends every session of the user
+    # (logout, password change or reset, disabling).
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     account: Mapped[Account] = relationship()
     policies: Mapped[list[Policy]] = relationship(
@@ -58,7 +61,7 @@ class User(Base):
         return self.active
 
     def get_id(self) -> str:
-        return str(self.id)
+        return f"{self.id}:{self.session_version}"
 
 
 class Policy(Base):

@@ -1,6 +1,15 @@
-"""Web login with throttling of failed attempts (counted in Redis)."""
+"""Web login, throttled per (email, address) pair in Redis.
+
+Every attempt is counted atomically *before* the password is checked, so concurrent
+tries cannot slip past the limit. After `login_max_failures` attempts the pair is
+refused for the window; each further lock-out of the same pair within a day doubles
+it (capped at a day). Only the pair is locked: the same user from another address,
+and other users behind the same address, can still sign in.
+"""
 
 from __future__ import annotations
+
+import hashlib
 
 import redis as redis_lib
 from sqlalchemy import func, select
@@ -12,13 +21,45 @@ from app.services import passwords
 from app.services.context import Settings
 from app.services.errors import ServiceError
 
+MAX_LOCK_SECONDS = 24 * 3600
+
+# KEYS: attempts, strikes. ARGV: limit, window, max lock.
+# Returns {attempt number, seconds until the pair may try again (0: go ahead)}.
+_ATTEMPT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+local limit = tonumber(ARGV[1])
+if n <= limit then return {n, 0} end
+if n == limit + 1 then
+  local strikes = redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+  local lock = math.floor(math.min(tonumber(ARGV[2]) * 2 ^ (strikes - 1), tonumber(ARGV[3])))
+  redis.call('EXPIRE', KEYS[1], lock)
+end
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 1 then ttl = 1 end
+return {n, ttl}
+"""
+
 
 class LoginFailed(ServiceError):
     code = "LoginFailed"
 
 
+class LoginThrottled(LoginFailed):
+    code = "LoginThrottled"
+
+    def __init__(self, retry_after: int) -> None:
+        minutes = -(-retry_after // 60)
+        wait = f"{minutes} minute{'s' if minutes > 1 else ''}"
+        super().__init__(f"Too many failed attempts. Try again in {wait}.")
+        self.retry_after = retry_after
+
+
 def _keys(email: str, ip: str) -> tuple[str, str]:
-    return f"smsops:login:email:{email}", f"smsops:login:ip:{ip}"
+    # Hashed: bounded key length, and no email addresses lying around in Redis.
+    pair = hashlib.sha256(f"{email}\n{ip}".encode()).hexdigest()
+    return f"smsops:login:try:{pair}", f"smsops:login:strikes:{pair}"
 
 
 def authenticate(
@@ -26,25 +67,16 @@ def authenticate(
 ) -> User:
     """Return the user, or raise LoginFailed with a message safe to show."""
     email = email.strip().lower()
-    by_email, by_ip = _keys(email, ip)
-    window = settings.login_window_seconds
-    limit = settings.login_max_failures
-    counts = [int(c or 0) for c in redis.mget(by_email, by_ip)]
-    # An address gets more tries than one mailbox, so a shared NAT is not locked out.
-    if counts[0] >= limit or counts[1] >= limit * 10:
-        raise LoginFailed(
-            f"Too many failed attempts. Try again in {max(window // 60, 1)} minutes."
-        )
+    tries, strikes = _keys(email, ip)
+    _n, wait = redis.register_script(_ATTEMPT)(
+        keys=[tries, strikes],
+        args=[settings.login_max_failures, settings.login_window_seconds, MAX_LOCK_SECONDS])
+    if int(wait) > 0:
+        raise LoginThrottled(int(wait))
     user = db.scalar(select(User).where(func.lower(User.email) == email))
     ok = passwords.verify(user.password_hash if user else None, password)
     if not ok or user is None or not user.active:
-        pipe = redis.pipeline()
-        for key in (by_email, by_ip):
-            # The window starts at the first failure (works on Redis 6.2, unlike EXPIRE NX).
-            pipe.set(key, 0, ex=window, nx=True)
-            pipe.incr(key)
-        pipe.execute()
         raise LoginFailed("Wrong email or password.")
-    redis.delete(by_email)
+    redis.delete(tries, strikes)
     user.last_login_at = utcnow()
     return user

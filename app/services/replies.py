@@ -3,10 +3,10 @@ forwarded to the account's reply callback."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
-from app.models import Account, Message, Reply
+from app.models import Account, Application, Message, Reply
 from app.models.sending import DELIVERED, SUBMITTED
 from app.services import unsubscribes
 from app.services.context import Ctx
@@ -45,7 +45,21 @@ def receive(ctx: Ctx, phone_number: str, text: str) -> Reply:
 
 
 def recent(ctx: Ctx, limit: int = 100) -> list[Reply]:
-    ctx.actor.require("DescribeSendSmsRecord")
-    return list(ctx.db.scalars(select(Reply).where(Reply.account_id == ctx.actor.account_id)
+    """The latest replies the actor may read: those answering an application they may
+    read the send records of; replies that answer no known message need that right on
+    every application (sms:app/*)."""
+    action = "DescribeSendSmsRecord"
+    account_wide = ctx.actor.can(action)
+    visible = [app_id for app_id, sdk_app_id in ctx.db.execute(
+        select(Application.id, Application.sdk_app_id)
+        .where(Application.account_id == ctx.actor.account_id))
+        if ctx.actor.can(action, sdk_app_id)]
+    if not visible and not account_wide:
+        ctx.actor.require(action)  # says plainly which right is missing
+    which: ColumnElement[bool] = Reply.app_id.in_(visible)
+    if account_wide:
+        which = or_(which, Reply.app_id.is_(None))
+    return list(ctx.db.scalars(select(Reply).where(Reply.account_id == ctx.actor.account_id,
+                                                   which)
                                .order_by(Reply.id.desc()).limit(limit)))
 

@@ -49,6 +49,20 @@ def bootstrap_user(
     return user, generated
 
 
+def end_sessions(user: User) -> None:
+    """Invalidate every session cookie of the user: the version is part of the user id
+    a cookie carries, and the web checks it on every request."""
+    user.session_version = (user.session_version or 0) + 1
+
+
+def sign_out(ctx: Ctx) -> None:
+    """Logging out ends the actor's sessions everywhere, so a copied cookie dies too."""
+    user = ctx.db.get(User, ctx.actor.user_id)
+    if user is not None:
+        end_sessions(user)
+        ctx.db.flush()
+
+
 def list_users(ctx: Ctx) -> list[User]:
     ctx.actor.require_root()
     return list(
@@ -116,6 +130,7 @@ def set_active(ctx: Ctx, user_id: int, active: bool) -> User:
         raise Conflict("The root user cannot be disabled.")
     if user.active != active:
         user.active = active
+        end_sessions(user)  # enabling again must not revive a cookie from before
         audit.record(ctx, "ModifyUserStatus", "user", user.id,
                      {"active": not active}, {"active": active})
     return user
@@ -126,6 +141,7 @@ def reset_password(ctx: Ctx, user_id: int) -> str:
     generated = passwords.generate()
     user.password_hash = passwords.hash_password(generated)
     user.must_change_password = True
+    end_sessions(user)
     audit.record(ctx, "ResetPassword", "user", user.id)
     return generated
 
@@ -158,29 +174,5 @@ def change_own_password(ctx: Ctx, current: str, new: str, confirm: str) -> None:
         raise ValidationError(errors)
     user.password_hash = passwords.hash_password(new)
     user.must_change_password = False
+    end_sessions(user)  # the caller signs this browser in again
     audit.record(ctx, "ChangePassword", "user", user.id)
-
-
-def link_slack(ctx: Ctx, user_id: int | None, slack_user_id: str) -> User:
-    """Link a console user to a Slack member id: anyone for themselves, root for anyone.
-    A blank id unlinks."""
-    target = ctx.actor.user_id if user_id is None else user_id
-    if target != ctx.actor.user_id:
-        ctx.actor.require_root()
-    user = ctx.db.get(User, target)
-    if user is None or user.account_id != ctx.actor.account_id:
-        raise NotFound("No such user.")
-    slack = slack_user_id.strip().upper() or None
-    if slack and not (slack[0] in "UW" and slack[1:].isalnum() and 8 <= len(slack) <= 15):
-        raise invalid("slack_user_id", "A Slack member id looks like U012AB3CD (Profile → "
-                                       "⋮ → Copy member ID).")
-    if slack:
-        other = ctx.db.scalar(select(User).where(User.slack_user_id == slack, User.id != user.id))
-        if other is not None:
-            raise invalid("slack_user_id", "This Slack member is linked to another user.")
-    if user.slack_user_id != slack:
-        audit.record(ctx, "LinkSlackUser", "user", user.id,
-                     {"slack_user_id": user.slack_user_id}, {"slack_user_id": slack})
-        user.slack_user_id = slack
-        ctx.db.flush()
-    return user

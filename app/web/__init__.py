@@ -98,8 +98,15 @@ def _when(moment: datetime | None) -> str:
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> User | None:
-    user = db().get(User, int(user_id))
-    return user if user is not None and user.active else None
+    """The cookie carries "<id>:<session version>" (User.get_id); a cookie from before a
+    logout, a password change or reset, or disabling carries an old version."""
+    number, _, version = user_id.partition(":")
+    if not number.isdigit() or not version.isdigit():
+        return None  # an older or garbled cookie: signed out, not an error
+    user = db().get(User, int(number))
+    if user is None or not user.active or user.session_version != int(version):
+        return None
+    return user
 
 
 def register(app: Flask) -> None:

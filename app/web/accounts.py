@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, current_app, flash, redirect, request, url_for
 
 from app.models.accounts import ACCOUNT_TYPES
-from app.services import accounts, audit, users
+from app.services import accounts, audit, slack_link
 from app.services.errors import ValidationError
 from app.web import commit, ctx, form_errors, page
 
@@ -45,20 +45,30 @@ def settings() -> Any:
                 can_edit=c.actor.can("ModifyAccountSettings"))
 
 
-@bp.route("/account", methods=["GET", "POST"])
+@bp.get("/account")
 def my_account() -> Any:
-    """The signed-in user's own settings: the Slack member id they use the bot as."""
-    errors: dict[str, str] = {}
-    if request.method == "POST":
-        try:
-            users.link_slack(ctx(), None, request.form.get("slack_user_id", ""))
-            commit()
-            flash("Slack link saved.")
-            return redirect(url_for("accounts.my_account"))
-        except ValidationError as exc:
-            errors = form_errors(exc)
-    return page("accounts/me.html", status=422 if errors else 200, errors=errors,
-                form=request.form, slack_on=bool(current_app.config.get("SLACK_BOT_TOKEN")))
+    """The signed-in user's own settings: which Slack member acts as them."""
+    return _my_account()
+
+
+def _my_account(code: str | None = None) -> Any:
+    return page("accounts/me.html", code=code, ttl_minutes=slack_link.CODE_TTL_SECONDS // 60,
+                slack_on=bool(current_app.config.get("SLACK_BOT_TOKEN")))
+
+
+@bp.post("/account/slack/code")
+def slack_code() -> Any:
+    """A one-time code to type in Slack. Rendered, never flashed: the flash would carry
+    it in the (signed, not encrypted) session cookie."""
+    return _my_account(slack_link.new_code(ctx(), current_app.extensions["redis"]))
+
+
+@bp.post("/account/slack/unlink")
+def slack_unlink() -> Any:
+    slack_link.unlink(ctx())
+    commit()
+    flash("Slack account unlinked.")
+    return redirect(url_for("accounts.my_account"))
 
 
 @bp.get("/audit")

@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
+from app.models import User
 from app.services import auth, users
 from app.services.context import Settings
 from app.services.errors import ValidationError
@@ -25,32 +26,47 @@ def _safe_next(target: str | None) -> str:
     return url_for("apps.index")
 
 
+def _start_session(user: User) -> None:
+    session.clear()  # no session fixation
+    login_user(user)
+    # Permanent, so the cookie and its signature expire after SESSION_IDLE_SECONDS
+    # without a request (Flask refreshes both on every request).
+    session.permanent = True
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Response | tuple | str:
     if current_user.is_authenticated:
         return redirect(url_for("apps.index"))
     error = None
+    status = 200
+    headers: dict[str, str] = {}
     email = request.form.get("email", "")
     if request.method == "POST":
         try:
+            # remote_addr is the peer, or the client named by trusted proxies only
+            # (SMSOPS_TRUSTED_PROXIES, see app/__init__.py).
             user = auth.authenticate(
                 db(), current_app.extensions["redis"], Settings.from_config(current_app.config),
                 email, request.form.get("password", ""), request.remote_addr or "?",
             )
+        except auth.LoginThrottled as exc:
+            error, status = exc.message, 429
+            headers["Retry-After"] = str(exc.retry_after)
         except auth.LoginFailed as exc:
             commit()
-            error = exc.message
+            error, status = exc.message, 401
         else:
             commit()
-            session.clear()  # no session fixation
-            login_user(user)
+            _start_session(user)
             return redirect(_safe_next(request.args.get("next")))
-    status = 401 if error else 200
-    return render_template("auth/login.html", error=error, email=email), status
+    return render_template("auth/login.html", error=error, email=email), status, headers
 
 
 @bp.post("/logout")
 def logout() -> Response:
+    users.sign_out(ctx())
+    commit()
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))
@@ -65,6 +81,7 @@ def password() -> Response | tuple:
                                       request.form.get("new", ""),
                                       request.form.get("confirm", ""))
             commit()
+            _start_session(current_user._get_current_object())  # only this browser stays in
             return redirect(url_for("apps.index"))
         except ValidationError as exc:
             errors = exc.errors

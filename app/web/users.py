@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, flash, redirect, request, url_for
 from werkzeug.wrappers import Response
 
-from app.services import policies, users
+from app.services import policies, slack_link, users
 from app.services.access import PRESETS
 from app.services.errors import Conflict, ValidationError
 from app.web import commit, ctx, form_errors, page
@@ -78,15 +78,12 @@ def reset_password(user_id: int) -> tuple:
                 policies=policies.list_policies(ctx()), errors={}, password=password)
 
 
-@bp.post("/users/<int:user_id>/slack")
-def link_slack(user_id: int) -> Any:
-    try:
-        users.link_slack(ctx(), user_id, request.form.get("slack_user_id", ""))
-        commit()
-    except ValidationError as exc:
-        return page("users/detail.html", status=422, user=users.get_user(ctx(), user_id),
-                    policies=policies.list_policies(ctx()), errors=form_errors(exc), password=None)
-    flash("Slack link saved.")
+@bp.post("/users/<int:user_id>/slack/unlink")
+def unlink_slack(user_id: int) -> Response:
+    """Root may remove a link; making one takes the user's own code (app/services/slack_link)."""
+    slack_link.unlink(ctx(), user_id)
+    commit()
+    flash("Slack account unlinked.")
     return redirect(url_for("users.detail", user_id=user_id))
 
 

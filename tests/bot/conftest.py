@@ -36,6 +36,7 @@ class SlackAPI:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.replies: dict[str, tuple[int, dict[str, Any], dict[str, str]]] = {}
         self.emails: dict[str, str] = {}
+        self.unconfirmed: set[str] = set()  # members whose email Slack has not confirmed
         self._ts = 1700000000.000100
         api = self
 
@@ -73,8 +74,10 @@ class SlackAPI:
             return self.replies.pop(method)
         if method == "users.info":
             email = self.emails.get(params.get("user", ""))
-            return 200, {"ok": True, "user": {"id": params.get("user"),
-                                              "profile": {"email": email}}}, {}
+            return 200, {"ok": True, "user": {
+                "id": params.get("user"), "deleted": False, "is_bot": False,
+                "is_email_confirmed": params.get("user") not in self.unconfirmed,
+                "profile": {"email": email}}}, {}
         if method in ("chat.postMessage", "chat.update"):
             self._ts += 1
             return 200, {"ok": True, "channel": params.get("channel"),

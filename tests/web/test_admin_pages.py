@@ -81,15 +81,16 @@ def test_every_page_renders_for_root(root: Client, session: Session) -> None:
         assert soup(resp).select_one("main") is not None, url
 
 
-def test_link_own_slack_account_and_root_links_others(root: Client, session: Session) -> None:
-    root.get("/account")
-    bad = root.post("/account", {"slack_user_id": "bob"})
-    assert bad.status_code == 422 and "U012AB3CD" in text_of(bad, ".invalid")
-    assert root.post("/account", {"slack_user_id": "u0root001"}).status_code == 302
+def test_slack_member_ids_cannot_be_typed_in(root: Client, session: Session) -> None:
+    """Linking takes a one-time code typed in Slack (tests/bot/test_slack_link.py)."""
+    page = root.get("/account")
+    assert "not configured" in text_of(page, "#slack")
+    assert soup(page).select_one("input[name=slack_user_id]") is None
+    assert root.post("/account", {"slack_user_id": "U0ROOT001"}).status_code == 405
     root.post("/users", {"email": "ops@example.com"})
     ops = session.scalar(select(User).where(User.email == "ops@example.com"))
-    taken = root.post(f"/users/{ops.id}/slack", {"slack_user_id": "U0ROOT001"})
-    assert taken.status_code == 422 and "linked to another user" in text_of(taken, ".invalid")
-    assert root.post(f"/users/{ops.id}/slack", {"slack_user_id": "U0OPS0001"}).status_code == 302
+    assert soup(root.get(f"/users/{ops.id}")).select_one("input[name=slack_user_id]") is None
+    assert root.post(f"/users/{ops.id}/slack", {"slack_user_id": "U0OPS0001"}).status_code \
+        in (404, 405)
     session.expire_all()
-    assert session.scalar(select(User.slack_user_id).where(User.id == ops.id)) == "U0OPS0001"
+    assert session.scalar(select(User.slack_user_id).where(User.id == ops.id)) is None

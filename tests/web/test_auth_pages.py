@@ -33,7 +33,7 @@ def test_login_is_throttled(client: Client, session: Session, app: Flask) -> Non
     for _ in range(app.config["LOGIN_MAX_FAILURES"]):
         client.login("ana@example.com", "guess")
     resp = client.login("ana@example.com")  # even the right password, for now
-    assert resp.status_code == 401 and "Too many failed attempts" in text_of(resp, "[role=alert]")
+    assert resp.status_code == 429 and "Too many failed attempts" in text_of(resp, "[role=alert]")
 
 
 def test_form_without_csrf_token_is_refused(client: Client, session: Session) -> None:
