@@ -1,30 +1,25 @@
-"""POSTing receipts to status callback URLs: signed, SSRF-checked, retried."""
+"""POSTing receipts and replies to callback URLs: signed, SSRF-checked, retried."""
 
 from __future__ import annotations
 
+import http.client
 import logging
+import socket
+import ssl
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable, Mapping
 
 from sqlalchemy.orm import Session
 
 from app.models import Application
-from app.services import callbacks
-from app.services.netguard import check_callback_url
+from app.services import callbacks, netguard
 from jobs import runtime
 
 log = logging.getLogger("smsops.callbacks")
 
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect could point at a private address after the check: never follow one."""
-
-    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
+# (ip, port), timeout -> a connected socket; socket.create_connection unless a test
+# must see where a connection would go without sending anything outside.
+Connector = Callable[[tuple[str, int], float], socket.socket]
 
 
 class CallbackFailed(Exception):
@@ -47,35 +42,77 @@ def reply(reply_id: int) -> None:
             _post(session, app, "reply", reply_id, url, body)
 
 
+def _default_connect(address: tuple[str, int], timeout: float) -> socket.socket:
+    return socket.create_connection(address, timeout)
+
+
+def deliver(url: str, body: bytes, headers: Mapping[str, str], *, allow_private: bool,
+            resolver: netguard.Resolver, connect: Connector = _default_connect,
+            timeout: float = 10.0) -> int:
+    """POST `body` to `url` and return the HTTP status. The host is resolved once and
+    the connection goes only to the addresses that passed the check, while the Host
+    header and the TLS server name (SNI and certificate check) stay the URL's host.
+    Redirects are never followed (http.client does not). Raises netguard.Refused,
+    OSError (ssl errors included) or http.client.HTTPException."""
+    target = netguard.resolve_callback(url, allow_private, resolver)
+
+    def pinned(_address: tuple[str, int], timeout: float = timeout,
+               _source: object = None) -> socket.socket:
+        error: OSError = OSError(f"no address for {target.host}")
+        for ip in target.addresses:
+            try:
+                return connect((str(ip), target.port), timeout)
+            except OSError as exc:
+                error = exc
+        raise error
+
+    conn: http.client.HTTPConnection
+    if target.scheme == "https":
+        conn = http.client.HTTPSConnection(target.host, target.port, timeout=timeout,
+                                           context=ssl.create_default_context())
+    else:
+        conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
+    # http.client connects through this attribute (then wraps TLS with server_hostname
+    # = target.host): the one place to pin the checked address without a second lookup.
+    conn._create_connection = pinned  # type: ignore[attr-defined]
+    try:
+        conn.request("POST", target.path, body=body, headers=dict(headers))
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
 def _post(session: Session, app: Application, kind: str, ref: int, url: str,
           body: bytes) -> None:
     """One signed POST, logged; raises so RQ retries it later when it failed."""
     config = runtime.app().config
-    # Checked again now: DNS may have changed since the URL was saved.
-    problem = check_callback_url(url, bool(config.get("ALLOW_PRIVATE_CALLBACKS")))
-    if problem:
-        callbacks.record_attempt(session, app, kind, ref, url, body, None,
-                                 f"refused: {problem}")
-        return  # not retried: it would be refused again
-    # The scheme is http(s): checked just above.
-    request = urllib.request.Request(url, data=body, method="POST", headers={  # noqa: S310
+    ts = str(int(time.time()))
+    headers = {
         "Content-Type": "application/json; charset=utf-8",
         "User-Agent": "smsops-callback/1",
         "X-SMS-AppId": app.sdk_app_id,
-        "X-SMS-Timestamp": str(int(time.time())),
-        "X-SMS-Signature": callbacks.sign(app.app_key, body),
-    })
+        "X-SMS-Timestamp": ts,
+        "X-SMS-Signature": callbacks.sign(app.app_key, ts, body),
+    }
     code: int | None = None
     error: str | None = None
     try:
-        with _opener.open(request, timeout=10) as resp:
-            code = resp.status
-    except urllib.error.HTTPError as exc:
-        code, error = exc.code, f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        # Checked again now: DNS may have changed since the URL was saved.
+        code = deliver(url, body, headers,
+                       allow_private=bool(config.get("ALLOW_PRIVATE_CALLBACKS")),
+                       resolver=netguard.resolver_from(config))
+        if not 200 <= code < 300:
+            error = f"HTTP {code}"
+    except netguard.Refused as exc:
+        if not exc.retry:
+            callbacks.record_attempt(session, app, kind, ref, url, body, None,
+                                     f"refused: {exc.reason}")
+            return  # not retried: it would be refused again
+        error = exc.reason  # a failed lookup: maybe better later
+    except (OSError, http.client.HTTPException) as exc:
+        error = f"{type(exc).__name__}: {exc}"
     attempt = callbacks.record_attempt(session, app, kind, ref, url, body, code, error)
-    if code is None or not 200 <= code < 300:
+    if error is not None:
         session.commit()  # keep the record of this attempt, then fail the job
         log.warning("%s callback %s (%s) failed, try %s: %s", kind, url, ref, attempt, error)
-        raise CallbackFailed(f"{url}: {error or code}")
+        raise CallbackFailed(f"{url}: {error}")
