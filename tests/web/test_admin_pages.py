@@ -93,3 +93,12 @@ def test_link_own_slack_account_and_root_links_others(root: Client, session: Ses
     assert root.post(f"/users/{ops.id}/slack", {"slack_user_id": "U0OPS0001"}).status_code == 302
     session.expire_all()
     assert session.scalar(select(User.slack_user_id).where(User.id == ops.id)) == "U0OPS0001"
+
+
+def test_deeply_nested_policy_document_is_a_form_error(root: Client, session: Session) -> None:
+    root.get("/policies/new")
+    deep = '{"version": "2.0", "statement": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    bad = root.post("/policies/new", {"name": "deep", "description": "", "document": deep})
+    assert bad.status_code == 422
+    assert "nested more than 32 levels deep" in text_of(bad, ".invalid .error")
+    assert session.scalar(select(Policy).where(Policy.name == "deep")) is None
