@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import io
 import json
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -217,3 +220,33 @@ def test_deeply_nested_json_is_400_not_500(caller: Caller) -> None:
     assert resp.status_code == 400
     error = resp.get_json()["error"]
     assert error["code"] == "InvalidParameter.Body" and "32 levels" in error["message"]
+
+
+def test_body_cap_on_a_real_server(api: Flask, caller: Caller) -> None:
+    """The same through werkzeug's HTTP server: a 30 MB Content-Length is answered
+    before the body is sent; a chunked body is cut at the limit."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, api, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    headers = signed("not-the-key", b"") | {"X-SMS-AppId": caller.shop.app.sdk_app_id}
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as s:
+            head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            s.sendall(f"POST /api/v1/sms/send HTTP/1.1\r\nHost: t\r\n{head}"
+                      f"Content-Length: {30 * 1024 * 1024}\r\n\r\n".encode() + b"{" * 1024)
+            assert s.recv(100).startswith(b"HTTP/1.1 413")
+
+        def chunks() -> Iterator[bytes]:
+            for _ in range(48):  # 3 MB
+                yield b"[" * 65536
+
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+        conn.request("POST", "/api/v1/sms/send", body=chunks(), headers=headers,
+                     encode_chunked=True)
+        resp = conn.getresponse()
+        assert resp.status == 413
+        assert json.loads(resp.read())["error"]["code"] == "RequestTooLarge"
+        conn.close()
+    finally:
+        server.shutdown()
