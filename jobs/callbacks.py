@@ -46,35 +46,45 @@ def _default_connect(address: tuple[str, int], timeout: float) -> socket.socket:
     return socket.create_connection(address, timeout)
 
 
+class _PinnedConnection(http.client.HTTPConnection):
+    """http(s) to `target.host` whose socket goes only to the checked addresses: the
+    Host header and, for https, the TLS server name (SNI and certificate check) stay
+    the URL's host. Never follows redirects (http.client does not)."""
+
+    def __init__(self, target: netguard.Target, connect: Connector, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self.tls = ssl.create_default_context() if target.scheme == "https" else None
+        self.default_port = 443 if self.tls else 80  # Host gets ":port" only when not this
+        self.target, self.open_socket = target, connect
+
+    def connect(self) -> None:
+        error: OSError = OSError(f"no address for {self.target.host}")
+        for ip in self.target.addresses:
+            try:
+                sock = self.open_socket((str(ip), self.target.port), float(self.timeout or 10))
+                break
+            except OSError as exc:
+                error = exc
+        else:
+            raise error
+        if self.tls is None:
+            self.sock = sock
+            return
+        try:
+            self.sock = self.tls.wrap_socket(sock, server_hostname=self.target.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
 def deliver(url: str, body: bytes, headers: Mapping[str, str], *, allow_private: bool,
             resolver: netguard.Resolver, connect: Connector = _default_connect,
             timeout: float = 10.0) -> int:
     """POST `body` to `url` and return the HTTP status. The host is resolved once and
-    the connection goes only to the addresses that passed the check, while the Host
-    header and the TLS server name (SNI and certificate check) stay the URL's host.
-    Redirects are never followed (http.client does not). Raises netguard.Refused,
-    OSError (ssl errors included) or http.client.HTTPException."""
+    the connection goes only to the addresses that passed the check. Raises
+    netguard.Refused, OSError (ssl errors included) or http.client.HTTPException."""
     target = netguard.resolve_callback(url, allow_private, resolver)
-
-    def pinned(_address: tuple[str, int], timeout: float = timeout,
-               _source: object = None) -> socket.socket:
-        error: OSError = OSError(f"no address for {target.host}")
-        for ip in target.addresses:
-            try:
-                return connect((str(ip), target.port), timeout)
-            except OSError as exc:
-                error = exc
-        raise error
-
-    conn: http.client.HTTPConnection
-    if target.scheme == "https":
-        conn = http.client.HTTPSConnection(target.host, target.port, timeout=timeout,
-                                           context=ssl.create_default_context())
-    else:
-        conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
-    # http.client connects through this attribute (then wraps TLS with server_hostname
-    # = target.host): the one place to pin the checked address without a second lookup.
-    conn._create_connection = pinned  # type: ignore[attr-defined]
+    conn = _PinnedConnection(target, connect, timeout)
     try:
         conn.request("POST", target.path, body=body, headers=dict(headers))
         return conn.getresponse().status
