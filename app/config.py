@@ -37,6 +37,7 @@ def defaults(instance: Path) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": False,
         "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
         "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,
+        "API_MAX_BODY_BYTES": 1024 * 1024,  # /api/v1 bodies, refused (413) before reading
     }
 
 

@@ -64,7 +64,7 @@ def client(port: int, app_id: str, key: str, template: int, per_request: int,
         body = json.dumps({"phone_numbers": phones, "template_id": template,
                            "template_params": ["123456", "5"]}).encode()
         ts, nonce = str(int(time.time())), uuid.uuid4().hex
-        sig = hmac.new(key.encode(), f"{ts}\n{nonce}\n".encode() + body,
+        sig = hmac.new(key.encode(), f"POST\n/api/v1/sms/send\n{ts}\n{nonce}\n".encode() + body,
                        hashlib.sha256).hexdigest()
         start = time.perf_counter()
         conn.request("POST", "/api/v1/sms/send", body=body, headers={

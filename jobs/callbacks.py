@@ -1,30 +1,25 @@
-"""POSTing receipts to status callback URLs: signed, SSRF-checked, retried."""
+"""POSTing receipts and replies to callback URLs: signed, SSRF-checked, retried."""
 
 from __future__ import annotations
 
+import http.client
 import logging
+import socket
+import ssl
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable, Mapping
 
 from sqlalchemy.orm import Session
 
 from app.models import Application
-from app.services import callbacks
-from app.services.netguard import check_callback_url
+from app.services import callbacks, netguard
 from jobs import runtime
 
 log = logging.getLogger("smsops.callbacks")
 
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect could point at a private address after the check: never follow one."""
-
-    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
+# (ip, port), timeout -> a connected socket; socket.create_connection unless a test
+# must see where a connection would go without sending anything outside.
+Connector = Callable[[tuple[str, int], float], socket.socket]
 
 
 class CallbackFailed(Exception):
@@ -47,35 +42,87 @@ def reply(reply_id: int) -> None:
             _post(session, app, "reply", reply_id, url, body)
 
 
+def _default_connect(address: tuple[str, int], timeout: float) -> socket.socket:
+    return socket.create_connection(address, timeout)
+
+
+class _PinnedConnection(http.client.HTTPConnection):
+    """http(s) to `target.host` whose socket goes only to the checked addresses: the
+    Host header and, for https, the TLS server name (SNI and certificate check) stay
+    the URL's host. Never follows redirects (http.client does not)."""
+
+    def __init__(self, target: netguard.Target, connect: Connector, timeout: float) -> None:
+        super().__init__(target.host, target.port, timeout=timeout)
+        self.tls = ssl.create_default_context() if target.scheme == "https" else None
+        self.default_port = 443 if self.tls else 80  # Host gets ":port" only when not this
+        self.target, self.open_socket = target, connect
+
+    def connect(self) -> None:
+        error: OSError = OSError(f"no address for {self.target.host}")
+        for ip in self.target.addresses:
+            try:
+                sock = self.open_socket((str(ip), self.target.port), float(self.timeout or 10))
+                break
+            except OSError as exc:
+                error = exc
+        else:
+            raise error
+        if self.tls is None:
+            self.sock = sock
+            return
+        try:
+            self.sock = self.tls.wrap_socket(sock, server_hostname=self.target.host)
+        except BaseException:
+            sock.close()
+            raise
+
+
+def deliver(url: str, body: bytes, headers: Mapping[str, str], *, allow_private: bool,
+            resolver: netguard.Resolver, connect: Connector = _default_connect,
+            timeout: float = 10.0) -> int:
+    """POST `body` to `url` and return the HTTP status. The host is resolved once and
+    the connection goes only to the addresses that passed the check. Raises
+    netguard.Refused, OSError (ssl errors included) or http.client.HTTPException."""
+    target = netguard.resolve_callback(url, allow_private, resolver)
+    conn = _PinnedConnection(target, connect, timeout)
+    try:
+        conn.request("POST", target.path, body=body, headers=dict(headers))
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
 def _post(session: Session, app: Application, kind: str, ref: int, url: str,
           body: bytes) -> None:
     """One signed POST, logged; raises so RQ retries it later when it failed."""
     config = runtime.app().config
-    # Checked again now: DNS may have changed since the URL was saved.
-    problem = check_callback_url(url, bool(config.get("ALLOW_PRIVATE_CALLBACKS")))
-    if problem:
-        callbacks.record_attempt(session, app, kind, ref, url, body, None,
-                                 f"refused: {problem}")
-        return  # not retried: it would be refused again
-    # The scheme is http(s): checked just above.
-    request = urllib.request.Request(url, data=body, method="POST", headers={  # noqa: S310
+    ts = str(int(time.time()))
+    headers = {
         "Content-Type": "application/json; charset=utf-8",
         "User-Agent": "smsops-callback/1",
         "X-SMS-AppId": app.sdk_app_id,
-        "X-SMS-Timestamp": str(int(time.time())),
-        "X-SMS-Signature": callbacks.sign(app.app_key, body),
-    })
+        "X-SMS-Timestamp": ts,
+        "X-SMS-Signature": callbacks.sign(app.app_key, ts, body),
+    }
     code: int | None = None
     error: str | None = None
     try:
-        with _opener.open(request, timeout=10) as resp:
-            code = resp.status
-    except urllib.error.HTTPError as exc:
-        code, error = exc.code, f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        error = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        # Checked again now: DNS may have changed since the URL was saved.
+        code = deliver(url, body, headers,
+                       allow_private=bool(config.get("ALLOW_PRIVATE_CALLBACKS")),
+                       resolver=netguard.resolver_from(config))
+        if not 200 <= code < 300:
+            error = f"HTTP {code}"
+    except netguard.Refused as exc:
+        if not exc.retry:
+            callbacks.record_attempt(session, app, kind, ref, url, body, None,
+                                     f"refused: {exc.reason}")
+            return  # not retried: it would be refused again
+        error = exc.reason  # a failed lookup: maybe better later
+    except (OSError, http.client.HTTPException) as exc:
+        error = f"{type(exc).__name__}: {exc}"
     attempt = callbacks.record_attempt(session, app, kind, ref, url, body, code, error)
-    if code is None or not 200 <= code < 300:
+    if error is not None:
         session.commit()  # keep the record of this attempt, then fail the job
         log.warning("%s callback %s (%s) failed, try %s: %s", kind, url, ref, attempt, error)
-        raise CallbackFailed(f"{url}: {error or code}")
+        raise CallbackFailed(f"{url}: {error}")

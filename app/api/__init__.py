@@ -1,9 +1,11 @@
 """The HTTP API: sending, message state, and its OpenAPI document.
 
 Requests are signed with the application's AppKey:
-X-SMS-Signature = hex(HMAC-SHA256(AppKey, timestamp + "\\n" + nonce + "\\n" + raw body)),
-with X-SMS-AppId, X-SMS-Timestamp (unix seconds, within 300 s) and X-SMS-Nonce
-(8-64 characters, single use).
+X-SMS-Signature = hex(HMAC-SHA256(AppKey, method + "\\n" + path?query + "\\n" +
+timestamp + "\\n" + nonce + "\\n" + raw body)), where path?query is the request
+target exactly as sent in the request line; with X-SMS-AppId, X-SMS-Timestamp (unix
+seconds, within 300 s) and X-SMS-Nonce (8-64 characters, single use). Bodies are
+capped (API_MAX_BODY_BYTES, 1 MB) before they are read, and JSON nesting is limited.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import re
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy import select
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
+from app import safejson
 from app.models import Application
 from app.queue import enqueue_deferred
 from app.services import sending
@@ -44,6 +48,54 @@ def _error(status: int, code: str, message: str) -> tuple[Response, int]:
     return jsonify(error={"code": code, "message": message}), status
 
 
+def _body_limit() -> int:
+    return int(current_app.config.get("API_MAX_BODY_BYTES") or 1024 * 1024)
+
+
+def _too_large() -> ApiError:
+    return ApiError(413, "RequestTooLarge",
+                    f"The request body is larger than {_body_limit()} bytes.")
+
+
+@bp.before_request
+def _cap_body() -> None:
+    """Refuse an oversized body before anything reads (or hashes) it."""
+    if (request.content_length or 0) > _body_limit():
+        raise _too_large()
+    # A body without Content-Length (chunked) is read at most one byte past the limit,
+    # enough for _body to tell it is too large.
+    request.max_content_length = _body_limit() + 1
+
+
+def _body() -> bytes:
+    try:
+        data = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise _too_large() from None
+    if len(data) > _body_limit():
+        raise _too_large()
+    return data
+
+
+def _request_target() -> bytes:
+    """path?query as the client sent it in the request line (what it signed)."""
+    env = request.environ
+    raw = env.get("RAW_URI") or env.get("REQUEST_URI")  # gunicorn / waitress, werkzeug
+    if raw:
+        try:
+            target = raw.encode("latin-1")  # WSGI strings carry the bytes as latin-1
+        except UnicodeEncodeError:
+            target = raw.encode()
+        if not target.startswith(b"/"):  # absolute form: http://host/path?query
+            parts = urlsplit(target)
+            target = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
+        return target
+    path = (env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")).encode("latin-1")
+    query = env.get("QUERY_STRING", "")
+    return quote(path, safe="/:@!$&'()*+,;=-._~").encode() + (
+        b"?" + query.encode("latin-1") if query else b"")
+
+
 def _authenticate() -> tuple[Application, Actor]:
     """The application whose AppKey signed this request, as the actor."""
     app_id = request.headers.get("X-SMS-AppId", "")
@@ -64,12 +116,13 @@ def _authenticate() -> tuple[Application, Actor]:
         app = s.scalar(select(Application).where(Application.sdk_app_id == app_id))
         s.expunge_all()
     expected = app.app_key if app else "no-such-application"
-    message = ts.encode() + b"\n" + nonce.encode() + b"\n" + request.get_data()
+    message = b"\n".join([request.method.encode(), _request_target(), ts.encode(),
+                          nonce.encode(), _body()])
     digest = hmac.new(expected.encode(), message, "sha256").hexdigest()
     if app is None or not hmac.compare_digest(digest, signature.lower()):
         raise ApiError(401, "AuthFailure.SignatureFailure",
-                       "The signature does not match; sign timestamp, nonce and body with "
-                       "the AppKey.")
+                       "The signature does not match; sign method, path?query, timestamp, "
+                       "nonce and body, one per line, with the AppKey.")
     # Single use, remembered for longer than the accepted skew.
     redis = current_app.extensions["redis"]
     if not redis.set(f"smsops:nonce:{app_id}:{nonce}", 1, nx=True, ex=2 * MAX_SKEW_S + 60):
@@ -120,7 +173,10 @@ def _service_error(exc: ServiceError) -> tuple[Response, int]:
 def send() -> tuple[Response, int] | Response:
     _app, actor = _authenticate()
     try:
-        body = json.loads(request.get_data() or b"null")
+        body = safejson.loads(_body() or b"null")
+    except safejson.TooDeep as exc:
+        raise ApiError(400, "InvalidParameter.Body", f"The body is not accepted: {exc}.") \
+            from None
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "InvalidParameter.Body", "The body is not valid JSON.") from None
     try:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from app import safejson
 from app.services.errors import PermissionDenied
 
 # Every action a policy may name. Later capabilities add theirs here.
@@ -109,7 +110,9 @@ def _strings(value: object, what: str, where: str) -> list[str]:
 def parse_policy(text: str) -> tuple[Statement, ...]:
     """Validate a policy document; raise PolicyError naming the first problem."""
     try:
-        doc = json.loads(text)
+        doc = safejson.loads(text)
+    except safejson.TooDeep as exc:
+        raise PolicyError(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise PolicyError(
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"

@@ -108,7 +108,8 @@ def update_settings(
     quota = whole_number(intl_daily_quota, "intl_daily_quota", errors, required=True)
     url = reply_callback_url.strip() or None
     if url:
-        problem = netguard.check_callback_url(url, ctx.settings.allow_private_callbacks)
+        problem = netguard.check_callback_url(url, ctx.settings.allow_private_callbacks,
+                                              ctx.settings.callback_resolver)
         if problem:
             errors["reply_callback_url"] = problem
     elif reply_callback_enabled:

@@ -170,7 +170,8 @@ def set_callback(ctx: Ctx, sdk_app_id: str, url: str) -> Application:
     app = get_app(ctx, sdk_app_id, "ModifyCallbackInfo")
     url = url.strip()
     if url:
-        problem = netguard.check_callback_url(url, ctx.settings.allow_private_callbacks)
+        problem = netguard.check_callback_url(url, ctx.settings.allow_private_callbacks,
+                                              ctx.settings.callback_resolver)
         if problem:
             raise invalid("status_callback_url", problem)
     before = app.status_callback_url

@@ -14,9 +14,12 @@ from app.models import Account, Application, CallbackAttempt, Message, Reply
 from app.services.sending import as_dict
 
 
-def sign(key: str, body: bytes) -> str:
-    """X-SMS-Signature: lowercase hex HMAC-SHA256 of the raw body with the AppKey."""
-    return hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+def sign(key: str, timestamp: str, body: bytes) -> str:
+    """X-SMS-Signature: lowercase hex HMAC-SHA256 with the AppKey of
+    `X-SMS-Timestamp + "\n" + raw body`. The timestamp is signed so a receiver can
+    refuse a stale (replayed) request: see README, *Callbacks*."""
+    return hmac.new(key.encode(), timestamp.encode() + b"\n" + body,
+                    hashlib.sha256).hexdigest()
 
 
 def status_payload(db: Session, message_id: int) -> tuple[Application, bytes] | None:

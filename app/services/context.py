@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.gateways.base import Gateway
 from app.services.access import Actor
+from app.services.netguard import Resolver, resolver_from, system_resolve
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Settings:
     base_url: str = "http://127.0.0.1:5000"  # for links in notifications
     notify_channels: tuple[str, ...] = ("email",)  # those configured on this installation
     alarm_channel: str | None = None  # a Slack channel that receives every alarm event
+    callback_resolver: Resolver = system_resolve  # tests inject their own (no outside DNS)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Settings:
@@ -36,6 +38,7 @@ class Settings:
             else ("email", "sms"),
             alarm_channel=(config.get("SLACK_ALARM_CHANNEL") or None)
             if config.get("SLACK_BOT_TOKEN") else None,
+            callback_resolver=resolver_from(config),
         )
 
 

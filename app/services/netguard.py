@@ -1,59 +1,126 @@
 """Refuse outbound callbacks to private networks (SSRF guard).
 
-Checked when a URL is saved and again before each delivery, because DNS
-answers can change in between.
+A callback host is resolved ONCE (`resolve_callback`); every address must be
+globally routable, and the caller connects to exactly those checked addresses
+(jobs/callbacks.py), so a DNS answer that changes between check and connect
+(rebinding) cannot reach loopback or a private network. Checked when a URL is
+saved and again before each delivery, because DNS answers can change in between.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# host, port -> the addresses it resolves to (strings, as getaddrinfo gives them).
+# Injected in tests (config CALLBACK_RESOLVER) so no name is ever looked up outside.
+Resolver = Callable[[str, int], list[str]]
 
-def _is_private(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+# Python 3.11's is_global still says True for these; none is a place for a callback.
+_NOT_GLOBAL = tuple(ipaddress.ip_network(n) for n in (
+    "100.64.0.0/10",   # carrier-grade NAT (shared address space)
+    "192.88.99.0/24",  # 6to4 relay anycast
+    "fec0::/10",       # deprecated site-local
+    "2002::/16",       # 6to4: embeds any IPv4 address, private ones too
+    "64:ff9b::/96",    # NAT64: embeds any IPv4 address
+    "64:ff9b:1::/48",  # local-use NAT64
+))
+
+
+class Refused(Exception):
+    """The URL may not be called. `retry` is True when trying later could help
+    (a failed lookup), False when it would be refused again."""
+
+    def __init__(self, reason: str, *, retry: bool = False) -> None:
+        super().__init__(reason)
+        self.reason, self.retry = reason, retry
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked callback URL: connect only to `addresses`, and send `host` as the
+    Host header and (https) the TLS server name."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str  # path and query, as sent in the request line
+    addresses: tuple[IPAddress, ...]
+
+
+def system_resolve(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    return [str(info[4][0]) for info in infos]
+
+
+def resolver_from(config: dict[str, object]) -> Resolver:
+    found = config.get("CALLBACK_RESOLVER")
+    return found if callable(found) else system_resolve  # type: ignore[return-value]
+
+
+def is_public(ip: IPAddress) -> bool:
+    """True only for globally routable unicast addresses."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
-    return (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        return False
+    return ip.is_global and not (
+        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
+        or ip.is_reserved or ip.is_unspecified
+        or any(ip.version == net.version and ip in net for net in _NOT_GLOBAL)
     )
 
 
-def check_callback_url(url: str, allow_private: bool = False) -> str | None:
-    """None when acceptable, else a plain reason."""
+def resolve_callback(url: str, allow_private: bool = False,
+                     resolver: Resolver = system_resolve) -> Target:
+    """Parse and resolve `url` once; raise Refused unless every address is public
+    (any address goes with `allow_private`, for labs)."""
     if len(url) > 2048:
-        return "The URL is too long (2,048 characters at most)."
+        raise Refused("The URL is too long (2,048 characters at most).")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        return "This is not a valid URL."
+        raise Refused("This is not a valid URL.") from None
     if parts.scheme not in ("http", "https"):
-        return "Use an http:// or https:// URL."
+        raise Refused("Use an http:// or https:// URL.")
     host = parts.hostname
     if not host:
-        return "The URL has no host."
+        raise Refused("The URL has no host.")
     if parts.username or parts.password:
-        return "Credentials in the URL are not allowed; they would be logged."
-    if allow_private:
-        return None
+        raise Refused("Credentials in the URL are not allowed; they would be logged.")
+    port = port or (443 if parts.scheme == "https" else 80)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     try:
-        addresses = {ipaddress.ip_address(host)}
+        addresses: tuple[IPAddress, ...] = (ipaddress.ip_address(host),)
     except ValueError:
         try:
-            infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
-        except (socket.gaierror, UnicodeError):
-            # Not resolvable now; delivery re-checks before every attempt.
-            return None
-        addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
-    if any(_is_private(ip) for ip in addresses):
-        return (
-            f"{host} is a private, loopback or link-local address; callbacks there are "
-            "refused (an administrator can allow them with SMSOPS_ALLOW_PRIVATE_CALLBACKS)."
+            found = resolver(host, port)
+            # Strip an IPv6 zone ("fe80::1%eth0"): the address itself decides.
+            addresses = tuple(dict.fromkeys(ipaddress.ip_address(a.split("%")[0])
+                                            for a in found))
+        except (OSError, UnicodeError, ValueError) as exc:
+            raise Refused(f"{host} could not be resolved ({exc}).", retry=True) from None
+    if not addresses:
+        raise Refused(f"{host} could not be resolved (no address).", retry=True)
+    if not allow_private and not all(is_public(ip) for ip in addresses):
+        raise Refused(
+            f"{host} is a private, loopback or link-local address or is not globally "
+            "routable; callbacks there are refused (an administrator can allow them "
+            "with SMSOPS_ALLOW_PRIVATE_CALLBACKS)."
         )
+    return Target(parts.scheme, host, port, path, addresses)
+
+
+def check_callback_url(url: str, allow_private: bool = False,
+                       resolver: Resolver = system_resolve) -> str | None:
+    """None when acceptable now, else a plain reason (a failed lookup is refused)."""
+    try:
+        resolve_callback(url, allow_private, resolver)
+    except Refused as exc:
+        return exc.reason
     return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import urlencode
 
 import schemathesis
 from flask import Flask
@@ -36,8 +37,12 @@ def test_api_matches_its_document(case: schemathesis.Case, api: Flask, shop: Sho
         body = case.body
     elif case.body is not None and not isinstance(case.body, NotSet):
         body = json.dumps(case.body).encode()
-    headers = signed(shop.app.app_key, body) | {"X-SMS-AppId": shop.app.sdk_app_id}
-    response = api.test_client().open(case.formatted_path, method=case.method, data=body,
+    target = case.formatted_path
+    if case.query:
+        target += "?" + urlencode(case.query, doseq=True)
+    headers = signed(shop.app.app_key, body, method=case.method.upper(),
+                     target=target) | {"X-SMS-AppId": shop.app.sdk_app_id}
+    response = api.test_client().open(target, method=case.method, data=body,
                                       headers=headers)
     assert response.status_code != 500, response.get_data(as_text=True)
     case.validate_response(response, checks=[status_code_conformance,

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
+import io
 import json
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -28,12 +33,14 @@ def api(backend: Backend, session: Session, tmp_path: Path) -> Iterator[Flask]:
     app.extensions["db"].engine.dispose()
 
 
-def signed(key: str, body: bytes, *, ts: int | None = None,
-           nonce: str | None = None) -> dict[str, str]:
+def signed(key: str, body: bytes, *, method: str = "POST", target: str = "/api/v1/sms/send",
+           ts: int | None = None, nonce: str | None = None) -> dict[str, str]:
+    """The headers of a request signed as README says: method, path?query as sent,
+    timestamp, nonce and raw body, one per line."""
     ts_text = str(ts if ts is not None else int(time.time()))
     nonce = nonce or uuid.uuid4().hex
-    digest = hmac.new(key.encode(), ts_text.encode() + b"\n" + nonce.encode() + b"\n" + body,
-                      hashlib.sha256).hexdigest()
+    message = "\n".join([method, target, ts_text, nonce]).encode() + b"\n" + body
+    digest = hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
     return {"X-SMS-Timestamp": ts_text, "X-SMS-Nonce": nonce, "X-SMS-Signature": digest,
             "Content-Type": "application/json"}
 
@@ -48,10 +55,11 @@ class Caller:
         headers["X-SMS-AppId"] = self.shop.app.sdk_app_id
         return self.client.post("/api/v1/sms/send", data=body, headers=headers)
 
-    def get(self, serial: str):  # type: ignore[no-untyped-def]
-        headers = signed(self.shop.app.app_key, b"")
+    def get(self, serial: str, query: str = ""):  # type: ignore[no-untyped-def]
+        target = f"/api/v1/sms/messages/{serial}" + (f"?{query}" if query else "")
+        headers = signed(self.shop.app.app_key, b"", method="GET", target=target)
         headers["X-SMS-AppId"] = self.shop.app.sdk_app_id
-        return self.client.get(f"/api/v1/sms/messages/{serial}", headers=headers)
+        return self.client.get(target, headers=headers)
 
 
 @pytest.fixture
@@ -131,3 +139,114 @@ def test_openapi_document_is_served_and_valid(caller: Caller) -> None:
     from openapi_spec_validator import validate
 
     validate(doc)
+
+
+def test_the_signature_covers_method_path_and_query(caller: Caller) -> None:
+    [r] = caller.send({"phone_numbers": ["+14155550101"], "template_id":
+                       caller.shop.templates["international"],
+                       "template_params": ["1"]}).get_json()["send_status"]
+    assert caller.get(r["serial_no"], query="x=1").status_code == 200
+    key, app_id = caller.shop.app.app_key, caller.shop.app.sdk_app_id
+
+    def code(method: str, signed_for: str, sent_to: str, signed_method: str = "") -> str:
+        headers = signed(key, b"", method=signed_method or method, target=signed_for)
+        resp = caller.client.open(sent_to, method=method, headers=headers | {
+            "X-SMS-AppId": app_id})
+        return str(resp.get_json()["error"]["code"]) if resp.status_code != 200 else "ok"
+
+    serial = r["serial_no"]
+    path = f"/api/v1/sms/messages/{serial}"
+    assert code("GET", path, path) == "ok"
+    assert code("GET", "/api/v1/sms/messages/other", path) == "AuthFailure.SignatureFailure"
+    assert code("GET", path + "?a=1", path + "?a=2") == "AuthFailure.SignatureFailure"
+    assert code("GET", path, path + "?a=1") == "AuthFailure.SignatureFailure"
+    assert code("GET", path, path, signed_method="POST") == "AuthFailure.SignatureFailure"
+    # The old form (timestamp, nonce, body only) is no longer accepted.
+    ts, nonce = str(int(time.time())), uuid.uuid4().hex
+    old = hmac.new(key.encode(), f"{ts}\n{nonce}\n".encode(), hashlib.sha256).hexdigest()
+    resp = caller.client.get(path, headers={"X-SMS-AppId": app_id, "X-SMS-Timestamp": ts,
+                                            "X-SMS-Nonce": nonce, "X-SMS-Signature": old})
+    assert resp.get_json()["error"]["code"] == "AuthFailure.SignatureFailure"
+
+
+class CountingStream(io.RawIOBase):
+    """A request body that counts what the server read of it."""
+
+    def __init__(self, size: int) -> None:
+        self.left, self.read_bytes = size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n = min(len(buf), self.left)
+        buf[:n] = b"{" * n
+        self.left -= n
+        self.read_bytes += n
+        return n
+
+
+def test_an_oversized_body_is_413_before_it_is_read(caller: Caller) -> None:
+    size = 30 * 1024 * 1024
+    # Unauthenticated: the signature is wrong, yet the size is what is refused.
+    headers = signed("not-the-key", b"") | {"X-SMS-AppId": caller.shop.app.sdk_app_id}
+    body = CountingStream(size)
+    resp = caller.client.post("/api/v1/sms/send", headers=headers,
+                              environ_overrides={"wsgi.input": body,
+                                                 "CONTENT_LENGTH": str(size)})
+    assert resp.status_code == 413
+    assert resp.get_json()["error"]["code"] == "RequestTooLarge"
+    assert body.read_bytes == 0
+    # Chunked, as gunicorn hands it over (no Content-Length): the read stops at the limit.
+    body = CountingStream(size)
+    resp = caller.client.post("/api/v1/sms/send", headers=headers,
+                              environ_overrides={"wsgi.input": body,
+                                                 "HTTP_TRANSFER_ENCODING": "chunked",
+                                                 "wsgi.input_terminated": True})
+    assert resp.status_code == 413, (body.read_bytes, resp.get_json())
+    assert resp.get_json()["error"]["code"] == "RequestTooLarge"
+    assert body.read_bytes <= 1024 * 1024 + 64 * 1024
+
+
+def test_the_body_limit_is_a_setting(caller: Caller, api: Flask) -> None:
+    api.config["API_MAX_BODY_BYTES"] = 100
+    payload = {"phone_numbers": ["+14155550101"] * 20, "template_id": 1}
+    resp = caller.send(payload)
+    assert resp.status_code == 413 and "100 bytes" in resp.get_json()["error"]["message"]
+
+
+def test_deeply_nested_json_is_400_not_500(caller: Caller) -> None:
+    resp = caller.send(b"[" * 100_000 + b"]" * 100_000)
+    assert resp.status_code == 400
+    error = resp.get_json()["error"]
+    assert error["code"] == "InvalidParameter.Body" and "32 levels" in error["message"]
+
+
+def test_body_cap_on_a_real_server(api: Flask, caller: Caller) -> None:
+    """The same through werkzeug's HTTP server: a 30 MB Content-Length is answered
+    before the body is sent; a chunked body is cut at the limit."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, api, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    headers = signed("not-the-key", b"") | {"X-SMS-AppId": caller.shop.app.sdk_app_id}
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as s:
+            head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            s.sendall(f"POST /api/v1/sms/send HTTP/1.1\r\nHost: t\r\n{head}"
+                      f"Content-Length: {30 * 1024 * 1024}\r\n\r\n".encode() + b"{" * 1024)
+            assert s.recv(100).startswith(b"HTTP/1.1 413")
+
+        def chunks() -> Iterator[bytes]:
+            for _ in range(48):  # 3 MB
+                yield b"[" * 65536
+
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=10)
+        conn.request("POST", "/api/v1/sms/send", body=chunks(), headers=headers,
+                     encode_chunked=True)
+        resp = conn.getresponse()
+        assert resp.status == 413
+        assert json.loads(resp.read())["error"]["code"] == "RequestTooLarge"
+        conn.close()
+    finally:
+        server.shutdown()

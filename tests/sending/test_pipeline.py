@@ -7,6 +7,7 @@ import hmac
 import json
 import multiprocessing
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -114,8 +115,10 @@ def test_receipts_are_posted_signed_with_the_app_key(shop: Shop, session: Sessio
     [r] = shop.send(["+14155550101"], session_context="order-42")
     _run(shop, session, runner)
     [(headers, body)] = receiver.requests
-    expected = hmac.new(shop.app.app_key.encode(), body, hashlib.sha256).hexdigest()
+    signed = headers["x-sms-timestamp"].encode() + b"\n" + body
+    expected = hmac.new(shop.app.app_key.encode(), signed, hashlib.sha256).hexdigest()
     assert headers["x-sms-signature"] == expected and headers["x-sms-appid"] == shop.app.sdk_app_id
+    assert abs(int(headers["x-sms-timestamp"]) - time.time()) < 60
     payload = json.loads(body)
     assert payload["serial_no"] == r.serial_no and payload["status"] == "delivered"
     assert payload["session_context"] == "order-42" and payload["carrier_code"] == "DELIVRD"
@@ -197,6 +200,7 @@ def test_replies_are_posted_to_the_reply_callback(shop: Shop, session: Session,
     assert payload == {"sdk_app_id": shop.app.sdk_app_id, "phone_number": "+14155550101",
                        "text": "TD", "unsubscribed": True, "serial_no": r.serial_no,
                        "session_context": "order-7", "received_at": payload["received_at"]}
-    expected = hmac.new(shop.app.app_key.encode(), body, hashlib.sha256).hexdigest()
+    signed = headers["x-sms-timestamp"].encode() + b"\n" + body
+    expected = hmac.new(shop.app.app_key.encode(), signed, hashlib.sha256).hexdigest()
     assert headers["x-sms-signature"] == expected
     receiver.server.shutdown()

@@ -87,3 +87,8 @@ def test_actor_require_names_action_and_resource() -> None:
 def test_unknown_action_in_code_is_a_bug_not_a_denial() -> None:
     with pytest.raises(ValueError):
         Actor(account_id=1, label="x").can("NoSuchAction")
+
+
+def test_deeply_nested_document_is_a_policy_error_not_a_crash() -> None:
+    with pytest.raises(PolicyError, match="nested more than 32 levels deep"):
+        parse_policy('{"version": "2.0", "statement": ' + "[" * 50_000 + "]" * 50_000 + "}")

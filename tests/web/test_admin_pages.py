@@ -94,3 +94,12 @@ def test_slack_member_ids_cannot_be_typed_in(root: Client, session: Session) -> 
         in (404, 405)
     session.expire_all()
     assert session.scalar(select(User.slack_user_id).where(User.id == ops.id)) is None
+
+
+def test_deeply_nested_policy_document_is_a_form_error(root: Client, session: Session) -> None:
+    root.get("/policies/new")
+    deep = '{"version": "2.0", "statement": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    bad = root.post("/policies/new", {"name": "deep", "description": "", "document": deep})
+    assert bad.status_code == 422
+    assert "nested more than 32 levels deep" in text_of(bad, ".invalid .error")
+    assert session.scalar(select(Policy).where(Policy.name == "deep")) is None
