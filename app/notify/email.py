@@ -68,7 +68,7 @@ class EmailChannel:
             raise DeliveryError(f"SMTP {type(exc).__name__}: {exc}"[:480]) from None
 
 
-def read_outbox(config: dict[str, Any], limit: int = 100) -> list[dict[str, str]]:
+def read_outbox(config: dict[str, Any], limit: int = 100) -> list[dict[str, Any]]:
     """The newest messages written to the outbox, for the notifications page."""
     from email import policy
     from email.parser import BytesParser
@@ -79,6 +79,7 @@ def read_outbox(config: dict[str, Any], limit: int = 100) -> list[dict[str, str]
     for f in files:
         msg = BytesParser(policy=policy.default).parsebytes(f.read_bytes())
         body = msg.get_body(preferencelist=("plain",))
+        date = getattr(msg["Date"], "datetime", None)  # aware; pages show it in the account zone
         out.append({"file": f.name, "to": str(msg["To"]), "subject": str(msg["Subject"]),
-                    "date": str(msg["Date"]), "body": body.get_content() if body else ""})
+                    "date": date, "body": body.get_content() if body else ""})
     return out
