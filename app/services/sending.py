@@ -363,8 +363,9 @@ def _alarm(ctx: Ctx, limiter: Limiter, app: Application, event: str, key: str, t
     """Record an alarm event once per period (no storms) through the notification port.
     `sms`: the catalogue wording (app/sms/alarm_texts.py) texted to contacts."""
     if limiter.once(f"smsops:alarm:{event}:{key}", ttl):
+        # One line: the subject carries the application's name into a mail header.
         notifications.notify(ctx, event, notifications.contact_recipients(ctx, event, app.id),
-                             subject, body, sms=sms)
+                             " ".join(subject.split()), body, sms=sms)
 
 
 def _alarm_account(ctx: Ctx, limiter: Limiter, account: Account, event: str, key: str,

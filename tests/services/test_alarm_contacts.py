@@ -208,3 +208,56 @@ def test_scoped_user_cannot_confirm_other_apps_contacts(session: Session, shop: 
         app_config.send_mobile_code(scoped, other.sdk_app_id, contact.id)
     with pytest.raises(NotFound):
         app_config.confirm_mobile(scoped, other.sdk_app_id, contact.id, "123456")
+
+
+class _Counting:
+    """The simulator behind a list of what reached it."""
+
+    name = "sms"
+
+    def __init__(self) -> None:
+        from app.gateways.simulator import SimulatorGateway
+        from app.notify.sms import SmsChannel
+
+        self.texts: list[str] = []
+        self.inner = SmsChannel(SimulatorGateway())
+
+    def send(self, message) -> None:  # type: ignore[no-untyped-def]
+        self.inner.send(message)
+        self.texts.append(message.body)
+
+
+def test_alarm_sms_per_number_per_hour_and_unsubscribed(session: Session, shop: Shop) -> None:
+    from app.models import Unsubscribe
+    from app.models.notifications import REFUSED, SENT
+    from app.notify import Channels
+
+    sid = shop.app.sdk_app_id
+    root = ctx_for(session, session.scalars(select(User).where(User.is_root)).one(),
+                   notify_channels=SMS)
+    contact = app_config.add_contact(root, sid, name="Ops", mobile="+8613900000001",
+                                     events=["threshold"])
+    contact.mobile_confirmed_at = utcnow()
+    channel = _Counting()
+    channels = Channels()
+    channels.add(channel)
+    text = alarm_texts.render("frequency", app=sid)
+    ids = []
+    for _ in range(notifications.SMS_PER_NUMBER_HOUR + 2):
+        [row] = notifications.notify(root, "frequency", [("sms", contact.mobile)], "Hit", "b",
+                                     sms=text)
+        ids.append(row.id)
+    notifications.deliver(session, ids, channels)
+    rows = [session.get(Notification, i) for i in ids]
+    assert len(channel.texts) == notifications.SMS_PER_NUMBER_HOUR
+    assert [r.status for r in rows].count(SENT) == notifications.SMS_PER_NUMBER_HOUR
+    assert all(r.status == REFUSED and "per hour" in (r.error or "") for r in rows[-2:])
+    # A number that unsubscribed from notifications gets no alarm SMS either.
+    session.add(Unsubscribe(account_id=root.actor.account_id, phone_number="+8613900000004",
+                            signature_id=shop.signatures["mainland"], sms_type="notification"))
+    contact.mobile = "+8613900000004"
+    [row] = notifications.notify(root, "frequency", [("sms", contact.mobile)], "Hit", "b",
+                                 sms=text)
+    notifications.deliver(session, [row.id], channels)
+    assert row.status == REFUSED and "unsubscribed" in (row.error or "")
+    assert len(channel.texts) == notifications.SMS_PER_NUMBER_HOUR
