@@ -409,7 +409,6 @@ def send_mobile_code(ctx: Ctx, sdk_app_id: str, contact_id: int) -> AlarmContact
     """Text a one-time code to the contact's mobile (through the account's gateway,
     by the notification job). Entering it confirms the number for SMS alarms."""
     app = get_app(ctx, sdk_app_id, "ModifyNewsReceiver")
-    ctx.actor.require("ModifyNewsReceiver", sdk_app_id)
     contact = _contact(app, contact_id)
     if not contact.mobile:
         raise Conflict("This contact has no mobile to confirm.")
@@ -445,7 +444,6 @@ def confirm_mobile(ctx: Ctx, sdk_app_id: str, contact_id: int, code: str) -> str
     """None when `code` confirms the mobile; else what is wrong. A wrong try is
     counted even though it is an error, so the caller commits in both cases."""
     app = get_app(ctx, sdk_app_id, "ModifyNewsReceiver")
-    ctx.actor.require("ModifyNewsReceiver", sdk_app_id)
     contact = _contact(app, contact_id)
     code = (code or "").strip()
     if contact.mobile_confirmed_at is not None:

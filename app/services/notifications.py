@@ -157,6 +157,7 @@ def deliver(db: Session, ids: list[int], channels: Channels) -> int:
         hold = _sms_hold(db, n) if n.channel == "sms" else None
         if hold:
             n.status, n.error = REFUSED, hold
+            _forget_code(n)
             continue
         n.attempts += 1
         try:
@@ -164,15 +165,22 @@ def deliver(db: Session, ids: list[int], channels: Channels) -> int:
         except DeliveryError as exc:
             n.status, n.error = (REFUSED if exc.permanent else FAILED), str(exc)[:500]
             failed += 0 if exc.permanent else 1
+            if exc.permanent:
+                _forget_code(n)
         except Exception as exc:  # a bug in one channel must not stop the batch
             _log.exception("notification %s: unexpected %s", n.id, type(exc).__name__)
             n.status, n.error = FAILED, f"Unexpected error: {type(exc).__name__}"
             failed += 1
         else:
             n.status, n.error, n.sent_at = SENT, None, utcnow()
-            if n.event == CONFIRM_EVENT:
-                n.body = "(confirmation code sent; not kept)"  # only the phone has it
+            _forget_code(n)
     return failed
+
+
+def _forget_code(n: Notification) -> None:
+    """Once a confirmation code is sent (or never will be), only the phone has it."""
+    if n.event == CONFIRM_EVENT:
+        n.body = "(a confirmation code; not kept)"
 
 
 def log(ctx: Ctx, page: int = 1) -> tuple[list[Notification], int]:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.models import AlarmContact, Notification, Policy, User
 from app.services import app_config, content, notifications, reviews, users
-from app.services.errors import Conflict, ValidationError
+from app.services.errors import Conflict, PermissionDenied, ValidationError
 from app.sms import alarm_texts
 from tests.helpers import ctx_for, doc, make_user, root_ctx
 from tests.sending import conftest as sending
@@ -208,6 +208,12 @@ def test_scoped_user_cannot_confirm_other_apps_contacts(session: Session, shop: 
         app_config.send_mobile_code(scoped, other.sdk_app_id, contact.id)
     with pytest.raises(NotFound):
         app_config.confirm_mobile(scoped, other.sdk_app_id, contact.id, "123456")
+    reader = ctx_for(session, make_user(session, "ro@example.com",
+                                        presets=["SMSReadOnlyAccess"]))
+    with pytest.raises(PermissionDenied):
+        app_config.send_mobile_code(reader, other.sdk_app_id, contact.id)
+    with pytest.raises(PermissionDenied):
+        app_config.confirm_mobile(reader, other.sdk_app_id, contact.id, "123456")
 
 
 class _Counting:
