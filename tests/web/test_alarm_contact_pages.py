@@ -106,3 +106,14 @@ def test_outbox_times_are_in_the_account_zone(root: Client, session: Session,
     assert "+0000" not in outbox  # the raw UTC header is not shown
     row = session.scalars(select(Notification)).one()
     assert row.status == "sent"
+
+
+def test_refused_notifications_are_listed_with_their_reason(root: Client,
+                                                            session: Session) -> None:
+    c = root_ctx(session)
+    notifications.notify(c, "review", [("email", "a@example.com\r\nBcc: x@example.com")],
+                         "Hello", "Body")
+    session.commit()
+    page = root.get("/notifications")
+    assert "Not sent Refused: the recipient is not one plain email address." in text_of(
+        page, "table")
