@@ -21,8 +21,13 @@ def channels() -> Channels:
 
 
 def deliver(ids: list[int]) -> None:
-    with runtime.unit_of_work() as session:
-        failed = notifications.deliver(session, ids, channels())
+    found = channels()
+    failed = 0
+    for one in ids:
+        # Its own transaction each: a result is kept as soon as it is known, so a
+        # crash later in the batch never re-sends what already went out.
+        with runtime.unit_of_work() as session:
+            failed += notifications.deliver(session, [one], found)
     if failed:
         # RQ retries the job (see app/queue.py); sent ones are not sent again.
         raise RuntimeError(f"{failed} notification(s) failed; will retry")

@@ -99,3 +99,16 @@ class AlarmContact(Base):
     slack_user_id: Mapped[str | None] = mapped_column(String(32))
     events: Mapped[list[str]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Who last added or edited the contact: account-level content (review results)
+    # reaches the contact only while this user may read it (README, Notifications).
+    saved_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("user_account.id", ondelete="SET NULL", name="fk_alarm_contact_saved_by")
+    )
+    # SMS alarms go only to a mobile confirmed with a code texted to it.
+    mobile_confirmed_at: Mapped[datetime | None]
+    confirm_code_hash: Mapped[str | None] = mapped_column(String(255))
+    confirm_expires_at: Mapped[datetime | None]
+    confirm_attempts: Mapped[int] = mapped_column(default=0)  # wrong codes for this code
+    confirm_sent_at: Mapped[datetime | None]  # the last code sent
+    confirm_window_at: Mapped[datetime | None]  # start of the 24 h window codes count in
+    confirm_sends: Mapped[int] = mapped_column(default=0)  # codes sent in that window

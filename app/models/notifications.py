@@ -10,6 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import Base, utcnow
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
+REFUSED = "refused"  # never tried: it could not be sent safely (the error says why)
 
 
 class Notification(Base):

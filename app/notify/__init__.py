@@ -19,7 +19,12 @@ class Message:
 
 
 class DeliveryError(Exception):
-    """The channel could not deliver; the message says why (never a secret)."""
+    """The channel could not deliver; the message says why (never a secret).
+    `permanent`: trying again cannot help (the message itself is refused)."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class Channel(Protocol):

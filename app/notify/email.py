@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import smtplib
 import ssl
 from datetime import UTC, datetime
@@ -26,13 +27,26 @@ class EmailChannel:
         self.outbox = Path(config["INSTANCE_DIR"]) / "outbox"
 
     def _build(self, message: Message) -> EmailMessage:
+        if any(c in field for field in (message.recipient, message.subject) for c in "\r\n"):
+            # Header injection: refused here too, whatever stored the row.
+            raise DeliveryError("Refused: a line break in the To or Subject header.",
+                                permanent=True)
         email = EmailMessage()
-        email["From"] = self.sender
-        email["To"] = message.recipient
-        email["Subject"] = message.subject
+        try:
+            email["From"] = self.sender
+            email["To"] = message.recipient
+            email["Subject"] = message.subject
+        except (ValueError, IndexError) as exc:  # e.g. an address the parser rejects
+            raise DeliveryError(f"Refused: a header could not be built ({exc})"[:480],
+                                permanent=True) from None
         email["Date"] = format_datetime(datetime.now(UTC))
         email["Message-ID"] = make_msgid(domain="smsops")
         email.set_content(message.body)
+        # The same words as HTML, every piece of user text escaped.
+        paragraphs = "".join(f"<p>{html.escape(line)}</p>"
+                             for line in message.body.splitlines() if line.strip())
+        email.add_alternative(f"<!doctype html><html><body>{paragraphs}</body></html>",
+                              subtype="html")
         return email
 
     def send(self, message: Message) -> None:
@@ -54,7 +68,7 @@ class EmailChannel:
             raise DeliveryError(f"SMTP {type(exc).__name__}: {exc}"[:480]) from None
 
 
-def read_outbox(config: dict[str, Any], limit: int = 100) -> list[dict[str, str]]:
+def read_outbox(config: dict[str, Any], limit: int = 100) -> list[dict[str, Any]]:
     """The newest messages written to the outbox, for the notifications page."""
     from email import policy
     from email.parser import BytesParser
@@ -65,6 +79,7 @@ def read_outbox(config: dict[str, Any], limit: int = 100) -> list[dict[str, str]
     for f in files:
         msg = BytesParser(policy=policy.default).parsebytes(f.read_bytes())
         body = msg.get_body(preferencelist=("plain",))
+        date = getattr(msg["Date"], "datetime", None)  # aware; pages show it in the account zone
         out.append({"file": f.name, "to": str(msg["To"]), "subject": str(msg["Subject"]),
-                    "date": str(msg["Date"]), "body": body.get_content() if body else ""})
+                    "date": date, "body": body.get_content() if body else ""})
     return out

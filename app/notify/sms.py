@@ -1,15 +1,15 @@
 """SMS as a notification channel: alarm contacts are texted through the account's
-own gateway, with a fixed system signature, outside the customer send checks."""
+own gateway, with a fixed system signature, outside the customer send checks. Only
+catalogue wording is texted (app/sms/alarm_texts.py); the message's subject is not."""
 
 from __future__ import annotations
 
 from app.gateways.base import Gateway, GatewayUnavailable, Outbound
 from app.notify import DeliveryError, Message
-from app.sms import numbers
+from app.sms import alarm_texts, numbers
 from app.sms.text import INTERNATIONAL, MAINLAND, compose
 
 SYSTEM_SIGNATURE = "smsops"
-MAX_LENGTH = 300  # a short alarm; the full text goes by email and Slack
 
 
 class SmsChannel:
@@ -22,10 +22,13 @@ class SmsChannel:
         try:
             number = numbers.parse_any(message.recipient)
         except numbers.NumberError as exc:
-            raise DeliveryError(f"SMS: {exc}") from None
+            raise DeliveryError(f"SMS: {exc}", permanent=True) from None
+        if not alarm_texts.is_catalogued(message.body):
+            # No user-written text leaves by SMS without review: catalogue wording only.
+            raise DeliveryError("Refused: SMS alarms use the fixed catalogue wording only.",
+                                permanent=True)
         region = MAINLAND if number.startswith("+86") else INTERNATIONAL
-        body = f"{message.subject}. {message.body}"
-        text = compose(body[:MAX_LENGTH], SYSTEM_SIGNATURE, region)
+        text = compose(message.body, SYSTEM_SIGNATURE, region)
         try:
             [result] = self.gateway.submit([Outbound(0, number, text, region)])
         except GatewayUnavailable as exc:

@@ -5,20 +5,32 @@ from __future__ import annotations
 
 import csv
 import io
+import secrets
+from datetime import timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select
 
-from app.models import Account, AlarmContact, AllowedCountry, Application, FrequencyAllowlistEntry
+from app.db import utcnow
+from app.models import (
+    Account,
+    AlarmContact,
+    AllowedCountry,
+    Application,
+    FrequencyAllowlistEntry,
+    User,
+)
 from app.models.accounts import INDIVIDUAL
 from app.models.apps import ALARM_EVENTS
-from app.services import audit, netguard
+from app.services import audit, netguard, notifications, passwords
 from app.services.accounts import INDIVIDUAL_FREQ_CAPS
 from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
+from app.services.notifications import REVIEW_READ_ACTIONS
 from app.services.values import text, whole_number
-from app.sms import numbers
+from app.sms import alarm_texts, numbers
 
 MAINLAND, INTERNATIONAL = "mainland", "international"
 MAX_ALLOWLIST = 300  # per application (fixed)
@@ -312,13 +324,33 @@ def _contact_fields(name: str, mobile: str, email: str, slack_user_id: str,
     return out
 
 
+def _may_route_review_results(ctx: Ctx, events: list[str]) -> None:
+    """Review results are about the account's content: only someone who may read it
+    account-wide may send them to a contact (README, Notifications)."""
+    if "review" in events and not any(ctx.actor.can(a) for a in REVIEW_READ_ACTIONS.values()):
+        raise invalid("events", "Review results cover the whole account's content, which "
+                                "your policy does not let you read; leave them off.")
+
+
+def _saver_id(ctx: Ctx) -> int | None:
+    """Who vouches for the contact: the acting user; the server console (`smsops`
+    commands, all rights) counts as the account's first root user."""
+    if ctx.actor.user_id is not None:
+        return ctx.actor.user_id
+    if not ctx.actor.is_root:
+        return None
+    return ctx.db.scalar(select(User.id).where(User.account_id == ctx.actor.account_id,
+                                               User.is_root).order_by(User.id).limit(1))
+
+
 def add_contact(ctx: Ctx, sdk_app_id: str, *, name: str, mobile: str = "", email: str = "",
                 slack_user_id: str = "", events: list[str]) -> AlarmContact:
     app = get_app(ctx, sdk_app_id, "AddNewsReceiver")
     fields = _contact_fields(name, mobile, email, slack_user_id, events)
+    _may_route_review_results(ctx, fields["events"])
     if len(app.contacts) >= MAX_CONTACTS:
         raise Conflict(f"An application has at most {MAX_CONTACTS} alarm contacts.")
-    contact = AlarmContact(**fields)
+    contact = AlarmContact(**fields, saved_by_id=_saver_id(ctx))
     app.contacts.append(contact)
     ctx.db.flush()
     audit.record(ctx, "AddNewsReceiver", "app", sdk_app_id, None, contact_snapshot(contact))
@@ -337,9 +369,14 @@ def update_contact(ctx: Ctx, sdk_app_id: str, contact_id: int, *, name: str, mob
     app = get_app(ctx, sdk_app_id, "ModifyNewsReceiver")
     contact = _contact(app, contact_id)
     fields = _contact_fields(name, mobile, email, slack_user_id, events)
+    _may_route_review_results(ctx, fields["events"])
     before = contact_snapshot(contact)
+    if fields["mobile"] != contact.mobile:  # a new number is confirmed afresh
+        _clear_code(contact)
+        contact.mobile_confirmed_at = None
     for k, v in fields.items():
         setattr(contact, k, v)
+    contact.saved_by_id = _saver_id(ctx)
     ctx.db.flush()
     audit.record_changes(ctx, "ModifyNewsReceiver", "app", sdk_app_id, before,
                          contact_snapshot(contact))
@@ -353,3 +390,89 @@ def delete_contact(ctx: Ctx, sdk_app_id: str, contact_id: int) -> None:
     app.contacts.remove(contact)
     ctx.db.flush()
 
+
+
+# --- confirming a contact's mobile ----------------------------------------------
+
+CONFIRM_MINUTES = 10  # a code is good this long
+CONFIRM_MAX_TRIES = 5  # wrong codes before a new code is needed
+CONFIRM_RESEND_SECONDS = 60
+CONFIRM_SENDS_PER_DAY = 5  # codes texted to one contact in 24 hours
+
+
+def _clear_code(contact: AlarmContact) -> None:
+    contact.confirm_code_hash = None
+    contact.confirm_expires_at = None
+    contact.confirm_attempts = 0
+
+
+def send_mobile_code(ctx: Ctx, sdk_app_id: str, contact_id: int) -> AlarmContact:
+    """Text a one-time code to the contact's mobile (through the account's gateway,
+    by the notification job). Entering it confirms the number for SMS alarms."""
+    app = get_app(ctx, sdk_app_id, "ModifyNewsReceiver")
+    contact = _contact(app, contact_id)
+    if not contact.mobile:
+        raise Conflict("This contact has no mobile to confirm.")
+    if contact.mobile_confirmed_at is not None:
+        raise Conflict("This mobile is already confirmed.")
+    now = utcnow()
+    if contact.confirm_sent_at and now - contact.confirm_sent_at < timedelta(
+            seconds=CONFIRM_RESEND_SECONDS):
+        wait = CONFIRM_RESEND_SECONDS - int((now - contact.confirm_sent_at).total_seconds())
+        raise Conflict(f"A code was just sent. Wait {wait} s before asking for another.")
+    if contact.confirm_window_at is None or now - contact.confirm_window_at > timedelta(days=1):
+        contact.confirm_window_at, contact.confirm_sends = now, 0
+    if contact.confirm_sends >= CONFIRM_SENDS_PER_DAY:
+        raise Conflict(f"{CONFIRM_SENDS_PER_DAY} codes were sent to this mobile today; "
+                       "try again tomorrow.")
+    code = f"{secrets.randbelow(10 ** 6):06d}"
+    contact.confirm_code_hash = passwords.hash_secret(code)
+    contact.confirm_expires_at = now + timedelta(minutes=CONFIRM_MINUTES)
+    contact.confirm_attempts = 0
+    contact.confirm_sent_at = now
+    contact.confirm_sends += 1
+    ctx.db.flush()
+    notifications.notify(ctx, notifications.CONFIRM_EVENT, [("sms", contact.mobile)],
+                         f"Confirmation code for alarm contact #{contact.id}",
+                         "", sms=alarm_texts.render("confirm", code=code,
+                                                    minutes=CONFIRM_MINUTES))
+    audit.record(ctx, "ModifyNewsReceiver:send_code", "app", sdk_app_id, None,
+                 {"contact_id": contact.id, "mobile": contact.mobile})
+    return contact
+
+
+def confirm_mobile(ctx: Ctx, sdk_app_id: str, contact_id: int, code: str) -> str | None:
+    """None when `code` confirms the mobile; else what is wrong. A wrong try is
+    counted even though it is an error, so the caller commits in both cases."""
+    app = get_app(ctx, sdk_app_id, "ModifyNewsReceiver")
+    contact = _contact(app, contact_id)
+    code = (code or "").strip()
+    if contact.mobile_confirmed_at is not None:
+        return None
+    if not contact.confirm_code_hash or contact.confirm_expires_at is None:
+        return "Send a code to the mobile first."
+    if contact.confirm_attempts >= CONFIRM_MAX_TRIES:
+        return "Too many wrong codes; send a new code."
+    if utcnow() > contact.confirm_expires_at:
+        return "The code has expired; send a new code."
+    if not (len(code) == 6 and code.isdigit()):
+        return "The code is 6 digits."
+    if not passwords.verify(contact.confirm_code_hash, code):
+        contact.confirm_attempts += 1
+        ctx.db.flush()
+        left = CONFIRM_MAX_TRIES - contact.confirm_attempts
+        return f"Wrong code; {left} tries left." if left else \
+            "Wrong code; send a new code."
+    _clear_code(contact)
+    contact.mobile_confirmed_at = utcnow()
+    ctx.db.flush()
+    audit.record(ctx, "ModifyNewsReceiver:confirm_mobile", "app", sdk_app_id, None,
+                 {"contact_id": contact.id, "mobile": contact.mobile})
+    return None
+
+
+def receives_review_results(ctx: Ctx, contact: AlarmContact) -> bool:
+    """For the page: does the contact currently hear about any reviewed content?"""
+    return "review" in contact.events and any(
+        notifications.may_read(ctx.db, contact, ctx.actor.account_id, a)
+        for a in REVIEW_READ_ACTIONS.values())

@@ -27,6 +27,11 @@ def verify(password_hash: str | None, password: str) -> bool:
         return False
 
 
+def hash_secret(secret: str) -> str:
+    """A short one-time secret (a confirmation code), kept only as a hash."""
+    return _hasher.hash(secret)
+
+
 def check_strength(password: str, field: str = "password") -> None:
     if len(password) < MIN_LENGTH:
         raise invalid(field, f"Use at least {MIN_LENGTH} characters.")

@@ -27,7 +27,7 @@ from app.services import audit, notifications
 from app.services.content import Content, snapshot
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, PermissionDenied, invalid
-from app.sms import templating
+from app.sms import alarm_texts, templating
 from app.sms.text import count
 
 DECIDED_JOB = "jobs.reviews.decided"
@@ -162,7 +162,7 @@ def _decide(ctx: Ctx, kind: str, obj_id: int, *, approve: bool, reason: str | No
 def _tell(ctx: Ctx, kind: str, obj: Content) -> None:
     """The submitter, and alarm contacts subscribed to review results."""
     outcome = STATUS_LABELS[obj.status].lower()
-    title = title_of(kind, obj)
+    title = " ".join(title_of(kind, obj).split())  # one line: it goes in a Subject header
     label = LABELS[kind]
     subject = f"Your {label} “{title}” is {outcome}"
     lines = [f"The {label} “{title}” was reviewed by {obj.decided_by}: {outcome}."]
@@ -170,10 +170,13 @@ def _tell(ctx: Ctx, kind: str, obj: Content) -> None:
         lines.append(f"Reason: {obj.reject_reason}")
         lines.append("Edit it and it is submitted for review again.")
     lines.append(f"{ctx.settings.base_url}{link_of(kind, obj.id)}")
-    recipients = notifications.contact_recipients(ctx, "review")
+    # Account-level content: only contacts whose saver may read this kind of it.
+    recipients = notifications.contact_recipients(
+        ctx, "review", read_action=notifications.REVIEW_READ_ACTIONS[kind])
     submitter = ctx.db.get(User, obj.submitted_by_id) if obj.submitted_by_id else None
     if submitter is not None:
         recipients.insert(0, ("email", submitter.email))
         if submitter.slack_user_id and "slack" in ctx.settings.notify_channels:
             recipients.insert(1, ("slack", submitter.slack_user_id))
-    notifications.notify(ctx, "review", recipients, subject, "\n".join(lines))
+    sms = alarm_texts.render("review", kind=label, id=obj.id, outcome=outcome)  # no user text
+    notifications.notify(ctx, "review", recipients, subject, "\n".join(lines), sms=sms)

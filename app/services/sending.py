@@ -36,7 +36,7 @@ from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import NotFound, invalid
 from app.services.limits import DAY_MS, Check, Limiter, content_digest
-from app.sms import errors, numbers, templating
+from app.sms import alarm_texts, errors, numbers, templating
 from app.sms.text import INTERNATIONAL, MAINLAND, count
 
 MAX_NUMBERS = 200  # per request
@@ -304,12 +304,14 @@ def _reserve(ctx: Ctx, limiter: Limiter, app: Application, account: Account, msg
             _alarm(ctx, limiter, app, "frequency", f"{app.sdk_app_id}:{day}:{hour}", 3600,
                    f"Frequency limit hit in {app.name}",
                    f"{app.name} ({app.sdk_app_id}) refused a message to {msg.phone_number}: "
-                   f"{errors.describe(refused.error_code).reason}")
+                   f"{errors.describe(refused.error_code).reason}",
+                   sms=alarm_texts.render("frequency", app=app.sdk_app_id))
         elif refused.error_code == "LimitExceeded.AppDailyLimit":
             _alarm(ctx, limiter, app, "threshold", f"limit:{app.sdk_app_id}:{msg.region}:{day}",
                    86400, f"{app.name} reached its daily {msg.region} limit",
                    f"{app.name} ({app.sdk_app_id}) reached its daily {msg.region} limit; "
-                   "sending there is suspended until the end of the day.")
+                   "sending there is suspended until the end of the day.",
+                   sms=alarm_texts.render("limit", app=app.sdk_app_id, region=msg.region))
         return refused.error_code
     if msg.region == MAINLAND and not _consume_credit(ctx, limiter, account, fee):
         limiter.release(checks)
@@ -321,7 +323,9 @@ def _reserve(ctx: Ctx, limiter: Limiter, app: Application, account: Account, msg
         _alarm(ctx, limiter, app, "threshold", f"threshold:{app.sdk_app_id}:{msg.region}:{day}",
                86400, f"{app.name} passed its daily {msg.region} alarm threshold",
                f"{app.name} ({app.sdk_app_id}) has sent {used:,} billed {msg.region} items "
-               f"today; the alarm threshold is {threshold:,}.")
+               f"today; the alarm threshold is {threshold:,}.",
+               sms=alarm_texts.render("threshold", app=app.sdk_app_id, region=msg.region,
+                                      used=used))
     return None
 
 
@@ -348,24 +352,27 @@ def _consume_credit(ctx: Ctx, limiter: Limiter, account: Account, fee: int) -> b
                 _alarm_account(ctx, limiter, account, "package",
                                f"package:{account.id}:{now:%Y%m%d}", 86400,
                                "Credit balance is low",
-                               f"{left:,} mainland billed items are left in your packages.")
+                               f"{left:,} mainland billed items are left in your packages.",
+                               sms=alarm_texts.render("package", left=max(left, 0)))
             return True
     return False
 
 
 def _alarm(ctx: Ctx, limiter: Limiter, app: Application, event: str, key: str, ttl: int,
-           subject: str, body: str) -> None:
-    """Record an alarm event once per period (no storms) through the notification port."""
+           subject: str, body: str, *, sms: str) -> None:
+    """Record an alarm event once per period (no storms) through the notification port.
+    `sms`: the catalogue wording (app/sms/alarm_texts.py) texted to contacts."""
     if limiter.once(f"smsops:alarm:{event}:{key}", ttl):
+        # One line: the subject carries the application's name into a mail header.
         notifications.notify(ctx, event, notifications.contact_recipients(ctx, event, app.id),
-                             subject, body)
+                             " ".join(subject.split()), body, sms=sms)
 
 
 def _alarm_account(ctx: Ctx, limiter: Limiter, account: Account, event: str, key: str,
-                   ttl: int, subject: str, body: str) -> None:
+                   ttl: int, subject: str, body: str, *, sms: str) -> None:
     if limiter.once(f"smsops:alarm:{event}:{key}", ttl):
         notifications.notify(ctx, event, notifications.contact_recipients(ctx, event), subject,
-                             body)
+                             body, sms=sms)
 
 
 def get_message(ctx: Ctx, sdk_app_id: str, serial_no: str) -> Message:

@@ -52,6 +52,7 @@ def _detail_context(sdk_app_id: str, state: dict[str, dict[str, Any]] | None = N
         "can": lambda action: c.actor.can(action, app.sdk_app_id),
         "account": get_settings(c) if c.actor.can("DescribeAccountSettings") else None,
         "alarm_events": ALARM_EVENTS,
+        "hears_reviews": lambda contact: app_config.receives_review_results(c, contact),
         "freq_caps": INDIVIDUAL_FREQ_CAPS,
     }
 
@@ -201,6 +202,26 @@ def contact_add(sdk_app_id: str) -> Any:
 def contact_update(sdk_app_id: str, contact_id: int) -> Any:
     return _section(sdk_app_id, "contacts", lambda: app_config.update_contact(
         ctx(), sdk_app_id, contact_id, **_contact_fields()), "Alarm contact saved.")
+
+
+@bp.post("/apps/<sdk_app_id>/contacts/<int:contact_id>/code")
+def contact_send_code(sdk_app_id: str, contact_id: int) -> Any:
+    return _section(sdk_app_id, "contacts", lambda: app_config.send_mobile_code(
+        ctx(), sdk_app_id, contact_id),
+        lambda c: f"A code was texted to {c.mobile}; enter it here within "
+                  f"{app_config.CONFIRM_MINUTES} minutes.")
+
+
+@bp.post("/apps/<sdk_app_id>/contacts/<int:contact_id>/confirm")
+def contact_confirm(sdk_app_id: str, contact_id: int) -> Any:
+    def confirm() -> None:
+        problem = app_config.confirm_mobile(ctx(), sdk_app_id, contact_id, _form("code"))
+        if problem:
+            commit()  # a wrong try counts even though the answer is an error
+            raise ValidationError({"code": problem})
+
+    return _section(sdk_app_id, "contacts", confirm,
+                    "Mobile confirmed: it now receives SMS alarms.")
 
 
 @bp.post("/apps/<sdk_app_id>/contacts/<int:contact_id>/delete")

@@ -1,0 +1,72 @@
+"""The fixed wording of alarm SMS.
+
+An alarm SMS is texted outside the review of templates, so it may carry no text a
+user typed (no template, signature or application names, no reasons): only the
+phrases below, filled with ids, counts and words from fixed sets. Email and Slack
+carry the details.
+"""
+
+from __future__ import annotations
+
+import re
+
+# What each placeholder may hold.
+PARAMS: dict[str, str] = {
+    "app": r"\d{10}",  # an SDK AppID
+    "id": r"\d{1,12}",
+    "used": r"\d{1,3}(?:,\d{3})*",
+    "left": r"\d{1,3}(?:,\d{3})*",
+    "region": r"mainland|international",
+    "kind": r"template|signature|qualification|unsubscribe removal request",
+    "outcome": r"approved|approved, pending effect|effective|rejected",
+    "code": r"\d{6}",
+    "minutes": r"\d{1,3}",
+}
+
+TEXTS: dict[str, str] = {
+    "review": "Review result: {kind} #{id} is {outcome}. Details in the console.",
+    "threshold": "App {app} passed its daily {region} alarm threshold: {used} billed items "
+                 "today.",
+    "limit": "App {app} reached its daily {region} limit; sending there is suspended until "
+             "the end of the day.",
+    "frequency": "App {app}: a frequency limit refused a message. Details in the console.",
+    "package": "Credit packages are low: {left} mainland billed items left.",
+    "captcha": "App {app}: unusual verification-code traffic. Details in the console.",
+    "confirm": "Your alarm contact confirmation code is {code}. It expires in {minutes} "
+               "minutes.",
+}
+
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    parts, last = [], 0
+    for m in _FIELD.finditer(template):
+        parts.append(re.escape(template[last:m.start()]))
+        parts.append(f"(?:{PARAMS[m.group(1)]})")
+        last = m.end()
+    parts.append(re.escape(template[last:]))
+    return re.compile("".join(parts))
+
+
+_PATTERNS = {key: _pattern(t) for key, t in TEXTS.items()}
+
+
+def render(key: str, **params: str | int) -> str:
+    """The catalogue text `key` filled in; ValueError for anything outside it."""
+    template = TEXTS[key]
+    wanted = set(_FIELD.findall(template))
+    if set(params) != wanted:
+        raise ValueError(f"{key} takes {sorted(wanted)}, got {sorted(params)}")
+    values: dict[str, str] = {}
+    for name, value in params.items():
+        shown = f"{value:,}" if isinstance(value, int) else str(value)
+        if not re.fullmatch(PARAMS[name], shown):
+            raise ValueError(f"{name} may not be {shown[:40]!r} in an alarm SMS")
+        values[name] = shown
+    return template.format(**values)
+
+
+def is_catalogued(text: str) -> bool:
+    """True only for a text render() could have produced."""
+    return any(p.fullmatch(text) for p in _PATTERNS.values())
