@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.db import utcnow
 from app.gateways.simulator import SimulatorGateway
@@ -177,3 +177,11 @@ def _tell(ctx: Ctx, kind: str, obj: Content) -> None:
         if submitter.slack_user_id and "slack" in ctx.settings.notify_channels:
             recipients.insert(1, ("slack", submitter.slack_user_id))
     notifications.notify(ctx, "review", recipients, subject, "\n".join(lines))
+
+
+def pending_count(ctx: Ctx) -> int:
+    """How many items wait for review (the queue's length) without loading them."""
+    ctx.actor.require("DescribeSmsTemplateList")
+    return sum(ctx.db.scalar(select(func.count()).select_from(model).where(
+        model.account_id == ctx.actor.account_id, model.status == PENDING)) or 0
+        for model in KINDS.values())
