@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Account, Application, Policy, User
 from app.models.accounts import ACCOUNT_TYPES, INDIVIDUAL
-from app.services import audit, netguard
+from app.services import audit, netguard, packages
 from app.services.access import PRESETS, Actor, parse_policy
 from app.services.context import Ctx
 from app.services.errors import ValidationError
@@ -135,6 +135,7 @@ def update_settings(
     if errors:
         raise ValidationError(errors)
     before = _snapshot(account)
+    packages.rezone(ctx, account, account.timezone, timezone)  # expiry dates stay dates
     account.account_type = account_type
     account.timezone = timezone
     account.intl_daily_quota = quota  # type: ignore[assignment]

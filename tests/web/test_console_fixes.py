@@ -6,13 +6,14 @@ import io
 import struct
 import zlib
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from flask import Flask
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Account, AuditEntry, Signature
+from app.models import Account, AuditEntry, CreditPackage, Signature
 from app.services import audit
 from tests.helpers import root_ctx
 from tests.web.conftest import Client, soup, text_of
@@ -157,3 +158,20 @@ def test_decompression_bomb_is_refused_with_a_clear_error(root: Client, session:
     assert big.status_code == 422  # type: ignore[attr-defined]
     assert "7000 × 7000" in text_of(big, ".invalid .error")  # type: ignore[arg-type]  # noqa: RUF001
     assert _stored(instance_dir) == [] and session.scalar(select(Signature)) is None
+
+
+# --- 3. credit package expiry is a date in the account's zone ---------------------
+
+def test_package_expiry_shows_the_date_entered(root: Client, session: Session) -> None:
+    root.get("/packages")
+    assert root.post("/packages", {"form": "package", "name": "Year", "size": "100",
+                                   "expires_on": "2027-12-31"}).status_code == 302
+    cells = [td.get_text(" ", strip=True)
+             for td in soup(root.get("/packages")).select("#package-rows tbody tr td")]
+    assert cells[-1] == "2027-12-31", cells  # not "2028-01-01 07:59:59 CST"
+    stored = session.scalar(select(CreditPackage.expires_at))
+    assert stored is not None
+    assert stored.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M:%S") == (
+        "2027-12-31 23:59:59")
+    form = soup(root.get("/packages"))  # the form says which zone the day is in
+    assert "Asia/Shanghai" in form.select_one("label:has(input[name=expires_on]) small").text
