@@ -129,6 +129,17 @@ def test_create_adds_the_application_to_the_list(browser: Browser, live_server: 
     assert _not_reloaded(page)
 
 
+def test_create_adds_the_user_to_the_list(browser: Browser, live_server: str) -> None:
+    page = _page(browser, live_server)
+    page.goto(f"{live_server}/users")
+    _no_reload_marker(page)
+    page.fill("#create-user input[name=email]", "ops@example.com")
+    page.click("#create-user button[type=submit]")
+    expect(page.locator("#one-time-password")).to_be_visible()
+    expect(page.locator("main table").first).to_contain_text("ops@example.com")
+    assert _not_reloaded(page)
+
+
 def test_review_decisions_update_the_counts(browser: Browser, live_server: str,
                                             seed: Database) -> None:
     with seed.unit_of_work() as s:
