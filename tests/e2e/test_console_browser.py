@@ -14,10 +14,11 @@ from playwright.sync_api import Browser, Page, expect
 
 from app.db import Database
 from app.models import User
-from app.services import apps, audit, content
+from app.services import apps, audit, content, packages
 from app.services.accounts import actor_for
 from app.services.context import Ctx
 from tests.e2e.test_apps_browser import _login
+from tests.helpers import QUALIFICATION
 
 pytestmark = pytest.mark.browser
 
@@ -222,11 +223,14 @@ def test_long_names_stay_inside_their_cards(browser: Browser, live_server: str,
         template = content.create_template(root, "international", {
             "name": LONG_NAME, "sms_type": "notification", "content": "Z" * 200 + " {1}"})
         tid = template.id
+        content.create_qualification(root, {**QUALIFICATION, "enterprise_name": LONG_NAME})
+        packages.add(root, name=LONG_NAME, size="10", expires_on="2099-12-31")
     page = _page(browser, live_server)
     for width in (1366, 800):
         page.set_viewport_size({"width": width, "height": 768})
         for path in ("/apps", f"/apps/{sdk_app_id}", "/content/templates?region=international",
-                     f"/content/templates/{tid}", "/reviews", "/audit"):
+                     f"/content/templates/{tid}", "/reviews", "/audit",
+                     "/content/qualifications", "/packages"):
             page.goto(f"{live_server}{path}")
             expect(page.locator("main")).to_contain_text(LONG_NAME[:30])
             _shot(page, f"long-{width}-{path.strip('/').replace('/', '-').replace('?', '-')}")
