@@ -25,7 +25,7 @@ SETTINGS = {"account_type": "enterprise", "intl_daily_quota": "100"}
 
 def test_settings_refuse_a_300_character_time_zone(root: Client, session: Session) -> None:
     root.get("/settings")
-    for zone in ("A" * 300, "../../etc/passwd", "Asia/Nowhere", "localtime", ""):
+    for zone in ("A" * 300, "America", "../../etc/passwd", "Asia/Nowhere", "localtime", ""):
         resp = root.post("/settings", {**SETTINGS, "timezone": zone}, htmx=True)
         assert resp.status_code == 422, zone
         assert "Unknown time zone" in text_of(resp, "#settings .invalid"), zone
