@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import zoneinfo
 from typing import Any
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Account, Application, Policy, User
 from app.models.accounts import ACCOUNT_TYPES, INDIVIDUAL
-from app.services import audit, netguard
+from app.services import audit, netguard, packages
 from app.services.access import PRESETS, Actor, parse_policy
 from app.services.context import Ctx
 from app.services.errors import ValidationError
@@ -62,6 +63,15 @@ def system_actor(account: Account, label: str = "cli") -> Actor:
     return Actor(account_id=account.id, label=label, is_root=True)
 
 
+@functools.cache
+def time_zones() -> frozenset[str]:
+    """The IANA names this system knows: the only values an account's zone may take.
+    Checked as set membership, because zoneinfo.ZoneInfo treats any other string as a
+    file name (a long one raises OSError, "../x" ValueError)."""
+    # "localtime" is the server's own zone, "Factory" a placeholder: neither is a place.
+    return frozenset(zoneinfo.available_timezones() - {"localtime", "Factory"})
+
+
 def get_settings(ctx: Ctx) -> Account:
     ctx.actor.require("DescribeAccountSettings")
     account = ctx.db.get(Account, ctx.actor.account_id)
@@ -101,10 +111,8 @@ def update_settings(
                 "These applications have frequency limits above the individual caps "
                 f"(1/30 s, 5/hour, 10/day): {', '.join(over)}. Lower them first."
             )
-    try:
-        zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        errors["timezone"] = "Unknown time zone; use an IANA name such as Asia/Shanghai."
+    if timezone not in time_zones():
+        errors["timezone"] = "Unknown time zone; choose an IANA name such as Asia/Shanghai."
     quota = whole_number(intl_daily_quota, "intl_daily_quota", errors, required=True)
     url = reply_callback_url.strip() or None
     if url:
@@ -128,6 +136,7 @@ def update_settings(
     if errors:
         raise ValidationError(errors)
     before = _snapshot(account)
+    packages.rezone(ctx, account, account.timezone, timezone)  # expiry dates stay dates
     account.account_type = account_type
     account.timezone = timezone
     account.intl_daily_quota = quota  # type: ignore[assignment]

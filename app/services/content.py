@@ -18,7 +18,13 @@ from app.models.content import APPROVED, EDITABLE, EFFECTIVE, PENDING
 from app.services import audit
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
-from app.services.uploads import Upload, store_image
+from app.services.uploads import (
+    CheckedImage,
+    Upload,
+    check_image,
+    delete_on_commit,
+    store_on_commit,
+)
 from app.services.values import text
 from app.sms import numbers, templating
 from app.sms.text import MAINLAND, REGIONS, Segments, count
@@ -261,10 +267,12 @@ def _signature_fields(ctx: Ctx, region: str, data: dict[str, Any], current: Sign
     notes = text(data.get("notes"), "notes", errors, max_len=500)
     images = {"proof_image": current.proof_image if current else None,
               "authorization_image": current.authorization_image if current else None}
+    checked: dict[str, CheckedImage] = {}
     for field, upload in (("proof_image", proof), ("authorization_image", authorization)):
         if upload is not None and upload.data:
             try:
-                images[field] = store_image(ctx.settings.upload_dir, upload, field)
+                checked[field] = check_image(upload, field)
+                images[field] = checked[field].name
             except ValidationError as exc:
                 errors.update(exc.errors)
     if sign_type == "trademark" and not images["proof_image"] and "proof_image" not in errors:
@@ -279,6 +287,10 @@ def _signature_fields(ctx: Ctx, region: str, data: dict[str, Any], current: Sign
         images["authorization_image"] = None
     if errors:
         raise ValidationError(errors)
+    # Every field is valid: only now are the images written, and only on commit.
+    for field, image in checked.items():
+        if images[field] == image.name:  # not dropped by the type or purpose
+            store_on_commit(ctx.db, ctx.settings.upload_dir, image)
     return {"region": region, "purpose": purpose, "qualification_id": qualification_id,
             "sign_type": sign_type, "content": content, "notes": notes, **images}
 
@@ -298,13 +310,19 @@ def update_signature(ctx: Ctx, sid: int, data: dict[str, Any], *, proof: Upload 
     s = _load(ctx, Signature, sid, "ModifySmsSign")
     _editable(s)
     fields = _signature_fields(ctx, s.region, data, s, proof, authorization)
+    for name in ("proof_image", "authorization_image"):
+        if getattr(s, name) != fields[name]:  # replaced or no longer needed
+            delete_on_commit(ctx.db, ctx.settings.upload_dir, getattr(s, name))
     s.orphaned = False  # a new qualification gives it a new chance
     _resubmit(ctx, s, fields, "ModifySmsSign", "signature")
     return s
 
 
 def delete_signature(ctx: Ctx, sid: int) -> None:
-    _delete(ctx, _load(ctx, Signature, sid, "DeleteSmsSign"), "DeleteSmsSign", "signature")
+    s = _load(ctx, Signature, sid, "DeleteSmsSign")
+    for name in (s.proof_image, s.authorization_image):
+        delete_on_commit(ctx.db, ctx.settings.upload_dir, name)
+    _delete(ctx, s, "DeleteSmsSign", "signature")
 
 
 # --- templates -------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.db import utcnow
 from app.gateways.simulator import SimulatorGateway
@@ -180,3 +180,11 @@ def _tell(ctx: Ctx, kind: str, obj: Content) -> None:
             recipients.insert(1, ("slack", submitter.slack_user_id))
     sms = alarm_texts.render("review", kind=label, id=obj.id, outcome=outcome)  # no user text
     notifications.notify(ctx, "review", recipients, subject, "\n".join(lines), sms=sms)
+
+
+def pending_count(ctx: Ctx) -> int:
+    """How many items wait for review (the queue's length) without loading them."""
+    ctx.actor.require("DescribeSmsTemplateList")
+    return sum(ctx.db.scalar(select(func.count()).select_from(model).where(
+        model.account_id == ctx.actor.account_id, model.status == PENDING)) or 0
+        for model in KINDS.values())

@@ -29,7 +29,7 @@ from app.services.errors import (
 )
 
 log = logging.getLogger("smsops.web")
-PUBLIC_ENDPOINTS = {"auth.login", "health.healthz", "static", "slack.events"}
+PUBLIC_ENDPOINTS = {"auth.login", "health.healthz", "static", "slack.events", "favicon"}
 
 
 def db() -> Session:
@@ -115,6 +115,8 @@ def register(app: Flask) -> None:
     for module in (auth, health, apps, content, messages, general, users, accounts):
         app.register_blueprint(module.bp)
     app.add_template_filter(_when, "when")
+    # Browsers ask for /favicon.ico on pages without a <link rel=icon> (and on errors).
+    app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))
 
     @app.before_request
     def _require_login() -> Response | None:

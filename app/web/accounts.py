@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import zoneinfo
+import json
+from itertools import groupby
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, request, url_for
@@ -13,7 +14,25 @@ from app.services.errors import ValidationError
 from app.web import commit, ctx, form_errors, page
 
 bp = Blueprint("accounts", __name__)
-TIMEZONES = sorted(zoneinfo.available_timezones())
+AUDIT_PREVIEW_CHARS = 200  # longer values are cut, the rest one click away
+
+
+@bp.app_template_filter("readable")
+def _readable(value: Any) -> str:
+    """An audit value as a person reads it: text as typed (Jinja escapes it), other
+    values as JSON without \\u escapes."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _zone_groups() -> list[tuple[str, list[str]]]:
+    """The time zones the service accepts, grouped by area for the picker."""
+    def area(name: str) -> str:
+        return name.split("/", 1)[0] if "/" in name else "Other"
+
+    names = sorted(accounts.time_zones(), key=lambda n: (area(n), n))
+    return [(a, list(group)) for a, group in groupby(names, key=area)]
 
 
 @bp.route("/settings", methods=["GET", "POST"])
@@ -41,7 +60,7 @@ def settings() -> Any:
             account = accounts.get_settings(c)
     return page("accounts/settings.html", "accounts/_settings.html",
                 status=422 if errors else 200, account=account, form=form, errors=errors,
-                types=ACCOUNT_TYPES, timezones=TIMEZONES,
+                types=ACCOUNT_TYPES, zone_groups=_zone_groups(),
                 can_edit=c.actor.can("ModifyAccountSettings"))
 
 
@@ -80,4 +99,4 @@ def audit_log() -> tuple:
     entries, total = audit.browse(ctx(), action=action, target=target, page=number)
     return page("accounts/audit.html", "accounts/_audit_rows.html", entries=entries,
                 total=total, page_no=number, page_size=audit.PAGE_SIZE, action=action,
-                target=target)
+                target=target, preview_chars=AUDIT_PREVIEW_CHARS)

@@ -40,7 +40,8 @@ def create() -> tuple:
         errors = form_errors(exc)
         return page("apps/index.html", "apps/_create.html", status=422,
                     apps=apps.list_apps(c), can_create=True, errors=errors, form=request.form)
-    return page("apps/created.html", "apps/_created.html", app=app, app_key=key)
+    return page("apps/created.html", "apps/_created.html", app=app, app_key=key,
+                apps=apps.list_apps(c))  # the list is swapped in out of band
 
 
 def _detail_context(sdk_app_id: str, state: dict[str, dict[str, Any]] | None = None) -> dict:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, request, send_file, url_for
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.wrappers import Response
 
 from app.models.content import EDITABLE, STATUS_LABELS
@@ -18,6 +20,7 @@ from app.sms.text import MAINLAND, REGIONS
 from app.web import commit, ctx, form_errors, page, rollback
 
 bp = Blueprint("content", __name__, url_prefix="")
+log = logging.getLogger("smsops.web")
 
 LABELS: dict[str, Any] = {"statuses": STATUS_LABELS, "sms_types": templating.SMS_TYPES,
           "sign_types": content.SIGN_TYPES, "purposes": content.PURPOSES, "uses": content.USES,
@@ -261,8 +264,10 @@ def review_decide(kind: str, obj_id: int, decision: str) -> Any:
     if not request.htmx:  # type: ignore[attr-defined]
         flash(error or f"{kind.capitalize()} “{item.title}”: {STATUS_LABELS[obj.status]}.")
         return redirect(url_for("content.review_queue"))
-    return page("reviews/_item.html", status=422 if error else 200, item=item, error=error,
-                can_review=c.actor.can("ReviewContent"), me=c.actor.user_id, **LABELS)
+    body, status = page("reviews/_item.html", status=422 if error else 200, item=item,
+                        error=error, can_review=c.actor.can("ReviewContent"),
+                        me=c.actor.user_id, **LABELS)
+    return body, status, {"HX-Trigger": REVIEWS_CHANGED}
 
 
 @bp.get("/notifications")
@@ -272,3 +277,34 @@ def notification_log() -> tuple:
     rows, total = notifications.log(c, int(number) if number.isdigit() else 1)
     outbox = read_outbox(current_app.config) if not current_app.config.get("SMTP_HOST") else []
     return page("notifications/index.html", rows=rows, total=total, outbox=outbox)
+
+
+# --- the review count, kept current on every page ---------------------------------
+
+REVIEWS_CHANGED = "reviews-changed"  # an htmx event: counts of pending items refresh
+
+
+def _pending_count() -> int | None:
+    """None for users who cannot see the queue (and when the database cannot answer:
+    the badge must never break a page, an error page least of all)."""
+    c = ctx()
+    if not c.actor.can("DescribeSmsTemplateList"):
+        return None
+    try:
+        return reviews.pending_count(c)
+    except SQLAlchemyError:
+        log.warning("could not count pending reviews", exc_info=True)
+        return None
+
+
+@bp.app_context_processor
+def _review_badge() -> dict[str, Any]:
+    """`pending_reviews()` for the navigation's badge (templates/reviews/_count.html),
+    which refreshes itself when a decision fires REVIEWS_CHANGED."""
+    return {"pending_reviews": _pending_count}
+
+
+@bp.get("/reviews/count")
+def review_count() -> tuple:
+    style = "heading" if request.args.get("style") == "heading" else "badge"
+    return page("reviews/_count.html", count=_pending_count() or 0, style=style)

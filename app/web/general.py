@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, request, url_for
+from flask_login import current_user
 from werkzeug.wrappers import Response
 
+from app.db import utcnow
 from app.models import Signature
 from app.services import apps, content, mute, packages, replies, unsubscribes
 from app.services.errors import Conflict, ValidationError
@@ -133,6 +135,9 @@ def credit_packages() -> Any:
     from app.services.accounts import get_settings
 
     account = get_settings(c) if c.actor.can("DescribeAccountSettings") else None
+    zone = packages.account_zone(current_user.account)
     return page("general/packages.html", status=422 if errors else 200, items=items,
                 balance=packages.balance(items), errors=errors, form=request.form,
-                account=account, can_edit=c.actor.can("ModifyPackage"))
+                account=account, can_edit=c.actor.can("ModifyPackage"),
+                expires_on=lambda p: packages.expiry_date(p, zone), now=utcnow(),
+                zone_name=current_user.account.timezone)

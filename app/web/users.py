@@ -39,7 +39,8 @@ def create() -> tuple:
     except (ValidationError, Conflict) as exc:
         return page("users/index.html", "users/_create.html", status=422,
                     users=users.list_users(ctx()), errors=form_errors(exc), form=request.form)
-    return page("users/created.html", user=user, password=password)
+    return page("users/created.html", user=user, password=password,
+                users=users.list_users(ctx()))  # the list is swapped in out of band
 
 
 @bp.get("/users/<int:user_id>")

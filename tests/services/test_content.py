@@ -117,9 +117,12 @@ def test_images_are_checked_by_content(session: Session, tmp_path) -> None:  # t
         content.create_signature(c, "international", data,
                                  proof=Upload("big.png", b"\x89PNG" + b"0" * (5 * 1024 * 1024)),
                                  authorization=Upload("a.png", png()))
+    assert list(tmp_path.iterdir()) == []  # refused forms store nothing
     s = content.create_signature(c, "international", data, proof=Upload("t.jpg", png()),
                                  authorization=Upload("a.png", png()))
     assert s.proof_image.endswith(".png")  # named by what it is, not what it was called
+    assert list(tmp_path.iterdir()) == []  # not before the commit
+    session.commit()
     assert (tmp_path / s.proof_image).read_bytes() == png()
 
 
