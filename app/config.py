@@ -33,6 +33,7 @@ def defaults(instance: Path) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": False,
         "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
         "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,
+        "TEMPLATE_PARAM_MAX_LENGTH": 35,  # characters per template parameter
     }
 
 

@@ -15,7 +15,7 @@ from app.services import audit, netguard
 from app.services.access import PRESETS, Actor, parse_policy
 from app.services.context import Ctx
 from app.services.errors import ValidationError
-from app.services.values import whole_number
+from app.services.values import flag, whole_number
 
 # Frequency caps for individual (non-enterprise) accounts (fixed).
 INDIVIDUAL_FREQ_CAPS = {"30s": 1, "hour": 5, "day": 10}
@@ -86,7 +86,7 @@ def update_settings(
     timezone: str,
     intl_daily_quota: str | int,
     reply_callback_url: str,
-    reply_callback_enabled: bool,
+    reply_callback_enabled: bool | str,
 ) -> Account:
     ctx.actor.require("ModifyAccountSettings")
     account = ctx.db.get(Account, ctx.actor.account_id)
@@ -106,6 +106,7 @@ def update_settings(
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         errors["timezone"] = "Unknown time zone; use an IANA name such as Asia/Shanghai."
     quota = whole_number(intl_daily_quota, "intl_daily_quota", errors, required=True)
+    reply_callback_enabled = flag(reply_callback_enabled, "reply_callback_enabled", errors)
     url = reply_callback_url.strip() or None
     if url:
         problem = netguard.check_callback_url(url, ctx.settings.allow_private_callbacks)

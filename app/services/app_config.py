@@ -17,7 +17,7 @@ from app.services.accounts import INDIVIDUAL_FREQ_CAPS
 from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
-from app.services.values import text, whole_number
+from app.services.values import flag, text, whole_number
 from app.sms import numbers
 
 MAINLAND, INTERNATIONAL = "mainland", "international"
@@ -192,14 +192,17 @@ def freq_snapshot(app: Application) -> dict[str, Any]:
             for k in ("enabled", "limit")}
 
 
-def set_frequency(ctx: Ctx, sdk_app_id: str, rules: dict[str, tuple[bool, Any]]) -> Application:
-    """rules: {"30s": (enabled, limit), "hour": …, "day": …}."""
+def set_frequency(ctx: Ctx, sdk_app_id: str,
+                  rules: dict[str, tuple[bool | str, Any]]) -> Application:
+    """rules: {"30s": (enabled, limit), "hour": …, "day": …}; enabled is a bool or
+    on/off as a form sends it."""
     app = get_app(ctx, sdk_app_id, "ModifyFreqRule")
     individual = _account(ctx).account_type == INDIVIDUAL
     errors: dict[str, str] = {}
     parsed: dict[str, tuple[bool, int]] = {}
     for rule in FREQ_RULES:
-        enabled, raw = rules.get(rule, (False, None))
+        raw_enabled, raw = rules.get(rule, (False, None))
+        enabled = flag(raw_enabled, f"{rule}_enabled", errors)
         limit = whole_number(raw, f"{rule}_limit", errors, required=True)
         if limit is None:
             continue
@@ -211,7 +214,7 @@ def set_frequency(ctx: Ctx, sdk_app_id: str, rules: dict[str, tuple[bool, Any]])
                 f"Individual accounts may allow at most {cap} here." if individual
                 else f"At most {cap}."
             )
-        parsed[rule] = (bool(enabled), limit)
+        parsed[rule] = (enabled, limit)
     if errors:
         raise ValidationError(errors)
     before = freq_snapshot(app)

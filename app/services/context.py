@@ -23,6 +23,7 @@ class Settings:
     base_url: str = "http://127.0.0.1:5000"  # for links in notifications
     notify_channels: tuple[str, ...] = ("email",)  # those configured on this installation
     alarm_channel: str | None = None  # a Slack channel that receives every alarm event
+    template_param_max_length: int = 35  # characters per template parameter (SPEC.md §3)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Settings:
@@ -36,6 +37,7 @@ class Settings:
             else ("email", "sms"),
             alarm_channel=(config.get("SLACK_ALARM_CHANNEL") or None)
             if config.get("SLACK_BOT_TOKEN") else None,
+            template_param_max_length=int(config.get("TEMPLATE_PARAM_MAX_LENGTH", 35)),
         )
 
 

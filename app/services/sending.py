@@ -36,7 +36,7 @@ from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import NotFound, invalid
 from app.services.limits import DAY_MS, Check, Limiter, content_digest
-from app.sms import errors, numbers, templating
+from app.sms import errors, numbers, params, templating
 from app.sms.text import INTERNATIONAL, MAINLAND, count
 
 MAX_NUMBERS = 200  # per request
@@ -124,7 +124,16 @@ def _whole_request_error(ctx: Ctx, app: Application, template: Template | None,
         return "FailedOperation.SignatureNotEffective"
     if len(req.template_params) != len(templating.variables(template.content)):
         return "InvalidParameterValue.TemplateParameterCountMismatch"
-    return None
+    problem = param_problem(ctx, template, req.template_params)
+    return problem.code if problem else None
+
+
+def param_problem(ctx: Ctx, template: Template,
+                  values: list[str]) -> params.Problem | None:
+    """The template parameter rules (app/sms/params.py): pure, cached, no queries."""
+    return params.check(template.content, template.sms_type, tuple(values),
+                        max_length=ctx.settings.template_param_max_length,
+                        allow_urls=template.allow_url_params)
 
 
 def _signature(ctx: Ctx, region: str, name: str | None) -> Signature | None:
@@ -157,6 +166,10 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
     now = utcnow()
     day, local = _local_day(account, now)
     whole = _whole_request_error(ctx, app, template, signature, req)
+    problem = param_problem(ctx, template, req.template_params) if (
+        template is not None and whole and whole.startswith("InvalidParameterValue.Template")
+    ) else None
+    detail = problem.message if problem and problem.code == whole else None  # which, why
 
     body = ""
     if whole is None and template is not None:
@@ -165,11 +178,12 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
     allowlist = {e.phone_number for e in app.allowlist}
     countries = {c.iso_code: c for c in app.countries}
     parsed: dict[str, tuple[str, str] | None] = {}
+    details: dict[str, str] = {}  # why a number was refused, in the parser's words
     for raw in req.phone_numbers:
         try:
             parsed[raw] = numbers.for_region(raw, region)
-        except numbers.NumberError:
-            parsed[raw] = None
+        except numbers.NumberError as exc:
+            parsed[raw], details[raw] = None, str(exc)
     blocked = _blocked(ctx, app, signature, template,
                        [p[0] for p in parsed.values() if p is not None])
     results: list[SendStatus] = []
@@ -200,7 +214,9 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
         else:
             msg.status, msg.error_code = REJECTED, code
         messages.append(msg)
-        reason = "Sent to the carrier shortly." if code is None else errors.describe(code).reason
+        reason = "Sent to the carrier shortly." if code is None else (
+            details.get(raw) if code == "InvalidParameterValue.IncorrectPhoneNumber" else None
+        ) or (detail if code == whole else None) or errors.describe(code).reason
         results.append(SendStatus(serial, msg.phone_number, code or errors.OK, reason,
                                   msg.fee, msg.iso_code))
     ctx.db.add_all(messages)  # once: no flush per number
@@ -254,7 +270,7 @@ def _checks(app: Application, account: Account, msg: Message, fee: int, allowlis
     found: list[Check] = []
     if not allowlisted:
         for rule, span, code in (
-            ("30s", 30_000, "LimitExceeded.PhoneNumberSameContentDailyLimit"),
+            ("30s", 30_000, "LimitExceeded.PhoneNumberThirtySecondLimit"),
             ("hour", 3_600_000, "LimitExceeded.PhoneNumberOneHourLimit"),
         ):
             limit = getattr(app, f"freq_{rule}_limit") if getattr(app, f"freq_{rule}_enabled") \

@@ -14,7 +14,7 @@ from app.services import content, notifications, reviews
 from app.services.errors import Conflict, PermissionDenied, ValidationError
 from app.services.uploads import Upload, image_path
 from app.sms import templating
-from app.sms.text import MAINLAND, REGIONS
+from app.sms.text import MAINLAND
 from app.web import commit, ctx, form_errors, page, rollback
 
 bp = Blueprint("content", __name__, url_prefix="")
@@ -25,8 +25,8 @@ LABELS: dict[str, Any] = {"statuses": STATUS_LABELS, "sms_types": templating.SMS
 
 
 def _region() -> str:
-    region = request.values.get("region", MAINLAND)
-    return region if region in REGIONS else MAINLAND
+    """The region asked for (mainland when none); an unknown one is refused (400)."""
+    return content.valid_region(request.values.get("region", MAINLAND))
 
 
 

@@ -34,7 +34,7 @@ def test_send_then_the_reply_shows_the_receipt(slack: Slack, shop: Shop,
 def test_send_refusals_and_usage(slack: Slack, shop: Shop, session: Session) -> None:
     _link(session, shop)
     sid, tid = shop.app.sdk_app_id, shop.templates["international"]
-    bad = slack.command(f"send {sid} {tid} 12345 1", user=ROOT).get_json()["text"]
+    bad = slack.command(f"send {sid} {tid} 12345 1234", user=ROOT).get_json()["text"]
     assert "IncorrectPhoneNumber" in bad
     usage = slack.command("send nope", user=ROOT).get_json()["text"]
     assert "/sms send 1400000001 12" in usage

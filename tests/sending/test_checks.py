@@ -106,17 +106,17 @@ def test_frequency_limits_and_allowlist(shop: Shop) -> None:
     app_config.set_frequency(shop.ctx, sid, {"30s": (True, 1), "hour": (True, 3),
                                              "day": (True, 4)})
     assert shop.codes([US]) == ["Ok"]
-    assert shop.codes([US]) == ["LimitExceeded.PhoneNumberSameContentDailyLimit"]
-    assert shop.codes([US], params=["2"]) == ["Ok"]  # other content
-    assert shop.codes([US], params=["3"]) == ["Ok"]
-    assert shop.codes([US], params=["4"]) == ["LimitExceeded.PhoneNumberOneHourLimit"]
+    assert shop.codes([US]) == ["LimitExceeded.PhoneNumberThirtySecondLimit"]
+    assert shop.codes([US], params=["2222"]) == ["Ok"]  # other content
+    assert shop.codes([US], params=["3333"]) == ["Ok"]
+    assert shop.codes([US], params=["4444"]) == ["LimitExceeded.PhoneNumberOneHourLimit"]
     app_config.set_frequency(shop.ctx, sid, {"30s": (True, 1), "hour": (False, 3),
                                              "day": (True, 4)})
-    assert shop.codes([US], params=["5"]) == ["Ok"]
-    assert shop.codes([US], params=["6"]) == ["LimitExceeded.PhoneNumberDailyLimit"]
+    assert shop.codes([US], params=["5555"]) == ["Ok"]
+    assert shop.codes([US], params=["6666"]) == ["LimitExceeded.PhoneNumberDailyLimit"]
     app_config.add_allowlist(shop.ctx, sid, US)
     shop.app.allowlist  # noqa: B018 - loaded fresh below
-    assert shop.codes([US], params=["5"]) == ["Ok"]  # exempt from every frequency limit
+    assert shop.codes([US], params=["5555"]) == ["Ok"]  # exempt from every frequency limit
 
 
 def test_individual_caps_apply_even_when_rules_are_off(shop: Shop) -> None:
@@ -124,7 +124,7 @@ def test_individual_caps_apply_even_when_rules_are_off(shop: Shop) -> None:
                              intl_daily_quota=100, reply_callback_url="",
                              reply_callback_enabled=False)
     assert shop.codes([US]) == ["Ok"]
-    assert shop.codes([US]) == ["LimitExceeded.PhoneNumberSameContentDailyLimit"]
+    assert shop.codes([US]) == ["LimitExceeded.PhoneNumberThirtySecondLimit"]
 
 
 def test_daily_limits_and_threshold_alarm(shop: Shop, session: Session) -> None:
