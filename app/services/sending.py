@@ -292,11 +292,11 @@ def _checks(app: Application, account: Account, msg: Message, fee: int, allowlis
         found.append(Check(app_day_key(app.id, msg.region, day), "c", region_limit, fee, DAY_MS,
                            "LimitExceeded.AppDailyLimit"))
     if msg.region == INTERNATIONAL:
-        country_limit = (country.daily_limit if country and country.daily_limit is not None
-                         else None)
-        if country_limit is not None:
-            found.append(Check(f"smsops:day:country:{app.id}:{msg.iso_code}:{day}", "c",
-                               country_limit, fee, DAY_MS,
+        # Counted when the country has a limit or an alarm threshold to compare with.
+        if country and (country.daily_limit is not None or country.alarm_threshold is not None):
+            found.append(Check(country_day_key(app.id, msg.iso_code, day), "c",
+                               country.daily_limit if country.daily_limit is not None
+                               else UNLIMITED, fee, DAY_MS,
                                "LimitExceeded.AppCountryOrRegionDailyLimit"))
         found.append(Check(f"smsops:day:account:{account.id}:{day}", "c",
                            account.intl_daily_quota, fee, DAY_MS,
@@ -306,6 +306,13 @@ def _checks(app: Application, account: Account, msg: Message, fee: int, allowlis
 
 def app_day_key(app_id: int, region: str, day: str) -> str:
     return f"smsops:day:app:{app_id}:{region}:{day}"
+
+
+def country_day_key(app_id: int, iso: str, day: str) -> str:
+    return f"smsops:day:country:{app_id}:{iso}:{day}"
+
+
+UNLIMITED = 2**62  # a counter kept only for an alarm threshold
 
 
 def _reserve(ctx: Ctx, limiter: Limiter, app: Application, account: Account, msg: Message,
@@ -326,6 +333,13 @@ def _reserve(ctx: Ctx, limiter: Limiter, app: Application, account: Account, msg
                    86400, f"{app.name} reached its daily {msg.region} limit",
                    f"{app.name} ({app.sdk_app_id}) reached its daily {msg.region} limit; "
                    "sending there is suspended until the end of the day.")
+        elif refused.error_code == "LimitExceeded.AppCountryOrRegionDailyLimit":
+            _alarm(ctx, limiter, app, "threshold",
+                   f"limit:{app.sdk_app_id}:{msg.iso_code}:{day}", 86400,
+                   f"{app.name} reached its daily limit for {msg.iso_code}",
+                   f"{app.name} ({app.sdk_app_id}) reached its daily limit of "
+                   f"{refused.limit:,} billed items for {msg.iso_code}; sending there is "
+                   "suspended until the end of the day.")
         return refused.error_code
     if msg.region == MAINLAND and not _consume_credit(ctx, limiter, account, fee):
         limiter.release(checks)
@@ -338,7 +352,23 @@ def _reserve(ctx: Ctx, limiter: Limiter, app: Application, account: Account, msg
                86400, f"{app.name} passed its daily {msg.region} alarm threshold",
                f"{app.name} ({app.sdk_app_id}) has sent {used:,} billed {msg.region} items "
                f"today; the alarm threshold is {threshold:,}.")
+    _country_threshold(ctx, limiter, app, countries.get(msg.iso_code), msg, day)
     return None
+
+
+def _country_threshold(ctx: Ctx, limiter: Limiter, app: Application, country: Any,
+                       msg: Message, day: str) -> None:
+    """A country's own alarm threshold, once per day like the application's."""
+    if msg.region != INTERNATIONAL or country is None or country.alarm_threshold is None:
+        return
+    used = limiter.used(country_day_key(app.id, msg.iso_code, day))
+    if used >= country.alarm_threshold:
+        _alarm(ctx, limiter, app, "threshold",
+               f"threshold:{app.sdk_app_id}:{msg.iso_code}:{day}", 86400,
+               f"{app.name} passed its daily alarm threshold for {msg.iso_code}",
+               f"{app.name} ({app.sdk_app_id}) has sent {used:,} billed items to "
+               f"{msg.iso_code} today; the alarm threshold there is "
+               f"{country.alarm_threshold:,}.")
 
 
 def _consume_credit(ctx: Ctx, limiter: Limiter, account: Account, fee: int) -> bool:

@@ -176,3 +176,25 @@ def test_every_code_is_in_the_catalogue(shop: Shop, session: Session) -> None:
     shop.codes(["+999", US], template="pending")
     for code in session.scalars(select(Message.error_code).where(Message.error_code.is_not(None))):
         assert code in errors.CATALOGUE
+
+
+def test_country_threshold_and_limit_raise_alarms_once(shop: Shop, session: Session) -> None:
+    """Issue #8: country thresholds and limits refused messages but never told anyone."""
+    sid = shop.app.sdk_app_id
+    app_config.add_contact(shop.ctx, sid, name="Ops", email="ops@example.com",
+                           events=["threshold"])
+    app_config.set_country(shop.ctx, sid, iso_code="US", alarm_threshold=2, daily_limit=3)
+    app_config.set_country(shop.ctx, sid, iso_code="GB", alarm_threshold=1)  # no limit
+    us = [f"+1415555{n:04d}" for n in range(400, 406)]
+    assert shop.codes(us[:2]) == ["Ok", "Ok"]
+    subjects = lambda: session.scalars(select(Notification.subject).where(  # noqa: E731
+        Notification.event == "threshold").order_by(Notification.id)).all()
+    assert subjects() == ["Shop passed its daily alarm threshold for US"]
+    assert shop.codes(us[2:]) == ["Ok"] + ["LimitExceeded.AppCountryOrRegionDailyLimit"] * 3
+    assert shop.codes(["+442079460958", "+442079460959"]) == ["Ok", "Ok"]
+    assert subjects() == ["Shop passed its daily alarm threshold for US",
+                          "Shop reached its daily limit for US",
+                          "Shop passed its daily alarm threshold for GB"]  # once each
+    body = session.scalar(select(Notification.body).where(
+        Notification.subject == "Shop reached its daily limit for US"))
+    assert "3" in body and "suspended" in body
