@@ -230,8 +230,8 @@ def set_frequency(ctx: Ctx, sdk_app_id: str,
 # --- frequency allowlist ---------------------------------------------------------
 
 def add_allowlist(ctx: Ctx, sdk_app_id: str, lines: str) -> int:
-    """One E.164 number per line. Nothing is saved if any line is wrong.
-    Returns how many numbers were new."""
+    """One number per line, as everywhere (E.164, or a plain mainland mobile number).
+    Nothing is saved if any line is wrong. Returns how many numbers were new."""
     app = get_app(ctx, sdk_app_id, "AddFrequencyWhiteList")
     wanted: list[str] = []
     problems: list[str] = []
@@ -244,11 +244,11 @@ def add_allowlist(ctx: Ctx, sdk_app_id: str, lines: str) -> int:
                                  f"({len(entries)} given).")
     for n, line in entries:
         try:
-            wanted.append(numbers.parse_e164(line))
+            wanted.append(numbers.parse_any(line))
         except numbers.NumberError as exc:
-            problems.append(f"line {n} ({line[:30]}): {exc}")
-    if problems:
-        raise ValidationError({"numbers": "; ".join(problems)})
+            problems.append(f"Line {n} ({line[:30]}): {exc}")
+    if problems:  # each message is a sentence of its own
+        raise ValidationError({"numbers": " ".join(problems)})
     existing = {e.phone_number for e in app.allowlist}
     new = [w for w in dict.fromkeys(wanted) if w not in existing]
     if len(existing) + len(new) > MAX_ALLOWLIST:

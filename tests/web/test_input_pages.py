@@ -1,0 +1,83 @@
+"""Issue #8 on the web: unknown values and line breaks get a field error, numbers
+read alike in every form."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from app.models import Application, Template
+from app.sms import numbers
+from tests.web.conftest import Client, text_of
+
+
+def _app(root: Client, session: Session) -> str:
+    root.get("/apps")
+    resp = root.post("/apps", {"name": "Shop"}, htmx=True)
+    return text_of(resp, "#sdk-app-id")
+
+
+def test_allowlist_takes_plain_mainland_numbers_and_lists_errors_readably(
+        root: Client, session: Session) -> None:
+    sid = _app(root, session)
+    bad = root.post(f"/apps/{sid}/allowlist", {"numbers": "13800000000\nabc\n4155550100"},
+                    htmx=True)
+    assert bad.status_code == 422
+    assert text_of(bad, "#allowlist .error") == (
+        f"Line 2 (abc): {numbers.NOT_A_NUMBER} Line 3 (4155550100): "
+        f"{numbers.NEED_COUNTRY_CODE}")
+    ok = root.post(f"/apps/{sid}/allowlist", {"numbers": "13800000000"}, htmx=True)
+    assert ok.status_code == 200
+    app = session.query(Application).one()
+    session.refresh(app)
+    assert [e.phone_number for e in app.allowlist] == ["+8613800000000"]
+
+
+def test_enabled_maybe_does_not_disable(root: Client, session: Session) -> None:
+    sid = _app(root, session)
+    resp = root.post(f"/apps/{sid}/status", {"enabled": "maybe"}, htmx=True)
+    assert resp.status_code == 422 and "on or off" in text_of(resp, "#status .error")
+    assert session.query(Application).one().enabled is True
+    root.post(f"/apps/{sid}/status", {"enabled": "0"}, htmx=True)
+    session.expire_all()
+    assert session.query(Application).one().enabled is False
+
+
+def test_frequency_and_settings_flags(root: Client, session: Session) -> None:
+    sid = _app(root, session)
+    resp = root.post(f"/apps/{sid}/frequency", {"30s_enabled": "maybe", "30s_limit": "1",
+                                                "hour_limit": "5", "day_limit": "10"},
+                     htmx=True)
+    assert resp.status_code == 422 and "on or off" in text_of(resp, "#frequency .error")
+    resp = root.post("/settings", {"account_type": "enterprise", "timezone": "Asia/Shanghai",
+                                   "intl_daily_quota": "100", "reply_callback_url": "",
+                                   "reply_callback_enabled": "maybe"})
+    assert resp.status_code == 422 and "on or off" in text_of(resp, "em.error")
+
+
+def test_region_mars_creates_nothing(root: Client, session: Session) -> None:
+    assert root.get("/content/templates/new?region=mars").status_code == 400
+    assert root.get("/content/templates?region=mars").status_code == 400
+    resp = root.post("/content/templates/new?region=mars",
+                     {"region": "mars", "name": "x", "sms_type": "notification",
+                      "content": "Order {1} shipped"})
+    assert resp.status_code == 400 and "mars" in resp.get_data(as_text=True)
+    assert root.get("/content/signatures/new?region=mars").status_code == 400
+    assert session.query(Template).count() == 0
+
+
+def test_one_line_fields_show_a_field_error(root: Client, session: Session) -> None:
+    resp = root.post("/apps", {"name": "Shop\nInjected"}, htmx=True)
+    assert resp.status_code == 422 and "one line" in text_of(resp, ".invalid .error")
+    resp = root.post("/content/templates/new?region=mainland",
+                     {"region": "mainland", "name": "a\nb", "sms_type": "notification",
+                      "content": "Order {1} shipped", "allow_url_params": "on"})
+    assert resp.status_code == 422 and "one line" in text_of(resp, ".invalid .error")
+    resp = root.post("/content/templates/new?region=mainland",
+                     {"region": "mainland", "name": "ok", "sms_type": "notification",
+                      "content": "Order {1} shipped", "allow_url_params": "maybe"})
+    assert resp.status_code == 422 and "on or off" in text_of(resp, "em.error")
+    assert session.query(Template).count() == 0
+    root.post("/content/templates/new?region=mainland",
+              {"region": "mainland", "name": "ok", "sms_type": "notification",
+               "content": "Visit {1}", "allow_url_params": "on"})
+    assert session.query(Template).one().allow_url_params is True
