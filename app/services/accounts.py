@@ -15,7 +15,7 @@ from app.services import audit, netguard
 from app.services.access import PRESETS, Actor, parse_policy
 from app.services.context import Ctx
 from app.services.errors import ValidationError
-from app.services.values import flag, whole_number
+from app.services.values import flag, text, whole_number
 
 # Frequency caps for individual (non-enterprise) accounts (fixed).
 INDIVIDUAL_FREQ_CAPS = {"30s": 1, "hour": 5, "day": 10}
@@ -107,8 +107,8 @@ def update_settings(
         errors["timezone"] = "Unknown time zone; use an IANA name such as Asia/Shanghai."
     quota = whole_number(intl_daily_quota, "intl_daily_quota", errors, required=True)
     reply_callback_enabled = flag(reply_callback_enabled, "reply_callback_enabled", errors)
-    url = reply_callback_url.strip() or None
-    if url:
+    url = text(reply_callback_url, "reply_callback_url", errors, max_len=2048) or None
+    if url and "reply_callback_url" not in errors:
         problem = netguard.check_callback_url(url, ctx.settings.allow_private_callbacks)
         if problem:
             errors["reply_callback_url"] = problem

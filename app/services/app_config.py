@@ -168,7 +168,10 @@ def import_countries(ctx: Ctx, sdk_app_id: str, data: bytes) -> int:
 
 def set_callback(ctx: Ctx, sdk_app_id: str, url: str) -> Application:
     app = get_app(ctx, sdk_app_id, "ModifyCallbackInfo")
-    url = url.strip()
+    errors: dict[str, str] = {}
+    url = text(url, "status_callback_url", errors, max_len=2048)  # one line
+    if errors:
+        raise ValidationError(errors)
     if url:
         problem = netguard.check_callback_url(url, ctx.settings.allow_private_callbacks)
         if problem:

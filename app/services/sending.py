@@ -525,8 +525,13 @@ def log(ctx: Ctx, f: LogFilter) -> tuple[list[tuple[Message, str]], int]:
 
     from sqlalchemy import func
 
+    from app.models.sending import STATUSES
     from app.services.apps import list_apps
 
+    if f.period not in PERIODS:
+        raise invalid("period", "Choose today, yesterday, 7d or 30d.")
+    if f.status and f.status not in STATUSES:
+        raise invalid("status", f"Choose a status: {', '.join(STATUSES)}.")
     visible = {a.id: a.sdk_app_id for a in list_apps(ctx)
                if ctx.actor.can("DescribeSendSmsRecord", a.sdk_app_id)}
     if f.sdk_app_id:
@@ -537,7 +542,7 @@ def log(ctx: Ctx, f: LogFilter) -> tuple[list[tuple[Message, str]], int]:
     assert account is not None
     zone = ZoneInfo(account.timezone)
     today = utcnow().astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
-    back = PERIODS.get(f.period, 6)
+    back = PERIODS[f.period]
     start = today - timedelta(days=back)
     end = today + timedelta(days=1) if f.period != "yesterday" else today
     q = select(Message).where(Message.app_id.in_(visible), Message.created_at >= start,

@@ -81,3 +81,24 @@ def test_one_line_fields_show_a_field_error(root: Client, session: Session) -> N
               {"region": "mainland", "name": "ok", "sms_type": "notification",
                "content": "Visit {1}", "allow_url_params": "on"})
     assert session.query(Template).one().allow_url_params is True
+
+
+def test_message_log_refuses_unknown_filters(root: Client) -> None:
+    assert root.get("/messages?period=7d&status=rejected").status_code == 200
+    for query in ("period=forever", "status=lost"):
+        resp = root.get(f"/messages?{query}")
+        assert resp.status_code == 400 and "Choose" in resp.get_data(as_text=True), query
+
+
+def test_user_status_maybe_does_not_disable(root: Client, session: Session) -> None:
+    from app.models import User
+    from tests.helpers import make_user
+
+    user = make_user(session, "sub@example.com")
+    session.commit()
+    resp = root.post(f"/users/{user.id}/status", {"active": "maybe"})
+    assert resp.status_code == 302
+    session.expire_all()
+    assert session.get(User, user.id).active is True
+    page = root.get(f"/users/{user.id}")
+    assert "on or off" in page.get_data(as_text=True)
