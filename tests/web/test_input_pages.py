@@ -102,3 +102,11 @@ def test_user_status_maybe_does_not_disable(root: Client, session: Session) -> N
     assert session.get(User, user.id).active is True
     page = root.get(f"/users/{user.id}")
     assert "on or off" in page.get_data(as_text=True)
+
+
+def test_thresholds_for_an_unknown_region(root: Client, session: Session) -> None:
+    sid = _app(root, session)
+    resp = root.post(f"/apps/{sid}/thresholds/mars",
+                     {"mars_alarm_threshold": "1", "mars_daily_limit": "2"}, htmx=True)
+    assert resp.status_code == 422
+    assert "mainland or international" in text_of(resp, "#thresholds .error")
