@@ -33,6 +33,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     if overrides:
         flask_app.config.update(overrides)
     instance = cfg.instance_dir(flask_app.config)
+    cfg.check(flask_app.config)
     if not flask_app.config.get("SECRET_KEY"):
         flask_app.config["SECRET_KEY"] = cfg.secret_key(instance)
 

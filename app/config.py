@@ -37,6 +37,14 @@ def defaults(instance: Path) -> dict[str, Any]:
     }
 
 
+def check(config: dict[str, Any]) -> None:
+    """Refuse settings that would break every request, at start-up with their name."""
+    length = config.get("TEMPLATE_PARAM_MAX_LENGTH")
+    if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= 500:
+        raise ValueError("SMSOPS_TEMPLATE_PARAM_MAX_LENGTH must be a whole number of "
+                         f"characters from 1 to 500, not {length!r}.")
+
+
 def secret_key(instance: Path) -> str:
     """A key generated once per installation and kept under instance/."""
     path = instance / "secret_key"

@@ -103,7 +103,7 @@ def _around(content: str) -> dict[int, list[tuple[str, str]]]:
     return found
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1024)
 def check(content: str, sms_type: str, params: tuple[str, ...], *,
           max_length: int = DEFAULT_MAX_LENGTH, allow_urls: bool = False) -> Problem | None:
     """The first parameter that breaks a rule, or None. The caller has checked that

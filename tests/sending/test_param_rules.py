@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app import create_app
 from app.models import Message
 from app.services import app_config, content, reviews, sending
+from app.services.context import Settings
 from app.services.limits import Limiter
 from app.sms import errors
 from tests.helpers import ctx_for, make_user, root_ctx
@@ -119,3 +124,15 @@ def test_codes_are_in_the_catalogue(session: Session) -> None:
     assert errors.describe(FORMAT).retryable is False
     assert errors.describe(LENGTH).retryable is False
     assert session.scalar(select(func.count()).select_from(Message)) == 0
+
+
+def test_length_setting_from_the_environment(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    base = {"INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x", "REDIS_URL": "redis://127.0.0.1:1/0"}
+    monkeypatch.setenv("SMSOPS_TEMPLATE_PARAM_MAX_LENGTH", "20")
+    app = create_app(base)
+    assert Settings.from_config(app.config).template_param_max_length == 20
+    for bad in ("abc", "0", "true"):  # refused at start-up, not on every send
+        monkeypatch.setenv("SMSOPS_TEMPLATE_PARAM_MAX_LENGTH", bad)
+        with pytest.raises(ValueError, match="SMSOPS_TEMPLATE_PARAM_MAX_LENGTH"):
+            create_app(base)
