@@ -136,3 +136,26 @@ def test_length_setting_from_the_environment(tmp_path: Path,
         monkeypatch.setenv("SMSOPS_TEMPLATE_PARAM_MAX_LENGTH", bad)
         with pytest.raises(ValueError, match="SMSOPS_TEMPLATE_PARAM_MAX_LENGTH"):
             create_app(base)
+
+
+def test_url_opt_in_is_reviewed_like_any_edit(shop: Shop, session: Session) -> None:
+    from app.models import AuditEntry
+    from app.services.errors import Conflict
+
+    tid = _notification(shop, session, "Track {1}")
+    with pytest.raises(Conflict):  # an effective template cannot be changed in place
+        content.update_template(shop.ctx, tid, {"name": "n", "sms_type": "notification",
+                                                "content": "Track {1}",
+                                                "allow_url_params": "on"})
+    t = content.create_template(shop.ctx, "international", {
+        "name": "t", "sms_type": "notification", "content": "Track {1}"})
+    reviewer = ctx_for(session, make_user(session, "rev3@example.com", presets=["SMSReviewer"]))
+    reviews.reject(reviewer, "template", t.id, "say what the link is")
+    content.update_template(shop.ctx, t.id, {"name": "t", "sms_type": "notification",
+                                             "content": "Track {1}", "allow_url_params": "on"})
+    assert (t.status, t.allow_url_params) == ("pending", True)
+    [item] = [i for i in reviews.queue(reviewer) if i.obj.id == t.id]
+    assert ("allow_url_params", False, True) in item.changes
+    audit = session.scalars(select(AuditEntry).where(AuditEntry.action == "ModifySmsTemplate")
+                            ).all()
+    assert audit and audit[-1].after["allow_url_params"] is True
