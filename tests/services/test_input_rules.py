@@ -10,10 +10,21 @@ import pytest
 from sqlalchemy.orm import Session
 
 from app.models import Application, Template
-from app.services import accounts, app_config, apps, content, mute, reviews, unsubscribes
+from app.services import (
+    accounts,
+    app_config,
+    apps,
+    content,
+    mute,
+    packages,
+    policies,
+    reviews,
+    unsubscribes,
+    users,
+)
 from app.services.context import Ctx
 from app.services.errors import ValidationError
-from tests.helpers import QUALIFICATION, ctx_for, make_app, make_user, root_ctx
+from tests.helpers import QUALIFICATION, ctx_for, doc, make_app, make_user, root_ctx
 
 TEMPLATE = {"name": "Order", "sms_type": "notification", "content": "Order {1} shipped"}
 SETTINGS = {"account_type": "enterprise", "timezone": "Asia/Shanghai",
@@ -128,6 +139,13 @@ def test_one_line_fields_refuse_line_breaks(session: Session, value: str) -> Non
          "legal_rep_name"),
         (lambda: app_config.add_contact(root, sid, name=value, email="ops@example.com",
                                         events=[]), "name"),
+        (lambda: packages.add(root, name=value, size=10, expires_on="2099-01-01"), "name"),
+        (lambda: users.create_sub_user(root, email="sub@example.com", name=value), "name"),
+        (lambda: policies.create_policy(root, name="p1", description=value,
+                                        document=doc(("allow", ["sms:*"], ["sms:app/*"]))),
+         "description"),
+        (lambda: app_config.set_callback(root, sid, f"https://example.com/{value}"),
+         "status_callback_url"),
     ]
     for call, field in cases:
         assert "one line" in _refused(call, field)
@@ -143,3 +161,17 @@ def test_multiline_fields_keep_their_line_breaks(session: Session) -> None:
     assert t.notes == "a\r\nb"
     assert "Control" in _refused(lambda: apps.update_info(
         root, sid, name="Shop", overview="a\x00b", tags=""), "overview")
+
+
+def test_reasons_are_multiline_but_refuse_control_characters(session: Session) -> None:
+    root = root_ctx(session)
+    reviewer = ctx_for(session, make_user(session, "rev@example.com", presets=["SMSReviewer"]))
+    t = content.create_template(root, "mainland", TEMPLATE)
+    assert "Control" in _refused(lambda: reviews.reject(reviewer, "template", t.id,
+                                                        "bad\x1b[31m"), "reason")
+    assert t.status == "pending"
+    reviews.reject(reviewer, "template", t.id, "line one\nline two")
+    assert t.reject_reason == "line one\nline two"
+    assert "Control" in _refused(lambda: unsubscribes.request_removal(
+        root, phone_number="+14155550100", signature_id="", sms_type="marketing",
+        reason="a\x00b"), "reason")
