@@ -224,7 +224,8 @@ def template_modal(region: str) -> dict[str, Any]:
              "element": {"type": "static_select", "action_id": "sms_type", "options": options,
                          "initial_option": options[1]}},
             text_input("content", "Content", multiline=True, max_length=499),
-            context("Variables are {1}, {2}, … from 1. Marketing content must say how to "
+            context("Variables are {1}, {2}, … from 1; in a verification-code template {1} is "
+                    "the code (4 to 8 letters or digits). Marketing content must say how to "
                     "opt out, e.g. “Reply R to unsubscribe”."),
             {"type": "input", "block_id": "allow_url_params", "optional": True,
              "label": {"type": "plain_text", "text": "Parameters"},

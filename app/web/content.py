@@ -82,7 +82,8 @@ def template_form(tid: int | None = None) -> Any:
     return page("content/template_form.html", "content/_template_form.html",
                 status=422 if errors else 200, item=item, region=region, form=form,
                 errors=errors, editable=editable,
-                can_modify=c.actor.can("ModifySmsTemplate"), **LABELS)
+                can_modify=c.actor.can("ModifySmsTemplate"),
+                param_max=c.settings.template_param_max_length, **LABELS)
 
 
 @bp.post("/content/templates/preview")

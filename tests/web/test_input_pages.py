@@ -110,3 +110,9 @@ def test_thresholds_for_an_unknown_region(root: Client, session: Session) -> Non
                      {"mars_alarm_threshold": "1", "mars_daily_limit": "2"}, htmx=True)
     assert resp.status_code == 422
     assert "mainland or international" in text_of(resp, "#thresholds .error")
+
+
+def test_template_form_explains_the_parameter_rules(root: Client) -> None:
+    page = root.get("/content/templates/new?region=international").get_data(as_text=True)
+    assert "{1} is the code (4 to 8 letters or digits)" in page
+    assert "at most 35 characters" in page and 'name="allow_url_params"' in page
