@@ -25,7 +25,7 @@ INVALID_MAINLAND = "Not a valid mainland China mobile number."
 NOT_MAINLAND = "Mainland messages go to mainland China numbers only."
 IS_MAINLAND = "Mainland China numbers are sent as mainland messages."
 
-TYPED = re.compile(r"\+?[\d\s().\-]+")
+TYPED = re.compile(r"\+?[\d ().\-]+")  # one line: spaces, never line breaks
 
 
 class NumberError(ValueError):
@@ -41,10 +41,9 @@ def parse_any(text: str) -> str:
     if not raw:
         raise NumberError(EMPTY)
     if len(raw) > MAX_TYPED or not TYPED.fullmatch(raw):
-        raise NumberError(NOT_A_NUMBER if not raw.isdigit() or raw.startswith("+")
-                          else NEED_COUNTRY_CODE)
+        raise NumberError(NOT_A_NUMBER)
     if not raw.startswith("+"):
-        digits = re.sub(r"[\s().\-]", "", raw)
+        digits = re.sub(r"[ ().\-]", "", raw)
         if not (len(digits) == 11 and digits.startswith("1")):
             raise NumberError(NEED_COUNTRY_CODE)
         return _parse(digits, MAINLAND, INVALID_MAINLAND)
