@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Application, Template
 from app.sms import numbers
-from tests.web.conftest import Client, text_of
+from tests.web.conftest import Client, soup, text_of
 
 
 def _app(root: Client, session: Session) -> str:
@@ -116,3 +116,31 @@ def test_template_form_explains_the_parameter_rules(root: Client) -> None:
     page = root.get("/content/templates/new?region=international").get_data(as_text=True)
     assert "{1} is the code (4 to 8 letters or digits)" in page
     assert "at most 35 characters" in page and 'name="allow_url_params"' in page
+
+
+def test_number_forms_answer_alike(root: Client, session: Session) -> None:
+    """Issue #8: the mute list, alarm contacts, the unsubscribed query and removal
+    requests show the parser's one message for the same typed number."""
+    from urllib.parse import quote
+
+    from app.models import Signature
+    from tests.number_cases import BAD
+
+    sid = _app(root, session)
+    session.add(Signature(account_id=1, region="international", purpose="self",
+                          sign_type="company", content="Shop", submitted_by="root"))
+    session.commit()
+    sig = session.query(Signature).one().id
+    for raw, message in BAD:
+        pages = [
+            root.post("/mute", {"phone_number": raw, "signature_id": sig, "sms_type": "",
+                                "consent": "on"}),
+            root.get(f"/mute?q={quote(raw)}"),
+            root.post(f"/apps/{sid}/contacts", {"name": "Ops", "mobile": raw}, htmx=True),
+            root.get(f"/unsubscribes?number={quote(raw)}"),
+            root.post("/unsubscribes", {"phone_number": raw, "signature_id": sig,
+                                        "sms_type": "marketing", "reason": "asked"}),
+        ]
+        for n, resp in enumerate(pages):
+            assert resp.status_code == 422, (raw, n)
+            assert message in [e.get_text() for e in soup(resp).select("em.error")], (raw, n)
