@@ -166,10 +166,9 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
     now = utcnow()
     day, local = _local_day(account, now)
     whole = _whole_request_error(ctx, app, template, signature, req)
-    problem = param_problem(ctx, template, req.template_params) if (
-        template is not None and whole and whole.startswith("InvalidParameterValue.Template")
-    ) else None
-    detail = problem.message if problem and problem.code == whole else None  # which, why
+    problem = param_problem(ctx, template, req.template_params) if template is not None and (
+        whole in (params.FORMAT_ERROR, params.LENGTH_LIMIT)) else None  # cached: no re-check
+    detail = problem.message if problem else None  # which parameter, and why
 
     body = ""
     if whole is None and template is not None:
@@ -214,9 +213,9 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
         else:
             msg.status, msg.error_code = REJECTED, code
         messages.append(msg)
+        note = detail if code == whole else details.get(raw)  # the parameter's or number's
         reason = "Sent to the carrier shortly." if code is None else (
-            details.get(raw) if code == "InvalidParameterValue.IncorrectPhoneNumber" else None
-        ) or (detail if code == whole else None) or errors.describe(code).reason
+            note or errors.describe(code).reason)
         results.append(SendStatus(serial, msg.phone_number, code or errors.OK, reason,
                                   msg.fee, msg.iso_code))
     ctx.db.add_all(messages)  # once: no flush per number
