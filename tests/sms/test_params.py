@@ -25,7 +25,8 @@ WORDS = [
     "i.e.", "No.5", "v1.2", "1.2.3", "3.14159", "10:30", "10:30:45", "2026-11-24",
     "12.50 USD", "¥12.50", "50%", "Dr. Wang", "St. Louis", "U.S.A", "a.m.", "hello. world",
     "好的。谢谢", "Room 12.3", "www", "wwwx", "com", ".com", "smith@", "C++", "x.y",
-    "ten . com", "http", "OK!", "👍🏽", "👨\u200d👩\u200d👧",
+    "ten . com", "http", "OK!", "👍🏽", "👨\u200d👩\u200d👧", "Co., Ltd.", "node.js",
+    "10.30am", "No.A123", "Vue.js 3", "1.5k",
 ]
 
 
