@@ -144,3 +144,21 @@ def test_number_forms_answer_alike(root: Client, session: Session) -> None:
         for n, resp in enumerate(pages):
             assert resp.status_code == 422, (raw, n)
             assert message in [e.get_text() for e in soup(resp).select("em.error")], (raw, n)
+
+
+def test_content_forms_show_unknown_choices(root: Client, session: Session) -> None:
+    from tests.helpers import QUALIFICATION
+
+    resp = root.post("/content/qualifications/new", {**QUALIFICATION, "use": "both"})
+    assert resp.status_code == 422 and "self-use or third-party" in text_of(resp, "em.error")
+    resp = root.post("/content/signatures/new?region=international",
+                     {"region": "international", "purpose": "mine", "sign_type": "blog",
+                      "content": "Shop"})
+    errors = [e.get_text() for e in soup(resp).select("em.error")]
+    assert resp.status_code == 422 and "Choose self-use or other-use." in errors
+    assert "Choose a signature type." in errors
+    resp = root.post("/content/templates/new?region=international",
+                     {"region": "international", "name": "x", "sms_type": "spam",
+                      "content": "Order {1} shipped"})
+    assert resp.status_code == 422 and "Choose verification code" in text_of(resp, "em.error")
+    assert session.query(Template).count() == 0
