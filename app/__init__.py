@@ -37,6 +37,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     instance = cfg.instance_dir(flask_app.config)
     flask_app.permanent_session_lifetime = timedelta(
         seconds=int(flask_app.config["SESSION_IDLE_SECONDS"]))
+    cfg.check(flask_app.config)
     if not flask_app.config.get("SECRET_KEY"):
         flask_app.config["SECRET_KEY"] = cfg.secret_key(instance)
 

@@ -38,7 +38,16 @@ def defaults(instance: Path) -> dict[str, Any]:
         "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
         "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,
         "API_MAX_BODY_BYTES": 1024 * 1024,  # /api/v1 bodies, refused (413) before reading
+        "TEMPLATE_PARAM_MAX_LENGTH": 35,  # characters per template parameter
     }
+
+
+def check(config: dict[str, Any]) -> None:
+    """Refuse settings that would break every request, at start-up with their name."""
+    length = config.get("TEMPLATE_PARAM_MAX_LENGTH")
+    if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= 500:
+        raise ValueError("SMSOPS_TEMPLATE_PARAM_MAX_LENGTH must be a whole number of "
+                         f"characters from 1 to 500, not {length!r}.")
 
 
 def secret_key(instance: Path) -> str:

@@ -92,8 +92,10 @@ def _seed_content(ctx: Ctx) -> list[str]:
             "content": DEMO_SIGNATURE})
         reviews.approve(ctx, "signature", sig.id)
         for name, sms_type, text in DEMO_TEMPLATES[region]:
+            # "Track it at {2}" takes a tracking link: the template opts in to URLs.
             t = content.create_template(ctx, region, {"name": name, "sms_type": sms_type,
-                                                      "content": text})
+                                                      "content": text,
+                                                      "allow_url_params": "Track it at" in text})
             reviews.approve(ctx, "template", t.id)
     return ["created an approved qualification, effective signatures and effective "
             "templates of every SMS type"]

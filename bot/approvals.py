@@ -111,6 +111,10 @@ def register(bolt: App, flask_app: Flask) -> None:
             .get("value", ""),
             "content": values["content"]["content"].get("value") or "",
             "notes": values["notes"]["notes"].get("value") or "",
+            "allow_url_params": ",".join(
+                o.get("value", "") for o in (values.get("allow_url_params", {})
+                                             .get("allow_url_params", {})
+                                             .get("selected_options") or [])),
         }
         try:
             with acting(flask_app, client, body["user"]["id"]) as ctx:

@@ -141,7 +141,8 @@ def review_blocks(kind: str, obj: Any, title: str, facts: dict[str, Any], base_u
     label = kind.replace("_", " ").capitalize()
     lines = [f"*{label} for review:* {escape(title)}"]
     if kind == "template":
-        lines.append(f"{obj.region.capitalize()}, {SMS_TYPES[obj.sms_type].lower()}")
+        lines.append(f"{obj.region.capitalize()}, {SMS_TYPES[obj.sms_type].lower()}"
+                     + (", URLs allowed in parameters" if obj.allow_url_params else ""))
         lines.append(f">{escape(obj.content)}")
         lines.append(f"{facts['encoding']}, {facts['billed_items']} billed item(s) for a sample, "
                      f"{facts['characters']} characters")
@@ -198,7 +199,8 @@ def reject_modal(kind: str, obj_id: int, title: str, origin: str) -> dict[str, A
     }
 
 
-TEMPLATE_FIELDS = {"name": "name", "sms_type": "sms_type", "content": "content", "notes": "notes"}
+TEMPLATE_FIELDS = {"name": "name", "sms_type": "sms_type", "content": "content", "notes": "notes",
+                   "allow_url_params": "allow_url_params"}
 
 
 def template_modal(region: str) -> dict[str, Any]:
@@ -223,8 +225,14 @@ def template_modal(region: str) -> dict[str, Any]:
              "element": {"type": "static_select", "action_id": "sms_type", "options": options,
                          "initial_option": options[1]}},
             text_input("content", "Content", multiline=True, max_length=499),
-            context("Variables are {1}, {2}, … from 1. Marketing content must say how to "
+            context("Variables are {1}, {2}, … from 1; in a verification-code template {1} is "
+                    "the code (4 to 8 letters or digits). Marketing content must say how to "
                     "opt out, e.g. “Reply R to unsubscribe”."),
+            {"type": "input", "block_id": "allow_url_params", "optional": True,
+             "label": {"type": "plain_text", "text": "Parameters"},
+             "element": {"type": "checkboxes", "action_id": "allow_url_params", "options": [
+                 {"text": {"type": "plain_text", "text": "Parameters may contain URLs"},
+                  "value": "on"}]}},
             text_input("notes", "Notes for the reviewer", multiline=True, optional=True,
                        max_length=500),
         ],

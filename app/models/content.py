@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, utcnow
@@ -101,5 +101,7 @@ class Template(Reviewed, Base):
     sms_type: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
     notes: Mapped[str] = mapped_column(String(500), default="")
+    # Whether parameters may carry URLs (SPEC.md §3); reviewed like the content.
+    allow_url_params: Mapped[bool] = mapped_column(default=False, server_default=false())
     # The same template's id at a carrier that sends by template (tencentcloud).
     carrier_template_id: Mapped[str | None] = mapped_column(String(32))

@@ -16,7 +16,7 @@ from app.services import audit, netguard, packages
 from app.services.access import PRESETS, Actor, parse_policy
 from app.services.context import Ctx
 from app.services.errors import ValidationError
-from app.services.values import whole_number
+from app.services.values import flag, text, whole_number
 
 # Frequency caps for individual (non-enterprise) accounts (fixed).
 INDIVIDUAL_FREQ_CAPS = {"30s": 1, "hour": 5, "day": 10}
@@ -96,7 +96,7 @@ def update_settings(
     timezone: str,
     intl_daily_quota: str | int,
     reply_callback_url: str,
-    reply_callback_enabled: bool,
+    reply_callback_enabled: bool | str,
 ) -> Account:
     ctx.actor.require("ModifyAccountSettings")
     account = ctx.db.get(Account, ctx.actor.account_id)
@@ -114,8 +114,9 @@ def update_settings(
     if timezone not in time_zones():
         errors["timezone"] = "Unknown time zone; choose an IANA name such as Asia/Shanghai."
     quota = whole_number(intl_daily_quota, "intl_daily_quota", errors, required=True)
-    url = reply_callback_url.strip() or None
-    if url:
+    reply_callback_enabled = flag(reply_callback_enabled, "reply_callback_enabled", errors)
+    url = text(reply_callback_url, "reply_callback_url", errors, max_len=2048) or None
+    if url and "reply_callback_url" not in errors:
         problem = netguard.check_callback_url(url, ctx.settings.allow_private_callbacks,
                                               ctx.settings.callback_resolver)
         if problem:

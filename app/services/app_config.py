@@ -29,7 +29,7 @@ from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
 from app.services.notifications import REVIEW_READ_ACTIONS
-from app.services.values import text, whole_number
+from app.services.values import flag, text, whole_number
 from app.sms import alarm_texts, numbers
 
 MAINLAND, INTERNATIONAL = "mainland", "international"
@@ -180,7 +180,10 @@ def import_countries(ctx: Ctx, sdk_app_id: str, data: bytes) -> int:
 
 def set_callback(ctx: Ctx, sdk_app_id: str, url: str) -> Application:
     app = get_app(ctx, sdk_app_id, "ModifyCallbackInfo")
-    url = url.strip()
+    errors: dict[str, str] = {}
+    url = text(url, "status_callback_url", errors, max_len=2048)  # one line
+    if errors:
+        raise ValidationError(errors)
     if url:
         problem = netguard.check_callback_url(url, ctx.settings.allow_private_callbacks,
                                               ctx.settings.callback_resolver)
@@ -205,14 +208,17 @@ def freq_snapshot(app: Application) -> dict[str, Any]:
             for k in ("enabled", "limit")}
 
 
-def set_frequency(ctx: Ctx, sdk_app_id: str, rules: dict[str, tuple[bool, Any]]) -> Application:
-    """rules: {"30s": (enabled, limit), "hour": …, "day": …}."""
+def set_frequency(ctx: Ctx, sdk_app_id: str,
+                  rules: dict[str, tuple[bool | str, Any]]) -> Application:
+    """rules: {"30s": (enabled, limit), "hour": …, "day": …}; enabled is a bool or
+    on/off as a form sends it."""
     app = get_app(ctx, sdk_app_id, "ModifyFreqRule")
     individual = _account(ctx).account_type == INDIVIDUAL
     errors: dict[str, str] = {}
     parsed: dict[str, tuple[bool, int]] = {}
     for rule in FREQ_RULES:
-        enabled, raw = rules.get(rule, (False, None))
+        raw_enabled, raw = rules.get(rule, (False, None))
+        enabled = flag(raw_enabled, f"{rule}_enabled", errors)
         limit = whole_number(raw, f"{rule}_limit", errors, required=True)
         if limit is None:
             continue
@@ -224,7 +230,7 @@ def set_frequency(ctx: Ctx, sdk_app_id: str, rules: dict[str, tuple[bool, Any]])
                 f"Individual accounts may allow at most {cap} here." if individual
                 else f"At most {cap}."
             )
-        parsed[rule] = (bool(enabled), limit)
+        parsed[rule] = (enabled, limit)
     if errors:
         raise ValidationError(errors)
     before = freq_snapshot(app)
@@ -240,8 +246,8 @@ def set_frequency(ctx: Ctx, sdk_app_id: str, rules: dict[str, tuple[bool, Any]])
 # --- frequency allowlist ---------------------------------------------------------
 
 def add_allowlist(ctx: Ctx, sdk_app_id: str, lines: str) -> int:
-    """One E.164 number per line. Nothing is saved if any line is wrong.
-    Returns how many numbers were new."""
+    """One number per line, as everywhere (E.164, or a plain mainland mobile number).
+    Nothing is saved if any line is wrong. Returns how many numbers were new."""
     app = get_app(ctx, sdk_app_id, "AddFrequencyWhiteList")
     wanted: list[str] = []
     problems: list[str] = []
@@ -254,11 +260,11 @@ def add_allowlist(ctx: Ctx, sdk_app_id: str, lines: str) -> int:
                                  f"({len(entries)} given).")
     for n, line in entries:
         try:
-            wanted.append(numbers.parse_e164(line))
+            wanted.append(numbers.parse_any(line))
         except numbers.NumberError as exc:
-            problems.append(f"line {n} ({line[:30]}): {exc}")
-    if problems:
-        raise ValidationError({"numbers": "; ".join(problems)})
+            problems.append(f"Line {n} ({line[:30]}): {exc}")
+    if problems:  # each message is a sentence of its own
+        raise ValidationError({"numbers": " ".join(problems)})
     existing = {e.phone_number for e in app.allowlist}
     new = [w for w in dict.fromkeys(wanted) if w not in existing]
     if len(existing) + len(new) > MAX_ALLOWLIST:

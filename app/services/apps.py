@@ -12,7 +12,7 @@ from app.models import Application
 from app.services import audit
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
-from app.services.values import text
+from app.services.values import checked, text
 
 MAX_APPS = 500  # per account (fixed)
 MAX_TAGS = 10
@@ -58,13 +58,16 @@ def get_app(ctx: Ctx, sdk_app_id: str, action: str = "DescribeAppInfo") -> Appli
 def _info(name: str, overview: str, tags: str | list[str]) -> tuple[str, str, list[str]]:
     errors: dict[str, str] = {}
     name = text(name, "name", errors, max_len=64, required=True)
-    overview = text(overview, "overview", errors, max_len=500)
+    overview = text(overview, "overview", errors, max_len=500, multiline=True)
     raw = tags.split(",") if isinstance(tags, str) else tags
     tag_list = sorted({t.strip() for t in raw if t.strip()})
     if len(tag_list) > MAX_TAGS:
         errors["tags"] = f"At most {MAX_TAGS} tags."
     elif any(len(t) > 32 for t in tag_list):
         errors["tags"] = "Each tag has at most 32 characters."
+    else:
+        for t in tag_list:
+            text(t, "tags", errors, max_len=32)  # one line each
     if errors:
         raise ValidationError(errors)
     return name, overview, tag_list
@@ -119,8 +122,10 @@ def rotate_key(ctx: Ctx, sdk_app_id: str) -> str:
     return app.app_key
 
 
-def set_enabled(ctx: Ctx, sdk_app_id: str, enabled: bool) -> Application:
+def set_enabled(ctx: Ctx, sdk_app_id: str, enabled: bool | str) -> Application:
+    """enabled: a bool, or on/off as a form sends it; anything else is refused."""
     app = get_app(ctx, sdk_app_id, "ModifyAppStatus")
+    enabled = checked("enabled", enabled, required=True)
     if app.enabled != enabled:
         app.enabled = enabled
         ctx.db.flush()

@@ -25,7 +25,7 @@ from app.services.uploads import (
     delete_on_commit,
     store_on_commit,
 )
-from app.services.values import text
+from app.services.values import flag, text
 from app.sms import numbers, templating
 from app.sms.text import MAINLAND, REGIONS, Segments, count
 
@@ -46,7 +46,7 @@ QUALIFICATION_APPROVED_FIELDS = ("licence_number", "legal_rep_name", "legal_rep_
                                  "admin_name", "admin_phone")
 SIGNATURE_FIELDS = ("region", "purpose", "qualification_id", "sign_type", "content", "notes",
                     "proof_image", "authorization_image")
-TEMPLATE_FIELDS = ("region", "name", "sms_type", "content", "notes")
+TEMPLATE_FIELDS = ("region", "name", "sms_type", "content", "notes", "allow_url_params")
 FIELDS: dict[type, tuple[str, ...]] = {
     Qualification: QUALIFICATION_FIELDS, Signature: SIGNATURE_FIELDS, Template: TEMPLATE_FIELDS,
     UnsubscribeRemoval: ("phone_number", "signature_id", "sms_type", "reason"),
@@ -84,8 +84,12 @@ def submit_for_review(ctx: Ctx, obj: Content) -> None:
 
 def _region(region: str) -> str:
     if region not in REGIONS:
-        raise invalid("region", "Choose mainland or international.")
+        raise invalid("region", f"“{str(region)[:20]}” is not a region: choose mainland or "
+                                "international.")
     return region
+
+
+valid_region = _region  # for adapters that take a region from a URL
 
 
 def _load(ctx: Ctx, model: type, obj_id: int, action: str) -> Any:
@@ -140,7 +144,7 @@ def get_qualification(ctx: Ctx, qid: int) -> Qualification:
 def _qualification_fields(data: dict[str, str]) -> dict[str, str]:
     errors: dict[str, str] = {}
     out = {
-        "use": data.get("use", ""),
+        "use": str(data.get("use", "")),
         "enterprise_name": text(data.get("enterprise_name"), "enterprise_name", errors,
                                 max_len=200, required=True),
         "licence_number": text(data.get("licence_number"), "licence_number", errors,
@@ -245,10 +249,10 @@ def _signature_fields(ctx: Ctx, region: str, data: dict[str, Any], current: Sign
             errors["content"] = "Use 2 to 12 characters."
         elif any(c in BRACKETS for c in content):
             errors["content"] = "Brackets are added when sending; leave them out."
-    purpose = data.get("purpose", "")
+    purpose = str(data.get("purpose", ""))
     if purpose not in PURPOSES:
         errors["purpose"] = "Choose self-use or other-use."
-    sign_type = data.get("sign_type", "")
+    sign_type = str(data.get("sign_type", ""))
     allowed_types = INDIVIDUAL_SIGN_TYPES if _individual(ctx) else tuple(SIGN_TYPES)
     if sign_type not in allowed_types:
         errors["sign_type"] = ("Individual accounts may use app, website or official "
@@ -264,7 +268,7 @@ def _signature_fields(ctx: Ctx, region: str, data: dict[str, Any], current: Sign
             errors["qualification_id"] = "The qualification must be approved first."
         else:
             qualification_id = q.id
-    notes = text(data.get("notes"), "notes", errors, max_len=500)
+    notes = text(data.get("notes"), "notes", errors, max_len=500, multiline=True)
     images = {"proof_image": current.proof_image if current else None,
               "authorization_image": current.authorization_image if current else None}
     checked: dict[str, CheckedImage] = {}
@@ -341,7 +345,7 @@ def get_template(ctx: Ctx, tid: int) -> Template:
 def _template_fields(ctx: Ctx, region: str, data: dict[str, Any]) -> dict[str, Any]:
     errors: dict[str, str] = {}
     name = text(data.get("name"), "name", errors, max_len=64, required=True)
-    sms_type = data.get("sms_type", "")
+    sms_type = str(data.get("sms_type", ""))
     if sms_type not in templating.SMS_TYPES:
         errors["sms_type"] = "Choose verification code, notification or marketing."
     elif sms_type == templating.MARKETING and _individual(ctx):
@@ -350,11 +354,13 @@ def _template_fields(ctx: Ctx, region: str, data: dict[str, Any]) -> dict[str, A
     problems = templating.problems(content, sms_type)
     if problems:
         errors["content"] = " ".join(problems)
-    notes = text(data.get("notes"), "notes", errors, max_len=500)
+    notes = text(data.get("notes"), "notes", errors, max_len=500, multiline=True)
+    # Reviewed with the content: may parameters carry URLs (SPEC.md §3)?
+    allow_urls = flag(data.get("allow_url_params"), "allow_url_params", errors)
     if errors:
         raise ValidationError(errors)
     return {"region": region, "name": name, "sms_type": sms_type, "content": content,
-            "notes": notes}
+            "notes": notes, "allow_url_params": allow_urls}
 
 
 def create_template(ctx: Ctx, region: str, data: dict[str, Any]) -> Template:

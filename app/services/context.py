@@ -25,6 +25,7 @@ class Settings:
     notify_channels: tuple[str, ...] = ("email",)  # those configured on this installation
     alarm_channel: str | None = None  # a Slack channel that receives every alarm event
     callback_resolver: Resolver = system_resolve  # tests inject their own (no outside DNS)
+    template_param_max_length: int = 35  # characters per template parameter (SPEC.md §3)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Settings:
@@ -39,6 +40,7 @@ class Settings:
             alarm_channel=(config.get("SLACK_ALARM_CHANNEL") or None)
             if config.get("SLACK_BOT_TOKEN") else None,
             callback_resolver=resolver_from(config),
+            template_param_max_length=int(config.get("TEMPLATE_PARAM_MAX_LENGTH", 35)),
         )
 
 

@@ -26,7 +26,8 @@ from app.models.content import (
 from app.services import audit, notifications
 from app.services.content import Content, snapshot
 from app.services.context import Ctx
-from app.services.errors import Conflict, NotFound, PermissionDenied, invalid
+from app.services.errors import Conflict, NotFound, PermissionDenied, ValidationError, invalid
+from app.services.values import text
 from app.sms import alarm_texts, templating
 from app.sms.text import count
 
@@ -116,6 +117,10 @@ def reject(ctx: Ctx, kind: str, obj_id: int, reason: str) -> Content:
         raise invalid("reason", "Say why it is rejected; the submitter will read it.")
     if len(reason) > 500:
         raise invalid("reason", "Use at most 500 characters.")
+    errors: dict[str, str] = {}
+    text(reason, "reason", errors, max_len=500, multiline=True)  # no control characters
+    if errors:
+        raise ValidationError(errors)
     return _decide(ctx, kind, obj_id, approve=False, reason=reason)
 
 

@@ -36,7 +36,7 @@ from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import NotFound, invalid
 from app.services.limits import DAY_MS, Check, Limiter, content_digest
-from app.sms import alarm_texts, errors, numbers, templating
+from app.sms import alarm_texts, errors, numbers, params, templating
 from app.sms.text import INTERNATIONAL, MAINLAND, count
 
 MAX_NUMBERS = 200  # per request
@@ -124,7 +124,16 @@ def _whole_request_error(ctx: Ctx, app: Application, template: Template | None,
         return "FailedOperation.SignatureNotEffective"
     if len(req.template_params) != len(templating.variables(template.content)):
         return "InvalidParameterValue.TemplateParameterCountMismatch"
-    return None
+    problem = param_problem(ctx, template, req.template_params)
+    return problem.code if problem else None
+
+
+def param_problem(ctx: Ctx, template: Template,
+                  values: list[str]) -> params.Problem | None:
+    """The template parameter rules (app/sms/params.py): pure, cached, no queries."""
+    return params.check(template.content, template.sms_type, tuple(values),
+                        max_length=ctx.settings.template_param_max_length,
+                        allow_urls=template.allow_url_params)
 
 
 def _signature(ctx: Ctx, region: str, name: str | None) -> Signature | None:
@@ -157,6 +166,9 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
     now = utcnow()
     day, local = _local_day(account, now)
     whole = _whole_request_error(ctx, app, template, signature, req)
+    problem = param_problem(ctx, template, req.template_params) if template is not None and (
+        whole in (params.FORMAT_ERROR, params.LENGTH_LIMIT)) else None  # cached: no re-check
+    detail = problem.message if problem else None  # which parameter, and why
 
     body = ""
     if whole is None and template is not None:
@@ -165,11 +177,12 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
     allowlist = {e.phone_number for e in app.allowlist}
     countries = {c.iso_code: c for c in app.countries}
     parsed: dict[str, tuple[str, str] | None] = {}
+    details: dict[str, str] = {}  # why a number was refused, in the parser's words
     for raw in req.phone_numbers:
         try:
             parsed[raw] = numbers.for_region(raw, region)
-        except numbers.NumberError:
-            parsed[raw] = None
+        except numbers.NumberError as exc:
+            parsed[raw], details[raw] = None, str(exc)
     blocked = _blocked(ctx, app, signature, template,
                        [p[0] for p in parsed.values() if p is not None])
     results: list[SendStatus] = []
@@ -200,7 +213,9 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
         else:
             msg.status, msg.error_code = REJECTED, code
         messages.append(msg)
-        reason = "Sent to the carrier shortly." if code is None else errors.describe(code).reason
+        note = detail if code == whole else details.get(raw)  # the parameter's or number's
+        reason = "Sent to the carrier shortly." if code is None else (
+            note or errors.describe(code).reason)
         results.append(SendStatus(serial, msg.phone_number, code or errors.OK, reason,
                                   msg.fee, msg.iso_code))
     ctx.db.add_all(messages)  # once: no flush per number
@@ -254,7 +269,7 @@ def _checks(app: Application, account: Account, msg: Message, fee: int, allowlis
     found: list[Check] = []
     if not allowlisted:
         for rule, span, code in (
-            ("30s", 30_000, "LimitExceeded.PhoneNumberSameContentDailyLimit"),
+            ("30s", 30_000, "LimitExceeded.PhoneNumberThirtySecondLimit"),
             ("hour", 3_600_000, "LimitExceeded.PhoneNumberOneHourLimit"),
         ):
             limit = getattr(app, f"freq_{rule}_limit") if getattr(app, f"freq_{rule}_enabled") \
@@ -276,11 +291,11 @@ def _checks(app: Application, account: Account, msg: Message, fee: int, allowlis
         found.append(Check(app_day_key(app.id, msg.region, day), "c", region_limit, fee, DAY_MS,
                            "LimitExceeded.AppDailyLimit"))
     if msg.region == INTERNATIONAL:
-        country_limit = (country.daily_limit if country and country.daily_limit is not None
-                         else None)
-        if country_limit is not None:
-            found.append(Check(f"smsops:day:country:{app.id}:{msg.iso_code}:{day}", "c",
-                               country_limit, fee, DAY_MS,
+        # Counted when the country has a limit or an alarm threshold to compare with.
+        if country and (country.daily_limit is not None or country.alarm_threshold is not None):
+            found.append(Check(country_day_key(app.id, msg.iso_code, day), "c",
+                               country.daily_limit if country.daily_limit is not None
+                               else UNLIMITED, fee, DAY_MS,
                                "LimitExceeded.AppCountryOrRegionDailyLimit"))
         found.append(Check(f"smsops:day:account:{account.id}:{day}", "c",
                            account.intl_daily_quota, fee, DAY_MS,
@@ -290,6 +305,13 @@ def _checks(app: Application, account: Account, msg: Message, fee: int, allowlis
 
 def app_day_key(app_id: int, region: str, day: str) -> str:
     return f"smsops:day:app:{app_id}:{region}:{day}"
+
+
+def country_day_key(app_id: int, iso: str, day: str) -> str:
+    return f"smsops:day:country:{app_id}:{iso}:{day}"
+
+
+UNLIMITED = 2**62  # a counter kept only for an alarm threshold
 
 
 def _reserve(ctx: Ctx, limiter: Limiter, app: Application, account: Account, msg: Message,
@@ -312,6 +334,15 @@ def _reserve(ctx: Ctx, limiter: Limiter, app: Application, account: Account, msg
                    f"{app.name} ({app.sdk_app_id}) reached its daily {msg.region} limit; "
                    "sending there is suspended until the end of the day.",
                    sms=alarm_texts.render("limit", app=app.sdk_app_id, region=msg.region))
+        elif refused.error_code == "LimitExceeded.AppCountryOrRegionDailyLimit":
+            _alarm(ctx, limiter, app, "threshold",
+                   f"limit:{app.sdk_app_id}:{msg.iso_code}:{day}", 86400,
+                   f"{app.name} reached its daily limit for {msg.iso_code}",
+                   f"{app.name} ({app.sdk_app_id}) reached its daily limit of "
+                   f"{refused.limit:,} billed items for {msg.iso_code}; sending there is "
+                   "suspended until the end of the day.",
+                   sms=alarm_texts.render("country_limit", app=app.sdk_app_id,
+                                          country=msg.iso_code))
         return refused.error_code
     if msg.region == MAINLAND and not _consume_credit(ctx, limiter, account, fee):
         limiter.release(checks)
@@ -326,7 +357,25 @@ def _reserve(ctx: Ctx, limiter: Limiter, app: Application, account: Account, msg
                f"today; the alarm threshold is {threshold:,}.",
                sms=alarm_texts.render("threshold", app=app.sdk_app_id, region=msg.region,
                                       used=used))
+    _country_threshold(ctx, limiter, app, countries.get(msg.iso_code), msg, day)
     return None
+
+
+def _country_threshold(ctx: Ctx, limiter: Limiter, app: Application, country: Any,
+                       msg: Message, day: str) -> None:
+    """A country's own alarm threshold, once per day like the application's."""
+    if msg.region != INTERNATIONAL or country is None or country.alarm_threshold is None:
+        return
+    used = limiter.used(country_day_key(app.id, msg.iso_code, day))
+    if used >= country.alarm_threshold:
+        _alarm(ctx, limiter, app, "threshold",
+               f"threshold:{app.sdk_app_id}:{msg.iso_code}:{day}", 86400,
+               f"{app.name} passed its daily alarm threshold for {msg.iso_code}",
+               f"{app.name} ({app.sdk_app_id}) has sent {used:,} billed items to "
+               f"{msg.iso_code} today; the alarm threshold there is "
+               f"{country.alarm_threshold:,}.",
+               sms=alarm_texts.render("country_threshold", app=app.sdk_app_id,
+                                      country=msg.iso_code, used=used))
 
 
 def _consume_credit(ctx: Ctx, limiter: Limiter, account: Account, fee: int) -> bool:
@@ -486,8 +535,13 @@ def log(ctx: Ctx, f: LogFilter) -> tuple[list[tuple[Message, str]], int]:
 
     from sqlalchemy import func
 
+    from app.models.sending import STATUSES
     from app.services.apps import list_apps
 
+    if f.period not in PERIODS:
+        raise invalid("period", "Choose today, yesterday, 7d or 30d.")
+    if f.status and f.status not in STATUSES:
+        raise invalid("status", f"Choose a status: {', '.join(STATUSES)}.")
     visible = {a.id: a.sdk_app_id for a in list_apps(ctx)
                if ctx.actor.can("DescribeSendSmsRecord", a.sdk_app_id)}
     if f.sdk_app_id:
@@ -498,7 +552,7 @@ def log(ctx: Ctx, f: LogFilter) -> tuple[list[tuple[Message, str]], int]:
     assert account is not None
     zone = ZoneInfo(account.timezone)
     today = utcnow().astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
-    back = PERIODS.get(f.period, 6)
+    back = PERIODS[f.period]
     start = today - timedelta(days=back)
     end = today + timedelta(days=1) if f.period != "yesterday" else today
     q = select(Message).where(Message.app_id.in_(visible), Message.created_at >= start,

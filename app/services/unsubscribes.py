@@ -10,6 +10,7 @@ from app.services import audit
 from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import Conflict, ValidationError, invalid
+from app.services.values import text
 from app.sms import numbers, templating
 
 
@@ -73,8 +74,8 @@ def request_removal(ctx: Ctx, *, phone_number: str, signature_id: str | int, sms
     reason = (reason or "").strip()
     if not reason:
         errors["reason"] = "Say why this number may be messaged again."
-    elif len(reason) > 500:
-        errors["reason"] = "Use at most 500 characters."
+    else:
+        reason = text(reason, "reason", errors, max_len=500, multiline=True)
     if errors:
         raise ValidationError(errors)
     assert sig is not None

@@ -10,7 +10,7 @@ from app.models import Account, Policy, User
 from app.services import audit, passwords
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
-from app.services.values import text
+from app.services.values import checked, text
 
 
 def normalize_email(email: str) -> str:
@@ -124,8 +124,10 @@ def set_policies(ctx: Ctx, user_id: int, policy_ids: list[int]) -> User:
     return user
 
 
-def set_active(ctx: Ctx, user_id: int, active: bool) -> User:
+def set_active(ctx: Ctx, user_id: int, active: bool | str) -> User:
+    """active: a bool, or on/off as a form sends it; anything else is refused."""
     user = get_user(ctx, user_id)
+    active = checked("active", active, required=True)
     if user.is_root:
         raise Conflict("The root user cannot be disabled.")
     if user.active != active:

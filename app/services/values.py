@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from app.services.errors import ValidationError
+from app.sms.params import is_control
+
 MAX_COUNT = 999_999_999
+TRUE, FALSE = frozenset({"1", "true", "on", "yes"}), frozenset({"0", "false", "off", "no"})
 
 
 def whole_number(
@@ -24,12 +30,50 @@ def whole_number(
 
 
 def text(value: str | None, field: str, errors: dict[str, str], *, max_len: int,
-         required: bool = False) -> str:
+         required: bool = False, multiline: bool = False) -> str:
+    """Trimmed text. One line unless `multiline` (notes, descriptions, reasons):
+    a name with a line break could forge extra lines in logs, alarms and Slack."""
     out = (value or "").strip()
     if required and not out:
         errors[field] = "Required."
     elif len(out) > max_len:
         errors[field] = f"Use at most {max_len} characters."
-    elif any(ord(c) < 32 and c not in "\n\t" for c in out):
+    elif not multiline and any(is_control(c) for c in out):
+        errors[field] = "Use one line: line breaks and control characters are not allowed."
+    elif any(is_control(c) and c not in "\r\n\t" for c in out):
         errors[field] = "Control characters are not allowed."
+    return out
+
+
+def flag(value: bool | str | None, field: str, errors: dict[str, str], *,
+         required: bool = False) -> bool:
+    """On or off, as a checkbox, a select or an API sends it. An unchecked box sends
+    nothing (off); anything else that is not clearly on or off is refused."""
+    if isinstance(value, bool):
+        return value
+    raw = (value or "").strip().lower()
+    if raw in TRUE:
+        return True
+    if raw in FALSE or (not raw and not required):
+        return False
+    errors[field] = "Choose on or off." if not raw else (
+        f"“{raw[:20]}” is not a valid choice: use on or off.")
+    return False
+
+
+def choice(value: str | None, field: str, options: Mapping[str, object] | tuple[str, ...],
+           errors: dict[str, str], message: str) -> str:
+    """One of `options` exactly; anything else is refused with `message`."""
+    raw = value if isinstance(value, str) else ""
+    if raw not in options:
+        errors[field] = message
+    return raw
+
+
+def checked(field: str, value: bool | str | None, *, required: bool = False) -> bool:
+    """`flag` for a single value: raises at once."""
+    errors: dict[str, str] = {}
+    out = flag(value, field, errors, required=required)
+    if errors:
+        raise ValidationError(errors)
     return out

@@ -17,6 +17,7 @@ PARAMS: dict[str, str] = {
     "used": r"\d{1,3}(?:,\d{3})*",
     "left": r"\d{1,3}(?:,\d{3})*",
     "region": r"mainland|international",
+    "country": r"[A-Z]{2}",  # an ISO 3166 code
     "kind": r"template|signature|qualification|unsubscribe removal request",
     "outcome": r"approved|approved, pending effect|effective|rejected",
     "code": r"\d{6}",
@@ -29,6 +30,10 @@ TEXTS: dict[str, str] = {
                  "today.",
     "limit": "App {app} reached its daily {region} limit; sending there is suspended until "
              "the end of the day.",
+    "country_threshold": "App {app} passed its daily alarm threshold for {country}: {used} "
+                         "billed items today.",
+    "country_limit": "App {app} reached its daily limit for {country}; sending there is "
+                     "suspended until the end of the day.",
     "frequency": "App {app}: a frequency limit refused a message. Details in the console.",
     "package": "Credit packages are low: {left} mainland billed items left.",
     "captcha": "App {app}: unusual verification-code traffic. Details in the console.",

@@ -31,6 +31,13 @@ CATALOGUE: dict[str, SendError] = {
         SendError("InvalidParameterValue.TemplateParameterCountMismatch",
                   "The number of template parameters does not match the template's "
                   "variables.", False),
+        SendError("InvalidParameterValue.TemplateParameterFormatError",
+                  "A template parameter breaks the parameter rules: a verification code is "
+                  "4 to 8 letters or digits; other parameters have no line breaks or control "
+                  "characters, and no URLs unless the template allows them.", False),
+        SendError("InvalidParameterValue.TemplateParameterLengthLimit",
+                  "A template parameter is longer than parameters may be (35 characters "
+                  "unless the installation sets another limit).", False),
         SendError("InvalidParameterValue.IncorrectPhoneNumber",
                   "The phone number is not valid for this region.", False),
         SendError("FailedOperation.CountryNotAllowed",
@@ -39,7 +46,7 @@ CATALOGUE: dict[str, SendError] = {
                   "The number is on the mute list for this signature and SMS type.", False),
         SendError("FailedOperation.PhoneNumberUnsubscribed",
                   "The number unsubscribed from this signature and SMS type.", False),
-        SendError("LimitExceeded.PhoneNumberSameContentDailyLimit",
+        SendError("LimitExceeded.PhoneNumberThirtySecondLimit",
                   "The same content went to this number less than 30 seconds ago.", True),
         SendError("LimitExceeded.PhoneNumberOneHourLimit",
                   "This number reached its hourly frequency limit.", True),

@@ -50,7 +50,7 @@ def settings() -> Any:
                 timezone=form.get("timezone", ""),
                 intl_daily_quota=form.get("intl_daily_quota", ""),
                 reply_callback_url=form.get("reply_callback_url", ""),
-                reply_callback_enabled=form.get("reply_callback_enabled") == "on",
+                reply_callback_enabled=form.get("reply_callback_enabled", ""),
             )
             commit()
             flash("Settings saved.")

@@ -106,9 +106,9 @@ def rotate_key(sdk_app_id: str) -> Any:
 
 @bp.post("/apps/<sdk_app_id>/status")
 def status(sdk_app_id: str) -> Any:
-    enable = _form("enabled") == "1"
-    return _section(sdk_app_id, "status", lambda: apps.set_enabled(ctx(), sdk_app_id, enable),
-                    "Application enabled." if enable
+    return _section(sdk_app_id, "status",
+                    lambda: apps.set_enabled(ctx(), sdk_app_id, _form("enabled")),
+                    lambda app: "Application enabled." if app.enabled
                     else "Application disabled; it sends nothing now.")
 
 
@@ -166,7 +166,8 @@ def callback(sdk_app_id: str) -> Any:
 
 @bp.post("/apps/<sdk_app_id>/frequency")
 def frequency(sdk_app_id: str) -> Any:
-    rules = {r: (_form(f"{r}_enabled") == "on", _form(f"{r}_limit"))
+    rules: dict[str, tuple[bool | str, Any]] = {
+        r: (_form(f"{r}_enabled"), _form(f"{r}_limit"))
              for r in app_config.FREQ_RULES}
     return _section(sdk_app_id, "frequency",
                     lambda: app_config.set_frequency(ctx(), sdk_app_id, rules),

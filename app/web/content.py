@@ -16,7 +16,7 @@ from app.services import content, notifications, reviews
 from app.services.errors import Conflict, PermissionDenied, ValidationError
 from app.services.uploads import Upload, image_path
 from app.sms import templating
-from app.sms.text import MAINLAND, REGIONS
+from app.sms.text import MAINLAND
 from app.web import commit, ctx, form_errors, page, rollback
 
 bp = Blueprint("content", __name__, url_prefix="")
@@ -28,8 +28,8 @@ LABELS: dict[str, Any] = {"statuses": STATUS_LABELS, "sms_types": templating.SMS
 
 
 def _region() -> str:
-    region = request.values.get("region", MAINLAND)
-    return region if region in REGIONS else MAINLAND
+    """The region asked for (mainland when none); an unknown one is refused (400)."""
+    return content.valid_region(request.values.get("region", MAINLAND))
 
 
 
@@ -85,7 +85,8 @@ def template_form(tid: int | None = None) -> Any:
     return page("content/template_form.html", "content/_template_form.html",
                 status=422 if errors else 200, item=item, region=region, form=form,
                 errors=errors, editable=editable,
-                can_modify=c.actor.can("ModifySmsTemplate"), **LABELS)
+                can_modify=c.actor.can("ModifySmsTemplate"),
+                param_max=c.settings.template_param_max_length, **LABELS)
 
 
 @bp.post("/content/templates/preview")

@@ -64,10 +64,13 @@ def set_policies(user_id: int) -> Any:
 
 @bp.post("/users/<int:user_id>/status")
 def set_status(user_id: int) -> Response:
-    active = request.form.get("active") == "1"
-    users.set_active(ctx(), user_id, active)
-    commit()
-    flash("User enabled." if active else "User disabled; they can no longer sign in.")
+    try:
+        user = users.set_active(ctx(), user_id, request.form.get("active", ""))
+        commit()
+    except (ValidationError, Conflict) as exc:
+        flash(form_errors(exc).get("active") or exc.message)
+        return redirect(url_for("users.detail", user_id=user_id))
+    flash("User enabled." if user.active else "User disabled; they can no longer sign in.")
     return redirect(url_for("users.detail", user_id=user_id))
 
 

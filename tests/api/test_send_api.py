@@ -250,3 +250,17 @@ def test_body_cap_on_a_real_server(api: Flask, caller: Caller) -> None:
         conn.close()
     finally:
         server.shutdown()
+def test_numbers_are_parsed_as_everywhere_else(caller: Caller) -> None:
+    """Issue #8: the send API gives the parser's own message for a bad number."""
+    from tests.number_cases import BAD, GOOD
+
+    for region in ("mainland", "international"):
+        wanted = [(r, e) for r, e in GOOD if e.startswith("+86") == (region == "mainland")]
+        resp = caller.send({"phone_numbers": [r for r, _ in wanted] + [r for r, _ in BAD],
+                            "template_id": caller.shop.templates[region],
+                            "template_params": ["4321"]})
+        results = resp.get_json()["send_status"]
+        assert [(s["code"], s["phone_number"]) for s in results[:len(wanted)]] == [
+            ("Ok", e) for _, e in wanted]
+        assert [(s["code"], s["message"]) for s in results[len(wanted):]] == [
+            ("InvalidParameterValue.IncorrectPhoneNumber", m) for _, m in BAD]

@@ -6,6 +6,7 @@ from sqlalchemy.orm import Session
 
 from app.models import User
 from app.services import unsubscribes
+from bot import blocks
 from tests.bot.conftest import Slack
 from tests.sending.conftest import Shop
 
@@ -34,7 +35,7 @@ def test_send_then_the_reply_shows_the_receipt(slack: Slack, shop: Shop,
 def test_send_refusals_and_usage(slack: Slack, shop: Shop, session: Session) -> None:
     _link(session, shop)
     sid, tid = shop.app.sdk_app_id, shop.templates["international"]
-    bad = slack.command(f"send {sid} {tid} 12345 1", user=ROOT).get_json()["text"]
+    bad = slack.command(f"send {sid} {tid} 12345 1234", user=ROOT).get_json()["text"]
     assert "IncorrectPhoneNumber" in bad
     usage = slack.command("send nope", user=ROOT).get_json()["text"]
     assert "/sms send 1400000001 12" in usage
@@ -55,3 +56,28 @@ def test_mute_and_unsubscribed(slack: Slack, shop: Shop, session: Session) -> No
     out = slack.command("unsubscribed +14155550123", user=ROOT)
     assert "unsubscribed from:" in out.get_json()["text"] and "marketing" in (
         out.get_json()["text"])
+
+
+def test_numbers_in_commands_match_every_other_entry_point(slack: Slack, shop: Shop,
+                                                           session: Session) -> None:
+    """Issue #8: one parser and one message, in Slack too (numbers without spaces,
+    since Slack splits words)."""
+    from tests.number_cases import BAD, GOOD
+
+    _link(session, shop)
+    sid = shop.app.sdk_app_id
+    for raw, e164 in [(r, e) for r, e in GOOD if " " not in r]:
+        added = slack.command(f"mute add {raw} Shop all consent", user=ROOT).get_json()["text"]
+        assert "muted for Shop" in added
+        assert f"{e164} is muted" in slack.command(f"mute {raw}", user=ROOT).get_json()["text"]
+        out = slack.command(f"unsubscribed {raw}", user=ROOT).get_json()["text"]
+        assert "has not unsubscribed" in out
+    for raw, message in BAD:
+        for command in (f"mute {raw}", f"mute add {raw} Shop all consent",
+                        f"unsubscribed {raw}"):
+            assert blocks.escape(message) in slack.command(command, user=ROOT).get_json()[
+                "text"], command
+        for region in ("mainland", "international"):
+            out = slack.command(f"send {sid} {shop.templates[region]} {raw} 1234",
+                                user=ROOT).get_json()["text"]
+            assert "IncorrectPhoneNumber" in out and blocks.escape(message) in out

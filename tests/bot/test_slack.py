@@ -134,6 +134,33 @@ def test_template_modal_with_errors_on_its_fields(slack: Slack, session: Session
     assert session.scalar(select(Template.name)) == "Sale"
 
 
+def test_template_modal_url_flag_region_and_one_line_name(slack: Slack,
+                                                           session: Session) -> None:
+    """Issue #8: the URL opt-in is a modal field; unknown values and line breaks are
+    refused on the modal's fields."""
+    people(session)
+    slack.command("template new international")
+    [opened] = slack.api.named("views.open")
+    assert "allow_url_params" in [b.get("block_id") for b in opened["view"]["blocks"]]
+    values = {"name": {"name": {"value": "Track\nInjected"}},
+              "sms_type": {"sms_type": {"selected_option": {"value": "notification"}}},
+              "content": {"content": {"value": "Track it at {1}"}},
+              "notes": {"notes": {"value": None}},
+              "allow_url_params": {"allow_url_params": {
+                  "selected_options": [{"value": "maybe"}]}}}
+    bad = slack.submit("template_new_modal", values, AUTHOR, "international").get_json()
+    assert "one line" in bad["errors"]["name"]
+    assert "on or off" in bad["errors"]["allow_url_params"]
+    values["name"]["name"]["value"] = "Track"
+    values["allow_url_params"]["allow_url_params"]["selected_options"] = [{"value": "on"}]
+    mars = slack.submit("template_new_modal", values, AUTHOR, "mars").get_json()
+    assert "mars" in mars["errors"]["content"]  # the region has no field of its own
+    assert session.scalar(select(Template.id)) is None
+    ok = slack.submit("template_new_modal", values, AUTHOR, "international")
+    assert ok.status_code == 200 and not ok.data
+    assert session.scalar(select(Template.allow_url_params)) is True
+
+
 def _submit_on_web(session: Session, author: User) -> int:
     t = content.create_template(ctx_for(session, author), "international", {
         "name": "Login code", "sms_type": "verification", "content": "Your code is {1}"})

@@ -106,17 +106,17 @@ def test_frequency_limits_and_allowlist(shop: Shop) -> None:
     app_config.set_frequency(shop.ctx, sid, {"30s": (True, 1), "hour": (True, 3),
                                              "day": (True, 4)})
     assert shop.codes([US]) == ["Ok"]
-    assert shop.codes([US]) == ["LimitExceeded.PhoneNumberSameContentDailyLimit"]
-    assert shop.codes([US], params=["2"]) == ["Ok"]  # other content
-    assert shop.codes([US], params=["3"]) == ["Ok"]
-    assert shop.codes([US], params=["4"]) == ["LimitExceeded.PhoneNumberOneHourLimit"]
+    assert shop.codes([US]) == ["LimitExceeded.PhoneNumberThirtySecondLimit"]
+    assert shop.codes([US], params=["2222"]) == ["Ok"]  # other content
+    assert shop.codes([US], params=["3333"]) == ["Ok"]
+    assert shop.codes([US], params=["4444"]) == ["LimitExceeded.PhoneNumberOneHourLimit"]
     app_config.set_frequency(shop.ctx, sid, {"30s": (True, 1), "hour": (False, 3),
                                              "day": (True, 4)})
-    assert shop.codes([US], params=["5"]) == ["Ok"]
-    assert shop.codes([US], params=["6"]) == ["LimitExceeded.PhoneNumberDailyLimit"]
+    assert shop.codes([US], params=["5555"]) == ["Ok"]
+    assert shop.codes([US], params=["6666"]) == ["LimitExceeded.PhoneNumberDailyLimit"]
     app_config.add_allowlist(shop.ctx, sid, US)
     shop.app.allowlist  # noqa: B018 - loaded fresh below
-    assert shop.codes([US], params=["5"]) == ["Ok"]  # exempt from every frequency limit
+    assert shop.codes([US], params=["5555"]) == ["Ok"]  # exempt from every frequency limit
 
 
 def test_individual_caps_apply_even_when_rules_are_off(shop: Shop) -> None:
@@ -124,7 +124,7 @@ def test_individual_caps_apply_even_when_rules_are_off(shop: Shop) -> None:
                              intl_daily_quota=100, reply_callback_url="",
                              reply_callback_enabled=False)
     assert shop.codes([US]) == ["Ok"]
-    assert shop.codes([US]) == ["LimitExceeded.PhoneNumberSameContentDailyLimit"]
+    assert shop.codes([US]) == ["LimitExceeded.PhoneNumberThirtySecondLimit"]
 
 
 def test_daily_limits_and_threshold_alarm(shop: Shop, session: Session) -> None:
@@ -176,3 +176,25 @@ def test_every_code_is_in_the_catalogue(shop: Shop, session: Session) -> None:
     shop.codes(["+999", US], template="pending")
     for code in session.scalars(select(Message.error_code).where(Message.error_code.is_not(None))):
         assert code in errors.CATALOGUE
+
+
+def test_country_threshold_and_limit_raise_alarms_once(shop: Shop, session: Session) -> None:
+    """Issue #8: country thresholds and limits refused messages but never told anyone."""
+    sid = shop.app.sdk_app_id
+    app_config.add_contact(shop.ctx, sid, name="Ops", email="ops@example.com",
+                           events=["threshold"])
+    app_config.set_country(shop.ctx, sid, iso_code="US", alarm_threshold=2, daily_limit=3)
+    app_config.set_country(shop.ctx, sid, iso_code="GB", alarm_threshold=1)  # no limit
+    us = [f"+1415555{n:04d}" for n in range(400, 406)]
+    assert shop.codes(us[:2]) == ["Ok", "Ok"]
+    subjects = lambda: session.scalars(select(Notification.subject).where(  # noqa: E731
+        Notification.event == "threshold").order_by(Notification.id)).all()
+    assert subjects() == ["Shop passed its daily alarm threshold for US"]
+    assert shop.codes(us[2:]) == ["Ok"] + ["LimitExceeded.AppCountryOrRegionDailyLimit"] * 3
+    assert shop.codes(["+442079460958", "+442079460959"]) == ["Ok", "Ok"]
+    assert subjects() == ["Shop passed its daily alarm threshold for US",
+                          "Shop reached its daily limit for US",
+                          "Shop passed its daily alarm threshold for GB"]  # once each
+    body = session.scalar(select(Notification.body).where(
+        Notification.subject == "Shop reached its daily limit for US"))
+    assert "3" in body and "suspended" in body

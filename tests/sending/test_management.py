@@ -50,7 +50,7 @@ def test_opt_out_keywords_unsubscribe(shop: Shop, session: Session, word: str) -
     session.execute(update(Message).values(status=SUBMITTED))  # as if it had left
     reply = replies.receive(shop.ctx, US, word)
     assert reply.unsubscribed and reply.message_id is not None
-    assert shop.codes([US], params=["2"]) == ["FailedOperation.PhoneNumberUnsubscribed"]
+    assert shop.codes([US], params=["2222"]) == ["FailedOperation.PhoneNumberUnsubscribed"]
     gone = session.scalar(select(Unsubscribe))
     assert (gone.sms_type, gone.source) == ("verification", "reply")
     assert r.code == "Ok"
