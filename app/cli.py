@@ -15,6 +15,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup
 
 from app import create_app, migrate
+from app.encryption import EncryptionKeyError
 from app.queue import enqueue_deferred
 from app.redisconn import shutdown_embedded
 from app.services import apps as app_service
@@ -30,7 +31,15 @@ def _factory() -> Flask:
     return create_app()
 
 
-@click.group(cls=FlaskGroup, create_app=_factory, add_default_commands=False,
+class _Group(FlaskGroup):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EncryptionKeyError as exc:  # a setup fault: one clear line, no traceback
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, create_app=_factory, add_default_commands=False,
              add_version_option=False)
 def cli() -> None:
     """smsops: the SMS operations console."""
@@ -46,6 +55,7 @@ def _as_operator(work: Callable[[Ctx], T]) -> T:
     app = current_app
     migrate.upgrade(app.config["DATABASE_URL"])
     with app.extensions["db"].unit_of_work() as session:
+        _check_keys(session)  # never add rows under a key that cannot read the others
         ctx = Ctx(session, system_actor(ensure_account(session)),
                   Settings.from_config(app.config), gateway=app.extensions["gateway"])
         result = work(ctx)
@@ -68,6 +78,15 @@ def _ensure_root(session: Any) -> tuple[str, str | None] | None:
     return email, password
 
 
+def _check_keys(session: Any) -> None:
+    """Refuse to start when the encryption key cannot read the stored AppKeys."""
+    from sqlalchemy import select
+
+    from app.models import Application
+
+    session.scalars(select(Application.app_key).limit(1)).all()  # decrypts, or raises
+
+
 # --- run / worker -------------------------------------------------------------
 
 @cli.command("run")
@@ -84,6 +103,7 @@ def run_command(host: str | None, port: int | None, threads: int) -> None:
     with db.unit_of_work() as session:
         created = _ensure_root(session)
         ensure_account(session)
+        _check_keys(session)
     if created:
         click.secho(f"Root user: {created[0]}  one-time password: {created[1]}", fg="yellow")
         click.echo("You will choose your own password at first login.")
@@ -232,6 +252,29 @@ def db_upgrade(revision: str) -> None:
 def db_revision(message: str) -> None:
     """Autogenerate a migration from the models (for developers)."""
     migrate.revision(current_app.config["DATABASE_URL"], message)
+
+
+@cli.group("secrets")
+def secrets_group() -> None:
+    """The key that encrypts AppKeys at rest."""
+
+
+@secrets_group.command("new-key")
+def secrets_new_key() -> None:
+    """Print a fresh encryption key (for SMSOPS_ENCRYPTION_KEY or the key file)."""
+    from cryptography.fernet import Fernet
+
+    click.echo(Fernet.generate_key().decode())
+
+
+@secrets_group.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every stored secret with the first key; old keys may go afterwards."""
+    from app.encryption import reencrypt_all
+
+    migrate.upgrade(current_app.config["DATABASE_URL"])
+    count = reencrypt_all(current_app.extensions["db"].engine)
+    click.echo(f"Re-encrypted {count} AppKey(s) with the current key.")
 
 
 # --- users ------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from app.encryption import EncryptionKeyError
 from app.models import Application
 from app.queue import enqueue_deferred
 from app.services import sending
@@ -108,6 +109,13 @@ def _http_error(exc: HTTPException) -> tuple[Response, int]:
 def _unexpected(exc: Exception) -> tuple[Response, int]:
     current_app.logger.exception("API error on %s", request.path)
     return _error(500, "InternalError", "Something went wrong on our side. It has been logged.")
+
+
+@bp.errorhandler(EncryptionKeyError)
+def _encryption_key(exc: EncryptionKeyError) -> tuple[Response, int]:
+    current_app.logger.error("%s", exc)  # a setup fault: said plainly, no stack trace
+    return _error(503, "InternalError.EncryptionKey",
+                  "This server cannot read its stored keys; the operator has been told why.")
 
 
 @bp.errorhandler(ServiceError)
