@@ -41,6 +41,8 @@ def defaults(instance: Path) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": False,
         "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
         "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,
+        # Seconds a clean stop waits for workers and listeners before killing them.
+        "SHUTDOWN_TIMEOUT": 10,
     }
 
 
