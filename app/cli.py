@@ -148,8 +148,12 @@ def run_command(host: str | None, port: int | None, threads: int) -> None:
         click.echo(f"smsops is running at http://{host}:{port}  (Ctrl-C stops it)")
         server.run()
     except KeyboardInterrupt:
-        click.echo("Stopping…")
+        pass  # (waitress returns from run() on it too)
     finally:
+        # A second signal must not cut the stop short: it is bounded by the timeout.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        click.echo("Stopping…")
         if server is not None:
             server.close()
         children.stop()

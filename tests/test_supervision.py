@@ -171,6 +171,8 @@ def test_sigterm_stops_every_child_within_the_timeout(tmp_path: Path, runs: list
 
     stopped = time.monotonic()
     run.proc.send_signal(signal.SIGTERM)
+    _wait(lambda: "Stopping" in run.output(), 10, "the stop to begin")
+    run.proc.send_signal(signal.SIGTERM)  # impatient supervisors repeat it: no harm
     # The job would take 120 s: the worker is stopped at the timeout instead.
     assert run.proc.wait(timeout=SHUTDOWN_TIMEOUT + 15) == 0, run.output()
     took = time.monotonic() - stopped
