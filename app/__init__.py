@@ -14,7 +14,7 @@ from htmx_flask import Htmx
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import config as cfg
-from app import gateways
+from app import encryption, gateways
 from app.db import Database
 from app.redisconn import connect, redis_url
 
@@ -24,6 +24,9 @@ login_manager = LoginManager()
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    # Whatever we write (database, WAL, uploads, outbox, Redis dump and socket, keys)
+    # is for our user only; children and the embedded Redis inherit this.
+    os.umask(0o077)
     flask_app = Flask(__name__, template_folder=str(cfg.ROOT / "templates"))
     # The instance folder decides the other defaults, so it is read first.
     instance = cfg.instance_dir(
@@ -40,6 +43,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     cfg.check(flask_app.config)
     if not flask_app.config.get("SECRET_KEY"):
         flask_app.config["SECRET_KEY"] = cfg.secret_key(instance)
+    encryption.configure(flask_app.config)
 
     flask_app.extensions["db"] = Database(flask_app.config["DATABASE_URL"])
     url = redis_url(flask_app.config)
@@ -66,6 +70,12 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     flask_app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # signed with the AppKey instead of a session
+
+    @flask_app.errorhandler(encryption.EncryptionKeyError)
+    def _wrong_key(exc: encryption.EncryptionKeyError) -> tuple[Any, int]:
+        # A setup fault the operator must fix: said plainly, without a stack trace.
+        log.error("%s", exc)
+        return "This server cannot read its stored keys; the operator has been told why.", 503
 
     flask_app.extensions["slack"] = slack_app.build(flask_app)
     flask_app.register_blueprint(slack_web.bp)

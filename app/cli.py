@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -15,12 +15,14 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup
 
 from app import create_app, migrate
+from app.encryption import EncryptionKeyError
 from app.queue import enqueue_deferred
-from app.redisconn import shutdown_embedded
+from app.redisconn import embedded_pids, shutdown_embedded
 from app.services import apps as app_service
 from app.services.accounts import ensure_account, system_actor
 from app.services.context import Ctx, Settings
 from app.services.errors import ServiceError
+from app.supervise import die_with_supervisor, exit_after, forks_die_with_us
 
 T = TypeVar("T")
 ROOT_EMAIL = "admin@example.com"  # change it with SMSOPS_ROOT_EMAIL
@@ -30,7 +32,15 @@ def _factory() -> Flask:
     return create_app()
 
 
-@click.group(cls=FlaskGroup, create_app=_factory, add_default_commands=False,
+class _Group(FlaskGroup):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EncryptionKeyError as exc:  # a setup fault: one clear line, no traceback
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Group, create_app=_factory, add_default_commands=False,
              add_version_option=False)
 def cli() -> None:
     """smsops: the SMS operations console."""
@@ -46,6 +56,7 @@ def _as_operator(work: Callable[[Ctx], T]) -> T:
     app = current_app
     migrate.upgrade(app.config["DATABASE_URL"])
     with app.extensions["db"].unit_of_work() as session:
+        _check_keys(session)  # never add rows under a key that cannot read the others
         ctx = Ctx(session, system_actor(ensure_account(session)),
                   Settings.from_config(app.config), gateway=app.extensions["gateway"])
         result = work(ctx)
@@ -68,6 +79,15 @@ def _ensure_root(session: Any) -> tuple[str, str | None] | None:
     return email, password
 
 
+def _check_keys(session: Any) -> None:
+    """Refuse to start when the encryption key cannot read the stored AppKeys."""
+    from sqlalchemy import select
+
+    from app.models import Application
+
+    session.scalars(select(Application.app_key).limit(1)).all()  # decrypts, or raises
+
+
 # --- run / worker -------------------------------------------------------------
 
 @cli.command("run")
@@ -78,54 +98,68 @@ def run_command(host: str | None, port: int | None, threads: int) -> None:
     """Start the web server, an RQ worker and its scheduler; Ctrl-C stops all."""
     from waitress import create_server
 
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    migrate.upgrade(app.config["DATABASE_URL"])
-    db = app.extensions["db"]
-    with db.unit_of_work() as session:
-        created = _ensure_root(session)
-        ensure_account(session)
-    if created:
-        click.secho(f"Root user: {created[0]}  one-time password: {created[1]}", fg="yellow")
-        click.echo("You will choose your own password at first login.")
+    from app.supervise import Children, InstanceLock
 
-    env = dict(os.environ)
-    env.update(SMSOPS_REDIS_URL=app.config["REDIS_URL_RESOLVED"],
-               SMSOPS_DATABASE_URL=app.config["DATABASE_URL"],
-               SMSOPS_INSTANCE_DIR=app.config["INSTANCE_DIR"])
-    # Own sessions: Ctrl-C reaches only us, and we stop the children in order.
-    children = [subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env,
-                                 start_new_session=True)]
-    # Receipts and replies: on their own SMPP bind, or pulled from Tencent Cloud.
-    follower = {"smpp": "smpp-listen", "tencentcloud": "tencentcloud-poll"}.get(
-        app.config.get("GATEWAY", "simulator"))
-    if follower:
-        children.append(subprocess.Popen(  # noqa: S603 - a fixed command of ours
-            [sys.executable, "-m", "app.cli", follower], env=env, start_new_session=True))
-    host = host or app.config["HOST"]
-    port = port or int(app.config["PORT"])
-    server = create_server(app, host=host, port=port, threads=threads)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    lock = InstanceLock(Path(app.config["INSTANCE_DIR"]))
+    if not lock.acquire():
+        _fail(f"smsops is already running on {app.config['INSTANCE_DIR']} (pid "
+              f"{lock.holder()}); stop it first.")
 
     def _stop(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
-    # Explicit, because a shell starting us in the background leaves SIGINT ignored.
+    # Explicit, because a shell starting us in the background leaves SIGINT ignored;
+    # set first, so a stop during start-up also stops whatever has started.
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    click.echo(f"smsops is running at http://{host}:{port}  (Ctrl-C stops it)")
+    children = Children(float(app.config["SHUTDOWN_TIMEOUT"]))
+    children.guard(embedded_pids())  # the embedded Redis ends with us, however we end
+    server = None
     try:
+        migrate.upgrade(app.config["DATABASE_URL"])
+        db = app.extensions["db"]
+        with db.unit_of_work() as session:
+            created = _ensure_root(session)
+            ensure_account(session)
+            _check_keys(session)
+        host = host or app.config["HOST"]
+        port = port or int(app.config["PORT"])
+        try:  # before any child starts: a taken port leaves nothing behind
+            server = create_server(app, host=host, port=port, threads=threads)
+        except OSError as exc:
+            _fail(f"Cannot listen on {host}:{port}: {exc.strerror or exc}. Stop what uses "
+                  "it, or choose another port with --port or SMSOPS_PORT.")
+        if created:
+            click.secho(f"Root user: {created[0]}  one-time password: {created[1]}",
+                        fg="yellow")
+            click.echo("You will choose your own password at first login.")
+
+        env = dict(os.environ)
+        env.update(SMSOPS_REDIS_URL=app.config["REDIS_URL_RESOLVED"],
+                   SMSOPS_DATABASE_URL=app.config["DATABASE_URL"],
+                   SMSOPS_INSTANCE_DIR=app.config["INSTANCE_DIR"])
+        children.start([sys.executable, "-m", "app.cli", "worker"], env)
+        # Receipts and replies: on their own SMPP bind, or pulled from Tencent Cloud.
+        follower = {"smpp": "smpp-listen", "tencentcloud": "tencentcloud-poll"}.get(
+            app.config.get("GATEWAY", "simulator"))
+        if follower:
+            children.start([sys.executable, "-m", "app.cli", follower], env)
+        click.echo(f"smsops is running at http://{host}:{port}  (Ctrl-C stops it)")
         server.run()
     except KeyboardInterrupt:
-        click.echo("Stopping…")
+        pass  # (waitress returns from run() on it too)
     finally:
-        server.close()
-        for child in children:  # RQ finishes the current job, then exits
-            child.send_signal(signal.SIGTERM)
-        for child in children:
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        # A second signal must not cut the stop short: it is bounded by the timeout.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        click.echo("Stopping…")
+        if server is not None:
+            server.close()
+        children.stop()
         shutdown_embedded()
+        children.release_guard()
+        lock.release()
 
 
 @cli.command("worker")
@@ -134,6 +168,8 @@ def worker_command(burst: bool) -> None:
     """Run one RQ worker with the scheduler."""
     from jobs.worker import run
 
+    die_with_supervisor()
+    forks_die_with_us()  # its work-horses and scheduler end with it
     try:
         run(current_app._get_current_object(), burst=burst)  # type: ignore[attr-defined]
     finally:
@@ -164,9 +200,11 @@ def smpp_listen_command() -> None:
 
     if current_app.config.get("GATEWAY") != "smpp":
         _fail("Set SMSOPS_GATEWAY=smpp and the SMSOPS_SMPP_* settings first.")
+    die_with_supervisor()
     listener = smpp_listener(current_app._get_current_object())  # type: ignore[attr-defined]
 
     def _stop(_signum: int, _frame: Any) -> None:
+        exit_after(float(current_app.config["SHUTDOWN_TIMEOUT"]))  # a stop never hangs
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
@@ -194,8 +232,10 @@ def tencentcloud_poll_command(every: float) -> None:
     if current_app.config.get("GATEWAY") != "tencentcloud":
         _fail("Set SMSOPS_GATEWAY=tencentcloud and the SMSOPS_TENCENTCLOUD_* settings first.")
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    die_with_supervisor()
 
     def _stop(_signum: int, _frame: Any) -> None:
+        exit_after(float(app.config["SHUTDOWN_TIMEOUT"]))  # a stop never hangs
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
@@ -232,6 +272,29 @@ def db_upgrade(revision: str) -> None:
 def db_revision(message: str) -> None:
     """Autogenerate a migration from the models (for developers)."""
     migrate.revision(current_app.config["DATABASE_URL"], message)
+
+
+@cli.group("secrets")
+def secrets_group() -> None:
+    """The key that encrypts AppKeys at rest."""
+
+
+@secrets_group.command("new-key")
+def secrets_new_key() -> None:
+    """Print a fresh encryption key (for SMSOPS_ENCRYPTION_KEY or the key file)."""
+    from cryptography.fernet import Fernet
+
+    click.echo(Fernet.generate_key().decode())
+
+
+@secrets_group.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every stored secret with the first key; old keys may go afterwards."""
+    from app.encryption import reencrypt_all
+
+    migrate.upgrade(current_app.config["DATABASE_URL"])
+    count = reencrypt_all(current_app.extensions["db"].engine)
+    click.echo(f"Re-encrypted {count} AppKey(s) with the current key.")
 
 
 # --- users ------------------------------------------------------------------------

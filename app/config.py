@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def instance_dir(config: dict[str, Any]) -> Path:
     path = Path(config.get("INSTANCE_DIR") or ROOT / "instance")
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Holds the database, uploads, mail and keys: only our user may enter it, also
+    # on installations made before this was tightened.
+    with contextlib.suppress(PermissionError):  # a folder someone else owns stays theirs
+        path.chmod(0o700)
     return path
 
 
@@ -39,6 +47,8 @@ def defaults(instance: Path) -> dict[str, Any]:
         "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,
         "API_MAX_BODY_BYTES": 1024 * 1024,  # /api/v1 bodies, refused (413) before reading
         "TEMPLATE_PARAM_MAX_LENGTH": 35,  # characters per template parameter
+        # Seconds a clean stop waits for workers and listeners before killing them.
+        "SHUTDOWN_TIMEOUT": 10,
     }
 
 
@@ -52,8 +62,20 @@ def check(config: dict[str, Any]) -> None:
 
 def secret_key(instance: Path) -> str:
     """A key generated once per installation and kept under instance/."""
-    path = instance / "secret_key"
+    return write_once(instance / "secret_key", lambda: secrets.token_hex(32)).strip()
+
+
+def write_once(path: Path, make: Callable[[], str]) -> str:
+    """The file's text, made first if missing: 0600 from the start, and whole, since
+    it is written aside and linked into place; of two processes starting together
+    the second reads the first one's value."""
     if not path.exists():
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(make())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+    return path.read_text()

@@ -16,12 +16,15 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
+from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from app import migrate
 from app.db import Base, Database
 
+# One encryption key for the whole session, so test-made apps and databases agree.
+os.environ.setdefault("SMSOPS_ENCRYPTION_KEY", Fernet.generate_key().decode())
 PG_ADMIN = os.environ.get("SMSOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_SERVER = os.environ.get("SMSOPS_TEST_REDIS", "redis://127.0.0.1:6379/13")
 

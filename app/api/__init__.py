@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from app import safejson
+from app.encryption import EncryptionKeyError
 from app.models import Application
 from app.queue import enqueue_deferred
 from app.services import sending
@@ -161,6 +162,13 @@ def _http_error(exc: HTTPException) -> tuple[Response, int]:
 def _unexpected(exc: Exception) -> tuple[Response, int]:
     current_app.logger.exception("API error on %s", request.path)
     return _error(500, "InternalError", "Something went wrong on our side. It has been logged.")
+
+
+@bp.errorhandler(EncryptionKeyError)
+def _encryption_key(exc: EncryptionKeyError) -> tuple[Response, int]:
+    current_app.logger.error("%s", exc)  # a setup fault: said plainly, no stack trace
+    return _error(503, "InternalError.EncryptionKey",
+                  "This server cannot read its stored keys; the operator has been told why.")
 
 
 @bp.errorhandler(ServiceError)

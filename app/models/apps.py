@@ -8,6 +8,7 @@ from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, utcnow
+from app.encryption import EncryptedText
 
 # Events an alarm contact can subscribe to.
 ALARM_EVENTS = {
@@ -29,8 +30,9 @@ class Application(Base):
     overview: Mapped[str] = mapped_column(String(500), default="")
     tags: Mapped[list[str]] = mapped_column(default=list)
     enabled: Mapped[bool] = mapped_column(default=True)
-    # Needed in full to verify HMAC signatures, so it cannot be a one-way hash.
-    app_key: Mapped[str] = mapped_column(String(128))
+    # Needed in full to verify HMAC signatures, so it cannot be a one-way hash:
+    # encrypted at rest instead, and plain text in Python.
+    app_key: Mapped[str] = mapped_column(EncryptedText())
     key_rotated_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

