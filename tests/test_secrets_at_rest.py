@@ -24,7 +24,7 @@ from app.models import Application
 from app.notify import Message
 from app.notify.email import EmailChannel
 from app.redisconn import shutdown_embedded
-from app.services.uploads import Upload, store_image
+from app.services.uploads import Upload, check_image, store_on_commit
 from tests.api.test_send_api import signed
 from tests.conftest import PG_UP, REDIS_SERVER, Backend, _pg_database
 from tests.helpers import make_user
@@ -81,7 +81,10 @@ def test_fresh_instance_is_private_and_app_keys_are_encrypted(
         key = dict(line.split(": ") for line in made.output.strip().splitlines())["AppKey"]
         app = create_app()
         try:
-            store_image(instance / "uploads", Upload("proof.png", _png()), "proof")
+            with app.extensions["db"].sessions() as s:
+                store_on_commit(s, instance / "uploads",
+                                check_image(Upload("proof.png", _png()), "proof_image"))
+                s.commit()
             EmailChannel(app.config).send(Message("ops@example.com", "Subject", "Body"))
             with app.extensions["db"].sessions() as s:  # a reader keeps -wal/-shm open
                 assert s.scalar(select(Application.app_key)) == key
@@ -116,11 +119,11 @@ def test_signed_api_call_verifies_against_the_encrypted_key(
     app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
                       "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x"})
     try:
-        headers = signed(key, b"")
+        headers = signed(key, b"", method="GET", target="/api/v1/sms/messages/none")
         headers["X-SMS-AppId"] = shop.app.sdk_app_id
         resp = app.test_client().get("/api/v1/sms/messages/none", headers=headers)
         assert resp.status_code == 404  # signature accepted; no such message
-        headers = signed("0" * 64, b"")
+        headers = signed("0" * 64, b"", method="GET", target="/api/v1/sms/messages/none")
         headers["X-SMS-AppId"] = shop.app.sdk_app_id
         resp = app.test_client().get("/api/v1/sms/messages/none", headers=headers)
         assert resp.status_code == 401
