@@ -33,6 +33,10 @@ def defaults(instance: Path) -> dict[str, Any]:
         "SESSION_COOKIE_SECURE": False,
         "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
         "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,
+        # The sending pipeline (app/services/pipeline.py), in seconds.
+        "LEASE_S": 30,  # a claim's lifetime before the sweeper resolves it
+        "SWEEP_INTERVAL_S": 5,
+        "RECEIPT_VALIDITY_S": 72 * 3600,  # then a submitted message ends `no_receipt`
     }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -133,7 +134,10 @@ def send() -> tuple[Response, int] | Response:
     request_id, results = sending.send(ctx, Limiter(current_app.extensions["redis"]),
                                        _app.sdk_app_id, req)
     ctx.db.commit()
-    enqueue_deferred(current_app.extensions["redis"], ctx.deferred)
+    try:
+        enqueue_deferred(current_app.extensions["redis"], ctx.deferred)
+    except RedisError as exc:  # committed: the sweeper re-drives these rows
+        current_app.logger.warning("send %s: wake-up not enqueued (%s)", request_id, exc)
     return jsonify(request_id=request_id, send_status=[
         {"serial_no": r.serial_no, "phone_number": r.phone_number, "code": r.code,
          "message": r.message, "fee": r.fee, "iso_code": r.iso_code} for r in results])

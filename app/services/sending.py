@@ -30,7 +30,7 @@ from app.models import (
     Unsubscribe,
 )
 from app.models.content import EFFECTIVE
-from app.models.sending import ACCEPTED, DELIVERED, FAILED, REJECTED, SUBMITTED, SUBMITTING
+from app.models.sending import ACCEPTED, REJECTED
 from app.services import notifications
 from app.services.apps import get_app
 from app.services.context import Ctx
@@ -40,7 +40,8 @@ from app.sms import errors, numbers, templating
 from app.sms.text import INTERNATIONAL, MAINLAND, count
 
 MAX_NUMBERS = 200  # per request
-SUBMIT_JOB = "jobs.sending.submit"
+SUBMIT_JOB = "jobs.sending.submit"  # for given ids; requests wake the drainer instead
+DRAIN_JOB = "jobs.sending.drain"  # coalesced across requests (app/queue.py)
 STATUS_CALLBACK_JOB = "jobs.callbacks.status"
 QUIET_START, QUIET_END = 21, 8  # no marketing from 21:00 to 08:00 local
 
@@ -206,7 +207,7 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
     ctx.db.add_all(messages)  # once: no flush per number
     ctx.db.flush()
     if accepted:
-        ctx.defer(SUBMIT_JOB, [m.id for m in accepted])
+        ctx.defer(DRAIN_JOB)
     return request_id, results
 
 
@@ -391,64 +392,7 @@ def as_dict(msg: Message, sdk_app_id: str) -> dict[str, Any]:
     }
 
 
-# --- after acceptance: claimed in batches, submitted, receipts ------------------
-
-def claim(db: Any, ids: list[int]) -> list[Message]:
-    """Move accepted messages to submitting; only the claimed ones may be submitted,
-    so a retried job never submits a message twice."""
-    db.execute(update(Message).where(Message.id.in_(ids), Message.status == ACCEPTED)
-               .values(status=SUBMITTING).execution_options(synchronize_session=False))
-    db.commit()  # the claim must be durable before anything leaves
-    return list(db.scalars(select(Message).where(Message.id.in_(ids),
-                                                 Message.status == SUBMITTING)))
-
-
-def outbound(db: Any, claimed: list[Message]) -> list[Any]:
-    """What the gateway needs: the text, and for template carriers the template's id
-    there, its parameters and the signature text."""
-    from app.gateways.base import Outbound
-
-    template_ids = {m.template_id for m in claimed if m.template_id}
-    signature_ids = {m.signature_id for m in claimed if m.signature_id}
-    refs = dict(db.execute(select(Template.id, Template.carrier_template_id)
-                           .where(Template.id.in_(template_ids))).all()) if template_ids else {}
-    signs = dict(db.execute(select(Signature.id, Signature.content)
-                            .where(Signature.id.in_(signature_ids))).all()) \
-        if signature_ids else {}
-    return [Outbound(m.id, m.phone_number, m.content, m.region,
-                     template_ref=refs.get(m.template_id), params=tuple(m.template_params or ()),
-                     sign_name=signs.get(m.signature_id)) for m in claimed]
-
-
-def record_submissions(db: Any, results: list[Any]) -> None:
-    """results: gateway SubmitResults in the order of the claimed messages."""
-    now = utcnow()
-    for r in results:
-        values: dict[str, Any] = {"submitted_at": now, "gateway_message_id": r.gateway_id}
-        if r.accepted:
-            values["status"] = SUBMITTED
-        else:
-            values.update(status=FAILED, error_code=r.error_code, carrier_code=r.carrier_code)
-        db.execute(update(Message).where(Message.id == r.message_id,
-                                         Message.status == SUBMITTING).values(**values)
-                   .execution_options(synchronize_session=False))
-
-
-def record_receipts(db: Any, receipts: list[Any]) -> list[int]:
-    """Delivery reports; returns the ids of messages that changed (for callbacks)."""
-    changed = []
-    for r in receipts:
-        values: dict[str, Any] = {"receipt_at": r.at or utcnow(), "carrier_code": r.carrier_code,
-                                  "status": DELIVERED if r.delivered else FAILED}
-        if not r.delivered:
-            values["error_code"] = "FailedOperation.Undelivered"
-        where = (Message.id == r.message_id) if r.message_id else (
-            Message.gateway_message_id == r.gateway_id)
-        done = db.execute(update(Message).where(where, Message.status == SUBMITTED)
-                          .values(**values).returning(Message.id))
-        changed.extend(done.scalars().all())
-    return changed
-
+# --- after acceptance: see app/services/pipeline.py ---------------------------------
 
 def apps_with_callbacks(db: Any, message_ids: list[int]) -> list[int]:
     """The messages whose application has a status callback URL."""
