@@ -49,6 +49,8 @@ class Sweeper(threading.Thread):
 
 def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool:
     runtime.use(app)
+    if not logging.getLogger().handlers:  # our own lines (sweeper, outages) next to RQ's
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if no_fork is None:
         no_fork = str(app.config.get("WORKER_NO_FORK", "")).lower() in ("1", "true", "yes")
     cls: type[BaseWorker] = SimpleWorker if no_fork else Worker

@@ -14,7 +14,8 @@ test numbers with a fixed outcome, so people and tests can see each path:
 Settings (SMSOPS_SIMULATOR_*): LATENCY_MS (per batch, default 0), REFUSE_RATES and
 UNDELIVERED_RATES (JSON objects of carrier code → share, e.g.
 {"MK:0012": 0.01, "MK:0005": 0.005} and {"UNDELIV": 0.02, "EXPIRED": 0.01}),
-NO_RECEIPT_RATE, RECEIPT_DELAY_S (default 2), SEED (for repeatable runs), LEDGER
+NO_RECEIPT_RATE, RECEIPT_DELAY_S (default 2), SEED (for repeatable runs), OUTAGE_FILE
+(while that file exists the carrier cannot be reached: a link outage), LEDGER
 (a file path: the simulated carrier's record of every submission, shared by every
 process, so it can be asked about an attempt after a crash and so tests can count
 what reached the "carrier"; without it the record lives in this process only).
@@ -23,6 +24,7 @@ what reached the "carrier"; without it the record lives in this process only).
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import threading
@@ -31,7 +33,7 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
-from app.gateways.base import Outbound, Receipt, SubmitResult
+from app.gateways.base import GatewayUnavailable, Outbound, Receipt, SubmitResult
 
 DELIVERED, REFUSED, UNDELIVERED, SILENT = "delivered", "refused", "undelivered", "silent"
 TEST_NUMBERS = {
@@ -54,6 +56,7 @@ class SimulatorGateway:
         self.receipt_delay_s = float(c.get("SIMULATOR_RECEIPT_DELAY_S", 2.0))
         self.random = random.Random(c.get("SIMULATOR_SEED"))
         self.ledger = Ledger(c.get("SIMULATOR_LEDGER") or None)
+        self.outage_file = c.get("SIMULATOR_OUTAGE_FILE") or None
 
     def register_signature(self, region: str, content: str) -> bool:
         return True  # the simulator's carrier registers at once
@@ -73,7 +76,12 @@ class SimulatorGateway:
             roll -= rate
         return DELIVERED, "DELIVRD"
 
+    def _reachable(self) -> None:
+        if self.outage_file and os.path.exists(self.outage_file):
+            raise GatewayUnavailable("the simulated carrier is unreachable (outage file)")
+
     def submit(self, batch: list[Outbound]) -> list[SubmitResult]:
+        self._reachable()
         if self.latency_s:
             time.sleep(self.latency_s)  # one round trip per batch, like a windowed SMSC
         decided = []
@@ -98,6 +106,7 @@ class SimulatorGateway:
 
     def lookup(self, batch: list[Outbound]) -> list[SubmitResult | None]:
         """What became of each message of an attempt; fences those never seen."""
+        self._reachable()
         found = self.ledger.lookup([(m.message_id, m.attempt_id or "") for m in batch])
         return [self._result(m.message_id, *found[m.message_id]) if m.message_id in found
                 else None for m in batch]

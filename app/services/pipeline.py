@@ -67,7 +67,7 @@ from sqlalchemy import bindparam, delete, exists, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from app.db import UTCDateTime, utcnow
-from app.gateways.base import Outbound, Receipt, SubmitResult
+from app.gateways.base import GatewayUnavailable, Outbound, Receipt, SubmitResult
 from app.models import Message, ReceiptInbox, Signature, Template
 from app.models.sending import (
     ACCEPTED,
@@ -336,7 +336,10 @@ def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepRepor
                 .execution_options(synchronize_session=False))
             report.unknown += len(claimed)
             continue
-        answers: list[SubmitResult | None] = lookup(outbound(db, claimed, attempt))
+        try:
+            answers: list[SubmitResult | None] = lookup(outbound(db, claimed, attempt))
+        except GatewayUnavailable:
+            continue  # cannot ask now: still held, asked again next sweep
         seen = [a for a in answers if a is not None]
         never = [c.id for c, a in zip(claimed, answers, strict=True) if a is None]
         record_submissions(db, attempt, seen)
