@@ -174,8 +174,9 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
     blocked = _blocked(ctx, app, signature, template,
                        [p[0] for p in parsed.values() if p is not None])
     results: list[SendStatus] = []
-    accepted: list[Message] = []
     messages: list[Message] = []
+    codes: list[str | None] = []
+    wanted: list[tuple[int, list[Check]]] = []  # (index, its limit checks)
     seen: set[str] = set()
     for raw in req.phone_numbers:
         serial = _new_serial()
@@ -191,18 +192,24 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
         if code is None and msg.phone_number in seen:
             code = "InvalidParameterValue.IncorrectPhoneNumber"  # the same number twice
         if code is None:
-            code = _reserve(ctx, limiter, app, account, msg, counted.billed_items, allowlist,
-                            countries, day, now)
-        if code is None:
             seen.add(msg.phone_number)
+            wanted.append((len(messages), _checks(
+                app, account, msg, counted.billed_items, msg.phone_number in allowlist,
+                countries.get(msg.iso_code), day)))
+        messages.append(msg)
+        codes.append(code)
+    _reserve_all(ctx, limiter, app, account, messages, codes, wanted, counted.billed_items,
+                 day, now)
+    accepted = False
+    for msg, code in zip(messages, codes, strict=True):
+        if code is None:
             msg.fee = counted.billed_items
             msg.status = ACCEPTED
-            accepted.append(msg)
+            accepted = True
         else:
             msg.status, msg.error_code = REJECTED, code
-        messages.append(msg)
         reason = "Sent to the carrier shortly." if code is None else errors.describe(code).reason
-        results.append(SendStatus(serial, msg.phone_number, code or errors.OK, reason,
+        results.append(SendStatus(msg.serial_no, msg.phone_number, code or errors.OK, reason,
                                   msg.fee, msg.iso_code))
     ctx.db.add_all(messages)  # once: no flush per number
     ctx.db.flush()
@@ -293,65 +300,106 @@ def app_day_key(app_id: int, region: str, day: str) -> str:
     return f"smsops:day:app:{app_id}:{region}:{day}"
 
 
-def _reserve(ctx: Ctx, limiter: Limiter, app: Application, account: Account, msg: Message,
-             fee: int, allowlist: set[str], countries: dict[str, Any], day: str,
-             now: datetime) -> str | None:
-    checks = _checks(app, account, msg, fee, msg.phone_number in allowlist,
-                     countries.get(msg.iso_code), day)
-    refused = limiter.reserve(checks, int(now.timestamp() * 1000))
-    if refused is not None:
-        if refused.error_code.startswith("LimitExceeded.PhoneNumber"):
+def _reserve_all(ctx: Ctx, limiter: Limiter, app: Application, account: Account,
+                 messages: list[Message], codes: list[str | None],
+                 wanted: list[tuple[int, list[Check]]], fee: int, day: str,
+                 now: datetime) -> None:
+    """Every limit of every number in one Redis call, then credit with one query;
+    fills `codes` for the numbers refused. Alarms at most once per kind per request."""
+    refused = limiter.reserve_many([checks for _i, checks in wanted],
+                                   int(now.timestamp() * 1000))
+    reserved: list[tuple[int, list[Check]]] = []
+    refusals: list[tuple[Message, Check]] = []
+    for (i, checks), refusal in zip(wanted, refused, strict=True):
+        if refusal is None:
+            reserved.append((i, checks))
+        else:
+            codes[i] = refusal.error_code
+            refusals.append((messages[i], refusal))
+    if reserved:
+        region = messages[reserved[0][0]].region
+        if region == MAINLAND:
+            covered = _consume_credit(ctx, limiter, account, fee, len(reserved))
+            unpaid = reserved[covered:]
+            if unpaid:
+                limiter.release([c for _i, checks in unpaid for c in checks])
+                for i, _checks_of in unpaid:
+                    codes[i] = "FailedOperation.InsufficientBalanceInSmsPackage"
+            reserved = reserved[:covered]
+        threshold = app.mainland_alarm_threshold if region == MAINLAND \
+            else app.intl_alarm_threshold
+        if reserved and threshold is not None:
+            used = limiter.used(app_day_key(app.id, region, day))
+            if used >= threshold:
+                _alarm(ctx, limiter, app, "threshold",
+                       f"threshold:{app.sdk_app_id}:{region}:{day}", 86400,
+                       f"{app.name} passed its daily {region} alarm threshold",
+                       f"{app.name} ({app.sdk_app_id}) has sent {used:,} billed {region} "
+                       f"items today; the alarm threshold is {threshold:,}.")
+    alarmed: set[str] = set()
+    for msg, refusal in refusals:
+        if refusal.error_code.startswith("LimitExceeded.PhoneNumber") and "f" not in alarmed:
+            alarmed.add("f")
             hour = time.gmtime().tm_hour
             _alarm(ctx, limiter, app, "frequency", f"{app.sdk_app_id}:{day}:{hour}", 3600,
                    f"Frequency limit hit in {app.name}",
                    f"{app.name} ({app.sdk_app_id}) refused a message to {msg.phone_number}: "
-                   f"{errors.describe(refused.error_code).reason}")
-        elif refused.error_code == "LimitExceeded.AppDailyLimit":
+                   f"{errors.describe(refusal.error_code).reason}")
+        elif refusal.error_code == "LimitExceeded.AppDailyLimit" and "l" not in alarmed:
+            alarmed.add("l")
             _alarm(ctx, limiter, app, "threshold", f"limit:{app.sdk_app_id}:{msg.region}:{day}",
                    86400, f"{app.name} reached its daily {msg.region} limit",
                    f"{app.name} ({app.sdk_app_id}) reached its daily {msg.region} limit; "
                    "sending there is suspended until the end of the day.")
-        return refused.error_code
-    if msg.region == MAINLAND and not _consume_credit(ctx, limiter, account, fee):
-        limiter.release(checks)
-        return "FailedOperation.InsufficientBalanceInSmsPackage"
-    threshold = app.mainland_alarm_threshold if msg.region == MAINLAND \
-        else app.intl_alarm_threshold
-    used = limiter.used(app_day_key(app.id, msg.region, day)) if threshold is not None else 0
-    if threshold is not None and used >= threshold:
-        _alarm(ctx, limiter, app, "threshold", f"threshold:{app.sdk_app_id}:{msg.region}:{day}",
-               86400, f"{app.name} passed its daily {msg.region} alarm threshold",
-               f"{app.name} ({app.sdk_app_id}) has sent {used:,} billed {msg.region} items "
-               f"today; the alarm threshold is {threshold:,}.")
-    return None
 
 
-def _consume_credit(ctx: Ctx, limiter: Limiter, account: Account, fee: int) -> bool:
-    """Earliest-expiring package first; a conditional update, so balances never go
-    negative. Without any package, mainland sending is not metered."""
+def _consume_credit(ctx: Ctx, limiter: Limiter, account: Account, fee: int, count: int) -> int:
+    """Pay for up to `count` messages of `fee` billed items each, earliest-expiring
+    package first (each message from one package); returns how many are paid for.
+    One query reads the packages (locked on PostgreSQL); a conditional update per
+    package used, so balances never go negative. Without any package, mainland
+    sending is not metered."""
     now = utcnow()
-    packages = ctx.db.scalars(select(CreditPackage).where(
-        CreditPackage.account_id == account.id).order_by(CreditPackage.expires_at)).all()
+    q = select(CreditPackage).where(CreditPackage.account_id == account.id) \
+        .order_by(CreditPackage.expires_at)
+    if ctx.db.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update()
+    packages = ctx.db.scalars(q).all()
     if not packages:
-        return True
-    for p in packages:
-        if p.expires_at <= now or p.remaining < fee:
-            continue
+        return count
+    live = [p for p in packages if p.expires_at > now]
+    left = {p.id: p.remaining for p in live}
+    take: dict[int, int] = {}
+    paid = 0
+    for _n in range(count):
+        p = next((p for p in live if left[p.id] >= fee), None)
+        if p is None:
+            break
+        left[p.id] -= fee
+        take[p.id] = take.get(p.id, 0) + fee
+        paid += 1
+    charged: list[tuple[int, int]] = []
+    for package_id, amount in take.items():
         done = ctx.db.execute(update(CreditPackage).where(
-            CreditPackage.id == p.id, CreditPackage.remaining >= fee)
-            .values(remaining=CreditPackage.remaining - fee)
+            CreditPackage.id == package_id, CreditPackage.remaining >= amount)
+            .values(remaining=CreditPackage.remaining - amount)
             .execution_options(synchronize_session=False))
-        if done.rowcount == 1:  # type: ignore[attr-defined]
-            left = sum(x.remaining for x in packages if x.expires_at > now) - fee
-            if account.package_alarm_threshold is not None and (
-                left <= account.package_alarm_threshold
-            ):
-                _alarm_account(ctx, limiter, account, "package",
-                               f"package:{account.id}:{now:%Y%m%d}", 86400,
-                               "Credit balance is low",
-                               f"{left:,} mainland billed items are left in your packages.")
-            return True
-    return False
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            # Taken meanwhile by a concurrent request: give back, charge nothing here.
+            for back_id, back in charged:
+                ctx.db.execute(update(CreditPackage).where(CreditPackage.id == back_id)
+                               .values(remaining=CreditPackage.remaining + back)
+                               .execution_options(synchronize_session=False))
+            return 0
+        charged.append((package_id, amount))
+    balance = sum(left.values())
+    if paid and account.package_alarm_threshold is not None and (
+        balance <= account.package_alarm_threshold
+    ):
+        _alarm_account(ctx, limiter, account, "package", f"package:{account.id}:{now:%Y%m%d}",
+                       86400, "Credit balance is low",
+                       f"{balance:,} mainland billed items are left in your packages.")
+    return paid
 
 
 def _alarm(ctx: Ctx, limiter: Limiter, app: Application, event: str, key: str, ttl: int,
