@@ -164,14 +164,18 @@ def run_command(host: str | None, port: int | None, threads: int) -> None:
 
 @cli.command("worker")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
-def worker_command(burst: bool) -> None:
-    """Run one RQ worker with the scheduler."""
+@click.option("--no-fork", is_flag=True, default=None,
+              help="Run jobs in this process (keeps connections and compiled statements); "
+                   "default: SMSOPS_WORKER_NO_FORK, else fork per job.")
+def worker_command(burst: bool, no_fork: bool | None) -> None:
+    """Run one RQ worker with the scheduler, and the pipeline's sweeper."""
     from jobs.worker import run
 
     die_with_supervisor()
     forks_die_with_us()  # its work-horses and scheduler end with it
     try:
-        run(current_app._get_current_object(), burst=burst)  # type: ignore[attr-defined]
+        run(current_app._get_current_object(), burst=burst,  # type: ignore[attr-defined]
+            no_fork=no_fork or None)
     finally:
         shutdown_embedded()
 

@@ -49,6 +49,10 @@ def defaults(instance: Path) -> dict[str, Any]:
         "TEMPLATE_PARAM_MAX_LENGTH": 35,  # characters per template parameter
         # Seconds a clean stop waits for workers and listeners before killing them.
         "SHUTDOWN_TIMEOUT": 10,
+        # The sending pipeline (app/services/pipeline.py), in seconds.
+        "LEASE_S": 30,  # a claim's lifetime before the sweeper resolves it
+        "SWEEP_INTERVAL_S": 5,
+        "RECEIPT_VALIDITY_S": 72 * 3600,  # then a submitted message ends `no_receipt`
     }
 
 

@@ -11,11 +11,22 @@ from typing import Any
 import redis
 from rq import Queue, Retry
 
-QUEUE_NAMES = ("default",)
+# Sends first, then receipts on their own queue (a receipt backlog never delays
+# sends), then everything else.
+QUEUE_NAMES = ("pipeline", "receipts", "default")
+DRAIN_JOB = "jobs.sending.drain"
+RECEIPTS_JOB = "jobs.sending.apply_receipts"
+# Wake-up jobs: any number of requests asking within a few seconds share one job
+# (the job clears its key when it starts, so rows committed later wake another).
+COALESCED: dict[str, tuple[str, int]] = {DRAIN_JOB: ("pipeline", 10),
+                                         RECEIPTS_JOB: ("receipts", 10)}
 # Jobs that talk to the outside world are retried with back-off (seconds).
 RETRIES: dict[str, list[int]] = {
     "jobs.notify.deliver": [30, 120, 600],
     "jobs.sending.submit": [5, 30, 120],  # only when the carrier could not be reached
+    # The sweeper wakes these again anyway; retries make recovery quicker.
+    "jobs.sending.drain": [2, 5, 10],
+    "jobs.sending.apply_receipts": [2, 5, 10, 30],
     # Status callbacks: 6 tries over 66 minutes.
     "jobs.callbacks.status": [60, 300, 600, 1200, 1800],
     "jobs.callbacks.reply": [60, 300, 600, 1200, 1800],
@@ -30,8 +41,29 @@ def enqueue(conn: redis.Redis, job: str, *args: Any, queue: str = "default", **k
     return Queue(queue, connection=conn).enqueue(job, *args, **kwargs).id
 
 
+def wake_key(job: str) -> str:
+    return f"smsops:wake:{job}"
+
+
+def wake(conn: redis.Redis, job: str) -> bool:
+    """Make sure one `job` (a coalesced wake-up, no arguments) is on its way: one
+    SET NX per call, and an enqueue only when no wake-up is pending."""
+    queue, ttl = COALESCED[job]
+    if not conn.set(wake_key(job), 1, nx=True, ex=ttl):
+        return False
+    try:
+        enqueue(conn, job, queue=queue)
+    except BaseException:
+        conn.delete(wake_key(job))
+        raise
+    return True
+
+
 def enqueue_deferred(conn: redis.Redis, deferred: list[tuple[str, tuple[Any, ...]]]) -> None:
     """Start the jobs a unit of work asked for, once it has committed."""
     while deferred:
         job, args = deferred.pop(0)
-        enqueue(conn, job, *args)
+        if job in COALESCED and not args:
+            wake(conn, job)
+        else:
+            enqueue(conn, job, *args)

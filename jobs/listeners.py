@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 
 from flask import Flask
 
 from app.gateways.base import Receipt
 from app.gateways.smpp import Listener, SmppGateway
-from app.queue import enqueue, enqueue_deferred
+from app.queue import enqueue_deferred
 from app.services import replies
 from app.services.accounts import ensure_account, system_actor
 from app.services.context import Ctx, Settings
+from jobs.sending import store_receipts
 
 log = logging.getLogger("smsops.smpp")
 
 
 def smpp_listener(app: Flask) -> Listener:
-    redis = app.extensions["redis"]
-
     def on_receipt(receipt: Receipt) -> None:
-        enqueue(redis, "jobs.sending.receipts", [asdict(receipt)])
+        store_receipts(app, [receipt])
 
     return Listener(SmppGateway(app.config), on_receipt,
                     lambda number, text: _reply(app, number, text))
@@ -34,9 +32,7 @@ def tencentcloud_poll_once(app: Flask) -> int:
     gateway = app.extensions["gateway"]
     assert isinstance(gateway, TencentCloudGateway)
     receipts, replies_in = gateway.pull()
-    redis = app.extensions["redis"]
-    if receipts:
-        enqueue(redis, "jobs.sending.receipts", [asdict(r) for r in receipts])
+    store_receipts(app, receipts)
     for number, text in replies_in:
         _reply(app, number, text)
     return len(receipts) + len(replies_in)

@@ -1,17 +1,89 @@
-"""Runs an RQ worker (with RQ's scheduler) for this app."""
+"""Runs an RQ worker (with RQ's scheduler) for this app, and the pipeline's sweeper.
+
+- Non-forking option (`--no-fork` / SMSOPS_WORKER_NO_FORK=1): RQ's SimpleWorker runs
+  jobs in this process, so the engine, its pooled connections and SQLAlchemy's
+  compiled statements live as long as the process. The default forks a work horse
+  per job (isolation at a price: mappers, statements and connections per job).
+- Survives outages: RQ's `work()` returns when Redis fails while a job runs; we
+  start a new worker object after a short back-off instead of exiting.
+- RQ's scheduler lock of a dead worker expires after about a minute; a short
+  maintenance interval lets a live worker take it over soon after.
+- The sweeper is a thread in every worker, not an RQ job, so it keeps running
+  when Redis loses every job (see app/services/pipeline.py). Sweeps are safe to
+  run concurrently, so no lock is needed.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+
+import redis as redis_lib
 from flask import Flask
-from rq import Worker
+from rq import SimpleWorker, Worker
+from rq.exceptions import StopRequested
+from rq.worker.base import BaseWorker
 
 from app.queue import QUEUE_NAMES
 from app.supervise import stop_within
 from jobs import runtime
 
+log = logging.getLogger("smsops.worker")
 
-def run(app: Flask, *, burst: bool = False) -> bool:
+
+class Sweeper(threading.Thread):
+    def __init__(self, app: Flask, every_s: float) -> None:
+        super().__init__(name="smsops-sweeper", daemon=True)
+        self.app, self.every_s = app, every_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        from jobs.sending import sweep_once
+
+        while not self.stopped.wait(self.every_s):
+            try:
+                sweep_once(self.app)
+            except Exception as exc:  # the database or Redis is down: next time
+                log.warning("sweep failed: %s: %s", type(exc).__name__, exc)
+
+
+def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool:
     runtime.use(app)
-    worker = Worker(list(QUEUE_NAMES), connection=app.extensions["redis"])
-    stop_within(worker, float(app.config.get("SHUTDOWN_TIMEOUT", 10)))  # app/supervise.py
-    return worker.work(with_scheduler=True, burst=burst, logging_level="INFO")
+    if not logging.getLogger().handlers:  # our own lines (sweeper, outages) next to RQ's
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if no_fork is None:
+        no_fork = str(app.config.get("WORKER_NO_FORK", "")).lower() in ("1", "true", "yes")
+    cls: type[BaseWorker] = SimpleWorker if no_fork else Worker
+    maintenance = int(app.config.get("WORKER_MAINTENANCE_S", 15))
+
+    def worker() -> BaseWorker:
+        made: BaseWorker = cls(list(QUEUE_NAMES), connection=app.extensions["redis"],
+                           maintenance_interval=maintenance)
+        stop_within(made, float(app.config.get("SHUTDOWN_TIMEOUT", 10)))  # app/supervise.py
+        return made
+
+    if burst:
+        return worker().work(with_scheduler=True, burst=True, logging_level="INFO")
+    sweeper = Sweeper(app, float(app.config.get("SWEEP_INTERVAL_S", 5)))
+    sweeper.start()
+    delay = 0.5
+    try:
+        while True:
+            current: BaseWorker | None = None
+            try:
+                current = worker()
+                current.work(with_scheduler=True, logging_level="INFO")
+                if current._stop_requested:
+                    return True
+                log.warning("worker stopped (Redis or database outage?); starting again")
+            except (redis_lib.RedisError, OSError) as exc:
+                log.warning("worker lost Redis (%s); retrying in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+            if current is not None and current._stop_requested:
+                return True
+    except (StopRequested, KeyboardInterrupt):
+        return True
+    finally:
+        sweeper.stopped.set()

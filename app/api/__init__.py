@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, current_app, g, jsonify, request
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response
@@ -197,7 +198,10 @@ def send() -> tuple[Response, int] | Response:
     request_id, results = sending.send(ctx, Limiter(current_app.extensions["redis"]),
                                        _app.sdk_app_id, req)
     ctx.db.commit()
-    enqueue_deferred(current_app.extensions["redis"], ctx.deferred)
+    try:
+        enqueue_deferred(current_app.extensions["redis"], ctx.deferred)
+    except RedisError as exc:  # committed: the sweeper re-drives these rows
+        current_app.logger.warning("send %s: wake-up not enqueued (%s)", request_id, exc)
     return jsonify(request_id=request_id, send_status=[
         {"serial_no": r.serial_no, "phone_number": r.phone_number, "code": r.code,
          "message": r.message, "fee": r.fee, "iso_code": r.iso_code} for r in results])

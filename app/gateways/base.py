@@ -17,6 +17,9 @@ class Outbound:
     template_ref: str | None = None
     params: tuple[str, ...] = ()
     sign_name: str | None = None
+    # The claim this submit belongs to: gateways that can be asked later (`lookup`)
+    # remember it, so an expired lease is resolved exactly.
+    attempt_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class SubmitResult:
     # real carriers report receipts later through the receipts job.
     receipt: Receipt | None = None
     receipt_after_s: float = 0.0
+    # Written to the carrier but no answer came (the link dropped): it may or may
+    # not have left, so it must never be sent again.
+    unknown: bool = False
 
 
 class GatewayUnavailable(Exception):
@@ -61,4 +67,13 @@ class Gateway(Protocol):
     def submit(self, batch: list[Outbound]) -> list[SubmitResult]:
         """One result per message, in order. Raise GatewayUnavailable only when
         nothing was sent."""
+        ...
+
+
+class Lookup(Protocol):
+    """Optional: gateways that can say what became of an attempt (the simulator)."""
+
+    def lookup(self, batch: list[Outbound]) -> list[SubmitResult | None]:
+        """For each message, its result if this attempt reached the carrier, else None;
+        a None also fences the attempt, so it can no longer reach the carrier."""
         ...

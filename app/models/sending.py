@@ -18,7 +18,10 @@ SUBMITTED = "submitted"  # the carrier took it
 DELIVERED = "delivered"
 FAILED = "failed"  # the carrier refused it or could not deliver it
 REJECTED = "rejected"  # refused by a check before leaving; never billed
-STATUSES = (ACCEPTED, SUBMITTING, SUBMITTED, DELIVERED, FAILED, REJECTED)
+UNKNOWN = "unknown"  # may or may not have left (link lost mid-write): never resent blindly
+NO_RECEIPT = "no_receipt"  # submitted, but no receipt within the validity period
+STATUSES = (ACCEPTED, SUBMITTING, SUBMITTED, DELIVERED, FAILED, REJECTED, UNKNOWN, NO_RECEIPT)
+FINAL = (DELIVERED, FAILED, REJECTED, UNKNOWN, NO_RECEIPT)
 
 
 class Message(Base):
@@ -55,6 +58,27 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_at: Mapped[datetime | None]
     receipt_at: Mapped[datetime | None]
+    # The claim that moved it to `submitting` (see app/services/pipeline.py): results
+    # are recorded only under the same attempt, and an expired lease is resolved.
+    attempt_id: Mapped[str | None] = mapped_column(String(32))
+    lease_until: Mapped[datetime | None]
+
+
+class ReceiptInbox(Base):
+    """Delivery reports as they arrived, kept until applied to their message."""
+
+    __tablename__ = "receipt_inbox"
+    __table_args__ = (Index("ix_receipt_inbox_due", "due_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                    primary_key=True)
+    message_id: Mapped[int | None] = mapped_column(BigInteger())
+    gateway_id: Mapped[str | None] = mapped_column(String(64))
+    delivered: Mapped[bool]
+    carrier_code: Mapped[str] = mapped_column(String(64), default="")
+    at: Mapped[datetime | None]  # when the carrier says it happened
+    due_at: Mapped[datetime] = mapped_column(default=utcnow)  # not applied before
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class MuteEntry(Base):

@@ -46,6 +46,52 @@ end
 return 0
 """
 
+# Many messages in one call (a whole request): in order, each message's checks are
+# tested and, only if all pass, counted, exactly as one RESERVE call per message
+# would. KEYS: every check's key, message after message. ARGV: now (ms), then per
+# message: its number of checks, then per check: kind, limit, amount, span, member.
+# Returns one entry per message: 0 when reserved, else the 1-based index (within
+# that message) of the first check that refused.
+RESERVE_MANY = """
+local now = tonumber(ARGV[1])
+local a, k = 2, 1
+local out = {}
+while a <= #ARGV do
+  local n = tonumber(ARGV[a]); a = a + 1
+  local refused = 0
+  for i = 0, n - 1 do
+    local b = a + i * 5
+    local kind, limit, amount, span = ARGV[b], tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]),
+      tonumber(ARGV[b + 3])
+    local key = KEYS[k + i]
+    if kind == "w" then
+      redis.call("ZREMRANGEBYSCORE", key, "-inf", now - span)
+      if redis.call("ZCARD", key) + amount > limit then refused = i + 1; break end
+    else
+      local used = tonumber(redis.call("GET", key) or "0")
+      if used + amount > limit then refused = i + 1; break end
+    end
+  end
+  if refused == 0 then
+    for i = 0, n - 1 do
+      local b = a + i * 5
+      local key = KEYS[k + i]
+      if ARGV[b] == "w" then
+        redis.call("ZADD", key, now, ARGV[b + 4])
+        redis.call("PEXPIRE", key, tonumber(ARGV[b + 3]))
+      else
+        redis.call("INCRBY", key, tonumber(ARGV[b + 2]))
+        redis.call("PEXPIRE", key, tonumber(ARGV[b + 3]))
+      end
+    end
+  end
+  out[#out + 1] = refused
+  a = a + n * 5
+  k = k + n
+end
+return out
+"""
+
 RELEASE = """
 for i = 1, #KEYS do
   local base = (i - 1) * 3
@@ -81,6 +127,7 @@ class Limiter:
         self.conn = conn
         self._reserve = conn.register_script(RESERVE)
         self._release = conn.register_script(RELEASE)
+        self._reserve_many = conn.register_script(RESERVE_MANY)
 
     def reserve(self, checks: list[Check], now_ms: int) -> Check | None:
         """None when every check passed and was counted; else the check that refused."""
@@ -91,6 +138,22 @@ class Limiter:
             argv += [c.kind, c.limit, c.amount, c.span_ms, c.member]
         refused = int(self._reserve(keys=[c.key for c in checks], args=argv))
         return checks[refused - 1] if refused else None
+
+    def reserve_many(self, groups: list[list[Check]], now_ms: int) -> list[Check | None]:
+        """`reserve` for many messages in one round trip, in order: for each group,
+        None when reserved, else the check that refused."""
+        if not any(groups):
+            return [None] * len(groups)
+        keys: list[str] = []
+        argv: list[str | int] = [now_ms]
+        for checks in groups:
+            argv.append(len(checks))
+            for c in checks:
+                keys.append(c.key)
+                argv += [c.kind, c.limit, c.amount, c.span_ms, c.member]
+        refused = self._reserve_many(keys=keys, args=argv)
+        return [checks[int(r) - 1] if int(r) else None
+                for checks, r in zip(groups, refused, strict=True)]
 
     def release(self, checks: list[Check]) -> None:
         argv: list[str | int] = []

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, literal, select, union_all, update
 
 from app.db import utcnow
 from app.models import (
@@ -30,7 +30,7 @@ from app.models import (
     Unsubscribe,
 )
 from app.models.content import EFFECTIVE
-from app.models.sending import ACCEPTED, DELIVERED, FAILED, REJECTED, SUBMITTED, SUBMITTING
+from app.models.sending import ACCEPTED, REJECTED
 from app.services import notifications
 from app.services.apps import get_app
 from app.services.context import Ctx
@@ -40,7 +40,8 @@ from app.sms import alarm_texts, errors, numbers, params, templating
 from app.sms.text import INTERNATIONAL, MAINLAND, count
 
 MAX_NUMBERS = 200  # per request
-SUBMIT_JOB = "jobs.sending.submit"
+SUBMIT_JOB = "jobs.sending.submit"  # for given ids; requests wake the drainer instead
+DRAIN_JOB = "jobs.sending.drain"  # coalesced across requests (app/queue.py)
 STATUS_CALLBACK_JOB = "jobs.callbacks.status"
 QUIET_START, QUIET_END = 21, 8  # no marketing from 21:00 to 08:00 local
 
@@ -174,10 +175,14 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
     if whole is None and template is not None:
         body = templating.render(template.content, req.template_params)
     counted = count(body, region, signature.content if signature else None)
-    allowlist = {e.phone_number for e in app.allowlist}
+    # The allowlist matters only to frequency rules: not read when none applies.
+    freq_rules = account.account_type == "individual" or app.freq_30s_enabled \
+        or app.freq_hour_enabled or app.freq_day_enabled
+    allowlist = {e.phone_number for e in app.allowlist} if freq_rules else set()
     countries = {c.iso_code: c for c in app.countries}
     parsed: dict[str, tuple[str, str] | None] = {}
     details: dict[str, str] = {}  # why a number was refused, in the parser's words
+    notes: dict[str, str] = {}  # the same by serial number
     for raw in req.phone_numbers:
         try:
             parsed[raw] = numbers.for_region(raw, region)
@@ -186,8 +191,9 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
     blocked = _blocked(ctx, app, signature, template,
                        [p[0] for p in parsed.values() if p is not None])
     results: list[SendStatus] = []
-    accepted: list[Message] = []
     messages: list[Message] = []
+    codes: list[str | None] = []
+    wanted: list[tuple[int, list[Check]]] = []  # (index, its limit checks)
     seen: set[str] = set()
     for raw in req.phone_numbers:
         serial = _new_serial()
@@ -200,48 +206,59 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
                       fee=0, iso_code="", created_at=now,
                       template_params=list(req.template_params) if template else None)
         code = whole or _number_checks(msg, parsed[raw], region, countries, blocked, local)
+        if raw in details:
+            notes[serial] = details[raw]
         if code is None and msg.phone_number in seen:
             code = "InvalidParameterValue.IncorrectPhoneNumber"  # the same number twice
         if code is None:
-            code = _reserve(ctx, limiter, app, account, msg, counted.billed_items, allowlist,
-                            countries, day, now)
-        if code is None:
             seen.add(msg.phone_number)
+            wanted.append((len(messages), _checks(
+                app, account, msg, counted.billed_items, msg.phone_number in allowlist,
+                countries.get(msg.iso_code), day)))
+        messages.append(msg)
+        codes.append(code)
+    _reserve_all(ctx, limiter, app, account, messages, codes, wanted, counted.billed_items,
+                 countries, day, now)
+    accepted = False
+    for msg, code in zip(messages, codes, strict=True):
+        if code is None:
             msg.fee = counted.billed_items
             msg.status = ACCEPTED
-            accepted.append(msg)
+            accepted = True
         else:
             msg.status, msg.error_code = REJECTED, code
-        messages.append(msg)
-        note = detail if code == whole else details.get(raw)  # the parameter's or number's
+        note = detail if code == whole else notes.get(msg.serial_no)  # parameter's or number's
         reason = "Sent to the carrier shortly." if code is None else (
             note or errors.describe(code).reason)
-        results.append(SendStatus(serial, msg.phone_number, code or errors.OK, reason,
+        results.append(SendStatus(msg.serial_no, msg.phone_number, code or errors.OK, reason,
                                   msg.fee, msg.iso_code))
-    ctx.db.add_all(messages)  # once: no flush per number
-    ctx.db.flush()
+    # One multi-row INSERT without RETURNING: nothing here needs the new ids.
+    columns = [c.key for c in Message.__table__.columns if c.key != "id"]
+    ctx.db.execute(insert(Message), [{k: getattr(m, k) for k in columns} for m in messages])
     if accepted:
-        ctx.defer(SUBMIT_JOB, [m.id for m in accepted])
+        ctx.defer(DRAIN_JOB)
     return request_id, results
 
 
 def _blocked(ctx: Ctx, app: Application, signature: Signature | None,
              template: Template | None, wanted: list[str]) -> dict[str, str]:
     """Numbers on the mute list or unsubscribed for this signature and type, found
-    with one query each for the whole request (not one per number)."""
+    with one query for the whole request (not one per number)."""
     if signature is None or template is None or not wanted:
         return {}
+    unsubscribed = select(Unsubscribe.phone_number, literal(0).label("muted")).where(
+        Unsubscribe.account_id == app.account_id, Unsubscribe.phone_number.in_(wanted),
+        Unsubscribe.signature_id == signature.id, Unsubscribe.sms_type == template.sms_type)
+    muted = select(MuteEntry.phone_number, literal(1).label("muted")).where(
+        MuteEntry.account_id == app.account_id, MuteEntry.phone_number.in_(wanted),
+        MuteEntry.signature_id == signature.id,
+        MuteEntry.sms_type.is_(None) | (MuteEntry.sms_type == template.sms_type))
     found: dict[str, str] = {}
-    for number in ctx.db.scalars(select(Unsubscribe.phone_number).where(
-            Unsubscribe.account_id == app.account_id, Unsubscribe.phone_number.in_(wanted),
-            Unsubscribe.signature_id == signature.id,
-            Unsubscribe.sms_type == template.sms_type)):
-        found[number] = "FailedOperation.PhoneNumberUnsubscribed"
-    for number in ctx.db.scalars(select(MuteEntry.phone_number).where(
-            MuteEntry.account_id == app.account_id, MuteEntry.phone_number.in_(wanted),
-            MuteEntry.signature_id == signature.id,
-            MuteEntry.sms_type.is_(None) | (MuteEntry.sms_type == template.sms_type))):
-        found[number] = "FailedOperation.PhoneNumberInMuteList"  # the mute list comes first
+    for number, is_muted in sorted(ctx.db.execute(union_all(unsubscribed, muted)).all(),
+                                   key=lambda row: row[1]):
+        # The mute list comes first: its rows sort last and overwrite.
+        found[number] = "FailedOperation.PhoneNumberInMuteList" if is_muted \
+            else "FailedOperation.PhoneNumberUnsubscribed"
     return found
 
 
@@ -314,97 +331,139 @@ def country_day_key(app_id: int, iso: str, day: str) -> str:
 UNLIMITED = 2**62  # a counter kept only for an alarm threshold
 
 
-def _reserve(ctx: Ctx, limiter: Limiter, app: Application, account: Account, msg: Message,
-             fee: int, allowlist: set[str], countries: dict[str, Any], day: str,
-             now: datetime) -> str | None:
-    checks = _checks(app, account, msg, fee, msg.phone_number in allowlist,
-                     countries.get(msg.iso_code), day)
-    refused = limiter.reserve(checks, int(now.timestamp() * 1000))
-    if refused is not None:
-        if refused.error_code.startswith("LimitExceeded.PhoneNumber"):
+def _reserve_all(ctx: Ctx, limiter: Limiter, app: Application, account: Account,
+                 messages: list[Message], codes: list[str | None],
+                 wanted: list[tuple[int, list[Check]]], fee: int, countries: dict[str, Any],
+                 day: str, now: datetime) -> None:
+    """Every limit of every number in one Redis call, then credit with one query;
+    fills `codes` for the numbers refused. Alarms at most once per kind per request."""
+    refused = limiter.reserve_many([checks for _i, checks in wanted],
+                                   int(now.timestamp() * 1000))
+    reserved: list[tuple[int, list[Check]]] = []
+    refusals: list[tuple[Message, Check]] = []
+    for (i, checks), refusal in zip(wanted, refused, strict=True):
+        if refusal is None:
+            reserved.append((i, checks))
+        else:
+            codes[i] = refusal.error_code
+            refusals.append((messages[i], refusal))
+    if reserved:
+        region = messages[reserved[0][0]].region
+        if region == MAINLAND:
+            covered = _consume_credit(ctx, limiter, account, fee, len(reserved))
+            unpaid = reserved[covered:]
+            if unpaid:
+                limiter.release([c for _i, checks in unpaid for c in checks])
+                for i, _checks_of in unpaid:
+                    codes[i] = "FailedOperation.InsufficientBalanceInSmsPackage"
+            reserved = reserved[:covered]
+        threshold = app.mainland_alarm_threshold if region == MAINLAND \
+            else app.intl_alarm_threshold
+        if reserved and threshold is not None:
+            used = limiter.used(app_day_key(app.id, region, day))
+            if used >= threshold:
+                _alarm(ctx, limiter, app, "threshold",
+                       f"threshold:{app.sdk_app_id}:{region}:{day}", 86400,
+                       f"{app.name} passed its daily {region} alarm threshold",
+                       f"{app.name} ({app.sdk_app_id}) has sent {used:,} billed {region} "
+                       f"items today; the alarm threshold is {threshold:,}.",
+                       sms=alarm_texts.render("threshold", app=app.sdk_app_id, region=region,
+                                              used=used))
+        for iso in dict.fromkeys(messages[i].iso_code for i, _checks_of in reserved):
+            _country_threshold(ctx, limiter, app, countries.get(iso), region, iso, day)
+    alarmed: set[str] = set()
+    for msg, refusal in refusals:
+        if refusal.error_code.startswith("LimitExceeded.PhoneNumber") and "f" not in alarmed:
+            alarmed.add("f")
             hour = time.gmtime().tm_hour
             _alarm(ctx, limiter, app, "frequency", f"{app.sdk_app_id}:{day}:{hour}", 3600,
                    f"Frequency limit hit in {app.name}",
                    f"{app.name} ({app.sdk_app_id}) refused a message to {msg.phone_number}: "
-                   f"{errors.describe(refused.error_code).reason}",
+                   f"{errors.describe(refusal.error_code).reason}",
                    sms=alarm_texts.render("frequency", app=app.sdk_app_id))
-        elif refused.error_code == "LimitExceeded.AppDailyLimit":
+        elif refusal.error_code == "LimitExceeded.AppDailyLimit" and "l" not in alarmed:
+            alarmed.add("l")
             _alarm(ctx, limiter, app, "threshold", f"limit:{app.sdk_app_id}:{msg.region}:{day}",
                    86400, f"{app.name} reached its daily {msg.region} limit",
                    f"{app.name} ({app.sdk_app_id}) reached its daily {msg.region} limit; "
                    "sending there is suspended until the end of the day.",
                    sms=alarm_texts.render("limit", app=app.sdk_app_id, region=msg.region))
-        elif refused.error_code == "LimitExceeded.AppCountryOrRegionDailyLimit":
+        elif refusal.error_code == "LimitExceeded.AppCountryOrRegionDailyLimit" \
+                and f"c:{msg.iso_code}" not in alarmed:
+            alarmed.add(f"c:{msg.iso_code}")
             _alarm(ctx, limiter, app, "threshold",
                    f"limit:{app.sdk_app_id}:{msg.iso_code}:{day}", 86400,
                    f"{app.name} reached its daily limit for {msg.iso_code}",
                    f"{app.name} ({app.sdk_app_id}) reached its daily limit of "
-                   f"{refused.limit:,} billed items for {msg.iso_code}; sending there is "
+                   f"{refusal.limit:,} billed items for {msg.iso_code}; sending there is "
                    "suspended until the end of the day.",
                    sms=alarm_texts.render("country_limit", app=app.sdk_app_id,
                                           country=msg.iso_code))
-        return refused.error_code
-    if msg.region == MAINLAND and not _consume_credit(ctx, limiter, account, fee):
-        limiter.release(checks)
-        return "FailedOperation.InsufficientBalanceInSmsPackage"
-    threshold = app.mainland_alarm_threshold if msg.region == MAINLAND \
-        else app.intl_alarm_threshold
-    used = limiter.used(app_day_key(app.id, msg.region, day)) if threshold is not None else 0
-    if threshold is not None and used >= threshold:
-        _alarm(ctx, limiter, app, "threshold", f"threshold:{app.sdk_app_id}:{msg.region}:{day}",
-               86400, f"{app.name} passed its daily {msg.region} alarm threshold",
-               f"{app.name} ({app.sdk_app_id}) has sent {used:,} billed {msg.region} items "
-               f"today; the alarm threshold is {threshold:,}.",
-               sms=alarm_texts.render("threshold", app=app.sdk_app_id, region=msg.region,
-                                      used=used))
-    _country_threshold(ctx, limiter, app, countries.get(msg.iso_code), msg, day)
-    return None
 
 
 def _country_threshold(ctx: Ctx, limiter: Limiter, app: Application, country: Any,
-                       msg: Message, day: str) -> None:
+                       region: str, iso: str, day: str) -> None:
     """A country's own alarm threshold, once per day like the application's."""
-    if msg.region != INTERNATIONAL or country is None or country.alarm_threshold is None:
+    if region != INTERNATIONAL or country is None or country.alarm_threshold is None:
         return
-    used = limiter.used(country_day_key(app.id, msg.iso_code, day))
+    used = limiter.used(country_day_key(app.id, iso, day))
     if used >= country.alarm_threshold:
-        _alarm(ctx, limiter, app, "threshold",
-               f"threshold:{app.sdk_app_id}:{msg.iso_code}:{day}", 86400,
-               f"{app.name} passed its daily alarm threshold for {msg.iso_code}",
-               f"{app.name} ({app.sdk_app_id}) has sent {used:,} billed items to "
-               f"{msg.iso_code} today; the alarm threshold there is "
-               f"{country.alarm_threshold:,}.",
-               sms=alarm_texts.render("country_threshold", app=app.sdk_app_id,
-                                      country=msg.iso_code, used=used))
+        _alarm(ctx, limiter, app, "threshold", f"threshold:{app.sdk_app_id}:{iso}:{day}", 86400,
+               f"{app.name} passed its daily alarm threshold for {iso}",
+               f"{app.name} ({app.sdk_app_id}) has sent {used:,} billed items to {iso} today; "
+               f"the alarm threshold there is {country.alarm_threshold:,}.",
+               sms=alarm_texts.render("country_threshold", app=app.sdk_app_id, country=iso,
+                                      used=used))
 
 
-def _consume_credit(ctx: Ctx, limiter: Limiter, account: Account, fee: int) -> bool:
-    """Earliest-expiring package first; a conditional update, so balances never go
-    negative. Without any package, mainland sending is not metered."""
+def _consume_credit(ctx: Ctx, limiter: Limiter, account: Account, fee: int, count: int) -> int:
+    """Pay for up to `count` messages of `fee` billed items each, earliest-expiring
+    package first (each message from one package); returns how many are paid for.
+    One query reads the packages (locked on PostgreSQL); a conditional update per
+    package used, so balances never go negative. Without any package, mainland
+    sending is not metered."""
     now = utcnow()
-    packages = ctx.db.scalars(select(CreditPackage).where(
-        CreditPackage.account_id == account.id).order_by(CreditPackage.expires_at)).all()
+    q = select(CreditPackage).where(CreditPackage.account_id == account.id) \
+        .order_by(CreditPackage.expires_at)
+    if ctx.db.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update()
+    packages = ctx.db.scalars(q).all()
     if not packages:
-        return True
-    for p in packages:
-        if p.expires_at <= now or p.remaining < fee:
-            continue
+        return count
+    live = [p for p in packages if p.expires_at > now]
+    left = {p.id: p.remaining for p in live}
+    take: dict[int, int] = {}
+    paid = 0
+    for _n in range(count):
+        p = next((p for p in live if left[p.id] >= fee), None)
+        if p is None:
+            break
+        left[p.id] -= fee
+        take[p.id] = take.get(p.id, 0) + fee
+        paid += 1
+    charged: list[tuple[int, int]] = []
+    for package_id, amount in take.items():
         done = ctx.db.execute(update(CreditPackage).where(
-            CreditPackage.id == p.id, CreditPackage.remaining >= fee)
-            .values(remaining=CreditPackage.remaining - fee)
+            CreditPackage.id == package_id, CreditPackage.remaining >= amount)
+            .values(remaining=CreditPackage.remaining - amount)
             .execution_options(synchronize_session=False))
-        if done.rowcount == 1:  # type: ignore[attr-defined]
-            left = sum(x.remaining for x in packages if x.expires_at > now) - fee
-            if account.package_alarm_threshold is not None and (
-                left <= account.package_alarm_threshold
-            ):
-                _alarm_account(ctx, limiter, account, "package",
-                               f"package:{account.id}:{now:%Y%m%d}", 86400,
-                               "Credit balance is low",
-                               f"{left:,} mainland billed items are left in your packages.",
-                               sms=alarm_texts.render("package", left=max(left, 0)))
-            return True
-    return False
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            # Taken meanwhile by a concurrent request: give back, charge nothing here.
+            for back_id, back in charged:
+                ctx.db.execute(update(CreditPackage).where(CreditPackage.id == back_id)
+                               .values(remaining=CreditPackage.remaining + back)
+                               .execution_options(synchronize_session=False))
+            return 0
+        charged.append((package_id, amount))
+    balance = sum(left.values())
+    if paid and account.package_alarm_threshold is not None and (
+        balance <= account.package_alarm_threshold
+    ):
+        _alarm_account(ctx, limiter, account, "package", f"package:{account.id}:{now:%Y%m%d}",
+                       86400, "Credit balance is low",
+                       f"{balance:,} mainland billed items are left in your packages.",
+                       sms=alarm_texts.render("package", left=max(balance, 0)))
+    return paid
 
 
 def _alarm(ctx: Ctx, limiter: Limiter, app: Application, event: str, key: str, ttl: int,
@@ -447,64 +506,7 @@ def as_dict(msg: Message, sdk_app_id: str) -> dict[str, Any]:
     }
 
 
-# --- after acceptance: claimed in batches, submitted, receipts ------------------
-
-def claim(db: Any, ids: list[int]) -> list[Message]:
-    """Move accepted messages to submitting; only the claimed ones may be submitted,
-    so a retried job never submits a message twice."""
-    db.execute(update(Message).where(Message.id.in_(ids), Message.status == ACCEPTED)
-               .values(status=SUBMITTING).execution_options(synchronize_session=False))
-    db.commit()  # the claim must be durable before anything leaves
-    return list(db.scalars(select(Message).where(Message.id.in_(ids),
-                                                 Message.status == SUBMITTING)))
-
-
-def outbound(db: Any, claimed: list[Message]) -> list[Any]:
-    """What the gateway needs: the text, and for template carriers the template's id
-    there, its parameters and the signature text."""
-    from app.gateways.base import Outbound
-
-    template_ids = {m.template_id for m in claimed if m.template_id}
-    signature_ids = {m.signature_id for m in claimed if m.signature_id}
-    refs = dict(db.execute(select(Template.id, Template.carrier_template_id)
-                           .where(Template.id.in_(template_ids))).all()) if template_ids else {}
-    signs = dict(db.execute(select(Signature.id, Signature.content)
-                            .where(Signature.id.in_(signature_ids))).all()) \
-        if signature_ids else {}
-    return [Outbound(m.id, m.phone_number, m.content, m.region,
-                     template_ref=refs.get(m.template_id), params=tuple(m.template_params or ()),
-                     sign_name=signs.get(m.signature_id)) for m in claimed]
-
-
-def record_submissions(db: Any, results: list[Any]) -> None:
-    """results: gateway SubmitResults in the order of the claimed messages."""
-    now = utcnow()
-    for r in results:
-        values: dict[str, Any] = {"submitted_at": now, "gateway_message_id": r.gateway_id}
-        if r.accepted:
-            values["status"] = SUBMITTED
-        else:
-            values.update(status=FAILED, error_code=r.error_code, carrier_code=r.carrier_code)
-        db.execute(update(Message).where(Message.id == r.message_id,
-                                         Message.status == SUBMITTING).values(**values)
-                   .execution_options(synchronize_session=False))
-
-
-def record_receipts(db: Any, receipts: list[Any]) -> list[int]:
-    """Delivery reports; returns the ids of messages that changed (for callbacks)."""
-    changed = []
-    for r in receipts:
-        values: dict[str, Any] = {"receipt_at": r.at or utcnow(), "carrier_code": r.carrier_code,
-                                  "status": DELIVERED if r.delivered else FAILED}
-        if not r.delivered:
-            values["error_code"] = "FailedOperation.Undelivered"
-        where = (Message.id == r.message_id) if r.message_id else (
-            Message.gateway_message_id == r.gateway_id)
-        done = db.execute(update(Message).where(where, Message.status == SUBMITTED)
-                          .values(**values).returning(Message.id))
-        changed.extend(done.scalars().all())
-    return changed
-
+# --- after acceptance: see app/services/pipeline.py ---------------------------------
 
 def apps_with_callbacks(db: Any, message_ids: list[int]) -> list[int]:
     """The messages whose application has a status callback URL."""

@@ -68,6 +68,12 @@ CATALOGUE: dict[str, SendError] = {
                   "The carrier could not be reached; the message was not sent.", True),
         SendError("FailedOperation.Undelivered",
                   "The carrier could not deliver the message to the phone.", False),
+        SendError("FailedOperation.OutcomeUnknown",
+                  "The link to the carrier failed while this message was being handed "
+                  "over; it may or may not have been sent, so it is not sent again.", False),
+        SendError("FailedOperation.NoReceipt",
+                  "The carrier took the message but sent no delivery receipt within the "
+                  "validity period.", False),
     )
 }
 

@@ -36,6 +36,11 @@ class Shop:
 
 @pytest.fixture
 def shop(session: Session, backend: Backend) -> Shop:
+    return make_shop(session, backend.redis)
+
+
+def make_shop(session: Session, redis_conn: Any) -> Shop:
+    """An application with approved content (also used by the fault tests)."""
     root = root_ctx(session)
     reviewer = ctx_for(session, make_user(session, "rev@example.com", presets=["SMSReviewer"]))
     app, _key = apps.create_app(root, name="Shop")
@@ -63,4 +68,4 @@ def shop(session: Session, backend: Backend) -> Shop:
         temps[key] = t.id
     root.deferred.clear()
     session.flush()
-    return Shop(root, app, Limiter(backend.redis), temps, sigs)
+    return Shop(root, app, Limiter(redis_conn), temps, sigs)

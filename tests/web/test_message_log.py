@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from flask import Flask
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.models import Message
 from tests.helpers import doc, make_user
 from tests.sending.conftest import Shop
 from tests.web.conftest import Client, soup, text_of
@@ -32,3 +34,23 @@ def test_log_lists_filters_and_explains(root: Client, shop: Shop, session: Sessi
     other = Client(app.test_client())
     other.login("other@example.com")
     assert "0 message(s)" in text_of(other.get("/messages"), "p.muted")
+
+
+def test_log_shows_unknown_and_no_receipt_with_their_reasons(root: Client, shop: Shop,
+                                                             session: Session) -> None:
+    shop.send(["+14155550101"])
+    shop.send(["+14155550104"])
+    session.flush()
+    ids = sorted(session.scalars(select(Message.id)))
+    session.execute(update(Message).where(Message.id == ids[0]).values(
+        status="unknown", error_code="FailedOperation.OutcomeUnknown"))
+    session.execute(update(Message).where(Message.id == ids[1]).values(
+        status="no_receipt", error_code="FailedOperation.NoReceipt"))
+    session.commit()
+    page = root.get("/messages")
+    options = [o.get("value") for o in soup(page).select("select[name=status] option")]
+    assert "unknown" in options and "no_receipt" in options
+    table = text_of(page, "table")
+    assert "may or may not have been sent" in table and "no delivery receipt" in table
+    assert "1 message(s)" in text_of(root.get("/messages?status=no_receipt"), "p.muted")
+

@@ -4,11 +4,13 @@ Revision ID: 0012
 Revises: 0011
 Create Date: 2026-11-24 23:59:00
 
-Reserved so that parallel work lands in one linear chain; filled in by its owner.
+A claim records its attempt and lease on the message; receipts wait in a durable
+inbox until applied (see app/services/pipeline.py).
 """
 
-from alembic import op  # noqa: F401
-import sqlalchemy as sa  # noqa: F401
+from alembic import op
+import sqlalchemy as sa
+import app.db
 
 
 revision = '0012'
@@ -18,8 +20,28 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table('message', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('attempt_id', sa.String(length=32), nullable=True))
+        batch_op.add_column(sa.Column('lease_until', app.db.UTCDateTime(timezone=True), nullable=True))
+    op.create_table('receipt_inbox',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('message_id', sa.BigInteger(), nullable=True),
+    sa.Column('gateway_id', sa.String(length=64), nullable=True),
+    sa.Column('delivered', sa.Boolean(), nullable=False),
+    sa.Column('carrier_code', sa.String(length=64), nullable=False),
+    sa.Column('at', app.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('due_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_receipt_inbox'))
+    )
+    with op.batch_alter_table('receipt_inbox', schema=None) as batch_op:
+        batch_op.create_index('ix_receipt_inbox_due', ['due_at'], unique=False)
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table('receipt_inbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_receipt_inbox_due')
+    op.drop_table('receipt_inbox')
+    with op.batch_alter_table('message', schema=None) as batch_op:
+        batch_op.drop_column('lease_until')
+        batch_op.drop_column('attempt_id')

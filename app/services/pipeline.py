@@ -1,0 +1,373 @@
+"""The sending pipeline after acceptance: exactly once, never lost.
+
+The database is the source of truth for what must be sent: the message table is
+the outbox and the receipt inbox holds what came back. Redis and RQ only wake
+workers up; losing every queued job loses no message, because the sweeper finds
+the rows again.
+
+States and who moves a message between them (each move is one conditional
+UPDATE from the state before it, so two movers can never both win):
+
+    accepted ──claim──► submitting ──record──► submitted ──receipt──► delivered | failed
+       ▲  (the API/service       │  (the worker that       │
+       │   writes it)            │   holds the attempt)    └──sweeper, validity over──► no_receipt
+       │                         ├──record──► failed (refused by the carrier)
+       └──sweeper: gateway says ─┤
+          "never reached me"     └──sweeper, lease expired──► unknown (gateway cannot be asked)
+
+- **accepted**: written by `sending.send` in the request's transaction. The API
+  then wakes the drainer (a coalesced RQ job, see app/queue.py); if that wake is
+  lost (Redis down, enqueue failed after the commit), the sweeper wakes it.
+- **submitting**: `claim` moves up to a batch of accepted rows in one statement
+  (`FOR UPDATE SKIP LOCKED` on PostgreSQL; on SQLite writers are serialised, so a
+  conditional UPDATE ... RETURNING is the same thing) and returns only the rows it
+  moved, stamped with a fresh attempt id and a lease. The claim commits before
+  anything leaves, so a message is handed to the gateway by exactly one attempt.
+- **submitted / failed**: `record_submissions` writes a batch's results in one
+  statement, only where the row is still held by the same attempt; receipts the
+  gateway already knows (the simulator) go into the inbox in the same transaction.
+- **delivered / failed (receipt)**: gateways and listeners append to the inbox;
+  `apply_receipts` applies a batch in one statement on its own queue and deletes
+  what it applied in the same transaction, so a killed applier applies nothing
+  twice and loses nothing. A receipt that overtakes its submission record waits.
+- **unknown**: the lease ran out and the gateway cannot say whether the message
+  reached it (an SMPP submit written to the socket before the link dropped). It
+  is never resent blindly; a late result from the same attempt still corrects it.
+- **no_receipt**: submitted, and no receipt within the validity period
+  (RECEIPT_VALIDITY_S, default 72 h). A late receipt still applies.
+
+What recovers each fault:
+- A worker killed after its claim: the lease expires (LEASE_S) and the sweeper
+  asks the gateway about that attempt (`lookup`). The simulator answers exactly
+  and fences the attempt, so rows it never saw go back to `accepted` and a
+  straggler from the dead attempt cannot send them later; other gateways → unknown.
+- A worker killed after submitting but before recording: the same lookup finds
+  the submissions and records them (with their receipts): nothing is resent.
+- A receipts job killed or failed: its inbox rows were not deleted (one
+  transaction); RQ retries it and the sweeper wakes it while due rows remain.
+- Redis restarted empty: queued jobs are gone; the sweeper (a thread in every
+  worker, not an RQ job) re-drives accepted rows and due receipts; workers
+  reconnect by themselves (jobs/worker.py).
+- Database restarted: statements fail and their transactions roll back; the
+  pool pings connections before use; a worker retries recording results it
+  already has for up to the lease, and the sweeper finishes anything left.
+- The carrier unreachable: the gateway raises GatewayUnavailable, the batch goes
+  back to `accepted` under the same attempt check, and is drained again later.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, delete, exists, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from app.db import UTCDateTime, utcnow
+from app.gateways.base import GatewayUnavailable, Outbound, Receipt, SubmitResult
+from app.models import Message, ReceiptInbox, Signature, Template
+from app.models.sending import (
+    ACCEPTED,
+    DELIVERED,
+    FAILED,
+    NO_RECEIPT,
+    SUBMITTED,
+    SUBMITTING,
+    UNKNOWN,
+)
+
+BATCH = 1000  # messages per claim, receipts per apply
+# Receipts whose message is not recorded yet wait this long for it, then are dropped.
+ORPHAN_RECEIPT_S = 3600
+RECEIPT_RETRY_S = 2.0
+APPLIABLE = (SUBMITTED, UNKNOWN, NO_RECEIPT)  # states a receipt may still settle
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    lease_s: float = 30.0  # a claim's lifetime; a batch submit must finish within it
+    receipt_validity_s: float = 72 * 3600.0
+    redrive_after_s: float = 2.0  # accepted longer than this without a claim: wake
+    batch: int = BATCH
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> PipelineSettings:
+        return cls(lease_s=float(config.get("LEASE_S", 30)),
+                   receipt_validity_s=float(config.get("RECEIPT_VALIDITY_S", 72 * 3600)),
+                   redrive_after_s=float(config.get("REDRIVE_AFTER_S", 2)),
+                   batch=int(config.get("DRAIN_BATCH", BATCH)))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    phone_number: str
+    content: str
+    region: str
+    template_id: int | None
+    template_params: list[str] | None
+    signature_id: int | None
+
+
+def new_attempt() -> str:
+    return uuid.uuid4().hex
+
+
+def _pg(db: Session) -> bool:
+    return db.get_bind().dialect.name == "postgresql"
+
+
+def _locked(db: Session, q: Any) -> Any:
+    return q.with_for_update(skip_locked=True) if _pg(db) else q
+
+
+def claim(db: Session, attempt: str, settings: PipelineSettings,
+          ids: list[int] | None = None) -> list[Claimed]:
+    """Move up to a batch of accepted messages (or only `ids`) to submitting under
+    `attempt`, in one statement; returns exactly the rows this call moved. The
+    caller commits before submitting anything."""
+    now = utcnow()
+    pick = select(Message.id).where(Message.status == ACCEPTED)
+    if ids is not None:
+        pick = pick.where(Message.id.in_(ids))
+    pick = _locked(db, pick.order_by(Message.id).limit(settings.batch))
+    stmt = (update(Message)
+            .where(Message.id.in_(pick.scalar_subquery()), Message.status == ACCEPTED)
+            .values(status=SUBMITTING, attempt_id=attempt,
+                    lease_until=now + timedelta(seconds=settings.lease_s))
+            .returning(Message.id, Message.phone_number, Message.content, Message.region,
+                       Message.template_id, Message.template_params, Message.signature_id)
+            .execution_options(synchronize_session=False))
+    rows = [Claimed(*r) for r in db.execute(stmt).all()]
+    rows.sort(key=lambda c: c.id)
+    return rows
+
+
+def outbound(db: Session, claimed: list[Claimed], attempt: str | None = None) -> list[Outbound]:
+    """What the gateway needs: the text, and for template carriers the template's id
+    there, its parameters and the signature text (two look-ups per batch)."""
+    template_ids = {m.template_id for m in claimed if m.template_id}
+    signature_ids = {m.signature_id for m in claimed if m.signature_id}
+    refs: dict[Any, Any] = dict(db.execute(  # type: ignore[arg-type]
+        select(Template.id, Template.carrier_template_id)
+        .where(Template.id.in_(template_ids))).all()) if template_ids else {}
+    signs: dict[Any, Any] = dict(db.execute(  # type: ignore[arg-type]
+        select(Signature.id, Signature.content)
+        .where(Signature.id.in_(signature_ids))).all()) if signature_ids else {}
+    return [Outbound(m.id, m.phone_number, m.content, m.region,
+                     template_ref=refs.get(m.template_id), params=tuple(m.template_params or ()),
+                     sign_name=signs.get(m.signature_id), attempt_id=attempt) for m in claimed]
+
+
+def _batch_table(db: Session, columns: dict[str, str]) -> str:
+    """SQL for a derived table `j` over the JSON parameter :data, with typed columns."""
+    if _pg(db):
+        cols = ", ".join(f"{name} {typ}" for name, typ in columns.items())
+        return f"jsonb_to_recordset(CAST(:data AS jsonb)) AS j({cols})"
+    cols = ", ".join(f"json_extract(value, '$.{name}') AS {name}" for name in columns)
+    return f"(SELECT {cols} FROM json_each(:data)) AS j"  # noqa: S608 - our own names
+
+
+def _when(db: Session) -> Any:
+    """Formats an aware datetime the way this backend stores UTCDateTime."""
+    proc = UTCDateTime().bind_processor(db.get_bind().dialect)
+
+    def fmt(value: datetime | None) -> Any:
+        if value is None:
+            return None
+        out = proc(value) if proc else value
+        return out.isoformat() if isinstance(out, datetime) else out
+    return fmt
+
+
+def record_submissions(db: Session, attempt: str, results: list[SubmitResult]) -> int:
+    """A batch's results in one statement, only where `attempt` still holds the row
+    (or the sweeper marked it unknown meanwhile: a real result corrects that).
+    Receipts the gateway already knows go into the inbox in the same transaction."""
+    if not results:
+        return 0
+    now = utcnow()
+    rows = []
+    for r in results:
+        if r.unknown:
+            status, error = UNKNOWN, "FailedOperation.OutcomeUnknown"
+        elif r.accepted:
+            status, error = SUBMITTED, None
+        else:
+            status, error = FAILED, r.error_code
+        rows.append({"id": r.message_id, "status": status, "gid": r.gateway_id, "err": error,
+                     "carrier": r.carrier_code})
+    table = _batch_table(db, {"id": "bigint", "status": "text", "gid": "text", "err": "text",
+                              "carrier": "text"})
+    target = "message" if not _pg(db) else "message AS m"
+    col = "message." if not _pg(db) else "m."
+    stmt = text(
+        f"UPDATE {target} SET status = j.status, gateway_message_id = j.gid, "  # noqa: S608
+        f"error_code = j.err, carrier_code = j.carrier, submitted_at = :now, "
+        f"lease_until = NULL FROM {table} "
+        f"WHERE {col}id = j.id AND {col}attempt_id = :attempt "
+        f"AND {col}status IN ('{SUBMITTING}', '{UNKNOWN}')"
+    ).bindparams(bindparam("now", type_=UTCDateTime()))
+    done = db.execute(stmt, {"data": json.dumps(rows), "now": now, "attempt": attempt})
+    add_receipts(db, [(r.receipt, r.message_id, r.receipt_after_s) for r in results
+                      if r.receipt is not None and r.accepted])
+    return int(done.rowcount)  # type: ignore[attr-defined]
+
+
+def add_receipts(db: Session, receipts: list[tuple[Receipt, int | None, float]]) -> None:
+    """Append delivery reports to the inbox (one multi-row insert):
+    (receipt, our message id if known, seconds before it may be applied)."""
+    if not receipts:
+        return
+    now = utcnow()
+    db.execute(insert(ReceiptInbox), [
+        {"message_id": message_id or r.message_id, "gateway_id": r.gateway_id,
+         "delivered": r.delivered, "carrier_code": r.carrier_code or "", "at": r.at,
+         "due_at": now + timedelta(seconds=after) if after else now, "created_at": now}
+        for r, message_id, after in receipts])
+
+
+def release(db: Session, attempt: str, ids: list[int]) -> None:
+    """Nothing left (the carrier could not be reached): back to accepted."""
+    db.execute(update(Message).where(Message.id.in_(ids), Message.attempt_id == attempt,
+                                     Message.status == SUBMITTING)
+               .values(status=ACCEPTED, attempt_id=None, lease_until=None)
+               .execution_options(synchronize_session=False))
+
+
+def apply_receipts(db: Session, limit: int = BATCH) -> tuple[list[int], int]:
+    """Apply up to `limit` due receipts in one UPDATE; returns (the ids of messages that
+    changed, how many inbox rows were taken). Applied and useless rows are deleted in
+    the same transaction; receipts whose message is not recorded yet wait."""
+    now = utcnow()
+    inbox = db.execute(_locked(db, select(
+        ReceiptInbox.id, ReceiptInbox.message_id, ReceiptInbox.gateway_id,
+        ReceiptInbox.delivered, ReceiptInbox.carrier_code, ReceiptInbox.at,
+        ReceiptInbox.created_at).where(ReceiptInbox.due_at <= now)
+        .order_by(ReceiptInbox.id).limit(limit))).all()
+    if not inbox:
+        return [], 0
+    by_id = {r.message_id for r in inbox if r.message_id}
+    by_gid = {r.gateway_id for r in inbox if not r.message_id and r.gateway_id}
+    found: dict[int, str] = {}
+    gid_to_id: dict[str | None, int] = {}
+    if by_id:
+        found.update(db.execute(select(Message.id, Message.status)  # type: ignore[arg-type]
+                                .where(Message.id.in_(by_id))).all())
+    if by_gid:
+        for row in db.execute(select(Message.id, Message.gateway_message_id, Message.status)
+                              .where(Message.gateway_message_id.in_(by_gid))):
+            found[row.id] = row.status
+            gid_to_id[row.gateway_message_id] = row.id
+    latest: dict[int, Any] = {}
+    waiting: list[int] = []
+    for r in inbox:
+        mid: int | None = r.message_id or gid_to_id.get(r.gateway_id)
+        status = found.get(mid) if mid else None
+        if status in APPLIABLE:
+            latest[mid] = r  # type: ignore[index]  # the newest report wins
+        elif (status in (ACCEPTED, SUBMITTING) or status is None) and (
+                now - r.created_at).total_seconds() < ORPHAN_RECEIPT_S:
+            waiting.append(r.id)  # its submission is not recorded yet
+    changed: list[int] = []
+    if latest:
+        fmt = _when(db)
+        rows = [{"id": mid, "status": DELIVERED if r.delivered else FAILED,
+                 "carrier": r.carrier_code,
+                 "err": None if r.delivered else "FailedOperation.Undelivered",
+                 "at": fmt(r.at or now)} for mid, r in latest.items()]
+        table = _batch_table(db, {"id": "bigint", "status": "text", "carrier": "text",
+                                  "err": "text", "at": "timestamptz"})
+        target, col = ("message AS m", "m.") if _pg(db) else ("message", "message.")
+        appliable = ", ".join(f"'{s}'" for s in APPLIABLE)
+        stmt = text(
+            f"UPDATE {target} SET status = j.status, carrier_code = j.carrier, "  # noqa: S608
+            f"error_code = j.err, receipt_at = j.at FROM {table} "
+            f"WHERE {col}id = j.id AND {col}status IN ({appliable}) RETURNING {col}id")
+        changed = list(db.execute(stmt, {"data": json.dumps(rows)}).scalars())
+    taken = [r.id for r in inbox]
+    done = [i for i in taken if i not in set(waiting)]
+    if done:
+        db.execute(delete(ReceiptInbox).where(ReceiptInbox.id.in_(done)))
+    if waiting:
+        db.execute(update(ReceiptInbox).where(ReceiptInbox.id.in_(waiting))
+                   .values(due_at=now + timedelta(seconds=RECEIPT_RETRY_S)))
+    return changed, len(taken)
+
+
+# --- the sweeper ---------------------------------------------------------------
+
+
+@dataclass
+class SweepReport:
+    redrive: bool = False  # accepted rows wait with no claim: wake the drainer
+    receipts_due: bool = False  # the inbox has due rows: wake the applier
+    resolved_sent: int = 0  # expired leases the gateway confirmed
+    requeued: int = 0  # expired leases the gateway never saw: accepted again
+    unknown: int = 0  # expired leases nobody can resolve
+    expired: int = 0  # submitted → no_receipt
+
+
+def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepReport:
+    """Expired leases: ask the gateway where it can answer, else `unknown`."""
+    report = SweepReport()
+    now = utcnow()
+    rows = db.execute(_locked(db, select(
+        Message.id, Message.phone_number, Message.content, Message.region,
+        Message.template_id, Message.template_params, Message.signature_id,
+        Message.attempt_id).where(Message.status == SUBMITTING, Message.lease_until < now)
+        .order_by(Message.id).limit(limit))).all()
+    by_attempt: dict[str, list[Claimed]] = {}
+    for r in rows:
+        by_attempt.setdefault(r.attempt_id or "", []).append(
+            Claimed(r.id, r.phone_number, r.content, r.region, r.template_id,
+                    r.template_params, r.signature_id))
+    lookup = getattr(gateway, "lookup", None)
+    for attempt, claimed in by_attempt.items():
+        if lookup is None:
+            db.execute(update(Message).where(
+                Message.id.in_([c.id for c in claimed]), Message.status == SUBMITTING,
+                Message.attempt_id == attempt)
+                .values(status=UNKNOWN, error_code="FailedOperation.OutcomeUnknown",
+                        lease_until=None)
+                .execution_options(synchronize_session=False))
+            report.unknown += len(claimed)
+            continue
+        try:
+            answers: list[SubmitResult | None] = lookup(outbound(db, claimed, attempt))
+        except GatewayUnavailable:
+            continue  # cannot ask now: still held, asked again next sweep
+        seen = [a for a in answers if a is not None]
+        never = [c.id for c, a in zip(claimed, answers, strict=True) if a is None]
+        record_submissions(db, attempt, seen)
+        release(db, attempt, never)
+        report.resolved_sent += len(seen)
+        report.requeued += len(never)
+    return report
+
+
+def sweep(db: Session, gateway: Any, settings: PipelineSettings) -> SweepReport:
+    """One pass; safe to run concurrently from several workers. The caller commits."""
+    report = resolve_expired(db, gateway, settings.batch)
+    now = utcnow()
+    report.expired = int(db.execute(  # type: ignore[attr-defined]
+        update(Message).where(Message.status == SUBMITTED, Message.submitted_at < now
+                              - timedelta(seconds=settings.receipt_validity_s))
+        .values(status=NO_RECEIPT, error_code="FailedOperation.NoReceipt")
+        .execution_options(synchronize_session=False)).rowcount)
+    report.redrive = bool(report.requeued) or bool(db.scalar(select(exists().where(
+        Message.status == ACCEPTED,
+        Message.created_at < now - timedelta(seconds=settings.redrive_after_s)))))
+    report.receipts_due = bool(db.scalar(select(exists().where(ReceiptInbox.due_at <= now))))
+    return report
+
+
+def pending_count(db: Session) -> int:
+    """Messages not yet in a final state (for tests and health checks)."""
+    from sqlalchemy import func
+
+    return int(db.scalar(select(func.count()).select_from(Message).where(
+        Message.status.in_((ACCEPTED, SUBMITTING, SUBMITTED)))) or 0)

@@ -1,0 +1,256 @@
+"""End-to-end messages/s through the whole pipeline, and API requests/s.
+
+For one code tree (this one, or another checkout such as main's, for a ratio
+measured in the same run): a fresh PostgreSQL database, a Redis server of our own
+on a free port, the demo application with its limits lifted, gunicorn serving the
+API (sync workers, one per core), N smsops workers, and the simulator gateway at
+zero latency with receipts at once. Client processes send signed requests; the
+clock runs from the first request until every message has a final state (its
+receipt applied).
+
+    .venv/bin/python bench/pipeline_e2e.py --mode batched --workers 2
+    .venv/bin/python bench/pipeline_e2e.py --mode single --workers 1 --tree /work/wt/bench-base
+
+Modes: `batched`: 4 clients, 200 numbers per request, until --messages are
+accepted. `single`: 50 clients, 1 number per request, for --seconds; also reports
+the API's requests/s. `preloaded`: no API; --messages accepted rows are written
+straight into the table (as the API would) and the drainer is woken once: the
+workers' own capacity. Prints one Markdown table row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import hmac
+import http.client
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+LIFT = """
+import json, sys
+from sqlalchemy import text
+from app import create_app
+from app.services import accounts, app_config
+from app.services.accounts import ensure_account, system_actor
+from app.services.context import Ctx
+
+sid = sys.argv[1]
+app = create_app()
+with app.extensions["db"].unit_of_work() as s:
+    ctx = Ctx(s, system_actor(ensure_account(s)))
+    app_config.set_frequency(ctx, sid, {"30s": (False, 1), "hour": (False, 5),
+                                        "day": (False, 10)})
+    app_config.import_countries(ctx, sid, b"US\\nGB\\nSG\\n")
+    for region in ("mainland", "international"):
+        app_config.set_thresholds(ctx, sid, region, alarm_threshold=None, daily_limit=None)
+    accounts.update_settings(ctx, account_type="enterprise", timezone="Asia/Shanghai",
+                             intl_daily_quota=999_999_999, reply_callback_url="",
+                             reply_callback_enabled=False)
+    s.execute(text("UPDATE application SET status_callback_url = NULL"))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def client(port: int, app_id: str, key: str, template: int, per_request: int,
+           until: float, quota: int, base: int, out: multiprocessing.Queue) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    latencies, accepted, n, errors = [], 0, 0, 0
+    while time.time() < until and accepted < quota:
+        phones = [f"+1415555{(base + n * per_request + i) % 9000 + 1000:04d}"
+                  for i in range(per_request)]
+        n += 1
+        body = json.dumps({"phone_numbers": phones, "template_id": template,
+                           "template_params": ["123456", "5"]}).encode()
+        ts, nonce = str(int(time.time())), uuid.uuid4().hex
+        sig = hmac.new(key.encode(), f"{ts}\n{nonce}\n".encode() + body,
+                       hashlib.sha256).hexdigest()
+        start = time.perf_counter()
+        try:
+            conn.request("POST", "/api/v1/sms/send", body=body, headers={
+                "Content-Type": "application/json", "X-SMS-AppId": app_id,
+                "X-SMS-Timestamp": ts, "X-SMS-Nonce": nonce, "X-SMS-Signature": sig})
+            resp = conn.getresponse()
+            data = json.loads(resp.read())
+        except (OSError, http.client.HTTPException, ValueError):
+            errors += 1
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            continue
+        latencies.append((time.perf_counter() - start) * 1000)
+        if resp.status == 200:
+            accepted += sum(1 for s in data["send_status"] if s["code"] == "Ok")
+        else:
+            errors += 1
+    out.put((latencies, accepted, errors))
+
+
+def _wait_final(db_url: str, since: float, cap: float) -> tuple[int, int, float]:
+    import psycopg
+
+    pending_sql = ("SELECT count(*) FILTER (WHERE status IN "
+                   "('accepted', 'submitting', 'submitted')), count(*) FROM message")
+    with psycopg.connect(db_url.replace("+psycopg", ""), autocommit=True) as c:
+        while True:
+            pending, total = c.execute(pending_sql).fetchone()  # type: ignore[misc]
+            if pending == 0 or time.time() - since > cap:
+                return total - pending, pending, time.time()
+            time.sleep(0.05)
+
+
+def _preload(db_url: str, sdk_app_id: str, n: int) -> None:
+    """n accepted messages, as the API writes them, in one statement."""
+    import psycopg
+
+    with psycopg.connect(db_url.replace("+psycopg", ""), autocommit=True) as c:
+        c.execute(
+            "INSERT INTO message (account_id, app_id, serial_no, request_id, region, "
+            "phone_number, iso_code, content, encoding, fee, status, sms_type, created_at) "
+            "SELECT a.account_id, a.id, md5(random()::text || g), 'bench', 'international', "
+            "'+1415555' || lpad((1000 + g %% 9000)::text, 4, '0'), 'US', "
+            "'[Demo] Your code is 123456', 'GSM', 1, 'accepted', 'verification', now() "
+            "FROM application a, generate_series(1, %s) g WHERE a.sdk_app_id = %s",
+            (n, sdk_app_id))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tree", default=str(ROOT), help="the checkout to run")
+    parser.add_argument("--mode", choices=["batched", "single", "preloaded"],
+                        default="batched")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--messages", type=int, default=20_000, help="batched: how many")
+    parser.add_argument("--seconds", type=float, default=10, help="single: how long")
+    parser.add_argument("--clients", type=int, default=None)
+    parser.add_argument("--drain-cap", type=float, default=120,
+                        help="stop waiting for the last receipts after this many seconds")
+    args = parser.parse_args()
+    tree = Path(args.tree).resolve()
+    tmp = Path(tempfile.mkdtemp(prefix="smsops-e2e-"))
+    import psycopg
+
+    name = f"smsops_e2e_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    db_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    redis_port = _free_port()
+    redis_bin = shutil.which("redis-server") or "redis-server"
+    redis_proc = subprocess.Popen([redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1",
+                                   "--save", "", "--appendonly", "no", "--dir", str(tmp)],
+                                  stdout=subprocess.DEVNULL)
+    env = {**os.environ, "SMSOPS_INSTANCE_DIR": str(tmp), "SMSOPS_DATABASE_URL": db_url,
+           "SMSOPS_SECRET_KEY": "bench", "SMSOPS_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+           "SMSOPS_GATEWAY": "simulator", "SMSOPS_SIMULATOR_LATENCY_MS": "0",
+           "SMSOPS_SIMULATOR_RECEIPT_DELAY_S": "0", "SMSOPS_WORKER_NO_FORK": "1",
+           "PYTHONPATH": str(tree)}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        smsops = [sys.executable, "-m", "app.cli"]
+        time.sleep(0.3)
+        seeded = json.loads(subprocess.run([*smsops, "demo", "--json"], env=env, check=True,
+                                           capture_output=True, text=True, cwd=tree).stdout)
+        subprocess.run([sys.executable, "-c", LIFT, seeded["app_id"]], env=env, check=True,
+                       cwd=tree)
+        template = next(t["id"] for t in seeded["templates"]
+                        if t["region"] == "international" and t["sms_type"] == "verification")
+        port = _free_port()
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", str(os.cpu_count() or 2), "-b",
+             f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "2048", "wsgi:app"],
+            env=env, cwd=tree))
+        log = (tmp / "workers.log").open("wb")
+        for _ in range(args.workers):
+            procs.append(subprocess.Popen([*smsops, "worker"], env=env, cwd=tree,
+                                          stdout=log, stderr=log))
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+                c.request("GET", "/healthz")
+                c.getresponse().read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        time.sleep(2)  # the workers import the app
+        if args.mode == "preloaded":
+            _preload(db_url, seeded["app_id"], args.messages)
+            start = time.time()
+            import redis
+
+            conn = redis.Redis.from_url(env["SMSOPS_REDIS_URL"])
+            if (tree / "app" / "queue.py").read_text().find("DRAIN_JOB") >= 0:
+                conn.set("smsops:wake:jobs.sending.drain", 1, ex=10)
+                from rq import Queue
+
+                Queue("pipeline", connection=conn).enqueue("jobs.sending.drain")
+            else:  # main: one submit job per 200 ids, as its API enqueues them
+                from rq import Queue
+
+                with psycopg.connect(db_url.replace("+psycopg", "")) as c:
+                    ids = [r[0] for r in c.execute("SELECT id FROM message ORDER BY id")]
+                q = Queue("default", connection=conn)
+                for i in range(0, len(ids), 200):
+                    q.enqueue("jobs.sending.submit", ids[i:i + 200])
+            final, pending, done_at = _wait_final(db_url, start, args.drain_cap)
+            label = "main" if tree != ROOT else "this branch"
+            print(f"| {label} | preloaded | {args.workers} | - | {args.messages} | - | - | "
+                  f"{final / (done_at - start):.0f} | {pending} | 0 |", flush=True)
+            return
+        per_request = 200 if args.mode == "batched" else 1
+        clients = args.clients or (4 if args.mode == "batched" else 50)
+        window = args.seconds if args.mode == "single" else 600
+        quota = args.messages // clients if args.mode == "batched" else 10**9
+        out: multiprocessing.Queue = multiprocessing.Queue()
+        until = time.time() + window
+        senders = [multiprocessing.Process(target=client, args=(
+            port, seeded["app_id"], seeded["app_key"], template, per_request, until, quota,
+            i * 200, out)) for i in range(clients)]
+        start = time.time()
+        for p in senders:
+            p.start()
+        results = [out.get() for _ in senders]
+        sent_at = time.time()
+        for p in senders:
+            p.join()
+        final, pending, done_at = _wait_final(db_url, sent_at, args.drain_cap)
+        latencies = sorted(x for lat, _a, _e in results for x in lat)
+        accepted = sum(a for _l, a, _e in results)
+        errors = sum(e for _l, _a, e in results)
+        label = "main" if tree != ROOT else "this branch"
+        print(f"| {label} | {args.mode} | {args.workers} | {clients} | {accepted} | "
+              f"{len(latencies) / (sent_at - start):.0f} | "
+              f"{latencies[len(latencies) // 2]:.1f} | {final / (done_at - start):.0f} | "
+              f"{pending} | {errors} |", flush=True)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        redis_proc.kill()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
