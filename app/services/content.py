@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.db import utcnow
 from app.models import Account, Qualification, Signature, Template, UnsubscribeRemoval
@@ -65,14 +66,19 @@ SUBMITTED_JOB = "jobs.reviews.submitted"  # tells reviewers, e.g. in Slack
 
 
 def submit_for_review(ctx: Ctx, obj: Content) -> None:
-    """(Re)submit for review: pending again, with the submitter recorded.
+    """(Re)submit for review: pending again, a new revision, the submitter recorded.
     Reviewers are told once the caller has committed (the object has an id by then)."""
     obj.status = PENDING
     obj.reject_reason = None
     obj.submitted_by_id = ctx.actor.user_id
     obj.submitted_by = ctx.actor.label
     obj.submitted_at = utcnow()
-    ctx.db.flush()
+    try:  # the UPDATE bumps the revision, and matches only the revision loaded
+        ctx.db.flush()
+    except StaleDataError:
+        raise Conflict(f"This {KIND_OF[type(obj)].replace('_', ' ')} changed while you "
+                       f"were editing it (it may just have been reviewed). Open it again "
+                       f"and redo your change.") from None
     ctx.defer(SUBMITTED_JOB, KIND_OF[type(obj)], obj.id)
 
 
@@ -354,16 +360,19 @@ def update_template(ctx: Ctx, tid: int, data: dict[str, Any]) -> Template:
 
 
 def set_carrier_template_id(ctx: Ctx, tid: int, value: str) -> Template:
-    """The template's id at a carrier that sends by template. Operational, not content:
-    it may change at any status and does not send the template back to review."""
+    """The template's id at a carrier that sends by template. It decides which text
+    that carrier sends, so a change sends the template back to review, at any status."""
     t = _load(ctx, Template, tid, "ModifySmsTemplate")
     value = value.strip()
     if value and (len(value) > 32 or not value.replace("-", "").replace("_", "").isalnum()):
         raise invalid("carrier_template_id", "Use the carrier's id: letters and digits.")
+    if (value or None) == t.carrier_template_id:
+        return t  # unchanged: no new review
     audit.record_changes(ctx, "ModifySmsTemplate", "template", t.id,
-                         {"carrier_template_id": t.carrier_template_id},
-                         {"carrier_template_id": value or None})
+                         {"carrier_template_id": t.carrier_template_id, "status": t.status},
+                         {"carrier_template_id": value or None, "status": PENDING})
     t.carrier_template_id = value or None
+    submit_for_review(ctx, t)
     return t
 
 
