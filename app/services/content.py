@@ -73,13 +73,18 @@ def submit_for_review(ctx: Ctx, obj: Content) -> None:
     obj.submitted_by_id = ctx.actor.user_id
     obj.submitted_by = ctx.actor.label
     obj.submitted_at = utcnow()
-    try:  # the UPDATE bumps the revision, and matches only the revision loaded
+    _flush(ctx, KIND_OF[type(obj)].replace("_", " "))  # bumps the revision
+    ctx.defer(SUBMITTED_JOB, KIND_OF[type(obj)], obj.id)
+
+
+def _flush(ctx: Ctx, label: str) -> None:
+    """Write changes to reviewed rows: each UPDATE or DELETE matches only the revision
+    that was read, so a change made meanwhile (e.g. a decision) is a conflict."""
+    try:
         ctx.db.flush()
     except StaleDataError:
-        raise Conflict(f"This {KIND_OF[type(obj)].replace('_', ' ')} changed while you "
-                       f"were editing it (it may just have been reviewed). Open it again "
-                       f"and redo your change.") from None
-    ctx.defer(SUBMITTED_JOB, KIND_OF[type(obj)], obj.id)
+        raise Conflict(f"This {label} changed while you were working on it (it may just "
+                       f"have been reviewed). Open it again and redo your change.") from None
 
 
 def _region(region: str) -> str:
@@ -116,7 +121,7 @@ def _resubmit(ctx: Ctx, obj: Content, fields: dict[str, Any], action: str, kind:
 def _delete(ctx: Ctx, obj: Content, action: str, kind: str) -> None:
     audit.record(ctx, action, kind, obj.id, snapshot(obj), None)
     ctx.db.delete(obj)
-    ctx.db.flush()
+    _flush(ctx, kind)
 
 
 def _editable(obj: Signature | Template) -> None:
@@ -208,7 +213,7 @@ def delete_qualifications(ctx: Ctx, ids: list[int]) -> list[Signature]:
         audit.record(ctx, "DeleteQualification", "qualification", q.id, snapshot(q), {
             "signatures_made_unusable": [s.id for s in affected if s.id]})
         ctx.db.delete(q)
-    ctx.db.flush()
+    _flush(ctx, "qualification or one of its signatures")
     return affected
 
 

@@ -207,7 +207,7 @@ def test_an_edit_that_loaded_before_a_decision_cannot_land_after_it(
         me = session.scalar(select(User).where(User.email == "reviewer@example.com"))
         reviews.approve(ctx_for(session, me), "template", t.id, revision=1)
         session.commit()
-        with pytest.raises(Conflict, match="changed while you were editing"):
+        with pytest.raises(Conflict, match="changed while you were working on it"):
             content.update_template(editor, t.id, {
                 "name": "Login code", "sms_type": "verification", "content": "Phish {1}"})
         editing.rollback()
