@@ -124,3 +124,33 @@ def test_the_reject_form_carries_the_revision_too(reviewer: Client, session: Ses
     done = reviewer.post(f"/reviews/template/{tid}/reject",
                          {"revision": seen, "reason": "Say what it is for"}, htmx=True)
     assert done.status_code == 200 and "Rejected" in text_of(done, ".status")
+
+
+def test_an_unsubscribe_removal_is_decided_by_its_revision(reviewer: Client,
+                                                           session: Session) -> None:
+    """Removal requests cannot be edited; their form carries the revision all the same."""
+    from sqlalchemy import select
+
+    from app.models import Unsubscribe
+    from app.services import unsubscribes
+
+    author = _author(session)
+    sid, _ = _signature(author)
+    root = ctx_for(session, make_user(session, "boss@example.com", presets=["SMSReviewer"]))
+    reviews.approve(root, "signature", sid, revision=1)
+    unsubscribes.record(session, author.actor.account_id, "+14155550101", sid, "marketing",
+                        "reply")
+    removal = unsubscribes.request_removal(author, phone_number="+14155550101",
+                                           signature_id=sid, sms_type="marketing",
+                                           reason="Customer asked again")
+    session.commit()
+    page = reviewer.get("/reviews")
+    seen = _shown_revision(page, "unsubscribe_removal", removal.id, "approve")
+    url = f"/reviews/unsubscribe_removal/{removal.id}/approve"
+    wrong = reviewer.post(url, {"revision": str(int(seen) + 1)}, htmx=True)
+    assert wrong.status_code == 422 and CHANGED in text_of(wrong, ".error")
+    assert session.scalar(select(Unsubscribe.id)) is not None
+    ok = reviewer.post(url, {"revision": seen}, htmx=True)
+    assert ok.status_code == 200 and "Approved" in text_of(ok, ".status")
+    session.expire_all()
+    assert session.scalar(select(Unsubscribe.id)) is None
