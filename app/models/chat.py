@@ -16,7 +16,8 @@ class ReviewMessage(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))  # qualification | signature | template
+    # qualification | signature | template | unsubscribe_removal
+    kind: Mapped[str] = mapped_column(String(32))
     object_id: Mapped[int]
     channel: Mapped[str] = mapped_column(String(32))
     ts: Mapped[str] = mapped_column(String(32))  # Slack's message id within the channel

@@ -260,3 +260,34 @@ def test_user_text_in_review_messages_and_dms_is_inert(slack: Slack, session: Se
     assert "&lt;!everyone&gt;" in dm["text"] and f"{STAR}bold{STAR}" in dm["text"]
     assert f"/content/templates/{t.id}" in dm["text"]  # the link still works
     assert dm["text"].startswith("*Your template")  # our own formatting stays
+
+
+def test_an_unsubscribe_removal_request_round_trip(slack: Slack, session: Session) -> None:
+    """Removal requests are posted, decided by their revision and updated in place
+    (kind "unsubscribe_removal" is longer than the column once was)."""
+    from app.models import Unsubscribe
+    from app.services import unsubscribes
+
+    users = people(session)
+    author = ctx_for(session, users[AUTHOR])
+    sid, _ = _signature(author)
+    reviews.approve(ctx_for(session, users[REVIEWER]), "signature", sid, revision=1)
+    unsubscribes.record(session, author.actor.account_id, "+14155550101", sid, "marketing",
+                        "reply")
+    author.deferred.clear()
+    removal = unsubscribes.request_removal(author, phone_number="+14155550101",
+                                           signature_id=sid, sms_type="marketing",
+                                           reason="Customer *asked* again")
+    run(slack, session, author)
+    [posted] = review_posts(slack)
+    assert f"Customer {STAR}asked{STAR} again" in dump(posted["blocks"])
+    value = button(posted, "review_approve")
+    assert value == f"unsubscribe_removal:{removal.id}:1"
+    assert posted_ts(session)  # stored, so a decision can update it
+    slack.click("review_approve", value, REVIEWER)
+    slack.run_jobs()
+    session.expire_all()
+    assert session.scalar(select(Unsubscribe.id)) is None
+    [updated] = slack.api.named("chat.update")
+    assert updated["ts"] == posted_ts(session) and not has_buttons(updated)
+    assert "Approved" in dump(updated["blocks"])

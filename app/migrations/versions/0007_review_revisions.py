@@ -29,6 +29,9 @@ def upgrade() -> None:
     # Existing messages count as without live buttons: their buttons carry no
     # revision and are refused anyway, and a decided message keeps its outcome.
     with op.batch_alter_table('review_message', schema=None) as batch_op:
+        # "unsubscribe_removal" did not fit in 16 characters on PostgreSQL
+        batch_op.alter_column('kind', existing_type=sa.String(length=16),
+                              type_=sa.String(length=32), existing_nullable=False)
         batch_op.add_column(sa.Column('revision', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('has_buttons', sa.Boolean(), server_default=sa.false(),
                                       nullable=False))
@@ -38,6 +41,12 @@ def downgrade() -> None:
     with op.batch_alter_table('review_message', schema=None) as batch_op:
         batch_op.drop_column('has_buttons')
         batch_op.drop_column('revision')
+    if op.get_bind().dialect.name != 'sqlite':  # SQLite does not enforce the width
+        # Rows of removal requests do not fit the old width: their messages are forgotten.
+        op.execute("DELETE FROM review_message WHERE length(kind) > 16")
+    with op.batch_alter_table('review_message', schema=None) as batch_op:
+        batch_op.alter_column('kind', existing_type=sa.String(length=32),
+                              type_=sa.String(length=16), existing_nullable=False)
     for table in reversed(REVIEWED):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_column('revision')
