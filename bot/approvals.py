@@ -13,7 +13,7 @@ from slack_sdk.errors import SlackApiError
 from app.notify.slack import describe
 from app.queue import enqueue
 from app.services import content, reviews
-from app.services.errors import Conflict, PermissionDenied, ServiceError, ValidationError
+from app.services.errors import ServiceError, ValidationError
 from bot import blocks
 from bot.context import NotLinked, acting
 
@@ -81,15 +81,7 @@ def register(bolt: App, flask_app: Flask) -> None:
         kind, obj_id, revision = target
         try:  # refuse before asking for a reason that would be refused anyway
             with acting(flask_app, client, body["user"]["id"]) as ctx:
-                ctx.actor.require("ReviewContent")
-                obj = reviews.load(ctx, kind, obj_id)
-                if obj.submitted_by_id == ctx.actor.user_id:
-                    raise PermissionDenied("You cannot review your own submission.")
-                if obj.status != "pending":
-                    raise Conflict(f"Already decided: {obj.status_label.lower()} by "
-                                   f"{obj.decided_by}.")
-                if obj.revision != revision:
-                    raise reviews.changed(kind, obj)
+                obj = reviews.decidable(ctx, kind, obj_id, revision)
                 title = reviews.title_of(kind, obj)
         except (NotLinked, ServiceError) as exc:
             refuse(body, exc)

@@ -120,26 +120,33 @@ def reject(ctx: Ctx, kind: str, obj_id: int, reason: str, *, revision: int) -> C
     return _decide(ctx, kind, obj_id, approve=False, reason=reason, revision=revision)
 
 
-def changed(kind: str, obj: Content) -> Conflict:
+def _changed(kind: str, obj: Content) -> Conflict:
     return Conflict(f"This {LABELS[kind]} changed since you opened it (it is now revision "
                     f"{obj.revision}); look at it again before deciding.")
 
 
 def _refusal(kind: str, obj: Content) -> Conflict:
     if obj.status == PENDING:
-        return changed(kind, obj)
+        return _changed(kind, obj)
     return Conflict(f"Already decided: {STATUS_LABELS[obj.status].lower()} by "
                     f"{obj.decided_by or 'someone else'}.")
 
 
-def _decide(ctx: Ctx, kind: str, obj_id: int, *, approve: bool, reason: str | None,
-            revision: int) -> Content:
+def decidable(ctx: Ctx, kind: str, obj_id: int, revision: int) -> Content:
+    """The object, if this actor may decide this revision of it now; e.g. before
+    asking for a reason that would be refused anyway."""
     ctx.actor.require("ReviewContent")
     obj = load(ctx, kind, obj_id)
     if ctx.actor.user_id is not None and obj.submitted_by_id == ctx.actor.user_id:
         raise PermissionDenied("You cannot review your own submission.")
     if obj.status != PENDING or obj.revision != revision:
         raise _refusal(kind, obj)
+    return obj
+
+
+def _decide(ctx: Ctx, kind: str, obj_id: int, *, approve: bool, reason: str | None,
+            revision: int) -> Content:
+    obj = decidable(ctx, kind, obj_id, revision)
     if approve:
         new_status = {"qualification": APPROVED, "signature": APPROVED_PENDING_EFFECT,
                       "template": EFFECTIVE, "unsubscribe_removal": APPROVED}[kind]
