@@ -85,17 +85,17 @@ def _seed_content(ctx: Ctx) -> list[str]:
         "use": "self", "enterprise_name": DEMO_ENTITY, "licence_number": "91310000DEMO00001X",
         "legal_rep_name": "Demo Legal", "legal_rep_id_number": "310101199001010000",
         "admin_name": "Demo Admin", "admin_phone": "13800000000"})
-    reviews.approve(ctx, "qualification", q.id)
+    reviews.approve(ctx, "qualification", q.id, revision=q.revision)
     for region in ("mainland", "international"):
         sig = content.create_signature(ctx, region, {
             "purpose": "self", "qualification_id": q.id, "sign_type": "company",
             "content": DEMO_SIGNATURE})
-        reviews.approve(ctx, "signature", sig.id)
+        reviews.approve(ctx, "signature", sig.id, revision=sig.revision)
         for name, sms_type, text in DEMO_TEMPLATES[region]:
             # "Track it at {2}" takes a tracking link: the template opts in to URLs.
             t = content.create_template(ctx, region, {"name": name, "sms_type": sms_type,
                                                       "content": text,
                                                       "allow_url_params": "Track it at" in text})
-            reviews.approve(ctx, "template", t.id)
+            reviews.approve(ctx, "template", t.id, revision=t.revision)
     return ["created an approved qualification, effective signatures and effective "
             "templates of every SMS type"]

@@ -84,9 +84,16 @@ def main() -> None:
         payload = {"type": "block_actions", "user": {"id": "U0REVIEW1"},
                    "trigger_id": "1.2.3", "channel": {"id": "CREVIEW"},
                    "container": {"type": "message"}, "response_url": f"{api.url}/r",
-                   "actions": [{"action_id": "review_approve", "value": f"template:{tid}",
+                   "actions": [{"action_id": "review_approve", "value": f"template:{tid}:1",
                                 "block_id": "b", "type": "button"}]}
         clicks.append(timed(urlencode({"payload": json.dumps(payload)})))
+    with app.extensions["db"].unit_of_work() as s:  # every click decided, none refused
+        from sqlalchemy import func, select
+
+        from app.models import Template
+
+        decided = s.scalar(select(func.count()).where(Template.status == "effective"))
+        assert decided == n, f"only {decided} of {n} clicks approved"
     server.close()
     api.close()
     shutdown_embedded()  # start nothing we do not stop

@@ -13,18 +13,24 @@ from slack_sdk.errors import SlackApiError
 from app.notify.slack import describe
 from app.queue import enqueue
 from app.services import content, reviews
-from app.services.errors import Conflict, PermissionDenied, ServiceError, ValidationError
+from app.services.errors import ServiceError, ValidationError
 from bot import blocks
 from bot.context import NotLinked, acting
 
 log = logging.getLogger("smsops.slack")
 
 
-def _target(value: str) -> tuple[str, int]:
-    kind, _, obj_id = value.partition(":")
-    if kind not in reviews.KINDS or not obj_id.isdigit():
-        raise ValueError(f"bad button value {value!r}")
-    return kind, int(obj_id)
+STALE = ("This review message is out of date. Use `/sms reviews` or the web review "
+         "queue to see what is waiting now.")
+
+
+def _target(value: str) -> tuple[str, int, int] | None:
+    """kind:id:revision from a button or a modal; None for anything else, e.g. a
+    message posted before decisions named the revision they decide."""
+    kind, obj_id, revision = ([*value.split(":"), "", ""])[:3]
+    if kind not in reviews.KINDS or not obj_id.isdigit() or not revision.isdigit():
+        return None
+    return kind, int(obj_id), int(revision)
 
 
 def _origin(body: dict) -> str:
@@ -41,6 +47,9 @@ def register(bolt: App, flask_app: Flask) -> None:
         channel = (body.get("channel") or {}).get("id") or body["user"]["id"]
         enqueue(redis, "jobs.slack.ephemeral", channel, body["user"]["id"], text)
 
+    def refuse(body: dict, exc: Exception) -> None:
+        tell(body, f":no_entry: {blocks.escape(getattr(exc, 'message', str(exc)))}")
+
     @bolt.action(blocks.OPEN_WEB)
     def open_web(ack: Ack) -> None:
         ack()  # a link button: Slack opens the URL itself
@@ -48,12 +57,16 @@ def register(bolt: App, flask_app: Flask) -> None:
     @bolt.action(blocks.APPROVE)
     def approve(ack: Ack, body: dict, client: WebClient) -> None:
         ack()
-        kind, obj_id = _target(body["actions"][0]["value"])
+        target = _target(body["actions"][0]["value"])
+        if target is None:
+            tell(body, f":no_entry: {STALE}")
+            return
+        kind, obj_id, revision = target
         try:
             with acting(flask_app, client, body["user"]["id"]) as ctx:
-                reviews.approve(ctx, kind, obj_id)
+                reviews.approve(ctx, kind, obj_id, revision=revision)
         except (NotLinked, ServiceError) as exc:
-            tell(body, f":no_entry: {getattr(exc, 'message', str(exc))}")
+            refuse(body, exc)
             return
         if body.get("container", {}).get("is_ephemeral") and body.get("response_url"):
             enqueue(redis, "jobs.slack.replace_ephemeral", body["response_url"], kind, obj_id)
@@ -61,35 +74,37 @@ def register(bolt: App, flask_app: Flask) -> None:
     @bolt.action(blocks.REJECT)
     def reject(ack: Ack, body: dict, client: WebClient) -> None:
         ack()
-        kind, obj_id = _target(body["actions"][0]["value"])
+        target = _target(body["actions"][0]["value"])
+        if target is None:
+            tell(body, f":no_entry: {STALE}")
+            return
+        kind, obj_id, revision = target
         try:  # refuse before asking for a reason that would be refused anyway
             with acting(flask_app, client, body["user"]["id"]) as ctx:
-                ctx.actor.require("ReviewContent")
-                obj = reviews.load(ctx, kind, obj_id)
-                if obj.status != "pending":
-                    raise Conflict(f"Already decided: {obj.status_label.lower()} by "
-                                           f"{obj.decided_by}.")
-                if obj.submitted_by_id == ctx.actor.user_id:
-                    raise PermissionDenied("You cannot review your own submission.")
+                obj = reviews.decidable(ctx, kind, obj_id, revision)
                 title = reviews.title_of(kind, obj)
         except (NotLinked, ServiceError) as exc:
-            tell(body, f":no_entry: {getattr(exc, 'message', str(exc))}")
+            refuse(body, exc)
             return
         try:  # the trigger_id lives 3 s: this call cannot wait for a job
-            client.views_open(trigger_id=body["trigger_id"],
-                              view=blocks.reject_modal(kind, obj_id, title, _origin(body)))
+            client.views_open(trigger_id=body["trigger_id"], view=blocks.reject_modal(
+                kind, obj_id, revision, title, _origin(body)))
         except SlackApiError as exc:
             log.warning("views.open failed: %s", describe(exc))
             tell(body, "Slack would not open the form; try again.")
 
     @bolt.view(blocks.REJECT_MODAL)
     def reject_submitted(ack: Ack, body: dict, view: dict, client: WebClient) -> None:
-        target, _, origin = view["private_metadata"].partition("|")
-        kind, obj_id = _target(target)
+        metadata, _, origin = view["private_metadata"].partition("|")
+        target = _target(metadata)
+        if target is None:
+            ack(response_action="errors", errors={"reason": STALE[:150]})
+            return
+        kind, obj_id, revision = target
         reason = (view["state"]["values"]["reason"]["reason"].get("value") or "").strip()
         try:
             with acting(flask_app, client, body["user"]["id"]) as ctx:
-                reviews.reject(ctx, kind, obj_id, reason)
+                reviews.reject(ctx, kind, obj_id, reason, revision=revision)
         except ValidationError as exc:
             ack(response_action="errors", errors={"reason": exc.errors["reason"][:150]})
             return

@@ -1,7 +1,8 @@
 """Block Kit builders: pure functions from domain objects to Slack JSON.
 
-User text is escaped for mrkdwn (&, <, >), so nobody can inject links,
-@channel mentions or formatting controls through a template or a name.
+User text is escaped for mrkdwn (&, <, >, and look-alikes for * _ ~ `), and mrkdwn
+objects are verbatim, so nobody can inject links, @channel mentions or formatting
+through a template or a name.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.models.content import STATUS_LABELS
+from app.notify.slack import escape
 from app.sms.templating import SMS_TYPES
 
 Block = dict[str, Any]
@@ -37,20 +39,22 @@ HELP = {
 }
 
 
-def escape(text: object) -> str:
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _clip(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
+def _mrkdwn(text: str) -> dict[str, Any]:
+    # verbatim: Slack does not turn bare URLs, #channels or @names into links;
+    # our own <url|label> links still work.
+    return {"type": "mrkdwn", "text": _clip(text), "verbatim": True}
+
+
 def section(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text)}}
+    return {"type": "section", "text": _mrkdwn(text)}
 
 
 def context(text: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(text)}]}
+    return {"type": "context", "elements": [_mrkdwn(text)]}
 
 
 def link_button(text: str, url: str) -> Block:
@@ -146,6 +150,8 @@ def review_blocks(kind: str, obj: Any, title: str, facts: dict[str, Any], base_u
         lines.append(f">{escape(obj.content)}")
         lines.append(f"{facts['encoding']}, {facts['billed_items']} billed item(s) for a sample, "
                      f"{facts['characters']} characters")
+        if obj.carrier_template_id:
+            lines.append(f"Carrier template id {escape(obj.carrier_template_id)}")
     elif kind == "signature":
         lines.append(f"{obj.region.capitalize()} signature `{escape(obj.content)}`, "
                      f"{obj.sign_type.replace('_', ' ')}, {obj.purpose}-use")
@@ -157,12 +163,12 @@ def review_blocks(kind: str, obj: Any, title: str, facts: dict[str, Any], base_u
                      f"{escape(obj.legal_rep_name)}")
     if getattr(obj, "notes", ""):
         lines.append(f"Notes: {escape(obj.notes)}")
-    lines.append(f"Submitted by {escape(obj.submitted_by)}")
+    lines.append(f"Submitted by {escape(obj.submitted_by)} (revision {obj.revision})")
     from app.services.reviews import link_of
 
     url = f"{base_url}{link_of(kind, obj.id)}"
     blocks: list[Block] = [section("\n".join(lines))]
-    value = f"{kind}:{obj.id}"
+    value = button_value(kind, obj.id, obj.revision)  # the revision this message shows
     if buttons and obj.status == "pending":
         blocks.append({"type": "actions", "block_id": f"review:{value}", "elements": [
             {"type": "button", "action_id": APPROVE, "style": "primary", "value": value,
@@ -182,10 +188,28 @@ def review_blocks(kind: str, obj: Any, title: str, facts: dict[str, Any], base_u
     return blocks
 
 
-def reject_modal(kind: str, obj_id: int, title: str, origin: str) -> dict[str, Any]:
+def button_value(kind: str, obj_id: int, revision: int) -> str:
+    """What Approve / Reject carry: the object and the revision the reviewer saw."""
+    return f"{kind}:{obj_id}:{revision}"
+
+
+def superseded_blocks(kind: str, obj: Any, title: str, shown: int | None) -> list[Block]:
+    """A review request whose object was edited after it was posted: no buttons."""
+    label = kind.replace("_", " ")
+    return [
+        section(f"*{label.capitalize()} for review:* {escape(title)}"),
+        context(f":arrows_counterclockwise: Revision {shown or '?'} of this {label} was "
+                f"changed by {escape(obj.submitted_by)} before anyone decided. Its new "
+                f"revision {obj.revision} is in a new request below."),
+    ]
+
+
+def reject_modal(kind: str, obj_id: int, revision: int, title: str,
+                 origin: str) -> dict[str, Any]:
     return {
         "type": "modal", "callback_id": REJECT_MODAL,
-        "private_metadata": f"{kind}:{obj_id}|{origin}",
+        # the revision travels through the modal: the reason rejects what was seen
+        "private_metadata": f"{button_value(kind, obj_id, revision)}|{origin}",
         "title": {"type": "plain_text", "text": "Reject"},
         "submit": {"type": "plain_text", "text": "Reject"},
         "close": {"type": "plain_text", "text": "Cancel"},

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text, false
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from app.db import Base, utcnow
 
@@ -37,6 +37,15 @@ class Reviewed:
     decided_at: Mapped[datetime | None]
     # The reviewable fields as they were at the last decision, to show what changed.
     decided_snapshot: Mapped[dict[str, Any] | None]
+    # The row's version: bumped by every change (an edit, a decision), and every ORM
+    # UPDATE is conditional on it (SQLAlchemy's version counter), so an edit and a
+    # decision racing on the same row cannot both land. A decision names the revision
+    # the reviewer saw.
+    revision: Mapped[int] = mapped_column(default=1, server_default="1")
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        return {"version_id_col": cls.__table__.c.revision}  # type: ignore[attr-defined]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     @property

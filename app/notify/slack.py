@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from slack_sdk import WebClient
@@ -27,8 +28,23 @@ def describe(exc: SlackApiError) -> str:
     return f"{error} (retry after {retry} s)" if retry else str(error)
 
 
-def escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+# mrkdwn has no escape for its formatting marks: user text gets look-alikes instead,
+# so `*bold*`, `_it_`, `~del~` and `code` in a name or a reason stay as typed.
+_INERT = str.maketrans({"*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb"})
+_URL = re.compile(r"https?://\S+")
+
+
+def escape(text: object) -> str:
+    """User text for mrkdwn: & < > escaped (no mentions, no links) and formatting marks
+    made inert, except inside URLs, which must stay usable."""
+    escaped = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    out, last = [], 0
+    for url in _URL.finditer(escaped):
+        out.append(escaped[last:url.start()].translate(_INERT))
+        out.append(url.group())
+        last = url.end()
+    out.append(escaped[last:].translate(_INERT))
+    return "".join(out)
 
 
 class SlackChannel:

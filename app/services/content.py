@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.db import utcnow
 from app.models import Account, Qualification, Signature, Template, UnsubscribeRemoval
@@ -71,15 +72,25 @@ SUBMITTED_JOB = "jobs.reviews.submitted"  # tells reviewers, e.g. in Slack
 
 
 def submit_for_review(ctx: Ctx, obj: Content) -> None:
-    """(Re)submit for review: pending again, with the submitter recorded.
+    """(Re)submit for review: pending again, a new revision, the submitter recorded.
     Reviewers are told once the caller has committed (the object has an id by then)."""
     obj.status = PENDING
     obj.reject_reason = None
     obj.submitted_by_id = ctx.actor.user_id
     obj.submitted_by = ctx.actor.label
     obj.submitted_at = utcnow()
-    ctx.db.flush()
+    _flush(ctx, KIND_OF[type(obj)].replace("_", " "))  # bumps the revision
     ctx.defer(SUBMITTED_JOB, KIND_OF[type(obj)], obj.id)
+
+
+def _flush(ctx: Ctx, label: str) -> None:
+    """Write changes to reviewed rows: each UPDATE or DELETE matches only the revision
+    that was read, so a change made meanwhile (e.g. a decision) is a conflict."""
+    try:
+        ctx.db.flush()
+    except StaleDataError:
+        raise Conflict(f"This {label} changed while you were working on it (it may just "
+                       f"have been reviewed). Open it again and redo your change.") from None
 
 
 def _region(region: str) -> str:
@@ -120,7 +131,7 @@ def _resubmit(ctx: Ctx, obj: Content, fields: dict[str, Any], action: str, kind:
 def _delete(ctx: Ctx, obj: Content, action: str, kind: str) -> None:
     audit.record(ctx, action, kind, obj.id, snapshot(obj), None)
     ctx.db.delete(obj)
-    ctx.db.flush()
+    _flush(ctx, kind)
 
 
 def _editable(obj: Signature | Template) -> None:
@@ -212,7 +223,7 @@ def delete_qualifications(ctx: Ctx, ids: list[int]) -> list[Signature]:
         audit.record(ctx, "DeleteQualification", "qualification", q.id, snapshot(q), {
             "signatures_made_unusable": [s.id for s in affected if s.id]})
         ctx.db.delete(q)
-    ctx.db.flush()
+    _flush(ctx, "qualification or one of its signatures")
     return affected
 
 
@@ -378,16 +389,19 @@ def update_template(ctx: Ctx, tid: int, data: dict[str, Any]) -> Template:
 
 
 def set_carrier_template_id(ctx: Ctx, tid: int, value: str) -> Template:
-    """The template's id at a carrier that sends by template. Operational, not content:
-    it may change at any status and does not send the template back to review."""
+    """The template's id at a carrier that sends by template. It decides which text
+    that carrier sends, so a change sends the template back to review, at any status."""
     t = _load(ctx, Template, tid, "ModifySmsTemplate")
     value = value.strip()
     if value and (len(value) > 32 or not value.replace("-", "").replace("_", "").isalnum()):
         raise invalid("carrier_template_id", "Use the carrier's id: letters and digits.")
+    if (value or None) == t.carrier_template_id:
+        return t  # unchanged: no new review
     audit.record_changes(ctx, "ModifySmsTemplate", "template", t.id,
-                         {"carrier_template_id": t.carrier_template_id},
-                         {"carrier_template_id": value or None})
+                         {"carrier_template_id": t.carrier_template_id, "status": t.status},
+                         {"carrier_template_id": value or None, "status": PENDING})
     t.carrier_template_id = value or None
+    submit_for_review(ctx, t)
     return t
 
 

@@ -107,11 +107,12 @@ def load(ctx: Ctx, kind: str, obj_id: int) -> Content:
     return obj
 
 
-def approve(ctx: Ctx, kind: str, obj_id: int) -> Content:
-    return _decide(ctx, kind, obj_id, approve=True, reason=None)
+def approve(ctx: Ctx, kind: str, obj_id: int, *, revision: int) -> Content:
+    """Approve the revision the reviewer saw; refused if it changed since."""
+    return _decide(ctx, kind, obj_id, approve=True, reason=None, revision=revision)
 
 
-def reject(ctx: Ctx, kind: str, obj_id: int, reason: str) -> Content:
+def reject(ctx: Ctx, kind: str, obj_id: int, reason: str, *, revision: int) -> Content:
     reason = (reason or "").strip()
     if not reason:
         raise invalid("reason", "Say why it is rejected; the submitter will read it.")
@@ -121,14 +122,36 @@ def reject(ctx: Ctx, kind: str, obj_id: int, reason: str) -> Content:
     text(reason, "reason", errors, max_len=500, multiline=True)  # no control characters
     if errors:
         raise ValidationError(errors)
-    return _decide(ctx, kind, obj_id, approve=False, reason=reason)
+    return _decide(ctx, kind, obj_id, approve=False, reason=reason, revision=revision)
 
 
-def _decide(ctx: Ctx, kind: str, obj_id: int, *, approve: bool, reason: str | None) -> Content:
+def _changed(kind: str, obj: Content) -> Conflict:
+    return Conflict(f"This {LABELS[kind]} changed since you opened it (it is now revision "
+                    f"{obj.revision}); look at it again before deciding.")
+
+
+def _refusal(kind: str, obj: Content) -> Conflict:
+    if obj.status == PENDING:
+        return _changed(kind, obj)
+    return Conflict(f"Already decided: {STATUS_LABELS[obj.status].lower()} by "
+                    f"{obj.decided_by or 'someone else'}.")
+
+
+def decidable(ctx: Ctx, kind: str, obj_id: int, revision: int) -> Content:
+    """The object, if this actor may decide this revision of it now; e.g. before
+    asking for a reason that would be refused anyway."""
     ctx.actor.require("ReviewContent")
     obj = load(ctx, kind, obj_id)
     if ctx.actor.user_id is not None and obj.submitted_by_id == ctx.actor.user_id:
         raise PermissionDenied("You cannot review your own submission.")
+    if obj.status != PENDING or obj.revision != revision:
+        raise _refusal(kind, obj)
+    return obj
+
+
+def _decide(ctx: Ctx, kind: str, obj_id: int, *, approve: bool, reason: str | None,
+            revision: int) -> Content:
+    obj = decidable(ctx, kind, obj_id, revision)
     if approve:
         new_status = {"qualification": APPROVED, "signature": APPROVED_PENDING_EFFECT,
                       "template": EFFECTIVE, "unsubscribe_removal": APPROVED}[kind]
@@ -136,17 +159,18 @@ def _decide(ctx: Ctx, kind: str, obj_id: int, *, approve: bool, reason: str | No
         new_status = REJECTED
     model = KINDS[kind]
     now = utcnow()
+    # Conditional on the status and the revision: an edit committed since the object
+    # was loaded (or still holding the row) makes this match nothing.
     done = ctx.db.execute(
         update(model)
-        .where(model.id == obj.id, model.status == PENDING)
+        .where(model.id == obj.id, model.status == PENDING, model.revision == revision)
         .values(status=new_status, reject_reason=reason, decided_by=ctx.actor.label,
-                decided_at=now, decided_snapshot=snapshot(obj))
+                decided_at=now, decided_snapshot=snapshot(obj), revision=model.revision + 1)
         .execution_options(synchronize_session=False)
     )
     if done.rowcount != 1:  # type: ignore[attr-defined]
         ctx.db.refresh(obj)
-        raise Conflict(f"Already decided: {STATUS_LABELS[obj.status].lower()} by "
-                       f"{obj.decided_by or 'someone else'}.")
+        raise _refusal(kind, obj)
     ctx.db.refresh(obj)
     if isinstance(obj, Signature) and approve:
         gateway = ctx.gateway or SimulatorGateway()

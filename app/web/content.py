@@ -41,6 +41,7 @@ def _save(save: Callable[[], Any], name: Callable[[Any], str],
         item = save()
         commit()
     except (ValidationError, Conflict) as exc:
+        rollback()  # e.g. an edit that lost a race with a decision: nothing half-written
         return None, form_errors(exc)
     flash(f"{name(item)} submitted for review.")
     return redirect(done(item)), {}
@@ -100,12 +101,17 @@ def template_preview() -> tuple:
 @bp.post("/content/templates/<int:tid>/carrier")
 def template_carrier(tid: int) -> Any:
     try:
-        content.set_carrier_template_id(ctx(), tid, request.form.get("carrier_template_id", ""))
+        t = content.set_carrier_template_id(ctx(), tid,
+                                            request.form.get("carrier_template_id", ""))
         commit()
-        flash("Carrier template id saved.")
+        flash("Carrier template id saved; the template is pending review again."
+              if t.status == "pending" else "Carrier template id saved.")
     except ValidationError as exc:
         rollback()
         flash(exc.errors.get("carrier_template_id", exc.message))
+    except Conflict as exc:
+        rollback()
+        flash(exc.message)
     return redirect(url_for("content.template_form", tid=tid))
 
 
@@ -251,11 +257,14 @@ def review_queue() -> tuple:
 def review_decide(kind: str, obj_id: int, decision: str) -> Any:
     c = ctx()
     error = None
+    # The revision the page showed; without one, nothing this reviewer saw can be named.
+    shown = request.form.get("revision", "")
+    revision = int(shown) if shown.isdigit() else 0
     try:
         if decision == "approve":
-            reviews.approve(c, kind, obj_id)
+            reviews.approve(c, kind, obj_id, revision=revision)
         else:
-            reviews.reject(c, kind, obj_id, request.form.get("reason", ""))
+            reviews.reject(c, kind, obj_id, request.form.get("reason", ""), revision=revision)
         commit()
     except (ValidationError, Conflict, PermissionDenied) as exc:
         rollback()

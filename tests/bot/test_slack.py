@@ -186,7 +186,7 @@ def test_approval_round_trip(slack: Slack, session: Session) -> None:
     ids = [e.get("action_id") for b in posted["blocks"] for e in b.get("elements", [])]
     assert ids[:2] == ["review_approve", "review_reject"]
 
-    resp = slack.click("review_approve", f"template:{tid}", REVIEWER)
+    resp = slack.click("review_approve", f"template:{tid}:1", REVIEWER)
     assert resp.status_code == 200
     session.expire_all()
     assert session.get(Template, tid).status == "effective"
@@ -206,7 +206,7 @@ def test_reject_asks_for_a_reason_in_a_modal(slack: Slack, session: Session) -> 
     users = people(session)
     tid = _submit_on_web(session, users[AUTHOR])
     _enqueue_submitted(slack, tid)
-    slack.click("review_reject", f"template:{tid}", REVIEWER)
+    slack.click("review_reject", f"template:{tid}:1", REVIEWER)
     [opened] = slack.api.named("views.open")
     view = opened["view"]
     assert view["callback_id"] == "review_reject_modal"
@@ -233,14 +233,14 @@ def test_self_approval_and_readers_are_refused_ephemerally(slack: Slack,
                                                            session: Session) -> None:
     users = people(session)
     tid = _submit_on_web(session, users[AUTHOR])
-    slack.click("review_approve", f"template:{tid}", AUTHOR)
-    slack.click("review_approve", f"template:{tid}", READER)
-    slack.click("review_reject", f"template:{tid}", AUTHOR)
+    slack.click("review_approve", f"template:{tid}:1", AUTHOR)
+    slack.click("review_approve", f"template:{tid}:1", READER)
+    slack.click("review_reject", f"template:{tid}:1", AUTHOR)
     slack.run_jobs()
     told = slack.api.named("chat.postEphemeral")
     assert [(m["user"], m["text"]) for m in told] == [
         (AUTHOR, ":no_entry: You cannot review your own submission."),
-        (READER, ":no_entry: You are not allowed to do sms:ReviewContent on sms:app/*."),
+        (READER, ":no_entry: You are not allowed to do sms:ReviewContent on sms:app/\u2217."),
         (AUTHOR, ":no_entry: You cannot review your own submission."),
     ]
     assert slack.api.named("views.open") == []
@@ -255,7 +255,7 @@ def test_a_web_decision_updates_the_slack_message(slack: Slack, session: Session
     tid = _submit_on_web(session, users[AUTHOR])
     _enqueue_submitted(slack, tid)
     reviewer = ctx_for(session, users[REVIEWER])
-    reviews.approve(reviewer, "template", tid)
+    reviews.approve(reviewer, "template", tid, revision=1)
     session.commit()
     from app.queue import enqueue_deferred
 
@@ -263,7 +263,7 @@ def test_a_web_decision_updates_the_slack_message(slack: Slack, session: Session
     slack.run_jobs()
     [updated] = slack.api.named("chat.update")
     assert "Effective" in dump(updated["blocks"])
-    late = slack.click("review_approve", f"template:{tid}", REVIEWER)
+    late = slack.click("review_approve", f"template:{tid}:1", REVIEWER)
     assert late.status_code == 200
     slack.run_jobs()
     assert "Already decided" in slack.api.named("chat.postEphemeral")[0]["text"]
@@ -311,7 +311,7 @@ def test_submitting_on_the_web_posts_the_request(slack: Slack, session: Session)
     [posted] = [m for m in slack.api.named("chat.postMessage") if m["channel"] == REVIEW_CHANNEL]
     assert "订单{1}已发货" in dump(posted["blocks"]) and "UCS-2" in dump(posted["blocks"])
     tid = session.scalar(select(Template.id))
-    slack.click("review_approve", f"template:{tid}", REVIEWER)
+    slack.click("review_approve", f"template:{tid}:1", REVIEWER)
     slack.run_jobs()
     assert "Effective" in dump(slack.api.named("chat.update")[0]["blocks"])
     assert any(m["channel"] == AUTHOR for m in slack.api.named("chat.postMessage"))

@@ -20,12 +20,13 @@ from sqlalchemy.orm import Session
 from app import create_app
 from app.gateways.base import GatewayUnavailable, Outbound
 from app.gateways.tencentcloud import TencentCloudGateway
-from app.models import Message, Unsubscribe
+from app.models import Message, Unsubscribe, User
 from app.queue import enqueue_deferred
-from app.services import content
+from app.services import content, reviews
 from jobs import worker
 from jobs.listeners import tencentcloud_poll_once
 from tests.conftest import Backend
+from tests.helpers import ctx_for
 from tests.sending.conftest import Shop
 
 
@@ -126,7 +127,10 @@ def tc_app(backend: Backend, session: Session, tmp_path: Path,
 
 def test_pipeline_with_pulled_receipts_and_replies(shop: Shop, session: Session,
                                                    tc_app: Flask, tencent: TencentAPI) -> None:
-    content.set_carrier_template_id(shop.ctx, shop.templates["international"], "1110123")
+    t = content.set_carrier_template_id(shop.ctx, shop.templates["international"], "1110123")
+    reviewer = ctx_for(session, session.scalar(select(User).where(
+        User.email == "rev@example.com")))
+    reviews.approve(reviewer, "template", t.id, revision=t.revision)  # a new id is reviewed
     [r] = shop.send(["+14155550101"], params=["4321"])
     session.commit()
     enqueue_deferred(tc_app.extensions["redis"], shop.ctx.deferred)

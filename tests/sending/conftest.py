@@ -48,12 +48,12 @@ def make_shop(session: Session, redis_conn: Any) -> Shop:
     app_config.set_frequency(root, app.sdk_app_id, {"30s": (False, 1), "hour": (False, 5),
                                                     "day": (False, 10)})
     q = content.create_qualification(root, dict(QUALIFICATION))
-    reviews.approve(reviewer, "qualification", q.id)
+    reviews.approve(reviewer, "qualification", q.id, revision=q.revision)
     sigs, temps = {}, {}
     for region in ("mainland", "international"):
         s = content.create_signature(root, region, {"purpose": "self", "qualification_id": q.id,
                                                     "sign_type": "company", "content": "Shop"})
-        reviews.approve(reviewer, "signature", s.id)
+        reviews.approve(reviewer, "signature", s.id, revision=s.revision)
         sigs[region] = s.id
     for key, region, sms_type, text in (
         ("mainland", "mainland", "verification", "您的验证码为{1}"),
@@ -64,7 +64,7 @@ def make_shop(session: Session, redis_conn: Any) -> Shop:
         t = content.create_template(root, region, {"name": key, "sms_type": sms_type,
                                                    "content": text})
         if key != "pending":
-            reviews.approve(reviewer, "template", t.id)
+            reviews.approve(reviewer, "template", t.id, revision=t.revision)
         temps[key] = t.id
     root.deferred.clear()
     session.flush()

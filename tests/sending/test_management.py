@@ -77,7 +77,7 @@ def test_removal_requests_are_reviewed(shop: Shop, session: Session) -> None:
     assert "unsubscribe_removal" in [i.kind for i in reviews.queue(reviewer)]
     [found] = unsubscribes.query(shop.ctx, phone_number=US)
     assert found.sms_type == "verification"
-    reviews.approve(reviewer, "unsubscribe_removal", removal.id)
+    reviews.approve(reviewer, "unsubscribe_removal", removal.id, revision=removal.revision)
     assert unsubscribes.query(shop.ctx, phone_number=US) == []
     assert shop.codes([US]) == ["Ok"]
 

@@ -29,7 +29,7 @@ def reviewer(session: Session):  # type: ignore[no-untyped-def]
 
 def _approved_qualification(session: Session, reviewer) -> int:  # type: ignore[no-untyped-def]
     q = content.create_qualification(root_ctx(session), dict(QUALIFICATION))
-    reviews.approve(reviewer, "qualification", q.id)
+    reviews.approve(reviewer, "qualification", q.id, revision=q.revision)
     return q.id
 
 
@@ -47,7 +47,7 @@ def test_approved_qualification_changes_only_some_fields(session: Session, revie
     assert set(exc.value.errors) == {"enterprise_name", "use"}
     q = content.update_qualification(c, qid, {"legal_rep_name": "Wang Wu"})
     assert q.status == PENDING and q.legal_rep_name == "Wang Wu"  # re-submitted
-    reviews.reject(reviewer, "qualification", qid, "Blurry licence")
+    reviews.reject(reviewer, "qualification", qid, "Blurry licence", revision=q.revision)
     q = content.update_qualification(c, qid, {"enterprise_name": "Acme Group"})
     assert q.enterprise_name == "Acme Group" and q.status == PENDING and q.reject_reason is None
 
@@ -58,7 +58,7 @@ def test_deleting_a_qualification_makes_its_signatures_unusable(session: Session
     qid = _approved_qualification(session, reviewer)
     sig = content.create_signature(c, "mainland", {"purpose": "self", "qualification_id": qid,
                                                    "sign_type": "company", "content": "Acme"})
-    reviews.approve(reviewer, "signature", sig.id)
+    reviews.approve(reviewer, "signature", sig.id, revision=sig.revision)
     assert sig.usable and content.default_signature(c, "mainland") is sig
     assert [s.id for s in content.deletion_impact(c, [qid])] == [sig.id]
     affected = content.delete_qualifications(c, [qid])
@@ -88,7 +88,7 @@ def test_signature_needs_approved_qualification_on_mainland(session: Session,
             "content": "Acme"}
     with pytest.raises(ValidationError, match="approved first"):
         content.create_signature(c, "mainland", data)
-    reviews.approve(reviewer, "qualification", q.id)
+    reviews.approve(reviewer, "qualification", q.id, revision=q.revision)
     assert content.create_signature(c, "mainland", data).qualification_id == q.id
     # International signatures have no qualification.
     s = content.create_signature(c, "international", {**data, "content": " Acme Intl "})
@@ -155,11 +155,11 @@ def test_edit_only_while_pending_or_rejected(session: Session, reviewer) -> None
     t = content.update_template(c, t.id, {"name": "Code", "sms_type": "verification",
                                           "content": "Code: {1}"})
     assert t.status == PENDING
-    reviews.reject(reviewer, "template", t.id, "Say what the code is for")
+    reviews.reject(reviewer, "template", t.id, "Say what the code is for", revision=t.revision)
     t = content.update_template(c, t.id, {"name": "Code", "sms_type": "verification",
                                           "content": "Your login code is {1}"})
     assert t.status == PENDING and t.reject_reason is None
-    reviews.approve(reviewer, "template", t.id)
+    reviews.approve(reviewer, "template", t.id, revision=t.revision)
     with pytest.raises(Conflict, match="effective"):
         content.update_template(c, t.id, {"name": "x", "sms_type": "verification",
                                           "content": "Code {1}"})
@@ -171,7 +171,7 @@ def test_preview_counts_with_the_default_signature(session: Session, reviewer) -
     c = root_ctx(session)
     s = content.create_signature(c, "international", {"purpose": "self", "sign_type": "app",
                                                       "content": "Acme"})
-    reviews.approve(reviewer, "signature", s.id)
+    reviews.approve(reviewer, "signature", s.id, revision=s.revision)
     p = content.preview(c, "international", "verification", "Your code is {1}")
     assert p["variables"] == [1] and p["problems"] == []
     assert p["sample"] == "[Acme] Your code is 123456"
@@ -182,7 +182,7 @@ def test_preview_counts_with_the_default_signature(session: Session, reviewer) -
 
 def test_status_values_are_what_reviews_set(session: Session, reviewer) -> None:
     q = content.create_qualification(root_ctx(session), dict(QUALIFICATION))
-    assert reviews.approve(reviewer, "qualification", q.id).status == APPROVED
+    assert reviews.approve(reviewer, "qualification", q.id, revision=q.revision).status == APPROVED
     t = content.create_template(root_ctx(session), "mainland", {
         "name": "n", "sms_type": "notification", "content": "Order {1} shipped"})
-    assert reviews.reject(reviewer, "template", t.id, "no").status == REJECTED
+    assert reviews.reject(reviewer, "template", t.id, "no", revision=t.revision).status == REJECTED

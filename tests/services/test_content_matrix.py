@@ -44,7 +44,7 @@ CASES: dict[str, tuple[Setup | None, Callable[[Ctx, Any], object]]] = {
     "ModifyQualification": (_qualification, lambda c, i: content.update_qualification(
         c, i, {"admin_name": "New Admin"})),
     "DeleteQualification": (_qualification, lambda c, i: content.delete_qualifications(c, [i])),
-    "ReviewContent": (_template, lambda c, i: reviews.approve(c, "template", i)),
+    "ReviewContent": (_template, lambda c, i: reviews.approve(c, "template", i, revision=1)),
 }
 
 

@@ -38,7 +38,7 @@ def test_queue_lists_pending_with_facts_and_changes(session: Session, people) ->
     assert [(i.kind, i.obj.id) for i in items] == [("template", t.id), ("signature", sig.id)]
     assert items[0].facts == {"variables": [1], "encoding": "GSM-7", "billed_items": 2,
                               "characters": 112}
-    reviews.reject(reviewer, "template", t.id, "Too long")
+    reviews.reject(reviewer, "template", t.id, "Too long", revision=t.revision)
     content.update_template(author, t.id, {"name": "Login code", "sms_type": "verification",
                                            "content": "Code {1}"})
     item = next(i for i in reviews.queue(reviewer) if i.kind == "template")
@@ -49,7 +49,7 @@ def test_nobody_approves_their_own_submission(session: Session, people) -> None:
     author, _, _ = people
     t = _template(author)
     with pytest.raises(PermissionDenied, match="your own"):
-        reviews.approve(author, "template", t.id)
+        reviews.approve(author, "template", t.id, revision=t.revision)
     assert t.status == "pending"
 
 
@@ -57,22 +57,22 @@ def test_only_reviewers_decide(session: Session, people) -> None:
     author, _, reader = people
     t = _template(author)
     with pytest.raises(PermissionDenied, match="sms:ReviewContent"):
-        reviews.approve(reader, "template", t.id)
+        reviews.approve(reader, "template", t.id, revision=t.revision)
 
 
 def test_a_decision_is_made_once(session: Session, people) -> None:
     author, reviewer, _ = people
     t = _template(author)
-    reviews.approve(reviewer, "template", t.id)
+    reviews.approve(reviewer, "template", t.id, revision=t.revision)
     with pytest.raises(Conflict, match=r"Already decided: effective by reviewer@example\.com"):
-        reviews.reject(reviewer, "template", t.id, "late")
+        reviews.reject(reviewer, "template", t.id, "late", revision=t.revision)
 
 
 def test_reject_needs_a_reason(session: Session, people) -> None:
     author, reviewer, _ = people
     t = _template(author)
     with pytest.raises(ValidationError, match="Say why"):
-        reviews.reject(reviewer, "template", t.id, "   ")
+        reviews.reject(reviewer, "template", t.id, "   ", revision=t.revision)
 
 
 def test_signature_becomes_effective_through_the_gateway(session: Session, people) -> None:
@@ -91,11 +91,13 @@ def test_signature_becomes_effective_through_the_gateway(session: Session, peopl
     from app.services.context import Ctx
 
     slow = Ctx(reviewer.db, reviewer.actor, gateway=SlowCarrier())
-    assert reviews.approve(slow, "signature", sig.id).status == "approved_pending_effect"
+    assert reviews.approve(slow, "signature", sig.id,
+                           revision=sig.revision).status == "approved_pending_effect"
     assert SlowCarrier.calls == [("international", "Acme")]
     other = content.create_signature(author, "international", {
         "purpose": "self", "sign_type": "app", "content": "Beta"})
-    assert reviews.approve(reviewer, "signature", other.id).status == EFFECTIVE
+    assert reviews.approve(reviewer, "signature", other.id,
+                           revision=other.revision).status == EFFECTIVE
 
 
 def test_decisions_are_audited_and_notified(session: Session, people) -> None:
@@ -108,7 +110,8 @@ def test_decisions_are_audited_and_notified(session: Session, people) -> None:
     app_config.add_contact(root_ctx(session), sid, name="Money", email="money@example.com",
                            events=["package"])
     t = _template(author)
-    reviews.reject(reviewer, "template", t.id, "Name the service <b>please</b>")
+    reviews.reject(reviewer, "template", t.id, "Name the service <b>please</b>",
+                   revision=t.revision)
     entry = session.scalars(select(AuditEntry).where(AuditEntry.action == "ReviewContent")).one()
     assert entry.actor_label == "reviewer@example.com"
     assert entry.after == {"status": "rejected", "reason": "Name the service <b>please</b>",

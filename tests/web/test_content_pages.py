@@ -74,12 +74,13 @@ def test_template_submit_then_review_then_effective(root: Client, session: Sessi
     client = Client(app.test_client())  # another person, in another session
     client.login("rev@example.com")
     client.get("/reviews")
-    empty = client.post(f"/reviews/template/{tid}/reject", {"reason": " "}, htmx=True)
+    empty = client.post(f"/reviews/template/{tid}/reject", {"reason": " ", "revision": "1"},
+                        htmx=True)
     assert empty.status_code == 422 and "Say why" in text_of(empty, ".error")
-    done = client.post(f"/reviews/template/{tid}/approve", htmx=True)
+    done = client.post(f"/reviews/template/{tid}/approve", {"revision": "1"}, htmx=True)
     assert done.status_code == 200 and "Effective" in text_of(done, ".status")
     assert not soup(done).select("button")  # decided: nothing left to click
-    again = client.post(f"/reviews/template/{tid}/approve", htmx=True)
+    again = client.post(f"/reviews/template/{tid}/approve", {"revision": "1"}, htmx=True)
     assert again.status_code == 422 and "Already decided" in text_of(again, ".error")
     # The submitter's email went through the real worker to the outbox.
     assert worker.run(app, burst=True)
@@ -120,10 +121,10 @@ def test_qualification_batch_delete_warns_with_signature_names(root: Client,
     from app.services import reviews
 
     q = content.create_qualification(c, dict(QUALIFICATION))
-    reviews.approve(reviewer, "qualification", q.id)
+    reviews.approve(reviewer, "qualification", q.id, revision=q.revision)
     sig = content.create_signature(c, "mainland", {"purpose": "self", "qualification_id": q.id,
                                                    "sign_type": "company", "content": "Acme"})
-    reviews.approve(reviewer, "signature", sig.id)
+    reviews.approve(reviewer, "signature", sig.id, revision=sig.revision)
     session.commit()
     root.get("/content/qualifications")
     warn = root.post("/content/qualifications/delete", {"id": [str(q.id)]})
@@ -161,19 +162,23 @@ def test_read_only_user_cannot_submit_content(client: Client, session: Session) 
     assert session.scalar(select(Template.id)) is None
 
 
-def test_carrier_template_id_can_be_set_on_an_effective_template(root: Client,
-                                                                 session: Session) -> None:
+def test_a_new_carrier_template_id_sends_an_effective_template_back_to_review(
+        root: Client, session: Session) -> None:
+    """The carrier's template decides the text it sends: changing it is reviewed."""
     c = root_ctx(session)
     t = content.create_template(c, "international", {
         "name": "Code", "sms_type": "verification", "content": "Code {1}"})
     t.status = "effective"
     session.commit()
     root.get(f"/content/templates/{t.id}")
-    assert root.post(f"/content/templates/{t.id}/carrier",
-                     {"carrier_template_id": "1110123"}).status_code == 302
+    saved = root.post(f"/content/templates/{t.id}/carrier", {"carrier_template_id": "1110123"},
+                      follow_redirects=True)
+    assert "pending review again" in text_of(saved, "#flash")
     bad = root.post(f"/content/templates/{t.id}/carrier", {"carrier_template_id": "a b"},
                     follow_redirects=True)
     assert "letters and digits" in text_of(bad, "#flash")
     session.expire_all()
-    assert session.get(Template, t.id).carrier_template_id == "1110123"
-    assert session.get(Template, t.id).status == "effective"  # not sent back to review
+    found = session.get(Template, t.id)
+    assert (found.carrier_template_id, found.status) == ("1110123", "pending")
+    queue = root.get("/reviews")
+    assert "1110123" in text_of(queue, f"#review-template-{t.id}")
