@@ -23,7 +23,8 @@ def test_review_result_dm_escapes_user_text(slack: Slack, session: Session) -> N
         "content": "Order {1} shipped"})
     reviewer = ctx_for(session, make_user(session, "rev@example.com", presets=["SMSReviewer"]),
                        **SETTINGS)
-    reviews.reject(reviewer, "template", t.id, "No <@U0BOSS001> & no links")
+    reviews.reject(reviewer, "template", t.id, "No <@U0BOSS001> & no links",
+                   revision=reviews.load(reviewer, "template", t.id).revision)
     session.commit()
     enqueue_deferred(slack.app.extensions["redis"], [*root.deferred, *reviewer.deferred])
     slack.run_jobs()

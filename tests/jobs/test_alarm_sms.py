@@ -86,7 +86,8 @@ def test_alarm_sms_is_confirmed_catalogued_and_muted(backend: Backend, session: 
     def reject(name: str) -> int:
         t = content.create_template(root, "international", {
             "name": name, "sms_type": "notification", "content": "Order {1} shipped"})
-        reviews.reject(reviewer, "template", t.id, "Call 4006 <b>now</b>")
+        reviews.reject(reviewer, "template", t.id, "Call 4006 <b>now</b>",
+                       revision=reviews.load(reviewer, "template", t.id).revision)
         return t.id
 
     # 1. Unconfirmed: nothing reaches the phone; the email carries the details, escaped.

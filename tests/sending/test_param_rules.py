@@ -28,7 +28,8 @@ def _notification(shop: Shop, session: Session, text: str, *, allow_urls: bool =
     t = content.create_template(root, "international", {
         "name": "n", "sms_type": "notification", "content": text,
         "allow_url_params": "on" if allow_urls else ""})
-    reviews.approve(reviewer, "template", t.id)
+    reviews.approve(reviewer, "template", t.id,
+                    revision=reviews.load(reviewer, "template", t.id).revision)
     session.flush()
     return t.id
 
@@ -150,7 +151,8 @@ def test_url_opt_in_is_reviewed_like_any_edit(shop: Shop, session: Session) -> N
     t = content.create_template(shop.ctx, "international", {
         "name": "t", "sms_type": "notification", "content": "Track {1}"})
     reviewer = ctx_for(session, make_user(session, "rev3@example.com", presets=["SMSReviewer"]))
-    reviews.reject(reviewer, "template", t.id, "say what the link is")
+    reviews.reject(reviewer, "template", t.id, "say what the link is",
+                   revision=reviews.load(reviewer, "template", t.id).revision)
     content.update_template(shop.ctx, t.id, {"name": "t", "sms_type": "notification",
                                              "content": "Track {1}", "allow_url_params": "on"})
     assert (t.status, t.allow_url_params) == ("pending", True)

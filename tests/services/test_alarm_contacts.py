@@ -54,9 +54,11 @@ def test_scoped_user_cannot_subscribe_a_contact_to_account_review_results(
 def _decide(session: Session, reviewer, kind: str, obj_id: int, reject: bool = True) -> set[str]:  # type: ignore[no-untyped-def]
     before = session.scalar(select(Notification.id).order_by(Notification.id.desc())) or 0
     if reject:
-        reviews.reject(reviewer, kind, obj_id, "Not allowed <b>here</b>")
+        reviews.reject(reviewer, kind, obj_id, "Not allowed <b>here</b>",
+                       revision=reviews.load(reviewer, kind, obj_id).revision)
     else:
-        reviews.approve(reviewer, kind, obj_id)
+        reviews.approve(reviewer, kind, obj_id,
+                        revision=reviews.load(reviewer, kind, obj_id).revision)
     return {n.recipient for n in session.scalars(select(Notification).where(
         Notification.id > before, Notification.event == "review"))}
 
@@ -113,7 +115,8 @@ def test_alarm_sms_rows_carry_catalogue_text_only(session: Session, shop: Shop) 
     contact.mobile_confirmed_at = utcnow()
     t = content.create_template(root, "international", {
         "name": "WIN cash now", "sms_type": "notification", "content": "Order {1} shipped"})
-    reviews.reject(reviewer, "template", t.id, "Call 4006 to claim")
+    reviews.reject(reviewer, "template", t.id, "Call 4006 to claim",
+                   revision=reviews.load(reviewer, "template", t.id).revision)
     [sms] = session.scalars(select(Notification).where(Notification.channel == "sms")).all()
     assert sms.body == f"Review result: template #{t.id} is rejected. Details in the console."
     assert alarm_texts.is_catalogued(sms.body) and "WIN" not in sms.body

@@ -35,7 +35,8 @@ SETTINGS = {"account_type": "enterprise", "timezone": "Asia/Shanghai",
 def _signature(root: Ctx, session: Session, **over: Any) -> dict[str, Any]:
     reviewer = ctx_for(session, make_user(session, "rev@example.com", presets=["SMSReviewer"]))
     q = content.create_qualification(root, dict(QUALIFICATION))
-    reviews.approve(reviewer, "qualification", q.id)
+    reviews.approve(reviewer, "qualification", q.id,
+                    revision=reviews.load(reviewer, "qualification", q.id).revision)
     return {"purpose": "self", "qualification_id": q.id, "sign_type": "company",
             "content": "Shop", **over}
 
@@ -168,9 +169,11 @@ def test_reasons_are_multiline_but_refuse_control_characters(session: Session) -
     reviewer = ctx_for(session, make_user(session, "rev@example.com", presets=["SMSReviewer"]))
     t = content.create_template(root, "mainland", TEMPLATE)
     assert "Control" in _refused(lambda: reviews.reject(reviewer, "template", t.id,
-                                                        "bad\x1b[31m"), "reason")
+                                                        "bad\x1b[31m",
+                    revision=reviews.load(reviewer, "template", t.id).revision), "reason")
     assert t.status == "pending"
-    reviews.reject(reviewer, "template", t.id, "line one\nline two")
+    reviews.reject(reviewer, "template", t.id, "line one\nline two",
+                   revision=reviews.load(reviewer, "template", t.id).revision)
     assert t.reject_reason == "line one\nline two"
     assert "Control" in _refused(lambda: unsubscribes.request_removal(
         root, phone_number="+14155550100", signature_id="", sms_type="marketing",
