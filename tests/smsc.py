@@ -85,6 +85,7 @@ class SMSC:
         self.submits_seen = 0
         self.refilled = time.monotonic()
         self.kind: dict[socket.socket, str] = {}
+        self.deaf: set[socket.socket] = set()  # links up, but nothing answered (dead peer)
         self.running = True
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -136,6 +137,8 @@ class SMSC:
             pdu = self._read(conn)
             if pdu is None:
                 break
+            if conn in self.deaf:
+                continue
             if pdu.command.startswith("bind_"):
                 if time.monotonic() < self.refuse_binds_until:
                     self.refused_binds += 1
@@ -275,6 +278,10 @@ class SMSC:
                 udh = bytes((5, 0, 3, ref & 0xFF, total, n))
                 params.update(esm_class=0x40, short_message=udh + body)
             self.deliver(**params)
+
+    def deafen_receivers(self) -> None:
+        """The receiver links stay open but nothing on them is answered any more."""
+        self.deaf.update(self.receivers)
 
     def drop_connections(self) -> None:
         for conn in list(self.connections):

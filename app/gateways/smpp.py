@@ -267,6 +267,7 @@ class SmppGateway:
                             continue  # a refused message's other parts stay home
                         self._send(client, batch[index], progress[index], part, pending,
                                    index)
+                        heard = time.monotonic()  # the answer's wait starts now
                         continue
                 if not pending:
                     time.sleep(min(wait or 0.0, max(give_up - now, 0.0)))
@@ -489,7 +490,7 @@ class Listener:
                 _close(client)
 
     def _serve(self, client: smpplib.client.Client) -> None:
-        heard = time.monotonic()
+        heard = asked = time.monotonic()
         while self.running:
             now = time.monotonic()
             timeout = min(self.idle_s, 0.5)  # 0.5: stop() is noticed soon
@@ -498,11 +499,13 @@ class Listener:
             if select.select([client._socket], [], [], timeout)[0]:
                 self._dispatch(client, client.read_pdu())
                 heard = time.monotonic()
-            elif time.monotonic() - heard > 3 * self.idle_s:
-                raise smpplib.exceptions.ConnectionError("no answer to enquire_link")
-            elif time.monotonic() - heard > self.idle_s:
-                client.send_pdu(smpplib.smpp.make_pdu("enquire_link", client=client))
-                heard += self.idle_s  # once per idle period
+            else:
+                now = time.monotonic()
+                if now - heard > 3 * self.idle_s:  # silent through two enquire_links
+                    raise smpplib.exceptions.ConnectionError("no answer to enquire_link")
+                if now - heard > self.idle_s and now - asked > self.idle_s:
+                    client.send_pdu(smpplib.smpp.make_pdu("enquire_link", client=client))
+                    asked = now
             if self._held and (len(self._held) >= RECEIPT_FLUSH_MAX
                                or time.monotonic() - self._held_at >= RECEIPT_FLUSH_S):
                 self._flush(client)

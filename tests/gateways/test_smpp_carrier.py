@@ -239,6 +239,14 @@ def test_receiver_unbinds_on_close(smsc: SMSC, listen: Any) -> None:
     smsc.wait_for(lambda: "bind_receiver" in smsc.unbinds, timeout=3)
 
 
+def test_a_silent_link_is_noticed_and_bound_again(smsc: SMSC, listen: Any) -> None:
+    listener, _ = listen()  # idle 0.5 s: enquire_link after 0.5 s of silence
+    smsc.deafen_receivers()
+    deaf_at = time.monotonic()
+    smsc.wait_for(lambda: listener.binds >= 2, timeout=5)
+    assert time.monotonic() - deaf_at >= 1.0  # asked first, gave up after 3 idle periods
+
+
 def test_receipts_are_handed_over_in_batches_and_acknowledged_once_stored(
         smsc: SMSC, listen: Any) -> None:
     _, heard = listen()
