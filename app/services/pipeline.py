@@ -58,6 +58,10 @@ What recovers each fault:
   already has for up to the lease, and the sweeper finishes anything left.
 - The carrier unreachable: the gateway raises GatewayUnavailable, the batch goes
   back to `accepted` under the same attempt check, and is drained again later.
+  The SMPP gateway never gives a bind up for good (capped back-off); the sweeper
+  re-drives accepted rows for as long as the carrier is down.
+- The SMPP link dropping mid-batch: messages never written come back `not_sent`
+  (→ accepted, sent again); those written but unanswered end `unknown`.
 """
 
 from __future__ import annotations
