@@ -164,8 +164,9 @@ class SMSC:
                 break
             elif pdu.command.endswith("_resp"):
                 self.responses.append((pdu.command, pdu.status))
-        if conn in self.receivers:
-            self.receivers.remove(conn)
+        with self.lock:
+            if conn in self.receivers:
+                self.receivers.remove(conn)
         conn.close()
 
     def _throttle(self) -> bool:
@@ -258,7 +259,12 @@ class SMSC:
                 return
         for conn in receivers:
             pdu = smpplib.smpp.make_pdu(command, client=self.seq, **params)
-            self._send(conn, pdu)
+            try:
+                with self.lock:
+                    conn.sendall(pdu.generate())
+            except OSError:  # that link just went: keep it for the next bind
+                with self.lock:
+                    self.stored.append((command, params))
 
     def _forward_stored(self) -> None:
         with self.lock:
@@ -299,6 +305,8 @@ class SMSC:
         self.deaf.update(self.receivers)
 
     def drop_connections(self) -> None:
+        with self.lock:
+            self.receivers.clear()  # what comes now waits for the next receiver bind
         for conn in list(self.connections):
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
