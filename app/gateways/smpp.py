@@ -161,8 +161,10 @@ class SmppGateway:
         self.window = max(1, int(config.get("SMPP_WINDOW") or 10))
         self.timeout = float(config.get("SMPP_TIMEOUT_S") or 10)
         self.connect_tries = int(config.get("SMPP_CONNECT_TRIES") or 3)
-        # Must stay below LEASE_S: a batch's results are recorded within its lease.
-        self.batch_budget_s = float(config.get("SMPP_BATCH_BUDGET_S") or 20)
+        # A batch's results must be recorded within its lease (LEASE_S): the budget
+        # and the time after it for started messages (at most half again) fit in it.
+        self.batch_budget_s = min(float(config.get("SMPP_BATCH_BUDGET_S") or 20),
+                                  0.6 * float(config.get("LEASE_S") or 30))
         self.retry_max_s = float(config.get("SMPP_RETRY_MAX_S") or 30)
         self.mo_hold_s = float(config.get("SMPP_MO_HOLD_S") or 60)
         self.bucket = TokenBucket(float(config.get("SMPP_MAX_SUBMITS_PER_S") or 0))
