@@ -142,6 +142,17 @@ def test_link_drop_only_the_in_flight_window_is_unknown(smsc: SMSC,
     assert len(smsc.submitted) == 118 - len(out["unknown"]) + 1
 
 
+def test_a_multi_part_message_cut_by_the_drop_is_never_resent(smsc: SMSC) -> None:
+    smsc.drop_after_submits = 2  # part 1 of the first message answered, part 2 taken
+    long = "a" * 400  # 3 parts each
+    results = gateway(smsc, SMPP_WINDOW=4).submit(batch(10, long))
+    out = by_outcome(results)
+    assert out["accepted"] == set() and out["failed"] == set()
+    assert 0 in out["unknown"] and results[0].carrier_code in ("NO_RESP", "PARTIAL")
+    assert len(out["unknown"]) <= 2 and len(out["not_sent"]) >= 8  # a window of 4 parts
+    assert {int(s.destination[-4:]) for s in smsc.submitted} == {0}
+
+
 # --- 3. throttling ----------------------------------------------------------------
 
 @pytest.mark.parametrize("status", [0x58, 0x14])
