@@ -487,6 +487,12 @@ class Listener:
                 self._serve(client)
             except LINK_ERRORS as exc:
                 log.warning("SMPP receiver link lost: %s; reconnecting", describe(exc))
+            except KeyboardInterrupt:  # SIGTERM / Ctrl-C in `smsops smpp-listen`
+                self.running = False
+                with contextlib.suppress(*LINK_ERRORS):
+                    self._flush(client)
+                unbind(client, 2.0)
+                raise
             finally:
                 self._flush(None)  # stored even though unacknowledged: applying twice is harmless
                 _close(client)

@@ -7,9 +7,14 @@ close, receipts stored in batches and acknowledged only once stored)."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -269,3 +274,21 @@ def test_receipts_are_handed_over_in_batches_and_acknowledged_once_stored(
     heard.fail_receipts = True  # storing fails: the SMSC is told to send them again
     gateway(smsc).submit(batch(3))
     smsc.wait_for(lambda: smsc.responses.count(("deliver_sm_resp", 0x64)) == 3, timeout=3)
+
+
+def test_smpp_listen_unbinds_when_stopped(smsc: SMSC, tmp_path: Path) -> None:
+    env = dict(os.environ, SMSOPS_GATEWAY="smpp", SMSOPS_SMPP_PORT=str(smsc.port),
+               SMSOPS_DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
+               SMSOPS_INSTANCE_DIR=str(tmp_path), SMSOPS_SECRET_KEY="x")
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "smpp-listen"], env=env,
+                            cwd=Path(__file__).resolve().parents[2],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        smsc.wait_for(lambda: smsc.receivers, timeout=20)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        assert smsc.unbinds == ["bind_receiver"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
