@@ -18,10 +18,12 @@ log = logging.getLogger("smsops.smpp")
 
 
 def smpp_listener(app: Flask) -> Listener:
-    def on_receipt(receipt: Receipt) -> None:
-        store_receipts(app, [receipt])
+    """Receipts go to the pipeline's inbox a batch at a time (one transaction and one
+    wake-up of the receipts queue per batch), not one job per receipt."""
+    def on_receipts(receipts: list[Receipt]) -> None:
+        store_receipts(app, receipts)
 
-    return Listener(SmppGateway(app.config), on_receipt,
+    return Listener(SmppGateway(app.config), on_receipts,
                     lambda number, text: _reply(app, number, text))
 
 

@@ -121,7 +121,9 @@ def _submit_batch(app: Flask, settings: PipelineSettings, ids: list[int] | None)
     _db_retry(lambda s: pipeline.record_submissions(s, attempt, results), settings.lease_s)
     if any(r.receipt is not None for r in results):
         _wake(app, RECEIPTS_JOB)
-    _tell_slack(app, [r.message_id for r in results if not r.accepted])
+    if any(r.not_sent for r in results):
+        _wake(app, DRAIN_JOB)  # back to accepted (SMPP: never written): send them again
+    _tell_slack(app, [r.message_id for r in results if not r.accepted and not r.not_sent])
     return len(batch)
 
 

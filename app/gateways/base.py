@@ -47,6 +47,13 @@ class SubmitResult:
     # Written to the carrier but no answer came (the link dropped): it may or may
     # not have left, so it must never be sent again.
     unknown: bool = False
+    # Never reached the carrier (the link dropped before it was written, or the
+    # carrier kept throttling): safe to send again; the pipeline puts it back to
+    # `accepted` under the same attempt check.
+    not_sent: bool = False
+    # Every part's carrier id, in order, when the message went out in several parts
+    # (receipts come per part; gateway_id is the first).
+    part_ids: tuple[str, ...] = ()
 
 
 class GatewayUnavailable(Exception):

@@ -81,6 +81,23 @@ class ReceiptInbox(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class MessagePart(Base):
+    """Each part of a message that went out in several (SMPP): receipts come per part.
+    The message is delivered once every part is, failed as soon as one part fails."""
+
+    __tablename__ = "message_part"
+    __table_args__ = (Index("ix_message_part_gateway_id", "gateway_id"),
+                      Index("ix_message_part_message", "message_id"))
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                    primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger())
+    part: Mapped[int]  # 1-based
+    gateway_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str | None] = mapped_column(String(16))  # delivered | failed | None: waiting
+    carrier_code: Mapped[str | None] = mapped_column(String(64))
+
+
 class MuteEntry(Base):
     """Do-not-disturb: a number + signature + SMS type (None: every type)."""
 

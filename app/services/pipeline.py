@@ -26,6 +26,11 @@ UPDATE from the state before it, so two movers can never both win):
 - **submitted / failed**: `record_submissions` writes a batch's results in one
   statement, only where the row is still held by the same attempt; receipts the
   gateway already knows (the simulator) go into the inbox in the same transaction.
+  A result the gateway marks `not_sent` (SMPP: never written to the socket, or
+  throttled until the batch ran out of time) goes back to `accepted` under the
+  same attempt check, to be claimed again. A message that went out in several
+  parts keeps every part's carrier id (message_part): it is delivered once every
+  part is, and failed as soon as one part fails.
 - **delivered / failed (receipt)**: gateways and listeners append to the inbox;
   `apply_receipts` applies a batch in one statement on its own queue and deletes
   what it applied in the same transaction, so a killed applier applies nothing
@@ -53,12 +58,17 @@ What recovers each fault:
   already has for up to the lease, and the sweeper finishes anything left.
 - The carrier unreachable: the gateway raises GatewayUnavailable, the batch goes
   back to `accepted` under the same attempt check, and is drained again later.
+  The SMPP gateway never gives a bind up for good (capped back-off); the sweeper
+  re-drives accepted rows for as long as the carrier is down.
+- The SMPP link dropping mid-batch: messages never written come back `not_sent`
+  (→ accepted, sent again); those written but unanswered end `unknown`.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,6 +87,7 @@ from app.models.sending import (
     SUBMITTED,
     SUBMITTING,
     UNKNOWN,
+    MessagePart,
 )
 
 BATCH = 1000  # messages per claim, receipts per apply
@@ -186,7 +197,12 @@ def _when(db: Session) -> Any:
 def record_submissions(db: Session, attempt: str, results: list[SubmitResult]) -> int:
     """A batch's results in one statement, only where `attempt` still holds the row
     (or the sweeper marked it unknown meanwhile: a real result corrects that).
-    Receipts the gateway already knows go into the inbox in the same transaction."""
+    Receipts the gateway already knows go into the inbox in the same transaction;
+    results `not_sent` go back to accepted."""
+    back = [r.message_id for r in results if r.not_sent]
+    if back:
+        release(db, attempt, back, (SUBMITTING, UNKNOWN))
+    results = [r for r in results if not r.not_sent]
     if not results:
         return 0
     now = utcnow()
@@ -209,12 +225,18 @@ def record_submissions(db: Session, attempt: str, results: list[SubmitResult]) -
         f"error_code = j.err, carrier_code = j.carrier, submitted_at = :now, "
         f"lease_until = NULL FROM {table} "
         f"WHERE {col}id = j.id AND {col}attempt_id = :attempt "
-        f"AND {col}status IN ('{SUBMITTING}', '{UNKNOWN}')"
+        f"AND {col}status IN ('{SUBMITTING}', '{UNKNOWN}') RETURNING {col}id"
     ).bindparams(bindparam("now", type_=UTCDateTime()))
-    done = db.execute(stmt, {"data": json.dumps(rows), "now": now, "attempt": attempt})
+    done = set(db.execute(stmt, {"data": json.dumps(rows), "now": now, "attempt": attempt})
+               .scalars())
+    parts = [{"message_id": r.message_id, "part": n, "gateway_id": gid}
+             for r in results if r.accepted and r.part_ids and r.message_id in done
+             for n, gid in enumerate(r.part_ids, start=1)]
+    if parts:
+        db.execute(insert(MessagePart), parts)
     add_receipts(db, [(r.receipt, r.message_id, r.receipt_after_s) for r in results
                       if r.receipt is not None and r.accepted])
-    return int(done.rowcount)  # type: ignore[attr-defined]
+    return len(done)
 
 
 def add_receipts(db: Session, receipts: list[tuple[Receipt, int | None, float]]) -> None:
@@ -230,10 +252,11 @@ def add_receipts(db: Session, receipts: list[tuple[Receipt, int | None, float]])
         for r, message_id, after in receipts])
 
 
-def release(db: Session, attempt: str, ids: list[int]) -> None:
+def release(db: Session, attempt: str, ids: list[int],
+            states: tuple[str, ...] = (SUBMITTING,)) -> None:
     """Nothing left (the carrier could not be reached): back to accepted."""
     db.execute(update(Message).where(Message.id.in_(ids), Message.attempt_id == attempt,
-                                     Message.status == SUBMITTING)
+                                     Message.status.in_(states))
                .values(status=ACCEPTED, attempt_id=None, lease_until=None)
                .execution_options(synchronize_session=False))
 
@@ -250,8 +273,10 @@ def apply_receipts(db: Session, limit: int = BATCH) -> tuple[list[int], int]:
         .order_by(ReceiptInbox.id).limit(limit))).all()
     if not inbox:
         return [], 0
-    by_id = {r.message_id for r in inbox if r.message_id}
-    by_gid = {r.gateway_id for r in inbox if not r.message_id and r.gateway_id}
+    parts = _part_receipts(db, inbox)
+    by_id = {r.message_id for r in inbox if r.message_id} | {m for m, _ in parts.values()}
+    by_gid = {r.gateway_id for r in inbox if not r.message_id and r.gateway_id
+              and r.id not in parts}
     found: dict[int, str] = {}
     gid_to_id: dict[str | None, int] = {}
     if by_id:
@@ -265,6 +290,11 @@ def apply_receipts(db: Session, limit: int = BATCH) -> tuple[list[int], int]:
     latest: dict[int, Any] = {}
     waiting: list[int] = []
     for r in inbox:
+        if r.id in parts:  # a part of a multi-part message
+            of, verdict = parts[r.id]
+            if verdict is not None and found.get(of) in APPLIABLE:
+                latest[of] = verdict
+            continue
         mid: int | None = r.message_id or gid_to_id.get(r.gateway_id)
         status = found.get(mid) if mid else None
         if status in APPLIABLE:
@@ -296,6 +326,65 @@ def apply_receipts(db: Session, limit: int = BATCH) -> tuple[list[int], int]:
         db.execute(update(ReceiptInbox).where(ReceiptInbox.id.in_(waiting))
                    .values(due_at=now + timedelta(seconds=RECEIPT_RETRY_S)))
     return changed, len(taken)
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """What a message's parts say together (shaped like an inbox row)."""
+
+    delivered: bool
+    carrier_code: str
+    at: datetime | None
+
+
+def _part_receipts(db: Session, inbox: Sequence[Any]) -> dict[int, tuple[int, _Verdict | None]]:
+    """Receipts for parts of multi-part messages: inbox row id → (message id, what
+    the parts say so far: None while a part is still out and none failed). A message
+    is delivered once every part is, and failed as soon as one part fails (the
+    recipient cannot read it whole). Every part of those messages is locked, so two
+    appliers settling parts of one message see each other's."""
+    gids = {r.gateway_id for r in inbox if not r.message_id and r.gateway_id}
+    if not gids:
+        return {}
+    mids = set(db.scalars(select(MessagePart.message_id)
+                          .where(MessagePart.gateway_id.in_(gids))))
+    if not mids:
+        return {}
+    q = select(MessagePart.id, MessagePart.message_id, MessagePart.gateway_id,
+               MessagePart.state, MessagePart.carrier_code).where(
+        MessagePart.message_id.in_(mids)).order_by(MessagePart.id)
+    all_parts: list[list[Any]] = [list(p) for p in db.execute(
+        q.with_for_update() if _pg(db) else q)]
+    by_gid = {p[2]: p for p in all_parts}
+    taken: dict[int, int] = {}
+    changed: dict[int, list[Any]] = {}
+    for r in inbox:
+        p = None if r.message_id else by_gid.get(r.gateway_id)
+        if p is None:
+            continue
+        if p[3] != FAILED:  # a failed part stays failed
+            p[3], p[4] = (DELIVERED if r.delivered else FAILED), r.carrier_code
+            changed[p[0]] = p
+        taken[r.id] = p[1]
+    if changed:
+        db.execute(update(MessagePart), [{"id": p[0], "state": p[3], "carrier_code": p[4]}
+                                         for p in changed.values()])
+    at = {r.id: r.at for r in inbox}
+    verdicts: dict[int, _Verdict | None] = {}
+    for mid in set(taken.values()):
+        mine = [p for p in all_parts if p[1] == mid]
+        failed = next((p for p in mine if p[3] == FAILED), None)
+        if failed is not None:
+            verdicts[mid] = _Verdict(False, failed[4] or "", None)
+        elif all(p[3] == DELIVERED for p in mine):
+            verdicts[mid] = _Verdict(True, mine[-1][4] or "", None)
+        else:
+            verdicts[mid] = None
+    out: dict[int, tuple[int, _Verdict | None]] = {}
+    for rid, mid in taken.items():
+        v = verdicts[mid]
+        out[rid] = (mid, None if v is None else _Verdict(v.delivered, v.carrier_code, at[rid]))
+    return out
 
 
 # --- the sweeper ---------------------------------------------------------------

@@ -78,7 +78,7 @@ def test_refused_destination_and_unreachable_smsc(smsc: SMSC) -> None:
 def test_receipts_and_replies_reach_the_listener_which_reconnects(smsc: SMSC) -> None:
     receipts: list[Receipt] = []
     replies: list[tuple[str, str]] = []
-    listener = Listener(gateway(smsc), receipts.append, lambda n, t: replies.append((n, t)),
+    listener = Listener(gateway(smsc), receipts.extend, lambda n, t: replies.append((n, t)),
                         idle_s=0.2)  # short: enquire_link while idle
     thread = threading.Thread(target=listener.run, daemon=True)
     thread.start()

@@ -36,9 +36,26 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('receipt_inbox', schema=None) as batch_op:
         batch_op.create_index('ix_receipt_inbox_due', ['due_at'], unique=False)
+    # --- branch smpp (issue 9, finding 7): every part's carrier id of a multi-part message
+    op.create_table('message_part',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('message_id', sa.BigInteger(), nullable=False),
+    sa.Column('part', sa.Integer(), nullable=False),
+    sa.Column('gateway_id', sa.String(length=64), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=True),
+    sa.Column('carrier_code', sa.String(length=64), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_message_part'))
+    )
+    with op.batch_alter_table('message_part', schema=None) as batch_op:
+        batch_op.create_index('ix_message_part_gateway_id', ['gateway_id'], unique=False)
+        batch_op.create_index('ix_message_part_message', ['message_id'], unique=False)
+    # --- end of branch smpp
 
 
 def downgrade() -> None:
+    # --- branch smpp
+    op.drop_table('message_part')
+    # --- end of branch smpp
     with op.batch_alter_table('receipt_inbox', schema=None) as batch_op:
         batch_op.drop_index('ix_receipt_inbox_due')
     op.drop_table('receipt_inbox')
