@@ -70,6 +70,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     flask_app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # signed with the AppKey instead of a session
+    from app.api import docs as api_docs
+
+    flask_app.register_blueprint(api_docs.bp)  # /api/docs, a console page
 
     @flask_app.errorhandler(encryption.EncryptionKeyError)
     def _wrong_key(exc: encryption.EncryptionKeyError) -> tuple[Any, int]:
