@@ -236,6 +236,13 @@ def message(serial_no: str) -> Response:
     return jsonify(sending.as_dict(msg, app.sdk_app_id))
 
 
+@bp.route("/<path:_unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def unknown(_unknown: str) -> tuple[Response, int]:
+    """A path no endpoint has (e.g. a letter where an id goes): JSON, like every answer
+    under /api/v1, not the console's HTML error page."""
+    return _error(404, "NotFound", "No such endpoint; see /api/v1/openapi.json.")
+
+
 @bp.get("/openapi.json")
 def openapi() -> Response:
     return jsonify(document())

@@ -138,8 +138,8 @@ class Body:
             if required:
                 raise ValidationError({field: "Required."})
             return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._bad(field, "a whole number")
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_ID:
+            raise self._bad(field, f"a whole number up to {MAX_ID}")
         return value
 
     def flag(self, field: str, *, required: bool = False) -> bool:
