@@ -10,7 +10,8 @@ Conventions, the same on every endpoint:
 - lists take ?page= (from 1) and ?page_size= (1-100, default 20) and answer
   {"items": [...], "page", "page_size", "total"};
 - writes (POST, PUT, DELETE) accept an Idempotency-Key header: the answer is stored
-  in the write's own transaction, so a retry gets it back instead of writing twice.
+  in the write's own transaction, so a retry (within 24 hours) gets it back instead of
+  writing twice. Refused writes store nothing, so their retry runs afresh.
 """
 
 from __future__ import annotations
@@ -21,18 +22,19 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app, request
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from app import safejson
 from app.api import ApiError, _body, _ctx, _request_target, bp, verify_signed
 from app.api.manage_spec import OPERATIONS, Operation
+from app.db import utcnow
 from app.models import (
     AlarmContact,
     AllowedCountry,
@@ -64,6 +66,7 @@ from app.services.uploads import Upload
 Json = dict[str, Any]
 MAX_ID = 2**31 - 1  # ids are 32-bit in the database; larger ones name nothing
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+IDEMPOTENCY_TTL = timedelta(hours=24)  # how long a retry replays the first answer
 STATUS = {PermissionDenied: 403, NotFound: 404, Conflict: 409, ValidationError: 400}
 
 
@@ -264,6 +267,9 @@ def _run(operation: Operation, view: View, kwargs: dict[str, Any]) -> Response:
             raise ApiError(400, "InvalidParameter.IdempotencyKey",
                            "Idempotency-Key must be 1 to 128 printable ASCII characters.")
         fingerprint = _fingerprint()
+        ctx.db.execute(delete(IdempotentReply).where(  # kept a day, then forgotten
+            IdempotentReply.user_id == actor.user_id,
+            IdempotentReply.created_at < utcnow() - IDEMPOTENCY_TTL))
         found = ctx.db.scalar(select(IdempotentReply).where(
             IdempotentReply.user_id == actor.user_id, IdempotentReply.key == key))
         if found is not None:

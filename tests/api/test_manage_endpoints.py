@@ -211,3 +211,31 @@ def test_idempotency_key_under_a_race(api: Flask, session: Session) -> None:
 
     session.expire_all()
     assert session.scalar(select(func.count()).select_from(Qualification)) == 1
+
+
+def test_stored_answers_are_forgotten_after_a_day(api: Flask, session: Session) -> None:
+    from datetime import timedelta
+
+    from app.db import utcnow
+
+    m = _full(api, session)
+    first = m.post("/templates", TEMPLATE, headers={"Idempotency-Key": "old"})
+    row = session.scalars(select(IdempotentReply)).one()
+    row.created_at = utcnow() - timedelta(hours=25)
+    session.commit()
+    again = m.post("/templates", TEMPLATE, headers={"Idempotency-Key": "old"})
+    assert again.status_code == 201 and again.get_json()["id"] != first.get_json()["id"]
+    assert "Idempotent-Replayed" not in again.headers
+
+
+def test_body_caps(api: Flask, session: Session) -> None:
+    m = _full(api, session)
+    big = b'{"name": "' + b"x" * (1024 * 1024) + b'"}'
+    resp = m.post("/templates", raw=big)
+    assert (resp.status_code, resp.get_json()["error"]["code"]) == (413, "RequestTooLarge")
+    # Signatures carry base64 images: up to 8 MB reaches the image check (5 MB decoded).
+    image = base64.b64encode(b"\x89PNG" + b"0" * (2 * 1024 * 1024)).decode()
+    resp = m.post("/signatures", {"region": "international", "purpose": "self",
+                                  "sign_type": "trademark", "content": "Acme",
+                                  "proof_image": {"data_base64": image}})
+    assert resp.status_code == 400 and "proof_image" in resp.get_json()["error"]["fields"]

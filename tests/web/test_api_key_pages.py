@@ -47,8 +47,7 @@ def test_root_manages_a_users_keys_and_others_cannot(root: Client, session: Sess
     key = session.scalar(select(ApiKey).where(ApiKey.user_id == dev.id))
     assert key is not None
     root.get("/logout")
-    from app import create_app  # noqa: F401 - a fresh browser below
-    second = Client(client.http.application.test_client())
+    second = Client(client.http.application.test_client())  # another browser
     assert second.login("other@example.com").status_code == 302
     assert second.post(f"/api-keys/users/{dev.id}").status_code == 403
     assert second.post(f"/api-keys/{key.id}/delete").status_code == 404
