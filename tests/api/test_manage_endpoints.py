@@ -239,3 +239,17 @@ def test_body_caps(api: Flask, session: Session) -> None:
                                   "sign_type": "trademark", "content": "Acme",
                                   "proof_image": {"data_base64": image}})
     assert resp.status_code == 400 and "proof_image" in resp.get_json()["error"]["fields"]
+
+
+def test_every_route_is_documented_with_its_policy_action(api: Flask) -> None:
+    from app.api import document
+    from app.api.manage_spec import OPERATIONS
+    from app.services.access import ACTIONS
+
+    routes = {r.endpoint for r in api.url_map.iter_rules() if r.endpoint.startswith("api.m_")}
+    assert routes == {f"api.m_{key}" for key in OPERATIONS}
+    doc = document()
+    documented = {op["operationId"]: op for path in doc["paths"].values()
+                  for op in path.values() if "x-policy-action" in op}
+    assert len(documented) == len(OPERATIONS)
+    assert all(op["x-policy-action"][4:] in ACTIONS for op in documented.values())
