@@ -31,10 +31,17 @@ lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-## Refresh the vendored htmx from the npm registry (never a CDN at run time).
+## Refresh the vendored htmx and Redoc (/api/docs) from the npm registry (never a CDN at run time).
 vendor:
 	cd $$(mktemp -d) && npm pack htmx.org@2 >/dev/null && tar xzf htmx.org-*.tgz && \
 	  cp package/dist/htmx.min.js $(CURDIR)/app/static/vendor/htmx.min.js
+	cd $$(mktemp -d) && npm pack redoc@2 >/dev/null && tar xzf redoc-*.tgz && \
+	  cp package/bundles/redoc.standalone.js package/bundles/redoc.standalone.js.LICENSE.txt \
+	  package/LICENSE \
+	  $(CURDIR)/app/static/vendor/ && mv $(CURDIR)/app/static/vendor/LICENSE $(CURDIR)/app/static/vendor/redoc.LICENSE
+	# Its one CDN reference (the "by Redocly" logo) becomes an empty inline image.
+	sed -i "s|https://cdn.redoc.ly/redoc/logo-mini.svg|data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E|" \
+	  $(CURDIR)/app/static/vendor/redoc.standalone.js
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

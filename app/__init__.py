@@ -70,6 +70,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     flask_app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # signed with the AppKey instead of a session
+    from app.api import docs as api_docs
+    from app.web import api_keys as api_key_pages
+
+    flask_app.register_blueprint(api_docs.bp)  # /api/docs, a console page
+    flask_app.register_blueprint(api_key_pages.bp)  # SecretId/SecretKey pairs
 
     @flask_app.errorhandler(encryption.EncryptionKeyError)
     def _wrong_key(exc: encryption.EncryptionKeyError) -> tuple[Any, int]:

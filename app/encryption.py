@@ -125,9 +125,16 @@ def reencrypt_all(engine: Engine) -> int:
     """Encrypt every stored secret again with the first key (after a rotation);
     returns how many rows were rewritten. One transaction: all or nothing."""
     keys = keyring()
+    done = 0
     with engine.begin() as conn:
-        rows = conn.execute(text("SELECT id, app_key FROM application")).all()
-        for row_id, token in rows:
-            conn.execute(text("UPDATE application SET app_key = :key WHERE id = :id"),
-                         {"id": row_id, "key": keys.rotate(token)})
-    return len(rows)
+        for table, column in SECRET_COLUMNS:
+            rows = conn.execute(text(f"SELECT id, {column} FROM {table}")).all()  # noqa: S608
+            for row_id, token in rows:
+                conn.execute(text(f"UPDATE {table} SET {column} = :key WHERE id = :id"),  # noqa: S608
+                             {"id": row_id, "key": keys.rotate(token)})
+            done += len(rows)
+    return done
+
+
+# Every encrypted column (constants, never user input).
+SECRET_COLUMNS = (("application", "app_key"), ("api_key", "secret_key"))

@@ -14,8 +14,9 @@ import hmac
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -38,6 +39,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_SKEW_S = 300
 NONCE = re.compile(r"^[A-Za-z0-9_\-.~]{8,64}$")
 OPENAPI = Path(__file__).with_name("openapi.json")
+IMAGE_ENDPOINTS = frozenset({"api.m_AddSmsSign", "api.m_ModifySmsSign"})
 
 
 class ApiError(Exception):
@@ -51,6 +53,8 @@ def _error(status: int, code: str, message: str) -> tuple[Response, int]:
 
 
 def _body_limit() -> int:
+    if request.endpoint in IMAGE_ENDPOINTS:  # base64 images of up to 5 MB, and the fields
+        return 8 * 1024 * 1024
     return int(current_app.config.get("API_MAX_BODY_BYTES") or 1024 * 1024)
 
 
@@ -98,14 +102,20 @@ def _request_target() -> bytes:
         b"?" + query.encode("latin-1") if query else b"")
 
 
-def _authenticate() -> tuple[Application, Actor]:
-    """The application whose AppKey signed this request, as the actor."""
-    app_id = request.headers.get("X-SMS-AppId", "")
+T = TypeVar("T")
+
+
+def verify_signed(id_header: str, lookup: Callable[[str], tuple[T, str] | None],
+                  nonce_scope: str) -> T:
+    """The scheme both APIs share: check the headers, the clock skew, the nonce's form,
+    the HMAC-SHA256 signature with the key `lookup` finds for the id in `id_header`
+    (None: unknown), then use the nonce up. Returns what `lookup` found with the key."""
+    caller_id = request.headers.get(id_header, "")
     ts = request.headers.get("X-SMS-Timestamp", "")
     nonce = request.headers.get("X-SMS-Nonce", "")
     signature = request.headers.get("X-SMS-Signature", "")
-    if not (app_id and ts and nonce and signature):
-        raise ApiError(401, "AuthFailure.MissingHeaders", "Send X-SMS-AppId, X-SMS-Timestamp, "
+    if not (caller_id and ts and nonce and signature):
+        raise ApiError(401, "AuthFailure.MissingHeaders", f"Send {id_header}, X-SMS-Timestamp, "
                        "X-SMS-Nonce and X-SMS-Signature.")
     if not ts.isdigit() or abs(time.time() - int(ts)) > MAX_SKEW_S:
         raise ApiError(401, "AuthFailure.TimestampSkew",
@@ -113,22 +123,34 @@ def _authenticate() -> tuple[Application, Actor]:
     if not NONCE.match(nonce):
         raise ApiError(401, "AuthFailure.BadNonce",
                        "X-SMS-Nonce must be 8 to 64 letters, digits or -_.~")
+    found = lookup(caller_id) if len(caller_id) <= 64 else None
+    expected = found[1] if found else "no-such-caller"  # same work either way
+    message = b"\n".join([request.method.encode(), _request_target(), ts.encode(),
+                          nonce.encode(), _body()])
+    digest = hmac.new(expected.encode(), message, "sha256").hexdigest()
+    if found is None or not hmac.compare_digest(digest, signature.lower()):
+        raise ApiError(401, "AuthFailure.SignatureFailure",
+                       "The signature does not match; sign method, path?query, timestamp, "
+                       "nonce and body, one per line, with your key.")
+    # Single use, remembered for longer than the accepted skew.
+    redis = current_app.extensions["redis"]
+    if not redis.set(f"smsops:nonce:{nonce_scope}{caller_id}:{nonce}", 1, nx=True,
+                     ex=2 * MAX_SKEW_S + 60):
+        raise ApiError(401, "AuthFailure.ReplayedNonce", "This nonce was used already.")
+    return found[0]
+
+
+def _app_key(app_id: str) -> tuple[Application, str] | None:
     db = current_app.extensions["db"]
     with db.sessions() as s:
         app = s.scalar(select(Application).where(Application.sdk_app_id == app_id))
         s.expunge_all()
-    expected = app.app_key if app else "no-such-application"
-    message = b"\n".join([request.method.encode(), _request_target(), ts.encode(),
-                          nonce.encode(), _body()])
-    digest = hmac.new(expected.encode(), message, "sha256").hexdigest()
-    if app is None or not hmac.compare_digest(digest, signature.lower()):
-        raise ApiError(401, "AuthFailure.SignatureFailure",
-                       "The signature does not match; sign method, path?query, timestamp, "
-                       "nonce and body, one per line, with the AppKey.")
-    # Single use, remembered for longer than the accepted skew.
-    redis = current_app.extensions["redis"]
-    if not redis.set(f"smsops:nonce:{app_id}:{nonce}", 1, nx=True, ex=2 * MAX_SKEW_S + 60):
-        raise ApiError(401, "AuthFailure.ReplayedNonce", "This nonce was used already.")
+    return (app, app.app_key) if app else None
+
+
+def _authenticate() -> tuple[Application, Actor]:
+    """The application whose AppKey signed this request, as the actor."""
+    app = verify_signed("X-SMS-AppId", _app_key, "")
     rights = (Statement("allow", ("sms:SendSms", "sms:DescribeSendSmsRecord"),
                         (f"sms:app/{app.sdk_app_id}",)),)
     return app, Actor(account_id=app.account_id, label=f"api:{app.sdk_app_id}",
@@ -214,7 +236,32 @@ def message(serial_no: str) -> Response:
     return jsonify(sending.as_dict(msg, app.sdk_app_id))
 
 
+@bp.route("/<path:_unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def unknown(_unknown: str) -> tuple[Response, int]:
+    """A path no endpoint has (e.g. a letter where an id goes): JSON, like every answer
+    under /api/v1, not the console's HTML error page."""
+    return _error(404, "NotFound", "No such endpoint; see /api/v1/openapi.json.")
+
+
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    document: dict[str, Any] = json.loads(OPENAPI.read_text())
-    return jsonify(document)
+    return jsonify(document())
+
+
+def document() -> dict[str, Any]:
+    """Both APIs: the send API's file, and the management API's operation table."""
+    doc: dict[str, Any] = json.loads(OPENAPI.read_text())
+    paths, schemas = manage_spec.document_part()
+    doc["paths"].update(paths)
+    doc["components"]["schemas"].update(schemas)
+    doc["info"]["description"] += MANAGE_INTRO
+    return doc
+
+
+MANAGE_INTRO = (
+    " The management API (/api/v1/apps, /templates, /reviews, ...) is signed the same way "
+    "with a user's SecretKey, sending X-SMS-SecretId instead of X-SMS-AppId; it acts as that "
+    "user, with that user's policies. Lists take page and page_size; writes accept an "
+    "Idempotency-Key header.")
+
+from app.api import manage, manage_spec  # noqa: E402, F401 - registers the routes

@@ -1,6 +1,7 @@
 """SQLAlchemy models, one module per aggregate. Importing this loads them all."""
 
 from app.models.accounts import Account, Policy, User, UserPolicy
+from app.models.api import ApiKey, IdempotentReply
 from app.models.apps import AlarmContact, AllowedCountry, Application, FrequencyAllowlistEntry
 from app.models.audit import AuditEntry
 from app.models.chat import ReviewMessage
@@ -21,11 +22,13 @@ __all__ = [
     "Account",
     "AlarmContact",
     "AllowedCountry",
+    "ApiKey",
     "Application",
     "AuditEntry",
     "CallbackAttempt",
     "CreditPackage",
     "FrequencyAllowlistEntry",
+    "IdempotentReply",
     "Message",
     "MuteEntry",
     "Notification",

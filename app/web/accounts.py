@@ -7,6 +7,7 @@ from itertools import groupby
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, request, url_for
+from flask_login import current_user
 
 from app.models.accounts import ACCOUNT_TYPES
 from app.services import accounts, audit, slack_link
@@ -70,9 +71,12 @@ def my_account() -> Any:
     return _my_account()
 
 
-def _my_account(code: str | None = None) -> Any:
+def _my_account(code: str | None = None, new_key: dict[str, str] | None = None) -> Any:
+    from app.web.api_keys import keys_of
+
     return page("accounts/me.html", code=code, ttl_minutes=slack_link.CODE_TTL_SECONDS // 60,
-                slack_on=bool(current_app.config.get("SLACK_BOT_TOKEN")))
+                slack_on=bool(current_app.config.get("SLACK_BOT_TOKEN")),
+                api_keys=keys_of(current_user.id), new_key=new_key, key_user=current_user)
 
 
 @bp.post("/account/slack/code")

@@ -44,9 +44,13 @@ def create() -> tuple:
 
 
 @bp.get("/users/<int:user_id>")
-def detail(user_id: int) -> tuple:
-    return page("users/detail.html", user=users.get_user(ctx(), user_id),
-                policies=policies.list_policies(ctx()), errors={}, password=None)
+def detail(user_id: int, new_key: dict[str, str] | None = None) -> tuple:
+    from app.web.api_keys import keys_of
+
+    user = users.get_user(ctx(), user_id)
+    return page("users/detail.html", user=user, policies=policies.list_policies(ctx()),
+                errors={}, password=None, api_keys=keys_of(user.id), new_key=new_key,
+                key_user=user)
 
 
 @bp.post("/users/<int:user_id>/policies")

@@ -135,7 +135,7 @@ def test_a_rotated_key_stops_working(caller: Caller, session: Session) -> None:
 def test_openapi_document_is_served_and_valid(caller: Caller) -> None:
     doc = caller.client.get("/api/v1/openapi.json").get_json()
     assert doc["openapi"].startswith("3.")
-    assert set(doc["paths"]) == {"/api/v1/sms/send", "/api/v1/sms/messages/{serial_no}"}
+    assert {"/api/v1/sms/send", "/api/v1/sms/messages/{serial_no}"} <= set(doc["paths"])
     from openapi_spec_validator import validate
 
     validate(doc)

@@ -1,0 +1,319 @@
+"""The management API's operations: one table drives both the Flask routes
+(app/api/manage.py) and their part of the OpenAPI document, so the two agree."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str, **kw: Any) -> Schema:
+    return {"type": kind, "nullable": True, **kw}
+
+
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
+BOOL: Schema = {"type": "boolean"}
+STRS: Schema = {"type": "array", "items": STR}
+WHEN: Schema = _nullable("string", format="date-time")
+ID: Schema = {"type": "integer", "minimum": 1, "maximum": 2147483647}
+
+
+def _obj(props: dict[str, Schema], required: tuple[str, ...] = ()) -> Schema:
+    out: Schema = {"type": "object", "properties": props}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def _page(item: str) -> Schema:
+    return _obj({"items": {"type": "array", "items": _ref(item)}, "page": INT,
+                 "page_size": INT, "total": INT}, ("items", "page", "page_size", "total"))
+
+
+REVIEWED = {"id": INT, "status": STR, "revision": INT, "reject_reason": _nullable("string"),
+            "submitted_by": STR, "submitted_at": WHEN, "decided_by": _nullable("string"),
+            "decided_at": WHEN}
+LIMIT = _obj({"alarm_threshold": _nullable("integer"), "daily_limit": _nullable("integer")})
+IMAGE = _nullable("object", properties={"filename": STR, "data_base64": STR},
+                  required=["data_base64"],
+                  description="A JPG or PNG, base64-encoded; at most 5 MB decoded.")
+RULE = _obj({"enabled": BOOL, "limit": INT}, ("limit",))
+
+SCHEMAS: dict[str, Schema] = {
+    "ManageError": _obj({"error": _obj({"code": STR, "message": STR, "fields": _obj({})},
+                                       ("code", "message"))}, ("error",)),
+    "App": _obj({"sdk_app_id": STR, "name": STR, "overview": STR, "tags": STRS,
+                 "enabled": BOOL, "created_at": WHEN}),
+    "Thresholds": _obj({"mainland": LIMIT, "international": LIMIT}),
+    "Country": _obj({"iso_code": STR, "alarm_threshold": _nullable("integer"),
+                     "daily_limit": _nullable("integer")}),
+    "FrequencyRules": _obj({"30s": RULE, "hour": RULE, "day": RULE}),
+    "AllowlistEntry": _obj({"phone_number": STR, "created_at": WHEN}),
+    "Callback": _obj({"status_callback_url": _nullable("string")}),
+    "Contact": _obj({"id": INT, "name": STR, "mobile": _nullable("string"),
+                     "email": _nullable("string"), "slack_user_id": _nullable("string"),
+                     "events": STRS, "mobile_confirmed": BOOL}),
+    "Qualification": _obj({**REVIEWED, "use": STR, "enterprise_name": STR,
+                           "licence_number": STR, "legal_rep_name": STR,
+                           "legal_rep_id_number": STR, "admin_name": STR, "admin_phone": STR}),
+    "Signature": _obj({**REVIEWED, "region": STR, "purpose": STR,
+                       "qualification_id": _nullable("integer"), "sign_type": STR,
+                       "content": STR, "notes": STR, "usable": BOOL, "has_proof_image": BOOL,
+                       "has_authorization_image": BOOL}),
+    "Template": _obj({**REVIEWED, "region": STR, "name": STR, "sms_type": STR, "content": STR,
+                      "notes": STR, "allow_url_params": BOOL,
+                      "carrier_template_id": _nullable("string")}),
+    "ReviewItem": _obj({"kind": STR, **REVIEWED, "title": STR,
+                        "changes": {"type": "array", "items": _obj({"field": STR})},
+                        "facts": _obj({})}),
+    "Decision": _obj({"kind": STR, **REVIEWED}),
+    "MuteEntry": _obj({"id": INT, "phone_number": STR, "signature_id": INT,
+                       "sms_type": _nullable("string"), "created_at": WHEN}),
+    "Unsubscribe": _obj({"id": INT, "phone_number": STR, "signature_id": INT, "sms_type": STR,
+                         "source": STR, "created_at": WHEN}),
+    "RemovalRequest": _obj({**REVIEWED, "phone_number": STR, "signature_id": INT,
+                            "sms_type": STR, "reason": STR}),
+    "Count": _obj({"added": INT, "removed": INT}),
+    "Deleted": _obj({"deleted": INT, "removed": STR,
+                     "signatures_made_unusable": {"type": "array", "items": INT}}),
+}
+
+QUALIFICATION_IN = _obj({k: STR for k in (
+    "use", "enterprise_name", "licence_number", "legal_rep_name", "legal_rep_id_number",
+    "admin_name", "admin_phone")})
+SIGNATURE_IN = _obj({"region": {"type": "string", "enum": ["mainland", "international"]},
+                     "purpose": STR, "sign_type": STR, "content": STR, "notes": STR,
+                     "qualification_id": _nullable("integer"), "proof_image": IMAGE,
+                     "authorization_image": IMAGE})
+TEMPLATE_IN = _obj({"region": {"type": "string", "enum": ["mainland", "international"]},
+                    "name": STR, "sms_type": STR, "content": STR, "notes": STR,
+                    "allow_url_params": BOOL})
+CONTACT_IN = _obj({"name": STR, "mobile": STR, "email": STR, "slack_user_id": STR,
+                   "events": STRS}, ("name",))
+
+
+@dataclass(frozen=True)
+class Operation:
+    key: str  # unique; the policy action, with a suffix where one action has two calls
+    method: str
+    path: str  # OpenAPI form, under /api/v1
+    summary: str
+    action: str  # the policy action (SPEC.md §9) the service checks
+    response: str
+    body: Schema | None = None
+    query: tuple[str, ...] = ()
+    status: int = 200
+    tag: str = "Applications"
+    paged: bool = field(default=False)
+
+    @property
+    def flask_rule(self) -> str:
+        return re.sub(r"\{(\w+_id)\}", r"<int:\1>", self.path).replace(
+            "{", "<").replace("}", ">").replace("<int:sdk_app_id>", "<sdk_app_id>")
+
+
+APP = "/apps/{sdk_app_id}"
+_OPS = [
+    Operation("DescribeAppList", "GET", "/apps", "List applications", "DescribeAppList",
+              "App", paged=True),
+    Operation("DescribeAppInfo", "GET", APP, "An application", "DescribeAppInfo", "App"),
+    Operation("ModifyAppInfo", "PUT", APP, "Change name, overview and tags", "ModifyAppInfo",
+              "App", _obj({"name": STR, "overview": STR, "tags": STRS}, ("name",))),
+    Operation("ModifyAppStatus", "PUT", APP + "/status", "Enable or disable",
+              "ModifyAppStatus", "App", _obj({"enabled": BOOL}, ("enabled",))),
+    Operation("DescribeWarningThreshold", "GET", APP + "/thresholds", "Alarm thresholds and "
+              "daily limits", "DescribeWarningThreshold", "Thresholds"),
+    Operation("ModifyWarningThreshold", "PUT", APP + "/thresholds/{region}",
+              "Set one region's alarm threshold and daily limit", "ModifyWarningThreshold",
+              "Thresholds", _obj({"alarm_threshold": _nullable("integer", minimum=0),
+                                  "daily_limit": _nullable("integer", minimum=0)})),
+    Operation("DescribeCountryConfig", "GET", APP + "/countries", "Allowed countries/regions",
+              "DescribeCountryConfig", "Country", paged=True),
+    Operation("ModifyCountryConfig", "PUT", APP + "/countries/{iso_code}",
+              "Allow a country/region, with its own threshold and limit",
+              "ModifyCountryConfig", "Country",
+              _obj({"alarm_threshold": _nullable("integer", minimum=0),
+                    "daily_limit": _nullable("integer", minimum=0)})),
+    Operation("ModifyCountryConfig:remove", "DELETE", APP + "/countries/{iso_code}",
+              "Stop allowing a country/region", "ModifyCountryConfig", "Deleted"),
+    Operation("DescribeFreqRule", "GET", APP + "/frequency", "Frequency limits",
+              "DescribeFreqRule", "FrequencyRules"),
+    Operation("ModifyFreqRule", "PUT", APP + "/frequency", "Set the frequency limits",
+              "ModifyFreqRule", "FrequencyRules",
+              _obj({"30s": RULE, "hour": RULE, "day": RULE}, ("30s", "hour", "day"))),
+    Operation("DescribeFrequencyWhitelist", "GET", APP + "/allowlist",
+              "Numbers exempt from frequency limits", "DescribeFrequencyWhitelist",
+              "AllowlistEntry", paged=True),
+    Operation("AddFrequencyWhiteList", "POST", APP + "/allowlist", "Add numbers",
+              "AddFrequencyWhiteList", "Count", _obj({"phone_numbers": STRS},
+                                                     ("phone_numbers",))),
+    Operation("DeleteFrequencyWhiteList", "POST", APP + "/allowlist/remove", "Remove numbers",
+              "DeleteFrequencyWhiteList", "Count", _obj({"phone_numbers": STRS},
+                                                        ("phone_numbers",))),
+    Operation("DescribeCallbackInfo", "GET", APP + "/callback", "The status callback URL",
+              "DescribeCallbackInfo", "Callback"),
+    Operation("ModifyCallbackInfo", "PUT", APP + "/callback", "Set or clear the status "
+              "callback URL", "ModifyCallbackInfo", "Callback",
+              _obj({"status_callback_url": STR}, ("status_callback_url",))),
+    Operation("DescribeNewsReceiver", "GET", APP + "/contacts", "Alarm contacts",
+              "DescribeNewsReceiver", "Contact", paged=True),
+    Operation("AddNewsReceiver", "POST", APP + "/contacts", "Add an alarm contact",
+              "AddNewsReceiver", "Contact", CONTACT_IN, status=201),
+    Operation("ModifyNewsReceiver", "PUT", APP + "/contacts/{contact_id}",
+              "Change an alarm contact", "ModifyNewsReceiver", "Contact", CONTACT_IN),
+    Operation("DeleteNewsReceiver", "DELETE", APP + "/contacts/{contact_id}",
+              "Delete an alarm contact", "DeleteNewsReceiver", "Deleted"),
+    # content
+    Operation("DescribeQualification", "GET", "/qualifications", "Qualifications",
+              "DescribeQualification", "Qualification", paged=True, tag="Content"),
+    Operation("DescribeQualification:one", "GET", "/qualifications/{qualification_id}",
+              "A qualification", "DescribeQualification", "Qualification", tag="Content"),
+    Operation("AddQualification", "POST", "/qualifications", "Submit a qualification",
+              "AddQualification", "Qualification", QUALIFICATION_IN, status=201,
+              tag="Content"),
+    Operation("ModifyQualification", "PUT", "/qualifications/{qualification_id}",
+              "Change a qualification (back to review)", "ModifyQualification",
+              "Qualification", QUALIFICATION_IN, tag="Content"),
+    Operation("DeleteQualification", "DELETE", "/qualifications/{qualification_id}",
+              "Delete a qualification", "DeleteQualification", "Deleted", tag="Content"),
+    Operation("DescribeSmsSignList", "GET", "/signatures", "Signatures of a region",
+              "DescribeSmsSignList", "Signature", query=("region",), paged=True,
+              tag="Content"),
+    Operation("DescribeSmsSignList:one", "GET", "/signatures/{signature_id}", "A signature",
+              "DescribeSmsSignList", "Signature", tag="Content"),
+    Operation("AddSmsSign", "POST", "/signatures", "Submit a signature, with images",
+              "AddSmsSign", "Signature", SIGNATURE_IN, status=201, tag="Content"),
+    Operation("ModifySmsSign", "PUT", "/signatures/{signature_id}",
+              "Change a pending or rejected signature", "ModifySmsSign", "Signature",
+              SIGNATURE_IN, tag="Content"),
+    Operation("DeleteSmsSign", "DELETE", "/signatures/{signature_id}", "Delete a signature",
+              "DeleteSmsSign", "Deleted", tag="Content"),
+    Operation("DescribeSmsTemplateList", "GET", "/templates", "Templates of a region",
+              "DescribeSmsTemplateList", "Template", query=("region",), paged=True,
+              tag="Content"),
+    Operation("DescribeSmsTemplateList:one", "GET", "/templates/{template_id}",
+              "A template and its review status", "DescribeSmsTemplateList", "Template",
+              tag="Content"),
+    Operation("AddSmsTemplate", "POST", "/templates", "Submit a template", "AddSmsTemplate",
+              "Template", TEMPLATE_IN, status=201, tag="Content"),
+    Operation("ModifySmsTemplate", "PUT", "/templates/{template_id}",
+              "Change a pending or rejected template", "ModifySmsTemplate", "Template",
+              TEMPLATE_IN, tag="Content"),
+    Operation("DeleteSmsTemplate", "DELETE", "/templates/{template_id}", "Delete a template",
+              "DeleteSmsTemplate", "Deleted", tag="Content"),
+    # reviews
+    Operation("ReviewContent:queue", "GET", "/reviews", "Everything pending review",
+              "DescribeSmsTemplateList", "ReviewItem", paged=True, tag="Reviews"),
+    Operation("ReviewContent", "POST", "/reviews/{kind}/{object_id}/decision",
+              "Approve or reject the revision you saw", "ReviewContent", "Decision",
+              _obj({"decision": {"type": "string", "enum": ["approve", "reject"]},
+                    "revision": {"type": "integer", "minimum": 1}, "reason": STR},
+                   ("decision", "revision")), tag="Reviews"),
+    # audience
+    Operation("DescribeBlackList", "GET", "/mute-list", "The mute list", "DescribeBlackList",
+              "MuteEntry", query=("phone_number",), paged=True, tag="Audience"),
+    Operation("AddBlackList", "POST", "/mute-list", "Mute a number for a signature",
+              "AddBlackList", "MuteEntry",
+              _obj({"phone_number": STR, "signature_id": INT, "sms_type": STR,
+                    "consent": BOOL}, ("phone_number", "signature_id", "consent")),
+              status=201, tag="Audience"),
+    Operation("DeleteBlackList", "POST", "/mute-list/remove", "Unmute entries",
+              "DeleteBlackList", "Count", _obj({"ids": {"type": "array", "items": ID}},
+                                               ("ids",)), tag="Audience"),
+    Operation("DescribeUnsubscribe", "GET", "/unsubscribes", "What a number unsubscribed from",
+              "DescribeUnsubscribe", "Unsubscribe",
+              query=("phone_number", "sdk_app_id", "signature_id"), paged=True,
+              tag="Audience"),
+    Operation("DescribeUnsubscribe:removals", "GET", "/unsubscribe-removals",
+              "Removal requests", "DescribeUnsubscribe", "RemovalRequest", paged=True,
+              tag="Audience"),
+    Operation("ModifyUnsubscribe", "POST", "/unsubscribe-removals",
+              "Ask to message an unsubscribed number again (reviewed)", "ModifyUnsubscribe",
+              "RemovalRequest",
+              _obj({"phone_number": STR, "signature_id": INT, "sms_type": STR, "reason": STR},
+                   ("phone_number", "signature_id", "sms_type", "reason")),
+              status=201, tag="Audience"),
+]
+OPERATIONS: dict[str, Operation] = {op.key: op for op in _OPS}
+
+SIGNING = ("Lowercase hex HMAC-SHA256(key=SecretKey, message=method + \"\\n\" + path?query + "
+           "\"\\n\" + timestamp + \"\\n\" + nonce + \"\\n\" + raw body), exactly as for the "
+           "send API with the AppKey.")
+HEADERS = [
+    {"name": "X-SMS-SecretId", "in": "header", "required": True,
+     "schema": {"type": "string", "maxLength": 64}, "description": "Your SecretId."},
+    {"name": "X-SMS-Timestamp", "in": "header", "required": True,
+     "schema": {"type": "string", "pattern": "^[0-9]+$"},
+     "description": "Unix seconds; at most 300 s from the server's clock."},
+    {"name": "X-SMS-Nonce", "in": "header", "required": True,
+     "schema": {"type": "string", "minLength": 8, "maxLength": 64,
+                "pattern": "^[A-Za-z0-9_.~-]+$"}, "description": "Single use."},
+    {"name": "X-SMS-Signature", "in": "header", "required": True,
+     "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "description": SIGNING},
+]
+IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
+               "schema": {"type": "string", "minLength": 1, "maxLength": 128,
+                          "pattern": "^[!-~]+$"},
+               "description": "Retrying a write with the same key returns the stored answer "
+                              "instead of writing twice (header Idempotent-Replayed: true)."}
+PAGE_PARAMS = [
+    {"name": "page", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": 1000000}},
+    {"name": "page_size", "in": "query", "required": False,
+     "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+]
+PATH_PARAMS: dict[str, Schema] = {
+    "sdk_app_id": {"type": "string", "pattern": "^[0-9]{10}$"},
+    "region": {"type": "string", "enum": ["mainland", "international"]},
+    "iso_code": {"type": "string", "pattern": "^[A-Za-z]{2}$"},
+    "kind": {"type": "string", "enum": ["qualification", "signature", "template",
+                                        "unsubscribe_removal"]},
+}
+ERRORS = {"400": "Invalid input; fields says which.", "401": "Missing, stale, replayed or "
+          "wrong signature, or a disabled pair.", "403": "Your policies do not allow this.",
+          "404": "No such object, or not one you may see.", "409": "The current state "
+          "forbids this (e.g. it changed since you read it).", "413": "The body is too large.",
+          "422": "The Idempotency-Key was used with a different request."}
+
+
+def _error_response(text: str) -> Schema:
+    return {"description": text,
+            "content": {"application/json": {"schema": _ref("ManageError")}}}
+
+
+def document_part() -> tuple[dict[str, Any], dict[str, Schema]]:
+    """The paths and component schemas of the management API."""
+    paths: dict[str, Any] = {}
+    for op in _OPS:
+        params = list(HEADERS)
+        for name in re.findall(r"\{(\w+)\}", op.path):
+            schema = PATH_PARAMS.get(name, ID if name.endswith("_id") else STR)
+            params.append({"name": name, "in": "path", "required": True, "schema": schema})
+        params += [{"name": q, "in": "query", "required": False,
+                    "schema": PATH_PARAMS["region"] if q == "region" else STR}
+                   for q in op.query]
+        if op.paged:
+            params += PAGE_PARAMS
+        if op.method != "GET":
+            params.append(IDEMPOTENCY)
+        result = _page(op.response) if op.paged else _ref(op.response)
+        spec: dict[str, Any] = {
+            "operationId": op.key.replace(":", "_"), "summary": op.summary,
+            "tags": [op.tag], "x-policy-action": f"sms:{op.action}", "parameters": params,
+            "responses": {str(op.status): {"description": "Done.", "content": {
+                "application/json": {"schema": result}}},
+                **{code: _error_response(text) for code, text in ERRORS.items()}},
+        }
+        if op.body is not None:
+            spec["requestBody"] = {"required": True,
+                                   "content": {"application/json": {"schema": op.body}}}
+        paths.setdefault("/api/v1" + op.path, {})[op.method.lower()] = spec
+    return paths, SCHEMAS

@@ -1,0 +1,255 @@
+"""The management endpoints: a thin adapter over the services, one error shape, one
+pagination style, and Idempotency-Key on writes (also under a race)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from pathlib import Path
+
+from flask import Flask
+from PIL import Image
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import IdempotentReply, Template
+from app.services import content
+from tests.api.mgmt import Mgmt, as_user
+from tests.helpers import QUALIFICATION, make_app, make_user, root_ctx
+
+TEMPLATE = {"region": "international", "name": "Shipped", "sms_type": "notification",
+            "content": "Order {1} shipped"}
+
+
+def _full(api: Flask, session: Session, email: str = "ops@example.com") -> Mgmt:
+    return as_user(api.test_client(), session,
+                   make_user(session, email, presets=["SMSFullAccess"]))
+
+
+def test_template_lifecycle_and_errors(api: Flask, session: Session) -> None:
+    m = _full(api, session)
+    created = m.post("/templates", TEMPLATE)
+    assert created.status_code == 201, created.get_json()
+    t = created.get_json()
+    assert (t["status"], t["revision"], t["name"]) == ("pending", t["revision"], "Shipped")
+    got = m.get(f"/templates/{t['id']}").get_json()
+    assert got["content"] == "Order {1} shipped"
+    changed = m.put(f"/templates/{t['id']}", {**TEMPLATE, "name": "Sent"})
+    assert changed.status_code == 200 and changed.get_json()["name"] == "Sent"
+    bad = m.post("/templates", {**TEMPLATE, "sms_type": "spam"})
+    assert bad.status_code == 400
+    err = bad.get_json()["error"]
+    assert err["code"] == "InvalidParameter" and "sms_type" in err["fields"]
+    wrong_type = m.post("/templates", {**TEMPLATE, "name": 5})
+    assert wrong_type.get_json()["error"]["fields"] == {"name": "Must be a string."}
+    assert m.post("/templates", raw=b"[1]").status_code == 400
+    assert m.post("/templates", raw=b'{"a": ' * 200 + b"1" + b"}" * 200).status_code == 400
+    nul = m.post("/templates", {**TEMPLATE, "name": "a\x00b"})
+    assert nul.status_code == 400
+    missing = m.get("/templates/999999")
+    assert (missing.status_code, missing.get_json()["error"]["code"]) == (404, "NotFound")
+    assert m.get("/templates/99999999999").status_code == 404
+    assert m.delete(f"/templates/{t['id']}").status_code == 200
+    assert m.get(f"/templates/{t['id']}").status_code == 404
+
+
+def test_pagination_is_the_same_everywhere(api: Flask, session: Session) -> None:
+    m = _full(api, session)
+    for n in range(5):
+        assert m.post("/templates", {**TEMPLATE, "name": f"T{n}"}).status_code == 201
+    page = m.get("/templates?region=international&page=2&page_size=2").get_json()
+    assert [x["name"] for x in page["items"]] == ["T2", "T3"]
+    assert (page["page"], page["page_size"], page["total"]) == (2, 2, 5)
+    assert m.get("/reviews?page_size=3").get_json()["total"] == 5
+    for bad in ("page=0", "page_size=101", "page=x"):
+        resp = m.get(f"/templates?{bad}")
+        assert resp.status_code == 400, bad
+        assert resp.get_json()["error"]["code"] == "InvalidParameter"
+
+
+def test_review_decisions_carry_the_revision(api: Flask, session: Session) -> None:
+    author = _full(api, session, "author@example.com")
+    reviewer = as_user(api.test_client(), session,
+                       make_user(session, "rev@example.com", presets=["SMSReviewer"]))
+    t = author.post("/templates", TEMPLATE).get_json()
+    queue = reviewer.get("/reviews").get_json()["items"]
+    assert [(i["kind"], i["id"]) for i in queue] == [("template", t["id"])]
+    author.put(f"/templates/{t['id']}", {**TEMPLATE, "name": "Changed"})
+    stale = reviewer.post(f"/reviews/template/{t['id']}/decision",
+                          {"decision": "approve", "revision": t["revision"]})
+    assert (stale.status_code, stale.get_json()["error"]["code"]) == (409, "Conflict")
+    seen = reviewer.get(f"/templates/{t['id']}").get_json()["revision"]
+    own = author.post(f"/reviews/template/{t['id']}/decision",
+                      {"decision": "approve", "revision": seen})
+    assert own.status_code == 403  # nobody reviews their own submission
+    ok = reviewer.post(f"/reviews/template/{t['id']}/decision",
+                       {"decision": "reject", "revision": seen, "reason": "Too vague"})
+    assert ok.status_code == 200, ok.get_json()
+    assert ok.get_json()["status"] == "rejected"
+    bad = reviewer.post(f"/reviews/template/{t['id']}/decision",
+                        {"decision": "maybe", "revision": seen})
+    assert bad.status_code in (400, 409)
+
+
+def _png() -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), "white").save(buf, "PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_signature_with_image_upload(api: Flask, session: Session, instance_dir: Path) -> None:
+    m = _full(api, session)
+    body = {"region": "international", "purpose": "self", "sign_type": "trademark",
+            "content": "Acme", "proof_image": {"filename": "tm.png", "data_base64": _png()}}
+    resp = m.post("/signatures", body)
+    assert resp.status_code == 201, resp.get_json()
+    assert resp.get_json()["has_proof_image"] is True
+    stored = list((Path(api.config["INSTANCE_DIR"]) / "uploads").rglob("*.png"))
+    assert len(stored) == 1
+    bad = m.post("/signatures", {**body, "proof_image": {"data_base64": "bm90IGFuIGltYWdl"}})
+    assert bad.status_code == 400 and "proof_image" in bad.get_json()["error"]["fields"]
+    assert len(list((Path(api.config["INSTANCE_DIR"]) / "uploads").rglob("*.png"))) == 1
+
+
+def test_application_settings(api: Flask, session: Session) -> None:
+    a = make_app(session)
+    m = _full(api, session)
+    assert m.put(f"/apps/{a}/status", {"enabled": False}).get_json()["enabled"] is False
+    th = m.put(f"/apps/{a}/thresholds/mainland", {"alarm_threshold": 5, "daily_limit": 10})
+    assert th.get_json()["mainland"] == {"alarm_threshold": 5, "daily_limit": 10}
+    assert m.put(f"/apps/{a}/thresholds/mars", {}).status_code == 400
+    assert m.put(f"/apps/{a}/countries/us", {"daily_limit": None}).status_code == 200
+    assert m.get(f"/apps/{a}/countries").get_json()["items"][0]["iso_code"] == "US"
+    assert m.delete(f"/apps/{a}/countries/US").status_code == 200
+    freq = {"30s": {"enabled": True, "limit": 1}, "hour": {"enabled": False, "limit": 5},
+            "day": {"enabled": True, "limit": 9}}
+    assert m.put(f"/apps/{a}/frequency", freq).get_json()["day"] == {"enabled": True,
+                                                                      "limit": 9}
+    added = m.post(f"/apps/{a}/allowlist", {"phone_numbers": ["+14155550100", "13800000000"]})
+    assert added.get_json() == {"added": 2}
+    assert m.get(f"/apps/{a}/allowlist").get_json()["total"] == 2
+    assert m.post(f"/apps/{a}/allowlist/remove",
+                  {"phone_numbers": ["+14155550100"]}).get_json() == {"removed": 1}
+    private = m.put(f"/apps/{a}/callback", {"status_callback_url": "http://127.0.0.1/x"})
+    assert private.status_code == 400
+    contact = m.post(f"/apps/{a}/contacts", {"name": "Ops", "email": "ops@example.com",
+                                             "events": ["threshold"]})
+    assert contact.status_code == 201, contact.get_json()
+    cid = contact.get_json()["id"]
+    assert m.put(f"/apps/{a}/contacts/{cid}", {"name": "Ops2", "email": "o@example.com",
+                                               "events": []}).get_json()["name"] == "Ops2"
+    assert m.delete(f"/apps/{a}/contacts/{cid}").status_code == 200
+
+
+def test_mute_list_and_unsubscribes(api: Flask, session: Session) -> None:
+    root = root_ctx(session)
+    sig = content.create_signature(root, "international", {
+        "purpose": "self", "sign_type": "app", "content": "Acme"})
+    session.commit()
+    m = _full(api, session)
+    entry = m.post("/mute-list", {"phone_number": "+14155550100", "signature_id": sig.id,
+                                  "sms_type": "", "consent": True})
+    assert entry.status_code == 201, entry.get_json()
+    assert m.get("/mute-list?phone_number=%2B14155550100").get_json()["total"] == 1
+    assert m.post("/mute-list/remove", {"ids": [entry.get_json()["id"]]}).get_json() == {
+        "removed": 1}
+    assert m.get("/unsubscribes?phone_number=%2B14155550100").get_json()["items"] == []
+    refused = m.post("/unsubscribe-removals", {
+        "phone_number": "+14155550100", "signature_id": sig.id, "sms_type": "marketing",
+        "reason": "Asked again"})
+    assert refused.status_code == 409  # not unsubscribed: nothing to remove
+    assert m.get("/unsubscribe-removals").get_json()["total"] == 0
+
+
+def test_idempotency_key_replays_and_refuses_a_different_request(
+        api: Flask, session: Session) -> None:
+    m = _full(api, session)
+    first = m.post("/templates", TEMPLATE, headers={"Idempotency-Key": "release-42"})
+    again = m.post("/templates", TEMPLATE, headers={"Idempotency-Key": "release-42"})
+    assert first.status_code == again.status_code == 201
+    assert first.get_json() == again.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = m.post("/templates", {**TEMPLATE, "name": "Other"},
+                   headers={"Idempotency-Key": "release-42"})
+    assert (other.status_code, other.get_json()["error"]["code"]) == (
+        422, "IdempotencyKeyReused")
+    assert session.scalar(select(func.count()).select_from(Template)) == 1
+    # A refused write stores nothing: the retry runs afresh.
+    bad = m.post("/templates", {**TEMPLATE, "sms_type": "x"},
+                 headers={"Idempotency-Key": "k2"})
+    assert bad.status_code == 400
+    assert session.scalar(select(func.count()).select_from(IdempotentReply)) == 1
+    assert m.post("/templates", {**TEMPLATE, "sms_type": "x"},
+                  headers={"Idempotency-Key": "bad key"}).status_code == 400
+
+
+def test_idempotency_key_under_a_race(api: Flask, session: Session) -> None:
+    m = _full(api, session)
+    q_body = dict(QUALIFICATION)
+    n = 8
+    barrier = threading.Barrier(n)
+    answers: list[tuple[int, dict]] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        client = Mgmt(api.test_client(), m.secret_id, m.secret_key)
+        barrier.wait(timeout=30)
+        resp = client.post("/qualifications", q_body, headers={"Idempotency-Key": "crm-7"})
+        with lock:
+            answers.append((resp.status_code, resp.get_json()))
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(answers) == n
+    assert {status for status, _ in answers} == {201}, answers
+    assert len({body["id"] for _, body in answers}) == 1
+    from app.models import Qualification
+
+    session.expire_all()
+    assert session.scalar(select(func.count()).select_from(Qualification)) == 1
+
+
+def test_stored_answers_are_forgotten_after_a_day(api: Flask, session: Session) -> None:
+    from datetime import timedelta
+
+    from app.db import utcnow
+
+    m = _full(api, session)
+    first = m.post("/templates", TEMPLATE, headers={"Idempotency-Key": "old"})
+    row = session.scalars(select(IdempotentReply)).one()
+    row.created_at = utcnow() - timedelta(hours=25)
+    session.commit()
+    again = m.post("/templates", TEMPLATE, headers={"Idempotency-Key": "old"})
+    assert again.status_code == 201 and again.get_json()["id"] != first.get_json()["id"]
+    assert "Idempotent-Replayed" not in again.headers
+
+
+def test_body_caps(api: Flask, session: Session) -> None:
+    m = _full(api, session)
+    big = b'{"name": "' + b"x" * (1024 * 1024) + b'"}'
+    resp = m.post("/templates", raw=big)
+    assert (resp.status_code, resp.get_json()["error"]["code"]) == (413, "RequestTooLarge")
+    # Signatures carry base64 images: up to 8 MB reaches the image check (5 MB decoded).
+    image = base64.b64encode(b"\x89PNG" + b"0" * (2 * 1024 * 1024)).decode()
+    resp = m.post("/signatures", {"region": "international", "purpose": "self",
+                                  "sign_type": "trademark", "content": "Acme",
+                                  "proof_image": {"data_base64": image}})
+    assert resp.status_code == 400 and "proof_image" in resp.get_json()["error"]["fields"]
+
+
+def test_every_route_is_documented_with_its_policy_action(api: Flask) -> None:
+    from app.api import document
+    from app.api.manage_spec import OPERATIONS
+    from app.services.access import ACTIONS
+
+    routes = {r.endpoint for r in api.url_map.iter_rules() if r.endpoint.startswith("api.m_")}
+    assert routes == {f"api.m_{key}" for key in OPERATIONS}
+    doc = document()
+    documented = {op["operationId"]: op for path in doc["paths"].values()
+                  for op in path.values() if "x-policy-action" in op}
+    assert len(documented) == len(OPERATIONS)
+    assert all(op["x-policy-action"][4:] in ACTIONS for op in documented.values())
