@@ -52,7 +52,15 @@ What recovers each fault:
   pool pings connections before use; a worker retries recording results it
   already has for up to the lease, and the sweeper finishes anything left.
 - The carrier unreachable: the gateway raises GatewayUnavailable, the batch goes
-  back to `accepted` under the same attempt check, and is drained again later.
+  back to `accepted` under the same attempt check, and is drained again later;
+  the sweeper keeps re-driving for as long as the outage lasts (no retry limit).
+
+Assumptions and known gaps: a batch submit must finish within the lease (gateway
+timeouts are shorter; a straggler past it is fenced by the simulator, and for other
+gateways its late result still corrects `unknown`). Only the simulator answers
+`lookup` today; SMPP and Tencent Cloud leases that expire end `unknown`. Status
+callbacks are enqueued after the receipt batch commits: a crash in between loses
+those callbacks (the receipts themselves are applied).
 """
 
 from __future__ import annotations
