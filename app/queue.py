@@ -41,6 +41,18 @@ def enqueue(conn: redis.Redis, job: str, *args: Any, queue: str = "default", **k
     return Queue(queue, connection=conn).enqueue(job, *args, **kwargs).id
 
 
+def enqueue_each(conn: redis.Redis, job: str, args_list: list[tuple[Any, ...]],
+                 queue: str = "default") -> None:
+    """One job per argument tuple, enqueued in one Redis round trip."""
+    if not job.startswith("jobs."):
+        raise ValueError(f"job names are dotted paths under jobs/: {job!r}")
+    if not args_list:
+        return
+    retry = Retry(max=len(RETRIES[job]), interval=RETRIES[job]) if job in RETRIES else None
+    q = Queue(queue, connection=conn)
+    q.enqueue_many([Queue.prepare_data(job, args, retry=retry) for args in args_list])
+
+
 def wake_key(job: str) -> str:
     return f"smsops:wake:{job}"
 

@@ -139,6 +139,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000, help="batched: how many")
     parser.add_argument("--seconds", type=float, default=10, help="single: how long")
     parser.add_argument("--clients", type=int, default=None)
+    parser.add_argument("--web-workers", type=int, default=os.cpu_count() or 2,
+                        help="gunicorn sync workers (default: one per core)")
     parser.add_argument("--drain-cap", type=float, default=120,
                         help="stop waiting for the last receipts after this many seconds")
     args = parser.parse_args()
@@ -172,7 +174,7 @@ def main() -> None:
                         if t["region"] == "international" and t["sms_type"] == "verification")
         port = _free_port()
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", str(os.cpu_count() or 2), "-b",
+            [sys.executable, "-m", "gunicorn", "-w", str(args.web_workers), "-b",
              f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "2048", "wsgi:app"],
             env=env, cwd=tree))
         log = (tmp / "workers.log").open("wb")

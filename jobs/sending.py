@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.gateways.base import GatewayUnavailable, Receipt, SubmitResult
-from app.queue import DRAIN_JOB, RECEIPTS_JOB, enqueue, wake, wake_key
+from app.queue import DRAIN_JOB, RECEIPTS_JOB, enqueue_each, wake, wake_key
 from app.services import pipeline, sending
 from app.services.pipeline import PipelineSettings
 from jobs import runtime
@@ -141,9 +141,8 @@ def apply_receipts() -> int:
     while True:
         changed, with_callback, taken = _db_retry(work, 30)
         applied += len(changed)
-        conn = app.extensions["redis"]
-        for message_id in with_callback:
-            enqueue(conn, sending.STATUS_CALLBACK_JOB, message_id)
+        enqueue_each(app.extensions["redis"], sending.STATUS_CALLBACK_JOB,
+                     [(message_id,) for message_id in with_callback])
         _tell_slack(app, changed)
         if taken < pipeline.BATCH:
             return applied
@@ -187,8 +186,8 @@ def _tell_slack(app: Flask, message_ids: list[int]) -> None:
         for message_id in message_ids:
             pipe.getdel(SLACK_RECEIPT_KEY.format(message_id))
         urls = pipe.execute()
-        for message_id, url in zip(message_ids, urls, strict=True):
-            if url:
-                enqueue(conn, "jobs.slack.receipt_reply", url.decode(), message_id)
+        enqueue_each(conn, "jobs.slack.receipt_reply", [
+            (url.decode(), message_id) for message_id, url in zip(message_ids, urls, strict=True)
+            if url])
     except redis_lib.RedisError as exc:
         log.warning("Slack receipt replies skipped: %s", exc)

@@ -268,19 +268,30 @@ def test_sigkill_at_random_points_over_20_trials(pipeline: Pipeline) -> None:
 
     for _ in range(3):
         start()
-    _wait(lambda: len(pipeline.redis.smembers("rq:workers")) >= 3, 30, "3 workers up")
+    _wait(lambda: len(pipeline.redis.smembers("rq:workers")) >= 3, 90, "3 workers up")
     total = 0
     for _trial in range(20):
         pipeline.accept(60)
         total += 60
-        # Kill while a batch is claimed (on the carrier's side or not), at a random point.
-        _wait(pipeline.claimed, 10, "a batch claimed")
+        # Kill at a random point once the work has started (a batch claimed, or all
+        # already claimed): on the carrier's side of a batch or not, or in receipts.
+        _wait(lambda: pipeline.claimed() or not pipeline.counts().get("accepted"), 30,
+              "work started")
         time.sleep(rng.uniform(0.0, 0.08))
         ready = [w for w in pipeline.live_workers() if time.monotonic() - born[w.pid] > 2.5]
         victim = rng.choice(ready or pipeline.live_workers())
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         start()
+    # And once every worker at the same moment, mid-batch: nobody is left to finish it.
+    pipeline.accept(400)  # about a second of work, so the kill lands inside it
+    total += 400
+    _wait(pipeline.claimed, 30, "a batch claimed")
+    for w in pipeline.live_workers():
+        w.send_signal(signal.SIGKILL)
+        w.wait()
+    start()
+    start()
     pipeline.assert_exactly_once(total)
     # The kills did interrupt claimed batches: expired leases were resolved by asking.
     assert pipeline.leases_resolved() > 0
@@ -290,7 +301,7 @@ def test_redis_restarted_empty_mid_batch(pipeline: Pipeline,
                                          redis_server: RedisServer) -> None:
     workers = [pipeline.start_worker() for _ in range(2)]
     pipeline.accept(400)
-    _wait(lambda: pipeline.counts().get("accepted", 0) < 400, 20, "work under way")
+    _wait(lambda: pipeline.counts().get("accepted", 0) < 400, 60, "work under way")
     redis_server.stop()
     pipeline.accept(100)  # committed while Redis is down: the API answers, no job exists
     redis_server.start()
@@ -317,7 +328,7 @@ def test_postgresql_restarted_mid_batch(tmp_path: Path, redis_server: RedisServe
     try:
         workers = [p.start_worker() for _ in range(2)]
         p.accept(400)
-        _wait(lambda: p.counts().get("accepted", 0) < 400, 20, "work under way")
+        _wait(lambda: p.counts().get("accepted", 0) < 400, 60, "work under way")
         cluster.stop()
         time.sleep(0.35)  # as long as the restart measured in the issue
         cluster.start()

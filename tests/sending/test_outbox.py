@@ -199,3 +199,20 @@ def test_receipts_apply_in_batches_and_a_repeat_changes_nothing(
     assert sending_job.apply_receipts() == 0  # final states stay final
     states = _states(session)
     assert {states[i] for i in ids} == {"delivered"}
+
+
+def test_the_carriers_receipt_time_is_kept(shop: Shop, session: Session,
+                                           runner: Flask) -> None:
+    from datetime import UTC, datetime
+
+    from app.gateways.base import Receipt
+
+    [mid] = _accepted(shop, session, ["+14155550104"])  # silent: we bring the receipt
+    sending_job.drain()
+    at = datetime(2026, 11, 24, 21, 30, 5, 123456, tzinfo=UTC)
+    gid = session.scalar(select(Message.gateway_message_id))
+    sending_job.store_receipts(runner, [Receipt(True, "DELIVRD", gateway_id=gid, at=at)])
+    assert sending_job.apply_receipts() == 1
+    session.expire_all()
+    m = session.get(Message, mid)
+    assert (m.status, m.receipt_at) == ("delivered", at)

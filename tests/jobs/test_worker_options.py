@@ -1,0 +1,25 @@
+"""The non-forking worker option: jobs run in the worker's own process, so its
+engine, pooled connections and compiled statements live as long as it does."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from app import create_app
+from app.queue import enqueue
+from jobs import worker
+from tests.conftest import Backend
+
+
+def test_no_fork_runs_jobs_in_the_worker_process(backend: Backend, session: object,
+                                                 instance_dir: Path) -> None:
+    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                      "INSTANCE_DIR": str(instance_dir), "SECRET_KEY": "x"})
+    tokens = [uuid.uuid4().hex for _ in range(2)]
+    for token in tokens:
+        enqueue(app.extensions["redis"], "jobs.system.ping", token)
+    assert worker.run(app, burst=True, no_fork=True)
+    pids = {int(app.extensions["redis"].get(f"smsops:ping:{t}")) for t in tokens}
+    assert pids == {os.getpid()}  # no work horse per job
