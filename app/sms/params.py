@@ -42,6 +42,9 @@ IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d])")
 IPV6 = re.compile(r"\[?[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}\]?", re.IGNORECASE)
 
 
+IDEOGRAPHIC_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+
+
 @dataclass(frozen=True)
 class Problem:
     code: str  # a send error code from app/sms/errors.py
@@ -60,7 +63,8 @@ def has_control(text: str) -> bool:
 def _visible(text: str) -> str:
     """What a phone shows and links: compatibility forms folded (full-width letters
     and dots), invisible format characters (zero-width spaces) removed."""
-    folded = unicodedata.normalize("NFKC", text)
+    # Ideographic full stops separate labels in URLs as a dot does (IDNA/WHATWG).
+    folded = unicodedata.normalize("NFKC", text).translate(IDEOGRAPHIC_DOTS)
     return "".join(c for c in folded if unicodedata.category(c) != "Cf")
 
 
@@ -92,15 +96,35 @@ def is_verification_code(value: str) -> bool:
     return 4 <= len(value) <= 8 and value.isascii() and value.isalnum()
 
 
-def _around(content: str) -> dict[int, list[tuple[str, str]]]:
-    """For each variable, the template text touching it on either side (up to the
-    nearest whitespace): a parameter must not complete a URL with it."""
-    found: dict[int, list[tuple[str, str]]] = {}
+def _runs(content: str, params: tuple[str, ...]) -> list[tuple[str, str, list[int]]]:
+    """Each whitespace-separated run of the rendered message that parameters are part
+    of: (the run, the template's own text in it, those parameters). Runs are judged
+    whole, so two variables side by side ({1}{2} = "evil" + ".com/x") cannot build a
+    URL that neither holds alone."""
+    pieces: list[tuple[str, int | None]] = []
+    last = 0
     for m in templating.VARIABLE.finditer(content):
-        before = re.split(r"\s", content[: m.start()])[-1]
-        after = re.split(r"\s", content[m.end():])[0]
-        found.setdefault(int(m.group(1)), []).append((before, after))
-    return found
+        n = int(m.group(1))
+        pieces += [(content[last:m.start()], None), (params[n - 1] if n <= len(params)
+                                                     else "", n)]
+        last = m.end()
+    pieces.append((content[last:], None))
+    runs: list[tuple[str, str, list[int]]] = []
+    run, own, members = "", "", []
+    for piece, n in pieces:
+        for i, part in enumerate(re.split(r"\s+", piece)):
+            if i:
+                if members:
+                    runs.append((run, own, members))
+                run, own, members = "", "", []
+            run += part
+            if n is None:
+                own += part
+            elif part:
+                members.append(n)
+    if members:
+        runs.append((run, own, members))
+    return runs
 
 
 @lru_cache(maxsize=1024)
@@ -108,7 +132,6 @@ def check(content: str, sms_type: str, params: tuple[str, ...], *,
           max_length: int = DEFAULT_MAX_LENGTH, allow_urls: bool = False) -> Problem | None:
     """The first parameter that breaks a rule, or None. The caller has checked that
     the number of parameters matches the template's variables."""
-    around = _around(content)
     for n, value in enumerate(params, start=1):
         if n == 1 and sms_type == templating.VERIFICATION:
             if not is_verification_code(value):
@@ -123,10 +146,17 @@ def check(content: str, sms_type: str, params: tuple[str, ...], *,
                                          "another control character.")
         if allow_urls:
             continue
-        if has_url(value) or any(
-            has_url(before + value + after) and not (has_url(before) or has_url(after))
-            for before, after in around.get(n, [])
-        ):
-            return Problem(FORMAT_ERROR, f"Parameter {{{n}}} contains a URL; this template "
-                                         "does not allow URLs in its parameters.")
+        if has_url(value):
+            return _url_problem(n)
+    if not allow_urls:
+        # A URL the parameters make with each other or with the template's text;
+        # one the reviewed text already holds (https://shop.example/t/{1}) may go on.
+        for run, own, members in _runs(content, params):
+            if has_url(run) and not has_url(own):
+                return _url_problem(members[0])
     return None
+
+
+def _url_problem(n: int) -> Problem:
+    return Problem(FORMAT_ERROR, f"Parameter {{{n}}} contains a URL; this template does "
+                                 "not allow URLs in its parameters.")

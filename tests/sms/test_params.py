@@ -67,6 +67,13 @@ def test_control_characters(text: str, bad: bool) -> None:
     ("See https://shop.example.com/t/{1}", "notification", ("A1",), None),  # reviewed URL
     ("See https://shop.example.com/?r={1}", "notification", ("evil.com",), FORMAT_ERROR),
     ("{1}{2}", "notification", ("a", "b"), None),
+    # Side by side, parameters cannot build a URL neither holds alone (outside review).
+    ("Your order {1}{2} shipped", "notification", ("evil", ".com/x"), FORMAT_ERROR),
+    ("Your order {1}{2} shipped", "notification", ("evil.", "com/x"), FORMAT_ERROR),
+    ("Code {1}{2}", "verification", ("evilco", ".com/x"), FORMAT_ERROR),
+    ("Go to {1} {2}", "notification", ("evil", ".com"), None),  # a space breaks the link
+    ("Your order {1}", "notification", ("evil\u3002com/x",), FORMAT_ERROR),  # 。 as a dot
+    ("Hello {1}{2}.", "notification", ("Ann", "Lee"), None),
 ])
 def test_check(content: str, sms_type: str, values: tuple[str, ...], code: str | None) -> None:
     problem = check(content, sms_type, values)
