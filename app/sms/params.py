@@ -110,18 +110,19 @@ def _runs(content: str, params: tuple[str, ...]) -> list[tuple[str, str, list[in
         last = m.end()
     pieces.append((content[last:], None))
     runs: list[tuple[str, str, list[int]]] = []
-    run, own, members = "", "", []
-    for piece, n in pieces:
+    run, own = "", ""
+    members: list[int] = []
+    for piece, index in pieces:
         for i, part in enumerate(re.split(r"\s+", piece)):
             if i:
                 if members:
                     runs.append((run, own, members))
                 run, own, members = "", "", []
             run += part
-            if n is None:
+            if index is None:
                 own += part
             elif part:
-                members.append(n)
+                members.append(index)
     if members:
         runs.append((run, own, members))
     return runs

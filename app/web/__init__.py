@@ -73,6 +73,16 @@ def page(template: str, fragment: str | None = None, status: int = 200, **kw: An
     return render_template(name, **kw), status
 
 
+MAX_PAGE = 100_000  # deeper than any list goes; keeps OFFSET inside a 64-bit integer
+
+
+def page_number() -> int:
+    """The `page` query argument as 1..MAX_PAGE; anything else is the first page."""
+    raw = request.args.get("page", "1")
+    number = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 6 else 1
+    return min(max(number, 1), MAX_PAGE)
+
+
 def hx_redirect(url: str) -> Response:
     """Redirect that works for plain forms and for htmx requests alike."""
     if request.htmx:  # type: ignore[attr-defined]

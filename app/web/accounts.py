@@ -12,7 +12,7 @@ from flask_login import current_user
 from app.models.accounts import ACCOUNT_TYPES
 from app.services import accounts, audit, slack_link
 from app.services.errors import ValidationError
-from app.web import commit, ctx, form_errors, page
+from app.web import commit, ctx, form_errors, page, page_number
 
 bp = Blueprint("accounts", __name__)
 AUDIT_PREVIEW_CHARS = 200  # longer values are cut, the rest one click away
@@ -96,8 +96,7 @@ def slack_unlink() -> Any:
 
 @bp.get("/audit")
 def audit_log() -> tuple:
-    page_no = request.args.get("page", "1")
-    number = int(page_no) if page_no.isdigit() else 1
+    number = page_number()
     action = request.args.get("action", "").strip()[:64]
     target = request.args.get("target", "").strip()[:64]
     entries, total = audit.browse(ctx(), action=action, target=target, page=number)

@@ -17,7 +17,7 @@ from app.services.errors import Conflict, PermissionDenied, ValidationError
 from app.services.uploads import Upload, image_path
 from app.sms import templating
 from app.sms.text import MAINLAND
-from app.web import commit, ctx, form_errors, page, rollback
+from app.web import commit, ctx, form_errors, page, page_number, rollback
 
 bp = Blueprint("content", __name__, url_prefix="")
 log = logging.getLogger("smsops.web")
@@ -283,8 +283,7 @@ def review_decide(kind: str, obj_id: int, decision: str) -> Any:
 @bp.get("/notifications")
 def notification_log() -> tuple:
     c = ctx()
-    number = request.args.get("page", "1")
-    rows, total = notifications.log(c, int(number) if number.isdigit() else 1)
+    rows, total = notifications.log(c, page_number())
     outbox = read_outbox(current_app.config) if not current_app.config.get("SMTP_HOST") else []
     return page("notifications/index.html", rows=rows, total=total, outbox=outbox)
 

@@ -7,7 +7,7 @@ from flask import Blueprint, request
 from app.models.sending import STATUSES
 from app.services import apps, sending
 from app.sms import errors
-from app.web import ctx, page
+from app.web import ctx, page, page_number
 
 bp = Blueprint("messages", __name__)
 
@@ -15,13 +15,12 @@ bp = Blueprint("messages", __name__)
 @bp.get("/messages")
 def index() -> tuple:
     c = ctx()
-    number = request.args.get("page", "1")
     f = sending.LogFilter(
         sdk_app_id=request.args.get("app", "")[:10],
         phone_number=request.args.get("number", "")[:32],
         status=request.args.get("status", "")[:20],  # the service refuses unknown values
         period=request.args.get("period", "7d")[:20],
-        page=int(number) if number.isdigit() else 1,
+        page=page_number(),
     )
     rows, total = sending.log(c, f)
     return page("messages/index.html", "messages/_rows.html", rows=rows, total=total, f=f,
