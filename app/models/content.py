@@ -40,7 +40,8 @@ class Reviewed:
     # The row's version: bumped by every change (an edit, a decision), and every ORM
     # UPDATE is conditional on it (SQLAlchemy's version counter), so an edit and a
     # decision racing on the same row cannot both land. A decision names the revision
-    # the reviewer saw.
+    # the reviewer saw, with the id: ids are never reused (SQLite's AUTOINCREMENT), or
+    # a deleted item's Approve button would approve a new one at the same id and revision.
     revision: Mapped[int] = mapped_column(default=1, server_default="1")
 
     @declared_attr.directive
@@ -55,6 +56,7 @@ class Reviewed:
 
 class Qualification(Reviewed, Base):
     __tablename__ = "qualification"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never reused: see Reviewed
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
@@ -71,7 +73,8 @@ class Qualification(Reviewed, Base):
 
 class Signature(Reviewed, Base):
     __tablename__ = "signature"
-    __table_args__ = (Index("ix_signature_account_region", "account_id", "region"),)
+    __table_args__ = (Index("ix_signature_account_region", "account_id", "region"),
+                      {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
@@ -101,7 +104,8 @@ class Signature(Reviewed, Base):
 
 class Template(Reviewed, Base):
     __tablename__ = "template"
-    __table_args__ = (Index("ix_template_account_region", "account_id", "region"),)
+    __table_args__ = (Index("ix_template_account_region", "account_id", "region"),
+                      {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))

@@ -132,6 +132,7 @@ class UnsubscribeRemoval(Reviewed, Base):
     """A request to send to an unsubscribed number again; reviewed like content."""
 
     __tablename__ = "unsubscribe_removal"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids never reused: see Reviewed
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
