@@ -10,6 +10,7 @@ and other users behind the same address, can still sign in.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 
 import redis as redis_lib
 from sqlalchemy import func, select
@@ -56,9 +57,23 @@ class LoginThrottled(LoginFailed):
         self.retry_after = retry_after
 
 
+def _source(ip: str) -> str:
+    """Who is trying: the IPv4 address, or the IPv6 /64 network (one host holds a
+    whole /64, so counting each address would not count at all)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
 def _keys(email: str, ip: str) -> tuple[str, str]:
     # Hashed: bounded key length, and no email addresses lying around in Redis.
-    pair = hashlib.sha256(f"{email}\n{ip}".encode()).hexdigest()
+    pair = hashlib.sha256(f"{email}\n{_source(ip)}".encode()).hexdigest()
     return f"smsops:login:try:{pair}", f"smsops:login:strikes:{pair}"
 
 

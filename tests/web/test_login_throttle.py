@@ -150,3 +150,17 @@ def test_back_off_grows_while_the_pair_keeps_failing(session: Session,
     assert _locked_for(session, backend, settings) == 2
     backend.redis.delete(*backend.redis.keys("smsops:login:try:*"))
     assert _locked_for(session, backend, settings) == 4
+
+
+def test_ipv6_addresses_of_one_network_count_together(app: Flask, session: Session) -> None:
+    """A host holds a whole /64: a new address per try must not mean new tries
+    (outside review of #8)."""
+    make_user(session, "root@example.com", root=True)
+    session.commit()
+    limit = app.config["LOGIN_MAX_FAILURES"]
+    codes = [_from(app, f"2001:db8:1:2::{n + 1:x}").post(
+        "/login", {"email": "root@example.com", "password": "guess"}).status_code
+        for n in range(limit + 1)]
+    assert codes == [401] * limit + [429]
+    # Another /64 is another source.
+    assert _from(app, "2001:db8:1:3::1").login("root@example.com").status_code == 302
