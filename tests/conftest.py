@@ -75,8 +75,9 @@ def embedded_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     server.shutdown(nosave=True)
 
 
-def _pg_database() -> Iterator[str]:
-    name = f"smsops_test_{uuid.uuid4().hex[:10]}"
+def _pg_database(prefix: str = "smsops_test") -> Iterator[str]:
+    """A PostgreSQL database of its own for the caller, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)

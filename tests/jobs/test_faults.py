@@ -26,7 +26,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import redis
 from sqlalchemy import func, insert, select
@@ -37,7 +36,7 @@ from app.gateways.simulator import Ledger
 from app.models import Message
 from app.models.sending import ACCEPTED, FINAL
 from app.queue import DRAIN_JOB, wake
-from tests.conftest import PG_ADMIN, PG_UP
+from tests.conftest import PG_UP, _pg_database
 from tests.sending.conftest import make_shop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,15 +238,7 @@ def _database(tmp_path: Path) -> Iterator[str]:
     if not PG_UP:
         yield f"sqlite:///{tmp_path / 'faults.db'}"
         return
-    name = f"smsops_faults_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    yield from _pg_database("smsops_faults")
 
 
 @pytest.fixture
