@@ -4,13 +4,9 @@ reaches past authentication: no 500s, and every answer matches the document."""
 
 from __future__ import annotations
 
-import json
-from urllib.parse import urlencode
-
 import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, settings
-from schemathesis.core import NotSet
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -22,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.api import document
 from app.models import User
 from tests.api.mgmt import new_pair
+from tests.api.test_fuzz import request_of
 from tests.api.test_send_api import signed
 from tests.sending.conftest import Shop
 
@@ -42,14 +39,7 @@ def test_management_api_matches_its_document(case: schemathesis.Case, api: Flask
         PAIRS.clear()
         PAIRS[key] = new_pair(session, root)  # type: ignore[index]
     secret_id, secret_key = PAIRS[key]  # type: ignore[index]
-    body = b""
-    if isinstance(case.body, bytes):
-        body = case.body
-    elif case.body is not None and not isinstance(case.body, NotSet):
-        body = json.dumps(case.body).encode()
-    target = case.formatted_path
-    if case.query:
-        target += "?" + urlencode(case.query, doseq=True)
+    body, target = request_of(case)
     headers = {k: v for k, v in (case.headers or {}).items()
                if k.lower() == "idempotency-key" and isinstance(v, str)}
     headers |= signed(secret_key, body, method=case.method.upper(), target=target)
