@@ -6,6 +6,7 @@ only after their transaction has committed.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -77,5 +78,7 @@ def enqueue_deferred(conn: redis.Redis, deferred: list[tuple[str, tuple[Any, ...
         job, args = deferred.pop(0)
         if job in COALESCED and not args:
             wake(conn, job)
+        elif args and isinstance(args[-1], datetime):  # a start time: RQ's scheduler
+            Queue("default", connection=conn).enqueue_at(args[-1], job, *args[:-1])
         else:
             enqueue(conn, job, *args)

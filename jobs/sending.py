@@ -170,6 +170,9 @@ def sweep_once(app: Flask) -> pipeline.SweepReport:
         _wake(app, DRAIN_JOB)
     if report.receipts_due:
         _wake(app, RECEIPTS_JOB)
+    from jobs.tasks import redrive  # bulk tasks feed this pipeline: a lost feeder restarts
+
+    redrive(app)
     if report.resolved_sent or report.requeued or report.unknown or report.expired:
         log.info("sweeper: %s", asdict(report))
     return report

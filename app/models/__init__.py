@@ -17,6 +17,7 @@ from app.models.sending import (
     Unsubscribe,
     UnsubscribeRemoval,
 )
+from app.models.tasks import SendTask, SendTaskError, SendTaskRecipient
 
 __all__ = [
     "Account",
@@ -37,6 +38,9 @@ __all__ = [
     "ReceiptInbox",
     "Reply",
     "ReviewMessage",
+    "SendTask",
+    "SendTaskError",
+    "SendTaskRecipient",
     "Signature",
     "Template",
     "Unsubscribe",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -26,6 +27,9 @@ class Account(Base):
     reply_callback_enabled: Mapped[bool] = mapped_column(default=False)
     # Notify package-alarm subscribers when the credit balance falls to this many items.
     package_alarm_threshold: Mapped[int | None]
+    # Cents per billed item: {"mainland": 4, "US": 35, ...}; a task's confirm step
+    # estimates its cost from them (SPEC.md §3 "Unit prices").
+    unit_prices: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

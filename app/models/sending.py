@@ -31,6 +31,7 @@ class Message(Base):
         Index("ix_message_phone_created", "phone_number", "created_at"),
         Index("ix_message_status", "status"),
         Index("ix_message_gateway_id", "gateway_message_id"),
+        Index("ix_message_task_status", "task_id", "status"),
     )
 
     # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER primary key.
@@ -62,6 +63,7 @@ class Message(Base):
     # are recorded only under the same attempt, and an expired lease is resolved.
     attempt_id: Mapped[str | None] = mapped_column(String(32))
     lease_until: Mapped[datetime | None]
+    task_id: Mapped[int | None]  # the bulk send task it came from (app/models/tasks.py)
 
 
 class ReceiptInbox(Base):

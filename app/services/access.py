@@ -39,6 +39,7 @@ ACTIONS: frozenset[str] = frozenset(
         "ReviewContent",
         # sending
         "SendSms", "DescribeSendSmsRecord", "CreateSendTask", "DescribeSendTask",
+        "DescribeSendTasks",
         "ModifyTaskStatusStart", "ModifyTaskStatusStop", "CancelSendSMSTask",
         # audience and general management
         "DescribeBlackList", "AddBlackList", "DeleteBlackList",

@@ -217,8 +217,8 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
                 countries.get(msg.iso_code), day)))
         messages.append(msg)
         codes.append(code)
-    _reserve_all(ctx, limiter, app, account, messages, codes, wanted, counted.billed_items,
-                 countries, day, now)
+    _reserve_all(ctx, limiter, app, account, messages, codes, wanted,
+                 [counted.billed_items] * len(messages), countries, day, now)
     accepted = False
     for msg, code in zip(messages, codes, strict=True):
         if code is None:
@@ -238,6 +238,77 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
     if accepted:
         ctx.defer(DRAIN_JOB)
     return request_id, results
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One recipient of a bulk task: its number was parsed when the file was read."""
+
+    serial_no: str
+    phone_number: str  # E.164
+    iso_code: str
+    params: list[str]
+
+
+def send_batch(ctx: Ctx, limiter: Limiter, app: Application, template: Template | None,
+               signature: Signature | None, region: str, items: list[BatchItem], *,
+               request_id: str, task_id: int) -> int:
+    """A batch of a bulk task's recipients through the same checks as `send` (each
+    row with its own parameters), recorded as messages of the one pipeline: accepted
+    ones are drained like API sends, refused ones are `rejected` with their code.
+    The caller checked the permission when the task was confirmed. Returns how many
+    were accepted."""
+    account = ctx.db.get(Account, app.account_id)
+    assert account is not None
+    now = utcnow()
+    day, local = _local_day(account, now)
+    freq_rules = account.account_type == "individual" or app.freq_30s_enabled \
+        or app.freq_hour_enabled or app.freq_day_enabled
+    allowlist = {e.phone_number for e in app.allowlist} if freq_rules else set()
+    countries = {c.iso_code: c for c in app.countries}
+    blocked = _blocked(ctx, app, signature, template, [i.phone_number for i in items])
+    sign_name = signature.content if signature else None
+    messages: list[Message] = []
+    codes: list[str | None] = []
+    fees: list[int] = []
+    wanted: list[tuple[int, list[Check]]] = []
+    for item in items:
+        whole = _whole_request_error(ctx, app, template, signature, SendRequest(
+            [], template.id if template else 0, item.params, sign_name))
+        body = templating.render(template.content, item.params) \
+            if whole is None and template is not None else ""
+        counted = count(body, region, sign_name)
+        msg = Message(account_id=app.account_id, app_id=app.id, serial_no=item.serial_no,
+                      request_id=request_id, region=region, phone_number=item.phone_number,
+                      signature_id=signature.id if signature else None,
+                      template_id=template.id if template else None,
+                      sms_type=template.sms_type if template else "", content=counted.text,
+                      encoding=counted.encoding, session_context=None, fee=0, iso_code="",
+                      created_at=now, task_id=task_id,
+                      template_params=list(item.params) if template else None)
+        code = whole or _number_checks(msg, (item.phone_number, item.iso_code), region,
+                                       countries, blocked, local)
+        if code is None:
+            wanted.append((len(messages), _checks(
+                app, account, msg, counted.billed_items, msg.phone_number in allowlist,
+                countries.get(msg.iso_code), day)))
+        messages.append(msg)
+        codes.append(code)
+        fees.append(counted.billed_items)
+    _reserve_all(ctx, limiter, app, account, messages, codes, wanted, fees, countries, day,
+                 now)
+    accepted = 0
+    for msg, code, fee in zip(messages, codes, fees, strict=True):
+        if code is None:
+            msg.fee, msg.status = fee, ACCEPTED
+            accepted += 1
+        else:
+            msg.status, msg.error_code = REJECTED, code
+    columns = [c.key for c in Message.__table__.columns if c.key != "id"]
+    ctx.db.execute(insert(Message), [{k: getattr(m, k) for k in columns} for m in messages])
+    if accepted:
+        ctx.defer(DRAIN_JOB)
+    return accepted
 
 
 def _blocked(ctx: Ctx, app: Application, signature: Signature | None,
@@ -333,8 +404,8 @@ UNLIMITED = 2**62  # a counter kept only for an alarm threshold
 
 def _reserve_all(ctx: Ctx, limiter: Limiter, app: Application, account: Account,
                  messages: list[Message], codes: list[str | None],
-                 wanted: list[tuple[int, list[Check]]], fee: int, countries: dict[str, Any],
-                 day: str, now: datetime) -> None:
+                 wanted: list[tuple[int, list[Check]]], fees: list[int],
+                 countries: dict[str, Any], day: str, now: datetime) -> None:
     """Every limit of every number in one Redis call, then credit with one query;
     fills `codes` for the numbers refused. Alarms at most once per kind per request."""
     refused = limiter.reserve_many([checks for _i, checks in wanted],
@@ -350,7 +421,7 @@ def _reserve_all(ctx: Ctx, limiter: Limiter, app: Application, account: Account,
     if reserved:
         region = messages[reserved[0][0]].region
         if region == MAINLAND:
-            covered = _consume_credit(ctx, limiter, account, fee, len(reserved))
+            covered = _consume_credit(ctx, limiter, account, [fees[i] for i, _c in reserved])
             unpaid = reserved[covered:]
             if unpaid:
                 limiter.release([c for _i, checks in unpaid for c in checks])
@@ -416,8 +487,8 @@ def _country_threshold(ctx: Ctx, limiter: Limiter, app: Application, country: An
                                       used=used))
 
 
-def _consume_credit(ctx: Ctx, limiter: Limiter, account: Account, fee: int, count: int) -> int:
-    """Pay for up to `count` messages of `fee` billed items each, earliest-expiring
+def _consume_credit(ctx: Ctx, limiter: Limiter, account: Account, fees: list[int]) -> int:
+    """Pay for the messages of `fees` billed items each, in order, earliest-expiring
     package first (each message from one package); returns how many are paid for.
     One query reads the packages (locked on PostgreSQL); a conditional update per
     package used, so balances never go negative. Without any package, mainland
@@ -429,12 +500,12 @@ def _consume_credit(ctx: Ctx, limiter: Limiter, account: Account, fee: int, coun
         q = q.with_for_update()
     packages = ctx.db.scalars(q).all()
     if not packages:
-        return count
+        return len(fees)
     live = [p for p in packages if p.expires_at > now]
     left = {p.id: p.remaining for p in live}
     take: dict[int, int] = {}
     paid = 0
-    for _n in range(count):
+    for fee in fees:
         p = next((p for p in live if left[p.id] >= fee), None)
         if p is None:
             break

@@ -1,0 +1,662 @@
+"""Bulk send tasks (SPEC.md §3, issue #10): a file → recipients → confirm → batches
+through the one sending pipeline.
+
+- create: the file is validated as it streams (app/sms/taskfile.py); valid rows are
+  inserted in chunks as recipients, unusable ones as row errors. A file-level
+  problem leaves nothing behind (a savepoint is rolled back).
+- confirm: nothing is sent or reserved before it. Then `scheduled` (a time was
+  given) or `sending`.
+- dispatch (a job, `jobs.tasks.run`): claims a batch of pending recipients by a
+  conditional update in the same transaction that writes their messages through
+  `sending.send_batch` (every SPEC.md §3 check, one Redis call per batch). A
+  message's serial number is derived from (task, row) and is unique, so a
+  recipient becomes a message at most once, and a killed dispatcher loses nothing:
+  its transaction rolls back and the rows are still pending. From there the
+  message table is the outbox (app/services/pipeline.py): claims, leases and the
+  sweeper make every message go out exactly once. The sweeper also wakes a
+  sending task whose dispatcher disappeared, and starts scheduled tasks that are due.
+- stop: a sending task stops converting recipients; the batch already converted
+  (at most one) still leaves. Cancel: an unconfirmed or scheduled task.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.models import Account, Application, CreditPackage, Message, Signature, Template
+from app.models.content import EFFECTIVE
+from app.models.sending import (
+    ACCEPTED,
+    DELIVERED,
+    FAILED,
+    NO_RECEIPT,
+    REJECTED,
+    SUBMITTED,
+    SUBMITTING,
+    UNKNOWN,
+)
+from app.models.tasks import (
+    AWAITING_CONFIRMATION,
+    CANCELLED,
+    DISPATCHED,
+    PENDING,
+    SCHEDULED,
+    SENDING,
+    SENT,
+    STOPPED,
+    TASK_STATUSES,
+    SendTask,
+    SendTaskError,
+    SendTaskRecipient,
+)
+from app.services import audit, sending
+from app.services.access import Actor
+from app.services.apps import get_app, list_apps
+from app.services.context import Ctx
+from app.services.errors import Conflict, NotFound, ValidationError, invalid
+from app.services.limits import Limiter
+from app.sms import taskfile, templating
+from app.sms.text import INTERNATIONAL, MAINLAND, REGIONS
+
+RUN_JOB = "jobs.tasks.run"
+BATCH = 500  # recipients per dispatch transaction: also how far a stop can lag
+INSERT_CHUNK = 5000
+PAGE = 50
+
+
+def serial_for(task_id: int, row_no: int) -> str:
+    """The message serial of a task's row: unique, so a row is sent at most once."""
+    return f"t{task_id}r{row_no}"
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def _task(ctx: Ctx, task_id: int, action: str) -> tuple[SendTask, Application]:
+    task = ctx.db.get(SendTask, task_id)
+    if task is None or task.account_id != ctx.actor.account_id:
+        raise NotFound(f"No task {task_id}.")
+    app = ctx.db.get(Application, task.app_id)
+    assert app is not None
+    if not ctx.actor.can("DescribeSendTasks", app.sdk_app_id) and not ctx.actor.can(
+            action, app.sdk_app_id):
+        raise NotFound(f"No task {task_id}.")  # out-of-scope users learn nothing
+    ctx.actor.require(action, app.sdk_app_id)
+    return task, app
+
+
+def get_task(ctx: Ctx, task_id: int) -> tuple[SendTask, Application]:
+    return _task(ctx, task_id, "DescribeSendTasks")
+
+
+def list_tasks(ctx: Ctx, region: str | None = None, *, page: int = 1,
+               limit: int = PAGE) -> tuple[list[tuple[SendTask, str]], int]:
+    """Tasks of the applications the actor may describe, newest first."""
+    if region is not None and region not in REGIONS:
+        raise invalid("region", "Choose mainland or international.")
+    visible = {a.id: a.sdk_app_id for a in list_apps(ctx)
+               if ctx.actor.can("DescribeSendTasks", a.sdk_app_id)}
+    if not visible:
+        return [], 0
+    q = select(SendTask).where(SendTask.account_id == ctx.actor.account_id,
+                               SendTask.app_id.in_(visible))
+    if region:
+        q = q.where(SendTask.region == region)
+    total = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
+    rows = ctx.db.scalars(q.order_by(SendTask.id.desc()).limit(limit)
+                          .offset((max(page, 1) - 1) * limit)).all()
+    return [(t, visible[t.app_id]) for t in rows], total
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int  # valid recipients
+    submitted: int  # left for the carrier (submitted, delivered, failed there, no receipt)
+    delivered: int
+    failed: int  # refused by the carrier or by a check
+    rejected: int  # of `failed`: refused by a check before leaving
+    remaining: int  # not yet sent (pending, accepted, submitting)
+    unsent: int  # left unsent for good (a stopped task's pending rows)
+    rate: float  # messages per second since the start
+    seconds_left: float | None
+
+    @property
+    def percent(self) -> int:
+        done = self.total - self.remaining - self.unsent
+        return 100 if self.total == 0 else int(100 * done / self.total)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "submitted": self.submitted, "delivered": self.delivered,
+                "failed": self.failed, "remaining": self.remaining, "unsent": self.unsent,
+                "rate": round(self.rate, 1), "seconds_left": self.seconds_left,
+                "percent": self.percent}
+
+
+def progress(ctx: Ctx, task: SendTask) -> Progress:
+    """Counts from the task's messages (one grouped query) and pending recipients."""
+    by_status: dict[str, int] = dict(ctx.db.execute(  # type: ignore[arg-type]
+        select(Message.status, func.count()).where(Message.task_id == task.id)
+        .group_by(Message.status)).all())
+    pending = ctx.db.scalar(select(func.count()).select_from(SendTaskRecipient).where(
+        SendTaskRecipient.task_id == task.id, SendTaskRecipient.status == PENDING)) or 0
+    left = by_status.get(SUBMITTED, 0) + by_status.get(DELIVERED, 0) \
+        + by_status.get(NO_RECEIPT, 0) + by_status.get(UNKNOWN, 0)
+    carrier_failed = by_status.get(FAILED, 0)
+    rejected = by_status.get(REJECTED, 0)
+    in_flight = by_status.get(ACCEPTED, 0) + by_status.get(SUBMITTING, 0)
+    unsent = pending if task.status in (STOPPED, CANCELLED, "failed") else 0
+    remaining = in_flight + (pending - unsent)
+    done = left + carrier_failed + rejected
+    rate = 0.0
+    if task.started_at is not None:
+        end = task.finished_at or utcnow()
+        rate = done / max((end - task.started_at).total_seconds(), 0.001)
+    seconds_left = remaining / rate if rate > 0 and remaining else (0.0 if not remaining
+                                                                    else None)
+    return Progress(task.valid_rows, left + carrier_failed, by_status.get(DELIVERED, 0),
+                    carrier_failed + rejected, rejected, remaining, unsent, rate, seconds_left)
+
+
+def row_errors(ctx: Ctx, task: SendTask, limit: int | None = taskfile.SHOWN_ERRORS
+               ) -> Iterator[SendTaskError]:
+    q = select(SendTaskError).where(SendTaskError.task_id == task.id) \
+        .order_by(SendTaskError.row_no, SendTaskError.id)
+    if limit is not None:
+        q = q.limit(limit)
+    yield from ctx.db.scalars(q.execution_options(yield_per=5000))
+
+
+# --- creating -----------------------------------------------------------------------------
+
+
+@dataclass
+class Draft:
+    """What a task is made from; the adapters fill it from a form, Slack or the CLI."""
+
+    sdk_app_id: str
+    template_id: int
+    name: str = ""
+    sign_name: str | None = None
+    send_at: datetime | None = None  # aware; None: when confirmed
+    rate_limit: int | None = None
+
+
+@dataclass
+class Summary:
+    rows: int = 0
+    valid: int = 0
+    errors: int = 0
+    billed_items: int = 0
+    seconds: float = 0.0
+    first_errors: list[taskfile.RowError] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "valid": self.valid, "errors": self.errors,
+                "billed_items": self.billed_items, "seconds": round(self.seconds, 3)}
+
+
+def _content(ctx: Ctx, draft: Draft, action: str = "CreateSendTask"
+             ) -> tuple[Application, Template, Signature | None]:
+    app = get_app(ctx, draft.sdk_app_id, action)
+    errors: dict[str, str] = {}
+    template = ctx.db.get(Template, draft.template_id)
+    if template is None or template.account_id != app.account_id:
+        raise invalid("template_id", f"No template {draft.template_id}.")
+    if template.status != EFFECTIVE:
+        errors["template_id"] = "Choose an approved (effective) template."
+    signature = sending._signature(ctx, template.region, draft.sign_name)
+    if signature is None and (draft.sign_name or template.region == MAINLAND):
+        errors["sign_name"] = ("No approved signature of this region by that name."
+                               if draft.sign_name else
+                               "Mainland tasks need an approved signature.")
+    if not app.enabled:
+        errors["sdk_app_id"] = "This application is disabled: it sends nothing."
+    if errors:
+        raise ValidationError(errors)
+    return app, template, signature
+
+
+def _spec(ctx: Ctx, template: Template, signature: Signature | None) -> taskfile.Template:
+    return taskfile.Template(template.content, template.sms_type, template.region,
+                             signature.content if signature else None,
+                             ctx.settings.template_param_max_length,
+                             template.allow_url_params)
+
+
+def _checked_draft(draft: Draft) -> None:
+    errors: dict[str, str] = {}
+    if len(draft.name) > 100:
+        errors["name"] = "At most 100 characters."
+    if draft.rate_limit is not None and not 1 <= draft.rate_limit <= 100_000:
+        errors["rate_limit"] = "Give a rate between 1 and 100,000 messages per second."
+    if draft.send_at is not None:
+        if draft.send_at.tzinfo is None:
+            errors["send_at"] = "Give the time with its zone."
+        elif draft.send_at > utcnow() + timedelta(days=30):
+            errors["send_at"] = "Schedule at most 30 days ahead."
+    if errors:
+        raise ValidationError(errors)
+
+
+def validate_file(ctx: Ctx, draft: Draft, f: IO[bytes], filename: str, *,
+                  max_bytes: int = taskfile.MAX_BYTES) -> Summary:
+    """Validate without creating anything (CLI `task validate`)."""
+    _app, template, signature = _content(ctx, draft)
+    summary = Summary()
+    start = time.perf_counter()
+    try:
+        for item in taskfile.validate(f, filename, _spec(ctx, template, signature),
+                                      max_bytes=max_bytes):
+            _tally(summary, item)
+    except taskfile.FileError as exc:
+        raise invalid("file", str(exc)) from None
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _tally(summary: Summary, item: taskfile.Row | taskfile.RowError) -> None:
+    summary.rows += 1
+    if isinstance(item, taskfile.Row):
+        summary.valid += 1
+        summary.billed_items += item.fee
+    else:
+        summary.errors += 1
+        if len(summary.first_errors) < taskfile.SHOWN_ERRORS:
+            summary.first_errors.append(item)
+
+
+def create_task(ctx: Ctx, draft: Draft, f: IO[bytes], filename: str, *,
+                max_bytes: int = taskfile.MAX_BYTES) -> tuple[SendTask, Summary]:
+    """Validate the file while inserting its recipients; the task then awaits
+    confirmation. A file-level problem raises and leaves nothing behind."""
+    _checked_draft(draft)
+    app, template, signature = _content(ctx, draft)
+    spec = _spec(ctx, template, signature)
+    savepoint = ctx.db.begin_nested()
+    task = SendTask(account_id=app.account_id, app_id=app.id,
+                    name=draft.name.strip() or filename[:100] or "Task", region=template.region,
+                    signature_id=signature.id if signature else None, template_id=template.id,
+                    status="validating", file_name=filename[:255], send_at=draft.send_at,
+                    rate_limit=draft.rate_limit, created_by=ctx.actor.user_id,
+                    total_rows=0, valid_rows=0, error_rows=0, billed_items=0)
+    ctx.db.add(task)
+    ctx.db.flush()
+    summary = Summary()
+    start = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    try:
+        for item in taskfile.validate(f, filename, spec, max_bytes=max_bytes):
+            _tally(summary, item)
+            if isinstance(item, taskfile.Row):
+                rows.append({"task_id": task.id, "row_no": item.row, "phone_number": item.phone,
+                             "iso_code": item.iso, "params": item.params, "fee": item.fee,
+                             "status": PENDING})
+                if len(rows) >= INSERT_CHUNK:
+                    ctx.db.execute(insert(SendTaskRecipient), rows)
+                    rows.clear()
+            else:
+                errors.append({"task_id": task.id, "row_no": item.row, "column": item.column,
+                               "reason": item.reason})
+                if len(errors) >= INSERT_CHUNK:
+                    ctx.db.execute(insert(SendTaskError), errors)
+                    errors.clear()
+    except taskfile.FileError as exc:
+        savepoint.rollback()
+        raise invalid("file", str(exc)) from None
+    if rows:
+        ctx.db.execute(insert(SendTaskRecipient), rows)
+    if errors:
+        ctx.db.execute(insert(SendTaskError), errors)
+    savepoint.commit()
+    summary.seconds = time.perf_counter() - start
+    task.total_rows, task.valid_rows = summary.rows, summary.valid
+    task.error_rows, task.billed_items = summary.errors, summary.billed_items
+    task.status = AWAITING_CONFIRMATION
+    ctx.db.flush()
+    audit.record(ctx, "CreateSendTask", "send_task", task.id, None,
+                 {"app": app.sdk_app_id, "template": template.id, "rows": summary.rows,
+                  "valid": summary.valid})
+    return task, summary
+
+
+# --- confirming -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Preflight:
+    valid: int
+    skipped: int
+    billed_items: int
+    cost_cents: int | None  # None: no unit price set for some recipient
+    refusals: dict[str, int]  # error code → recipients the checks would refuse now
+    notes: list[str]
+    finish_estimate: str | None  # marketing tasks in quiet hours: when it resumes
+
+
+def _prices(account: Account) -> dict[str, int]:
+    return {str(k): int(v) for k, v in (account.unit_prices or {}).items()
+            if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def set_unit_prices(ctx: Ctx, prices: dict[str, int]) -> None:
+    """Cents per billed item: "mainland" and ISO country codes."""
+    ctx.actor.require("ModifyAccountSettings")
+    from app.sms import numbers
+
+    for key, value in prices.items():
+        if key != "mainland" and not numbers.is_country_code(key):
+            raise invalid("unit_prices", f"{key!r} is neither mainland nor a country code.")
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100_000:
+            raise invalid("unit_prices", f"Price for {key}: whole cents from 0 to 100,000.")
+    account = ctx.db.get(Account, ctx.actor.account_id)
+    assert account is not None
+    before = account.unit_prices
+    account.unit_prices = dict(prices)
+    ctx.db.flush()
+    audit.record_changes(ctx, "ModifyAccountSettings", "account", account.id,
+                         {"unit_prices": before}, {"unit_prices": dict(prices)})
+
+
+def preflight(ctx: Ctx, limiter: Limiter, task_id: int) -> Preflight:
+    """What confirming would do, computed without reserving anything."""
+    task, app = _task(ctx, task_id, "CreateSendTask")
+    account = ctx.db.get(Account, app.account_id)
+    assert account is not None
+    prices = _prices(account)
+    by_country = ctx.db.execute(
+        select(SendTaskRecipient.iso_code, func.sum(SendTaskRecipient.fee))
+        .where(SendTaskRecipient.task_id == task.id).group_by(SendTaskRecipient.iso_code)).all()
+    cost: int | None = 0
+    for iso, items in by_country:
+        price = prices.get("mainland") if task.region == MAINLAND else prices.get(iso)
+        if price is None or cost is None:
+            cost = None
+        else:
+            cost += price * int(items or 0)
+    refusals: dict[str, int] = {}
+    notes: list[str] = []
+
+    def add(code: str, n: int) -> None:
+        if n:
+            refusals[code] = refusals.get(code, 0) + n
+
+    if not app.enabled:
+        add("FailedOperation.AppDisabled", task.valid_rows)
+    template = ctx.db.get(Template, task.template_id)
+    if template is None or template.status != EFFECTIVE:
+        add("FailedOperation.TemplateNotEffective", task.valid_rows)
+    signature = ctx.db.get(Signature, task.signature_id) if task.signature_id else None
+    # Mute list and unsubscribes, a chunk of numbers per query.
+    recipients = select(SendTaskRecipient.phone_number, SendTaskRecipient.iso_code).where(
+        SendTaskRecipient.task_id == task.id).execution_options(yield_per=INSERT_CHUNK)
+    allowed = {c.iso_code for c in app.countries}
+    chunk: list[str] = []
+    not_allowed = 0
+
+    def flush_chunk() -> None:
+        for code in sending._blocked(ctx, app, signature, template, chunk).values():
+            add(code, 1)
+        chunk.clear()
+
+    for phone, iso in ctx.db.execute(recipients):
+        if task.region == INTERNATIONAL and allowed and iso not in allowed:
+            not_allowed += 1
+        chunk.append(phone)
+        if len(chunk) >= INSERT_CHUNK:
+            flush_chunk()
+    flush_chunk()
+    add("FailedOperation.CountryNotAllowed", not_allowed)
+    # Daily limit headroom and credit, against today's counters (read, not reserved).
+    day, local = sending._local_day(account, utcnow())
+    limit = app.mainland_daily_limit if task.region == MAINLAND else app.intl_daily_limit
+    if limit is not None:
+        used = limiter.used(sending.app_day_key(app.id, task.region, day))
+        if task.billed_items > limit - used:
+            notes.append(f"Daily limit: {max(limit - used, 0):,} billed items left today of "
+                         f"{limit:,}; the task needs {task.billed_items:,}. The rest will be "
+                         "refused (LimitExceeded.AppDailyLimit).")
+            add("LimitExceeded.AppDailyLimit", max(0, math.ceil(
+                (task.billed_items - max(limit - used, 0)) / max(task.billed_items, 1)
+                * task.valid_rows)))
+    if task.region == INTERNATIONAL:
+        used = limiter.used(f"smsops:day:account:{account.id}:{day}")
+        left = account.intl_daily_quota - used
+        if task.billed_items > left:
+            notes.append(f"Account international quota: {max(left, 0):,} billed items left "
+                         f"today; the task needs {task.billed_items:,}.")
+    if task.region == MAINLAND:
+        now = utcnow()
+        packages = ctx.db.scalars(select(CreditPackage).where(
+            CreditPackage.account_id == account.id, CreditPackage.expires_at > now)).all()
+        any_packages = ctx.db.scalar(select(func.count()).select_from(CreditPackage).where(
+            CreditPackage.account_id == account.id)) or 0
+        balance = sum(p.remaining for p in packages)
+        if any_packages and task.billed_items > balance:
+            notes.append(f"Credit: {balance:,} billed items left in packages; the task needs "
+                         f"{task.billed_items:,}.")
+            add("FailedOperation.InsufficientBalanceInSmsPackage", 1)
+    notes.append("Frequency limits are checked as each message leaves; numbers that "
+                 "reached theirs are refused then.")
+    finish = None
+    if template is not None and template.sms_type == templating.MARKETING:
+        if sending.QUIET_END <= local.hour < sending.QUIET_START:
+            finish = None
+        else:
+            finish = (f"It is quiet hours now (21:00 to 08:00, {account.timezone}): this "
+                      "marketing task will start sending at 08:00.")
+        notes.append("Marketing: sending pauses at 21:00 and resumes at 08:00 "
+                     f"({account.timezone}).")
+    return Preflight(task.valid_rows, task.error_rows, task.billed_items, cost, refusals,
+                     notes, finish)
+
+
+def confirm(ctx: Ctx, task_id: int, *, acknowledged: bool) -> SendTask:
+    task, _app = _task(ctx, task_id, "CreateSendTask")
+    if task.status != AWAITING_CONFIRMATION:
+        raise Conflict(f"Task {task.id} is {task.status.replace('_', ' ')}: only a task "
+                       "awaiting confirmation can be confirmed.")
+    if not acknowledged:
+        raise invalid("acknowledge", "Tick the box to confirm you want these messages sent.")
+    if task.valid_rows == 0:
+        raise invalid("", "This task has no valid recipients to send to.")
+    now = utcnow()
+    scheduled = task.send_at is not None and task.send_at > now
+    new = SCHEDULED if scheduled else SENDING
+    done = ctx.db.execute(update(SendTask).where(
+        SendTask.id == task.id, SendTask.status == AWAITING_CONFIRMATION)
+        .values(status=new, confirmed_at=now, started_at=None if scheduled else now)
+        .execution_options(synchronize_session=False))
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"Task {task.id} changed meanwhile; reload it.")
+    ctx.db.refresh(task)
+    if scheduled:
+        assert task.send_at is not None
+        ctx.defer(RUN_JOB, task.id, task.send_at)  # RQ's scheduler; the sweeper backs it up
+    else:
+        ctx.defer(RUN_JOB, task.id)
+    audit.record(ctx, "ConfirmSendTask", "send_task", task.id, {"status": AWAITING_CONFIRMATION},
+                 {"status": new})
+    return task
+
+
+def stop(ctx: Ctx, task_id: int) -> SendTask:
+    task, _app = _task(ctx, task_id, "ModifyTaskStatusStop")
+    done = ctx.db.execute(update(SendTask).where(SendTask.id == task.id,
+                                                 SendTask.status == SENDING)
+                          .values(status=STOPPED, finished_at=utcnow())
+                          .execution_options(synchronize_session=False))
+    ctx.db.refresh(task)
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"Task {task.id} is {task.status.replace('_', ' ')}: only a sending "
+                       "task can be stopped" + (" (cancel a scheduled one)."
+                                                 if task.status == SCHEDULED else "."))
+    audit.record(ctx, "ModifyTaskStatusStop", "send_task", task.id, {"status": SENDING},
+                 {"status": STOPPED})
+    return task
+
+
+def cancel(ctx: Ctx, task_id: int) -> SendTask:
+    task, _app = _task(ctx, task_id, "CancelSendSMSTask")
+    was = task.status
+    done = ctx.db.execute(update(SendTask).where(
+        SendTask.id == task.id, SendTask.status.in_((AWAITING_CONFIRMATION, SCHEDULED)))
+        .values(status=CANCELLED, finished_at=utcnow())
+        .execution_options(synchronize_session=False))
+    ctx.db.refresh(task)
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"Task {task.id} is {task.status.replace('_', ' ')}: only a scheduled "
+                       "or unconfirmed task can be cancelled" + (" (stop a sending one)."
+                                                                 if task.status == SENDING
+                                                                 else "."))
+    audit.record(ctx, "CancelSendSMSTask", "send_task", task.id, {"status": was},
+                 {"status": CANCELLED})
+    return task
+
+
+# --- dispatching (called by jobs/tasks.py in its own unit of work) ------------------------
+
+
+def system_actor(task: SendTask) -> Actor:
+    """The dispatcher acts for the account: the policy was checked at confirm."""
+    return Actor(account_id=task.account_id, label=f"task:{task.id}", is_root=True)
+
+
+@dataclass(frozen=True)
+class Step:
+    converted: int
+    accepted: int
+    status: str  # the task's status after the step
+    wait_s: float = 0.0  # > 0: come back later (rate cap or quiet hours)
+
+
+def quiet_until(account: Account, now: datetime) -> datetime | None:
+    """The end of quiet hours when `now` is inside them (account's zone), else None."""
+    local = now.astimezone(ZoneInfo(account.timezone))
+    if sending.QUIET_END <= local.hour < sending.QUIET_START:
+        return None
+    resume = local.replace(hour=sending.QUIET_END, minute=0, second=0, microsecond=0)
+    if local.hour >= sending.QUIET_START:
+        resume += timedelta(days=1)
+    return resume
+
+
+def dispatch_step(ctx: Ctx, limiter: Limiter, task_id: int, *, batch: int = BATCH,
+                  now: datetime | None = None) -> Step:
+    """Turn up to one batch of a sending task's pending recipients into messages,
+    in the caller's transaction; settles the task when nothing is left."""
+    task = ctx.db.get(SendTask, task_id)
+    if task is None:
+        return Step(0, 0, "missing")
+    if task.status == SCHEDULED and task.send_at is not None and task.send_at <= utcnow():
+        # Its time has come (RQ's scheduler or the sweeper): start it, once.
+        ctx.db.execute(update(SendTask).where(SendTask.id == task.id,
+                                              SendTask.status == SCHEDULED)
+                       .values(status=SENDING, started_at=utcnow())
+                       .execution_options(synchronize_session=False))
+        ctx.db.refresh(task)
+    if task.status != SENDING:
+        return Step(0, 0, task.status)
+    app = ctx.db.get(Application, task.app_id)
+    account = ctx.db.get(Account, task.account_id)
+    template = ctx.db.get(Template, task.template_id)
+    assert app is not None and account is not None
+    if template is not None and template.sms_type == templating.MARKETING:
+        resume = quiet_until(account, now or utcnow())
+        if resume is not None:
+            return Step(0, 0, SENDING, (resume - (now or utcnow())).total_seconds())
+    # Back-pressure: at most one batch converted ahead of the pipeline, so a stop
+    # leaves at most that batch to go out.
+    ahead = ctx.db.scalar(select(func.count()).select_from(
+        select(Message.id).where(Message.task_id == task.id, Message.status == ACCEPTED)
+        .limit(batch).subquery())) or 0
+    if ahead >= batch:
+        return Step(0, 0, SENDING, 0.05)
+    want = batch
+    wait = 0.0
+    if task.rate_limit:
+        granted, wait = take_tokens(limiter.conn, f"smsops:task:rate:{task.id}",
+                                    task.rate_limit, batch)
+        if granted == 0:
+            return Step(0, 0, SENDING, wait)
+        want = granted
+    pick = select(SendTaskRecipient.id).where(
+        SendTaskRecipient.task_id == task.id, SendTaskRecipient.status == PENDING) \
+        .order_by(SendTaskRecipient.row_no).limit(want)
+    if ctx.db.get_bind().dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    claimed = ctx.db.execute(
+        update(SendTaskRecipient)
+        .where(SendTaskRecipient.id.in_(pick.scalar_subquery()),
+               SendTaskRecipient.status == PENDING)
+        .values(status=DISPATCHED)
+        .returning(SendTaskRecipient.row_no, SendTaskRecipient.phone_number,
+                   SendTaskRecipient.iso_code, SendTaskRecipient.params)
+        .execution_options(synchronize_session=False)).all()
+    if not claimed:
+        _settle(ctx, task)
+        return Step(0, 0, task.status)
+    signature = ctx.db.get(Signature, task.signature_id) if task.signature_id else None
+    items = [sending.BatchItem(serial_for(task.id, r[0]), r[1], r[2], list(r[3]))
+             for r in sorted(claimed)]
+    accepted = sending.send_batch(ctx, limiter, app, template, signature, task.region, items,
+                                  request_id=f"task-{task.id}-{uuid.uuid4().hex[:8]}",
+                                  task_id=task.id)
+    return Step(len(items), accepted, SENDING, wait)
+
+
+def _settle(ctx: Ctx, task: SendTask) -> None:
+    """Every recipient converted: `sent` once no message of it is still on its way."""
+    in_flight = ctx.db.scalar(select(func.count()).select_from(Message).where(
+        Message.task_id == task.id, Message.status.in_((ACCEPTED, SUBMITTING)))) or 0
+    if in_flight == 0:
+        ctx.db.execute(update(SendTask).where(SendTask.id == task.id,
+                                              SendTask.status == SENDING)
+                       .values(status=SENT, finished_at=utcnow())
+                       .execution_options(synchronize_session=False))
+        ctx.db.refresh(task)
+
+
+def due_tasks(db: Session) -> list[int]:
+    """For the sweeper: sending tasks (their dispatcher may be gone) and scheduled
+    tasks whose time has come."""
+    return list(db.scalars(select(SendTask.id).where(
+        (SendTask.status == SENDING)
+        | ((SendTask.status == SCHEDULED) & (SendTask.send_at <= utcnow())))))
+
+
+# A token bucket per task in Redis, shared by every worker: `rate` tokens a second,
+# at most one second's worth banked. Returns (granted, seconds until the next token).
+RATE_SCRIPT = """
+local rate = tonumber(ARGV[1]); local want = tonumber(ARGV[2])
+local t = redis.call('TIME'); local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(b[1]) or rate; local at = tonumber(b[2]) or now
+tokens = math.min(rate, tokens + (now - at) * rate)
+local granted = math.min(want, math.floor(tokens))
+tokens = tokens - granted
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], 60)
+local wait = 0
+if granted < want then wait = (math.min(want, rate) - tokens) / rate end
+return {granted, tostring(wait)}
+"""
+
+
+def take_tokens(conn: Any, key: str, rate: int, want: int) -> tuple[int, float]:
+    granted, wait = conn.eval(RATE_SCRIPT, 1, key, rate, want)
+    return int(granted), float(wait)
+
+
+STATUS_LABELS = {s: s.replace("_", " ") for s in TASK_STATUSES}

@@ -1,0 +1,110 @@
+"""Bulk send task jobs: convert a task's recipients into messages a batch at a time.
+
+The rules are in app/services/tasks.py. The messages then travel the one pipeline
+(jobs/sending.py drains them); this job only feeds it, at the task's rate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from datetime import timedelta
+
+import redis as redis_lib
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.models.tasks import SENDING, SendTask
+from app.queue import DRAIN_JOB, enqueue
+from app.services import tasks
+from app.services.context import Ctx, Settings
+from app.services.limits import Limiter
+from jobs import runtime
+from jobs.sending import _db_retry, _wake
+
+log = logging.getLogger("smsops.tasks")
+RUN_BUDGET_S = 30.0  # one job's share before it hands over to a new one
+HEARTBEAT_S = 10  # a running dispatcher refreshes this; the sweeper starts one without it
+SETTLE_POLL_S = 0.2  # everything converted: how often to look whether it all left
+
+
+def heartbeat_key(task_id: int) -> str:
+    return f"smsops:task:running:{task_id}"
+
+
+def _step(task_id: int) -> tasks.Step:
+    app = runtime.app()
+    limiter = Limiter(app.extensions["redis"])
+    settings = Settings.from_config(app.config)
+
+    def work(session: Session) -> tasks.Step:
+        account_id = session.scalar(select(SendTask.account_id).where(SendTask.id == task_id))
+        if account_id is None:
+            return tasks.Step(0, 0, "missing")
+        task = session.get(SendTask, task_id)
+        assert task is not None
+        ctx = Ctx(session, tasks.system_actor(task), settings)
+        step = tasks.dispatch_step(ctx, limiter, task_id,
+                                   batch=int(app.config.get("TASK_BATCH", tasks.BATCH)))
+        ctx.deferred.clear()  # the drain is woken below, after the commit
+        return step
+
+    return _db_retry(work, 30)
+
+
+def run(task_id: int) -> int:
+    """Feed the pipeline until the task is done, stopped, paused or out of budget;
+    returns how many recipients this job converted."""
+    app = runtime.app()
+    conn = app.extensions["redis"]
+    deadline = time.monotonic() + RUN_BUDGET_S
+    converted = 0
+    while True:
+        # The heartbeat only spares the sweeper starting a duplicate job.
+        with contextlib.suppress(redis_lib.RedisError):
+            conn.set(heartbeat_key(task_id), 1, ex=HEARTBEAT_S)
+        step = _step(task_id)
+        converted += step.converted
+        if step.accepted:
+            _wake(app, DRAIN_JOB)
+        if step.status != SENDING:
+            return converted
+        if step.wait_s > 2:  # quiet hours: come back when they end
+            _later(conn, task_id, step.wait_s)
+            return converted
+        if step.converted == 0 or time.monotonic() > deadline:
+            # Waiting for the pipeline to catch up (or to settle the task): hand the
+            # worker over, so a single worker drains before this comes back.
+            time.sleep(min(step.wait_s or SETTLE_POLL_S, 2.0))
+            _later(conn, task_id, 0)
+            return converted
+        if step.wait_s:
+            time.sleep(step.wait_s)  # the rate cap: the next tokens
+
+
+def _later(conn: redis_lib.Redis, task_id: int, seconds: float) -> None:
+    from rq import Queue
+
+    if seconds <= 0:
+        enqueue(conn, tasks.RUN_JOB, task_id)
+    else:
+        Queue("default", connection=conn).enqueue_at(utcnow() + timedelta(seconds=seconds),
+                                                     tasks.RUN_JOB, task_id)
+
+
+def redrive(app: Flask) -> int:
+    """From the sweeper: start a dispatcher for each sending task without one (its
+    job was lost: Redis restarted, a worker killed), and for scheduled tasks that
+    are due. Returns how many were started."""
+    conn = app.extensions["redis"]
+    with app.app_context(), app.extensions["db"].unit_of_work() as session:
+        due = tasks.due_tasks(session)
+    started = 0
+    for task_id in due:
+        if conn.set(heartbeat_key(task_id), 1, nx=True, ex=HEARTBEAT_S):
+            enqueue(conn, tasks.RUN_JOB, task_id)
+            started += 1
+    return started
