@@ -1,0 +1,235 @@
+"""Bulk send tasks through the service layer and a real RQ worker (burst): create
+from a file, preflight, confirm, dispatch through the one pipeline, stop, cancel,
+schedule, rate cap, quiet hours, policies."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app import create_app
+from app.models import Account, Message, MuteEntry, SendTask, SendTaskError, SendTaskRecipient, User
+from app.queue import enqueue_deferred
+from app.services import tasks
+from app.services.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from jobs import worker
+from tests.conftest import Backend
+from tests.helpers import ctx_for, doc, make_user
+from tests.sending.conftest import Shop
+
+DELIVERED, REFUSED, UNDELIVERED = "+8613900000001", "+8613900000002", "+8613900000003"
+
+
+@pytest.fixture
+def runner(backend: Backend, session: Session, tmp_path: Path) -> Iterator[Flask]:
+    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                      "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SIMULATOR_RECEIPT_DELAY_S": 0, "TASK_BATCH": 7})
+    yield app
+    app.extensions["db"].engine.dispose()
+
+
+def csv_of(n: int, extra: str = "") -> bytes:
+    lines = ["phone,code"] + [f"1380013{i:04d},{1000 + i}" for i in range(n)]
+    return ("\n".join(lines) + "\n" + extra).encode()
+
+
+def create(shop: Shop, data: bytes, **kw: object) -> SendTask:
+    draft = tasks.Draft(shop.app.sdk_app_id, shop.templates["mainland"], name="Spring",
+                        **kw)  # type: ignore[arg-type]
+    task, _summary = tasks.create_task(shop.ctx, draft, io.BytesIO(data), "list.csv")
+    return task
+
+
+def run_worker(shop: Shop, session: Session, app: Flask) -> None:
+    session.commit()
+    enqueue_deferred(app.extensions["redis"], shop.ctx.deferred)
+    assert worker.run(app, burst=True)
+    session.expire_all()
+
+
+def test_create_keeps_valid_rows_and_row_errors(shop: Shop, session: Session) -> None:
+    task = create(shop, csv_of(5, "12345,1234\n13800130000,12\n"))
+    assert (task.status, task.total_rows, task.valid_rows, task.error_rows,
+            task.billed_items) == ("awaiting_confirmation", 7, 5, 2, 5)
+    assert session.scalar(select(func.count()).select_from(SendTaskRecipient)) == 5
+    errs = list(tasks.row_errors(shop.ctx, task))
+    assert [(e.row_no, e.column) for e in errs] == [(7, "phone"), (8, "{1}")]
+    assert session.scalar(select(func.count()).select_from(Message)) == 0  # nothing sent
+
+
+def test_a_bad_file_leaves_no_task(shop: Shop, session: Session) -> None:
+    with pytest.raises(ValidationError) as exc:
+        create(shop, b"name,code\nAnn,1\n")
+    assert "phone column" in exc.value.errors["file"]
+    # Fails after rows were read: still nothing kept.
+    bad = csv_of(20) + b"13800139999,\xff\xfe\n"
+    with pytest.raises(ValidationError):
+        create(shop, bad)
+    for model in (SendTask, SendTaskRecipient, SendTaskError):
+        assert session.scalar(select(func.count()).select_from(model)) == 0
+
+
+def test_validate_only_creates_nothing(shop: Shop, session: Session) -> None:
+    draft = tasks.Draft(shop.app.sdk_app_id, shop.templates["mainland"])
+    summary = tasks.validate_file(shop.ctx, draft, io.BytesIO(csv_of(3, "1,2\n")), "a.csv")
+    assert summary.as_dict() | {"seconds": 0} == {"rows": 4, "valid": 3, "errors": 1,
+                                                  "billed_items": 3, "seconds": 0}
+    assert session.scalar(select(func.count()).select_from(SendTask)) == 0
+
+
+def test_preflight_cost_and_refusals_then_ack_required(shop: Shop, session: Session) -> None:
+    tasks.set_unit_prices(shop.ctx, {"mainland": 4})
+    session.add(MuteEntry(account_id=shop.app.account_id, phone_number="+8613800130001",
+                          signature_id=shop.signatures["mainland"], sms_type=None,
+                          consent_confirmed_by="t"))
+    task = create(shop, csv_of(3))
+    pre = tasks.preflight(shop.ctx, shop.limiter, task.id)
+    assert (pre.valid, pre.skipped, pre.billed_items, pre.cost_cents) == (3, 0, 3, 12)
+    assert pre.refusals == {"FailedOperation.PhoneNumberInMuteList": 1}
+    with pytest.raises(ValidationError, match="Tick"):
+        tasks.confirm(shop.ctx, task.id, acknowledged=False)
+    assert session.get(SendTask, task.id).status == "awaiting_confirmation"  # type: ignore[union-attr]
+    assert session.scalar(select(func.count()).select_from(Message)) == 0
+
+
+def test_confirm_sends_every_recipient_once_through_the_pipeline(
+        shop: Shop, session: Session, runner: Flask) -> None:
+    rows = [DELIVERED, REFUSED, UNDELIVERED] + [f"1380013{i:04d}" for i in range(20)]
+    data = ("\n".join(f"{n},{1000 + i}" for i, n in enumerate(rows)) + "\n").encode()
+    session.add(MuteEntry(account_id=shop.app.account_id, phone_number="+8613800130005",
+                          signature_id=shop.signatures["mainland"], sms_type=None,
+                          consent_confirmed_by="t"))
+    task = create(shop, data)
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    run_worker(shop, session, runner)
+    session.refresh(task)
+    assert task.status == "sent"
+    msgs = session.scalars(select(Message).where(Message.task_id == task.id)).all()
+    assert sorted(m.serial_no for m in msgs) == sorted(tasks.serial_for(task.id, r)
+                                                       for r in range(1, 24))
+    by_phone = {m.phone_number: (m.status, m.error_code) for m in msgs}
+    assert by_phone["+8613900000001"] == ("delivered", None)
+    assert by_phone["+8613900000002"] == ("failed", "FailedOperation.GatewayRejected")
+    assert by_phone["+8613900000003"] == ("failed", "FailedOperation.Undelivered")
+    # A check that refuses is a recorded message with its code, as in the API.
+    assert by_phone["+8613800130005"] == ("rejected", "FailedOperation.PhoneNumberInMuteList")
+    p = tasks.progress(shop.ctx, task)
+    assert (p.total, p.remaining, p.delivered, p.failed, p.rejected) == (23, 0, 20, 3, 1)
+    assert p.percent == 100
+
+
+def test_stop_lets_at_most_one_batch_out(shop: Shop, session: Session) -> None:
+    task = create(shop, csv_of(30))
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    step = tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=10)
+    assert (step.converted, step.status) == (10, "sending")
+    tasks.stop(shop.ctx, task.id)
+    after = tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=10)
+    assert (after.converted, after.status) == (0, "stopped")
+    p = tasks.progress(shop.ctx, task)
+    assert (p.unsent, p.remaining) == (20, 10)  # the batch already converted still leaves
+    with pytest.raises(Conflict, match="only a sending task"):
+        tasks.stop(shop.ctx, task.id)
+    with pytest.raises(Conflict, match="only a scheduled or unconfirmed"):
+        tasks.cancel(shop.ctx, task.id)
+
+
+def test_stop_from_another_session_wins_the_race(shop: Shop, session: Session,
+                                                backend: Backend) -> None:
+    task = create(shop, csv_of(30))
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    session.commit()
+    other = backend.db.sessions()
+    try:
+        ctx2 = ctx_for(other, _root(other))
+        tasks.stop(ctx2, task.id)
+        other.commit()
+    finally:
+        other.close()
+    session.expire_all()
+    step = tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=10)
+    assert step.converted == 0 and step.status == "stopped"
+    with pytest.raises(Conflict):
+        tasks.confirm(shop.ctx, task.id, acknowledged=True)
+
+
+def _root(session: Session) -> User:
+    return session.scalar(select(User).where(User.is_root.is_(True)))
+
+
+def test_scheduled_task_cancel_and_start(shop: Shop, session: Session) -> None:
+    later = datetime.now(UTC) + timedelta(hours=1)
+    task = create(shop, csv_of(3), send_at=later)
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    assert task.status == "scheduled"
+    assert shop.ctx.deferred[-1] == (tasks.RUN_JOB, (task.id, later))
+    assert tasks.dispatch_step(shop.ctx, shop.limiter, task.id).converted == 0  # not yet
+    tasks.cancel(shop.ctx, task.id)
+    assert task.status == "cancelled"
+    other = create(shop, csv_of(3), send_at=later)
+    tasks.confirm(shop.ctx, other.id, acknowledged=True)
+    other.send_at = datetime.now(UTC) - timedelta(seconds=1)  # its time has come
+    session.flush()
+    assert other.id in tasks.due_tasks(session)
+    step = tasks.dispatch_step(shop.ctx, shop.limiter, other.id)
+    assert (step.converted, step.status) == (3, "sending")
+
+
+def test_rate_cap_is_a_shared_token_bucket(shop: Shop, session: Session) -> None:
+    task = create(shop, csv_of(30), rate_limit=5)
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    first = tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=100)
+    second = tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=100)
+    assert first.converted == 5
+    assert second.converted <= 1 and second.wait_s > 0  # the bucket is empty for now
+    granted, wait = tasks.take_tokens(shop.limiter.conn, "smsops:test:bucket", 100, 250)
+    assert granted == 100 and wait > 0
+
+
+def test_marketing_task_pauses_in_quiet_hours(shop: Shop, session: Session) -> None:
+    from app.services import content, reviews
+
+    t = content.create_template(shop.ctx, "mainland", {
+        "name": "sale", "sms_type": "marketing", "content": "大促{1}折 回T退订"})
+    reviewer = ctx_for(session, make_user(session, "r2@example.com", presets=["SMSReviewer"]))
+    reviews.approve(reviewer, "template", t.id, revision=t.revision)
+    draft = tasks.Draft(shop.app.sdk_app_id, t.id)
+    task, _s = tasks.create_task(shop.ctx, draft, io.BytesIO(b"13800138000,8\n"), "a.csv")
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    night = datetime(2026, 11, 25, 22, 30, tzinfo=UTC) - timedelta(hours=8)  # 22:30 Shanghai
+    step = tasks.dispatch_step(shop.ctx, shop.limiter, task.id, now=night)
+    assert step.converted == 0 and step.wait_s == pytest.approx(9.5 * 3600)
+    day = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)  # 09:00 Shanghai
+    assert tasks.quiet_until(_account(session), day) is None
+
+
+def _account(session: Session) -> Account:
+    return session.scalar(select(Account))
+
+
+def test_policies_per_application(shop: Shop, session: Session) -> None:
+    task = create(shop, csv_of(2))
+    other_app = f"sms:app/{int(shop.app.sdk_app_id) + 1}"
+    reader = ctx_for(session, make_user(session, "read@example.com", policies=[doc(
+        ("allow", ["sms:DescribeSendTasks", "sms:DescribeAppList"],
+         [f"sms:app/{shop.app.sdk_app_id}"]))]))
+    stranger = ctx_for(session, make_user(session, "far@example.com", policies=[doc(
+        ("allow", ["sms:*"], [other_app]))]))
+    assert tasks.get_task(reader, task.id)[0].id == task.id
+    assert [t.id for t, _a in tasks.list_tasks(reader, "mainland")[0]] == [task.id]
+    with pytest.raises(PermissionDenied):
+        tasks.cancel(reader, task.id)
+    with pytest.raises(PermissionDenied):
+        tasks.create_task(reader, tasks.Draft(shop.app.sdk_app_id, shop.templates["mainland"]),
+                          io.BytesIO(csv_of(1)), "a.csv")
+    with pytest.raises(NotFound):
+        tasks.get_task(stranger, task.id)
+    assert tasks.list_tasks(stranger)[0] == []
