@@ -53,6 +53,10 @@ def defaults(instance: Path) -> dict[str, Any]:
         "LEASE_S": 30,  # a claim's lifetime before the sweeper resolves it
         "SWEEP_INTERVAL_S": 5,
         "RECEIPT_VALIDITY_S": 72 * 3600,  # then a submitted message ends `no_receipt`
+        # Bulk send tasks (app/services/tasks.py).
+        "TASK_BATCH": 500,  # recipients per dispatch step: how far a stop may lag
+        "TASK_MAX_UPLOAD_MB": 30,
+        "TASK_HEARTBEAT_S": 10,  # a dispatcher silent this long is restarted by the sweeper
     }
 
 

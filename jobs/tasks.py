@@ -31,6 +31,10 @@ HEARTBEAT_S = 10  # a running dispatcher refreshes this; the sweeper starts one 
 SETTLE_POLL_S = 0.2  # everything converted: how often to look whether it all left
 
 
+def _heartbeat(app: Flask) -> int:
+    return int(app.config.get("TASK_HEARTBEAT_S", HEARTBEAT_S))
+
+
 def heartbeat_key(task_id: int) -> str:
     return f"smsops:task:running:{task_id}"
 
@@ -65,7 +69,7 @@ def run(task_id: int) -> int:
     while True:
         # The heartbeat only spares the sweeper starting a duplicate job.
         with contextlib.suppress(redis_lib.RedisError):
-            conn.set(heartbeat_key(task_id), 1, ex=HEARTBEAT_S)
+            conn.set(heartbeat_key(task_id), 1, ex=_heartbeat(app))
         step = _step(task_id)
         converted += step.converted
         if step.accepted:
@@ -104,7 +108,7 @@ def redrive(app: Flask) -> int:
         due = tasks.due_tasks(session)
     started = 0
     for task_id in due:
-        if conn.set(heartbeat_key(task_id), 1, nx=True, ex=HEARTBEAT_S):
+        if conn.set(heartbeat_key(task_id), 1, nx=True, ex=_heartbeat(app)):
             enqueue(conn, tasks.RUN_JOB, task_id)
             started += 1
     return started

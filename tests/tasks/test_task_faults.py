@@ -1,0 +1,104 @@
+"""A bulk task under SIGKILL: real worker processes (`smsops worker --no-fork`), our
+own Redis server, the simulator's ledger as the carrier's record. No recipient goes
+out twice and none is lost, wherever the kills land (dispatcher, drain, receipts)."""
+
+from __future__ import annotations
+
+import io
+import random
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from app.gateways.simulator import Ledger
+from app.models import Application, Message, SendTask, SendTaskRecipient, Template
+from app.models.sending import FINAL
+from app.queue import enqueue_deferred
+from app.services import tasks
+from tests.helpers import root_ctx
+from tests.jobs.test_faults import Pipeline, RedisServer, _database, _wait
+from tests.jobs.test_faults import redis_server as redis_server
+
+RECIPIENTS = 600
+
+
+class TaskPipeline(Pipeline):
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env.update(SMSOPS_TASK_BATCH="25", SMSOPS_TASK_HEARTBEAT_S="1")
+        return env
+
+    def start_task(self, n: int) -> int:
+        data = "".join(f"1380013{i:04d},{1000 + i % 9000}\n" for i in range(n)).encode()
+        with self.db.sessions() as s:
+            ctx = root_ctx(s)
+            template = s.scalar(select(Template.id).where(Template.name == "mainland"))
+            app = s.get(Application, self.app_id)
+            assert app is not None and template is not None
+            task, _summary = tasks.create_task(ctx, tasks.Draft(app.sdk_app_id, template),
+                                               io.BytesIO(data), "list.csv")
+            tasks.confirm(ctx, task.id, acknowledged=True)
+            s.commit()
+            enqueue_deferred(self.redis, ctx.deferred)
+            return task.id
+
+    def task_counts(self, task_id: int) -> tuple[str, int, dict[str, int]]:
+        with self.db.sessions() as s:
+            status = s.scalar(select(SendTask.status).where(SendTask.id == task_id)) or ""
+            pending = s.scalar(select(func.count()).select_from(SendTaskRecipient).where(
+                SendTaskRecipient.task_id == task_id,
+                SendTaskRecipient.status == "pending")) or 0
+            counts = dict(s.execute(select(Message.status, func.count())  # type: ignore[arg-type]
+                                    .where(Message.task_id == task_id)
+                                    .group_by(Message.status)).all())
+        return status, pending, counts
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, redis_server: RedisServer) -> Iterator[TaskPipeline]:
+    gen = _database(tmp_path)
+    p = TaskPipeline(tmp_path, next(gen), redis_server)
+    yield p
+    p.close()
+    gen.close()
+
+
+def test_sigkill_workers_mid_task_sends_each_recipient_exactly_once(
+        pipeline: TaskPipeline) -> None:
+    rng = random.Random()
+    for _ in range(2):
+        pipeline.start_worker()
+    _wait(lambda: len(pipeline.redis.smembers("rq:workers")) >= 2, 90, "2 workers up")
+    task_id = pipeline.start_task(RECIPIENTS)
+    kills = 0
+    for _round in range(4):
+        # Kill once the task is under way: some converted, some not yet.
+        _wait(lambda: sum(pipeline.task_counts(task_id)[2].values()) > 0, 60, "dispatch")
+        time.sleep(rng.uniform(0.0, 0.3))
+        live = pipeline.live_workers()
+        victim = rng.choice(live)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        kills += 1
+        pipeline.start_worker()
+
+    def done() -> bool:
+        status, pending, counts = pipeline.task_counts(task_id)
+        return status == "sent" and pending == 0 and all(k in FINAL for k in counts)
+
+    _wait(done, 90, f"task sent: {pipeline.task_counts(task_id)}")
+    _status, _pending, counts = pipeline.task_counts(task_id)
+    assert sum(counts.values()) == RECIPIENTS  # none lost: one message per recipient
+    with pipeline.db.sessions() as s:
+        ids = set(s.scalars(select(Message.id).where(Message.task_id == task_id)))
+        went = set(s.scalars(select(Message.id).where(
+            Message.task_id == task_id, Message.status.in_(("delivered", "no_receipt")))))
+    sent = Ledger(str(pipeline.ledger_path)).counts()
+    assert {m: n for m, n in sent.items() if n > 1} == {}  # none twice at the carrier
+    assert went <= set(sent) <= ids | set(sent)  # what left is in the carrier's record
+    assert len([m for m in sent if m in ids]) == len(went) == RECIPIENTS
+    assert kills == 4
