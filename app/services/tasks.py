@@ -21,6 +21,8 @@ through the one sending pipeline.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import time
 import uuid
@@ -660,3 +662,184 @@ def take_tokens(conn: Any, key: str, rate: int, want: int) -> tuple[int, float]:
 
 
 STATUS_LABELS = {s: s.replace("_", " ") for s in TASK_STATUSES}
+
+
+# --- files and details ------------------------------------------------------------------
+
+
+def _spooled_csv(header: list[str], rows: Iterator[list[Any]]) -> IO[bytes]:
+    """A whole CSV built before anything is sent (so a failure midway is a clean
+    error, not a broken download), in memory up to 4 MB, then on disk. Cells are
+    neutralised against spreadsheet formulas; UTF-8 with a BOM for Excel."""
+    import csv
+    import tempfile
+
+    out = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024)  # noqa: SIM115 - returned
+    text = io.TextIOWrapper(out, encoding="utf-8-sig", newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([taskfile.neutralise(c) for c in row])
+    text.flush()
+    text.detach()
+    out.seek(0)
+    return out  # type: ignore[return-value]
+
+
+def errors_csv(ctx: Ctx, task_id: int) -> IO[bytes]:
+    task, _app = get_task(ctx, task_id)
+    return _spooled_csv(["row", "column", "reason"],
+                        ([e.row_no, e.column, e.reason] for e in row_errors(ctx, task, None)))
+
+
+RECORD_STATUSES = ("pending", ACCEPTED, SUBMITTING, SUBMITTED, DELIVERED, FAILED, REJECTED,
+                   UNKNOWN, NO_RECEIPT)
+
+
+@dataclass(frozen=True)
+class Record:
+    row_no: int | None
+    phone_number: str
+    status: str
+    content: str
+    fee: int
+    error_code: str | None
+    carrier_code: str | None
+    submitted_at: datetime | None
+    receipt_at: datetime | None
+
+
+def _record_query(ctx: Ctx, task: SendTask, status: str, number: str) -> Any:
+    if status and status not in RECORD_STATUSES:
+        raise invalid("status", f"Choose a status: {', '.join(RECORD_STATUSES)}.")
+    number = number.strip()
+    if number:
+        from app.sms import numbers
+
+        with contextlib.suppress(numbers.NumberError):
+            number = numbers.parse_any(number)
+    if status == "pending":
+        q = select(SendTaskRecipient).where(SendTaskRecipient.task_id == task.id,
+                                            SendTaskRecipient.status == PENDING)
+        if number:
+            q = q.where(SendTaskRecipient.phone_number == number)
+        return q.order_by(SendTaskRecipient.row_no)
+    m = select(Message).where(Message.task_id == task.id)
+    if status:
+        m = m.where(Message.status == status)
+    if number:
+        m = m.where(Message.phone_number == number)
+    return m.order_by(Message.id)
+
+
+def _record(obj: Any) -> Record:
+    if isinstance(obj, SendTaskRecipient):
+        return Record(obj.row_no, obj.phone_number, "pending", "", 0, None, None, None, None)
+    row = int(obj.serial_no.rsplit("r", 1)[1]) if obj.serial_no.startswith("t") else None
+    return Record(row, obj.phone_number, obj.status, obj.content, obj.fee, obj.error_code,
+                  obj.carrier_code, obj.submitted_at, obj.receipt_at)
+
+
+def records(ctx: Ctx, task_id: int, *, status: str = "", number: str = "",
+            page: int = 1) -> tuple[SendTask, list[Record], int]:
+    """A task's per-recipient records, paged; `pending` lists rows not sent yet."""
+    task, _app = get_task(ctx, task_id)
+    q = _record_query(ctx, task, status, number)
+    total = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
+    rows = ctx.db.scalars(q.limit(PAGE).offset((max(page, 1) - 1) * PAGE)).all()
+    return task, [_record(r) for r in rows], total
+
+
+def records_csv(ctx: Ctx, task_id: int, *, status: str = "", number: str = "") -> IO[bytes]:
+    task, _app = get_task(ctx, task_id)
+    q = _record_query(ctx, task, status, number).execution_options(yield_per=5000)
+    return _spooled_csv(
+        ["row", "phone_number", "status", "content", "billed_items", "error_code",
+         "carrier_code", "submitted_at", "receipt_at"],
+        ([r.row_no, r.phone_number, r.status, r.content, r.fee, r.error_code or "",
+          r.carrier_code or "", r.submitted_at.isoformat() if r.submitted_at else "",
+          r.receipt_at.isoformat() if r.receipt_at else ""]
+         for r in map(_record, ctx.db.scalars(q))))
+
+
+@dataclass(frozen=True)
+class ReceiptAnalysis:
+    """SPEC.md §7 definitions, over the task's messages."""
+
+    with_receipt: int
+    without_receipt: int
+    delivered: int
+    failed: int
+    reasons: list[tuple[str, int]]  # carrier code → count, most first
+
+    @property
+    def receipt_rate(self) -> float | None:
+        seen = self.with_receipt + self.without_receipt
+        return self.with_receipt / seen if seen else None
+
+    @property
+    def delivery_rate(self) -> float | None:
+        return self.delivered / self.with_receipt if self.with_receipt else None
+
+
+def receipt_analysis(ctx: Ctx, task_id: int) -> ReceiptAnalysis:
+    task, _app = get_task(ctx, task_id)
+    rows = ctx.db.execute(
+        select(Message.status, Message.receipt_at.is_not(None), Message.carrier_code,
+               func.count())
+        .where(Message.task_id == task.id,
+               Message.status.in_((SUBMITTED, DELIVERED, FAILED, NO_RECEIPT, UNKNOWN)))
+        .group_by(Message.status, Message.receipt_at.is_not(None), Message.carrier_code)).all()
+    with_r = without = delivered = failed = 0
+    reasons: dict[str, int] = {}
+    for status, has_receipt, carrier, n in rows:
+        if has_receipt:
+            with_r += n
+            if status == DELIVERED:
+                delivered += n
+            elif status == FAILED:
+                failed += n
+                reasons[carrier or "?"] = reasons.get(carrier or "?", 0) + n
+        elif status != FAILED:  # refused at submission: no receipt is expected
+            without += n
+    return ReceiptAnalysis(with_r, without, delivered, failed,
+                           sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def standard_file(ctx: Ctx, template_id: int, fmt: str) -> tuple[bytes, str, str]:
+    """The exact columns to fill for a template, with one example row: (data,
+    mimetype, file name). XLSX adds a sheet explaining each column."""
+    from app.services.content import get_template
+
+    template = get_template(ctx, template_id)
+    columns = taskfile.standard_columns(template.content)
+    example = taskfile.example_row(template.content, template.sms_type, template.region)
+    if fmt == "csv":
+        out = _spooled_csv(columns, iter([example]))
+        return out.read(), "text/csv", f"template-{template.id}.csv"
+    if fmt != "xlsx":
+        raise invalid("format", "Choose csv or xlsx.")
+    import openpyxl
+
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("Recipients")
+    sheet.append(columns)
+    sheet.append(example)
+    notes = book.create_sheet("Columns")
+    notes.append(["column", "what to enter"])
+    phone_help = ("Mainland China mobile number: 11 digits, or +86 and 11 digits."
+                  if template.region == MAINLAND else
+                  "Phone number with + and the country code, e.g. +14155550100.")
+    notes.append(["phone", phone_help + " Format the column as text so Excel keeps "
+                  "every digit."])
+    for n in templating.variables(template.content):
+        rule = ("the verification code: 4 to 8 letters or digits"
+                if n == 1 and template.sms_type == templating.VERIFICATION else
+                f"at most {ctx.settings.template_param_max_length} characters, one line"
+                + ("" if template.allow_url_params else ", no links"))
+        notes.append([f"{{{n}}}", f"Replaces {{{n}}} in: {template.content} ({rule})"])
+    buf = io.BytesIO()
+    book.save(buf)
+    return (buf.getvalue(),
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            f"template-{template.id}.xlsx")

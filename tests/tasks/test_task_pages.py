@@ -1,0 +1,99 @@
+"""The /tasks pages: create from a file, row errors, confirm, progress, details,
+downloads (neutralised CSV, standard files), clear errors instead of 500s."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import openpyxl
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import SendTask
+from app.queue import enqueue_deferred  # noqa: F401 - the web commit enqueues
+from jobs import worker
+from tests.sending.conftest import Shop
+from tests.web.conftest import Client, soup, text_of
+from tests.web.conftest import app as app  # fixtures
+from tests.web.conftest import client as client
+from tests.web.conftest import root as root
+
+
+def upload(root: Client, shop: Shop, data: bytes, filename: str = "list.csv",
+           **extra: str) -> tuple[int, str]:
+    shop.ctx.db.commit()  # the shop is visible to the web's own session
+    form = {"name": "Spring", "sdk_app_id": shop.app.sdk_app_id, "region": "mainland",
+            "sign_name": "Shop", "template_id": str(shop.templates["mainland"]),
+            "file": (io.BytesIO(data), filename), **extra}
+    resp = root.post("/tasks", form, content_type="multipart/form-data")
+    return resp.status_code, resp.headers.get("Location", "") or resp.get_data(as_text=True)
+
+
+def test_create_see_errors_confirm_and_watch_it_finish(root: Client, shop: Shop,
+                                                       session: Session, app: Flask) -> None:
+    assert root.get("/tasks?region=mainland").status_code == 200
+    assert root.get("/tasks/new?region=mainland").status_code == 200
+    data = b"phone,code\n13800138000,1234\n=cmd|' /C calc'!A0,1234\n13800138001,99\n"
+    status, where = upload(root, shop, data)
+    assert status == 302, where
+    page = root.get(where)
+    assert text_of(page, "#row-errors h2") == "File: 3 row(s), 1 valid, 2 with errors"
+    assert [td.get_text() for td in soup(page).select("#row-errors td")][:2] == ["3", "phone"]
+    task_id = int(where.rsplit("/", 1)[1])
+    # All row errors as CSV, formulas neutralised.
+    resp = root.get(f"/tasks/{task_id}/errors.csv")
+    rows = list(csv.reader(io.StringIO(resp.get_data(as_text=True).lstrip("\ufeff"))))
+    assert rows[0] == ["row", "column", "reason"] and [r[0] for r in rows[1:]] == ["3", "4"]
+    assert all(not cell.startswith(("=", "+", "-", "@")) for r in rows for cell in r)
+    # Confirm needs the box ticked; then the worker sends it.
+    resp = root.post(f"/tasks/{task_id}/confirm", {})
+    assert resp.status_code == 422 and "Tick the box" in resp.get_data(as_text=True)
+    assert root.post(f"/tasks/{task_id}/confirm", {"acknowledge": "yes"}).status_code == 302
+    assert worker.run(app, burst=True)
+    session.expire_all()
+    assert session.scalar(select(SendTask.status).where(SendTask.id == task_id)) == "sent"
+    frag = root.get(f"/tasks/{task_id}/progress", htmx=True)
+    assert text_of(frag, "#task-status") == "sent"
+    assert "hx-trigger" not in frag.get_data(as_text=True)  # no more polling once final
+    detail = root.get(f"/tasks/{task_id}")
+    assert "+8613800138000" in text_of(detail, "#task-records")
+    records = root.get(f"/tasks/{task_id}/records.csv?number=13800138000")
+    assert "+8613800138000" in records.get_data(as_text=True)
+
+
+def test_file_problems_are_form_errors_not_500s(root: Client, shop: Shop) -> None:
+    status, body = upload(root, shop, b"PK\x03\x04broken", filename="x.xlsx")
+    assert status == 422 and "corrupt" in body
+    status, body = upload(root, shop, b"", filename="x.csv")
+    assert status == 422 and "empty" in body
+    status, body = upload(root, shop, b"13800138000,1234\n", rate_limit="fast")
+    assert status == 422 and "whole number" in body
+    status, body = upload(root, shop, b"13800138000,1234\n", send_at="tomorrow")
+    assert status == 422 and "date and time" in body
+    assert root.get("/tasks?region=mars").status_code == 400
+    assert root.get("/tasks/999999").status_code == 404
+    assert root.get("/tasks/standard-file?template_id=x").status_code == 400
+    assert root.get("/tasks/1/records?status=bogus").status_code in (400, 404)
+
+
+def test_standard_files(root: Client, shop: Shop) -> None:
+    shop.ctx.db.commit()
+    tid = shop.templates["mainland"]
+    resp = root.get(f"/tasks/standard-file?template_id={tid}&format=csv")
+    lines = resp.get_data(as_text=True).lstrip("\ufeff").splitlines()
+    assert lines == ["phone,{1}", "13800138000,123456"]
+    resp = root.get(f"/tasks/standard-file?template_id={tid}&format=xlsx")
+    book = openpyxl.load_workbook(io.BytesIO(resp.get_data()))
+    assert book.sheetnames == ["Recipients", "Columns"]
+    assert [c.value for c in book["Recipients"][1]] == ["phone", "{1}"]
+    assert book["Columns"]["A3"].value == "{1}"
+
+
+def test_user_text_is_escaped(root: Client, shop: Shop) -> None:
+    status, where = upload(root, shop, b"13800138000,1234\n", filename="<b>x</b>.csv",
+                           **{"name": "<script>alert(1)</script>"})
+    assert status == 302
+    page = root.get(where).get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
