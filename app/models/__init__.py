@@ -17,6 +17,7 @@ from app.models.sending import (
     Unsubscribe,
     UnsubscribeRemoval,
 )
+from app.models.stats import StatRollup
 
 __all__ = [
     "Account",
@@ -38,6 +39,7 @@ __all__ = [
     "Reply",
     "ReviewMessage",
     "Signature",
+    "StatRollup",
     "Template",
     "Unsubscribe",
     "UnsubscribeRemoval",
