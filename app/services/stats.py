@@ -238,7 +238,7 @@ def countries(ctx: Ctx, f: StatsFilter, now: datetime | None = None,
                           .where(*sc.conditions).group_by(StatRollup.iso_code)).all()
     total = sum(int(r[1]) for r in rows)
     prices = unit_prices or {}
-    out = [CountryRow(iso or "??", _calling_code(iso), Figures(int(n), int(ok), int(b)),
+    out = [CountryRow(iso or "Unknown", _calling_code(iso), Figures(int(n), int(ok), int(b)),
                       int(n) / total if total else 0.0, prices.get(iso))
            for iso, n, ok, b in rows if int(n)]
     return sorted(out, key=lambda r: (-r.figures.requests, r.iso_code))
