@@ -53,6 +53,7 @@ def defaults(instance: Path) -> dict[str, Any]:
         "LEASE_S": 30,  # a claim's lifetime before the sweeper resolves it
         "SWEEP_INTERVAL_S": 5,
         "RECEIPT_VALIDITY_S": 72 * 3600,  # then a submitted message ends `no_receipt`
+        "MESSAGE_RETENTION_DAYS": 60,  # send records and replies older than this are purged
     }
 
 
