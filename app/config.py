@@ -57,6 +57,7 @@ def defaults(instance: Path) -> dict[str, Any]:
         "TASK_BATCH": 500,  # recipients per dispatch step: how far a stop may lag
         "TASK_MAX_UPLOAD_MB": 30,
         "TASK_HEARTBEAT_S": 10,  # a dispatcher silent this long is restarted by the sweeper
+        "MESSAGE_RETENTION_DAYS": 60,  # send records and replies older than this are purged
     }
 
 

@@ -205,3 +205,8 @@ def register(bolt: App, flask_app: Flask) -> None:
             log.exception("/sms %s failed", sub)
             answer = blocks.reply("Something went wrong on our side. It has been logged.")
         ack(**answer)
+
+
+from bot import stats as _stats  # noqa: E402 - needs Usage above; its own module
+
+HANDLERS["stats"] = _stats.command

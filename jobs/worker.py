@@ -65,6 +65,9 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
 
     if burst:
         return worker().work(with_scheduler=True, burst=True, logging_level="INFO")
+    from jobs.retention import ensure_scheduled
+
+    ensure_scheduled()  # the hourly purge of old records (jobs/retention.py)
     sweeper = Sweeper(app, float(app.config.get("SWEEP_INTERVAL_S", 5)))
     sweeper.start()
     delay = 0.5

@@ -18,6 +18,7 @@ from app.models.sending import (
     UnsubscribeRemoval,
 )
 from app.models.tasks import SendTask, SendTaskError, SendTaskRecipient
+from app.models.stats import StatRollup
 
 __all__ = [
     "Account",
@@ -42,6 +43,7 @@ __all__ = [
     "SendTaskError",
     "SendTaskRecipient",
     "Signature",
+    "StatRollup",
     "Template",
     "Unsubscribe",
     "UnsubscribeRemoval",

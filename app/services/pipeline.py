@@ -96,8 +96,12 @@ from app.models.sending import (
     UNKNOWN,
     MessagePart,
 )
+from app.services import rollups
 
 BATCH = 1000  # messages per claim, receipts per apply
+# The new state of rows an UPDATE changed, as app/services/rollups.py needs it.
+_RETURNED = (Message.id, Message.status, Message.error_code, Message.carrier_code,
+             Message.receipt_at)
 # Receipts whose message is not recorded yet wait this long for it, then are dropped.
 ORPHAN_RECEIPT_S = 3600
 RECEIPT_RETRY_S = 2.0
@@ -228,15 +232,17 @@ def record_submissions(db: Session, attempt: str, results: list[SubmitResult]) -
                               "carrier": "text"})
     target = "message" if not _pg(db) else "message AS m"
     col = "message." if not _pg(db) else "m."
+    before = rollups.snapshot(db, [r.message_id for r in results])
     stmt = text(
         f"UPDATE {target} SET status = j.status, gateway_message_id = j.gid, "  # noqa: S608
         f"error_code = j.err, carrier_code = j.carrier, submitted_at = :now, "
         f"lease_until = NULL FROM {table} "
         f"WHERE {col}id = j.id AND {col}attempt_id = :attempt "
-        f"AND {col}status IN ('{SUBMITTING}', '{UNKNOWN}') RETURNING {col}id"
+        f"AND {col}status IN ('{SUBMITTING}', '{UNKNOWN}') RETURNING {_RETURNING(col)}"
     ).bindparams(bindparam("now", type_=UTCDateTime()))
-    done = set(db.execute(stmt, {"data": json.dumps(rows), "now": now, "attempt": attempt})
-               .scalars())
+    changed = db.execute(stmt, {"data": json.dumps(rows), "now": now, "attempt": attempt}).all()
+    rollups.moved(db, before, changed)
+    done = {r.id for r in changed}
     parts = [{"message_id": r.message_id, "part": n, "gateway_id": gid}
              for r in results if r.accepted and r.part_ids and r.message_id in done
              for n, gid in enumerate(r.part_ids, start=1)]
@@ -245,6 +251,14 @@ def record_submissions(db: Session, attempt: str, results: list[SubmitResult]) -
     add_receipts(db, [(r.receipt, r.message_id, r.receipt_after_s) for r in results
                       if r.receipt is not None and r.accepted])
     return len(done)
+
+
+def _RETURNING(col: str) -> str:
+    """What rollups.moved needs from an UPDATE's changed rows (new values). The time
+    itself, not `receipt_at IS NOT NULL`: SQLite 3.40 answers 1 for that expression
+    in the RETURNING of an UPDATE ... FROM even where receipt_at is NULL."""
+    return (f"{col}id, {col}status, {col}error_code, {col}carrier_code, "
+            f"{col}receipt_at")
 
 
 def add_receipts(db: Session, receipts: list[tuple[Receipt, int | None, float]]) -> None:
@@ -271,10 +285,13 @@ def add_receipts(db: Session, receipts: list[tuple[Receipt, int | None, float]])
 def release(db: Session, attempt: str, ids: list[int],
             states: tuple[str, ...] = (SUBMITTING,)) -> None:
     """Nothing left (the carrier could not be reached): back to accepted."""
-    db.execute(update(Message).where(Message.id.in_(ids), Message.attempt_id == attempt,
-                                     Message.status.in_(states))
-               .values(status=ACCEPTED, attempt_id=None, lease_until=None)
-               .execution_options(synchronize_session=False))
+    # submitting and accepted are one outcome; only rows leaving `unknown` move counts.
+    before = rollups.snapshot(db, ids) if UNKNOWN in states else {}
+    changed = db.execute(update(Message).where(
+        Message.id.in_(ids), Message.attempt_id == attempt, Message.status.in_(states))
+        .values(status=ACCEPTED, attempt_id=None, lease_until=None)
+        .returning(*_RETURNED).execution_options(synchronize_session=False)).all()
+    rollups.moved(db, before, changed)
 
 
 def apply_receipts(db: Session, limit: int = BATCH) -> tuple[list[int], int]:
@@ -329,11 +346,15 @@ def apply_receipts(db: Session, limit: int = BATCH) -> tuple[list[int], int]:
                                   "err": "text", "at": "timestamptz"})
         target, col = ("message AS m", "m.") if _pg(db) else ("message", "message.")
         appliable = ", ".join(f"'{s}'" for s in APPLIABLE)
+        before = rollups.snapshot(db, latest)
         stmt = text(
             f"UPDATE {target} SET status = j.status, carrier_code = j.carrier, "  # noqa: S608
             f"error_code = j.err, receipt_at = j.at FROM {table} "
-            f"WHERE {col}id = j.id AND {col}status IN ({appliable}) RETURNING {col}id")
-        changed = list(db.execute(stmt, {"data": json.dumps(rows)}).scalars())
+            f"WHERE {col}id = j.id AND {col}status IN ({appliable}) "
+            f"RETURNING {_RETURNING(col)}")
+        moved = db.execute(stmt, {"data": json.dumps(rows)}).all()
+        rollups.moved(db, before, moved)
+        changed = [r.id for r in moved]
     taken = [r.id for r in inbox]
     done = [i for i in taken if i not in set(waiting)]
     if done:
@@ -433,12 +454,14 @@ def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepRepor
     lookup = getattr(gateway, "lookup", None)
     for attempt, claimed in by_attempt.items():
         if lookup is None:
-            db.execute(update(Message).where(
-                Message.id.in_([c.id for c in claimed]), Message.status == SUBMITTING,
+            ids = [c.id for c in claimed]
+            before = rollups.snapshot(db, ids)  # already ours (locked by the select above)
+            rollups.moved(db, before, db.execute(update(Message).where(
+                Message.id.in_(ids), Message.status == SUBMITTING,
                 Message.attempt_id == attempt)
                 .values(status=UNKNOWN, error_code="FailedOperation.OutcomeUnknown",
                         lease_until=None)
-                .execution_options(synchronize_session=False))
+                .returning(*_RETURNED).execution_options(synchronize_session=False)).all())
             report.unknown += len(claimed)
             continue
         try:
@@ -458,11 +481,20 @@ def sweep(db: Session, gateway: Any, settings: PipelineSettings) -> SweepReport:
     """One pass; safe to run concurrently from several workers. The caller commits."""
     report = resolve_expired(db, gateway, settings.batch)
     now = utcnow()
-    report.expired = int(db.execute(  # type: ignore[attr-defined]
-        update(Message).where(Message.status == SUBMITTED, Message.submitted_at < now
-                              - timedelta(seconds=settings.receipt_validity_s))
-        .values(status=NO_RECEIPT, error_code="FailedOperation.NoReceipt")
-        .execution_options(synchronize_session=False)).rowcount)
+    # A batch at a time, picked and locked in id order (rows a receipt applier holds
+    # are skipped, not waited on), so the rollups move with exactly the rows changed.
+    due = db.scalars(_locked(db, select(Message.id).where(
+        Message.status == SUBMITTED,
+        Message.submitted_at < now - timedelta(seconds=settings.receipt_validity_s))
+        .order_by(Message.id).limit(settings.batch))).all()
+    if due:
+        before = rollups.snapshot(db, due)
+        expired = db.execute(update(Message).where(
+            Message.id.in_(due), Message.status == SUBMITTED)
+            .values(status=NO_RECEIPT, error_code="FailedOperation.NoReceipt")
+            .returning(*_RETURNED).execution_options(synchronize_session=False)).all()
+        rollups.moved(db, before, expired)
+        report.expired = len(expired)
     report.redrive = bool(report.requeued) or bool(db.scalar(select(exists().where(
         Message.status == ACCEPTED,
         Message.created_at < now - timedelta(seconds=settings.redrive_after_s)))))

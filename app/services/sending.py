@@ -31,7 +31,7 @@ from app.models import (
 )
 from app.models.content import EFFECTIVE
 from app.models.sending import ACCEPTED, REJECTED
-from app.services import notifications
+from app.services import notifications, rollups
 from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import NotFound, invalid
@@ -235,6 +235,7 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
     # One multi-row INSERT without RETURNING: nothing here needs the new ids.
     columns = [c.key for c in Message.__table__.columns if c.key != "id"]
     ctx.db.execute(insert(Message), [{k: getattr(m, k) for k in columns} for m in messages])
+    rollups.count_new(ctx.db, messages)  # same transaction: counted once, with the rows
     if accepted:
         ctx.defer(DRAIN_JOB)
     return request_id, results

@@ -1,0 +1,289 @@
+"""Statistics (SPEC.md §7): every figure from the hourly rollups, never the message
+table, so a page costs the same at any volume. One module for the pages, the CSV
+exports, Slack's `/sms stats` and a bulk task's receipt analysis.
+
+Every call checks `DescribeStatistics` per application: the figures cover only
+the applications the actor may read statistics of.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import phonenumbers
+from sqlalchemy import case, func, select
+
+from app.db import utcnow
+from app.models import Account, Application, Signature, StatRollup, Template
+from app.services.context import Ctx
+from app.services.errors import PermissionDenied, invalid
+from app.sms import errors, outcomes, periods
+from app.sms.text import INTERNATIONAL, MAINLAND
+
+ACTION = "DescribeStatistics"
+REGIONS = (MAINLAND, INTERNATIONAL)
+
+
+@dataclass(frozen=True)
+class StatsFilter:
+    region: str = MAINLAND
+    period: str = "today"
+    start: str = ""  # custom range, local dates YYYY-MM-DD
+    end: str = ""
+    sdk_app_id: str = ""
+    signature_id: int | None = None
+    template_id: int | None = None
+    iso_code: str = ""  # international only
+
+
+@dataclass(frozen=True)
+class Figures:
+    requests: int = 0
+    success: int = 0  # accepted by the carrier
+    billed: int = 0  # billed items of those
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.success / self.requests if self.requests else None
+
+
+@dataclass(frozen=True)
+class Overview:
+    window: periods.Window
+    total: Figures
+    trend: list[tuple[datetime, Figures]]  # one per bucket (hour or day), empty ones too
+
+
+@dataclass(frozen=True)
+class Share:
+    code: str
+    reason: str
+    count: int
+    share: float
+
+
+@dataclass(frozen=True)
+class Receipts:
+    with_receipt: int
+    without_receipt: int
+    delivered: int
+    failed: int
+    reasons: list[Share]
+
+    @property
+    def receipt_rate(self) -> float | None:
+        seen = self.with_receipt + self.without_receipt
+        return self.with_receipt / seen if seen else None
+
+    @property
+    def delivery_rate(self) -> float | None:
+        return self.delivered / self.with_receipt if self.with_receipt else None
+
+
+@dataclass(frozen=True)
+class CountryRow:
+    iso_code: str
+    calling_code: str
+    figures: Figures
+    share: float
+    unit_price: int | None  # cents per billed item, when set
+
+
+@dataclass(frozen=True)
+class CodeHour:
+    sdk_app_id: str
+    app_name: str
+    hour: datetime  # local
+    requests: int
+    success: int
+    yesterday: int  # requests in the same hour the day before
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.success / self.requests if self.requests else None
+
+    @property
+    def growth(self) -> float | None:
+        return (self.requests - self.yesterday) / self.yesterday if self.yesterday else None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a filter resolved to: the window and the applications it covers."""
+
+    filter: StatsFilter
+    window: periods.Window
+    apps: dict[int, Application]
+    base: list[Any] = field(default_factory=list)  # every condition but the hours
+
+    @property
+    def conditions(self) -> list[Any]:
+        return [*self.base, StatRollup.hour >= self.window.start,
+                StatRollup.hour < self.window.end]
+
+
+def scope(ctx: Ctx, f: StatsFilter, now: datetime | None = None) -> Scope:
+    """Checks the filter and the actor's rights; every query starts here."""
+    if f.region not in REGIONS:
+        raise invalid("region", "Choose mainland or international.")
+    account = ctx.db.get(Account, ctx.actor.account_id)
+    assert account is not None
+    try:
+        win = periods.window(f.period, now or utcnow(), account.timezone, f.start, f.end)
+    except periods.PeriodError as exc:
+        raise invalid("period", str(exc)) from None
+    apps = {a.id: a for a in ctx.db.scalars(select(Application).where(
+        Application.account_id == ctx.actor.account_id).order_by(Application.sdk_app_id))
+        if ctx.actor.can(ACTION, a.sdk_app_id)}
+    if f.sdk_app_id:
+        apps = {k: a for k, a in apps.items() if a.sdk_app_id == f.sdk_app_id.strip()}
+        if not apps:
+            from app.services.apps import get_app
+
+            get_app(ctx, f.sdk_app_id.strip(), ACTION)  # NotFound or PermissionDenied
+    elif not apps and not ctx.actor.can(ACTION):
+        raise PermissionDenied(f"You are not allowed to do sms:{ACTION}.")
+    conds: list[Any] = [StatRollup.account_id == ctx.actor.account_id,
+                        StatRollup.region == f.region, StatRollup.app_id.in_(list(apps))]
+    if f.signature_id is not None:
+        conds.append(StatRollup.signature_id == f.signature_id)
+    if f.template_id is not None:
+        conds.append(StatRollup.template_id == f.template_id)
+    if f.iso_code.strip():
+        iso = f.iso_code.strip().upper()
+        if len(iso) != 2 or not iso.isalpha():
+            raise invalid("iso_code", "Give a two-letter country code, such as US.")
+        conds.append(StatRollup.iso_code == iso)
+    return Scope(f, win, apps, conds)
+
+
+def _sum(what: Any, among: Sequence[str]) -> Any:
+    return func.coalesce(func.sum(case((StatRollup.outcome.in_(among), what), else_=0)), 0)
+
+
+_REQUESTS = func.coalesce(func.sum(StatRollup.count), 0)
+_SUCCESS = _sum(StatRollup.count, outcomes.SUCCESS)
+_BILLED = _sum(StatRollup.billed, outcomes.SUCCESS)
+
+
+def overview(ctx: Ctx, f: StatsFilter, now: datetime | None = None) -> Overview:
+    sc = scope(ctx, f, now)
+    buckets = {b: [0, 0, 0] for b in sc.window.buckets()}
+    for hour, req, ok, billed in ctx.db.execute(
+            select(StatRollup.hour, _REQUESTS, _SUCCESS, _BILLED)
+            .where(*sc.conditions).group_by(StatRollup.hour)):
+        cell = buckets.setdefault(sc.window.bucket_of(_aware(hour)), [0, 0, 0])
+        cell[0] += int(req)
+        cell[1] += int(ok)
+        cell[2] += int(billed)
+    trend = [(b, Figures(*v)) for b, v in sorted(buckets.items())]
+    total = Figures(*(sum(v[i] for v in buckets.values()) for i in range(3)))
+    return Overview(sc.window, total, trend)
+
+
+def _aware(hour: Any) -> datetime:
+    from datetime import UTC
+
+    if isinstance(hour, str):  # SQLite through an aggregate keeps the stored text
+        hour = datetime.fromisoformat(hour)
+    return hour if hour.tzinfo else hour.replace(tzinfo=UTC)
+
+
+def _shares(rows: Sequence[tuple[str, int]]) -> list[Share]:
+    total = sum(n for _c, n in rows)
+    return [Share(code, errors.describe(code).reason if code else "No code given", n,
+                  n / total if total else 0.0)
+            for code, n in sorted(rows, key=lambda r: (-r[1], r[0])) if n]
+
+
+def failures(ctx: Ctx, f: StatsFilter, now: datetime | None = None) -> list[Share]:
+    """Every message that did not reach the carrier or the phone, by error code."""
+    sc = scope(ctx, f, now)
+    rows = ctx.db.execute(select(StatRollup.error_code, _REQUESTS)
+                          .where(*sc.conditions, StatRollup.outcome.in_(outcomes.FAILURES))
+                          .group_by(StatRollup.error_code)).all()
+    return _shares([(r[0], int(r[1])) for r in rows])
+
+
+def receipts(ctx: Ctx, f: StatsFilter, now: datetime | None = None,
+             extra: Sequence[Any] = ()) -> Receipts:
+    """Receipt analysis. `extra`: more rollup conditions for callers that narrow
+    the figures further (a bulk task's own analysis)."""
+    sc = scope(ctx, f, now)
+    by: dict[str, int] = {}
+    reasons: list[tuple[str, int]] = []
+    for outcome, carrier, n in ctx.db.execute(
+            select(StatRollup.outcome, StatRollup.carrier_code, _REQUESTS)
+            .where(*sc.conditions, *extra, StatRollup.outcome.in_(
+                outcomes.WITH_RECEIPT + outcomes.WITHOUT_RECEIPT))
+            .group_by(StatRollup.outcome, StatRollup.carrier_code)):
+        by[outcome] = by.get(outcome, 0) + int(n)
+        if outcome == outcomes.FAILED:
+            reasons.append((carrier, int(n)))
+    delivered, failed = by.get(outcomes.DELIVERED, 0), by.get(outcomes.FAILED, 0)
+    without = sum(by.get(o, 0) for o in outcomes.WITHOUT_RECEIPT)
+    return Receipts(delivered + failed, without, delivered, failed, _shares(reasons))
+
+
+def countries(ctx: Ctx, f: StatsFilter, now: datetime | None = None,
+              unit_prices: dict[str, int] | None = None) -> list[CountryRow]:
+    """International traffic by destination, largest first."""
+    if f.region != INTERNATIONAL:
+        raise invalid("region", "Countries and regions are an international figure.")
+    sc = scope(ctx, f, now)
+    rows = ctx.db.execute(select(StatRollup.iso_code, _REQUESTS, _SUCCESS, _BILLED)
+                          .where(*sc.conditions).group_by(StatRollup.iso_code)).all()
+    total = sum(int(r[1]) for r in rows)
+    prices = unit_prices or {}
+    out = [CountryRow(iso or "Unknown", _calling_code(iso), Figures(int(n), int(ok), int(b)),
+                      int(n) / total if total else 0.0, prices.get(iso))
+           for iso, n, ok, b in rows if int(n)]
+    return sorted(out, key=lambda r: (-r.figures.requests, r.iso_code))
+
+
+def _calling_code(iso: str) -> str:
+    code = phonenumbers.country_code_for_region(iso) if iso else 0
+    return f"+{code}" if code else ""
+
+
+def verification(ctx: Ctx, f: StatsFilter, now: datetime | None = None) -> list[CodeHour]:
+    """Verification-code traffic per application and local hour, with the growth
+    over the same hour the day before (what the captcha-abuse monitor watches)."""
+    sc = scope(ctx, f, now)
+    day = timedelta(days=1)
+    # The day before the window too, for the first day's growth.
+    conds = [*sc.base, StatRollup.verification.is_(True),
+             StatRollup.hour >= sc.window.start - day, StatRollup.hour < sc.window.end]
+    found: dict[tuple[int, datetime], list[int]] = {}
+    for app_id, hour, n, ok in ctx.db.execute(
+            select(StatRollup.app_id, StatRollup.hour, _REQUESTS, _SUCCESS)
+            .where(*conds).group_by(StatRollup.app_id, StatRollup.hour)):
+        found[(app_id, _aware(hour))] = [int(n), int(ok)]
+    out = []
+    for (app_id, hour), (n, ok) in sorted(found.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        if hour < sc.window.start:
+            continue
+        app = sc.apps[app_id]
+        before = found.get((app_id, hour - day), [0, 0])[0]
+        out.append(CodeHour(app.sdk_app_id, app.name, hour.astimezone(sc.window.zone), n, ok,
+                            before))
+    return out
+
+
+def choices(ctx: Ctx, region: str) -> dict[str, list[tuple[str, str]]]:
+    """The filter's options: applications, signatures and templates of the region."""
+    apps = [(a.sdk_app_id, f"{a.name} ({a.sdk_app_id})") for a in ctx.db.scalars(
+        select(Application).where(Application.account_id == ctx.actor.account_id)
+        .order_by(Application.sdk_app_id)) if ctx.actor.can(ACTION, a.sdk_app_id)]
+    if region not in REGIONS:
+        region = MAINLAND
+    sigs = [(str(s.id), s.content) for s in ctx.db.scalars(select(Signature).where(
+        Signature.account_id == ctx.actor.account_id, Signature.region == region)
+        .order_by(Signature.content))]
+    temps = [(str(t.id), t.name) for t in ctx.db.scalars(select(Template).where(
+        Template.account_id == ctx.actor.account_id, Template.region == region)
+        .order_by(Template.name))]
+    return {"apps": apps, "signatures": sigs, "templates": temps}
