@@ -82,7 +82,8 @@ def _name_taken(ctx: Ctx, name: str, except_id: int | None = None) -> bool:
     return ctx.db.scalar(q.limit(1)) is not None
 
 
-def groups(ctx: Ctx, query: str = "", page: int = 1) -> tuple[list[CustomerGroup], int]:
+def groups(ctx: Ctx, query: str = "", page: int = 1,
+           page_size: int = PAGE_SIZE) -> tuple[list[CustomerGroup], int]:
     """A page of the account's groups (newest first) and how many match in all."""
     ctx.actor.require("DescribeCustomerGroup")
     where = [CustomerGroup.account_id == ctx.actor.account_id]
@@ -91,7 +92,7 @@ def groups(ctx: Ctx, query: str = "", page: int = 1) -> tuple[list[CustomerGroup
         where.append(CustomerGroup.name.ilike(f"%{like}%", escape="\\"))
     total = ctx.db.scalar(select(func.count()).select_from(CustomerGroup).where(*where)) or 0
     rows = ctx.db.scalars(select(CustomerGroup).where(*where).order_by(CustomerGroup.id.desc())
-                          .limit(PAGE_SIZE).offset((max(page, 1) - 1) * PAGE_SIZE)).all()
+                          .limit(page_size).offset((max(page, 1) - 1) * page_size)).all()
     return list(rows), total
 
 
@@ -152,11 +153,12 @@ def rename_group(ctx: Ctx, group_id: int | str, name: str) -> CustomerGroup:
     return group
 
 
-def delete_group(ctx: Ctx, group_id: int | str, *, confirm_name: str) -> None:
-    """Delete a group and its numbers; the user types the group's name to confirm."""
+def delete_group(ctx: Ctx, group_id: int | str, *, confirm_name: str | None) -> None:
+    """Delete a group and its numbers. People type the group's name to confirm
+    (`confirm_name`); programs (the API) pass None."""
     ctx.actor.require("DeleteCustomerGroup")
     group = _group(ctx, group_id, lock=True)
-    if " ".join((confirm_name or "").split()) != group.name:
+    if confirm_name is not None and " ".join(confirm_name.split()) != group.name:
         raise invalid("confirm_name", "Type the group's name exactly to delete it.")
     audit.record(ctx, "DeleteCustomerGroup", "customer_group", group.id,
                  {"name": group.name, "numbers": group.member_count}, None)
@@ -175,8 +177,8 @@ def _prefix_filter(query: str) -> str | None:
     return raw
 
 
-def members(ctx: Ctx, group_id: int | str, query: str = "",
-            page: int = 1) -> tuple[CustomerGroup, list[Member], int]:
+def members(ctx: Ctx, group_id: int | str, query: str = "", page: int = 1,
+            page_size: int = PAGE_SIZE) -> tuple[CustomerGroup, list[Member], int]:
     """A page of a group's numbers, each marked muted / unsubscribed for the group's
     SMS type (under any signature), and how many match."""
     group = get_group(ctx, group_id)
@@ -191,7 +193,7 @@ def members(ctx: Ctx, group_id: int | str, query: str = "",
         total = group.member_count
     rows = ctx.db.execute(select(GroupMember.id, GroupMember.phone_number, GroupMember.created_at)
                           .where(*where).order_by(GroupMember.id.desc())
-                          .limit(PAGE_SIZE).offset((max(page, 1) - 1) * PAGE_SIZE)).all()
+                          .limit(page_size).offset((max(page, 1) - 1) * page_size)).all()
     phones = [r.phone_number for r in rows]
     muted = set(ctx.db.scalars(select(MuteEntry.phone_number).where(
         MuteEntry.account_id == ctx.actor.account_id, MuteEntry.phone_number.in_(phones),
