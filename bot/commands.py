@@ -12,11 +12,20 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from app.notify.slack import describe
-from app.services import apps, content, mute, reviews, sending, slack_link, unsubscribes
+from app.services import (
+    apps,
+    audience,
+    content,
+    mute,
+    reviews,
+    sending,
+    slack_link,
+    unsubscribes,
+)
 from app.services.context import Ctx, Settings
 from app.services.errors import ServiceError
 from app.services.limits import Limiter
-from app.sms import errors
+from app.sms import errors, templating
 from app.sms.text import REGIONS
 from bot import blocks
 from bot.context import NotLinked, acting
@@ -149,10 +158,22 @@ def _unsubscribed(ctx: Ctx, words: list[str], _body: dict, _client: WebClient) -
     return blocks.reply(f"{found[0].phone_number} unsubscribed from:\n" + "\n".join(lines))
 
 
+def _groups(ctx: Ctx, words: list[str], _body: dict, _client: WebClient) -> dict[str, Any]:
+    found, total = audience.groups(ctx, " ".join(words))
+    if not found:
+        return blocks.reply("No customer groups yet." if not words else
+                            f"No group matches “{blocks.escape(' '.join(words)[:40])}”.")
+    lines = [f"• *{blocks.escape(g.name)}* ({templating.SMS_TYPES[g.sms_type]}): "
+             f"{g.member_count:,} number{'s' if g.member_count != 1 else ''}" for g in found[:20]]
+    more = f"\n…and {total - 20:,} more on the web." if total > 20 else ""
+    return blocks.reply(f"{total:,} customer group{'s' if total != 1 else ''}:\n"
+                        + "\n".join(lines) + more)
+
+
 HANDLERS: dict[str, Callable[[Ctx, list[str], dict, WebClient], dict[str, Any]]] = {
     "apps": _apps, "app": _app, "templates": _templates, "signatures": _signatures,
     "template": _template, "reviews": _reviews, "send": _send, "mute": _mute,
-    "unsubscribed": _unsubscribed,
+    "unsubscribed": _unsubscribed, "groups": _groups,
 }
 
 

@@ -40,6 +40,7 @@ from app.models import (
     AllowedCountry,
     ApiKey,
     Application,
+    CustomerGroup,
     IdempotentReply,
     MuteEntry,
     Qualification,
@@ -50,7 +51,16 @@ from app.models import (
     User,
 )
 from app.queue import enqueue_deferred
-from app.services import api_keys, app_config, apps, content, mute, reviews, unsubscribes
+from app.services import (
+    api_keys,
+    app_config,
+    apps,
+    audience,
+    content,
+    mute,
+    reviews,
+    unsubscribes,
+)
 from app.services.access import Actor
 from app.services.app_config import FREQ_RULES
 from app.services.context import Ctx
@@ -689,3 +699,71 @@ def _request_removal(ctx: Ctx, b: Body) -> Json:
     return _removal(unsubscribes.request_removal(
         ctx, phone_number=b.text("phone_number"), signature_id="" if sig is None else sig,
         sms_type=b.text("sms_type"), reason=b.text("reason")))
+
+
+# --- customer groups -------------------------------------------------------------------
+
+def _group(g: CustomerGroup) -> Json:
+    return {"id": g.id, "name": g.name, "sms_type": g.sms_type, "numbers": g.member_count,
+            "created_by": g.created_by, "created_at": _when(g.created_at)}
+
+
+def _listing(items: list[Any], total: int, to_json: Callable[[Any], Json]) -> Json:
+    page, size = _page_args()
+    return {"items": [to_json(i) for i in items], "page": page, "page_size": size,
+            "total": total}
+
+
+@route("DescribeCustomerGroup")
+def _groups(ctx: Ctx) -> Json:
+    page, size = _page_args()
+    found, total = audience.groups(ctx, _query("name"), page, size)
+    return _listing(found, total, _group)
+
+
+@route("DescribeCustomerGroup:one")
+def _one_group(ctx: Ctx, group_id: int) -> Json:
+    return _group(audience.get_group(ctx, group_id))
+
+
+@route("DescribeCustomerGroup:numbers")
+def _group_numbers(ctx: Ctx, group_id: int) -> Json:
+    page, size = _page_args()
+    _g, found, total = audience.members(ctx, group_id, _query("prefix"), page, size)
+    return _listing(found, total, lambda m: {
+        "id": m.id, "phone_number": m.phone_number, "muted": m.muted,
+        "unsubscribed": m.unsubscribed, "created_at": _when(m.created_at)})
+
+
+@route("CreateCustomerGroup")
+def _create_group(ctx: Ctx, b: Body) -> Json:
+    return _group(audience.create_group(ctx, name=b.text("name"), sms_type=b.text("sms_type")))
+
+
+@route("ModifyCustomerGroup")
+def _rename_group(ctx: Ctx, b: Body, group_id: int) -> Json:
+    return _group(audience.rename_group(ctx, group_id, b.text("name")))
+
+
+@route("DeleteCustomerGroup")
+def _delete_group(ctx: Ctx, _b: Body, group_id: int) -> Json:
+    audience.delete_group(ctx, group_id, confirm_name=None)
+    return {"deleted": group_id}
+
+
+@route("AddCustomerNumbers")
+def _add_numbers(ctx: Ctx, b: Body, group_id: int) -> Json:
+    numbers = b.texts("phone_numbers")
+    if any("\n" in n or "\r" in n for n in numbers):
+        raise ValidationError({"phone_numbers": "One number per item, without line breaks."})
+    try:
+        result = audience.add_typed(ctx, text="\n".join(numbers), group_id=group_id)
+    except audience.BadLines as exc:
+        raise ValidationError({f"phone_numbers[{bad.line - 1}]": bad.reason
+                               for bad in exc.lines}) from None
+    return {"group": _group(result.group), "added": result.added, "merged": result.merged}
+
+
+@route("DeleteCustomerNumbers")
+def _remove_numbers(ctx: Ctx, b: Body, group_id: int) -> Json:
+    return {"removed": audience.remove_numbers(ctx, group_id, b.numbers("ids"))}

@@ -3,6 +3,7 @@
 from app.models.accounts import Account, Policy, User, UserPolicy
 from app.models.api import ApiKey, IdempotentReply
 from app.models.apps import AlarmContact, AllowedCountry, Application, FrequencyAllowlistEntry
+from app.models.audience import CustomerGroup, GroupMember
 from app.models.audit import AuditEntry
 from app.models.chat import ReviewMessage
 from app.models.content import Qualification, Signature, Template
@@ -29,7 +30,9 @@ __all__ = [
     "AuditEntry",
     "CallbackAttempt",
     "CreditPackage",
+    "CustomerGroup",
     "FrequencyAllowlistEntry",
+    "GroupMember",
     "IdempotentReply",
     "Message",
     "MuteEntry",

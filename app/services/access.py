@@ -44,6 +44,7 @@ ACTIONS: frozenset[str] = frozenset(
         # audience and general management
         "DescribeBlackList", "AddBlackList", "DeleteBlackList",
         "DescribeUnsubscribe", "ModifyUnsubscribe", "DescribeCustomerGroup", "ModifyCustomerGroup",
+        "CreateCustomerGroup", "DeleteCustomerGroup", "AddCustomerNumbers", "DeleteCustomerNumbers",
         "DescribePackageList", "ModifyPackage",
         # statistics and alarms
         "DescribeStatistics", "DescribeAlarms", "ModifyAlarms",

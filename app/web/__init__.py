@@ -126,6 +126,13 @@ def register(app: Flask) -> None:
         auth,
         content,
         general,
+    from app.web import (
+        accounts,
+        apps,
+        auth,
+        content,
+        general,
+        groups,
         health,
         messages,
         stats,
@@ -134,7 +141,7 @@ def register(app: Flask) -> None:
     )
 
     for module in (auth, health, apps, content, messages, general, users, accounts, tasks,
-                   stats):
+                   stats, groups):
         app.register_blueprint(module.bp)
     app.add_template_filter(_when, "when")
     # Browsers ask for /favicon.ico on pages without a <link rel=icon> (and on errors).

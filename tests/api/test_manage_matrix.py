@@ -5,6 +5,7 @@ them: allowed → done, denied → 403, out of scope → 403 or 404 (never done)
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -12,12 +13,14 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from app.services import app_config, content, unsubscribes
+from app.services import app_config, audience, content, unsubscribes
 from tests.api.mgmt import as_user
+from tests.audience import test_groups_service
 from tests.helpers import QUALIFICATION, doc, make_app, make_user, root_ctx
 from tests.services import test_content_matrix, test_policy_matrix
 
 Setup = Callable[[Session, str], Any]
+_names = itertools.count()
 
 
 def _contact(s: Session, a: str) -> int:
@@ -81,7 +84,19 @@ APP_CASES: dict[str, tuple[str, str, Any, Setup | None]] = {
                             None, None),
 }
 T = test_content_matrix.TEMPLATE
+def _group(s: Session, _a: str) -> int:
+    return audience.add_typed(root_ctx(s), text="13800138000",
+                              new_name=f"Target {next(_names)}", sms_type="marketing").group.id
+
+
 ACCOUNT_CASES: dict[str, tuple[str, str, Any, Setup | None]] = {
+    "DescribeCustomerGroup": ("GET", "/groups/{x}/numbers", None, _group),
+    "CreateCustomerGroup": ("POST", "/groups", {"name": "N", "sms_type": "marketing"}, None),
+    "ModifyCustomerGroup": ("PUT", "/groups/{x}", {"name": "Renamed"}, _group),
+    "DeleteCustomerGroup": ("DELETE", "/groups/{x}", None, _group),
+    "AddCustomerNumbers": ("POST", "/groups/{x}/numbers", {"phone_numbers": ["13900139000"]},
+                           _group),
+    "DeleteCustomerNumbers": ("POST", "/groups/{x}/numbers/remove", {"ids": [1]}, _group),
     "DescribeSmsTemplateList": ("GET", "/templates?region=mainland", None, None),
     "AddSmsTemplate": ("POST", "/templates", {**T, "region": "mainland"}, None),
     "ModifySmsTemplate": ("PUT", "/templates/{x}", T, _template),
@@ -113,6 +128,7 @@ def test_the_api_matrix_covers_the_service_matrices() -> None:
     # Key rotation and deleting an application are console-only for now.
     assert set(test_policy_matrix.CASES) - {"ModifyAppKey", "DeleteAppInfo"} <= set(APP_CASES)
     assert set(test_content_matrix.CASES) <= set(ACCOUNT_CASES)
+    assert set(test_groups_service.ACTIONS) <= set(ACCOUNT_CASES)
 
 
 def _call(api: Flask, session: Session, policy: str, case: tuple[str, str, Any, Setup | None],

@@ -1,0 +1,161 @@
+"""Marketing: customer groups and the numbers in them (SPEC.md §4)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from typing import Any
+
+from flask import Blueprint, Response, flash, redirect, request, send_file, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from app.services import audience
+from app.services.errors import Conflict, ValidationError
+from app.sms import templating
+from app.sms.cells import neutral
+from app.web import commit, ctx, form_errors, page, page_number
+
+bp = Blueprint("groups", __name__)
+
+
+def _list(errors: dict[str, str] | None = None, status: int = 200,
+          bad: list[audience.LineError] | None = None, which: str = "") -> Any:
+    """The groups page; `which` names the form (create / pool) the errors belong to."""
+    c = ctx()
+    query = request.args.get("q", "")[:40]
+    rows, total = audience.groups(c, query, page_number())
+    every, _ = audience.groups(c, "", 1) if c.actor.can("AddCustomerNumbers") else ([], 0)
+    return page("groups/index.html", "groups/_list.html", status=status, rows=rows, total=total,
+                query=query, page=page_number(), page_size=audience.PAGE_SIZE,
+                errors=errors or {}, form=request.form, bad=bad or [], targets=every, which=which,
+                sms_types=templating.SMS_TYPES, max_lines=audience.TYPED_MAX_LINES,
+                can_create=c.actor.can("CreateCustomerGroup"),
+                can_add=c.actor.can("AddCustomerNumbers"))
+
+
+@bp.get("/groups")
+def index() -> Any:
+    return _list()
+
+
+@bp.post("/groups")
+def create() -> Any:
+    try:
+        group = audience.create_group(ctx(), name=request.form.get("name", ""),
+                                      sms_type=request.form.get("sms_type", ""))
+        commit()
+    except (ValidationError, Conflict) as exc:
+        return _list(form_errors(exc), 422, which="create")
+    flash(f"Group “{group.name}” created.")
+    return redirect(url_for("groups.detail", gid=group.id))
+
+
+@bp.post("/groups/numbers")
+def add_to_pool() -> Any:
+    """The customer pool's typed entry: into an existing group or a new one."""
+    try:
+        result = audience.add_typed(ctx(), text=request.form.get("numbers", ""),
+                                    group_id=request.form.get("group_id") or None,
+                                    new_name=request.form.get("new_name", ""),
+                                    sms_type=request.form.get("sms_type", ""))
+        commit()
+    except audience.BadLines as exc:
+        return _list(form_errors(exc), 422, exc.lines, "pool")
+    except (ValidationError, Conflict) as exc:
+        return _list(form_errors(exc), 422, which="pool")
+    flash(_added(result))
+    return redirect(url_for("groups.detail", gid=result.group.id))
+
+
+def _added(result: audience.AddResult) -> str:
+    merged = f"; {result.merged:,} already there or repeated, merged" if result.merged else ""
+    return f"Added {result.added:,} number{'s' if result.added != 1 else ''}{merged}."
+
+
+def _detail(gid: int, errors: dict[str, str] | None = None, status: int = 200,
+            bad: list[audience.LineError] | None = None) -> Any:
+    c = ctx()
+    query = request.args.get("q", "")[:32]
+    try:
+        group, rows, total = audience.members(c, gid, query, page_number())
+    except ValidationError as exc:
+        errors = {**(errors or {}), "q": exc.errors["q"]}
+        group, rows, total = audience.members(c, gid, "", page_number())
+        query = ""
+    return page("groups/detail.html", "groups/_members.html", status=status, group=group,
+                rows=rows, total=total, query=query, page=page_number(),
+                page_size=audience.PAGE_SIZE, errors=errors or {}, form=request.form,
+                bad=bad or [], sms_types=templating.SMS_TYPES,
+                max_lines=audience.TYPED_MAX_LINES,
+                can_add=c.actor.can("AddCustomerNumbers"),
+                can_remove=c.actor.can("DeleteCustomerNumbers"),
+                can_rename=c.actor.can("ModifyCustomerGroup"),
+                can_delete=c.actor.can("DeleteCustomerGroup"))
+
+
+@bp.get("/groups/<int:gid>")
+def detail(gid: int) -> Any:
+    return _detail(gid)
+
+
+@bp.post("/groups/<int:gid>/numbers")
+def add_numbers(gid: int) -> Any:
+    try:
+        result = audience.add_typed(ctx(), text=request.form.get("numbers", ""), group_id=gid)
+        commit()
+    except audience.BadLines as exc:
+        return _detail(gid, form_errors(exc), 422, exc.lines)
+    except (ValidationError, Conflict) as exc:
+        return _detail(gid, form_errors(exc), 422)
+    flash(_added(result))
+    return redirect(url_for("groups.detail", gid=gid))
+
+
+@bp.post("/groups/<int:gid>/numbers/delete")
+def remove_numbers(gid: int) -> BaseResponse:
+    ids = [int(i) for i in request.form.getlist("id") if i.isdigit()][:1000]
+    removed = audience.remove_numbers(ctx(), gid, ids)
+    commit()
+    flash(f"Removed {removed} number{'s' if removed != 1 else ''}.")
+    return redirect(url_for("groups.detail", gid=gid))
+
+
+@bp.post("/groups/<int:gid>/rename")
+def rename(gid: int) -> Any:
+    try:
+        audience.rename_group(ctx(), gid, request.form.get("name", ""))
+        commit()
+    except (ValidationError, Conflict) as exc:
+        return _detail(gid, form_errors(exc), 422)
+    flash("Group renamed.")
+    return redirect(url_for("groups.detail", gid=gid))
+
+
+@bp.post("/groups/<int:gid>/delete")
+def delete(gid: int) -> Any:
+    try:
+        audience.delete_group(ctx(), gid, confirm_name=request.form.get("confirm_name", ""))
+        commit()
+    except (ValidationError, Conflict) as exc:
+        return _detail(gid, form_errors(exc), 422)
+    flash("Group deleted.")
+    return redirect(url_for("groups.index"))
+
+
+@bp.get("/groups/<int:gid>/export.csv")
+def export(gid: int) -> Response:
+    """Written whole before the answer starts (spilling to disk past 4 MB), so a
+    failure is an error page, never a truncated file that looks complete."""
+    group, rows = audience.all_numbers(ctx(), gid)
+    spool = tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+b")  # noqa: SIM115
+    text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+    out = csv.writer(text)
+    out.writerow(["phone_number", "attributes"])
+    for phone, attrs in rows:
+        out.writerow([neutral(phone), neutral(" | ".join(attrs or []))])
+    text.flush()
+    text.detach()
+    spool.seek(0)
+    return send_file(spool, mimetype="text/csv", as_attachment=True,
+                     download_name=f"group-{group.id}.csv")
