@@ -1,6 +1,7 @@
 """SQLAlchemy models, one module per aggregate. Importing this loads them all."""
 
 from app.models.accounts import Account, Policy, User, UserPolicy
+from app.models.alarms import Alarm, AlarmDelivery, CaptchaRule, MonitorCheckpoint
 from app.models.api import ApiKey, IdempotentReply
 from app.models.apps import AlarmContact, AllowedCountry, Application, FrequencyAllowlistEntry
 from app.models.audit import AuditEntry
@@ -20,16 +21,20 @@ from app.models.sending import (
 
 __all__ = [
     "Account",
+    "Alarm",
     "AlarmContact",
+    "AlarmDelivery",
     "AllowedCountry",
     "ApiKey",
     "Application",
     "AuditEntry",
     "CallbackAttempt",
+    "CaptchaRule",
     "CreditPackage",
     "FrequencyAllowlistEntry",
     "IdempotentReply",
     "Message",
+    "MonitorCheckpoint",
     "MuteEntry",
     "Notification",
     "Policy",
