@@ -35,6 +35,7 @@ HELP = {
     "send <AppID> <template_id> <number> [params…]": "one test message; shows its receipt",
     "mute <number> | mute add <number> <signature> [type|all] consent": "the mute list",
     "unsubscribed <number>": "what a number opted out of",
+    "alarms [AppID]": "recent alarms and who acknowledged them",
     "link <code>": "act as your smsops user (the code is on My account in the web)",
 }
 

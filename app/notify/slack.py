@@ -96,17 +96,19 @@ def alarm_blocks(data: dict[str, Any]) -> list[dict[str, Any]]:
         facts.append(f"*Figure:* {figures['value']:,}{against} {escape(figures.get('unit', ''))}"
                      .rstrip())
     facts.append(f"*When:* {escape(data.get('when', ''))}")
+    def mrkdwn(text: str) -> dict[str, Any]:  # verbatim: no auto-linked names or URLs
+        return {"type": "mrkdwn", "text": text[:2900], "verbatim": True}
+
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}},
-        {"type": "section",
-         "text": {"type": "mrkdwn", "text": escape(data.get("body", ""))[:2900]}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": " · ".join(facts)}]},
+        {"type": "section", "text": mrkdwn("\n".join(lines))},
+        {"type": "section", "text": mrkdwn(escape(data.get("body", "")))},
+        {"type": "context", "elements": [mrkdwn(" · ".join(facts))]},
     ]
     alarm_id = str(data["alarm_id"])
     if data.get("acknowledged_by"):
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
+        blocks.append({"type": "context", "elements": [mrkdwn(
             f":white_check_mark: Acknowledged by {escape(data['acknowledged_by'])} at "
-            f"{escape(data.get('acknowledged_at') or '')}")}]})
+            f"{escape(data.get('acknowledged_at') or '')}")]})
         buttons: list[dict[str, Any]] = []
     else:
         buttons = [{"type": "button", "action_id": ALARM_ACK, "value": alarm_id,

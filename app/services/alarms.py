@@ -189,10 +189,6 @@ def system_ctx(db: Session, account_id: int, settings: Settings) -> Ctx | None:
 
 # --- acknowledge, history -----------------------------------------------------
 
-def _visible(ctx: Ctx, alarm: Alarm, sdk_app_id: str | None) -> bool:
-    return ctx.actor.can("DescribeAlarms", sdk_app_id)
-
-
 def get(ctx: Ctx, alarm_id: int) -> Alarm:
     ctx.actor.require("DescribeAlarms")
     alarm = ctx.db.get(Alarm, alarm_id)
@@ -324,3 +320,41 @@ def deliveries(ctx: Ctx, alarm_ids: list[int]) -> dict[int, list[Notification]]:
     for alarm_id, n in rows:
         out[alarm_id].append(n)
     return out
+
+
+# --- actions from an alarm message --------------------------------------------
+
+@dataclass(frozen=True)
+class LimitTarget:
+    sdk_app_id: str
+    app_name: str
+    region: str
+    alarm_threshold: int | None
+    daily_limit: int | None
+
+
+def limit_target(ctx: Ctx, alarm_id: int) -> LimitTarget:
+    """The daily pair a threshold/limit alarm is about, for the *Raise limit* form.
+    Refused (PermissionDenied) for users who may not change it, before any form."""
+    from app.services.apps import get_app
+
+    alarm = get(ctx, alarm_id)
+    region = (alarm.figures or {}).get("region")
+    sid = (alarm.figures or {}).get("sdk_app_id")
+    if alarm.event not in RAISABLE or region not in ("mainland", "international") or not sid:
+        raise ValidationError({"alarm": "This alarm has no daily limit to raise."})
+    app = get_app(ctx, sid, "ModifyWarningThreshold")
+    ctx.actor.require("ModifyWarningThreshold", app.sdk_app_id)
+    prefix = "mainland" if region == "mainland" else "intl"
+    return LimitTarget(app.sdk_app_id, app.name, region,
+                       getattr(app, f"{prefix}_alarm_threshold"),
+                       getattr(app, f"{prefix}_daily_limit"))
+
+
+def raise_limit(ctx: Ctx, alarm_id: int, *, alarm_threshold: Any, daily_limit: Any) -> Any:
+    """Change the pair through the same service and policy check as the web form."""
+    from app.services import app_config
+
+    target = limit_target(ctx, alarm_id)
+    return app_config.set_thresholds(ctx, target.sdk_app_id, target.region,
+                                     alarm_threshold=alarm_threshold, daily_limit=daily_limit)
