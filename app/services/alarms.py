@@ -358,3 +358,33 @@ def raise_limit(ctx: Ctx, alarm_id: int, *, alarm_threshold: Any, daily_limit: A
     target = limit_target(ctx, alarm_id)
     return app_config.set_thresholds(ctx, target.sdk_app_id, target.region,
                                      alarm_threshold=alarm_threshold, daily_limit=daily_limit)
+
+
+def test_contact(ctx: Ctx, sdk_app_id: str, contact_id: int) -> Alarm:
+    """A test alarm to one contact on every channel it has (a confirmed mobile for
+    SMS), recorded and delivered like any other, so its results show in the history."""
+    from app.models import AlarmContact
+    from app.services.apps import get_app
+
+    app = get_app(ctx, sdk_app_id, "ModifyNewsReceiver")
+    ctx.actor.require("ModifyNewsReceiver", app.sdk_app_id)
+    contact = ctx.db.get(AlarmContact, contact_id)
+    if contact is None or contact.app_id != app.id:
+        raise NotFound(f"No alarm contact #{contact_id} in application {app.sdk_app_id}.")
+    recipients: list[tuple[str, str]] = []
+    if contact.email:
+        recipients.append(("email", contact.email))
+    if contact.mobile and contact.mobile_confirmed_at and "sms" in ctx.settings.notify_channels:
+        recipients.append(("sms", contact.mobile))
+    if contact.slack_user_id and "slack" in ctx.settings.notify_channels:
+        recipients.append(("slack", contact.slack_user_id))
+    if not recipients:
+        raise ValidationError({"": "This contact has no channel to test: add an email, "
+                                   "confirm the mobile or link a Slack user."})
+    alarm = raise_alarm(ctx, None, "test", period=f"{contact.id}:{utcnow():%Y%m%d%H%M%S%f}",
+                        ttl_s=0, app=app, subject=f"Test alarm for {contact.name}",
+                        body=(f"A test alarm from smsops for {contact.name}, alarm contact of "
+                              f"{app.name} ({app.sdk_app_id}). Nothing is wrong."),
+                        sms=alarm_texts.render("test"), recipients=recipients)
+    assert alarm is not None  # no period guard
+    return alarm
