@@ -36,6 +36,7 @@ HELP = {
     "mute <number> | mute add <number> <signature> [type|all] consent": "the mute list",
     "unsubscribed <number>": "what a number opted out of",
     "groups [name]": "customer groups and how many numbers each holds",
+    "alarms [AppID]": "recent alarms and who acknowledged them",
     "link <code>": "act as your smsops user (the code is on My account in the web)",
     "stats [AppID] [today|yesterday|7d|30d] [mainland|international]":
         "delivery figures and the top failure reasons",

@@ -28,6 +28,7 @@ from app.services.limits import Limiter
 from app.sms import errors, templating
 from app.sms.text import REGIONS
 from bot import blocks
+from bot.alarms import alarms_command
 from bot.context import NotLinked, acting
 
 log = logging.getLogger("smsops.slack")
@@ -174,6 +175,7 @@ HANDLERS: dict[str, Callable[[Ctx, list[str], dict, WebClient], dict[str, Any]]]
     "apps": _apps, "app": _app, "templates": _templates, "signatures": _signatures,
     "template": _template, "reviews": _reviews, "send": _send, "mute": _mute,
     "unsubscribed": _unsubscribed, "groups": _groups,
+    "alarms": alarms_command,  # bot/alarms.py
 }
 
 

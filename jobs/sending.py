@@ -24,6 +24,7 @@ from app.queue import DRAIN_JOB, RECEIPTS_JOB, enqueue_each, wake, wake_key
 from app.services import pipeline, sending
 from app.services.pipeline import PipelineSettings
 from jobs import runtime
+from jobs.alarms import observe_link
 
 log = logging.getLogger("smsops.sending")
 T = TypeVar("T")
@@ -117,7 +118,9 @@ def _submit_batch(app: Flask, settings: PipelineSettings, ids: list[int] | None)
         # Nothing left: back to accepted, to be drained again (RQ retry or sweeper).
         _db_retry(lambda s: pipeline.release(s, attempt, [m.message_id for m in batch]),
                   settings.lease_s)
+        observe_link(app, up=False)  # down for over a minute: an alarm (jobs/alarms.py)
         raise
+    observe_link(app, up=True)
     _db_retry(lambda s: pipeline.record_submissions(s, attempt, results), settings.lease_s)
     if any(r.receipt is not None for r in results):
         _wake(app, RECEIPTS_JOB)

@@ -31,7 +31,7 @@ def call(method: Callable[..., Any], **kwargs: Any) -> Any | None:
         if exc.response is not None and exc.response.status_code == 429:
             delay = int(exc.response.headers.get("Retry-After", "30"))
             job = get_current_job()
-            if job is not None:
+            if job is not None and job.func_name:  # typed optional by RQ
                 Queue(job.origin, connection=job.connection).enqueue_in(
                     timedelta(seconds=delay), job.func_name, *job.args, **job.kwargs)
                 log.warning("Slack rate limited %s; again in %s s", job.func_name, delay)

@@ -39,11 +39,13 @@ class Sweeper(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        from jobs.alarms import ensure_scheduled
         from jobs.sending import sweep_once
 
         while not self.stopped.wait(self.every_s):
             try:
                 sweep_once(self.app)
+                ensure_scheduled(self.app)  # the hourly monitors, on RQ's scheduler
             except Exception as exc:  # the database or Redis is down: next time
                 log.warning("sweep failed: %s: %s", type(exc).__name__, exc)
 

@@ -1,6 +1,7 @@
 """SQLAlchemy models, one module per aggregate. Importing this loads them all."""
 
 from app.models.accounts import Account, Policy, User, UserPolicy
+from app.models.alarms import Alarm, AlarmDelivery, CaptchaRule, MonitorCheckpoint
 from app.models.api import ApiKey, IdempotentReply
 from app.models.apps import AlarmContact, AllowedCountry, Application, FrequencyAllowlistEntry
 from app.models.audience import CustomerGroup, GroupMember
@@ -23,18 +24,22 @@ from app.models.stats import StatRollup
 
 __all__ = [
     "Account",
+    "Alarm",
     "AlarmContact",
+    "AlarmDelivery",
     "AllowedCountry",
     "ApiKey",
     "Application",
     "AuditEntry",
     "CallbackAttempt",
+    "CaptchaRule",
     "CreditPackage",
     "CustomerGroup",
     "FrequencyAllowlistEntry",
     "GroupMember",
     "IdempotentReply",
     "Message",
+    "MonitorCheckpoint",
     "MuteEntry",
     "Notification",
     "Policy",

@@ -17,6 +17,8 @@ ALARM_EVENTS = {
     "review": "Template and signature review results",
     "package": "Package (credit) alarms",
     "captcha": "Captcha-abuse alarms",
+    "link": "Carrier link down / back up",
+    "task": "Bulk task failed or stopped",
 }
 
 

@@ -8,7 +8,7 @@ SMS register themselves the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,9 @@ class Message:
     recipient: str
     subject: str
     body: str
+    # An alarm's figures (app/services/alarms.py slack_data) for channels that can show
+    # them richly (Slack blocks with buttons); others send subject and body.
+    alarm: dict[str, Any] | None = None
 
 
 class DeliveryError(Exception):
@@ -30,7 +33,8 @@ class DeliveryError(Exception):
 class Channel(Protocol):
     name: str
 
-    def send(self, message: Message) -> None: ...
+    def send(self, message: Message) -> str | None:
+        """Deliver; may return where it landed (Slack: channel:ts) to update it later."""
 
 
 class Channels:

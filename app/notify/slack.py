@@ -55,14 +55,69 @@ class SlackChannel:
     def __init__(self, client: WebClient) -> None:
         self.client = client
 
-    def send(self, message: Message) -> None:
+    def send(self, message: Message) -> str | None:
+        text = f"*{escape(message.subject)}*\n{escape(message.body)}"
+        extra: dict[str, Any] = {}
+        if message.alarm is not None:
+            extra["blocks"] = alarm_blocks(message.alarm)
         try:
-            self.client.chat_postMessage(
-                channel=message.recipient,
-                text=f"*{escape(message.subject)}*\n{escape(message.body)}",
-                unfurl_links=False,
-            )
+            answer = self.client.chat_postMessage(
+                channel=message.recipient, text=text, unfurl_links=False, **extra)
         except SlackApiError as exc:
             log.warning("Slack chat.postMessage to %s failed: %s", message.recipient,
                         describe(exc))
             raise DeliveryError(f"Slack: {describe(exc)}") from None
+        if message.alarm is None:
+            return None
+        # A DM lands in a D… channel: chat.update needs that id, not the user's.
+        return f"{answer.get('channel') or message.recipient}:{answer.get('ts') or ''}"
+
+
+# Alarm message buttons (bot/alarms.py answers them).
+ALARM_ACK = "alarm_ack"
+ALARM_OPEN = "alarm_open"
+ALARM_RAISE = "alarm_raise_limit"
+ALARM_STOP_TASK = "alarm_stop_task"
+ALARM_RAISE_MODAL = "alarm_raise_modal"
+
+
+def alarm_blocks(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """What, which application, the number against its threshold, when; then the
+    buttons, or who acknowledged it (no buttons left to click twice)."""
+    figures = data.get("figures") or {}
+    lines = [f":rotating_light: *{escape(data.get('label', ''))}*: {escape(data['subject'])}"]
+    facts = []
+    if figures.get("sdk_app_id"):
+        facts.append(f"*Application:* {escape(figures.get('app_name') or '')} "
+                     f"({figures['sdk_app_id']})")
+    if figures.get("value") is not None:
+        against = (f" of {figures['threshold']:,}" if isinstance(figures.get("threshold"), int)
+                   else "")
+        facts.append(f"*Figure:* {figures['value']:,}{against} {escape(figures.get('unit', ''))}"
+                     .rstrip())
+    facts.append(f"*When:* {escape(data.get('when', ''))}")
+    def mrkdwn(text: str) -> dict[str, Any]:  # verbatim: no auto-linked names or URLs
+        return {"type": "mrkdwn", "text": text[:2900], "verbatim": True}
+
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": mrkdwn("\n".join(lines))},
+        {"type": "section", "text": mrkdwn(escape(data.get("body", "")))},
+        {"type": "context", "elements": [mrkdwn(" · ".join(facts))]},
+    ]
+    alarm_id = str(data["alarm_id"])
+    if data.get("acknowledged_by"):
+        blocks.append({"type": "context", "elements": [mrkdwn(
+            f":white_check_mark: Acknowledged by {escape(data['acknowledged_by'])} at "
+            f"{escape(data.get('acknowledged_at') or '')}")]})
+        buttons: list[dict[str, Any]] = []
+    else:
+        buttons = [{"type": "button", "action_id": ALARM_ACK, "value": alarm_id,
+                    "style": "primary", "text": {"type": "plain_text", "text": "Acknowledge"}}]
+    if data.get("url"):
+        buttons.append({"type": "button", "action_id": ALARM_OPEN, "url": data["url"],
+                        "text": {"type": "plain_text", "text": "Open in web"}})
+    if data.get("raise_limit") and not data.get("acknowledged_by"):
+        buttons.append({"type": "button", "action_id": ALARM_RAISE, "value": alarm_id,
+                        "text": {"type": "plain_text", "text": "Raise limit"}})
+    blocks.append({"type": "actions", "block_id": f"alarm:{alarm_id}", "elements": buttons})
+    return blocks

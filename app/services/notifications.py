@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, or_, select
@@ -31,7 +32,7 @@ _log = logging.getLogger("smsops.notify")
 PAGE_SIZE = 50
 DELIVER_JOB = "jobs.notify.deliver"
 # Review results go to the review channel (the request is updated); these are alarms.
-ALARM_EVENTS = ("threshold", "frequency", "package", "captcha")
+ALARM_EVENTS = ("threshold", "frequency", "package", "captcha", "link", "task")
 CONFIRM_EVENT = "confirm"  # the code that confirms a contact's mobile
 SMS_PER_NUMBER_HOUR = 10  # alarm SMS to one number in any hour (no storms on one phone)
 ALARM_SMS_TYPE = "notification"  # alarm SMS count as notifications for mute/unsubscribe
@@ -160,8 +161,9 @@ def deliver(db: Session, ids: list[int], channels: Channels) -> int:
             _forget_code(n)
             continue
         n.attempts += 1
+        alarm = _alarm_of(db, n)
         try:
-            channels.get(n.channel).send(Message(n.recipient, n.subject, n.body))
+            ref = channels.get(n.channel).send(Message(n.recipient, n.subject, n.body, alarm))
         except DeliveryError as exc:
             n.status, n.error = (REFUSED if exc.permanent else FAILED), str(exc)[:500]
             failed += 0 if exc.permanent else 1
@@ -174,7 +176,21 @@ def deliver(db: Session, ids: list[int], channels: Channels) -> int:
         else:
             n.status, n.error, n.sent_at = SENT, None, utcnow()
             _forget_code(n)
+            if ref and alarm is not None:
+                from app.services import alarms
+
+                alarms.delivered_at(db, n.id, ref)
     return failed
+
+
+def _alarm_of(db: Session, n: Notification) -> dict[str, Any] | None:
+    """The alarm a Slack notification carries, so the channel can show its figures
+    and buttons (app/services/alarms.py records which notification carried what)."""
+    if n.channel != "slack":
+        return None
+    from app.services import alarms  # alarms builds on this module
+
+    return alarms.delivery_data(db, n.id)
 
 
 def _forget_code(n: Notification) -> None:

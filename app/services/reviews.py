@@ -23,7 +23,7 @@ from app.models.content import (
     REJECTED,
     STATUS_LABELS,
 )
-from app.services import audit, notifications
+from app.services import alarms, audit, notifications
 from app.services.content import Content, snapshot
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, PermissionDenied, ValidationError, invalid
@@ -199,16 +199,19 @@ def _tell(ctx: Ctx, kind: str, obj: Content) -> None:
         lines.append(f"Reason: {obj.reject_reason}")
         lines.append("Edit it and it is submitted for review again.")
     lines.append(f"{ctx.settings.base_url}{link_of(kind, obj.id)}")
-    # Account-level content: only contacts whose saver may read this kind of it.
-    recipients = notifications.contact_recipients(
-        ctx, "review", read_action=notifications.REVIEW_READ_ACTIONS[kind])
     submitter = ctx.db.get(User, obj.submitted_by_id) if obj.submitted_by_id else None
+    extra: list[tuple[str, str]] = []
     if submitter is not None:
-        recipients.insert(0, ("email", submitter.email))
+        extra.append(("email", submitter.email))
         if submitter.slack_user_id and "slack" in ctx.settings.notify_channels:
-            recipients.insert(1, ("slack", submitter.slack_user_id))
+            extra.append(("slack", submitter.slack_user_id))
     sms = alarm_texts.render("review", kind=label, id=obj.id, outcome=outcome)  # no user text
-    notifications.notify(ctx, "review", recipients, subject, "\n".join(lines), sms=sms)
+    # A decision happens once, so no period guard; account-level content reaches only
+    # contacts whose saver may read this kind of it.
+    alarms.raise_alarm(ctx, None, "review", period=f"{kind}:{obj.id}:{obj.status}",
+                       ttl_s=0, app=None, subject=subject, body="\n".join(lines), sms=sms,
+                       figures={"kind": kind, "object_id": obj.id, "outcome": outcome},
+                       extra=extra, read_action=notifications.REVIEW_READ_ACTIONS[kind])
 
 
 def pending_count(ctx: Ctx) -> int:

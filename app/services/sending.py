@@ -31,7 +31,7 @@ from app.models import (
 )
 from app.models.content import EFFECTIVE
 from app.models.sending import ACCEPTED, REJECTED
-from app.services import notifications, rollups
+from app.services import alarms, rollups
 from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import NotFound, invalid
@@ -434,43 +434,65 @@ def _reserve_all(ctx: Ctx, limiter: Limiter, app: Application, account: Account,
         if reserved and threshold is not None:
             used = limiter.used(app_day_key(app.id, region, day))
             if used >= threshold:
-                _alarm(ctx, limiter, app, "threshold",
-                       f"threshold:{app.sdk_app_id}:{region}:{day}", 86400,
+                _alarm(ctx, limiter, app, "threshold", f"{app.sdk_app_id}:{region}:{day}", 86400,
                        f"{app.name} passed its daily {region} alarm threshold",
                        f"{app.name} ({app.sdk_app_id}) has sent {used:,} billed {region} "
                        f"items today; the alarm threshold is {threshold:,}.",
                        sms=alarm_texts.render("threshold", app=app.sdk_app_id, region=region,
-                                              used=used))
+                                              used=used),
+                       figures={"value": used, "threshold": threshold, "region": region,
+                                "unit": "billed items today"})
         for iso in dict.fromkeys(messages[i].iso_code for i, _checks_of in reserved):
             _country_threshold(ctx, limiter, app, countries.get(iso), region, iso, day)
     alarmed: set[str] = set()
+    frequency_refused = sum(r.error_code.startswith("LimitExceeded.PhoneNumber")
+                            for _m, r in refusals)
     for msg, refusal in refusals:
         if refusal.error_code.startswith("LimitExceeded.PhoneNumber") and "f" not in alarmed:
             alarmed.add("f")
             hour = time.gmtime().tm_hour
+            # At most one per application per hour, with how many numbers were refused.
             _alarm(ctx, limiter, app, "frequency", f"{app.sdk_app_id}:{day}:{hour}", 3600,
                    f"Frequency limit hit in {app.name}",
-                   f"{app.name} ({app.sdk_app_id}) refused a message to {msg.phone_number}: "
+                   f"{app.name} ({app.sdk_app_id}) refused {frequency_refused:,} number(s) on "
+                   f"frequency limits, e.g. {msg.phone_number}: "
                    f"{errors.describe(refusal.error_code).reason}",
-                   sms=alarm_texts.render("frequency", app=app.sdk_app_id))
+                   sms=alarm_texts.render("frequency", app=app.sdk_app_id),
+                   figures={"value": frequency_refused, "unit": "number(s) refused"})
         elif refusal.error_code == "LimitExceeded.AppDailyLimit" and "l" not in alarmed:
             alarmed.add("l")
-            _alarm(ctx, limiter, app, "threshold", f"limit:{app.sdk_app_id}:{msg.region}:{day}",
+            _alarm(ctx, limiter, app, "limit", f"{app.sdk_app_id}:{msg.region}:{day}",
                    86400, f"{app.name} reached its daily {msg.region} limit",
-                   f"{app.name} ({app.sdk_app_id}) reached its daily {msg.region} limit; "
-                   "sending there is suspended until the end of the day.",
-                   sms=alarm_texts.render("limit", app=app.sdk_app_id, region=msg.region))
+                   f"{app.name} ({app.sdk_app_id}) reached its daily {msg.region} limit of "
+                   f"{refusal.limit:,} billed items; sending there is suspended until the end "
+                   "of the day.",
+                   sms=alarm_texts.render("limit", app=app.sdk_app_id, region=msg.region),
+                   figures={"value": refusal.limit, "threshold": refusal.limit,
+                            "region": msg.region, "unit": "billed items today"})
         elif refusal.error_code == "LimitExceeded.AppCountryOrRegionDailyLimit" \
                 and f"c:{msg.iso_code}" not in alarmed:
             alarmed.add(f"c:{msg.iso_code}")
-            _alarm(ctx, limiter, app, "threshold",
-                   f"limit:{app.sdk_app_id}:{msg.iso_code}:{day}", 86400,
+            _alarm(ctx, limiter, app, "country_limit",
+                   f"{app.sdk_app_id}:{msg.iso_code}:{day}", 86400,
                    f"{app.name} reached its daily limit for {msg.iso_code}",
                    f"{app.name} ({app.sdk_app_id}) reached its daily limit of "
                    f"{refusal.limit:,} billed items for {msg.iso_code}; sending there is "
                    "suspended until the end of the day.",
                    sms=alarm_texts.render("country_limit", app=app.sdk_app_id,
-                                          country=msg.iso_code))
+                                          country=msg.iso_code),
+                   figures={"value": refusal.limit, "threshold": refusal.limit,
+                            "country": msg.iso_code, "unit": "billed items today"})
+        elif refusal.error_code == "LimitExceeded.AccountInternationalDailyQuota" \
+                and "q" not in alarmed:
+            alarmed.add("q")
+            _alarm(ctx, limiter, app, "quota", f"{account.id}:{day}", 86400,
+                   "The account reached its daily international quota",
+                   f"The account reached its international quota of {refusal.limit:,} billed "
+                   f"items per day (refused in {app.name}, {app.sdk_app_id}); international "
+                   "sending is suspended until the end of the day.",
+                   sms=alarm_texts.render("quota"),
+                   figures={"value": refusal.limit, "threshold": refusal.limit,
+                            "unit": "billed items today"})
 
 
 def _country_threshold(ctx: Ctx, limiter: Limiter, app: Application, country: Any,
@@ -480,12 +502,14 @@ def _country_threshold(ctx: Ctx, limiter: Limiter, app: Application, country: An
         return
     used = limiter.used(country_day_key(app.id, iso, day))
     if used >= country.alarm_threshold:
-        _alarm(ctx, limiter, app, "threshold", f"threshold:{app.sdk_app_id}:{iso}:{day}", 86400,
+        _alarm(ctx, limiter, app, "country_threshold", f"{app.sdk_app_id}:{iso}:{day}", 86400,
                f"{app.name} passed its daily alarm threshold for {iso}",
                f"{app.name} ({app.sdk_app_id}) has sent {used:,} billed items to {iso} today; "
                f"the alarm threshold there is {country.alarm_threshold:,}.",
                sms=alarm_texts.render("country_threshold", app=app.sdk_app_id, country=iso,
-                                      used=used))
+                                      used=used),
+               figures={"value": used, "threshold": country.alarm_threshold, "country": iso,
+                        "unit": "billed items today"})
 
 
 def _consume_credit(ctx: Ctx, limiter: Limiter, account: Account, fees: list[int]) -> int:
@@ -531,28 +555,22 @@ def _consume_credit(ctx: Ctx, limiter: Limiter, account: Account, fees: list[int
     if paid and account.package_alarm_threshold is not None and (
         balance <= account.package_alarm_threshold
     ):
-        _alarm_account(ctx, limiter, account, "package", f"package:{account.id}:{now:%Y%m%d}",
-                       86400, "Credit balance is low",
-                       f"{balance:,} mainland billed items are left in your packages.",
-                       sms=alarm_texts.render("package", left=max(balance, 0)))
+        alarms.raise_alarm(ctx, limiter.conn, "package_low", period=f"{account.id}:{now:%Y%m%d}",
+                           ttl_s=86400, app=None, subject="Credit balance is low",
+                           body=f"{balance:,} mainland billed items are left in your packages.",
+                           sms=alarm_texts.render("package", left=max(balance, 0)),
+                           figures={"value": max(balance, 0),
+                                    "threshold": account.package_alarm_threshold,
+                                    "unit": "billed items left"})
     return paid
 
 
-def _alarm(ctx: Ctx, limiter: Limiter, app: Application, event: str, key: str, ttl: int,
-           subject: str, body: str, *, sms: str) -> None:
-    """Record an alarm event once per period (no storms) through the notification port.
+def _alarm(ctx: Ctx, limiter: Limiter, app: Application, event: str, period: str, ttl: int,
+           subject: str, body: str, *, sms: str, figures: dict[str, Any]) -> None:
+    """Through the alarm service: once per event per period, to every channel.
     `sms`: the catalogue wording (app/sms/alarm_texts.py) texted to contacts."""
-    if limiter.once(f"smsops:alarm:{event}:{key}", ttl):
-        # One line: the subject carries the application's name into a mail header.
-        notifications.notify(ctx, event, notifications.contact_recipients(ctx, event, app.id),
-                             " ".join(subject.split()), body, sms=sms)
-
-
-def _alarm_account(ctx: Ctx, limiter: Limiter, account: Account, event: str, key: str,
-                   ttl: int, subject: str, body: str, *, sms: str) -> None:
-    if limiter.once(f"smsops:alarm:{event}:{key}", ttl):
-        notifications.notify(ctx, event, notifications.contact_recipients(ctx, event), subject,
-                             body, sms=sms)
+    alarms.raise_alarm(ctx, limiter.conn, event, period=period, ttl_s=ttl, app=app,
+                       subject=subject, body=body, sms=sms, figures=figures)
 
 
 def get_message(ctx: Ctx, sdk_app_id: str, serial_no: str) -> Message:

@@ -22,6 +22,8 @@ PARAMS: dict[str, str] = {
     "outcome": r"approved|approved, pending effect|effective|rejected",
     "code": r"\d{6}",
     "minutes": r"\d{1,3}",
+    "pct": r"\d{1,3}",
+    "status": r"failed|stopped",
 }
 
 TEXTS: dict[str, str] = {
@@ -37,6 +39,15 @@ TEXTS: dict[str, str] = {
     "frequency": "App {app}: a frequency limit refused a message. Details in the console.",
     "package": "Credit packages are low: {left} mainland billed items left.",
     "captcha": "App {app}: unusual verification-code traffic. Details in the console.",
+    "captcha_figures": "App {app}: unusual verification-code traffic, {used} in an hour, "
+                       "{pct}% successful. Details in the console.",
+    "quota": "The account reached its daily international quota; international sending is "
+             "suspended until the end of the day.",
+    "package_expired": "A credit package expired; {left} mainland billed items are left.",
+    "link_down": "The carrier link is down for {minutes} minute(s); messages wait to be sent.",
+    "link_up": "The carrier link is back up after {minutes} minute(s).",
+    "task": "App {app}: bulk task #{id} {status}. Details in the console.",
+    "test": "A test alarm from smsops: this contact receives alarm SMS.",
     "confirm": "Your alarm contact confirmation code is {code}. It expires in {minutes} "
                "minutes.",
 }

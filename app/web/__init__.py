@@ -122,12 +122,7 @@ def _load_user(user_id: str) -> User | None:
 def register(app: Flask) -> None:
     from app.web import (
         accounts,
-        apps,
-        auth,
-        content,
-        general,
-    from app.web import (
-        accounts,
+        alarms,
         apps,
         auth,
         content,
@@ -141,7 +136,7 @@ def register(app: Flask) -> None:
     )
 
     for module in (auth, health, apps, content, messages, general, users, accounts, tasks,
-                   stats, groups):
+                   stats, groups, alarms):
         app.register_blueprint(module.bp)
     app.add_template_filter(_when, "when")
     # Browsers ask for /favicon.ico on pages without a <link rel=icon> (and on errors).

@@ -1,0 +1,86 @@
+"""Alarm jobs: Slack messages updated after an acknowledge, the hourly monitors (on
+RQ's scheduler), and the carrier link as the sending jobs see it."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import redis as redis_lib
+from flask import Flask
+from rq import Queue
+
+from app.db import utcnow
+from app.models.alarms import Alarm
+from app.notify.slack import alarm_blocks
+from app.queue import enqueue_deferred
+from app.services import alarms, monitors
+from app.services.context import Settings
+from jobs import runtime
+from jobs.slack import call, client
+
+log = logging.getLogger("smsops.alarms")
+HOURLY_JOB = "jobs.alarms.hourly"
+SCHEDULED_KEY = "smsops:monitor:hourly:{}"  # per hour: the next run is on RQ's scheduler
+HOURLY_DELAY_S = 5  # after the hour, so messages of its last second are in
+
+
+def refresh(alarm_id: int) -> None:
+    """Show the acknowledge on every Slack message that carries the alarm."""
+    with runtime.unit_of_work() as session:
+        alarm = session.get(Alarm, alarm_id)
+        if alarm is None:
+            return
+        data = alarms.slack_data(alarm)
+        refs = alarms.slack_refs(session, alarm_id)
+    blocks = alarm_blocks(data)
+    text = f"{data['label']}: {data['subject']}"
+    c = client()
+    for ref in refs:
+        channel, _, ts = ref.partition(":")
+        call(c.chat_update, channel=channel, ts=ts, text=text, blocks=blocks)
+
+
+def hourly() -> None:
+    """Every finished hour not checked yet (a missed hour is caught up once), then
+    expired packages. Safe on several workers at once: the checkpoint and each
+    alarm's once-per-period key keep it to one alarm."""
+    app = runtime.app()
+    conn = app.extensions["redis"]
+    settings = Settings.from_config(app.config)
+    deferred: list[tuple[str, tuple[Any, ...]]] = []
+    with runtime.unit_of_work() as session:
+        hours = monitors.run_captcha(session, conn, settings, deferred)
+        monitors.check_packages(session, conn, settings, deferred)
+    enqueue_deferred(conn, deferred)
+    log.info("hourly monitors: %d hour(s) checked", len(hours))
+
+
+def ensure_scheduled(app: Flask) -> None:
+    """Keep the next hourly run on RQ's scheduler (called by each worker's sweeper
+    every few seconds: one SET NX per call). Scheduling an hour also runs the
+    monitor now, which checks any hour missed while no worker was up."""
+    conn: redis_lib.Redis = app.extensions["redis"]
+    now = utcnow()
+    next_hour = monitors.hour_floor(now) + timedelta(hours=1)
+    ttl = int((next_hour - now).total_seconds()) + 120
+    if not conn.set(SCHEDULED_KEY.format(f"{next_hour:%Y%m%d%H}"), 1, nx=True, ex=ttl):
+        return
+    q = Queue("default", connection=conn)
+    q.enqueue_at(next_hour + timedelta(seconds=HOURLY_DELAY_S), HOURLY_JOB)
+    q.enqueue(HOURLY_JOB)  # catch-up: finds nothing to do when the hour was checked
+
+
+def observe_link(app: Flask, up: bool) -> None:
+    """The sending jobs saw the carrier answer or not; never fails their work."""
+    deferred: list[tuple[str, tuple[Any, ...]]] = []
+    try:
+        conn = app.extensions["redis"]
+        if up and not conn.exists(alarms.LINK_DOWN_SINCE):
+            return  # the usual case on the hot path: one Redis call, no database
+        with app.app_context(), app.extensions["db"].unit_of_work() as session:
+            alarms.link_seen(session, conn, up, Settings.from_config(app.config), deferred)
+        enqueue_deferred(conn, deferred)
+    except Exception as exc:  # an alarm problem must not fail a send
+        log.warning("carrier link alarm failed: %s: %s", type(exc).__name__, exc)

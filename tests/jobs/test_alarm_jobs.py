@@ -1,0 +1,120 @@
+"""Alarm jobs with a real RQ worker: every channel at once (SMTP on loopback, the
+Slack Web API on loopback, SMS through the simulator), a failing channel that does
+not stop the others and is retried with back-off, and the hourly monitor kept on
+RQ's scheduler."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from rq import Queue
+from rq.registry import ScheduledJobRegistry
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app import create_app
+from app.db import utcnow
+from app.models import Notification
+from app.models.alarms import AlarmDelivery, MonitorCheckpoint
+from app.models.notifications import FAILED, SENT
+from app.queue import enqueue_deferred
+from app.services import alarms, app_config, monitors
+from app.services.context import Ctx, Settings
+from jobs import alarms as alarm_jobs
+from jobs import worker
+from tests.bot.conftest import SlackAPI
+from tests.conftest import Backend
+from tests.jobs import test_notify
+from tests.jobs.test_alarm_sms import CountingSimulator
+from tests.sending import conftest as sending
+from tests.sending.conftest import Shop
+
+shop = sending.shop  # the fixture: an application with effective content
+smtp = test_notify.smtp  # the fixture: a loopback SMTP server
+MOBILE = "+8613900000001"
+
+
+def test_every_channel_and_a_failing_one(backend: Backend, session: Session, shop: Shop,
+                                         smtp: Any, instance_dir: Path) -> None:
+    inbox, port = smtp
+    api = SlackAPI()
+    try:
+        app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                          "INSTANCE_DIR": str(instance_dir), "SECRET_KEY": "x",
+                          "SMTP_HOST": "127.0.0.1", "SMTP_PORT": port, "SMTP_STARTTLS": False,
+                          "SLACK_BOT_TOKEN": "xoxb-test", "SLACK_API_URL": f"{api.url}/api/",
+                          "SLACK_ALARM_CHANNEL": "CALARM001"})
+        gateway = CountingSimulator(instance_dir / "simulator.jsonl")
+        app.extensions["gateway"] = gateway
+        contact = app_config.add_contact(shop.ctx, shop.app.sdk_app_id, name="Ops",
+                                         mobile=MOBILE, email="ops@example.com",
+                                         slack_user_id="U0ONCALL1", events=["task"])
+        contact.mobile_confirmed_at = utcnow()
+        c = Ctx(session, shop.ctx.actor, Settings.from_config(app.config))
+        # Slack refuses the first post (the contact's DM: deliveries go in order).
+        api.replies["chat.postMessage"] = (200, {"ok": False, "error": "not_in_channel"}, {})
+        alarm = alarms.raise_task_event(c, backend.redis, shop.app, 5, "failed")
+        assert alarm is not None
+        session.commit()
+        enqueue_deferred(app.extensions["redis"], c.deferred)
+        worker.run(app, burst=True)
+        session.expire_all()
+        rows = {(n.channel, n.recipient): n for n in session.scalars(
+            select(Notification).join(AlarmDelivery,
+                                      AlarmDelivery.notification_id == Notification.id)
+            .where(AlarmDelivery.alarm_id == alarm.id))}
+        assert set(rows) == {("email", "ops@example.com"), ("sms", MOBILE),
+                             ("slack", "U0ONCALL1"), ("slack", "CALARM001")}
+        failed = [n for n in rows.values() if n.status == FAILED]
+        assert len(failed) == 1 and failed[0].error == "Slack: not_in_channel"
+        assert all(n.status == SENT for n in rows.values() if n not in failed)
+        ours = [m for m in inbox.messages if m["To"] == "ops@example.com"]
+        assert len(ours) == 1 and ours[0]["Subject"] == "Bulk task #5 failed in Shop"
+        assert gateway.received() == [(MOBILE, "【smsops】App "
+                                       f"{shop.app.sdk_app_id}: bulk task #5 failed. "
+                                       "Details in the console.")]
+        # The delivery job failed, so RQ keeps it for a retry after a back-off.
+        registry = ScheduledJobRegistry("default", connection=app.extensions["redis"])
+        [retry_id] = registry.get_job_ids()
+        job = Queue("default", connection=app.extensions["redis"]).fetch_job(retry_id)
+        assert job is not None and job.func_name == "jobs.notify.deliver"
+        # The retry (run now instead of in 30 s) sends only what failed.
+        Queue("default", connection=app.extensions["redis"]).enqueue(
+            "jobs.notify.deliver", *job.args)
+        registry.remove(job)
+        worker.run(app, burst=True)
+        session.expire_all()
+        assert session.get(Notification, failed[0].id).status == SENT  # type: ignore[union-attr]
+        assert len([m for m in inbox.messages if m["To"] == "ops@example.com"]) == 1
+        assert len(gateway.received()) == 1
+        posted = [m["channel"] for m in api.named("chat.postMessage")]
+        assert sorted(posted) == ["CALARM001", "U0ONCALL1", "U0ONCALL1"]
+        assert failed[0].recipient == "U0ONCALL1"
+        refs = session.scalars(select(AlarmDelivery.ref).where(
+            AlarmDelivery.alarm_id == alarm.id, AlarmDelivery.ref.is_not(None))).all()
+        assert len(refs) == 2  # both Slack posts can be updated in place
+    finally:
+        api.close()
+
+
+def test_hourly_monitor_is_kept_on_rqs_scheduler(backend: Backend, session: Session,
+                                                 instance_dir: Path) -> None:
+    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                      "INSTANCE_DIR": str(instance_dir), "SECRET_KEY": "x"})
+    conn = app.extensions["redis"]
+    alarm_jobs.ensure_scheduled(app)
+    alarm_jobs.ensure_scheduled(app)  # every sweep asks; one schedule per hour
+    scheduled = ScheduledJobRegistry("default", connection=conn)
+    [job_id] = scheduled.get_job_ids()
+    when = scheduled.get_scheduled_time(job_id)
+    next_hour = monitors.hour_floor(utcnow()) + timedelta(hours=1)
+    assert next_hour <= when.replace(tzinfo=next_hour.tzinfo) <= next_hour + timedelta(
+        seconds=alarm_jobs.HOURLY_DELAY_S)
+    assert Queue("default", connection=conn).count == 1  # the catch-up run, now
+    assert worker.run(app, burst=True)
+    session.expire_all()
+    checkpoint = session.get(MonitorCheckpoint, monitors.CAPTCHA)
+    assert checkpoint is not None
+    assert checkpoint.last_hour == monitors.hour_floor(utcnow()) - timedelta(hours=1)

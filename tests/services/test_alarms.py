@@ -1,0 +1,236 @@
+"""The alarm service (issue #12): every event through one place, once per period
+(also with two workers at once), recorded with a delivery per channel."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db import utcnow
+from app.models import Account, AlarmContact, CreditPackage, Notification, User
+from app.models.alarms import Alarm, AlarmDelivery
+from app.services import accounts, alarms, app_config, content, monitors, reviews
+from app.services.context import Ctx, Settings
+from app.services.errors import NotFound, PermissionDenied, ValidationError
+from app.sms import alarm_texts
+from tests.conftest import Backend
+from tests.helpers import ctx_for, make_user
+from tests.sending import conftest as sending
+from tests.sending.conftest import Shop
+
+shop = sending.shop  # the fixture: an application with effective content
+
+ALL_EVENTS = ["frequency", "threshold", "review", "package", "captcha", "link", "task"]
+MOBILE = "+8613900000001"
+SETTINGS = Settings(notify_channels=("email", "sms", "slack"), alarm_channel="CALARM001")
+EVERY_CHANNEL = {("email", "ops@example.com"), ("sms", MOBILE), ("slack", "U0ONCALL1"),
+                 ("slack", "CALARM001")}
+
+
+def _ctx(shop: Shop) -> Ctx:
+    return Ctx(shop.ctx.db, shop.ctx.actor, SETTINGS)
+
+
+def _contact(shop: Shop, session: Session, events: list[str] = ALL_EVENTS) -> AlarmContact:
+    contact = app_config.add_contact(shop.ctx, shop.app.sdk_app_id, name="Ops", mobile=MOBILE,
+                                     email="ops@example.com", slack_user_id="U0ONCALL1",
+                                     events=events)
+    contact.mobile_confirmed_at = utcnow()  # the code round trip is tests/jobs/test_alarm_sms
+    session.flush()
+    return contact
+
+
+def _delivered(session: Session, alarm: Alarm) -> set[tuple[str, str]]:
+    rows = session.execute(select(Notification.channel, Notification.recipient).join(
+        AlarmDelivery, AlarmDelivery.notification_id == Notification.id).where(
+        AlarmDelivery.alarm_id == alarm.id)).all()
+    return {(channel, recipient) for channel, recipient in rows}
+
+
+def _alarms(session: Session, event: str) -> list[Alarm]:
+    return list(session.scalars(select(Alarm).where(Alarm.event == event).order_by(Alarm.id)))
+
+
+def test_sending_events_reach_every_channel_once(shop: Shop, session: Session) -> None:
+    """Threshold, limit, frequency, quota, package low: raised by real sends."""
+    _contact(shop, session)
+    sid = shop.app.sdk_app_id
+    c = _ctx(shop)
+    shop.ctx = c
+    app_config.set_thresholds(c, sid, "international", alarm_threshold=2, daily_limit=3)
+    numbers = [f"+1415555{n:04d}" for n in range(200, 206)]
+    assert shop.codes(numbers) == ["Ok"] * 3 + ["LimitExceeded.AppDailyLimit"] * 3
+    assert shop.codes(numbers[:1]) == ["LimitExceeded.AppDailyLimit"]  # no second alarm
+    [threshold] = _alarms(session, "threshold")
+    [limit] = _alarms(session, "limit")
+    assert threshold.figures["value"] == 3 and threshold.figures["threshold"] == 2
+    assert limit.figures["threshold"] == 3 and limit.figures["sdk_app_id"] == sid
+    for a in (threshold, limit):
+        assert _delivered(session, a) == EVERY_CHANNEL
+
+    app_config.set_frequency(c, sid, {"30s": (True, 1), "hour": (False, 5),
+                                      "day": (False, 10)})
+    app_config.set_thresholds(c, sid, "mainland", alarm_threshold=None, daily_limit=None)
+    cn = ["13800000001", "13800000002", "13800000003"]
+    assert shop.codes(cn, template="mainland") == ["Ok"] * 3
+    assert shop.codes(cn, template="mainland") == [
+        "LimitExceeded.PhoneNumberThirtySecondLimit"] * 3
+    assert shop.codes(cn[:1], template="mainland") == [
+        "LimitExceeded.PhoneNumberThirtySecondLimit"]
+    [frequency] = _alarms(session, "frequency")  # at most one per application per hour
+    assert frequency.figures["value"] == 3 and "refused 3 number(s)" in frequency.body
+    assert _delivered(session, frequency) == EVERY_CHANNEL
+
+    accounts.update_settings(c, account_type="enterprise", timezone="Asia/Shanghai",
+                             intl_daily_quota=3, reply_callback_url="",
+                             reply_callback_enabled=False)
+    app_config.set_thresholds(c, sid, "international", alarm_threshold=None, daily_limit=None)
+    assert shop.codes(["+442079460958"]) == ["LimitExceeded.AccountInternationalDailyQuota"]
+    [quota] = _alarms(session, "quota")
+    assert _delivered(session, quota) == EVERY_CHANNEL
+    assert alarm_texts.is_catalogued(
+        session.scalar(select(Notification.body).join(AlarmDelivery, AlarmDelivery
+                                                      .notification_id == Notification.id)
+                       .where(AlarmDelivery.alarm_id == quota.id,
+                              Notification.channel == "sms")) or "")
+
+    acct = session.get(Account, shop.app.account_id)
+    assert acct is not None
+    acct.package_alarm_threshold = 5
+    session.add(CreditPackage(account_id=acct.id, name="p", size=6, remaining=6,
+                              expires_at=utcnow() + timedelta(days=30)))
+    session.flush()
+    assert shop.codes(["13800000009"], template="mainland", params=["4242"]) == ["Ok"]
+    assert shop.codes(["13800000008"], template="mainland", params=["4243"]) == ["Ok"]
+    [low] = _alarms(session, "package_low")  # once per day
+    assert low.app_id is None and low.figures["threshold"] == 5
+    assert _delivered(session, low) == EVERY_CHANNEL
+
+
+def test_review_result_reaches_submitter_and_allowed_contacts(shop: Shop,
+                                                              session: Session) -> None:
+    _contact(shop, session, ["review"])
+    c = _ctx(shop)
+    t = content.create_template(c, "international", {"name": "Hi", "sms_type": "notification",
+                                                     "content": "Order {1} shipped"})
+    rev = session.scalars(select(User).where(User.email == "rev@example.com")).one()
+    reviewer = ctx_for(session, rev, **SETTINGS.__dict__)
+    reviews.approve(reviewer, "template", t.id, revision=t.revision)
+    review = _alarms(session, "review")[-1]  # the shop's own content was reviewed before
+    assert review.figures["object_id"] == t.id
+    got = _delivered(session, review)
+    assert ("email", "root@example.com") in got  # the submitter
+    assert {("email", "ops@example.com"), ("sms", MOBILE), ("slack", "U0ONCALL1")} <= got
+    assert ("slack", "CALARM001") not in got  # review results are not alarm-channel events
+
+
+def test_once_per_period_with_two_workers_at_once(shop: Shop, session: Session,
+                                                  backend: Backend) -> None:
+    _contact(shop, session, ["captcha"])
+    session.commit()
+    barrier = threading.Barrier(2)
+    made: list[bool] = []
+
+    def worker() -> None:
+        s = backend.db.sessions()
+        try:
+            c = alarms.system_ctx(s, shop.app.account_id, SETTINGS)
+            assert c is not None
+            app = s.get(type(shop.app), shop.app.id)
+            barrier.wait(timeout=10)
+            found = alarms.raise_alarm(
+                c, backend.redis, "captcha", period=f"{shop.app.id}:2026112501", ttl_s=60,
+                app=app, subject="Captcha", body="b",
+                sms=alarm_texts.render("captcha", app=shop.app.sdk_app_id))
+            s.commit()
+            made.append(found is not None)
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(made) == [False, True]
+    session.expire_all()
+    assert len(_alarms(session, "captcha")) == 1
+
+
+def test_carrier_link_down_for_a_minute_then_back_up(shop: Shop, session: Session,
+                                                     backend: Backend) -> None:
+    _contact(shop, session, ["link"])
+    t0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+    deferred: list = []
+
+    def seen(up: bool, seconds: int) -> list[Alarm]:
+        return alarms.link_seen(session, backend.redis, up, SETTINGS, deferred,
+                                now=t0 + timedelta(seconds=seconds))
+
+    # A blip shorter than a minute tells nobody, down or up.
+    assert seen(False, 0) == [] and seen(False, 59) == [] and seen(True, 60) == []
+    assert seen(False, 100) == [] and seen(False, 130) == []
+    [down] = seen(False, 161)
+    assert down.event == "link_down" and seen(False, 300) == []  # once per outage
+    [up] = seen(True, 400)
+    assert up.event == "link_up" and "5 minute(s)" in up.subject
+    assert seen(True, 401) == []
+    assert _delivered(session, down) == {("email", "ops@example.com"), ("sms", MOBILE),
+                                         ("slack", "U0ONCALL1"), ("slack", "CALARM001")}
+    assert any(job == "jobs.notify.deliver" for job, _args in deferred)
+
+
+def test_task_events_once_per_task(shop: Shop, session: Session, backend: Backend) -> None:
+    _contact(shop, session, ["task"])
+    c = _ctx(shop)
+    a = alarms.raise_task_event(c, backend.redis, shop.app, 42, "failed", "Gateway gone")
+    assert a is not None and alarms.raise_task_event(c, backend.redis, shop.app, 42,
+                                                     "failed") is None
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 42, "stopped") is not None
+    assert "Gateway gone" in a.body and _delivered(session, a) == EVERY_CHANNEL
+    with pytest.raises(ValueError):
+        alarms.raise_task_event(c, backend.redis, shop.app, 42, "sent")
+
+
+def test_expired_package_alarm_once(shop: Shop, session: Session, backend: Backend) -> None:
+    _contact(shop, session, ["package"])
+    now = utcnow()
+    session.add(CreditPackage(account_id=shop.app.account_id, name="Q3 pack", size=9,
+                              remaining=4, expires_at=now - timedelta(hours=2)))
+    session.flush()
+    deferred: list = []
+    assert monitors.check_packages(session, backend.redis, SETTINGS, deferred, now) == 1
+    assert monitors.check_packages(session, backend.redis, SETTINGS, deferred, now) == 0
+    [expired] = _alarms(session, "package_expired")
+    assert "Q3 pack" in expired.subject and _delivered(session, expired) == EVERY_CHANNEL
+
+
+def test_acknowledge_and_history_filters(shop: Shop, session: Session,
+                                         backend: Backend) -> None:
+    c = _ctx(shop)
+    a = alarms.raise_task_event(c, backend.redis, shop.app, 1, "failed")
+    b = alarms.raise_task_event(c, backend.redis, shop.app, 2, "stopped")
+    assert a is not None and b is not None
+    reader = ctx_for(session, make_user(session, "ro@example.com",
+                                        presets=["SMSReadOnlyAccess"]))
+    with pytest.raises(PermissionDenied):
+        alarms.acknowledge(reader, a.id)
+    alarms.acknowledge(c, a.id)
+    assert a.acknowledged_by == "root@example.com" and a.acknowledged_at is not None
+    assert ("jobs.alarms.refresh", (a.id,)) in c.deferred
+    rows, total = alarms.history(reader, alarms.parse_filters(event="task_failed"))
+    assert total == 1 and rows[0].id == a.id
+    rows, total = alarms.history(reader, alarms.parse_filters(sdk_app_id=shop.app.sdk_app_id))
+    assert total == 2
+    rows, total = alarms.history(reader, alarms.parse_filters(since="2000-01-01",
+                                                              until="2000-01-02"))
+    assert total == 0
+    with pytest.raises(ValidationError) as exc:
+        alarms.parse_filters(sdk_app_id="x", event="nope", since="yesterday")
+    assert set(exc.value.errors) == {"app", "event", "since"}
+    with pytest.raises(NotFound):
+        alarms.get(reader, 999999)
