@@ -120,10 +120,22 @@ def _load_user(user_id: str) -> User | None:
 
 
 def register(app: Flask) -> None:
-    from app.web import accounts, apps, auth, content, general, health, messages, users
+    from app.web import (
+        accounts,
+        apps,
+        auth,
+        content,
+        dashboard,
+        general,
+        health,
+        messages,
+        nav,
+        users,
+    )
 
-    for module in (auth, health, apps, content, messages, general, users, accounts):
+    for module in (auth, health, dashboard, apps, content, messages, general, users, accounts):
         app.register_blueprint(module.bp)
+    nav.register(app)
     app.add_template_filter(_when, "when")
     # Browsers ask for /favicon.ico on pages without a <link rel=icon> (and on errors).
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))
