@@ -11,7 +11,8 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import and_, case, func, or_, select
 
 from app.db import utcnow
-from app.models import Account, Application
+from app.models import Account, Application, Template
+from app.models.content import EFFECTIVE
 from app.models.sending import (
     ACCEPTED,
     DELIVERED,
@@ -177,3 +178,26 @@ def overview(ctx: Ctx, gateway: str) -> Overview:
         credit=credit(ctx) if ctx.actor.can("DescribePackageList") else None,
         link=carrier_link(ctx, gateway) if reach("DescribeSendSmsRecord") else None,
     )
+
+
+# --- a test message from the web ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class SendChoices:
+    apps: list[Application]  # those the actor may send with
+    templates: list[Template]  # effective ones, both regions
+
+
+def send_choices(ctx: Ctx) -> SendChoices:
+    """What the test-send form offers. The send itself is sending.send, as for the API."""
+    from app.services.apps import list_apps
+    from app.services.content import list_templates
+
+    if not can_reach(ctx.actor, "SendSms"):
+        ctx.actor.require("SendSms")
+    apps = [a for a in list_apps(ctx) if ctx.actor.can("SendSms", a.sdk_app_id)]
+    templates: list[Template] = []
+    if ctx.actor.can("DescribeSmsTemplateList"):
+        templates = [t for region in REGIONS for t in list_templates(ctx, region)
+                     if t.status == EFFECTIVE]
+    return SendChoices(apps, templates)
