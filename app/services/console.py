@@ -201,3 +201,20 @@ def send_choices(ctx: Ctx) -> SendChoices:
         templates = [t for region in REGIONS for t in list_templates(ctx, region)
                      if t.status == EFFECTIVE]
     return SendChoices(apps, templates)
+
+
+# --- live rows of the SMS log ---------------------------------------------------------------
+
+LIVE_MAX = 100  # ids per refresh: a page of the log holds at most 50
+
+
+def messages_now(ctx: Ctx, ids: list[int]) -> list[tuple[Message, str]]:
+    """The current state of these messages (rows the log shows in flight), with their
+    application's AppID; only those whose send records the actor may read."""
+    visible = _apps_for(ctx, "DescribeSendSmsRecord")
+    if not visible or not ids:
+        return []
+    rows = ctx.db.scalars(select(Message).where(
+        Message.id.in_(ids[:LIVE_MAX]), Message.app_id.in_(visible),
+        Message.account_id == ctx.actor.account_id).order_by(Message.id.desc()))
+    return [(m, visible[m.app_id]) for m in rows]
