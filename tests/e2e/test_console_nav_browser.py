@@ -262,3 +262,27 @@ def test_review_badge_in_the_navigation_stays_current(browser: Browser, live_ser
         "button:has-text('Approve')").click()
     expect(badge).to_be_hidden()
     expect(page.locator("#sidenav a[aria-current]")).to_contain_text("Reviews")
+
+
+LAYOUT = json.loads((Path(__file__).parent / "layout_expectations.json").read_text())
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_layout_matches_the_stored_expectation(browser: Browser, live_server: str,
+                                               width: int) -> None:
+    page = _page(browser, live_server, width=width)
+    _shot(page, f"layout-{width}")
+    tolerance = LAYOUT["tolerance"]
+    for selector, expected in LAYOUT[str(width)].items():
+        node = page.locator(selector).first
+        if expected == "hidden":
+            expect(node).to_be_hidden()
+            continue
+        expect(node).to_be_visible()
+        box = node.bounding_box()
+        assert box is not None, selector
+        for key, value in expected.items():
+            if value is not None:
+                assert abs(box[key] - value) <= tolerance, (width, selector, key, box)
+    sizes = _fits(page)
+    assert sizes["scroll"] <= sizes["inner"], sizes
