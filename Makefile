@@ -31,7 +31,8 @@ lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-## Refresh the vendored htmx and Redoc (/api/docs) from the npm registry (never a CDN at run time).
+## Refresh the vendored htmx and Redoc (/api/docs) from the npm registry (never a CDN at run time),
+## and axe-core, which only the browser tests load (the accessibility check, issue #14).
 vendor:
 	cd $$(mktemp -d) && npm pack htmx.org@2 >/dev/null && tar xzf htmx.org-*.tgz && \
 	  cp package/dist/htmx.min.js $(CURDIR)/app/static/vendor/htmx.min.js
@@ -42,6 +43,9 @@ vendor:
 	# Its one CDN reference (the "by Redocly" logo) becomes an empty inline image.
 	sed -i "s|https://cdn.redoc.ly/redoc/logo-mini.svg|data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E|" \
 	  $(CURDIR)/app/static/vendor/redoc.standalone.js
+	cd $$(mktemp -d) && npm pack axe-core@4 >/dev/null && tar xzf axe-core-*.tgz && \
+	  cp package/axe.min.js $(CURDIR)/tests/e2e/vendor/axe.min.js && \
+	  cp package/LICENSE $(CURDIR)/tests/e2e/vendor/axe.LICENSE
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -11,3 +11,13 @@ document.addEventListener("htmx:responseError", (event) => {
   p.textContent = message;
   flash.replaceChildren(p);
 });
+
+// Narrow screens: the Menu button shows and hides the navigation (CSS folds it away).
+document.addEventListener("click", (event) => {
+  const button = event.target.closest?.(".menu-toggle");
+  if (!button) return;
+  const nav = document.getElementById(button.getAttribute("aria-controls"));
+  if (!nav) return;
+  const open = nav.classList.toggle("open");
+  button.setAttribute("aria-expanded", String(open));
+});

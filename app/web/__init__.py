@@ -126,18 +126,21 @@ def register(app: Flask) -> None:
         apps,
         auth,
         content,
+        dashboard,
         general,
         groups,
         health,
         messages,
+        nav,
         stats,
         tasks,
         users,
     )
 
-    for module in (auth, health, apps, content, messages, general, users, accounts, tasks,
-                   stats, groups, alarms):
+    for module in (auth, health, dashboard, apps, content, messages, general, users, accounts,
+                   tasks, stats, groups, alarms):
         app.register_blueprint(module.bp)
+    nav.register(app)
     app.add_template_filter(_when, "when")
     # Browsers ask for /favicon.ico on pages without a <link rel=icon> (and on errors).
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from werkzeug.wrappers import Response
 
 from app.models.apps import ALARM_EVENTS
 from app.services import app_config, apps
@@ -15,11 +14,6 @@ from app.services.errors import Conflict, ValidationError
 from app.web import commit, ctx, form_errors, hx_redirect, page
 
 bp = Blueprint("apps", __name__)
-
-@bp.get("/")
-def home() -> Response:
-    return redirect(url_for("apps.index"))
-
 
 @bp.get("/apps")
 def index() -> tuple:

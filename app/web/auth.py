@@ -23,7 +23,7 @@ def _safe_next(target: str | None) -> str:
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc:
             return target
-    return url_for("apps.index")
+    return url_for("dashboard.index")
 
 
 def _start_session(user: User) -> None:
@@ -37,7 +37,7 @@ def _start_session(user: User) -> None:
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Response | tuple | str:
     if current_user.is_authenticated:
-        return redirect(url_for("apps.index"))
+        return redirect(url_for("dashboard.index"))
     error = None
     status = 200
     headers: dict[str, str] = {}
@@ -82,7 +82,7 @@ def password() -> Response | tuple:
                                       request.form.get("confirm", ""))
             commit()
             _start_session(current_user._get_current_object())  # only this browser stays in
-            return redirect(url_for("apps.index"))
+            return redirect(url_for("dashboard.index"))
         except ValidationError as exc:
             errors = exc.errors
     return page("auth/password.html", errors=errors, status=422 if errors else 200)

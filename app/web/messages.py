@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, request
 
-from app.models.sending import STATUSES
-from app.services import apps, sending
+from app.models.sending import FINAL, STATUSES
+from app.services import apps, console, sending
 from app.sms import errors
 from app.web import ctx, page, page_number
 
@@ -25,4 +25,19 @@ def index() -> tuple:
     rows, total = sending.log(c, f)
     return page("messages/index.html", "messages/_rows.html", rows=rows, total=total, f=f,
                 apps=apps.list_apps(c), statuses=STATUSES, periods=sending.PERIODS,
-                describe=errors.describe, page_size=sending.LOG_PAGE)
+                describe=errors.describe, page_size=sending.LOG_PAGE, final=FINAL,
+                poll=LIVE_SECONDS)
+
+
+LIVE_SECONDS = 3  # rows still in flight refresh this often while the log is open
+
+
+@bp.get("/messages/live")
+def live() -> tuple:
+    """Rows still in flight, each swapped into place (out of band), and the poller with
+    the ids still left to watch (none: it stops)."""
+    raw = request.args.get("ids", "")[:1200].split(",")
+    ids = [int(i) for i in raw if i.isdigit() and len(i) < 19]
+    rows = console.messages_now(ctx(), ids)
+    return page("messages/_live.html", rows=rows, describe=errors.describe, final=FINAL,
+                poll=LIVE_SECONDS)

@@ -13,12 +13,17 @@ from tests.helpers import PASSWORD
 pytestmark = pytest.mark.browser
 
 
-def _login(page: Page, base: str, email: str) -> None:
+def _login(page: Page, base: str, email: str, then: str | None = "/apps") -> None:
+    """Log in: the overview dashboard is the landing page; then open `then` (the
+    application list by default, where these tests begin; None stays on the dashboard)."""
     page.goto(f"{base}/login")
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
-    expect(page).to_have_url(re.compile(r"/apps$"))
+    expect(page).to_have_url(re.compile(r"/$"))
+    expect(page.locator("h1")).to_have_text("Overview")
+    if then:
+        page.goto(f"{base}{then}")
 
 
 def test_application_lifecycle(browser: Browser, live_server: str, tmp_path: Path) -> None:

@@ -1,0 +1,220 @@
+"""What the web console shows a user: which areas they may reach, and the overview figures.
+
+The navigation asks here (not in templates) so the links a user sees follow the same
+policies the service functions enforce."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import and_, case, func, or_, select
+
+from app.db import utcnow
+from app.models import Account, Application, Template
+from app.models.content import EFFECTIVE
+from app.models.sending import (
+    ACCEPTED,
+    DELIVERED,
+    FAILED,
+    NO_RECEIPT,
+    REJECTED,
+    SUBMITTED,
+    SUBMITTING,
+    Message,
+)
+from app.services.access import ALL_APPS, Actor
+from app.services.context import Ctx
+
+ROOT = "root"  # a navigation requirement: only the root user (users, policies, audit log)
+ANYONE = ""  # any signed-in user (their own settings page checks its own action)
+
+
+def can_reach(actor: Actor, requirement: str) -> bool:
+    """May the actor open a page that needs `requirement` for at least one application?
+
+    A policy may allow an action on named applications only (sms:app/1400000001): the
+    page then lists just those, so it must still be reachable from the navigation."""
+    if requirement == ANYONE or actor.is_root:
+        return True
+    if requirement == ROOT:
+        return False
+    if actor.can(requirement):
+        return True
+    for st in actor.statements:
+        if st.effect != "allow":
+            continue
+        for resource in st.resources:
+            if (resource not in ("*", ALL_APPS) and st.matches(requirement, resource)
+                    and actor.can(requirement, resource.removeprefix("sms:app/"))):
+                return True  # allowed there and not taken back by a deny
+    return False
+
+
+# --- the overview dashboard ------------------------------------------------------------
+
+REGIONS = ("mainland", "international")
+TREND_DAYS = 7
+STUCK_AFTER = timedelta(minutes=2)  # accepted this long and not yet taken: the link lags
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    day: date
+    requests: int = 0
+    successes: int = 0  # the carrier took it (whatever the receipt later says)
+    billed: int = 0  # billed items of those successes
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes / self.requests if self.requests else None
+
+
+def _apps_for(ctx: Ctx, action: str) -> dict[int, str]:
+    rows = ctx.db.execute(select(Application.id, Application.sdk_app_id)
+                          .where(Application.account_id == ctx.actor.account_id))
+    return {app_id: sdk for app_id, sdk in rows if ctx.actor.can(action, sdk)}
+
+
+def _today(ctx: Ctx) -> tuple[date, datetime]:
+    """Today in the account's zone, and the instant it began."""
+    from app.services.packages import account_zone
+
+    zone = account_zone(ctx.db.get(Account, ctx.actor.account_id))
+    start = utcnow().astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    return start.date(), start
+
+
+def daily_figures(ctx: Ctx, days: int = TREND_DAYS) -> dict[str, list[DayFigures]]:
+    """Requests, successes and billed items per region for the last `days` natural days,
+    oldest first (the last is today), over the applications whose statistics the actor
+    may read. Callers ask only this function: it reads the message table today and can
+    read the statistics rollups later without any caller changing."""
+    if not can_reach(ctx.actor, "DescribeStatistics"):
+        ctx.actor.require("DescribeStatistics")  # says plainly which right is missing
+    visible = _apps_for(ctx, "DescribeStatistics")
+    today, midnight = _today(ctx)
+    # Each natural day starts at local midnight (DST-safe: stepped in local time).
+    starts = [(midnight.replace(tzinfo=None) - timedelta(days=n)).replace(tzinfo=midnight.tzinfo)
+              for n in range(days)]
+    figures = {r: {n: [0, 0, 0] for n in range(days)} for r in REGIONS}
+    if visible:
+        bucket = case(*[(Message.created_at >= s, n) for n, s in enumerate(starts)], else_=-1)
+        success = or_(Message.status.in_((SUBMITTED, DELIVERED, NO_RECEIPT)),
+                      and_(Message.status == FAILED, Message.receipt_at.is_not(None)))
+        rows = ctx.db.execute(
+            select(Message.region, bucket, func.count(),
+                   func.sum(case((success, 1), else_=0)),
+                   func.sum(case((success, Message.fee), else_=0)))
+            .where(Message.app_id.in_(visible), Message.created_at >= starts[-1])
+            .group_by(Message.region, bucket))
+        for region, n, requests, successes, billed in rows:
+            if region in figures and n in figures[region]:
+                figures[region][n] = [requests, int(successes or 0), int(billed or 0)]
+    return {r: [DayFigures(today - timedelta(days=n), *figures[r][n])
+                for n in reversed(range(days))] for r in REGIONS}
+
+
+@dataclass(frozen=True)
+class Credit:
+    balance: int
+    used_per_day: float  # mainland billed items a day over the last week
+    days_left: int | None  # None: nothing used lately, so no end in sight
+
+
+def credit(ctx: Ctx) -> Credit:
+    """The usable credit-package balance and how long it lasts at the last week's rate."""
+    from app.services.packages import balance, packages
+
+    left = balance(packages(ctx))
+    _, midnight = _today(ctx)
+    since = midnight - timedelta(days=TREND_DAYS - 1)
+    used = ctx.db.scalar(select(func.coalesce(func.sum(Message.fee), 0)).where(
+        Message.account_id == ctx.actor.account_id, Message.region == "mainland",
+        Message.created_at >= since, Message.status.not_in((REJECTED,)))) or 0
+    rate = used / TREND_DAYS
+    return Credit(left, rate, int(left / rate) if rate else None)
+
+
+@dataclass(frozen=True)
+class Link:
+    gateway: str
+    state: str  # "up", "lagging" or "idle"
+    waiting: int  # accepted and not yet submitted for longer than STUCK_AFTER
+    last_submitted: datetime | None
+
+
+def carrier_link(ctx: Ctx, gateway: str) -> Link:
+    """The carrier link as the message table shows it: messages taken lately, none stuck
+    waiting. (The alarms' link-down events may later tell this more directly.)"""
+    if not can_reach(ctx.actor, "DescribeSendSmsRecord"):
+        ctx.actor.require("DescribeSendSmsRecord")
+    mine = Message.account_id == ctx.actor.account_id
+    waiting = ctx.db.scalar(select(func.count()).where(
+        mine, Message.status.in_((ACCEPTED, SUBMITTING)),
+        Message.created_at < utcnow() - STUCK_AFTER)) or 0
+    last = ctx.db.scalar(select(func.max(Message.submitted_at)).where(mine))
+    state = "lagging" if waiting else ("up" if last is not None else "idle")
+    return Link(gateway, state, waiting, last)
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The dashboard: each part is None when the actor may not see it."""
+
+    figures: dict[str, list[DayFigures]] | None
+    pending_reviews: int | None
+    credit: Credit | None
+    link: Link | None
+
+
+def overview(ctx: Ctx, gateway: str) -> Overview:
+    from app.services.reviews import pending_count
+
+    reach = lambda action: can_reach(ctx.actor, action)  # noqa: E731
+    return Overview(
+        figures=daily_figures(ctx) if reach("DescribeStatistics") else None,
+        pending_reviews=pending_count(ctx) if ctx.actor.can("DescribeSmsTemplateList") else None,
+        credit=credit(ctx) if ctx.actor.can("DescribePackageList") else None,
+        link=carrier_link(ctx, gateway) if reach("DescribeSendSmsRecord") else None,
+    )
+
+
+# --- a test message from the web ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class SendChoices:
+    apps: list[Application]  # those the actor may send with
+    templates: list[Template]  # effective ones, both regions
+
+
+def send_choices(ctx: Ctx) -> SendChoices:
+    """What the test-send form offers. The send itself is sending.send, as for the API."""
+    from app.services.apps import list_apps
+    from app.services.content import list_templates
+
+    if not can_reach(ctx.actor, "SendSms"):
+        ctx.actor.require("SendSms")
+    apps = [a for a in list_apps(ctx) if ctx.actor.can("SendSms", a.sdk_app_id)]
+    templates: list[Template] = []
+    if ctx.actor.can("DescribeSmsTemplateList"):
+        templates = [t for region in REGIONS for t in list_templates(ctx, region)
+                     if t.status == EFFECTIVE]
+    return SendChoices(apps, templates)
+
+
+# --- live rows of the SMS log ---------------------------------------------------------------
+
+LIVE_MAX = 100  # ids per refresh: a page of the log holds at most 50
+
+
+def messages_now(ctx: Ctx, ids: list[int]) -> list[tuple[Message, str]]:
+    """The current state of these messages (rows the log shows in flight), with their
+    application's AppID; only those whose send records the actor may read."""
+    visible = _apps_for(ctx, "DescribeSendSmsRecord")
+    if not visible or not ids:
+        return []
+    rows = ctx.db.scalars(select(Message).where(
+        Message.id.in_(ids[:LIVE_MAX]), Message.app_id.in_(visible),
+        Message.account_id == ctx.actor.account_id).order_by(Message.id.desc()))
+    return [(m, visible[m.app_id]) for m in rows]

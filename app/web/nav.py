@@ -1,0 +1,204 @@
+"""The console's navigation by area, as data.
+
+Each item names an endpoint, its label, its query arguments and the policy action a
+user needs for it. Items whose endpoint is not registered (a page still being built)
+or cannot be built without more arguments are skipped, so links appear on their own
+once those pages land. Whether a user may see an item is asked of the service layer
+(app/services/console.can_reach), never decided in a template."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, current_app, request, url_for
+from flask_login import current_user
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.routing import BuildError
+
+from app.services.console import ANYONE, ROOT, can_reach
+from app.web import ctx
+
+log = logging.getLogger("smsops.web")
+
+
+@dataclass(frozen=True)
+class Item:
+    endpoint: str
+    label: str
+    needs: str  # a policy action, ROOT or ANYONE
+    args: tuple[tuple[str, str], ...] = ()
+    # Other endpoints that are "here" too (detail and form pages); "bp." means a blueprint.
+    also: tuple[str, ...] = ()
+    badge: str = ""  # "reviews": the live pending-review count
+    fragment: str = ""  # a part of another page: linked, never marked as current
+
+    def owns(self, endpoint: str) -> int:
+        """2: this item's own page; 1: a page under it; 0: not here."""
+        if endpoint == self.endpoint:
+            return 2
+        if any(endpoint == a or (a.endswith(".") and endpoint.startswith(a)) for a in self.also):
+            return 1
+        return 0
+
+
+@dataclass(frozen=True)
+class Area:
+    key: str
+    label: str
+    items: tuple[Item, ...]
+
+
+MAINLAND, INTERNATIONAL = (("region", "mainland"),), (("region", "international"),)
+
+AREAS: tuple[Area, ...] = (
+    Area("overview", "Overview", (
+        Item("dashboard.index", "Dashboard", ANYONE),
+        Item("dashboard.test_send", "Send a test message", "SendSms"),
+    )),
+    Area("mainland", "Mainland China", (
+        Item("content.qualifications", "Qualifications", "DescribeQualification",
+             also=("content.qualification_form", "content.qualifications_delete")),
+        Item("content.signatures", "Signatures", "DescribeSmsSignList", MAINLAND,
+             also=("content.signature_form",)),
+        Item("content.templates", "Body templates", "DescribeSmsTemplateList", MAINLAND,
+             also=("content.template_form",)),
+        Item("tasks.index", "Bulk tasks", "DescribeSendTask", MAINLAND, also=("tasks.",)),
+    )),
+    Area("international", "International", (
+        Item("content.signatures", "Signatures", "DescribeSmsSignList", INTERNATIONAL,
+             also=("content.signature_form",)),
+        Item("content.templates", "Body templates", "DescribeSmsTemplateList", INTERNATIONAL,
+             also=("content.template_form",)),
+        Item("tasks.index", "Bulk tasks", "DescribeSendTask", INTERNATIONAL, also=("tasks.",)),
+    )),
+    Area("statistics", "Statistics", (
+        Item("stats.overview", "Mainland China", "DescribeStatistics", MAINLAND),
+        Item("stats.overview", "International", "DescribeStatistics", INTERNATIONAL),
+        Item("stats.failures", "Failure analysis", "DescribeStatistics"),
+        Item("stats.receipts", "Receipt analysis", "DescribeStatistics"),
+        Item("stats.countries", "Countries/regions", "DescribeStatistics"),
+        Item("stats.verification", "Captcha volume", "DescribeStatistics", also=("stats.",)),
+        Item("messages.index", "SMS log", "DescribeSendSmsRecord", also=("messages.",)),
+    )),
+    Area("marketing", "Marketing", (
+        Item("groups.index", "Customers and groups", "DescribeCustomerGroup",
+             also=("groups.",)),
+    )),
+    Area("applications", "Applications", (
+        Item("apps.index", "Application list", "DescribeAppList", also=("apps.",)),
+        Item("alarms.history", "Alarm history", "DescribeAlarms", also=("alarms.",)),
+        Item("alarms.security", "Security", "DescribeAppInfo"),  # skipped if per application
+        Item("content.notification_log", "Notification log", "DescribeAlarms"),
+    )),
+    Area("general", "General", (
+        Item("general.mute_list", "Mute list", "DescribeBlackList", also=("general.mute_delete",)),
+        Item("general.unsubscribed", "Unsubscribed users", "DescribeUnsubscribe"),
+        Item("general.reply_list", "Replies", "DescribeSendSmsRecord"),
+        Item("accounts.settings", "Reply callback", "DescribeAccountSettings",
+             fragment="reply-callback"),
+        Item("general.credit_packages", "Credit packages", "DescribePackageList"),
+    )),
+    Area("reviews", "Reviews", (
+        Item("content.review_queue", "Reviews", "DescribeSmsTemplateList",
+             also=("content.review_decide",), badge="reviews"),
+    )),
+    Area("access", "Access", (
+        Item("users.index", "Users", ROOT, also=(
+            "users.create", "users.detail", "users.set_policies", "users.set_status",
+            "users.reset_password", "users.unlink_slack", "users.delete")),
+        Item("users.policy_index", "Policies", ROOT,
+             also=("users.policy_new", "users.policy_edit", "users.policy_delete")),
+        Item("accounts.audit_log", "Audit log", ROOT),
+    )),
+    Area("settings", "Settings", (
+        Item("accounts.settings", "Settings", "DescribeAccountSettings"),
+    )),
+)
+
+
+@dataclass(frozen=True)
+class Link:
+    label: str
+    url: str
+    current: bool
+    badge: str
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    label: str
+    links: tuple[Link, ...]
+
+    @property
+    def current(self) -> bool:
+        return any(link.current for link in self.links)
+
+
+def _here(endpoint: str, values: Mapping[str, Any], item: Item) -> int:
+    """How well `item` describes the page at `endpoint` with these values (0: not at all).
+    A differing argument rules it out; a missing one (a detail page) only weakens it."""
+    score = item.owns(endpoint)
+    if not score or item.fragment:
+        return 0
+    for key, value in item.args:
+        if key in values and str(values[key]) != value:
+            return 0
+        score += 2 if key in values else 0
+    return score
+
+
+def build(actor: Any, endpoint: str, values: Mapping[str, Any],
+          areas: tuple[Area, ...] = AREAS) -> list[Section]:
+    """The sections and links `actor` may see, with the one current link marked."""
+    registered = current_app.view_functions
+    shown: list[tuple[Area, list[tuple[Item, str]]]] = []
+    for area in areas:
+        items = []
+        for item in area.items:
+            if item.endpoint not in registered or not can_reach(actor, item.needs):
+                continue
+            try:
+                args: dict[str, Any] = dict(item.args)
+                url = url_for(item.endpoint, **args)
+            except BuildError:  # needs more arguments (a per-application page)
+                continue
+            items.append((item, url + (f"#{item.fragment}" if item.fragment else "")))
+        if items:
+            shown.append((area, items))
+    scored = [(_here(endpoint, values, item), item) for _, items in shown for item, _ in items]
+    best = max(scored, key=lambda s: s[0], default=(0, None))  # the first of equals
+    current = best[1] if best[0] else None
+    return [Section(area.key, area.label, tuple(
+        Link(item.label, url, item is current, item.badge) for item, url in items))
+        for area, items in shown]
+
+
+def breadcrumbs(sections: list[Section]) -> tuple[str, Link] | None:
+    """The area and link of the current place (for the crumbs of detail pages)."""
+    for section in sections:
+        for link in section.links:
+            if link.current:
+                return section.label, link
+    return None
+
+
+def register(app: Flask) -> None:
+    @app.context_processor
+    def _nav() -> dict[str, Any]:
+        def console_nav(**values: Any) -> list[Section]:
+            """Called by base.html with what the page knows of its place (e.g. region)."""
+            if not current_user.is_authenticated:
+                return []
+            here = {**request.args.to_dict(), **(request.view_args or {}),
+                    **{k: v for k, v in values.items() if v is not None}}
+            try:
+                return build(ctx().actor, request.endpoint or "", here)
+            except SQLAlchemyError:  # the navigation must never break a page (an error page)
+                log.warning("could not build the navigation", exc_info=True)
+                return []
+
+        return {"console_nav": console_nav, "nav_breadcrumbs": breadcrumbs}

@@ -1,0 +1,150 @@
+"""Issue #14: the navigation by area, driven by app/web/nav.py and the user's policies."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Blueprint, Flask
+from sqlalchemy.orm import Session
+
+from app import create_app
+from app.services.access import Actor, parse_policy
+from app.services.console import ROOT, can_reach
+from tests.conftest import Backend
+from tests.helpers import doc, make_app, make_user
+from tests.web.conftest import Client, soup
+
+
+def _nav(resp: object) -> dict[str, list[str]]:
+    """Area label → link labels, as shown."""
+    page = soup(resp)  # type: ignore[arg-type]
+    areas: dict[str, list[str]] = {}
+    for node in page.select("#sidenav > details, #sidenav > a"):
+        if node.name == "a":
+            areas[node.get_text(" ", strip=True).split(" ")[0]] = [node.get_text(" ", strip=True)]
+        else:
+            label = node.select_one("summary").get_text(strip=True)
+            areas[label] = [" ".join(a.get_text(" ").split()) for a in node.select("a")]
+    return areas
+
+
+def _current(resp: object) -> list[tuple[str, str]]:
+    return [(" ".join(a.get_text(" ").split()), str(a["href"]))
+            for a in soup(resp).select("#sidenav a[aria-current]")]  # type: ignore[arg-type]
+
+
+def test_root_sees_every_area_with_the_current_place_marked(root: Client) -> None:
+    resp = root.get("/")
+    areas = _nav(resp)
+    assert list(areas) == ["Overview", "Mainland China", "International", "Statistics",
+                           "Applications", "General", "Reviews", "Access", "Settings"]
+    assert areas["Access"] == ["Users", "Policies", "Audit log"]
+    assert areas["Mainland China"] == ["Qualifications", "Signatures", "Body templates"]
+    # Pages not built yet (tasks, statistics, groups, alarms) are simply not linked.
+    assert not any("Bulk tasks" in links for links in areas.values())
+    assert areas["Statistics"] == ["SMS log"]
+    assert _current(resp) == [("Dashboard", "/")]
+    assert _current(root.get("/content/templates?region=international")) == [
+        ("Body templates", "/content/templates?region=international")]
+    assert _current(root.get("/content/templates")) == [  # mainland is the default
+        ("Body templates", "/content/templates?region=mainland")]
+    assert _current(root.get("/policies/new")) == [("Policies", "/policies")]
+    assert _current(root.get("/packages")) == [("Credit packages", "/packages")]
+    # The reply callback lives on the settings page: linked, but Settings is the place.
+    assert _current(root.get("/settings")) == [("Settings", "/settings")]
+    assert soup(root.get("/settings")).select_one("#reply-callback input[name=reply_callback_url]")
+
+
+def test_detail_pages_mark_their_list_and_keep_their_region(root: Client, session: Session
+                                                             ) -> None:
+    sdk_app_id = make_app(session)
+    session.commit()
+    assert _current(root.get(f"/apps/{sdk_app_id}")) == [("Application list", "/apps")]
+    root.post("/content/templates/new?region=international", {
+        "name": "Hello", "sms_type": "notification", "content": "Hello {1}"})
+    page = soup(root.get("/content/templates?region=international"))
+    link = page.select_one("main a[href^='/content/templates/']")
+    assert link is not None
+    detail = root.get(str(link["href"]))
+    assert _current(detail) == [("Body templates", "/content/templates?region=international")]
+    crumbs = soup(detail).select_one(".crumbs")
+    assert crumbs is not None and "Body templates" in crumbs.get_text()
+
+
+def test_items_a_policy_does_not_allow_are_hidden(app: Flask, client: Client,
+                                                  session: Session) -> None:
+    make_user(session, "rev@example.com", presets=["SMSReviewer"])
+    sdk_app_id = make_app(session)
+    make_user(session, "one@example.com", policies=[
+        doc(("allow", ["sms:DescribeAppList", "sms:DescribeAppInfo"], [f"sms:app/{sdk_app_id}"]))])
+    session.commit()
+    client.login("rev@example.com")
+    areas = _nav(client.get("/"))
+    assert "Access" not in areas  # root only
+    assert "Send a test message" not in areas["Overview"]  # no sms:SendSms
+    assert "Reviews" in areas
+    other = Client(app.test_client())
+    other.login("one@example.com")
+    areas = _nav(other.get("/"))
+    # Allowed on one named application: its list is reachable, nothing else is.
+    assert areas == {"Overview": ["Dashboard"], "Applications": ["Application list"]}
+    assert other.get("/apps").status_code == 200
+
+
+def test_reach_follows_the_policy_service() -> None:
+    def actor(*statements: tuple[str, list[str], list[str]]) -> Actor:
+        return Actor(1, "x", statements=parse_policy(doc(*statements)))
+
+    one = actor(("allow", ["sms:Describe*"], ["sms:app/1400000001"]))
+    assert can_reach(one, "DescribeAppList") and not can_reach(one, "SendSms")
+    denied = actor(("allow", ["sms:*"], ["sms:app/1400000001"]),
+                   ("deny", ["sms:SendSms"], ["sms:app/*"]))
+    assert not can_reach(denied, "SendSms") and can_reach(denied, "ModifyAppInfo")
+    assert not can_reach(one, ROOT) and can_reach(Actor(1, "r", is_root=True), ROOT)
+
+
+@pytest.fixture
+def future_app(backend: Backend, session: Session, instance_dir: Path) -> Iterator[Flask]:
+    """The console once the pages other engineers are building have landed."""
+    flask_app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                            "INSTANCE_DIR": str(instance_dir), "SECRET_KEY": "t",
+                            "TESTING": True})
+    tasks, stats, alarms = (Blueprint(n, __name__) for n in ("tasks", "stats", "alarms"))
+    tasks.add_url_rule("/tasks", "index", lambda: "tasks")
+    tasks.add_url_rule("/tasks/<int:task_id>", "detail", lambda task_id: "task")
+    stats.add_url_rule("/stats", "overview", lambda: "stats")
+    alarms.add_url_rule("/apps/<sdk_app_id>/security", "security", lambda sdk_app_id: "sec")
+    for bp in (tasks, stats, alarms):
+        flask_app.register_blueprint(bp)
+    yield flask_app
+    flask_app.extensions["db"].engine.dispose()
+
+
+def test_links_appear_once_their_pages_are_registered(future_app: Flask, session: Session
+                                                      ) -> None:
+    make_user(session, "root@example.com", root=True)
+    session.commit()
+    client = Client(future_app.test_client())
+    client.login("root@example.com")
+    areas = _nav(client.get("/"))
+    assert areas["Mainland China"][-1] == "Bulk tasks"
+    assert areas["International"][-1] == "Bulk tasks"
+    assert areas["Statistics"][:2] == ["Mainland China", "International"]
+    links = [str(a["href"]) for a in soup(client.get("/")).select("#sidenav a")]
+    assert "/tasks?region=mainland" in links and "/tasks?region=international" in links
+    assert not any("security" in link for link in links)  # per application: not in the nav
+    with future_app.test_request_context("/tasks/5?region=international"):
+        from flask import request
+        from flask_login import login_user
+
+        from app.models import User
+        from app.web.nav import build
+
+        user = session.query(User).filter_by(email="root@example.com").one()
+        login_user(user)
+        sections = build(Actor(user.account_id, "r", is_root=True), "tasks.detail",
+                         {**request.args.to_dict(), "task_id": 5})
+        current = [(s.label, link.label) for s in sections for link in s.links if link.current]
+        assert current == [("International", "Bulk tasks")]
