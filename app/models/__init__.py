@@ -19,8 +19,8 @@ from app.models.sending import (
     Unsubscribe,
     UnsubscribeRemoval,
 )
-from app.models.tasks import SendTask, SendTaskError, SendTaskRecipient
 from app.models.stats import StatRollup
+from app.models.tasks import SendTask, SendTaskError, SendTaskRecipient
 
 __all__ = [
     "Account",
