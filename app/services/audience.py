@@ -7,17 +7,22 @@ Duplicates (within the entry, or already in the group) are merged and counted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import csv
+import dataclasses
+import io
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.models import CustomerGroup, GroupMember, MuteEntry, Unsubscribe
-from app.services import audit
+from app.models import CustomerGroup, GroupMember, MuteEntry, SendTask, Unsubscribe
+from app.services import audit, tasks
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
-from app.sms import numbers, templating
+from app.sms import memberfile, numbers, taskfile, templating
 
 NAME_MAX = 40
 TYPED_MAX_LINES = 100  # numbers per typed entry (fixed)
@@ -41,13 +46,17 @@ class LineError:
 
 
 class BadLines(ValidationError):
-    """Some lines cannot be added; nothing was."""
+    """Some lines cannot be added; nothing was. `lines` holds the first
+    SHOWN_ERRORS of `count`."""
 
-    def __init__(self, lines: list[LineError]) -> None:
-        count = len(lines)
-        super().__init__({"numbers": f"{count} line{'s' if count != 1 else ''} cannot be "
-                                     "added; nothing was imported. Fix them and try again."})
+    def __init__(self, lines: list[LineError], count: int | None = None,
+                 field: str = "numbers") -> None:
+        count = len(lines) if count is None else count
+        what = "line" if field == "numbers" else "row"
+        super().__init__({field: f"{count:,} {what}{'s' if count != 1 else ''} cannot be "
+                                 "added; nothing was imported. Fix them and try again."})
         self.lines = lines
+        self.count = count
 
 
 @dataclass
@@ -313,3 +322,59 @@ def _insert(ctx: Ctx, group: CustomerGroup,
     audit.record(ctx, "AddCustomerNumbers", "customer_group", group.id, None,
                  {"added": added, "merged": seen - added})
     return AddResult(group, added=added, merged=seen - added)
+
+
+def import_file(ctx: Ctx, f: IO[bytes], filename: str, *, group_id: int | str | None = None,
+                new_name: str = "", sms_type: str = "",
+                max_bytes: int = taskfile.MAX_BYTES) -> AddResult:
+    """A CSV/XLSX of numbers (extra columns kept as each number's attributes) into an
+    existing group or a new one. Streams the file; all or nothing: any bad row (the
+    first SHOWN_ERRORS are reported) or a problem with the file writes nothing."""
+    ctx.actor.require("AddCustomerNumbers")
+    savepoint = ctx.db.begin_nested()
+    group = _target(ctx, group_id, new_name, sms_type)
+    bad: list[LineError] = []
+    bad_count = 0
+
+    def good() -> Iterator[tuple[str, list[str] | None]]:
+        nonlocal bad_count
+        for item in memberfile.members(f, filename, max_bytes=max_bytes):
+            if isinstance(item, taskfile.RowError):
+                bad_count += 1
+                if len(bad) < taskfile.SHOWN_ERRORS:
+                    bad.append(LineError(item.row, item.column, item.reason))
+            elif not bad_count:  # once a row is bad nothing is kept: only count the rest
+                yield item.phone, item.attributes
+
+    try:
+        result = _insert(ctx, group, good())
+    except taskfile.FileError as exc:
+        savepoint.rollback()
+        raise invalid("file", str(exc)) from None
+    if bad_count:
+        savepoint.rollback()
+        raise BadLines(bad, bad_count, field="file")
+    savepoint.commit()
+    return result
+
+
+def send_to_group(ctx: Ctx, draft: tasks.Draft, group_id: int | str, *,
+                  params: list[str] | None) -> tuple[SendTask, tasks.Summary]:
+    """A bulk task whose recipients are the group's numbers: with `params` the same
+    template variables for everyone, else each number's imported attributes. The
+    group becomes a task file, so the task validates, confirms and sends exactly like
+    an uploaded one (numbers of the other region are skipped rows, with the reason)."""
+    group, rows = all_numbers(ctx, group_id)
+    spool = tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+b")  # noqa: SIM115
+    text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+    out = csv.writer(text)
+    out.writerow(["phone"])
+    for phone, attrs in rows:
+        out.writerow([phone, *(params if params is not None else (attrs or []))])
+    text.flush()
+    text.detach()
+    spool.seek(0)
+    if not draft.name:
+        draft = dataclasses.replace(draft, name=f"Group: {group.name}"[:100])
+    with spool:
+        return tasks.create_task(ctx, draft, spool, f"group-{group.id}.csv")

@@ -241,13 +241,13 @@ def rows_of(f: IO[bytes], filename: str, *, max_bytes: int = MAX_BYTES) -> Itera
 # --- validating -------------------------------------------------------------------------
 
 
-def _header(cells: list[str]) -> bool:
+def is_header(cells: list[str]) -> bool:
     """A first row whose first cell holds no digit is a header."""
     first = cells[0].strip().lstrip("\ufeff") if cells else ""
     return not any(c.isdigit() for c in first)
 
 
-def _phone_column(cells: list[str]) -> int:
+def phone_column(cells: list[str]) -> int:
     for i, cell in enumerate(cells):
         name = cell.strip().lower()
         if any(h in name for h in PHONE_HEADERS):
@@ -266,8 +266,8 @@ def validate(f: IO[bytes], filename: str, template: Template, *, max_bytes: int 
     data_rows = 0
     billed_cache: dict[tuple[str, ...], int] = {}
     for row_no, cells in enumerate(rows_of(f, filename, max_bytes=max_bytes), start=1):
-        if row_no == 1 and cells and _header(cells):
-            phone_col = _phone_column(cells)
+        if row_no == 1 and cells and is_header(cells):
+            phone_col = phone_column(cells)
             continue
         if not any(c.strip() for c in cells):
             continue  # blank lines (and Excel's empty trailing rows) are not rows

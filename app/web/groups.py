@@ -10,11 +10,13 @@ from typing import Any
 from flask import Blueprint, Response, flash, redirect, request, send_file, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from app.services import audience
+from app.models.content import EFFECTIVE
+from app.services import apps, audience, content, tasks
 from app.services.errors import Conflict, ValidationError
 from app.sms import templating
 from app.sms.cells import neutral
-from app.web import commit, ctx, form_errors, page, page_number
+from app.web import commit, ctx, form_errors, hx_redirect, page, page_number
+from app.web.tasks import REGIONS, _int, _max_bytes, _send_at
 
 bp = Blueprint("groups", __name__)
 
@@ -51,14 +53,22 @@ def create() -> Any:
     return redirect(url_for("groups.detail", gid=group.id))
 
 
+def _add(group_id: int | str | None) -> audience.AddResult:
+    """Typed numbers, or a file when one was chosen."""
+    f, upload = request.form, request.files.get("file")
+    if upload is not None and upload.filename:
+        return audience.import_file(ctx(), upload.stream, upload.filename, group_id=group_id,
+                                    new_name=f.get("new_name", ""),
+                                    sms_type=f.get("sms_type", ""), max_bytes=_max_bytes())
+    return audience.add_typed(ctx(), text=f.get("numbers", ""), group_id=group_id,
+                              new_name=f.get("new_name", ""), sms_type=f.get("sms_type", ""))
+
+
 @bp.post("/groups/numbers")
 def add_to_pool() -> Any:
-    """The customer pool's typed entry: into an existing group or a new one."""
+    """The customer pool: typed numbers or a file, into an existing group or a new one."""
     try:
-        result = audience.add_typed(ctx(), text=request.form.get("numbers", ""),
-                                    group_id=request.form.get("group_id") or None,
-                                    new_name=request.form.get("new_name", ""),
-                                    sms_type=request.form.get("sms_type", ""))
+        result = _add(request.form.get("group_id") or None)
         commit()
     except audience.BadLines as exc:
         return _list(form_errors(exc), 422, exc.lines, "pool")
@@ -91,7 +101,9 @@ def _detail(gid: int, errors: dict[str, str] | None = None, status: int = 200,
                 can_add=c.actor.can("AddCustomerNumbers"),
                 can_remove=c.actor.can("DeleteCustomerNumbers"),
                 can_rename=c.actor.can("ModifyCustomerGroup"),
-                can_delete=c.actor.can("DeleteCustomerGroup"))
+                can_delete=c.actor.can("DeleteCustomerGroup"),
+                can_send=any(c.actor.can("CreateSendTask", a.sdk_app_id)
+                             for a in apps.list_apps(c)))
 
 
 @bp.get("/groups/<int:gid>")
@@ -102,7 +114,7 @@ def detail(gid: int) -> Any:
 @bp.post("/groups/<int:gid>/numbers")
 def add_numbers(gid: int) -> Any:
     try:
-        result = audience.add_typed(ctx(), text=request.form.get("numbers", ""), group_id=gid)
+        result = _add(gid)
         commit()
     except audience.BadLines as exc:
         return _detail(gid, form_errors(exc), 422, exc.lines)
@@ -159,3 +171,43 @@ def export(gid: int) -> Response:
     spool.seek(0)
     return send_file(spool, mimetype="text/csv", as_attachment=True,
                      download_name=f"group-{group.id}.csv")
+
+
+def _send_form(gid: int, errors: dict[str, str] | None = None, status: int = 200) -> Any:
+    c = ctx()
+    region = content.valid_region(request.values.get("region", "mainland"))
+    group = audience.get_group(c, gid)
+    return page("groups/send.html", status=status, group=group, region=region,
+                regions=REGIONS, errors=errors or {}, form=request.form,
+                apps=[a for a in apps.list_apps(c) if c.actor.can("CreateSendTask",
+                                                                   a.sdk_app_id)],
+                templates=[t for t in content.list_templates(c, region)
+                           if t.status == EFFECTIVE and t.sms_type == group.sms_type],
+                signatures=[s for s in content.list_signatures(c, region) if s.usable])
+
+
+@bp.get("/groups/<int:gid>/send")
+def send_form(gid: int) -> Any:
+    return _send_form(gid)
+
+
+@bp.post("/groups/<int:gid>/send")
+def send(gid: int) -> Any:
+    """Send to a group: a bulk task made from the group, then the task's own confirm
+    step (pre-flight, acknowledgement), progress and stop."""
+    f = request.form
+    try:
+        template_id = _int(f.get("template_id", ""), "template_id")
+        if template_id is None:
+            raise ValidationError({"template_id": "Choose a template."})
+        draft = tasks.Draft(f.get("sdk_app_id", "")[:10], template_id,
+                            name=f.get("name", "")[:200], sign_name=f.get("sign_name") or None,
+                            send_at=_send_at(f.get("send_at", "")),
+                            rate_limit=_int(f.get("rate_limit", ""), "rate_limit"))
+        values = [v.strip() for v in f.get("params", "").splitlines() if v.strip()]
+        task, _summary = audience.send_to_group(
+            ctx(), draft, gid, params=values if f.get("variables") == "same" else None)
+        commit()
+    except (ValidationError, Conflict) as exc:
+        return _send_form(gid, form_errors(exc), 422)
+    return hx_redirect(url_for("tasks.detail", task_id=task.id))

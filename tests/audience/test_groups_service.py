@@ -15,7 +15,6 @@ from app.services.errors import NotFound, PermissionDenied, ValidationError
 from app.services.users import bootstrap_user
 from tests.helpers import ctx_for, doc, make_user, root_ctx
 from tests.sending.conftest import Shop
-from tests.sending.conftest import shop as shop  # an application with approved content
 
 
 def _count(session: Session, gid: int) -> int:

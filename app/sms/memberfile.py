@@ -1,0 +1,72 @@
+"""Number files for customer groups: CSV or XLSX in, numbers and their extra columns out.
+
+The same reader as bulk-task files (app/sms/taskfile.py: encodings, XLSX, size and
+zip-bomb limits, Excel's number shapes, a header row or not); numbers of any region
+are welcome (mainland as 11 digits or +86, others with their country code), every
+other column is kept as the number's attributes, and a number seen before in the
+file is merged, not an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO
+
+from app.sms import numbers, taskfile
+
+MAX_ATTRIBUTES = 20  # extra columns kept per number
+MAX_ATTRIBUTE_LENGTH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    row: int
+    phone: str  # E.164
+    attributes: list[str] | None
+
+
+def _parse(text: str) -> str:
+    fast = taskfile.fast_number(text, numbers.MAINLAND)
+    if isinstance(fast, tuple):
+        return fast[0]
+    return numbers.parse_any(text)
+
+
+def members(f: IO[bytes], filename: str, *, max_bytes: int = taskfile.MAX_BYTES,
+            max_rows: int = taskfile.MAX_ROWS) -> Iterator[Member | taskfile.RowError]:
+    """Each data row's number or its problem, in file order; FileError for the file."""
+    phone_col, data_rows = 0, 0
+    for row_no, cells in enumerate(taskfile.rows_of(f, filename, max_bytes=max_bytes),
+                                   start=1):
+        if row_no == 1 and cells and taskfile.is_header(cells):
+            phone_col = taskfile.phone_column(cells)
+            continue
+        if not any(c.strip() for c in cells):
+            continue
+        data_rows += 1
+        if data_rows > max_rows:
+            raise taskfile.FileError(f"The file has more than {max_rows:,} rows; split it.")
+        phone = taskfile.clean_phone(cells[phone_col]) if phone_col < len(cells) else ""
+        if isinstance(phone, taskfile.RowError):
+            yield taskfile.RowError(row_no, taskfile.PHONE, phone.reason)
+            continue
+        try:
+            e164 = _parse(phone)
+        except numbers.NumberError as exc:
+            yield taskfile.RowError(row_no, taskfile.PHONE, str(exc))
+            continue
+        extra = [c.strip() for i, c in enumerate(cells) if i != phone_col]
+        while extra and not extra[-1]:
+            extra.pop()
+        if len(extra) > MAX_ATTRIBUTES:
+            yield taskfile.RowError(row_no, "", f"At most {MAX_ATTRIBUTES} columns besides "
+                                                "the phone.")
+            continue
+        if any(len(v) > MAX_ATTRIBUTE_LENGTH for v in extra):
+            yield taskfile.RowError(row_no, "", f"A cell is longer than "
+                                                f"{MAX_ATTRIBUTE_LENGTH} characters.")
+            continue
+        yield Member(row_no, e164, extra or None)
+    if data_rows == 0:
+        raise taskfile.FileError("The file has no numbers.")
