@@ -307,6 +307,7 @@ def send_batch(ctx: Ctx, limiter: Limiter, app: Application, template: Template 
             msg.status, msg.error_code = REJECTED, code
     columns = [c.key for c in Message.__table__.columns if c.key != "id"]
     ctx.db.execute(insert(Message), [{k: getattr(m, k) for k in columns} for m in messages])
+    rollups.count_new(ctx.db, messages)  # same transaction, as for API sends
     if accepted:
         ctx.defer(DRAIN_JOB)
     return accepted

@@ -23,6 +23,7 @@ from jobs import worker
 from tests.conftest import Backend
 from tests.helpers import ctx_for, doc, make_user
 from tests.sending.conftest import Shop
+from tests.stats import expected
 
 DELIVERED, REFUSED, UNDELIVERED = "+8613900000001", "+8613900000002", "+8613900000003"
 
@@ -124,6 +125,8 @@ def test_confirm_sends_every_recipient_once_through_the_pipeline(
     p = tasks.progress(shop.ctx, task)
     assert (p.total, p.remaining, p.delivered, p.failed, p.rejected) == (23, 0, 20, 3, 1)
     assert p.percent == 100
+    # Statistics count the task's messages like API sends: rollups equal a direct count.
+    assert expected.rolled(session) == expected.direct(session)
 
 
 def test_stop_lets_at_most_one_batch_out(shop: Shop, session: Session) -> None:
