@@ -51,7 +51,8 @@ def test_confirm_a_contact_mobile(browser: Browser, served: tuple[str, Flask]) -
     page.fill("input[name=email]", "root@example.com")
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
-    expect(page).to_have_url(re.compile(r"/apps$"))
+    expect(page).to_have_url(re.compile(r"/$"))  # the dashboard
+    page.goto(f"{base}/apps")
     page.fill("#create-app input[name=name]", "Checkout alerts")
     page.click("#create-app button[type=submit]")
     sdk_app_id = page.locator("#sdk-app-id").inner_text(timeout=10_000)

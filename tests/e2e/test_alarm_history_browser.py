@@ -44,7 +44,7 @@ def test_alarm_history(browser: Browser, served: tuple[str, Flask]) -> None:
     page.fill("input[name=email]", "root@example.com")
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
-    expect(page).to_have_url(re.compile(r"/apps$"))
+    expect(page).to_have_url(re.compile(r"/$"))  # the dashboard
     page.goto(f"{base}/alarms")
     rows = page.locator("#alarm-rows tbody tr[id^=alarm-]")
     expect(rows).to_have_count(2)
