@@ -11,7 +11,7 @@ import csv
 import dataclasses
 import io
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -328,34 +328,28 @@ def import_file(ctx: Ctx, f: IO[bytes], filename: str, *, group_id: int | str | 
                 new_name: str = "", sms_type: str = "",
                 max_bytes: int = taskfile.MAX_BYTES) -> AddResult:
     """A CSV/XLSX of numbers (extra columns kept as each number's attributes) into an
-    existing group or a new one. Streams the file; all or nothing: any bad row (the
-    first SHOWN_ERRORS are reported) or a problem with the file writes nothing."""
+    existing group or a new one. All or nothing: the file is read twice, streaming,
+    first to find every bad row (the first SHOWN_ERRORS are reported) and only then to
+    insert, so a bad row or a bad file writes nothing. (No savepoint: on SQLite,
+    pysqlite may make one the outermost transaction, whose release commits.)"""
     ctx.actor.require("AddCustomerNumbers")
-    savepoint = ctx.db.begin_nested()
-    group = _target(ctx, group_id, new_name, sms_type)
     bad: list[LineError] = []
     bad_count = 0
-
-    def good() -> Iterator[tuple[str, list[str] | None]]:
-        nonlocal bad_count
+    try:
         for item in memberfile.members(f, filename, max_bytes=max_bytes):
             if isinstance(item, taskfile.RowError):
                 bad_count += 1
                 if len(bad) < taskfile.SHOWN_ERRORS:
                     bad.append(LineError(item.row, item.column, item.reason))
-            elif not bad_count:  # once a row is bad nothing is kept: only count the rest
-                yield item.phone, item.attributes
-
-    try:
-        result = _insert(ctx, group, good())
     except taskfile.FileError as exc:
-        savepoint.rollback()
         raise invalid("file", str(exc)) from None
     if bad_count:
-        savepoint.rollback()
         raise BadLines(bad, bad_count, field="file")
-    savepoint.commit()
-    return result
+    group = _target(ctx, group_id, new_name, sms_type)
+    f.seek(0)
+    return _insert(ctx, group, ((m.phone, m.attributes)
+                                for m in memberfile.members(f, filename, max_bytes=max_bytes)
+                                if isinstance(m, memberfile.Member)))
 
 
 def send_to_group(ctx: Ctx, draft: tasks.Draft, group_id: int | str, *,
