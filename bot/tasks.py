@@ -16,9 +16,9 @@ from slack_sdk import WebClient
 
 from app.models.tasks import SendTask
 from app.queue import enqueue
-from app.services import tasks
-from app.services.context import Ctx
-from app.services.errors import ServiceError
+from app.services import apps, tasks
+from app.services.context import Ctx, Settings
+from app.services.errors import ServiceError, ValidationError
 from app.sms.text import REGIONS
 from bot import blocks
 from bot.blocks import Block, escape
@@ -32,12 +32,15 @@ STOP_CONFIRM = "task_stop_confirm"
 CANCEL_CONFIRM = "task_cancel_confirm"
 KEEP = "task_keep"
 RESPOND_JOB = "jobs.tasks.slack_respond"
+BULK_MODAL = "task_bulk_modal"
+BULK_MAX_LINES = 100
 
 HELP = {
     "tasks [mainland|international]": "recent bulk send tasks with their progress",
     "task <id>": "one task's progress",
     "stop <id>": "stop a sending task (asks first)",
     "cancel <id>": "cancel a scheduled or unconfirmed task (asks first)",
+    "bulk": f"a small task: up to {BULK_MAX_LINES} lines of number, params (opens a form)",
 }
 
 
@@ -117,7 +120,62 @@ def _cancel(ctx: Ctx, words: list[str], _body: dict, _client: WebClient) -> dict
     return _ask(ctx, _task_id(words, "cancel"), "cancel")
 
 
-HANDLERS = {"tasks": _tasks, "task": _task, "stop": _stop, "cancel": _cancel}
+def bulk_modal() -> dict[str, Any]:
+    def text_input(block: str, label: str, *, multiline: bool = False, optional: bool = False,
+                   max_length: int = 64, hint: str = "") -> Block:
+        out: Block = {"type": "input", "block_id": block, "optional": optional,
+                      "label": {"type": "plain_text", "text": label},
+                      "element": {"type": "plain_text_input", "action_id": block,
+                                  "multiline": multiline, "max_length": max_length}}
+        if hint:
+            out["hint"] = {"type": "plain_text", "text": hint}
+        return out
+
+    return {
+        "type": "modal", "callback_id": BULK_MODAL,
+        "title": {"type": "plain_text", "text": "Small bulk send"},
+        "submit": {"type": "plain_text", "text": "Create task"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            text_input("app", "Application (SDK AppID)", max_length=10),
+            text_input("template", "Template id", max_length=9),
+            text_input("sign", "Signature (optional internationally)", optional=True),
+            text_input("lines", f"Recipients (up to {BULK_MAX_LINES} lines)", multiline=True,
+                       max_length=3000, hint="One per line: number, param1, param2, …"),
+            {"type": "input", "block_id": "now", "optional": True,
+             "label": {"type": "plain_text", "text": "When"},
+             "element": {"type": "checkboxes", "action_id": "now", "options": [
+                 {"text": {"type": "plain_text", "text": "Send now (confirm at once)"},
+                  "value": "yes"}]}},
+        ],
+    }
+
+
+def _bulk(ctx: Ctx, words: list[str], body: dict, client: WebClient) -> dict[str, Any]:
+    if not any(ctx.actor.can("CreateSendTask", a.sdk_app_id) for a in apps.list_apps(ctx)):
+        return blocks.reply(":no_entry: You may not create send tasks in any application.")
+    try:
+        client.views_open(trigger_id=body["trigger_id"], view=bulk_modal())
+    except Exception as exc:  # SlackApiError and network failures alike
+        log.warning("views.open failed: %s", type(exc).__name__)
+        return blocks.reply("Slack would not open the form; try again in a moment.")
+    return {}
+
+
+HANDLERS = {"tasks": _tasks, "task": _task, "stop": _stop, "cancel": _cancel, "bulk": _bulk}
+
+
+def bulk_file(text: str) -> bytes:
+    """The modal's lines as a CSV the task service reads like an upload."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for line in text.splitlines():
+        if line.strip():
+            writer.writerow([cell.strip() for cell in line.split(",")])
+    return out.getvalue().encode()
 
 
 def register(bolt: App, flask_app: Flask) -> None:
@@ -149,6 +207,54 @@ def register(bolt: App, flask_app: Flask) -> None:
             log.exception("task %s failed", verb)
             text = "Something went wrong on our side. It has been logged."
         respond(body, text)
+
+    @bolt.view(BULK_MODAL)
+    def bulk_submitted(ack: Ack, body: dict, view: dict, client: WebClient) -> None:
+        import io
+
+        values: dict[str, Any] = view["state"]["values"]
+
+        def value(block: str) -> str:
+            return (values.get(block, {}).get(block, {}).get("value") or "").strip()
+
+        lines = [x for x in value("lines").splitlines() if x.strip()]
+        now = bool(values.get("now", {}).get("now", {}).get("selected_options"))
+        if not lines or len(lines) > BULK_MAX_LINES:
+            ack(response_action="errors", errors={
+                "lines": f"Give 1 to {BULK_MAX_LINES} lines ({len(lines)} given)."})
+            return
+        if not value("template").isdigit():
+            ack(response_action="errors", errors={"template": "Give the template's id."})
+            return
+        fields = {"sdk_app_id": "app", "template_id": "template", "sign_name": "sign",
+                  "file": "lines", "": "lines", "acknowledge": "lines"}
+        try:
+            with acting(flask_app, client, body["user"]["id"]) as ctx:
+                draft = tasks.Draft(value("app"), int(value("template")), name="From Slack",
+                                    sign_name=value("sign") or None)
+                task, summary = tasks.create_task(ctx, draft, io.BytesIO(bulk_file(
+                    value("lines"))), "slack.csv")
+                if summary.errors:  # the modal shows why; nothing is kept
+                    first = summary.first_errors[0]
+                    raise ValidationError({"file": f"Line {first.row}: {first.reason} "
+                                                   f"({summary.errors} line(s) with errors)."})
+                if now:
+                    tasks.confirm(ctx, task.id, acknowledged=True)
+                task_id, status = task.id, task.status
+        except ValidationError as exc:
+            ack(response_action="errors", errors={
+                fields.get(k, "lines"): v[:150] for k, v in exc.errors.items()})
+            return
+        except (NotLinked, ServiceError) as exc:
+            ack(response_action="errors",
+                errors={"app": getattr(exc, "message", str(exc))[:150]})
+            return
+        ack()
+        base = Settings.from_config(flask_app.config).base_url
+        text = (f"Task {task_id} created from Slack: {status.replace('_', ' ')}. "
+                + ("Its progress follows here." if now else
+                   f"Confirm it in the web: {base}/tasks/{task_id}"))
+        enqueue(redis, "jobs.tasks.slack_dm", body["user"]["id"], text)
 
     @bolt.action(STOP_CONFIRM)
     def stop_confirmed(ack: Ack, body: dict, client: WebClient) -> None:

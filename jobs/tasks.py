@@ -137,6 +137,10 @@ def slack_ephemeral(channel: str, user: str, text: str,
     _slack_call("chat_postEphemeral", channel=channel, user=user, text=text, blocks=blocks)
 
 
+def slack_dm(user: str, text: str) -> None:
+    _slack_call("chat_postMessage", channel=user, text=text)
+
+
 def _slack_call(method: str, **kwargs: Any) -> Any | None:
     """One Web API call; a refusal (rate limit, channel gone) is logged, never raised:
     the next update carries the newer figures anyway."""

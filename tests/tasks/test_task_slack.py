@@ -88,3 +88,30 @@ def test_usage_and_strangers(slack: Slack, shop: Shop, session: Session) -> None
     assert "No task 999" in slack.command("stop 999", user=ROOT).get_json()["text"]
     assert "not a region" in slack.command("tasks mars", user=ROOT).get_json()["text"]
     assert "No bulk send tasks" in slack.command("tasks", user=ROOT).get_json()["text"]
+
+
+def test_bulk_modal_creates_the_same_task(slack: Slack, shop: Shop, session: Session) -> None:
+    from sqlalchemy import func, select
+
+    link(session, shop)
+    assert slack.command("bulk", user=ROOT).status_code == 200
+    assert slack.api.named("views.open")[-1]["view"]["callback_id"] == bot_tasks.BULK_MODAL
+
+    def submit(lines: str, now: bool = True):  # type: ignore[no-untyped-def]
+        values = {"app": {"app": {"value": shop.app.sdk_app_id}},
+                  "template": {"template": {"value": str(shop.templates["mainland"])}},
+                  "sign": {"sign": {"value": "Shop"}}, "lines": {"lines": {"value": lines}},
+                  "now": {"now": {"selected_options": [{"value": "yes"}] if now else []}}}
+        return slack.submit(bot_tasks.BULK_MODAL, values, ROOT)
+
+    bad = submit("13800138000, 1234\n12345, 1234\n").get_json()
+    assert bad["response_action"] == "errors" and "Line 2" in bad["errors"]["lines"]
+    many = submit("\n".join(f"1380013{i:04d},1234" for i in range(101))).get_json()
+    assert "1 to 100 lines" in many["errors"]["lines"]
+    assert session.scalar(select(func.count()).select_from(SendTask)) == 0  # nothing kept
+    ok = submit("13800138000, 1234\n13800138001,5678\n")
+    assert ok.status_code == 200 and not ok.get_data()
+    session.expire_all()
+    task = session.scalar(select(SendTask))
+    assert task is not None and (task.status, task.valid_rows) == ("sending", 2)
+    assert task.created_by == shop.ctx.actor.user_id  # the same service, as the linked user
