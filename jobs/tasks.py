@@ -82,6 +82,8 @@ def run(task_id: int) -> int:
         slack_progress(app, task_id)
         if step.wait_s > 2:  # quiet hours: come back when they end
             _later(conn, task_id, step.wait_s)
+            with contextlib.suppress(redis_lib.RedisError):  # the sweeper need not wake it
+                conn.set(heartbeat_key(task_id), 1, ex=int(step.wait_s) + _heartbeat(app))
             return converted
         if step.converted == 0 or time.monotonic() > deadline:
             # Waiting for the pipeline to catch up (or to settle the task): hand the

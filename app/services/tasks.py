@@ -72,7 +72,7 @@ from app.sms import taskfile, templating
 from app.sms.text import INTERNATIONAL, MAINLAND, REGIONS
 
 RUN_JOB = "jobs.tasks.run"
-BATCH = 500  # recipients per dispatch transaction: also how far a stop can lag
+BATCH = 1000  # recipients per dispatch transaction (the drain batch): how far a stop lags
 INSERT_CHUNK = 5000
 PAGE = 50
 
