@@ -406,6 +406,11 @@ def sms_count(region: str, sign: str | None, as_json: bool, text: str) -> None:
 cli.add_command(sms_group)
 
 
+from app.cli_tasks import task_group  # noqa: E402 - its own module (issue #10)
+
+cli.add_command(task_group)
+
+
 # --- demo ---------------------------------------------------------------------------
 
 @cli.command("demo")

@@ -54,7 +54,7 @@ def defaults(instance: Path) -> dict[str, Any]:
         "SWEEP_INTERVAL_S": 5,
         "RECEIPT_VALIDITY_S": 72 * 3600,  # then a submitted message ends `no_receipt`
         # Bulk send tasks (app/services/tasks.py).
-        "TASK_BATCH": 500,  # recipients per dispatch step: how far a stop may lag
+        "TASK_BATCH": 1000,  # recipients per dispatch step: how far a stop may lag
         "TASK_MAX_UPLOAD_MB": 30,
         "TASK_HEARTBEAT_S": 10,  # a dispatcher silent this long is restarted by the sweeper
         "MESSAGE_RETENTION_DAYS": 60,  # send records and replies older than this are purged

@@ -8,7 +8,7 @@ from flask import Flask
 from slack_bolt import App
 
 from app.notify.slack import web_client
-from bot import alarms, approvals, commands
+from bot import alarms, approvals, commands, tasks
 
 log = logging.getLogger("smsops.slack")
 
@@ -32,4 +32,5 @@ def build(flask_app: Flask) -> App | None:
     commands.register(bolt, flask_app)
     approvals.register(bolt, flask_app)
     alarms.register(bolt, flask_app)
+    tasks.register(bolt, flask_app)  # /sms tasks|task|stop|cancel and their buttons
     return bolt

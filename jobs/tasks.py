@@ -10,6 +10,7 @@ import contextlib
 import logging
 import time
 from datetime import timedelta
+from typing import Any
 
 import redis as redis_lib
 from flask import Flask
@@ -75,9 +76,14 @@ def run(task_id: int) -> int:
         if step.accepted:
             _wake(app, DRAIN_JOB)
         if step.status != SENDING:
+            if step.status != "missing":
+                slack_progress(app, task_id, force=True)  # the final figures
             return converted
+        slack_progress(app, task_id)
         if step.wait_s > 2:  # quiet hours: come back when they end
             _later(conn, task_id, step.wait_s)
+            with contextlib.suppress(redis_lib.RedisError):  # the sweeper need not wake it
+                conn.set(heartbeat_key(task_id), 1, ex=int(step.wait_s) + _heartbeat(app))
             return converted
         if step.converted == 0 or time.monotonic() > deadline:
             # Waiting for the pipeline to catch up (or to settle the task): hand the
@@ -112,3 +118,87 @@ def redrive(app: Flask) -> int:
             enqueue(conn, tasks.RUN_JOB, task_id)
             started += 1
     return started
+
+
+# --- Slack: answers to buttons, and the live progress message ----------------------------
+
+SLACK_EVERY_S = 3.0  # chat.update is rate limited (about 50 a minute per workspace)
+
+
+def slack_respond(response_url: str, text: str) -> None:
+    from slack_sdk.webhook import WebhookClient
+
+    try:
+        WebhookClient(response_url, timeout=10).send(text=text, replace_original=True)
+    except Exception as exc:  # the URL expires after 30 minutes; nothing to retry then
+        log.warning("response_url answer failed: %s", type(exc).__name__)
+
+
+def slack_ephemeral(channel: str, user: str, text: str,
+                    blocks: list[dict[str, Any]] | None = None) -> None:
+    _slack_call("chat_postEphemeral", channel=channel, user=user, text=text, blocks=blocks)
+
+
+def slack_dm(user: str, text: str) -> None:
+    _slack_call("chat_postMessage", channel=user, text=text)
+
+
+def _slack_call(method: str, **kwargs: Any) -> Any | None:
+    """One Web API call; a refusal (rate limit, channel gone) is logged, never raised:
+    the next update carries the newer figures anyway."""
+    from slack_sdk.errors import SlackApiError
+
+    from app.notify.slack import describe, web_client
+
+    try:
+        return getattr(web_client(runtime.app().config), method)(**kwargs)
+    except SlackApiError as exc:
+        log.warning("Slack %s failed: %s", method, describe(exc))
+        return None
+
+
+def _slack_key(task_id: int) -> str:
+    return f"smsops:task:slack:{task_id}"
+
+
+def slack_progress(app: Flask, task_id: int, *, force: bool = False) -> None:
+    """Post the task's progress message (to its creator's DM and the task channel, if
+    set) the first time; afterwards update it in place, at most every SLACK_EVERY_S
+    unless `force` (the final figures). Off when Slack is not configured."""
+    if not app.config.get("SLACK_BOT_TOKEN"):
+        return
+    import json
+
+    from app.models import User
+    from bot.tasks import progress_blocks, progress_text
+    conn = app.extensions["redis"]
+    key = _slack_key(task_id)
+    try:
+        state = json.loads(conn.get(key) or "{}")
+        if not force and state and time.time() - state.get("at", 0) < SLACK_EVERY_S:
+            return
+        with app.app_context(), app.extensions["db"].unit_of_work() as session:
+            task = session.get(SendTask, task_id)
+            if task is None:
+                return
+            ctx = Ctx(session, tasks.system_actor(task), Settings.from_config(app.config))
+            p = tasks.progress(ctx, task)
+            text = progress_text(task, p)
+            blocks = progress_blocks(task, p, ctx.settings.base_url)
+            creator = session.get(User, task.created_by) if task.created_by else None
+            targets = [creator.slack_user_id] if creator and creator.slack_user_id else []
+        if app.config.get("SLACK_TASK_CHANNEL"):
+            targets.append(str(app.config["SLACK_TASK_CHANNEL"]))
+        posted = state.get("messages") or []
+        if not posted:
+            for channel in targets:
+                answer = _slack_call("chat_postMessage", channel=channel, text=text,
+                                     blocks=blocks)
+                if answer is not None:
+                    posted.append([answer["channel"], answer["ts"]])
+        else:
+            for channel, ts in posted:
+                _slack_call("chat_update", channel=channel, ts=ts, text=text, blocks=blocks)
+        conn.set(key, json.dumps({"messages": posted, "at": time.time()}), ex=7 * 86400)
+    except redis_lib.RedisError as exc:
+        log.warning("task %s progress message skipped: %s", task_id, exc)

@@ -13,7 +13,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import insert, literal, select, union_all, update
@@ -36,8 +37,8 @@ from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import NotFound, invalid
 from app.services.limits import DAY_MS, Check, Limiter, content_digest
-from app.sms import alarm_texts, errors, numbers, params, templating
-from app.sms.text import INTERNATIONAL, MAINLAND, count
+from app.sms import alarm_texts, errors, numbers, params, taskfile, templating
+from app.sms.text import GSM7, INTERNATIONAL, MAINLAND, UCS2, compose, count, is_gsm7
 
 MAX_NUMBERS = 200  # per request
 SUBMIT_JOB = "jobs.sending.submit"  # for given ids; requests wake the drainer instead
@@ -269,33 +270,56 @@ def send_batch(ctx: Ctx, limiter: Limiter, app: Application, template: Template 
     countries = {c.iso_code: c for c in app.countries}
     blocked = _blocked(ctx, app, signature, template, [i.phone_number for i in items])
     sign_name = signature.content if signature else None
+    # What fails every row alike, once per batch; each row's own parameters below.
+    shape = _whole_request_error(ctx, app, template, signature, SendRequest(
+        [], template.id if template else 0, [], sign_name))
+    whole = None if shape == "InvalidParameterValue.TemplateParameterCountMismatch" else shape
+    want = len(templating.variables(template.content)) if template is not None else 0
+    biller = taskfile.Biller(taskfile.Template(
+        template.content, template.sms_type, region, sign_name)) if template else None
     messages: list[Message] = []
     codes: list[str | None] = []
     fees: list[int] = []
     wanted: list[tuple[int, list[Check]]] = []
+    base = {"account_id": app.account_id, "app_id": app.id, "request_id": request_id,
+            "region": region, "signature_id": signature.id if signature else None,
+            "template_id": template.id if template else None,
+            "sms_type": template.sms_type if template else "", "session_context": None,
+            "fee": 0, "created_at": now, "task_id": task_id, "status": ACCEPTED,
+            "error_code": None, "carrier_code": None, "gateway_message_id": None,
+            "submitted_at": None, "receipt_at": None, "attempt_id": None,
+            "lease_until": None}
     for item in items:
-        whole = _whole_request_error(ctx, app, template, signature, SendRequest(
-            [], template.id if template else 0, item.params, sign_name))
-        body = templating.render(template.content, item.params) \
-            if whole is None and template is not None else ""
-        counted = count(body, region, sign_name)
-        msg = Message(account_id=app.account_id, app_id=app.id, serial_no=item.serial_no,
-                      request_id=request_id, region=region, phone_number=item.phone_number,
-                      signature_id=signature.id if signature else None,
-                      template_id=template.id if template else None,
-                      sms_type=template.sms_type if template else "", content=counted.text,
-                      encoding=counted.encoding, session_context=None, fee=0, iso_code="",
-                      created_at=now, task_id=task_id,
-                      template_params=list(item.params) if template else None)
-        code = whole or _number_checks(msg, (item.phone_number, item.iso_code), region,
-                                       countries, blocked, local)
+        code = whole
+        if code is None and template is not None:
+            if len(item.params) != want:
+                code = "InvalidParameterValue.TemplateParameterCountMismatch"
+            else:
+                problem = param_problem(ctx, template, item.params)
+                code = problem.code if problem else None
+        fee = 1
+        if code is None and template is not None and biller is not None:
+            text = compose(templating.render(template.content, item.params), sign_name, region)
+            encoding = UCS2 if region == MAINLAND or not is_gsm7(text) else GSM7
+            fee = biller(item.params)
+        else:
+            counted = count("", region, sign_name)
+            text, encoding, fee = counted.text, counted.encoding, counted.billed_items
+        # A plain row object, not an ORM instance: the checks read attributes only,
+        # and the batch is written with one multi-row INSERT.
+        msg = cast(Message, SimpleNamespace(
+            **base, serial_no=item.serial_no, phone_number=item.phone_number, iso_code="",
+            content=text, encoding=encoding,
+            template_params=list(item.params) if template else None))
+        code = code or _number_checks(msg, (item.phone_number, item.iso_code), region,
+                                      countries, blocked, local)
         if code is None:
             wanted.append((len(messages), _checks(
-                app, account, msg, counted.billed_items, msg.phone_number in allowlist,
+                app, account, msg, fee, msg.phone_number in allowlist,
                 countries.get(msg.iso_code), day)))
         messages.append(msg)
         codes.append(code)
-        fees.append(counted.billed_items)
+        fees.append(fee)
     _reserve_all(ctx, limiter, app, account, messages, codes, wanted, fees, countries, day,
                  now)
     accepted = 0
@@ -306,7 +330,8 @@ def send_batch(ctx: Ctx, limiter: Limiter, app: Application, template: Template 
         else:
             msg.status, msg.error_code = REJECTED, code
     columns = [c.key for c in Message.__table__.columns if c.key != "id"]
-    ctx.db.execute(insert(Message), [{k: getattr(m, k) for k in columns} for m in messages])
+    ctx.db.execute(insert(cast(Any, Message.__table__)),  # Core: no ORM work per row
+                   [{k: getattr(m, k) for k in columns} for m in messages])
     rollups.count_new(ctx.db, messages)  # same transaction, as for API sends
     if accepted:
         ctx.defer(DRAIN_JOB)

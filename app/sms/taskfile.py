@@ -22,7 +22,7 @@ from typing import IO, Any
 import phonenumbers
 
 from app.sms import numbers, params, templating
-from app.sms.text import MAINLAND, count
+from app.sms.text import GSM7, GSM_BASIC, MAINLAND, MULTI, SINGLE, UCS2, compose, count, is_gsm7
 
 MAX_BYTES = 30 * 1024 * 1024  # a setting (TASK_MAX_UPLOAD_MB); the default
 MAX_ROWS = 1_000_000
@@ -111,6 +111,40 @@ def clean_phone(cell: str) -> str | RowError:
         return RowError(0, PHONE, SCIENTIFIC)
     m = _EXCEL_FLOAT.fullmatch(text)
     return m.group(1) if m else text
+
+
+# --- billed items: a fast path for rows whose count is plain arithmetic ------------------
+
+_GSM_BASIC = re.compile("[" + re.escape("".join(sorted(GSM_BASIC))) + "]*")
+_BMP_MAX = "\uffff"
+
+
+class Biller:
+    """Billed items of each row's text. When every character of the text is one
+    unit (no surrogate pair, no GSM escape), the count is arithmetic on lengths;
+    otherwise `count` segments the text. A property test checks they agree."""
+
+    def __init__(self, template: Template) -> None:
+        self.template = template
+        found = [int(n) for n in templating.VARIABLE.findall(template.content)]
+        self.times = [found.count(n) for n in range(1, max(found, default=0) + 1)]
+        base = compose(templating.render(template.content, [""] * len(self.times)),
+                       template.signature, template.region)
+        self.base_len = len(base)
+        self.bmp = not base or max(base) <= _BMP_MAX
+        self.gsm_basic = _GSM_BASIC.fullmatch(base) is not None
+        self.ucs2 = template.region == MAINLAND or not is_gsm7(base)
+
+    def __call__(self, values: list[str]) -> int:
+        if self.bmp and len(values) == len(self.times):
+            total = self.base_len + sum(len(v) * t for v, t in zip(values, self.times,
+                                                                   strict=True))
+            if self.ucs2 and all(not v or max(v) <= _BMP_MAX for v in values):
+                return 1 if total <= SINGLE[UCS2] else -(-total // MULTI[UCS2])
+            if self.gsm_basic and all(_GSM_BASIC.fullmatch(v) for v in values):
+                return 1 if total <= SINGLE[GSM7] else -(-total // MULTI[GSM7])
+        t = self.template
+        return count(templating.render(t.content, values), t.region, t.signature).billed_items
 
 
 # --- reading the file ------------------------------------------------------------------
@@ -264,7 +298,7 @@ def validate(f: IO[bytes], filename: str, template: Template, *, max_bytes: int 
     seen: set[int] = set()
     phone_col = 0
     data_rows = 0
-    billed_cache: dict[tuple[str, ...], int] = {}
+    billed = Biller(template)
     for row_no, cells in enumerate(rows_of(f, filename, max_bytes=max_bytes), start=1):
         if row_no == 1 and cells and is_header(cells):
             phone_col = phone_column(cells)
@@ -307,13 +341,7 @@ def validate(f: IO[bytes], filename: str, template: Template, *, max_bytes: int 
             yield RowError(row_no, PHONE, "The same number appears earlier in the file.")
             continue
         seen.add(key)
-        fee = billed_cache.get(tuple(values)) if len(billed_cache) < 10_000 else None
-        if fee is None:
-            fee = count(templating.render(template.content, values), template.region,
-                        template.signature).billed_items
-            if len(billed_cache) < 10_000:
-                billed_cache[tuple(values)] = fee
-        yield Row(row_no, found[0], found[1], values, fee)
+        yield Row(row_no, found[0], found[1], values, billed(values))
     if data_rows == 0:
         raise FileError("The file has no recipient rows.")
 

@@ -212,6 +212,8 @@ def test_marketing_task_pauses_in_quiet_hours(shop: Shop, session: Session) -> N
     assert step.converted == 0 and step.wait_s == pytest.approx(9.5 * 3600)
     day = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)  # 09:00 Shanghai
     assert tasks.quiet_until(_account(session), day) is None
+    resumed = tasks.dispatch_step(shop.ctx, shop.limiter, task.id, now=day)
+    assert (resumed.converted, resumed.status) == (1, "sending")  # resumes, never fails
 
 
 def _account(session: Session) -> Account:

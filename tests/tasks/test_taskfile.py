@@ -187,7 +187,7 @@ mainland_like = st.builds(lambda p, d: p + d, st.sampled_from(["", "+86", "86", 
                           st.text(alphabet="0123456789", min_size=9, max_size=13))
 
 
-@settings(max_examples=3000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(text=st.one_of(mainland_like, st.text(max_size=16)),
        region=st.sampled_from(["mainland", "international"]))
 def test_fast_path_agrees_with_phonenumbers(text: str, region: str) -> None:
@@ -199,3 +199,27 @@ def test_fast_path_agrees_with_phonenumbers(text: str, region: str) -> None:
 def test_fast_path_decides_the_common_shapes() -> None:
     for n in ("13800138000", "+8615912345678", "18612345678", "19912345678"):
         assert taskfile.fast_number(n, "mainland") is not None
+
+
+# --- the billed-items fast path agrees with segmenting the text ----------------------
+
+TEMPLATES = [
+    taskfile.Template("您的验证码为{1}", "verification", "mainland", "Shop"),
+    taskfile.Template("{1}您好 订单{2}已发货{1}", "notification", "mainland", "店"),
+    taskfile.Template("Hi {1}, order {2} shipped", "notification", "international", None),
+    taskfile.Template("Hi {1} ^ {2}", "notification", "international", "Shop"),
+    taskfile.Template("Привет {1}", "notification", "international", None),
+]
+values = st.text(alphabet=st.sampled_from("abcXYZ019 ,.^{}€é好😀\n\t"), max_size=90)
+
+
+@settings(max_examples=600, deadline=None)
+@given(which=st.integers(0, len(TEMPLATES) - 1), a=values, b=values)
+def test_billed_fast_path_agrees_with_count(which: int, a: str, b: str) -> None:
+    from app.sms import templating
+    from app.sms.text import count
+
+    t = TEMPLATES[which]
+    vals = [a, b][: len(templating.variables(t.content))]
+    expected = count(templating.render(t.content, vals), t.region, t.signature).billed_items
+    assert taskfile.Biller(t)(vals) == expected

@@ -1,0 +1,197 @@
+"""A bulk send task end to end: validation speed and memory, then confirm → every
+message submitted → every receipt recorded, on PostgreSQL + a Redis server of our
+own, the simulator at zero latency and N `smsops worker` processes.
+
+    .venv/bin/python bench/bulk_task.py --rows 1000000 --workers 2
+    .venv/bin/python bench/bulk_task.py --rows 50000 --workers 2 --profile
+
+Stages (each in its own process, so peak memory is that stage's own):
+1. validate: `taskfile.validate` over a generated CSV (mainland mobiles, one
+   verification code each): rows/s and peak RSS.
+2. create: `tasks.create_task` (validation + recipient inserts) into PostgreSQL.
+3. confirm → all submitted, → all receipts applied, with the workers running.
+Prints a Markdown table row; --profile prints where validation spends its time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from pipeline_e2e import LIFT, PG_ADMIN, _free_port  # noqa: E402 - a sibling script
+
+VALIDATE = """
+import cProfile, io, json, pstats, resource, sys, time
+from app.sms import taskfile
+from app.demo import DEMO_SIGNATURE, DEMO_TEMPLATES  # the template the task uses
+t = taskfile.Template(DEMO_TEMPLATES["mainland"][0][2], "verification", "mainland",
+                      DEMO_SIGNATURE)
+path, profile = sys.argv[1], sys.argv[2] == "1"
+prof = cProfile.Profile() if profile else None
+start = time.perf_counter()
+if prof: prof.enable()
+with open(path, "rb") as f:
+    rows = valid = 0
+    for item in taskfile.validate(f, "list.csv", t):
+        rows += 1
+        valid += isinstance(item, taskfile.Row)
+if prof:
+    prof.disable()
+    pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(12)
+print(json.dumps({"rows": rows, "valid": valid, "seconds": time.perf_counter() - start,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+CREATE = """
+import json, resource, sys, time
+from app import create_app
+from app.models import Application, Template
+from app.services import tasks
+from app.services.accounts import ensure_account, system_actor
+from app.services.context import Ctx, Settings
+from sqlalchemy import select
+path, sid = sys.argv[1], sys.argv[2]
+app = create_app()
+with app.extensions["db"].unit_of_work() as s:
+    ctx = Ctx(s, system_actor(ensure_account(s)), Settings.from_config(app.config))
+    tid = s.scalar(select(Template.id).where(Template.region == "mainland",
+                                             Template.sms_type == "verification"))
+    start = time.perf_counter()
+    with open(path, "rb") as f:
+        task, summary = tasks.create_task(ctx, tasks.Draft(sid, tid, name="bench"), f, "list.csv")
+    created = time.perf_counter() - start
+print(json.dumps({"task": task.id, "valid": summary.valid, "seconds": created,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+CONFIRM = """
+import sys
+from app import create_app
+from app.queue import enqueue_deferred
+from app.services import tasks
+from app.services.accounts import ensure_account, system_actor
+from app.services.context import Ctx, Settings
+app = create_app()
+with app.extensions["db"].unit_of_work() as s:
+    ctx = Ctx(s, system_actor(ensure_account(s)), Settings.from_config(app.config))
+    tasks.confirm(ctx, int(sys.argv[1]), acknowledged=True)
+enqueue_deferred(app.extensions["redis"], ctx.deferred)
+"""
+
+
+def write_csv(path: Path, rows: int) -> None:
+    prefixes = ("138", "139", "150", "186", "177")
+    with path.open("w", encoding="utf-8", newline="") as f:
+        f.write("phone,code,minutes\n")
+        for i in range(rows):
+            f.write(f"{prefixes[i % 5]}{i:08d},{100000 + i % 900000},5\n")
+
+
+def _count(db_url: str, task_id: int) -> tuple[int, int, int]:
+    import psycopg
+
+    with psycopg.connect(db_url.replace("+psycopg", ""), autocommit=True) as c:
+        row = c.execute(
+            "SELECT count(*) FILTER (WHERE status IN ('accepted', 'submitting')), "
+            "count(*) FILTER (WHERE status = 'submitted'), count(*) FROM message "
+            "WHERE task_id = %s", (task_id,)).fetchone()
+        pending = c.execute("SELECT count(*) FROM send_task_recipient WHERE task_id = %s "
+                            "AND status = 'pending'", (task_id,)).fetchone()
+    assert row is not None and pending is not None
+    return int(row[0]) + int(pending[0]), int(row[1]), int(row[2])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--cap", type=float, default=1800, help="give up after (s)")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="smsops-bulk-"))
+    csv_path = tmp / "list.csv"
+    write_csv(csv_path, args.rows)
+    py = sys.executable
+    out = subprocess.run([py, "-c", VALIDATE, str(csv_path), "1" if args.profile else "0"],
+                         cwd=ROOT, check=True, capture_output=True, text=True)
+    if args.profile:
+        print(out.stderr, file=sys.stderr)
+    v = json.loads(out.stdout)
+    import psycopg
+
+    name = f"smsops_bulk_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    db_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    redis_port = _free_port()
+    redis_proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port",
+                                   str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                                   "--appendonly", "no", "--dir", str(tmp)],
+                                  stdout=subprocess.DEVNULL)
+    env = {**os.environ, "SMSOPS_INSTANCE_DIR": str(tmp), "SMSOPS_DATABASE_URL": db_url,
+           "SMSOPS_SECRET_KEY": "bench", "SMSOPS_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+           "SMSOPS_GATEWAY": "simulator", "SMSOPS_SIMULATOR_LATENCY_MS": "0",
+           "SMSOPS_SIMULATOR_RECEIPT_DELAY_S": "0", "SMSOPS_WORKER_NO_FORK": "1"}
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        smsops = [py, "-m", "app.cli"]
+        time.sleep(0.3)
+        seeded = json.loads(subprocess.run([*smsops, "demo", "--json"], env=env, check=True,
+                                           capture_output=True, text=True, cwd=ROOT).stdout)
+        subprocess.run([py, "-c", LIFT, seeded["app_id"]], env=env, check=True, cwd=ROOT)
+        made = json.loads(subprocess.run([py, "-c", CREATE, str(csv_path), seeded["app_id"]],
+                                         env=env, check=True, capture_output=True, text=True,
+                                         cwd=ROOT).stdout)
+        log = (tmp / "workers.log").open("wb")
+        for _ in range(args.workers):
+            workers.append(subprocess.Popen([*smsops, "worker"], env=env, cwd=ROOT,
+                                            stdout=log, stderr=log))
+        time.sleep(3)  # the workers import the app
+        start = time.time()
+        confirmed = subprocess.run([py, "-c", CONFIRM, str(made["task"])], env=env, cwd=ROOT,
+                                   capture_output=True, text=True)
+        if confirmed.returncode:
+            sys.exit(f"confirm failed ({made}):\n{confirmed.stderr[-2000:]}")
+        submitted_at = None
+        while time.time() - start < args.cap:
+            left, waiting, _total = _count(db_url, made["task"])
+            if left == 0 and submitted_at is None:
+                submitted_at = time.time()
+            if left == 0 and waiting == 0:
+                break
+            time.sleep(0.2)
+        done_at = time.time()
+        n = made["valid"]
+        sub_s = (submitted_at or done_at) - start
+        print("| rows | validate rows/s | validate peak MB | create (validate + insert) s "
+              "| confirm → all submitted msg/s | confirm → all receipts msg/s | workers |")
+        print(f"| {v['rows']:,} | {v['rows'] / v['seconds']:,.0f} | {v['peak_mb']:.0f} | "
+              f"{made['seconds']:.1f} | {n / sub_s:,.0f} | {n / (done_at - start):,.0f} | "
+              f"{args.workers} |", flush=True)
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                w.kill()
+        redis_proc.kill()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

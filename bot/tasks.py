@@ -1,0 +1,286 @@
+"""`/sms tasks|task|stop|cancel` and the live task progress message (issue #10).
+
+Registered from bot/app.py with one line; the handlers follow bot/commands.py's
+shape (parse → one service call → Block Kit). Stop and cancel ask first: the
+command answers with a confirmation button, and only the click acts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from app.models.tasks import SendTask
+from app.queue import enqueue
+from app.services import apps, tasks
+from app.services.context import Ctx, Settings
+from app.services.errors import ServiceError, ValidationError
+from app.sms.text import REGIONS
+from bot import blocks
+from bot.blocks import Block, escape
+from bot.commands import Usage
+from bot.context import NotLinked, acting
+
+log = logging.getLogger("smsops.slack")
+
+STOP_ASK = "task_stop_ask"  # the Stop button on a progress message: asks first
+STOP_CONFIRM = "task_stop_confirm"
+CANCEL_CONFIRM = "task_cancel_confirm"
+KEEP = "task_keep"
+RESPOND_JOB = "jobs.tasks.slack_respond"
+BULK_MODAL = "task_bulk_modal"
+BULK_MAX_LINES = 100
+
+HELP = {
+    "tasks [mainland|international]": "recent bulk send tasks with their progress",
+    "task <id>": "one task's progress",
+    "stop <id>": "stop a sending task (asks first)",
+    "cancel <id>": "cancel a scheduled or unconfirmed task (asks first)",
+    "bulk": f"a small task: up to {BULK_MAX_LINES} lines of number, params (opens a form)",
+}
+
+
+def _bar(percent: int, width: int = 20) -> str:
+    filled = round(width * percent / 100)
+    return "█" * filled + "░" * (width - filled)
+
+
+def progress_text(task: SendTask, p: tasks.Progress) -> str:
+    lines = [f"*Task {task.id}: {escape(task.name)}* — {task.status.replace('_', ' ')}",
+             f"`{_bar(p.percent)}` {p.percent}%",
+             f"{p.total:,} recipients · {p.submitted:,} submitted · {p.delivered:,} delivered"
+             f" · {p.failed:,} failed · {p.remaining:,} remaining"]
+    if p.unsent:
+        lines.append(f"{p.unsent:,} left unsent (stopped)")
+    if task.status == "sending" and p.rate:
+        left = f", about {int(p.seconds_left)} s left" if p.seconds_left else ""
+        lines.append(f"{p.rate:,.1f} msg/s{left}")
+    return "\n".join(lines)
+
+
+def progress_blocks(task: SendTask, p: tasks.Progress, base_url: str) -> list[Block]:
+    buttons: list[Block] = []
+    if task.status == "sending":
+        buttons.append({"type": "button", "action_id": STOP_ASK, "style": "danger",
+                        "text": {"type": "plain_text", "text": "Stop"}, "value": str(task.id)})
+    buttons.append(blocks.link_button("Open in web", f"{base_url}/tasks/{task.id}"))
+    return [blocks.section(progress_text(task, p)), {"type": "actions", "elements": buttons}]
+
+
+def _task_id(words: list[str], command: str) -> int:
+    if len(words) != 1 or not words[0].isdigit() or len(words[0]) > 9:
+        raise Usage(f"Give one task id, e.g. `/sms {command} 12`.", command)
+    return int(words[0])
+
+
+def _tasks(ctx: Ctx, words: list[str], _body: dict, _client: WebClient) -> dict[str, Any]:
+    region = words[0].lower() if words else None
+    if region is not None and region not in REGIONS:
+        raise Usage(f"“{region[:20]}” is not a region: use mainland or international.",
+                    "tasks")
+    rows, total = tasks.list_tasks(ctx, region, limit=10)
+    if not rows:
+        return blocks.reply("No bulk send tasks yet.")
+    out: list[Block] = [blocks.section(progress_text(t, tasks.progress(ctx, t)))
+                        for t, _sdk in rows]
+    if total > len(rows):
+        out.append(blocks.context(f"{total - len(rows)} more: "
+                                  f"{ctx.settings.base_url}/tasks"))
+    return blocks.reply(f"{total} task(s)", out)
+
+
+def _task(ctx: Ctx, words: list[str], _body: dict, _client: WebClient) -> dict[str, Any]:
+    task, _app = tasks.get_task(ctx, _task_id(words, "task"))
+    p = tasks.progress(ctx, task)
+    return blocks.reply(progress_text(task, p), progress_blocks(task, p, ctx.settings.base_url))
+
+
+def _ask(ctx: Ctx, task_id: int, verb: str) -> dict[str, Any]:
+    task, _app = tasks.get_task(ctx, task_id)
+    action = STOP_CONFIRM if verb == "stop" else CANCEL_CONFIRM
+    what = ("The rest stays unsent; a stopped task cannot resume." if verb == "stop"
+            else "Nothing of it will be sent.")
+    text = f"{verb.capitalize()} task {task.id} ({escape(task.name)})? {what}"
+    return blocks.reply(text, [blocks.section(text), {"type": "actions", "elements": [
+        {"type": "button", "action_id": action, "style": "danger", "value": str(task.id),
+         "text": {"type": "plain_text", "text": f"{verb.capitalize()} task"}},
+        {"type": "button", "action_id": KEEP, "value": str(task.id),
+         "text": {"type": "plain_text", "text": "Keep it"}}]}])
+
+
+def _stop(ctx: Ctx, words: list[str], _body: dict, _client: WebClient) -> dict[str, Any]:
+    return _ask(ctx, _task_id(words, "stop"), "stop")
+
+
+def _cancel(ctx: Ctx, words: list[str], _body: dict, _client: WebClient) -> dict[str, Any]:
+    return _ask(ctx, _task_id(words, "cancel"), "cancel")
+
+
+def bulk_modal() -> dict[str, Any]:
+    def text_input(block: str, label: str, *, multiline: bool = False, optional: bool = False,
+                   max_length: int = 64, hint: str = "") -> Block:
+        out: Block = {"type": "input", "block_id": block, "optional": optional,
+                      "label": {"type": "plain_text", "text": label},
+                      "element": {"type": "plain_text_input", "action_id": block,
+                                  "multiline": multiline, "max_length": max_length}}
+        if hint:
+            out["hint"] = {"type": "plain_text", "text": hint}
+        return out
+
+    return {
+        "type": "modal", "callback_id": BULK_MODAL,
+        "title": {"type": "plain_text", "text": "Small bulk send"},
+        "submit": {"type": "plain_text", "text": "Create task"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            text_input("app", "Application (SDK AppID)", max_length=10),
+            text_input("template", "Template id", max_length=9),
+            text_input("sign", "Signature (optional internationally)", optional=True),
+            text_input("lines", f"Recipients (up to {BULK_MAX_LINES} lines)", multiline=True,
+                       max_length=3000, hint="One per line: number, param1, param2, …"),
+            {"type": "input", "block_id": "now", "optional": True,
+             "label": {"type": "plain_text", "text": "When"},
+             "element": {"type": "checkboxes", "action_id": "now", "options": [
+                 {"text": {"type": "plain_text", "text": "Send now (confirm at once)"},
+                  "value": "yes"}]}},
+        ],
+    }
+
+
+def _bulk(ctx: Ctx, words: list[str], body: dict, client: WebClient) -> dict[str, Any]:
+    if not any(ctx.actor.can("CreateSendTask", a.sdk_app_id) for a in apps.list_apps(ctx)):
+        return blocks.reply(":no_entry: You may not create send tasks in any application.")
+    try:
+        client.views_open(trigger_id=body["trigger_id"], view=bulk_modal())
+    except Exception as exc:  # SlackApiError and network failures alike
+        log.warning("views.open failed: %s", type(exc).__name__)
+        return blocks.reply("Slack would not open the form; try again in a moment.")
+    return {}
+
+
+HANDLERS = {"tasks": _tasks, "task": _task, "stop": _stop, "cancel": _cancel, "bulk": _bulk}
+
+
+def bulk_file(text: str) -> bytes:
+    """The modal's lines as a CSV the task service reads like an upload."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for line in text.splitlines():
+        if line.strip():
+            writer.writerow([cell.strip() for cell in line.split(",")])
+    return out.getvalue().encode()
+
+
+def register(bolt: App, flask_app: Flask) -> None:
+    """The commands join bot/commands.py's router; the buttons are handled here."""
+    from bot import commands
+
+    commands.HANDLERS.update(HANDLERS)
+    blocks.HELP.update(HELP)
+    redis = flask_app.extensions["redis"]
+
+    def respond(body: dict, text: str) -> None:
+        url = body.get("response_url")
+        if url:  # a job answers after the ack (within Slack's 3 s)
+            enqueue(redis, RESPOND_JOB, url, text)
+
+    def act(body: dict, client: WebClient, verb: str) -> None:
+        value = body["actions"][0].get("value", "")
+        if not value.isdigit() or len(value) > 9:
+            respond(body, ":no_entry: This button is out of date.")
+            return
+        try:
+            with acting(flask_app, client, body["user"]["id"]) as ctx:
+                task = (tasks.stop if verb == "stop" else tasks.cancel)(ctx, int(value))
+                text = (f":octagonal_sign: Task {task.id} stopped; the rest stays unsent."
+                        if verb == "stop" else f":wastebasket: Task {task.id} cancelled.")
+        except (NotLinked, ServiceError) as exc:
+            text = f":no_entry: {escape(getattr(exc, 'message', str(exc)))}"
+        except Exception:
+            log.exception("task %s failed", verb)
+            text = "Something went wrong on our side. It has been logged."
+        respond(body, text)
+
+    @bolt.view(BULK_MODAL)
+    def bulk_submitted(ack: Ack, body: dict, view: dict, client: WebClient) -> None:
+        import io
+
+        values: dict[str, Any] = view["state"]["values"]
+
+        def value(block: str) -> str:
+            return (values.get(block, {}).get(block, {}).get("value") or "").strip()
+
+        lines = [x for x in value("lines").splitlines() if x.strip()]
+        now = bool(values.get("now", {}).get("now", {}).get("selected_options"))
+        if not lines or len(lines) > BULK_MAX_LINES:
+            ack(response_action="errors", errors={
+                "lines": f"Give 1 to {BULK_MAX_LINES} lines ({len(lines)} given)."})
+            return
+        if not value("template").isdigit():
+            ack(response_action="errors", errors={"template": "Give the template's id."})
+            return
+        fields = {"sdk_app_id": "app", "template_id": "template", "sign_name": "sign",
+                  "file": "lines", "": "lines", "acknowledge": "lines"}
+        try:
+            with acting(flask_app, client, body["user"]["id"]) as ctx:
+                draft = tasks.Draft(value("app"), int(value("template")), name="From Slack",
+                                    sign_name=value("sign") or None)
+                task, summary = tasks.create_task(ctx, draft, io.BytesIO(bulk_file(
+                    value("lines"))), "slack.csv")
+                if summary.errors:  # the modal shows why; nothing is kept
+                    first = summary.first_errors[0]
+                    raise ValidationError({"file": f"Line {first.row}: {first.reason} "
+                                                   f"({summary.errors} line(s) with errors)."})
+                if now:
+                    tasks.confirm(ctx, task.id, acknowledged=True)
+                task_id, status = task.id, task.status
+        except ValidationError as exc:
+            ack(response_action="errors", errors={
+                fields.get(k, "lines"): v[:150] for k, v in exc.errors.items()})
+            return
+        except (NotLinked, ServiceError) as exc:
+            ack(response_action="errors",
+                errors={"app": getattr(exc, "message", str(exc))[:150]})
+            return
+        ack()
+        base = Settings.from_config(flask_app.config).base_url
+        text = (f"Task {task_id} created from Slack: {status.replace('_', ' ')}. "
+                + ("Its progress follows here." if now else
+                   f"Confirm it in the web: {base}/tasks/{task_id}"))
+        enqueue(redis, "jobs.tasks.slack_dm", body["user"]["id"], text)
+
+    @bolt.action(STOP_CONFIRM)
+    def stop_confirmed(ack: Ack, body: dict, client: WebClient) -> None:
+        ack()
+        act(body, client, "stop")
+
+    @bolt.action(CANCEL_CONFIRM)
+    def cancel_confirmed(ack: Ack, body: dict, client: WebClient) -> None:
+        ack()
+        act(body, client, "cancel")
+
+    @bolt.action(KEEP)
+    def keep(ack: Ack, body: dict) -> None:
+        ack()
+        respond(body, "Nothing changed.")
+
+    @bolt.action(STOP_ASK)
+    def stop_ask(ack: Ack, body: dict, client: WebClient) -> None:
+        """Stop on a progress message: confirm in an ephemeral message first."""
+        ack()
+        value = body["actions"][0].get("value", "")
+        channel = (body.get("channel") or {}).get("id") or body["user"]["id"]
+        try:
+            with acting(flask_app, client, body["user"]["id"]) as ctx:
+                answer = _ask(ctx, int(value) if value.isdigit() else 0, "stop")
+        except (NotLinked, ServiceError) as exc:
+            answer = blocks.reply(f":no_entry: {escape(getattr(exc, 'message', str(exc)))}")
+        enqueue(redis, "jobs.tasks.slack_ephemeral", channel, body["user"]["id"],
+                answer["text"], answer.get("blocks"))

@@ -1,0 +1,63 @@
+"""`smsops task …` through Click's runner against a real database."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from tests.helpers import doc, make_user
+from tests.sending.conftest import Shop
+from tests.test_cli import run as run  # a fixture: invokes the CLI on the test backend
+
+
+def test_validate_create_show_cancel_stop(run, shop: Shop, session: Session,  # type: ignore[no-untyped-def]
+                                          tmp_path: Path) -> None:
+    session.commit()
+    f = tmp_path / "list.csv"
+    f.write_text("phone,code\n13800138000,1234\n13800138001,12\n+14155550100,1234\n")
+    app, template = shop.app.sdk_app_id, str(shop.templates["mainland"])
+    out = run("task", "validate", str(f), "--app", app, "--template", template, "--json")
+    got = json.loads(out.output)
+    assert {k: got[k] for k in ("rows", "valid", "errors", "billed_items")} == {
+        "rows": 3, "valid": 1, "errors": 2, "billed_items": 1}
+    assert isinstance(got["seconds"], float)
+    created = run("task", "create", str(f), "--app", app, "--template", template,
+                  "--at", (datetime.now() + timedelta(days=1)).isoformat(timespec="minutes"),
+                  "--json")
+    assert created.exit_code == 0, created.output
+    made = json.loads(created.output)
+    assert made["status"] == "awaiting_confirmation" and made["valid"] == 1
+    shown = json.loads(run("task", "show", str(made["id"]), "--json").output)
+    assert shown == {"id": made["id"], "status": "awaiting_confirmation", "total": 1,
+                     "submitted": 0, "delivered": 0, "failed": 0, "remaining": 1}
+    assert "cancelled" in run("task", "cancel", str(made["id"])).output
+    stopped = run("task", "stop", str(made["id"]))
+    assert stopped.exit_code == 1 and "only a sending task" in stopped.output
+    sending = json.loads(run("task", "create", str(f), "--app", app, "--template", template,
+                             "--confirm", "--rate", "5", "--json").output)
+    assert sending["status"] == "sending"
+    assert "stopped" in run("task", "stop", str(sending["id"])).output
+
+
+def test_clear_errors_and_policies(run, shop: Shop, session: Session,  # type: ignore[no-untyped-def]
+                                   tmp_path: Path) -> None:
+    make_user(session, "viewer@example.com", policies=[doc(
+        ("allow", ["sms:DescribeSendTasks", "sms:DescribeAppList"], ["sms:app/*"]))])
+    session.commit()
+    f = tmp_path / "list.xlsx"
+    f.write_bytes(b"PK\x03\x04nope")
+    app, template = shop.app.sdk_app_id, str(shop.templates["mainland"])
+    bad = run("task", "validate", str(f), "--app", app, "--template", template)
+    assert bad.exit_code == 1 and "corrupt" in bad.output
+    good = tmp_path / "ok.csv"
+    good.write_text("13800138000,1234\n")
+    denied = run("task", "create", str(good), "--app", app, "--template", template,
+                 "--as", "viewer@example.com")
+    assert denied.exit_code == 1 and "not allowed" in denied.output
+    when = run("task", "create", str(good), "--app", app, "--template", template, "--at", "soon")
+    assert when.exit_code == 1 and "ISO" in when.output
+    assert run("task", "show", "424242").exit_code == 1
+    assert run("task", "show", "1", "--as", "nobody@example.com").exit_code == 1

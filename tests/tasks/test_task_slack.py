@@ -1,0 +1,117 @@
+"""`/sms tasks|task|stop|cancel` and the live progress message: signed requests
+through the Flask endpoint, the Web API answered by the loopback server."""
+
+from __future__ import annotations
+
+import io
+
+from sqlalchemy.orm import Session
+
+from app.models import SendTask, User
+from app.queue import enqueue_deferred
+from app.services import tasks
+from bot import tasks as bot_tasks
+from tests.bot.conftest import Slack
+from tests.bot.conftest import slack as slack  # fixtures
+from tests.bot.conftest import slack_api as slack_api
+from tests.bot.conftest import slack_app as slack_app
+from tests.sending.conftest import Shop
+
+ROOT = "U0ROOT0001"
+
+
+def make_task(shop: Shop, session: Session, name: str = "Spring", *, confirm: bool = False,
+              rows: int = 3) -> int:
+    data = "".join(f"1380013{i:04d},{1000 + i}\n" for i in range(rows)).encode()
+    task, _s = tasks.create_task(shop.ctx, tasks.Draft(shop.app.sdk_app_id,
+                                                      shop.templates["mainland"], name=name),
+                                 io.BytesIO(data), "list.csv")
+    if confirm:
+        tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    session.commit()
+    return task.id
+
+
+def link(session: Session, shop: Shop) -> None:
+    session.get(User, shop.ctx.actor.user_id).slack_user_id = ROOT  # type: ignore[union-attr]
+    session.commit()
+
+
+def test_list_show_and_the_live_progress_message(slack: Slack, shop: Shop,
+                                                 session: Session) -> None:
+    link(session, shop)
+    task_id = make_task(shop, session, "<!channel> *sale*", confirm=True, rows=30)
+    listed = slack.command("tasks mainland", user=ROOT).get_json()
+    assert f"Task {task_id}" in listed["blocks"][0]["text"]["text"]
+    assert "<!channel>" not in str(listed) and "&lt;!channel&gt;" in str(listed)
+    enqueue_deferred(slack.app.extensions["redis"], shop.ctx.deferred)
+    slack.run_jobs()
+    posted = slack.api.named("chat.postMessage")
+    assert [p["channel"] for p in posted] == [ROOT]  # the creator's DM
+    assert posted[0]["blocks"][1]["elements"][0]["action_id"] == bot_tasks.STOP_ASK
+    final = slack.api.named("chat.update")[-1]
+    assert "— sent" in final["text"] and "30 recipients" in final["text"]
+    assert all(e["action_id"] != bot_tasks.STOP_ASK  # no Stop once finished
+               for e in final["blocks"][1]["elements"])
+    shown = slack.command(f"task {task_id}", user=ROOT).get_json()
+    assert "100%" in shown["text"]
+
+
+def test_stop_and_cancel_ask_first(slack: Slack, shop: Shop, session: Session) -> None:
+    link(session, shop)
+    waiting = make_task(shop, session)
+    sending = make_task(shop, session, confirm=True)
+    shop.ctx.deferred.clear()  # no worker here: the task stays `sending`
+    ask = slack.command(f"cancel {waiting}", user=ROOT).get_json()
+    assert "Cancel task" in str(ask["blocks"]) and session.get(SendTask, waiting).status \
+        == "awaiting_confirmation"  # type: ignore[union-attr]
+    slack.click(bot_tasks.CANCEL_CONFIRM, str(waiting), ROOT, channel="CCMD0001",
+                ephemeral=True)
+    slack.click(bot_tasks.STOP_CONFIRM, str(waiting), ROOT, channel="CCMD0001",
+                ephemeral=True)  # a cancelled task cannot be stopped: a clear answer
+    slack.click(bot_tasks.KEEP, str(sending), ROOT, channel="CCMD0001", ephemeral=True)
+    slack.click(bot_tasks.STOP_CONFIRM, str(sending), ROOT, channel="CCMD0001", ephemeral=True)
+    slack.run_jobs()
+    answers = [p["text"] for p in slack.api.named("response")]
+    assert answers[0] == f":wastebasket: Task {waiting} cancelled."
+    assert "only a sending task can be stopped" in answers[1]
+    assert answers[2] == "Nothing changed."
+    assert answers[3].startswith(f":octagonal_sign: Task {sending} stopped")
+    session.expire_all()
+    assert session.get(SendTask, sending).status == "stopped"  # type: ignore[union-attr]
+
+
+def test_usage_and_strangers(slack: Slack, shop: Shop, session: Session) -> None:
+    link(session, shop)
+    bad = slack.command("task twelve", user=ROOT).get_json()["text"]
+    assert "Give one task id" in bad and "/sms task <id>" in bad
+    assert "No task 999" in slack.command("stop 999", user=ROOT).get_json()["text"]
+    assert "not a region" in slack.command("tasks mars", user=ROOT).get_json()["text"]
+    assert "No bulk send tasks" in slack.command("tasks", user=ROOT).get_json()["text"]
+
+
+def test_bulk_modal_creates_the_same_task(slack: Slack, shop: Shop, session: Session) -> None:
+    from sqlalchemy import func, select
+
+    link(session, shop)
+    assert slack.command("bulk", user=ROOT).status_code == 200
+    assert slack.api.named("views.open")[-1]["view"]["callback_id"] == bot_tasks.BULK_MODAL
+
+    def submit(lines: str, now: bool = True):  # type: ignore[no-untyped-def]
+        values = {"app": {"app": {"value": shop.app.sdk_app_id}},
+                  "template": {"template": {"value": str(shop.templates["mainland"])}},
+                  "sign": {"sign": {"value": "Shop"}}, "lines": {"lines": {"value": lines}},
+                  "now": {"now": {"selected_options": [{"value": "yes"}] if now else []}}}
+        return slack.submit(bot_tasks.BULK_MODAL, values, ROOT)
+
+    bad = submit("13800138000, 1234\n12345, 1234\n").get_json()
+    assert bad["response_action"] == "errors" and "Line 2" in bad["errors"]["lines"]
+    many = submit("\n".join(f"1380013{i:04d},1234" for i in range(101))).get_json()
+    assert "1 to 100 lines" in many["errors"]["lines"]
+    assert session.scalar(select(func.count()).select_from(SendTask)) == 0  # nothing kept
+    ok = submit("13800138000, 1234\n13800138001,5678\n")
+    assert ok.status_code == 200 and not ok.get_data()
+    session.expire_all()
+    task = session.scalar(select(SendTask))
+    assert task is not None and (task.status, task.valid_rows) == ("sending", 2)
+    assert task.created_by == shop.ctx.actor.user_id  # the same service, as the linked user
