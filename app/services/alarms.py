@@ -58,6 +58,9 @@ EVENTS: dict[str, Event] = {
 }
 # Events whose Slack message offers "Raise limit" (a region's daily pair).
 RAISABLE = ("threshold", "limit")
+# Told, not handled: plain Slack text without Acknowledge (the review request message
+# itself shows the decision).
+PLAIN = ("review", "test")
 KEY = "smsops:alarm:{}:{}"  # event, period → set once per period
 PAGE_SIZE = 50
 LINK_DOWN_AFTER_S = 60  # the carrier link must be down this long before it is an alarm
@@ -237,7 +240,9 @@ def delivery_data(db: Session, notification_id: int) -> dict[str, Any] | None:
     """For the delivery job: the alarm a notification carries, as Slack data."""
     alarm = db.scalar(select(Alarm).join(AlarmDelivery, AlarmDelivery.alarm_id == Alarm.id)
                       .where(AlarmDelivery.notification_id == notification_id))
-    return slack_data(alarm) if alarm is not None else None
+    if alarm is None or alarm.event in PLAIN:
+        return None
+    return slack_data(alarm)
 
 
 def delivered_at(db: Session, notification_id: int, ref: str) -> None:
