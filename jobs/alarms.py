@@ -69,7 +69,9 @@ def ensure_scheduled(app: Flask) -> None:
         return
     q = Queue("default", connection=conn)
     q.enqueue_at(next_hour + timedelta(seconds=HOURLY_DELAY_S), HOURLY_JOB)
-    q.enqueue(HOURLY_JOB)  # catch-up: finds nothing to do when the hour was checked
+    # Catch-up (a worker starting after an outage): finds nothing to do when the hour
+    # was checked, e.g. at each rollover, where the previous hour's schedule also runs.
+    q.enqueue_in(timedelta(seconds=HOURLY_DELAY_S), HOURLY_JOB)
 
 
 def observe_link(app: Flask, up: bool) -> None:

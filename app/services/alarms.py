@@ -193,7 +193,8 @@ def system_ctx(db: Session, account_id: int, settings: Settings) -> Ctx | None:
 # --- acknowledge, history -----------------------------------------------------
 
 def get(ctx: Ctx, alarm_id: int) -> Alarm:
-    ctx.actor.require("DescribeAlarms")
+    """One alarm the actor may read: of an application they may read alarms of, or
+    account-level for those who may read alarms of every application."""
     alarm = ctx.db.get(Alarm, alarm_id)
     sid = (alarm.figures or {}).get("sdk_app_id") if alarm else None
     if alarm is None or alarm.account_id != ctx.actor.account_id or not ctx.actor.can(
@@ -289,7 +290,6 @@ def parse_filters(sdk_app_id: str = "", event: str = "", since: str = "",
 def history(ctx: Ctx, filters: Filters, page: int = 1,
             page_size: int = PAGE_SIZE) -> tuple[list[Alarm], int]:
     """Alarms newest first; application alarms only where the actor may read alarms."""
-    ctx.actor.require("DescribeAlarms")
     q = select(Alarm).outerjoin(Application, Application.id == Alarm.app_id).where(
         Alarm.account_id == ctx.actor.account_id)
     if filters.sdk_app_id:
@@ -300,12 +300,14 @@ def history(ctx: Ctx, filters: Filters, page: int = 1,
         q = q.where(Alarm.created_at >= filters.since)
     if filters.until:
         q = q.where(Alarm.created_at < filters.until)
-    if not ctx.actor.can("DescribeAlarms", "*"):
+    if not ctx.actor.can("DescribeAlarms"):
         # Scoped users: only the applications they may read alarms of (and no
         # account-level alarms, which may concern any application).
         allowed = [a.sdk_app_id for a in ctx.db.scalars(select(Application).where(
             Application.account_id == ctx.actor.account_id))
             if ctx.actor.can("DescribeAlarms", a.sdk_app_id)]
+        if not allowed:
+            ctx.actor.require("DescribeAlarms")  # refused, with the usual message
         q = q.where(Application.sdk_app_id.in_(allowed))
     total = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
     rows = ctx.db.scalars(q.order_by(Alarm.id.desc()).limit(page_size)

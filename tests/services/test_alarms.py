@@ -234,3 +234,30 @@ def test_acknowledge_and_history_filters(shop: Shop, session: Session,
     assert set(exc.value.errors) == {"app", "event", "since"}
     with pytest.raises(NotFound):
         alarms.get(reader, 999999)
+
+
+def test_scoped_users_see_only_their_applications_alarms(shop: Shop, session: Session,
+                                                         backend: Backend) -> None:
+    from app.services import apps
+    from tests.helpers import doc
+
+    c = _ctx(shop)
+    other, _key = apps.create_app(c, name="Other")
+    mine = alarms.raise_task_event(c, backend.redis, shop.app, 1, "failed")
+    theirs = alarms.raise_task_event(c, backend.redis, other, 2, "failed")
+    account_wide = alarms.raise_alarm(c, backend.redis, "package_low", period="x", ttl_s=60,
+                                      app=None, subject="Low", body="b",
+                                      sms=alarm_texts.render("package", left=1))
+    assert mine and theirs and account_wide
+    scoped = ctx_for(session, make_user(session, "scoped@example.com", policies=[doc(
+        ("allow", ["sms:Describe*"], [f"sms:app/{shop.app.sdk_app_id}"]))]))
+    rows, total = alarms.history(scoped, alarms.Filters())
+    assert [a.id for a in rows] == [mine.id] and total == 1
+    assert alarms.get(scoped, mine.id) is mine
+    for hidden in (theirs, account_wide):
+        with pytest.raises(NotFound):
+            alarms.get(scoped, hidden.id)
+    nobody = ctx_for(session, make_user(session, "none@example.com", policies=[doc(
+        ("allow", ["sms:SendSms"], ["sms:app/*"]))]))
+    with pytest.raises(PermissionDenied):
+        alarms.history(nobody, alarms.Filters())
