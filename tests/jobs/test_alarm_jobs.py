@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
@@ -123,3 +124,42 @@ def test_hourly_monitor_is_kept_on_rqs_scheduler(backend: Backend, session: Sess
     checkpoint = session.get(MonitorCheckpoint, monitors.CAPTCHA)
     assert checkpoint is not None
     assert checkpoint.last_hour == monitors.hour_floor(utcnow()) - timedelta(hours=1)
+
+
+def test_sending_jobs_report_the_carrier_link(backend: Backend, session: Session, shop: Shop,
+                                              instance_dir: Path) -> None:
+    """The submit path tells the alarm service what it saw (jobs/sending.py); here the
+    outage is a minute old already, so the next refusal raises link_down."""
+    import time
+
+    from app.gateways.base import GatewayUnavailable
+    from app.models.alarms import Alarm
+
+    class Down(CountingSimulator):
+        def submit(self, batch):  # type: ignore[no-untyped-def]
+            raise GatewayUnavailable("connection refused")
+
+    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                      "INSTANCE_DIR": str(instance_dir), "SECRET_KEY": "x"})
+    app_config.add_contact(shop.ctx, shop.app.sdk_app_id, name="Ops", email="ops@example.com",
+                           events=["link"])
+    assert shop.codes(["+14155550100"]) == ["Ok"]
+    session.commit()
+    conn = app.extensions["redis"]
+    conn.set(alarms.LINK_DOWN_SINCE, time.time() - 61)
+    app.extensions["gateway"] = Down(instance_dir / "sim.jsonl")
+    from jobs import runtime
+    from jobs import sending as sending_jobs
+
+    runtime.use(app)  # what a worker does before it runs jobs
+    with pytest.raises(GatewayUnavailable):  # RQ retries the job; the sweeper re-drives
+        sending_jobs.drain()
+    session.expire_all()
+    assert [a.event for a in session.scalars(select(Alarm).where(
+        Alarm.event.like("link%")))] == ["link_down"]
+    app.extensions["gateway"] = CountingSimulator(instance_dir / "sim.jsonl")
+    sending_jobs.drain()
+    session.expire_all()
+    assert [a.event for a in session.scalars(select(Alarm).where(
+        Alarm.event.like("link%")).order_by(Alarm.id))] == ["link_down", "link_up"]
+    assert conn.get(alarms.LINK_DOWN_SINCE) is None
