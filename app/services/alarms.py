@@ -56,8 +56,8 @@ EVENTS: dict[str, Event] = {
     "task_stopped": Event("task", "Bulk task stopped"),
     "test": Event("test", "Test alarm"),
 }
-# Events whose Slack message offers "Raise limit" (a region's daily pair).
-RAISABLE = ("threshold", "limit")
+# Events whose Slack message offers "Raise limit" (a region's or a country's daily pair).
+RAISABLE = ("threshold", "limit", "country_threshold", "country_limit")
 # Told, not handled: plain Slack text without Acknowledge (the review request message
 # itself shows the decision).
 PLAIN = ("review", "test")
@@ -338,6 +338,7 @@ class LimitTarget:
     region: str
     alarm_threshold: int | None
     daily_limit: int | None
+    country: str | None = None  # an ISO code: the country's pair, not the region's
 
 
 def limit_target(ctx: Ctx, alarm_id: int) -> LimitTarget:
@@ -346,12 +347,20 @@ def limit_target(ctx: Ctx, alarm_id: int) -> LimitTarget:
     from app.services.apps import get_app
 
     alarm = get(ctx, alarm_id)
-    region = (alarm.figures or {}).get("region")
-    sid = (alarm.figures or {}).get("sdk_app_id")
+    figures = alarm.figures or {}
+    sid, country = figures.get("sdk_app_id"), figures.get("country")
+    region = "international" if country else figures.get("region")
     if alarm.event not in RAISABLE or region not in ("mainland", "international") or not sid:
         raise ValidationError({"alarm": "This alarm has no daily limit to raise."})
-    app = get_app(ctx, sid, "ModifyWarningThreshold")
-    ctx.actor.require("ModifyWarningThreshold", app.sdk_app_id)
+    action = "ModifyCountryConfig" if country else "ModifyWarningThreshold"
+    app = get_app(ctx, sid, action)
+    ctx.actor.require(action, app.sdk_app_id)
+    if country:
+        row = next((c for c in app.countries if c.iso_code == country), None)
+        if row is None:
+            raise ValidationError({"alarm": f"{country} is no longer an allowed country."})
+        return LimitTarget(app.sdk_app_id, app.name, region, row.alarm_threshold,
+                           row.daily_limit, country)
     prefix = "mainland" if region == "mainland" else "intl"
     return LimitTarget(app.sdk_app_id, app.name, region,
                        getattr(app, f"{prefix}_alarm_threshold"),
@@ -363,6 +372,9 @@ def raise_limit(ctx: Ctx, alarm_id: int, *, alarm_threshold: Any, daily_limit: A
     from app.services import app_config
 
     target = limit_target(ctx, alarm_id)
+    if target.country:
+        return app_config.set_country(ctx, target.sdk_app_id, iso_code=target.country,
+                                      alarm_threshold=alarm_threshold, daily_limit=daily_limit)
     return app_config.set_thresholds(ctx, target.sdk_app_id, target.region,
                                      alarm_threshold=alarm_threshold, daily_limit=daily_limit)
 

@@ -261,3 +261,27 @@ def test_scoped_users_see_only_their_applications_alarms(shop: Shop, session: Se
         ("allow", ["sms:SendSms"], ["sms:app/*"]))]))
     with pytest.raises(PermissionDenied):
         alarms.history(nobody, alarms.Filters())
+
+
+def test_raise_limit_for_a_region_and_a_country(shop: Shop, session: Session) -> None:
+    sid = shop.app.sdk_app_id
+    c = _ctx(shop)
+    shop.ctx = c
+    app_config.set_country(c, sid, iso_code="US", alarm_threshold=1, daily_limit=1)
+    assert shop.codes(["+14155550300", "+14155550301"]) == [
+        "Ok", "LimitExceeded.AppCountryOrRegionDailyLimit"]
+    [country] = _alarms(session, "country_limit")
+    target = alarms.limit_target(c, country.id)
+    assert (target.country, target.daily_limit) == ("US", 1)
+    alarms.raise_limit(c, country.id, alarm_threshold="5", daily_limit="10")
+    [us] = [x for x in shop.app.countries if x.iso_code == "US"]
+    assert (us.alarm_threshold, us.daily_limit) == (5, 10)
+    assert shop.codes(["+14155550302"]) == ["Ok"]
+    reader = ctx_for(session, make_user(session, "ro2@example.com",
+                                        presets=["SMSReadOnlyAccess"]))
+    with pytest.raises(PermissionDenied):
+        alarms.limit_target(reader, country.id)
+    other = alarms.raise_task_event(c, None, shop.app, 9, "failed")
+    assert other is not None
+    with pytest.raises(ValidationError):
+        alarms.limit_target(c, other.id)
