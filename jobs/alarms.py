@@ -53,6 +53,7 @@ def hourly() -> None:
     with runtime.unit_of_work() as session:
         hours = monitors.run_captcha(session, conn, settings, deferred)
         monitors.check_packages(session, conn, settings, deferred)
+        alarms.finish_frequency(session, conn, utcnow(), deferred)
     enqueue_deferred(conn, deferred)
     log.info("hourly monitors: %d hour(s) checked", len(hours))
 

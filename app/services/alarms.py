@@ -125,6 +125,49 @@ def raise_task_event(ctx: Ctx, conn: redis_lib.Redis | None, app: Application, t
                        figures={"task_id": task_id, "status": status})
 
 
+FREQ_COUNT = "smsops:alarm:freqcount:{}"  # period → numbers refused in that hour
+
+
+def frequency_hits(ctx: Ctx, conn: redis_lib.Redis, app: Application, period: str,
+                   refused: int, example: str, reason: str) -> Alarm | None:
+    """Frequency limits refused `refused` numbers: counted for the hour in Redis; the
+    first hit of the hour raises the alarm, and the hourly job writes the hour's
+    total on it when the hour is over (finish_frequency)."""
+    key = FREQ_COUNT.format(period)
+    pipe = conn.pipeline()
+    pipe.incrby(key, refused)
+    pipe.expire(key, 3 * 3600)
+    total = int(pipe.execute()[0])
+    return raise_alarm(
+        ctx, conn, "frequency", period=period, ttl_s=3600, app=app,
+        subject=f"Frequency limit hit in {app.name}",
+        body=(f"{app.name} ({app.sdk_app_id}) refused {total:,} number(s) on frequency "
+              f"limits so far this hour, e.g. {example}: {reason}"),
+        sms=alarm_texts.render("frequency", app=app.sdk_app_id),
+        figures={"value": total, "unit": "number(s) refused", "counter": key})
+
+
+def finish_frequency(db: Session, conn: redis_lib.Redis, now: datetime,
+                     deferred: list[tuple[str, tuple[Any, ...]]]) -> int:
+    """Frequency alarms of hours now over get the hour's total refused numbers (and
+    their Slack messages are updated); returns how many were finished."""
+    hour_start = now.replace(minute=0, second=0, microsecond=0)
+    done = 0
+    for alarm in db.scalars(select(Alarm).where(
+            Alarm.event == "frequency", Alarm.created_at < hour_start,
+            Alarm.created_at >= hour_start - timedelta(hours=3))):
+        figures = dict(alarm.figures or {})
+        if figures.get("final") or not figures.get("counter"):
+            continue
+        total = int(conn.get(figures["counter"]) or figures.get("value") or 0)
+        alarm.figures = {**figures, "value": total, "final": True}
+        alarm.body += f"\nIn the whole hour: {total:,} number(s) refused."
+        deferred.append(("jobs.alarms.refresh", (alarm.id,)))
+        done += 1
+    db.flush()
+    return done
+
+
 def link_seen(db: Session, conn: redis_lib.Redis, up: bool, settings: Settings,
               deferred: list[tuple[str, tuple[Any, ...]]],
               now: datetime | None = None) -> list[Alarm]:

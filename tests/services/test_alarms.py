@@ -84,6 +84,14 @@ def test_sending_events_reach_every_channel_once(shop: Shop, session: Session) -
     [frequency] = _alarms(session, "frequency")  # at most one per application per hour
     assert frequency.figures["value"] == 3 and "refused 3 number(s)" in frequency.body
     assert _delivered(session, frequency) == EVERY_CHANNEL
+    # When the hour is over, the hourly job writes the hour's total on the alarm.
+    deferred: list = []
+    assert alarms.finish_frequency(session, shop.limiter.conn, utcnow(), deferred) == 0
+    assert alarms.finish_frequency(session, shop.limiter.conn,
+                                   utcnow() + timedelta(hours=1), deferred) == 1
+    assert frequency.figures["value"] == 4 and frequency.figures["final"]
+    assert "In the whole hour: 4 number(s) refused." in frequency.body
+    assert deferred == [("jobs.alarms.refresh", (frequency.id,))]
 
     accounts.update_settings(c, account_type="enterprise", timezone="Asia/Shanghai",
                              intl_daily_quota=3, reply_callback_url="",
