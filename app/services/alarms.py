@@ -99,8 +99,7 @@ def raise_alarm(ctx: Ctx, conn: redis_lib.Redis | None, event: str, *, period: s
                                                  app.id if app else None,
                                                  read_action=read_action)
         recipients = [*extra, *found]
-    rows = notifications.notify(ctx, spec.subscription if event != "test" else "test",
-                                recipients, subject, body, sms=sms)
+    rows = notifications.notify(ctx, spec.subscription, recipients, subject, body, sms=sms)
     ctx.db.add_all([AlarmDelivery(alarm_id=alarm.id, notification_id=r.id) for r in rows])
     ctx.db.flush()
     return alarm
@@ -301,11 +300,15 @@ class Filters:
     event: str = ""
     since: datetime | None = None
     until: datetime | None = None
+    alarm_id: int | None = None  # one alarm: where "Open in web" leads
 
 
 def parse_filters(sdk_app_id: str = "", event: str = "", since: str = "",
-                  until: str = "") -> Filters:
+                  until: str = "", alarm: str = "") -> Filters:
     errors: dict[str, str] = {}
+    one = alarm.strip()
+    if one and not (one.isdigit() and len(one) <= 12):
+        errors["alarm"] = "Give an alarm number."
     sid = sdk_app_id.strip()
     if sid and not (sid.isdigit() and len(sid) == 10):
         errors["app"] = "Give a 10-digit SDK AppID."
@@ -327,7 +330,8 @@ def parse_filters(sdk_app_id: str = "", event: str = "", since: str = "",
     from datetime import UTC
 
     return Filters(sid, ev, start.replace(tzinfo=UTC) if start else None,
-                   (end.replace(tzinfo=UTC) + timedelta(days=1)) if end else None)
+                   (end.replace(tzinfo=UTC) + timedelta(days=1)) if end else None,
+                   int(one) if one else None)
 
 
 def history(ctx: Ctx, filters: Filters, page: int = 1,
@@ -339,6 +343,8 @@ def history(ctx: Ctx, filters: Filters, page: int = 1,
         q = q.where(Application.sdk_app_id == filters.sdk_app_id)
     if filters.event:
         q = q.where(Alarm.event == filters.event)
+    if filters.alarm_id is not None:
+        q = q.where(Alarm.id == filters.alarm_id)
     if filters.since:
         q = q.where(Alarm.created_at >= filters.since)
     if filters.until:
