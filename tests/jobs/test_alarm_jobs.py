@@ -163,3 +163,23 @@ def test_sending_jobs_report_the_carrier_link(backend: Backend, session: Session
     assert [a.event for a in session.scalars(select(Alarm).where(
         Alarm.event.like("link%")).order_by(Alarm.id))] == ["link_down", "link_up"]
     assert conn.get(alarms.LINK_DOWN_SINCE) is None
+
+
+def test_hourly_runs_one_at_a_time(backend: Backend, session: Session,
+                                   instance_dir: Path) -> None:
+    from jobs import runtime
+
+    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                      "INSTANCE_DIR": str(instance_dir), "SECRET_KEY": "x"})
+    runtime.use(app)
+    conn = app.extensions["redis"]
+    conn.set(alarm_jobs.HOURLY_LOCK, "another-worker", ex=60)
+    alarm_jobs.hourly()  # another run holds the lock: nothing done, lock untouched
+    session.expire_all()
+    assert session.get(MonitorCheckpoint, monitors.CAPTCHA) is None
+    assert conn.get(alarm_jobs.HOURLY_LOCK) == b"another-worker"
+    conn.delete(alarm_jobs.HOURLY_LOCK)
+    alarm_jobs.hourly()
+    session.expire_all()
+    assert session.get(MonitorCheckpoint, monitors.CAPTCHA) is not None
+    assert conn.get(alarm_jobs.HOURLY_LOCK) is None
