@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import redis as redis_lib
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -68,9 +69,36 @@ LINK_DOWN_SINCE = "smsops:link:down_since"
 LINK_ALARMED = "smsops:link:alarmed"
 
 
-def once(conn: redis_lib.Redis, event: str, period: str, ttl_s: int) -> bool:
-    """True for the first caller in the period, on every worker (atomic SET NX)."""
-    return bool(conn.set(KEY.format(event, period), 1, nx=True, ex=max(int(ttl_s), 1)))
+PENDING_KEYS = "smsops_alarm_keys"  # Session.info: keys claimed in the open transaction
+
+
+def once(conn: redis_lib.Redis, event: str, period: str, ttl_s: int,
+         session: Session | None = None) -> bool:
+    """True for the first caller in the period, on every worker (atomic SET NX). With
+    `session`, the claim is given back if its transaction does not commit, so an
+    alarm whose recording failed is raised by the next caller instead of lost."""
+    key = KEY.format(event, period)
+    if not conn.set(key, 1, nx=True, ex=max(int(ttl_s), 1)):
+        return False
+    if session is not None:
+        session.info.setdefault(PENDING_KEYS, []).append((conn, key))
+    return True
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _claims_kept(session: Session) -> None:
+    session.info.pop(PENDING_KEYS, None)
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _claims_given_back(session: Session, transaction: Any) -> None:
+    if transaction.parent is not None:
+        return  # a savepoint: the outer transaction decides
+    for conn, key in session.info.pop(PENDING_KEYS, None) or []:
+        try:
+            conn.delete(key)
+        except redis_lib.RedisError:  # the key expires on its own
+            _log.warning("could not give back alarm key %s", key)
 
 
 def raise_alarm(ctx: Ctx, conn: redis_lib.Redis | None, event: str, *, period: str,
@@ -84,7 +112,7 @@ def raise_alarm(ctx: Ctx, conn: redis_lib.Redis | None, event: str, *, period: s
     is no period to guard. `extra` recipients (e.g. the submitter) hear it too;
     `recipients` replaces the contacts altogether (the contact test)."""
     spec = EVENTS[event]
-    if conn is not None and not once(conn, event, period, ttl_s):
+    if conn is not None and not once(conn, event, period, ttl_s, ctx.db):
         return None
     subject = " ".join(subject.split())[:200]  # one line: it becomes a mail header
     alarm = Alarm(account_id=ctx.actor.account_id, app_id=app.id if app else None,

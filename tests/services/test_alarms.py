@@ -293,3 +293,22 @@ def test_raise_limit_for_a_region_and_a_country(shop: Shop, session: Session) ->
     assert other is not None
     with pytest.raises(ValidationError):
         alarms.limit_target(c, other.id)
+
+
+def test_an_alarm_rolled_back_is_raised_again(shop: Shop, session: Session,
+                                              backend: Backend) -> None:
+    """The period's claim in Redis follows the transaction: not committed, given back."""
+    session.commit()
+    c = _ctx(shop)
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 11, "failed") is not None
+    session.rollback()  # e.g. the request failed after the alarm was recorded
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 11, "failed") is not None
+    session.commit()
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 11, "failed") is None
+    session.close()  # closing without commit gives back too
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 11, "stopped") is not None
+    session.close()
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 11, "stopped") is not None
+    session.commit()
+    assert len(_alarms(session, "task_failed")) == 1
+    assert len(_alarms(session, "task_stopped")) == 1
