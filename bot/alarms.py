@@ -43,13 +43,14 @@ def raise_modal(alarm_id: int, target: alarms.LimitTarget) -> dict[str, Any]:
         return {"type": "input", "block_id": block, "optional": True, "element": element,
                 "label": {"type": "plain_text", "text": label}}
 
+    where = f"to {target.country}" if target.country else f"({target.region})"
     return {
         "type": "modal", "callback_id": ALARM_RAISE_MODAL, "private_metadata": str(alarm_id),
         "title": {"type": "plain_text", "text": "Raise limit"},
         "submit": {"type": "plain_text", "text": "Save"},
         "close": {"type": "plain_text", "text": "Cancel"},
         "blocks": [
-            blocks.section(f"Daily {target.region} billed items of "
+            blocks.section(f"Daily billed items {where} of "
                            f"*{blocks.escape(target.app_name)}* ({target.sdk_app_id}). "
                            "Blank means no threshold / no limit."),
             number("alarm_threshold", "Alarm threshold", target.alarm_threshold),

@@ -4,6 +4,7 @@ RQ's scheduler), and the carrier link as the sending jobs see it."""
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +25,8 @@ log = logging.getLogger("smsops.alarms")
 HOURLY_JOB = "jobs.alarms.hourly"
 SCHEDULED_KEY = "smsops:monitor:hourly:{}"  # per hour: the next run is on RQ's scheduler
 HOURLY_DELAY_S = 5  # after the hour, so messages of its last second are in
+HOURLY_LOCK = "smsops:monitor:hourly:lock"
+HOURLY_LOCK_S = 600  # a run takes seconds; a crashed one frees the lock after this
 
 
 def refresh(alarm_id: int) -> None:
@@ -48,13 +51,24 @@ def hourly() -> None:
     alarm's once-per-period key keep it to one alarm."""
     app = runtime.app()
     conn = app.extensions["redis"]
-    settings = Settings.from_config(app.config)
-    deferred: list[tuple[str, tuple[Any, ...]]] = []
-    with runtime.unit_of_work() as session:
-        hours = monitors.run_captcha(session, conn, settings, deferred)
-        monitors.check_packages(session, conn, settings, deferred)
-    enqueue_deferred(conn, deferred)
-    log.info("hourly monitors: %d hour(s) checked", len(hours))
+    # One run at a time: two at once could both claim an hour's alarm key, and the one
+    # whose commit then failed would lose the alarm the other was refused.
+    token = str(uuid.uuid4())
+    if not conn.set(HOURLY_LOCK, token, nx=True, ex=HOURLY_LOCK_S):
+        log.info("hourly monitors already running elsewhere")
+        return
+    try:
+        settings = Settings.from_config(app.config)
+        deferred: list[tuple[str, tuple[Any, ...]]] = []
+        with runtime.unit_of_work() as session:
+            hours = monitors.run_captcha(session, conn, settings, deferred)
+            monitors.check_packages(session, conn, settings, deferred)
+            alarms.finish_frequency(session, conn, utcnow(), deferred)
+        enqueue_deferred(conn, deferred)
+        log.info("hourly monitors: %d hour(s) checked", len(hours))
+    finally:
+        if conn.get(HOURLY_LOCK) == token.encode():  # ours still (not expired and retaken)
+            conn.delete(HOURLY_LOCK)
 
 
 def ensure_scheduled(app: Flask) -> None:
@@ -69,7 +83,9 @@ def ensure_scheduled(app: Flask) -> None:
         return
     q = Queue("default", connection=conn)
     q.enqueue_at(next_hour + timedelta(seconds=HOURLY_DELAY_S), HOURLY_JOB)
-    q.enqueue(HOURLY_JOB)  # catch-up: finds nothing to do when the hour was checked
+    # Catch-up (a worker starting after an outage): finds nothing to do when the hour
+    # was checked, e.g. at each rollover, where the previous hour's schedule also runs.
+    q.enqueue_in(timedelta(seconds=HOURLY_DELAY_S), HOURLY_JOB)
 
 
 def observe_link(app: Flask, up: bool) -> None:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import redis as redis_lib
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -56,8 +57,11 @@ EVENTS: dict[str, Event] = {
     "task_stopped": Event("task", "Bulk task stopped"),
     "test": Event("test", "Test alarm"),
 }
-# Events whose Slack message offers "Raise limit" (a region's daily pair).
-RAISABLE = ("threshold", "limit")
+# Events whose Slack message offers "Raise limit" (a region's or a country's daily pair).
+RAISABLE = ("threshold", "limit", "country_threshold", "country_limit")
+# Told, not handled: plain Slack text without Acknowledge (the review request message
+# itself shows the decision).
+PLAIN = ("review", "test")
 KEY = "smsops:alarm:{}:{}"  # event, period → set once per period
 PAGE_SIZE = 50
 LINK_DOWN_AFTER_S = 60  # the carrier link must be down this long before it is an alarm
@@ -65,9 +69,36 @@ LINK_DOWN_SINCE = "smsops:link:down_since"
 LINK_ALARMED = "smsops:link:alarmed"
 
 
-def once(conn: redis_lib.Redis, event: str, period: str, ttl_s: int) -> bool:
-    """True for the first caller in the period, on every worker (atomic SET NX)."""
-    return bool(conn.set(KEY.format(event, period), 1, nx=True, ex=max(int(ttl_s), 1)))
+PENDING_KEYS = "smsops_alarm_keys"  # Session.info: keys claimed in the open transaction
+
+
+def once(conn: redis_lib.Redis, event: str, period: str, ttl_s: int,
+         session: Session | None = None) -> bool:
+    """True for the first caller in the period, on every worker (atomic SET NX). With
+    `session`, the claim is given back if its transaction does not commit, so an
+    alarm whose recording failed is raised by the next caller instead of lost."""
+    key = KEY.format(event, period)
+    if not conn.set(key, 1, nx=True, ex=max(int(ttl_s), 1)):
+        return False
+    if session is not None:
+        session.info.setdefault(PENDING_KEYS, []).append((conn, key))
+    return True
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _claims_kept(session: Session) -> None:
+    session.info.pop(PENDING_KEYS, None)
+
+
+@sa_event.listens_for(Session, "after_transaction_end")
+def _claims_given_back(session: Session, transaction: Any) -> None:
+    if transaction.parent is not None:
+        return  # a savepoint: the outer transaction decides
+    for conn, key in session.info.pop(PENDING_KEYS, None) or []:
+        try:
+            conn.delete(key)
+        except redis_lib.RedisError:  # the key expires on its own
+            _log.warning("could not give back alarm key %s", key)
 
 
 def raise_alarm(ctx: Ctx, conn: redis_lib.Redis | None, event: str, *, period: str,
@@ -81,7 +112,7 @@ def raise_alarm(ctx: Ctx, conn: redis_lib.Redis | None, event: str, *, period: s
     is no period to guard. `extra` recipients (e.g. the submitter) hear it too;
     `recipients` replaces the contacts altogether (the contact test)."""
     spec = EVENTS[event]
-    if conn is not None and not once(conn, event, period, ttl_s):
+    if conn is not None and not once(conn, event, period, ttl_s, ctx.db):
         return None
     subject = " ".join(subject.split())[:200]  # one line: it becomes a mail header
     alarm = Alarm(account_id=ctx.actor.account_id, app_id=app.id if app else None,
@@ -96,8 +127,7 @@ def raise_alarm(ctx: Ctx, conn: redis_lib.Redis | None, event: str, *, period: s
                                                  app.id if app else None,
                                                  read_action=read_action)
         recipients = [*extra, *found]
-    rows = notifications.notify(ctx, spec.subscription if event != "test" else "test",
-                                recipients, subject, body, sms=sms)
+    rows = notifications.notify(ctx, spec.subscription, recipients, subject, body, sms=sms)
     ctx.db.add_all([AlarmDelivery(alarm_id=alarm.id, notification_id=r.id) for r in rows])
     ctx.db.flush()
     return alarm
@@ -120,6 +150,49 @@ def raise_task_event(ctx: Ctx, conn: redis_lib.Redis | None, app: Application, t
                        sms=alarm_texts.render("task", app=app.sdk_app_id, id=task_id,
                                               status=status),
                        figures={"task_id": task_id, "status": status})
+
+
+FREQ_COUNT = "smsops:alarm:freqcount:{}"  # period → numbers refused in that hour
+
+
+def frequency_hits(ctx: Ctx, conn: redis_lib.Redis, app: Application, period: str,
+                   refused: int, example: str, reason: str) -> Alarm | None:
+    """Frequency limits refused `refused` numbers: counted for the hour in Redis; the
+    first hit of the hour raises the alarm, and the hourly job writes the hour's
+    total on it when the hour is over (finish_frequency)."""
+    key = FREQ_COUNT.format(period)
+    pipe = conn.pipeline()
+    pipe.incrby(key, refused)
+    pipe.expire(key, 3 * 3600)
+    total = int(pipe.execute()[0])
+    return raise_alarm(
+        ctx, conn, "frequency", period=period, ttl_s=3600, app=app,
+        subject=f"Frequency limit hit in {app.name}",
+        body=(f"{app.name} ({app.sdk_app_id}) refused {total:,} number(s) on frequency "
+              f"limits so far this hour, e.g. {example}: {reason}"),
+        sms=alarm_texts.render("frequency", app=app.sdk_app_id),
+        figures={"value": total, "unit": "number(s) refused", "counter": key})
+
+
+def finish_frequency(db: Session, conn: redis_lib.Redis, now: datetime,
+                     deferred: list[tuple[str, tuple[Any, ...]]]) -> int:
+    """Frequency alarms of hours now over get the hour's total refused numbers (and
+    their Slack messages are updated); returns how many were finished."""
+    hour_start = now.replace(minute=0, second=0, microsecond=0)
+    done = 0
+    for alarm in db.scalars(select(Alarm).where(
+            Alarm.event == "frequency", Alarm.created_at < hour_start,
+            Alarm.created_at >= hour_start - timedelta(hours=3))):
+        figures = dict(alarm.figures or {})
+        if figures.get("final") or not figures.get("counter"):
+            continue
+        total = int(conn.get(figures["counter"]) or figures.get("value") or 0)
+        alarm.figures = {**figures, "value": total, "final": True}
+        alarm.body += f"\nIn the whole hour: {total:,} number(s) refused."
+        deferred.append(("jobs.alarms.refresh", (alarm.id,)))
+        done += 1
+    db.flush()
+    return done
 
 
 def link_seen(db: Session, conn: redis_lib.Redis, up: bool, settings: Settings,
@@ -190,7 +263,8 @@ def system_ctx(db: Session, account_id: int, settings: Settings) -> Ctx | None:
 # --- acknowledge, history -----------------------------------------------------
 
 def get(ctx: Ctx, alarm_id: int) -> Alarm:
-    ctx.actor.require("DescribeAlarms")
+    """One alarm the actor may read: of an application they may read alarms of, or
+    account-level for those who may read alarms of every application."""
     alarm = ctx.db.get(Alarm, alarm_id)
     sid = (alarm.figures or {}).get("sdk_app_id") if alarm else None
     if alarm is None or alarm.account_id != ctx.actor.account_id or not ctx.actor.can(
@@ -237,7 +311,9 @@ def delivery_data(db: Session, notification_id: int) -> dict[str, Any] | None:
     """For the delivery job: the alarm a notification carries, as Slack data."""
     alarm = db.scalar(select(Alarm).join(AlarmDelivery, AlarmDelivery.alarm_id == Alarm.id)
                       .where(AlarmDelivery.notification_id == notification_id))
-    return slack_data(alarm) if alarm is not None else None
+    if alarm is None or alarm.event in PLAIN:
+        return None
+    return slack_data(alarm)
 
 
 def delivered_at(db: Session, notification_id: int, ref: str) -> None:
@@ -252,11 +328,15 @@ class Filters:
     event: str = ""
     since: datetime | None = None
     until: datetime | None = None
+    alarm_id: int | None = None  # one alarm: where "Open in web" leads
 
 
 def parse_filters(sdk_app_id: str = "", event: str = "", since: str = "",
-                  until: str = "") -> Filters:
+                  until: str = "", alarm: str = "") -> Filters:
     errors: dict[str, str] = {}
+    one = alarm.strip()
+    if one and not (one.isdigit() and len(one) <= 12):
+        errors["alarm"] = "Give an alarm number."
     sid = sdk_app_id.strip()
     if sid and not (sid.isdigit() and len(sid) == 10):
         errors["app"] = "Give a 10-digit SDK AppID."
@@ -278,29 +358,33 @@ def parse_filters(sdk_app_id: str = "", event: str = "", since: str = "",
     from datetime import UTC
 
     return Filters(sid, ev, start.replace(tzinfo=UTC) if start else None,
-                   (end.replace(tzinfo=UTC) + timedelta(days=1)) if end else None)
+                   (end.replace(tzinfo=UTC) + timedelta(days=1)) if end else None,
+                   int(one) if one else None)
 
 
 def history(ctx: Ctx, filters: Filters, page: int = 1,
             page_size: int = PAGE_SIZE) -> tuple[list[Alarm], int]:
     """Alarms newest first; application alarms only where the actor may read alarms."""
-    ctx.actor.require("DescribeAlarms")
     q = select(Alarm).outerjoin(Application, Application.id == Alarm.app_id).where(
         Alarm.account_id == ctx.actor.account_id)
     if filters.sdk_app_id:
         q = q.where(Application.sdk_app_id == filters.sdk_app_id)
     if filters.event:
         q = q.where(Alarm.event == filters.event)
+    if filters.alarm_id is not None:
+        q = q.where(Alarm.id == filters.alarm_id)
     if filters.since:
         q = q.where(Alarm.created_at >= filters.since)
     if filters.until:
         q = q.where(Alarm.created_at < filters.until)
-    if not ctx.actor.can("DescribeAlarms", "*"):
+    if not ctx.actor.can("DescribeAlarms"):
         # Scoped users: only the applications they may read alarms of (and no
         # account-level alarms, which may concern any application).
         allowed = [a.sdk_app_id for a in ctx.db.scalars(select(Application).where(
             Application.account_id == ctx.actor.account_id))
             if ctx.actor.can("DescribeAlarms", a.sdk_app_id)]
+        if not allowed:
+            ctx.actor.require("DescribeAlarms")  # refused, with the usual message
         q = q.where(Application.sdk_app_id.in_(allowed))
     total = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
     rows = ctx.db.scalars(q.order_by(Alarm.id.desc()).limit(page_size)
@@ -331,6 +415,7 @@ class LimitTarget:
     region: str
     alarm_threshold: int | None
     daily_limit: int | None
+    country: str | None = None  # an ISO code: the country's pair, not the region's
 
 
 def limit_target(ctx: Ctx, alarm_id: int) -> LimitTarget:
@@ -339,12 +424,20 @@ def limit_target(ctx: Ctx, alarm_id: int) -> LimitTarget:
     from app.services.apps import get_app
 
     alarm = get(ctx, alarm_id)
-    region = (alarm.figures or {}).get("region")
-    sid = (alarm.figures or {}).get("sdk_app_id")
+    figures = alarm.figures or {}
+    sid, country = figures.get("sdk_app_id"), figures.get("country")
+    region = "international" if country else figures.get("region")
     if alarm.event not in RAISABLE or region not in ("mainland", "international") or not sid:
         raise ValidationError({"alarm": "This alarm has no daily limit to raise."})
-    app = get_app(ctx, sid, "ModifyWarningThreshold")
-    ctx.actor.require("ModifyWarningThreshold", app.sdk_app_id)
+    action = "ModifyCountryConfig" if country else "ModifyWarningThreshold"
+    app = get_app(ctx, sid, action)
+    ctx.actor.require(action, app.sdk_app_id)
+    if country:
+        row = next((c for c in app.countries if c.iso_code == country), None)
+        if row is None:
+            raise ValidationError({"alarm": f"{country} is no longer an allowed country."})
+        return LimitTarget(app.sdk_app_id, app.name, region, row.alarm_threshold,
+                           row.daily_limit, country)
     prefix = "mainland" if region == "mainland" else "intl"
     return LimitTarget(app.sdk_app_id, app.name, region,
                        getattr(app, f"{prefix}_alarm_threshold"),
@@ -356,6 +449,9 @@ def raise_limit(ctx: Ctx, alarm_id: int, *, alarm_threshold: Any, daily_limit: A
     from app.services import app_config
 
     target = limit_target(ctx, alarm_id)
+    if target.country:
+        return app_config.set_country(ctx, target.sdk_app_id, iso_code=target.country,
+                                      alarm_threshold=alarm_threshold, daily_limit=daily_limit)
     return app_config.set_thresholds(ctx, target.sdk_app_id, target.region,
                                      alarm_threshold=alarm_threshold, daily_limit=daily_limit)
 

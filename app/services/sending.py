@@ -476,15 +476,11 @@ def _reserve_all(ctx: Ctx, limiter: Limiter, app: Application, account: Account,
     for msg, refusal in refusals:
         if refusal.error_code.startswith("LimitExceeded.PhoneNumber") and "f" not in alarmed:
             alarmed.add("f")
-            hour = time.gmtime().tm_hour
-            # At most one per application per hour, with how many numbers were refused.
-            _alarm(ctx, limiter, app, "frequency", f"{app.sdk_app_id}:{day}:{hour}", 3600,
-                   f"Frequency limit hit in {app.name}",
-                   f"{app.name} ({app.sdk_app_id}) refused {frequency_refused:,} number(s) on "
-                   f"frequency limits, e.g. {msg.phone_number}: "
-                   f"{errors.describe(refusal.error_code).reason}",
-                   sms=alarm_texts.render("frequency", app=app.sdk_app_id),
-                   figures={"value": frequency_refused, "unit": "number(s) refused"})
+            # At most one per application per (UTC) hour, with how many were refused.
+            alarms.frequency_hits(ctx, limiter.conn, app,
+                                  f"{app.sdk_app_id}:{time.strftime('%Y%m%d%H', time.gmtime())}",
+                                  frequency_refused, msg.phone_number,
+                                  errors.describe(refusal.error_code).reason)
         elif refusal.error_code == "LimitExceeded.AppDailyLimit" and "l" not in alarmed:
             alarmed.add("l")
             _alarm(ctx, limiter, app, "limit", f"{app.sdk_app_id}:{msg.region}:{day}",

@@ -18,10 +18,12 @@ bp = Blueprint("alarms", __name__)
 @bp.get("/alarms")
 def history() -> tuple:
     c = ctx()
-    args = {k: request.args.get(k, "")[:40] for k in ("app", "event", "since", "until")}
+    args = {k: request.args.get(k, "")[:40] for k in ("app", "event", "since", "until",
+                                                       "alarm")}
     errors: dict[str, str] = {}
     try:
-        filters = alarms.parse_filters(args["app"], args["event"], args["since"], args["until"])
+        filters = alarms.parse_filters(args["app"], args["event"], args["since"], args["until"],
+                                       args["alarm"])
     except ValidationError as exc:
         errors, filters = exc.errors, alarms.Filters()
     number = page_number()
@@ -29,7 +31,7 @@ def history() -> tuple:
     return page("alarms/history.html", "alarms/_rows.html", rows=rows, total=total,
                 page_no=number, pages=max(1, -(-total // alarms.PAGE_SIZE)),
                 deliveries=alarms.deliveries(c, [a.id for a in rows]), args=args,
-                errors=errors, events=alarms.EVENTS, focus=request.args.get("alarm", ""),
+                errors=errors, events=alarms.EVENTS,
                 can_ack=c.actor.can("ModifyAlarms"))
 
 

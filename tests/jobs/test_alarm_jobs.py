@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rq import Queue
 from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
@@ -107,14 +108,78 @@ def test_hourly_monitor_is_kept_on_rqs_scheduler(backend: Backend, session: Sess
     alarm_jobs.ensure_scheduled(app)
     alarm_jobs.ensure_scheduled(app)  # every sweep asks; one schedule per hour
     scheduled = ScheduledJobRegistry("default", connection=conn)
-    [job_id] = scheduled.get_job_ids()
-    when = scheduled.get_scheduled_time(job_id)
+    times = sorted(scheduled.get_scheduled_time(j) for j in scheduled.get_job_ids())
     next_hour = monitors.hour_floor(utcnow()) + timedelta(hours=1)
-    assert next_hour <= when.replace(tzinfo=next_hour.tzinfo) <= next_hour + timedelta(
-        seconds=alarm_jobs.HOURLY_DELAY_S)
-    assert Queue("default", connection=conn).count == 1  # the catch-up run, now
+    assert len(times) == 2  # the catch-up in a few seconds, and the next hour
+    assert times[0] < next_hour <= times[1].replace(tzinfo=next_hour.tzinfo) <= (
+        next_hour + timedelta(seconds=alarm_jobs.HOURLY_DELAY_S))
+    # Run the catch-up now rather than wait for RQ's scheduler to move it.
+    first = min(scheduled.get_job_ids(), key=scheduled.get_scheduled_time)
+    job = Queue("default", connection=conn).fetch_job(first)
+    assert job is not None and job.func_name == alarm_jobs.HOURLY_JOB
+    scheduled.remove(job)
+    Queue("default", connection=conn).enqueue(alarm_jobs.HOURLY_JOB)
     assert worker.run(app, burst=True)
     session.expire_all()
     checkpoint = session.get(MonitorCheckpoint, monitors.CAPTCHA)
     assert checkpoint is not None
     assert checkpoint.last_hour == monitors.hour_floor(utcnow()) - timedelta(hours=1)
+
+
+def test_sending_jobs_report_the_carrier_link(backend: Backend, session: Session, shop: Shop,
+                                              instance_dir: Path) -> None:
+    """The submit path tells the alarm service what it saw (jobs/sending.py); here the
+    outage is a minute old already, so the next refusal raises link_down."""
+    import time
+
+    from app.gateways.base import GatewayUnavailable
+    from app.models.alarms import Alarm
+
+    class Down(CountingSimulator):
+        def submit(self, batch):  # type: ignore[no-untyped-def]
+            raise GatewayUnavailable("connection refused")
+
+    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                      "INSTANCE_DIR": str(instance_dir), "SECRET_KEY": "x"})
+    app_config.add_contact(shop.ctx, shop.app.sdk_app_id, name="Ops", email="ops@example.com",
+                           events=["link"])
+    assert shop.codes(["+14155550100"]) == ["Ok"]
+    session.commit()
+    conn = app.extensions["redis"]
+    conn.set(alarms.LINK_DOWN_SINCE, time.time() - 61)
+    app.extensions["gateway"] = Down(instance_dir / "sim.jsonl")
+    from jobs import runtime
+    from jobs import sending as sending_jobs
+
+    runtime.use(app)  # what a worker does before it runs jobs
+    with pytest.raises(GatewayUnavailable):  # RQ retries the job; the sweeper re-drives
+        sending_jobs.drain()
+    session.expire_all()
+    assert [a.event for a in session.scalars(select(Alarm).where(
+        Alarm.event.like("link%")))] == ["link_down"]
+    app.extensions["gateway"] = CountingSimulator(instance_dir / "sim.jsonl")
+    sending_jobs.drain()
+    session.expire_all()
+    assert [a.event for a in session.scalars(select(Alarm).where(
+        Alarm.event.like("link%")).order_by(Alarm.id))] == ["link_down", "link_up"]
+    assert conn.get(alarms.LINK_DOWN_SINCE) is None
+
+
+def test_hourly_runs_one_at_a_time(backend: Backend, session: Session,
+                                   instance_dir: Path) -> None:
+    from jobs import runtime
+
+    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                      "INSTANCE_DIR": str(instance_dir), "SECRET_KEY": "x"})
+    runtime.use(app)
+    conn = app.extensions["redis"]
+    conn.set(alarm_jobs.HOURLY_LOCK, "another-worker", ex=60)
+    alarm_jobs.hourly()  # another run holds the lock: nothing done, lock untouched
+    session.expire_all()
+    assert session.get(MonitorCheckpoint, monitors.CAPTCHA) is None
+    assert conn.get(alarm_jobs.HOURLY_LOCK) == b"another-worker"
+    conn.delete(alarm_jobs.HOURLY_LOCK)
+    alarm_jobs.hourly()
+    session.expire_all()
+    assert session.get(MonitorCheckpoint, monitors.CAPTCHA) is not None
+    assert conn.get(alarm_jobs.HOURLY_LOCK) is None

@@ -84,6 +84,14 @@ def test_sending_events_reach_every_channel_once(shop: Shop, session: Session) -
     [frequency] = _alarms(session, "frequency")  # at most one per application per hour
     assert frequency.figures["value"] == 3 and "refused 3 number(s)" in frequency.body
     assert _delivered(session, frequency) == EVERY_CHANNEL
+    # When the hour is over, the hourly job writes the hour's total on the alarm.
+    deferred: list = []
+    assert alarms.finish_frequency(session, shop.limiter.conn, utcnow(), deferred) == 0
+    assert alarms.finish_frequency(session, shop.limiter.conn,
+                                   utcnow() + timedelta(hours=1), deferred) == 1
+    assert frequency.figures["value"] == 4 and frequency.figures["final"]
+    assert "In the whole hour: 4 number(s) refused." in frequency.body
+    assert deferred == [("jobs.alarms.refresh", (frequency.id,))]
 
     accounts.update_settings(c, account_type="enterprise", timezone="Asia/Shanghai",
                              intl_daily_quota=3, reply_callback_url="",
@@ -234,3 +242,73 @@ def test_acknowledge_and_history_filters(shop: Shop, session: Session,
     assert set(exc.value.errors) == {"app", "event", "since"}
     with pytest.raises(NotFound):
         alarms.get(reader, 999999)
+
+
+def test_scoped_users_see_only_their_applications_alarms(shop: Shop, session: Session,
+                                                         backend: Backend) -> None:
+    from app.services import apps
+    from tests.helpers import doc
+
+    c = _ctx(shop)
+    other, _key = apps.create_app(c, name="Other")
+    mine = alarms.raise_task_event(c, backend.redis, shop.app, 1, "failed")
+    theirs = alarms.raise_task_event(c, backend.redis, other, 2, "failed")
+    account_wide = alarms.raise_alarm(c, backend.redis, "package_low", period="x", ttl_s=60,
+                                      app=None, subject="Low", body="b",
+                                      sms=alarm_texts.render("package", left=1))
+    assert mine and theirs and account_wide
+    scoped = ctx_for(session, make_user(session, "scoped@example.com", policies=[doc(
+        ("allow", ["sms:Describe*"], [f"sms:app/{shop.app.sdk_app_id}"]))]))
+    rows, total = alarms.history(scoped, alarms.Filters())
+    assert [a.id for a in rows] == [mine.id] and total == 1
+    assert alarms.get(scoped, mine.id) is mine
+    for hidden in (theirs, account_wide):
+        with pytest.raises(NotFound):
+            alarms.get(scoped, hidden.id)
+    nobody = ctx_for(session, make_user(session, "none@example.com", policies=[doc(
+        ("allow", ["sms:SendSms"], ["sms:app/*"]))]))
+    with pytest.raises(PermissionDenied):
+        alarms.history(nobody, alarms.Filters())
+
+
+def test_raise_limit_for_a_region_and_a_country(shop: Shop, session: Session) -> None:
+    sid = shop.app.sdk_app_id
+    c = _ctx(shop)
+    shop.ctx = c
+    app_config.set_country(c, sid, iso_code="US", alarm_threshold=1, daily_limit=1)
+    assert shop.codes(["+14155550300", "+14155550301"]) == [
+        "Ok", "LimitExceeded.AppCountryOrRegionDailyLimit"]
+    [country] = _alarms(session, "country_limit")
+    target = alarms.limit_target(c, country.id)
+    assert (target.country, target.daily_limit) == ("US", 1)
+    alarms.raise_limit(c, country.id, alarm_threshold="5", daily_limit="10")
+    [us] = [x for x in shop.app.countries if x.iso_code == "US"]
+    assert (us.alarm_threshold, us.daily_limit) == (5, 10)
+    assert shop.codes(["+14155550302"]) == ["Ok"]
+    reader = ctx_for(session, make_user(session, "ro2@example.com",
+                                        presets=["SMSReadOnlyAccess"]))
+    with pytest.raises(PermissionDenied):
+        alarms.limit_target(reader, country.id)
+    other = alarms.raise_task_event(c, None, shop.app, 9, "failed")
+    assert other is not None
+    with pytest.raises(ValidationError):
+        alarms.limit_target(c, other.id)
+
+
+def test_an_alarm_rolled_back_is_raised_again(shop: Shop, session: Session,
+                                              backend: Backend) -> None:
+    """The period's claim in Redis follows the transaction: not committed, given back."""
+    session.commit()
+    c = _ctx(shop)
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 11, "failed") is not None
+    session.rollback()  # e.g. the request failed after the alarm was recorded
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 11, "failed") is not None
+    session.commit()
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 11, "failed") is None
+    session.close()  # closing without commit gives back too
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 11, "stopped") is not None
+    session.close()
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 11, "stopped") is not None
+    session.commit()
+    assert len(_alarms(session, "task_failed")) == 1
+    assert len(_alarms(session, "task_stopped")) == 1

@@ -46,6 +46,9 @@ def test_history_filters_acknowledge_and_escaping(root: Client, session: Session
     bad = root.get("/alarms?app=abc&since=yesterday&event=<b>")
     assert bad.status_code == 200 and "not understood" in bad.get_data(as_text=True)
     assert root.get("/alarms?page=99999999999").status_code == 200
+    one = root.get(f"/alarms?alarm={a.id}")  # where Slack's "Open in web" leads
+    assert [r["id"] for r in soup(one).select("tbody tr[id^=alarm-]")] == [f"alarm-{a.id}"]
+    assert "not understood" in root.get("/alarms?alarm=x1").get_data(as_text=True)
     done = root.post(f"/alarms/{a.id}/acknowledge")
     assert done.status_code == 302
     row = text_of(root.get("/alarms"), f"#alarm-{a.id} .ack")
