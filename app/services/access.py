@@ -38,7 +38,7 @@ ACTIONS: frozenset[str] = frozenset(
         "DescribeSmsTemplateList", "AddSmsTemplate", "ModifySmsTemplate", "DeleteSmsTemplate",
         "ReviewContent",
         # sending
-        "SendSms", "DescribeSendSmsRecord", "CreateSendTask", "DescribeSendTask",
+        "SendSms", "DescribeSendSmsRecord", "CreateSendTask",
         "DescribeSendTasks",
         "ModifyTaskStatusStart", "ModifyTaskStatusStop", "CancelSendSMSTask",
         # audience and general management

@@ -62,7 +62,8 @@ from app.models.tasks import (
     SendTaskError,
     SendTaskRecipient,
 )
-from app.services import audit, sending
+from app.models.tasks import FAILED as TASK_FAILED
+from app.services import alarms, audit, sending
 from app.services.access import Actor
 from app.services.apps import get_app, list_apps
 from app.services.context import Ctx
@@ -499,7 +500,7 @@ def confirm(ctx: Ctx, task_id: int, *, acknowledged: bool) -> SendTask:
 
 
 def stop(ctx: Ctx, task_id: int) -> SendTask:
-    task, _app = _task(ctx, task_id, "ModifyTaskStatusStop")
+    task, app = _task(ctx, task_id, "ModifyTaskStatusStop")
     done = ctx.db.execute(update(SendTask).where(SendTask.id == task.id,
                                                  SendTask.status == SENDING)
                           .values(status=STOPPED, finished_at=utcnow())
@@ -511,6 +512,8 @@ def stop(ctx: Ctx, task_id: int) -> SendTask:
                                                  if task.status == SCHEDULED else "."))
     audit.record(ctx, "ModifyTaskStatusStop", "send_task", task.id, {"status": SENDING},
                  {"status": STOPPED})
+    # Once by nature (the conditional update above): no period to guard in Redis.
+    alarms.raise_task_event(ctx, None, app, task.id, STOPPED, f"Stopped by {ctx.actor.label}.")
     return task
 
 
@@ -579,6 +582,11 @@ def dispatch_step(ctx: Ctx, limiter: Limiter, task_id: int, *, batch: int = BATC
     account = ctx.db.get(Account, task.account_id)
     template = ctx.db.get(Template, task.template_id)
     assert app is not None and account is not None
+    signature = ctx.db.get(Signature, task.signature_id) if task.signature_id else None
+    problem = _cannot_run(app, template, signature, task.signature_id)
+    if problem is not None:
+        _fail(ctx, limiter, task, app, problem)
+        return Step(0, 0, task.status)
     if template is not None and template.sms_type == templating.MARKETING:
         resume = quiet_until(account, now or utcnow())
         if resume is not None:
@@ -614,13 +622,37 @@ def dispatch_step(ctx: Ctx, limiter: Limiter, task_id: int, *, batch: int = BATC
     if not claimed:
         _settle(ctx, task)
         return Step(0, 0, task.status)
-    signature = ctx.db.get(Signature, task.signature_id) if task.signature_id else None
     items = [sending.BatchItem(serial_for(task.id, r[0]), r[1], r[2], list(r[3]))
              for r in sorted(claimed)]
     accepted = sending.send_batch(ctx, limiter, app, template, signature, task.region, items,
                                   request_id=f"task-{task.id}-{uuid.uuid4().hex[:8]}",
                                   task_id=task.id)
     return Step(len(items), accepted, SENDING, wait)
+
+
+def _cannot_run(app: Application, template: Template | None, signature: Signature | None,
+                signature_id: int | None) -> str | None:
+    """Why a confirmed task can no longer send at all (changed since it was confirmed)."""
+    if not app.enabled:
+        return "The application was disabled."
+    if template is None or template.status != EFFECTIVE:
+        return "The template was deleted or is no longer approved."
+    if signature_id is not None and (signature is None or not signature.usable):
+        return "The signature was deleted or can no longer be used."
+    return None
+
+
+def _fail(ctx: Ctx, limiter: Limiter, task: SendTask, app: Application, reason: str) -> None:
+    """The task could not run: failed with its reason (the rest stays unsent), once,
+    and the application's alarm contacts hear it."""
+    done = ctx.db.execute(update(SendTask).where(SendTask.id == task.id,
+                                                 SendTask.status == SENDING)
+                          .values(status=TASK_FAILED, failure_reason=reason,
+                                  finished_at=utcnow())
+                          .execution_options(synchronize_session=False))
+    ctx.db.refresh(task)
+    if done.rowcount == 1:  # type: ignore[attr-defined]
+        alarms.raise_task_event(ctx, limiter.conn, app, task.id, TASK_FAILED, reason)
 
 
 def _settle(ctx: Ctx, task: SendTask) -> None:

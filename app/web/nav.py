@@ -65,14 +65,14 @@ AREAS: tuple[Area, ...] = (
              also=("content.signature_form",)),
         Item("content.templates", "Body templates", "DescribeSmsTemplateList", MAINLAND,
              also=("content.template_form",)),
-        Item("tasks.index", "Bulk tasks", "DescribeSendTask", MAINLAND, also=("tasks.",)),
+        Item("tasks.index", "Bulk tasks", "DescribeSendTasks", MAINLAND, also=("tasks.",)),
     )),
     Area("international", "International", (
         Item("content.signatures", "Signatures", "DescribeSmsSignList", INTERNATIONAL,
              also=("content.signature_form",)),
         Item("content.templates", "Body templates", "DescribeSmsTemplateList", INTERNATIONAL,
              also=("content.template_form",)),
-        Item("tasks.index", "Bulk tasks", "DescribeSendTask", INTERNATIONAL, also=("tasks.",)),
+        Item("tasks.index", "Bulk tasks", "DescribeSendTasks", INTERNATIONAL, also=("tasks.",)),
     )),
     Area("statistics", "Statistics", (
         Item("stats.overview", "Mainland China", "DescribeStatistics", MAINLAND),

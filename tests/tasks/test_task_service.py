@@ -15,9 +15,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import create_app
-from app.models import Account, Message, MuteEntry, SendTask, SendTaskError, SendTaskRecipient, User
+from app.models import (
+    Account,
+    Alarm,
+    Message,
+    MuteEntry,
+    SendTask,
+    SendTaskError,
+    SendTaskRecipient,
+    User,
+)
 from app.queue import enqueue_deferred
-from app.services import tasks
+from app.services import apps, content, tasks
 from app.services.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from jobs import worker
 from tests.conftest import Backend
@@ -143,6 +152,34 @@ def test_stop_lets_at_most_one_batch_out(shop: Shop, session: Session) -> None:
         tasks.stop(shop.ctx, task.id)
     with pytest.raises(Conflict, match="only a scheduled or unconfirmed"):
         tasks.cancel(shop.ctx, task.id)
+    # The application's alarm contacts hear it, once.
+    stopped = session.scalars(select(Alarm).where(Alarm.event == "task_stopped")).all()
+    assert [a.figures["task_id"] for a in stopped] == [task.id]
+    assert "Stopped by root@example.com" in stopped[0].body
+
+
+@pytest.mark.parametrize("change", ["disable", "delete_template"])
+def test_a_task_that_can_no_longer_run_fails_with_its_reason(
+        shop: Shop, session: Session, change: str) -> None:
+    task = create(shop, csv_of(30))
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    assert tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=10).converted == 10
+    if change == "disable":
+        apps.set_enabled(shop.ctx, shop.app.sdk_app_id, False)
+    else:
+        content.delete_template(shop.ctx, shop.templates["mainland"])
+    step = tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=10)
+    assert (step.converted, step.status) == (0, "failed")
+    session.refresh(task)
+    assert task.failure_reason and ("disabled" in task.failure_reason
+                                    or "template" in task.failure_reason)
+    assert tasks.progress(shop.ctx, task).unsent == 20
+    failed = session.scalars(select(Alarm).where(Alarm.event == "task_failed")).all()
+    assert len(failed) == 1 and task.failure_reason in failed[0].body
+    again = tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=10)
+    assert again.status == "failed"
+    assert session.scalar(select(func.count()).select_from(Alarm)
+                          .where(Alarm.event == "task_failed")) == 1
 
 
 def test_stop_from_another_session_wins_the_race(shop: Shop, session: Session,
