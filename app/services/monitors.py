@@ -3,8 +3,8 @@ packages. Run by jobs/alarms.py from RQ's scheduler; a checkpoint in the databas
 keeps the last finished hour, so hours missed while workers were down are each
 checked once when they come back, never skipped and never checked twice.
 
-Hourly counts come through ONE function, `verification_hourly`, which counts the
-message table for now; it is the seam where statistics rollups plug in later.
+Hourly counts come through ONE function, `verification_hourly`, which reads the
+statistics rollups (never the message table).
 """
 
 from __future__ import annotations
@@ -14,23 +14,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import redis as redis_lib
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.models import Application, CreditPackage, Message
+from app.models import Application, CreditPackage, StatRollup
 from app.models.alarms import CaptchaRule, MonitorCheckpoint
-from app.models.sending import DELIVERED, SUBMITTED
 from app.services import alarms, audit
 from app.services.apps import get_app
 from app.services.context import Ctx, Settings
 from app.services.errors import ValidationError
 from app.services.values import flag, whole_number
-from app.sms import alarm_texts, captcha
+from app.sms import alarm_texts, captcha, outcomes
 
 CAPTCHA = "captcha"
 MAX_CATCH_UP_HOURS = 48  # longer outages: older hours are past helping anyone
-SUCCESS = (SUBMITTED, DELIVERED)  # the carrier took it (and did not report a failure)
 HOUR = timedelta(hours=1)
 
 
@@ -45,19 +43,16 @@ class HourlyCount:
 
 
 def verification_hourly(session: Session, app_id: int, hour_start: datetime) -> HourlyCount:
-    """Verification-code messages of one application in one hour (UTC): the template
-    type says so, or the text has one of app.sms.captcha.MARKERS."""
-    text = func.lower(Message.content)
+    """Verification-code messages of one application in one hour (UTC), from the
+    statistics rollups (the figures of the verification-volume page): requests, and
+    successes = accepted by the carrier (SPEC.md §7)."""
     row = session.execute(select(
-        func.count(),
-        func.count().filter(Message.status.in_(SUCCESS)),
-    ).where(
-        Message.app_id == app_id,
-        Message.created_at >= hour_start, Message.created_at < hour_start + HOUR,
-        or_(Message.sms_type == captcha.VERIFICATION,
-            *[text.contains(m) for m in captcha.MARKERS]),
-    )).one()
-    return HourlyCount(int(row[0] or 0), int(row[1] or 0))
+        func.coalesce(func.sum(StatRollup.count), 0),
+        func.coalesce(func.sum(case((StatRollup.outcome.in_(outcomes.SUCCESS),
+                                     StatRollup.count), else_=0)), 0),
+    ).where(StatRollup.app_id == app_id, StatRollup.hour == hour_start,
+            StatRollup.verification.is_(True))).one()
+    return HourlyCount(int(row[0]), int(row[1]))
 
 
 def _rule(db: Session, app_id: int) -> CaptchaRule:

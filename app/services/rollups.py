@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Message
 from app.models.stats import ROLLUP_KEY, StatRollup
-from app.sms import outcomes
+from app.sms import captcha, outcomes
 
 # What a message contributes to its bucket, besides its state: never changes.
 DIMS = (Message.id, Message.account_id, Message.app_id, Message.region, Message.iso_code,
@@ -42,7 +42,7 @@ def _base(m: Any) -> Key:
     """The fixed part of a message's key: hour … verification flag."""
     return (hour_of(m.created_at), m.account_id, m.app_id, m.region, m.iso_code or "",
             m.signature_id or 0, m.template_id or 0, m.sms_type or "",
-            outcomes.is_verification(m.sms_type or "", m.content or ""))
+            captcha.is_verification(m.sms_type or "", m.content or ""))
 
 
 class Tally:

@@ -3,16 +3,18 @@ boundaries are exact (exactly 50, exactly 80 %, exactly 90 % do not alarm)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-# Text that marks a verification-code message when its template type does not.
-MARKERS = ("captcha", "code", "验证码")
 VERIFICATION = "verification"
+# Text that marks a verification-code message when its template type does not: the
+# words "captcha" or "code" (not "barcode"), or 验证码.
+WORDS = re.compile(r"\bcaptcha\b|\bcode\b|验证码", re.IGNORECASE)
 
 
 def is_verification(sms_type: str, text: str) -> bool:
-    lowered = text.lower()
-    return sms_type == VERIFICATION or any(m in lowered for m in MARKERS)
+    """The one rule: statistics rollups store it, the monitor reads their flag."""
+    return sms_type == VERIFICATION or bool(WORDS.search(text or ""))
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,6 @@ so moving a message between states moves exactly one count between buckets.
 
 from __future__ import annotations
 
-import re
-
-from app.sms.templating import VERIFICATION
-
 # Outcomes, in the order pages list them.
 PENDING = "accepted"  # passed every check; not with the carrier yet (accepted, submitting)
 REFUSED = "rejected"  # refused by a check before leaving
@@ -33,10 +29,6 @@ _BY_STATUS = {"accepted": PENDING, "submitting": PENDING, "rejected": REFUSED,
               "submitted": SUBMITTED, "delivered": DELIVERED, "no_receipt": NO_RECEIPT,
               "unknown": UNKNOWN}
 
-# SPEC.md §8: a verification-code message by its template type or by its words.
-_CODE_WORDS = re.compile(r"captcha|\bcode\b|验证码", re.IGNORECASE)
-
-
 def outcome(status: str, has_receipt: bool) -> str:
     if status == "failed":
         return FAILED if has_receipt else CARRIER_REFUSED
@@ -54,5 +46,3 @@ def key(status: str, has_receipt: bool, error_code: str | None,
     return out, error[:64], carrier
 
 
-def is_verification(sms_type: str, content: str) -> bool:
-    return sms_type == VERIFICATION or bool(_CODE_WORDS.search(content or ""))

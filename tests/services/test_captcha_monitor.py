@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Message
 from app.models.alarms import Alarm, MonitorCheckpoint
-from app.services import monitors
+from app.services import monitors, rollups
 from app.services.context import Settings
 from app.services.errors import PermissionDenied, ValidationError
 from tests.conftest import Backend
@@ -29,12 +29,16 @@ SETTINGS = Settings(notify_channels=("email",))
 
 def _messages(session: Session, shop: Shop, hour: datetime, total: int, ok: int, *,
               sms_type: str = "verification", text: str = "Your code is 1") -> None:
-    session.add_all([Message(
+    """Messages as the pipeline records them: rows and their rollups together."""
+    rows = [Message(
         account_id=shop.app.account_id, app_id=shop.app.id, serial_no=uuid.uuid4().hex,
         request_id="r", region="international", phone_number=f"+1415555{n:04d}",
         sms_type=sms_type, content=text, status="delivered" if n < ok else "failed",
-        created_at=hour + timedelta(minutes=n % 60)) for n in range(total)])
+        iso_code="US", fee=1, created_at=hour + timedelta(minutes=n % 60))
+        for n in range(total)]
+    session.add_all(rows)
     session.flush()
+    rollups.count_new(session, rows)
 
 
 def _run(session: Session, backend: Backend, now: datetime = NOW) -> list[datetime]:

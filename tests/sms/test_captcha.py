@@ -42,6 +42,8 @@ def test_custom_rule() -> None:
     ("notification", "Captcha: 9", True),
     ("notification", "您的验证码是1234", True),
     ("notification", "Order shipped", False),
+    ("notification", "Scan the barcode at the door", False),  # the word, not a part
+    ("notification", "Your recaptcha failed", False),
     ("marketing", "Sale today", False),
 ])
 def test_what_counts_as_verification(sms_type: str, text: str, expected: bool) -> None:

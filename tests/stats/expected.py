@@ -32,7 +32,7 @@ def direct(session: Session) -> Counter[tuple[Any, ...]]:
         out = outcome_of(m)
         hour = m.created_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         code = m.sms_type == "verification" or bool(
-            re.search(r"captcha|\bcode\b|验证码", m.content, re.I))
+            re.search(r"\bcaptcha\b|\bcode\b|验证码", m.content, re.I))
         key = (hour, m.app_id, m.region, m.iso_code, m.signature_id or 0, m.template_id or 0,
                m.sms_type, code, out, (m.error_code or "") if out in _FAIL_OUTCOMES else "",
                (m.carrier_code or "") if out == "failed" else "")
