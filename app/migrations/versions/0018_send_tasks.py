@@ -86,12 +86,20 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('unit_prices', sa.JSON(), nullable=True))
 
 
+def _drop_column(table: str, column: str) -> None:
+    """SQLite's own DROP COLUMN (3.35+), never batch mode's table rebuild: dropping the
+    old `account` or `message` table with foreign keys on would cascade and delete the
+    credit packages, mute entries or callbacks that refer to it."""
+    if op.get_bind().dialect.name == 'sqlite':
+        op.execute(f'ALTER TABLE {table} DROP COLUMN {column}')
+    else:
+        op.drop_column(table, column)
+
+
 def downgrade() -> None:
-    with op.batch_alter_table('account', schema=None) as batch_op:
-        batch_op.drop_column('unit_prices')
-    with op.batch_alter_table('message', schema=None) as batch_op:
-        batch_op.drop_index('ix_message_task_status')
-        batch_op.drop_column('task_id')
+    _drop_column('account', 'unit_prices')
+    op.drop_index('ix_message_task_status', table_name='message')
+    _drop_column('message', 'task_id')
     op.drop_table('send_task_recipient')
     op.drop_table('send_task_error')
     op.drop_table('send_task')
