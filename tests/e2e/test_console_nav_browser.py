@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from app import create_app
 from app.db import Database
@@ -174,11 +175,15 @@ def _run_jobs_until(live_server: str, tmp_path: Path, redis_url: str, page: Page
                       "SECRET_KEY": "e2e", "SIMULATOR_RECEIPT_DELAY_S": 0})
     try:
         end = time.monotonic() + deadline_s
-        while not page.evaluate(done):
+        while True:
             assert time.monotonic() < end, f"not reached in {deadline_s}s: {done}"
             sweep_once(app)
             worker.run(app, burst=True, no_fork=True)
-            page.wait_for_timeout(300)  # let the page's own poll come round
+            try:  # the page's own poll brings the change: wait for it, then work again
+                page.wait_for_function(done, timeout=4000)
+                return
+            except PlaywrightTimeout:
+                continue
     finally:
         app.extensions["db"].engine.dispose()
 
