@@ -84,7 +84,8 @@ def test_sidebar_at_a_laptop_width(browser: Browser, live_server: str) -> None:
     current = nav.locator("a[aria-current]")
     expect(current).to_have_count(1)
     expect(current).to_have_text("Body templates")
-    expect(nav.locator("details", has=current).locator("summary")).to_have_text("International")
+    expect(nav.locator("details", has=page.locator("a[aria-current]")).locator("summary")
+           ).to_have_text("International")
     # Every link on one line: no label wraps at 1,366 px.
     heights = page.evaluate("""() => [...document.querySelectorAll('#sidenav a')].map(a =>
         [a.textContent.trim(), a.getBoundingClientRect().height,
