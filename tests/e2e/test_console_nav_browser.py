@@ -160,6 +160,10 @@ def test_axe_finds_nothing_serious_on_any_top_level_page(browser: Browser, live_
     if _axe(anonymous):
         problems["/login"] = _axe(anonymous)
     assert not problems, json.dumps(problems, indent=1)
+    # The check itself sees a problem when there is one: a field without a label.
+    page.goto(f"{live_server}/")
+    page.evaluate("document.querySelector('main').append(document.createElement('input'))")
+    assert "label" in {v["id"] for v in _axe(page)}
 
 
 # --- the dashboard, the test send, pages that stay current ------------------------------
