@@ -30,17 +30,22 @@ ROOT = "root"  # a navigation requirement: only the root user (users, policies, 
 ANYONE = ""  # any signed-in user (their own settings page checks its own action)
 
 
-def can_reach(actor: Actor, requirement: str) -> bool:
-    """May the actor open a page that needs `requirement` for at least one application?
+def can_reach(actor: Actor, requirement: str, per_app: bool = False) -> bool:
+    """May the actor open a page that needs `requirement`?
 
-    A policy may allow an action on named applications only (sms:app/1400000001): the
-    page then lists just those, so it must still be reachable from the navigation."""
+    Most pages read account-wide things (content, mute list, packages, settings): their
+    services require the action on every application (sms:app/*). Pages that list per
+    application (`per_app`: the application list, the SMS log, statistics, sending) also
+    open for a policy that allows the action on named applications only
+    (sms:app/1400000001): they then show just those."""
     if requirement == ANYONE or actor.is_root:
         return True
     if requirement == ROOT:
         return False
     if actor.can(requirement):
         return True
+    if not per_app:
+        return False
     for st in actor.statements:
         if st.effect != "allow":
             continue
@@ -90,7 +95,7 @@ def daily_figures(ctx: Ctx, days: int = TREND_DAYS) -> dict[str, list[DayFigures
     oldest first (the last is today), over the applications whose statistics the actor
     may read. Callers ask only this function: it reads the message table today and can
     read the statistics rollups later without any caller changing."""
-    if not can_reach(ctx.actor, "DescribeStatistics"):
+    if not can_reach(ctx.actor, "DescribeStatistics", per_app=True):
         ctx.actor.require("DescribeStatistics")  # says plainly which right is missing
     visible = _apps_for(ctx, "DescribeStatistics")
     today, midnight = _today(ctx)
@@ -146,9 +151,9 @@ class Link:
 
 def carrier_link(ctx: Ctx, gateway: str) -> Link:
     """The carrier link as the message table shows it: messages taken lately, none stuck
-    waiting. (The alarms' link-down events may later tell this more directly.)"""
-    if not can_reach(ctx.actor, "DescribeSendSmsRecord"):
-        ctx.actor.require("DescribeSendSmsRecord")
+    waiting. (The alarms' link-down events may later tell this more directly.) It counts
+    the whole account's messages, so it needs the right on every application."""
+    ctx.actor.require("DescribeSendSmsRecord")
     mine = Message.account_id == ctx.actor.account_id
     waiting = ctx.db.scalar(select(func.count()).where(
         mine, Message.status.in_((ACCEPTED, SUBMITTING)),
@@ -171,12 +176,12 @@ class Overview:
 def overview(ctx: Ctx, gateway: str) -> Overview:
     from app.services.reviews import pending_count
 
-    reach = lambda action: can_reach(ctx.actor, action)  # noqa: E731
     return Overview(
-        figures=daily_figures(ctx) if reach("DescribeStatistics") else None,
+        figures=daily_figures(ctx) if can_reach(ctx.actor, "DescribeStatistics", per_app=True)
+        else None,
         pending_reviews=pending_count(ctx) if ctx.actor.can("DescribeSmsTemplateList") else None,
         credit=credit(ctx) if ctx.actor.can("DescribePackageList") else None,
-        link=carrier_link(ctx, gateway) if reach("DescribeSendSmsRecord") else None,
+        link=carrier_link(ctx, gateway) if ctx.actor.can("DescribeSendSmsRecord") else None,
     )
 
 
@@ -193,7 +198,7 @@ def send_choices(ctx: Ctx) -> SendChoices:
     from app.services.apps import list_apps
     from app.services.content import list_templates
 
-    if not can_reach(ctx.actor, "SendSms"):
+    if not can_reach(ctx.actor, "SendSms", per_app=True):
         ctx.actor.require("SendSms")
     apps = [a for a in list_apps(ctx) if ctx.actor.can("SendSms", a.sdk_app_id)]
     templates: list[Template] = []

@@ -34,6 +34,7 @@ class Item:
     also: tuple[str, ...] = ()
     badge: str = ""  # "reviews": the live pending-review count
     fragment: str = ""  # a part of another page: linked, never marked as current
+    per_app: bool = False  # the page also serves a policy scoped to named applications
 
     def owns(self, endpoint: str) -> int:
         """2: this item's own page; 1: a page under it; 0: not here."""
@@ -56,7 +57,7 @@ MAINLAND, INTERNATIONAL = (("region", "mainland"),), (("region", "international"
 AREAS: tuple[Area, ...] = (
     Area("overview", "Overview", (
         Item("dashboard.index", "Dashboard", ANYONE),
-        Item("dashboard.test_send", "Send a test message", "SendSms"),
+        Item("dashboard.test_send", "Send a test message", "SendSms", per_app=True),
     )),
     Area("mainland", "Mainland China", (
         Item("content.qualifications", "Qualifications", "DescribeQualification",
@@ -65,30 +66,34 @@ AREAS: tuple[Area, ...] = (
              also=("content.signature_form",)),
         Item("content.templates", "Body templates", "DescribeSmsTemplateList", MAINLAND,
              also=("content.template_form",)),
-        Item("tasks.index", "Bulk tasks", "DescribeSendTasks", MAINLAND, also=("tasks.",)),
+        Item("tasks.index", "Bulk tasks", "DescribeSendTasks", MAINLAND, also=("tasks.",),
+             per_app=True),
     )),
     Area("international", "International", (
         Item("content.signatures", "Signatures", "DescribeSmsSignList", INTERNATIONAL,
              also=("content.signature_form",)),
         Item("content.templates", "Body templates", "DescribeSmsTemplateList", INTERNATIONAL,
              also=("content.template_form",)),
-        Item("tasks.index", "Bulk tasks", "DescribeSendTasks", INTERNATIONAL, also=("tasks.",)),
+        Item("tasks.index", "Bulk tasks", "DescribeSendTasks", INTERNATIONAL, also=("tasks.",),
+             per_app=True),
     )),
     Area("statistics", "Statistics", (
-        Item("stats.overview", "Mainland China", "DescribeStatistics", MAINLAND),
-        Item("stats.overview", "International", "DescribeStatistics", INTERNATIONAL),
-        Item("stats.failures", "Failure analysis", "DescribeStatistics"),
-        Item("stats.receipts", "Receipt analysis", "DescribeStatistics"),
-        Item("stats.countries", "Countries/regions", "DescribeStatistics"),
-        Item("stats.verification", "Captcha volume", "DescribeStatistics", also=("stats.",)),
-        Item("messages.index", "SMS log", "DescribeSendSmsRecord", also=("messages.",)),
+        Item("stats.overview", "Mainland China", "DescribeStatistics", MAINLAND, per_app=True),
+        Item("stats.overview", "International", "DescribeStatistics", INTERNATIONAL, per_app=True),
+        Item("stats.failures", "Failure analysis", "DescribeStatistics", per_app=True),
+        Item("stats.receipts", "Receipt analysis", "DescribeStatistics", per_app=True),
+        Item("stats.countries", "Countries/regions", "DescribeStatistics", per_app=True),
+        Item("stats.verification", "Captcha volume", "DescribeStatistics", also=("stats.",),
+             per_app=True),
+        Item("messages.index", "SMS log", "DescribeSendSmsRecord", also=("messages.",),
+             per_app=True),
     )),
     Area("marketing", "Marketing", (
         Item("groups.index", "Customers and groups", "DescribeCustomerGroup",
              also=("groups.",)),
     )),
     Area("applications", "Applications", (
-        Item("apps.index", "Application list", "DescribeAppList", also=("apps.",)),
+        Item("apps.index", "Application list", "DescribeAppList", also=("apps.",), per_app=True),
         Item("alarms.history", "Alarm history", "DescribeAlarms", also=("alarms.",)),
         Item("alarms.security", "Security", "DescribeAppInfo"),  # skipped if per application
         Item("content.notification_log", "Notification log", "DescribeAlarms"),
@@ -96,7 +101,7 @@ AREAS: tuple[Area, ...] = (
     Area("general", "General", (
         Item("general.mute_list", "Mute list", "DescribeBlackList", also=("general.mute_delete",)),
         Item("general.unsubscribed", "Unsubscribed users", "DescribeUnsubscribe"),
-        Item("general.reply_list", "Replies", "DescribeSendSmsRecord"),
+        Item("general.reply_list", "Replies", "DescribeSendSmsRecord", per_app=True),
         Item("accounts.settings", "Reply callback", "DescribeAccountSettings",
              fragment="reply-callback"),
         Item("general.credit_packages", "Credit packages", "DescribePackageList"),
@@ -159,7 +164,8 @@ def build(actor: Any, endpoint: str, values: Mapping[str, Any],
     for area in areas:
         items = []
         for item in area.items:
-            if item.endpoint not in registered or not can_reach(actor, item.needs):
+            if item.endpoint not in registered or not can_reach(actor, item.needs,
+                                                                 item.per_app):
                 continue
             try:
                 args: dict[str, Any] = dict(item.args)

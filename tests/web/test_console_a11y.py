@@ -35,6 +35,7 @@ def _problems(html: object) -> list[str]:
     for control in page.select("button, a[href]"):
         if not control.get_text(strip=True) and not control.get("aria-label"):
             found.append(f"nameless {control.name} {control.attrs}")
+    found += [f"image without alt {img.get('src')}" for img in page.select("img:not([alt])")]
     found += [f"duplicate id {i}" for i, n in Counter(
         str(e["id"]) for e in page.select("[id]")).items() if n > 1]
     return found

@@ -93,15 +93,43 @@ def test_items_a_policy_does_not_allow_are_hidden(app: Flask, client: Client,
     assert other.get("/apps").status_code == 200
 
 
+def test_every_link_shown_opens(app: Flask, shop: object, session: Session) -> None:
+    """Whatever a policy allows, no link in the navigation leads to a refusal."""
+    sdk_app_id = "1400000001"
+    users = {
+        "scoped@example.com": [doc(("allow", ["sms:*"], [f"sms:app/{sdk_app_id}"]))],
+        "reader@example.com": [doc(("allow", ["sms:Describe*"], ["sms:app/*"]))],
+        "sender@example.com": [doc(("allow", ["sms:SendSms", "sms:DescribeAppList"],
+                                    [f"sms:app/{sdk_app_id}"]))],
+        "nothing@example.com": [doc(("allow", ["sms:DescribeAlarms"], ["sms:app/1400000099"]))],
+    }
+    for email, policies in users.items():
+        make_user(session, email, policies=policies)
+    session.commit()
+    for email in users:
+        client = Client(app.test_client())
+        client.login(email)
+        links = [str(a["href"]) for a in soup(client.get("/")).select("#sidenav a")]
+        assert links[0] == "/"
+        for link in links:
+            assert client.get(link).status_code == 200, (email, link)
+        if email == "scoped@example.com":
+            assert "/messages" in links and "/send" in links
+            assert not any(link.startswith("/content/") for link in links)
+
 def test_reach_follows_the_policy_service() -> None:
     def actor(*statements: tuple[str, list[str], list[str]]) -> Actor:
         return Actor(1, "x", statements=parse_policy(doc(*statements)))
 
     one = actor(("allow", ["sms:Describe*"], ["sms:app/1400000001"]))
-    assert can_reach(one, "DescribeAppList") and not can_reach(one, "SendSms")
+    assert can_reach(one, "DescribeAppList", per_app=True)
+    assert not can_reach(one, "SendSms", per_app=True)
+    # Account-wide pages (content, mute list...) need the right on every application.
+    assert not can_reach(one, "DescribeSmsTemplateList")
     denied = actor(("allow", ["sms:*"], ["sms:app/1400000001"]),
                    ("deny", ["sms:SendSms"], ["sms:app/*"]))
-    assert not can_reach(denied, "SendSms") and can_reach(denied, "ModifyAppInfo")
+    assert not can_reach(denied, "SendSms", per_app=True)
+    assert can_reach(denied, "ModifyAppInfo", per_app=True)
     assert not can_reach(one, ROOT) and can_reach(Actor(1, "r", is_root=True), ROOT)
 
 
