@@ -45,6 +45,9 @@ def upgrade() -> None:
     )
     op.create_index('ix_stat_rollup_account_region_hour', 'stat_rollup',
                     ['account_id', 'region', 'hour'])
+    # The SMS log's prefix search on the number (LIKE 'prefix%' on PostgreSQL).
+    op.create_index('ix_message_phone_prefix', 'message', ['phone_number'],
+                    postgresql_ops={'phone_number': 'text_pattern_ops'})
     # Messages recorded before this revision: counted once, by the same rules.
     from app.services import rollups
 
@@ -52,5 +55,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index('ix_message_phone_prefix', table_name='message')
     op.drop_index('ix_stat_rollup_account_region_hour', table_name='stat_rollup')
     op.drop_table('stat_rollup')
