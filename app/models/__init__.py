@@ -17,7 +17,7 @@ from app.models.sending import (
     Unsubscribe,
     UnsubscribeRemoval,
 )
-from app.models.stats import StatRollup
+from app.models.stats import StatRollup, StatRollupDaily
 
 __all__ = [
     "Account",
@@ -40,6 +40,7 @@ __all__ = [
     "ReviewMessage",
     "Signature",
     "StatRollup",
+    "StatRollupDaily",
     "Template",
     "Unsubscribe",
     "UnsubscribeRemoval",

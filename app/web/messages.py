@@ -39,7 +39,7 @@ def index() -> Any:
     return page("messages/index.html", "messages/_rows.html", rows=rows, total=total, f=f,
                 apps=apps.list_apps(c), statuses=STATUSES, periods=sending.PERIODS,
                 describe=errors.describe, page_size=sending.LOG_PAGE, final=FINAL,
-                live_every=LIVE_EVERY_S)
+                live_every=LIVE_EVERY_S, count_cap=sending.LOG_COUNT_CAP)
 
 
 def _export(f: sending.LogFilter) -> Response:
