@@ -40,6 +40,8 @@ MIX = [("delivered", "", "", 0.80), ("failed", "FailedOperation.Undelivered", "U
        ("rejected", "InvalidParameterValue.IncorrectPhoneNumber", "", 0.02),
        ("submitted", "", "", 0.01)]
 COUNTRIES_PER_APP_HOUR = 5
+DIMS = ("account_id, app_id, region, iso_code, signature_id, template_id, sms_type, "
+        "verification, outcome, error_code, carrier_code")
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -87,6 +89,11 @@ def setup(url: str, rollup_messages: int, message_rows: int) -> tuple[int, list[
                  generate_series(1, {COUNTRIES_PER_APP_HOUR}) AS c,
                  (VALUES {mix_values}) AS m(o, e, cc, s)
             ON CONFLICT DO NOTHING"""), {"acc": account_id})
+        # The daily rows the pipeline keeps beside them (local days, Asia/Shanghai).
+        conn.execute(text(f"""
+            INSERT INTO stat_rollup_daily (day, {DIMS}, count, billed)
+            SELECT (hour AT TIME ZONE 'Asia/Shanghai')::date, {DIMS}, sum(count), sum(billed)
+            FROM stat_rollup GROUP BY 1, {DIMS}"""))
         t1 = time.perf_counter()
         conn.execute(text(f"""
             INSERT INTO message (account_id, app_id, serial_no, request_id, region,
@@ -105,9 +112,12 @@ def setup(url: str, rollup_messages: int, message_rows: int) -> tuple[int, list[
         t2 = time.perf_counter()
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("VACUUM ANALYZE stat_rollup"))
+        conn.execute(text("VACUUM ANALYZE stat_rollup_daily"))
         conn.execute(text("VACUUM ANALYZE message"))
         rows = conn.execute(text("SELECT count(*), sum(count) FROM stat_rollup")).one()
-    print(f"rollups: {rows[0]:,} rows for {int(rows[1]):,} messages in {t1 - t0:.1f} s; "
+        days = conn.execute(text("SELECT count(*) FROM stat_rollup_daily")).scalar_one()
+    print(f"rollups: {rows[0]:,} hourly and {days:,} daily rows for {int(rows[1]):,} "
+          f"messages in {t1 - t0:.1f} s; "
           f"message rows: {message_rows:,} in {t2 - t1:.1f} s")
     db.engine.dispose()
     return account_id, app_ids
