@@ -19,7 +19,7 @@ from app.models.sending import (
     Unsubscribe,
     UnsubscribeRemoval,
 )
-from app.models.stats import StatRollup
+from app.models.stats import StatRollup, StatRollupDaily
 from app.models.tasks import SendTask, SendTaskError, SendTaskRecipient
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "SendTaskRecipient",
     "Signature",
     "StatRollup",
+    "StatRollupDaily",
     "Template",
     "Unsubscribe",
     "UnsubscribeRemoval",

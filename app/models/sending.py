@@ -29,6 +29,9 @@ class Message(Base):
     __table_args__ = (
         Index("ix_message_app_created", "app_id", "created_at"),
         Index("ix_message_phone_created", "phone_number", "created_at"),
+        # The SMS log's number prefix search (LIKE 'prefix%') on PostgreSQL.
+        Index("ix_message_phone_prefix", "phone_number",
+              postgresql_ops={"phone_number": "text_pattern_ops"}),
         Index("ix_message_status", "status"),
         Index("ix_message_gateway_id", "gateway_message_id"),
         Index("ix_message_task_status", "task_id", "status"),

@@ -44,7 +44,7 @@ def receive(ctx: Ctx, phone_number: str, text: str) -> Reply:
     return reply
 
 
-def recent(ctx: Ctx, limit: int = 100) -> list[Reply]:
+def recent(ctx: Ctx, limit: int = 100, number_prefix: str = "") -> list[Reply]:
     """The latest replies the actor may read: those answering an application they may
     read the send records of; replies that answer no known message need that right on
     every application (sms:app/*)."""
@@ -59,7 +59,8 @@ def recent(ctx: Ctx, limit: int = 100) -> list[Reply]:
     which: ColumnElement[bool] = Reply.app_id.in_(visible)
     if account_wide:
         which = or_(which, Reply.app_id.is_(None))
-    return list(ctx.db.scalars(select(Reply).where(Reply.account_id == ctx.actor.account_id,
-                                                   which)
-                               .order_by(Reply.id.desc()).limit(limit)))
+    q = select(Reply).where(Reply.account_id == ctx.actor.account_id, which)
+    if number_prefix:
+        q = q.where(Reply.phone_number.startswith(number_prefix, autoescape=True))
+    return list(ctx.db.scalars(q.order_by(Reply.id.desc()).limit(limit)))
 

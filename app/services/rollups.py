@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.models import Message
-from app.models.stats import ROLLUP_KEY, StatRollup
+from app.models import Account, Message
+from app.models.stats import DAILY_KEY, ROLLUP_KEY, StatRollup, StatRollupDaily
 from app.sms import captcha, outcomes
 
 # What a message contributes to its bucket, besides its state: never changes.
@@ -107,21 +108,39 @@ class _Attrs:
 
 
 def flush(db: Session | Connection, tally: Tally) -> None:
-    """One upsert for the whole batch; keys sorted so concurrent batches lock rollup
-    rows in the same order (no deadlock between two workers)."""
+    """One upsert per table (hourly, then daily) for the whole batch; keys sorted so
+    concurrent batches lock rollup rows in the same order (no deadlock between
+    two workers)."""
     cells = [(k, v) for k, v in tally.deltas.items() if v[0] or v[1]]
     if not cells:
         return
+    _upsert(db, StatRollup, ROLLUP_KEY, cells)
+    # The local day of each hour, in its account's zone (one small query per batch).
+    zones = {a: ZoneInfo(z) for a, z in db.execute(select(Account.id, Account.timezone).where(
+        Account.id.in_({k[1] for k, _v in cells})))}
+    daily: dict[Key, list[int]] = {}
+    for k, v in cells:
+        zone = zones.get(k[1], UTC)
+        cell = daily.setdefault((k[0].astimezone(zone).date(), *k[1:]), [0, 0])
+        cell[0] += v[0]
+        cell[1] += v[1]
+    _upsert(db, StatRollupDaily, DAILY_KEY, [(k, v) for k, v in daily.items() if v[0] or v[1]])
+
+
+def _upsert(db: Session | Connection, model: Any, key: tuple[str, ...],
+            cells: list[tuple[Key, list[int]]]) -> None:
+    if not cells:
+        return
     cells.sort(key=lambda kv: tuple(str(x) for x in kv[0]))
-    rows = [dict(zip(ROLLUP_KEY, k, strict=True), count=v[0], billed=v[1]) for k, v in cells]
+    rows = [dict(zip(key, k, strict=True), count=v[0], billed=v[1]) for k, v in cells]
     dialect = db.get_bind().dialect.name if isinstance(db, Session) else db.dialect.name
-    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(StatRollup)
+    ins: Any = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
     for start in range(0, len(rows), FLUSH_ROWS):
         stmt = ins.values(rows[start:start + FLUSH_ROWS])
         stmt = stmt.on_conflict_do_update(
-            index_elements=list(ROLLUP_KEY),
-            set_={"count": StatRollup.count + stmt.excluded.count,
-                  "billed": StatRollup.billed + stmt.excluded.billed})
+            index_elements=list(key),
+            set_={"count": model.count + stmt.excluded.count,
+                  "billed": model.billed + stmt.excluded.billed})
         db.execute(stmt)
 
 
@@ -129,6 +148,7 @@ def rebuild(conn: Connection | Session, chunk: int = 5000) -> None:
     """Counts every message from scratch (the migration that adds the table, and
     repairs): empties the rollups, then reads messages in id order in chunks."""
     conn.execute(delete(StatRollup))
+    conn.execute(delete(StatRollupDaily))
     last = 0
     while True:
         rows = conn.execute(select(*DIMS).where(Message.id > last).order_by(Message.id)

@@ -1,35 +1,44 @@
-"""The SMS log: every message with its state, code and reason."""
+"""The SMS log: every message with its state, code and reason; the replies; CSV."""
 
 from __future__ import annotations
 
-from flask import Blueprint, request
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, request, stream_with_context
 
 from app.models.sending import FINAL, STATUSES
-from app.services import apps, console, sending
+from app.services import apps, console, replies, sending
 from app.sms import errors
+from app.sms.csvcells import to_csv
 from app.web import ctx, page, page_number
 
 bp = Blueprint("messages", __name__)
 
+LIVE_SECONDS = 3  # rows still in flight refresh this often while the log is open
 
-@bp.get("/messages")
-def index() -> tuple:
-    c = ctx()
-    f = sending.LogFilter(
+
+def _filter() -> sending.LogFilter:
+    return sending.LogFilter(
         sdk_app_id=request.args.get("app", "")[:10],
         phone_number=request.args.get("number", "")[:32],
         status=request.args.get("status", "")[:20],  # the service refuses unknown values
         period=request.args.get("period", "7d")[:20],
         page=page_number(),
     )
+
+
+@bp.get("/messages")
+def index() -> Any:
+    c = ctx()
+    f = _filter()
+    if request.args.get("export") == "csv":
+        return _export(f)
     rows, total = sending.log(c, f)
     return page("messages/index.html", "messages/_rows.html", rows=rows, total=total, f=f,
                 apps=apps.list_apps(c), statuses=STATUSES, periods=sending.PERIODS,
                 describe=errors.describe, page_size=sending.LOG_PAGE, final=FINAL,
-                poll=LIVE_SECONDS)
-
-
-LIVE_SECONDS = 3  # rows still in flight refresh this often while the log is open
+                poll=LIVE_SECONDS, count_cap=sending.LOG_COUNT_CAP)
 
 
 @bp.get("/messages/live")
@@ -41,3 +50,38 @@ def live() -> tuple:
     rows = console.messages_now(ctx(), ids)
     return page("messages/_live.html", rows=rows, describe=errors.describe, final=FINAL,
                 poll=LIVE_SECONDS)
+
+
+def _export(f: sending.LogFilter) -> Response:
+    c = ctx()
+    rows = sending.log_export(c, f)  # the filter is checked here, before streaming
+
+    def lines() -> Iterator[str]:
+        header = ["created_at", "app", "serial_no", "phone_number", "country", "content",
+                  "characters", "billed_items", "sms_type", "status", "error_code", "reason",
+                  "carrier_code", "submitted_at", "receipt_at"]
+        first = True
+        for m, sdk_app_id in rows:
+            reason = errors.describe(m.error_code).reason if m.error_code else ""
+            out = to_csv(header, [[
+                m.created_at.isoformat(), sdk_app_id, m.serial_no, m.phone_number, m.iso_code,
+                m.content, len(m.content), m.fee, m.sms_type, m.status, m.error_code or "",
+                reason, m.carrier_code or "",
+                m.submitted_at.isoformat() if m.submitted_at else "",
+                m.receipt_at.isoformat() if m.receipt_at else ""]])
+            yield out if first else out.split("\r\n", 1)[1]
+            first = False
+        if first:
+            yield to_csv(header, [])
+
+    return Response(stream_with_context(lines()), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="sms-log-{f.period}.csv"'})
+
+
+@bp.get("/messages/replies")
+def reply_log() -> Any:
+    number = request.args.get("number", "")[:32]
+    rows = replies.recent(ctx(), limit=500,
+                          number_prefix=sending.number_prefix(number) if number.strip()
+                          else "")
+    return page("messages/replies.html", "messages/_replies.html", rows=rows, number=number)

@@ -47,6 +47,7 @@ def _agree(session: Session) -> None:
     expected = direct(session)
     assert expected  # the data set is not empty
     assert rolled(session) == expected
+    assert rolled(session, daily=True) == direct(session, daily=True)
 
 
 def test_every_state_change_moves_its_count(shop: Shop, session: Session,

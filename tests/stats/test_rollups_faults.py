@@ -94,6 +94,7 @@ def test_rollups_equal_the_messages_after_sigkills_mid_batch(pipeline: Pipeline)
         expected = direct(s)
         assert sum(v for k, v in expected.items() if k[-1] == "count") == total
         got = rolled(s)
+        assert rolled(s, daily=True) == direct(s, daily=True)
     assert got == expected
     outcomes = {k[8] for k in got}
     assert {"delivered", "refused", "failed", "no_receipt"} <= outcomes  # the whole mix

@@ -4,8 +4,9 @@ Revision ID: 0019
 Revises: 0018
 Create Date: 2026-11-25 03:00:00
 
-The hourly rollup table the statistics pages read (app/models/stats.py), filled
-from the messages already recorded so history is not lost on upgrade.
+The hourly and daily rollup tables the statistics pages read (app/models/stats.py),
+filled from the messages already recorded so history is not lost on upgrade; an
+index for the SMS log's number prefix search.
 """
 
 import sqlalchemy as sa
@@ -18,15 +19,14 @@ down_revision = '0018'
 branch_labels = None
 depends_on = None
 
-KEY = ['hour', 'account_id', 'app_id', 'region', 'iso_code', 'signature_id', 'template_id',
-       'sms_type', 'verification', 'outcome', 'error_code', 'carrier_code']
+DIMENSIONS = ['account_id', 'app_id', 'region', 'iso_code', 'signature_id', 'template_id',
+              'sms_type', 'verification', 'outcome', 'error_code', 'carrier_code']
 
 
-def upgrade() -> None:
+def _counts_table(name: str, time_col: sa.Column, key: list[str]) -> None:
     op.create_table(
-        'stat_rollup',
+        name,
         sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-        sa.Column('hour', app.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column('account_id', sa.Integer(), nullable=False),
         sa.Column('app_id', sa.Integer(), nullable=False),
         sa.Column('region', sa.String(length=16), nullable=False),
@@ -40,11 +40,24 @@ def upgrade() -> None:
         sa.Column('carrier_code', sa.String(length=64), nullable=False),
         sa.Column('count', sa.BigInteger(), nullable=False),
         sa.Column('billed', sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint('id', name=op.f('pk_stat_rollup')),
-        sa.UniqueConstraint(*KEY, name='uq_stat_rollup_key'),
+        time_col,
+        sa.PrimaryKeyConstraint('id', name=op.f(f'pk_{name}')),
+        sa.UniqueConstraint(*key, name=f'uq_{name}_key'),
     )
+
+
+def upgrade() -> None:
+    _counts_table('stat_rollup', sa.Column('hour', app.db.UTCDateTime(timezone=True),
+                                           nullable=False), ['hour', *DIMENSIONS])
     op.create_index('ix_stat_rollup_account_region_hour', 'stat_rollup',
                     ['account_id', 'region', 'hour'])
+    _counts_table('stat_rollup_daily', sa.Column('day', sa.Date(), nullable=False),
+                  ['day', *DIMENSIONS])
+    op.create_index('ix_stat_rollup_daily_account_region_day', 'stat_rollup_daily',
+                    ['account_id', 'region', 'day'])
+    # The SMS log's prefix search on the number (LIKE 'prefix%' on PostgreSQL).
+    op.create_index('ix_message_phone_prefix', 'message', ['phone_number'],
+                    postgresql_ops={'phone_number': 'text_pattern_ops'})
     # Messages recorded before this revision: counted once, by the same rules.
     from app.services import rollups
 
@@ -52,5 +65,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index('ix_message_phone_prefix', table_name='message')
+    op.drop_index('ix_stat_rollup_daily_account_region_day', table_name='stat_rollup_daily')
+    op.drop_table('stat_rollup_daily')
     op.drop_index('ix_stat_rollup_account_region_hour', table_name='stat_rollup')
     op.drop_table('stat_rollup')

@@ -1,0 +1,62 @@
+"""The SMS log's number prefix search, CSV export, Replies tab and live rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.models import Message
+from app.services import replies
+from tests.sending.conftest import Shop
+from tests.web.conftest import Client, soup, text_of
+
+
+def test_prefix_search_export_and_live_rows(root: Client, shop: Shop,
+                                            session: Session) -> None:
+    shop.send(["+14155550101", "+14155550102", "+442071838750"])
+    session.execute(update(Message).where(Message.phone_number == "+14155550102")
+                    .values(content="=SUM(A1)", status="delivered"))
+    session.commit()
+    assert "2 message(s)" in text_of(root.get("/messages?number=%2B1415"), "p.muted")
+    assert "2 message(s)" in text_of(root.get("/messages?number=1415"), "p.muted")
+    assert "1 message(s)" in text_of(root.get("/messages?number=%2B44"), "p.muted")
+    assert "0 message(s)" in text_of(root.get("/messages?number=%25"), "p.muted")  # no LIKE
+    exported = root.get("/messages?number=%2B1415&export=csv")
+    assert exported.mimetype == "text/csv"
+    rows = list(csv.reader(io.StringIO(exported.get_data(as_text=True))))
+    assert rows[0][0] == "created_at" and len(rows) == 3
+    assert "'=SUM(A1)" in [r[5] for r in rows]
+    assert root.get("/messages?period=forever&export=csv").status_code == 400
+
+    page = soup(root.get("/messages"))
+    poller = page.select_one("#log-live")
+    assert poller is not None
+    ids = str(poller["hx-get"]).split("ids=")[1].replace("%2C", ",").split(",")
+    assert len(ids) == 2  # the two accepted rows are watched; the delivered one is not
+    mid = int(ids[0])
+    session.execute(update(Message).where(Message.id == mid).values(status="delivered"))
+    session.commit()
+    again = soup(root.get(f"/messages/live?ids={mid}", htmx=True))
+    tr = again.select_one(f"template tr#msg-{mid}") or again.select_one(f"tr#msg-{mid}")
+    assert tr is not None and tr["data-status"] == "delivered"
+    stopped = again.select_one("#log-live")
+    assert stopped is not None and not stopped.get("hx-get")  # nothing left to watch
+
+
+def test_replies_tab(root: Client, shop: Shop, session: Session) -> None:
+    shop.send(["+14155550101"])
+    session.execute(update(Message).values(status="submitted"))
+    replies.receive(shop.ctx, "+14155550101", "STOP")
+    replies.receive(shop.ctx, "+442071838750", "<b>hi</b>")
+    session.commit()
+    page = root.get("/messages/replies")
+    rows = soup(page).select("table.replies tbody tr")
+    assert len(rows) == 2
+    assert "&lt;b&gt;hi&lt;/b&gt;" in page.get_data(as_text=True)
+    assert "unsubscribed" in rows[1].get_text()
+    only = root.get("/messages/replies?number=%2B44", htmx=True)
+    assert len(soup(only).select("table.replies tbody tr")) == 1
+    assert session.scalar(select(Message.id)) is not None
