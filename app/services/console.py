@@ -8,23 +8,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import case, func, select
 
 from app.db import utcnow
-from app.models import Account, Application, Template
+from app.models import Account, Application, StatRollupDaily, Template
 from app.models.content import EFFECTIVE
 from app.models.sending import (
     ACCEPTED,
-    DELIVERED,
-    FAILED,
-    NO_RECEIPT,
-    REJECTED,
-    SUBMITTED,
     SUBMITTING,
     Message,
 )
 from app.services.access import ALL_APPS, Actor
 from app.services.context import Ctx
+from app.sms import outcomes
 
 ROOT = "root"  # a navigation requirement: only the root user (users, policies, audit log)
 ANYONE = ""  # any signed-in user (their own settings page checks its own action)
@@ -93,29 +89,27 @@ def _today(ctx: Ctx) -> tuple[date, datetime]:
 def daily_figures(ctx: Ctx, days: int = TREND_DAYS) -> dict[str, list[DayFigures]]:
     """Requests, successes and billed items per region for the last `days` natural days,
     oldest first (the last is today), over the applications whose statistics the actor
-    may read. Callers ask only this function: it reads the message table today and can
-    read the statistics rollups later without any caller changing."""
+    may read, from the statistics rollups by local day (never the message table)."""
     if not can_reach(ctx.actor, "DescribeStatistics", per_app=True):
         ctx.actor.require("DescribeStatistics")  # says plainly which right is missing
     visible = _apps_for(ctx, "DescribeStatistics")
-    today, midnight = _today(ctx)
-    # Each natural day starts at local midnight (DST-safe: stepped in local time).
-    starts = [(midnight.replace(tzinfo=None) - timedelta(days=n)).replace(tzinfo=midnight.tzinfo)
-              for n in range(days)]
+    today, _midnight = _today(ctx)
     figures = {r: {n: [0, 0, 0] for n in range(days)} for r in REGIONS}
     if visible:
-        bucket = case(*[(Message.created_at >= s, n) for n, s in enumerate(starts)], else_=-1)
-        success = or_(Message.status.in_((SUBMITTED, DELIVERED, NO_RECEIPT)),
-                      and_(Message.status == FAILED, Message.receipt_at.is_not(None)))
+        ok = StatRollupDaily.outcome.in_(outcomes.SUCCESS)
         rows = ctx.db.execute(
-            select(Message.region, bucket, func.count(),
-                   func.sum(case((success, 1), else_=0)),
-                   func.sum(case((success, Message.fee), else_=0)))
-            .where(Message.app_id.in_(visible), Message.created_at >= starts[-1])
-            .group_by(Message.region, bucket))
-        for region, n, requests, successes, billed in rows:
+            select(StatRollupDaily.region, StatRollupDaily.day,
+                   func.sum(StatRollupDaily.count),
+                   func.sum(case((ok, StatRollupDaily.count), else_=0)),
+                   func.sum(case((ok, StatRollupDaily.billed), else_=0)))
+            .where(StatRollupDaily.account_id == ctx.actor.account_id,
+                   StatRollupDaily.app_id.in_(visible),
+                   StatRollupDaily.day >= today - timedelta(days=days - 1))
+            .group_by(StatRollupDaily.region, StatRollupDaily.day))
+        for region, day, requests, successes, billed in rows:
+            n = (today - day).days
             if region in figures and n in figures[region]:
-                figures[region][n] = [requests, int(successes or 0), int(billed or 0)]
+                figures[region][n] = [int(requests or 0), int(successes or 0), int(billed or 0)]
     return {r: [DayFigures(today - timedelta(days=n), *figures[r][n])
                 for n in reversed(range(days))] for r in REGIONS}
 
@@ -134,9 +128,10 @@ def credit(ctx: Ctx) -> Credit:
     left = balance(packages(ctx))
     _, midnight = _today(ctx)
     since = midnight - timedelta(days=TREND_DAYS - 1)
-    used = ctx.db.scalar(select(func.coalesce(func.sum(Message.fee), 0)).where(
-        Message.account_id == ctx.actor.account_id, Message.region == "mainland",
-        Message.created_at >= since, Message.status.not_in((REJECTED,)))) or 0
+    used = ctx.db.scalar(select(func.coalesce(func.sum(StatRollupDaily.billed), 0)).where(
+        StatRollupDaily.account_id == ctx.actor.account_id,
+        StatRollupDaily.region == "mainland", StatRollupDaily.day >= since.date(),
+        StatRollupDaily.outcome != outcomes.REFUSED)) or 0
     rate = used / TREND_DAYS
     return Credit(left, rate, int(left / rate) if rate else None)
 
