@@ -63,7 +63,7 @@ from app.models.tasks import (
     SendTaskRecipient,
 )
 from app.models.tasks import FAILED as TASK_FAILED
-from app.services import alarms, audit, sending
+from app.services import alarms, audit, exports, sending
 from app.services.access import Actor
 from app.services.apps import get_app, list_apps
 from app.services.context import Ctx
@@ -704,28 +704,9 @@ STATUS_LABELS = {s: s.replace("_", " ") for s in TASK_STATUSES}
 # --- files and details ------------------------------------------------------------------
 
 
-def _spooled_csv(header: list[str], rows: Iterator[list[Any]]) -> IO[bytes]:
-    """A whole CSV built before anything is sent (so a failure midway is a clean
-    error, not a broken download), in memory up to 4 MB, then on disk. Cells are
-    neutralised against spreadsheet formulas; UTF-8 with a BOM for Excel."""
-    import csv
-    import tempfile
-
-    out = tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024)  # noqa: SIM115 - returned
-    text = io.TextIOWrapper(out, encoding="utf-8-sig", newline="")
-    writer = csv.writer(text)
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([taskfile.neutralise(c) for c in row])
-    text.flush()
-    text.detach()
-    out.seek(0)
-    return out  # type: ignore[return-value]
-
-
 def errors_csv(ctx: Ctx, task_id: int) -> IO[bytes]:
     task, _app = get_task(ctx, task_id)
-    return _spooled_csv(["row", "column", "reason"],
+    return exports.spooled_csv(["row", "column", "reason"],
                         ([e.row_no, e.column, e.reason] for e in row_errors(ctx, task, None)))
 
 
@@ -790,7 +771,7 @@ def records(ctx: Ctx, task_id: int, *, status: str = "", number: str = "",
 def records_csv(ctx: Ctx, task_id: int, *, status: str = "", number: str = "") -> IO[bytes]:
     task, _app = get_task(ctx, task_id)
     q = _record_query(ctx, task, status, number).execution_options(yield_per=5000)
-    return _spooled_csv(
+    return exports.spooled_csv(
         ["row", "phone_number", "status", "content", "billed_items", "error_code",
          "carrier_code", "submitted_at", "receipt_at"],
         ([r.row_no, r.phone_number, r.status, r.content, r.fee, r.error_code or "",
@@ -852,7 +833,7 @@ def standard_file(ctx: Ctx, template_id: int, fmt: str) -> tuple[bytes, str, str
     columns = taskfile.standard_columns(template.content)
     example = taskfile.example_row(template.content, template.sms_type, template.region)
     if fmt == "csv":
-        out = _spooled_csv(columns, iter([example]))
+        out = exports.spooled_csv(columns, iter([example]))
         return out.read(), "text/csv", f"template-{template.id}.csv"
     if fmt != "xlsx":
         raise invalid("format", "Choose csv or xlsx.")

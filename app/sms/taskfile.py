@@ -348,15 +348,6 @@ def validate(f: IO[bytes], filename: str, template: Template, *, max_bytes: int 
 
 # --- writing ---------------------------------------------------------------------------
 
-_RISKY = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(cell: object) -> str:
-    """A CSV cell a spreadsheet will not run as a formula (OWASP CSV injection)."""
-    text = "" if cell is None else str(cell)
-    return "'" + text if text.startswith(_RISKY) else text
-
-
 def standard_columns(content: str) -> list[str]:
     return [PHONE, *(f"{{{n}}}" for n in templating.variables(content))]
 

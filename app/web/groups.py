@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import tempfile
 from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, request, send_file, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
 from app.models.content import EFFECTIVE
-from app.services import apps, audience, content, tasks
+from app.services import apps, audience, content, exports, tasks
 from app.services.errors import Conflict, ValidationError
 from app.sms import templating
-from app.sms.cells import neutral
 from app.web import commit, ctx, form_errors, hx_redirect, page, page_number
 from app.web.tasks import REGIONS, _int, _max_bytes, _send_at
 
@@ -157,19 +153,10 @@ def delete(gid: int) -> Any:
 
 @bp.get("/groups/<int:gid>/export.csv")
 def export(gid: int) -> Response:
-    """Written whole before the answer starts (spilling to disk past 4 MB), so a
-    failure is an error page, never a truncated file that looks complete."""
     group, rows = audience.all_numbers(ctx(), gid)
-    spool = tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+b")  # noqa: SIM115
-    text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
-    out = csv.writer(text)
-    out.writerow(["phone_number", "attributes"])
-    for phone, attrs in rows:
-        out.writerow([neutral(phone), neutral(" | ".join(attrs or []))])
-    text.flush()
-    text.detach()
-    spool.seek(0)
-    return send_file(spool, mimetype="text/csv", as_attachment=True,
+    data = exports.spooled_csv(["phone_number", "attributes"],
+                               ([phone, " | ".join(attrs or [])] for phone, attrs in rows))
+    return send_file(data, mimetype="text/csv", as_attachment=True,
                      download_name=f"group-{group.id}.csv")
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Response, request, stream_with_context
+from flask import Blueprint, Response, request, send_file
 
 from app.models.sending import FINAL, STATUSES
-from app.services import apps, console, replies, sending
+from app.services import apps, console, exports, replies, sending
 from app.sms import errors
-from app.sms.csvcells import to_csv
 from app.web import ctx, page, page_number
 
 bp = Blueprint("messages", __name__)
@@ -53,29 +51,18 @@ def live() -> tuple:
 
 
 def _export(f: sending.LogFilter) -> Response:
-    c = ctx()
-    rows = sending.log_export(c, f)  # the filter is checked here, before streaming
-
-    def lines() -> Iterator[str]:
-        header = ["created_at", "app", "serial_no", "phone_number", "country", "content",
-                  "characters", "billed_items", "sms_type", "status", "error_code", "reason",
-                  "carrier_code", "submitted_at", "receipt_at"]
-        first = True
-        for m, sdk_app_id in rows:
-            reason = errors.describe(m.error_code).reason if m.error_code else ""
-            out = to_csv(header, [[
-                m.created_at.isoformat(), sdk_app_id, m.serial_no, m.phone_number, m.iso_code,
-                m.content, len(m.content), m.fee, m.sms_type, m.status, m.error_code or "",
-                reason, m.carrier_code or "",
-                m.submitted_at.isoformat() if m.submitted_at else "",
-                m.receipt_at.isoformat() if m.receipt_at else ""]])
-            yield out if first else out.split("\r\n", 1)[1]
-            first = False
-        if first:
-            yield to_csv(header, [])
-
-    return Response(stream_with_context(lines()), mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="sms-log-{f.period}.csv"'})
+    rows = sending.log_export(ctx(), f)
+    header = ["created_at", "app", "serial_no", "phone_number", "country", "content",
+              "characters", "billed_items", "sms_type", "status", "error_code", "reason",
+              "carrier_code", "submitted_at", "receipt_at"]
+    data = exports.spooled_csv(header, ([
+        m.created_at.isoformat(), sdk_app_id, m.serial_no, m.phone_number, m.iso_code,
+        m.content, len(m.content), m.fee, m.sms_type, m.status, m.error_code or "",
+        errors.describe(m.error_code).reason if m.error_code else "", m.carrier_code or "",
+        m.submitted_at.isoformat() if m.submitted_at else "",
+        m.receipt_at.isoformat() if m.receipt_at else ""] for m, sdk_app_id in rows))
+    return send_file(data, mimetype="text/csv", as_attachment=True,
+                     download_name=f"sms-log-{f.period}.csv")
 
 
 @bp.get("/messages/replies")

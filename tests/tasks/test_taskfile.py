@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.sms import numbers, taskfile
+from app.sms import csvcells, numbers, taskfile
 from app.sms.taskfile import FileError, Row, RowError
 
 CODE = taskfile.Template("您的验证码为{1}", "verification", "mainland", "Shop")
@@ -164,7 +164,7 @@ def test_invalid_text_is_read_as_gb18030_not_a_crash() -> None:
 
 
 def test_neutralise() -> None:
-    assert [taskfile.neutralise(v) for v in ("=1+1", "+86", "-2", "@a", "\tx", "\rx", "ok",
+    assert [csvcells.neutralise(v) for v in ("=1+1", "+86", "-2", "@a", "\tx", "\rx", "ok",
                                              None)] == ["'=1+1", "'+86", "'-2", "'@a", "'\tx",
                                                         "'\rx", "ok", ""]
 

@@ -13,8 +13,6 @@ from playwright.sync_api import Browser, expect
 from app import create_app
 from app.db import Database
 from jobs import worker
-from tests.e2e.conftest import browser as browser  # fixtures
-from tests.e2e.conftest import live_server as live_server
 from tests.e2e.test_apps_browser import _login
 from tests.sending.conftest import make_shop
 
