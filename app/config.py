@@ -53,6 +53,9 @@ def defaults(instance: Path) -> dict[str, Any]:
         "LEASE_S": 30,  # a claim's lifetime before the sweeper resolves it
         "SWEEP_INTERVAL_S": 5,
         "RECEIPT_VALIDITY_S": 72 * 3600,  # then a submitted message ends `no_receipt`
+        # Longest a send API process may use configuration changed behind its back
+        # (app/services/sendconfig.py); changes made through smsops apply at once.
+        "CONFIG_CACHE_TTL_S": 5,
     }
 
 

@@ -21,19 +21,19 @@ from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, current_app, g, jsonify, request
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from app import safejson
 from app.encryption import EncryptionKeyError
-from app.models import Application
 from app.queue import enqueue_deferred
 from app.services import sending
 from app.services.access import Actor, Statement
 from app.services.context import Ctx, Settings
 from app.services.errors import NotFound, PermissionDenied, ServiceError, ValidationError
 from app.services.limits import Limiter
+from app.services.sendconfig import AppSnap, Snapshots
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_SKEW_S = 300
@@ -140,15 +140,29 @@ def verify_signed(id_header: str, lookup: Callable[[str], tuple[T, str] | None],
     return found[0]
 
 
-def _app_key(app_id: str) -> tuple[Application, str] | None:
-    db = current_app.extensions["db"]
-    with db.sessions() as s:
-        app = s.scalar(select(Application).where(Application.sdk_app_id == app_id))
-        s.expunge_all()
+def _session() -> Session:
+    """One session (one pool checkout, one transaction) for the whole request:
+    authentication and the service share it."""
+    session: Session | None = g.get("api_session")
+    if session is None:
+        session = g.api_session = current_app.extensions["db"].sessions()
+    return session
+
+
+def _snapshots() -> Snapshots:
+    """This request's view of the configuration cache (one Redis GET)."""
+    snaps: Snapshots | None = g.get("api_snapshots")
+    if snaps is None:
+        snaps = g.api_snapshots = current_app.extensions["send_config"].current()
+    return snaps
+
+
+def _app_key(app_id: str) -> tuple[AppSnap, str] | None:
+    app = _snapshots().app(_session(), app_id)
     return (app, app.app_key) if app else None
 
 
-def _authenticate() -> tuple[Application, Actor]:
+def _authenticate() -> tuple[AppSnap, Actor]:
     """The application whose AppKey signed this request, as the actor."""
     app = verify_signed("X-SMS-AppId", _app_key, "")
     rights = (Statement("allow", ("sms:SendSms", "sms:DescribeSendSmsRecord"),
@@ -158,10 +172,19 @@ def _authenticate() -> tuple[Application, Actor]:
 
 
 def _ctx(actor: Actor) -> Ctx:
-    session = current_app.extensions["db"].sessions()
-    g.api_session = session
-    return Ctx(session, actor, Settings.from_config(current_app.config),
-               gateway=current_app.extensions["gateway"])
+    ext = current_app.extensions
+    settings = ext.get("api_settings")
+    if settings is None:  # read once per process: the configuration does not change
+        settings = ext["api_settings"] = Settings.from_config(current_app.config)
+    return Ctx(_session(), actor, settings, gateway=ext["gateway"])
+
+
+def _limiter() -> Limiter:
+    limiter: Limiter | None = current_app.extensions.get("api_limiter")
+    if limiter is None:
+        limiter = current_app.extensions["api_limiter"] = Limiter(
+            current_app.extensions["redis"])
+    return limiter
 
 
 @bp.teardown_request
@@ -217,8 +240,7 @@ def send() -> tuple[Response, int] | Response:
         raise ApiError(400, "InvalidParameter" + (f".{field}" if field else ""),
                        message) from None
     ctx = _ctx(actor)
-    request_id, results = sending.send(ctx, Limiter(current_app.extensions["redis"]),
-                                       _app.sdk_app_id, req)
+    request_id, results = sending.send(ctx, _limiter(), _app.sdk_app_id, req, _snapshots())
     ctx.db.commit()
     try:
         enqueue_deferred(current_app.extensions["redis"], ctx.deferred)
