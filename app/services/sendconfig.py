@@ -166,11 +166,22 @@ class ConfigCache:
             return Snapshots(self._entries, self.ttl_s)
 
 
+    def last_view(self) -> Snapshots:
+        """The generation last seen, without reading the token: only for work that
+        `current` confirms afterwards (the API checks a signature with it, then
+        reads the token in the nonce's round trip)."""
+        with self._lock:
+            return Snapshots(self._entries if self._token is not None else None, self.ttl_s)
+
+
 class Snapshots:
     """One request's reads: cached in `entries` (None: read from the database)."""
 
     def __init__(self, entries: Entries | None, ttl_s: float) -> None:
         self.entries, self.ttl_s = entries, ttl_s
+
+    def same_generation(self, other: Snapshots) -> bool:
+        return self.entries is not None and self.entries is other.entries
 
     def _get(self, key: tuple[Any, ...], load: Any) -> Any:
         now = time.monotonic()
