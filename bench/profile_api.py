@@ -3,6 +3,7 @@ requests through the real WSGI app (no HTTP server) on PostgreSQL and a Redis se
 of our own, under cProfile.
 
     .venv/bin/python bench/profile_api.py [--requests 2000] [--numbers 1] [--top 25]
+    .venv/bin/python bench/profile_api.py --no-profile --tree /tmp/base   # another checkout
 
 Prints CPU ms per request (this process: Flask, the services, SQLAlchemy, psycopg,
 redis-py) and the top functions by own and cumulative time. The database's and
@@ -29,7 +30,6 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -45,7 +45,10 @@ def main() -> None:
     parser.add_argument("--numbers", type=int, default=1)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--no-profile", action="store_true", help="time only")
+    parser.add_argument("--tree", default=str(ROOT), help="the checkout to run (a ratio "
+                        "against another one, e.g. a git archive of the base commit)")
     args = parser.parse_args()
+    sys.path.insert(0, str(Path(args.tree).resolve()))
     import psycopg
 
     tmp = Path(tempfile.mkdtemp(prefix="smsops-prof-api-"))
@@ -121,7 +124,7 @@ def main() -> None:
             one(n)
         prof.disable()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        print(f"{args.requests} requests x {args.numbers} numbers: "
+        print(f"{Path(args.tree).resolve()}: {args.requests} requests x {args.numbers} numbers: "
               f"{cpu * 1000 / args.requests:.2f} ms CPU/request, "
               f"{wall * 1000 / args.requests:.2f} ms wall/request"
               + (" (profiled)" if not args.no_profile else ""))
