@@ -80,6 +80,16 @@ def test_a_rotated_key_is_refused_at_once(cached: Flask, shop: Shop, session: Se
     assert _send(cached, shop, key=new, number="+14155550103") == (200, "Ok")
 
 
+def test_a_rotated_key_works_at_once_even_as_the_first_request(
+        cached: Flask, shop: Shop, session: Session) -> None:
+    assert _send(cached, shop) == (200, "Ok")  # the old key is cached
+    new = apps.rotate_key(shop.ctx, shop.app.sdk_app_id)
+    session.commit()
+    assert _send(cached, shop, key=new, number="+14155550102") == (200, "Ok")
+    assert _send(cached, shop, key="not-the-key", number="+14155550103") == (
+        401, "AuthFailure.SignatureFailure")
+
+
 def test_a_deleted_template_applies_at_once(cached: Flask, shop: Shop,
                                             session: Session) -> None:
     assert _send(cached, shop) == (200, "Ok")
