@@ -47,6 +47,7 @@ TOKEN_KEY = "smsops:config:token"  # noqa: S105 - a Redis key, not a secret
 TABLES = frozenset({"application", "allowed_country", "frequency_allowlist", "account",
                     "template", "signature", "qualification"})
 _DIRTY = "smsops_config_dirty"
+MAX_ENTRIES = 20_000  # snapshots per process (500 apps per account, their content)
 _WRITES = re.compile(r"(?:insert\s+into|update|delete\s+from)\s+\"?(\w+)", re.IGNORECASE)
 
 
@@ -189,7 +190,10 @@ class Snapshots:
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
         value = load()
-        if self.entries is not None:
+        # Misses are not kept: ids anyone can make up must not fill the memory.
+        if self.entries is not None and value is not None:
+            if len(self.entries) >= MAX_ENTRIES:
+                self.entries.clear()
             self.entries[key] = (now, value)
         return value
 

@@ -158,3 +158,12 @@ def test_a_view_never_files_an_old_read_under_a_newer_token(backend: Backend) ->
     early._get(("app", "x"), lambda: "old")
     assert late._get(("app", "x"), lambda: "new") == "new"
     assert not late.same_generation(early)
+
+
+def test_unknown_ids_are_not_kept(backend: Backend, session: Session) -> None:
+    cache = sendconfig.ConfigCache(backend.redis, ttl_s=60)
+    sendconfig.new_token(backend.redis)
+    snaps = cache.current()
+    assert all(snaps.app(session, f"99{n:08d}") is None for n in range(50))
+    assert snaps.template(session, 10**9) is None
+    assert cache._entries == {}
