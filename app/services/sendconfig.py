@@ -296,6 +296,8 @@ def _on_execute(state: ORMExecuteState) -> None:
 
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
+    if session.in_nested_transaction():  # a savepoint: the write is not committed yet
+        return
     url = session.info.pop(_DIRTY, None)
     conn = _tokens.get(url) if url else None
     if conn is not None:
@@ -306,4 +308,5 @@ def _after_commit(session: Session) -> None:
 
 @event.listens_for(Session, "after_rollback")
 def _after_rollback(session: Session) -> None:
-    session.info.pop(_DIRTY, None)
+    if not session.in_nested_transaction():  # a savepoint's writes before it stay
+        session.info.pop(_DIRTY, None)

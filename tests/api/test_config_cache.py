@@ -133,6 +133,8 @@ def test_a_lost_token_empties_the_cache(cached: Flask, shop: Shop, backend: Back
 def test_a_change_behind_its_back_applies_within_the_ttl(backend: Backend, session: Session,
                                                          shop: Shop, tmp_path: Path) -> None:
     session.commit()
+    with backend.db.engine.begin() as conn:  # room for every request the loop may send
+        conn.execute(text("UPDATE account SET intl_daily_quota = :q"), {"q": 10**6})
     app = _app(backend, tmp_path, 0.5)
     try:
         assert _send(app, shop) == (200, "Ok")
@@ -143,6 +145,7 @@ def test_a_change_behind_its_back_applies_within_the_ttl(backend: Backend, sessi
         while code == "Ok" and time.monotonic() - changed < 5:
             n += 1
             code = _send(app, shop, number=f"+1415555{n + 200:04d}")[1]
+            time.sleep(0.01)  # a poll interval within the deadline
         assert code == "FailedOperation.AppDisabled"
         assert time.monotonic() - changed < 0.5 + 1.0  # the TTL, plus a loaded machine's lag
     finally:
@@ -167,3 +170,17 @@ def test_unknown_ids_are_not_kept(backend: Backend, session: Session) -> None:
     assert all(snaps.app(session, f"99{n:08d}") is None for n in range(50))
     assert snaps.template(session, 10**9) is None
     assert cache._entries == {}
+
+
+def test_a_savepoint_waits_for_the_outer_commit(cached: Flask, shop: Shop,
+                                                session: Session) -> None:
+    token = cached.extensions["redis"].get(sendconfig.TOKEN_KEY)
+    apps.set_enabled(shop.ctx, shop.app.sdk_app_id, False)
+    session.flush()
+    with session.begin_nested():  # released: the outer write is still uncommitted
+        session.execute(text("SELECT 1"))
+    assert cached.extensions["redis"].get(sendconfig.TOKEN_KEY) == token
+    nested = session.begin_nested()
+    nested.rollback()  # rolling a savepoint back keeps the outer write's mark
+    session.commit()
+    assert cached.extensions["redis"].get(sendconfig.TOKEN_KEY) != token
