@@ -184,3 +184,27 @@ def test_a_savepoint_waits_for_the_outer_commit(cached: Flask, shop: Shop,
     nested.rollback()  # rolling a savepoint back keeps the outer write's mark
     session.commit()
     assert cached.extensions["redis"].get(sendconfig.TOKEN_KEY) != token
+
+
+def test_cached_sends_count_in_the_rollups_and_alarm_through_the_service(
+        cached: Flask, shop: Shop, session: Session) -> None:
+    """The merged path: snapshots + Core insert still count every row in the rollups
+    (same transaction) and raise alarms as Alarm rows carrying the application."""
+    from sqlalchemy import select
+
+    from app.models.alarms import Alarm
+    from app.services import app_config
+    from tests.stats.expected import direct, rolled
+
+    app_config.set_thresholds(shop.ctx, shop.app.sdk_app_id, "international",
+                              alarm_threshold=2, daily_limit=10)
+    session.commit()
+    assert _send(cached, shop) == (200, "Ok")
+    assert _send(cached, shop, number="+14155550102") == (200, "Ok")
+    assert _send(cached, shop, number="12") == (200, "InvalidParameterValue.IncorrectPhoneNumber")
+    session.expire_all()
+    assert direct(session) and rolled(session) == direct(session)
+    assert rolled(session, daily=True) == direct(session, daily=True)
+    found = session.scalars(select(Alarm).where(Alarm.event == "threshold")).all()
+    assert [(a.app_id, a.figures["sdk_app_id"], a.figures["app_name"]) for a in found] == [
+        (shop.app.id, shop.app.sdk_app_id, shop.app.name)]
