@@ -17,6 +17,7 @@ from app import config as cfg
 from app import encryption, gateways
 from app.db import Database
 from app.redisconn import connect, redis_url
+from app.services import sendconfig
 
 log = logging.getLogger("smsops")
 csrf = CSRFProtect()
@@ -50,6 +51,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     flask_app.config["REDIS_URL_RESOLVED"] = url
     flask_app.extensions["redis"] = connect(url)
     flask_app.extensions["gateway"] = gateways.build(flask_app.config)
+    flask_app.extensions["send_config"] = sendconfig.install(
+        flask_app.extensions["db"], flask_app.extensions["redis"],
+        float(flask_app.config["CONFIG_CACHE_TTL_S"]))
 
     proxies = int(flask_app.config.get("TRUSTED_PROXIES") or 0)
     if proxies > 0:  # otherwise X-Forwarded-* is anyone's to forge, so it is ignored

@@ -58,6 +58,9 @@ def defaults(instance: Path) -> dict[str, Any]:
         "TASK_MAX_UPLOAD_MB": 30,
         "TASK_HEARTBEAT_S": 10,  # a dispatcher silent this long is restarted by the sweeper
         "MESSAGE_RETENTION_DAYS": 60,  # send records and replies older than this are purged
+        # Longest a send API process may use configuration changed behind its back
+        # (app/services/sendconfig.py); changes made through smsops apply at once.
+        "CONFIG_CACHE_TTL_S": 5,
     }
 
 

@@ -81,8 +81,9 @@ def client(port: int, app_id: str, key: str, template: int, per_request: int,
         body = json.dumps({"phone_numbers": phones, "template_id": template,
                            "template_params": ["123456", "5"]}).encode()
         ts, nonce = str(int(time.time())), uuid.uuid4().hex
-        sig = hmac.new(key.encode(), f"{ts}\n{nonce}\n".encode() + body,
-                       hashlib.sha256).hexdigest()
+        # Signed as README says: method, path?query, timestamp, nonce, body.
+        sig = hmac.new(key.encode(), f"POST\n/api/v1/sms/send\n{ts}\n{nonce}\n".encode()
+                       + body, hashlib.sha256).hexdigest()
         start = time.perf_counter()
         try:
             conn.request("POST", "/api/v1/sms/send", body=body, headers={
@@ -211,7 +212,7 @@ def main() -> None:
                 for i in range(0, len(ids), 200):
                     q.enqueue("jobs.sending.submit", ids[i:i + 200])
             final, pending, done_at = _wait_final(db_url, start, args.drain_cap)
-            label = "main" if tree != ROOT else "this branch"
+            label = "base" if tree != ROOT else "this branch"
             print(f"| {label} | preloaded | {args.workers} | - | {args.messages} | - | - | "
                   f"{final / (done_at - start):.0f} | {pending} | 0 |", flush=True)
             return
@@ -235,7 +236,7 @@ def main() -> None:
         latencies = sorted(x for lat, _a, _e in results for x in lat)
         accepted = sum(a for _l, a, _e in results)
         errors = sum(e for _l, _a, e in results)
-        label = "main" if tree != ROOT else "this branch"
+        label = "base" if tree != ROOT else "this branch"
         print(f"| {label} | {args.mode} | {args.workers} | {clients} | {accepted} | "
               f"{len(latencies) / (sent_at - start):.0f} | "
               f"{latencies[len(latencies) // 2]:.1f} | {final / (done_at - start):.0f} | "

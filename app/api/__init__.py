@@ -15,25 +15,26 @@ import json
 import re
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, current_app, g, jsonify, request
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from app import safejson
 from app.encryption import EncryptionKeyError
-from app.models import Application
 from app.queue import enqueue_deferred
 from app.services import sending
 from app.services.access import Actor, Statement
 from app.services.context import Ctx, Settings
 from app.services.errors import NotFound, PermissionDenied, ServiceError, ValidationError
 from app.services.limits import Limiter
+from app.services.sendconfig import TOKEN_KEY, AppSnap, ConfigCache, Snapshots
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_SKEW_S = 300
@@ -105,11 +106,18 @@ def _request_target() -> bytes:
 T = TypeVar("T")
 
 
-def verify_signed(id_header: str, lookup: Callable[[str], tuple[T, str] | None],
-                  nonce_scope: str) -> T:
+Lookup = Callable[[str], "tuple[T, str] | None"]
+
+
+def verify_signed(id_header: str, lookup: Lookup[T], nonce_scope: str, *,
+                  read_too: str | None = None,
+                  recheck: Callable[[Any], Lookup[T] | None] | None = None) -> T:
     """The scheme both APIs share: check the headers, the clock skew, the nonce's form,
     the HMAC-SHA256 signature with the key `lookup` finds for the id in `id_header`
-    (None: unknown), then use the nonce up. Returns what `lookup` found with the key."""
+    (None: unknown), then use the nonce up. Returns what `lookup` found with the key.
+    `read_too`: a Redis key read in the nonce's round trip and given to `recheck`,
+    which returns a fresher lookup when what `lookup` used is out of date (the
+    signature is then checked again with what it finds), else None."""
     caller_id = request.headers.get(id_header, "")
     ts = request.headers.get("X-SMS-Timestamp", "")
     nonce = request.headers.get("X-SMS-Nonce", "")
@@ -123,45 +131,104 @@ def verify_signed(id_header: str, lookup: Callable[[str], tuple[T, str] | None],
     if not NONCE.match(nonce):
         raise ApiError(401, "AuthFailure.BadNonce",
                        "X-SMS-Nonce must be 8 to 64 letters, digits or -_.~")
-    found = lookup(caller_id) if len(caller_id) <= 64 else None
-    expected = found[1] if found else "no-such-caller"  # same work either way
     message = b"\n".join([request.method.encode(), _request_target(), ts.encode(),
                           nonce.encode(), _body()])
+    found = _signed_by(lookup, caller_id, message, signature)
+    # Single use, remembered for longer than the accepted skew.
+    pipe = current_app.extensions["redis"].pipeline(transaction=False)
+    pipe.set(f"smsops:nonce:{nonce_scope}{caller_id}:{nonce}", 1, nx=True,
+             ex=2 * MAX_SKEW_S + 60)
+    if read_too is not None:
+        pipe.get(read_too)
+    replies = pipe.execute()
+    if not replies[0]:
+        raise ApiError(401, "AuthFailure.ReplayedNonce", "This nonce was used already.")
+    fresher = recheck(replies[1] if read_too is not None else None) if recheck else None
+    if fresher is not None:
+        found = _signed_by(fresher, caller_id, message, signature)
+    return found[0]
+
+
+def _signed_by(lookup: Lookup[T], caller_id: str, message: bytes,
+               signature: str) -> tuple[T, str]:
+    found = lookup(caller_id) if len(caller_id) <= 64 else None
+    expected = found[1] if found else "no-such-caller"  # same work either way
     digest = hmac.new(expected.encode(), message, "sha256").hexdigest()
     if found is None or not hmac.compare_digest(digest, signature.lower()):
         raise ApiError(401, "AuthFailure.SignatureFailure",
                        "The signature does not match; sign method, path?query, timestamp, "
                        "nonce and body, one per line, with your key.")
-    # Single use, remembered for longer than the accepted skew.
-    redis = current_app.extensions["redis"]
-    if not redis.set(f"smsops:nonce:{nonce_scope}{caller_id}:{nonce}", 1, nx=True,
-                     ex=2 * MAX_SKEW_S + 60):
-        raise ApiError(401, "AuthFailure.ReplayedNonce", "This nonce was used already.")
-    return found[0]
+    return found
 
 
-def _app_key(app_id: str) -> tuple[Application, str] | None:
-    db = current_app.extensions["db"]
-    with db.sessions() as s:
-        app = s.scalar(select(Application).where(Application.sdk_app_id == app_id))
-        s.expunge_all()
-    return (app, app.app_key) if app else None
+def _session() -> Session:
+    """One session (one pool checkout, one transaction) for the whole request:
+    authentication and the service share it."""
+    session: Session | None = g.get("api_session")
+    if session is None:
+        session = g.api_session = current_app.extensions["db"].sessions()
+    return session
 
 
-def _authenticate() -> tuple[Application, Actor]:
-    """The application whose AppKey signed this request, as the actor."""
-    app = verify_signed("X-SMS-AppId", _app_key, "")
+def _snapshots() -> Snapshots:
+    """This request's view of the configuration cache (app/services/sendconfig.py),
+    checked against the token _authenticate read with the nonce."""
+    snaps: Snapshots | None = g.get("api_snapshots")
+    if snaps is None:
+        snaps = g.api_snapshots = current_app.extensions["send_config"].current()
+    return snaps
+
+
+def _authenticate() -> tuple[AppSnap, Actor]:
+    """The application whose AppKey signed this request, as the actor. The signature
+    is checked with the cached key first; the cache's token comes back with the
+    nonce (one round trip), and if it changed, the key is read again and the
+    signature checked again: a rotated key or a deleted app is refused at once."""
+    cache: ConfigCache = current_app.extensions["send_config"]
+    session = _session()
+    last = cache.last_view()
+
+    def recheck(token: Any) -> Lookup[AppSnap] | None:
+        snaps = g.api_snapshots = cache.current(token)
+        return None if snaps.same_generation(last) else partial(_app_key, snaps, session)
+
+    try:
+        app = verify_signed("X-SMS-AppId", partial(_app_key, last, session), "",
+                            read_too=TOKEN_KEY, recheck=recheck)
+    except ApiError as exc:
+        # Signed with a key the cache does not know yet (just rotated, say): if the
+        # token moved on, check once more with what is current. The nonce is unused.
+        if exc.code != "AuthFailure.SignatureFailure":
+            raise
+        snaps = g.api_snapshots = cache.current()
+        if snaps.same_generation(last):
+            raise
+        app = verify_signed("X-SMS-AppId", partial(_app_key, snaps, session), "")
     rights = (Statement("allow", ("sms:SendSms", "sms:DescribeSendSmsRecord"),
                         (f"sms:app/{app.sdk_app_id}",)),)
     return app, Actor(account_id=app.account_id, label=f"api:{app.sdk_app_id}",
                       statements=rights)
 
 
+def _app_key(snaps: Snapshots, session: Session, app_id: str) -> tuple[AppSnap, str] | None:
+    app = snaps.app(session, app_id)
+    return (app, app.app_key) if app else None
+
+
 def _ctx(actor: Actor) -> Ctx:
-    session = current_app.extensions["db"].sessions()
-    g.api_session = session
-    return Ctx(session, actor, Settings.from_config(current_app.config),
-               gateway=current_app.extensions["gateway"])
+    ext = current_app.extensions
+    settings = ext.get("api_settings")
+    if settings is None:  # read once per process: the configuration does not change
+        settings = ext["api_settings"] = Settings.from_config(current_app.config)
+    return Ctx(_session(), actor, settings, gateway=ext["gateway"])
+
+
+def _limiter() -> Limiter:
+    limiter: Limiter | None = current_app.extensions.get("api_limiter")
+    if limiter is None:
+        limiter = current_app.extensions["api_limiter"] = Limiter(
+            current_app.extensions["redis"])
+    return limiter
 
 
 @bp.teardown_request
@@ -217,8 +284,7 @@ def send() -> tuple[Response, int] | Response:
         raise ApiError(400, "InvalidParameter" + (f".{field}" if field else ""),
                        message) from None
     ctx = _ctx(actor)
-    request_id, results = sending.send(ctx, Limiter(current_app.extensions["redis"]),
-                                       _app.sdk_app_id, req)
+    request_id, results = sending.send(ctx, _limiter(), _app.sdk_app_id, req, _snapshots())
     ctx.db.commit()
     try:
         enqueue_deferred(current_app.extensions["redis"], ctx.deferred)

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import redis as redis_lib
 from sqlalchemy import event as sa_event
@@ -32,6 +32,18 @@ from app.services.errors import NotFound, ValidationError
 from app.sms import alarm_texts
 
 _log = logging.getLogger("smsops.alarms")
+
+
+class AlarmApp(Protocol):
+    """What an alarm reads of its application: an Application, or the send path's
+    snapshot of one (app/services/sendconfig.py AppSnap)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def sdk_app_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -102,7 +114,7 @@ def _claims_given_back(session: Session, transaction: Any) -> None:
 
 
 def raise_alarm(ctx: Ctx, conn: redis_lib.Redis | None, event: str, *, period: str,
-                ttl_s: int, app: Application | None, subject: str, body: str, sms: str,
+                ttl_s: int, app: AlarmApp | None, subject: str, body: str, sms: str,
                 figures: dict[str, Any] | None = None,
                 extra: Sequence[tuple[str, str]] = (), read_action: str | None = None,
                 recipients: Sequence[tuple[str, str]] | None = None) -> Alarm | None:
@@ -155,7 +167,7 @@ def raise_task_event(ctx: Ctx, conn: redis_lib.Redis | None, app: Application, t
 FREQ_COUNT = "smsops:alarm:freqcount:{}"  # period → numbers refused in that hour
 
 
-def frequency_hits(ctx: Ctx, conn: redis_lib.Redis, app: Application, period: str,
+def frequency_hits(ctx: Ctx, conn: redis_lib.Redis, app: AlarmApp, period: str,
                    refused: int, example: str, reason: str) -> Alarm | None:
     """Frequency limits refused `refused` numbers: counted for the hour in Redis; the
     first hit of the hour raises the alarm, and the hourly job writes the hour's

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from app.db import utcnow
 from app.models import Application
 from app.services import audit
+from app.services.access import Actor
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
 from app.services.values import checked, text
@@ -45,14 +46,20 @@ def get_app(ctx: Ctx, sdk_app_id: str, action: str = "DescribeAppInfo") -> Appli
             Application.sdk_app_id == str(sdk_app_id),
         )
     )
-    if app is None or not (
-        ctx.actor.can("DescribeAppInfo", app.sdk_app_id)
-        or ctx.actor.can("DescribeAppList", app.sdk_app_id)
-        or ctx.actor.can(action, app.sdk_app_id)
+    require_app(ctx.actor, app, sdk_app_id, action)
+    assert app is not None
+    return app
+
+
+def require_app(actor: Actor, app: Any, sdk_app_id: str, action: str) -> None:
+    """get_app's rule for an application already loaded (or a snapshot of one)."""
+    if app is None or app.account_id != actor.account_id or not (
+        actor.can("DescribeAppInfo", app.sdk_app_id)
+        or actor.can("DescribeAppList", app.sdk_app_id)
+        or actor.can(action, app.sdk_app_id)
     ):
         raise NotFound(f"No application {sdk_app_id}.")
-    ctx.actor.require(action, app.sdk_app_id)
-    return app
+    actor.require(action, app.sdk_app_id)
 
 
 def _info(name: str, overview: str, tags: str | list[str]) -> tuple[str, str, list[str]]:

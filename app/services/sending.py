@@ -9,16 +9,16 @@ from accepted onwards works on batches, for one message or a million.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, literal, select, union_all, update
+from sqlalchemy import bindparam, insert, literal, select, union_all, update
 
 from app.db import utcnow
 from app.models import (
@@ -33,11 +33,19 @@ from app.models import (
 )
 from app.models.content import EFFECTIVE
 from app.models.sending import ACCEPTED, REJECTED
-from app.services import alarms, rollups
-from app.services.apps import get_app
+from app.services import alarms, rollups, sendconfig
+from app.services.apps import get_app, require_app
 from app.services.context import Ctx
 from app.services.errors import NotFound, invalid
 from app.services.limits import DAY_MS, Check, Limiter, content_digest
+from app.services.sendconfig import (
+    AccountSnap,
+    AppSnap,
+    CountrySnap,
+    SignatureSnap,
+    Snapshots,
+    TemplateSnap,
+)
 from app.sms import alarm_texts, errors, numbers, params, taskfile, templating
 from app.sms.text import GSM7, INTERNATIONAL, MAINLAND, UCS2, compose, count, is_gsm7
 
@@ -113,8 +121,8 @@ def _new_serial() -> str:
     return uuid.uuid4().hex
 
 
-def _whole_request_error(ctx: Ctx, app: Application, template: Template | None,
-                         signature: Signature | None, req: SendRequest) -> str | None:
+def _whole_request_error(ctx: Ctx, app: AppSnap, template: TemplateSnap | None,
+                         signature: SignatureSnap | None, req: SendRequest) -> str | None:
     """Checks that fail every number alike, in SPEC.md's order."""
     if not app.enabled:
         return "FailedOperation.AppDisabled"
@@ -131,7 +139,7 @@ def _whole_request_error(ctx: Ctx, app: Application, template: Template | None,
     return problem.code if problem else None
 
 
-def param_problem(ctx: Ctx, template: Template,
+def param_problem(ctx: Ctx, template: Template | TemplateSnap,
                   values: list[str]) -> params.Problem | None:
     """The template parameter rules (app/sms/params.py): pure, cached, no queries."""
     return params.check(template.content, template.sms_type, tuple(values),
@@ -140,6 +148,7 @@ def param_problem(ctx: Ctx, template: Template,
 
 
 def _signature(ctx: Ctx, region: str, name: str | None) -> Signature | None:
+    """The ORM signature a bulk task records (tasks.py); `send` reads a snapshot."""
     from app.services.content import default_signature
 
     if not name:
@@ -149,22 +158,25 @@ def _signature(ctx: Ctx, region: str, name: str | None) -> Signature | None:
         Signature.content == name.strip(), Signature.status == EFFECTIVE))
 
 
-def _local_day(account: Account, now: datetime) -> tuple[str, datetime]:
+def _local_day(account: Account | AccountSnap, now: datetime) -> tuple[str, datetime]:
     local = now.astimezone(ZoneInfo(account.timezone))
     return local.strftime("%Y%m%d"), local
 
 
-def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
-         req: SendRequest) -> tuple[str, list[SendStatus]]:
-    """Check and record one message per number; submission runs as a job."""
-    app = get_app(ctx, sdk_app_id, "SendSms")
-    account = ctx.db.get(Account, app.account_id)
-    assert account is not None
-    template = ctx.db.get(Template, req.template_id)
+def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str, req: SendRequest,
+         snaps: Snapshots | None = None) -> tuple[str, list[SendStatus]]:
+    """Check and record one message per number; submission runs as a job.
+    `snaps`: the caller's configuration cache (app/services/sendconfig.py), if any."""
+    snaps = snaps or sendconfig.uncached()
+    app = snaps.app(ctx.db, str(sdk_app_id))
+    require_app(ctx.actor, app, sdk_app_id, "SendSms")
+    assert app is not None
+    account = snaps.account(ctx.db, app.account_id)
+    template = snaps.template(ctx.db, req.template_id)
     if template is not None and template.account_id != app.account_id:
         template = None
     region = template.region if template else INTERNATIONAL
-    signature = _signature(ctx, region, req.sign_name)
+    signature = snaps.signature(ctx.db, app.account_id, region, req.sign_name)
     request_id = uuid.uuid4().hex
     now = utcnow()
     day, local = _local_day(account, now)
@@ -177,11 +189,11 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
     if whole is None and template is not None:
         body = templating.render(template.content, req.template_params)
     counted = count(body, region, signature.content if signature else None)
-    # The allowlist matters only to frequency rules: not read when none applies.
+    # The allowlist matters only to frequency rules.
     freq_rules = account.account_type == "individual" or app.freq_30s_enabled \
         or app.freq_hour_enabled or app.freq_day_enabled
-    allowlist = {e.phone_number for e in app.allowlist} if freq_rules else set()
-    countries = {c.iso_code: c for c in app.countries}
+    allowlist = app.allowlist if freq_rules else frozenset()
+    countries = app.countries
     parsed: dict[str, tuple[str, str] | None] = {}
     details: dict[str, str] = {}  # why a number was refused, in the parser's words
     notes: dict[str, str] = {}  # the same by serial number
@@ -193,20 +205,20 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
     blocked = _blocked(ctx, app, signature, template,
                        [p[0] for p in parsed.values() if p is not None])
     results: list[SendStatus] = []
-    messages: list[Message] = []
+    messages: list[_Draft] = []
     codes: list[str | None] = []
     wanted: list[tuple[int, list[Check]]] = []  # (index, its limit checks)
     seen: set[str] = set()
+    params_kept = list(req.template_params) if template else None
     for raw in req.phone_numbers:
         serial = _new_serial()
-        msg = Message(account_id=app.account_id, app_id=app.id, serial_no=serial,
-                      request_id=request_id, region=region, phone_number=raw.strip()[:20],
-                      signature_id=signature.id if signature else None,
-                      template_id=template.id if template else None,
-                      sms_type=template.sms_type if template else "", content=counted.text,
-                      encoding=counted.encoding, session_context=req.session_context,
-                      fee=0, iso_code="", created_at=now,
-                      template_params=list(req.template_params) if template else None)
+        msg = _Draft(account_id=app.account_id, app_id=app.id, serial_no=serial,
+                     request_id=request_id, region=region, phone_number=raw.strip()[:20],
+                     signature_id=signature.id if signature else None,
+                     template_id=template.id if template else None,
+                     sms_type=template.sms_type if template else "", content=counted.text,
+                     encoding=counted.encoding, session_context=req.session_context,
+                     fee=0, iso_code="", created_at=now, template_params=params_kept)
         code = whole or _number_checks(msg, parsed[raw], region, countries, blocked, local)
         if raw in details:
             notes[serial] = details[raw]
@@ -234,13 +246,46 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str,
             note or errors.describe(code).reason)
         results.append(SendStatus(msg.serial_no, msg.phone_number, code or errors.OK, reason,
                                   msg.fee, msg.iso_code))
-    # One multi-row INSERT without RETURNING: nothing here needs the new ids.
-    columns = [c.key for c in Message.__table__.columns if c.key != "id"]
-    ctx.db.execute(insert(Message), [{k: getattr(m, k) for k in columns} for m in messages])
-    rollups.count_new(ctx.db, messages)  # same transaction: counted once, with the rows
+    _record(ctx, messages)
     if accepted:
         ctx.defer(DRAIN_JOB)
     return request_id, results
+
+
+class _Draft:
+    """A message being checked: plain attributes (building ORM objects cost more than
+    the checks), inserted as a dict of its columns."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+    def __getattr__(self, name: str) -> Any:  # for type checkers: columns set above
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self.__dict__[name] = value
+
+
+def _record(ctx: Ctx, messages: list[_Draft]) -> None:
+    """One multi-row INSERT without RETURNING (nothing here needs the new ids), on the
+    session's connection: a plain Core statement needs none of the ORM's bookkeeping.
+    The rollups count the same rows in the same transaction: counted once, with them."""
+    nulls = _message_nulls()
+    rows = [{**nulls, **vars(m)} for m in messages]
+    ctx.db.connection().execute(_insert_message(), rows)
+    rollups.count_new(ctx.db, rows)
+
+
+@functools.cache
+def _message_nulls() -> dict[str, Any]:
+    """Every column the row does not set is written as NULL (no Python-side defaults),
+    as the multi-row INSERT of ORM objects did."""
+    return {c.key: None for c in Message.__table__.columns if c.key != "id"}
+
+
+@functools.cache
+def _insert_message() -> Any:
+    return insert(Message.__table__)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -260,15 +305,24 @@ def send_batch(ctx: Ctx, limiter: Limiter, app: Application, template: Template 
     row with its own parameters), recorded as messages of the one pipeline: accepted
     ones are drained like API sends, refused ones are `rejected` with their code.
     The caller checked the permission when the task was confirmed. Returns how many
-    were accepted."""
-    account = ctx.db.get(Account, app.account_id)
-    assert account is not None
+    were accepted. The ORM objects are read into the snapshots `send` checks (once per
+    batch: the same check code for both paths, fresh from this transaction)."""
+    return _send_batch(ctx, limiter, AppSnap.of(app),
+                       TemplateSnap.of(template) if template is not None else None,
+                       SignatureSnap.of(signature) if signature is not None else None,
+                       region, items, request_id=request_id, task_id=task_id)
+
+
+def _send_batch(ctx: Ctx, limiter: Limiter, app: AppSnap, template: TemplateSnap | None,
+                signature: SignatureSnap | None, region: str, items: list[BatchItem], *,
+                request_id: str, task_id: int) -> int:
+    account = sendconfig.uncached().account(ctx.db, app.account_id)
     now = utcnow()
     day, local = _local_day(account, now)
     freq_rules = account.account_type == "individual" or app.freq_30s_enabled \
         or app.freq_hour_enabled or app.freq_day_enabled
-    allowlist = {e.phone_number for e in app.allowlist} if freq_rules else set()
-    countries = {c.iso_code: c for c in app.countries}
+    allowlist = app.allowlist if freq_rules else frozenset()
+    countries = app.countries
     blocked = _blocked(ctx, app, signature, template, [i.phone_number for i in items])
     sign_name = signature.content if signature else None
     # What fails every row alike, once per batch; each row's own parameters below.
@@ -278,7 +332,7 @@ def send_batch(ctx: Ctx, limiter: Limiter, app: Application, template: Template 
     want = len(templating.variables(template.content)) if template is not None else 0
     biller = taskfile.Biller(taskfile.Template(
         template.content, template.sms_type, region, sign_name)) if template else None
-    messages: list[Message] = []
+    messages: list[_Draft] = []
     codes: list[str | None] = []
     fees: list[int] = []
     wanted: list[tuple[int, list[Check]]] = []
@@ -286,10 +340,7 @@ def send_batch(ctx: Ctx, limiter: Limiter, app: Application, template: Template 
             "region": region, "signature_id": signature.id if signature else None,
             "template_id": template.id if template else None,
             "sms_type": template.sms_type if template else "", "session_context": None,
-            "fee": 0, "created_at": now, "task_id": task_id, "status": ACCEPTED,
-            "error_code": None, "carrier_code": None, "gateway_message_id": None,
-            "submitted_at": None, "receipt_at": None, "attempt_id": None,
-            "lease_until": None}
+            "fee": 0, "created_at": now, "task_id": task_id, "status": ACCEPTED}
     for item in items:
         code = whole
         if code is None and template is not None:
@@ -308,10 +359,9 @@ def send_batch(ctx: Ctx, limiter: Limiter, app: Application, template: Template 
             text, encoding, fee = counted.text, counted.encoding, counted.billed_items
         # A plain row object, not an ORM instance: the checks read attributes only,
         # and the batch is written with one multi-row INSERT.
-        msg = cast(Message, SimpleNamespace(
-            **base, serial_no=item.serial_no, phone_number=item.phone_number, iso_code="",
-            content=text, encoding=encoding,
-            template_params=list(item.params) if template else None))
+        msg = _Draft(**base, serial_no=item.serial_no, phone_number=item.phone_number,
+                     iso_code="", content=text, encoding=encoding,
+                     template_params=list(item.params) if template else None)
         code = code or _number_checks(msg, (item.phone_number, item.iso_code), region,
                                       countries, blocked, local)
         if code is None:
@@ -330,39 +380,46 @@ def send_batch(ctx: Ctx, limiter: Limiter, app: Application, template: Template 
             accepted += 1
         else:
             msg.status, msg.error_code = REJECTED, code
-    columns = [c.key for c in Message.__table__.columns if c.key != "id"]
-    ctx.db.execute(insert(cast(Any, Message.__table__)),  # Core: no ORM work per row
-                   [{k: getattr(m, k) for k in columns} for m in messages])
-    rollups.count_new(ctx.db, messages)  # same transaction, as for API sends
+    _record(ctx, messages)  # Core insert and rollups, as for API sends
     if accepted:
         ctx.defer(DRAIN_JOB)
     return accepted
 
 
-def _blocked(ctx: Ctx, app: Application, signature: Signature | None,
-             template: Template | None, wanted: list[str]) -> dict[str, str]:
+def _blocked(ctx: Ctx, app: AppSnap | Application, signature: SignatureSnap | Signature | None,
+             template: TemplateSnap | Template | None, wanted: list[str]) -> dict[str, str]:
     """Numbers on the mute list or unsubscribed for this signature and type, found
     with one query for the whole request (not one per number)."""
     if signature is None or template is None or not wanted:
         return {}
-    unsubscribed = select(Unsubscribe.phone_number, literal(0).label("muted")).where(
-        Unsubscribe.account_id == app.account_id, Unsubscribe.phone_number.in_(wanted),
-        Unsubscribe.signature_id == signature.id, Unsubscribe.sms_type == template.sms_type)
-    muted = select(MuteEntry.phone_number, literal(1).label("muted")).where(
-        MuteEntry.account_id == app.account_id, MuteEntry.phone_number.in_(wanted),
-        MuteEntry.signature_id == signature.id,
-        MuteEntry.sms_type.is_(None) | (MuteEntry.sms_type == template.sms_type))
     found: dict[str, str] = {}
-    for number, is_muted in sorted(ctx.db.execute(union_all(unsubscribed, muted)).all(),
-                                   key=lambda row: row[1]):
+    rows = ctx.db.connection().execute(_blocked_query(), {
+        "account": app.account_id, "numbers": wanted, "signature": signature.id,
+        "sms_type": template.sms_type}).all()
+    for number, is_muted in sorted(rows, key=lambda row: row[1]):
         # The mute list comes first: its rows sort last and overwrite.
         found[number] = "FailedOperation.PhoneNumberInMuteList" if is_muted \
             else "FailedOperation.PhoneNumberUnsubscribed"
     return found
 
 
-def _number_checks(msg: Message, parsed: tuple[str, str] | None, region: str,
-                   countries: dict[str, Any], blocked: dict[str, str],
+@functools.cache
+def _blocked_query() -> Any:
+    """Built once (the statement's construction cost more than its execution)."""
+    numbers_in: Any = bindparam("numbers", expanding=True)
+    unsubscribed = select(Unsubscribe.phone_number, literal(0).label("muted")).where(
+        Unsubscribe.account_id == bindparam("account"), Unsubscribe.phone_number.in_(numbers_in),
+        Unsubscribe.signature_id == bindparam("signature"),
+        Unsubscribe.sms_type == bindparam("sms_type"))
+    muted = select(MuteEntry.phone_number, literal(1).label("muted")).where(
+        MuteEntry.account_id == bindparam("account"), MuteEntry.phone_number.in_(numbers_in),
+        MuteEntry.signature_id == bindparam("signature"),
+        MuteEntry.sms_type.is_(None) | (MuteEntry.sms_type == bindparam("sms_type")))
+    return union_all(unsubscribed, muted)
+
+
+def _number_checks(msg: _Draft, parsed: tuple[str, str] | None, region: str,
+                   countries: dict[str, CountrySnap], blocked: dict[str, str],
                    local: datetime) -> str | None:
     if parsed is None:
         return "InvalidParameterValue.IncorrectPhoneNumber"
@@ -377,8 +434,8 @@ def _number_checks(msg: Message, parsed: tuple[str, str] | None, region: str,
     return None
 
 
-def _checks(app: Application, account: Account, msg: Message, fee: int, allowlisted: bool,
-            country: Any, day: str) -> list[Check]:
+def _checks(app: AppSnap, account: AccountSnap, msg: _Draft, fee: int, allowlisted: bool,
+            country: CountrySnap | None, day: str) -> list[Check]:
     from app.services.accounts import INDIVIDUAL_FREQ_CAPS
 
     caps = INDIVIDUAL_FREQ_CAPS if account.account_type == "individual" else None
@@ -430,16 +487,16 @@ def country_day_key(app_id: int, iso: str, day: str) -> str:
 UNLIMITED = 2**62  # a counter kept only for an alarm threshold
 
 
-def _reserve_all(ctx: Ctx, limiter: Limiter, app: Application, account: Account,
-                 messages: list[Message], codes: list[str | None],
+def _reserve_all(ctx: Ctx, limiter: Limiter, app: AppSnap, account: AccountSnap,
+                 messages: list[_Draft], codes: list[str | None],
                  wanted: list[tuple[int, list[Check]]], fees: list[int],
-                 countries: dict[str, Any], day: str, now: datetime) -> None:
+                 countries: dict[str, CountrySnap], day: str, now: datetime) -> None:
     """Every limit of every number in one Redis call, then credit with one query;
     fills `codes` for the numbers refused. Alarms at most once per kind per request."""
     refused = limiter.reserve_many([checks for _i, checks in wanted],
                                    int(now.timestamp() * 1000))
     reserved: list[tuple[int, list[Check]]] = []
-    refusals: list[tuple[Message, Check]] = []
+    refusals: list[tuple[_Draft, Check]] = []
     for (i, checks), refusal in zip(wanted, refused, strict=True):
         if refusal is None:
             reserved.append((i, checks))
@@ -518,7 +575,7 @@ def _reserve_all(ctx: Ctx, limiter: Limiter, app: Application, account: Account,
                             "unit": "billed items today"})
 
 
-def _country_threshold(ctx: Ctx, limiter: Limiter, app: Application, country: Any,
+def _country_threshold(ctx: Ctx, limiter: Limiter, app: AppSnap, country: CountrySnap | None,
                        region: str, iso: str, day: str) -> None:
     """A country's own alarm threshold, once per day like the application's."""
     if region != INTERNATIONAL or country is None or country.alarm_threshold is None:
@@ -535,7 +592,8 @@ def _country_threshold(ctx: Ctx, limiter: Limiter, app: Application, country: An
                         "unit": "billed items today"})
 
 
-def _consume_credit(ctx: Ctx, limiter: Limiter, account: Account, fees: list[int]) -> int:
+def _consume_credit(ctx: Ctx, limiter: Limiter, account: AccountSnap,
+                    fees: list[int]) -> int:
     """Pay for the messages of `fees` billed items each, in order, earliest-expiring
     package first (each message from one package); returns how many are paid for.
     One query reads the packages (locked on PostgreSQL); a conditional update per
@@ -588,7 +646,7 @@ def _consume_credit(ctx: Ctx, limiter: Limiter, account: Account, fees: list[int
     return paid
 
 
-def _alarm(ctx: Ctx, limiter: Limiter, app: Application, event: str, period: str, ttl: int,
+def _alarm(ctx: Ctx, limiter: Limiter, app: AppSnap, event: str, period: str, ttl: int,
            subject: str, body: str, *, sms: str, figures: dict[str, Any]) -> None:
     """Through the alarm service: once per event per period, to every channel.
     `sms`: the catalogue wording (app/sms/alarm_texts.py) texted to contacts."""
