@@ -789,8 +789,11 @@ def _task(t: SendTask, sdk_app_id: str) -> Json:
             "started_at": _when(t.started_at), "finished_at": _when(t.finished_at)}
 
 
-def _task_of(ctx: Ctx, task_id: int) -> Json:
-    task, app = tasks.get_task(ctx, task_id)
+def _task_of(ctx: Ctx, task: SendTask) -> Json:
+    """A task the service just changed (its check passed: no second policy check, which
+    a caller allowed only to act, not to read, would fail after the write)."""
+    app = ctx.db.get(Application, task.app_id)
+    assert app is not None
     return _task(task, app.sdk_app_id)
 
 
@@ -881,25 +884,23 @@ def _create_task(ctx: Ctx, b: Body) -> Json:
     draft = _draft(b)
     task, summary = tasks.create_task(ctx, draft, io.BytesIO(upload.data), upload.filename,
                                       max_bytes=_max_file_bytes())
-    return {"task": _task_of(ctx, task.id), "validation": _validation(summary)}
+    return {"task": _task_of(ctx, task), "validation": _validation(summary)}
 
 
 @route("CreateSendTask:confirm")
 def _confirm_task(ctx: Ctx, b: Body, task_id: int) -> Json:
-    tasks.confirm(ctx, task_id, acknowledged=b.flag("acknowledged", required=True))
-    return _task_of(ctx, task_id)
+    return _task_of(ctx, tasks.confirm(ctx, task_id,
+                                       acknowledged=b.flag("acknowledged", required=True)))
 
 
 @route("ModifyTaskStatusStop")
 def _stop_task(ctx: Ctx, _b: Body, task_id: int) -> Json:
-    tasks.stop(ctx, task_id)
-    return _task_of(ctx, task_id)
+    return _task_of(ctx, tasks.stop(ctx, task_id))
 
 
 @route("CancelSendSMSTask")
 def _cancel_task(ctx: Ctx, _b: Body, task_id: int) -> Json:
-    tasks.cancel(ctx, task_id)
-    return _task_of(ctx, task_id)
+    return _task_of(ctx, tasks.cancel(ctx, task_id))
 
 
 # --- statistics, the SMS log ---------------------------------------------------------
