@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import json
 import re
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from app.api import ApiError, _body, _ctx, _request_target, bp, verify_signed
 from app.api.manage_spec import OPERATIONS, Operation
 from app.db import utcnow
 from app.models import (
+    Alarm,
     AlarmContact,
     AllowedCountry,
     ApiKey,
@@ -44,6 +46,7 @@ from app.models import (
     IdempotentReply,
     MuteEntry,
     Qualification,
+    SendTask,
     Signature,
     Template,
     Unsubscribe,
@@ -52,6 +55,7 @@ from app.models import (
 )
 from app.queue import enqueue_deferred
 from app.services import (
+    alarms,
     api_keys,
     app_config,
     apps,
@@ -59,6 +63,9 @@ from app.services import (
     content,
     mute,
     reviews,
+    sending,
+    stats,
+    tasks,
     unsubscribes,
 )
 from app.services.access import Actor
@@ -72,6 +79,7 @@ from app.services.errors import (
     ValidationError,
 )
 from app.services.uploads import Upload
+from app.sms import errors
 
 Json = dict[str, Any]
 MAX_ID = 2**31 - 1  # ids are 32-bit in the database; larger ones name nothing
@@ -767,3 +775,238 @@ def _add_numbers(ctx: Ctx, b: Body, group_id: int) -> Json:
 @route("DeleteCustomerNumbers")
 def _remove_numbers(ctx: Ctx, b: Body, group_id: int) -> Json:
     return {"removed": audience.remove_numbers(ctx, group_id, b.numbers("ids"))}
+
+
+# --- bulk send tasks -----------------------------------------------------------------
+
+def _task(t: SendTask, sdk_app_id: str) -> Json:
+    return {"id": t.id, "sdk_app_id": sdk_app_id, "name": t.name, "region": t.region,
+            "status": t.status, "template_id": t.template_id, "signature_id": t.signature_id,
+            "file_name": t.file_name, "send_at": _when(t.send_at), "rate_limit": t.rate_limit,
+            "total_rows": t.total_rows, "valid_rows": t.valid_rows, "error_rows": t.error_rows,
+            "billed_items": t.billed_items, "failure_reason": t.failure_reason,
+            "created_at": _when(t.created_at), "confirmed_at": _when(t.confirmed_at),
+            "started_at": _when(t.started_at), "finished_at": _when(t.finished_at)}
+
+
+def _task_of(ctx: Ctx, task: SendTask) -> Json:
+    """A task the service just changed (its check passed: no second policy check, which
+    a caller allowed only to act, not to read, would fail after the write)."""
+    app = ctx.db.get(Application, task.app_id)
+    assert app is not None
+    return _task(task, app.sdk_app_id)
+
+
+def _file(b: Body) -> Upload:
+    value = b.obj("file")
+    if not value:
+        raise ValidationError({"file": "Required: an object with filename and data_base64."})
+    upload = Body({"file": value}).image("file")  # the same base64 reading as images
+    assert upload is not None
+    if not upload.filename.strip():
+        raise ValidationError({"file": "Give the file's name (.csv or .xlsx)."})
+    return upload
+
+
+def _draft(b: Body) -> tasks.Draft:
+    send_at = None
+    if b.text("send_at"):
+        try:
+            send_at = datetime.fromisoformat(b.text("send_at"))
+        except ValueError:
+            raise ValidationError({"send_at": "Give an ISO 8601 time with its zone, e.g. "
+                                              "2026-12-01T09:00:00+08:00."}) from None
+    template_id = b.number("template_id", required=True)
+    assert template_id is not None
+    return tasks.Draft(b.text("sdk_app_id")[:10], template_id, name=b.text("name")[:200],
+                       sign_name=b.text("sign_name") or None, send_at=send_at,
+                       rate_limit=b.number("rate_limit"))
+
+
+def _max_file_bytes() -> int:
+    return int(current_app.config.get("TASK_MAX_UPLOAD_MB", 30)) * 1024 * 1024
+
+
+def _validation(summary: tasks.Summary) -> Json:
+    return {**summary.as_dict(), "first_errors": [
+        {"row": e.row, "column": e.column, "reason": e.reason} for e in summary.first_errors]}
+
+
+@route("DescribeSendTasks")
+def _tasks(ctx: Ctx) -> Json:
+    page, size = _page_args()
+    found, total = tasks.list_tasks(ctx, _query("region") or None, page=page, limit=size)
+    return _listing(found, total, lambda pair: _task(*pair))
+
+
+@route("DescribeSendTasks:one")
+def _one_task(ctx: Ctx, task_id: int) -> Json:
+    task, app = tasks.get_task(ctx, task_id)
+    figures = tasks.progress(ctx, task)
+    return {"task": _task(task, app.sdk_app_id),
+            "progress": {**figures.as_dict(), "rejected": figures.rejected}}
+
+
+@route("DescribeSendTasks:records")
+def _task_records(ctx: Ctx, task_id: int) -> Json:
+    page, size = _page_args()
+    _t, found, total = tasks.records(ctx, task_id, status=_query("status")[:20],
+                                     number=_query("phone_number")[:32], page=page,
+                                     limit=size)
+    return _listing(found, total, lambda r: {
+        "row_no": r.row_no, "phone_number": r.phone_number, "status": r.status,
+        "content": r.content, "billed_items": r.fee, "error_code": r.error_code,
+        "carrier_code": r.carrier_code, "submitted_at": _when(r.submitted_at),
+        "receipt_at": _when(r.receipt_at)})
+
+
+@route("DescribeSendTasks:receipts")
+def _task_receipts(ctx: Ctx, task_id: int) -> Json:
+    found = tasks.receipt_analysis(ctx, task_id)
+    total = sum(n for _c, n in found.reasons)
+    return {"with_receipt": found.with_receipt, "without_receipt": found.without_receipt,
+            "delivered": found.delivered, "failed": found.failed,
+            "receipt_rate": found.receipt_rate, "delivery_rate": found.delivery_rate,
+            "reasons": [{"code": code, "reason": errors.describe(code).reason, "count": n,
+                         "share": n / total} for code, n in found.reasons]}
+
+
+@route("CreateSendTask:validate")
+def _validate_task(ctx: Ctx, b: Body) -> Json:
+    upload = _file(b)
+    return _validation(tasks.validate_file(ctx, _draft(b), io.BytesIO(upload.data),
+                                           upload.filename, max_bytes=_max_file_bytes()))
+
+
+@route("CreateSendTask")
+def _create_task(ctx: Ctx, b: Body) -> Json:
+    upload = _file(b)
+    draft = _draft(b)
+    task, summary = tasks.create_task(ctx, draft, io.BytesIO(upload.data), upload.filename,
+                                      max_bytes=_max_file_bytes())
+    return {"task": _task_of(ctx, task), "validation": _validation(summary)}
+
+
+@route("CreateSendTask:confirm")
+def _confirm_task(ctx: Ctx, b: Body, task_id: int) -> Json:
+    return _task_of(ctx, tasks.confirm(ctx, task_id,
+                                       acknowledged=b.flag("acknowledged", required=True)))
+
+
+@route("ModifyTaskStatusStop")
+def _stop_task(ctx: Ctx, _b: Body, task_id: int) -> Json:
+    return _task_of(ctx, tasks.stop(ctx, task_id))
+
+
+@route("CancelSendSMSTask")
+def _cancel_task(ctx: Ctx, _b: Body, task_id: int) -> Json:
+    return _task_of(ctx, tasks.cancel(ctx, task_id))
+
+
+# --- statistics, the SMS log ---------------------------------------------------------
+
+def _whole(name: str) -> int | None:
+    raw = _query(name).strip()
+    if not raw:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
+        raise ValidationError({name: "Must be a whole number (an id)."})
+    return int(raw)
+
+
+def _stats_filter() -> stats.StatsFilter:
+    return stats.StatsFilter(
+        region=_query("region")[:16] or "mainland", period=_query("period")[:16] or "today",
+        start=_query("start")[:10], end=_query("end")[:10],
+        sdk_app_id=_query("sdk_app_id")[:10], signature_id=_whole("signature_id"),
+        template_id=_whole("template_id"), iso_code=_query("iso_code")[:2])
+
+
+def _figures(f: stats.Figures) -> Json:
+    return {"requests": f.requests, "success": f.success, "billed": f.billed,
+            "success_rate": f.success_rate}
+
+
+def _shares(found: list[stats.Share]) -> list[Json]:
+    return [{"code": s.code, "reason": s.reason, "count": s.count, "share": s.share}
+            for s in found]
+
+
+@route("DescribeStatistics")
+def _stats_overview(ctx: Ctx) -> Json:
+    found = stats.overview(ctx, _stats_filter())
+    return {"start": found.window.first.isoformat(), "end": found.window.last.isoformat(),
+            "hourly": found.window.hourly, "total": _figures(found.total),
+            "trend": [{"at": at.isoformat(), **_figures(f)} for at, f in found.trend]}
+
+
+@route("DescribeStatistics:failures")
+def _stats_failures(ctx: Ctx) -> Json:
+    return {"items": _shares(stats.failures(ctx, _stats_filter()))}
+
+
+@route("DescribeStatistics:receipts")
+def _stats_receipts(ctx: Ctx) -> Json:
+    found = stats.receipts(ctx, _stats_filter())
+    return {"with_receipt": found.with_receipt, "without_receipt": found.without_receipt,
+            "delivered": found.delivered, "failed": found.failed,
+            "receipt_rate": found.receipt_rate, "delivery_rate": found.delivery_rate,
+            "reasons": _shares(found.reasons)}
+
+
+@route("DescribeStatistics:countries")
+def _stats_countries(ctx: Ctx) -> Json:
+    found = stats.countries(ctx, _stats_filter())
+    return {"items": [{"iso_code": r.iso_code, "calling_code": r.calling_code,
+                       **_figures(r.figures), "share": r.share, "unit_price": r.unit_price}
+                      for r in found]}
+
+
+@route("DescribeStatistics:verification")
+def _stats_verification(ctx: Ctx) -> Json:
+    return {"items": [{"sdk_app_id": h.sdk_app_id, "app_name": h.app_name,
+                       "hour": h.hour.isoformat(), "requests": h.requests,
+                       "success": h.success, "success_rate": h.success_rate,
+                       "yesterday": h.yesterday, "growth": h.growth}
+                      for h in stats.verification(ctx, _stats_filter())]}
+
+
+@route("DescribeSendSmsRecord")
+def _sms_log(ctx: Ctx) -> Json:
+    page, size = _page_args()
+    found, total = sending.log(ctx, sending.LogFilter(
+        sdk_app_id=_query("sdk_app_id")[:10], phone_number=_query("phone_number")[:32],
+        status=_query("status")[:20], period=_query("period")[:20] or "7d", page=page,
+        page_size=size))
+    return _listing(found, total, lambda pair: {
+        "id": pair[0].id, "serial_no": pair[0].serial_no, "sdk_app_id": pair[1],
+        "phone_number": pair[0].phone_number, "region": pair[0].region,
+        "sms_type": pair[0].sms_type, "status": pair[0].status, "content": pair[0].content,
+        "billed_items": pair[0].fee, "error_code": pair[0].error_code,
+        "carrier_code": pair[0].carrier_code, "task_id": pair[0].task_id,
+        "created_at": _when(pair[0].created_at), "submitted_at": _when(pair[0].submitted_at),
+        "receipt_at": _when(pair[0].receipt_at)})
+
+
+# --- alarms ---------------------------------------------------------------------------
+
+def _alarm(a: Alarm) -> Json:
+    figures = a.figures or {}
+    return {"id": a.id, "event": a.event, "label": alarms.EVENTS[a.event].label
+            if a.event in alarms.EVENTS else a.event, "sdk_app_id": figures.get("sdk_app_id"),
+            "subject": a.subject, "body": a.body, "created_at": _when(a.created_at),
+            "acknowledged_by": a.acknowledged_by, "acknowledged_at": _when(a.acknowledged_at)}
+
+
+@route("DescribeAlarms")
+def _alarms(ctx: Ctx) -> Json:
+    page, size = _page_args()
+    filters = alarms.parse_filters(_query("sdk_app_id")[:20], _query("event")[:40],
+                                   _query("since")[:20], _query("until")[:20])
+    found, total = alarms.history(ctx, filters, page, size)
+    return _listing(found, total, _alarm)
+
+
+@route("ModifyAlarms")
+def _acknowledge(ctx: Ctx, _b: Body, alarm_id: int) -> Json:
+    return _alarm(alarms.acknowledge(ctx, alarm_id))

@@ -46,6 +46,9 @@ IMAGE = _nullable("object", properties={"filename": STR, "data_base64": STR},
                   required=["data_base64"],
                   description="A JPG or PNG, base64-encoded; at most 5 MB decoded.")
 RULE = _obj({"enabled": BOOL, "limit": INT}, ("limit",))
+NUM: Schema = {"type": "number"}
+FIGURES = _obj({"requests": INT, "success": INT, "billed": INT,
+                "success_rate": _nullable("number")})
 
 SCHEMAS: dict[str, Schema] = {
     "ManageError": _obj({"error": _obj({"code": STR, "message": STR, "fields": _obj({})},
@@ -87,6 +90,51 @@ SCHEMAS: dict[str, Schema] = {
     "GroupNumber": _obj({"id": INT, "phone_number": STR, "muted": BOOL,
                          "unsubscribed": BOOL, "created_at": WHEN}),
     "GroupAdded": _obj({"group": _ref("Group"), "added": INT, "merged": INT}),
+    "Task": _obj({"id": INT, "sdk_app_id": STR, "name": STR, "region": STR, "status": STR,
+                  "template_id": INT, "signature_id": _nullable("integer"),
+                  "file_name": STR, "send_at": WHEN, "rate_limit": _nullable("integer"),
+                  "total_rows": INT, "valid_rows": INT, "error_rows": INT,
+                  "billed_items": INT, "failure_reason": _nullable("string"),
+                  "created_at": WHEN, "confirmed_at": WHEN, "started_at": WHEN,
+                  "finished_at": WHEN}),
+    "TaskProgress": _obj({"task": _ref("Task"), "progress": _obj({
+        "total": INT, "submitted": INT, "delivered": INT, "failed": INT, "rejected": INT,
+        "remaining": INT, "unsent": INT, "rate": NUM, "seconds_left": _nullable("number"),
+        "percent": INT})}),
+    "TaskValidation": _obj({"rows": INT, "valid": INT, "errors": INT, "billed_items": INT,
+                            "seconds": NUM, "first_errors": {"type": "array", "items": _obj(
+                                {"row": INT, "column": STR, "reason": STR})}}),
+    "TaskCreated": _obj({"task": _ref("Task"), "validation": _ref("TaskValidation")}),
+    "TaskRecord": _obj({"row_no": _nullable("integer"), "phone_number": STR, "status": STR,
+                        "content": STR, "billed_items": INT,
+                        "error_code": _nullable("string"), "carrier_code": _nullable("string"),
+                        "submitted_at": WHEN, "receipt_at": WHEN}),
+    "Receipts": _obj({"with_receipt": INT, "without_receipt": INT, "delivered": INT,
+                      "failed": INT, "receipt_rate": _nullable("number"),
+                      "delivery_rate": _nullable("number"),
+                      "reasons": {"type": "array", "items": _ref("Share")}}),
+    "Share": _obj({"code": STR, "reason": STR, "count": INT, "share": NUM}),
+    "Figures": FIGURES,
+    "StatsOverview": _obj({"start": STR, "end": STR, "hourly": BOOL, "total": FIGURES,
+                           "trend": {"type": "array", "items": _obj(
+                               {"at": STR, **FIGURES["properties"]})}}),
+    "Shares": _obj({"items": {"type": "array", "items": _ref("Share")}}),
+    "Countries": _obj({"items": {"type": "array", "items": _obj(
+        {"iso_code": STR, "calling_code": STR, **FIGURES["properties"], "share": NUM,
+         "unit_price": _nullable("integer")})}}),
+    "VerificationHours": _obj({"items": {"type": "array", "items": _obj(
+        {"sdk_app_id": STR, "app_name": STR, "hour": STR, "requests": INT, "success": INT,
+         "success_rate": _nullable("number"), "yesterday": INT,
+         "growth": _nullable("number")})}}),
+    "LogMessage": _obj({"id": INT, "serial_no": STR, "sdk_app_id": STR, "phone_number": STR,
+                        "region": STR, "sms_type": STR, "status": STR, "content": STR,
+                        "billed_items": INT, "error_code": _nullable("string"),
+                        "carrier_code": _nullable("string"),
+                        "task_id": _nullable("integer"), "created_at": WHEN,
+                        "submitted_at": WHEN, "receipt_at": WHEN}),
+    "Alarm": _obj({"id": INT, "event": STR, "label": STR, "sdk_app_id": _nullable("string"),
+                   "subject": STR, "body": STR, "created_at": WHEN,
+                   "acknowledged_by": _nullable("string"), "acknowledged_at": WHEN}),
     "Deleted": _obj({"deleted": INT, "removed": STR,
                      "signatures_made_unusable": {"type": "array", "items": INT}}),
 }
@@ -101,6 +149,15 @@ SIGNATURE_IN = _obj({"region": {"type": "string", "enum": ["mainland", "internat
 TEMPLATE_IN = _obj({"region": {"type": "string", "enum": ["mainland", "international"]},
                     "name": STR, "sms_type": STR, "content": STR, "notes": STR,
                     "allow_url_params": BOOL})
+TASK_IN = _obj({"sdk_app_id": STR, "template_id": ID, "name": STR, "sign_name": STR,
+                "send_at": {"type": "string", "format": "date-time"},
+                "rate_limit": _nullable("integer"),
+                "file": {"type": "object", "properties": {"filename": STR, "data_base64": STR},
+                         "required": ["filename", "data_base64"],
+                         "description": "A CSV or XLSX file of recipients, base64-encoded."}},
+               ("sdk_app_id", "template_id", "file"))
+STATS_QUERY = ("region", "period", "start", "end", "sdk_app_id", "signature_id", "template_id",
+               "iso_code")
 CONTACT_IN = _obj({"name": STR, "mobile": STR, "email": STR, "slack_user_id": STR,
                    "events": STRS}, ("name",))
 
@@ -271,6 +328,59 @@ _OPS = [
     Operation("DeleteCustomerNumbers", "POST", "/groups/{group_id}/numbers/remove",
               "Remove numbers from a group by id", "DeleteCustomerNumbers", "Count",
               _obj({"ids": {"type": "array", "items": ID}}, ("ids",)), tag="Audience"),
+    # bulk send tasks (SPEC.md §3)
+    Operation("DescribeSendTasks", "GET", "/tasks", "Bulk send tasks, newest first",
+              "DescribeSendTasks", "Task", query=("region",), paged=True, tag="Tasks"),
+    Operation("DescribeSendTasks:one", "GET", "/tasks/{task_id}",
+              "A task, with its progress", "DescribeSendTasks", "TaskProgress", tag="Tasks"),
+    Operation("DescribeSendTasks:records", "GET", "/tasks/{task_id}/records",
+              "A task's per-recipient records (status: pending lists rows not sent yet)",
+              "DescribeSendTasks", "TaskRecord", query=("status", "phone_number"),
+              paged=True, tag="Tasks"),
+    Operation("DescribeSendTasks:receipts", "GET", "/tasks/{task_id}/receipts",
+              "A task's receipt analysis", "DescribeSendTasks", "Receipts", tag="Tasks"),
+    Operation("CreateSendTask:validate", "POST", "/tasks/validate",
+              "Check a recipient file without creating anything", "CreateSendTask",
+              "TaskValidation", TASK_IN, tag="Tasks"),
+    Operation("CreateSendTask", "POST", "/tasks",
+              "Create a task from a recipient file; it awaits confirmation",
+              "CreateSendTask", "TaskCreated", TASK_IN, status=201, tag="Tasks"),
+    Operation("CreateSendTask:confirm", "POST", "/tasks/{task_id}/confirm",
+              "Confirm a task: it starts sending (or waits for send_at)", "CreateSendTask",
+              "Task", _obj({"acknowledged": BOOL}, ("acknowledged",)), tag="Tasks"),
+    Operation("ModifyTaskStatusStop", "POST", "/tasks/{task_id}/stop", "Stop a sending task",
+              "ModifyTaskStatusStop", "Task", tag="Tasks"),
+    Operation("CancelSendSMSTask", "POST", "/tasks/{task_id}/cancel",
+              "Cancel an unconfirmed or scheduled task", "CancelSendSMSTask", "Task",
+              tag="Tasks"),
+    # statistics (SPEC.md §7)
+    Operation("DescribeStatistics", "GET", "/statistics/overview",
+              "Requests, successes and billed items, with their trend", "DescribeStatistics",
+              "StatsOverview", query=STATS_QUERY, tag="Statistics"),
+    Operation("DescribeStatistics:failures", "GET", "/statistics/failures",
+              "Failures by error code", "DescribeStatistics", "Shares", query=STATS_QUERY,
+              tag="Statistics"),
+    Operation("DescribeStatistics:receipts", "GET", "/statistics/receipts",
+              "Receipt analysis", "DescribeStatistics", "Receipts", query=STATS_QUERY,
+              tag="Statistics"),
+    Operation("DescribeStatistics:countries", "GET", "/statistics/countries",
+              "International traffic by destination", "DescribeStatistics", "Countries",
+              query=STATS_QUERY, tag="Statistics"),
+    Operation("DescribeStatistics:verification", "GET", "/statistics/verification",
+              "Verification-code traffic by application and hour", "DescribeStatistics",
+              "VerificationHours", query=STATS_QUERY, tag="Statistics"),
+    Operation("DescribeSendSmsRecord", "GET", "/messages",
+              "The SMS log, newest first (total is counted up to 10,001)",
+              "DescribeSendSmsRecord", "LogMessage",
+              query=("sdk_app_id", "phone_number", "status", "period"), paged=True,
+              tag="Statistics"),
+    # alarms (SPEC.md §8)
+    Operation("DescribeAlarms", "GET", "/alarms", "Alarms, newest first (since/until: "
+              "YYYY-MM-DD, UTC)", "DescribeAlarms", "Alarm",
+              query=("sdk_app_id", "event", "since", "until"), paged=True, tag="Alarms"),
+    Operation("ModifyAlarms", "POST", "/alarms/{alarm_id}/acknowledge",
+              "Acknowledge an alarm (the first person is kept)", "ModifyAlarms", "Alarm",
+              tag="Alarms"),
 ]
 OPERATIONS: dict[str, Operation] = {op.key: op for op in _OPS}
 

@@ -701,6 +701,7 @@ class LogFilter:
     status: str = ""
     period: str = "7d"
     page: int = 1
+    page_size: int = LOG_PAGE  # the API's callers choose theirs (1-100)
 
 
 def number_prefix(typed: str) -> str:
@@ -758,8 +759,8 @@ def log(ctx: Ctx, f: LogFilter) -> tuple[list[tuple[Message, str]], int]:
     # cost more than the page itself (the page says "more than …").
     total = ctx.db.scalar(select(func.count()).select_from(
         q.with_only_columns(Message.id).limit(LOG_COUNT_CAP + 1).subquery())) or 0
-    rows = ctx.db.scalars(q.order_by(Message.id.desc()).limit(LOG_PAGE)
-                          .offset((max(f.page, 1) - 1) * LOG_PAGE)).all()
+    rows = ctx.db.scalars(q.order_by(Message.id.desc()).limit(f.page_size)
+                          .offset((max(f.page, 1) - 1) * f.page_size)).all()
     return [(m, visible[m.app_id]) for m in rows], total
 
 

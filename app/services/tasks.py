@@ -759,12 +759,12 @@ def _record(obj: Any) -> Record:
 
 
 def records(ctx: Ctx, task_id: int, *, status: str = "", number: str = "",
-            page: int = 1) -> tuple[SendTask, list[Record], int]:
+            page: int = 1, limit: int = PAGE) -> tuple[SendTask, list[Record], int]:
     """A task's per-recipient records, paged; `pending` lists rows not sent yet."""
     task, _app = get_task(ctx, task_id)
     q = _record_query(ctx, task, status, number)
     total = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
-    rows = ctx.db.scalars(q.limit(PAGE).offset((max(page, 1) - 1) * PAGE)).all()
+    rows = ctx.db.scalars(q.limit(limit).offset((max(page, 1) - 1) * limit)).all()
     return task, [_record(r) for r in rows], total
 
 

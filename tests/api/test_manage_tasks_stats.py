@@ -1,0 +1,214 @@
+"""Bulk tasks, statistics, the SMS log and alarms through the management API: the
+answers, the filters and paging, every bad input a clear 4xx, and the scoping the
+services apply (what the permission matrix cannot express: lists that narrow
+instead of refusing, and acknowledging, which needs reading first)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.models import Alarm, SendTask
+from app.services import apps
+from tests.api.mgmt import Mgmt, as_user
+from tests.helpers import doc, make_user
+from tests.sending.conftest import Shop
+
+
+def _file(data: bytes, name: str = "list.csv") -> dict[str, str]:
+    return {"filename": name, "data_base64": base64.b64encode(data).decode()}
+
+
+def _full(api: Flask, session: Session, email: str = "ops@example.com") -> Mgmt:
+    return as_user(api.test_client(), session,
+                   make_user(session, email, presets=["SMSFullAccess"]))
+
+
+def _draft(shop: Shop, data: bytes, **kw: Any) -> dict[str, Any]:
+    return {"sdk_app_id": shop.app.sdk_app_id, "template_id": shop.templates["international"],
+            "file": _file(data), **kw}
+
+
+def test_task_cycle_with_bad_inputs(api: Flask, session: Session, shop: Shop) -> None:
+    m = _full(api, session)
+    tasks_before = session.scalar(select(func.count()).select_from(SendTask))
+    checked = m.post("/tasks/validate", _draft(shop, b"+14155550110,1234\n12,1\n"))
+    assert checked.status_code == 200, checked.get_json()
+    body = checked.get_json()
+    assert (body["rows"], body["valid"], body["errors"]) == (2, 1, 1)
+    assert body["first_errors"][0]["row"] == 2
+    assert session.scalar(select(func.count()).select_from(SendTask)) == tasks_before
+
+    for bad, field in (
+        ({**_draft(shop, b""), "file": {"filename": "a.csv", "data_base64": "%%"}}, "file"),
+        ({k: v for k, v in _draft(shop, b"x").items() if k != "file"}, "file"),
+        ({**_draft(shop, b"+14155550110,1\n"), "file": _file(b"+14155550110,1\n", "")},
+         "file"),
+        (_draft(shop, b"+14155550110,1234\n", send_at="tomorrow"), "send_at"),
+        (_draft(shop, b"+14155550110,1234\n", template_id="7"), "template_id"),
+        (_draft(shop, b"+14155550110,1234\n", rate_limit=0), "rate_limit"),
+        ({**_draft(shop, b"+14155550110,1234\n"),
+          "template_id": shop.templates["pending"]}, "template_id"),
+    ):
+        refused = m.post("/tasks", bad)
+        assert refused.status_code == 400, (bad, refused.get_json())
+        assert field in refused.get_json()["error"]["fields"], refused.get_json()
+    unreadable = m.post("/tasks", _draft(shop, b"\x00\x01garbage"))
+    assert unreadable.status_code == 400, unreadable.get_json()
+    assert session.scalar(select(func.count()).select_from(SendTask)) == tasks_before
+
+    created = m.post("/tasks", _draft(shop, b"+14155550110,1234\n+14155550111,99\n",
+                                      name="<b>Spring</b>"))
+    assert created.status_code == 201, created.get_json()
+    task = created.get_json()["task"]
+    assert (task["name"], task["status"], task["valid_rows"]) == (
+        "<b>Spring</b>", "awaiting_confirmation", 1)
+    assert created.get_json()["validation"]["errors"] == 1
+
+    pending = m.get(f"/tasks/{task['id']}/records?status=pending").get_json()
+    assert [r["phone_number"] for r in pending["items"]] == ["+14155550110"]
+    assert m.get(f"/tasks/{task['id']}/records?status=nope").status_code == 400
+    by_number = m.get(f"/tasks/{task['id']}/records?status=pending&phone_number=%2B1999")
+    assert by_number.get_json()["total"] == 0
+    assert m.post(f"/tasks/{task['id']}/stop").status_code == 409  # not sending yet
+    assert m.post(f"/tasks/{task['id']}/confirm", {}).status_code == 400
+    cancelled = m.post(f"/tasks/{task['id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.get_json()["status"] == "cancelled"
+    again = m.post(f"/tasks/{task['id']}/confirm", {"acknowledged": True})
+    assert again.status_code == 409, again.get_json()
+    shown = m.get(f"/tasks/{task['id']}").get_json()
+    assert shown["task"]["status"] == "cancelled" and shown["progress"]["unsent"] == 1
+    assert m.get("/tasks/2147483647").status_code == 404
+    assert m.get("/tasks/99999999999").status_code == 404
+
+
+def test_task_list_pages_and_region_filter(api: Flask, session: Session, shop: Shop) -> None:
+    m = _full(api, session)
+    ids = [m.post("/tasks", _draft(shop, b"+14155550110,1234\n")).get_json()["task"]["id"]
+           for _ in range(3)]
+    first = m.get("/tasks?page_size=2").get_json()
+    assert (first["total"], [t["id"] for t in first["items"]]) == (3, ids[:0:-1])
+    second = m.get("/tasks?page_size=2&page=2").get_json()
+    assert [t["id"] for t in second["items"]] == [ids[0]]
+    assert m.get("/tasks?region=mainland").get_json()["total"] == 0
+    assert m.get("/tasks?region=international").get_json()["total"] == 3
+    assert m.get("/tasks?region=moon").status_code == 400
+    assert m.get("/tasks?page_size=101").status_code == 400
+
+
+def test_task_scoped_to_its_application(api: Flask, session: Session, shop: Shop) -> None:
+    other, _key = apps.create_app(shop.ctx, name="Other")
+    session.commit()
+    task_id = _full(api, session).post(
+        "/tasks", _draft(shop, b"+14155550110,1234\n")).get_json()["task"]["id"]
+    scoped = as_user(api.test_client(), session, make_user(session, "scoped@example.com",
+                     policies=[doc(("allow", ["sms:*"], [f"sms:app/{other.sdk_app_id}"]))]))
+    assert scoped.get(f"/tasks/{task_id}").status_code == 404
+    assert scoped.get(f"/tasks/{task_id}/receipts").status_code == 404
+    assert scoped.get("/tasks").get_json()["total"] == 0
+    refused = scoped.post("/tasks", _draft(shop, b"+14155550110,1234\n"))
+    assert refused.status_code in (403, 404), refused.get_json()
+
+
+def test_statistics_filters(api: Flask, session: Session, shop: Shop) -> None:
+    shop.send(["+14155550110", "+14155550111"])
+    session.commit()
+    m = _full(api, session)
+    where = f"region=international&sdk_app_id={shop.app.sdk_app_id}"
+    today = m.get(f"/statistics/overview?{where}").get_json()
+    assert today["total"]["requests"] == 2 and today["hourly"] is True
+    assert len(today["trend"]) in (23, 24, 25)
+    week = m.get(f"/statistics/overview?{where}&period=7d").get_json()
+    assert week["total"]["requests"] == 2 and len(week["trend"]) == 7
+    other_template = m.get(f"/statistics/overview?{where}&template_id="
+                           f"{shop.templates['marketing']}").get_json()
+    assert other_template["total"]["requests"] == 0
+    assert m.get(f"/statistics/overview?{where}&iso_code=CA").get_json()["total"][
+        "requests"] == 0
+    assert m.get("/statistics/overview?region=mainland").get_json()["total"]["requests"] == 0
+    countries = m.get(f"/statistics/countries?{where}").get_json()
+    assert [(c["iso_code"], c["calling_code"]) for c in countries["items"]] == [("US", "+1")]
+    backwards = "period=custom&start=2026-02-01&end=2026-01-01"
+    for bad, field in (("period=fortnight", "period"), (backwards, "period"),
+                       ("signature_id=abc", "signature_id"), ("region=moon", "region"),
+                       ("iso_code=1", "iso_code")):
+        refused = m.get(f"/statistics/failures?{bad}")
+        assert refused.status_code == 400, (bad, refused.get_json())
+        assert field in refused.get_json()["error"]["fields"], refused.get_json()
+    assert m.get("/statistics/countries?region=mainland").status_code == 400
+    assert m.get("/statistics/receipts?sdk_app_id=1999999999").status_code == 404
+    custom = m.get(f"/statistics/verification?{where}&period=custom&start=2026-01-01"
+                   "&end=2026-01-02")
+    assert custom.status_code == 200 and custom.get_json() == {"items": []}
+
+
+def test_sms_log_pages_filters_and_scope(api: Flask, session: Session, shop: Shop) -> None:
+    shop.send(["+14155550110", "+14155550111", "+14155550112"])
+    other, _key = apps.create_app(shop.ctx, name="Other")
+    session.commit()
+    m = _full(api, session)
+    page = m.get("/messages?page_size=2").get_json()
+    assert (page["total"], len(page["items"]), page["page_size"]) == (3, 2, 2)
+    assert page["items"][0]["sdk_app_id"] == shop.app.sdk_app_id
+    assert m.get("/messages?phone_number=%2B14155550111").get_json()["total"] == 1
+    assert m.get("/messages?phone_number=1415555011").get_json()["total"] == 3  # a prefix
+    assert m.get("/messages?status=nope").status_code == 400
+    assert m.get("/messages?period=yesterday").get_json()["total"] == 0
+    assert m.get("/messages?period=custom").status_code == 400
+    scoped = as_user(api.test_client(), session, make_user(session, "scoped@example.com",
+                     policies=[doc(("allow", ["sms:*"], [f"sms:app/{other.sdk_app_id}"]))]))
+    assert scoped.get("/messages").get_json()["total"] == 0
+    assert scoped.get(f"/messages?sdk_app_id={shop.app.sdk_app_id}").get_json()["total"] == 0
+
+
+def _alarm(session: Session, shop: Shop, app: Any, event: str = "threshold") -> int:
+    alarm = Alarm(account_id=shop.app.account_id, app_id=app.id if app else None, event=event,
+                  period=f"p{event}{app.id if app else 0}", subject="Threshold <reached>",
+                  body="It was.", figures={"sdk_app_id": app.sdk_app_id if app else None})
+    session.add(alarm)
+    session.commit()
+    return alarm.id
+
+
+def test_alarms_list_and_acknowledge(api: Flask, session: Session, shop: Shop) -> None:
+    other, _key = apps.create_app(shop.ctx, name="Other")
+    mine = _alarm(session, shop, shop.app)
+    theirs = _alarm(session, shop, other)
+    account = _alarm(session, shop, None, "quota")
+    m = _full(api, session)
+    listed = [a for a in m.get("/alarms?page_size=100").get_json()["items"]
+              if a["id"] in (mine, theirs, account)]  # the shop's reviews raised some too
+    assert [a["id"] for a in listed] == [account, theirs, mine]
+    assert listed[2]["subject"] == "Threshold <reached>"
+    assert [a["id"] for a in m.get(f"/alarms?sdk_app_id={other.sdk_app_id}")
+            .get_json()["items"]] == [theirs]
+    assert m.get("/alarms?event=quota").get_json()["total"] == 1
+    assert m.get("/alarms?since=2000-01-01&until=2000-01-02").get_json()["total"] == 0
+    for bad in ("event=nope", "since=yesterday", "sdk_app_id=12"):
+        assert m.get(f"/alarms?{bad}").status_code == 400, bad
+
+    reader = as_user(api.test_client(), session, make_user(
+        session, "reader@example.com", policies=[doc(
+            ("allow", ["sms:DescribeAlarms"], [f"sms:app/{shop.app.sdk_app_id}"]))]))
+    assert [a["id"] for a in reader.get("/alarms").get_json()["items"]] == [mine]
+    assert reader.post(f"/alarms/{mine}/acknowledge").status_code == 403
+    assert reader.post(f"/alarms/{theirs}/acknowledge").status_code == 404
+    nobody = as_user(api.test_client(), session, make_user(
+        session, "nobody@example.com", policies=[doc(
+            ("allow", ["sms:DescribeAppList"], ["sms:app/*"]))]))
+    assert nobody.get("/alarms").status_code == 403
+
+    handler = as_user(api.test_client(), session, make_user(
+        session, "handler@example.com", policies=[doc(
+            ("allow", ["sms:DescribeAlarms", "sms:ModifyAlarms"],
+             [f"sms:app/{shop.app.sdk_app_id}"]))]))
+    done = handler.post(f"/alarms/{mine}/acknowledge")
+    assert done.status_code == 200, done.get_json()
+    assert done.get_json()["acknowledged_by"] == "handler@example.com"
+    assert handler.post(f"/alarms/{account}/acknowledge").status_code == 404
+    second = m.post(f"/alarms/{mine}/acknowledge").get_json()
+    assert second["acknowledged_by"] == "handler@example.com"  # the first person is kept
