@@ -26,7 +26,13 @@ from app.db import Base, Database
 # One encryption key for the whole session, so test-made apps and databases agree.
 os.environ.setdefault("SMSOPS_ENCRYPTION_KEY", Fernet.generate_key().decode())
 PG_ADMIN = os.environ.get("SMSOPS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+# The suite flushes this database. Under pytest-xdist each worker takes its own
+# (gw0 → 13, gw1 → 14, …) so parallel workers never flush each other's data.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
 REDIS_SERVER = os.environ.get("SMSOPS_TEST_REDIS", "redis://127.0.0.1:6379/13")
+if _WORKER:
+    _base, _, _db = REDIS_SERVER.rpartition("/")
+    REDIS_SERVER = f"{_base}/{(int(_db) + _WORKER) % 16}"
 
 
 def _pg_up() -> bool:
