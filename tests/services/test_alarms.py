@@ -312,3 +312,33 @@ def test_an_alarm_rolled_back_is_raised_again(shop: Shop, session: Session,
     session.commit()
     assert len(_alarms(session, "task_failed")) == 1
     assert len(_alarms(session, "task_stopped")) == 1
+
+
+def test_a_threshold_without_a_limit_fires_once_a_day(shop: Shop, session: Session) -> None:
+    """The alarm threshold is its own setting: no daily limit needed beside it."""
+    _contact(shop, session, ["threshold"])
+    sid = shop.app.sdk_app_id
+    c = _ctx(shop)
+    shop.ctx = c
+    app_config.set_thresholds(c, sid, "mainland", alarm_threshold=2, daily_limit=None)
+    app_config.set_thresholds(c, sid, "international", alarm_threshold=2, daily_limit=None)
+    app_config.set_country(c, sid, iso_code="GB", alarm_threshold=1, daily_limit=None)
+    app_config.set_country(c, sid, iso_code="US", alarm_threshold=None, daily_limit=None)
+    cn = ["13800000011", "13800000012", "13800000013"]
+    assert shop.codes(cn[:1], template="mainland") == ["Ok"]
+    assert _alarms(session, "threshold") == []  # 1 of 2: not yet
+    assert shop.codes(cn[1:], template="mainland") == ["Ok"] * 2
+    assert shop.codes(["13800000014"], template="mainland") == ["Ok"]  # once a day
+    [mainland] = _alarms(session, "threshold")
+    assert mainland.figures["region"] == "mainland" and mainland.figures["value"] == 3
+    assert _delivered(session, mainland) == EVERY_CHANNEL
+
+    assert shop.codes(["+14155550400", "+14155550401"]) == ["Ok"] * 2
+    assert shop.codes(["+442079460901"]) == ["Ok"]
+    [_mainland, intl] = _alarms(session, "threshold")
+    assert intl.figures["region"] == "international" and intl.figures["value"] == 2
+    [gb] = _alarms(session, "country_threshold")
+    assert gb.figures["country"] == "GB" and gb.figures["value"] == 1
+    assert shop.codes(["+442079460902", "+14155550402"]) == ["Ok"] * 2
+    assert len(_alarms(session, "threshold")) == 2
+    assert len(_alarms(session, "country_threshold")) == 1
