@@ -90,6 +90,9 @@ def alarm_blocks(data: dict[str, Any]) -> list[dict[str, Any]]:
     if figures.get("sdk_app_id"):
         facts.append(f"*Application:* {escape(figures.get('app_name') or '')} "
                      f"({figures['sdk_app_id']})")
+    elif figures.get("from_sdk_app_id"):  # an account-wide alarm: where it was hit
+        facts.append(f"*Hit in:* {escape(figures.get('from_app_name') or '')} "
+                     f"({figures['from_sdk_app_id']})")
     if figures.get("value") is not None:
         against = (f" of {figures['threshold']:,}" if isinstance(figures.get("threshold"), int)
                    else "")

@@ -50,6 +50,10 @@ class AlarmApp(Protocol):
 class Event:
     subscription: str  # the contact's box (app.models.apps.ALARM_EVENTS) it reaches
     label: str
+    # About the whole account (the international quota is shared by every application):
+    # recorded without an application and told to the contacts of every application;
+    # the application whose send hit it is kept in the figures as from_sdk_app_id.
+    account_wide: bool = False
 
 
 EVENTS: dict[str, Event] = {
@@ -57,7 +61,7 @@ EVENTS: dict[str, Event] = {
     "limit": Event("threshold", "Daily limit reached (sending suspended)"),
     "country_threshold": Event("threshold", "Country/region alarm threshold reached"),
     "country_limit": Event("threshold", "Country/region limit reached (sending suspended)"),
-    "quota": Event("threshold", "Account international quota reached"),
+    "quota": Event("threshold", "Account international quota reached", account_wide=True),
     "frequency": Event("frequency", "Frequency-limit hits"),
     "review": Event("review", "Review result"),
     "package_low": Event("package", "Package balance low"),
@@ -127,6 +131,10 @@ def raise_alarm(ctx: Ctx, conn: redis_lib.Redis | None, event: str, *, period: s
     if conn is not None and not once(conn, event, period, ttl_s, ctx.db):
         return None
     subject = " ".join(subject.split())[:200]  # one line: it becomes a mail header
+    if spec.account_wide and app is not None:
+        figures = {**(figures or {}), "from_sdk_app_id": app.sdk_app_id,
+                   "from_app_name": app.name}
+        app = None
     alarm = Alarm(account_id=ctx.actor.account_id, app_id=app.id if app else None,
                   event=event, period=period[:120], subject=subject, body=body,
                   figures={**(figures or {}), "sdk_app_id": app.sdk_app_id if app else None,

@@ -117,7 +117,16 @@ def contact_recipients(ctx: Ctx, event: str, app_id: int | None = None, *,
             found.append(("slack", c.slack_user_id))
     if event in ALARM_EVENTS and ctx.settings.alarm_channel:
         found.append(("slack", ctx.settings.alarm_channel))
-    return found
+    # A person on several applications is told once per channel; an email address
+    # differing only in case is the same mailbox.
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for channel, recipient in found:
+        key = (channel, recipient.casefold() if channel == "email" else recipient)
+        if key not in seen:
+            seen.add(key)
+            unique.append((channel, recipient))
+    return unique
 
 
 def _sms_hold(db: Session, n: Notification) -> str | None:

@@ -342,3 +342,40 @@ def test_a_threshold_without_a_limit_fires_once_a_day(shop: Shop, session: Sessi
     assert shop.codes(["+442079460902", "+14155550402"]) == ["Ok"] * 2
     assert len(_alarms(session, "threshold")) == 2
     assert len(_alarms(session, "country_threshold")) == 1
+
+
+def test_quota_alarm_reaches_every_applications_contacts_once(shop: Shop,
+                                                               session: Session) -> None:
+    """The international quota is the account's: every application's contacts hear it
+    when any application hits it, once a day, and a person on several applications
+    (same email, mobile or Slack user) is told once per channel."""
+    from app.services import apps
+
+    _contact(shop, session, ["threshold"])
+    c = _ctx(shop)
+    shop.ctx = c
+    second, _key = apps.create_app(c, name="Second")
+    third, _key = apps.create_app(c, name="Third")
+    same = app_config.add_contact(c, second.sdk_app_id, name="Ops again", mobile=MOBILE,
+                                  email="OPS@example.com", slack_user_id="U0ONCALL1",
+                                  events=["threshold"])
+    other = app_config.add_contact(c, second.sdk_app_id, name="Bea", mobile="+8613900000002",
+                                   email="bea@example.com", events=["threshold"])
+    app_config.add_contact(c, third.sdk_app_id, name="Not subscribed", email="no@example.com",
+                           events=["frequency"])
+    same.mobile_confirmed_at = other.mobile_confirmed_at = utcnow()
+    session.flush()
+    accounts.update_settings(c, account_type="enterprise", timezone="Asia/Shanghai",
+                             intl_daily_quota=1, reply_callback_url="",
+                             reply_callback_enabled=False)
+    assert shop.codes(["+442079460958", "+442079460959"]) == [
+        "Ok", "LimitExceeded.AccountInternationalDailyQuota"]
+    assert shop.codes(["+442079460960"]) == ["LimitExceeded.AccountInternationalDailyQuota"]
+    [quota] = _alarms(session, "quota")
+    rows = session.execute(select(Notification.channel, Notification.recipient).join(
+        AlarmDelivery, AlarmDelivery.notification_id == Notification.id).where(
+        AlarmDelivery.alarm_id == quota.id)).all()
+    assert sorted(rows) == sorted([*EVERY_CHANNEL, ("email", "bea@example.com"),
+                                   ("sms", "+8613900000002")])
+    assert quota.app_id is None  # the account's, not one application's
+    assert quota.figures["from_sdk_app_id"] == shop.app.sdk_app_id
