@@ -35,7 +35,7 @@ def refresh(alarm_id: int) -> None:
         alarm = session.get(Alarm, alarm_id)
         if alarm is None:
             return
-        data = alarms.slack_data(alarm)
+        data = alarms.slack_data(session, alarm)
         refs = alarms.slack_refs(session, alarm_id)
     blocks = alarm_blocks(data)
     text = f"{data['label']}: {data['subject']}"

@@ -75,6 +75,14 @@ EVENTS: dict[str, Event] = {
 }
 # Events whose Slack message offers "Raise limit" (a region's or a country's daily pair).
 RAISABLE = ("threshold", "limit", "country_threshold", "country_limit")
+# Events whose Slack message offers "Stop task" for the bulk tasks sending when they were
+# raised (of the application, or of the account for account-wide events), and of which
+# region: "" any, "figures" the alarm's own region. The task events themselves are about
+# a task that has already ended, so they offer nothing to stop.
+STOP_TASKS_OF = {"threshold": "figures", "limit": "figures", "country_threshold": "international",
+                 "country_limit": "international", "quota": "international",
+                 "frequency": "", "package_low": "mainland"}
+STOP_BUTTONS = 3  # at most this many tasks offered on one message
 # Told, not handled: plain Slack text without Acknowledge (the review request message
 # itself shows the decision).
 PLAIN = ("review", "test")
@@ -142,6 +150,9 @@ def raise_alarm(ctx: Ctx, conn: redis_lib.Redis | None, event: str, *, period: s
     ctx.db.add(alarm)
     ctx.db.flush()
     alarm.figures = {**alarm.figures, "url": f"{ctx.settings.base_url}/alarms?alarm={alarm.id}"}
+    task_ids = _sending_tasks(ctx, alarm)
+    if task_ids:
+        alarm.figures = {**alarm.figures, "task_ids": task_ids}
     if recipients is None:
         found = notifications.contact_recipients(ctx, spec.subscription,
                                                  app.id if app else None,
@@ -151,6 +162,25 @@ def raise_alarm(ctx: Ctx, conn: redis_lib.Redis | None, event: str, *, period: s
     ctx.db.add_all([AlarmDelivery(alarm_id=alarm.id, notification_id=r.id) for r in rows])
     ctx.db.flush()
     return alarm
+
+
+def _sending_tasks(ctx: Ctx, alarm: Alarm) -> list[int]:
+    """The bulk tasks sending now that the alarm's *Stop task* may stop."""
+    from app.models import SendTask
+    from app.models.tasks import SENDING
+
+    if alarm.event not in STOP_TASKS_OF:
+        return []
+    region = STOP_TASKS_OF[alarm.event]
+    if region == "figures":
+        region = str((alarm.figures or {}).get("region") or "")
+    q = select(SendTask.id).where(SendTask.account_id == alarm.account_id,
+                                  SendTask.status == SENDING)
+    if alarm.app_id is not None:
+        q = q.where(SendTask.app_id == alarm.app_id)
+    if region:
+        q = q.where(SendTask.region == region)
+    return list(ctx.db.scalars(q.order_by(SendTask.id).limit(STOP_BUTTONS)))
 
 
 # --- events raised by other parts ---------------------------------------------
@@ -164,12 +194,29 @@ def raise_task_event(ctx: Ctx, conn: redis_lib.Redis | None, app: Application, t
     body = f"{app.name} ({app.sdk_app_id}): bulk task #{task_id} {status}."
     if reason:
         body += f"\nReason: {reason}"
+    _offered_elsewhere(ctx, app.id, task_id)
     return raise_alarm(ctx, conn, f"task_{status}", period=f"{app.id}:{task_id}",
                        ttl_s=7 * 86400, app=app,
                        subject=f"Bulk task #{task_id} {status} in {app.name}", body=body,
                        sms=alarm_texts.render("task", app=app.sdk_app_id, id=task_id,
                                               status=status),
                        figures={"task_id": task_id, "status": status})
+
+
+def _offered_elsewhere(ctx: Ctx, app_id: int, task_id: int) -> None:
+    """A task ended: the Slack messages of recent alarms that offer to stop it are
+    updated, so nobody is left a button for a task no longer sending."""
+    since = utcnow() - timedelta(days=2)
+    candidates = ctx.db.scalars(
+        select(Alarm).where(Alarm.account_id == ctx.actor.account_id,
+                            Alarm.event.in_(tuple(STOP_TASKS_OF)), Alarm.created_at >= since,
+                            (Alarm.app_id == app_id) | Alarm.app_id.is_(None))
+        .where(select(AlarmDelivery.id).where(AlarmDelivery.alarm_id == Alarm.id,
+                                              AlarmDelivery.ref.is_not(None)).exists()))
+    for alarm in candidates:
+        job = ("jobs.alarms.refresh", (alarm.id,))
+        if task_id in (alarm.figures or {}).get("task_ids", ()) and job not in ctx.deferred:
+            ctx.deferred.append(job)
 
 
 FREQ_COUNT = "smsops:alarm:freqcount:{}"  # period → numbers refused in that hour
@@ -313,9 +360,17 @@ def slack_refs(db: Session, alarm_id: int) -> list[str]:
         AlarmDelivery.alarm_id == alarm_id, AlarmDelivery.ref.is_not(None))) if r]
 
 
-def slack_data(alarm: Alarm) -> dict[str, Any]:
-    """What a Slack alarm message shows (the channel builds the blocks)."""
+def slack_data(db: Session, alarm: Alarm) -> dict[str, Any]:
+    """What a Slack alarm message shows (the channel builds the blocks): the tasks
+    offered to stop as they are now (a button while sending, else how it ended)."""
+    from app.models import SendTask
+    from app.models.tasks import SENDING
+
     figures = dict(alarm.figures or {})
+    task_ids = [int(i) for i in figures.get("task_ids") or ()]
+    statuses = dict(db.execute(select(SendTask.id, SendTask.status).where(
+        SendTask.id.in_(task_ids))).tuples().all()) if task_ids else {}
+    stopped_by = figures.get("stopped_by") or {}
     return {"alarm_id": alarm.id, "event": alarm.event, "label": EVENTS[alarm.event].label,
             "subject": alarm.subject, "body": alarm.body, "figures": figures,
             "when": alarm.created_at.strftime("%Y-%m-%d %H:%M UTC"),
@@ -324,7 +379,9 @@ def slack_data(alarm: Alarm) -> dict[str, Any]:
             if alarm.acknowledged_at else None,
             "url": figures.get("url", ""),
             "raise_limit": alarm.event in RAISABLE and bool(figures.get("sdk_app_id")),
-            "stop_task": figures.get("task_id") if alarm.event == "task_stopped" else None}
+            "stop_tasks": [i for i in task_ids if statuses.get(i) == SENDING],
+            "tasks_ended": [(i, statuses.get(i, "deleted"), stopped_by.get(str(i)))
+                            for i in task_ids if statuses.get(i) != SENDING]}
 
 
 def delivery_data(db: Session, notification_id: int) -> dict[str, Any] | None:
@@ -333,7 +390,7 @@ def delivery_data(db: Session, notification_id: int) -> dict[str, Any] | None:
                       .where(AlarmDelivery.notification_id == notification_id))
     if alarm is None or alarm.event in PLAIN:
         return None
-    return slack_data(alarm)
+    return slack_data(db, alarm)
 
 
 def delivered_at(db: Session, notification_id: int, ref: str) -> None:
@@ -474,6 +531,27 @@ def raise_limit(ctx: Ctx, alarm_id: int, *, alarm_threshold: Any, daily_limit: A
                                       alarm_threshold=alarm_threshold, daily_limit=daily_limit)
     return app_config.set_thresholds(ctx, target.sdk_app_id, target.region,
                                      alarm_threshold=alarm_threshold, daily_limit=daily_limit)
+
+
+def stop_task(ctx: Ctx, alarm_id: int, task_id: int) -> Any:
+    """*Stop task* on an alarm: only a task the alarm offers, stopped through the tasks
+    service and its policy check (ModifyTaskStatusStop), as from the web; who stopped
+    it is shown on the alarm's messages, updated in place by a job."""
+    from app.services import tasks
+
+    alarm = get(ctx, alarm_id)
+    figures = alarm.figures or {}
+    if task_id not in figures.get("task_ids", ()):
+        raise NotFound(f"Alarm #{alarm.id} offers no task #{task_id} to stop.")
+    task = tasks.stop(ctx, task_id)
+    user = ctx.db.get(User, ctx.actor.user_id) if ctx.actor.user_id else None
+    alarm.figures = {**figures, "stopped_by": {**(figures.get("stopped_by") or {}),
+                                               str(task_id): user.email if user else "?"}}
+    ctx.db.flush()
+    job = ("jobs.alarms.refresh", (alarm.id,))
+    if job not in ctx.deferred:
+        ctx.deferred.append(job)
+    return task
 
 
 def test_contact(ctx: Ctx, sdk_app_id: str, contact_id: int) -> Alarm:
