@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import redis as redis_lib
 from sqlalchemy import event as sa_event
@@ -409,7 +410,9 @@ class Filters:
 
 
 def parse_filters(sdk_app_id: str = "", event: str = "", since: str = "",
-                  until: str = "", alarm: str = "") -> Filters:
+                  until: str = "", alarm: str = "", zone: str = "UTC") -> Filters:
+    """The dates are whole days in `zone` (the web gives the account's, in which it
+    shows the times)."""
     errors: dict[str, str] = {}
     one = alarm.strip()
     if one and not (one.isdigit() and len(one) <= 12):
@@ -432,10 +435,9 @@ def parse_filters(sdk_app_id: str = "", event: str = "", since: str = "",
     if errors:
         raise ValidationError(errors)
     start, end = dates["since"], dates["until"]
-    from datetime import UTC
-
-    return Filters(sid, ev, start.replace(tzinfo=UTC) if start else None,
-                   (end.replace(tzinfo=UTC) + timedelta(days=1)) if end else None,
+    tz = ZoneInfo(zone)
+    return Filters(sid, ev, start.replace(tzinfo=tz) if start else None,
+                   (end + timedelta(days=1)).replace(tzinfo=tz) if end else None,
                    int(one) if one else None)
 
 

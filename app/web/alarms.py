@@ -7,8 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, request, url_for
+from flask_login import current_user
 
 from app.services import alarms, monitors
+from app.services.apps import list_apps
 from app.services.errors import ValidationError
 from app.web import commit, ctx, form_errors, hx_redirect, page, page_number
 
@@ -23,7 +25,7 @@ def history() -> tuple:
     errors: dict[str, str] = {}
     try:
         filters = alarms.parse_filters(args["app"], args["event"], args["since"], args["until"],
-                                       args["alarm"])
+                                       args["alarm"], zone=current_user.account.timezone)
     except ValidationError as exc:
         errors, filters = exc.errors, alarms.Filters()
     number = page_number()
@@ -32,6 +34,7 @@ def history() -> tuple:
                 page_no=number, pages=max(1, -(-total // alarms.PAGE_SIZE)),
                 deliveries=alarms.deliveries(c, [a.id for a in rows]), args=args,
                 errors=errors, events=alarms.EVENTS,
+                apps=[a for a in list_apps(c) if c.actor.can("DescribeAlarms", a.sdk_app_id)],
                 can_ack=c.actor.can("ModifyAlarms"))
 
 

@@ -111,3 +111,24 @@ def test_contact_test_button_reaches_every_channel(root: Client, session: Sessio
     session.commit()
     assert root.post(f"/apps/{sid}/contacts/{nobody.id}/test").status_code == 400
     assert root.post(f"/apps/{sid}/contacts/999999/test").status_code == 404
+
+
+def test_history_period_is_in_the_accounts_zone(root: Client, session: Session,
+                                                backend: Backend) -> None:
+    """Times are shown in the account's zone (Asia/Shanghai by default), so the dates of
+    the period filter are days there too, not UTC days."""
+    from datetime import UTC, datetime
+
+    sid = make_app(session)
+    session.commit()
+    early = _raise(session, backend, sid, 4, "failed")  # 07:30 on the 25th in Shanghai
+    early.created_at = datetime(2026, 11, 24, 23, 30, tzinfo=UTC)
+    late = _raise(session, backend, sid, 5, "failed")  # 23:30 on the 25th in Shanghai
+    late.created_at = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)
+    session.commit()
+    day = root.get("/alarms?since=2026-11-25&until=2026-11-25", htmx=True)
+    assert [r["id"] for r in soup(day).select("tbody tr[id^=alarm-]")] == [
+        f"alarm-{late.id}", f"alarm-{early.id}"]
+    assert "2026-11-25 07:30" in text_of(day, f"#alarm-{early.id}")
+    after = root.get("/alarms?since=2026-11-26", htmx=True)
+    assert soup(after).select("tbody tr[id^=alarm-]") == []
