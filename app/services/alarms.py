@@ -238,7 +238,7 @@ def frequency_hits(ctx: Ctx, conn: redis_lib.Redis, app: AlarmApp, period: str,
         subject=f"Frequency limit hit in {app.name}",
         body=(f"{app.name} ({app.sdk_app_id}) refused {total:,} number(s) on frequency "
               f"limits so far this hour, e.g. {example}: {reason}"),
-        sms=alarm_texts.render("frequency", app=app.sdk_app_id),
+        sms=alarm_texts.render("frequency", app=app.sdk_app_id, used=total),
         figures={"value": total, "unit": "number(s) refused", "counter": key})
 
 

@@ -83,6 +83,11 @@ def test_sending_events_reach_every_channel_once(shop: Shop, session: Session) -
         "LimitExceeded.PhoneNumberThirtySecondLimit"]
     [frequency] = _alarms(session, "frequency")  # at most one per application per hour
     assert frequency.figures["value"] == 3 and "refused 3 number(s)" in frequency.body
+    texted = session.scalar(select(Notification.body).join(
+        AlarmDelivery, AlarmDelivery.notification_id == Notification.id).where(
+        AlarmDelivery.alarm_id == frequency.id, Notification.channel == "sms"))
+    assert texted == (f"App {sid}: frequency limits refused 3 number(s) so far this hour. "
+                      "Details in the console.")
     assert _delivered(session, frequency) == EVERY_CHANNEL
     # When the hour is over, the hourly job writes the hour's total on the alarm.
     deferred: list = []
