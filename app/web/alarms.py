@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, flash, request, url_for
 from flask_login import current_user
 
-from app.services import alarms, monitors
+from app.services import alarms, monitors, notifications
 from app.services.apps import list_apps
 from app.services.errors import ValidationError
 from app.web import commit, ctx, form_errors, hx_redirect, page, page_number
@@ -35,7 +35,7 @@ def history() -> tuple:
                 deliveries=alarms.deliveries(c, [a.id for a in rows]), args=args,
                 errors=errors, events=alarms.EVENTS,
                 apps=[a for a in list_apps(c) if c.actor.can("DescribeAlarms", a.sdk_app_id)],
-                can_ack=c.actor.can("ModifyAlarms"))
+                can_ack=c.actor.can("ModifyAlarms"), retry_note=notifications.retry_note)
 
 
 @bp.post("/alarms/<int:alarm_id>/acknowledge")

@@ -132,3 +132,29 @@ def test_history_period_is_in_the_accounts_zone(root: Client, session: Session,
     assert "2026-11-25 07:30" in text_of(day, f"#alarm-{early.id}")
     after = root.get("/alarms?since=2026-11-26", htmx=True)
     assert soup(after).select("tbody tr[id^=alarm-]") == []
+
+
+def test_failed_deliveries_say_whether_they_are_still_retried(root: Client, session: Session,
+                                                              backend: Backend) -> None:
+    from app.models import Notification
+    from app.models.alarms import AlarmDelivery
+    from app.services import notifications
+
+    sid = make_app(session)
+    for name in ("ops", "lead"):
+        app_config.add_contact(root_ctx(session), sid, name=name, email=f"{name}@example.com",
+                               events=["task"])
+    session.commit()
+    a = _raise(session, backend, sid, 6, "failed")
+    rows = session.scalars(select(Notification).join(
+        AlarmDelivery, AlarmDelivery.notification_id == Notification.id).where(
+        AlarmDelivery.alarm_id == a.id).order_by(Notification.id)).all()
+    for n, attempts in zip(rows, (1, notifications.MAX_ATTEMPTS), strict=False):
+        n.status, n.error, n.attempts = "failed", "SMTP: connection refused", attempts
+    session.commit()
+    shown = text_of(root.get(f"/alarms?alarm={a.id}"), f"#alarm-{a.id} .deliveries")
+    assert "1 try so far, retried with back-off" in shown
+    assert f"gave up after {notifications.MAX_ATTEMPTS} tries" in shown
+    log = root.get("/notifications").get_data(as_text=True)
+    assert "1 try so far, retried with back-off" in log
+    assert f"gave up after {notifications.MAX_ATTEMPTS} tries" in log
