@@ -139,6 +139,11 @@ def raise_alarm(ctx: Ctx, conn: redis_lib.Redis | None, event: str, *, period: s
     spec = EVENTS[event]
     if conn is not None and not once(conn, event, period, ttl_s, ctx.db):
         return None
+    if conn is not None and ctx.db.scalar(select(Alarm.id).where(
+            Alarm.account_id == ctx.actor.account_id, Alarm.event == event,
+            Alarm.period == period[:120],
+            Alarm.created_at >= utcnow() - timedelta(seconds=max(int(ttl_s), 1))).limit(1)):
+        return None  # recorded already: Redis lost its key (restarted), not the period
     subject = " ".join(subject.split())[:200]  # one line: it becomes a mail header
     if spec.account_wide and app is not None:
         figures = {**(figures or {}), "from_sdk_app_id": app.sdk_app_id,

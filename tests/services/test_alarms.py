@@ -384,3 +384,19 @@ def test_quota_alarm_reaches_every_applications_contacts_once(shop: Shop,
                                    ("sms", "+8613900000002")])
     assert quota.app_id is None  # the account's, not one application's
     assert quota.figures["from_sdk_app_id"] == shop.app.sdk_app_id
+
+
+def test_once_per_period_survives_a_redis_restart(shop: Shop, session: Session,
+                                                  backend: Backend) -> None:
+    """Redis decides between racing workers; the recorded alarm is the memory, so a
+    Redis that lost its keys (restarted without persistence) raises no second alarm."""
+    _contact(shop, session, ["task"])
+    c = _ctx(shop)
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 21, "failed") is not None
+    session.commit()
+    for key in backend.redis.scan_iter("smsops:alarm:*"):
+        backend.redis.delete(key)
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 21, "failed") is None
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 22, "failed") is not None
+    session.commit()
+    assert len(_alarms(session, "task_failed")) == 2
