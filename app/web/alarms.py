@@ -5,6 +5,7 @@ hourly verification-code volume). Endpoints: alarms.history, alarms.security."""
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, flash, request, url_for
 from flask_login import current_user
@@ -52,6 +53,7 @@ def _security(sdk_app_id: str, errors: dict[str, str] | None = None,
     app, rule, rows = monitors.security(c, sdk_app_id)
     return page("alarms/security.html", "alarms/_rule.html", status=status, app=app, rule=rule,
                 rows=rows, errors=errors or {}, form=form or {},
+                zone=ZoneInfo(current_user.account.timezone),
                 can_edit=c.actor.can("ModifyAlarms", app.sdk_app_id))
 
 

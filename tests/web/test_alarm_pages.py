@@ -77,6 +77,13 @@ def test_security_page_saves_thresholds(root: Client, session: Session) -> None:
     page = root.get(f"/apps/{sid}/security")
     assert page.status_code == 200 and "Verification-code volume" in page.get_data(as_text=True)
     assert len(soup(page).select("#captcha-volume tbody tr")) == 24
+    # Hours in the account's zone (Asia/Shanghai by default), like every other time.
+    from zoneinfo import ZoneInfo
+
+    from app.services import monitors
+    first = soup(page).select_one("#captcha-volume tbody tr td")
+    assert first is not None and first.get_text(strip=True) == monitors.hour_floor(
+        utcnow()).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:00 CST")
     bad = root.post(f"/apps/{sid}/security", {"volume": "x", "success_pct": "200",
                                               "growth_pct": "5", "enabled": "on"}, htmx=True)
     assert bad.status_code == 422 and "At most 100" in text_of(bad, "#captcha-rule")
