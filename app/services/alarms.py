@@ -24,8 +24,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.models import Account, Application, Notification, User
+from app.models import Account, Application, Notification, SendTask, User
 from app.models.alarms import Alarm, AlarmDelivery
+from app.models.tasks import SENDING
 from app.services import notifications
 from app.services.accounts import actor_for
 from app.services.context import Ctx, Settings
@@ -172,9 +173,6 @@ def raise_alarm(ctx: Ctx, conn: redis_lib.Redis | None, event: str, *, period: s
 
 def _sending_tasks(ctx: Ctx, alarm: Alarm) -> list[int]:
     """The bulk tasks sending now that the alarm's *Stop task* may stop."""
-    from app.models import SendTask
-    from app.models.tasks import SENDING
-
     if alarm.event not in STOP_TASKS_OF:
         return []
     region = STOP_TASKS_OF[alarm.event]
@@ -369,9 +367,6 @@ def slack_refs(db: Session, alarm_id: int) -> list[str]:
 def slack_data(db: Session, alarm: Alarm) -> dict[str, Any]:
     """What a Slack alarm message shows (the channel builds the blocks): the tasks
     offered to stop as they are now (a button while sending, else how it ended)."""
-    from app.models import SendTask
-    from app.models.tasks import SENDING
-
     figures = dict(alarm.figures or {})
     task_ids = [int(i) for i in figures.get("task_ids") or ()]
     statuses = dict(db.execute(select(SendTask.id, SendTask.status).where(
@@ -540,7 +535,7 @@ def raise_limit(ctx: Ctx, alarm_id: int, *, alarm_threshold: Any, daily_limit: A
                                      alarm_threshold=alarm_threshold, daily_limit=daily_limit)
 
 
-def stop_task(ctx: Ctx, alarm_id: int, task_id: int) -> Any:
+def stop_task(ctx: Ctx, alarm_id: int, task_id: int) -> SendTask:
     """*Stop task* on an alarm: only a task the alarm offers, stopped through the tasks
     service and its policy check (ModifyTaskStatusStop), as from the web; who stopped
     it is shown on the alarm's messages, updated in place by a job."""

@@ -35,13 +35,19 @@ def _values(threshold: str, limit: str) -> dict:
             "daily_limit": {"daily_limit": {"value": limit}}}
 
 
-def test_alarm_buttons(slack: Slack, session: Session, shop: Shop) -> None:
+def _people(slack: Slack, session: Session, shop: Shop) -> Ctx:
+    """A full-access and a read-only user linked in Slack, the alarm channel set; the
+    shop acts with the app's settings (its context is returned)."""
     for slack_id, email, preset in ((AUTHOR, "author@example.com", "SMSFullAccess"),
                                     (READER, "reader@example.com", "SMSReadOnlyAccess")):
         make_user(session, email, presets=[preset]).slack_user_id = slack_id
     slack.app.config["SLACK_ALARM_CHANNEL"] = CHANNEL
-    c = Ctx(session, shop.ctx.actor, Settings.from_config(slack.app.config))
-    shop.ctx = c
+    shop.ctx = Ctx(session, shop.ctx.actor, Settings.from_config(slack.app.config))
+    return shop.ctx
+
+
+def test_alarm_buttons(slack: Slack, session: Session, shop: Shop) -> None:
+    c = _people(slack, session, shop)
     sid = shop.app.sdk_app_id
     app_config.set_thresholds(c, sid, "international", alarm_threshold=1, daily_limit=5)
     assert shop.codes(["+14155550200"]) == ["Ok"]
@@ -136,12 +142,7 @@ def test_stop_task_from_an_alarm(slack: Slack, session: Session, shop: Shop) -> 
     from app.models import SendTask
     from app.services import tasks
 
-    for slack_id, email, preset in ((AUTHOR, "author@example.com", "SMSFullAccess"),
-                                    (READER, "reader@example.com", "SMSReadOnlyAccess")):
-        make_user(session, email, presets=[preset]).slack_user_id = slack_id
-    slack.app.config["SLACK_ALARM_CHANNEL"] = CHANNEL
-    c = Ctx(session, shop.ctx.actor, Settings.from_config(slack.app.config))
-    shop.ctx = c
+    c = _people(slack, session, shop)
     first = _task(shop, "mainland", [f"1380013{i:04d},{1000 + i}" for i in range(3)])
     second = _task(shop, "mainland", [f"1380014{i:04d},{1000 + i}" for i in range(3)])
     abroad = _task(shop, "international", [f"+1415555{i:04d},{1000 + i}" for i in range(3)])

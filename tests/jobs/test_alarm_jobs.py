@@ -27,6 +27,7 @@ from jobs import alarms as alarm_jobs
 from jobs import worker
 from tests.bot.conftest import SlackAPI
 from tests.conftest import Backend
+from tests.helpers import at_once
 from tests.jobs import test_notify
 from tests.jobs.test_alarm_sms import CountingSimulator
 from tests.sending import conftest as sending
@@ -227,7 +228,6 @@ def test_two_deliveries_of_one_notification_send_it_once(backend: Backend, sessi
                                                          shop: Shop) -> None:
     """The redrive and a late original job may hold the same ids: a conditional claim
     lets one of them send."""
-    import threading
     import time
 
     from app.notify import Channels, Message
@@ -247,22 +247,16 @@ def test_two_deliveries_of_one_notification_send_it_once(backend: Backend, sessi
     session.commit()
     channels, slow = Channels(), Slow()
     channels.add(slow)
-    barrier = threading.Barrier(2)
 
     def deliver() -> None:
         s = backend.db.sessions()
         try:
-            barrier.wait(timeout=10)
             notifications.deliver(s, [row.id], channels)
             s.commit()
         finally:
             s.close()
 
-    threads = [threading.Thread(target=deliver) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    at_once(deliver)
     assert slow.sent == ["ops@example.com"]
     session.expire_all()
     done = session.get(Notification, row.id)
