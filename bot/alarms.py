@@ -1,10 +1,12 @@
-"""Alarm messages' buttons (Acknowledge, Open in web, Raise limit with its modal)
+"""Alarm messages' buttons (Acknowledge, Open in web, Raise limit with its modal,
+Stop task)
 and `/sms alarms [AppID]`. The message itself is built by app/notify/slack.py
 (the delivery job posts it); acknowledging updates it in place through a job."""
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import Flask
@@ -17,12 +19,13 @@ from app.notify.slack import (
     ALARM_OPEN,
     ALARM_RAISE,
     ALARM_RAISE_MODAL,
+    ALARM_STOP_TASK,
     describe,
 )
 from app.queue import enqueue
 from app.services import alarms
 from app.services.context import Ctx
-from app.services.errors import ServiceError, ValidationError
+from app.services.errors import Conflict, ServiceError, ValidationError
 from bot import blocks
 from bot.context import NotLinked, acting
 
@@ -130,6 +133,22 @@ def register(bolt: App, flask_app: Flask) -> None:
         except SlackApiError as exc:
             log.warning("views.open failed: %s", describe(exc))
             tell(body, "Slack would not open the form; try again.")
+
+    @bolt.action(re.compile(rf"^{ALARM_STOP_TASK}:\d+$"))
+    def stop_task(ack: Ack, body: dict, client: WebClient) -> None:
+        ack()  # Slack asked "Stop task #N?" before sending the click
+        alarm_part, _, task_part = body["actions"][0].get("value", "").partition(":")
+        alarm_id, task_id = _alarm_id(alarm_part), _alarm_id(task_part)
+        if alarm_id is None or task_id is None:
+            tell(body, ":no_entry: This alarm message is not one of ours.")
+            return
+        try:  # the job updates every message carrying the alarm (acting enqueues it)
+            with acting(flask_app, client, body["user"]["id"]) as ctx:
+                alarms.stop_task(ctx, alarm_id, task_id)
+        except (NotLinked, ServiceError) as exc:
+            refuse(body, exc)
+            if isinstance(exc, Conflict):  # ended meanwhile: show it instead of the button
+                enqueue(redis, "jobs.alarms.refresh", alarm_id)
 
     @bolt.view(ALARM_RAISE_MODAL)
     def raise_submitted(ack: Ack, body: dict, view: dict, client: WebClient) -> None:

@@ -15,8 +15,8 @@ from rq import Queue
 from app.db import utcnow
 from app.models.alarms import Alarm
 from app.notify.slack import alarm_blocks
-from app.queue import enqueue_deferred
-from app.services import alarms, monitors
+from app.queue import enqueue, enqueue_deferred
+from app.services import alarms, monitors, notifications
 from app.services.context import Settings
 from jobs import runtime
 from jobs.slack import call, client
@@ -35,7 +35,7 @@ def refresh(alarm_id: int) -> None:
         alarm = session.get(Alarm, alarm_id)
         if alarm is None:
             return
-        data = alarms.slack_data(alarm)
+        data = alarms.slack_data(session, alarm)
         refs = alarms.slack_refs(session, alarm_id)
     blocks = alarm_blocks(data)
     text = f"{data['label']}: {data['subject']}"
@@ -74,8 +74,10 @@ def hourly() -> None:
 def ensure_scheduled(app: Flask) -> None:
     """Keep the next hourly run on RQ's scheduler (called by each worker's sweeper
     every few seconds: one SET NX per call). Scheduling an hour also runs the
-    monitor now, which checks any hour missed while no worker was up."""
+    monitor now, which checks any hour missed while no worker was up. Also, once a
+    minute, deliveries whose job was lost are started again."""
     conn: redis_lib.Redis = app.extensions["redis"]
+    redrive_notifications(app)
     now = utcnow()
     next_hour = monitors.hour_floor(now) + timedelta(hours=1)
     ttl = int((next_hour - now).total_seconds()) + 120
@@ -86,6 +88,25 @@ def ensure_scheduled(app: Flask) -> None:
     # Catch-up (a worker starting after an outage): finds nothing to do when the hour
     # was checked, e.g. at each rollover, where the previous hour's schedule also runs.
     q.enqueue_in(timedelta(seconds=HOURLY_DELAY_S), HOURLY_JOB)
+
+
+REDRIVE_KEY = "smsops:notify:redrive"
+REDRIVE_EVERY_S = 60
+
+
+def redrive_notifications(app: Flask) -> int:
+    """The notification rows are the work, RQ only wakes workers: rows pending well
+    past their job's time get a delivery job again (the claim in
+    notifications.deliver keeps a late original from sending twice)."""
+    conn: redis_lib.Redis = app.extensions["redis"]
+    if not conn.set(REDRIVE_KEY, 1, nx=True, ex=REDRIVE_EVERY_S):
+        return 0
+    with app.app_context(), app.extensions["db"].unit_of_work() as session:
+        ids = notifications.stranded(session)
+    if ids:
+        log.warning("re-driving %d notification(s) whose delivery job was lost", len(ids))
+        enqueue(conn, notifications.DELIVER_JOB, ids)
+    return len(ids)
 
 
 def observe_link(app: Flask, up: bool) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -59,3 +61,18 @@ def make_app(session: Session, name: str = "Shop") -> str:
     app, _key = apps.create_app(root_ctx(session), name=name)
     session.flush()
     return app.sdk_app_id
+
+
+def at_once(work: Callable[[], None], times: int = 2) -> None:
+    """Run `work` on `times` threads released together (two workers racing)."""
+    barrier = threading.Barrier(times)
+
+    def run() -> None:
+        barrier.wait(timeout=10)
+        work()
+
+    threads = [threading.Thread(target=run) for _ in range(times)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)

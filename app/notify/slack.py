@@ -90,6 +90,9 @@ def alarm_blocks(data: dict[str, Any]) -> list[dict[str, Any]]:
     if figures.get("sdk_app_id"):
         facts.append(f"*Application:* {escape(figures.get('app_name') or '')} "
                      f"({figures['sdk_app_id']})")
+    elif figures.get("from_sdk_app_id"):  # an account-wide alarm: where it was hit
+        facts.append(f"*Hit in:* {escape(figures.get('from_app_name') or '')} "
+                     f"({figures['from_sdk_app_id']})")
     if figures.get("value") is not None:
         against = (f" of {figures['threshold']:,}" if isinstance(figures.get("threshold"), int)
                    else "")
@@ -119,5 +122,22 @@ def alarm_blocks(data: dict[str, Any]) -> list[dict[str, Any]]:
     if data.get("raise_limit") and not data.get("acknowledged_by"):
         buttons.append({"type": "button", "action_id": ALARM_RAISE, "value": alarm_id,
                         "text": {"type": "plain_text", "text": "Raise limit"}})
+    # Stop stays after an acknowledge: it follows the task, which may still be sending.
+    for task_id in data.get("stop_tasks") or ():
+        buttons.append({  # action ids are unique within a block: the task id is in it
+            "type": "button", "action_id": f"{ALARM_STOP_TASK}:{task_id}",
+            "value": f"{alarm_id}:{task_id}", "style": "danger",
+            "text": {"type": "plain_text", "text": f"Stop task #{task_id}"},
+            "confirm": {"title": {"type": "plain_text", "text": f"Stop task #{task_id}?"},
+                        "text": {"type": "plain_text", "text": "The rest stays unsent; a "
+                                 "stopped task cannot resume."},
+                        "confirm": {"type": "plain_text", "text": "Stop task"},
+                        "deny": {"type": "plain_text", "text": "Keep it"},
+                        "style": "danger"}})
+    ended = [f":octagonal_sign: Task #{task_id} stopped" + (f" by {escape(who)}" if who else "")
+             if status == "stopped" else f"Task #{task_id} is {escape(status.replace('_', ' '))}"
+             for task_id, status, who in data.get("tasks_ended") or ()]
+    if ended:
+        blocks.append({"type": "context", "elements": [mrkdwn(" · ".join(ended))]})
     blocks.append({"type": "actions", "block_id": f"alarm:{alarm_id}", "elements": buttons})
     return blocks

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import redis as redis_lib
 from sqlalchemy import event as sa_event
@@ -23,8 +24,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.models import Account, Application, Notification, User
+from app.models import Account, Application, Notification, SendTask, User
 from app.models.alarms import Alarm, AlarmDelivery
+from app.models.tasks import SENDING
 from app.services import notifications
 from app.services.accounts import actor_for
 from app.services.context import Ctx, Settings
@@ -50,6 +52,10 @@ class AlarmApp(Protocol):
 class Event:
     subscription: str  # the contact's box (app.models.apps.ALARM_EVENTS) it reaches
     label: str
+    # About the whole account (the international quota is shared by every application):
+    # recorded without an application and told to the contacts of every application;
+    # the application whose send hit it is kept in the figures as from_sdk_app_id.
+    account_wide: bool = False
 
 
 EVENTS: dict[str, Event] = {
@@ -57,7 +63,7 @@ EVENTS: dict[str, Event] = {
     "limit": Event("threshold", "Daily limit reached (sending suspended)"),
     "country_threshold": Event("threshold", "Country/region alarm threshold reached"),
     "country_limit": Event("threshold", "Country/region limit reached (sending suspended)"),
-    "quota": Event("threshold", "Account international quota reached"),
+    "quota": Event("threshold", "Account international quota reached", account_wide=True),
     "frequency": Event("frequency", "Frequency-limit hits"),
     "review": Event("review", "Review result"),
     "package_low": Event("package", "Package balance low"),
@@ -71,6 +77,14 @@ EVENTS: dict[str, Event] = {
 }
 # Events whose Slack message offers "Raise limit" (a region's or a country's daily pair).
 RAISABLE = ("threshold", "limit", "country_threshold", "country_limit")
+# Events whose Slack message offers "Stop task" for the bulk tasks sending when they were
+# raised (of the application, or of the account for account-wide events), and of which
+# region: "" any, "figures" the alarm's own region. The task events themselves are about
+# a task that has already ended, so they offer nothing to stop.
+STOP_TASKS_OF = {"threshold": "figures", "limit": "figures", "country_threshold": "international",
+                 "country_limit": "international", "quota": "international",
+                 "frequency": "", "package_low": "mainland"}
+STOP_BUTTONS = 3  # at most this many tasks offered on one message
 # Told, not handled: plain Slack text without Acknowledge (the review request message
 # itself shows the decision).
 PLAIN = ("review", "test")
@@ -126,7 +140,16 @@ def raise_alarm(ctx: Ctx, conn: redis_lib.Redis | None, event: str, *, period: s
     spec = EVENTS[event]
     if conn is not None and not once(conn, event, period, ttl_s, ctx.db):
         return None
+    if conn is not None and ctx.db.scalar(select(Alarm.id).where(
+            Alarm.account_id == ctx.actor.account_id, Alarm.event == event,
+            Alarm.period == period[:120],
+            Alarm.created_at >= utcnow() - timedelta(seconds=max(int(ttl_s), 1))).limit(1)):
+        return None  # recorded already: Redis lost its key (restarted), not the period
     subject = " ".join(subject.split())[:200]  # one line: it becomes a mail header
+    if spec.account_wide and app is not None:
+        figures = {**(figures or {}), "from_sdk_app_id": app.sdk_app_id,
+                   "from_app_name": app.name}
+        app = None
     alarm = Alarm(account_id=ctx.actor.account_id, app_id=app.id if app else None,
                   event=event, period=period[:120], subject=subject, body=body,
                   figures={**(figures or {}), "sdk_app_id": app.sdk_app_id if app else None,
@@ -134,6 +157,9 @@ def raise_alarm(ctx: Ctx, conn: redis_lib.Redis | None, event: str, *, period: s
     ctx.db.add(alarm)
     ctx.db.flush()
     alarm.figures = {**alarm.figures, "url": f"{ctx.settings.base_url}/alarms?alarm={alarm.id}"}
+    task_ids = _sending_tasks(ctx, alarm)
+    if task_ids:
+        alarm.figures = {**alarm.figures, "task_ids": task_ids}
     if recipients is None:
         found = notifications.contact_recipients(ctx, spec.subscription,
                                                  app.id if app else None,
@@ -143,6 +169,22 @@ def raise_alarm(ctx: Ctx, conn: redis_lib.Redis | None, event: str, *, period: s
     ctx.db.add_all([AlarmDelivery(alarm_id=alarm.id, notification_id=r.id) for r in rows])
     ctx.db.flush()
     return alarm
+
+
+def _sending_tasks(ctx: Ctx, alarm: Alarm) -> list[int]:
+    """The bulk tasks sending now that the alarm's *Stop task* may stop."""
+    if alarm.event not in STOP_TASKS_OF:
+        return []
+    region = STOP_TASKS_OF[alarm.event]
+    if region == "figures":
+        region = str((alarm.figures or {}).get("region") or "")
+    q = select(SendTask.id).where(SendTask.account_id == alarm.account_id,
+                                  SendTask.status == SENDING)
+    if alarm.app_id is not None:
+        q = q.where(SendTask.app_id == alarm.app_id)
+    if region:
+        q = q.where(SendTask.region == region)
+    return list(ctx.db.scalars(q.order_by(SendTask.id).limit(STOP_BUTTONS)))
 
 
 # --- events raised by other parts ---------------------------------------------
@@ -156,12 +198,29 @@ def raise_task_event(ctx: Ctx, conn: redis_lib.Redis | None, app: Application, t
     body = f"{app.name} ({app.sdk_app_id}): bulk task #{task_id} {status}."
     if reason:
         body += f"\nReason: {reason}"
+    _offered_elsewhere(ctx, app.id, task_id)
     return raise_alarm(ctx, conn, f"task_{status}", period=f"{app.id}:{task_id}",
                        ttl_s=7 * 86400, app=app,
                        subject=f"Bulk task #{task_id} {status} in {app.name}", body=body,
                        sms=alarm_texts.render("task", app=app.sdk_app_id, id=task_id,
                                               status=status),
                        figures={"task_id": task_id, "status": status})
+
+
+def _offered_elsewhere(ctx: Ctx, app_id: int, task_id: int) -> None:
+    """A task ended: the Slack messages of recent alarms that offer to stop it are
+    updated, so nobody is left a button for a task no longer sending."""
+    since = utcnow() - timedelta(days=2)
+    candidates = ctx.db.scalars(
+        select(Alarm).where(Alarm.account_id == ctx.actor.account_id,
+                            Alarm.event.in_(tuple(STOP_TASKS_OF)), Alarm.created_at >= since,
+                            (Alarm.app_id == app_id) | Alarm.app_id.is_(None))
+        .where(select(AlarmDelivery.id).where(AlarmDelivery.alarm_id == Alarm.id,
+                                              AlarmDelivery.ref.is_not(None)).exists()))
+    for alarm in candidates:
+        job = ("jobs.alarms.refresh", (alarm.id,))
+        if task_id in (alarm.figures or {}).get("task_ids", ()) and job not in ctx.deferred:
+            ctx.deferred.append(job)
 
 
 FREQ_COUNT = "smsops:alarm:freqcount:{}"  # period → numbers refused in that hour
@@ -182,7 +241,7 @@ def frequency_hits(ctx: Ctx, conn: redis_lib.Redis, app: AlarmApp, period: str,
         subject=f"Frequency limit hit in {app.name}",
         body=(f"{app.name} ({app.sdk_app_id}) refused {total:,} number(s) on frequency "
               f"limits so far this hour, e.g. {example}: {reason}"),
-        sms=alarm_texts.render("frequency", app=app.sdk_app_id),
+        sms=alarm_texts.render("frequency", app=app.sdk_app_id, used=total),
         figures={"value": total, "unit": "number(s) refused", "counter": key})
 
 
@@ -305,9 +364,14 @@ def slack_refs(db: Session, alarm_id: int) -> list[str]:
         AlarmDelivery.alarm_id == alarm_id, AlarmDelivery.ref.is_not(None))) if r]
 
 
-def slack_data(alarm: Alarm) -> dict[str, Any]:
-    """What a Slack alarm message shows (the channel builds the blocks)."""
+def slack_data(db: Session, alarm: Alarm) -> dict[str, Any]:
+    """What a Slack alarm message shows (the channel builds the blocks): the tasks
+    offered to stop as they are now (a button while sending, else how it ended)."""
     figures = dict(alarm.figures or {})
+    task_ids = [int(i) for i in figures.get("task_ids") or ()]
+    statuses = dict(db.execute(select(SendTask.id, SendTask.status).where(
+        SendTask.id.in_(task_ids))).tuples().all()) if task_ids else {}
+    stopped_by = figures.get("stopped_by") or {}
     return {"alarm_id": alarm.id, "event": alarm.event, "label": EVENTS[alarm.event].label,
             "subject": alarm.subject, "body": alarm.body, "figures": figures,
             "when": alarm.created_at.strftime("%Y-%m-%d %H:%M UTC"),
@@ -316,7 +380,9 @@ def slack_data(alarm: Alarm) -> dict[str, Any]:
             if alarm.acknowledged_at else None,
             "url": figures.get("url", ""),
             "raise_limit": alarm.event in RAISABLE and bool(figures.get("sdk_app_id")),
-            "stop_task": figures.get("task_id") if alarm.event == "task_stopped" else None}
+            "stop_tasks": [i for i in task_ids if statuses.get(i) == SENDING],
+            "tasks_ended": [(i, statuses.get(i, "deleted"), stopped_by.get(str(i)))
+                            for i in task_ids if statuses.get(i) != SENDING]}
 
 
 def delivery_data(db: Session, notification_id: int) -> dict[str, Any] | None:
@@ -325,7 +391,7 @@ def delivery_data(db: Session, notification_id: int) -> dict[str, Any] | None:
                       .where(AlarmDelivery.notification_id == notification_id))
     if alarm is None or alarm.event in PLAIN:
         return None
-    return slack_data(alarm)
+    return slack_data(db, alarm)
 
 
 def delivered_at(db: Session, notification_id: int, ref: str) -> None:
@@ -344,7 +410,9 @@ class Filters:
 
 
 def parse_filters(sdk_app_id: str = "", event: str = "", since: str = "",
-                  until: str = "", alarm: str = "") -> Filters:
+                  until: str = "", alarm: str = "", zone: str = "UTC") -> Filters:
+    """The dates are whole days in `zone` (the web gives the account's, in which it
+    shows the times)."""
     errors: dict[str, str] = {}
     one = alarm.strip()
     if one and not (one.isdigit() and len(one) <= 12):
@@ -367,10 +435,9 @@ def parse_filters(sdk_app_id: str = "", event: str = "", since: str = "",
     if errors:
         raise ValidationError(errors)
     start, end = dates["since"], dates["until"]
-    from datetime import UTC
-
-    return Filters(sid, ev, start.replace(tzinfo=UTC) if start else None,
-                   (end.replace(tzinfo=UTC) + timedelta(days=1)) if end else None,
+    tz = ZoneInfo(zone)
+    return Filters(sid, ev, start.replace(tzinfo=tz) if start else None,
+                   (end + timedelta(days=1)).replace(tzinfo=tz) if end else None,
                    int(one) if one else None)
 
 
@@ -466,6 +533,27 @@ def raise_limit(ctx: Ctx, alarm_id: int, *, alarm_threshold: Any, daily_limit: A
                                       alarm_threshold=alarm_threshold, daily_limit=daily_limit)
     return app_config.set_thresholds(ctx, target.sdk_app_id, target.region,
                                      alarm_threshold=alarm_threshold, daily_limit=daily_limit)
+
+
+def stop_task(ctx: Ctx, alarm_id: int, task_id: int) -> SendTask:
+    """*Stop task* on an alarm: only a task the alarm offers, stopped through the tasks
+    service and its policy check (ModifyTaskStatusStop), as from the web; who stopped
+    it is shown on the alarm's messages, updated in place by a job."""
+    from app.services import tasks
+
+    alarm = get(ctx, alarm_id)
+    figures = alarm.figures or {}
+    if task_id not in figures.get("task_ids", ()):
+        raise NotFound(f"Alarm #{alarm.id} offers no task #{task_id} to stop.")
+    task = tasks.stop(ctx, task_id)
+    user = ctx.db.get(User, ctx.actor.user_id) if ctx.actor.user_id else None
+    alarm.figures = {**figures, "stopped_by": {**(figures.get("stopped_by") or {}),
+                                               str(task_id): user.email if user else "?"}}
+    ctx.db.flush()
+    job = ("jobs.alarms.refresh", (alarm.id,))
+    if job not in ctx.deferred:
+        ctx.deferred.append(job)
+    return task
 
 
 def test_contact(ctx: Ctx, sdk_app_id: str, contact_id: int) -> Alarm:

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.models import AlarmContact, Application, MuteEntry, Notification, Unsubscribe, User
 from app.models.notifications import FAILED, PENDING, REFUSED, SENT
 from app.notify import Channels, DeliveryError, Message
+from app.queue import RETRIES
 from app.services.accounts import actor_for
 from app.services.context import Ctx
 from app.sms import alarm_texts
@@ -34,6 +35,9 @@ DELIVER_JOB = "jobs.notify.deliver"
 # Review results go to the review channel (the request is updated); these are alarms.
 ALARM_EVENTS = ("threshold", "frequency", "package", "captcha", "link", "task")
 CONFIRM_EVENT = "confirm"  # the code that confirms a contact's mobile
+# Tries of one delivery: the first and RQ's retries with back-off (app/queue.py).
+MAX_ATTEMPTS = 1 + len(RETRIES[DELIVER_JOB])
+STRANDED_AFTER = timedelta(minutes=2)  # a pending row this old lost its delivery job
 SMS_PER_NUMBER_HOUR = 10  # alarm SMS to one number in any hour (no storms on one phone)
 ALARM_SMS_TYPE = "notification"  # alarm SMS count as notifications for mute/unsubscribe
 # Reading each kind of reviewed content on the whole account.
@@ -117,7 +121,16 @@ def contact_recipients(ctx: Ctx, event: str, app_id: int | None = None, *,
             found.append(("slack", c.slack_user_id))
     if event in ALARM_EVENTS and ctx.settings.alarm_channel:
         found.append(("slack", ctx.settings.alarm_channel))
-    return found
+    # A person on several applications is told once per channel; an email address
+    # differing only in case is the same mailbox.
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for channel, recipient in found:
+        key = (channel, recipient.casefold() if channel == "email" else recipient)
+        if key not in seen:
+            seen.add(key)
+            unique.append((channel, recipient))
+    return unique
 
 
 def _sms_hold(db: Session, n: Notification) -> str | None:
@@ -160,6 +173,15 @@ def deliver(db: Session, ids: list[int], channels: Channels) -> int:
             n.status, n.error = REFUSED, hold
             _forget_code(n)
             continue
+        # Claimed by a conditional update first: a second job holding the same id (the
+        # redrive and a late original) waits for this transaction, then finds it taken.
+        claimed = db.execute(update(Notification).where(
+            Notification.id == n.id, Notification.status == n.status,
+            Notification.attempts == n.attempts).values(attempts=n.attempts + 1)
+            .execution_options(synchronize_session=False))
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            db.expire(n)
+            continue
         n.attempts += 1
         alarm = _alarm_of(db, n)
         try:
@@ -181,6 +203,22 @@ def deliver(db: Session, ids: list[int], channels: Channels) -> int:
 
                 alarms.delivered_at(db, n.id, ref)
     return failed
+
+
+def retry_note(n: Notification) -> str:
+    """How a failed delivery stands: still retried, or given up."""
+    if n.attempts >= MAX_ATTEMPTS:
+        return f"gave up after {n.attempts} tries"
+    return f"{n.attempts} {'try' if n.attempts == 1 else 'tries'} so far, retried with back-off"
+
+
+def stranded(db: Session, now: datetime | None = None, limit: int = 500) -> list[int]:
+    """Notifications recorded but never tried well after their delivery job should
+    have run (it was lost with Redis, or its enqueue failed): to deliver again."""
+    before = (now or utcnow()) - STRANDED_AFTER
+    return list(db.scalars(select(Notification.id).where(
+        Notification.status == PENDING, Notification.attempts == 0,
+        Notification.created_at < before).order_by(Notification.id).limit(limit)))
 
 
 def _alarm_of(db: Session, n: Notification) -> dict[str, Any] | None:

@@ -460,8 +460,11 @@ def _checks(app: AppSnap, account: AccountSnap, msg: _Draft, fee: int, allowlist
             found.append(Check(f"smsops:freq:day:{app.id}:{msg.phone_number}:{day}", "c", limit,
                                1, DAY_MS, "LimitExceeded.PhoneNumberDailyLimit"))
     region_limit = app.mainland_daily_limit if msg.region == MAINLAND else app.intl_daily_limit
-    if region_limit is not None:
-        found.append(Check(app_day_key(app.id, msg.region, day), "c", region_limit, fee, DAY_MS,
+    # Counted when there is a limit or an alarm threshold to compare with.
+    if region_limit is not None or (app.mainland_alarm_threshold if msg.region == MAINLAND
+                                    else app.intl_alarm_threshold) is not None:
+        found.append(Check(app_day_key(app.id, msg.region, day), "c",
+                           region_limit if region_limit is not None else UNLIMITED, fee, DAY_MS,
                            "LimitExceeded.AppDailyLimit"))
     if msg.region == INTERNATIONAL:
         # Counted when the country has a limit or an alarm threshold to compare with.

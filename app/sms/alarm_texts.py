@@ -36,7 +36,8 @@ TEXTS: dict[str, str] = {
                          "billed items today.",
     "country_limit": "App {app} reached its daily limit for {country}; sending there is "
                      "suspended until the end of the day.",
-    "frequency": "App {app}: a frequency limit refused a message. Details in the console.",
+    "frequency": "App {app}: frequency limits refused {used} number(s) so far this hour. "
+                 "Details in the console.",
     "package": "Credit packages are low: {left} mainland billed items left.",
     "captcha": "App {app}: unusual verification-code traffic. Details in the console.",
     "captcha_figures": "App {app}: unusual verification-code traffic, {used} in an hour, "

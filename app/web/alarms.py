@@ -5,10 +5,13 @@ hourly verification-code volume). Endpoints: alarms.history, alarms.security."""
 from __future__ import annotations
 
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, flash, request, url_for
+from flask_login import current_user
 
-from app.services import alarms, monitors
+from app.services import alarms, monitors, notifications
+from app.services.apps import list_apps
 from app.services.errors import ValidationError
 from app.web import commit, ctx, form_errors, hx_redirect, page, page_number
 
@@ -23,7 +26,7 @@ def history() -> tuple:
     errors: dict[str, str] = {}
     try:
         filters = alarms.parse_filters(args["app"], args["event"], args["since"], args["until"],
-                                       args["alarm"])
+                                       args["alarm"], zone=current_user.account.timezone)
     except ValidationError as exc:
         errors, filters = exc.errors, alarms.Filters()
     number = page_number()
@@ -32,7 +35,8 @@ def history() -> tuple:
                 page_no=number, pages=max(1, -(-total // alarms.PAGE_SIZE)),
                 deliveries=alarms.deliveries(c, [a.id for a in rows]), args=args,
                 errors=errors, events=alarms.EVENTS,
-                can_ack=c.actor.can("ModifyAlarms"))
+                apps=[a for a in list_apps(c) if c.actor.can("DescribeAlarms", a.sdk_app_id)],
+                can_ack=c.actor.can("ModifyAlarms"), retry_note=notifications.retry_note)
 
 
 @bp.post("/alarms/<int:alarm_id>/acknowledge")
@@ -49,6 +53,7 @@ def _security(sdk_app_id: str, errors: dict[str, str] | None = None,
     app, rule, rows = monitors.security(c, sdk_app_id)
     return page("alarms/security.html", "alarms/_rule.html", status=status, app=app, rule=rule,
                 rows=rows, errors=errors or {}, form=form or {},
+                zone=ZoneInfo(current_user.account.timezone),
                 can_edit=c.actor.can("ModifyAlarms", app.sdk_app_id))
 
 

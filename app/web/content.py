@@ -285,7 +285,8 @@ def notification_log() -> tuple:
     c = ctx()
     rows, total = notifications.log(c, page_number())
     outbox = read_outbox(current_app.config) if not current_app.config.get("SMTP_HOST") else []
-    return page("notifications/index.html", rows=rows, total=total, outbox=outbox)
+    return page("notifications/index.html", rows=rows, total=total, outbox=outbox,
+                retry_note=notifications.retry_note)
 
 
 # --- the review count, kept current on every page ---------------------------------

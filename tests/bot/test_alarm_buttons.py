@@ -35,13 +35,19 @@ def _values(threshold: str, limit: str) -> dict:
             "daily_limit": {"daily_limit": {"value": limit}}}
 
 
-def test_alarm_buttons(slack: Slack, session: Session, shop: Shop) -> None:
+def _people(slack: Slack, session: Session, shop: Shop) -> Ctx:
+    """A full-access and a read-only user linked in Slack, the alarm channel set; the
+    shop acts with the app's settings (its context is returned)."""
     for slack_id, email, preset in ((AUTHOR, "author@example.com", "SMSFullAccess"),
                                     (READER, "reader@example.com", "SMSReadOnlyAccess")):
         make_user(session, email, presets=[preset]).slack_user_id = slack_id
     slack.app.config["SLACK_ALARM_CHANNEL"] = CHANNEL
-    c = Ctx(session, shop.ctx.actor, Settings.from_config(slack.app.config))
-    shop.ctx = c
+    shop.ctx = Ctx(session, shop.ctx.actor, Settings.from_config(slack.app.config))
+    return shop.ctx
+
+
+def test_alarm_buttons(slack: Slack, session: Session, shop: Shop) -> None:
+    c = _people(slack, session, shop)
     sid = shop.app.sdk_app_id
     app_config.set_thresholds(c, sid, "international", alarm_threshold=1, daily_limit=5)
     assert shop.codes(["+14155550200"]) == ["Ok"]
@@ -108,3 +114,91 @@ def post_ts(slack: Slack) -> str:
     # The loopback API numbers messages in order: find the ts it gave this post.
     index = answers.index(post)
     return f"{1700000000.000100 + index + 1:.6f}"
+
+
+def _task(shop: Shop, template: str, rows: list[str]) -> int:
+    """A confirmed task left `sending` (no dispatcher runs here unless asked)."""
+    import io
+
+    from app.services import tasks
+
+    task, _s = tasks.create_task(shop.ctx, tasks.Draft(shop.app.sdk_app_id,
+                                                      shop.templates[template], name="Bulk"),
+                                 io.BytesIO("\n".join(rows).encode()), "list.csv")
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    shop.ctx.deferred.clear()
+    return task.id
+
+
+def _stop_buttons(blocks: list) -> list[str]:
+    return [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]
+            if e["action_id"].startswith("alarm_stop_task")]
+
+
+def test_stop_task_from_an_alarm(slack: Slack, session: Session, shop: Shop) -> None:
+    """A threshold alarm raised while bulk tasks send offers *Stop task* for those of its
+    region; the click stops through tasks.stop and its policy, and the message is
+    updated in place (also when the task is stopped elsewhere)."""
+    from app.models import SendTask
+    from app.services import tasks
+
+    c = _people(slack, session, shop)
+    first = _task(shop, "mainland", [f"1380013{i:04d},{1000 + i}" for i in range(3)])
+    second = _task(shop, "mainland", [f"1380014{i:04d},{1000 + i}" for i in range(3)])
+    abroad = _task(shop, "international", [f"+1415555{i:04d},{1000 + i}" for i in range(3)])
+    app_config.set_thresholds(c, shop.app.sdk_app_id, "mainland", alarm_threshold=1,
+                              daily_limit=None)
+    # The first batch of the first task reaches the threshold: the alarm is raised
+    # from inside the task's own sending.
+    assert tasks.dispatch_step(c, shop.limiter, first, batch=1).accepted == 1
+    session.commit()
+    enqueue_deferred(slack.app.extensions["redis"],
+                     [d for d in c.deferred if d[0] == "jobs.notify.deliver"])
+    c.deferred.clear()
+    slack.run_jobs()
+    alarm = session.scalars(select(Alarm).where(Alarm.event == "threshold")).one()
+    [post] = [m for m in slack.api.named("chat.postMessage") if m["channel"] == CHANNEL]
+    assert _stop_buttons(post["blocks"]) == [f"alarm_stop_task:{first}",
+                                             f"alarm_stop_task:{second}"]  # not abroad
+    assert "Stop task #" in _dump(post["blocks"]) and '"confirm"' in _dump(post["blocks"])
+    ts = post_ts(slack)
+
+    def click(task_id: int, user: str) -> None:
+        slack.click(f"alarm_stop_task:{task_id}", f"{alarm.id}:{task_id}", user,
+                    channel=CHANNEL)
+        slack.run_jobs()
+
+    def status(task_id: int) -> str:
+        session.expire_all()
+        task = session.get(SendTask, task_id)
+        assert task is not None
+        return task.status
+
+    click(first, READER)  # read-only: refused, ephemerally, nothing changes
+    [told] = slack.api.named("chat.postEphemeral")
+    assert told["user"] == READER and "not allowed" in told["text"]
+    assert status(first) == "sending" and slack.api.named("chat.update") == []
+    click(abroad, AUTHOR)  # a task the alarm does not offer (a forged value)
+    assert "no task" in slack.api.named("chat.postEphemeral")[-1]["text"]
+    assert status(abroad) == "sending"
+
+    click(first, AUTHOR)
+    assert status(first) == "stopped"
+    [update] = [u for u in slack.api.named("chat.update") if u["channel"] == CHANNEL]
+    assert update["ts"] == ts
+    assert _stop_buttons(update["blocks"]) == [f"alarm_stop_task:{second}"]
+    assert f"Task #{first} stopped by author@example.com" in _dump(update["blocks"])
+    assert session.scalars(select(Alarm).where(Alarm.event == "task_stopped")).one()
+    click(first, AUTHOR)  # a second click on a stale message: a clear answer
+    assert "only a sending task can be stopped" in slack.api.named("chat.postEphemeral")[-1][
+        "text"]
+
+    # Stopped from the web: the alarm message loses that button too.
+    before = len(slack.api.named("chat.update"))
+    tasks.stop(c, second)
+    session.commit()
+    enqueue_deferred(slack.app.extensions["redis"], c.deferred)
+    slack.run_jobs()
+    updates = [u for u in slack.api.named("chat.update")[before:] if u["channel"] == CHANNEL]
+    assert updates and _stop_buttons(updates[-1]["blocks"]) == []
+    assert f"Task #{second} stopped" in _dump(updates[-1]["blocks"])

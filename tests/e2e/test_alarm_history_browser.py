@@ -4,6 +4,8 @@ delivery's result (delivered by a real RQ worker) and acknowledges an alarm."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -28,6 +30,9 @@ def test_alarm_history(browser: Browser, served: tuple[str, Flask]) -> None:
         root = session.scalars(select(User)).one()
         c = Ctx(session, actor_for(root), Settings.from_config(app.config))
         shop, _key = apps.create_app(c, name="Shop <b>")
+        other, _key = apps.create_app(c, name="Other")
+        shop_sid, other_sid = shop.sdk_app_id, other.sdk_app_id
+        today = f"{datetime.now(ZoneInfo(root.account.timezone)):%Y-%m-%d}"
         app_config.add_contact(c, shop.sdk_app_id, name="Ops", email="ops@example.com",
                                events=["task"])
         conn = app.extensions["redis"]
@@ -51,7 +56,12 @@ def test_alarm_history(browser: Browser, served: tuple[str, Flask]) -> None:
     expect(page.locator("#alarm-rows")).to_contain_text("Shop <b>")  # shown as typed
     expect(page.locator("#alarm-rows")).to_contain_text("email → ops@example.com: sent")
 
+    page.select_option("#alarm-filters select[name=app]", label=f"Other ({other_sid})")
+    page.click("#alarm-filters button[type=submit]")
+    expect(rows).to_have_count(0)
+    page.select_option("#alarm-filters select[name=app]", label=f"Shop <b> ({shop_sid})")
     page.select_option("#alarm-filters select[name=event]", "task_failed")
+    page.fill("#alarm-filters input[name=since]", today)  # a day in the account's zone
     page.click("#alarm-filters button[type=submit]")
     expect(rows).to_have_count(1)
     expect(page).to_have_url(re.compile(r"event=task_failed"))

@@ -27,6 +27,7 @@ from jobs import alarms as alarm_jobs
 from jobs import worker
 from tests.bot.conftest import SlackAPI
 from tests.conftest import Backend
+from tests.helpers import at_once
 from tests.jobs import test_notify
 from tests.jobs.test_alarm_sms import CountingSimulator
 from tests.sending import conftest as sending
@@ -183,3 +184,80 @@ def test_hourly_runs_one_at_a_time(backend: Backend, session: Session,
     session.expire_all()
     assert session.get(MonitorCheckpoint, monitors.CAPTCHA) is not None
     assert conn.get(alarm_jobs.HOURLY_LOCK) is None
+
+
+def test_a_lost_delivery_job_is_redriven_from_the_database(backend: Backend, session: Session,
+                                                           shop: Shop,
+                                                           instance_dir: Path) -> None:
+    """The notification rows are the work; RQ only wakes workers. A delivery job lost
+    after the commit (Redis restarted, the enqueue failed) is started again by the
+    sweeper's upkeep from the pending rows, once a minute at most."""
+    from app.notify.email import read_outbox
+
+    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                      "INSTANCE_DIR": str(instance_dir), "SECRET_KEY": "x"})
+    app_config.add_contact(shop.ctx, shop.app.sdk_app_id, name="Ops", email="ops@example.com",
+                           events=["task"])
+    c = Ctx(session, shop.ctx.actor, Settings.from_config(app.config))
+    lost = alarms.raise_task_event(c, backend.redis, shop.app, 8, "failed")
+    fresh = alarms.raise_task_event(c, backend.redis, shop.app, 9, "failed")
+    assert lost is not None and fresh is not None
+    for n in session.scalars(select(Notification).join(
+            AlarmDelivery, AlarmDelivery.notification_id == Notification.id).where(
+            AlarmDelivery.alarm_id == lost.id)):
+        n.created_at = utcnow() - timedelta(minutes=5)
+    session.commit()  # and the deferred delivery jobs are never enqueued: lost
+    conn = app.extensions["redis"]
+    alarm_jobs.ensure_scheduled(app)  # what each worker's sweeper calls every few seconds
+    alarm_jobs.ensure_scheduled(app)  # at most once a minute
+    for job in Queue("default", connection=conn).jobs:
+        if job.func_name == alarm_jobs.HOURLY_JOB:
+            job.delete()
+    assert [j.func_name for j in Queue("default", connection=conn).jobs] == [
+        "jobs.notify.deliver"]
+    assert worker.run(app, burst=True)
+    session.expire_all()
+    sent = {n.subject: n.status for n in session.scalars(select(Notification))
+            if n.subject.startswith("Bulk task")}
+    # The fresh one's own job may still be on its way: it is left to it.
+    assert sent == {"Bulk task #8 failed in Shop": SENT, "Bulk task #9 failed in Shop": "pending"}
+    assert [m["subject"] for m in read_outbox(app.config)] == ["Bulk task #8 failed in Shop"]
+
+
+def test_two_deliveries_of_one_notification_send_it_once(backend: Backend, session: Session,
+                                                         shop: Shop) -> None:
+    """The redrive and a late original job may hold the same ids: a conditional claim
+    lets one of them send."""
+    import time
+
+    from app.notify import Channels, Message
+    from app.services import notifications
+
+    class Slow:  # a channel that takes a moment, counting what it sends
+        name = "email"
+
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def send(self, message: Message) -> None:
+            time.sleep(0.3)
+            self.sent.append(message.recipient)
+
+    [row] = notifications.notify(shop.ctx, "task", [("email", "ops@example.com")], "S", "B")
+    session.commit()
+    channels, slow = Channels(), Slow()
+    channels.add(slow)
+
+    def deliver() -> None:
+        s = backend.db.sessions()
+        try:
+            notifications.deliver(s, [row.id], channels)
+            s.commit()
+        finally:
+            s.close()
+
+    at_once(deliver)
+    assert slow.sent == ["ops@example.com"]
+    session.expire_all()
+    done = session.get(Notification, row.id)
+    assert done is not None and (done.status, done.attempts) == (SENT, 1)

@@ -250,7 +250,7 @@ def test_alarm_sms_per_number_per_hour_and_unsubscribed(session: Session, shop: 
     channel = _Counting()
     channels = Channels()
     channels.add(channel)
-    text = alarm_texts.render("frequency", app=sid)
+    text = alarm_texts.render("frequency", app=sid, used=1)
     ids = []
     for _ in range(notifications.SMS_PER_NUMBER_HOUR + 2):
         [row] = notifications.notify(root, "frequency", [("sms", contact.mobile)], "Hit", "b",

@@ -83,6 +83,11 @@ def test_sending_events_reach_every_channel_once(shop: Shop, session: Session) -
         "LimitExceeded.PhoneNumberThirtySecondLimit"]
     [frequency] = _alarms(session, "frequency")  # at most one per application per hour
     assert frequency.figures["value"] == 3 and "refused 3 number(s)" in frequency.body
+    texted = session.scalar(select(Notification.body).join(
+        AlarmDelivery, AlarmDelivery.notification_id == Notification.id).where(
+        AlarmDelivery.alarm_id == frequency.id, Notification.channel == "sms"))
+    assert texted == (f"App {sid}: frequency limits refused 3 number(s) so far this hour. "
+                      "Details in the console.")
     assert _delivered(session, frequency) == EVERY_CHANNEL
     # When the hour is over, the hourly job writes the hour's total on the alarm.
     deferred: list = []
@@ -312,3 +317,86 @@ def test_an_alarm_rolled_back_is_raised_again(shop: Shop, session: Session,
     session.commit()
     assert len(_alarms(session, "task_failed")) == 1
     assert len(_alarms(session, "task_stopped")) == 1
+
+
+def test_a_threshold_without_a_limit_fires_once_a_day(shop: Shop, session: Session) -> None:
+    """The alarm threshold is its own setting: no daily limit needed beside it."""
+    _contact(shop, session, ["threshold"])
+    sid = shop.app.sdk_app_id
+    c = _ctx(shop)
+    shop.ctx = c
+    app_config.set_thresholds(c, sid, "mainland", alarm_threshold=2, daily_limit=None)
+    app_config.set_thresholds(c, sid, "international", alarm_threshold=2, daily_limit=None)
+    app_config.set_country(c, sid, iso_code="GB", alarm_threshold=1, daily_limit=None)
+    app_config.set_country(c, sid, iso_code="US", alarm_threshold=None, daily_limit=None)
+    cn = ["13800000011", "13800000012", "13800000013"]
+    assert shop.codes(cn[:1], template="mainland") == ["Ok"]
+    assert _alarms(session, "threshold") == []  # 1 of 2: not yet
+    assert shop.codes(cn[1:], template="mainland") == ["Ok"] * 2
+    assert shop.codes(["13800000014"], template="mainland") == ["Ok"]  # once a day
+    [mainland] = _alarms(session, "threshold")
+    assert mainland.figures["region"] == "mainland" and mainland.figures["value"] == 3
+    assert _delivered(session, mainland) == EVERY_CHANNEL
+
+    assert shop.codes(["+14155550400", "+14155550401"]) == ["Ok"] * 2
+    assert shop.codes(["+442079460901"]) == ["Ok"]
+    [_mainland, intl] = _alarms(session, "threshold")
+    assert intl.figures["region"] == "international" and intl.figures["value"] == 2
+    [gb] = _alarms(session, "country_threshold")
+    assert gb.figures["country"] == "GB" and gb.figures["value"] == 1
+    assert shop.codes(["+442079460902", "+14155550402"]) == ["Ok"] * 2
+    assert len(_alarms(session, "threshold")) == 2
+    assert len(_alarms(session, "country_threshold")) == 1
+
+
+def test_quota_alarm_reaches_every_applications_contacts_once(shop: Shop,
+                                                               session: Session) -> None:
+    """The international quota is the account's: every application's contacts hear it
+    when any application hits it, once a day, and a person on several applications
+    (same email, mobile or Slack user) is told once per channel."""
+    from app.services import apps
+
+    _contact(shop, session, ["threshold"])
+    c = _ctx(shop)
+    shop.ctx = c
+    second, _key = apps.create_app(c, name="Second")
+    third, _key = apps.create_app(c, name="Third")
+    same = app_config.add_contact(c, second.sdk_app_id, name="Ops again", mobile=MOBILE,
+                                  email="OPS@example.com", slack_user_id="U0ONCALL1",
+                                  events=["threshold"])
+    other = app_config.add_contact(c, second.sdk_app_id, name="Bea", mobile="+8613900000002",
+                                   email="bea@example.com", events=["threshold"])
+    app_config.add_contact(c, third.sdk_app_id, name="Not subscribed", email="no@example.com",
+                           events=["frequency"])
+    same.mobile_confirmed_at = other.mobile_confirmed_at = utcnow()
+    session.flush()
+    accounts.update_settings(c, account_type="enterprise", timezone="Asia/Shanghai",
+                             intl_daily_quota=1, reply_callback_url="",
+                             reply_callback_enabled=False)
+    assert shop.codes(["+442079460958", "+442079460959"]) == [
+        "Ok", "LimitExceeded.AccountInternationalDailyQuota"]
+    assert shop.codes(["+442079460960"]) == ["LimitExceeded.AccountInternationalDailyQuota"]
+    [quota] = _alarms(session, "quota")
+    rows = session.execute(select(Notification.channel, Notification.recipient).join(
+        AlarmDelivery, AlarmDelivery.notification_id == Notification.id).where(
+        AlarmDelivery.alarm_id == quota.id)).all()
+    assert sorted(rows) == sorted([*EVERY_CHANNEL, ("email", "bea@example.com"),
+                                   ("sms", "+8613900000002")])
+    assert quota.app_id is None  # the account's, not one application's
+    assert quota.figures["from_sdk_app_id"] == shop.app.sdk_app_id
+
+
+def test_once_per_period_survives_a_redis_restart(shop: Shop, session: Session,
+                                                  backend: Backend) -> None:
+    """Redis decides between racing workers; the recorded alarm is the memory, so a
+    Redis that lost its keys (restarted without persistence) raises no second alarm."""
+    _contact(shop, session, ["task"])
+    c = _ctx(shop)
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 21, "failed") is not None
+    session.commit()
+    for key in backend.redis.scan_iter("smsops:alarm:*"):
+        backend.redis.delete(key)
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 21, "failed") is None
+    assert alarms.raise_task_event(c, backend.redis, shop.app, 22, "failed") is not None
+    session.commit()
+    assert len(_alarms(session, "task_failed")) == 2

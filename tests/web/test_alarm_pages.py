@@ -77,6 +77,13 @@ def test_security_page_saves_thresholds(root: Client, session: Session) -> None:
     page = root.get(f"/apps/{sid}/security")
     assert page.status_code == 200 and "Verification-code volume" in page.get_data(as_text=True)
     assert len(soup(page).select("#captcha-volume tbody tr")) == 24
+    # Hours in the account's zone (Asia/Shanghai by default), like every other time.
+    from zoneinfo import ZoneInfo
+
+    from app.services import monitors
+    first = soup(page).select_one("#captcha-volume tbody tr td")
+    assert first is not None and first.get_text(strip=True) == monitors.hour_floor(
+        utcnow()).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:00 CST")
     bad = root.post(f"/apps/{sid}/security", {"volume": "x", "success_pct": "200",
                                               "growth_pct": "5", "enabled": "on"}, htmx=True)
     assert bad.status_code == 422 and "At most 100" in text_of(bad, "#captcha-rule")
@@ -111,3 +118,50 @@ def test_contact_test_button_reaches_every_channel(root: Client, session: Sessio
     session.commit()
     assert root.post(f"/apps/{sid}/contacts/{nobody.id}/test").status_code == 400
     assert root.post(f"/apps/{sid}/contacts/999999/test").status_code == 404
+
+
+def test_history_period_is_in_the_accounts_zone(root: Client, session: Session,
+                                                backend: Backend) -> None:
+    """Times are shown in the account's zone (Asia/Shanghai by default), so the dates of
+    the period filter are days there too, not UTC days."""
+    from datetime import UTC, datetime
+
+    sid = make_app(session)
+    session.commit()
+    early = _raise(session, backend, sid, 4, "failed")  # 07:30 on the 25th in Shanghai
+    early.created_at = datetime(2026, 11, 24, 23, 30, tzinfo=UTC)
+    late = _raise(session, backend, sid, 5, "failed")  # 23:30 on the 25th in Shanghai
+    late.created_at = datetime(2026, 11, 25, 15, 30, tzinfo=UTC)
+    session.commit()
+    day = root.get("/alarms?since=2026-11-25&until=2026-11-25", htmx=True)
+    assert [r["id"] for r in soup(day).select("tbody tr[id^=alarm-]")] == [
+        f"alarm-{late.id}", f"alarm-{early.id}"]
+    assert "2026-11-25 07:30" in text_of(day, f"#alarm-{early.id}")
+    after = root.get("/alarms?since=2026-11-26", htmx=True)
+    assert soup(after).select("tbody tr[id^=alarm-]") == []
+
+
+def test_failed_deliveries_say_whether_they_are_still_retried(root: Client, session: Session,
+                                                              backend: Backend) -> None:
+    from app.models import Notification
+    from app.models.alarms import AlarmDelivery
+    from app.services import notifications
+
+    sid = make_app(session)
+    for name in ("ops", "lead"):
+        app_config.add_contact(root_ctx(session), sid, name=name, email=f"{name}@example.com",
+                               events=["task"])
+    session.commit()
+    a = _raise(session, backend, sid, 6, "failed")
+    rows = session.scalars(select(Notification).join(
+        AlarmDelivery, AlarmDelivery.notification_id == Notification.id).where(
+        AlarmDelivery.alarm_id == a.id).order_by(Notification.id)).all()
+    for n, attempts in zip(rows, (1, notifications.MAX_ATTEMPTS), strict=False):
+        n.status, n.error, n.attempts = "failed", "SMTP: connection refused", attempts
+    session.commit()
+    shown = text_of(root.get(f"/alarms?alarm={a.id}"), f"#alarm-{a.id} .deliveries")
+    assert "1 try so far, retried with back-off" in shown
+    assert f"gave up after {notifications.MAX_ATTEMPTS} tries" in shown
+    log = root.get("/notifications").get_data(as_text=True)
+    assert "1 try so far, retried with back-off" in log
+    assert f"gave up after {notifications.MAX_ATTEMPTS} tries" in log
