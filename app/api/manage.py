@@ -62,6 +62,7 @@ from app.services import (
     audience,
     content,
     mute,
+    replies,
     reviews,
     sending,
     stats,
@@ -79,7 +80,7 @@ from app.services.errors import (
     ValidationError,
 )
 from app.services.uploads import Upload
-from app.sms import errors
+from app.sms import errors, taskfile
 
 Json = dict[str, Any]
 MAX_ID = 2**31 - 1  # ids are 32-bit in the database; larger ones name nothing
@@ -240,11 +241,26 @@ def _json_answer(status: int, payload: Any, replayed: bool = False) -> Response:
     return resp
 
 
+class RowErrors(ValidationError):
+    """A file with bad rows: how many, and the first ones as task validation lists them."""
+
+    def __init__(self, errors: dict[str, str], count: int,
+                 rows: list[taskfile.RowError]) -> None:
+        super().__init__(errors)
+        self.count, self.rows = count, rows
+
+
+def _row_errors(rows: list[taskfile.RowError]) -> list[Json]:
+    return [{"row": e.row, "column": e.column, "reason": e.reason} for e in rows]
+
+
 def service_error(exc: ServiceError) -> Response:
     status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
     error: Json = {"code": exc.code, "message": exc.message}
     if isinstance(exc, ValidationError):
         error["fields"] = exc.errors
+    if isinstance(exc, RowErrors):
+        error["errors"], error["first_errors"] = exc.count, _row_errors(exc.rows)
     return _json_answer(status, {"error": error})
 
 
@@ -306,15 +322,19 @@ def _run(operation: Operation, view: View, kwargs: dict[str, Any]) -> Response:
                 raise ApiError(409, "IdempotencyInProgress", "A request with this "
                                "Idempotency-Key was in progress; retry it.") from None
             return _replay(found, fingerprint)
+    status = operation.status
     try:
         result = view(ctx, *args, **kwargs)
+        if row is not None:
+            row.status, row.body = status, json.dumps(result)
+        ctx.db.commit()
     except ServiceError as exc:
         ctx.db.rollback()  # nothing written, nothing stored: a retry runs afresh
         return service_error(exc)
-    status = operation.status
-    if row is not None:
-        row.status, row.body = status, json.dumps(result)
-    ctx.db.commit()
+    except IntegrityError:  # a concurrent request wrote the same unique thing first
+        ctx.db.rollback()
+        return service_error(Conflict("Another request changed the same thing at the same "
+                                      "time; read it again, then retry if still needed."))
     if ctx.deferred:
         try:
             enqueue_deferred(current_app.extensions["redis"], ctx.deferred)
@@ -672,7 +692,9 @@ def _decide(ctx: Ctx, b: Body, kind: str, object_id: int) -> Json:
 
 @route("DescribeBlackList")
 def _mute_list(ctx: Ctx) -> Json:
-    return paged(mute.entries(ctx, _query("phone_number")), _mute)
+    page, size = _page_args()
+    found, total = mute.entries_page(ctx, _query("phone_number"), page, size)
+    return _listing(found, total, _mute)
 
 
 @route("AddBlackList")
@@ -698,7 +720,9 @@ def _unsubscribes(ctx: Ctx) -> Json:
 
 @route("DescribeUnsubscribe:removals")
 def _removals(ctx: Ctx) -> Json:
-    return paged(unsubscribes.requests(ctx), _removal)
+    page, size = _page_args()
+    found, total = unsubscribes.requests_page(ctx, page, size)
+    return _listing(found, total, _removal)
 
 
 @route("ModifyUnsubscribe")
@@ -772,6 +796,19 @@ def _add_numbers(ctx: Ctx, b: Body, group_id: int) -> Json:
     return {"group": _group(result.group), "added": result.added, "merged": result.merged}
 
 
+@route("AddCustomerNumbers:import")
+def _import_numbers(ctx: Ctx, b: Body) -> Json:
+    upload = _file(b)
+    try:
+        result = audience.import_file(
+            ctx, io.BytesIO(upload.data), upload.filename, group_id=b.number("group_id"),
+            new_name=b.text("name"), sms_type=b.text("sms_type"), max_bytes=_max_file_bytes())
+    except audience.BadLines as exc:  # a file's rows: LineError.text holds the column
+        raise RowErrors(exc.errors, exc.count, [
+            taskfile.RowError(bad.line, bad.text, bad.reason) for bad in exc.lines]) from None
+    return {"group": _group(result.group), "added": result.added, "merged": result.merged}
+
+
 @route("DeleteCustomerNumbers")
 def _remove_numbers(ctx: Ctx, b: Body, group_id: int) -> Json:
     return {"removed": audience.remove_numbers(ctx, group_id, b.numbers("ids"))}
@@ -828,8 +865,7 @@ def _max_file_bytes() -> int:
 
 
 def _validation(summary: tasks.Summary) -> Json:
-    return {**summary.as_dict(), "first_errors": [
-        {"row": e.row, "column": e.column, "reason": e.reason} for e in summary.first_errors]}
+    return {**summary.as_dict(), "first_errors": _row_errors(summary.first_errors)}
 
 
 @route("DescribeSendTasks")
@@ -942,7 +978,7 @@ def _stats_overview(ctx: Ctx) -> Json:
 
 @route("DescribeStatistics:failures")
 def _stats_failures(ctx: Ctx) -> Json:
-    return {"items": _shares(stats.failures(ctx, _stats_filter()))}
+    return paged(_shares(stats.failures(ctx, _stats_filter())), dict)
 
 
 @route("DescribeStatistics:receipts")
@@ -956,19 +992,17 @@ def _stats_receipts(ctx: Ctx) -> Json:
 
 @route("DescribeStatistics:countries")
 def _stats_countries(ctx: Ctx) -> Json:
-    found = stats.countries(ctx, _stats_filter())
-    return {"items": [{"iso_code": r.iso_code, "calling_code": r.calling_code,
-                       **_figures(r.figures), "share": r.share, "unit_price": r.unit_price}
-                      for r in found]}
+    return paged(stats.countries(ctx, _stats_filter()), lambda r: {
+        "iso_code": r.iso_code, "calling_code": r.calling_code, **_figures(r.figures),
+        "share": r.share, "unit_price": r.unit_price})
 
 
 @route("DescribeStatistics:verification")
 def _stats_verification(ctx: Ctx) -> Json:
-    return {"items": [{"sdk_app_id": h.sdk_app_id, "app_name": h.app_name,
-                       "hour": h.hour.isoformat(), "requests": h.requests,
-                       "success": h.success, "success_rate": h.success_rate,
-                       "yesterday": h.yesterday, "growth": h.growth}
-                      for h in stats.verification(ctx, _stats_filter())]}
+    return paged(stats.verification(ctx, _stats_filter()), lambda h: {
+        "sdk_app_id": h.sdk_app_id, "app_name": h.app_name, "hour": h.hour.isoformat(),
+        "requests": h.requests, "success": h.success, "success_rate": h.success_rate,
+        "yesterday": h.yesterday, "growth": h.growth})
 
 
 @route("DescribeSendSmsRecord")
@@ -986,6 +1020,18 @@ def _sms_log(ctx: Ctx) -> Json:
         "carrier_code": pair[0].carrier_code, "task_id": pair[0].task_id,
         "created_at": _when(pair[0].created_at), "submitted_at": _when(pair[0].submitted_at),
         "receipt_at": _when(pair[0].receipt_at)})
+
+
+@route("DescribeSendSmsRecord:replies")
+def _replies(ctx: Ctx) -> Json:
+    page, size = _page_args()
+    number = _query("phone_number")[:32]
+    found, total = replies.replies_page(
+        ctx, sending.number_prefix(number) if number.strip() else "", page, size)
+    return _listing(found, total, lambda pair: {
+        "id": pair[0].id, "phone_number": pair[0].phone_number, "text": pair[0].text,
+        "sdk_app_id": pair[1], "unsubscribed": pair[0].unsubscribed,
+        "received_at": _when(pair[0].received_at)})
 
 
 # --- alarms ---------------------------------------------------------------------------
