@@ -63,9 +63,9 @@ from app.models.tasks import (
     SendTaskRecipient,
 )
 from app.models.tasks import FAILED as TASK_FAILED
-from app.services import alarms, audit, exports, sending
+from app.services import alarms, apps, audit, exports, sending
 from app.services.access import Actor
-from app.services.apps import get_app, list_apps
+from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
 from app.services.limits import Limiter
@@ -108,8 +108,7 @@ def list_tasks(ctx: Ctx, region: str | None = None, *, page: int = 1,
     """Tasks of the applications the actor may describe, newest first."""
     if region is not None and region not in REGIONS:
         raise invalid("region", "Choose mainland or international.")
-    visible = {a.id: a.sdk_app_id for a in list_apps(ctx)
-               if ctx.actor.can("DescribeSendTasks", a.sdk_app_id)}
+    visible = apps.allowed(ctx, "DescribeSendTasks")
     if not visible:
         return [], 0
     q = select(SendTask).where(SendTask.account_id == ctx.actor.account_id,
