@@ -292,7 +292,7 @@ def _run(operation: Operation, view: View, kwargs: dict[str, Any]) -> Response:
     if any("\x00" in v for v in request.args.values()):
         raise ValidationError({"": "Query values may not contain NUL characters."})
     ctx = _ctx(actor)
-    write = request.method != "GET"
+    write = request.method not in ("GET", "HEAD")  # Flask answers HEAD with the GET view
     args = [Body(_json_body())] if write else []
     key = request.headers.get("Idempotency-Key") if write else None
     row = None

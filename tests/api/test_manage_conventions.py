@@ -123,3 +123,10 @@ def test_reply_records_of_the_sms_log(api: Flask, session: Session, shop: Shop) 
         session, "nobody@example.com", policies=[doc(
             ("allow", ["sms:DescribeAppList"], ["sms:app/*"]))]))
     assert nobody.get("/replies").status_code == 403
+
+
+def test_head_answers_like_get_without_a_body(api: Flask, session: Session) -> None:
+    m = _full(api, session)
+    got, head = m.get("/apps?page_size=1"), m.call("HEAD", "/apps?page_size=1")
+    assert (head.status_code, head.get_data()) == (200, b""), head.get_data(as_text=True)
+    assert head.headers["Content-Length"] == got.headers["Content-Length"]

@@ -283,3 +283,24 @@ def test_every_route_is_documented_with_its_policy_action(api: Flask) -> None:
                   for op in path.values() if "x-policy-action" in op}
     assert len(documented) == len(OPERATIONS)
     assert all(op["x-policy-action"][4:] in ACTIONS for op in documented.values())
+
+
+def test_every_write_replays_its_answer_for_the_same_key(api: Flask, session: Session) -> None:
+    """Each write operation of the document (the matrix's requests), sent twice with
+    one Idempotency-Key: the second gets the first answer back and writes nothing."""
+    from app.api.manage_spec import OPERATIONS
+    from tests.api.test_manage_matrix import ACCOUNT_CASES, APP_CASES, _fill
+
+    m = _full(api, session)
+    writes = {k: c for k, c in {**APP_CASES, **ACCOUNT_CASES}.items() if c[0] != "GET"}
+    assert set(writes) == {k for k, op in OPERATIONS.items() if op.method != "GET"}
+    for n, (key, (method, path, body, setup)) in enumerate(sorted(writes.items())):
+        a = make_app(session, f"App {n}")
+        x = setup(session, a) if setup else None
+        session.commit()
+        target, data = path.format(a=a, x=x), _fill(body, a, x)
+        first = m.call(method, target, data, headers={"Idempotency-Key": f"k-{key}"})
+        assert first.status_code in (200, 201), (key, first.get_json())
+        again = m.call(method, target, data, headers={"Idempotency-Key": f"k-{key}"})
+        assert again.headers.get("Idempotent-Replayed") == "true", (key, again.get_json())
+        assert (again.status_code, again.get_json()) == (first.status_code, first.get_json())
