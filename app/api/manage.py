@@ -241,6 +241,11 @@ def _json_answer(status: int, payload: Any, replayed: bool = False) -> Response:
     return resp
 
 
+class WritesKept(ValidationError):
+    """Refused, but what the service wrote stands (a wrong confirmation code counts):
+    committed, with no answer stored for an Idempotency-Key."""
+
+
 class RowErrors(ValidationError):
     """A file with bad rows: how many, and the first ones as task validation lists them."""
 
@@ -328,6 +333,11 @@ def _run(operation: Operation, view: View, kwargs: dict[str, Any]) -> Response:
         if row is not None:
             row.status, row.body = status, json.dumps(result)
         ctx.db.commit()
+    except WritesKept as exc:
+        if row is not None:
+            ctx.db.delete(row)
+        ctx.db.commit()
+        return service_error(exc)
     except ServiceError as exc:
         ctx.db.rollback()  # nothing written, nothing stored: a retry runs afresh
         return service_error(exc)
@@ -479,6 +489,11 @@ def _set_country(ctx: Ctx, b: Body, sdk_app_id: str, iso_code: str) -> Json:
     return next(_country(c) for c in app.countries if c.iso_code == iso_code.upper())
 
 
+@route("ModifyCountryConfig:import")
+def _import_countries(ctx: Ctx, b: Body, sdk_app_id: str) -> Json:
+    return {"imported": app_config.import_countries(ctx, sdk_app_id, _file(b).data)}
+
+
 @route("ModifyCountryConfig:remove")
 def _remove_country(ctx: Ctx, _b: Body, sdk_app_id: str, iso_code: str) -> Json:
     app_config.remove_country(ctx, sdk_app_id, iso_code)
@@ -549,6 +564,20 @@ def _add_contact(ctx: Ctx, b: Body, sdk_app_id: str) -> Json:
 def _modify_contact(ctx: Ctx, b: Body, sdk_app_id: str, contact_id: int) -> Json:
     return _contact(app_config.update_contact(ctx, sdk_app_id, contact_id,
                                               **_contact_args(b)))
+
+
+@route("ModifyNewsReceiver:send_code")
+def _send_code(ctx: Ctx, _b: Body, sdk_app_id: str, contact_id: int) -> Json:
+    return _contact(app_config.send_mobile_code(ctx, sdk_app_id, contact_id))
+
+
+@route("ModifyNewsReceiver:confirm")
+def _confirm_mobile(ctx: Ctx, b: Body, sdk_app_id: str, contact_id: int) -> Json:
+    problem = app_config.confirm_mobile(ctx, sdk_app_id, contact_id, b.text("code"))
+    if problem:
+        raise WritesKept({"code": problem})  # a wrong try counts
+    app = apps.get_app(ctx, sdk_app_id, "ModifyNewsReceiver")
+    return _contact(next(c for c in app.contacts if c.id == contact_id))
 
 
 @route("DeleteNewsReceiver")
@@ -927,6 +956,27 @@ def _create_task(ctx: Ctx, b: Body) -> Json:
 def _confirm_task(ctx: Ctx, b: Body, task_id: int) -> Json:
     return _task_of(ctx, tasks.confirm(ctx, task_id,
                                        acknowledged=b.flag("acknowledged", required=True)))
+
+
+@route("DescribeSendTasks:errors")
+def _task_errors(ctx: Ctx, task_id: int) -> Json:
+    page, size = _page_args()
+    found, total = tasks.row_errors_page(ctx, task_id, page, size)
+    return _listing(found, total, lambda e: {"row": e.row_no, "column": e.column,
+                                             "reason": e.reason})
+
+
+@route("DescribeSmsTemplateList:standard_file")
+def _standard_file(ctx: Ctx, template_id: int) -> Json:
+    _template, columns, example = tasks.standard_columns(ctx, template_id)
+    return {"columns": columns, "example": example}
+
+
+@route("CreateSendTask:group")
+def _send_to_group(ctx: Ctx, b: Body, group_id: int) -> Json:
+    params = b.texts("params") if b.data.get("params") is not None else None
+    task, summary = audience.send_to_group(ctx, _draft(b), group_id, params=params)
+    return {"task": _task_of(ctx, task), "validation": _validation(summary)}
 
 
 @route("ModifyTaskStatusStop")

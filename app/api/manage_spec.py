@@ -142,6 +142,8 @@ SCHEMAS: dict[str, Schema] = {
     "Alarm": _obj({"id": INT, "event": STR, "label": STR, "sdk_app_id": _nullable("string"),
                    "subject": STR, "body": STR, "created_at": WHEN,
                    "acknowledged_by": _nullable("string"), "acknowledged_at": WHEN}),
+    "StandardFile": _obj({"columns": STRS, "example": STRS}, ("columns", "example")),
+    "Imported": _obj({"imported": INT}),
     "Deleted": _obj({"deleted": INT, "removed": STR,
                      "signatures_made_unusable": {"type": "array", "items": INT}}),
 }
@@ -166,6 +168,15 @@ TASK_IN = _obj({"sdk_app_id": STR, "template_id": ID, "name": STR, "sign_name": 
                 "file": {**FILE, "description": "Recipients: phone, then variable 1..N. "
                                                 + FILE_TEXT}},
                ("sdk_app_id", "template_id", "file"))
+DRAFT = {k: v for k, v in TASK_IN["properties"].items() if k != "file"}
+GROUP_SEND_IN = _obj({**DRAFT, "params": {
+    "type": "array", "items": STR, "nullable": True,
+    "description": "The template's variables, the same for every number; leave it out to "
+                   "use each number's own imported columns."}}, ("sdk_app_id", "template_id"))
+COUNTRIES_IN = _obj({"file": {**FILE, "description": "CSV lines ISO code[,alarm threshold"
+                                                     "[,daily limit]], an optional header, at "
+                                                     "most 1 MB; base64-encoded."}},
+                    ("file",))
 GROUP_IMPORT_IN = _obj({
     "group_id": {**ID, "description": "An existing group; or give name and sms_type."},
     "name": {"type": "string", "description": "A new group's name."},
@@ -223,6 +234,9 @@ _OPS = [
               "ModifyCountryConfig", "Country",
               _obj({"alarm_threshold": _nullable("integer", minimum=0),
                     "daily_limit": _nullable("integer", minimum=0)})),
+    Operation("ModifyCountryConfig:import", "POST", APP + "/countries/import",
+              "Allow many countries/regions from a CSV file (all or nothing)",
+              "ModifyCountryConfig", "Imported", COUNTRIES_IN),
     Operation("ModifyCountryConfig:remove", "DELETE", APP + "/countries/{iso_code}",
               "Stop allowing a country/region", "ModifyCountryConfig", "Deleted"),
     Operation("DescribeFreqRule", "GET", APP + "/frequency", "Frequency limits",
@@ -250,6 +264,12 @@ _OPS = [
               "AddNewsReceiver", "Contact", CONTACT_IN, status=201),
     Operation("ModifyNewsReceiver", "PUT", APP + "/contacts/{contact_id}",
               "Change an alarm contact", "ModifyNewsReceiver", "Contact", CONTACT_IN),
+    Operation("ModifyNewsReceiver:send_code", "POST", APP + "/contacts/{contact_id}/send-code",
+              "Text a one-time code to the contact's mobile (to confirm it for SMS alarms)",
+              "ModifyNewsReceiver", "Contact"),
+    Operation("ModifyNewsReceiver:confirm", "POST", APP + "/contacts/{contact_id}/confirm",
+              "Confirm the contact's mobile with the code texted to it (a wrong code counts "
+              "as a try)", "ModifyNewsReceiver", "Contact", _obj({"code": STR}, ("code",))),
     Operation("DeleteNewsReceiver", "DELETE", APP + "/contacts/{contact_id}",
               "Delete an alarm contact", "DeleteNewsReceiver", "Deleted"),
     # content
@@ -364,6 +384,16 @@ _OPS = [
               paged=True, tag="Tasks"),
     Operation("DescribeSendTasks:receipts", "GET", "/tasks/{task_id}/receipts",
               "A task's receipt analysis", "DescribeSendTasks", "Receipts", tag="Tasks"),
+    Operation("DescribeSendTasks:errors", "GET", "/tasks/{task_id}/errors",
+              "Every row of the task's file that cannot be sent, with why", "DescribeSendTasks",
+              "RowError", paged=True, tag="Tasks"),
+    Operation("DescribeSmsTemplateList:standard_file", "GET",
+              "/templates/{template_id}/standard-file",
+              "The exact columns of a task file for a template, with an example row",
+              "DescribeSmsTemplateList", "StandardFile", tag="Tasks"),
+    Operation("CreateSendTask:group", "POST", "/groups/{group_id}/send",
+              "Create a task whose recipients are a group's numbers; it awaits confirmation",
+              "CreateSendTask", "TaskCreated", GROUP_SEND_IN, status=201, tag="Tasks"),
     Operation("CreateSendTask:validate", "POST", "/tasks/validate",
               "Check a recipient file without creating anything", "CreateSendTask",
               "TaskValidation", TASK_IN, tag="Tasks",

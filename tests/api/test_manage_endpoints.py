@@ -289,18 +289,66 @@ def test_every_write_replays_its_answer_for_the_same_key(api: Flask, session: Se
     """Each write operation of the document (the matrix's requests), sent twice with
     one Idempotency-Key: the second gets the first answer back and writes nothing."""
     from app.api.manage_spec import OPERATIONS
-    from tests.api.test_manage_matrix import ACCOUNT_CASES, APP_CASES, _fill
+    from tests.api.test_manage_matrix import ACCOUNT_CASES, APP_CASES, request_of
 
     m = _full(api, session)
     writes = {k: c for k, c in {**APP_CASES, **ACCOUNT_CASES}.items() if c[0] != "GET"}
     assert set(writes) == {k for k, op in OPERATIONS.items() if op.method != "GET"}
-    for n, (key, (method, path, body, setup)) in enumerate(sorted(writes.items())):
-        a = make_app(session, f"App {n}")
-        x = setup(session, a) if setup else None
+    for n, (key, case) in enumerate(sorted(writes.items())):
+        method, target, data = request_of(case, session, make_app(session, f"App {n}"))
         session.commit()
-        target, data = path.format(a=a, x=x), _fill(body, a, x)
         first = m.call(method, target, data, headers={"Idempotency-Key": f"k-{key}"})
         assert first.status_code in (200, 201), (key, first.get_json())
         again = m.call(method, target, data, headers={"Idempotency-Key": f"k-{key}"})
         assert again.headers.get("Idempotent-Replayed") == "true", (key, again.get_json())
         assert (again.status_code, again.get_json()) == (first.status_code, first.get_json())
+
+
+def _upload(data: bytes, name: str = "list.csv") -> dict[str, str]:
+    return {"filename": name, "data_base64": base64.b64encode(data).decode()}
+
+
+def test_countries_import_from_a_file(api: Flask, session: Session) -> None:
+    a = make_app(session)
+    m = _full(api, session)
+    done = m.post(f"/apps/{a}/countries/import",
+                  {"file": _upload(b"iso,alarm threshold,daily limit\nUS,10,20\ngb\n")})
+    assert (done.status_code, done.get_json()) == (200, {"imported": 2}), done.get_json()
+    listed = m.get(f"/apps/{a}/countries").get_json()["items"]
+    assert [(c["iso_code"], c["daily_limit"]) for c in listed] == [("GB", None), ("US", 20)]
+    bad = m.post(f"/apps/{a}/countries/import", {"file": _upload(b"FR\nZZ,1\n")})
+    assert bad.status_code == 400 and "line 2" in bad.get_json()["error"]["fields"]["file"]
+    assert m.get(f"/apps/{a}/countries").get_json()["total"] == 2  # all or nothing
+    assert m.post(f"/apps/{a}/countries/import", {}).status_code == 400
+
+
+def test_alarm_contact_mobile_is_confirmed_through_the_api(api: Flask, session: Session,
+                                                           tmp_path: Path) -> None:
+    from jobs import worker
+    from tests.jobs.test_alarm_sms import CountingSimulator
+
+    gateway = CountingSimulator(tmp_path / "simulator.jsonl")
+    api.extensions["gateway"] = gateway
+    a = make_app(session)
+    m = _full(api, session)
+    contact = m.post(f"/apps/{a}/contacts", {"name": "Ops", "mobile": "+8613900000001",
+                                             "events": ["threshold"]}).get_json()
+    base = f"/apps/{a}/contacts/{contact['id']}"
+    early = m.post(base + "/confirm", {"code": "123456"})
+    assert early.status_code == 400 and "Send a code" in early.get_json()["error"]["message"]
+    sent = m.post(base + "/send-code")
+    assert sent.status_code == 200, sent.get_json()
+    assert sent.get_json()["mobile_confirmed"] is False
+    again = m.post(base + "/send-code")
+    assert again.status_code == 409 and "Wait" in again.get_json()["error"]["message"]
+    assert worker.run(api, burst=True)
+    [(_to, text)] = gateway.received()
+    code = text.split("code is ")[1][:6]
+    wrong = "000000" if code != "000000" else "111111"
+    bad = m.post(base + "/confirm", {"code": wrong}, headers={"Idempotency-Key": "try-1"})
+    assert bad.status_code == 400 and "4 tries left" in bad.get_json()["error"]["message"]
+    # The wrong try counts (kept, not rolled back), and no answer was stored for the key.
+    retried = m.post(base + "/confirm", {"code": wrong}, headers={"Idempotency-Key": "try-1"})
+    assert "3 tries left" in retried.get_json()["error"]["message"], retried.get_json()
+    good = m.post(base + "/confirm", {"code": code})
+    assert good.status_code == 200 and good.get_json()["mobile_confirmed"] is True

@@ -13,6 +13,7 @@ import io
 import itertools
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -21,9 +22,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.api.manage_spec import OPERATIONS
-from app.models import Alarm, Application, Message, Reply
+from app.db import utcnow
+from app.models import Alarm, AlarmContact, Application, Message, Reply
 from app.models.sending import SUBMITTED
-from app.services import app_config, audience, content, reviews, tasks, unsubscribes
+from app.services import (
+    app_config,
+    audience,
+    content,
+    passwords,
+    reviews,
+    tasks,
+    unsubscribes,
+)
 from tests.api.mgmt import as_user
 from tests.audience import test_groups_service
 from tests.helpers import QUALIFICATION, ctx_for, doc, make_app, make_user, root_ctx
@@ -37,6 +47,21 @@ _names = itertools.count()
 def _contact(s: Session, a: str) -> int:
     return app_config.add_contact(root_ctx(s), a, name="Ops", email="ops@example.com",
                                   events=["threshold"]).id
+
+
+def _mobile_contact(s: Session, a: str) -> int:
+    return app_config.add_contact(root_ctx(s), a, name="Ops", mobile="+8613900000001",
+                                  events=["threshold"]).id
+
+
+def _contact_with_code(s: Session, a: str) -> int:
+    """A contact whose mobile was sent the code 123456."""
+    contact = s.get(AlarmContact, _mobile_contact(s, a))
+    assert contact is not None
+    contact.confirm_code_hash = passwords.hash_secret("123456")
+    contact.confirm_expires_at = utcnow() + timedelta(minutes=5)
+    s.flush()
+    return contact.id
 
 
 def _allowlisted(s: Session, a: str) -> None:
@@ -74,6 +99,12 @@ def _task(s: Session, a: str) -> int:
     task, _summary = tasks.create_task(root_ctx(s), draft, io.BytesIO(b"+14155550110,1234\n"),
                                        "list.csv")
     return task.id
+
+
+def _group_and_template(s: Session, a: str) -> tuple[int, int]:
+    group = audience.add_typed(root_ctx(s), text="+14155550110", new_name=f"Fans {next(_names)}",
+                               sms_type="verification").group
+    return group.id, _effective_template(s, a)
 
 
 def _sending_task(s: Session, a: str) -> int:
@@ -117,9 +148,11 @@ def _alarm(s: Session, a: str) -> int:
 TASK_FILE = {"filename": "list.csv",
              "data_base64": base64.b64encode(b"+14155550110,1234\n").decode()}
 STATS = "region=international&period=7d&sdk_app_id={a}"
+COUNTRY_FILE = {"filename": "countries.csv", "data_base64": base64.b64encode(b"US\nGB\n").decode()}
 
 # operation → (method, path with {a} for the application and {x} for the setup's
-# result, body, setup). Each is checked with the operation's own policy action.
+# result (or {x} and {y}: its pair), body, setup). Each is checked with the
+# operation's own policy action.
 APP_CASES: dict[str, Case] = {
     "DescribeAppInfo": ("GET", "/apps/{a}", None, None),
     "ModifyAppInfo": ("PUT", "/apps/{a}", {"name": "New", "tags": ["a"]}, None),
@@ -130,6 +163,8 @@ APP_CASES: dict[str, Case] = {
     "DescribeCountryConfig": ("GET", "/apps/{a}/countries", None, None),
     "ModifyCountryConfig": ("PUT", "/apps/{a}/countries/US", {}, None),
     "ModifyCountryConfig:remove": ("DELETE", "/apps/{a}/countries/US", None, _country),
+    "ModifyCountryConfig:import": ("POST", "/apps/{a}/countries/import",
+                                   {"file": COUNTRY_FILE}, None),
     "DescribeFreqRule": ("GET", "/apps/{a}/frequency", None, None),
     "ModifyFreqRule": ("PUT", "/apps/{a}/frequency", {
         "30s": {"enabled": True, "limit": 1}, "hour": {"enabled": True, "limit": 3},
@@ -147,6 +182,10 @@ APP_CASES: dict[str, Case] = {
                         {"name": "A", "email": "a@example.com", "events": []}, None),
     "ModifyNewsReceiver": ("PUT", "/apps/{a}/contacts/{x}",
                            {"name": "B", "email": "b@example.com", "events": []}, _contact),
+    "ModifyNewsReceiver:send_code": ("POST", "/apps/{a}/contacts/{x}/send-code", None,
+                                     _mobile_contact),
+    "ModifyNewsReceiver:confirm": ("POST", "/apps/{a}/contacts/{x}/confirm",
+                                   {"code": "123456"}, _contact_with_code),
     "DeleteNewsReceiver": ("DELETE", "/apps/{a}/contacts/{x}", None, _contact),
     "DescribeUnsubscribe": ("GET", "/unsubscribes?phone_number=%2B14155550100&sdk_app_id={a}",
                             None, None),
@@ -154,10 +193,13 @@ APP_CASES: dict[str, Case] = {
         "sdk_app_id": "{a}", "template_id": "{x}", "file": TASK_FILE}, _effective_template),
     "CreateSendTask": ("POST", "/tasks", {
         "sdk_app_id": "{a}", "template_id": "{x}", "file": TASK_FILE}, _effective_template),
+    "CreateSendTask:group": ("POST", "/groups/{x}/send", {
+        "sdk_app_id": "{a}", "template_id": "{y}", "params": ["1234"]}, _group_and_template),
     "CreateSendTask:confirm": ("POST", "/tasks/{x}/confirm", {"acknowledged": True}, _task),
     "DescribeSendTasks:one": ("GET", "/tasks/{x}", None, _task),
     "DescribeSendTasks:records": ("GET", "/tasks/{x}/records", None, _task),
     "DescribeSendTasks:receipts": ("GET", "/tasks/{x}/receipts", None, _task),
+    "DescribeSendTasks:errors": ("GET", "/tasks/{x}/errors", None, _task),
     "ModifyTaskStatusStop": ("POST", "/tasks/{x}/stop", None, _sending_task),
     "CancelSendSMSTask": ("POST", "/tasks/{x}/cancel", None, _task),
     "DescribeStatistics": ("GET", "/statistics/overview?" + STATS, None, None),
@@ -171,10 +213,12 @@ APP_CASES: dict[str, Case] = {
 # A task is hidden (404), not refused, from who may neither read it nor do the action
 # (app/services/tasks.py `_task`): "denied" reads as not found for reading a task.
 DENIED_AS_NOT_FOUND = {"DescribeSendTasks:one", "DescribeSendTasks:records",
-                       "DescribeSendTasks:receipts"}
-# What an allowed caller needs besides the operation's action: acknowledging an alarm
-# needs reading it.
-ALSO_NEEDS = {"ModifyAlarms": ["sms:DescribeAlarms"]}
+                       "DescribeSendTasks:receipts", "DescribeSendTasks:errors"}
+# What an allowed caller needs besides the operation's action (on the application, or
+# on every application): acknowledging an alarm needs reading it; sending to a group,
+# reading the group.
+ALSO_NEEDS = {"ModifyAlarms": ("sms:DescribeAlarms", "sms:app/{a}"),
+              "CreateSendTask:group": ("sms:DescribeCustomerGroup", "sms:app/*")}
 
 # Lists that narrow to the applications the caller may read instead of refusing:
 # operation → (path, setup making a row of the application, is that row in the items).
@@ -220,6 +264,8 @@ ACCOUNT_CASES: dict[str, Case] = {
     "DeleteCustomerNumbers": ("POST", "/groups/{x}/numbers/remove", {"ids": [1]}, _group),
     "DescribeSmsTemplateList": ("GET", "/templates?region=mainland", None, None),
     "DescribeSmsTemplateList:one": ("GET", "/templates/{x}", None, _template),
+    "DescribeSmsTemplateList:standard_file": ("GET", "/templates/{x}/standard-file", None,
+                                              _template),
     "AddSmsTemplate": ("POST", "/templates", {**T, "region": "mainland"}, None),
     "ModifySmsTemplate": ("PUT", "/templates/{x}", T, _template),
     "DeleteSmsTemplate": ("DELETE", "/templates/{x}", None, _template),
@@ -263,19 +309,26 @@ def test_every_operation_is_in_the_matrix() -> None:
         assert key.split(":")[0] not in test_policy_matrix.CASES, key
 
 
-def _fill(value: Any, a: str, x: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _fill(v, a, x) for k, v in value.items()}
-    return {"{x}": x, "{a}": a}.get(value, value) if isinstance(value, str) else value
+def request_of(case: Case, session: Session, a: str) -> tuple[str, str, Any]:
+    """A case's method, path and body on a fresh setup for application `a`."""
+    method, path, body, setup = case
+    x = setup(session, a) if setup else None
+    x, y = x if isinstance(x, tuple) else (x, None)
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return {"{x}": x, "{y}": y, "{a}": a}.get(value, value) if isinstance(
+            value, str) else value
+
+    return method, path.format(a=a, x=x, y=y), fill(body)
 
 
 def _call(api: Flask, session: Session, case: Case, a: str, *policies: str) -> int:
     """The case's request by a new user holding `policies`, on a fresh setup."""
-    method, path, body, setup = case
-    x = setup(session, a) if setup else None
+    method, path, body = request_of(case, session, a)
     user = make_user(session, f"caller{next(_names)}@example.com", policies=list(policies))
-    resp = as_user(api.test_client(), session, user).call(
-        method, path.format(a=a, x=x), _fill(body, a, x))
+    resp = as_user(api.test_client(), session, user).call(method, path, body)
     assert resp.status_code != 500, resp.get_data(as_text=True)
     return resp.status_code
 
@@ -291,8 +344,9 @@ def test_app_operation(api: Flask, session: Session, key: str) -> None:
     assert denied == (404 if key in DENIED_AS_NOT_FOUND else 403)
     assert _call(api, session, case, a, doc(("allow", ["sms:*"], [f"sms:app/{b}"]))) in (
         403, 404)
-    allowed = _call(api, session, case, a, doc(
-        ("allow", [action, *ALSO_NEEDS.get(key, [])], [f"sms:app/{a}"])))
+    also = [("allow", [extra], [where.format(a=a)]) for extra, where in [ALSO_NEEDS[key]]
+            ] if key in ALSO_NEEDS else []
+    allowed = _call(api, session, case, a, doc(("allow", [action], [f"sms:app/{a}"]), *also))
     assert allowed in (200, 201)
 
 
