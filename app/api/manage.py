@@ -9,6 +9,9 @@ Conventions, the same on every endpoint:
 - errors are {"error": {"code", "message"}} (validation errors add "fields");
 - lists take ?page= (from 1) and ?page_size= (1-100, default 20) and answer
   {"items": [...], "page", "page_size", "total"};
+- files (task recipients, group imports, country lists) travel in the JSON body as
+  {"filename", "data_base64"}, and a file's bad rows come back as task validation
+  lists them ({"row", "column", "reason"});
 - writes (POST, PUT, DELETE) accept an Idempotency-Key header: the answer is stored
   in the write's own transaction, so a retry (within 24 hours) gets it back instead of
   writing twice. Refused writes store nothing, so their retry runs afresh.

@@ -174,8 +174,9 @@ GROUP_SEND_IN = _obj({**DRAFT, "params": {
     "description": "The template's variables, the same for every number; leave it out to "
                    "use each number's own imported columns."}}, ("sdk_app_id", "template_id"))
 COUNTRIES_IN = _obj({"file": {**FILE, "description": "CSV lines ISO code[,alarm threshold"
-                                                     "[,daily limit]], an optional header, at "
-                                                     "most 1 MB; base64-encoded."}},
+                                                     "[,daily limit]], an optional header; "
+                                                     "base64-encoded, in a body of at most "
+                                                     "1 MB like every small write."}},
                     ("file",))
 GROUP_IMPORT_IN = _obj({
     "group_id": {**ID, "description": "An existing group; or give name and sms_type."},
