@@ -40,8 +40,6 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_SKEW_S = 300
 NONCE = re.compile(r"^[A-Za-z0-9_\-.~]{8,64}$")
 OPENAPI = Path(__file__).with_name("openapi.json")
-IMAGE_ENDPOINTS = frozenset({"api.m_AddSmsSign", "api.m_ModifySmsSign"})
-FILE_ENDPOINTS = frozenset({"api.m_CreateSendTask", "api.m_CreateSendTask:validate"})
 
 
 class ApiError(Exception):
@@ -55,9 +53,12 @@ def _error(status: int, code: str, message: str) -> tuple[Response, int]:
 
 
 def _body_limit() -> int:
-    if request.endpoint in IMAGE_ENDPOINTS:  # base64 images of up to 5 MB, and the fields
+    endpoint = request.endpoint or ""
+    operation = manage_spec.OPERATIONS.get(endpoint.removeprefix("api.m_"))
+    upload = operation.upload if operation and endpoint.startswith("api.m_") else ""
+    if upload == "image":  # base64 images of up to 5 MB, and the fields
         return 8 * 1024 * 1024
-    if request.endpoint in FILE_ENDPOINTS:  # a base64 recipient file (TASK_MAX_UPLOAD_MB)
+    if upload == "file":  # a base64 CSV/XLSX file (TASK_MAX_UPLOAD_MB)
         return int(current_app.config.get("TASK_MAX_UPLOAD_MB", 30)) * 1024 * 1024 * 4 // 3 \
             + 64 * 1024
     return int(current_app.config.get("API_MAX_BODY_BYTES") or 1024 * 1024)

@@ -9,6 +9,9 @@ Conventions, the same on every endpoint:
 - errors are {"error": {"code", "message"}} (validation errors add "fields");
 - lists take ?page= (from 1) and ?page_size= (1-100, default 20) and answer
   {"items": [...], "page", "page_size", "total"};
+- files (task recipients, group imports, country lists) travel in the JSON body as
+  {"filename", "data_base64"}, and a file's bad rows come back as task validation
+  lists them ({"row", "column", "reason"});
 - writes (POST, PUT, DELETE) accept an Idempotency-Key header: the answer is stored
   in the write's own transaction, so a retry (within 24 hours) gets it back instead of
   writing twice. Refused writes store nothing, so their retry runs afresh.
@@ -62,6 +65,7 @@ from app.services import (
     audience,
     content,
     mute,
+    replies,
     reviews,
     sending,
     stats,
@@ -79,7 +83,7 @@ from app.services.errors import (
     ValidationError,
 )
 from app.services.uploads import Upload
-from app.sms import errors
+from app.sms import errors, taskfile
 
 Json = dict[str, Any]
 MAX_ID = 2**31 - 1  # ids are 32-bit in the database; larger ones name nothing
@@ -240,11 +244,31 @@ def _json_answer(status: int, payload: Any, replayed: bool = False) -> Response:
     return resp
 
 
+class WritesKept(ValidationError):
+    """Refused, but what the service wrote stands (a wrong confirmation code counts):
+    committed, with no answer stored for an Idempotency-Key."""
+
+
+class RowErrors(ValidationError):
+    """A file with bad rows: how many, and the first ones as task validation lists them."""
+
+    def __init__(self, errors: dict[str, str], count: int,
+                 rows: list[taskfile.RowError]) -> None:
+        super().__init__(errors)
+        self.count, self.rows = count, rows
+
+
+def _row_errors(rows: list[taskfile.RowError]) -> list[Json]:
+    return [{"row": e.row, "column": e.column, "reason": e.reason} for e in rows]
+
+
 def service_error(exc: ServiceError) -> Response:
     status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
     error: Json = {"code": exc.code, "message": exc.message}
     if isinstance(exc, ValidationError):
         error["fields"] = exc.errors
+    if isinstance(exc, RowErrors):
+        error["errors"], error["first_errors"] = exc.count, _row_errors(exc.rows)
     return _json_answer(status, {"error": error})
 
 
@@ -276,7 +300,7 @@ def _run(operation: Operation, view: View, kwargs: dict[str, Any]) -> Response:
     if any("\x00" in v for v in request.args.values()):
         raise ValidationError({"": "Query values may not contain NUL characters."})
     ctx = _ctx(actor)
-    write = request.method != "GET"
+    write = request.method not in ("GET", "HEAD")  # Flask answers HEAD with the GET view
     args = [Body(_json_body())] if write else []
     key = request.headers.get("Idempotency-Key") if write else None
     row = None
@@ -306,15 +330,24 @@ def _run(operation: Operation, view: View, kwargs: dict[str, Any]) -> Response:
                 raise ApiError(409, "IdempotencyInProgress", "A request with this "
                                "Idempotency-Key was in progress; retry it.") from None
             return _replay(found, fingerprint)
+    status = operation.status
     try:
         result = view(ctx, *args, **kwargs)
+        if row is not None:
+            row.status, row.body = status, json.dumps(result)
+        ctx.db.commit()
+    except WritesKept as exc:
+        if row is not None:
+            ctx.db.delete(row)
+        ctx.db.commit()
+        return service_error(exc)
     except ServiceError as exc:
         ctx.db.rollback()  # nothing written, nothing stored: a retry runs afresh
         return service_error(exc)
-    status = operation.status
-    if row is not None:
-        row.status, row.body = status, json.dumps(result)
-    ctx.db.commit()
+    except IntegrityError:  # a concurrent request wrote the same unique thing first
+        ctx.db.rollback()
+        return service_error(Conflict("Another request changed the same thing at the same "
+                                      "time; read it again, then retry if still needed."))
     if ctx.deferred:
         try:
             enqueue_deferred(current_app.extensions["redis"], ctx.deferred)
@@ -459,6 +492,11 @@ def _set_country(ctx: Ctx, b: Body, sdk_app_id: str, iso_code: str) -> Json:
     return next(_country(c) for c in app.countries if c.iso_code == iso_code.upper())
 
 
+@route("ModifyCountryConfig:import")
+def _import_countries(ctx: Ctx, b: Body, sdk_app_id: str) -> Json:
+    return {"imported": app_config.import_countries(ctx, sdk_app_id, _file(b).data)}
+
+
 @route("ModifyCountryConfig:remove")
 def _remove_country(ctx: Ctx, _b: Body, sdk_app_id: str, iso_code: str) -> Json:
     app_config.remove_country(ctx, sdk_app_id, iso_code)
@@ -529,6 +567,20 @@ def _add_contact(ctx: Ctx, b: Body, sdk_app_id: str) -> Json:
 def _modify_contact(ctx: Ctx, b: Body, sdk_app_id: str, contact_id: int) -> Json:
     return _contact(app_config.update_contact(ctx, sdk_app_id, contact_id,
                                               **_contact_args(b)))
+
+
+@route("ModifyNewsReceiver:send_code")
+def _send_code(ctx: Ctx, _b: Body, sdk_app_id: str, contact_id: int) -> Json:
+    return _contact(app_config.send_mobile_code(ctx, sdk_app_id, contact_id))
+
+
+@route("ModifyNewsReceiver:confirm")
+def _confirm_mobile(ctx: Ctx, b: Body, sdk_app_id: str, contact_id: int) -> Json:
+    problem = app_config.confirm_mobile(ctx, sdk_app_id, contact_id, b.text("code"))
+    if problem:
+        raise WritesKept({"code": problem})  # a wrong try counts
+    app = apps.get_app(ctx, sdk_app_id, "ModifyNewsReceiver")
+    return _contact(next(c for c in app.contacts if c.id == contact_id))
 
 
 @route("DeleteNewsReceiver")
@@ -672,7 +724,9 @@ def _decide(ctx: Ctx, b: Body, kind: str, object_id: int) -> Json:
 
 @route("DescribeBlackList")
 def _mute_list(ctx: Ctx) -> Json:
-    return paged(mute.entries(ctx, _query("phone_number")), _mute)
+    page, size = _page_args()
+    found, total = mute.entries_page(ctx, _query("phone_number"), page, size)
+    return _listing(found, total, _mute)
 
 
 @route("AddBlackList")
@@ -698,7 +752,9 @@ def _unsubscribes(ctx: Ctx) -> Json:
 
 @route("DescribeUnsubscribe:removals")
 def _removals(ctx: Ctx) -> Json:
-    return paged(unsubscribes.requests(ctx), _removal)
+    page, size = _page_args()
+    found, total = unsubscribes.requests_page(ctx, page, size)
+    return _listing(found, total, _removal)
 
 
 @route("ModifyUnsubscribe")
@@ -772,6 +828,19 @@ def _add_numbers(ctx: Ctx, b: Body, group_id: int) -> Json:
     return {"group": _group(result.group), "added": result.added, "merged": result.merged}
 
 
+@route("AddCustomerNumbers:import")
+def _import_numbers(ctx: Ctx, b: Body) -> Json:
+    upload = _file(b)
+    try:
+        result = audience.import_file(
+            ctx, io.BytesIO(upload.data), upload.filename, group_id=b.number("group_id"),
+            new_name=b.text("name"), sms_type=b.text("sms_type"), max_bytes=_max_file_bytes())
+    except audience.BadLines as exc:  # a file's rows: LineError.text holds the column
+        raise RowErrors(exc.errors, exc.count, [
+            taskfile.RowError(bad.line, bad.text, bad.reason) for bad in exc.lines]) from None
+    return {"group": _group(result.group), "added": result.added, "merged": result.merged}
+
+
 @route("DeleteCustomerNumbers")
 def _remove_numbers(ctx: Ctx, b: Body, group_id: int) -> Json:
     return {"removed": audience.remove_numbers(ctx, group_id, b.numbers("ids"))}
@@ -828,8 +897,7 @@ def _max_file_bytes() -> int:
 
 
 def _validation(summary: tasks.Summary) -> Json:
-    return {**summary.as_dict(), "first_errors": [
-        {"row": e.row, "column": e.column, "reason": e.reason} for e in summary.first_errors]}
+    return {**summary.as_dict(), "first_errors": _row_errors(summary.first_errors)}
 
 
 @route("DescribeSendTasks")
@@ -893,6 +961,27 @@ def _confirm_task(ctx: Ctx, b: Body, task_id: int) -> Json:
                                        acknowledged=b.flag("acknowledged", required=True)))
 
 
+@route("DescribeSendTasks:errors")
+def _task_errors(ctx: Ctx, task_id: int) -> Json:
+    page, size = _page_args()
+    found, total = tasks.row_errors_page(ctx, task_id, page, size)
+    return _listing(found, total, lambda e: {"row": e.row_no, "column": e.column,
+                                             "reason": e.reason})
+
+
+@route("DescribeSmsTemplateList:standard_file")
+def _standard_file(ctx: Ctx, template_id: int) -> Json:
+    _template, columns, example = tasks.standard_columns(ctx, template_id)
+    return {"columns": columns, "example": example}
+
+
+@route("CreateSendTask:group")
+def _send_to_group(ctx: Ctx, b: Body, group_id: int) -> Json:
+    params = b.texts("params") if b.data.get("params") is not None else None
+    task, summary = audience.send_to_group(ctx, _draft(b), group_id, params=params)
+    return {"task": _task_of(ctx, task), "validation": _validation(summary)}
+
+
 @route("ModifyTaskStatusStop")
 def _stop_task(ctx: Ctx, _b: Body, task_id: int) -> Json:
     return _task_of(ctx, tasks.stop(ctx, task_id))
@@ -942,7 +1031,7 @@ def _stats_overview(ctx: Ctx) -> Json:
 
 @route("DescribeStatistics:failures")
 def _stats_failures(ctx: Ctx) -> Json:
-    return {"items": _shares(stats.failures(ctx, _stats_filter()))}
+    return paged(_shares(stats.failures(ctx, _stats_filter())), dict)
 
 
 @route("DescribeStatistics:receipts")
@@ -956,19 +1045,17 @@ def _stats_receipts(ctx: Ctx) -> Json:
 
 @route("DescribeStatistics:countries")
 def _stats_countries(ctx: Ctx) -> Json:
-    found = stats.countries(ctx, _stats_filter())
-    return {"items": [{"iso_code": r.iso_code, "calling_code": r.calling_code,
-                       **_figures(r.figures), "share": r.share, "unit_price": r.unit_price}
-                      for r in found]}
+    return paged(stats.countries(ctx, _stats_filter()), lambda r: {
+        "iso_code": r.iso_code, "calling_code": r.calling_code, **_figures(r.figures),
+        "share": r.share, "unit_price": r.unit_price})
 
 
 @route("DescribeStatistics:verification")
 def _stats_verification(ctx: Ctx) -> Json:
-    return {"items": [{"sdk_app_id": h.sdk_app_id, "app_name": h.app_name,
-                       "hour": h.hour.isoformat(), "requests": h.requests,
-                       "success": h.success, "success_rate": h.success_rate,
-                       "yesterday": h.yesterday, "growth": h.growth}
-                      for h in stats.verification(ctx, _stats_filter())]}
+    return paged(stats.verification(ctx, _stats_filter()), lambda h: {
+        "sdk_app_id": h.sdk_app_id, "app_name": h.app_name, "hour": h.hour.isoformat(),
+        "requests": h.requests, "success": h.success, "success_rate": h.success_rate,
+        "yesterday": h.yesterday, "growth": h.growth})
 
 
 @route("DescribeSendSmsRecord")
@@ -986,6 +1073,18 @@ def _sms_log(ctx: Ctx) -> Json:
         "carrier_code": pair[0].carrier_code, "task_id": pair[0].task_id,
         "created_at": _when(pair[0].created_at), "submitted_at": _when(pair[0].submitted_at),
         "receipt_at": _when(pair[0].receipt_at)})
+
+
+@route("DescribeSendSmsRecord:replies")
+def _replies(ctx: Ctx) -> Json:
+    page, size = _page_args()
+    number = _query("phone_number")[:32]
+    found, total = replies.replies_page(
+        ctx, sending.number_prefix(number) if number.strip() else "", page, size)
+    return _listing(found, total, lambda pair: {
+        "id": pair[0].id, "phone_number": pair[0].phone_number, "text": pair[0].text,
+        "sdk_app_id": pair[1], "unsubscribed": pair[0].unsubscribed,
+        "received_at": _when(pair[0].received_at)})
 
 
 # --- alarms ---------------------------------------------------------------------------

@@ -51,8 +51,14 @@ FIGURES = _obj({"requests": INT, "success": INT, "billed": INT,
                 "success_rate": _nullable("number")})
 
 SCHEMAS: dict[str, Schema] = {
-    "ManageError": _obj({"error": _obj({"code": STR, "message": STR, "fields": _obj({})},
-                                       ("code", "message"))}, ("error",)),
+    "ManageError": _obj({"error": _obj({
+        "code": STR, "message": STR, "fields": _obj({}),
+        "errors": {"type": "integer", "description": "A file with bad rows (a customer "
+                   "group import): how many; nothing was imported."},
+        "first_errors": {"type": "array", "items": _ref("RowError"),
+                         "description": "The first bad rows, as task validation lists "
+                                        "them."}}, ("code", "message"))}, ("error",)),
+    "RowError": _obj({"row": INT, "column": STR, "reason": STR}, ("row", "column", "reason")),
     "App": _obj({"sdk_app_id": STR, "name": STR, "overview": STR, "tags": STRS,
                  "enabled": BOOL, "created_at": WHEN}),
     "Thresholds": _obj({"mainland": LIMIT, "international": LIMIT}),
@@ -102,8 +108,8 @@ SCHEMAS: dict[str, Schema] = {
         "remaining": INT, "unsent": INT, "rate": NUM, "seconds_left": _nullable("number"),
         "percent": INT})}),
     "TaskValidation": _obj({"rows": INT, "valid": INT, "errors": INT, "billed_items": INT,
-                            "seconds": NUM, "first_errors": {"type": "array", "items": _obj(
-                                {"row": INT, "column": STR, "reason": STR})}}),
+                            "seconds": NUM, "first_errors": {"type": "array",
+                                                             "items": _ref("RowError")}}),
     "TaskCreated": _obj({"task": _ref("Task"), "validation": _ref("TaskValidation")}),
     "TaskRecord": _obj({"row_no": _nullable("integer"), "phone_number": STR, "status": STR,
                         "content": STR, "billed_items": INT,
@@ -118,14 +124,15 @@ SCHEMAS: dict[str, Schema] = {
     "StatsOverview": _obj({"start": STR, "end": STR, "hourly": BOOL, "total": FIGURES,
                            "trend": {"type": "array", "items": _obj(
                                {"at": STR, **FIGURES["properties"]})}}),
-    "Shares": _obj({"items": {"type": "array", "items": _ref("Share")}}),
-    "Countries": _obj({"items": {"type": "array", "items": _obj(
-        {"iso_code": STR, "calling_code": STR, **FIGURES["properties"], "share": NUM,
-         "unit_price": _nullable("integer")})}}),
-    "VerificationHours": _obj({"items": {"type": "array", "items": _obj(
-        {"sdk_app_id": STR, "app_name": STR, "hour": STR, "requests": INT, "success": INT,
-         "success_rate": _nullable("number"), "yesterday": INT,
-         "growth": _nullable("number")})}}),
+    "CountryFigures": _obj({"iso_code": STR, "calling_code": STR, **FIGURES["properties"],
+                            "share": NUM, "unit_price": _nullable("integer")}),
+    "VerificationHour": _obj({"sdk_app_id": STR, "app_name": STR, "hour": STR,
+                              "requests": INT, "success": INT,
+                              "success_rate": _nullable("number"), "yesterday": INT,
+                              "growth": _nullable("number")}),
+    "Reply": _obj({"id": INT, "phone_number": STR, "text": STR,
+                   "sdk_app_id": _nullable("string"), "unsubscribed": BOOL,
+                   "received_at": WHEN}),
     "LogMessage": _obj({"id": INT, "serial_no": STR, "sdk_app_id": STR, "phone_number": STR,
                         "region": STR, "sms_type": STR, "status": STR, "content": STR,
                         "billed_items": INT, "error_code": _nullable("string"),
@@ -135,6 +142,8 @@ SCHEMAS: dict[str, Schema] = {
     "Alarm": _obj({"id": INT, "event": STR, "label": STR, "sdk_app_id": _nullable("string"),
                    "subject": STR, "body": STR, "created_at": WHEN,
                    "acknowledged_by": _nullable("string"), "acknowledged_at": WHEN}),
+    "StandardFile": _obj({"columns": STRS, "example": STRS}, ("columns", "example")),
+    "Imported": _obj({"imported": INT}),
     "Deleted": _obj({"deleted": INT, "removed": STR,
                      "signatures_made_unusable": {"type": "array", "items": INT}}),
 }
@@ -149,13 +158,34 @@ SIGNATURE_IN = _obj({"region": {"type": "string", "enum": ["mainland", "internat
 TEMPLATE_IN = _obj({"region": {"type": "string", "enum": ["mainland", "international"]},
                     "name": STR, "sms_type": STR, "content": STR, "notes": STR,
                     "allow_url_params": BOOL})
+FILE_TEXT = ("A CSV or XLSX file, base64-encoded; its name says which. At most "
+             "TASK_MAX_UPLOAD_MB (30 MB) decoded; CSV in UTF-8, UTF-16 or GB18030.")
+FILE: Schema = {"type": "object", "properties": {"filename": STR, "data_base64": STR},
+                "required": ["filename", "data_base64"], "description": FILE_TEXT}
 TASK_IN = _obj({"sdk_app_id": STR, "template_id": ID, "name": STR, "sign_name": STR,
                 "send_at": {"type": "string", "format": "date-time"},
                 "rate_limit": _nullable("integer"),
-                "file": {"type": "object", "properties": {"filename": STR, "data_base64": STR},
-                         "required": ["filename", "data_base64"],
-                         "description": "A CSV or XLSX file of recipients, base64-encoded."}},
+                "file": {**FILE, "description": "Recipients: phone, then variable 1..N. "
+                                                + FILE_TEXT}},
                ("sdk_app_id", "template_id", "file"))
+DRAFT = {k: v for k, v in TASK_IN["properties"].items() if k != "file"}
+GROUP_SEND_IN = _obj({**DRAFT, "params": {
+    "type": "array", "items": STR, "nullable": True,
+    "description": "The template's variables, the same for every number; leave it out to "
+                   "use each number's own imported columns."}}, ("sdk_app_id", "template_id"))
+COUNTRIES_IN = _obj({"file": {**FILE, "description": "CSV lines ISO code[,alarm threshold"
+                                                     "[,daily limit]], an optional header; "
+                                                     "base64-encoded, in a body of at most "
+                                                     "1 MB like every small write."}},
+                    ("file",))
+GROUP_IMPORT_IN = _obj({
+    "group_id": {**ID, "description": "An existing group; or give name and sms_type."},
+    "name": {"type": "string", "description": "A new group's name."},
+    "sms_type": {"type": "string", "description": "A new group's message type."},
+    "file": {**FILE, "description": "Numbers, one a row (mainland as 11 digits or +86, "
+                                    "others with their country code); other columns are "
+                                    "kept with each number. " + FILE_TEXT}},
+    ("file",))
 STATS_QUERY = ("region", "period", "start", "end", "sdk_app_id", "signature_id", "template_id",
                "iso_code")
 CONTACT_IN = _obj({"name": STR, "mobile": STR, "email": STR, "slack_user_id": STR,
@@ -175,6 +205,7 @@ class Operation:
     status: int = 200
     tag: str = "Applications"
     paged: bool = field(default=False)
+    upload: str = ""  # "image" or "file": the body carries base64 data (a larger cap)
 
     @property
     def flask_rule(self) -> str:
@@ -204,6 +235,9 @@ _OPS = [
               "ModifyCountryConfig", "Country",
               _obj({"alarm_threshold": _nullable("integer", minimum=0),
                     "daily_limit": _nullable("integer", minimum=0)})),
+    Operation("ModifyCountryConfig:import", "POST", APP + "/countries/import",
+              "Allow many countries/regions from a CSV file (all or nothing)",
+              "ModifyCountryConfig", "Imported", COUNTRIES_IN),
     Operation("ModifyCountryConfig:remove", "DELETE", APP + "/countries/{iso_code}",
               "Stop allowing a country/region", "ModifyCountryConfig", "Deleted"),
     Operation("DescribeFreqRule", "GET", APP + "/frequency", "Frequency limits",
@@ -231,6 +265,12 @@ _OPS = [
               "AddNewsReceiver", "Contact", CONTACT_IN, status=201),
     Operation("ModifyNewsReceiver", "PUT", APP + "/contacts/{contact_id}",
               "Change an alarm contact", "ModifyNewsReceiver", "Contact", CONTACT_IN),
+    Operation("ModifyNewsReceiver:send_code", "POST", APP + "/contacts/{contact_id}/send-code",
+              "Text a one-time code to the contact's mobile (to confirm it for SMS alarms)",
+              "ModifyNewsReceiver", "Contact"),
+    Operation("ModifyNewsReceiver:confirm", "POST", APP + "/contacts/{contact_id}/confirm",
+              "Confirm the contact's mobile with the code texted to it (a wrong code counts "
+              "as a try)", "ModifyNewsReceiver", "Contact", _obj({"code": STR}, ("code",))),
     Operation("DeleteNewsReceiver", "DELETE", APP + "/contacts/{contact_id}",
               "Delete an alarm contact", "DeleteNewsReceiver", "Deleted"),
     # content
@@ -252,10 +292,11 @@ _OPS = [
     Operation("DescribeSmsSignList:one", "GET", "/signatures/{signature_id}", "A signature",
               "DescribeSmsSignList", "Signature", tag="Content"),
     Operation("AddSmsSign", "POST", "/signatures", "Submit a signature, with images",
-              "AddSmsSign", "Signature", SIGNATURE_IN, status=201, tag="Content"),
+              "AddSmsSign", "Signature", SIGNATURE_IN, status=201, tag="Content",
+              upload="image"),
     Operation("ModifySmsSign", "PUT", "/signatures/{signature_id}",
               "Change a pending or rejected signature", "ModifySmsSign", "Signature",
-              SIGNATURE_IN, tag="Content"),
+              SIGNATURE_IN, tag="Content", upload="image"),
     Operation("DeleteSmsSign", "DELETE", "/signatures/{signature_id}", "Delete a signature",
               "DeleteSmsSign", "Deleted", tag="Content"),
     Operation("DescribeSmsTemplateList", "GET", "/templates", "Templates of a region",
@@ -325,6 +366,11 @@ _OPS = [
               "AddCustomerNumbers", "GroupAdded",
               _obj({"phone_numbers": {"type": "array", "items": STR, "maxItems": 100}},
                    ("phone_numbers",)), tag="Audience"),
+    Operation("AddCustomerNumbers:import", "POST", "/groups/import",
+              "Import numbers from a CSV or XLSX file into a group, or a new one (all or "
+              "nothing: any bad row imports nothing, and the rows are listed)",
+              "AddCustomerNumbers", "GroupAdded", GROUP_IMPORT_IN, tag="Audience",
+              upload="file"),
     Operation("DeleteCustomerNumbers", "POST", "/groups/{group_id}/numbers/remove",
               "Remove numbers from a group by id", "DeleteCustomerNumbers", "Count",
               _obj({"ids": {"type": "array", "items": ID}}, ("ids",)), tag="Audience"),
@@ -339,12 +385,24 @@ _OPS = [
               paged=True, tag="Tasks"),
     Operation("DescribeSendTasks:receipts", "GET", "/tasks/{task_id}/receipts",
               "A task's receipt analysis", "DescribeSendTasks", "Receipts", tag="Tasks"),
+    Operation("DescribeSendTasks:errors", "GET", "/tasks/{task_id}/errors",
+              "Every row of the task's file that cannot be sent, with why", "DescribeSendTasks",
+              "RowError", paged=True, tag="Tasks"),
+    Operation("DescribeSmsTemplateList:standard_file", "GET",
+              "/templates/{template_id}/standard-file",
+              "The exact columns of a task file for a template, with an example row",
+              "DescribeSmsTemplateList", "StandardFile", tag="Tasks"),
+    Operation("CreateSendTask:group", "POST", "/groups/{group_id}/send",
+              "Create a task whose recipients are a group's numbers; it awaits confirmation",
+              "CreateSendTask", "TaskCreated", GROUP_SEND_IN, status=201, tag="Tasks"),
     Operation("CreateSendTask:validate", "POST", "/tasks/validate",
               "Check a recipient file without creating anything", "CreateSendTask",
-              "TaskValidation", TASK_IN, tag="Tasks"),
+              "TaskValidation", TASK_IN, tag="Tasks",
+              upload="file"),
     Operation("CreateSendTask", "POST", "/tasks",
               "Create a task from a recipient file; it awaits confirmation",
-              "CreateSendTask", "TaskCreated", TASK_IN, status=201, tag="Tasks"),
+              "CreateSendTask", "TaskCreated", TASK_IN, status=201, tag="Tasks",
+              upload="file"),
     Operation("CreateSendTask:confirm", "POST", "/tasks/{task_id}/confirm",
               "Confirm a task: it starts sending (or waits for send_at)", "CreateSendTask",
               "Task", _obj({"acknowledged": BOOL}, ("acknowledged",)), tag="Tasks"),
@@ -358,21 +416,25 @@ _OPS = [
               "Requests, successes and billed items, with their trend", "DescribeStatistics",
               "StatsOverview", query=STATS_QUERY, tag="Statistics"),
     Operation("DescribeStatistics:failures", "GET", "/statistics/failures",
-              "Failures by error code", "DescribeStatistics", "Shares", query=STATS_QUERY,
-              tag="Statistics"),
+              "Failures by error code", "DescribeStatistics", "Share", query=STATS_QUERY,
+              paged=True, tag="Statistics"),
     Operation("DescribeStatistics:receipts", "GET", "/statistics/receipts",
               "Receipt analysis", "DescribeStatistics", "Receipts", query=STATS_QUERY,
               tag="Statistics"),
     Operation("DescribeStatistics:countries", "GET", "/statistics/countries",
-              "International traffic by destination", "DescribeStatistics", "Countries",
-              query=STATS_QUERY, tag="Statistics"),
+              "International traffic by destination", "DescribeStatistics",
+              "CountryFigures", query=STATS_QUERY, paged=True, tag="Statistics"),
     Operation("DescribeStatistics:verification", "GET", "/statistics/verification",
               "Verification-code traffic by application and hour", "DescribeStatistics",
-              "VerificationHours", query=STATS_QUERY, tag="Statistics"),
+              "VerificationHour", query=STATS_QUERY, paged=True, tag="Statistics"),
     Operation("DescribeSendSmsRecord", "GET", "/messages",
               "The SMS log, newest first (total is counted up to 10,001)",
               "DescribeSendSmsRecord", "LogMessage",
               query=("sdk_app_id", "phone_number", "status", "period"), paged=True,
+              tag="Statistics"),
+    Operation("DescribeSendSmsRecord:replies", "GET", "/replies",
+              "Replies from recipients, newest first (phone_number: a number or its start)",
+              "DescribeSendSmsRecord", "Reply", query=("phone_number",), paged=True,
               tag="Statistics"),
     # alarms (SPEC.md §8)
     Operation("DescribeAlarms", "GET", "/alarms", "Alarms, newest first (since/until: "

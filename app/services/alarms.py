@@ -19,15 +19,15 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import redis as redis_lib
+from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
 from app.models import Account, Application, Notification, SendTask, User
 from app.models.alarms import Alarm, AlarmDelivery
 from app.models.tasks import SENDING
-from app.services import notifications
+from app.services import apps, notifications
 from app.services.accounts import actor_for
 from app.services.context import Ctx, Settings
 from app.services.errors import NotFound, ValidationError
@@ -456,15 +456,15 @@ def history(ctx: Ctx, filters: Filters, page: int = 1,
         q = q.where(Alarm.created_at >= filters.since)
     if filters.until:
         q = q.where(Alarm.created_at < filters.until)
-    if not ctx.actor.can("DescribeAlarms"):
-        # Scoped users: only the applications they may read alarms of (and no
-        # account-level alarms, which may concern any application).
-        allowed = [a.sdk_app_id for a in ctx.db.scalars(select(Application).where(
-            Application.account_id == ctx.actor.account_id))
-            if ctx.actor.can("DescribeAlarms", a.sdk_app_id)]
-        if not allowed:
-            ctx.actor.require("DescribeAlarms")  # refused, with the usual message
-        q = q.where(Application.sdk_app_id.in_(allowed))
+    # Application alarms only of the applications the actor may read alarms of (a
+    # deny on one hides it even from who may read "every" application); account-level
+    # alarms, which may concern any application, only for who may read them all.
+    visible = apps.allowed(ctx, "DescribeAlarms")
+    account_wide = ctx.actor.can("DescribeAlarms")
+    if not visible and not account_wide:
+        ctx.actor.require("DescribeAlarms")  # refused, with the usual message
+    which: ColumnElement[bool] = Alarm.app_id.in_(visible)
+    q = q.where(or_(which, Alarm.app_id.is_(None)) if account_wide else which)
     total = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
     rows = ctx.db.scalars(q.order_by(Alarm.id.desc()).limit(page_size)
                           .offset((max(page, 1) - 1) * page_size)).all()

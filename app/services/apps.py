@@ -34,6 +34,16 @@ def list_apps(ctx: Ctx) -> list[Application]:
     return [a for a in apps if ctx.actor.can("DescribeAppList", a.sdk_app_id)]
 
 
+def allowed(ctx: Ctx, action: str) -> dict[int, str]:
+    """id → SdkAppId of the applications the actor may do `action` on: what a list
+    of their rows (tasks, messages, replies, alarms) narrows to. The action on an
+    application is enough; seeing it in the application list is not needed."""
+    return {app_id: sdk_app_id for app_id, sdk_app_id in ctx.db.execute(
+        select(Application.id, Application.sdk_app_id).where(
+            Application.account_id == ctx.actor.account_id))
+        if ctx.actor.can(action, sdk_app_id)}
+
+
 def get_app(ctx: Ctx, sdk_app_id: str, action: str = "DescribeAppInfo") -> Application:
     """Load an application the actor may apply `action` to.
 

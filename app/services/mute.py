@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 
 from app.models import MuteEntry
-from app.services import audit
+from app.services import audit, paging
 from app.services.context import Ctx
 from app.services.errors import ValidationError, invalid
 from app.services.unsubscribes import number_and_signature
@@ -14,7 +14,7 @@ from app.sms import numbers, templating
 MAX_NUMBERS = 1000  # distinct numbers in total (fixed)
 
 
-def entries(ctx: Ctx, phone_number: str = "") -> list[MuteEntry]:
+def _entries(ctx: Ctx, phone_number: str) -> Select[MuteEntry]:
     ctx.actor.require("DescribeBlackList")
     q = select(MuteEntry).where(MuteEntry.account_id == ctx.actor.account_id)
     if phone_number.strip():
@@ -22,7 +22,17 @@ def entries(ctx: Ctx, phone_number: str = "") -> list[MuteEntry]:
             q = q.where(MuteEntry.phone_number == numbers.parse_any(phone_number))
         except numbers.NumberError as exc:
             raise invalid("phone_number", str(exc)) from None
-    return list(ctx.db.scalars(q.order_by(MuteEntry.id.desc()).limit(500)))
+    return q.order_by(MuteEntry.id.desc())
+
+
+def entries(ctx: Ctx, phone_number: str = "") -> list[MuteEntry]:
+    """The latest 500 (what the console and Slack show)."""
+    return list(ctx.db.scalars(_entries(ctx, phone_number).limit(500)))
+
+
+def entries_page(ctx: Ctx, phone_number: str, page: int,
+                 page_size: int) -> tuple[list[MuteEntry], int]:
+    return paging.page_of(ctx.db, _entries(ctx, phone_number), page, page_size)
 
 
 def add(ctx: Ctx, *, phone_number: str, signature_id: str | int, sms_type: str,

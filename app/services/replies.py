@@ -3,12 +3,12 @@ forwarded to the account's reply callback."""
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session
 
-from app.models import Account, Application, Message, Reply
+from app.models import Account, Message, Reply
 from app.models.sending import DELIVERED, SUBMITTED
-from app.services import unsubscribes
+from app.services import apps, paging, unsubscribes
 from app.services.context import Ctx
 from app.sms import numbers
 
@@ -48,12 +48,23 @@ def recent(ctx: Ctx, limit: int = 100, number_prefix: str = "") -> list[Reply]:
     """The latest replies the actor may read: those answering an application they may
     read the send records of; replies that answer no known message need that right on
     every application (sms:app/*)."""
+    q, _visible = _readable(ctx, number_prefix)
+    return list(ctx.db.scalars(q.limit(limit)))
+
+
+def replies_page(ctx: Ctx, number_prefix: str, page: int,
+                 page_size: int) -> tuple[list[tuple[Reply, str | None]], int]:
+    """A page of the replies `recent` reads, newest first, each with the SdkAppId of the
+    application it answers (None: no known message), and how many there are."""
+    q, visible = _readable(ctx, number_prefix)
+    rows, total = paging.page_of(ctx.db, q, page, page_size)
+    return [(r, visible.get(r.app_id) if r.app_id is not None else None) for r in rows], total
+
+
+def _readable(ctx: Ctx, number_prefix: str) -> tuple[Select[Reply], dict[int, str]]:
     action = "DescribeSendSmsRecord"
     account_wide = ctx.actor.can(action)
-    visible = [app_id for app_id, sdk_app_id in ctx.db.execute(
-        select(Application.id, Application.sdk_app_id)
-        .where(Application.account_id == ctx.actor.account_id))
-        if ctx.actor.can(action, sdk_app_id)]
+    visible = apps.allowed(ctx, action)
     if not visible and not account_wide:
         ctx.actor.require(action)  # says plainly which right is missing
     which: ColumnElement[bool] = Reply.app_id.in_(visible)
@@ -62,5 +73,4 @@ def recent(ctx: Ctx, limit: int = 100, number_prefix: str = "") -> list[Reply]:
     q = select(Reply).where(Reply.account_id == ctx.actor.account_id, which)
     if number_prefix:
         q = q.where(Reply.phone_number.startswith(number_prefix, autoescape=True))
-    return list(ctx.db.scalars(q.order_by(Reply.id.desc()).limit(limit)))
-
+    return q.order_by(Reply.id.desc()), visible

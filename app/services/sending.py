@@ -723,14 +723,13 @@ def _log_query(ctx: Ctx, f: LogFilter) -> tuple[Any, dict[int, str]]:
     from datetime import timedelta
 
     from app.models.sending import STATUSES
-    from app.services.apps import list_apps
+    from app.services.apps import allowed
 
     if f.period not in PERIODS:
         raise invalid("period", "Choose today, yesterday, 7d or 30d.")
     if f.status and f.status not in STATUSES:
         raise invalid("status", f"Choose a status: {', '.join(STATUSES)}.")
-    visible = {a.id: a.sdk_app_id for a in list_apps(ctx)
-               if ctx.actor.can("DescribeSendSmsRecord", a.sdk_app_id)}
+    visible = allowed(ctx, "DescribeSendSmsRecord")
     if f.sdk_app_id:
         visible = {k: v for k, v in visible.items() if v == f.sdk_app_id}
     account = ctx.db.get(Account, ctx.actor.account_id)

@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
@@ -63,9 +63,9 @@ from app.models.tasks import (
     SendTaskRecipient,
 )
 from app.models.tasks import FAILED as TASK_FAILED
-from app.services import alarms, audit, exports, sending
+from app.services import alarms, apps, audit, exports, paging, sending
 from app.services.access import Actor
-from app.services.apps import get_app, list_apps
+from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
 from app.services.limits import Limiter
@@ -108,8 +108,7 @@ def list_tasks(ctx: Ctx, region: str | None = None, *, page: int = 1,
     """Tasks of the applications the actor may describe, newest first."""
     if region is not None and region not in REGIONS:
         raise invalid("region", "Choose mainland or international.")
-    visible = {a.id: a.sdk_app_id for a in list_apps(ctx)
-               if ctx.actor.can("DescribeSendTasks", a.sdk_app_id)}
+    visible = apps.allowed(ctx, "DescribeSendTasks")
     if not visible:
         return [], 0
     q = select(SendTask).where(SendTask.account_id == ctx.actor.account_id,
@@ -171,10 +170,14 @@ def progress(ctx: Ctx, task: SendTask) -> Progress:
                     carrier_failed + rejected, rejected, remaining, unsent, rate, seconds_left)
 
 
+def _row_errors(task: SendTask) -> Select[SendTaskError]:
+    return select(SendTaskError).where(SendTaskError.task_id == task.id) \
+        .order_by(SendTaskError.row_no, SendTaskError.id)
+
+
 def row_errors(ctx: Ctx, task: SendTask, limit: int | None = taskfile.SHOWN_ERRORS
                ) -> Iterator[SendTaskError]:
-    q = select(SendTaskError).where(SendTaskError.task_id == task.id) \
-        .order_by(SendTaskError.row_no, SendTaskError.id)
+    q = _row_errors(task)
     if limit is not None:
         q = q.limit(limit)
     yield from ctx.db.scalars(q.execution_options(yield_per=5000))
@@ -704,6 +707,13 @@ STATUS_LABELS = {s: s.replace("_", " ") for s in TASK_STATUSES}
 # --- files and details ------------------------------------------------------------------
 
 
+def row_errors_page(ctx: Ctx, task_id: int, page: int,
+                    page_size: int) -> tuple[list[SendTaskError], int]:
+    """Every row the task's file could not use, in row order, a page at a time."""
+    task, _app = get_task(ctx, task_id)
+    return paging.page_of(ctx.db, _row_errors(task), page, page_size)
+
+
 def errors_csv(ctx: Ctx, task_id: int) -> IO[bytes]:
     task, _app = get_task(ctx, task_id)
     return exports.spooled_csv(["row", "column", "reason"],
@@ -824,14 +834,19 @@ def receipt_analysis(ctx: Ctx, task_id: int) -> ReceiptAnalysis:
                            sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def standard_file(ctx: Ctx, template_id: int, fmt: str) -> tuple[bytes, str, str]:
-    """The exact columns to fill for a template, with one example row: (data,
-    mimetype, file name). XLSX adds a sheet explaining each column."""
+def standard_columns(ctx: Ctx, template_id: int) -> tuple[Template, list[str], list[str]]:
+    """A template, the exact columns a task file for it has, and one example row."""
     from app.services.content import get_template
 
     template = get_template(ctx, template_id)
-    columns = taskfile.standard_columns(template.content)
-    example = taskfile.example_row(template.content, template.sms_type, template.region)
+    return (template, taskfile.standard_columns(template.content),
+            taskfile.example_row(template.content, template.sms_type, template.region))
+
+
+def standard_file(ctx: Ctx, template_id: int, fmt: str) -> tuple[bytes, str, str]:
+    """The exact columns to fill for a template, with one example row: (data,
+    mimetype, file name). XLSX adds a sheet explaining each column."""
+    template, columns, example = standard_columns(ctx, template_id)
     if fmt == "csv":
         out = exports.spooled_csv(columns, iter([example]))
         return out.read(), "text/csv", f"template-{template.id}.csv"

@@ -3,10 +3,10 @@ which are reviewed like content."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 
 from app.models import Signature, Unsubscribe, UnsubscribeRemoval
-from app.services import audit
+from app.services import audit, paging
 from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import Conflict, ValidationError, invalid
@@ -95,11 +95,20 @@ def request_removal(ctx: Ctx, *, phone_number: str, signature_id: str | int, sms
     return removal
 
 
-def requests(ctx: Ctx) -> list[UnsubscribeRemoval]:
+def _requests(ctx: Ctx) -> Select[UnsubscribeRemoval]:
     ctx.actor.require("DescribeUnsubscribe")
-    return list(ctx.db.scalars(select(UnsubscribeRemoval).where(
-        UnsubscribeRemoval.account_id == ctx.actor.account_id)
-        .order_by(UnsubscribeRemoval.id.desc()).limit(200)))
+    return select(UnsubscribeRemoval).where(
+        UnsubscribeRemoval.account_id == ctx.actor.account_id
+    ).order_by(UnsubscribeRemoval.id.desc())
+
+
+def requests(ctx: Ctx) -> list[UnsubscribeRemoval]:
+    """The latest 200 (what the console shows)."""
+    return list(ctx.db.scalars(_requests(ctx).limit(200)))
+
+
+def requests_page(ctx: Ctx, page: int, page_size: int) -> tuple[list[UnsubscribeRemoval], int]:
+    return paging.page_of(ctx.db, _requests(ctx), page, page_size)
 
 
 def apply_removal(ctx: Ctx, removal: UnsubscribeRemoval) -> None:

@@ -143,7 +143,7 @@ def test_statistics_filters(api: Flask, session: Session, shop: Shop) -> None:
     assert m.get("/statistics/receipts?sdk_app_id=1999999999").status_code == 404
     custom = m.get(f"/statistics/verification?{where}&period=custom&start=2026-01-01"
                    "&end=2026-01-02")
-    assert custom.status_code == 200 and custom.get_json() == {"items": []}
+    assert custom.status_code == 200 and custom.get_json()["items"] == []
 
 
 def test_sms_log_pages_filters_and_scope(api: Flask, session: Session, shop: Shop) -> None:
@@ -212,3 +212,48 @@ def test_alarms_list_and_acknowledge(api: Flask, session: Session, shop: Shop) -
     assert handler.post(f"/alarms/{account}/acknowledge").status_code == 404
     second = m.post(f"/alarms/{mine}/acknowledge").get_json()
     assert second["acknowledged_by"] == "handler@example.com"  # the first person is kept
+
+
+def test_every_row_error_of_a_task_and_the_standard_file(api: Flask, session: Session,
+                                                         shop: Shop) -> None:
+    m = _full(api, session)
+    data = b"+14155550110,1234\n" + b"".join(b"12,%d\n" % n for n in range(150))
+    created = m.post("/tasks", _draft(shop, data)).get_json()
+    assert created["validation"]["errors"] == 150
+    assert len(created["validation"]["first_errors"]) == 100
+    task_id = created["task"]["id"]
+    rest = m.get(f"/tasks/{task_id}/errors?page=2&page_size=100").get_json()
+    assert (rest["total"], len(rest["items"])) == (150, 50), rest["total"]
+    assert rest["items"][0] == {"row": 102, "column": "phone",
+                                "reason": rest["items"][0]["reason"]}
+    assert m.get("/tasks/2147483647/errors").status_code == 404
+
+    columns = m.get(f"/templates/{shop.templates['international']}/standard-file")
+    assert columns.status_code == 200, columns.get_json()
+    body = columns.get_json()
+    assert body["columns"] == ["phone", "{1}"] and body["example"][0] == "+14155550100"
+    assert len(body["example"]) == 2
+
+
+def test_send_to_a_group(api: Flask, session: Session, shop: Shop) -> None:
+    m = _full(api, session)
+    group = m.post("/groups/import", {"name": "Fans", "sms_type": "verification", "file": _file(
+        b"phone,code\n+14155550110,1111\n+14155550111,2222\n13800138000,3333\n")}).get_json()
+    gid = group["group"]["id"]
+    same = m.post(f"/groups/{gid}/send", {"sdk_app_id": shop.app.sdk_app_id,
+                                          "template_id": shop.templates["international"],
+                                          "params": ["4321"]})
+    assert same.status_code == 201, same.get_json()
+    task = same.get_json()["task"]
+    assert (task["status"], task["valid_rows"], task["error_rows"]) == (
+        "awaiting_confirmation", 2, 1), task  # the mainland number is the other region
+    assert task["name"] == "Group: Fans"
+    own = m.post(f"/groups/{gid}/send", {"sdk_app_id": shop.app.sdk_app_id,
+                                         "template_id": shop.templates["international"]})
+    assert own.status_code == 201 and own.get_json()["task"]["valid_rows"] == 2  # own codes
+    bad = m.post(f"/groups/{gid}/send", {"sdk_app_id": shop.app.sdk_app_id,
+                                         "template_id": shop.templates["international"],
+                                         "params": "4321"})
+    assert bad.status_code == 400 and "params" in bad.get_json()["error"]["fields"]
+    assert m.post("/groups/2147483647/send", {"sdk_app_id": shop.app.sdk_app_id,
+                                              "template_id": 1}).status_code == 404

@@ -36,15 +36,18 @@ def live(api: Flask) -> Iterator[str]:
     server.close()
 
 
-def test_python_and_curl_examples_work(live: str, session: Session) -> None:
+def test_python_and_curl_examples_work(live: str, session: Session, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     user = make_user(session, "dev@example.com", presets=["SMSFullAccess"])
     secret_id, secret_key = new_pair(session, user)
     [python] = _blocks("python")
     code = python.replace("http://127.0.0.1:5000", live)
+    (tmp_path / "numbers.csv").write_text("phone,name\n13800138000,Ann\n+14155550100,Bob\n")
+    monkeypatch.chdir(tmp_path)
     out: list[str] = []
     exec(code, {"SECRET_ID": secret_id, "SECRET_KEY": secret_key,  # noqa: S102 - our README
                 "print": lambda *a: out.append(" ".join(map(str, a)))})
-    assert out == ["pending"]
+    assert out == ["pending", "2 numbers in Newsletter"]
     if not (shutil.which("curl") and shutil.which("openssl")):
         pytest.skip("curl or openssl is not installed")
     [sh] = _blocks("sh")

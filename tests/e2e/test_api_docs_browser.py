@@ -25,6 +25,8 @@ def test_reference_page_renders_both_apis_from_this_host(browser: Browser,
     expect(page.get_by_role("heading", name=re.compile("List applications$"))).to_be_visible(
         timeout=20_000)
     expect(page.get_by_role("heading", name=re.compile("revision you saw$"))).to_be_attached()
+    expect(page.get_by_role("heading", name=re.compile("Import numbers from a CSV"))
+           ).to_be_attached()
     expect(page.get_by_text("/api/v1/sms/send").first).to_be_attached()
     assert requested and all(u.startswith((live_server, "blob:", "data:")) for u in requested), [
         u for u in requested if not u.startswith(live_server)]
