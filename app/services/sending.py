@@ -702,6 +702,9 @@ class LogFilter:
     period: str = "7d"
     page: int = 1
     page_size: int = LOG_PAGE  # the API's callers choose theirs (1-100)
+    template_id: int | None = None
+    signature_id: int | None = None
+    iso_code: str = ""  # the destination country, two letters
 
 
 def number_prefix(typed: str) -> str:
@@ -745,6 +748,15 @@ def _log_query(ctx: Ctx, f: LogFilter) -> tuple[Any, dict[int, str]]:
                                                     autoescape=True))
     if f.status:
         q = q.where(Message.status == f.status)
+    if f.template_id is not None:
+        q = q.where(Message.template_id == f.template_id)
+    if f.signature_id is not None:
+        q = q.where(Message.signature_id == f.signature_id)
+    if f.iso_code.strip():
+        iso = f.iso_code.strip().upper()
+        if len(iso) != 2 or not iso.isascii() or not iso.isalpha():
+            raise invalid("iso_code", "Give a two-letter country code, such as US.")
+        q = q.where(Message.iso_code == iso)
     return q, visible
 
 

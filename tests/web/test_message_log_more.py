@@ -60,3 +60,31 @@ def test_replies_tab(root: Client, shop: Shop, session: Session) -> None:
     only = root.get("/messages/replies?number=%2B44", htmx=True)
     assert len(soup(only).select("table.replies tbody tr")) == 1
     assert session.scalar(select(Message.id)) is not None
+
+
+def test_filters_by_template_signature_and_country(root: Client, shop: Shop,
+                                                   session: Session) -> None:
+    shop.send(["+14155550101", "+442071838750"])  # international template, US and GB
+    shop.send(["13800000001"], template="mainland")
+    session.commit()
+    intl, mainland = shop.templates["international"], shop.templates["mainland"]
+
+    def count(query: str) -> str:
+        return text_of(root.get(f"/messages?{query}", htmx=True), "p.muted")
+
+    assert "3 message(s)" in count("")
+    assert "2 message(s)" in count(f"template={intl}")
+    assert "1 message(s)" in count(f"template={mainland}")
+    sig = session.scalar(select(Message.signature_id).where(Message.region == "mainland"))
+    assert "1 message(s)" in count(f"signature={sig}")
+    assert "1 message(s)" in count("country=gb")
+    assert "0 message(s)" in count("country=FR")
+    page = root.get(f"/messages?template={intl}&country=US")
+    assert "1 message(s)" in text_of(page, "p.muted")
+    # The filter is kept by the export link and the form.
+    link = soup(page).select_one("#export-csv")
+    assert link is not None and f"template={intl}" in str(link["href"])
+    assert "country=US" in str(link["href"])
+    bad = root.get("/messages?country=U1")
+    assert bad.status_code == 400 and "two-letter country code" in bad.get_data(as_text=True)
+    assert root.get("/messages?template=abc").status_code == 400
