@@ -96,9 +96,10 @@ def feeder(url: str, rate: int, seconds: float, first_id: int, out: Any, go: Any
         wait = due - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        batch = [(Receipt(gateway_id=f"gw{m}", delivered=m % 13 != 0,
-                          carrier_code="DELIVRD" if m % 13 else "UNDELIV", message_id=m),
-                  m, 0.0) for m in range(mid, mid + per_tick)]
+        batch: list[tuple[Receipt, int | None, float]] = [
+            (Receipt(gateway_id=f"gw{m}", delivered=m % 13 != 0,
+                     carrier_code="DELIVRD" if m % 13 else "UNDELIV", message_id=m), m, 0.0)
+            for m in range(mid, mid + per_tick)]
         with db.unit_of_work() as s:
             pipeline.add_receipts(s, batch)
         mid += per_tick
