@@ -37,6 +37,7 @@ import psycopg
 from sqlalchemy import text
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+BENCH_KEY = "YmVuY2gtb25seS10aHJvd2F3YXkta2V5LTMyLWJ5dGU="  # 32 bytes, never a real secret
 DAYS, APPS, COUNTRIES = 60, 20, 50
 ISO = ["US", "GB", "DE", "FR", "SG", "JP", "KR", "IN", "ID", "BR", "MX", "CA", "AU", "IT",
        "ES", "NL", "SE", "NO", "DK", "FI", "PL", "PT", "IE", "BE", "CH", "AT", "CZ", "HU",
@@ -250,10 +251,9 @@ def measure(url: str, runs: int) -> None:
 def main() -> None:
     import os
 
-    from cryptography.fernet import Fernet
-
-    # AppKeys are encrypted at rest: a throwaway key for this throwaway database.
-    os.environ.setdefault("SMSOPS_ENCRYPTION_KEY", Fernet.generate_key().decode())
+    # AppKeys are encrypted at rest: a fixed throwaway key for these throwaway
+    # databases, so a kept one can be measured again (--url) by another process.
+    os.environ.setdefault("SMSOPS_ENCRYPTION_KEY", BENCH_KEY)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rollup-messages", type=int, default=10_000_000)
     parser.add_argument("--message-rows", type=int, default=1_000_000)

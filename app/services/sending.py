@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, insert, literal, select, union_all, update
+from sqlalchemy import bindparam, func, insert, literal, select, union_all, update
 
 from app.db import utcnow
 from app.models import (
@@ -690,7 +690,7 @@ def apps_with_callbacks(db: Any, message_ids: list[int]) -> list[int]:
 # --- the SMS log ------------------------------------------------------------------
 
 LOG_PAGE = 50
-LOG_COUNT_CAP = 10_000
+LOG_COUNT_CAP = 1_000  # counted this far (further when paging deeper: count_cap)
 PERIODS = {"today": 0, "yesterday": 1, "7d": 6, "30d": 29}
 
 
@@ -740,8 +740,14 @@ def _log_query(ctx: Ctx, f: LogFilter) -> tuple[Any, dict[int, str]]:
     back = PERIODS[f.period]
     start = today - timedelta(days=back)
     end = today + timedelta(days=1) if f.period != "yesterday" else today
-    q = select(Message).where(Message.app_id.in_(visible), Message.created_at >= start,
-                              Message.created_at < end)
+    every = not f.sdk_app_id and len(visible) == ctx.db.scalar(
+        select(func.count()).select_from(Application)
+        .where(Application.account_id == ctx.actor.account_id))
+    # Every application of the account: say so (`account_id`), not as a list of ids,
+    # which PostgreSQL would answer by reading the (app_id, created_at) index whole.
+    mine = Message.account_id == ctx.actor.account_id if every else \
+        Message.app_id.in_(visible)
+    q = select(Message).where(mine, Message.created_at >= start, Message.created_at < end)
     if f.phone_number.strip():
         # A prefix: on PostgreSQL ix_message_phone_prefix (text_pattern_ops) serves it.
         q = q.where(Message.phone_number.startswith(number_prefix(f.phone_number),
@@ -760,17 +766,23 @@ def _log_query(ctx: Ctx, f: LogFilter) -> tuple[Any, dict[int, str]]:
     return q, visible
 
 
-def log(ctx: Ctx, f: LogFilter) -> tuple[list[tuple[Message, str]], int]:
-    """Messages the actor may read, newest first, with their application's AppID."""
-    from sqlalchemy import func
+def count_cap(f: LogFilter) -> int:
+    """How far the log counts: LOG_COUNT_CAP, or just past the page being read."""
+    return max(LOG_COUNT_CAP, (max(f.page, 1) + 1) * f.page_size)
 
+
+def log(ctx: Ctx, f: LogFilter) -> tuple[list[tuple[Message, str]], int]:
+    """Messages the actor may read, newest first, with their application's AppID.
+    The total is counted up to just past count_cap(f) (the page says "more than")."""
     q, visible = _log_query(ctx, f)
     if not visible:
         return [], 0
-    # Counted up to just past LOG_COUNT_CAP: counting a month of millions of rows would
-    # cost more than the page itself (the page says "more than …").
+    # Counted newest first, as the page reads (a walk back that stops once past the
+    # cap), never a whole month: with a common filter (a status, one application)
+    # counting to 10,000 read some 200,000 rows, to 1,000 about 20,000.
     total = ctx.db.scalar(select(func.count()).select_from(
-        q.with_only_columns(Message.id).limit(LOG_COUNT_CAP + 1).subquery())) or 0
+        q.with_only_columns(Message.id).order_by(Message.id.desc())
+        .limit(count_cap(f) + 1).subquery())) or 0
     rows = ctx.db.scalars(q.order_by(Message.id.desc()).limit(f.page_size)
                           .offset((max(f.page, 1) - 1) * f.page_size)).all()
     return [(m, visible[m.app_id]) for m in rows], total

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import phonenumbers
-from sqlalchemy import case, func, select
+from sqlalchemy import BigInteger, case, cast, func, select
 
 from app.db import utcnow
 from app.models import (
@@ -103,8 +103,9 @@ class CountryRow:
     unit_price: int | None  # cents per billed item, when set
 
 
-@dataclass(frozen=True)
-class CodeHour:
+class CodeHour(NamedTuple):
+    """One application's hour (a named tuple: a month has some 10,000 of them)."""
+
     sdk_app_id: str
     app_name: str
     hour: datetime  # local
@@ -306,19 +307,22 @@ def verification(ctx: Ctx, f: StatsFilter, now: datetime | None = None) -> list[
     # The day before the window too, for the first day's growth.
     m = sc.totals(hourly=True)  # by the hour, whatever the period
     conds = [*sc.where(m, (sc.window.start - day, sc.window.end)), m.verification.is_(True)]
-    found: dict[tuple[int, datetime], list[int]] = {}
-    for app_id, hour, n, ok in ctx.db.execute(
-            select(m.app_id, m.hour, _count(m), _count(m, outcomes.SUCCESS))
-            .where(*conds).group_by(m.app_id, m.hour)):
-        found[(app_id, _aware(hour))] = [int(n), int(ok)]
+    # Hours as UTC epoch seconds: a month is some 10,000 rows, and plain integers
+    # fetch and compare far faster than aware datetimes.
+    epoch = cast(func.extract("epoch", m.hour), BigInteger)
+    found: dict[tuple[int, int], tuple[int, int]] = {
+        (app_id, int(at)): (int(n), int(ok)) for app_id, at, n, ok in ctx.db.execute(
+            select(m.app_id, epoch, _count(m), _count(m, outcomes.SUCCESS))
+            .where(*conds).group_by(m.app_id, epoch))}
+    start, zone, names = int(sc.window.start.timestamp()), sc.window.zone, {
+        a.id: (a.sdk_app_id, a.name) for a in sc.apps.values()}
     out = []
-    for (app_id, hour), (n, ok) in sorted(found.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        if hour < sc.window.start:
+    for (app_id, at), (n, ok) in sorted(found.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        if at < start:
             continue
-        app = sc.apps[app_id]
-        before = found.get((app_id, hour - day), [0, 0])[0]
-        out.append(CodeHour(app.sdk_app_id, app.name, hour.astimezone(sc.window.zone), n, ok,
-                            before))
+        sdk_app_id, name = names[app_id]
+        before = found.get((app_id, at - 86400), (0, 0))[0]
+        out.append(CodeHour(sdk_app_id, name, datetime.fromtimestamp(at, zone), n, ok, before))
     return out
 
 

@@ -43,7 +43,7 @@ def index() -> Any:
                 signatures=[s for found in choices for s in found["signatures"]],
                 statuses=STATUSES, periods=sending.PERIODS,
                 describe=errors.describe, page_size=sending.LOG_PAGE, final=FINAL,
-                poll=LIVE_SECONDS, count_cap=sending.LOG_COUNT_CAP)
+                poll=LIVE_SECONDS, count_cap=sending.count_cap(f))
 
 
 @bp.get("/messages/live")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -88,3 +89,25 @@ def test_filters_by_template_signature_and_country(root: Client, shop: Shop,
     bad = root.get("/messages?country=U1")
     assert bad.status_code == 400 and "two-letter country code" in bad.get_data(as_text=True)
     assert root.get("/messages?template=abc").status_code == 400
+
+
+def test_the_count_stops_past_the_cap_and_paging_goes_on(shop: Shop, session: Session,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.services import sending
+
+    shop.send([f"+1415555{n:04d}" for n in range(101, 111)])  # 10 messages
+    session.commit()
+    monkeypatch.setattr(sending, "LOG_COUNT_CAP", 3)
+
+    def page(n: int) -> tuple[list[str], int]:
+        rows, total = sending.log(shop.ctx, sending.LogFilter(page=n, page_size=2))
+        return [m.phone_number for m, _app in rows], total
+
+    first, total = page(1)
+    assert first == ["+14155550110", "+14155550109"]  # newest first
+    cap = sending.count_cap(sending.LogFilter(page=1, page_size=2))
+    assert total == cap + 1 == 5  # counted just past the cap (the next page): "more than"
+    deep, total = page(4)  # rows 7-8: counted on past them, so the pager goes on
+    assert deep == ["+14155550104", "+14155550103"]
+    assert total == 10
+    assert page(5) == (["+14155550102", "+14155550101"], 10)
