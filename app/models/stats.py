@@ -9,10 +9,10 @@ reads 24 times fewer rows.
 The pages that filter on none of signature, template and SMS type read narrower
 tables with one column per outcome instead of one row per outcome (a 30-day page
 reads day x application x country rows, whatever the traffic's template mix):
-`stat_totals_hourly` (UTC hour x account x application x region x country x
-verification flag), `stat_totals_daily` (local day x account x application x region
-x country) and `stat_codes_daily` (local day x account x application x region x
-failure outcome x error code x carrier code: the failure and receipt-reason tables).
+`stat_totals_hourly` (UTC hour x account x application x region x verification
+flag), `stat_totals_daily` (local day x account x application x region x country)
+and `stat_codes_daily` (local day x account x application x region x failure
+outcome x error code x carrier code: the failure and receipt-reason tables).
 
 The pipeline moves a message's count from its old outcome to its new one in the
 same transaction as the state change, in one statement for every table
@@ -35,7 +35,7 @@ DIMENSIONS = ("account_id", "app_id", "region", "iso_code", "signature_id", "tem
 ROLLUP_KEY = ("hour", *DIMENSIONS)
 DAILY_KEY = ("day", *DIMENSIONS)
 # The narrow tables' keys, and their count columns (one per outcome, app/sms/outcomes).
-TOTALS_HOURLY_KEY = ("hour", "account_id", "app_id", "region", "iso_code", "verification")
+TOTALS_HOURLY_KEY = ("hour", "account_id", "app_id", "region", "verification")
 TOTALS_DAILY_KEY = ("day", "account_id", "app_id", "region", "iso_code")
 CODES_DAILY_KEY = ("day", "account_id", "app_id", "region", "outcome", "error_code",
                    "carrier_code")
@@ -108,7 +108,6 @@ class _Outcomes(_Key):
     """How many messages are in each outcome now, and the billed items of those the
     carrier accepted (outcomes.SUCCESS), the only billed figure the pages show."""
 
-    iso_code: Mapped[str] = mapped_column(String(2), default="")
     accepted: Mapped[int] = mapped_column(BigInteger(), default=0)
     rejected: Mapped[int] = mapped_column(BigInteger(), default=0)
     submitted: Mapped[int] = mapped_column(BigInteger(), default=0)
@@ -139,6 +138,7 @@ class StatTotalsDaily(_Outcomes, Base):
     )
 
     day: Mapped[date]
+    iso_code: Mapped[str] = mapped_column(String(2), default="")
 
 
 class StatCodesDaily(_Key, Base):

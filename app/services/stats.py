@@ -136,13 +136,17 @@ class Scope:
         """No signature or template filter: the narrow rollups answer."""
         return self.filter.signature_id is None and self.filter.template_id is None
 
-    def totals(self, hourly: bool | None = None) -> Any:
+    def totals(self, hourly: bool | None = None, by_country: bool = False) -> Any:
         """The table for counts by outcome: hourly rows for a one-day window (its
         chart is by hour), daily otherwise (a 30-day page reads 24 times fewer
-        rows); the narrow tables unless a filter needs the full ones."""
+        rows); the narrow tables unless a filter needs the full ones (the narrow
+        hourly table has no country: a country filter or breakdown by the hour
+        reads the full one)."""
         hourly = self.window.hourly if hourly is None else hourly
-        if self.narrow:
-            return StatTotalsHourly if hourly else StatTotalsDaily
+        if self.narrow and not hourly:
+            return StatTotalsDaily
+        if self.narrow and not by_country and not self.filter.iso_code.strip():
+            return StatTotalsHourly
         return StatRollup if hourly else StatRollupDaily
 
     def codes(self) -> Any:
@@ -283,7 +287,7 @@ def countries(ctx: Ctx, f: StatsFilter, now: datetime | None = None,
     if f.region != INTERNATIONAL:
         raise invalid("region", "Countries and regions are an international figure.")
     sc = scope(ctx, f, now)
-    m = sc.totals()
+    m = sc.totals(by_country=True)
     rows = ctx.db.execute(select(m.iso_code, _count(m), _count(m, outcomes.SUCCESS),
                                  _billed(m)).where(*sc.where(m)).group_by(m.iso_code)).all()
     total = sum(int(r[1]) for r in rows)

@@ -82,7 +82,7 @@ def direct_narrow(session: Session) -> dict[str, Counter[tuple[Any, ...]]]:
     found: dict[str, Counter[tuple[Any, ...]]] = {
         "totals_hourly": Counter(), "totals_daily": Counter(), "codes_daily": Counter()}
     for hour, day, app, region, iso, _s, _t, _ty, code, out, err, carrier, fee in _each(session):
-        for table, key in (("totals_hourly", (hour, app, region, iso, code)),
+        for table, key in (("totals_hourly", (hour, app, region, code)),
                            ("totals_daily", (day, app, region, iso))):
             found[table][(*key, out)] += 1
             found[table][(*key, "billed")] += fee if out in _SUCCESS else 0
@@ -96,7 +96,7 @@ def rolled_narrow(session: Session) -> dict[str, Counter[tuple[Any, ...]]]:
         "totals_hourly": Counter(), "totals_daily": Counter(), "codes_daily": Counter()}
     for table, model in (("totals_hourly", StatTotalsHourly), ("totals_daily", StatTotalsDaily)):
         for r in session.scalars(select(model)):
-            key = ((r.hour, r.app_id, r.region, r.iso_code, r.verification) if table ==
+            key = ((r.hour, r.app_id, r.region, r.verification) if table ==
                    "totals_hourly" else (r.day, r.app_id, r.region, r.iso_code))
             for column in (*OUTCOMES, "billed"):
                 found[table][(*key, column)] += getattr(r, column)

@@ -111,3 +111,24 @@ def test_the_count_stops_past_the_cap_and_paging_goes_on(shop: Shop, session: Se
     assert deep == ["+14155550104", "+14155550103"]
     assert total == 10
     assert page(5) == (["+14155550102", "+14155550101"], 10)
+
+
+def test_a_number_search_finds_older_matches_past_the_newest_rows(
+        shop: Shop, session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.services import sending
+
+    shop.send(["+14155550101", "+14155550102", "+14155550103"])
+    shop.send([f"+1212555{n:04d}" for n in range(1, 6)])  # newer, other numbers
+    session.commit()
+    want = ["+14155550103", "+14155550102"]
+
+    def search(page: int) -> list[str]:
+        rows, total = sending.log(shop.ctx, sending.LogFilter(phone_number="+1415555",
+                                                              page=page, page_size=2))
+        assert total == 3
+        return [m.phone_number for m, _app in rows]
+
+    assert search(1) == want
+    monkeypatch.setattr(sending, "RECENT_IDS", 4)  # the newest rows hold one match only
+    assert search(1) == want
+    assert search(2) == ["+14155550101"]

@@ -39,7 +39,6 @@ def _key_columns() -> list[sa.Column]:
 def _totals(name: str, time_col: sa.Column, key: list[str], extra: list[sa.Column]) -> None:
     op.create_table(
         name, *_key_columns(),
-        sa.Column('iso_code', sa.String(length=2), nullable=False),
         *[sa.Column(o, sa.BigInteger(), nullable=False) for o in OUTCOMES],
         sa.Column('billed', sa.BigInteger(), nullable=False),
         time_col, *extra,
@@ -59,12 +58,13 @@ def _fill_totals(name: str, source: str, key: str) -> None:
 
 
 def upgrade() -> None:
-    hourly_key = ['hour', 'account_id', 'app_id', 'region', 'iso_code', 'verification']
+    hourly_key = ['hour', 'account_id', 'app_id', 'region', 'verification']
     _totals('stat_totals_hourly',
             sa.Column('hour', app.db.UTCDateTime(timezone=True), nullable=False),
             hourly_key, [sa.Column('verification', sa.Boolean(), nullable=False)])
     daily_key = ['day', 'account_id', 'app_id', 'region', 'iso_code']
-    _totals('stat_totals_daily', sa.Column('day', sa.Date(), nullable=False), daily_key, [])
+    _totals('stat_totals_daily', sa.Column('day', sa.Date(), nullable=False), daily_key,
+            [sa.Column('iso_code', sa.String(length=2), nullable=False)])
     codes_key = ['day', 'account_id', 'app_id', 'region', 'outcome', 'error_code',
                  'carrier_code']
     op.create_table(
