@@ -80,7 +80,8 @@ def setup(url: str, n: int) -> None:
     db.engine.dispose()
 
 
-def feeder(url: str, rate: int, seconds: float, first_id: int, out: Any, go: Any) -> None:
+def feeder(url: str, rate: int, seconds: float, first_id: int, last_id: int, out: Any,
+           go: Any) -> None:
     from app.db import Database
     from app.gateways.base import Receipt
     from app.services import pipeline
@@ -91,7 +92,7 @@ def feeder(url: str, rate: int, seconds: float, first_id: int, out: Any, go: Any
     go.wait()
     start = time.monotonic()
     fed, mid = 0, first_id
-    while time.monotonic() - start < seconds:
+    while time.monotonic() - start < seconds and mid + per_tick <= last_id + 1:
         due = start + tick * (fed // per_tick)
         wait = due - time.monotonic()
         if wait > 0:
@@ -137,6 +138,8 @@ def sample(url: str) -> tuple[float, dict[str, int]]:
                            "FROM receipt_inbox").fetchone()
         settled = conn.execute("SELECT count(*) FROM message WHERE status IN "
                                "('delivered', 'failed')").fetchone()
+        failed = conn.execute("SELECT count(*) FROM message WHERE status = 'failed'"
+                              ).fetchone()
         drift = {}
         tables = [r[0] for r in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_name LIKE 'stat_%'")]
@@ -144,15 +147,18 @@ def sample(url: str) -> tuple[float, dict[str, int]]:
             cols = {r[0] for r in conn.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = %s",
                 (table,))}
-            if "outcome" in cols:
-                q = (f"SELECT coalesce(sum(count), 0) FROM {table} "
-                     "WHERE outcome IN ('delivered', 'failed')")
+            if "outcome" in cols and "billed" not in cols:  # failure codes only
+                q, want = (f"SELECT coalesce(sum(count), 0) FROM {table} "
+                           "WHERE outcome = 'failed'"), failed
+            elif "outcome" in cols:
+                q, want = (f"SELECT coalesce(sum(count), 0) FROM {table} "
+                           "WHERE outcome IN ('delivered', 'failed')"), settled
             elif "delivered" in cols and "failed" in cols:
-                q = f"SELECT coalesce(sum(delivered + failed), 0) FROM {table}"
+                q, want = f"SELECT coalesce(sum(delivered + failed), 0) FROM {table}", settled
             else:
                 continue
             row = conn.execute(q).fetchone()
-            drift[table] = int(settled[0]) - int(row[0])  # type: ignore[index]
+            drift[table] = int(want[0]) - int(row[0])  # type: ignore[index]
         conn.rollback()
     return float(lag[0]), drift  # type: ignore[index]
 
@@ -178,13 +184,14 @@ def main() -> None:
         setup(url, args.messages)
         conninfo = url.replace("postgresql+psycopg://", "postgresql://")
         with psycopg.connect(conninfo) as conn:
-            first = int(conn.execute("SELECT min(id) FROM message").fetchone()[0])  # type: ignore[index]
+            first, last = (int(v) for v in conn.execute(  # type: ignore[union-attr]
+                "SELECT min(id), max(id) FROM message").fetchone())
         ctx = mp.get_context("spawn")
         out, go, stop = ctx.Queue(), ctx.Event(), ctx.Event()
         procs = [ctx.Process(target=applier, args=(url, stop, out, go))
                  for _ in range(args.appliers)]
-        procs.append(ctx.Process(target=feeder, args=(url, args.rate, args.seconds, first, out,
-                                                       go)))
+        procs.append(ctx.Process(target=feeder, args=(url, args.rate, args.seconds, first, last,
+                                                       out, go)))
         for proc in procs:
             proc.start()
         for _ in procs:

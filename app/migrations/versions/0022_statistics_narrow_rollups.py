@@ -8,7 +8,7 @@ Three narrower rollup tables with one count column per outcome (app/models/stats
 so a 30-day page reads day x application x country rows, filled from the rollups
 already there (never the message table: it may have been purged); indexes on the
 full rollups for the filters the narrow ones cannot answer (signature, template,
-country); an index for the SMS log's pages by application (newest first).
+country).
 """
 
 import sqlalchemy as sa
