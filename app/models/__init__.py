@@ -19,7 +19,13 @@ from app.models.sending import (
     Unsubscribe,
     UnsubscribeRemoval,
 )
-from app.models.stats import StatRollup, StatRollupDaily
+from app.models.stats import (
+    StatCodesDaily,
+    StatRollup,
+    StatRollupDaily,
+    StatTotalsDaily,
+    StatTotalsHourly,
+)
 from app.models.tasks import SendTask, SendTaskError, SendTaskRecipient
 
 __all__ = [
@@ -51,8 +57,11 @@ __all__ = [
     "SendTaskError",
     "SendTaskRecipient",
     "Signature",
+    "StatCodesDaily",
     "StatRollup",
     "StatRollupDaily",
+    "StatTotalsDaily",
+    "StatTotalsHourly",
     "Template",
     "Unsubscribe",
     "UnsubscribeRemoval",

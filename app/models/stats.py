@@ -4,9 +4,19 @@
 signature x template x SMS type x verification flag x outcome x error code x
 carrier code, holding how many messages are in that outcome now and their billed
 items. `stat_rollup_daily`: the same by the account's local day, so a 30-day page
-reads 24 times fewer rows. The pipeline moves a message's count from its old
-outcome to its new one in the same transaction as the state change
-(app/services/rollups.py), so both always equal a GROUP BY over the message table
+reads 24 times fewer rows.
+
+The pages that filter on none of signature, template and SMS type read narrower
+tables with one column per outcome instead of one row per outcome (a 30-day page
+reads day x application x country rows, whatever the traffic's template mix):
+`stat_totals_hourly` (UTC hour x account x application x region x verification
+flag), `stat_totals_daily` (local day x account x application x region x country)
+and `stat_codes_daily` (local day x account x application x region x failure
+outcome x error code x carrier code: the failure and receipt-reason tables).
+
+The pipeline moves a message's count from its old outcome to its new one in the
+same transaction as the state change, in one statement for every table
+(app/services/rollups.py), so each always equals a GROUP BY over the message table
 and a retried job cannot count twice.
 """
 
@@ -24,6 +34,13 @@ DIMENSIONS = ("account_id", "app_id", "region", "iso_code", "signature_id", "tem
               "sms_type", "verification", "outcome", "error_code", "carrier_code")
 ROLLUP_KEY = ("hour", *DIMENSIONS)
 DAILY_KEY = ("day", *DIMENSIONS)
+# The narrow tables' keys, and their count columns (one per outcome, app/sms/outcomes).
+TOTALS_HOURLY_KEY = ("hour", "account_id", "app_id", "region", "verification")
+TOTALS_DAILY_KEY = ("day", "account_id", "app_id", "region", "iso_code")
+CODES_DAILY_KEY = ("day", "account_id", "app_id", "region", "outcome", "error_code",
+                   "carrier_code")
+OUTCOME_COLUMNS = ("accepted", "rejected", "submitted", "refused", "delivered", "failed",
+                   "no_receipt", "unknown")
 
 
 class _Counts:
@@ -47,12 +64,22 @@ class _Counts:
     billed: Mapped[int] = mapped_column(BigInteger(), default=0)
 
 
+# Filters the narrow tables cannot answer, each with an index of its own.
+FILTERED = ("signature_id", "template_id", "iso_code")
+
+
+def _by(table: str, when: str) -> list[Index]:
+    return [Index(f"ix_{table}_{col}", "account_id", "region", col, when) for col in FILTERED]
+
+
 class StatRollup(_Counts, Base):
     __tablename__ = "stat_rollup"
     __table_args__ = (
         UniqueConstraint(*ROLLUP_KEY, name="uq_stat_rollup_key"),
         # Every statistics query filters one account and region over a range of hours.
         Index("ix_stat_rollup_account_region_hour", "account_id", "region", "hour"),
+        # Pages filtered on one of these read only its rows (see _by).
+        *_by("stat_rollup", "hour"),
     )
 
     hour: Mapped[datetime]  # the UTC hour the message was created in
@@ -63,6 +90,68 @@ class StatRollupDaily(_Counts, Base):
     __table_args__ = (
         UniqueConstraint(*DAILY_KEY, name="uq_stat_rollup_daily_key"),
         Index("ix_stat_rollup_daily_account_region_day", "account_id", "region", "day"),
+        *_by("stat_rollup_daily", "day"),
     )
 
     day: Mapped[date]  # the local day (account's zone) the message was created in
+
+
+class _Key:
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                    primary_key=True)
+    account_id: Mapped[int]
+    app_id: Mapped[int]
+    region: Mapped[str] = mapped_column(String(16))
+
+
+class _Outcomes(_Key):
+    """How many messages are in each outcome now, and the billed items of those the
+    carrier accepted (outcomes.SUCCESS), the only billed figure the pages show."""
+
+    accepted: Mapped[int] = mapped_column(BigInteger(), default=0)
+    rejected: Mapped[int] = mapped_column(BigInteger(), default=0)
+    submitted: Mapped[int] = mapped_column(BigInteger(), default=0)
+    refused: Mapped[int] = mapped_column(BigInteger(), default=0)
+    delivered: Mapped[int] = mapped_column(BigInteger(), default=0)
+    failed: Mapped[int] = mapped_column(BigInteger(), default=0)
+    no_receipt: Mapped[int] = mapped_column(BigInteger(), default=0)
+    unknown: Mapped[int] = mapped_column(BigInteger(), default=0)
+    billed: Mapped[int] = mapped_column(BigInteger(), default=0)
+
+
+class StatTotalsHourly(_Outcomes, Base):
+    __tablename__ = "stat_totals_hourly"
+    __table_args__ = (
+        UniqueConstraint(*TOTALS_HOURLY_KEY, name="uq_stat_totals_hourly_key"),
+        Index("ix_stat_totals_hourly_account_region_hour", "account_id", "region", "hour"),
+    )
+
+    hour: Mapped[datetime]
+    verification: Mapped[bool] = mapped_column(default=False)
+
+
+class StatTotalsDaily(_Outcomes, Base):
+    __tablename__ = "stat_totals_daily"
+    __table_args__ = (
+        UniqueConstraint(*TOTALS_DAILY_KEY, name="uq_stat_totals_daily_key"),
+        Index("ix_stat_totals_daily_account_region_day", "account_id", "region", "day"),
+    )
+
+    day: Mapped[date]
+    iso_code: Mapped[str] = mapped_column(String(2), default="")
+
+
+class StatCodesDaily(_Key, Base):
+    """Messages in a failure outcome (outcomes.FAILURES) by error and carrier code."""
+
+    __tablename__ = "stat_codes_daily"
+    __table_args__ = (
+        UniqueConstraint(*CODES_DAILY_KEY, name="uq_stat_codes_daily_key"),
+        Index("ix_stat_codes_daily_account_region_day", "account_id", "region", "day"),
+    )
+
+    day: Mapped[date]
+    outcome: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str] = mapped_column(String(64), default="")
+    carrier_code: Mapped[str] = mapped_column(String(64), default="")
+    count: Mapped[int] = mapped_column(BigInteger(), default=0)

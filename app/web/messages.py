@@ -7,9 +7,10 @@ from typing import Any
 from flask import Blueprint, Response, request, send_file
 
 from app.models.sending import FINAL, STATUSES
-from app.services import apps, console, exports, replies, sending
+from app.services import apps, console, exports, replies, sending, stats
 from app.sms import errors
 from app.web import ctx, page, page_number
+from app.web.stats import choice_id
 
 bp = Blueprint("messages", __name__)
 
@@ -23,6 +24,8 @@ def _filter() -> sending.LogFilter:
         status=request.args.get("status", "")[:20],  # the service refuses unknown values
         period=request.args.get("period", "7d")[:20],
         page=page_number(),
+        template_id=choice_id("template"), signature_id=choice_id("signature"),
+        iso_code=request.args.get("country", "")[:2],
     )
 
 
@@ -33,10 +36,14 @@ def index() -> Any:
     if request.args.get("export") == "csv":
         return _export(f)
     rows, total = sending.log(c, f)
+    choices = [stats.choices(c, region) for region in stats.REGIONS]
     return page("messages/index.html", "messages/_rows.html", rows=rows, total=total, f=f,
-                apps=apps.list_apps(c), statuses=STATUSES, periods=sending.PERIODS,
+                apps=apps.list_apps(c),
+                templates=[t for found in choices for t in found["templates"]],
+                signatures=[s for found in choices for s in found["signatures"]],
+                statuses=STATUSES, periods=sending.PERIODS,
                 describe=errors.describe, page_size=sending.LOG_PAGE, final=FINAL,
-                poll=LIVE_SECONDS, count_cap=sending.LOG_COUNT_CAP)
+                poll=LIVE_SECONDS, count_cap=sending.count_cap(f))
 
 
 @bp.get("/messages/live")

@@ -23,7 +23,8 @@ PAGES = {"overview": "Overview", "failures": "Failure analysis",
          "verification": "Verification codes"}
 
 
-def _int(name: str) -> int | None:
+def choice_id(name: str) -> int | None:
+    """An id chosen from a list (query argument `name`), or None when not given."""
     raw = request.args.get(name, "").strip()
     if not raw:
         return None
@@ -37,8 +38,8 @@ def _filter(region: str | None) -> stats.StatsFilter:
     return stats.StatsFilter(
         region=region or a.get("region", MAINLAND)[:16], period=a.get("period", "today")[:16],
         start=a.get("start", "")[:10], end=a.get("end", "")[:10],
-        sdk_app_id=a.get("app", "")[:10], signature_id=_int("signature"),
-        template_id=_int("template"), iso_code=a.get("country", "")[:2])
+        sdk_app_id=a.get("app", "")[:10], signature_id=choice_id("signature"),
+        template_id=choice_id("template"), iso_code=a.get("country", "")[:2])
 
 
 def _pct(value: float | None) -> str:

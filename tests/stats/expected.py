@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,9 +13,19 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.models import Account, Message, StatRollup, StatRollupDaily
+from app.models import (
+    Account,
+    Message,
+    StatCodesDaily,
+    StatRollup,
+    StatRollupDaily,
+    StatTotalsDaily,
+    StatTotalsHourly,
+)
 
 _FAIL_OUTCOMES = {"rejected", "refused", "failed", "no_receipt", "unknown"}
+OUTCOMES = ("accepted", "rejected", "submitted", "refused", "delivered", "failed",
+            "no_receipt", "unknown")
 
 
 def outcome_of(m: Message) -> str:
@@ -25,23 +36,30 @@ def outcome_of(m: Message) -> str:
     return m.status
 
 
+def _each(session: Session) -> Iterator[tuple[Any, ...]]:
+    """(UTC hour, local day, app, region, country, signature, template, type, code?,
+    outcome, error, carrier, billed items) per message."""
+    zones = {a.id: ZoneInfo(a.timezone) for a in session.scalars(select(Account))}
+    for m in session.scalars(select(Message)):
+        out = outcome_of(m)
+        hour = m.created_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        day = m.created_at.astimezone(zones[m.account_id]).date()
+        code = m.sms_type == "verification" or bool(
+            re.search(r"\bcaptcha\b|\bcode\b|验证码", m.content, re.I))
+        yield (hour, day, m.app_id, m.region, m.iso_code, m.signature_id or 0,
+               m.template_id or 0, m.sms_type, code, out,
+               (m.error_code or "") if out in _FAIL_OUTCOMES else "",
+               (m.carrier_code or "") if out == "failed" else "", m.fee)
+
+
 def direct(session: Session, daily: bool = False) -> Counter[tuple[Any, ...]]:
     """(hour, app, region, country, signature, template, type, code?, outcome, error,
     carrier) → [count, billed], one message at a time (by local day if `daily`)."""
     found: Counter[tuple[Any, ...]] = Counter()
-    zones = {a.id: ZoneInfo(a.timezone) for a in session.scalars(select(Account))}
-    for m in session.scalars(select(Message)):
-        out = outcome_of(m)
-        hour: Any = m.created_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-        if daily:
-            hour = m.created_at.astimezone(zones[m.account_id]).date()
-        code = m.sms_type == "verification" or bool(
-            re.search(r"\bcaptcha\b|\bcode\b|验证码", m.content, re.I))
-        key = (hour, m.app_id, m.region, m.iso_code, m.signature_id or 0, m.template_id or 0,
-               m.sms_type, code, out, (m.error_code or "") if out in _FAIL_OUTCOMES else "",
-               (m.carrier_code or "") if out == "failed" else "")
-        found[(*key, "count")] += 1
-        found[(*key, "billed")] += m.fee
+    for hour, day, *key, fee in _each(session):
+        k = (day if daily else hour, *key)
+        found[(*k, "count")] += 1
+        found[(*k, "billed")] += fee
     return +found
 
 
@@ -54,3 +72,44 @@ def rolled(session: Session, daily: bool = False) -> Counter[tuple[Any, ...]]:
         found[(*key, "count")] += r.count
         found[(*key, "billed")] += r.billed
     return +found
+
+
+_SUCCESS = {"submitted", "delivered", "failed", "no_receipt"}
+
+
+def direct_narrow(session: Session) -> dict[str, Counter[tuple[Any, ...]]]:
+    """The narrow tables' figures, one message at a time: table → (key, column) → n."""
+    found: dict[str, Counter[tuple[Any, ...]]] = {
+        "totals_hourly": Counter(), "totals_daily": Counter(), "codes_daily": Counter()}
+    for hour, day, app, region, iso, _s, _t, _ty, code, out, err, carrier, fee in _each(session):
+        for table, key in (("totals_hourly", (hour, app, region, code)),
+                           ("totals_daily", (day, app, region, iso))):
+            found[table][(*key, out)] += 1
+            found[table][(*key, "billed")] += fee if out in _SUCCESS else 0
+        if out in _FAIL_OUTCOMES:
+            found["codes_daily"][(day, app, region, out, err, carrier)] += 1
+    return {k: +v for k, v in found.items()}
+
+
+def rolled_narrow(session: Session) -> dict[str, Counter[tuple[Any, ...]]]:
+    found: dict[str, Counter[tuple[Any, ...]]] = {
+        "totals_hourly": Counter(), "totals_daily": Counter(), "codes_daily": Counter()}
+    for table, model in (("totals_hourly", StatTotalsHourly), ("totals_daily", StatTotalsDaily)):
+        for r in session.scalars(select(model)):
+            key = ((r.hour, r.app_id, r.region, r.verification) if table ==
+                   "totals_hourly" else (r.day, r.app_id, r.region, r.iso_code))
+            for column in (*OUTCOMES, "billed"):
+                found[table][(*key, column)] += getattr(r, column)
+    for c in session.scalars(select(StatCodesDaily)):
+        found["codes_daily"][(c.day, c.app_id, c.region, c.outcome, c.error_code,
+                              c.carrier_code)] += c.count
+    return {k: +v for k, v in found.items()}
+
+
+def agree(session: Session) -> None:
+    """Every rollup table equals its direct count (and there is something to count)."""
+    expected = direct(session)
+    assert expected
+    assert rolled(session) == expected
+    assert rolled(session, daily=True) == direct(session, daily=True)
+    assert rolled_narrow(session) == direct_narrow(session)

@@ -21,7 +21,7 @@ from app.models.sending import ACCEPTED
 from app.queue import DRAIN_JOB, wake
 from app.services import rollups
 from tests.jobs.test_faults import NUMBERS, Pipeline, RedisServer, _database, _wait
-from tests.stats.expected import direct, rolled
+from tests.stats.expected import direct, direct_narrow, rolled, rolled_narrow
 
 DEADLINE_S = 90.0
 
@@ -95,6 +95,7 @@ def test_rollups_equal_the_messages_after_sigkills_mid_batch(pipeline: Pipeline)
         assert sum(v for k, v in expected.items() if k[-1] == "count") == total
         got = rolled(s)
         assert rolled(s, daily=True) == direct(s, daily=True)
+        assert rolled_narrow(s) == direct_narrow(s)
     assert got == expected
     outcomes = {k[8] for k in got}
     assert {"delivered", "refused", "failed", "no_receipt"} <= outcomes  # the whole mix

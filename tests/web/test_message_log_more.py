@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -60,3 +61,74 @@ def test_replies_tab(root: Client, shop: Shop, session: Session) -> None:
     only = root.get("/messages/replies?number=%2B44", htmx=True)
     assert len(soup(only).select("table.replies tbody tr")) == 1
     assert session.scalar(select(Message.id)) is not None
+
+
+def test_filters_by_template_signature_and_country(root: Client, shop: Shop,
+                                                   session: Session) -> None:
+    shop.send(["+14155550101", "+442071838750"])  # international template, US and GB
+    shop.send(["13800000001"], template="mainland")
+    session.commit()
+    intl, mainland = shop.templates["international"], shop.templates["mainland"]
+
+    def count(query: str) -> str:
+        return text_of(root.get(f"/messages?{query}", htmx=True), "p.muted")
+
+    assert "3 message(s)" in count("")
+    assert "2 message(s)" in count(f"template={intl}")
+    assert "1 message(s)" in count(f"template={mainland}")
+    sig = session.scalar(select(Message.signature_id).where(Message.region == "mainland"))
+    assert "1 message(s)" in count(f"signature={sig}")
+    assert "1 message(s)" in count("country=gb")
+    assert "0 message(s)" in count("country=FR")
+    page = root.get(f"/messages?template={intl}&country=US")
+    assert "1 message(s)" in text_of(page, "p.muted")
+    # The filter is kept by the export link and the form.
+    link = soup(page).select_one("#export-csv")
+    assert link is not None and f"template={intl}" in str(link["href"])
+    assert "country=US" in str(link["href"])
+    bad = root.get("/messages?country=U1")
+    assert bad.status_code == 400 and "two-letter country code" in bad.get_data(as_text=True)
+    assert root.get("/messages?template=abc").status_code == 400
+
+
+def test_the_count_stops_past_the_cap_and_paging_goes_on(shop: Shop, session: Session,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.services import sending
+
+    shop.send([f"+1415555{n:04d}" for n in range(101, 111)])  # 10 messages
+    session.commit()
+    monkeypatch.setattr(sending, "LOG_COUNT_CAP", 3)
+
+    def page(n: int) -> tuple[list[str], int]:
+        rows, total = sending.log(shop.ctx, sending.LogFilter(page=n, page_size=2))
+        return [m.phone_number for m, _app in rows], total
+
+    first, total = page(1)
+    assert first == ["+14155550110", "+14155550109"]  # newest first
+    cap = sending.count_cap(sending.LogFilter(page=1, page_size=2))
+    assert total == cap + 1 == 5  # counted just past the cap (the next page): "more than"
+    deep, total = page(4)  # rows 7-8: counted on past them, so the pager goes on
+    assert deep == ["+14155550104", "+14155550103"]
+    assert total == 10
+    assert page(5) == (["+14155550102", "+14155550101"], 10)
+
+
+def test_a_number_search_finds_older_matches_past_the_newest_rows(
+        shop: Shop, session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.services import sending
+
+    shop.send(["+14155550101", "+14155550102", "+14155550103"])
+    shop.send([f"+1212555{n:04d}" for n in range(1, 6)])  # newer, other numbers
+    session.commit()
+    want = ["+14155550103", "+14155550102"]
+
+    def search(page: int) -> list[str]:
+        rows, total = sending.log(shop.ctx, sending.LogFilter(phone_number="+1415555",
+                                                              page=page, page_size=2))
+        assert total == 3
+        return [m.phone_number for m, _app in rows]
+
+    assert search(1) == want
+    monkeypatch.setattr(sending, "RECENT_IDS", 4)  # the newest rows hold one match only
+    assert search(1) == want
+    assert search(2) == ["+14155550101"]
