@@ -63,7 +63,7 @@ from app.models.tasks import (
     SendTaskRecipient,
 )
 from app.models.tasks import FAILED as TASK_FAILED
-from app.services import alarms, audit, exports, sending
+from app.services import alarms, audit, exports, pipeline, sending
 from app.services.access import Actor
 from app.services.apps import get_app, list_apps
 from app.services.context import Ctx
@@ -549,6 +549,9 @@ class Step:
     accepted: int
     status: str  # the task's status after the step
     wait_s: float = 0.0  # > 0: come back later (rate cap or quiet hours)
+    # With a claim: the accepted messages, already `submitting` under it, for the
+    # caller to submit once this step commits (app/gateways/base.py Outbound).
+    outbound: list[Any] = field(default_factory=list)
 
 
 def quiet_until(account: Account, now: datetime) -> datetime | None:
@@ -563,9 +566,11 @@ def quiet_until(account: Account, now: datetime) -> datetime | None:
 
 
 def dispatch_step(ctx: Ctx, limiter: Limiter, task_id: int, *, batch: int = BATCH,
-                  now: datetime | None = None) -> Step:
+                  now: datetime | None = None, claim: sending.Claim | None = None) -> Step:
     """Turn up to one batch of a sending task's pending recipients into messages,
-    in the caller's transaction; settles the task when nothing is left."""
+    in the caller's transaction; settles the task when nothing is left. With
+    `claim`, the accepted ones are held for the caller to submit (Step.outbound)
+    instead of waking the drainer."""
     task = ctx.db.get(SendTask, task_id)
     if task is None:
         return Step(0, 0, "missing")
@@ -624,10 +629,11 @@ def dispatch_step(ctx: Ctx, limiter: Limiter, task_id: int, *, batch: int = BATC
         return Step(0, 0, task.status)
     items = [sending.BatchItem(serial_for(task.id, r[0]), r[1], r[2], list(r[3]))
              for r in sorted(claimed)]
-    accepted = sending.send_batch(ctx, limiter, app, template, signature, task.region, items,
-                                  request_id=f"task-{task.id}-{uuid.uuid4().hex[:8]}",
-                                  task_id=task.id)
-    return Step(len(items), accepted, SENDING, wait)
+    done = sending.send_batch(ctx, limiter, app, template, signature, task.region, items,
+                              request_id=f"task-{task.id}-{uuid.uuid4().hex[:8]}",
+                              task_id=task.id, claim=claim)
+    outbound = pipeline.outbound(ctx.db, done.claimed, claim.attempt) if claim else []
+    return Step(len(items), done.accepted, SENDING, wait, outbound)
 
 
 def _cannot_run(app: Application, template: Template | None, signature: Signature | None,
