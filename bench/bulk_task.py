@@ -175,9 +175,12 @@ def main() -> None:
     parser.add_argument("--profile-workers", action="store_true",
                         help="run the workers under cProfile; print their CPU per message "
                              "and top functions")
+    parser.add_argument("--tree", default=str(ROOT),
+                        help="the checkout to run (another, such as main's, for a ratio)")
     parser.add_argument("--skip-validate", action="store_true",
                         help="skip stage 1 (validation alone)")
     args = parser.parse_args()
+    tree = Path(args.tree).resolve()
     tmp = Path(tempfile.mkdtemp(prefix="smsops-bulk-"))
     csv_path = tmp / "list.csv"
     write_csv(csv_path, args.rows)
@@ -186,7 +189,7 @@ def main() -> None:
         v = {"rows": args.rows, "seconds": float("nan"), "peak_mb": float("nan")}
     else:
         out = subprocess.run([py, "-c", VALIDATE, str(csv_path), "1" if args.profile else "0"],
-                             cwd=ROOT, check=True, capture_output=True, text=True)
+                             cwd=tree, check=True, capture_output=True, text=True)
         if args.profile:
             print(out.stderr, file=sys.stderr)
         v = json.loads(out.stdout)
@@ -204,27 +207,28 @@ def main() -> None:
     env = {**os.environ, "SMSOPS_INSTANCE_DIR": str(tmp), "SMSOPS_DATABASE_URL": db_url,
            "SMSOPS_SECRET_KEY": "bench", "SMSOPS_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
            "SMSOPS_GATEWAY": "simulator", "SMSOPS_SIMULATOR_LATENCY_MS": "0",
-           "SMSOPS_SIMULATOR_RECEIPT_DELAY_S": "0", "SMSOPS_WORKER_NO_FORK": "1"}
+           "SMSOPS_SIMULATOR_RECEIPT_DELAY_S": "0", "SMSOPS_WORKER_NO_FORK": "1",
+           "PYTHONPATH": str(tree)}
     workers: list[subprocess.Popen[bytes]] = []
     made: dict[str, int] = {"valid": 0}
     try:
         smsops = [py, "-m", "app.cli"]
         time.sleep(0.3)
         seeded = json.loads(subprocess.run([*smsops, "demo", "--json"], env=env, check=True,
-                                           capture_output=True, text=True, cwd=ROOT).stdout)
-        subprocess.run([py, "-c", LIFT, seeded["app_id"]], env=env, check=True, cwd=ROOT)
+                                           capture_output=True, text=True, cwd=tree).stdout)
+        subprocess.run([py, "-c", LIFT, seeded["app_id"]], env=env, check=True, cwd=tree)
         made = json.loads(subprocess.run([py, "-c", CREATE, str(csv_path), seeded["app_id"]],
                                          env=env, check=True, capture_output=True, text=True,
-                                         cwd=ROOT).stdout)
+                                         cwd=tree).stdout)
         log = (tmp / "workers.log").open("wb")
         profiles = [tmp / f"worker{i}.prof" for i in range(args.workers)]
         for i in range(args.workers):
             cmd = ([py, "-m", "cProfile", "-o", str(profiles[i]), "-m", "app.cli", "worker"]
                    if args.profile_workers else [*smsops, "worker"])
-            workers.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=log))
+            workers.append(subprocess.Popen(cmd, env=env, cwd=tree, stdout=log, stderr=log))
         time.sleep(3)  # the workers import the app
         start = time.time()
-        confirmed = subprocess.run([py, "-c", CONFIRM, str(made["task"])], env=env, cwd=ROOT,
+        confirmed = subprocess.run([py, "-c", CONFIRM, str(made["task"])], env=env, cwd=tree,
                                    capture_output=True, text=True)
         if confirmed.returncode:
             sys.exit(f"confirm failed ({made}):\n{confirmed.stderr[-2000:]}")
@@ -240,6 +244,7 @@ def main() -> None:
         cpu = _cpu_seconds([w.pid for w in workers]), _cpu_seconds(_backends(db_url))
         n = made["valid"]
         sub_s = (submitted_at or done_at) - start
+        print(f"tree: {'this branch' if tree == ROOT else tree}; load {os.getloadavg()[0]:.1f}")
         print("| rows | validate rows/s | validate peak MB | create (validate + insert) s "
               "| confirm → all submitted msg/s | confirm → all receipts msg/s | workers |")
         print(f"| {v['rows']:,} | {v['rows'] / v['seconds']:,.0f} | {v['peak_mb']:.0f} | "

@@ -199,10 +199,13 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str, req: SendRequest,
     details: dict[str, str] = {}  # why a number was refused, in the parser's words
     notes: dict[str, str] = {}  # the same by serial number
     for raw in req.phone_numbers:
-        try:
-            parsed[raw] = numbers.for_region(raw, region)
-        except numbers.NumberError as exc:
-            parsed[raw], details[raw] = None, str(exc)
+        # Mainland mobiles skip phonenumbers (~75 µs each) through the task files' fast
+        # path, which agrees with it (property test); other shapes go through it.
+        found = taskfile.parse_number(raw, region)
+        if isinstance(found, str):
+            parsed[raw], details[raw] = None, found
+        else:
+            parsed[raw] = found
     blocked = _blocked(ctx, app, signature, template,
                        [p[0] for p in parsed.values() if p is not None])
     results: list[SendStatus] = []
