@@ -122,7 +122,7 @@ def main() -> None:
 
         runtime.use(app)  # the jobs, one after another, until no queue has any left
         SimpleWorker(list(QUEUE_NAMES), connection=app.extensions["redis"]).work(
-            burst=True, with_scheduler=False, logging_level="WARNING")
+            burst=True, with_scheduler=False, logging_level=os.environ.get("RQ_LOG", "WARNING"))
         if prof:
             prof.disable()
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall

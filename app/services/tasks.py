@@ -36,6 +36,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
+from app.gateways.base import Outbound
 from app.models import Account, Application, CreditPackage, Message, Signature, Template
 from app.models.content import EFFECTIVE
 from app.models.sending import (
@@ -63,7 +64,7 @@ from app.models.tasks import (
     SendTaskRecipient,
 )
 from app.models.tasks import FAILED as TASK_FAILED
-from app.services import alarms, audit, exports, pipeline, sending
+from app.services import alarms, audit, exports, sending
 from app.services.access import Actor
 from app.services.apps import get_app, list_apps
 from app.services.context import Ctx
@@ -628,11 +629,15 @@ def dispatch_step(ctx: Ctx, limiter: Limiter, task_id: int, *, batch: int = BATC
         _settle(ctx, task)
         return Step(0, 0, task.status)
     items = [sending.BatchItem(serial_for(task.id, r[0]), r[1], r[2], list(r[3]))
-             for r in sorted(claimed)]
+             for r in sorted(claimed, key=lambda r: r[0])]
     done = sending.send_batch(ctx, limiter, app, template, signature, task.region, items,
                               request_id=f"task-{task.id}-{uuid.uuid4().hex[:8]}",
                               task_id=task.id, claim=claim)
-    outbound = pipeline.outbound(ctx.db, done.claimed, claim.attempt) if claim else []
+    outbound = [Outbound(m.id, m.phone_number, m.content, m.region,
+                         template_ref=template.carrier_template_id if template else None,
+                         params=tuple(m.template_params or ()),
+                         sign_name=signature.content if signature else None,
+                         attempt_id=claim.attempt) for m in done.claimed] if claim else []
     return Step(len(items), done.accepted, SENDING, wait, outbound)
 
 
