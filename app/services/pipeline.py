@@ -23,6 +23,10 @@ UPDATE from the state before it, so two movers can never both win):
   conditional UPDATE ... RETURNING is the same thing) and returns only the rows it
   moved, stamped with a fresh attempt id and a lease. The claim commits before
   anything leaves, so a message is handed to the gateway by exactly one attempt.
+  A bulk task's dispatcher (app/services/tasks.py) writes the messages it accepts
+  straight into `submitting` under its own attempt and lease, in the transaction
+  that checks them, and submits them itself after the commit: the same held claim,
+  born with the row, recovered the same way.
 - **submitted / failed**: `record_submissions` writes a batch's results in one
   statement, only where the row is still held by the same attempt; receipts the
   gateway already knows (the simulator) go into the inbox in the same transaction.
@@ -42,7 +46,8 @@ UPDATE from the state before it, so two movers can never both win):
   (RECEIPT_VALIDITY_S, default 72 h). A late receipt still applies.
 
 What recovers each fault:
-- A worker killed after its claim: the lease expires (LEASE_S) and the sweeper
+- A worker killed after its claim (or a task dispatcher after its commit): the
+  lease expires (LEASE_S) and the sweeper
   asks the gateway about that attempt (`lookup`). The simulator answers exactly
   and fences the attempt, so rows it never saw go back to `accepted` and a
   straggler from the dead attempt cannot send them later; other gateways → unknown.

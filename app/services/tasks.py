@@ -6,17 +6,22 @@ through the one sending pipeline.
   problem leaves nothing behind (a savepoint is rolled back).
 - confirm: nothing is sent or reserved before it. Then `scheduled` (a time was
   given) or `sending`.
-- dispatch (a job, `jobs.tasks.run`): claims a batch of pending recipients by a
-  conditional update in the same transaction that writes their messages through
-  `sending.send_batch` (every SPEC.md §3 check, one Redis call per batch). A
-  message's serial number is derived from (task, row) and is unique, so a
-  recipient becomes a message at most once, and a killed dispatcher loses nothing:
-  its transaction rolls back and the rows are still pending. From there the
-  message table is the outbox (app/services/pipeline.py): claims, leases and the
-  sweeper make every message go out exactly once. The sweeper also wakes a
-  sending task whose dispatcher disappeared, and starts scheduled tasks that are due.
-- stop: a sending task stops converting recipients; the batch already converted
-  (at most one) still leaves. Cancel: an unconfirmed or scheduled task.
+- dispatch (a job, `jobs.tasks.run`, in parallel lanes): claims a batch of pending
+  recipients (SKIP LOCKED) by a conditional update in the same transaction that
+  writes their messages through `sending.send_batch` (every SPEC.md §3 check, one
+  Redis call per batch). The accepted ones are written already `submitting` under
+  the step's own attempt and lease, so the same job submits them right after the
+  commit: no claim statement and no job round trip per batch. A message's serial
+  number is derived from (task, row) and is unique, so a recipient becomes a
+  message at most once, and a killed dispatcher loses nothing: before the commit
+  its transaction rolls back and the rows are still pending; after it, the batch
+  is a held claim like any other, resolved by the sweeper when its lease expires
+  (app/services/pipeline.py: claims, leases and the sweeper make every message go
+  out exactly once). The sweeper also wakes a sending task whose dispatcher
+  disappeared, and starts scheduled tasks that are due.
+- stop: a sending task stops converting recipients; the batch each lane already
+  converted still leaves (they are in flight together, so a stop takes effect
+  within one batch's time). Cancel: an unconfirmed or scheduled task.
 """
 
 from __future__ import annotations
