@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from pipeline_e2e import LIFT, PG_ADMIN, _free_port  # noqa: E402 - a sibling script
+from pipeline_e2e import LIFT, PG_ADMIN, _free_port, stop  # noqa: E402 - a sibling script
 
 VALIDATE = """
 import cProfile, io, json, pstats, resource, sys, time
@@ -133,16 +132,6 @@ def _backends(db_url: str) -> list[int]:
         return [int(r[0]) for r in c.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
             "AND pid <> pg_backend_pid()")]
-
-
-def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
-    for w in workers:
-        w.send_signal(signal.SIGTERM)
-    for w in workers:
-        try:
-            w.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            w.kill()
 
 
 def _report_profiles(paths: list[Path], messages: int, top: int = 25) -> None:
@@ -253,7 +242,7 @@ def main() -> None:
         print(f"CPU per message: workers {cpu[0] * 1000 / n:.3f} ms, their PostgreSQL "
               f"backends {cpu[1] * 1000 / n:.3f} ms (whole lifetime, start-up included)")
     finally:
-        _stop(workers)
+        stop(workers)
         if args.profile_workers and workers:
             _report_profiles([p for p in profiles if p.exists()], made["valid"])
         redis_proc.kill()
