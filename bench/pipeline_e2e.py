@@ -64,6 +64,17 @@ with app.extensions["db"].unit_of_work() as s:
 """
 
 
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM (a worker finishes its job), then SIGKILL after 20 s."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -242,13 +253,7 @@ def main() -> None:
               f"{latencies[len(latencies) // 2]:.1f} | {final / (done_at - start):.0f} | "
               f"{pending} | {errors} |", flush=True)
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         redis_proc.kill()
         with psycopg.connect(PG_ADMIN, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -105,7 +105,7 @@ def main() -> None:
                 with db.unit_of_work() as s:
                     c = Ctx(s, actor)
                     sending.send(c, limiter, sid, sending.SendRequest(phones, template,
-                                                                      ["1", "5"]))
+                                                                      ["123456", "5"]))
 
         for stage, work in (("send (API path)", send_all),
                             ("drain (claim, submit, record)", sending_job.drain),

@@ -18,29 +18,34 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
+from app.gateways.base import GatewayUnavailable
 from app.models.tasks import SENDING, SendTask
 from app.queue import DRAIN_JOB, enqueue
-from app.services import tasks
+from app.services import pipeline, tasks
+from app.services import sending as sending_service
 from app.services.context import Ctx, Settings
 from app.services.limits import Limiter
+from app.services.pipeline import PipelineSettings
 from jobs import runtime
-from jobs.sending import _db_retry, _wake
+from jobs.sending import _db_retry, _wake, submit_claimed
 
 log = logging.getLogger("smsops.tasks")
 RUN_BUDGET_S = 30.0  # one job's share before it hands over to a new one
 HEARTBEAT_S = 10  # a running dispatcher refreshes this; the sweeper starts one without it
 SETTLE_POLL_S = 0.2  # everything converted: how often to look whether it all left
+LANES = 2  # dispatchers per sending task, each on its own worker (TASK_LANES)
+URGENT = ("pipeline", "receipts")  # queues a dispatcher makes way for
 
 
 def _heartbeat(app: Flask) -> int:
     return int(app.config.get("TASK_HEARTBEAT_S", HEARTBEAT_S))
 
 
-def heartbeat_key(task_id: int) -> str:
-    return f"smsops:task:running:{task_id}"
+def heartbeat_key(task_id: int, lane: int = 0) -> str:
+    return f"smsops:task:running:{task_id}" + (f":{lane}" if lane else "")
 
 
-def _step(task_id: int) -> tasks.Step:
+def _step(task_id: int, claim: sending_service.Claim | None) -> tasks.Step:
     app = runtime.app()
     limiter = Limiter(app.extensions["redis"])
     settings = Settings.from_config(app.config)
@@ -53,56 +58,114 @@ def _step(task_id: int) -> tasks.Step:
         assert task is not None
         ctx = Ctx(session, tasks.system_actor(task), settings)
         step = tasks.dispatch_step(ctx, limiter, task_id,
-                                   batch=int(app.config.get("TASK_BATCH", tasks.BATCH)))
+                                   batch=int(app.config.get("TASK_BATCH", tasks.BATCH)),
+                                   claim=claim)
         ctx.deferred.clear()  # the drain is woken below, after the commit
         return step
 
     return _db_retry(work, 30)
 
 
-def run(task_id: int) -> int:
+def _lanes(app: Flask) -> int:
+    return max(1, int(app.config.get("TASK_LANES", LANES)))
+
+
+def run(task_id: int, lane: int = 0) -> int:
     """Feed the pipeline until the task is done, stopped, paused or out of budget;
-    returns how many recipients this job converted."""
+    returns how many recipients this job converted.
+
+    Each step converts a batch into messages already held for this job (written as
+    `submitting` under a fresh attempt and lease, committed), then submits them
+    and records the results: no claim statement and no job round trip per batch.
+    The recovery is the pipeline's own: a job killed after the commit leaves a
+    held batch whose lease the sweeper resolves. Lane 0 starts the other lanes
+    (parallel dispatchers on other workers; SKIP LOCKED keeps their batches apart)
+    and settles the task; a lane makes way for urgent queues between batches."""
     app = runtime.app()
     conn = app.extensions["redis"]
+    pipeline_settings = PipelineSettings.from_config(app.config)
     deadline = time.monotonic() + RUN_BUDGET_S
     converted = 0
     while True:
-        # The heartbeat only spares the sweeper starting a duplicate job.
+        # The heartbeat only spares the sweeper (or lane 0) starting a duplicate job.
         with contextlib.suppress(redis_lib.RedisError):
-            conn.set(heartbeat_key(task_id), 1, ex=_heartbeat(app))
-        step = _step(task_id)
+            conn.set(heartbeat_key(task_id, lane), 1, ex=_heartbeat(app))
+        attempt = pipeline.new_attempt()
+        claim = sending_service.Claim(attempt, utcnow() + timedelta(
+            seconds=pipeline_settings.lease_s))
+        step = _step(task_id, claim)
         converted += step.converted
-        if step.accepted:
+        if step.outbound:
+            try:
+                submit_claimed(app, pipeline_settings, attempt, step.outbound)
+            except GatewayUnavailable:
+                # Released to accepted (the drainer and sweeper retry them); the next
+                # step waits for them before converting more (dispatch_step).
+                _later(conn, task_id, 5.0, lane)
+                return converted
+        elif step.accepted:
             _wake(app, DRAIN_JOB)
         if step.status != SENDING:
-            if step.status != "missing":
+            if step.status != "missing" and lane == 0:
                 slack_progress(app, task_id, force=True)  # the final figures
             return converted
-        slack_progress(app, task_id)
+        if lane == 0:
+            slack_progress(app, task_id)
+            if step.converted:
+                _start_lanes(app, task_id)
         if step.wait_s > 2:  # quiet hours: come back when they end
+            if lane:
+                return converted
             _later(conn, task_id, step.wait_s)
             with contextlib.suppress(redis_lib.RedisError):  # the sweeper need not wake it
                 conn.set(heartbeat_key(task_id), 1, ex=int(step.wait_s) + _heartbeat(app))
             return converted
-        if step.converted == 0 or time.monotonic() > deadline:
+        if step.converted == 0:
+            if lane:
+                return converted  # nothing left to convert: lane 0 settles the task
             # Waiting for the pipeline to catch up (or to settle the task): hand the
             # worker over, so a single worker drains before this comes back.
             time.sleep(min(step.wait_s or SETTLE_POLL_S, 2.0))
             _later(conn, task_id, 0)
             return converted
+        if time.monotonic() > deadline or _urgent_waiting(conn):
+            _later(conn, task_id, 0, lane)  # behind the urgent queues (QUEUE_NAMES order)
+            return converted
         if step.wait_s:
             time.sleep(step.wait_s)  # the rate cap: the next tokens
 
 
-def _later(conn: redis_lib.Redis, task_id: int, seconds: float) -> None:
+def _start_lanes(app: Flask, task_id: int) -> None:
+    """Lane 0 makes sure the other lanes run (each refreshes its own heartbeat)."""
+    conn = app.extensions["redis"]
+    try:
+        for lane in range(1, _lanes(app)):
+            if conn.set(heartbeat_key(task_id, lane), 1, nx=True, ex=_heartbeat(app)):
+                enqueue(conn, tasks.RUN_JOB, task_id, lane)
+    except redis_lib.RedisError as exc:
+        log.warning("task %s: extra dispatchers not started: %s", task_id, exc)
+
+
+def _urgent_waiting(conn: redis_lib.Redis) -> bool:
+    """API sends and receipts wait for no bulk task: one round trip per batch."""
+    try:
+        pipe = conn.pipeline(transaction=False)
+        for name in URGENT:
+            pipe.llen(f"rq:queue:{name}")
+        return any(pipe.execute())
+    except redis_lib.RedisError:
+        return False
+
+
+def _later(conn: redis_lib.Redis, task_id: int, seconds: float, lane: int = 0) -> None:
     from rq import Queue
 
+    args = (task_id, lane) if lane else (task_id,)
     if seconds <= 0:
-        enqueue(conn, tasks.RUN_JOB, task_id)
+        enqueue(conn, tasks.RUN_JOB, *args)
     else:
         Queue("default", connection=conn).enqueue_at(utcnow() + timedelta(seconds=seconds),
-                                                     tasks.RUN_JOB, task_id)
+                                                     tasks.RUN_JOB, *args)
 
 
 def redrive(app: Flask) -> int:

@@ -23,6 +23,10 @@ UPDATE from the state before it, so two movers can never both win):
   conditional UPDATE ... RETURNING is the same thing) and returns only the rows it
   moved, stamped with a fresh attempt id and a lease. The claim commits before
   anything leaves, so a message is handed to the gateway by exactly one attempt.
+  A bulk task's dispatcher (app/services/tasks.py) writes the messages it accepts
+  straight into `submitting` under its own attempt and lease, in the transaction
+  that checks them, and submits them itself after the commit: the same held claim,
+  born with the row, recovered the same way.
 - **submitted / failed**: `record_submissions` writes a batch's results in one
   statement, only where the row is still held by the same attempt; receipts the
   gateway already knows (the simulator) go into the inbox in the same transaction.
@@ -42,7 +46,8 @@ UPDATE from the state before it, so two movers can never both win):
   (RECEIPT_VALIDITY_S, default 72 h). A late receipt still applies.
 
 What recovers each fault:
-- A worker killed after its claim: the lease expires (LEASE_S) and the sweeper
+- A worker killed after its claim (or a task dispatcher after its commit): the
+  lease expires (LEASE_S) and the sweeper
   asks the gateway about that attempt (`lookup`). The simulator answers exactly
   and fences the attempt, so rows it never saw go back to `accepted` and a
   straggler from the dead attempt cannot send them later; other gateways → unknown.
@@ -80,7 +85,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, insert, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    any_,
+    bindparam,
+    delete,
+    exists,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from app.db import UTCDateTime, utcnow
@@ -142,6 +160,30 @@ def _pg(db: Session) -> bool:
     return db.get_bind().dialect.name == "postgresql"
 
 
+def among(db: Session | Any, column: Any, values: Any) -> Any:
+    """`column IN (values)`; on PostgreSQL one array parameter (`= ANY`), because a
+    thousand placeholders cost SQLAlchemy and psycopg more than running the query:
+    psycopg splits such a statement anew on every call."""
+    values = list(values)
+    dialect = db.get_bind().dialect.name if isinstance(db, Session) else db.dialect.name
+    if dialect != "postgresql":
+        return column.in_(values)
+    item = BigInteger() if isinstance(column.type, Integer | BigInteger) else String()
+    return column == any_(bindparam(None, values, type_=ARRAY(item)))
+
+
+def snapshot(db: Session, ids: Any) -> dict[int, Any]:
+    """rollups.snapshot (the rows about to change, locked in id order on PostgreSQL),
+    with the ids as one array parameter (see `among`)."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return {}
+    q = select(*rollups.DIMS).where(among(db, Message.id, wanted)).order_by(Message.id)
+    if _pg(db):
+        q = q.with_for_update(of=Message)
+    return {r.id: r for r in db.execute(q)}
+
+
 def _locked(db: Session, q: Any) -> Any:
     return q.with_for_update(skip_locked=True) if _pg(db) else q
 
@@ -154,7 +196,7 @@ def claim(db: Session, attempt: str, settings: PipelineSettings,
     now = utcnow()
     pick = select(Message.id).where(Message.status == ACCEPTED)
     if ids is not None:
-        pick = pick.where(Message.id.in_(ids))
+        pick = pick.where(among(db, Message.id, ids))
     pick = _locked(db, pick.order_by(Message.id).limit(settings.batch))
     stmt = (update(Message)
             .where(Message.id.in_(pick.scalar_subquery()), Message.status == ACCEPTED)
@@ -232,7 +274,7 @@ def record_submissions(db: Session, attempt: str, results: list[SubmitResult]) -
                               "carrier": "text"})
     target = "message" if not _pg(db) else "message AS m"
     col = "message." if not _pg(db) else "m."
-    before = rollups.snapshot(db, [r.message_id for r in results])
+    before = snapshot(db, [r.message_id for r in results])
     stmt = text(
         f"UPDATE {target} SET status = j.status, gateway_message_id = j.gid, "  # noqa: S608
         f"error_code = j.err, carrier_code = j.carrier, submitted_at = :now, "
@@ -286,9 +328,9 @@ def release(db: Session, attempt: str, ids: list[int],
             states: tuple[str, ...] = (SUBMITTING,)) -> None:
     """Nothing left (the carrier could not be reached): back to accepted."""
     # submitting and accepted are one outcome; only rows leaving `unknown` move counts.
-    before = rollups.snapshot(db, ids) if UNKNOWN in states else {}
+    before = snapshot(db, ids) if UNKNOWN in states else {}
     changed = db.execute(update(Message).where(
-        Message.id.in_(ids), Message.attempt_id == attempt, Message.status.in_(states))
+        among(db, Message.id, ids), Message.attempt_id == attempt, Message.status.in_(states))
         .values(status=ACCEPTED, attempt_id=None, lease_until=None)
         .returning(*_RETURNED).execution_options(synchronize_session=False)).all()
     rollups.moved(db, before, changed)
@@ -310,16 +352,14 @@ def apply_receipts(db: Session, limit: int = BATCH) -> tuple[list[int], int]:
     by_id = {r.message_id for r in inbox if r.message_id} | {m for m, _ in parts.values()}
     by_gid = {r.gateway_id for r in inbox if not r.message_id and r.gateway_id
               and r.id not in parts}
-    found: dict[int, str] = {}
     gid_to_id: dict[str | None, int] = {}
-    if by_id:
-        found.update(db.execute(select(Message.id, Message.status)  # type: ignore[arg-type]
-                                .where(Message.id.in_(by_id))).all())
     if by_gid:
-        for row in db.execute(select(Message.id, Message.gateway_message_id, Message.status)
-                              .where(Message.gateway_message_id.in_(by_gid))):
-            found[row.id] = row.status
+        for row in db.execute(select(Message.id, Message.gateway_message_id)
+                              .where(among(db, Message.gateway_message_id, by_gid))):
             gid_to_id[row.gateway_message_id] = row.id
+    # Read and locked once: the states decide below, and the rollups move from them.
+    before = snapshot(db, by_id | set(gid_to_id.values()))
+    found: dict[int, str] = {mid: row.status for mid, row in before.items()}
     latest: dict[int, Any] = {}
     waiting: list[int] = []
     for r in inbox:
@@ -346,7 +386,6 @@ def apply_receipts(db: Session, limit: int = BATCH) -> tuple[list[int], int]:
                                   "err": "text", "at": "timestamptz"})
         target, col = ("message AS m", "m.") if _pg(db) else ("message", "message.")
         appliable = ", ".join(f"'{s}'" for s in APPLIABLE)
-        before = rollups.snapshot(db, latest)
         stmt = text(
             f"UPDATE {target} SET status = j.status, carrier_code = j.carrier, "  # noqa: S608
             f"error_code = j.err, receipt_at = j.at FROM {table} "
@@ -356,11 +395,12 @@ def apply_receipts(db: Session, limit: int = BATCH) -> tuple[list[int], int]:
         rollups.moved(db, before, moved)
         changed = [r.id for r in moved]
     taken = [r.id for r in inbox]
-    done = [i for i in taken if i not in set(waiting)]
+    held = set(waiting)
+    done = [i for i in taken if i not in held]
     if done:
-        db.execute(delete(ReceiptInbox).where(ReceiptInbox.id.in_(done)))
+        db.execute(delete(ReceiptInbox).where(among(db, ReceiptInbox.id, done)))
     if waiting:
-        db.execute(update(ReceiptInbox).where(ReceiptInbox.id.in_(waiting))
+        db.execute(update(ReceiptInbox).where(among(db, ReceiptInbox.id, waiting))
                    .values(due_at=now + timedelta(seconds=RECEIPT_RETRY_S)))
     return changed, len(taken)
 
@@ -384,12 +424,12 @@ def _part_receipts(db: Session, inbox: Sequence[Any]) -> dict[int, tuple[int, _V
     if not gids:
         return {}
     mids = set(db.scalars(select(MessagePart.message_id)
-                          .where(MessagePart.gateway_id.in_(gids))))
+                          .where(among(db, MessagePart.gateway_id, gids))))
     if not mids:
         return {}
     q = select(MessagePart.id, MessagePart.message_id, MessagePart.gateway_id,
                MessagePart.state, MessagePart.carrier_code).where(
-        MessagePart.message_id.in_(mids)).order_by(MessagePart.id)
+        among(db, MessagePart.message_id, mids)).order_by(MessagePart.id)
     all_parts: list[list[Any]] = [list(p) for p in db.execute(
         q.with_for_update() if _pg(db) else q)]
     by_gid = {p[2]: p for p in all_parts}
@@ -455,9 +495,9 @@ def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepRepor
     for attempt, claimed in by_attempt.items():
         if lookup is None:
             ids = [c.id for c in claimed]
-            before = rollups.snapshot(db, ids)  # already ours (locked by the select above)
+            before = snapshot(db, ids)  # already ours (locked by the select above)
             rollups.moved(db, before, db.execute(update(Message).where(
-                Message.id.in_(ids), Message.status == SUBMITTING,
+                among(db, Message.id, ids), Message.status == SUBMITTING,
                 Message.attempt_id == attempt)
                 .values(status=UNKNOWN, error_code="FailedOperation.OutcomeUnknown",
                         lease_until=None)
@@ -488,9 +528,9 @@ def sweep(db: Session, gateway: Any, settings: PipelineSettings) -> SweepReport:
         Message.submitted_at < now - timedelta(seconds=settings.receipt_validity_s))
         .order_by(Message.id).limit(settings.batch))).all()
     if due:
-        before = rollups.snapshot(db, due)
+        before = snapshot(db, due)
         expired = db.execute(update(Message).where(
-            Message.id.in_(due), Message.status == SUBMITTED)
+            among(db, Message.id, due), Message.status == SUBMITTED)
             .values(status=NO_RECEIPT, error_code="FailedOperation.NoReceipt")
             .returning(*_RETURNED).execution_options(synchronize_session=False)).all()
         rollups.moved(db, before, expired)

@@ -6,17 +6,22 @@ through the one sending pipeline.
   problem leaves nothing behind (a savepoint is rolled back).
 - confirm: nothing is sent or reserved before it. Then `scheduled` (a time was
   given) or `sending`.
-- dispatch (a job, `jobs.tasks.run`): claims a batch of pending recipients by a
-  conditional update in the same transaction that writes their messages through
-  `sending.send_batch` (every SPEC.md §3 check, one Redis call per batch). A
-  message's serial number is derived from (task, row) and is unique, so a
-  recipient becomes a message at most once, and a killed dispatcher loses nothing:
-  its transaction rolls back and the rows are still pending. From there the
-  message table is the outbox (app/services/pipeline.py): claims, leases and the
-  sweeper make every message go out exactly once. The sweeper also wakes a
-  sending task whose dispatcher disappeared, and starts scheduled tasks that are due.
-- stop: a sending task stops converting recipients; the batch already converted
-  (at most one) still leaves. Cancel: an unconfirmed or scheduled task.
+- dispatch (a job, `jobs.tasks.run`, in parallel lanes): claims a batch of pending
+  recipients (SKIP LOCKED) by a conditional update in the same transaction that
+  writes their messages through `sending.send_batch` (every SPEC.md §3 check, one
+  Redis call per batch). The accepted ones are written already `submitting` under
+  the step's own attempt and lease, so the same job submits them right after the
+  commit: no claim statement and no job round trip per batch. A message's serial
+  number is derived from (task, row) and is unique, so a recipient becomes a
+  message at most once, and a killed dispatcher loses nothing: before the commit
+  its transaction rolls back and the rows are still pending; after it, the batch
+  is a held claim like any other, resolved by the sweeper when its lease expires
+  (app/services/pipeline.py: claims, leases and the sweeper make every message go
+  out exactly once). The sweeper also wakes a sending task whose dispatcher
+  disappeared, and starts scheduled tasks that are due.
+- stop: a sending task stops converting recipients; the batch each lane already
+  converted still leaves (they are in flight together, so a stop takes effect
+  within one batch's time). Cancel: an unconfirmed or scheduled task.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
+from app.gateways.base import Outbound
 from app.models import Account, Application, CreditPackage, Message, Signature, Template
 from app.models.content import EFFECTIVE
 from app.models.sending import (
@@ -552,6 +558,9 @@ class Step:
     accepted: int
     status: str  # the task's status after the step
     wait_s: float = 0.0  # > 0: come back later (rate cap or quiet hours)
+    # With a claim: the accepted messages, already `submitting` under it, for the
+    # caller to submit once this step commits (app/gateways/base.py Outbound).
+    outbound: list[Any] = field(default_factory=list)
 
 
 def quiet_until(account: Account, now: datetime) -> datetime | None:
@@ -566,9 +575,11 @@ def quiet_until(account: Account, now: datetime) -> datetime | None:
 
 
 def dispatch_step(ctx: Ctx, limiter: Limiter, task_id: int, *, batch: int = BATCH,
-                  now: datetime | None = None) -> Step:
+                  now: datetime | None = None, claim: sending.Claim | None = None) -> Step:
     """Turn up to one batch of a sending task's pending recipients into messages,
-    in the caller's transaction; settles the task when nothing is left."""
+    in the caller's transaction; settles the task when nothing is left. With
+    `claim`, the accepted ones are held for the caller to submit (Step.outbound)
+    instead of waking the drainer."""
     task = ctx.db.get(SendTask, task_id)
     if task is None:
         return Step(0, 0, "missing")
@@ -626,11 +637,16 @@ def dispatch_step(ctx: Ctx, limiter: Limiter, task_id: int, *, batch: int = BATC
         _settle(ctx, task)
         return Step(0, 0, task.status)
     items = [sending.BatchItem(serial_for(task.id, r[0]), r[1], r[2], list(r[3]))
-             for r in sorted(claimed)]
-    accepted = sending.send_batch(ctx, limiter, app, template, signature, task.region, items,
-                                  request_id=f"task-{task.id}-{uuid.uuid4().hex[:8]}",
-                                  task_id=task.id)
-    return Step(len(items), accepted, SENDING, wait)
+             for r in sorted(claimed, key=lambda r: r[0])]
+    done = sending.send_batch(ctx, limiter, app, template, signature, task.region, items,
+                              request_id=f"task-{task.id}-{uuid.uuid4().hex[:8]}",
+                              task_id=task.id, claim=claim)
+    outbound = [Outbound(m.id, m.phone_number, m.content, m.region,
+                         template_ref=template.carrier_template_id if template else None,
+                         params=tuple(m.template_params or ()),
+                         sign_name=signature.content if signature else None,
+                         attempt_id=claim.attempt) for m in done.claimed] if claim else []
+    return Step(len(items), done.accepted, SENDING, wait, outbound)
 
 
 def _cannot_run(app: Application, template: Template | None, signature: Signature | None,

@@ -37,6 +37,12 @@ def parse_any(text: str) -> str:
     returns E.164. Full-width digits are folded; letters (extensions) are refused.
     Anything else needs its country code: a plain 10-digit US number would otherwise
     parse as a valid Chinese landline."""
+    return _e164(_number(text))
+
+
+def _number(text: str) -> phonenumbers.PhoneNumber:
+    """The valid number `parse_any` reads (parsed once: callers format it and ask its
+    country from the same object)."""
     raw = unicodedata.normalize("NFKC", text or "").strip()
     if not raw:
         raise NumberError(EMPTY)
@@ -50,25 +56,30 @@ def parse_any(text: str) -> str:
     return _parse(raw, None, INVALID_FOR_COUNTRY)
 
 
-def _parse(raw: str, region: str | None, invalid: str) -> str:
+def _parse(raw: str, region: str | None, invalid: str) -> phonenumbers.PhoneNumber:
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
         raise NumberError(NOT_A_NUMBER) from None
     if not phonenumbers.is_valid_number(number):
         raise NumberError(invalid)
+    return number
+
+
+def _e164(number: phonenumbers.PhoneNumber) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def for_region(text: str, region: str) -> tuple[str, str]:
     """(E.164, ISO country) for a send. Mainland: plain 11-digit or +86 numbers only.
     International: always with a country code, never a mainland number."""
-    e164 = parse_any(text)
+    number = _number(text)
+    e164 = _e164(number)
     if region == "mainland":
         if not e164.startswith("+86"):
             raise NumberError(NOT_MAINLAND)
         return e164, MAINLAND
-    iso = phonenumbers.region_code_for_number(phonenumbers.parse(e164, None)) or ""
+    iso = phonenumbers.region_code_for_number(number) or ""
     if iso == MAINLAND:
         raise NumberError(IS_MAINLAND)
     return e164, iso

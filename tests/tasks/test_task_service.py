@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app import create_app
@@ -275,3 +275,54 @@ def test_policies_per_application(shop: Shop, session: Session) -> None:
     with pytest.raises(NotFound):
         tasks.get_task(stranger, task.id)
     assert tasks.list_tasks(stranger)[0] == []
+
+
+def test_a_batch_held_by_a_dead_dispatcher_is_resolved_and_sent_once(
+        shop: Shop, session: Session, tmp_path: Path, backend: Backend) -> None:
+    """A dispatcher writes its batch as `submitting` under its own attempt, commits,
+    then submits. Killed in between: the lease expires, the sweeper asks the carrier
+    (never saw it: fenced, back to accepted), the drainer sends each message once,
+    and the dead attempt can never send them later."""
+    from app.db import utcnow
+    from app.gateways.simulator import SimulatorGateway
+    from app.services import pipeline, sending
+    from jobs import runtime
+    from jobs import sending as sending_job
+
+    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                      "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SIMULATOR_RECEIPT_DELAY_S": 0,
+                      "SIMULATOR_LEDGER": str(tmp_path / "carrier.db")})
+    runtime.use(app)
+    try:
+        task = create(shop, csv_of(12))
+        tasks.confirm(shop.ctx, task.id, acknowledged=True)
+        claim = sending.Claim("d" * 32, utcnow() + timedelta(seconds=30))
+        step = tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=10, claim=claim)
+        session.commit()  # ... and the dispatcher dies before submitting
+        assert (step.converted, step.accepted, len(step.outbound)) == (10, 10, 10)
+        held = dict(session.execute(select(Message.id, Message.status)).all())  # type: ignore[arg-type]
+        assert set(held.values()) == {"submitting"}  # nobody else may claim them
+        assert sending_job.drain() == 0
+        session.execute(update(Message).values(lease_until=utcnow() - timedelta(seconds=1)))
+        session.commit()
+        assert sending_job.sweep_once(app).requeued == 10
+        assert sending_job.drain() == 10
+        gateway: SimulatorGateway = app.extensions["gateway"]
+        late = gateway.submit(step.outbound)  # the dead attempt's straggler: fenced
+        assert not any(r.accepted for r in late)
+        assert gateway.ledger.counts() == dict.fromkeys(held, 1)
+        # The rest of the task goes out through the same path, then it settles.
+        rest = tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=10,
+                                   claim=sending.Claim("e" * 32, claim.lease_until))
+        session.commit()
+        assert rest.converted == 2
+        sending_job.submit_claimed(app, pipeline.PipelineSettings(), "e" * 32, rest.outbound)
+        sending_job.apply_receipts()
+        session.expire_all()
+        assert tasks.dispatch_step(shop.ctx, shop.limiter, task.id).status == "sent"
+        counts = gateway.ledger.counts()
+        assert len(counts) == 12 and set(counts.values()) == {1}
+        assert expected.rolled(session) == expected.direct(session)
+    finally:
+        app.extensions["db"].engine.dispose()
