@@ -172,18 +172,6 @@ def among(db: Session | Any, column: Any, values: Any) -> Any:
     return column == any_(bindparam(None, values, type_=ARRAY(item)))
 
 
-def snapshot(db: Session, ids: Any) -> dict[int, Any]:
-    """rollups.snapshot (the rows about to change, locked in id order on PostgreSQL),
-    with the ids as one array parameter (see `among`)."""
-    wanted = sorted(set(ids))
-    if not wanted:
-        return {}
-    q = select(*rollups.DIMS).where(among(db, Message.id, wanted)).order_by(Message.id)
-    if _pg(db):
-        q = q.with_for_update(of=Message)
-    return {r.id: r for r in db.execute(q)}
-
-
 def _locked(db: Session, q: Any) -> Any:
     return q.with_for_update(skip_locked=True) if _pg(db) else q
 
@@ -274,7 +262,7 @@ def record_submissions(db: Session, attempt: str, results: list[SubmitResult]) -
                               "carrier": "text"})
     target = "message" if not _pg(db) else "message AS m"
     col = "message." if not _pg(db) else "m."
-    before = snapshot(db, [r.message_id for r in results])
+    before = rollups.snapshot(db, [r.message_id for r in results])
     stmt = text(
         f"UPDATE {target} SET status = j.status, gateway_message_id = j.gid, "  # noqa: S608
         f"error_code = j.err, carrier_code = j.carrier, submitted_at = :now, "
@@ -328,7 +316,7 @@ def release(db: Session, attempt: str, ids: list[int],
             states: tuple[str, ...] = (SUBMITTING,)) -> None:
     """Nothing left (the carrier could not be reached): back to accepted."""
     # submitting and accepted are one outcome; only rows leaving `unknown` move counts.
-    before = snapshot(db, ids) if UNKNOWN in states else {}
+    before = rollups.snapshot(db, ids) if UNKNOWN in states else {}
     changed = db.execute(update(Message).where(
         among(db, Message.id, ids), Message.attempt_id == attempt, Message.status.in_(states))
         .values(status=ACCEPTED, attempt_id=None, lease_until=None)
@@ -358,7 +346,7 @@ def apply_receipts(db: Session, limit: int = BATCH) -> tuple[list[int], int]:
                               .where(among(db, Message.gateway_message_id, by_gid))):
             gid_to_id[row.gateway_message_id] = row.id
     # Read and locked once: the states decide below, and the rollups move from them.
-    before = snapshot(db, by_id | set(gid_to_id.values()))
+    before = rollups.snapshot(db, by_id | set(gid_to_id.values()))
     found: dict[int, str] = {mid: row.status for mid, row in before.items()}
     latest: dict[int, Any] = {}
     waiting: list[int] = []
@@ -495,7 +483,7 @@ def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepRepor
     for attempt, claimed in by_attempt.items():
         if lookup is None:
             ids = [c.id for c in claimed]
-            before = snapshot(db, ids)  # already ours (locked by the select above)
+            before = rollups.snapshot(db, ids)  # already ours (locked by the select above)
             rollups.moved(db, before, db.execute(update(Message).where(
                 among(db, Message.id, ids), Message.status == SUBMITTING,
                 Message.attempt_id == attempt)
@@ -528,7 +516,7 @@ def sweep(db: Session, gateway: Any, settings: PipelineSettings) -> SweepReport:
         Message.submitted_at < now - timedelta(seconds=settings.receipt_validity_s))
         .order_by(Message.id).limit(settings.batch))).all()
     if due:
-        before = snapshot(db, due)
+        before = rollups.snapshot(db, due)
         expired = db.execute(update(Message).where(
             among(db, Message.id, due), Message.status == SUBMITTED)
             .values(status=NO_RECEIPT, error_code="FailedOperation.NoReceipt")
