@@ -70,6 +70,7 @@ class GroupCommit:
         self._queue: queue.SimpleQueue[_Waiting] = queue.SimpleQueue()
         self._pid: int | None = None
         self._lock = threading.Lock()
+        self._pending = 0  # requests in the transaction being written (for tests)
 
     def write(self, prepared: sending.Prepared) -> str:
         """Settle and commit `prepared` with whatever else is waiting; returns WRITTEN
@@ -103,6 +104,7 @@ class GroupCommit:
                     break
                 batch.append(more)
                 size += len(more.prepared.messages)
+            self._pending = len(batch)
             try:
                 self._write(batch)
             except BaseException:  # never leave a request waiting
@@ -110,6 +112,7 @@ class GroupCommit:
                 for w in batch:
                     if not w.done.is_set():
                         self._fail(w)
+            self._pending = 0
 
     def _write(self, batch: list[_Waiting]) -> None:
         outcome, deferred = self._transaction(batch)
