@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import redis as redis_lib
 from flask import Flask
@@ -30,6 +31,39 @@ from app.supervise import stop_within
 from jobs import runtime
 
 log = logging.getLogger("smsops.worker")
+
+
+class _PromptUnsubscribe:
+    """RQ (3.0) unsubscribes, then stops its pubsub thread and waits for it; redis-py
+    (8.x) waits without a time limit, while the thread, no longer subscribed, sleeps up
+    to 60 s waiting for a subscription. Every worker stop (burst or shutdown) could
+    hang for a minute. This stops the thread first and wakes it."""
+
+    pubsub: Any
+    pubsub_thread: Any
+    pubsub_channel_name: str
+    name: str
+    log: logging.Logger
+
+    def unsubscribe(self) -> None:
+        thread = self.pubsub_thread
+        if not thread:
+            return
+        self.log.info("Worker %s: unsubscribing from channel %s", self.name,
+                      self.pubsub_channel_name)
+        thread.stop(timeout=0)  # clears its running flag; no wait here
+        self.pubsub.unsubscribe()
+        self.pubsub.subscribed_event.set()  # ends a wait for a subscription at once
+        thread.join(timeout=1)
+        self.pubsub.close()
+
+
+class _SimpleWorker(_PromptUnsubscribe, SimpleWorker):
+    pass
+
+
+class _ForkingWorker(_PromptUnsubscribe, Worker):
+    pass
 
 
 class Sweeper(threading.Thread):
@@ -56,7 +90,7 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if no_fork is None:
         no_fork = str(app.config.get("WORKER_NO_FORK", "")).lower() in ("1", "true", "yes")
-    cls: type[BaseWorker] = SimpleWorker if no_fork else Worker
+    cls: type[BaseWorker] = _SimpleWorker if no_fork else _ForkingWorker
     maintenance = int(app.config.get("WORKER_MAINTENANCE_S", 15))
 
     def worker() -> BaseWorker:
