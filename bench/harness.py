@@ -223,7 +223,8 @@ class Gunicorn:
             [sys.executable, "-m", "gunicorn", "-w", str(workers), *kind, "--keep-alive", "30",
              *(["-c", os.environ["BENCH_GUNICORN_CONF"]]
                if os.environ.get("BENCH_GUNICORN_CONF") else []),
-             "-b", f"127.0.0.1:{self.port}", "--log-level", os.environ.get("BENCH_GUNICORN_LOG", "warning"), "wsgi:app"],
+             "-b", f"127.0.0.1:{self.port}", "--log-level",
+             os.environ.get("BENCH_GUNICORN_LOG", "warning"), "wsgi:app"],
             env=env, cwd=tree)
 
         def up() -> bool:
@@ -286,11 +287,14 @@ def _client(port: int, connections: int, requests: list[bytes], until: float,
         sock.sendall(req)
         return True
 
-    for _ in range(connections):
+    def connect() -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sel.register(sock, selectors.EVENT_READ)
-        if not send(sock):
+        return sock
+
+    for _ in range(connections):
+        if not send(connect()):
             break
     cpu = time.process_time()
     while state:
@@ -317,6 +321,10 @@ def _client(port: int, connections: int, requests: list[bytes], until: float,
             else:
                 errors += 1
             del state[sock]
+            if "\r\nconnection: close" in head.lower():  # a server without keep-alive
+                sel.unregister(sock)
+                sock.close()
+                sock = connect()
             if not send(sock):
                 sel.unregister(sock)
                 sock.close()
