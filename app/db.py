@@ -65,7 +65,9 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # A threaded server (gunicorn gthread, waitress) may hold a connection per thread,
+    # and the send API's group commit one more: room for 32 threads at once.
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=24)
 
 
 class Database:

@@ -15,25 +15,26 @@ import json
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, current_app, g, jsonify, request
-from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from app import safejson
+from app.api import groupcommit
+from app.api.groupcommit import GroupCommit
 from app.encryption import EncryptionKeyError
-from app.queue import enqueue_deferred
 from app.services import sending
 from app.services.access import Actor, Statement
 from app.services.context import Ctx, Settings
 from app.services.errors import NotFound, PermissionDenied, ServiceError, ValidationError
-from app.services.limits import Limiter
+from app.services.limits import Guard, Limiter, Replayed, Stale
 from app.services.sendconfig import TOKEN_KEY, AppSnap, ConfigCache, Snapshots
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -114,15 +115,19 @@ T = TypeVar("T")
 Lookup = Callable[[str], "tuple[T, str] | None"]
 
 
-def verify_signed(id_header: str, lookup: Lookup[T], nonce_scope: str, *,
-                  read_too: str | None = None,
-                  recheck: Callable[[Any], Lookup[T] | None] | None = None) -> T:
-    """The scheme both APIs share: check the headers, the clock skew, the nonce's form,
-    the HMAC-SHA256 signature with the key `lookup` finds for the id in `id_header`
-    (None: unknown), then use the nonce up. Returns what `lookup` found with the key.
-    `read_too`: a Redis key read in the nonce's round trip and given to `recheck`,
-    which returns a fresher lookup when what `lookup` used is out of date (the
-    signature is then checked again with what it finds), else None."""
+@dataclass(frozen=True)
+class Signed:
+    """A request's signing headers, checked for form and clock skew."""
+
+    caller_id: str
+    nonce: str
+    message: bytes  # what the caller signed
+    signature: str
+
+
+def signed_request(id_header: str) -> Signed:
+    """The headers of the scheme both APIs share: present, the clock skew, the nonce's
+    form; and the bytes the caller must have signed."""
     caller_id = request.headers.get(id_header, "")
     ts = request.headers.get("X-SMS-Timestamp", "")
     nonce = request.headers.get("X-SMS-Nonce", "")
@@ -138,20 +143,42 @@ def verify_signed(id_header: str, lookup: Lookup[T], nonce_scope: str, *,
                        "X-SMS-Nonce must be 8 to 64 letters, digits or -_.~")
     message = b"\n".join([request.method.encode(), _request_target(), ts.encode(),
                           nonce.encode(), _body()])
-    found = _signed_by(lookup, caller_id, message, signature)
-    # Single use, remembered for longer than the accepted skew.
+    return Signed(caller_id, nonce, message, signature)
+
+
+def nonce_key(scope: str, signed: Signed) -> str:
+    return f"smsops:nonce:{scope}{signed.caller_id}:{signed.nonce}"
+
+
+NONCE_TTL_S = 2 * MAX_SKEW_S + 60  # single use, remembered for longer than the skew
+
+
+def verify_signed(id_header: str, lookup: Lookup[T], nonce_scope: str, *,
+                  read_too: str | None = None,
+                  recheck: Callable[[Any], Lookup[T] | None] | None = None) -> T:
+    """The scheme both APIs share: check the headers, the clock skew, the nonce's form,
+    the HMAC-SHA256 signature with the key `lookup` finds for the id in `id_header`
+    (None: unknown), then use the nonce up. Returns what `lookup` found with the key.
+    `read_too`: a Redis key read in the nonce's round trip and given to `recheck`,
+    which returns a fresher lookup when what `lookup` used is out of date (the
+    signature is then checked again with what it finds), else None."""
+    signed = signed_request(id_header)
+    found = _signed_by(lookup, signed.caller_id, signed.message, signed.signature)
     pipe = current_app.extensions["redis"].pipeline(transaction=False)
-    pipe.set(f"smsops:nonce:{nonce_scope}{caller_id}:{nonce}", 1, nx=True,
-             ex=2 * MAX_SKEW_S + 60)
+    pipe.set(nonce_key(nonce_scope, signed), 1, nx=True, ex=NONCE_TTL_S)
     if read_too is not None:
         pipe.get(read_too)
     replies = pipe.execute()
     if not replies[0]:
-        raise ApiError(401, "AuthFailure.ReplayedNonce", "This nonce was used already.")
+        raise _replayed()
     fresher = recheck(replies[1] if read_too is not None else None) if recheck else None
     if fresher is not None:
-        found = _signed_by(fresher, caller_id, message, signature)
+        found = _signed_by(fresher, signed.caller_id, signed.message, signed.signature)
     return found[0]
+
+
+def _replayed() -> ApiError:
+    return ApiError(401, "AuthFailure.ReplayedNonce", "This nonce was used already.")
 
 
 def _signed_by(lookup: Lookup[T], caller_id: str, message: bytes,
@@ -166,12 +193,31 @@ def _signed_by(lookup: Lookup[T], caller_id: str, message: bytes,
     return found
 
 
+class _LazySession:
+    """A session opened on first use: a send request whose configuration is cached
+    never needs one (its rows are written by the group commit's own)."""
+
+    def __init__(self, factory: Callable[[], Session]) -> None:
+        self._factory = factory
+        self._session: Session | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._session is None:
+            self._session = self._factory()
+        return getattr(self._session, name)
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+
 def _session() -> Session:
     """One session (one pool checkout, one transaction) for the whole request:
-    authentication and the service share it."""
+    authentication and the service share it. Opened when first used."""
     session: Session | None = g.get("api_session")
     if session is None:
-        session = g.api_session = current_app.extensions["db"].sessions()
+        session = g.api_session = cast(Session, _LazySession(
+            current_app.extensions["db"].sessions))
     return session
 
 
@@ -209,10 +255,14 @@ def _authenticate() -> tuple[AppSnap, Actor]:
         if snaps.same_generation(last):
             raise
         app = verify_signed("X-SMS-AppId", partial(_app_key, snaps, session), "")
+    return app, _app_actor(app)
+
+
+def _app_actor(app: AppSnap) -> Actor:
+    """What an AppKey may do: send with its application, and read what it sent."""
     rights = (Statement("allow", ("sms:SendSms", "sms:DescribeSendSmsRecord"),
                         (f"sms:app/{app.sdk_app_id}",)),)
-    return app, Actor(account_id=app.account_id, label=f"api:{app.sdk_app_id}",
-                      statements=rights)
+    return Actor(account_id=app.account_id, label=f"api:{app.sdk_app_id}", statements=rights)
 
 
 def _app_key(snaps: Snapshots, session: Session, app_id: str) -> tuple[AppSnap, str] | None:
@@ -234,6 +284,16 @@ def _limiter() -> Limiter:
         limiter = current_app.extensions["api_limiter"] = Limiter(
             current_app.extensions["redis"])
     return limiter
+
+
+def _group_commit() -> GroupCommit:
+    ext = current_app.extensions
+    writer: GroupCommit | None = ext.get("api_group_commit")
+    if writer is None:
+        _ctx(Actor(account_id=0, label="api"))  # reads the settings once
+        writer = ext["api_group_commit"] = GroupCommit(
+            ext["db"], ext["redis"], ext["api_settings"], _limiter(), ext["gateway"])
+    return writer
 
 
 @bp.teardown_request
@@ -274,7 +334,67 @@ def _service_error(exc: ServiceError) -> tuple[Response, int]:
 
 @bp.post("/sms/send")
 def send() -> tuple[Response, int] | Response:
-    _app, actor = _authenticate()
+    """One Redis round trip and no database work of its own when the configuration is
+    cached: the signature is checked with the cached key; the nonce, the cache's
+    freshness and every limit go in one Redis call (`sending.prepare`'s guard); the
+    rows are written by this process's group commit (app/api/groupcommit.py). A stale
+    cache is read again and the request checked again with it (signature included)."""
+    signed = signed_request("X-SMS-AppId")
+    cache: ConfigCache = current_app.extensions["send_config"]
+    snaps = cache.last_view()
+    if snaps.entries is None:  # this process's first request, or Redis lost the token
+        snaps = cache.current()
+    try:
+        app = _app_signed(snaps, signed)
+    except ApiError:
+        # Signed with a key the cache may not know yet (rotated a moment ago): if the
+        # configuration moved on, check once more with what is current.
+        fresh = cache.current()
+        if snaps.entries is None or fresh.same_generation(snaps):
+            raise
+        snaps = fresh
+        app = _app_signed(snaps, signed)
+    req = _send_request()
+    limiter = _limiter()
+    prepared: sending.Prepared | None = None
+    for _attempt in range(3):
+        guard = Guard(TOKEN_KEY, snaps.token, nonce_key("", signed), NONCE_TTL_S)
+        try:
+            prepared = sending.prepare(_ctx(_app_actor(app)), limiter, app.sdk_app_id, req,
+                                       snaps, guard)
+            break
+        except Stale as exc:  # changed since it was cached: read it again, check again
+            snaps = cache.current(exc.token)
+            app = _app_signed(snaps, signed)
+        except Replayed:
+            raise _replayed() from None
+    _session().close()  # nothing more to read; the rows are written by the group commit
+    if prepared is None:
+        raise ApiError(503, "InternalError.Unavailable",
+                       "The configuration kept changing; nothing was sent. Try again.")
+    outcome = _group_commit().write(prepared)
+    if outcome == groupcommit.FAILED:
+        raise ApiError(503, "InternalError.Unavailable",
+                       "Nothing was sent: the database is unavailable. Try again.")
+    if outcome == groupcommit.UNKNOWN:
+        serials = ", ".join(m.serial_no for m in prepared.messages)
+        raise ApiError(503, "InternalError.OutcomeUnknown",
+                       "The database stopped answering while these messages were being "
+                       f"recorded; look them up before sending again: {serials}.")
+    return jsonify(request_id=prepared.request_id, send_status=[
+        {"serial_no": r.serial_no, "phone_number": r.phone_number, "code": r.code,
+         "message": r.message, "fee": r.fee, "iso_code": r.iso_code}
+        for r in prepared.results])
+
+
+def _app_signed(snaps: Snapshots, signed: Signed) -> AppSnap:
+    """The application whose key (as `snaps` knows it) signed the request."""
+    app, _key = _signed_by(partial(_app_key, snaps, _session()), signed.caller_id,
+                           signed.message, signed.signature)
+    return app
+
+
+def _send_request() -> sending.SendRequest:
     try:
         body = safejson.loads(_body() or b"null")
     except safejson.TooDeep as exc:
@@ -283,21 +403,11 @@ def send() -> tuple[Response, int] | Response:
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "InvalidParameter.Body", "The body is not valid JSON.") from None
     try:
-        req = sending.validate_request(body)
+        return sending.validate_request(body)
     except ValidationError as exc:
         field, message = next(iter(exc.errors.items()))
         raise ApiError(400, "InvalidParameter" + (f".{field}" if field else ""),
                        message) from None
-    ctx = _ctx(actor)
-    request_id, results = sending.send(ctx, _limiter(), _app.sdk_app_id, req, _snapshots())
-    ctx.db.commit()
-    try:
-        enqueue_deferred(current_app.extensions["redis"], ctx.deferred)
-    except RedisError as exc:  # committed: the sweeper re-drives these rows
-        current_app.logger.warning("send %s: wake-up not enqueued (%s)", request_id, exc)
-    return jsonify(request_id=request_id, send_status=[
-        {"serial_no": r.serial_no, "phone_number": r.phone_number, "code": r.code,
-         "message": r.message, "fee": r.fee, "iso_code": r.iso_code} for r in results])
 
 
 @bp.get("/sms/messages/<serial_no>")

@@ -51,10 +51,10 @@ return 0
 # would. KEYS: every check's key, message after message. ARGV: now (ms), then per
 # message: its number of checks, then per check: kind, limit, amount, span, member.
 # Returns one entry per message: 0 when reserved, else the 1-based index (within
-# that message) of the first check that refused.
-RESERVE_MANY = """
-local now = tonumber(ARGV[1])
-local a, k = 2, 1
+# that message) of the first check that refused. `a` and `k` are where the
+# reservation's ARGV and KEYS start (after the guard's, when there is one).
+_RESERVE_LOOP = """
+local now = tonumber(ARGV[a]); a = a + 1
 local out = {}
 while a <= #ARGV do
   local n = tonumber(ARGV[a]); a = a + 1
@@ -91,6 +91,21 @@ while a <= #ARGV do
 end
 return out
 """
+RESERVE_MANY = "local a, k = 1, 1\n" + _RESERVE_LOOP
+# The same, after a guard checked in the same call (one round trip for a request):
+# KEYS[1] the configuration token, which must still be ARGV[1] ("*": not checked);
+# KEYS[2] a single-use key (the request's nonce), set for ARGV[2] seconds. Returns
+# {"stale", current token} or {"replayed"} without reserving anything.
+RESERVE_GUARDED = """
+if ARGV[1] ~= "*" then
+  local current = redis.call("GET", KEYS[1])
+  if current ~= ARGV[1] then return {"stale", current or ""} end
+end
+if not redis.call("SET", KEYS[2], 1, "NX", "EX", tonumber(ARGV[2])) then
+  return {"replayed"}
+end
+local a, k = 3, 3
+""" + _RESERVE_LOOP
 
 RELEASE = """
 for i = 1, #KEYS do
@@ -105,6 +120,32 @@ return 0
 """
 
 DAY_MS = 2 * 24 * 3600 * 1000  # a natural-day counter outlives its day, then expires
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What must hold for a reservation to be made, checked in the same Redis call:
+    the configuration the caller read is still current (`token` is the value of
+    `token_key` it read under; None: it read no cache, nothing to compare), and
+    `once_key` (a request's nonce) was never used; it is then kept for `once_ttl_s`."""
+
+    token_key: str
+    token: bytes | None
+    once_key: str
+    once_ttl_s: int
+
+
+class Stale(Exception):
+    """The configuration changed since the caller read it: read it again (`token`
+    is the current one) and retry. Nothing was reserved or used up."""
+
+    def __init__(self, token: bytes | None) -> None:
+        super().__init__("configuration changed")
+        self.token = token
+
+
+class Replayed(Exception):
+    """The single-use key was used already. Nothing was reserved."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +169,7 @@ class Limiter:
         self._reserve = conn.register_script(RESERVE)
         self._release = conn.register_script(RELEASE)
         self._reserve_many = conn.register_script(RESERVE_MANY)
+        self._reserve_guarded = conn.register_script(RESERVE_GUARDED)
 
     def reserve(self, checks: list[Check], now_ms: int) -> Check | None:
         """None when every check passed and was counted; else the check that refused."""
@@ -139,19 +181,31 @@ class Limiter:
         refused = int(self._reserve(keys=[c.key for c in checks], args=argv))
         return checks[refused - 1] if refused else None
 
-    def reserve_many(self, groups: list[list[Check]], now_ms: int) -> list[Check | None]:
+    def reserve_many(self, groups: list[list[Check]], now_ms: int,
+                     guard: Guard | None = None) -> list[Check | None]:
         """`reserve` for many messages in one round trip, in order: for each group,
-        None when reserved, else the check that refused."""
-        if not any(groups):
+        None when reserved, else the check that refused. With a `guard`, it is
+        checked first in the same call (raises Stale or Replayed)."""
+        if not any(groups) and guard is None:
             return [None] * len(groups)
         keys: list[str] = []
-        argv: list[str | int] = [now_ms]
+        argv: list[str | int | bytes] = [now_ms]
         for checks in groups:
             argv.append(len(checks))
             for c in checks:
                 keys.append(c.key)
                 argv += [c.kind, c.limit, c.amount, c.span_ms, c.member]
-        refused = self._reserve_many(keys=keys, args=argv)
+        if guard is None:
+            refused = self._reserve_many(keys=keys, args=argv)
+        else:
+            refused = self._reserve_guarded(
+                keys=[guard.token_key, guard.once_key, *keys],
+                args=[guard.token if guard.token is not None else "*", guard.once_ttl_s,
+                      *argv])
+            if refused and isinstance(refused[0], bytes):
+                if refused[0] == b"stale":
+                    raise Stale(refused[1] or None)
+                raise Replayed()
         return [checks[int(r) - 1] if int(r) else None
                 for checks, r in zip(groups, refused, strict=True)]
 

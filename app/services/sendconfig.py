@@ -148,6 +148,7 @@ class ConfigCache:
         self._token: bytes | None = None
         self._entries: Entries = {}
         self._lock = threading.Lock()
+        self._loading = threading.Lock()  # one load at a time: no stampede at expiry
 
     def current(self, token: Any = _MISSING) -> Snapshots:
         """The view for one request: compared with the token (read now, unless the
@@ -164,7 +165,7 @@ class ConfigCache:
         with self._lock:
             if token != self._token:
                 self._entries, self._token = {}, token
-            return Snapshots(self._entries, self.ttl_s)
+            return Snapshots(self._entries, self.ttl_s, self._loading, token)
 
 
     def last_view(self) -> Snapshots:
@@ -172,23 +173,37 @@ class ConfigCache:
         `current` confirms afterwards (the API checks a signature with it, then
         reads the token in the nonce's round trip)."""
         with self._lock:
-            return Snapshots(self._entries if self._token is not None else None, self.ttl_s)
+            if self._token is None:
+                return Snapshots(None, self.ttl_s)
+            return Snapshots(self._entries, self.ttl_s, self._loading, self._token)
 
 
 class Snapshots:
     """One request's reads: cached in `entries` (None: read from the database)."""
 
-    def __init__(self, entries: Entries | None, ttl_s: float) -> None:
+    def __init__(self, entries: Entries | None, ttl_s: float,
+                 loading: threading.Lock | None = None, token: bytes | None = None) -> None:
         self.entries, self.ttl_s = entries, ttl_s
+        self.loading = loading or contextlib.nullcontext()
+        self.token = token if entries is not None else None  # the generation's name
 
     def same_generation(self, other: Snapshots) -> bool:
         return self.entries is not None and self.entries is other.entries
 
     def _get(self, key: tuple[Any, ...], load: Any) -> Any:
-        now = time.monotonic()
         hit = self.entries.get(key) if self.entries is not None else None
-        if hit is not None and now - hit[0] < self.ttl_s:
+        if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
+        # When an entry expires, every thread of the process wants it at once: one
+        # reads it, the others wait and take what it read.
+        with self.loading:
+            hit = self.entries.get(key) if self.entries is not None else None
+            if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
+                return hit[1]
+            return self._load(key, load)
+
+    def _load(self, key: tuple[Any, ...], load: Any) -> Any:
+        now = time.monotonic()
         value = load()
         # Misses are not kept: ids anyone can make up must not fill the memory.
         if self.entries is not None and value is not None:

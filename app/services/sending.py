@@ -14,12 +14,25 @@ import json
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from dataclasses import field as dataclass_field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, insert, literal, select, text, union_all, update
+from sqlalchemy import (
+    String,
+    any_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from app.db import utcnow
 from app.models import (
@@ -35,10 +48,11 @@ from app.models import (
 from app.models.content import EFFECTIVE
 from app.models.sending import ACCEPTED, REJECTED, SUBMITTING
 from app.services import alarms, rollups, sendconfig
+from app.services.access import Actor
 from app.services.apps import get_app, require_app
 from app.services.context import Ctx
 from app.services.errors import NotFound, invalid
-from app.services.limits import DAY_MS, Check, Limiter, content_digest
+from app.services.limits import DAY_MS, Check, Guard, Limiter, content_digest
 from app.services.sendconfig import (
     AccountSnap,
     AppSnap,
@@ -167,7 +181,54 @@ def _local_day(account: Account | AccountSnap, now: datetime) -> tuple[str, date
 def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str, req: SendRequest,
          snaps: Snapshots | None = None) -> tuple[str, list[SendStatus]]:
     """Check and record one message per number; submission runs as a job.
-    `snaps`: the caller's configuration cache (app/services/sendconfig.py), if any."""
+    `snaps`: the caller's configuration cache (app/services/sendconfig.py), if any.
+    The two halves, `prepare` and `settle`, in the caller's transaction."""
+    prepared = prepare(ctx, limiter, sdk_app_id, req, snaps)
+    settle(ctx, limiter, [prepared])
+    return prepared.request_id, prepared.results
+
+
+@dataclass
+class Prepared:
+    """A send request checked as far as it goes without the database: numbers,
+    parameters and text checked, limits reserved in Redis (`held`: message index →
+    the checks it holds). `settle` finishes it in a transaction: mute list and
+    unsubscribes, credit, alarms, the rows. Many can be settled in one transaction
+    (the send API's group commit, app/api/groupcommit.py)."""
+
+    actor: Actor
+    app: AppSnap
+    account: AccountSnap
+    template: TemplateSnap | None
+    signature: SignatureSnap | None
+    region: str
+    request_id: str
+    now: datetime
+    day: str
+    messages: list[_Draft]
+    codes: list[str | None]
+    fees: list[int]
+    refusals: list[tuple[int, Check]]  # (message index, the check that refused it)
+    held: dict[int, list[Check]]
+    whole: str | None
+    detail: str | None  # which parameter, and why
+    notes: dict[str, str]  # why a number was refused, in the parser's words, by serial
+    results: list[SendStatus] = dataclass_field(default_factory=list)
+
+    def give_back(self, limiter: Limiter) -> None:
+        """Release every reservation still held (the rows were not written)."""
+        held = [c for checks in self.held.values() for c in checks]
+        self.held.clear()
+        limiter.release(held)
+
+
+def prepare(ctx: Ctx, limiter: Limiter, sdk_app_id: str, req: SendRequest,
+            snaps: Snapshots | None = None, guard: Guard | None = None) -> Prepared:
+    """Everything of `send` before the database: the permission, the request's shape,
+    each number, quiet hours, and every limit reserved in one Redis call. Writes
+    nothing to the database (it reads it only for configuration the cache lacks).
+    `guard`: checked in that same call (the send API: its nonce, and that the cached
+    configuration is current); raises limits.Stale or limits.Replayed."""
     snaps = snaps or sendconfig.uncached()
     app = snaps.app(ctx.db, str(sdk_app_id))
     require_app(ctx.actor, app, sdk_app_id, "SendSms")
@@ -178,13 +239,11 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str, req: SendRequest,
         template = None
     region = template.region if template else INTERNATIONAL
     signature = snaps.signature(ctx.db, app.account_id, region, req.sign_name)
-    request_id = uuid.uuid4().hex
     now = utcnow()
     day, local = _local_day(account, now)
     whole = _whole_request_error(ctx, app, template, signature, req)
     problem = param_problem(ctx, template, req.template_params) if template is not None and (
         whole in (params.FORMAT_ERROR, params.LENGTH_LIMIT)) else None  # cached: no re-check
-    detail = problem.message if problem else None  # which parameter, and why
 
     body = ""
     if whole is None and template is not None:
@@ -195,24 +254,12 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str, req: SendRequest,
         or app.freq_hour_enabled or app.freq_day_enabled
     allowlist = app.allowlist if freq_rules else frozenset()
     countries = app.countries
-    parsed: dict[str, tuple[str, str] | None] = {}
-    details: dict[str, str] = {}  # why a number was refused, in the parser's words
-    notes: dict[str, str] = {}  # the same by serial number
-    for raw in req.phone_numbers:
-        # Mainland mobiles skip phonenumbers (~75 µs each) through the task files' fast
-        # path, which agrees with it (property test); other shapes go through it.
-        found = taskfile.parse_number(raw, region)
-        if isinstance(found, str):
-            parsed[raw], details[raw] = None, found
-        else:
-            parsed[raw] = found
-    blocked = _blocked(ctx, app, signature, template,
-                       [p[0] for p in parsed.values() if p is not None])
-    results: list[SendStatus] = []
+    request_id = uuid.uuid4().hex
     messages: list[_Draft] = []
     codes: list[str | None] = []
     wanted: list[tuple[int, list[Check]]] = []  # (index, its limit checks)
     seen: set[str] = set()
+    notes: dict[str, str] = {}
     params_kept = list(req.template_params) if template else None
     for raw in req.phone_numbers:
         serial = _new_serial()
@@ -223,9 +270,16 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str, req: SendRequest,
                      sms_type=template.sms_type if template else "", content=counted.text,
                      encoding=counted.encoding, session_context=req.session_context,
                      fee=0, iso_code="", created_at=now, template_params=params_kept)
-        code = whole or _number_checks(msg, parsed[raw], region, countries, blocked, local)
-        if raw in details:
-            notes[serial] = details[raw]
+        code = whole
+        if code is None:
+            # Mainland mobiles skip phonenumbers (~75 µs each) through the task files'
+            # fast path, which agrees with it (property test); other shapes go through it.
+            found = taskfile.parse_number(raw, region)
+            parsed = None if isinstance(found, str) else found
+            if isinstance(found, str):
+                notes[serial] = found
+            # The mute list and unsubscribes are read in `settle`, in the transaction.
+            code = _number_checks(msg, parsed, region, countries, {}, local)
         if code is None and msg.phone_number in seen:
             code = "InvalidParameterValue.IncorrectPhoneNumber"  # the same number twice
         if code is None:
@@ -235,25 +289,78 @@ def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str, req: SendRequest,
                 countries.get(msg.iso_code), day)))
         messages.append(msg)
         codes.append(code)
-    _reserve_all(ctx, limiter, app, account, messages, codes, wanted,
-                 [counted.billed_items] * len(messages), countries, day, now)
-    accepted = False
-    for msg, code in zip(messages, codes, strict=True):
-        if code is None:
-            msg.fee = counted.billed_items
-            msg.status = ACCEPTED
-            accepted = True
+    refusals: list[tuple[int, Check]] = []
+    held: dict[int, list[Check]] = {}
+    refused = limiter.reserve_many([checks for _i, checks in wanted],
+                                   int(now.timestamp() * 1000), guard)
+    for (i, checks), refusal in zip(wanted, refused, strict=True):
+        if refusal is None:
+            held[i] = checks
         else:
-            msg.status, msg.error_code = REJECTED, code
-        note = detail if code == whole else notes.get(msg.serial_no)  # parameter's or number's
-        reason = "Sent to the carrier shortly." if code is None else (
-            note or errors.describe(code).reason)
-        results.append(SendStatus(msg.serial_no, msg.phone_number, code or errors.OK, reason,
-                                  msg.fee, msg.iso_code))
-    _record(ctx, messages)
+            codes[i] = refusal.error_code
+            refusals.append((i, refusal))
+    return Prepared(ctx.actor, app, account, template, signature, region, request_id, now, day,
+                    messages, codes, [counted.billed_items] * len(messages), refusals, held,
+                    whole, problem.message if problem else None, notes)
+
+
+def _later_than_blocked(code: str | None) -> bool:
+    """Codes the mute list and unsubscribes come before (SPEC.md's order of checks):
+    a blocked number is reported as blocked even if these would refuse it too."""
+    return code is None or code == "FailedOperation.MarketingQuietHours" \
+        or code.startswith("LimitExceeded.")
+
+
+def settle(ctx: Ctx, limiter: Limiter, batch: list[Prepared]) -> None:
+    """Finish prepared requests in the caller's transaction: the mute list and
+    unsubscribes (one query per signature and type for the whole batch), credit,
+    threshold and limit alarms, then every row with one INSERT (and the rollups).
+    Reservations of numbers refused here are released at once. Fills `results`."""
+    wanted: dict[tuple[int, int, str], set[str]] = {}
+    for p in batch:
+        if p.signature is not None and p.template is not None:
+            key = (p.app.account_id, p.signature.id, p.template.sms_type)
+            wanted.setdefault(key, set()).update(
+                m.phone_number for m, code in zip(p.messages, p.codes, strict=True)
+                if m.iso_code and _later_than_blocked(code))
+    blocked = {key: _blocked_numbers(ctx, *key, sorted(found))
+               for key, found in wanted.items() if found}
+    for p in batch:
+        actor_ctx = ctx if p.actor is ctx.actor else replace(ctx, actor=p.actor)  # its alarms
+        found = blocked.get((p.app.account_id, p.signature.id, p.template.sms_type), {}) \
+            if p.signature is not None and p.template is not None else {}
+        back: list[Check] = []
+        if found:
+            for i, msg in enumerate(p.messages):
+                if msg.iso_code and msg.phone_number in found \
+                        and _later_than_blocked(p.codes[i]):
+                    p.codes[i] = found[msg.phone_number]
+                    back += p.held.pop(i, [])
+            p.refusals = [(i, r) for i, r in p.refusals if p.codes[i] == r.error_code]
+        limiter.release(back)
+        reserved = sorted(p.held.items())
+        covered = _after_reserve(actor_ctx, limiter, p.app, p.account, p.messages, p.codes,
+                                 reserved, p.refusals, p.fees, p.app.countries, p.day, p.now)
+        for i, _checks in reserved[covered:]:
+            p.held.pop(i, None)  # released for want of credit
+    rows: list[_Draft] = []
+    accepted = False
+    for p in batch:
+        for msg, code, fee in zip(p.messages, p.codes, p.fees, strict=True):
+            if code is None:
+                msg.fee, msg.status = fee, ACCEPTED
+                accepted = True
+            else:
+                msg.status, msg.error_code = REJECTED, code
+            note = p.detail if code == p.whole else p.notes.get(msg.serial_no)
+            reason = "Sent to the carrier shortly." if code is None else (
+                note or errors.describe(code).reason)
+            p.results.append(SendStatus(msg.serial_no, msg.phone_number, code or errors.OK,
+                                        reason, msg.fee, msg.iso_code))
+        rows += p.messages
+    _record(ctx, rows)
     if accepted:
         ctx.defer(DRAIN_JOB)
-    return request_id, results
 
 
 class _Draft:
@@ -471,11 +578,17 @@ def _blocked(ctx: Ctx, app: AppSnap | Application, signature: SignatureSnap | Si
     with one query for the whole request (not one per number)."""
     if signature is None or template is None or not wanted:
         return {}
+    return _blocked_numbers(ctx, app.account_id, signature.id, template.sms_type, wanted)
+
+
+def _blocked_numbers(ctx: Ctx, account_id: int, signature_id: int, sms_type: str,
+                     wanted: list[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     conn = ctx.db.connection()
-    rows = conn.execute(_blocked_query(conn.dialect.name == "postgresql"), {
-        "account": app.account_id, "numbers": wanted, "signature": signature.id,
-        "sms_type": template.sms_type}).all()
+    pg = conn.dialect.name == "postgresql"
+    rows = conn.execute(_blocked_query(pg), {
+        "account": account_id, "numbers": wanted if pg else json.dumps(wanted),
+        "signature": signature_id, "sms_type": sms_type}).all()
     for number, is_muted in sorted(rows, key=lambda row: row[1]):
         # The mute list comes first: its rows sort last and overwrite.
         found[number] = "FailedOperation.PhoneNumberInMuteList" if is_muted \
@@ -484,17 +597,15 @@ def _blocked(ctx: Ctx, app: AppSnap | Application, signature: SignatureSnap | Si
 
 
 @functools.cache
-def _blocked_query(array: bool) -> Any:
-    """Built once (the statement's construction cost more than its execution).
-    `array` (PostgreSQL): the numbers as one array parameter, not one placeholder
-    each (see pipeline.among)."""
-    from sqlalchemy import String, any_
-    from sqlalchemy.dialects.postgresql import ARRAY
-
+def _blocked_query(pg: bool) -> Any:
+    """Built once per dialect. The numbers come as one parameter, not an expanding IN
+    list (a list of a new length is compiled again, and psycopg splits a thousand
+    placeholders anew: both cost more than the query): an array on PostgreSQL, a JSON
+    array on SQLite."""
     def among(column: Any) -> Any:
-        if array:
+        if pg:
             return column == any_(bindparam("numbers", type_=ARRAY(String())))
-        return column.in_(bindparam("numbers", expanding=True))
+        return column.in_(text("SELECT value FROM json_each(:numbers)").columns(value=String))
     unsubscribed = select(Unsubscribe.phone_number, literal(0).label("muted")).where(
         Unsubscribe.account_id == bindparam("account"), among(Unsubscribe.phone_number),
         Unsubscribe.signature_id == bindparam("signature"),
@@ -587,23 +698,36 @@ def _reserve_all(ctx: Ctx, limiter: Limiter, app: AppSnap, account: AccountSnap,
     refused = limiter.reserve_many([checks for _i, checks in wanted],
                                    int(now.timestamp() * 1000))
     reserved: list[tuple[int, list[Check]]] = []
-    refusals: list[tuple[_Draft, Check]] = []
+    refusals: list[tuple[int, Check]] = []
     for (i, checks), refusal in zip(wanted, refused, strict=True):
         if refusal is None:
             reserved.append((i, checks))
         else:
             codes[i] = refusal.error_code
-            refusals.append((messages[i], refusal))
+            refusals.append((i, refusal))
+    _after_reserve(ctx, limiter, app, account, messages, codes, reserved, refusals, fees,
+                   countries, day, now)
+
+
+def _after_reserve(ctx: Ctx, limiter: Limiter, app: AppSnap, account: AccountSnap,
+                   messages: list[_Draft], codes: list[str | None],
+                   reserved: list[tuple[int, list[Check]]], refusals: list[tuple[int, Check]],
+                   fees: list[int], countries: dict[str, CountrySnap], day: str,
+                   now: datetime) -> int:
+    """After the limits: credit for the `reserved` messages in order (the unpaid are
+    released and refused), the alarm thresholds they pass, and one alarm per kind of
+    refusal. Returns how many of `reserved` were paid for (all, without packages)."""
+    paid = len(reserved)
     if reserved:
         region = messages[reserved[0][0]].region
         if region == MAINLAND:
-            covered = _consume_credit(ctx, limiter, account, [fees[i] for i, _c in reserved])
-            unpaid = reserved[covered:]
+            paid = _consume_credit(ctx, limiter, account, [fees[i] for i, _c in reserved])
+            unpaid = reserved[paid:]
             if unpaid:
                 limiter.release([c for _i, checks in unpaid for c in checks])
                 for i, _checks_of in unpaid:
                     codes[i] = "FailedOperation.InsufficientBalanceInSmsPackage"
-            reserved = reserved[:covered]
+            reserved = reserved[:paid]
         threshold = app.mainland_alarm_threshold if region == MAINLAND \
             else app.intl_alarm_threshold
         if reserved and threshold is not None:
@@ -619,6 +743,12 @@ def _reserve_all(ctx: Ctx, limiter: Limiter, app: AppSnap, account: AccountSnap,
                                 "unit": "billed items today"})
         for iso in dict.fromkeys(messages[i].iso_code for i, _checks_of in reserved):
             _country_threshold(ctx, limiter, app, countries.get(iso), region, iso, day)
+    _refusal_alarms(ctx, limiter, app, account, [(messages[i], r) for i, r in refusals], day)
+    return paid
+
+
+def _refusal_alarms(ctx: Ctx, limiter: Limiter, app: AppSnap, account: AccountSnap,
+                    refusals: list[tuple[_Draft, Check]], day: str) -> None:
     alarmed: set[str] = set()
     frequency_refused = sum(r.error_code.startswith("LimitExceeded.PhoneNumber")
                             for _m, r in refusals)
