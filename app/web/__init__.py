@@ -134,6 +134,7 @@ def register(app: Flask) -> None:
         nav,
         stats,
         tasks,
+        toasts,
         users,
     )
 
@@ -141,6 +142,7 @@ def register(app: Flask) -> None:
                    tasks, stats, groups, alarms):
         app.register_blueprint(module.bp)
     nav.register(app)
+    toasts.register(app)
     app.add_template_filter(_when, "when")
     # Browsers ask for /favicon.ico on pages without a <link rel=icon> (and on errors).
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))
