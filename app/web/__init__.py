@@ -67,9 +67,16 @@ def ctx() -> Ctx:
     return g.ctx
 
 
+def wants_fragment() -> bool:
+    """An htmx request that swaps part of the page. A boosted link or form, and the back
+    button missing htmx's history cache, swap the whole body: they need the whole page."""
+    hx = request.htmx  # type: ignore[attr-defined]
+    return bool(hx) and not hx.boosted and not hx.history_restore_request
+
+
 def page(template: str, fragment: str | None = None, status: int = 200, **kw: Any) -> tuple:
     """The full page normally; only the fragment for an htmx request."""
-    name = fragment if (fragment and request.htmx) else template  # type: ignore[attr-defined]
+    name = fragment if (fragment and wants_fragment()) else template
     return render_template(name, **kw), status
 
 
