@@ -210,7 +210,19 @@ def breadcrumbs(sections: list[Section], tail: list[tuple[str, ...]]) -> list[Cr
                      for t in tail]
 
 
+def may_open(endpoint: str) -> bool:
+    """Whether the current user's navigation offers the page at `endpoint` (for links in
+    pages, e.g. an empty state's next step): the same rule as the navigation's."""
+    if not current_user.is_authenticated or endpoint not in current_app.view_functions:
+        return False
+    actor = ctx().actor
+    return any(can_reach(actor, item.needs, item.per_app)
+               for area in AREAS for item in area.items if item.endpoint == endpoint)
+
+
 def register(app: Flask) -> None:
+    app.add_template_global(may_open)
+
     @app.context_processor
     def _nav() -> dict[str, Any]:
         def console_nav(**values: Any) -> list[Section]:
