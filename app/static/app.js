@@ -1,7 +1,8 @@
 // --- Toasts: flashes (rendered by the server), htmx events and request errors -----------
-// A notice leaves by itself after NOTICE_MS (not while pointed at or focused); an error
-// stays until dismissed. Each has a dismiss button; Escape dismisses the newest.
-const NOTICE_MS = 8000;
+// A notice leaves by itself after #flash's data-notice-ms (not while pointed at or
+// focused); an error stays until dismissed. Each has a dismiss button; Escape dismisses
+// the newest.
+const noticeMs = () => Number(document.getElementById("flash")?.dataset.noticeMs) || 8000;
 
 function dismissToast(toast) {
   if (!toast?.isConnected) return;
@@ -15,7 +16,7 @@ function armToast(toast) {
   toast.dataset.armed = "1";
   if (toast.dataset.kind !== "notice") return;
   let timer = null;
-  const start = () => { timer = setTimeout(() => dismissToast(toast), NOTICE_MS); };
+  const start = () => { timer = setTimeout(() => dismissToast(toast), noticeMs()); };
   const hold = () => clearTimeout(timer);
   toast.addEventListener("mouseenter", hold);
   toast.addEventListener("focusin", hold);

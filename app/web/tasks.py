@@ -145,7 +145,9 @@ def detail(task_id: int) -> tuple:
 def progress(task_id: int) -> tuple:
     c = ctx()
     task, app = tasks.get_task(c, task_id)
-    return page("tasks/_progress.html", task=task, app=app, progress=tasks.progress(c, task))
+    return page("tasks/_progress.html", task=task, app=app, progress=tasks.progress(c, task),
+                can_stop=c.actor.can("ModifyTaskStatusStop", app.sdk_app_id),
+                can_cancel=c.actor.can("CancelSendSMSTask", app.sdk_app_id))
 
 
 @bp.get("/tasks/<int:task_id>/records")
