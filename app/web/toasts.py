@@ -31,7 +31,10 @@ def _triggers(value: str) -> dict[str, Any]:
 
 
 def register(app: Flask) -> None:
+    from app.web import wants_fragment
+
     app.add_template_global(kind, "toast_kind")
+    app.add_template_global(wants_fragment)
 
     @app.after_request
     def _flashes_to_htmx(resp: Response) -> Response:

@@ -232,6 +232,12 @@ def test_toasts_on_a_full_page_and_after_an_htmx_swap(browser: Browser, live_ser
     page.keyboard.press("Enter")
     expect(toast).to_have_count(0)
     assert page.evaluate("document.activeElement.id") == "main"  # focus is not lost
+    # A form saved in place (htmx follows its redirect to the page's part): told too.
+    page.goto(f"{live_server}/settings")
+    page.evaluate("window.__stillHere = true")
+    page.click("#settings button[type=submit]")
+    expect(toast).to_contain_text("Settings saved.")
+    assert page.evaluate("window.__stillHere === true")
     # After an htmx swap: a review decided in place says so in a toast, no reload.
     reviewer = _page(browser, live_server, email="reviewer@example.com", then="/reviews")
     reviewer.evaluate("window.__stillHere = true;"

@@ -66,6 +66,20 @@ def test_a_flash_made_for_an_htmx_fragment_comes_as_an_event(root: Client,
     assert _toasts(reviewer.get("/reviews")) == []
 
 
+def test_a_whole_page_taken_in_part_by_htmx_leaves_its_flash_to_the_event(
+        root: Client, session: Session) -> None:
+    """hx-select takes one part of a full page: a flash rendered in the page's toast
+    area would be thrown away with the rest."""
+    resp = root.post("/packages", {"form": "package", "name": "Starter", "size": "100",
+                                   "expires_on": "2099-12-31"})
+    assert resp.status_code == 302
+    page = root.get(resp.location, htmx=True)  # the whole page: it has no fragment
+    assert soup(page).select_one("#sidenav") is not None
+    assert not soup(page).select("#flash .toast")
+    assert json.loads(page.headers["HX-Trigger"])["smsops-toast"]["toasts"][0]["text"] == (
+        "Saved.")
+
+
 def test_htmx_responses_that_navigate_keep_their_flash_for_the_page(
         root: Client, session: Session) -> None:
     from app.services import apps
