@@ -133,6 +133,7 @@ class Progress:
     unsent: int  # left unsent for good (a stopped task's pending rows)
     rate: float  # messages per second since the start
     seconds_left: float | None
+    awaiting_receipt: int = 0  # with the carrier, no receipt yet (the page keeps asking)
 
     @property
     def percent(self) -> int:
@@ -168,7 +169,8 @@ def progress(ctx: Ctx, task: SendTask) -> Progress:
     seconds_left = remaining / rate if rate > 0 and remaining else (0.0 if not remaining
                                                                     else None)
     return Progress(task.valid_rows, left + carrier_failed, by_status.get(DELIVERED, 0),
-                    carrier_failed + rejected, rejected, remaining, unsent, rate, seconds_left)
+                    carrier_failed + rejected, rejected, remaining, unsent, rate, seconds_left,
+                    by_status.get(SUBMITTED, 0))
 
 
 def row_errors(ctx: Ctx, task: SendTask, limit: int | None = taskfile.SHOWN_ERRORS

@@ -145,9 +145,21 @@ def detail(task_id: int) -> tuple:
 def progress(task_id: int) -> tuple:
     c = ctx()
     task, app = tasks.get_task(c, task_id)
-    return page("tasks/_progress.html", task=task, app=app, progress=tasks.progress(c, task),
-                can_stop=c.actor.can("ModifyTaskStatusStop", app.sdk_app_id),
-                can_cancel=c.actor.can("CancelSendSMSTask", app.sdk_app_id))
+    body, status = page("tasks/_progress.html", task=task, app=app,
+                        progress=tasks.progress(c, task),
+                        can_stop=c.actor.can("ModifyTaskStatusStop", app.sdk_app_id),
+                        can_cancel=c.actor.can("CancelSendSMSTask", app.sdk_app_id))
+    # The records and the receipt analysis follow (each at most every 5 s).
+    return body, status, {"HX-Trigger": PROGRESSED}
+
+
+PROGRESSED = "task-progress"
+
+
+@bp.get("/tasks/<int:task_id>/receipts")
+def receipts(task_id: int) -> tuple:
+    return page("tasks/_receipts.html", task=tasks.get_task(ctx(), task_id)[0],
+                analysis=tasks.receipt_analysis(ctx(), task_id))
 
 
 @bp.get("/tasks/<int:task_id>/records")

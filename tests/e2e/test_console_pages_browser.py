@@ -22,7 +22,7 @@ from sqlalchemy import update
 
 from app.db import Database, utcnow
 from app.models import Message
-from app.models.sending import SUBMITTED
+from app.models.sending import DELIVERED, SUBMITTED
 from app.services import alarms, audience, content, mute, replies, tasks
 from tests.e2e.test_console_browser import _as, _shot
 from tests.e2e.test_console_nav_browser import AXE, TOP_LEVEL, _axe, _fits, _page
@@ -299,17 +299,27 @@ def test_alarm_filter_updates_the_heading_count(browser: Browser, live_server: s
     assert page.evaluate("window.__stillHere === true")
 
 
-def test_task_page_drops_its_stop_button_when_the_task_ends(browser: Browser,
-                                                            live_server: str,
-                                                            account: Account,
-                                                            seed: Database) -> None:
+def test_task_page_follows_the_task_to_its_receipts(browser: Browser, live_server: str,
+                                                    account: Account,
+                                                    seed: Database) -> None:
     page = _page(browser, live_server, then=f"/tasks/{account.running_task}")
     expect(page.locator("#stop-task")).to_be_visible()
+    records = page.locator("#task-records tbody .status")
+    expect(records).to_have_text(["accepted", "accepted"])
     page.evaluate("window.__stillHere = true")
     with seed.unit_of_work() as s:  # stopped elsewhere (Slack, the API, another tab)
         tasks.stop(_as(s, "root@example.com"), account.running_task)
+        s.execute(update(Message).where(Message.task_id == account.running_task)
+                  .values(status=SUBMITTED, submitted_at=utcnow()))
     expect(page.locator("#task-status")).to_have_text("stopped", timeout=8000)
-    expect(page.locator("#stop-task")).to_have_count(0)
+    expect(page.locator("#stop-task")).to_have_count(0)  # no Stop on a stopped task
+    expect(records).to_have_text(["submitted", "submitted"], timeout=10_000)
+    with seed.unit_of_work() as s:  # the receipts come in after the task ended
+        s.execute(update(Message).where(Message.task_id == account.running_task)
+                  .values(status=DELIVERED, receipt_at=utcnow()))
+    expect(page.locator("#receipts [data-figure=delivered]")).to_have_text("2", timeout=15_000)
+    expect(page.locator("#fig-delivered")).to_have_text("2")
+    expect(records).to_have_text(["delivered", "delivered"])
     assert page.evaluate("window.__stillHere === true")
 
 

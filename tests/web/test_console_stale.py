@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from app.services import audience
+from app.db import utcnow
+from app.models import Message, SendTask
+from app.models.sending import DELIVERED, SUBMITTED
+from app.services import audience, tasks
 from tests.helpers import root_ctx
+from tests.sending.conftest import Shop
 from tests.web.conftest import Client, soup
 
 
@@ -25,3 +32,33 @@ def test_boosted_and_history_requests_get_the_whole_page(root: Client, session: 
     # A plain htmx request still gets the fragment.
     fragment = root.get(f"/groups/{group.id}", htmx=True)
     assert soup(fragment).select_one("#sidenav") is None
+
+
+def test_a_task_page_keeps_asking_until_the_receipts_are_in(root: Client, shop: Shop,
+                                                            session: Session) -> None:
+    """Receipts land after a task has sent everything: its figures, records and receipt
+    analysis must not freeze at "sent"."""
+    task, _s = tasks.create_task(shop.ctx, tasks.Draft(
+        shop.app.sdk_app_id, shop.templates["mainland"], name="Spring"),
+        io.BytesIO(b"13800138000,1234\n13800138001,1234\n"), "list.csv")
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    tasks.dispatch_step(shop.ctx, shop.limiter, task.id)
+    shop.ctx.deferred.clear()
+    session.execute(update(Message).values(status=SUBMITTED, submitted_at=utcnow()))
+    session.execute(update(SendTask).values(status="sent", finished_at=utcnow()))
+    session.commit()
+    detail = soup(root.get(f"/tasks/{task.id}"))
+    for part in ("#task-records", "#receipts"):  # they follow the progress
+        node = detail.select_one(part)
+        assert node is not None and "task-progress from:body" in str(node.get("hx-trigger"))
+        assert root.get(str(node["hx-get"]), htmx=True).status_code == 200
+    progress = root.get(f"/tasks/{task.id}/progress", htmx=True)
+    assert progress.headers.get("HX-Trigger") == "task-progress"
+    poller = soup(progress).select_one("#task-progress")
+    assert poller is not None and "every" in str(poller.get("hx-trigger"))  # 2 await receipts
+    session.execute(update(Message).values(status=DELIVERED, receipt_at=utcnow()))
+    session.commit()
+    done = soup(root.get(f"/tasks/{task.id}/progress", htmx=True)).select_one("#task-progress")
+    assert done is not None and not done.get("hx-trigger")  # nothing left to wait for
+    receipts = soup(root.get(f"/tasks/{task.id}/receipts", htmx=True))
+    assert receipts.select_one("#receipts [data-figure=delivered]").get_text() == "2"  # type: ignore[union-attr]
