@@ -102,3 +102,12 @@ def test_detail_pages_name_their_area(root: Client, shop: Shop, session: Session
 def test_top_level_pages_have_no_crumbs(root: Client) -> None:
     for url in ("/", "/apps", "/tasks", "/groups", "/alarms", "/stats"):
         assert not soup(root.get(url)).select("nav[aria-label=Breadcrumb]"), url
+
+
+def test_each_application_links_its_security_page(root: Client, shop: Shop) -> None:
+    """The per-application pages are reached from the application (the navigation
+    cannot list one link per application)."""
+    shop.ctx.db.commit()
+    sid = shop.app.sdk_app_id
+    page = soup(root.get(f"/apps/{sid}"))
+    assert page.select_one(f"main a[href='/apps/{sid}/security']") is not None
