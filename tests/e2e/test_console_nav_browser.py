@@ -62,13 +62,16 @@ def _fits(page: Page) -> dict[str, int]:
                                     inner: window.innerWidth})""")
 
 
-def _axe(page: Page) -> list[dict]:
-    """Serious and critical axe-core violations on the page as it is now."""
+def _axe(page: Page, within: str = "") -> list[dict]:
+    """Serious and critical axe-core violations on the page as it is now (only inside
+    `within`, a selector, when given: the console's frame is checked once elsewhere)."""
     if not page.evaluate("typeof window.axe !== 'undefined'"):
         page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
-    found = page.evaluate("""async () => (await axe.run(document, {resultTypes: ['violations']}))
+    found = page.evaluate("""async (within) => (await axe.run(
+            within ? {include: [[within]]} : document, {resultTypes: ['violations']}))
         .violations.filter(v => ['serious', 'critical'].includes(v.impact))
-        .map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))}))""")
+        .map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))}))""",
+                          within)
     return list(found)
 
 
