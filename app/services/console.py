@@ -190,8 +190,8 @@ def running_tasks(ctx: Ctx, limit: int = RUNNING_SHOWN) -> Running:
                                SendTask.app_id.in_(visible), SendTask.status == SENDING)
     count = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
     rows = list(ctx.db.scalars(q.order_by(SendTask.id).limit(limit))) if count else []
-    return Running(count, [RunningTask(t, visible[t.app_id], tasks.progress(ctx, t))
-                           for t in rows])
+    progress = tasks.progress_of(ctx, rows)
+    return Running(count, [RunningTask(t, visible[t.app_id], progress[t.id]) for t in rows])
 
 
 @dataclass(frozen=True)

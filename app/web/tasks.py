@@ -36,7 +36,7 @@ def index() -> tuple:
     c = ctx()
     region = _region()
     rows, total = tasks.list_tasks(c, region, page=page_number())
-    progress = {t.id: tasks.progress(c, t) for t, _a in rows}
+    progress = tasks.progress_of(c, [t for t, _a in rows])
     live = any(t.status in ("sending", "scheduled") for t, _a in rows)
     return page("tasks/index.html", "tasks/_list.html", region=region, regions=REGIONS,
                 rows=rows, total=total, progress=progress, live=live, page_no=page_number(),
