@@ -231,6 +231,7 @@ def test_toasts_on_a_full_page_and_after_an_htmx_swap(browser: Browser, live_ser
     expect(toast).to_have_count(1)
     expect(toast).to_contain_text("Group “Fans” created.")
     expect(toast.locator(".toast-icon")).to_have_text("✓")  # a shape, not only a colour
+    _shot(page, "toast-1366")
     assert page.locator("#flash").get_attribute("role") == "status"
     # The keyboard reaches its dismiss button early, sees it, and closes it.
     for _ in range(8):
@@ -263,6 +264,8 @@ def test_toasts_on_a_full_page_and_after_an_htmx_swap(browser: Browser, live_ser
     reviewer.evaluate("htmx.ajax('GET', '/tasks/999999/progress', {swap: 'none'})")
     error = reviewer.locator("#flash .toast-error")
     expect(error).to_have_attribute("role", "alert")
+    reviewer.set_viewport_size({"width": 390, "height": 800})
+    _shot(reviewer, "toast-error-390")
     expect(error).to_contain_text("No task 999999")
     expect(error.locator(".toast-label")).to_have_text("Error:")
     reviewer.wait_for_timeout(1000)  # longer than a notice's 600 ms here
