@@ -45,7 +45,6 @@ function showToast(kind, text) {
   box.append(toast);
   armToast(toast);
 }
-window.smsopsToast = showToast;
 
 document.addEventListener("DOMContentLoaded", () => armToasts(document));
 document.addEventListener("htmx:load", (event) => armToasts(event.target));
