@@ -11,14 +11,17 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import case, func, select
 
 from app.db import utcnow
-from app.models import Account, Application, StatRollupDaily, Template
+from app.models import Account, Alarm, Application, SendTask, StatRollupDaily, Template
 from app.models.content import EFFECTIVE
 from app.models.sending import (
     ACCEPTED,
     SUBMITTING,
     Message,
 )
+from app.models.tasks import SENDING
+from app.services import tasks
 from app.services.access import ALL_APPS, Actor
+from app.services.alarms import PLAIN
 from app.services.context import Ctx
 from app.sms import outcomes
 
@@ -158,6 +161,60 @@ def carrier_link(ctx: Ctx, gateway: str) -> Link:
     return Link(gateway, state, waiting, last)
 
 
+RUNNING_SHOWN = 5  # running tasks listed on the dashboard (the count covers them all)
+OPEN_ALARMS_SHOWN = 3
+
+
+@dataclass(frozen=True)
+class RunningTask:
+    task: SendTask
+    sdk_app_id: str
+    progress: tasks.Progress
+
+
+@dataclass(frozen=True)
+class Running:
+    count: int
+    shown: list[RunningTask]  # the longest-running first
+
+
+def running_tasks(ctx: Ctx, limit: int = RUNNING_SHOWN) -> Running:
+    """Bulk tasks sending now, with their progress, of the applications whose tasks the
+    actor may describe."""
+    if not can_reach(ctx.actor, "DescribeSendTasks", per_app=True):
+        ctx.actor.require("DescribeSendTasks")
+    visible = _apps_for(ctx, "DescribeSendTasks")
+    if not visible:
+        return Running(0, [])
+    q = select(SendTask).where(SendTask.account_id == ctx.actor.account_id,
+                               SendTask.app_id.in_(visible), SendTask.status == SENDING)
+    count = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
+    rows = list(ctx.db.scalars(q.order_by(SendTask.id).limit(limit))) if count else []
+    progress = tasks.progress_of(ctx, rows)
+    return Running(count, [RunningTask(t, visible[t.app_id], progress[t.id]) for t in rows])
+
+
+@dataclass(frozen=True)
+class OpenAlarms:
+    count: int
+    latest: list[Alarm]  # newest first
+
+
+def open_alarms(ctx: Ctx, limit: int = OPEN_ALARMS_SHOWN) -> OpenAlarms:
+    """Alarms nobody has acknowledged yet (not the ones only told, like review results),
+    scoped as the alarm history is: account-level alarms only for those who may read the
+    alarms of every application."""
+    if not can_reach(ctx.actor, "DescribeAlarms", per_app=True):
+        ctx.actor.require("DescribeAlarms")
+    q = select(Alarm).where(Alarm.account_id == ctx.actor.account_id,
+                            Alarm.acknowledged_at.is_(None), Alarm.event.not_in(PLAIN))
+    if not ctx.actor.can("DescribeAlarms"):
+        q = q.where(Alarm.app_id.in_(_apps_for(ctx, "DescribeAlarms")))
+    count = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
+    latest = list(ctx.db.scalars(q.order_by(Alarm.id.desc()).limit(limit))) if count else []
+    return OpenAlarms(count, latest)
+
+
 @dataclass(frozen=True)
 class Overview:
     """The dashboard: each part is None when the actor may not see it."""
@@ -166,6 +223,8 @@ class Overview:
     pending_reviews: int | None
     credit: Credit | None
     link: Link | None
+    running: Running | None = None
+    alarms: OpenAlarms | None = None
 
 
 def overview(ctx: Ctx, gateway: str) -> Overview:
@@ -177,6 +236,10 @@ def overview(ctx: Ctx, gateway: str) -> Overview:
         pending_reviews=pending_count(ctx) if ctx.actor.can("DescribeSmsTemplateList") else None,
         credit=credit(ctx) if ctx.actor.can("DescribePackageList") else None,
         link=carrier_link(ctx, gateway) if ctx.actor.can("DescribeSendSmsRecord") else None,
+        running=running_tasks(ctx) if can_reach(ctx.actor, "DescribeSendTasks", per_app=True)
+        else None,
+        alarms=open_alarms(ctx) if can_reach(ctx.actor, "DescribeAlarms", per_app=True)
+        else None,
     )
 
 

@@ -138,6 +138,7 @@ class Progress:
     unsent: int  # left unsent for good (a stopped task's pending rows)
     rate: float  # messages per second since the start
     seconds_left: float | None
+    awaiting_receipt: int = 0  # with the carrier, no receipt yet (the page keeps asking)
 
     @property
     def percent(self) -> int:
@@ -153,11 +154,28 @@ class Progress:
 
 def progress(ctx: Ctx, task: SendTask) -> Progress:
     """Counts from the task's messages (one grouped query) and pending recipients."""
-    by_status: dict[str, int] = dict(ctx.db.execute(  # type: ignore[arg-type]
-        select(Message.status, func.count()).where(Message.task_id == task.id)
-        .group_by(Message.status)).all())
-    pending = ctx.db.scalar(select(func.count()).select_from(SendTaskRecipient).where(
-        SendTaskRecipient.task_id == task.id, SendTaskRecipient.status == PENDING)) or 0
+    return progress_of(ctx, [task])[task.id]
+
+
+def progress_of(ctx: Ctx, some: list[SendTask]) -> dict[int, Progress]:
+    """The progress of several tasks (a list page, the dashboard) in two queries."""
+    ids = [t.id for t in some]
+    by_task: dict[int, dict[str, int]] = {i: {} for i in ids}
+    pending: dict[int, int] = {}
+    if ids:
+        for task_id, status, n in ctx.db.execute(
+                select(Message.task_id, Message.status, func.count())
+                .where(Message.task_id.in_(ids)).group_by(Message.task_id, Message.status)):
+            if task_id is not None:  # always: filtered on it
+                by_task[task_id][status] = n
+        pending = dict(ctx.db.execute(  # type: ignore[arg-type]
+            select(SendTaskRecipient.task_id, func.count())
+            .where(SendTaskRecipient.task_id.in_(ids), SendTaskRecipient.status == PENDING)
+            .group_by(SendTaskRecipient.task_id)).all())
+    return {t.id: _progress(t, by_task[t.id], pending.get(t.id, 0)) for t in some}
+
+
+def _progress(task: SendTask, by_status: dict[str, int], pending: int) -> Progress:
     left = by_status.get(SUBMITTED, 0) + by_status.get(DELIVERED, 0) \
         + by_status.get(NO_RECEIPT, 0) + by_status.get(UNKNOWN, 0)
     carrier_failed = by_status.get(FAILED, 0)
@@ -173,7 +191,8 @@ def progress(ctx: Ctx, task: SendTask) -> Progress:
     seconds_left = remaining / rate if rate > 0 and remaining else (0.0 if not remaining
                                                                     else None)
     return Progress(task.valid_rows, left + carrier_failed, by_status.get(DELIVERED, 0),
-                    carrier_failed + rejected, rejected, remaining, unsent, rate, seconds_left)
+                    carrier_failed + rejected, rejected, remaining, unsent, rate, seconds_left,
+                    by_status.get(SUBMITTED, 0))
 
 
 def _row_errors(task: SendTask) -> Select[SendTaskError]:

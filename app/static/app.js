@@ -1,15 +1,73 @@
+// --- Toasts: flashes (rendered by the server), htmx events and request errors -----------
+// A notice leaves by itself after #flash's data-notice-ms (not while pointed at or
+// focused); an error stays until dismissed. Each has a dismiss button; Escape dismisses
+// the newest.
+const noticeMs = () => Number(document.getElementById("flash")?.dataset.noticeMs) || 8000;
+
+function dismissToast(toast) {
+  if (!toast?.isConnected) return;
+  const hadFocus = toast.contains(document.activeElement);
+  toast.remove();
+  if (hadFocus) document.getElementById("main")?.focus();
+}
+
+function armToast(toast) {
+  if (toast.dataset.armed) return;
+  toast.dataset.armed = "1";
+  if (toast.dataset.kind !== "notice") return;
+  let timer = null;
+  const start = () => { timer = setTimeout(() => dismissToast(toast), noticeMs()); };
+  const hold = () => clearTimeout(timer);
+  toast.addEventListener("mouseenter", hold);
+  toast.addEventListener("focusin", hold);
+  toast.addEventListener("mouseleave", start);
+  toast.addEventListener("focusout", start);
+  start();
+}
+
+function armToasts(root) {
+  root.querySelectorAll?.(".toast").forEach(armToast);
+}
+
+// Shows a toast made from the same markup as the server's (templates/_toast.html).
+function showToast(kind, text) {
+  const box = document.getElementById("flash");
+  const template = document.getElementById("toast-template");
+  if (!box || !template) return;
+  const toast = template.content.firstElementChild.cloneNode(true);
+  const error = kind === "error";
+  toast.className = `toast toast-${error ? "error" : "notice"}`;
+  toast.dataset.kind = error ? "error" : "notice";
+  if (error) toast.setAttribute("role", "alert");
+  toast.querySelector(".toast-icon").textContent = error ? "!" : "✓";
+  toast.querySelector(".toast-label").textContent = error ? "Error: " : "Notice: ";
+  toast.querySelector(".toast-text").textContent = text;
+  box.append(toast);
+  armToast(toast);
+}
+
+document.addEventListener("DOMContentLoaded", () => armToasts(document));
+document.addEventListener("htmx:load", (event) => armToasts(event.target));
+document.addEventListener("click", (event) => {
+  const close = event.target.closest?.(".toast-close");
+  if (close) dismissToast(close.closest(".toast"));
+});
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape") return;
+  const toasts = document.querySelectorAll("#flash .toast");
+  if (toasts.length) dismissToast(toasts[toasts.length - 1]);
+});
+// Flashes made while answering an htmx request with a fragment (app/web/toasts.py).
+document.addEventListener("smsops-toast", (event) => {
+  for (const t of event.detail?.toasts || []) showToast(t.kind, t.text);
+});
+
 // Show server errors from htmx requests (403, 404, 409, 500) instead of failing silently.
 document.addEventListener("htmx:responseError", (event) => {
   const xhr = event.detail.xhr;
   const doc = new DOMParser().parseFromString(xhr.responseText || "", "text/html");
   const message = doc.querySelector(".error-message")?.textContent || `Request failed (${xhr.status}).`;
-  const flash = document.getElementById("flash");
-  if (!flash) return;
-  const p = document.createElement("p");
-  p.className = "error";
-  p.setAttribute("role", "alert");
-  p.textContent = message;
-  flash.replaceChildren(p);
+  showToast("error", message.trim());
 });
 
 // Narrow screens: the Menu button shows and hides the navigation (CSS folds it away).

@@ -67,9 +67,16 @@ def ctx() -> Ctx:
     return g.ctx
 
 
+def wants_fragment() -> bool:
+    """An htmx request that swaps part of the page. A boosted link or form, and the back
+    button missing htmx's history cache, swap the whole body: they need the whole page."""
+    hx = request.htmx  # type: ignore[attr-defined]
+    return bool(hx) and not hx.boosted and not hx.history_restore_request
+
+
 def page(template: str, fragment: str | None = None, status: int = 200, **kw: Any) -> tuple:
     """The full page normally; only the fragment for an htmx request."""
-    name = fragment if (fragment and request.htmx) else template  # type: ignore[attr-defined]
+    name = fragment if (fragment and wants_fragment()) else template
     return render_template(name, **kw), status
 
 
@@ -134,6 +141,7 @@ def register(app: Flask) -> None:
         nav,
         stats,
         tasks,
+        toasts,
         users,
     )
 
@@ -141,6 +149,7 @@ def register(app: Flask) -> None:
                    tasks, stats, groups, alarms):
         app.register_blueprint(module.bp)
     nav.register(app)
+    toasts.register(app)
     app.add_template_filter(_when, "when")
     # Browsers ask for /favicon.ico on pages without a <link rel=icon> (and on errors).
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))

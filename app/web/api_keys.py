@@ -37,7 +37,7 @@ def create(user_id: int) -> Any:
         key, secret = api_keys.create_key(ctx(), user_id)
         commit()
     except (Conflict, ValidationError) as exc:
-        flash(exc.message)
+        flash(exc.message, "error")
         return redirect(_back(user_id))
     new = {"secret_id": key.secret_id, "secret_key": secret}
     # Rendered, never flashed: the flash would carry the key in the session cookie.
@@ -52,7 +52,7 @@ def set_status(key_id: int) -> Response:
         key = api_keys.set_enabled(ctx(), key_id, request.form.get("enabled", ""))
         commit()
     except ValidationError as exc:
-        flash(exc.message)
+        flash(exc.message, "error")
         return redirect(url_for("accounts.my_account"))
     flash(f"{key.secret_id} {'enabled' if key.enabled else 'disabled'}.")
     return redirect(_back(key.user_id))

@@ -108,10 +108,10 @@ def template_carrier(tid: int) -> Any:
               if t.status == "pending" else "Carrier template id saved.")
     except ValidationError as exc:
         rollback()
-        flash(exc.errors.get("carrier_template_id", exc.message))
+        flash(exc.errors.get("carrier_template_id", exc.message), "error")
     except Conflict as exc:
         rollback()
-        flash(exc.message)
+        flash(exc.message, "error")
     return redirect(url_for("content.template_form", tid=tid))
 
 
@@ -231,7 +231,7 @@ def qualifications_delete() -> Any:
     c = ctx()
     ids = [int(i) for i in request.form.getlist("id") if i.isdigit()]
     if not ids:
-        flash("Select the qualifications to delete.")
+        flash("Select the qualifications to delete.", "error")
         return redirect(url_for("content.qualifications"))
     if request.form.get("confirmed") != "yes":
         c.actor.require("DeleteQualification")
@@ -271,9 +271,12 @@ def review_decide(kind: str, obj_id: int, decision: str) -> Any:
         error = exc.message
     obj = reviews.load(c, kind, obj_id)
     item = reviews.ReviewItem(kind, obj, reviews.title_of(kind, obj), [], reviews.facts_of(obj))
+    message = error or f"{kind.capitalize()} “{item.title}”: {STATUS_LABELS[obj.status]}."
     if not request.htmx:  # type: ignore[attr-defined]
-        flash(error or f"{kind.capitalize()} “{item.title}”: {STATUS_LABELS[obj.status]}.")
+        flash(message, "error" if error else "message")
         return redirect(url_for("content.review_queue"))
+    if not error:  # a toast beside the card updated in place (errors show in the card)
+        flash(message)
     body, status = page("reviews/_item.html", status=422 if error else 200, item=item,
                         error=error, can_review=c.actor.can("ReviewContent"),
                         me=c.actor.user_id, **LABELS)

@@ -37,10 +37,13 @@ class Item:
     per_app: bool = False  # the page also serves a policy scoped to named applications
 
     def owns(self, endpoint: str) -> int:
-        """2: this item's own page; 1: a page under it; 0: not here."""
+        """3: this item's own page; 2: a page named under it; 1: a page of a blueprint
+        under it; 0: not here."""
         if endpoint == self.endpoint:
+            return 3
+        if endpoint in self.also:
             return 2
-        if any(endpoint == a or (a.endswith(".") and endpoint.startswith(a)) for a in self.also):
+        if any(a.endswith(".") and endpoint.startswith(a) for a in self.also):
             return 1
         return 0
 
@@ -93,7 +96,8 @@ AREAS: tuple[Area, ...] = (
              also=("groups.",)),
     )),
     Area("applications", "Applications", (
-        Item("apps.index", "Application list", "DescribeAppList", also=("apps.",), per_app=True),
+        Item("apps.index", "Application list", "DescribeAppList",
+             also=("apps.", "alarms.security", "alarms.security_save"), per_app=True),
         Item("alarms.history", "Alarm history", "DescribeAlarms", also=("alarms.",)),
         Item("alarms.security", "Security", "DescribeAppInfo"),  # skipped if per application
         Item("content.notification_log", "Notification log", "DescribeAlarms"),
@@ -183,16 +187,42 @@ def build(actor: Any, endpoint: str, values: Mapping[str, Any],
         for area, items in shown]
 
 
-def breadcrumbs(sections: list[Section]) -> tuple[str, Link] | None:
-    """The area and link of the current place (for the crumbs of detail pages)."""
+@dataclass(frozen=True)
+class Crumb:
+    label: str
+    url: str | None  # None: not a page of its own (an area), or the page shown
+    id: str = ""  # for pages that update the last crumb in place (a rename)
+
+
+def breadcrumbs(sections: list[Section], tail: list[tuple[str, ...]]) -> list[Crumb]:
+    """A detail page's crumbs: the area and the navigation link it is under (as the
+    navigation marks it), then the page's own `tail` of (label, url[, id]), the last
+    being the page itself."""
+    crumbs: list[Crumb] = []
     for section in sections:
-        for link in section.links:
-            if link.current:
-                return section.label, link
-    return None
+        link = next((link for link in section.links if link.current), None)
+        if link is not None:
+            crumbs.append(Crumb(section.label, None))
+            if link.label != section.label:
+                crumbs.append(Crumb(link.label, link.url))
+            break
+    return crumbs + [Crumb(t[0], t[1] if len(t) > 1 else None, t[2] if len(t) > 2 else "")
+                     for t in tail]
+
+
+def may_open(endpoint: str) -> bool:
+    """Whether the current user's navigation offers the page at `endpoint` (for links in
+    pages, e.g. an empty state's next step): the same rule as the navigation's."""
+    if not current_user.is_authenticated or endpoint not in current_app.view_functions:
+        return False
+    actor = ctx().actor
+    return any(can_reach(actor, item.needs, item.per_app)
+               for area in AREAS for item in area.items if item.endpoint == endpoint)
 
 
 def register(app: Flask) -> None:
+    app.add_template_global(may_open)
+
     @app.context_processor
     def _nav() -> dict[str, Any]:
         def console_nav(**values: Any) -> list[Section]:

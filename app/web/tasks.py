@@ -11,6 +11,7 @@ from flask import Blueprint, current_app, flash, request, send_file, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
+from app.models import SendTask
 from app.models.content import EFFECTIVE
 from app.services import apps, content, tasks
 from app.services.errors import Conflict, ValidationError
@@ -36,7 +37,7 @@ def index() -> tuple:
     c = ctx()
     region = _region()
     rows, total = tasks.list_tasks(c, region, page=page_number())
-    progress = {t.id: tasks.progress(c, t) for t, _a in rows}
+    progress = tasks.progress_of(c, [t for t, _a in rows])
     live = any(t.status in ("sending", "scheduled") for t, _a in rows)
     return page("tasks/index.html", "tasks/_list.html", region=region, regions=REGIONS,
                 rows=rows, total=total, progress=progress, live=live, page_no=page_number(),
@@ -125,8 +126,10 @@ def _detail(task_id: int, errors: dict[str, str] | None = None, status: int = 20
     number = request.args.get("number", "")[:32]
     _t, records, records_total = tasks.records(c, task.id, status=record_status,
                                                number=number, page=page_number())
+    progress = tasks.progress(c, task)
     return page("tasks/detail.html", status=status, task=task, app=app,
-                progress=tasks.progress(c, task), preflight=preflight,
+                progress=progress, preflight=preflight, live=_live(task, progress),
+                follow=FOLLOW_SECONDS,
                 row_errors=list(tasks.row_errors(c, task)), errors=errors or {},
                 analysis=tasks.receipt_analysis(c, task.id), records=records,
                 records_total=records_total, record_status=record_status, number=number,
@@ -145,7 +148,26 @@ def detail(task_id: int) -> tuple:
 def progress(task_id: int) -> tuple:
     c = ctx()
     task, app = tasks.get_task(c, task_id)
-    return page("tasks/_progress.html", task=task, app=app, progress=tasks.progress(c, task))
+    return page("tasks/_progress.html", task=task, app=app, progress=tasks.progress(c, task),
+                can_stop=c.actor.can("ModifyTaskStatusStop", app.sdk_app_id),
+                can_cancel=c.actor.can("CancelSendSMSTask", app.sdk_app_id))
+
+
+ACTIVE = ("sending", "scheduled", "validating")
+FOLLOW_SECONDS = 5  # how often the records and receipt analysis of a live task refresh
+
+
+def _live(task: SendTask, progress: tasks.Progress) -> bool:
+    """Still changing: sending (or about to), or messages still await their receipts."""
+    return task.status in ACTIVE or progress.awaiting_receipt > 0
+
+
+@bp.get("/tasks/<int:task_id>/receipts")
+def receipts(task_id: int) -> tuple:
+    c = ctx()
+    task, _app = tasks.get_task(c, task_id)
+    return page("tasks/_receipts.html", task=task, analysis=tasks.receipt_analysis(c, task_id),
+                live=_live(task, tasks.progress(c, task)), follow=FOLLOW_SECONDS)
 
 
 @bp.get("/tasks/<int:task_id>/records")
@@ -157,7 +179,8 @@ def records(task_id: int) -> tuple:
                                       page=page_number())
     return page("tasks/_records.html", task=task, records=rows, records_total=total,
                 record_status=record_status, number=number, page_no=page_number(),
-                page_size=tasks.PAGE, describe=error_catalogue.describe)
+                page_size=tasks.PAGE, describe=error_catalogue.describe,
+                live=_live(task, tasks.progress(c, task)), follow=FOLLOW_SECONDS)
 
 
 @bp.get("/tasks/<int:task_id>/records.csv")

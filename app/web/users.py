@@ -72,7 +72,7 @@ def set_status(user_id: int) -> Response:
         user = users.set_active(ctx(), user_id, request.form.get("active", ""))
         commit()
     except (ValidationError, Conflict) as exc:
-        flash(form_errors(exc).get("active") or exc.message)
+        flash(form_errors(exc).get("active") or exc.message, "error")
         return redirect(url_for("users.detail", user_id=user_id))
     flash("User enabled." if user.active else "User disabled; they can no longer sign in.")
     return redirect(url_for("users.detail", user_id=user_id))

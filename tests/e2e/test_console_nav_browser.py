@@ -5,7 +5,6 @@ Set SMSOPS_SCREENSHOTS=<dir> to keep screenshots (390 px and 1,366 px)."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,6 @@ from tests.sending.conftest import make_shop
 pytestmark = pytest.mark.browser
 
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
-WIDTHS = (360, 390, 768, 1366, 2560)
 # Pages the root user reaches from the navigation (and the login page).
 TOP_LEVEL = ("/", "/send", "/content/qualifications", "/content/signatures?region=mainland",
              "/content/templates?region=mainland", "/content/signatures?region=international",
@@ -64,13 +62,16 @@ def _fits(page: Page) -> dict[str, int]:
                                     inner: window.innerWidth})""")
 
 
-def _axe(page: Page) -> list[dict]:
-    """Serious and critical axe-core violations on the page as it is now."""
+def _axe(page: Page, within: str = "") -> list[dict]:
+    """Serious and critical axe-core violations on the page as it is now (only inside
+    `within`, a selector, when given: the console's frame is checked once elsewhere)."""
     if not page.evaluate("typeof window.axe !== 'undefined'"):
         page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
-    found = page.evaluate("""async () => (await axe.run(document, {resultTypes: ['violations']}))
+    found = page.evaluate("""async (within) => (await axe.run(
+            within ? {include: [[within]]} : document, {resultTypes: ['violations']}))
         .violations.filter(v => ['serious', 'critical'].includes(v.impact))
-        .map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))}))""")
+        .map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))}))""",
+                          within)
     return list(found)
 
 
@@ -132,38 +133,7 @@ def test_keyboard_reaches_the_navigation_with_visible_focus(browser: Browser,
 
 # --- any screen size, and axe-core ------------------------------------------------------
 
-@pytest.mark.parametrize("width", WIDTHS)
-def test_no_page_overflows(browser: Browser, live_server: str, width: int) -> None:
-    page = _page(browser, live_server, width=width)
-    for path in TOP_LEVEL:
-        page.goto(f"{live_server}{path}")
-        sizes = _fits(page)
-        assert sizes["scroll"] <= sizes["inner"], (width, path, sizes)
-        if width in (390, 1366) and path == "/":
-            _shot(page, f"dashboard-{width}")
-
-
-def test_axe_finds_nothing_serious_on_any_top_level_page(browser: Browser, live_server: str,
-                                                         shop_app: str) -> None:
-    page = _page(browser, live_server)
-    links = page.evaluate(
-        "[...document.querySelectorAll('#sidenav a')].map(a => a.pathname + a.search)")
-    assert set(TOP_LEVEL) - {"/account"} <= set(links) | {"/"}, links
-    problems = {}
-    for path in TOP_LEVEL:
-        page.goto(f"{live_server}{path}")
-        found = _axe(page)
-        if found:
-            problems[path] = found
-    anonymous = browser.new_context(bypass_csp=True).new_page()
-    anonymous.goto(f"{live_server}/login")
-    if _axe(anonymous):
-        problems["/login"] = _axe(anonymous)
-    assert not problems, json.dumps(problems, indent=1)
-    # The check itself sees a problem when there is one: a field without a label.
-    page.goto(f"{live_server}/")
-    page.evaluate("document.querySelector('main').append(document.createElement('input'))")
-    assert "label" in {v["id"] for v in _axe(page)}
+# Every page at every width, the stored layout and axe-core: test_console_pages_browser.py
 
 
 # --- the dashboard, the test send, pages that stay current ------------------------------
@@ -272,27 +242,3 @@ def test_review_badge_in_the_navigation_stays_current(browser: Browser, live_ser
         "button:has-text('Approve')").click()
     expect(badge).to_be_hidden()
     expect(page.locator("#sidenav a[aria-current]")).to_contain_text("Reviews")
-
-
-LAYOUT = json.loads((Path(__file__).parent / "layout_expectations.json").read_text())
-
-
-@pytest.mark.parametrize("width", [1366, 390])
-def test_layout_matches_the_stored_expectation(browser: Browser, live_server: str,
-                                               width: int) -> None:
-    page = _page(browser, live_server, width=width)
-    _shot(page, f"layout-{width}")
-    tolerance = LAYOUT["tolerance"]
-    for selector, expected in LAYOUT[str(width)].items():
-        node = page.locator(selector).first
-        if expected == "hidden":
-            expect(node).to_be_hidden()
-            continue
-        expect(node).to_be_visible()
-        box = node.bounding_box()
-        assert box is not None, selector
-        for key, value in expected.items():
-            if value is not None:
-                assert abs(box[key] - value) <= tolerance, (width, selector, key, box)
-    sizes = _fits(page)
-    assert sizes["scroll"] <= sizes["inner"], sizes

@@ -56,7 +56,8 @@ def test_create_see_errors_confirm_and_watch_it_finish(root: Client, shop: Shop,
     assert session.scalar(select(SendTask.status).where(SendTask.id == task_id)) == "sent"
     frag = root.get(f"/tasks/{task_id}/progress", htmx=True)
     assert text_of(frag, "#task-status") == "sent"
-    assert "hx-trigger" not in frag.get_data(as_text=True)  # no more polling once final
+    # Final: no more asking every second (every 5 s only while receipts are due).
+    assert 'hx-trigger="every 1s"' not in frag.get_data(as_text=True)
     detail = root.get(f"/tasks/{task_id}")
     assert "+8613800138000" in text_of(detail, "#task-records")
     records = root.get(f"/tasks/{task_id}/records.csv?number=13800138000")

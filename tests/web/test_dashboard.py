@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 
 from flask import Flask
@@ -9,9 +10,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.models import Message
+from app.models import Application, Message
 from app.models.sending import DELIVERED, FAILED, SUBMITTED
-from app.services import console, packages, rollups
+from app.services import alarms, console, packages, rollups, tasks
+from app.services import apps as apps_service
 from tests.helpers import doc, make_user
 from tests.sending.conftest import Shop
 from tests.web.conftest import Client, soup, text_of
@@ -105,3 +107,125 @@ def test_what_a_policy_hides(app: Flask, shop: Shop, session: Session) -> None:
     other_app = Client(app.test_client())  # statistics of another application only
     other_app.login("stats@example.com")
     assert _figure(other_app.get("/"), "international-requests") == "0"
+
+
+# --- bulk tasks running now, and open alarms ------------------------------------------
+
+def _running_task(shop: Shop, session: Session, name: str, rows: int = 4,
+                  sdk_app_id: str | None = None) -> int:
+    """A confirmed task (sending) with one batch of two turned into messages."""
+    data = "".join(f"1380013{i:04d},{1000 + i}\n" for i in range(rows)).encode()
+    task, _summary = tasks.create_task(shop.ctx, tasks.Draft(
+        sdk_app_id or shop.app.sdk_app_id, shop.templates["mainland"], name=name),
+        io.BytesIO(data), "list.csv")
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=2)
+    shop.ctx.deferred.clear()  # no worker here: the test moves the messages itself
+    session.commit()
+    return task.id
+
+
+def _carrier_took(session: Session, task_id: int, n: int) -> None:
+    ids = session.scalars(select(Message.id).where(Message.task_id == task_id)
+                          .order_by(Message.id).limit(n)).all()
+    session.execute(update(Message).where(Message.id.in_(ids))
+                    .values(status=SUBMITTED, submitted_at=utcnow()))
+    session.commit()
+
+
+def _alarm(shop: Shop, subject: str, app: Application | None = None,
+           event: str = "threshold") -> int:
+    alarm = alarms.raise_alarm(shop.ctx, None, event, period=subject, ttl_s=60, app=app,
+                               subject=subject, body="body", sms="sms")
+    assert alarm is not None
+    shop.ctx.deferred.clear()
+    return alarm.id
+
+
+def test_tasks_running_now_with_their_progress(root: Client, shop: Shop,
+                                               session: Session) -> None:
+    assert "fig-tasks" in root.get("/").get_data(as_text=True)  # the tile, empty
+    assert "No bulk task is sending" in text_of(root.get("/"), "#running-tasks")
+    running = _running_task(shop, session, "<b>Spring</b> sale")
+    waiting, _s = tasks.create_task(shop.ctx, tasks.Draft(
+        shop.app.sdk_app_id, shop.templates["mainland"], name="Not confirmed"),
+        io.BytesIO(b"13800138000,1234\n"), "list.csv")
+    session.commit()
+    _carrier_took(session, running, 1)
+    page = root.get("/")
+    tile = soup(page).select_one("#running-tasks")
+    assert tile is not None
+    assert _figure(page, "tasks-running") == "1"
+    links = [a["href"] for a in tile.select("li a")]
+    assert links == [f"/tasks/{running}"]  # not the unconfirmed one
+    assert f"/tasks/{waiting.id}" not in str(tile)
+    assert "<b>Spring</b> sale" in tile.get_text() and "<b>" not in str(tile.select_one("li a"))
+    bar = tile.select_one("progress")
+    assert bar is not None and bar["value"] == "25" and bar.get("aria-label")
+    assert "1 of 4" in " ".join(tile.get_text(" ").split())
+    # It updates itself while the dashboard is open, faster than the other figures.
+    assert tile["hx-get"] == "/dashboard/tasks" and "every 2s" in tile["hx-trigger"]  # type: ignore[operator]
+    _carrier_took(session, running, 2)
+    fragment = root.get("/dashboard/tasks", htmx=True)
+    body = fragment.get_data(as_text=True)
+    assert "<html" not in body
+    assert body.lstrip().startswith('<section class="card tile" id="running-tasks"')
+    assert soup(fragment).select_one("progress")["value"] == "50"  # type: ignore[index]
+    # Finished: off the tile, and the tile stops asking.
+    tasks.stop(shop.ctx, running)
+    session.commit()
+    done = soup(root.get("/dashboard/tasks", htmx=True)).select_one("#running-tasks")
+    assert done is not None and not done.select("li") and not done.get("hx-trigger")
+
+
+def test_open_alarms_count_and_the_latest(root: Client, shop: Shop, session: Session) -> None:
+    assert "No open alarms" in text_of(root.get("/"), "#open-alarms")
+    first = _alarm(shop, "Threshold <script>x</script> reached", shop.app)
+    handled = _alarm(shop, "Handled already", shop.app)
+    _alarm(shop, "A test alarm", shop.app, event="test")  # told, never handled: not open
+    latest = [_alarm(shop, f"Limit {n} reached", shop.app) for n in range(4)]
+    alarms.acknowledge(shop.ctx, handled)
+    shop.ctx.deferred.clear()
+    session.commit()
+    page = root.get("/")
+    tile = soup(page).select_one("#open-alarms")
+    assert tile is not None
+    assert _figure(page, "alarms-open") == "5"
+    assert soup(page).select_one("[data-figure='alarms-open'] a")["href"] == "/alarms"  # type: ignore[index]
+    shown = [a["href"] for a in tile.select("li a")]
+    assert shown == [f"/alarms?alarm={i}" for i in reversed(latest[1:])]  # the latest 3
+    assert f"/alarms?alarm={first}" not in shown
+    assert "<script>" not in str(tile)
+    assert "Limit 3 reached" in tile.get_text()
+
+
+def test_tiles_show_only_the_applications_a_policy_allows(app: Flask, shop: Shop,
+                                                          session: Session) -> None:
+    other, _key = apps_service.create_app(shop.ctx, name="Other")
+    session.commit()
+    mine = _running_task(shop, session, "Mine")
+    theirs = _running_task(shop, session, "Theirs", sdk_app_id=other.sdk_app_id)
+    _alarm(shop, "Alarm of mine", shop.app)
+    _alarm(shop, "Alarm of theirs", other)
+    _alarm(shop, "Account-wide alarm", None, event="package_low")
+    session.commit()
+    sid = shop.app.sdk_app_id
+    make_user(session, "scoped@example.com", policies=[doc(
+        ("allow", ["sms:DescribeSendTasks", "sms:DescribeAlarms"], [f"sms:app/{sid}"]))])
+    make_user(session, "blind@example.com", policies=[
+        doc(("allow", ["sms:DescribeAppList"], ["sms:app/*"]))])
+    session.commit()
+    scoped = Client(app.test_client())
+    scoped.login("scoped@example.com")
+    page = scoped.get("/")
+    assert [a["href"] for a in soup(page).select("#running-tasks li a")] == [f"/tasks/{mine}"]
+    assert f"/tasks/{theirs}" not in page.get_data(as_text=True)
+    assert _figure(page, "alarms-open") == "1"
+    assert "Alarm of mine" in text_of(page, "#open-alarms")
+    assert scoped.get("/dashboard/tasks", htmx=True).status_code == 200
+    blind = Client(app.test_client())
+    blind.login("blind@example.com")
+    page = blind.get("/")
+    assert soup(page).select_one("#running-tasks") is None
+    assert soup(page).select_one("#open-alarms") is None
+    assert blind.get("/dashboard/tasks", htmx=True).status_code == 403
