@@ -12,13 +12,14 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import functools
 import io
 import itertools
 import operator
 import re
 import zipfile
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, NamedTuple
 
@@ -361,6 +362,10 @@ def phone_column(cells: list[str]) -> int:
                     "\"phone\" (or remove the header).")
 
 
+_row: Callable[[tuple[int, str, str, list[str], int]], Row] = functools.partial(
+    tuple.__new__, Row)  # type: ignore[assignment]  # Row(...), without Python-level __new__
+
+
 class Batch:
     """The verdicts of consecutive rows: `valid` accepted rows billed `billed` items in
     all, and `errors`. `items()` lists them in file order, made when asked (counting
@@ -399,7 +404,7 @@ class Batch:
         if self._items is None:
             assert self._columns is not None
             first, nationals, values, fees = self._columns
-            self._items = list(map(Row._make, zip(
+            self._items = list(map(_row, zip(
                 range(first, first + len(fees)), map("+86".__add__, nationals),
                 itertools.repeat(numbers.MAINLAND), map(list, zip(*values, strict=True)) if values
                 else ([] for _ in fees), fees)))
@@ -433,21 +438,20 @@ class _Checker:
                 for p in self.safe or ()]
         self.fee_table = self.biller.by_length(most) if self.safe is not None else None
 
-    def _count(self, rows: int) -> None:
-        self.data_rows += rows
-        if self.data_rows > self.max_rows:
-            raise FileError(f"The file has more than {self.max_rows:,} rows; split it into "
-                            "several tasks.")
+    def _too_many(self) -> FileError:
+        return FileError(f"The file has more than {self.max_rows:,} rows; split it into "
+                         "several tasks.")
 
     def records(self, records: Iterable[list[str]]) -> Iterator[Batch]:
         """Rows read one at a time, a Batch per BATCH verdicts."""
         items: list[Row | RowError] = []
+        row = self.row
         for cells in records:
             self.row_no += 1
             if self.row_no == 1 and cells and is_header(cells):
                 self.phone_col = phone_column(cells)
                 continue
-            item = self.row(self.row_no, cells)
+            item = row(self.row_no, cells)
             if item is not None:
                 items.append(item)
                 if len(items) >= BATCH:
@@ -462,7 +466,9 @@ class _Checker:
         m = CN_CELL.fullmatch(cells[pc]) if pc < len(cells) else None
         if m is None and not any(c.strip() for c in cells):
             return None  # blank lines (and Excel's empty trailing rows) are not rows
-        self._count(1)
+        self.data_rows += 1
+        if self.data_rows > self.max_rows:
+            raise self._too_many()
         if m is not None:
             if t.region != MAINLAND:
                 return RowError(row_no, PHONE, numbers.IS_MAINLAND)
@@ -479,8 +485,12 @@ class _Checker:
                 return RowError(row_no, PHONE, found)
             (phone, iso), key = found, dup_key(found[0])
         values = cells[1:] if pc == 0 else cells[:pc] + cells[pc + 1:]
-        if (self.values_re is None or len(values) != self.want
-                or self.values_re.fullmatch("\x00".join(values)) is None):
+        if (self.values_re is not None and len(values) == self.want
+                and self.values_re.fullmatch("\x00".join(values)) is not None):
+            table = self.fee_table
+            fee = self.biller(values) if table is None else table[sum(
+                map(operator.mul, map(len, values), self.biller.times))]
+        else:
             values = [c.strip() for c in values]
             while values and not values[-1]:
                 values.pop()  # trailing empty cells are not extra variables
@@ -496,26 +506,31 @@ class _Checker:
             if problem is not None:
                 n = re.search(r"\{(\d+)\}", problem.message)
                 return RowError(row_no, n.group(0) if n else "", problem.message)
+            fee = self.biller(values)
         if key in self.seen:
             return RowError(row_no, PHONE, DUPLICATE)
         self.seen.add(key)
-        return Row(row_no, phone, iso, values, self.biller(values))
+        return _row((row_no, phone, iso, values, fee))
 
-    def line_pattern(self, delimiter: str) -> re.Pattern[str] | None:
-        """A CSV line of the common shape (no quotes, nothing to strip), one group per
-        column; None when this template has no such shape."""
+    def line_patterns(self, delimiter: str) -> list[re.Pattern[str]]:
+        """A CSV line of the common shape (nothing to strip, no quote inside a field),
+        one group per column: every field bare, or every field quoted (as some
+        exporters write them); none for a template without such a shape."""
         if (self.template.region != MAINLAND or self.safe is None
                 or self.phone_col > len(self.safe)):
-            return None
+            return []
         fields = [f"({p})" for p in self.safe]
         fields.insert(self.phone_col, _CN_FIELD)
-        return re.compile("^" + re.escape(delimiter).join(fields) + r"\r?$", re.MULTILINE)
+        return [re.compile("^" + re.escape(delimiter).join(f"{q}{f}{q}" for f in fields)
+                           + r"\r?$", re.MULTILINE) for q in ("", '"')]
 
     def block(self, found: list[Any]) -> Batch:
-        """Lines that all matched `line_pattern`: the regex's groups, line by line."""
+        """Lines that all matched one of `line_patterns`: the regex's groups, line by line."""
         n, first = len(found), self.row_no + 1
         self.row_no += n
-        self._count(n)
+        self.data_rows += n
+        if self.data_rows > self.max_rows:
+            raise self._too_many()
         columns: list[Any] = list(zip(*found, strict=True)) if self.safe else [found]
         nationals = columns.pop(self.phone_col)
         seen = self.seen  # keys: the national numbers (dup_key)
@@ -552,10 +567,11 @@ class _Checker:
     def csv(self, f: IO[bytes]) -> Iterator[Batch]:
         with _csv_text(f) as src:
             yield from self.records(src.records([]))  # the header, if any
-            line = self.line_pattern(src.delimiter)
+            bare, quoted = self.line_patterns(src.delimiter) or (None, None)
             for lines in src.blocks():
-                if line is not None:
-                    found = line.findall("".join(lines))
+                if bare is not None and quoted is not None:
+                    block = "".join(lines)
+                    found = (quoted if block.startswith('"') else bare).findall(block)
                     if len(found) == len(lines):  # every line matched, once
                         yield self.block(found)
                         continue

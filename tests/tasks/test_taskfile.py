@@ -402,13 +402,15 @@ def test_fast_paths_give_the_verdicts_of_the_rules(file: tuple[bytes, int], whic
         assert verdicts(data, t, max_rows=max_rows) == expected(data, t, max_rows=max_rows)
 
 
-def test_the_common_shape_is_read_a_block_at_a_time() -> None:
+@pytest.mark.parametrize("quote", ["", '"'])
+def test_the_common_shape_is_read_a_block_at_a_time(quote: str) -> None:
     from unittest import mock
 
     t = FILE_TEMPLATES[0]
-    lines = [f"1380013{i:04d},{100000 + i},5" for i in range(3000)]
+    lines = [",".join(f"{quote}{c}{quote}" for c in (f"1380013{i:04d}", 100000 + i, 5))
+             for i in range(3000)]
     lines[2500] = lines[10]  # a repeat, in a block of its own
-    lines[1200] = '"13900139000","1234","5"'  # a row read by csv, in another
+    lines[1200] = '13900139000,"1234",5'  # a row read by csv, in another
     data = ("phone,code,minutes\n" + "\n".join(lines) + "\n").encode()
     with mock.patch.object(taskfile, "BLOCK_CHARS", 4096):
         batches = list(taskfile.scan(io.BytesIO(data), "f.csv", t))
