@@ -65,7 +65,7 @@ from app.models.tasks import (
     SendTaskRecipient,
 )
 from app.models.tasks import FAILED as TASK_FAILED
-from app.services import alarms, audit, exports, sending
+from app.services import alarms, audit, bulk, exports, sending
 from app.services.access import Actor
 from app.services.apps import get_app, list_apps
 from app.services.context import Ctx
@@ -281,16 +281,9 @@ def _tally(summary: Summary, batch: taskfile.Batch) -> None:
         summary.first_errors += batch.errors[:room]
 
 
-def _copy_text(value: str) -> str:
-    """A value as a field of PostgreSQL's COPY text format."""
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace(
-        "\n", "\\n").replace("\r", "\\r")
-
-
 class _Recipients:
-    """A task's recipients and row errors into their tables as the file is validated:
-    COPY on PostgreSQL, executemany on SQLite, a statement per COPY_ROWS rows (building
-    ORM objects or per-row statements would cost more than validating the rows)."""
+    """A task's recipients and row errors into their tables as the file is validated,
+    in bulk (app/services/bulk.py), a statement per COPY_ROWS rows."""
 
     # (COPY, executemany INSERT) per table
     RECIPIENTS = ("COPY send_task_recipient (task_id, row_no, phone_number, iso_code, params, "
@@ -312,8 +305,8 @@ class _Recipients:
         if batch.valid:
             self.rows += self._lines(batch) if self.copy else self._tuples(batch)
         for e in batch.errors:
-            self.errors.append(f"{self.task_id}\t{e.row}\t{_copy_text(e.column)}\t"
-                               f"{_copy_text(e.reason)}\n" if self.copy else
+            self.errors.append(f"{self.task_id}\t{e.row}\t{bulk.copy_field(e.column)}\t"
+                               f"{bulk.copy_field(e.reason)}\n" if self.copy else
                                (self.task_id, e.row, e.column, e.reason))
         if len(self.rows) >= COPY_ROWS or len(self.errors) >= COPY_ROWS:
             self.flush()
@@ -324,11 +317,9 @@ class _Recipients:
                 continue
             copy_sql, insert_sql = table
             if self.copy:
-                cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                with cursor, cursor.copy(copy_sql) as copy:
-                    copy.write("".join(rows))
+                bulk.copy(self.conn, copy_sql, rows)
             else:
-                self.conn.exec_driver_sql(insert_sql, rows)
+                bulk.executemany(self.conn, insert_sql, rows)
             rows.clear()
 
     def _params(self, batch: taskfile.Batch) -> tuple[Any, ...] | None:
@@ -344,18 +335,18 @@ class _Recipients:
         return range(first, first + len(fees)), nationals, params, fees
 
     def _lines(self, batch: taskfile.Batch) -> list[str]:
-        bulk = self._params(batch)
-        if bulk is not None:
+        columns = self._params(batch)
+        if columns is not None:
             return list(map(f"{self.task_id}\t{{}}\t+86{{}}\t{numbers.MAINLAND}\t{{}}\t{{}}"
-                            f"\t{PENDING}\n".format, *bulk))
+                            f"\t{PENDING}\n".format, *columns))
         return [f"{self.task_id}\t{r.row}\t{r.phone}\t{r.iso}\t"
-                f"{_copy_text(json.dumps(r.params))}\t{r.fee}\t{PENDING}\n"
+                f"{bulk.copy_field(json.dumps(r.params))}\t{r.fee}\t{PENDING}\n"
                 for r in batch.accepted()]
 
     def _tuples(self, batch: taskfile.Batch) -> list[tuple[Any, ...]]:
-        bulk = self._params(batch)
-        if bulk is not None:
-            rows, nationals, params, fees = bulk
+        columns = self._params(batch)
+        if columns is not None:
+            rows, nationals, params, fees = columns
             return list(zip(itertools.repeat(self.task_id), rows,
                             map("+86".__add__, nationals),
                             itertools.repeat(numbers.MAINLAND), params, fees,
