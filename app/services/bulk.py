@@ -5,6 +5,7 @@ would cost more than reading and checking the file."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -36,3 +37,34 @@ def bound(conn: Connection, column: ColumnElement[Any], value: Any) -> Any:
     dialect = conn.dialect
     process = column.type.dialect_impl(dialect).bind_processor(dialect)
     return process(value) if process else value
+
+
+class CopyIn:
+    """One COPY … FROM STDIN kept open while the caller produces its rows, so the
+    server stores them while the caller reads on (two cores at work, not one after
+    the other). `close` ends it normally (the transaction goes on, and may run other
+    statements, even undo what was copied); `abort` fails it (the transaction is then
+    lost: the caller rolls back)."""
+
+    def __init__(self, conn: Connection, sql: str) -> None:
+        self.conn, self.sql = conn, sql
+        self._open: contextlib.ExitStack | None = None
+        self._copy: Any = None
+
+    def write(self, text: str) -> None:
+        if self._open is None:
+            self._open = contextlib.ExitStack()
+            cursor = self._open.enter_context(
+                self.conn.connection.driver_connection.cursor())  # type: ignore[union-attr]
+            self._copy = self._open.enter_context(cursor.copy(self.sql))
+        self._copy.write(text)
+
+    def close(self) -> None:
+        if self._open is not None:
+            done, self._open = self._open, None
+            done.close()
+
+    def abort(self, exc: BaseException) -> None:
+        if self._open is not None:
+            done, self._open = self._open, None
+            done.__exit__(type(exc), exc, exc.__traceback__)

@@ -282,8 +282,10 @@ def _tally(summary: Summary, batch: taskfile.Batch) -> None:
 
 
 class _Recipients:
-    """A task's recipients and row errors into their tables as the file is validated,
-    in bulk (app/services/bulk.py), a statement per COPY_ROWS rows."""
+    """A task's recipients and row errors into their tables in bulk
+    (app/services/bulk.py) as the file is validated: on PostgreSQL one COPY of the
+    recipients stays open, so the server stores them while the file is read on; row
+    errors (and SQLite's rows) go a statement per COPY_ROWS."""
 
     # (COPY, executemany INSERT) per table
     RECIPIENTS = ("COPY send_task_recipient (task_id, row_no, phone_number, iso_code, params, "
@@ -297,13 +299,16 @@ class _Recipients:
     def __init__(self, ctx: Ctx, task_id: int) -> None:
         self.conn = ctx.db.connection()
         self.copy = self.conn.dialect.name == "postgresql"
+        self.stream = bulk.CopyIn(self.conn, self.RECIPIENTS[0])
         self.task_id = task_id
-        self.rows: list[Any] = []
+        self.rows: list[Any] = []  # SQLite's
         self.errors: list[Any] = []
 
     def add(self, batch: taskfile.Batch) -> None:
-        if batch.valid:
-            self.rows += self._lines(batch) if self.copy else self._tuples(batch)
+        if batch.valid and self.copy:
+            self.stream.write("".join(self._lines(batch)))
+        elif batch.valid:
+            self.rows += self._tuples(batch)
         for e in batch.errors:
             self.errors.append(f"{self.task_id}\t{e.row}\t{bulk.copy_field(e.column)}\t"
                                f"{bulk.copy_field(e.reason)}\n" if self.copy else
@@ -312,6 +317,8 @@ class _Recipients:
             self.flush()
 
     def flush(self) -> None:
+        """Everything so far into the tables (the open COPY ended)."""
+        self.stream.close()
         for table, rows in ((self.RECIPIENTS, self.rows), (self.ERRORS, self.errors)):
             if not rows:
                 continue
@@ -383,11 +390,15 @@ def create_task(ctx: Ctx, draft: Draft, f: IO[bytes], filename: str, *,
         # Nothing of a refused file is kept, even if the caller commits. (Explicit
         # deletes, not a savepoint: pysqlite's SAVEPOINT can be the outermost
         # transaction, and releasing it would commit.)
+        out.stream.close()
         for model in (SendTaskRecipient, SendTaskError):
             ctx.db.execute(delete(model).where(model.task_id == task.id))
         ctx.db.delete(task)
         ctx.db.flush()
         raise invalid("file", str(exc)) from None
+    except BaseException as exc:
+        out.stream.abort(exc)  # the transaction is lost: the caller rolls back
+        raise
     summary.seconds = time.perf_counter() - start
     task.total_rows, task.valid_rows = summary.rows, summary.valid
     task.error_rows, task.billed_items = summary.errors, summary.billed_items

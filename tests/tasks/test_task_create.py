@@ -76,3 +76,20 @@ def test_a_file_refused_after_rows_were_written_leaves_nothing(
     assert "not valid text" in exc.value.errors["file"]
     for model in (SendTask, SendTaskRecipient, SendTaskError):
         assert session.scalar(select(func.count()).select_from(model)) == 0
+
+
+def test_a_failure_part_way_loses_the_transaction_not_the_connection(
+        shop: Shop, session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_scan = taskfile.scan
+
+    def scan_then_fail(*args: object, **kw: object) -> object:
+        yield from real_scan(*args, **kw)  # type: ignore[arg-type]
+        raise RuntimeError("disk gone")
+
+    monkeypatch.setattr(taskfile, "scan", scan_then_fail)
+    data = "".join(f"1380013{i:04d},{1000 + i}\n" for i in range(30)).encode()
+    draft = tasks.Draft(shop.app.sdk_app_id, shop.templates["mainland"], name="T")
+    with pytest.raises(RuntimeError, match="disk gone"):
+        tasks.create_task(shop.ctx, draft, io.BytesIO(data), "list.csv")
+    session.rollback()  # what the edge does; the connection still works after it
+    assert session.scalar(select(func.count()).select_from(SendTaskRecipient)) == 0
