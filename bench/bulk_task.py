@@ -4,13 +4,18 @@ own, the simulator at zero latency and N `smsops worker` processes.
 
     .venv/bin/python bench/bulk_task.py --rows 1000000 --workers 2
     .venv/bin/python bench/bulk_task.py --rows 50000 --workers 2 --profile
+    .venv/bin/python bench/bulk_task.py --rows 1000000 --validate-only --xlsx \
+        --base /tmp/validate-base --repeat 3      # validation, this tree vs another
 
 Stages (each in its own process, so peak memory is that stage's own):
 1. validate: `taskfile.validate` over a generated CSV (mainland mobiles, one
-   verification code each): rows/s and peak RSS.
-2. create: `tasks.create_task` (validation + recipient inserts) into PostgreSQL.
+   verification code each; `--xlsx`: the same rows as a workbook): rows/s, CPU
+   seconds and peak RSS of a process that imports only the file rules. `--base TREE`
+   runs the same on another checkout (PYTHONPATH=TREE), alternating, `--repeat` times.
+2. create: `tasks.create_task` (validation + recipient inserts) into PostgreSQL
+   (`--create-only --base TREE`: on both trees, alternating, into the same database).
 3. confirm → all submitted, → all receipts applied, with the workers running.
-Prints a Markdown table row; --profile prints where validation spends its time.
+Prints Markdown table rows; --profile prints where validation spends its time.
 """
 
 from __future__ import annotations
@@ -31,29 +36,43 @@ sys.path.insert(0, str(ROOT / "bench"))
 from pipeline_e2e import LIFT, PG_ADMIN, _free_port, stop  # noqa: E402 - a sibling script
 
 VALIDATE = """
-import cProfile, io, json, pstats, resource, sys, time
-from app.sms import taskfile
-from app.demo import DEMO_SIGNATURE, DEMO_TEMPLATES  # the template the task uses
-t = taskfile.Template(DEMO_TEMPLATES["mainland"][0][2], "verification", "mainland",
-                      DEMO_SIGNATURE)
-path, profile = sys.argv[1], sys.argv[2] == "1"
+import cProfile, json, pstats, sys, time
+# Peak RSS of this process since it started: VmHWM, not ru_maxrss, which a child
+# inherits from its parent's size at fork (the parent here imports the whole app).
+def peak_mb():
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) / 1024
+from app.sms import taskfile  # the file rules alone: the process's RSS is theirs
+path, profile, spec = sys.argv[1], sys.argv[2] == "1", json.loads(sys.argv[3])
+t = taskfile.Template(spec["content"], "verification", "mainland", spec["signature"])
 prof = cProfile.Profile() if profile else None
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 if prof: prof.enable()
+rows = valid = billed = 0
 with open(path, "rb") as f:
-    rows = valid = 0
-    for item in taskfile.validate(f, "list.csv", t):
-        rows += 1
-        valid += isinstance(item, taskfile.Row)
+    if hasattr(taskfile, "scan"):  # batches, as the services read them
+        for batch in taskfile.scan(f, path, t):
+            rows, valid, billed = rows + batch.rows, valid + batch.valid, billed + batch.billed
+    else:  # a tree from before batches
+        for item in taskfile.validate(f, path, t):
+            rows += 1
+            if isinstance(item, taskfile.Row):
+                valid, billed = valid + 1, billed + item.fee
 if prof:
     prof.disable()
-    pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(12)
-print(json.dumps({"rows": rows, "valid": valid, "seconds": time.perf_counter() - start,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(14)
+print(json.dumps({"rows": rows, "valid": valid, "billed": billed,
+                  "seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu,
+                  "peak_mb": peak_mb()}))
 """
 
 CREATE = """
-import json, resource, sys, time
+import json, sys, time
+# Peak RSS of this process since it started: VmHWM, not ru_maxrss, which a child
+# inherits from its parent's size at fork (the parent here imports the whole app).
+def peak_mb():
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) for l in status if l.startswith("VmHWM")) / 1024
 from app import create_app
 from app.models import Application, Template
 from app.services import tasks
@@ -66,12 +85,13 @@ with app.extensions["db"].unit_of_work() as s:
     ctx = Ctx(s, system_actor(ensure_account(s)), Settings.from_config(app.config))
     tid = s.scalar(select(Template.id).where(Template.region == "mainland",
                                              Template.sms_type == "verification"))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     with open(path, "rb") as f:
         task, summary = tasks.create_task(ctx, tasks.Draft(sid, tid, name="bench"), f, "list.csv")
-    created = time.perf_counter() - start
+    created, created_cpu = time.perf_counter() - start, time.process_time() - cpu
 print(json.dumps({"task": task.id, "valid": summary.valid, "seconds": created,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "cpu": created_cpu,
+                  "peak_mb": peak_mb()}))
 """
 
 CONFIRM = """
@@ -95,6 +115,78 @@ def write_csv(path: Path, rows: int) -> None:
         f.write("phone,code,minutes\n")
         for i in range(rows):
             f.write(f"{prefixes[i % 5]}{i:08d},{100000 + i % 900000},5\n")
+
+
+def write_xlsx(csv_path: Path, path: Path) -> None:
+    """The same rows as a workbook, numbers stored as numbers (as Excel keeps them), with
+    the <dimension> Excel writes first in a sheet (openpyxl's write-only mode leaves it
+    out, and without it openpyxl's reader parses the whole sheet once more to find it)."""
+    import csv
+    import zipfile
+
+    import openpyxl
+
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet()
+    rows = 0
+    with csv_path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        for row in reader:
+            sheet.append([int(c) if c.isdigit() else c for c in row])
+            rows += 1
+    plain = path.with_suffix(".plain.xlsx")
+    book.save(plain)
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            with src.open(info) as part, out.open(info.filename, "w") as into:
+                head = part.read(1 << 16)
+                if info.filename == "xl/worksheets/sheet1.xml":
+                    head = head.replace(b"</sheetPr>", f'</sheetPr><dimension ref="A1:C{rows}"/>'
+                                        .encode(), 1)
+                into.write(head)
+                while chunk := part.read(1 << 20):
+                    into.write(chunk)
+    plain.unlink()
+
+
+def validate(path: Path, tree: Path, profile: bool = False) -> dict[str, float]:
+    """Stage 1 in a process of its own, with `tree` first on the import path."""
+    from app.demo import DEMO_SIGNATURE, DEMO_TEMPLATES
+
+    spec = {"content": DEMO_TEMPLATES["mainland"][0][2], "signature": DEMO_SIGNATURE}
+    out = subprocess.run([sys.executable, "-c", VALIDATE, str(path), "1" if profile else "0",
+                          json.dumps(spec)], cwd=tree, check=True, capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(tree)})
+    if profile:
+        print(out.stderr, file=sys.stderr)
+    return dict(json.loads(out.stdout))
+
+
+def validation_table(paths: list[Path], trees: list[Path], repeat: int) -> dict[str, float]:
+    """Alternated runs of each file on each tree; prints every run and the medians.
+    Returns this tree's first CSV result."""
+    import statistics
+
+    print(f"load average {os.getloadavg()[0]:.1f} at start")
+    print("| tree | file | rows | valid | billed items | s | rows/s | CPU s | peak MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    runs: dict[tuple[str, str], list[dict[str, float]]] = {}
+    for _ in range(repeat):
+        for path in paths:
+            for tree in trees:
+                v = validate(path, tree)
+                runs.setdefault((tree.name, path.suffix), []).append(v)
+                print(f"| {tree.name} | {path.suffix[1:]} | {v['rows']:,.0f} | {v['valid']:,.0f} "
+                      f"| {v['billed']:,.0f} | {v['seconds']:.2f} | "
+                      f"{v['rows'] / v['seconds']:,.0f} | {v['cpu']:.2f} | {v['peak_mb']:.0f} |",
+                      flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f} at end; medians:")
+    for (name, suffix), vs in runs.items():
+        med = {k: statistics.median(v[k] for v in vs) for k in ("seconds", "cpu", "peak_mb")}
+        print(f"| {name} | {suffix[1:]} | {vs[0]['rows']:,.0f} | median of {len(vs)} | | "
+              f"{med['seconds']:.2f} | {vs[0]['rows'] / med['seconds']:,.0f} | "
+              f"{med['cpu']:.2f} | {med['peak_mb']:.0f} |")
+    return runs[(trees[-1].name, ".csv")][0]
 
 
 def _count(db_url: str, task_id: int) -> tuple[int, int, int]:
@@ -168,20 +260,32 @@ def main() -> None:
                         help="the checkout to run (another, such as main's, for a ratio)")
     parser.add_argument("--skip-validate", action="store_true",
                         help="skip stage 1 (validation alone)")
+    parser.add_argument("--validate-only", action="store_true", help="stage 1 only")
+    parser.add_argument("--create-only", action="store_true",
+                        help="stages 1 and 2 only (with --base: stage 2 on both trees too)")
+    parser.add_argument("--xlsx", action="store_true", help="validate an XLSX too")
+    parser.add_argument("--base", type=Path, help="another checkout to validate with")
+    parser.add_argument("--repeat", type=int, default=1, help="validation runs per tree")
     args = parser.parse_args()
     tree = Path(args.tree).resolve()
     tmp = Path(tempfile.mkdtemp(prefix="smsops-bulk-"))
     csv_path = tmp / "list.csv"
     write_csv(csv_path, args.rows)
     py = sys.executable
+    if args.profile:
+        validate(csv_path, tree, profile=True)
+    paths = [csv_path]
+    if args.xlsx:
+        write_xlsx(csv_path, tmp / "list.xlsx")
+        paths.append(tmp / "list.xlsx")
+    trees = [args.base.resolve(), tree] if args.base else [tree]
     if args.skip_validate:
         v = {"rows": args.rows, "seconds": float("nan"), "peak_mb": float("nan")}
     else:
-        out = subprocess.run([py, "-c", VALIDATE, str(csv_path), "1" if args.profile else "0"],
-                             cwd=tree, check=True, capture_output=True, text=True)
-        if args.profile:
-            print(out.stderr, file=sys.stderr)
-        v = json.loads(out.stdout)
+        v = validation_table(paths, trees, args.repeat)
+    if args.validate_only:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     import psycopg
 
     name = f"smsops_bulk_{uuid.uuid4().hex[:8]}"
@@ -206,9 +310,19 @@ def main() -> None:
         seeded = json.loads(subprocess.run([*smsops, "demo", "--json"], env=env, check=True,
                                            capture_output=True, text=True, cwd=tree).stdout)
         subprocess.run([py, "-c", LIFT, seeded["app_id"]], env=env, check=True, cwd=tree)
-        made = json.loads(subprocess.run([py, "-c", CREATE, str(csv_path), seeded["app_id"]],
-                                         env=env, check=True, capture_output=True, text=True,
-                                         cwd=tree).stdout)
+        print("| create_task, PostgreSQL | tree | recipients | s | rows/s | CPU s | peak MB "
+              "| load average |")
+        for _ in range(args.repeat if args.create_only else 1):
+            for t in trees if args.create_only else [tree]:  # this tree's task last
+                made = json.loads(subprocess.run(
+                    [py, "-c", CREATE, str(csv_path), seeded["app_id"]], check=True,
+                    env={**env, "PYTHONPATH": str(t)}, capture_output=True, text=True,
+                    cwd=t).stdout)
+                print(f"| | {t.name} | {made['valid']:,} | {made['seconds']:.1f} | "
+                      f"{made['valid'] / made['seconds']:,.0f} | {made['cpu']:.1f} | "
+                      f"{made['peak_mb']:.0f} | {os.getloadavg()[0]:.1f} |", flush=True)
+        if args.create_only:
+            return
         log = (tmp / "workers.log").open("wb")
         profiles = [tmp / f"worker{i}.prof" for i in range(args.workers)]
         for i in range(args.workers):

@@ -10,16 +10,17 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from app.db import utcnow
 from app.models import CustomerGroup, GroupMember, MuteEntry, SendTask, Unsubscribe
-from app.services import audit, tasks
+from app.services import audit, bulk, tasks
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
 from app.sms import memberfile, numbers, taskfile, templating
@@ -293,35 +294,60 @@ def target_for_import(ctx: Ctx, *, group_id: int | str | None, new_name: str,
     return _target(ctx, group_id, new_name, sms_type)
 
 
+# A file's numbers go through a temporary table on PostgreSQL (COPY cannot skip
+# conflicts); rows keep the file's order, so the first of two equal numbers is kept.
+_STAGE = ("CREATE TEMP TABLE IF NOT EXISTS import_member (seq bigint, phone_number "
+          "varchar(20), attributes json) ON COMMIT DROP")
+_STAGE_COPY = "COPY import_member (seq, phone_number, attributes) FROM STDIN"
+_STAGED_INSERT = ("INSERT INTO group_member (group_id, phone_number, attributes, created_at) "
+                  "SELECT %(group)s, phone_number, attributes, %(now)s FROM import_member "
+                  "ORDER BY seq ON CONFLICT (group_id, phone_number) DO NOTHING")
+_INSERT = ("INSERT INTO group_member (group_id, phone_number, attributes, created_at) "
+           "VALUES (?, ?, ?, ?) ON CONFLICT (group_id, phone_number) DO NOTHING")
+
+
 def _insert(ctx: Ctx, group: CustomerGroup,
             rows: Iterable[tuple[str, list[str] | None]]) -> AddResult:
-    """INSERT … ON CONFLICT DO NOTHING in chunks; the kept count is recounted once at
-    the end under the group's row lock, so concurrent imports never drift it."""
-    dialect = ctx.db.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(GroupMember).on_conflict_do_nothing(
-        index_elements=[GroupMember.group_id, GroupMember.phone_number])
+    """INSERT … ON CONFLICT DO NOTHING in bulk (app/services/bulk.py); the kept count is
+    recounted once at the end under the group's row lock, so concurrent imports never
+    drift it."""
+    ctx.db.flush()
+    conn = ctx.db.connection()
+    staged = conn.dialect.name == "postgresql"
+    now = bulk.bound(conn, GroupMember.__table__.c.created_at, utcnow())
+    if staged:
+        conn.exec_driver_sql(_STAGE)
+        conn.exec_driver_sql("TRUNCATE import_member")
     seen = 0
-    chunk: list[dict] = []
+    chunk: list[Any] = []
     for phone, attrs in rows:
         seen += 1
-        chunk.append({"group_id": group.id, "phone_number": phone, "attributes": attrs})
+        chunk.append(f"{seen}\t{phone}\t{bulk.copy_field(json.dumps(attrs))}\n" if staged
+                     else (group.id, phone, json.dumps(attrs), now))
         if len(chunk) >= INSERT_CHUNK:
-            ctx.db.execute(stmt, chunk)
+            _write(conn, staged, chunk)
             chunk = []
-    if chunk:
-        ctx.db.execute(stmt, chunk)
+    _write(conn, staged, chunk)
+    if staged:
+        conn.exec_driver_sql(_STAGED_INSERT, {"group": group.id, "now": now})
     before = group.member_count
-    now = ctx.db.scalar(select(func.count()).select_from(GroupMember).where(
+    count = ctx.db.scalar(select(func.count()).select_from(GroupMember).where(
         GroupMember.group_id == group.id)) or 0
     ctx.db.execute(update(CustomerGroup).where(CustomerGroup.id == group.id)
-                   .values(member_count=now))
+                   .values(member_count=count))
     ctx.db.flush()
     ctx.db.refresh(group)
-    added = now - before
+    added = count - before
     audit.record(ctx, "AddCustomerNumbers", "customer_group", group.id, None,
                  {"added": added, "merged": seen - added})
     return AddResult(group, added=added, merged=seen - added)
+
+
+def _write(conn: Any, staged: bool, chunk: list[Any]) -> None:
+    if chunk and staged:
+        bulk.copy(conn, _STAGE_COPY, chunk)
+    elif chunk:
+        bulk.executemany(conn, _INSERT, chunk)
 
 
 def import_file(ctx: Ctx, f: IO[bytes], filename: str, *, group_id: int | str | None = None,

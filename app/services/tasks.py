@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
+import json
 import math
 import time
 import uuid
@@ -37,7 +39,7 @@ from datetime import datetime, timedelta
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
@@ -69,18 +71,19 @@ from app.models.tasks import (
     SendTaskRecipient,
 )
 from app.models.tasks import FAILED as TASK_FAILED
-from app.services import alarms, apps, audit, exports, paging, sending
+from app.services import alarms, apps, audit, bulk, exports, paging, sending
 from app.services.access import Actor
 from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
 from app.services.limits import Limiter
-from app.sms import taskfile, templating
+from app.sms import numbers, taskfile, templating
 from app.sms.text import INTERNATIONAL, MAINLAND, REGIONS
 
 RUN_JOB = "jobs.tasks.run"
 BATCH = 1000  # recipients per dispatch transaction (the drain batch): how far a stop lags
 INSERT_CHUNK = 5000
+COPY_ROWS = 20_000  # recipients (or row errors) per COPY / executemany on create
 PAGE = 50
 
 
@@ -287,24 +290,104 @@ def validate_file(ctx: Ctx, draft: Draft, f: IO[bytes], filename: str, *,
     summary = Summary()
     start = time.perf_counter()
     try:
-        for item in taskfile.validate(f, filename, _spec(ctx, template, signature),
-                                      max_bytes=max_bytes):
-            _tally(summary, item)
+        for batch in taskfile.scan(f, filename, _spec(ctx, template, signature),
+                                   max_bytes=max_bytes):
+            _tally(summary, batch)
     except taskfile.FileError as exc:
         raise invalid("file", str(exc)) from None
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _tally(summary: Summary, item: taskfile.Row | taskfile.RowError) -> None:
-    summary.rows += 1
-    if isinstance(item, taskfile.Row):
-        summary.valid += 1
-        summary.billed_items += item.fee
-    else:
-        summary.errors += 1
-        if len(summary.first_errors) < taskfile.SHOWN_ERRORS:
-            summary.first_errors.append(item)
+def _tally(summary: Summary, batch: taskfile.Batch) -> None:
+    summary.rows += batch.rows
+    summary.valid += batch.valid
+    summary.errors += len(batch.errors)
+    summary.billed_items += batch.billed
+    room = taskfile.SHOWN_ERRORS - len(summary.first_errors)
+    if room > 0:
+        summary.first_errors += batch.errors[:room]
+
+
+class _Recipients:
+    """A task's recipients and row errors into their tables in bulk
+    (app/services/bulk.py) as the file is validated: on PostgreSQL one COPY of the
+    recipients stays open, so the server stores them while the file is read on; row
+    errors (and SQLite's rows) go a statement per COPY_ROWS."""
+
+    # (COPY, executemany INSERT) per table
+    RECIPIENTS = ("COPY send_task_recipient (task_id, row_no, phone_number, iso_code, params, "
+                  "fee, status) FROM STDIN",
+                  "INSERT INTO send_task_recipient (task_id, row_no, phone_number, iso_code, "
+                  "params, fee, status) VALUES (?, ?, ?, ?, ?, ?, ?)")
+    ERRORS = ('COPY send_task_error (task_id, row_no, "column", reason) FROM STDIN',
+              'INSERT INTO send_task_error (task_id, row_no, "column", reason) '
+              "VALUES (?, ?, ?, ?)")
+
+    def __init__(self, ctx: Ctx, task_id: int) -> None:
+        self.conn = ctx.db.connection()
+        self.copy = self.conn.dialect.name == "postgresql"
+        self.stream = bulk.CopyIn(self.conn, self.RECIPIENTS[0])
+        self.task_id = task_id
+        self.rows: list[Any] = []  # SQLite's
+        self.errors: list[Any] = []
+
+    def add(self, batch: taskfile.Batch) -> None:
+        if batch.valid and self.copy:
+            self.stream.write("".join(self._lines(batch)))
+        elif batch.valid:
+            self.rows += self._tuples(batch)
+        for e in batch.errors:
+            self.errors.append(f"{self.task_id}\t{e.row}\t{bulk.copy_field(e.column)}\t"
+                               f"{bulk.copy_field(e.reason)}\n" if self.copy else
+                               (self.task_id, e.row, e.column, e.reason))
+        if len(self.rows) >= COPY_ROWS or len(self.errors) >= COPY_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Everything so far into the tables (the open COPY ended)."""
+        self.stream.close()
+        for table, rows in ((self.RECIPIENTS, self.rows), (self.ERRORS, self.errors)):
+            if not rows:
+                continue
+            copy_sql, insert_sql = table
+            if self.copy:
+                bulk.copy(self.conn, copy_sql, rows)
+            else:
+                bulk.executemany(self.conn, insert_sql, rows)
+            rows.clear()
+
+    def _params(self, batch: taskfile.Batch) -> tuple[Any, ...] | None:
+        """Fast rows' parameters as JSON text, formatted in bulk when they need no
+        escaping (json.dumps gives the same text: ASCII, no quote, backslash or
+        control character, which the fast path's characters never are)."""
+        cols = batch.columns
+        if cols is None or not all(all(map(str.isascii, c)) for c in cols[2]):
+            return None
+        first, nationals, values, fees = cols
+        params = map(("[" + ", ".join(['"{}"'] * len(values)) + "]").format, *values) \
+            if values else itertools.repeat("[]")
+        return range(first, first + len(fees)), nationals, params, fees
+
+    def _lines(self, batch: taskfile.Batch) -> list[str]:
+        columns = self._params(batch)
+        if columns is not None:
+            return list(map(f"{self.task_id}\t{{}}\t+86{{}}\t{numbers.MAINLAND}\t{{}}\t{{}}"
+                            f"\t{PENDING}\n".format, *columns))
+        return [f"{self.task_id}\t{r.row}\t{r.phone}\t{r.iso}\t"
+                f"{bulk.copy_field(json.dumps(r.params))}\t{r.fee}\t{PENDING}\n"
+                for r in batch.accepted()]
+
+    def _tuples(self, batch: taskfile.Batch) -> list[tuple[Any, ...]]:
+        columns = self._params(batch)
+        if columns is not None:
+            rows, nationals, params, fees = columns
+            return list(zip(itertools.repeat(self.task_id), rows,
+                            map("+86".__add__, nationals),
+                            itertools.repeat(numbers.MAINLAND), params, fees,
+                            itertools.repeat(PENDING)))
+        return [(self.task_id, r.row, r.phone, r.iso, json.dumps(r.params), r.fee, PENDING)
+                for r in batch.accepted()]
 
 
 def create_task(ctx: Ctx, draft: Draft, f: IO[bytes], filename: str, *,
@@ -325,37 +408,25 @@ def create_task(ctx: Ctx, draft: Draft, f: IO[bytes], filename: str, *,
     ctx.db.flush()
     summary = Summary()
     start = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    errors: list[dict[str, Any]] = []
+    out = _Recipients(ctx, task.id)
     try:
-        for item in taskfile.validate(f, filename, spec, max_bytes=max_bytes):
-            _tally(summary, item)
-            if isinstance(item, taskfile.Row):
-                rows.append({"task_id": task.id, "row_no": item.row, "phone_number": item.phone,
-                             "iso_code": item.iso, "params": item.params, "fee": item.fee,
-                             "status": PENDING})
-                if len(rows) >= INSERT_CHUNK:
-                    ctx.db.execute(insert(SendTaskRecipient), rows)
-                    rows.clear()
-            else:
-                errors.append({"task_id": task.id, "row_no": item.row, "column": item.column,
-                               "reason": item.reason})
-                if len(errors) >= INSERT_CHUNK:
-                    ctx.db.execute(insert(SendTaskError), errors)
-                    errors.clear()
+        for batch in taskfile.scan(f, filename, spec, max_bytes=max_bytes):
+            _tally(summary, batch)
+            out.add(batch)
+        out.flush()
     except taskfile.FileError as exc:
         # Nothing of a refused file is kept, even if the caller commits. (Explicit
         # deletes, not a savepoint: pysqlite's SAVEPOINT can be the outermost
         # transaction, and releasing it would commit.)
+        out.stream.close()
         for model in (SendTaskRecipient, SendTaskError):
             ctx.db.execute(delete(model).where(model.task_id == task.id))
         ctx.db.delete(task)
         ctx.db.flush()
         raise invalid("file", str(exc)) from None
-    if rows:
-        ctx.db.execute(insert(SendTaskRecipient), rows)
-    if errors:
-        ctx.db.execute(insert(SendTaskError), errors)
+    except BaseException as exc:
+        out.stream.abort(exc)  # the transaction is lost: the caller rolls back
+        raise
     summary.seconds = time.perf_counter() - start
     task.total_rows, task.valid_rows = summary.rows, summary.valid
     task.error_rows, task.billed_items = summary.errors, summary.billed_items

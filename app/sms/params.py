@@ -161,3 +161,155 @@ def check(content: str, sms_type: str, params: tuple[str, ...], *,
 def _url_problem(n: int) -> Problem:
     return Problem(FORMAT_ERROR, f"Parameter {{{n}}} contains a URL; this template does "
                                  "not allow URLs in its parameters.")
+
+
+# --- per-template precompiled checks (the fast path of bulk files) ---------------------
+#
+# `safe_values` gives, for one template, a regular expression per parameter such that
+# values matching all of them pass `check` (it returns None). Files are checked a row at a
+# time with those (one C call); any other row, or any template the argument below does
+# not cover, gets `check` itself. tests/sms/test_params_fast.py compares the two.
+#
+# Why it holds. Safe values are made of SAFE_CHARS: no whitespace (so the runs are the
+# template's own), no control or format character, nothing whose visible form holds a
+# ".", ":" or "/" (so a value alone is never a URL), and only characters that start a new
+# normalization segment (so the visible form of a run is the visible forms of its pieces
+# side by side). Every URL pattern above needs a "." or ":" of the visible text inside
+# the match: a scheme needs ":" right after a scheme character (and only then may a "."
+# follow ":" or "/"); IPv6 needs two colons; domains, www. and IPv4 need a "." followed
+# by [\w+.:-]. A run whose own text has such a "." or ":" (whatever the values, or a
+# value's character beside it) is not covered.
+
+CODE_PATTERN = "[0-9A-Za-z]{4,8}"  # is_verification_code, as one pattern
+# Characters that start a new normalization segment (NFKD of each is starters only, and
+# none of them combines with what precedes it): ASCII, general punctuation, CJK
+# symbols, ideographs, full-width forms.
+_PLAIN_RANGES = ((0x20, 0x7E), (0x2010, 0x2027), (0x3000, 0x303F), (0x3400, 0x4DBF),
+                 (0x4E00, 0x9FFF), (0xFF01, 0xFF65))
+
+
+def _plain(ch: str) -> bool:
+    if not any(lo <= ord(ch) <= hi for lo, hi in _PLAIN_RANGES):
+        return False
+    return unicodedata.category(ch) != "Cf" and all(
+        unicodedata.combining(c) == 0 for c in unicodedata.normalize("NFKD", ch))
+
+
+def _safe_char(ch: str) -> bool:
+    seen = _visible(ch)
+    return (_plain(ch) and not is_control(ch) and not ch.isspace() and ch not in '",;\\'
+            and not any(c.isspace() or c in ".:/" for c in seen))
+
+
+def _char_class(chars: list[str]) -> str:
+    """A regex class for these (BMP) characters, as ranges."""
+    codes = sorted(ord(c) for c in chars)
+    out, start = [], 0
+    for i in range(1, len(codes) + 1):
+        if i == len(codes) or codes[i] != codes[i - 1] + 1:
+            lo, hi = codes[start], codes[i - 1]
+            out.append(f"\\u{lo:04x}" if lo == hi else f"\\u{lo:04x}-\\u{hi:04x}")
+            start = i
+    return "[" + "".join(out) + "]"
+
+
+SAFE_CHARS = _char_class([chr(i) for lo, hi in _PLAIN_RANGES for i in range(lo, hi + 1)
+                          if _safe_char(chr(i))])
+# Anything but a control character (allow_urls templates check nothing else), a
+# quote, a delimiter or a character outside the BMP (billed-items arithmetic).
+_NOT_CONTROL = ("\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029" + "".join(
+    f"\\u{ord(c):04x}" for c in sorted(BIDI_CONTROLS)) + '",;\\\\\\U00010000-\\U0010ffff')
+_ANY_CHAR, _EDGE_CHAR = f"[^{_NOT_CONTROL}]", f"[^\\s{_NOT_CONTROL}]"
+_AFTER_DOT = re.compile(r"[\w\-+.:]")  # what follows a "." inside any URL match
+_SCHEME_CHAR = re.compile(r"[a-z0-9+.\-]", re.IGNORECASE)  # what precedes its ":"
+VALUE = object()  # a neighbour that is some value's character
+
+
+def _template_runs(content: str) -> list[list[str | int]]:
+    """The runs of `_runs` with variables left as their numbers (values of SAFE_CHARS
+    hold no whitespace, so they never split a run)."""
+    runs: list[list[str | int]] = [[]]
+    last = 0
+    for m in [*templating.VARIABLE.finditer(content), None]:
+        text = content[last:m.start() if m else len(content)]
+        for i, part in enumerate(re.split(r"\s+", text)):
+            if i:
+                runs.append([])
+            if part:
+                runs[-1].append(part)
+        if m:
+            runs[-1].append(int(m.group(1)))
+            last = m.end()
+    return [run for run in runs if any(isinstance(t, int) for t in run)]
+
+
+def _beside(run: list[str | int], i: int, step: int) -> set[object]:
+    """What can stand next to piece i in direction step: a value's character for each
+    variable passed (a value may be empty, so look on), then the next own character."""
+    found: set[object] = set()
+    i += step
+    while 0 <= i < len(run):
+        piece = run[i]
+        if isinstance(piece, int):
+            found.add(VALUE)
+        elif piece:
+            found.add(piece[-1] if step < 0 else piece[0])
+            break
+        i += step
+    return found
+
+
+def _safe_run(run: list[str | int]) -> bool:
+    """Whether no values of SAFE_CHARS can make this run a URL its own text is not."""
+    if has_url("".join(p for p in run if isinstance(p, str))):
+        return True  # the reviewed text already links: `check` lets the run go on
+    if any(isinstance(p, str) and i and not _plain(p[0]) for i, p in enumerate(run)):
+        return False
+    seen: list[str | int] = [_visible(p) if isinstance(p, str) else p for p in run]
+    if sum(p.count(":") for p in seen if isinstance(p, str)) >= 2:
+        return False  # IPv6
+    for i, piece in enumerate(seen):
+        if isinstance(piece, int):
+            continue
+        for j, ch in enumerate(piece):
+            if ch == ":":  # a scheme's colon (then "." after ":" or "/" is no URL either)
+                before = {piece[j - 1]} if j else _beside(seen, i, -1)
+                if VALUE in before or any(isinstance(c, str) and _SCHEME_CHAR.match(c)
+                                          for c in before):
+                    return False
+            elif ch == ".":  # a domain's, an address's or a scheme name's dot
+                after = {piece[j + 1]} if j + 1 < len(piece) else _beside(seen, i, 1)
+                if VALUE in after or any(isinstance(c, str) and _AFTER_DOT.match(c)
+                                         for c in after):
+                    return False
+    return True
+
+
+def _bounded(char: str, edge: str, most: int, *, required: bool) -> str:
+    """Up to `most` of `char`, the first and last of them `edge` (nothing to strip)."""
+    if most <= 0:
+        return "(?!)" if required else ""
+    inner = edge if most == 1 else f"{edge}(?:{char}{{0,{most - 2}}}{edge})?"
+    return f"(?:{inner})" if required else f"(?:{inner})?"
+
+
+@lru_cache(maxsize=256)
+def safe_values(content: str, sms_type: str, *, max_length: int = DEFAULT_MAX_LENGTH,
+                allow_urls: bool = False) -> tuple[str, ...] | None:
+    """One pattern per parameter (for `re.fullmatch`): values that all match pass
+    `check`, and need no stripping. The last never matches an empty value (a file's
+    trailing empty cells are not parameters). None: no such patterns for this template."""
+    want = len(templating.variables(content))
+    if not allow_urls and not all(_safe_run(run) for run in _template_runs(content)):
+        return None
+    out = []
+    for n in range(1, want + 1):
+        last = n == want
+        if n == 1 and sms_type == templating.VERIFICATION:
+            out.append(CODE_PATTERN)
+        elif allow_urls:
+            out.append(_bounded(_ANY_CHAR, _EDGE_CHAR, max_length, required=last))
+        else:
+            out.append(f"{SAFE_CHARS}{{{int(last)},{max_length}}}" if max_length >= int(last)
+                       else "(?!)")
+    return tuple(out)

@@ -10,14 +10,18 @@ is used (a formula never calculated by a spreadsheet reads as an empty cell).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
+import functools
 import io
 import itertools
+import operator
 import re
 import zipfile
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import phonenumbers
 
@@ -32,14 +36,16 @@ SHOWN_ERRORS = 100
 ZIP_RATIO, ZIP_FLOOR = 100, 50 * 1024 * 1024
 PHONE_HEADERS = ("phone", "mobile", "number", "tel", "手机", "电话", "号码")
 PHONE = "phone"  # the column name in errors
+DUPLICATE = "The same number appears earlier in the file."
+BLOCK_CHARS = 1 << 16  # CSV text read at a time (whole lines)
+BATCH = 2000  # verdicts per Batch of rows read one at a time
 
 
 class FileError(ValueError):
     """The file as a whole cannot be used; one clear message."""
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):  # a tuple: millions are made, cheaply
     row: int  # 1-based line (or sheet row) number, header included
     phone: str  # E.164
     iso: str
@@ -47,8 +53,7 @@ class Row:
     fee: int  # billed items of this row's text
 
 
-@dataclass(frozen=True, slots=True)
-class RowError:
+class RowError(NamedTuple):
     row: int
     column: str  # "phone", "{2}", or "" for the whole row
     reason: str
@@ -72,6 +77,10 @@ _CN = phonenumbers.PhoneMetadata.metadata_for_region("CN")
 assert _CN is not None and _CN.mobile is not None and _CN.mobile.national_number_pattern
 _CN_MOBILE = re.compile(_CN.mobile.national_number_pattern)
 _PLAIN_CN = re.compile(r"(?:\+86)?(1\d{10})")
+# The same decision in one pattern (the mobile pattern only matches 11 digits): a cell
+# that matches is clean (nothing for clean_phone to undo) and fast_number accepts it.
+_CN_FIELD = r"(?:\+86)?(" + _CN.mobile.national_number_pattern + ")"
+CN_CELL = re.compile(_CN_FIELD)
 
 
 def fast_number(text: str, region: str) -> tuple[str, str] | str | None:
@@ -85,6 +94,12 @@ def fast_number(text: str, region: str) -> tuple[str, str] | str | None:
     if region != MAINLAND:
         return numbers.IS_MAINLAND
     return "+86" + m.group(1), numbers.MAINLAND
+
+
+def dup_key(e164: str) -> str:
+    """What two rows with the same number share: the national number for the mainland
+    (what the fast path reads), the E.164 number otherwise (never 11 bare digits)."""
+    return e164[3:] if e164.startswith("+86") else e164
 
 
 def parse_number(text: str, region: str) -> tuple[str, str] | str:
@@ -134,6 +149,17 @@ class Biller:
         self.bmp = not base or max(base) <= _BMP_MAX
         self.gsm_basic = _GSM_BASIC.fullmatch(base) is not None
         self.ucs2 = template.region == MAINLAND or not is_gsm7(base)
+
+    def by_length(self, most: list[int]) -> list[int] | None:
+        """Billed items by the parameters' weighted length (sum of len(value) times its
+        uses), for values of at most `most` characters each, all in the BMP; None when
+        it is not that arithmetic (see __call__)."""
+        if not (self.bmp and self.ucs2 and len(most) == len(self.times)):
+            return None
+        top = sum(m * t for m, t in zip(most, self.times, strict=True))
+        return [1 if self.base_len + n <= SINGLE[UCS2] else -(-(self.base_len + n)
+                                                             // MULTI[UCS2])
+                for n in range(top + 1)]
 
     def __call__(self, values: list[str]) -> int:
         if self.bmp and len(values) == len(self.times):
@@ -196,22 +222,63 @@ def _encoding(f: IO[bytes]) -> str:
         f.seek(0)
 
 
-def _csv_rows(f: IO[bytes]) -> Iterator[list[str]]:
+class _CsvText:
+    """A CSV file as text: records one at a time through `csv` (a quoted field may span
+    lines), or blocks of whole lines for a caller that reads lines of a shape it knows
+    itself and hands the others back to `records`."""
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self.text = text
+        first = text.readline()
+        self.delimiter = max((",", ";", "\t"), key=first.count) if first else ","
+        self._queue: deque[str] = deque([first] if first else [])
+        self._reader = csv.reader(self._lines(), delimiter=self.delimiter)
+
+    def _lines(self) -> Iterator[str]:
+        # Lines handed back first; beyond them only the rest of a record begun there.
+        while True:
+            if self._queue:
+                yield self._queue.popleft()
+            elif line := self.text.readline():
+                yield line
+            else:
+                return
+
+    def records(self, lines: list[str]) -> Iterator[list[str]]:
+        """The records these lines begin (and those they end, if a quoted field spans)."""
+        self._queue.extend(lines)
+        while self._queue:
+            cells = next(self._reader, None)
+            if cells is None:
+                return
+            yield cells
+
+    def blocks(self) -> Iterator[list[str]]:
+        while lines := self.text.readlines(BLOCK_CHARS):
+            yield lines
+
+
+@contextlib.contextmanager
+def _csv_text(f: IO[bytes]) -> Iterator[_CsvText]:
+    """The file as CSV text; its decoding and parsing errors as one FileError."""
     encoding = _encoding(f)
     text = io.TextIOWrapper(f, encoding=encoding, newline="", errors="strict")
     try:
-        first = text.readline()
-        delimiter = max((",", ";", "\t"), key=first.count) if first else ","
-        # itertools.chain, not a generator: closing a generator would close `text`.
-        rows = csv.reader(itertools.chain([first], text), delimiter=delimiter)
-        yield from rows
+        yield _CsvText(text)
     except UnicodeDecodeError:
         raise FileError(f"The file is not valid text in {encoding}: save it as UTF-8 "
                         "CSV.") from None
     except csv.Error as exc:
         raise FileError(f"The CSV cannot be read: {exc}.") from None
     finally:
-        text.detach()
+        text.detach()  # the caller's file stays open
+
+
+def _csv_rows(f: IO[bytes]) -> Iterator[list[str]]:
+    with _csv_text(f) as src:
+        yield from src.records([])
+        for lines in src.blocks():
+            yield from src.records(lines)
 
 
 def _xlsx_rows(f: IO[bytes]) -> Iterator[list[str]]:
@@ -262,14 +329,19 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def rows_of(f: IO[bytes], filename: str, *, max_bytes: int = MAX_BYTES) -> Iterator[list[str]]:
+def _opened(f: IO[bytes], filename: str, max_bytes: int) -> str:
+    """"csv" or "xlsx" for a file of an allowed size, or a FileError."""
     size = _size(f)
     if size == 0:
         raise FileError("The file is empty.")
     if size > max_bytes:
         raise FileError(f"The file is {size / 1048576:.1f} MB; at most "
                         f"{max_bytes // 1048576} MB are allowed.")
-    return _xlsx_rows(f) if kind_of(f, filename) == "xlsx" else _csv_rows(f)
+    return kind_of(f, filename)
+
+
+def rows_of(f: IO[bytes], filename: str, *, max_bytes: int = MAX_BYTES) -> Iterator[list[str]]:
+    return _xlsx_rows(f) if _opened(f, filename, max_bytes) == "xlsx" else _csv_rows(f)
 
 
 # --- validating -------------------------------------------------------------------------
@@ -290,60 +362,240 @@ def phone_column(cells: list[str]) -> int:
                     "\"phone\" (or remove the header).")
 
 
+_row: Callable[[tuple[int, str, str, list[str], int]], Row] = functools.partial(
+    tuple.__new__, Row)  # type: ignore[assignment]  # Row(...), without Python-level __new__
+
+
+class Batch:
+    """The verdicts of consecutive rows: `valid` accepted rows billed `billed` items in
+    all, and `errors`. `items()` lists them in file order, made when asked (counting
+    needs none of them)."""
+
+    __slots__ = ("_columns", "_items", "billed", "errors", "valid")
+
+    def __init__(self, items: list[Row | RowError]) -> None:
+        self._items: list[Row | RowError] | None = items
+        self._columns: tuple[int, Any, list[Any], list[int]] | None = None
+        self.errors = [i for i in items if type(i) is RowError]
+        self.valid = len(items) - len(self.errors)
+        self.billed = sum(i.fee for i in items if type(i) is Row)
+
+    @classmethod
+    def mainland(cls, first: int, nationals: Any, values: list[Any],
+                 fees: list[int]) -> Batch:
+        """Rows first, first + 1, … all accepted: their national numbers, one column
+        per parameter, their billed items."""
+        batch = cls([])
+        batch._items, batch._columns = None, (first, nationals, values, fees)
+        batch.valid, batch.billed = len(fees), sum(fees)
+        return batch
+
+    @property
+    def rows(self) -> int:
+        return self.valid + len(self.errors)
+
+    @property
+    def columns(self) -> tuple[int, Any, list[Any], list[int]] | None:
+        """For rows all accepted from a block of mainland lines: (first row number,
+        national numbers, one column of values per parameter, billed items)."""
+        return self._columns
+
+    def items(self) -> list[Row | RowError]:
+        if self._items is None:
+            assert self._columns is not None
+            first, nationals, values, fees = self._columns
+            self._items = list(map(_row, zip(
+                range(first, first + len(fees)), map("+86".__add__, nationals),
+                itertools.repeat(numbers.MAINLAND), map(list, zip(*values, strict=True)) if values
+                else ([] for _ in fees), fees)))
+        return self._items
+
+    def accepted(self) -> list[Row]:
+        return [i for i in self.items() if type(i) is Row] if self.errors else \
+            self.items()  # type: ignore[return-value]
+
+
+class _Checker:
+    """One file's rows against one template, in order (duplicates need the order).
+
+    A row is read one of three ways, all to the same verdict: a whole block of lines
+    of the common shape (a mainland mobile, then parameters that pass the template's
+    precompiled check, nothing to strip) by one regex over the block and column
+    arithmetic; a row whose cells have that shape by one regex per cell; any other row
+    by the rules themselves (clean_phone, numbers, params.check)."""
+
+    def __init__(self, template: Template, max_rows: int) -> None:
+        self.template, self.max_rows = template, max_rows
+        self.want = len(templating.variables(template.content))
+        self.phone_col = self.row_no = self.data_rows = 0
+        self.seen: set[str] = set()  # numbers so far, as dup_key gives them
+        self.biller = Biller(template)
+        self.safe = params.safe_values(template.content, template.sms_type,
+                                       max_length=template.max_param_length,
+                                       allow_urls=template.allow_urls)
+        self.values_re = re.compile("\x00".join(self.safe)) if self.safe else None
+        most = [8 if p == params.CODE_PATTERN else template.max_param_length
+                for p in self.safe or ()]
+        self.fee_table = self.biller.by_length(most) if self.safe is not None else None
+
+    def _too_many(self) -> FileError:
+        return FileError(f"The file has more than {self.max_rows:,} rows; split it into "
+                         "several tasks.")
+
+    def records(self, records: Iterable[list[str]]) -> Iterator[Batch]:
+        """Rows read one at a time, a Batch per BATCH verdicts."""
+        items: list[Row | RowError] = []
+        row = self.row
+        for cells in records:
+            self.row_no += 1
+            if self.row_no == 1 and cells and is_header(cells):
+                self.phone_col = phone_column(cells)
+                continue
+            item = row(self.row_no, cells)
+            if item is not None:
+                items.append(item)
+                if len(items) >= BATCH:
+                    yield Batch(items)
+                    items = []
+        if items:
+            yield Batch(items)
+
+    def row(self, row_no: int, cells: list[str]) -> Row | RowError | None:
+        """One row's verdict; None for a blank line (not a row)."""
+        pc, t = self.phone_col, self.template
+        m = CN_CELL.fullmatch(cells[pc]) if pc < len(cells) else None
+        if m is None and not any(c.strip() for c in cells):
+            return None  # blank lines (and Excel's empty trailing rows) are not rows
+        self.data_rows += 1
+        if self.data_rows > self.max_rows:
+            raise self._too_many()
+        if m is not None:
+            if t.region != MAINLAND:
+                return RowError(row_no, PHONE, numbers.IS_MAINLAND)
+            key = m.group(1)
+            phone, iso = "+86" + key, numbers.MAINLAND
+        else:
+            if pc >= len(cells):
+                return RowError(row_no, PHONE, numbers.EMPTY)
+            cleaned = clean_phone(cells[pc])
+            if isinstance(cleaned, RowError):
+                return RowError(row_no, PHONE, cleaned.reason)
+            found = parse_number(cleaned, t.region) if cleaned else numbers.EMPTY
+            if isinstance(found, str):
+                return RowError(row_no, PHONE, found)
+            (phone, iso), key = found, dup_key(found[0])
+        values = cells[1:] if pc == 0 else cells[:pc] + cells[pc + 1:]
+        if (self.values_re is not None and len(values) == self.want
+                and self.values_re.fullmatch("\x00".join(values)) is not None):
+            table = self.fee_table
+            fee = self.biller(values) if table is None else table[sum(
+                map(operator.mul, map(len, values), self.biller.times))]
+        else:
+            values = [c.strip() for c in values]
+            while values and not values[-1]:
+                values.pop()  # trailing empty cells are not extra variables
+            want = self.want
+            if len(values) != want:
+                what = "missing" if len(values) < want else "extra"
+                return RowError(row_no, f"{{{min(len(values), want) + 1}}}",
+                                f"The template has {want} variable(s); this row gives "
+                                f"{len(values)} ({what}).")
+            problem = params.check(t.content, t.sms_type, tuple(values),
+                                   max_length=t.max_param_length,
+                                   allow_urls=t.allow_urls) if want else None
+            if problem is not None:
+                n = re.search(r"\{(\d+)\}", problem.message)
+                return RowError(row_no, n.group(0) if n else "", problem.message)
+            fee = self.biller(values)
+        if key in self.seen:
+            return RowError(row_no, PHONE, DUPLICATE)
+        self.seen.add(key)
+        return _row((row_no, phone, iso, values, fee))
+
+    def line_patterns(self, delimiter: str) -> list[re.Pattern[str]]:
+        """A CSV line of the common shape (nothing to strip, no quote inside a field),
+        one group per column: every field bare, or every field quoted (as some
+        exporters write them); none for a template without such a shape."""
+        if (self.template.region != MAINLAND or self.safe is None
+                or self.phone_col > len(self.safe)):
+            return []
+        fields = [f"({p})" for p in self.safe]
+        fields.insert(self.phone_col, _CN_FIELD)
+        return [re.compile("^" + re.escape(delimiter).join(f"{q}{f}{q}" for f in fields)
+                           + r"\r?$", re.MULTILINE) for q in ("", '"')]
+
+    def block(self, found: list[Any]) -> Batch:
+        """Lines that all matched one of `line_patterns`: the regex's groups, line by line."""
+        n, first = len(found), self.row_no + 1
+        self.row_no += n
+        self.data_rows += n
+        if self.data_rows > self.max_rows:
+            raise self._too_many()
+        columns: list[Any] = list(zip(*found, strict=True)) if self.safe else [found]
+        nationals = columns.pop(self.phone_col)
+        seen = self.seen  # keys: the national numbers (dup_key)
+        if seen.isdisjoint(nationals):
+            before = len(seen)
+            seen.update(nationals)
+            if len(seen) - before == n:
+                return Batch.mainland(first, nationals, columns, self._fees(columns, n))
+            seen.difference_update(nationals)  # all were new: take them back, row by row
+        items: list[Row | RowError] = []
+        for i, key in enumerate(nationals):
+            if key in seen:
+                items.append(RowError(first + i, PHONE, DUPLICATE))
+                continue
+            seen.add(key)
+            values = [c[i] for c in columns]
+            items.append(Row(first + i, "+86" + nationals[i], numbers.MAINLAND, values,
+                             self.biller(values)))
+        return Batch(items)
+
+    def _fees(self, columns: list[Any], n: int) -> list[int]:
+        table = self.fee_table
+        if table is None:
+            return [self.biller(list(values)) for values in zip(*columns, strict=True)] if columns \
+                else [self.biller([])] * n
+        weighted: Any = None
+        for column, times in zip(columns, self.biller.times, strict=True):
+            lengths: Any = map(len, column)
+            if times != 1:
+                lengths = map(times.__mul__, lengths)
+            weighted = lengths if weighted is None else map(operator.add, weighted, lengths)
+        return [table[0]] * n if weighted is None else list(map(table.__getitem__, weighted))
+
+    def csv(self, f: IO[bytes]) -> Iterator[Batch]:
+        with _csv_text(f) as src:
+            yield from self.records(src.records([]))  # the header, if any
+            bare, quoted = self.line_patterns(src.delimiter) or (None, None)
+            for lines in src.blocks():
+                if bare is not None and quoted is not None:
+                    block = "".join(lines)
+                    found = (quoted if block.startswith('"') else bare).findall(block)
+                    if len(found) == len(lines):  # every line matched, once
+                        yield self.block(found)
+                        continue
+                yield from self.records(src.records(lines))
+
+
+def scan(f: IO[bytes], filename: str, template: Template, *, max_bytes: int = MAX_BYTES,
+         max_rows: int = MAX_ROWS) -> Iterator[Batch]:
+    """`validate`, a Batch of rows at a time (what the services use)."""
+    checker = _Checker(template, max_rows)
+    if _opened(f, filename, max_bytes) == "xlsx":
+        yield from checker.records(_xlsx_rows(f))
+    else:
+        yield from checker.csv(f)
+    if checker.data_rows == 0:
+        raise FileError("The file has no recipient rows.")
+
+
 def validate(f: IO[bytes], filename: str, template: Template, *, max_bytes: int = MAX_BYTES,
              max_rows: int = MAX_ROWS) -> Iterator[Row | RowError]:
     """Every data row's verdict, in file order. Raises FileError for the whole file
     (possibly after some rows were yielded: callers keep nothing then)."""
-    want = len(templating.variables(template.content))
-    seen: set[int] = set()
-    phone_col = 0
-    data_rows = 0
-    billed = Biller(template)
-    for row_no, cells in enumerate(rows_of(f, filename, max_bytes=max_bytes), start=1):
-        if row_no == 1 and cells and is_header(cells):
-            phone_col = phone_column(cells)
-            continue
-        if not any(c.strip() for c in cells):
-            continue  # blank lines (and Excel's empty trailing rows) are not rows
-        data_rows += 1
-        if data_rows > max_rows:
-            raise FileError(f"The file has more than {max_rows:,} rows; split it into "
-                            "several tasks.")
-        if phone_col >= len(cells):
-            yield RowError(row_no, PHONE, numbers.EMPTY)
-            continue
-        phone = clean_phone(cells[phone_col])
-        if isinstance(phone, RowError):
-            yield RowError(row_no, PHONE, phone.reason)
-            continue
-        found = parse_number(phone, template.region) if phone else numbers.EMPTY
-        if isinstance(found, str):
-            yield RowError(row_no, PHONE, found)
-            continue
-        values = [c.strip() for i, c in enumerate(cells) if i != phone_col]
-        while values and not values[-1]:
-            values.pop()  # trailing empty cells are not extra variables
-        if len(values) != want:
-            what = "missing" if len(values) < want else "extra"
-            yield RowError(row_no, f"{{{min(len(values), want) + 1}}}",
-                           f"The template has {want} variable(s); this row gives "
-                           f"{len(values)} ({what}).")
-            continue
-        problem = params.check(template.content, template.sms_type, tuple(values),
-                               max_length=template.max_param_length,
-                               allow_urls=template.allow_urls) if want else None
-        if problem is not None:
-            n = re.search(r"\{(\d+)\}", problem.message)
-            yield RowError(row_no, n.group(0) if n else "", problem.message)
-            continue
-        key = int(found[0][1:])
-        if key in seen:
-            yield RowError(row_no, PHONE, "The same number appears earlier in the file.")
-            continue
-        seen.add(key)
-        yield Row(row_no, found[0], found[1], values, billed(values))
-    if data_rows == 0:
-        raise FileError("The file has no recipient rows.")
+    for batch in scan(f, filename, template, max_bytes=max_bytes, max_rows=max_rows):
+        yield from batch.items()
 
 
 # --- writing ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.demo import DEMO_TEMPLATES
 from app.sms import csvcells, numbers, taskfile
 from app.sms.taskfile import FileError, Row, RowError
 
@@ -223,3 +224,208 @@ def test_billed_fast_path_agrees_with_count(which: int, a: str, b: str) -> None:
     vals = [a, b][: len(templating.variables(t.content))]
     expected = count(templating.render(t.content, vals), t.region, t.signature).billed_items
     assert taskfile.Biller(t)(vals) == expected
+
+
+@settings(max_examples=600, deadline=None)
+@given(which=st.integers(0, len(TEMPLATES) - 1),
+       lengths=st.lists(st.integers(0, 80), min_size=2, max_size=2))
+def test_billed_items_by_length_agree_with_count(which: int, lengths: list[int]) -> None:
+    from app.sms import templating
+    from app.sms.text import count
+
+    t = TEMPLATES[which]
+    vals = ["好" * n for n in lengths][: len(templating.variables(t.content))]
+    biller = taskfile.Biller(t)
+    table = biller.by_length([80] * len(vals))
+    if table is not None:
+        weighted = sum(len(v) * n for v, n in zip(vals, biller.times, strict=True))
+        assert table[weighted] == count(templating.render(t.content, vals), t.region,
+                                        t.signature).billed_items
+
+
+# --- the fast paths agree with the rules, file by file ---------------------------------
+#
+# `reference` is validation as it was before the fast paths: the whole file through one
+# csv.reader, every number through `numbers.for_region`, every row's parameters through
+# `params.check`, every text through `count`. `validate` must give the same verdicts
+# (rows, columns, reasons, E.164 numbers, parameters, billed items) for any file, read
+# in blocks of any size (so lines of the common shape, rows read one at a time and
+# quoted fields across blocks all meet).
+
+def reference(data: bytes, t: taskfile.Template, max_rows: int = taskfile.MAX_ROWS
+              ) -> list[tuple[object, ...]]:
+    import csv
+    import re
+
+    from app.sms import params, templating
+    from app.sms.text import count
+
+    f = io.BytesIO(data)
+    assert taskfile._opened(f, "f.csv", taskfile.MAX_BYTES) == "csv"  # size, kind: as they were
+    text = io.TextIOWrapper(f, encoding=taskfile._encoding(f), newline="")
+    first = text.readline()
+    delimiter = max((",", ";", "\t"), key=first.count) if first else ","
+    want = len(templating.variables(t.content))
+    seen: set[str] = set()
+    out: list[tuple[object, ...]] = []
+    phone_col = data_rows = 0
+    for row_no, cells in enumerate(csv.reader([first, *text], delimiter=delimiter), 1):
+        if row_no == 1 and cells and taskfile.is_header(cells):
+            phone_col = taskfile.phone_column(cells)
+            continue
+        if not any(c.strip() for c in cells):
+            continue
+        data_rows += 1
+        if data_rows > max_rows:
+            raise FileError(f"The file has more than {max_rows:,} rows; split it into "
+                            "several tasks.")
+        if phone_col >= len(cells):
+            out.append((row_no, "phone", numbers.EMPTY))
+            continue
+        phone = taskfile.clean_phone(cells[phone_col])
+        if isinstance(phone, RowError):
+            out.append((row_no, "phone", phone.reason))
+            continue
+        try:
+            e164, iso = numbers.for_region(phone, t.region)
+        except numbers.NumberError as exc:
+            out.append((row_no, "phone", str(exc)))
+            continue
+        values = [c.strip() for i, c in enumerate(cells) if i != phone_col]
+        while values and not values[-1]:
+            values.pop()
+        if len(values) != want:
+            what = "missing" if len(values) < want else "extra"
+            out.append((row_no, f"{{{min(len(values), want) + 1}}}",
+                        f"The template has {want} variable(s); this row gives "
+                        f"{len(values)} ({what})."))
+            continue
+        problem = params.check(t.content, t.sms_type, tuple(values),
+                               max_length=t.max_param_length,
+                               allow_urls=t.allow_urls) if want else None
+        if problem is not None:
+            n = re.search(r"\{(\d+)\}", problem.message)
+            out.append((row_no, n.group(0) if n else "", problem.message))
+            continue
+        if e164 in seen:
+            out.append((row_no, "phone", "The same number appears earlier in the file."))
+            continue
+        seen.add(e164)
+        fee = count(templating.render(t.content, values), t.region, t.signature).billed_items
+        out.append((row_no, e164, iso, values, fee))
+    if data_rows == 0:
+        raise FileError("The file has no recipient rows.")
+    return out
+
+
+def verdicts(data: bytes, t: taskfile.Template, **kw: int) -> list[tuple[object, ...]] | str:
+    try:
+        return [(r.row, r.phone, r.iso, r.params, r.fee) if isinstance(r, Row) else tuple(r)
+                for r in run(data, t, **kw)]
+    except FileError as exc:
+        return f"FileError: {exc}"
+
+
+def expected(data: bytes, t: taskfile.Template, **kw: int) -> list[tuple[object, ...]] | str:
+    try:
+        return reference(data, t, **kw)
+    except FileError as exc:
+        return f"FileError: {exc}"
+
+
+FILE_TEMPLATES = [
+    taskfile.Template(DEMO_TEMPLATES["mainland"][0][2], "verification", "mainland", "DemoShop"),
+    taskfile.Template("{1}您好 订单{2}已发货", "notification", "mainland", "Shop", 8),
+    taskfile.Template("Track {1} at {2}", "notification", "mainland", "Shop",
+                      allow_urls=True),
+    taskfile.Template("{1}您好 订单{2}已发货", "notification", "mainland", "😀店"),  # not BMP
+    taskfile.Template("See {1}.com {2}", "notification", "mainland", "Shop"),  # no patterns
+    taskfile.Template("Hi {1}, code {2}", "notification", "international", None),
+    taskfile.Template("春季大促。回T退订", "marketing", "mainland", "Shop"),  # no variables
+    taskfile.Template("{1}您好\uff0c订单{2}已发货\uff0c{1}请查收", "notification", "mainland",
+                      "店"),
+    taskfile.Template("尊敬的{1}\uff1a您的订单已发货\uff0c请留意短信通知\uff0c快递员将在今天"
+                      "下午送达\uff0c单号{2}\uff0c如有疑问请联系客服\uff0c谢谢。", "notification",
+                      "mainland", "Shop"),  # several parts
+]
+PHONES = ["13800138000", "+8613800138000", "13900139000", "15012345678", "17700001111",
+          "18612345678", "16100000000", "12345", "+14155550100", "4155550101", " 13800138001",
+          "'13800138002", "13800138003.0", "1.38001E+10", "+86 138 0013 8004", "",
+          "\uff11\uff13\uff18\uff10\uff10\uff11\uff13\uff18\uff10\uff10\uff15"]
+VALUES = ["123456", "5", "abcd", "", " 42 ", "张三", "A-1001", "evil.com/x", "12", "x" * 9,
+          "a\\b", 'say "hi"', "a\tb", "😀", "\uff3a", "line\nbreak", "1,5", "x;y", "www.a.cn",
+          "y" * 20, "z" * 35, "中" * 30]
+
+
+@st.composite
+def task_files(draw: st.DrawFn) -> tuple[bytes, int]:
+    delimiter = draw(st.sampled_from([",", ";", "\t"]))
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    header = draw(st.sampled_from([None, ["phone", "a", "b"], ["a", "手机", "b"]]))
+    lines = [] if header is None else [delimiter.join(header)]
+    common = st.sampled_from(["123456", "5", "abcd", "张三", "A-1001", "y" * 20, "z" * 35,
+                              "中" * 30])
+    for _ in range(draw(st.integers(0, 40))):
+        shape = draw(st.integers(0, 9))
+        if shape == 0:
+            lines.append(draw(st.sampled_from(["", delimiter * 2, " "])))
+            continue
+        if shape < 7:  # the common shape: a new mainland mobile, plain values
+            phone = draw(st.sampled_from(["", "+86"])) + f"1380013{draw(st.integers(0, 300)):04d}"
+            cells = [draw(common) for _ in range(2)]
+        else:
+            phone = draw(st.sampled_from(PHONES))
+            cells = [draw(st.sampled_from(VALUES))
+                     for _ in range(draw(st.sampled_from([2, 2, 2, 1, 3, 0])))]
+        cells.insert(1 if header and header[1] == "手机" else 0, phone)
+        if draw(st.integers(0, 9)) == 0:  # quoted, as some exporters write every field
+            cells = ['"' + c.replace('"', '""') + '"' for c in cells]
+        else:
+            cells = [c if not any(x in c for x in (delimiter, '"', "\n", "\r")) else
+                     '"' + c.replace('"', '""') + '"' for c in cells]
+        lines.append(delimiter.join(cells))
+    text = newline.join(lines) + draw(st.sampled_from([newline, ""]))
+    bom = draw(st.sampled_from([b"", codecs.BOM_UTF8]))
+    return bom + text.encode(), draw(st.sampled_from([1 << 16, 40, 7, 200]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(file=task_files(), which=st.integers(0, len(FILE_TEMPLATES) - 1),
+       max_rows=st.sampled_from([taskfile.MAX_ROWS, 5]))
+def test_fast_paths_give_the_verdicts_of_the_rules(file: tuple[bytes, int], which: int,
+                                                   max_rows: int) -> None:
+    from unittest import mock
+
+    data, block = file
+    t = FILE_TEMPLATES[which]
+    with mock.patch.object(taskfile, "BLOCK_CHARS", block):
+        assert verdicts(data, t, max_rows=max_rows) == expected(data, t, max_rows=max_rows)
+
+
+@pytest.mark.parametrize("quote", ["", '"'])
+def test_the_common_shape_is_read_a_block_at_a_time(quote: str) -> None:
+    from unittest import mock
+
+    t = FILE_TEMPLATES[0]
+    lines = [",".join(f"{quote}{c}{quote}" for c in (f"1380013{i:04d}", 100000 + i, 5))
+             for i in range(3000)]
+    lines[2500] = lines[10]  # a repeat, in a block of its own
+    lines[1200] = '13900139000,"1234",5'  # a row read by csv, in another
+    data = ("phone,code,minutes\n" + "\n".join(lines) + "\n").encode()
+    with mock.patch.object(taskfile, "BLOCK_CHARS", 4096):
+        batches = list(taskfile.scan(io.BytesIO(data), "f.csv", t))
+    assert sum(b.columns is not None for b in batches) >= 10  # the regex read most blocks
+    assert sum(b.rows for b in batches) == 3000 and sum(b.valid for b in batches) == 2999
+    assert verdicts(data, t) == expected(data, t)
+    got = [e for b in batches for e in b.errors]
+    assert got == [RowError(2502, "phone", "The same number appears earlier in the file.")]
+
+
+def test_a_quoted_field_across_blocks() -> None:
+    from unittest import mock
+
+    t = FILE_TEMPLATES[1]
+    data = ('13800138000,"Ann\n' + "13800138001,x\n" * 3 + '",A1\n13800138002,Bo,B2\n').encode()
+    for block in (5, 20, 1 << 16):
+        with mock.patch.object(taskfile, "BLOCK_CHARS", block):
+            assert verdicts(data, t) == expected(data, t)
