@@ -95,7 +95,7 @@ def test_carrier_refusing_binds_for_a_long_while(tmp_path: Path, smsc: SMSC,
         back = time.monotonic()
         _wait(lambda: p.counts() == {"delivered": 120}, 60, "all 120 delivered")
         recovered_s = time.monotonic() - back
-        assert recovered_s < 10  # back-off capped: soon after the carrier returns
+        assert recovered_s < 20  # back-off capped (0.5 s here): soon after the carrier returns
         assert sorted(s.destination for s in smsc.submitted) == numbers
         assert set(taken_per_destination(smsc).values()) == {1}
     finally:
