@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -76,3 +77,31 @@ def at_once(work: Callable[[], None], times: int = 2) -> None:
         t.start()
     for t in threads:
         t.join(timeout=30)
+
+
+@contextmanager
+def serving(app: Any, threads: int = 4) -> Iterator[str]:
+    """The app under waitress in a thread; yields its base URL.
+
+    Stopped from its own loop thread, after its request threads: `server.close()`
+    from outside leaves the loop serving keep-alive channels, which then wake the
+    loop by writing b"x" to the closed trigger's file descriptor; once the kernel
+    reuses that number for a Redis socket, the next command arrives as `x*8…`."""
+    from waitress import create_server, wasyncore
+
+    server = create_server(app, host="127.0.0.1", port=0, threads=threads)
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            wasyncore.loop(timeout=0.05, map=server._map, count=1)
+        server.task_dispatcher.shutdown()  # no request thread touches a channel after this
+        wasyncore.close_all(server._map, ignore_all=True)
+
+    thread = threading.Thread(target=run, name="waitress-loop", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        stop.set()
+        thread.join(timeout=30)

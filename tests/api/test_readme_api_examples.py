@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from tests.api.mgmt import new_pair
-from tests.helpers import make_user
+from tests.helpers import make_user, serving
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -27,13 +26,8 @@ def _blocks(lang: str) -> list[str]:
 
 @pytest.fixture
 def live(api: Flask) -> Iterator[str]:
-    from waitress import create_server
-
-    server = create_server(api, host="127.0.0.1", port=0, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
+    with serving(api, threads=2) as base:
+        yield base
 
 
 def test_python_and_curl_examples_work(live: str, session: Session, tmp_path: Path,

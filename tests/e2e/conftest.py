@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from sqlalchemy.orm import Session
 from app import create_app, migrate
 from app.services.accounts import ensure_account
 from app.services.users import bootstrap_user
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, serving
 
 CHROMIUM = "/usr/bin/chromium"
 # No background traffic: this machine has no network beyond loopback.
@@ -24,8 +23,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 @pytest.fixture
 def live_server(tmp_path: Path, embedded_redis_url: str) -> Iterator[str]:
-    from waitress import create_server
-
     url = f"sqlite:///{tmp_path / 'e2e.db'}"
     migrate.upgrade(url)
     app = create_app({"DATABASE_URL": url, "REDIS_URL": embedded_redis_url,
@@ -42,11 +39,8 @@ def live_server(tmp_path: Path, embedded_redis_url: str) -> Iterator[str]:
             if email.startswith("reviewer"):
                 reviewer_policy = session.query(Policy).filter_by(name="SMSReviewer").one()
                 user.policies = [reviewer_policy]
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
+    with serving(app) as base:
+        yield base
     app.extensions["db"].engine.dispose()
 
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from app import create_app, migrate
 from app.services.accounts import ensure_account
 from app.services.users import bootstrap_user
 from jobs import worker
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, serving
 from tests.jobs.test_alarm_sms import CountingSimulator
 
 pytestmark = pytest.mark.browser
@@ -24,8 +23,6 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def served(tmp_path: Path, embedded_redis_url: str) -> Iterator[tuple[str, Flask]]:
-    from waitress import create_server
-
     url = f"sqlite:///{tmp_path / 'e2e.db'}"
     migrate.upgrade(url)
     app = create_app({"DATABASE_URL": url, "REDIS_URL": embedded_redis_url,
@@ -36,11 +33,8 @@ def served(tmp_path: Path, embedded_redis_url: str) -> Iterator[tuple[str, Flask
         user, _ = bootstrap_user(session, ensure_account(session), "root@example.com",
                                  PASSWORD, root=True)
         user.must_change_password = False
-    server = create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}", app
-    server.close()
+    with serving(app) as base:
+        yield base, app
     app.extensions["db"].engine.dispose()
 
 
