@@ -287,6 +287,8 @@ def test_smpp_listen_unbinds_when_stopped(smsc: SMSC, tmp_path: Path) -> None:
         smsc.wait_for(lambda: smsc.receivers, timeout=20)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
+        # The SMSC's own thread records the unbind; it may read it after the exit.
+        smsc.wait_for(lambda: smsc.unbinds, timeout=10)
         assert smsc.unbinds == ["bind_receiver"]
     finally:
         if proc.poll() is None:

@@ -92,10 +92,9 @@ def test_carrier_refusing_binds_for_a_long_while(tmp_path: Path, smsc: SMSC,
         # Nothing failed or lost meanwhile (a drain may hold a claim for a moment).
         assert set(p.counts()) <= {"accepted", "submitting"}
         smsc.refuse_binds_until = 0.0  # back
-        back = time.monotonic()
+        # Within 60 s of the carrier's return (issue #9), back-off capped at 0.5 s here:
+        # 11 s on a loaded machine, 22 s with four suites at once on two cores.
         _wait(lambda: p.counts() == {"delivered": 120}, 60, "all 120 delivered")
-        recovered_s = time.monotonic() - back
-        assert recovered_s < 20  # back-off capped (0.5 s here): soon after the carrier returns
         assert sorted(s.destination for s in smsc.submitted) == numbers
         assert set(taken_per_destination(smsc).values()) == {1}
     finally:
