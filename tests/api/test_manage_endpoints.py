@@ -378,3 +378,19 @@ def test_a_lost_race_answers_the_services_own_error(api: Flask, session: Session
     assert sorted(a.status_code for a in answers) == [200, 409], [a.get_json() for a in answers]
     lost = next(a for a in answers if a.status_code == 409).get_json()["error"]
     assert lost["code"] == "Conflict" and "saved the same numbers" in lost["message"], lost
+
+
+def test_carrier_template_id_is_set_as_in_the_console(api: Flask, session: Session) -> None:
+    m = _full(api, session)
+    t = m.post("/templates", TEMPLATE).get_json()
+    path = f"/templates/{t['id']}/carrier-template-id"
+    done = m.put(path, {"carrier_template_id": " T-100 "})
+    assert done.status_code == 200, done.get_json()
+    assert (done.get_json()["carrier_template_id"], done.get_json()["status"]) == (
+        "T-100", "pending")
+    assert m.get(f"/templates/{t['id']}").get_json()["carrier_template_id"] == "T-100"
+    bad = m.put(path, {"carrier_template_id": "no spaces <b>"})
+    assert bad.status_code == 400 and "carrier_template_id" in bad.get_json()["error"]["fields"]
+    assert m.put(path, {}).status_code == 400  # required: null clears it
+    cleared = m.put(path, {"carrier_template_id": None})
+    assert cleared.status_code == 200 and cleared.get_json()["carrier_template_id"] is None
