@@ -175,3 +175,21 @@ def test_the_same_mute_entry(app: Flask, roots: list[Client], shop: Shop,
     assert "at the same time" in text_of(lost, "main")
     assert _count(session, MuteEntry) == 1
     assert _audits(session, "AddBlackList") == 1
+
+
+def test_a_third_api_key_at_once(app: Flask, roots: list[Client], session: Session) -> None:
+    """No unique key guards "at most two pairs": the count and the insert must not
+    interleave (on SQLite too, where FOR UPDATE locks nothing)."""
+    from app.models import ApiKey
+    from app.services import api_keys
+
+    root = session.scalar(select(User).where(User.is_root))
+    assert root is not None
+    api_keys.create_key(root_ctx(session), root.id)
+    session.commit()
+    with held_together(app.extensions["db"].engine, "INSERT INTO api_key", hold_s=1):
+        answers = together(*(lambda c=c: c.post(f"/api-keys/users/{root.id}")
+                             for c in roots))
+    assert sorted(a.status_code for a in answers) == [200, 302], [
+        a.get_data(as_text=True)[:1000] for a in answers]
+    assert _count(session, ApiKey) == 2
