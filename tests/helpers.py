@@ -6,8 +6,10 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app.models import Policy, User
@@ -105,3 +107,54 @@ def serving(app: Any, threads: int = 4) -> Iterator[str]:
     finally:
         stop.set()
         thread.join(timeout=30)
+
+
+T = TypeVar("T")
+
+
+@contextmanager
+def held_together(engine: Engine, *statements: str, hold_s: float = 5
+                  ) -> Iterator[list[str]]:
+    """Hold each thread's first statement starting with one of `statements` (e.g. "INSERT
+    INTO policy") until two threads have reached it, so two requests both pass a service's
+    "is it free?" check before either writes: the race happens every time, not now and
+    then. Yields the names of the threads that met there (two when they did; SQLite
+    may serve one request whole first, if it wrote earlier in its transaction)."""
+    barrier = threading.Barrier(2)
+    prefixes = tuple(s.upper() for s in statements)
+    held: set[int] = set()
+    met: list[str] = []
+
+    def hold(_conn: Any, _cursor: Any, sql: str, *_args: Any) -> None:
+        me = threading.get_ident()
+        if me in held or not sql.lstrip().upper().startswith(prefixes):
+            return
+        held.add(me)
+        try:
+            barrier.wait(timeout=hold_s)
+            met.append(threading.current_thread().name)
+        except threading.BrokenBarrierError:
+            pass  # the other request was served first
+
+    event.listen(engine, "before_cursor_execute", hold)
+    try:
+        yield met
+    finally:
+        event.remove(engine, "before_cursor_execute", hold)
+
+
+def together(*calls: Callable[[], T]) -> list[T]:
+    """Run each call on a thread of its own, all at once; their results, in order."""
+    results: dict[int, T] = {}
+
+    def run(i: int, call: Callable[[], T]) -> None:
+        results[i] = call()
+
+    threads = [threading.Thread(target=run, args=(i, c), name=f"call{i}")
+               for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(results) == len(calls), "a call failed or hung; see its thread's error"
+    return [results[i] for i in range(len(calls))]

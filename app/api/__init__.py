@@ -23,7 +23,12 @@ from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    HTTPException,
+    MethodNotAllowed,
+    RequestEntityTooLarge,
+)
+from werkzeug.exceptions import NotFound as NoRoute
 from werkzeug.wrappers import Response
 
 from app import safejson
@@ -417,11 +422,30 @@ def message(serial_no: str) -> Response:
     return jsonify(sending.as_dict(msg, app.sdk_app_id))
 
 
-@bp.route("/<path:_unknown>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
-def unknown(_unknown: str) -> tuple[Response, int]:
-    """A path no endpoint has (e.g. a letter where an id goes): JSON, like every answer
-    under /api/v1, not the console's HTML error page."""
-    return _error(404, "NotFound", "No such endpoint; see /api/v1/openapi.json.")
+def _under_api(path: str) -> bool:
+    return path == bp.url_prefix or path.startswith(f"{bp.url_prefix}/")
+
+
+@bp.before_app_request
+def _routing_error() -> tuple[Response, int] | None:
+    """A path under /api/v1 no endpoint has (e.g. a letter where an id goes), or a method
+    its endpoint does not take: JSON like every answer here, not the console's HTML
+    error page. Blueprint error handlers never see these (routing failed, so no
+    blueprint was chosen); routing answers before authentication."""
+    exc = request.routing_exception
+    if exc is None or not _under_api(request.path):
+        return None
+    if isinstance(exc, MethodNotAllowed):
+        allowed = sorted(exc.valid_methods or ())
+        real = [m for m in allowed if m not in ("HEAD", "OPTIONS")] or allowed
+        resp, status = _error(405, "MethodNotAllowed",
+                              f"This path does not take {request.method[:16]}; it takes "
+                              f"{' or '.join(real)}. See /api/v1/openapi.json.")
+        resp.headers["Allow"] = ", ".join(allowed)
+        return resp, status
+    if isinstance(exc, NoRoute):
+        return _error(404, "NotFound", "No such endpoint; see /api/v1/openapi.json.")
+    return None  # a redirect (a slash to add or drop) is followed as usual
 
 
 @bp.get("/openapi.json")

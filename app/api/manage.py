@@ -686,6 +686,14 @@ def _modify_template(ctx: Ctx, b: Body, template_id: int) -> Json:
     return template_json(content.update_template(ctx, template_id, _template_data(b)))
 
 
+@route("ModifySmsTemplate:carrier")
+def _carrier_template_id(ctx: Ctx, b: Body, template_id: int) -> Json:
+    if "carrier_template_id" not in b.data:  # a forgotten field must not clear it
+        raise ValidationError({"carrier_template_id": "Required; null clears it."})
+    return template_json(content.set_carrier_template_id(ctx, template_id,
+                                                         b.text("carrier_template_id")))
+
+
 @route("DeleteSmsTemplate")
 def _delete_template(ctx: Ctx, _b: Body, template_id: int) -> Json:
     content.delete_template(ctx, template_id)

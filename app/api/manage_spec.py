@@ -312,6 +312,11 @@ _OPS = [
               TEMPLATE_IN, tag="Content"),
     Operation("DeleteSmsTemplate", "DELETE", "/templates/{template_id}", "Delete a template",
               "DeleteSmsTemplate", "Deleted", tag="Content"),
+    Operation("ModifySmsTemplate:carrier", "PUT", "/templates/{template_id}/carrier-template-id",
+              "Set or clear the template's id at a carrier that sends by template (a change "
+              "sends it back to review)", "ModifySmsTemplate", "Template",
+              _obj({"carrier_template_id": _nullable("string")}, ("carrier_template_id",)),
+              tag="Content"),
     # reviews
     Operation("ReviewContent:queue", "GET", "/reviews", "Everything pending review",
               "DescribeSmsTemplateList", "ReviewItem", paged=True, tag="Reviews"),

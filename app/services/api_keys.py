@@ -11,7 +11,7 @@ import secrets
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
@@ -59,8 +59,11 @@ def list_keys(ctx: Ctx, user_id: int) -> list[ApiKey]:
 def create_key(ctx: Ctx, user_id: int) -> tuple[ApiKey, str]:
     """A new pair; the SecretKey is returned now and never again."""
     user = _user(ctx, user_id)
-    # Lock the user's row so two concurrent creates cannot both see one pair.
-    ctx.db.execute(select(User.id).where(User.id == user.id).with_for_update())
+    # Two concurrent creates must not both count one pair. A write that changes
+    # nothing locks the user's row (PostgreSQL) and takes the database's write lock
+    # (SQLite, where FOR UPDATE locks nothing) until this transaction ends.
+    ctx.db.execute(update(User).where(User.id == user.id)
+                   .values(session_version=User.session_version))
     count = ctx.db.scalar(select(func.count()).where(ApiKey.user_id == user.id)) or 0
     if count >= MAX_KEYS:
         raise Conflict(f"A user holds at most {MAX_KEYS} API keys; delete one first.")

@@ -29,6 +29,7 @@ from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
 from app.services.notifications import REVIEW_READ_ACTIONS
+from app.services.unique import same_time, taken
 from app.services.values import flag, text, whole_number
 from app.sms import alarm_texts, numbers
 
@@ -118,8 +119,8 @@ def set_country(ctx: Ctx, sdk_app_id: str, *, iso_code: str, alarm_threshold: An
     iso, t, lim = _country_row(app, iso_code, alarm_threshold, daily_limit, errors)
     if errors:
         raise ValidationError(errors)
-    _upsert_country(app, iso, t, lim)
-    ctx.db.flush()
+    with taken(ctx.db, same_time("country or region")):
+        _upsert_country(app, iso, t, lim)
     audit.record(ctx, "ModifyCountryConfig", "app", sdk_app_id, None,
                  {"iso_code": iso, "alarm_threshold": t, "daily_limit": lim})
     return app
@@ -168,9 +169,9 @@ def import_countries(ctx: Ctx, sdk_app_id: str, data: bytes) -> int:
         raise ValidationError({"file": "; ".join(problems[:50])})
     if not rows:
         raise invalid("file", "The file has no country codes.")
-    for iso, (t, lim) in rows.items():
-        _upsert_country(app, iso, t, lim)
-    ctx.db.flush()
+    with taken(ctx.db, same_time("countries or regions")):
+        for iso, (t, lim) in rows.items():
+            _upsert_country(app, iso, t, lim)
     audit.record(ctx, "ModifyCountryConfig", "app", sdk_app_id, None,
                  {"imported": sorted(rows)})
     return len(rows)
@@ -270,9 +271,9 @@ def add_allowlist(ctx: Ctx, sdk_app_id: str, lines: str) -> int:
     if len(existing) + len(new) > MAX_ALLOWLIST:
         raise invalid("numbers", f"The allowlist holds at most {MAX_ALLOWLIST} numbers; "
                                  f"{len(existing)} are listed and {len(new)} are new.")
-    for number in new:
-        app.allowlist.append(FrequencyAllowlistEntry(phone_number=number))
-    ctx.db.flush()
+    with taken(ctx.db, same_time("numbers")):
+        for number in new:
+            app.allowlist.append(FrequencyAllowlistEntry(phone_number=number))
     if new:
         audit.record(ctx, "AddFrequencyWhiteList", "app", sdk_app_id, None, {"numbers": new})
     return len(new)

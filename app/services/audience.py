@@ -23,6 +23,7 @@ from app.models import CustomerGroup, GroupMember, MuteEntry, SendTask, Unsubscr
 from app.services import audit, bulk, tasks
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
+from app.services.unique import taken
 from app.sms import memberfile, numbers, taskfile, templating
 
 NAME_MAX = 40
@@ -84,6 +85,10 @@ def _check_type(sms_type: str) -> str:
     return sms_type
 
 
+def _name_in_use() -> ValidationError:
+    return invalid("name", "A group with this name exists already.")
+
+
 def _name_taken(ctx: Ctx, name: str, except_id: int | None = None) -> bool:
     q = select(CustomerGroup.id).where(CustomerGroup.account_id == ctx.actor.account_id,
                                        func.lower(CustomerGroup.name) == name.lower())
@@ -136,15 +141,15 @@ def create_group(ctx: Ctx, *, name: str, sms_type: str) -> CustomerGroup:
         raise ValidationError(errors)
     name = _check_name(name)
     if _name_taken(ctx, name):
-        raise invalid("name", "A group with this name exists already.")
+        raise _name_in_use()
     count = ctx.db.scalar(select(func.count()).select_from(CustomerGroup).where(
         CustomerGroup.account_id == ctx.actor.account_id)) or 0
     if count >= MAX_GROUPS:
         raise Conflict(f"An account holds at most {MAX_GROUPS:,} groups.")
     group = CustomerGroup(account_id=ctx.actor.account_id, name=name, sms_type=sms_type,
                           member_count=0, created_by=ctx.actor.label)
-    ctx.db.add(group)
-    ctx.db.flush()
+    with taken(ctx.db, _name_in_use()):
+        ctx.db.add(group)
     audit.record(ctx, "CreateCustomerGroup", "customer_group", group.id, None,
                  {"name": name, "sms_type": sms_type})
     return group
@@ -155,11 +160,11 @@ def rename_group(ctx: Ctx, group_id: int | str, name: str) -> CustomerGroup:
     group = _group(ctx, group_id)
     name = _check_name(name)
     if _name_taken(ctx, name, except_id=group.id):
-        raise invalid("name", "A group with this name exists already.")
+        raise _name_in_use()
     audit.record_changes(ctx, "ModifyCustomerGroup", "customer_group", group.id,
                          {"name": group.name}, {"name": name})
-    group.name = name
-    ctx.db.flush()
+    with taken(ctx.db, _name_in_use()):
+        group.name = name
     return group
 
 

@@ -8,6 +8,7 @@ from app.models import MuteEntry
 from app.services import audit, paging
 from app.services.context import Ctx
 from app.services.errors import ValidationError, invalid
+from app.services.unique import same_time, taken
 from app.services.unsubscribes import number_and_signature
 from app.sms import numbers, templating
 
@@ -62,8 +63,8 @@ def add(ctx: Ctx, *, phone_number: str, signature_id: str | int, sms_type: str,
         raise invalid("phone_number", f"The mute list holds at most {MAX_NUMBERS:,} numbers.")
     entry = MuteEntry(account_id=ctx.actor.account_id, phone_number=number,
                       signature_id=sig.id, sms_type=kind, consent_confirmed_by=ctx.actor.label)
-    ctx.db.add(entry)
-    ctx.db.flush()
+    with taken(ctx.db, same_time("mute entry")):
+        ctx.db.add(entry)
     audit.record(ctx, "AddBlackList", "mute", entry.id, None,
                  {"phone_number": number, "signature": sig.content, "sms_type": kind or "all"})
     return entry

@@ -10,7 +10,8 @@ from app.models import Policy
 from app.services import audit
 from app.services.access import PolicyError, parse_policy
 from app.services.context import Ctx
-from app.services.errors import Conflict, NotFound, ValidationError
+from app.services.errors import Conflict, NotFound, ValidationError, invalid
+from app.services.unique import taken
 from app.services.values import text
 
 
@@ -33,6 +34,9 @@ def get_policy(ctx: Ctx, policy_id: int) -> Policy:
     return policy
 
 
+NAME_TAKEN = "A policy with this name exists."
+
+
 def _validate(ctx: Ctx, name: str, description: str, document: str,
               policy_id: int | None) -> tuple[str, str, str]:
     errors: dict[str, str] = {}
@@ -44,7 +48,7 @@ def _validate(ctx: Ctx, name: str, description: str, document: str,
         select(Policy.id).where(Policy.account_id == ctx.actor.account_id, Policy.name == name)
     )
     if taken is not None and taken != policy_id:
-        errors["name"] = "A policy with this name exists."
+        errors["name"] = NAME_TAKEN
     try:
         parse_policy(document)
         document = json.dumps(json.loads(document), indent=2)
@@ -60,8 +64,8 @@ def create_policy(ctx: Ctx, *, name: str, description: str, document: str) -> Po
     name, description, document = _validate(ctx, name, description, document, None)
     policy = Policy(account_id=ctx.actor.account_id, name=name, description=description,
                     document=document)
-    ctx.db.add(policy)
-    ctx.db.flush()
+    with taken(ctx.db, invalid("name", NAME_TAKEN)):
+        ctx.db.add(policy)
     audit.record(ctx, "CreatePolicy", "policy", policy.id, None,
                  {"name": name, "document": json.loads(document)})
     return policy
@@ -74,8 +78,8 @@ def update_policy(ctx: Ctx, policy_id: int, *, name: str, description: str,
         raise Conflict("Preset policies cannot be changed; create a custom one.")
     name, description, document = _validate(ctx, name, description, document, policy.id)
     before = {"name": policy.name, "document": json.loads(policy.document)}
-    policy.name, policy.description, policy.document = name, description, document
-    ctx.db.flush()
+    with taken(ctx.db, invalid("name", NAME_TAKEN)):
+        policy.name, policy.description, policy.document = name, description, document
     audit.record_changes(ctx, "ModifyPolicy", "policy", policy.id, before,
                          {"name": name, "document": json.loads(document)})
     return policy

@@ -28,6 +28,7 @@ from app.services import audit
 from app.services.accounts import actor_for
 from app.services.context import Ctx, Settings
 from app.services.errors import NotFound, PermissionDenied, ServiceError
+from app.services.unique import taken
 
 CODE_TTL_SECONDS = 600
 MAX_TRIES = 5  # per Slack member per TRY_WINDOW_SECONDS
@@ -103,8 +104,10 @@ def redeem(db: Session, redis: redis_lib.Redis, settings: Settings, code: str,
     ctx = Ctx(db, actor_for(user), settings)
     audit.record(ctx, "LinkSlackUser", "user", user.id,
                  {"slack_user_id": user.slack_user_id}, {"slack_user_id": slack_user_id})
-    user.slack_user_id = slack_user_id
-    db.flush()
+    # Two codes typed at once by one member: the second link breaks the unique key.
+    with taken(db, LinkFailed("Your Slack account was just linked by another code. To link "
+                              f"another user, unlink it first at {settings.base_url}/account.")):
+        user.slack_user_id = slack_user_id
     return user
 
 

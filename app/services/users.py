@@ -10,7 +10,10 @@ from app.models import Account, Policy, User
 from app.services import audit, passwords
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
+from app.services.unique import taken
 from app.services.values import checked, text
+
+EMAIL_TAKEN = "A user with this email already exists."
 
 
 def normalize_email(email: str) -> str:
@@ -44,8 +47,8 @@ def bootstrap_user(
         is_root=root,
         must_change_password=generated is not None,
     )
-    db.add(user)
-    db.flush()
+    with taken(db, Conflict(f"A user with email {email} already exists.")):
+        db.add(user)
     return user, generated
 
 
@@ -88,14 +91,17 @@ def create_sub_user(ctx: Ctx, *, email: str, name: str) -> tuple[User, str]:
     try:
         email = normalize_email(email)
         if _email_taken(ctx.db, email):
-            errors["email"] = "A user with this email already exists."
+            errors["email"] = EMAIL_TAKEN
     except ValidationError as exc:
         errors.update(exc.errors)
     if errors:
         raise ValidationError(errors)
     account = ctx.db.get(Account, ctx.actor.account_id)
     assert account is not None
-    user, generated = bootstrap_user(ctx.db, account, email, None, root=False, name=name)
+    try:
+        user, generated = bootstrap_user(ctx.db, account, email, None, root=False, name=name)
+    except Conflict:  # created by a concurrent request since the check above
+        raise invalid("email", EMAIL_TAKEN) from None
     audit.record(ctx, "CreateUser", "user", user.id, None, {"email": email, "name": user.name})
     assert generated is not None
     return user, generated

@@ -205,7 +205,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> tuple:
-        return _error(exc.code or 500, exc.description or exc.name)
+        page, status = _error(exc.code or 500, exc.description or exc.name)
+        allow = dict(exc.get_headers()).get("Allow")  # a 405 names the methods it takes
+        return (page, status, {"Allow": allow}) if allow else (page, status)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from app.models import CustomerGroup, IdempotentReply, Qualification, Template
 from app.services import content
 from tests.api.mgmt import Mgmt, as_user
-from tests.helpers import QUALIFICATION, make_app, make_user, root_ctx
+from tests.helpers import QUALIFICATION, held_together, make_app, make_user, root_ctx, together
 
 TEMPLATE = {"region": "international", "name": "Shipped", "sms_type": "notification",
             "content": "Order {1} shipped"}
@@ -352,3 +352,45 @@ def test_alarm_contact_mobile_is_confirmed_through_the_api(api: Flask, session: 
     assert "3 tries left" in retried.get_json()["error"]["message"], retried.get_json()
     good = m.post(base + "/confirm", {"code": code})
     assert good.status_code == 200 and good.get_json()["mobile_confirmed"] is True
+
+
+def test_a_lost_race_answers_the_services_own_error(api: Flask, session: Session) -> None:
+    """Both requests pass the "is it free?" check, then the database's unique key refuses
+    one: the loser gets what the check would have said (the same error the web shows),
+    not a generic conflict."""
+    m = _full(api, session)
+    sdk_app_id = make_app(session)
+    session.commit()
+    engine = api.extensions["db"].engine
+    twin = Mgmt(api.test_client(), m.secret_id, m.secret_key)
+    with held_together(engine, "INSERT INTO customer_group") as met:
+        answers = together(*(lambda c=c: c.post("/groups", {"name": "VIP",
+                                                            "sms_type": "marketing"})
+                             for c in (m, twin)))
+    assert len(met) == 2
+    assert sorted(a.status_code for a in answers) == [201, 400], [a.get_json() for a in answers]
+    lost = next(a for a in answers if a.status_code == 400).get_json()["error"]
+    assert lost["fields"] == {"name": "A group with this name exists already."}, lost
+    with held_together(engine, "INSERT INTO frequency_allowlist") as met:
+        answers = together(*(lambda c=c: c.post(f"/apps/{sdk_app_id}/allowlist",
+                                                {"phone_numbers": ["+14155550100"]})
+                             for c in (m, twin)))
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.get_json() for a in answers]
+    lost = next(a for a in answers if a.status_code == 409).get_json()["error"]
+    assert lost["code"] == "Conflict" and "saved the same numbers" in lost["message"], lost
+
+
+def test_carrier_template_id_is_set_as_in_the_console(api: Flask, session: Session) -> None:
+    m = _full(api, session)
+    t = m.post("/templates", TEMPLATE).get_json()
+    path = f"/templates/{t['id']}/carrier-template-id"
+    done = m.put(path, {"carrier_template_id": " T-100 "})
+    assert done.status_code == 200, done.get_json()
+    assert (done.get_json()["carrier_template_id"], done.get_json()["status"]) == (
+        "T-100", "pending")
+    assert m.get(f"/templates/{t['id']}").get_json()["carrier_template_id"] == "T-100"
+    bad = m.put(path, {"carrier_template_id": "no spaces <b>"})
+    assert bad.status_code == 400 and "carrier_template_id" in bad.get_json()["error"]["fields"]
+    assert m.put(path, {}).status_code == 400  # required: null clears it
+    cleared = m.put(path, {"carrier_template_id": None})
+    assert cleared.status_code == 200 and cleared.get_json()["carrier_template_id"] is None

@@ -268,6 +268,8 @@ ACCOUNT_CASES: dict[str, Case] = {
                                               _template),
     "AddSmsTemplate": ("POST", "/templates", {**T, "region": "mainland"}, None),
     "ModifySmsTemplate": ("PUT", "/templates/{x}", T, _template),
+    "ModifySmsTemplate:carrier": ("PUT", "/templates/{x}/carrier-template-id",
+                                  {"carrier_template_id": "T-100"}, _template),
     "DeleteSmsTemplate": ("DELETE", "/templates/{x}", None, _template),
     "DescribeSmsSignList": ("GET", "/signatures?region=mainland", None, None),
     "DescribeSmsSignList:one": ("GET", "/signatures/{x}", None, _signature),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.models import AuditEntry, User
@@ -149,3 +149,25 @@ def test_email_link_needs_a_confirmed_email(slack: Slack, session: Session) -> N
     assert "not linked" not in _text(slack.command("apps", user=ANA))
     assert _linked(session, "ana@example.com") == ANA
     assert soup  # keep the parser helper importable here
+
+
+def test_one_member_typing_two_codes_at_once(slack: Slack, session: Session) -> None:
+    """Both redeems pass the "not linked yet" check; the unique member id refuses the
+    second link, which answers plainly (no "something went wrong") and links nobody."""
+    from tests.helpers import held_together, together
+
+    for email in ("ana@example.com", "bob@example.com"):
+        make_user(session, email, presets=["SMSReadOnlyAccess"])
+    session.commit()
+    codes = [_code(_web(slack.app, e)) for e in ("ana@example.com", "bob@example.com")]
+    with held_together(slack.app.extensions["db"].engine, "UPDATE user_account",
+                       "INSERT INTO audit_entry") as met:
+        answers = together(*(lambda c=c: _text(slack.command(f"link {c}", user=ANA))
+                             for c in codes))
+    assert len(met) == 2
+    assert sum("you now act as" in a for a in answers) == 1, answers
+    assert any("just linked by another code" in a for a in answers), answers
+    linked = [_linked(session, e) for e in ("ana@example.com", "bob@example.com")]
+    assert sorted(linked, key=str) == sorted([ANA, None], key=str)
+    assert session.scalar(select(func.count()).select_from(AuditEntry).where(
+        AuditEntry.action == "LinkSlackUser")) == 1
