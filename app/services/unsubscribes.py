@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import Select, delete, select
 
+from app.db import utcnow
 from app.models import Signature, Unsubscribe, UnsubscribeRemoval
 from app.services import audit, paging
 from app.services.apps import get_app
@@ -34,18 +35,20 @@ def query(ctx: Ctx, *, phone_number: str, sdk_app_id: str = "",
 
 def record(db: object, account_id: int, phone_number: str, signature_id: int, sms_type: str,
            source: str) -> bool:
-    """Add an opt-out if it is new (system use: replies). True when added."""
+    """Add an opt-out if it is new (system use: replies). True when added.
+
+    One statement that skips an existing row: two identical replies applied at once
+    must not fail one of their jobs on the unique key."""
+    from sqlalchemy.dialects import postgresql, sqlite
     from sqlalchemy.orm import Session
 
     assert isinstance(db, Session)
-    exists = db.scalar(select(Unsubscribe.id).where(
-        Unsubscribe.account_id == account_id, Unsubscribe.phone_number == phone_number,
-        Unsubscribe.signature_id == signature_id, Unsubscribe.sms_type == sms_type))
-    if exists is not None:
-        return False
-    db.add(Unsubscribe(account_id=account_id, phone_number=phone_number,
-                       signature_id=signature_id, sms_type=sms_type, source=source))
-    return True
+    dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
+    added = db.execute(dialect.insert(Unsubscribe).values(
+        account_id=account_id, phone_number=phone_number, signature_id=signature_id,
+        sms_type=sms_type, source=source, created_at=utcnow(),
+    ).on_conflict_do_nothing().returning(Unsubscribe.id))
+    return added.scalar() is not None  # (rowcount is -1 for this on psycopg)
 
 
 def number_and_signature(ctx: Ctx, phone_number: str, signature_id: str | int,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.models import Message, MuteEntry, Unsubscribe
 from app.models.sending import SUBMITTED
 from app.services import mute, packages, replies, reviews, unsubscribes
 from app.services.errors import Conflict, ValidationError
+from tests.conftest import Backend
 from tests.helpers import ctx_for, make_user
 from tests.sending.conftest import Shop
 
@@ -100,3 +103,35 @@ def test_packages_and_balance_alarm(shop: Shop, session: Session) -> None:
     alarms = session.scalars(select(Notification).where(Notification.event == "package")).all()
     assert [(a.recipient, a.subject) for a in alarms] == [("money@example.com",
                                                            "Credit balance is low")]
+
+
+def test_two_identical_opt_outs_at_once_add_one_row(shop: Shop, session: Session,
+                                                    backend: Backend) -> None:
+    """Two STOP replies applied together: the second waits for the first's row and
+    skips it (it failed its reply job on the unique key before)."""
+    sig = shop.signatures["international"]
+    session.commit()
+    first, second = backend.db.sessions(), backend.db.sessions()
+    try:
+        assert unsubscribes.record(first, shop.app.account_id, US, sig, "marketing", "reply")
+        outcome: list[object] = []
+
+        def other() -> None:
+            try:
+                outcome.append(unsubscribes.record(second, shop.app.account_id, US, sig,
+                                                   "marketing", "reply"))
+                second.commit()
+            except Exception as exc:  # what the assertion below reports
+                outcome.append(exc)
+                second.rollback()
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(timeout=0.5)  # PostgreSQL: waits on the first's row; SQLite: on its lock
+        first.commit()
+        thread.join(timeout=30)
+        assert outcome == [False]
+    finally:
+        first.close()
+        second.close()
+    assert session.scalar(select(func.count()).select_from(Unsubscribe)) == 1
