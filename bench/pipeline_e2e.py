@@ -3,7 +3,7 @@
 For one code tree (this one, or another checkout such as main's, for a ratio
 measured in the same run): a fresh PostgreSQL database, a Redis server of our own
 on a free port, the demo application with its limits lifted, gunicorn serving the
-API (sync workers, one per core), N smsops workers, and the simulator gateway at
+API (one worker per core, 8 threads each), N smsops workers, and the simulator gateway at
 zero latency with receipts at once. Client processes send signed requests; the
 clock runs from the first request until every message has a final state (its
 receipt applied).
@@ -152,7 +152,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="single: how long")
     parser.add_argument("--clients", type=int, default=None)
     parser.add_argument("--web-workers", type=int, default=os.cpu_count() or 2,
-                        help="gunicorn sync workers (default: one per core)")
+                        help="gunicorn workers (default: one per core)")
+    parser.add_argument("--threads", type=int, default=8,
+                        help="gunicorn gthread threads per worker (1: sync workers); "
+                             "threads let one process settle many requests together")
     parser.add_argument("--drain-cap", type=float, default=120,
                         help="stop waiting for the last receipts after this many seconds")
     args = parser.parse_args()
@@ -186,8 +189,9 @@ def main() -> None:
                         if t["region"] == "international" and t["sms_type"] == "verification")
         port = _free_port()
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", str(args.web_workers), "-b",
-             f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "2048", "wsgi:app"],
+            [sys.executable, "-m", "gunicorn", "-w", str(args.web_workers),
+             *(["-k", "gthread", "--threads", str(args.threads)] if args.threads > 1 else []),
+             "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "2048", "wsgi:app"],
             env=env, cwd=tree))
         log = (tmp / "workers.log").open("wb")
         for _ in range(args.workers):
