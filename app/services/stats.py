@@ -335,6 +335,50 @@ def verification(ctx: Ctx, f: StatsFilter, now: datetime | None = None) -> list[
     return out
 
 
+VERIFICATION_PAGE = 100  # application-hours per page (a month is some 10,000)
+
+
+def verification_page(ctx: Ctx, f: StatsFilter, page: int = 1,
+                      page_size: int = VERIFICATION_PAGE,
+                      now: datetime | None = None) -> tuple[list[CodeHour], int]:
+    """One page of `verification`'s rows (same order, same figures) and how many
+    there are: the database groups, counts and cuts the page, so a month's page
+    builds 100 rows, not 10,000 (and the page reads the day before for those only)."""
+    sc = scope(ctx, f, now)
+    if not 1 <= page_size <= 1000:
+        raise invalid("page_size", "Give a page size from 1 to 1000.")
+    page = max(1, page)
+    m = sc.totals(hourly=True)
+    epoch = cast(func.extract("epoch", m.hour), BigInteger)
+    conds = [*sc.where(m), m.verification.is_(True)]
+    total = ctx.db.scalar(select(func.count()).select_from(
+        select(m.app_id, m.hour).where(*conds).group_by(m.app_id, m.hour).subquery())) or 0
+    rows = ctx.db.execute(
+        select(m.app_id, epoch, _count(m), _count(m, outcomes.SUCCESS)).where(*conds)
+        .group_by(m.app_id, m.hour).order_by(m.hour, m.app_id)
+        .limit(page_size).offset((page - 1) * page_size)).all()
+    if not rows:
+        return [], total
+    # The same hours a day earlier, for these applications only.
+    day = timedelta(days=1)
+    ats = [int(r[1]) for r in rows]
+    first, last = (datetime.fromtimestamp(min(ats), sc.window.zone) - day,
+                   datetime.fromtimestamp(max(ats), sc.window.zone) - day + timedelta(hours=1))
+    apps_seen = sorted({r[0] for r in rows})
+    before: dict[tuple[int, int], int] = {
+        (app_id, int(at)): int(n) for app_id, at, n in ctx.db.execute(
+            select(m.app_id, epoch, _count(m))
+            .where(*sc.where(m, (first, last)), m.verification.is_(True),
+                   m.app_id.in_(apps_seen)).group_by(m.app_id, m.hour))}
+    zone, names = sc.window.zone, {a.id: (a.sdk_app_id, a.name) for a in sc.apps.values()}
+    out = []
+    for app_id, at, n, ok in rows:
+        sdk_app_id, name = names[app_id]
+        out.append(CodeHour(sdk_app_id, name, datetime.fromtimestamp(int(at), zone), int(n),
+                            int(ok), before.get((app_id, int(at) - 86400), 0)))
+    return out, total
+
+
 def choices(ctx: Ctx, region: str) -> dict[str, list[tuple[str, str]]]:
     """The filter's options: applications, signatures and templates of the region."""
     apps = [(a.sdk_app_id, f"{a.name} ({a.sdk_app_id})") for a in ctx.db.scalars(

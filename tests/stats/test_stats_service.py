@@ -239,3 +239,25 @@ def test_narrow_and_full_rollups_give_the_same_figures(loaded: Shop, period: str
                                                         period=period, start="2026-02-01",
                                                         end="2026-03-10"), NOW)
     assert seen.total.requests > 0
+
+
+@pytest.mark.parametrize("period", ["today", "7d", "30d"])
+def test_verification_pages_are_the_whole_list_cut_in_pieces(loaded: Shop, session: Session,
+                                                            period: str) -> None:
+    """The page the console and API show is cut in SQL: its rows, their growth over
+    the day before, and the total are those of the whole list."""
+    for f in (stats.StatsFilter(region="international", period=period),
+              stats.StatsFilter(region="international", period=period,
+                                template_id=loaded.templates["international"]),
+              stats.StatsFilter(region="mainland", period=period)):
+        whole = stats.verification(loaded.ctx, f, NOW)
+        assert whole
+        for size in (1, 2, 100):
+            pages = []
+            for n in range(1, len(whole) // size + 3):
+                rows, total = stats.verification_page(loaded.ctx, f, n, size, NOW)
+                assert total == len(whole)
+                pages += rows
+            assert pages == whole, (f, size)
+    with pytest.raises(ValidationError):
+        stats.verification_page(loaded.ctx, stats.StatsFilter(), 1, 0, NOW)
