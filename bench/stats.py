@@ -200,11 +200,21 @@ def measure(url: str, runs: int) -> None:
         ("countries 30d", lambda: stats.countries(ctx, f())),
         ("countries custom (92 days)", lambda: stats.countries(ctx, f("custom"))),
         ("countries 30d, one signature", lambda: stats.countries(ctx, f(signature_id=sig))),
-        ("verification today", lambda: stats.verification(ctx, f("today"))),
-        ("verification 7d", lambda: stats.verification(ctx, f("7d"))),
-        ("verification 30d", lambda: stats.verification(ctx, f())),
-        ("verification 30d, one template", lambda: stats.verification(
-            ctx, f(template_id=tmpl))),
+        ("countries 30d, one app", lambda: stats.countries(ctx, f(sdk_app_id=sdk))),
+        ("overview custom, one app", lambda: stats.overview(ctx, f("custom", sdk_app_id=sdk))),
+    ]
+    # What the verification page reads: its first page where the tree pages it
+    # (stats.verification_page), every application-hour of the period before.
+    paged = getattr(stats, "verification_page", None)
+
+    def codes(flt: Any) -> Any:
+        return paged(ctx, flt, 1) if paged else stats.verification(ctx, flt)
+
+    cases += [
+        ("verification today", lambda: codes(f("today"))),
+        ("verification 7d", lambda: codes(f("7d"))),
+        ("verification 30d", lambda: codes(f())),
+        ("verification 30d, one template", lambda: codes(f(template_id=tmpl))),
     ]
     log_fields = set(getattr(sending.LogFilter, "__dataclass_fields__", {}))
     logs: list[tuple[str, dict[str, Any]]] = [
@@ -216,6 +226,10 @@ def measure(url: str, runs: int) -> None:
         ("SMS log 30d, one app, failed", {"period": "30d", "sdk_app_id": sdk,
                                           "status": "failed"}),
         ("SMS log 30d, rejected", {"period": "30d", "status": "rejected"}),
+        ("SMS log 30d, one app, rejected, page 10", {"period": "30d", "sdk_app_id": sdk,
+                                                     "status": "rejected", "page": 10}),
+        ("SMS log 30d, number +1200 and more digits", {"period": "30d",
+                                                       "phone_number": "+1200001"}),
         ("SMS log 30d, one template", {"period": "30d", "template_id": tmpl}),
         ("SMS log 30d, one signature", {"period": "30d", "signature_id": sig}),
         ("SMS log 30d, one country", {"period": "30d", "iso_code": "DE"}),

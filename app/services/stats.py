@@ -22,7 +22,9 @@ from app.models import (
     Account,
     Application,
     Signature,
+    StatAppsDaily,
     StatCodesDaily,
+    StatCountriesDaily,
     StatRollup,
     StatRollupDaily,
     StatTotalsDaily,
@@ -130,6 +132,7 @@ class Scope:
     window: periods.Window
     apps: dict[int, Application]
     account_id: int
+    every: bool = False  # every application of the account, none filtered
 
     @property
     def narrow(self) -> bool:
@@ -139,13 +142,17 @@ class Scope:
     def totals(self, hourly: bool | None = None, by_country: bool = False) -> Any:
         """The table for counts by outcome: hourly rows for a one-day window (its
         chart is by hour), daily otherwise (a 30-day page reads 24 times fewer
-        rows); the narrow tables unless a filter needs the full ones (the narrow
-        hourly table has no country: a country filter or breakdown by the hour
-        reads the full one)."""
+        rows); the narrowest table the filter allows: by day, without the country
+        unless the page needs it, and without the application when the actor sees
+        every one and filters none (the narrow hourly table has no country: a
+        country filter or breakdown by the hour reads the full one)."""
         hourly = self.window.hourly if hourly is None else hourly
+        country = by_country or bool(self.filter.iso_code.strip())
         if self.narrow and not hourly:
-            return StatTotalsDaily
-        if self.narrow and not by_country and not self.filter.iso_code.strip():
+            if not country:
+                return StatAppsDaily
+            return StatCountriesDaily if self.every else StatTotalsDaily
+        if self.narrow and not country:
             return StatTotalsHourly
         return StatRollup if hourly else StatRollupDaily
 
@@ -157,8 +164,9 @@ class Scope:
 
     def where(self, m: Any, hours: tuple[datetime, datetime] | None = None) -> list[Any]:
         f = self.filter
-        conds: list[Any] = [m.account_id == self.account_id, m.region == f.region,
-                            m.app_id.in_(list(self.apps))]
+        conds: list[Any] = [m.account_id == self.account_id, m.region == f.region]
+        if hasattr(m, "app_id"):  # (the account-wide table is read only when `every`)
+            conds.append(m.app_id.in_(list(self.apps)))
         if hasattr(m, "hour"):
             start, end = hours or (self.window.start, self.window.end)
             conds += [m.hour >= start, m.hour < end]
@@ -183,9 +191,10 @@ def scope(ctx: Ctx, f: StatsFilter, now: datetime | None = None) -> Scope:
         win = periods.window(f.period, now or utcnow(), account.timezone, f.start, f.end)
     except periods.PeriodError as exc:
         raise invalid("period", str(exc)) from None
-    apps = {a.id: a for a in ctx.db.scalars(select(Application).where(
-        Application.account_id == ctx.actor.account_id).order_by(Application.sdk_app_id))
-        if ctx.actor.can(ACTION, a.sdk_app_id)}
+    every_app = list(ctx.db.scalars(select(Application).where(
+        Application.account_id == ctx.actor.account_id).order_by(Application.sdk_app_id)))
+    apps = {a.id: a for a in every_app if ctx.actor.can(ACTION, a.sdk_app_id)}
+    every = not f.sdk_app_id.strip() and len(apps) == len(every_app)
     if f.sdk_app_id:
         apps = {k: a for k, a in apps.items() if a.sdk_app_id == f.sdk_app_id.strip()}
         if not apps:
@@ -202,7 +211,7 @@ def scope(ctx: Ctx, f: StatsFilter, now: datetime | None = None) -> Scope:
         # A page aggregates some thousands of rollup rows: parallel workers would cost
         # more to start than they save (tens of ms, more on a busy machine).
         ctx.db.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
-    return Scope(f, win, apps, ctx.actor.account_id)
+    return Scope(f, win, apps, ctx.actor.account_id, every)
 
 
 def _total(expr: Any) -> Any:

@@ -1,10 +1,15 @@
-"""message: indexes that fit the SMS log's filters (and the pipeline's)
+"""statistics: day x application and day x country rollups; message indexes that
+fit the SMS log's filters (and the pipeline's)
 
 Revision ID: 0023
 Revises: 0022
 Create Date: 2026-12-06 09:30:00
 
-Same number of index writes per message state change, minus one:
+Two narrow daily rollups (app/models/stats.py), filled from stat_totals_daily (the
+rollups hold purged messages too): `stat_apps_daily` (no country) for the overview
+and receipts, `stat_countries_daily` (no application) for the country page.
+
+The message table: the same number of index writes per message state change, minus one:
 - `(status)` becomes `(status, id)`: a status across every application, and the
   pipeline's "accepted (or submitted) messages in id order", walk it in order;
 - `(app_id, created_at)` becomes `(app_id, status, id)`: one application's
@@ -16,6 +21,7 @@ Same number of index writes per message state change, minus one:
 On PostgreSQL the new indexes are built CONCURRENTLY (sending goes on meanwhile).
 """
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = '0023'
@@ -55,9 +61,39 @@ def _swap(add: list, drop: list) -> None:  # type: ignore[type-arg]
             op.drop_index(name, table_name='message', postgresql_concurrently=True)
 
 
+OUTCOMES = ['accepted', 'rejected', 'submitted', 'refused', 'delivered', 'failed',
+            'no_receipt', 'unknown']
+TABLES = {'stat_apps_daily': ['day', 'account_id', 'app_id', 'region'],
+          'stat_countries_daily': ['day', 'account_id', 'region', 'iso_code']}
+TYPES = {'day': sa.Date(), 'account_id': sa.Integer(), 'app_id': sa.Integer(),
+         'region': sa.String(length=16), 'iso_code': sa.String(length=2)}
+
+
+def _rollups() -> None:
+    for name, key in TABLES.items():
+        op.create_table(
+            name,
+            sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'),
+                      nullable=False),
+            *[sa.Column(c, TYPES[c], nullable=False) for c in key],
+            *[sa.Column(o, sa.BigInteger(), nullable=False) for o in (*OUTCOMES, 'billed')],
+            sa.PrimaryKeyConstraint('id', name=op.f(f'pk_{name}')),
+            sa.UniqueConstraint(*key, name=f'uq_{name}_key'),
+        )
+        op.create_index(f'ix_{name}_account_region_day', name, ['account_id', 'region', 'day'])
+        cols = ', '.join(key)
+        sums = ', '.join(f'sum({c})' for c in (*OUTCOMES, 'billed'))
+        op.execute(f"INSERT INTO {name} ({cols}, {', '.join(OUTCOMES)}, billed) "  # noqa: S608
+                   f"SELECT {cols}, {sums} FROM stat_totals_daily GROUP BY {cols}")
+
+
 def upgrade() -> None:
+    _rollups()
     _swap(NEW, OLD)
 
 
 def downgrade() -> None:
     _swap(OLD, NEW)
+    for name in TABLES:
+        op.drop_index(f'ix_{name}_account_region_day', table_name=name)
+        op.drop_table(name)
