@@ -21,6 +21,8 @@ The message table: the same number of index writes per message state change, min
 On PostgreSQL the new indexes are built CONCURRENTLY (sending goes on meanwhile).
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -65,7 +67,7 @@ OUTCOMES = ['accepted', 'rejected', 'submitted', 'refused', 'delivered', 'failed
             'no_receipt', 'unknown']
 TABLES = {'stat_apps_daily': ['day', 'account_id', 'app_id', 'region'],
           'stat_countries_daily': ['day', 'account_id', 'region', 'iso_code']}
-TYPES = {'day': sa.Date(), 'account_id': sa.Integer(), 'app_id': sa.Integer(),
+TYPES: dict[str, Any] = {'day': sa.Date(), 'account_id': sa.Integer(), 'app_id': sa.Integer(),
          'region': sa.String(length=16), 'iso_code': sa.String(length=2)}
 
 
