@@ -237,7 +237,6 @@ def measure(url: str, runs: int) -> None:
     for label, kw in logs:
         if set(kw) <= log_fields:  # filters this tree's SMS log has
             cases.append((label, lambda kw=kw: sending.log(ctx, sending.LogFilter(**kw))))
-    del app_id
     if not runs:
         return
     print("\n| query | runs | p50 ms | p95 ms | max ms |\n|---|---|---|---|---|")
@@ -251,12 +250,17 @@ def measure(url: str, runs: int) -> None:
             s.rollback()  # a fresh transaction per request, as the web has
         print(f"| {name} | {runs} | {statistics.median(times):.1f} | {_pct(times, 95):.1f} "
               f"| {max(times):.1f} |")
-    print("\nSMS log plans (EXPLAIN):")
-    for label, where in (("number prefix", "phone_number LIKE '+1200%'"),
-                         ("one app", "app_id = (SELECT id FROM application LIMIT 1)")):
+    print("\nSMS log plans (EXPLAIN of the ids the count and page read):")
+    month = "created_at > now() - interval '30 days'"
+    for label, where, order in (
+            ("number prefix", "account_id = :acc AND phone_number LIKE '+1200%'", "id + 0"),
+            ("one app", "app_id = :app", "id"),
+            ("one app, failed", "app_id = :app AND status = 'failed'", "id"),
+            ("rejected", "account_id = :acc AND status = 'rejected'", "id")):
         plan = s.execute(text(
-            f"EXPLAIN SELECT * FROM message WHERE {where} AND created_at > now() - "
-            "interval '30 days' ORDER BY id DESC LIMIT 50")).scalars().all()
+            f"EXPLAIN SELECT id FROM message WHERE {where} AND {month} "
+            f"ORDER BY {order} DESC LIMIT 1001"),
+            {"acc": account.id, "app": app_id}).scalars().all()
         print(f"- {label}: " + " / ".join(p.strip() for p in plan if "Scan" in p))
     s.close()
     db.engine.dispose()
