@@ -12,7 +12,10 @@ reads day x application x country rows, whatever the traffic's template mix):
 `stat_totals_hourly` (UTC hour x account x application x region x verification
 flag), `stat_totals_daily` (local day x account x application x region x country)
 and `stat_codes_daily` (local day x account x application x region x failure
-outcome x error code x carrier code: the failure and receipt-reason tables).
+outcome x error code x carrier code: the failure and receipt-reason tables);
+narrower still (migration 0023): `stat_apps_daily` (no country: the overview and
+receipts past a day) and `stat_countries_daily` (no application: the country page
+of an actor who sees every application).
 
 The pipeline moves a message's count from its old outcome to its new one in the
 same transaction as the state change, in one statement for every table
