@@ -200,11 +200,21 @@ def measure(url: str, runs: int) -> None:
         ("countries 30d", lambda: stats.countries(ctx, f())),
         ("countries custom (92 days)", lambda: stats.countries(ctx, f("custom"))),
         ("countries 30d, one signature", lambda: stats.countries(ctx, f(signature_id=sig))),
-        ("verification today", lambda: stats.verification(ctx, f("today"))),
-        ("verification 7d", lambda: stats.verification(ctx, f("7d"))),
-        ("verification 30d", lambda: stats.verification(ctx, f())),
-        ("verification 30d, one template", lambda: stats.verification(
-            ctx, f(template_id=tmpl))),
+        ("countries 30d, one app", lambda: stats.countries(ctx, f(sdk_app_id=sdk))),
+        ("overview custom, one app", lambda: stats.overview(ctx, f("custom", sdk_app_id=sdk))),
+    ]
+    # What the verification page reads: its first page where the tree pages it
+    # (stats.verification_page), every application-hour of the period before.
+    paged = getattr(stats, "verification_page", None)
+
+    def codes(flt: Any) -> Any:
+        return paged(ctx, flt, 1) if paged else stats.verification(ctx, flt)
+
+    cases += [
+        ("verification today", lambda: codes(f("today"))),
+        ("verification 7d", lambda: codes(f("7d"))),
+        ("verification 30d", lambda: codes(f())),
+        ("verification 30d, one template", lambda: codes(f(template_id=tmpl))),
     ]
     log_fields = set(getattr(sending.LogFilter, "__dataclass_fields__", {}))
     logs: list[tuple[str, dict[str, Any]]] = [
@@ -216,6 +226,10 @@ def measure(url: str, runs: int) -> None:
         ("SMS log 30d, one app, failed", {"period": "30d", "sdk_app_id": sdk,
                                           "status": "failed"}),
         ("SMS log 30d, rejected", {"period": "30d", "status": "rejected"}),
+        ("SMS log 30d, one app, rejected, page 10", {"period": "30d", "sdk_app_id": sdk,
+                                                     "status": "rejected", "page": 10}),
+        ("SMS log 30d, number +1200 and more digits", {"period": "30d",
+                                                       "phone_number": "+1200001"}),
         ("SMS log 30d, one template", {"period": "30d", "template_id": tmpl}),
         ("SMS log 30d, one signature", {"period": "30d", "signature_id": sig}),
         ("SMS log 30d, one country", {"period": "30d", "iso_code": "DE"}),
@@ -223,7 +237,6 @@ def measure(url: str, runs: int) -> None:
     for label, kw in logs:
         if set(kw) <= log_fields:  # filters this tree's SMS log has
             cases.append((label, lambda kw=kw: sending.log(ctx, sending.LogFilter(**kw))))
-    del app_id
     if not runs:
         return
     print("\n| query | runs | p50 ms | p95 ms | max ms |\n|---|---|---|---|---|")
@@ -237,12 +250,17 @@ def measure(url: str, runs: int) -> None:
             s.rollback()  # a fresh transaction per request, as the web has
         print(f"| {name} | {runs} | {statistics.median(times):.1f} | {_pct(times, 95):.1f} "
               f"| {max(times):.1f} |")
-    print("\nSMS log plans (EXPLAIN):")
-    for label, where in (("number prefix", "phone_number LIKE '+1200%'"),
-                         ("one app", "app_id = (SELECT id FROM application LIMIT 1)")):
+    print("\nSMS log plans (EXPLAIN of the ids the count and page read):")
+    month = "created_at > now() - interval '30 days'"
+    for label, where, order in (
+            ("number prefix", "account_id = :acc AND phone_number LIKE '+1200%'", "id + 0"),
+            ("one app", "app_id = :app", "id"),
+            ("one app, failed", "app_id = :app AND status = 'failed'", "id"),
+            ("rejected", "account_id = :acc AND status = 'rejected'", "id")):
         plan = s.execute(text(
-            f"EXPLAIN SELECT * FROM message WHERE {where} AND created_at > now() - "
-            "interval '30 days' ORDER BY id DESC LIMIT 50")).scalars().all()
+            f"EXPLAIN SELECT id FROM message WHERE {where} AND {month} "
+            f"ORDER BY {order} DESC LIMIT 1001"),
+            {"acc": account.id, "app": app_id}).scalars().all()
         print(f"- {label}: " + " / ".join(p.strip() for p in plan if "Scan" in p))
     s.close()
     db.engine.dispose()

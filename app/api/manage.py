@@ -1060,7 +1060,9 @@ def _stats_countries(ctx: Ctx) -> Json:
 
 @route("DescribeStatistics:verification")
 def _stats_verification(ctx: Ctx) -> Json:
-    return paged(stats.verification(ctx, _stats_filter()), lambda h: {
+    page, size = _page_args()
+    found, total = stats.verification_page(ctx, _stats_filter(), page, size)
+    return _listing(found, total, lambda h: {
         "sdk_app_id": h.sdk_app_id, "app_name": h.app_name, "hour": h.hour.isoformat(),
         "requests": h.requests, "success": h.success, "success_rate": h.success_rate,
         "yesterday": h.yesterday, "growth": h.growth})

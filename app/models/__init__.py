@@ -20,7 +20,9 @@ from app.models.sending import (
     UnsubscribeRemoval,
 )
 from app.models.stats import (
+    StatAppsDaily,
     StatCodesDaily,
+    StatCountriesDaily,
     StatRollup,
     StatRollupDaily,
     StatTotalsDaily,
@@ -57,7 +59,9 @@ __all__ = [
     "SendTaskError",
     "SendTaskRecipient",
     "Signature",
+    "StatAppsDaily",
     "StatCodesDaily",
+    "StatCountriesDaily",
     "StatRollup",
     "StatRollupDaily",
     "StatTotalsDaily",

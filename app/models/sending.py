@@ -27,12 +27,15 @@ FINAL = (DELIVERED, FAILED, REJECTED, UNKNOWN, NO_RECEIPT)
 class Message(Base):
     __tablename__ = "message"
     __table_args__ = (
-        Index("ix_message_app_created", "app_id", "created_at"),
-        Index("ix_message_phone_created", "phone_number", "created_at"),
-        # The SMS log's number prefix search (LIKE 'prefix%') on PostgreSQL.
-        Index("ix_message_phone_prefix", "phone_number",
-              postgresql_ops={"phone_number": "text_pattern_ops"}),
-        Index("ix_message_status", "status"),
+        # The SMS log's filters, newest first (migration 0023): one application and
+        # status; a status across applications (and the pipeline's queue, in id order).
+        Index("ix_message_app_status", "app_id", "status", "id"),
+        Index("ix_message_status_id", "status", "id"),
+        # A number (equality) or a prefix (LIKE 'prefix%', text_pattern_ops) over a
+        # period; the log counts and pages a prefix from this index alone.
+        Index("ix_message_phone", "phone_number", "created_at",
+              postgresql_ops={"phone_number": "text_pattern_ops"},
+              postgresql_include=["account_id", "app_id", "id"]),
         Index("ix_message_gateway_id", "gateway_message_id"),
         Index("ix_message_task_status", "task_id", "status"),
     )

@@ -159,6 +159,9 @@ def delete_app(ctx: Ctx, sdk_app_id: str, confirmation: str) -> None:
     if confirmation.strip() != app.sdk_app_id:
         raise invalid("confirmation", f"Type {app.sdk_app_id} to confirm the deletion.")
     audit.record(ctx, "DeleteAppInfo", "app", sdk_app_id, snapshot(app), None)
+    from app.services import rollups
+
+    rollups.forget_app(ctx.db, app.account_id, app.id)
     ctx.db.delete(app)
     ctx.db.flush()
 

@@ -18,18 +18,22 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, Connection, any_, bindparam, select, text
+from sqlalchemy import BigInteger, Connection, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.models import Account, Message
 from app.models.stats import (
+    APPS_DAILY_KEY,
     CODES_DAILY_KEY,
+    COUNTRIES_DAILY_KEY,
     DIMENSIONS,
     OUTCOME_COLUMNS,
     TOTALS_DAILY_KEY,
     TOTALS_HOURLY_KEY,
+    StatAppsDaily,
     StatCodesDaily,
+    StatCountriesDaily,
     StatRollup,
     StatRollupDaily,
     StatTotalsDaily,
@@ -174,6 +178,9 @@ STATEMENTS = {
     StatTotalsHourly.__tablename__: _totals(StatTotalsHourly.__tablename__, TOTALS_HOURLY_KEY),
     StatTotalsDaily.__tablename__: _totals(StatTotalsDaily.__tablename__, TOTALS_DAILY_KEY),
     StatCodesDaily.__tablename__: _codes(StatCodesDaily.__tablename__, CODES_DAILY_KEY),
+    StatAppsDaily.__tablename__: _totals(StatAppsDaily.__tablename__, APPS_DAILY_KEY),
+    StatCountriesDaily.__tablename__: _totals(StatCountriesDaily.__tablename__,
+                                              COUNTRIES_DAILY_KEY),
 }
 TABLES = tuple(STATEMENTS)
 # The columns of `d`, with their PostgreSQL types.
@@ -211,6 +218,30 @@ def flush(db: Session | Connection, tally: Tally, tables: Sequence[str] = TABLES
         return
     ctes = ", ".join(f"u{n} AS ({STATEMENTS[name]})" for n, name in enumerate(tables))
     db.execute(text(f"WITH d AS ({_PG_SOURCE}), {ctes} SELECT 1"), data)
+
+
+def forget_app(db: Session, account_id: int, app_id: int) -> None:
+    """A deleted application's traffic leaves the account-wide rollup
+    (stat_countries_daily), as it leaves every page (they read the applications
+    there are); the per-application rollups keep its rows, unread."""
+    t = StatTotalsDaily
+    cols = (*OUTCOME_COLUMNS, "billed")
+    found = db.execute(select(t.day, t.region, t.iso_code, *(
+        func.sum(getattr(t, c)) for c in cols)).where(t.account_id == account_id,
+                                                      t.app_id == app_id)
+        .group_by(t.day, t.region, t.iso_code)).all()
+    if not found:
+        return
+    table: Any = StatCountriesDaily.__table__
+    c = table.c
+    stmt = (update(table)
+            .where(c.account_id == account_id, c.day == bindparam("k_day"),
+                   c.region == bindparam("k_region"), c.iso_code == bindparam("k_iso"))
+            .values({name: c[name] - bindparam(f"d_{name}") for name in cols}))
+    db.connection().execute(stmt, [
+        {"k_day": r[0], "k_region": r[1], "k_iso": r[2],
+         **{f"d_{name}": int(n) for name, n in zip(cols, r[3:], strict=True)}}
+        for r in found])
 
 
 def _dialect(db: Session | Connection) -> str:

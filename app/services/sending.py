@@ -971,7 +971,7 @@ def _log_query(ctx: Ctx, f: LogFilter) -> tuple[Any, dict[int, str]]:
         Message.app_id.in_(visible)
     q = select(Message).where(mine, Message.created_at >= start, Message.created_at < end)
     if f.phone_number.strip():
-        # A prefix: on PostgreSQL ix_message_phone_prefix (text_pattern_ops) serves it.
+        # A prefix: on PostgreSQL ix_message_phone (text_pattern_ops) serves it.
         q = q.where(Message.phone_number.startswith(number_prefix(f.phone_number),
                                                     autoescape=True))
     if f.status:
@@ -1003,6 +1003,9 @@ def log(ctx: Ctx, f: LogFilter) -> tuple[list[tuple[Message, str]], int]:
         # A page reads a few thousand rows at most: starting parallel workers costs
         # more than it saves (tens to hundreds of ms on a busy machine).
         ctx.db.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+    if f.phone_number.strip():
+        rows, total = _by_number(ctx, f, q)
+        return [(m, visible[m.app_id]) for m in rows], total
     # Counted newest first, as the page reads (a walk back that stops once past the
     # cap), never a whole month: with a common filter (a status, one application)
     # counting to 10,000 read some 200,000 rows, to 1,000 about 20,000.
@@ -1010,29 +1013,34 @@ def log(ctx: Ctx, f: LogFilter) -> tuple[list[tuple[Message, str]], int]:
         q.with_only_columns(Message.id).order_by(Message.id.desc())
         .limit(count_cap(f) + 1).subquery())) or 0
     page = q.limit(f.page_size).offset((max(f.page, 1) - 1) * f.page_size)
-    if f.phone_number.strip():
-        rows = _by_number(ctx, f, page)
-    else:
-        rows = ctx.db.scalars(page.order_by(Message.id.desc())).all()
+    rows = ctx.db.scalars(page.order_by(Message.id.desc())).all()
     return [(m, visible[m.app_id]) for m in rows], total
 
 
 RECENT_IDS = 20_000  # how far back a number search first looks, walking newest first
 
 
-def _by_number(ctx: Ctx, f: LogFilter, page: Any) -> Sequence[Message]:
-    """A page of a number search. A short prefix (a country code) matches many rows:
-    walking the newest ones fills a page at once. A longer one may match a few rows,
-    all weeks old (a campaign to a range of numbers): PostgreSQL's walk back along
-    the primary key would pass millions of rows first, so when the newest
-    RECENT_IDS rows do not fill the page, the prefix index finds them (ordered by
-    `id + 0`, which the primary key cannot serve, so the planner does not walk)."""
+def _by_number(ctx: Ctx, f: LogFilter, q: Any) -> tuple[Sequence[Message], int]:
+    """A page of a number search and its count (up to just past the cap), from the
+    ids of the newest matches. A short prefix (a country code) matches many rows:
+    the newest RECENT_IDS rows hold more than the cap, walking the primary key back.
+    A longer one may match a few rows, all weeks old (a campaign to a range of
+    numbers): PostgreSQL's walk back would pass millions of rows first, so then
+    ix_message_phone finds them from the index alone (ordered by `id + 0`, which the
+    primary key cannot serve, so the planner does not walk it); only the page's
+    rows are read from the table."""
+    cap = count_cap(f)
+    ids_of = q.with_only_columns(Message.id)
     newest = ctx.db.scalar(select(func.max(Message.id))) or 0
-    rows = ctx.db.scalars(page.where(Message.id > newest - RECENT_IDS)
-                          .order_by(Message.id.desc())).all()
-    if len(rows) == f.page_size:  # the same page the whole period would give
-        return rows
-    return ctx.db.scalars(page.order_by((Message.id + 0).desc())).all()
+    ids = ctx.db.scalars(ids_of.where(Message.id > newest - RECENT_IDS)
+                         .order_by(Message.id.desc()).limit(cap + 1)).all()
+    if len(ids) <= cap:  # fewer than that lately: count over the whole period
+        ids = ctx.db.scalars(ids_of.order_by((Message.id + 0).desc()).limit(cap + 1)).all()
+    first = (max(f.page, 1) - 1) * f.page_size
+    wanted = list(ids[first:first + f.page_size])
+    rows = ctx.db.scalars(select(Message).where(Message.id.in_(wanted))
+                          .order_by(Message.id.desc())).all() if wanted else []
+    return rows, len(ids)
 
 
 EXPORT_MAX = 100_000  # rows per CSV download; narrow the filter for more

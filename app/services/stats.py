@@ -22,7 +22,9 @@ from app.models import (
     Account,
     Application,
     Signature,
+    StatAppsDaily,
     StatCodesDaily,
+    StatCountriesDaily,
     StatRollup,
     StatRollupDaily,
     StatTotalsDaily,
@@ -130,6 +132,7 @@ class Scope:
     window: periods.Window
     apps: dict[int, Application]
     account_id: int
+    every: bool = False  # every application of the account, none filtered
 
     @property
     def narrow(self) -> bool:
@@ -139,26 +142,33 @@ class Scope:
     def totals(self, hourly: bool | None = None, by_country: bool = False) -> Any:
         """The table for counts by outcome: hourly rows for a one-day window (its
         chart is by hour), daily otherwise (a 30-day page reads 24 times fewer
-        rows); the narrow tables unless a filter needs the full ones (the narrow
-        hourly table has no country: a country filter or breakdown by the hour
-        reads the full one)."""
+        rows); the narrowest table the filter allows: by day, without the country
+        unless the page needs it, and without the application when the actor sees
+        every one and filters none (the narrow hourly table has no country: a
+        country filter or breakdown by the hour reads the full one)."""
         hourly = self.window.hourly if hourly is None else hourly
+        country = by_country or bool(self.filter.iso_code.strip())
         if self.narrow and not hourly:
-            return StatTotalsDaily
-        if self.narrow and not by_country and not self.filter.iso_code.strip():
+            if not country:
+                return StatAppsDaily
+            return StatCountriesDaily if self.every else StatTotalsDaily
+        if self.narrow and not country:
             return StatTotalsHourly
         return StatRollup if hourly else StatRollupDaily
 
     def codes(self) -> Any:
-        """The table for counts by error or carrier code."""
-        if self.narrow and not self.window.hourly and not self.filter.iso_code.strip():
+        """The table for counts by error or carrier code: always by the day (a
+        window is whole local days, and these tables show no hours: a day's
+        failures are some 100 daily rows, not 20,000 hourly ones)."""
+        if self.narrow and not self.filter.iso_code.strip():
             return StatCodesDaily
-        return StatRollup if self.window.hourly else StatRollupDaily
+        return StatRollupDaily
 
     def where(self, m: Any, hours: tuple[datetime, datetime] | None = None) -> list[Any]:
         f = self.filter
-        conds: list[Any] = [m.account_id == self.account_id, m.region == f.region,
-                            m.app_id.in_(list(self.apps))]
+        conds: list[Any] = [m.account_id == self.account_id, m.region == f.region]
+        if hasattr(m, "app_id"):  # (the account-wide table is read only when `every`)
+            conds.append(m.app_id.in_(list(self.apps)))
         if hasattr(m, "hour"):
             start, end = hours or (self.window.start, self.window.end)
             conds += [m.hour >= start, m.hour < end]
@@ -183,9 +193,10 @@ def scope(ctx: Ctx, f: StatsFilter, now: datetime | None = None) -> Scope:
         win = periods.window(f.period, now or utcnow(), account.timezone, f.start, f.end)
     except periods.PeriodError as exc:
         raise invalid("period", str(exc)) from None
-    apps = {a.id: a for a in ctx.db.scalars(select(Application).where(
-        Application.account_id == ctx.actor.account_id).order_by(Application.sdk_app_id))
-        if ctx.actor.can(ACTION, a.sdk_app_id)}
+    every_app = list(ctx.db.scalars(select(Application).where(
+        Application.account_id == ctx.actor.account_id).order_by(Application.sdk_app_id)))
+    apps = {a.id: a for a in every_app if ctx.actor.can(ACTION, a.sdk_app_id)}
+    every = not f.sdk_app_id.strip() and len(apps) == len(every_app)
     if f.sdk_app_id:
         apps = {k: a for k, a in apps.items() if a.sdk_app_id == f.sdk_app_id.strip()}
         if not apps:
@@ -202,7 +213,7 @@ def scope(ctx: Ctx, f: StatsFilter, now: datetime | None = None) -> Scope:
         # A page aggregates some thousands of rollup rows: parallel workers would cost
         # more to start than they save (tens of ms, more on a busy machine).
         ctx.db.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
-    return Scope(f, win, apps, ctx.actor.account_id)
+    return Scope(f, win, apps, ctx.actor.account_id, every)
 
 
 def _total(expr: Any) -> Any:
@@ -274,7 +285,7 @@ def failures(ctx: Ctx, f: StatsFilter, now: datetime | None = None) -> list[Shar
 def receipts(ctx: Ctx, f: StatsFilter, now: datetime | None = None) -> Receipts:
     """Receipt analysis: counts by outcome, failed receipts by carrier code."""
     sc = scope(ctx, f, now)
-    m = sc.totals()
+    m = sc.totals(hourly=False)  # no chart by the hour here: a day is one daily row
     delivered, failed, without = (int(n) for n in ctx.db.execute(
         select(_count(m, (outcomes.DELIVERED,)), _count(m, (outcomes.FAILED,)),
                _count(m, outcomes.WITHOUT_RECEIPT)).where(*sc.where(m))).one())
@@ -333,6 +344,55 @@ def verification(ctx: Ctx, f: StatsFilter, now: datetime | None = None) -> list[
         before = found.get((app_id, at - 86400), (0, 0))[0]
         out.append(CodeHour(sdk_app_id, name, datetime.fromtimestamp(at, zone), n, ok, before))
     return out
+
+
+VERIFICATION_PAGE = 100  # application-hours per page (a month is some 10,000)
+
+
+def verification_page(ctx: Ctx, f: StatsFilter, page: int = 1,
+                      page_size: int = VERIFICATION_PAGE,
+                      now: datetime | None = None) -> tuple[list[CodeHour], int]:
+    """One page of `verification`'s rows (same order, same figures) and how many
+    there are: the database groups, counts and cuts the page, so a month's page
+    builds 100 rows, not 10,000 (and the page reads the day before for those only)."""
+    sc = scope(ctx, f, now)
+    if not 1 <= page_size <= 1000:
+        raise invalid("page_size", "Give a page size from 1 to 1000.")
+    page = max(1, page)
+    m = sc.totals(hourly=True)
+    epoch = cast(func.extract("epoch", m.hour), BigInteger)
+    conds = [*sc.where(m), m.verification.is_(True)]
+    # The total as a window over the groups: one pass over the rollups, not two.
+    found = ctx.db.execute(
+        select(m.app_id, epoch, _count(m), _count(m, outcomes.SUCCESS), func.count().over())
+        .where(*conds).group_by(m.app_id, m.hour).order_by(m.hour, m.app_id)
+        .limit(page_size).offset((page - 1) * page_size)).all()
+    if not found:  # nothing at all, or past the last page: then count on its own
+        if page == 1:
+            return [], 0
+        return [], ctx.db.scalar(select(func.count()).select_from(
+            select(m.app_id, m.hour).where(*conds).group_by(m.app_id, m.hour)
+            .subquery())) or 0
+    total = int(found[0][4])
+    rows = [r[:4] for r in found]
+    # The same hours a day earlier, for these applications only.
+    day = timedelta(days=1)
+    ats = [int(r[1]) for r in rows]
+    first, last = (datetime.fromtimestamp(min(ats), sc.window.zone) - day,
+                   datetime.fromtimestamp(max(ats), sc.window.zone) - day + timedelta(hours=1))
+    apps_seen = sorted({r[0] for r in rows})
+    before: dict[tuple[int, int], int] = {
+        (app_id, int(at)): int(n) for app_id, at, n in ctx.db.execute(
+            select(m.app_id, epoch, _count(m))
+            .where(*sc.where(m, (first, last)), m.verification.is_(True),
+                   m.app_id.in_(apps_seen)).group_by(m.app_id, m.hour))}
+    zone, names = sc.window.zone, {a.id: (a.sdk_app_id, a.name) for a in sc.apps.values()}
+    out = []
+    for app_id, at, n, ok in rows:
+        sdk_app_id, name = names[app_id]
+        out.append(CodeHour(sdk_app_id, name, datetime.fromtimestamp(int(at), zone), int(n),
+                            int(ok), before.get((app_id, int(at) - 86400), 0)))
+    return out, total
 
 
 def choices(ctx: Ctx, region: str) -> dict[str, list[tuple[str, str]]]:

@@ -42,6 +42,13 @@ def _filter(region: str | None) -> stats.StatsFilter:
         template_id=choice_id("template"), iso_code=a.get("country", "")[:2])
 
 
+def _page() -> int:
+    raw = request.args.get("page", "1").strip()
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 6 or int(raw) < 1:
+        raise ValidationError({"page": "Give a page number from 1."})
+    return int(raw)
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 100:.1f}%"
 
@@ -154,7 +161,12 @@ def countries() -> Any:
 @bp.get("/verification")
 def verification() -> Any:
     def build(f: stats.StatsFilter) -> dict[str, Any]:
-        return {"rows": stats.verification(ctx(), f)}
+        if request.args.get("export") == "csv":  # every row
+            return {"rows": stats.verification(ctx(), f)}
+        page = _page()
+        rows, total = stats.verification_page(ctx(), f, page)
+        return {"rows": rows, "total": total, "page": page,
+                "page_size": stats.VERIFICATION_PAGE}
 
     def csv(d: dict[str, Any]) -> tuple[Sequence[str], Sequence[Sequence[Any]]]:
         return (["hour", "app", "app_name", "requests", "success_rate",

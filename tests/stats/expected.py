@@ -16,7 +16,9 @@ from sqlalchemy.orm import Session
 from app.models import (
     Account,
     Message,
+    StatAppsDaily,
     StatCodesDaily,
+    StatCountriesDaily,
     StatRollup,
     StatRollupDaily,
     StatTotalsDaily,
@@ -80,10 +82,13 @@ _SUCCESS = {"submitted", "delivered", "failed", "no_receipt"}
 def direct_narrow(session: Session) -> dict[str, Counter[tuple[Any, ...]]]:
     """The narrow tables' figures, one message at a time: table → (key, column) → n."""
     found: dict[str, Counter[tuple[Any, ...]]] = {
-        "totals_hourly": Counter(), "totals_daily": Counter(), "codes_daily": Counter()}
+        "totals_hourly": Counter(), "totals_daily": Counter(), "codes_daily": Counter(),
+        "apps_daily": Counter(), "countries_daily": Counter()}
     for hour, day, app, region, iso, _s, _t, _ty, code, out, err, carrier, fee in _each(session):
         for table, key in (("totals_hourly", (hour, app, region, code)),
-                           ("totals_daily", (day, app, region, iso))):
+                           ("totals_daily", (day, app, region, iso)),
+                           ("apps_daily", (day, app, region)),
+                           ("countries_daily", (day, region, iso))):
             found[table][(*key, out)] += 1
             found[table][(*key, "billed")] += fee if out in _SUCCESS else 0
         if out in _FAIL_OUTCOMES:
@@ -93,11 +98,17 @@ def direct_narrow(session: Session) -> dict[str, Counter[tuple[Any, ...]]]:
 
 def rolled_narrow(session: Session) -> dict[str, Counter[tuple[Any, ...]]]:
     found: dict[str, Counter[tuple[Any, ...]]] = {
-        "totals_hourly": Counter(), "totals_daily": Counter(), "codes_daily": Counter()}
-    for table, model in (("totals_hourly", StatTotalsHourly), ("totals_daily", StatTotalsDaily)):
+        "totals_hourly": Counter(), "totals_daily": Counter(), "codes_daily": Counter(),
+        "apps_daily": Counter(), "countries_daily": Counter()}
+    keys = {"totals_hourly": lambda r: (r.hour, r.app_id, r.region, r.verification),
+            "totals_daily": lambda r: (r.day, r.app_id, r.region, r.iso_code),
+            "apps_daily": lambda r: (r.day, r.app_id, r.region),
+            "countries_daily": lambda r: (r.day, r.region, r.iso_code)}
+    for table, model in (("totals_hourly", StatTotalsHourly), ("totals_daily", StatTotalsDaily),
+                         ("apps_daily", StatAppsDaily),
+                         ("countries_daily", StatCountriesDaily)):
         for r in session.scalars(select(model)):
-            key = ((r.hour, r.app_id, r.region, r.verification) if table ==
-                   "totals_hourly" else (r.day, r.app_id, r.region, r.iso_code))
+            key = keys[table](r)
             for column in (*OUTCOMES, "billed"):
                 found[table][(*key, column)] += getattr(r, column)
     for c in session.scalars(select(StatCodesDaily)):

@@ -239,3 +239,70 @@ def test_narrow_and_full_rollups_give_the_same_figures(loaded: Shop, period: str
                                                         period=period, start="2026-02-01",
                                                         end="2026-03-10"), NOW)
     assert seen.total.requests > 0
+
+
+@pytest.mark.parametrize("period", ["today", "7d", "30d"])
+def test_verification_pages_are_the_whole_list_cut_in_pieces(loaded: Shop, session: Session,
+                                                            period: str) -> None:
+    """The page the console and API show is cut in SQL: its rows, their growth over
+    the day before, and the total are those of the whole list."""
+    for f in (stats.StatsFilter(region="international", period=period),
+              stats.StatsFilter(region="international", period=period,
+                                template_id=loaded.templates["international"]),
+              stats.StatsFilter(region="mainland", period=period)):
+        whole = stats.verification(loaded.ctx, f, NOW)
+        assert whole
+        for size in (1, 2, 100):
+            pages = []
+            for n in range(1, len(whole) // size + 3):
+                rows, total = stats.verification_page(loaded.ctx, f, n, size, NOW)
+                assert total == len(whole)
+                pages += rows
+            assert pages == whole, (f, size)
+    with pytest.raises(ValidationError):
+        stats.verification_page(loaded.ctx, stats.StatsFilter(), 1, 0, NOW)
+
+
+def _country_counts(session: Session, first: datetime, last: datetime) -> dict[str, int]:
+    month = _messages(session, "international", first, last)
+    return {iso: sum(1 for m in month if m.iso_code == iso) for iso in {m.iso_code for m in month}}
+
+
+def test_countries_read_account_wide_only_for_an_actor_who_sees_every_app(
+        loaded: Shop, session: Session) -> None:
+    """The account-wide daily table serves an actor who sees every application and
+    filters none; one who sees some, or filters one, gets their own figures."""
+    f = stats.StatsFilter(region="international", period="30d")
+    first, last = _day(2026, 2, 9), _day(2026, 3, 11)
+    everything = {c.iso_code: c.figures.requests for c in stats.countries(loaded.ctx, f, NOW)}
+    assert everything == _country_counts(session, first, last)
+    other = next(a for a in apps.list_apps(loaded.ctx)
+                 if a.sdk_app_id == loaded.other)  # type: ignore[attr-defined]
+    mine = {iso: sum(1 for m in _messages(session, "international", first, last, other.id)
+                     if m.iso_code == iso) for iso in {"US", "GB", "DE", "FR"}}
+    one = ctx_for(session, make_user(session, "o@example.com", policies=[json.dumps(
+        {"version": "2.0", "statement": [{"effect": "allow", "action": ["sms:DescribeStatistics"],
+                                          "resource": [f"sms:app/{other.sdk_app_id}"]}]})]))
+    for who, flt in ((one, f), (loaded.ctx, replace(f, sdk_app_id=other.sdk_app_id))):
+        got = {c.iso_code: c.figures.requests for c in stats.countries(who, flt, NOW)}
+        assert got == {k: v for k, v in mine.items() if v} and got != everything
+        us = stats.overview(who, replace(flt, iso_code="US"), NOW)
+        assert us.total.requests == mine["US"]
+
+
+def test_a_deleted_application_leaves_the_account_wide_figures(loaded: Shop,
+                                                              session: Session) -> None:
+    """Its messages go with it, and so do its figures on every page."""
+    other = loaded.other  # type: ignore[attr-defined]
+    apps.set_enabled(loaded.ctx, other, False)
+    apps.delete_app(loaded.ctx, other, other)
+    session.flush()
+    f = stats.StatsFilter(region="international", period="30d")
+    first, last = _day(2026, 2, 9), _day(2026, 3, 11)
+    left = _country_counts(session, first, last)
+    assert sum(left.values()) < sum(1 for r in ROWS if r[1] == "international")
+    got = stats.countries(loaded.ctx, f, NOW)
+    assert {c.iso_code: c.figures.requests for c in got} == left
+    assert stats.overview(loaded.ctx, replace(f, iso_code="US"), NOW).total.requests == \
+        left["US"]
+    assert stats.overview(loaded.ctx, f, NOW).total.requests == sum(left.values())

@@ -132,3 +132,29 @@ def test_a_number_search_finds_older_matches_past_the_newest_rows(
     monkeypatch.setattr(sending, "RECENT_IDS", 4)  # the newest rows hold one match only
     assert search(1) == want
     assert search(2) == ["+14155550101"]
+
+
+@pytest.mark.parametrize("recent", [100_000, 3])
+def test_a_number_search_counts_and_pages_like_the_unfiltered_log(
+        shop: Shop, session: Session, monkeypatch: pytest.MonkeyPatch, recent: int) -> None:
+    """Whether the newest rows hold more than the cap (counted there) or not (counted
+    from the number index over the period), the count stops just past the cap and
+    every page holds the same rows as the whole list cut in pages."""
+    from app.services import sending
+
+    shop.send([f"+1415555{n:04d}" for n in range(101, 111)])  # 10 matches
+    shop.send(["+12125550001", "+12125550002"])  # newest, no match
+    session.commit()
+    monkeypatch.setattr(sending, "LOG_COUNT_CAP", 3)
+    monkeypatch.setattr(sending, "RECENT_IDS", recent)
+
+    def page(n: int, size: int = 2) -> tuple[list[str], int]:
+        rows, total = sending.log(shop.ctx, sending.LogFilter(
+            phone_number="+1415555", page=n, page_size=size))
+        return [m.phone_number for m, _app in rows], total
+
+    assert page(1) == (["+14155550110", "+14155550109"], 5)  # "more than 4"
+    assert page(4) == (["+14155550104", "+14155550103"], 10)
+    assert page(5) == (["+14155550102", "+14155550101"], 10)
+    assert page(6) == ([], 10)
+    assert page(1, 20) == ([f"+1415555{n:04d}" for n in range(110, 100, -1)], 10)

@@ -90,6 +90,18 @@ def test_bad_filters_are_clear_errors(root: Client, traffic: Shop) -> None:
         frag = root.get(f"/stats?{query}", htmx=True)
         assert frag.status_code == 200 and soup(frag).select_one("p.error") is not None
     assert root.get("/stats?period=forever&export=csv").mimetype == "text/html"
+    for bad in ("x", "0", "-1", "9999999"):
+        resp = root.get(f"/stats/verification?page={bad}")
+        assert resp.status_code == 400 and soup(resp).select_one("p.error") is not None
+
+
+def test_verification_page_shows_one_page_of_hours(root: Client, traffic: Shop) -> None:
+    page = root.get("/stats/verification?region=international&period=7d")
+    assert page.status_code == 200
+    rows = soup(page).select("#verification-table tbody tr")
+    assert rows and len(rows) <= 100 and "No verification" not in rows[0].get_text()
+    past = root.get("/stats/verification?region=international&period=7d&page=2")
+    assert "No verification" in text_of(past, "#verification-table tbody")
 
 
 def test_only_users_allowed_statistics_see_them(app: Flask, session: Session,
