@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, utcnow
@@ -110,7 +119,13 @@ class MuteEntry(Base):
     """Do-not-disturb: a number + signature + SMS type (None: every type)."""
 
     __tablename__ = "mute_entry"
-    __table_args__ = (UniqueConstraint("account_id", "phone_number", "signature_id", "sms_type"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "phone_number", "signature_id", "sms_type"),
+        # NULLs never collide in the key above: "every type" needs its own (0024).
+        Index("uq_mute_entry_every_type", "account_id", "phone_number", "signature_id",
+              unique=True, sqlite_where=text("sms_type IS NULL"),
+              postgresql_where=text("sms_type IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))

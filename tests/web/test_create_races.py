@@ -166,12 +166,13 @@ def test_the_same_allowlist_number(app: Flask, roots: list[Client], session: Ses
     assert _audits(session, "AddFrequencyWhiteList") == 1
 
 
+@pytest.mark.parametrize("sms_type", ["marketing", ""])  # "": every type (a NULL in the key)
 def test_the_same_mute_entry(app: Flask, roots: list[Client], shop: Shop,
-                             session: Session) -> None:
+                             session: Session, sms_type: str) -> None:
     session.commit()
     _won, lost = _race(app, "INSERT INTO mute_entry", *_same(roots, "/mute", {
         "phone_number": "+14155550123", "signature_id": str(shop.signatures["international"]),
-        "sms_type": "marketing", "consent": "on"}))
+        "sms_type": sms_type, "consent": "on"}))
     assert "at the same time" in text_of(lost, "main")
     assert _count(session, MuteEntry) == 1
     assert _audits(session, "AddBlackList") == 1
