@@ -22,11 +22,12 @@ bp = Blueprint("alarms", __name__)
 def history() -> tuple:
     c = ctx()
     args = {k: request.args.get(k, "")[:40] for k in ("app", "event", "since", "until",
-                                                       "alarm")}
+                                                       "alarm", "unacknowledged")}
     errors: dict[str, str] = {}
     try:
         filters = alarms.parse_filters(args["app"], args["event"], args["since"], args["until"],
-                                       args["alarm"], zone=current_user.account.timezone)
+                                       args["alarm"], zone=current_user.account.timezone,
+                                       unacknowledged=args["unacknowledged"])
     except ValidationError as exc:
         errors, filters = exc.errors, alarms.Filters()
     number = page_number()
@@ -34,7 +35,7 @@ def history() -> tuple:
     return page("alarms/history.html", "alarms/_rows.html", rows=rows, total=total,
                 page_no=number, pages=max(1, -(-total // alarms.PAGE_SIZE)),
                 deliveries=alarms.deliveries(c, [a.id for a in rows]), args=args,
-                errors=errors, events=alarms.EVENTS,
+                errors=errors, events=alarms.EVENTS, filters=filters,
                 apps=[a for a in list_apps(c) if c.actor.can("DescribeAlarms", a.sdk_app_id)],
                 can_ack=c.actor.can("ModifyAlarms"), retry_note=notifications.retry_note)
 
