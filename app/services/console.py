@@ -54,6 +54,18 @@ def can_reach(actor: Actor, requirement: str, per_app: bool = False) -> bool:
     return False
 
 
+def apps_to_choose(ctx: Ctx, action: str) -> list[Application]:
+    """The applications a page about one application at a time (basic configuration,
+    alarm contacts, security) offers: those the actor may do `action` on. Refused when
+    no policy allows it anywhere; empty when it is allowed only on applications that are
+    not there (yet)."""
+    if not can_reach(ctx.actor, action, per_app=True):
+        ctx.actor.require(action)  # says plainly which right is missing
+    rows = ctx.db.scalars(select(Application).where(
+        Application.account_id == ctx.actor.account_id).order_by(Application.sdk_app_id))
+    return [a for a in rows if ctx.actor.can(action, a.sdk_app_id)]
+
+
 # --- the overview dashboard ------------------------------------------------------------
 
 REGIONS = ("mainland", "international")

@@ -1,6 +1,7 @@
 """Alarm history (every alarm, its figures, who acknowledged it, each delivery's
 result) and each application's Security page (captcha-abuse thresholds and the
-hourly verification-code volume). Endpoints: alarms.history, alarms.security."""
+hourly verification-code volume). Endpoints: alarms.history, alarms.security (and
+alarms.security_index, the navigation's way in)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, flash, request, url_for
 from flask_login import current_user
 
-from app.services import alarms, monitors, notifications
+from app.services import alarms, console, monitors, notifications
 from app.services.apps import list_apps
 from app.services.errors import ValidationError
 from app.web import commit, ctx, form_errors, hx_redirect, page, page_number
+from app.web.apps import choose_app
 
 bp = Blueprint("alarms", __name__)
 
@@ -54,8 +56,14 @@ def _security(sdk_app_id: str, errors: dict[str, str] | None = None,
     app, rule, rows = monitors.security(c, sdk_app_id)
     return page("alarms/security.html", "alarms/_rule.html", status=status, app=app, rule=rule,
                 rows=rows, errors=errors or {}, form=form or {},
+                choices=console.apps_to_choose(c, "DescribeAlarms"),
                 zone=ZoneInfo(current_user.account.timezone),
                 can_edit=c.actor.can("ModifyAlarms", app.sdk_app_id))
+
+
+@bp.get("/security")
+def security_index() -> Any:
+    return choose_app("DescribeAlarms", "alarms.security", "Security")
 
 
 @bp.get("/apps/<sdk_app_id>/security")
