@@ -79,3 +79,16 @@ document.addEventListener("click", (event) => {
   const open = nav.classList.toggle("open");
   button.setAttribute("aria-expanded", String(open));
 });
+
+// The navigation scrolls on its own when taller than the window: bring the current
+// page's link into its view (a third of the way down), so the place is always shown.
+// Only the navigation scrolls, never the page.
+document.addEventListener("DOMContentLoaded", () => {
+  const nav = document.getElementById("sidenav");
+  const current = nav?.querySelector("a[aria-current]");
+  if (!current || nav.scrollHeight <= nav.clientHeight) return;
+  const offset = current.getBoundingClientRect().top - nav.getBoundingClientRect().top;
+  const visible = Math.min(nav.clientHeight, window.innerHeight - nav.getBoundingClientRect().top);
+  if (offset >= 0 && offset + current.offsetHeight <= visible) return;  // in view already
+  nav.scrollTop += offset - visible / 3;
+});
