@@ -47,6 +47,11 @@ def acknowledge(alarm_id: int) -> Any:
     alarm = alarms.acknowledge(ctx(), alarm_id)
     commit()
     flash(f"Alarm #{alarm.id} acknowledged.")
+    # Back to the list being worked through (the form says which), never off the history.
+    back = request.form.get("back", "")
+    history_page = url_for("alarms.history")
+    if back == history_page or back.startswith(history_page + "?"):
+        return hx_redirect(back)
     return hx_redirect(url_for("alarms.history", alarm=alarm.id))
 
 

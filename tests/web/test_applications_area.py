@@ -183,3 +183,29 @@ def test_alarm_history_shows_the_unacknowledged_only(root: Client, session: Sess
     assert tile is not None and "2" in tile.get_text()
     bad = root.get("/alarms?unacknowledged=maybe")
     assert bad.status_code == 200 and "not understood" in bad.get_data(as_text=True)
+
+
+def test_acknowledging_keeps_the_list_being_worked_through(root: Client, session: Session,
+                                                           backend: Backend) -> None:
+    """Working down the unacknowledged alarms, each acknowledge comes back to that list
+    (not to the one alarm), and only to a page of the alarm history."""
+    sid = make_app(session)
+    session.commit()
+    c = root_ctx(session)
+    app = get_app(c, sid)
+    first, second = (alarms.raise_task_event(c, backend.redis, app, n, "stopped")
+                     for n in (11, 12))
+    session.commit()
+    assert first is not None and second is not None
+    listing = root.get("/alarms?unacknowledged=1")
+    form = soup(listing).select_one(f"#alarm-{first.id} form")
+    assert form is not None
+    back = form.select_one("input[name=back]")
+    assert back is not None and back["value"] == "/alarms?unacknowledged=1"
+    done = root.post(f"/alarms/{first.id}/acknowledge", {"back": back["value"]})
+    assert done.status_code == 302 and done.location.endswith("/alarms?unacknowledged=1")
+    rows = soup(root.get(done.location)).select("tbody tr[id^=alarm-]")
+    assert [r["id"] for r in rows] == [f"alarm-{second.id}"]
+    for elsewhere in ("https://example.org/alarms", "//example.org/alarms", "/apps", ""):
+        moved = root.post(f"/alarms/{second.id}/acknowledge", {"back": elsewhere})
+        assert moved.location.endswith(f"/alarms?alarm={second.id}"), elsewhere
