@@ -74,7 +74,8 @@ def _detail_context(sdk_app_id: str, state: dict[str, dict[str, Any]] | None = N
 
 @bp.get("/apps/<sdk_app_id>")
 def detail(sdk_app_id: str) -> tuple:
-    return page("apps/detail.html", **_detail_context(sdk_app_id))
+    return page("apps/detail.html", **_detail_context(sdk_app_id),
+                choices=console.apps_to_choose(ctx(), "DescribeAppInfo"))
 
 
 def _back() -> str:

@@ -148,6 +148,12 @@ def test_basic_configuration_opens_an_application_s_settings(root: Client,
     landing = root.get("/configuration")
     assert landing.status_code == 302 and landing.location.endswith(f"/apps/{first}")
     assert root.get(f"/configuration?app={second}").location.endswith(f"/apps/{second}")
+    # The application's page offers the others, as the contacts and security pages do.
+    page = root.get(f"/apps/{second}")
+    picker = soup(page).select_one("#app-picker")
+    assert picker is not None and picker["action"] == "/configuration"
+    assert [o["value"] for o in picker.select("option")] == [first, second]
+    assert picker.select_one(f"option[value='{second}']").has_attr("selected")
 
 
 # --- the alarm history: unacknowledged only --------------------------------------------------
