@@ -200,7 +200,7 @@ def test_keyboard_focus_is_always_visible(browser: Browser, live_server: str,
                  "/stats?region=international", f"/apps/{account.sdk_app_id}"):
         page.goto(f"{live_server}{path}")
         reached_main = False
-        for _ in range(45):
+        for _ in range(60):  # the navigation has 30-odd links before the content
             page.keyboard.press("Tab")
             seen = page.evaluate("""() => { const e = document.activeElement;
                 if (!e || e === document.body) return null;
