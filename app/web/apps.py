@@ -86,6 +86,16 @@ def _back() -> str:
     return ""
 
 
+def _contacts_app(sdk_app_id: str) -> Application:
+    """The application whose contacts section answers a change: the alarm contacts page
+    serves readers of contacts who may not read the application's other settings, and
+    the application's page those who may not read contacts (the section says so)."""
+    c = ctx()
+    if c.actor.can("DescribeNewsReceiver", sdk_app_id):
+        return app_config.contacts_app(c, sdk_app_id)
+    return apps.get_app(c, sdk_app_id)
+
+
 @bp.get("/contacts")
 def contacts_index() -> Any:
     return choose_app("DescribeNewsReceiver", "apps.contacts", "Alarm contacts")
@@ -120,10 +130,8 @@ def _section(sdk_app_id: str, name: str, change: Callable[[], Any],
         state["errors"] = form_errors(exc)
         state["form"] = request.form
     status = 422 if state["errors"] else 200
-    # The contacts section is also the alarm contacts page, for readers of contacts who
-    # may not read the application's other settings.
-    shown = app_config.contacts_app(ctx(), sdk_app_id) if name == "contacts" else None
     if request.htmx:  # type: ignore[attr-defined]
+        shown = _contacts_app(sdk_app_id) if name == "contacts" else None
         context = _detail_context(sdk_app_id, {name: state}, shown)
         return render_template(f"apps/_{name}.html", **context), status
     if name == "contacts" and _back():

@@ -215,3 +215,21 @@ def test_acknowledging_keeps_the_list_being_worked_through(root: Client, session
     for elsewhere in ("https://example.org/alarms", "//example.org/alarms", "/apps", ""):
         moved = root.post(f"/alarms/{second.id}/acknowledge", {"back": elsewhere})
         assert moved.location.endswith(f"/alarms?alarm={second.id}"), elsewhere
+
+
+def test_adding_a_contact_one_may_not_read_answers_without_error(app: Flask, client: Client,
+                                                                 session: Session) -> None:
+    """Allowed to add contacts and read the application, not to list its contacts: the
+    change is made and the section says why it shows none (not an error after the fact)."""
+    sid = make_app(session)
+    make_user(session, "adder@example.com", policies=[doc(
+        ("allow", ["sms:AddNewsReceiver", "sms:DescribeAppInfo"], [f"sms:app/{sid}"]))])
+    session.commit()
+    client.login("adder@example.com")
+    client.get(f"/apps/{sid}")
+    added = client.post(f"/apps/{sid}/contacts", {"name": "Ops", "email": "ops@example.com",
+                                                  "events": ["threshold"]}, htmx=True)
+    assert added.status_code == 200
+    assert "Alarm contact added" in text_of(added, "#contacts .notice")
+    assert "do not let you see" in text_of(added, "#contacts")
+    assert session.scalar(select(AlarmContact.name)) == "Ops"
