@@ -1111,7 +1111,8 @@ def _alarm(a: Alarm) -> Json:
 def _alarms(ctx: Ctx) -> Json:
     page, size = _page_args()
     filters = alarms.parse_filters(_query("sdk_app_id")[:20], _query("event")[:40],
-                                   _query("since")[:20], _query("until")[:20])
+                                   _query("since")[:20], _query("until")[:20],
+                                   unacknowledged=_query("unacknowledged"))
     found, total = alarms.history(ctx, filters, page, size)
     return _listing(found, total, _alarm)
 

@@ -444,7 +444,8 @@ _OPS = [
     # alarms (SPEC.md §8)
     Operation("DescribeAlarms", "GET", "/alarms", "Alarms, newest first (since/until: "
               "YYYY-MM-DD, UTC)", "DescribeAlarms", "Alarm",
-              query=("sdk_app_id", "event", "since", "until"), paged=True, tag="Alarms"),
+              query=("sdk_app_id", "event", "since", "until", "unacknowledged"), paged=True,
+              tag="Alarms"),
     Operation("ModifyAlarms", "POST", "/alarms/{alarm_id}/acknowledge",
               "Acknowledge an alarm (the first person is kept)", "ModifyAlarms", "Alarm",
               tag="Alarms"),
@@ -484,6 +485,13 @@ PATH_PARAMS: dict[str, Schema] = {
     "kind": {"type": "string", "enum": ["qualification", "signature", "template",
                                         "unsubscribe_removal"]},
 }
+# Query parameters that are more than a plain string.
+QUERY_PARAMS: dict[str, Schema] = {
+    "unacknowledged": {"schema": {"type": "boolean", "default": False},
+                       "description": "true: only alarms nobody has acknowledged yet (the "
+                       "ones waiting for someone; review results and test alarms are only "
+                       "told, so never listed). Also 1/0."},
+}
 ERRORS = {"400": "Invalid input; fields says which.", "401": "Missing, stale, replayed or "
           "wrong signature, or a disabled pair.", "403": "Your policies do not allow this.",
           "404": "No such object, or not one you may see.", "409": "The current state "
@@ -505,8 +513,8 @@ def document_part() -> tuple[dict[str, Any], dict[str, Schema]]:
             schema = PATH_PARAMS.get(name, ID if name.endswith("_id") else STR)
             params.append({"name": name, "in": "path", "required": True, "schema": schema})
         params += [{"name": q, "in": "query", "required": False,
-                    "schema": PATH_PARAMS["region"] if q == "region" else STR}
-                   for q in op.query]
+                    "schema": PATH_PARAMS["region"] if q == "region" else STR,
+                    **QUERY_PARAMS.get(q, {})} for q in op.query]
         if op.paged:
             params += PAGE_PARAMS
         if op.method != "GET":

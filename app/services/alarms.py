@@ -407,13 +407,21 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None
     alarm_id: int | None = None  # one alarm: where "Open in web" leads
+    unacknowledged: bool = False  # only those still waiting for someone (not PLAIN ones)
+
+
+YES, NO = ("1", "true", "on", "yes"), ("", "0", "false", "off", "no")
 
 
 def parse_filters(sdk_app_id: str = "", event: str = "", since: str = "",
-                  until: str = "", alarm: str = "", zone: str = "UTC") -> Filters:
+                  until: str = "", alarm: str = "", zone: str = "UTC",
+                  unacknowledged: str = "") -> Filters:
     """The dates are whole days in `zone` (the web gives the account's, in which it
     shows the times)."""
     errors: dict[str, str] = {}
+    waiting = unacknowledged.strip().lower()
+    if waiting not in YES + NO:
+        errors["unacknowledged"] = "Give true or false."
     one = alarm.strip()
     if one and not (one.isdigit() and len(one) <= 12):
         errors["alarm"] = "Give an alarm number."
@@ -438,7 +446,7 @@ def parse_filters(sdk_app_id: str = "", event: str = "", since: str = "",
     tz = ZoneInfo(zone)
     return Filters(sid, ev, start.replace(tzinfo=tz) if start else None,
                    (end + timedelta(days=1)).replace(tzinfo=tz) if end else None,
-                   int(one) if one else None)
+                   int(one) if one else None, waiting in YES)
 
 
 def history(ctx: Ctx, filters: Filters, page: int = 1,
@@ -456,6 +464,9 @@ def history(ctx: Ctx, filters: Filters, page: int = 1,
         q = q.where(Alarm.created_at >= filters.since)
     if filters.until:
         q = q.where(Alarm.created_at < filters.until)
+    if filters.unacknowledged:
+        # Review results and tests are told, not handled: nobody is expected to take them.
+        q = q.where(Alarm.acknowledged_at.is_(None), Alarm.event.not_in(PLAIN))
     # Application alarms only of the applications the actor may read alarms of (a
     # deny on one hides it even from who may read "every" application); account-level
     # alarms, which may concern any application, only for who may read them all.

@@ -350,6 +350,11 @@ def _saver_id(ctx: Ctx) -> int | None:
                                                User.is_root).order_by(User.id).limit(1))
 
 
+def contacts_app(ctx: Ctx, sdk_app_id: str) -> Application:
+    """An application whose alarm contacts (app.contacts) the actor may read."""
+    return get_app(ctx, sdk_app_id, "DescribeNewsReceiver")  # which checks the action
+
+
 def add_contact(ctx: Ctx, sdk_app_id: str, *, name: str, mobile: str = "", email: str = "",
                 slack_user_id: str = "", events: list[str]) -> AlarmContact:
     app = get_app(ctx, sdk_app_id, "AddNewsReceiver")

@@ -19,9 +19,8 @@ from app.models.sending import (
     Message,
 )
 from app.models.tasks import SENDING
-from app.services import tasks
+from app.services import alarms, tasks
 from app.services.access import ALL_APPS, Actor
-from app.services.alarms import PLAIN
 from app.services.context import Ctx
 from app.sms import outcomes
 
@@ -53,6 +52,18 @@ def can_reach(actor: Actor, requirement: str, per_app: bool = False) -> bool:
                     and actor.can(requirement, resource.removeprefix("sms:app/"))):
                 return True  # allowed there and not taken back by a deny
     return False
+
+
+def apps_to_choose(ctx: Ctx, action: str) -> list[Application]:
+    """The applications a page about one application at a time (basic configuration,
+    alarm contacts, security) offers: those the actor may do `action` on. Refused when
+    no policy allows it anywhere; empty when it is allowed only on applications that are
+    not there (yet)."""
+    if not can_reach(ctx.actor, action, per_app=True):
+        ctx.actor.require(action)  # says plainly which right is missing
+    rows = ctx.db.scalars(select(Application).where(
+        Application.account_id == ctx.actor.account_id).order_by(Application.sdk_app_id))
+    return [a for a in rows if ctx.actor.can(action, a.sdk_app_id)]
 
 
 # --- the overview dashboard ------------------------------------------------------------
@@ -201,17 +212,13 @@ class OpenAlarms:
 
 
 def open_alarms(ctx: Ctx, limit: int = OPEN_ALARMS_SHOWN) -> OpenAlarms:
-    """Alarms nobody has acknowledged yet (not the ones only told, like review results),
-    scoped as the alarm history is: account-level alarms only for those who may read the
-    alarms of every application."""
+    """Alarms nobody has acknowledged yet (not the ones only told, like review results):
+    the alarm history's "unacknowledged only", so the tile and the page it links to agree."""
     if not can_reach(ctx.actor, "DescribeAlarms", per_app=True):
         ctx.actor.require("DescribeAlarms")
-    q = select(Alarm).where(Alarm.account_id == ctx.actor.account_id,
-                            Alarm.acknowledged_at.is_(None), Alarm.event.not_in(PLAIN))
-    if not ctx.actor.can("DescribeAlarms"):
-        q = q.where(Alarm.app_id.in_(_apps_for(ctx, "DescribeAlarms")))
-    count = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
-    latest = list(ctx.db.scalars(q.order_by(Alarm.id.desc()).limit(limit))) if count else []
+    if not ctx.actor.can("DescribeAlarms") and not _apps_for(ctx, "DescribeAlarms"):
+        return OpenAlarms(0, [])  # allowed on applications that are not there (any more)
+    latest, count = alarms.history(ctx, alarms.Filters(unacknowledged=True), 1, limit)
     return OpenAlarms(count, latest)
 
 

@@ -79,3 +79,46 @@ document.addEventListener("click", (event) => {
   const open = nav.classList.toggle("open");
   button.setAttribute("aria-expanded", String(open));
 });
+
+// The navigation scrolls on its own when taller than the window: bring the current
+// page's link into its view (a third of the way down), so the place is always shown.
+// Only the navigation scrolls, never the page.
+document.addEventListener("DOMContentLoaded", () => {
+  const nav = document.getElementById("sidenav");
+  const current = nav?.querySelector("a[aria-current]");
+  if (!current || nav.scrollHeight <= nav.clientHeight) return;
+  const offset = current.getBoundingClientRect().top - nav.getBoundingClientRect().top;
+  const visible = Math.min(nav.clientHeight, window.innerHeight - nav.getBoundingClientRect().top);
+  if (offset >= 0 && offset + current.offsetHeight <= visible) return;  // in view already
+  nav.scrollTop += offset - visible / 3;
+});
+
+// Uploads sent by htmx from a form[data-upload-progress] (a bulk task's file): how much
+// is sent, then that the server is checking it (which takes seconds for a big file).
+// The response's own download fires the same event: ignored once the upload is done.
+document.addEventListener("htmx:beforeRequest", (event) => {
+  if (event.target.matches?.("form[data-upload-progress]")) delete event.target.dataset.uploaded;
+});
+document.addEventListener("htmx:xhr:progress", (event) => {
+  const form = event.target.closest?.("form[data-upload-progress]");
+  const state = form?.querySelector(".upload-state");
+  if (!state || form.dataset.uploaded || !event.detail.total) return;
+  const bar = state.querySelector("progress");
+  const text = state.querySelector(".upload-text");
+  const percent = Math.floor((100 * event.detail.loaded) / event.detail.total);
+  state.hidden = false;
+  if (percent < 100) {
+    bar.value = percent;
+    text.textContent = `Uploading… ${percent}%`;
+  } else {
+    form.dataset.uploaded = "1";
+    bar.removeAttribute("value");  // indeterminate: the rows are being checked
+    text.textContent = "Uploaded; checking every row…";
+  }
+});
+// Refused without a form to show (too large, a server error: told in a toast).
+document.addEventListener("htmx:afterRequest", (event) => {
+  const state = event.target.matches?.("form[data-upload-progress]")
+    && event.target.querySelector(".upload-state");
+  if (state && event.detail.failed) state.hidden = true;
+});

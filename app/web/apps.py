@@ -7,8 +7,9 @@ from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 
+from app.models import Application
 from app.models.apps import ALARM_EVENTS
-from app.services import app_config, apps
+from app.services import app_config, apps, console
 from app.services.accounts import INDIVIDUAL_FREQ_CAPS, get_settings
 from app.services.errors import Conflict, ValidationError
 from app.web import commit, ctx, form_errors, hx_redirect, page
@@ -38,11 +39,30 @@ def create() -> tuple:
                 apps=apps.list_apps(c))  # the list is swapped in out of band
 
 
-def _detail_context(sdk_app_id: str, state: dict[str, dict[str, Any]] | None = None) -> dict:
+def choose_app(action: str, endpoint: str, title: str) -> Any:
+    """A page about one application at a time, opened from the navigation: the one asked
+    for (?app=), else the first the user may do `action` on; with none, what to do."""
+    choices = console.apps_to_choose(ctx(), action)
+    if not choices:
+        return page("apps/none.html", title=title, can_create=ctx().actor.can("CreateApp"))
+    wanted = request.args.get("app", "")
+    sid = next((a.sdk_app_id for a in choices if a.sdk_app_id == wanted),
+               choices[0].sdk_app_id)
+    return redirect(url_for(endpoint, sdk_app_id=sid))
+
+
+@bp.get("/configuration")
+def configuration() -> Any:
+    return choose_app("DescribeAppInfo", "apps.detail", "Basic configuration")
+
+
+def _detail_context(sdk_app_id: str, state: dict[str, dict[str, Any]] | None = None,
+                    app: Application | None = None) -> dict:
     c = ctx()
-    app = apps.get_app(c, sdk_app_id)
+    app = app or apps.get_app(c, sdk_app_id)
     return {
         "app": app,
+        "back": _back(),
         "state": state or {},
         "can": lambda action: c.actor.can(action, app.sdk_app_id),
         "account": get_settings(c) if c.actor.can("DescribeAccountSettings") else None,
@@ -54,7 +74,46 @@ def _detail_context(sdk_app_id: str, state: dict[str, dict[str, Any]] | None = N
 
 @bp.get("/apps/<sdk_app_id>")
 def detail(sdk_app_id: str) -> tuple:
-    return page("apps/detail.html", **_detail_context(sdk_app_id))
+    return page("apps/detail.html", **_detail_context(sdk_app_id),
+                choices=console.apps_to_choose(ctx(), "DescribeAppInfo"))
+
+
+def _back() -> str:
+    """"contacts" when a contact form was sent from the alarm contacts page (or that page
+    is shown): answers go back there, not to the application's page."""
+    if request.endpoint == "apps.contacts" or request.form.get("back") == "contacts":
+        return "contacts"
+    return ""
+
+
+def _contacts_app(sdk_app_id: str) -> Application:
+    """The application whose contacts section answers a change: the alarm contacts page
+    serves readers of contacts who may not read the application's other settings, and
+    the application's page those who may not read contacts (the section says so)."""
+    c = ctx()
+    if c.actor.can("DescribeNewsReceiver", sdk_app_id):
+        return app_config.contacts_app(c, sdk_app_id)
+    return apps.get_app(c, sdk_app_id)
+
+
+@bp.get("/contacts")
+def contacts_index() -> Any:
+    return choose_app("DescribeNewsReceiver", "apps.contacts", "Alarm contacts")
+
+
+def _contacts_page(sdk_app_id: str, state: dict[str, dict[str, Any]] | None = None,
+                   status: int = 200) -> tuple:
+    c = ctx()
+    app = app_config.contacts_app(c, sdk_app_id)
+    return page("apps/contacts.html", status=status,
+                choices=console.apps_to_choose(c, "DescribeNewsReceiver"),
+                **_detail_context(sdk_app_id, state, app))
+
+
+@bp.get("/apps/<sdk_app_id>/contacts")
+def contacts(sdk_app_id: str) -> tuple:
+    """Alarm contacts as a page of its own (the navigation's), one application at a time."""
+    return _contacts_page(sdk_app_id)
 
 
 def _section(sdk_app_id: str, name: str, change: Callable[[], Any],
@@ -72,8 +131,14 @@ def _section(sdk_app_id: str, name: str, change: Callable[[], Any],
         state["form"] = request.form
     status = 422 if state["errors"] else 200
     if request.htmx:  # type: ignore[attr-defined]
-        context = _detail_context(sdk_app_id, {name: state})
+        shown = _contacts_app(sdk_app_id) if name == "contacts" else None
+        context = _detail_context(sdk_app_id, {name: state}, shown)
         return render_template(f"apps/_{name}.html", **context), status
+    if name == "contacts" and _back():
+        if state["errors"]:
+            return _contacts_page(sdk_app_id, {name: state}, status)
+        flash(state["notice"])
+        return redirect(url_for("apps.contacts", sdk_app_id=sdk_app_id))
     if not state["errors"] and "app_key" not in state:
         flash(state["notice"])
         return redirect(url_for("apps.detail", sdk_app_id=sdk_app_id) + f"#{name}")

@@ -96,10 +96,15 @@ AREAS: tuple[Area, ...] = (
              also=("groups.",)),
     )),
     Area("applications", "Applications", (
-        Item("apps.index", "Application list", "DescribeAppList",
-             also=("apps.", "alarms.security", "alarms.security_save"), per_app=True),
+        Item("apps.index", "Application list", "DescribeAppList", also=("apps.",),
+             per_app=True),
+        # These three open on one application and offer the others (apps/_picker.html).
+        Item("apps.configuration", "Basic configuration", "DescribeAppInfo", per_app=True),
+        Item("apps.contacts_index", "Alarm contacts", "DescribeNewsReceiver",
+             also=("apps.contacts",), per_app=True),
+        Item("alarms.security_index", "Security", "DescribeAlarms",
+             also=("alarms.security", "alarms.security_save"), per_app=True),
         Item("alarms.history", "Alarm history", "DescribeAlarms", also=("alarms.",)),
-        Item("alarms.security", "Security", "DescribeAppInfo"),  # skipped if per application
         Item("content.notification_log", "Notification log", "DescribeAlarms"),
     )),
     Area("general", "General", (
@@ -226,13 +231,15 @@ def register(app: Flask) -> None:
     @app.context_processor
     def _nav() -> dict[str, Any]:
         def console_nav(**values: Any) -> list[Section]:
-            """Called by base.html with what the page knows of its place (e.g. region)."""
+            """Called by base.html with what the page knows of its place (e.g. region;
+            `endpoint`: the page it is, when a form's answer shows another page)."""
             if not current_user.is_authenticated:
                 return []
+            endpoint = values.pop("endpoint", None) or request.endpoint or ""
             here = {**request.args.to_dict(), **(request.view_args or {}),
                     **{k: v for k, v in values.items() if v is not None}}
             try:
-                return build(ctx().actor, request.endpoint or "", here)
+                return build(ctx().actor, endpoint, here)
             except SQLAlchemyError:  # the navigation must never break a page (an error page)
                 log.warning("could not build the navigation", exc_info=True)
                 return []

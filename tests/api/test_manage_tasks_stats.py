@@ -257,3 +257,26 @@ def test_send_to_a_group(api: Flask, session: Session, shop: Shop) -> None:
     assert bad.status_code == 400 and "params" in bad.get_json()["error"]["fields"]
     assert m.post("/groups/2147483647/send", {"sdk_app_id": shop.app.sdk_app_id,
                                               "template_id": 1}).status_code == 404
+
+
+def test_alarms_unacknowledged_only(api: Flask, session: Session, shop: Shop) -> None:
+    """The same filter as the alarm history page's, as a query parameter."""
+    first, second = _alarm(session, shop, shop.app), _alarm(session, shop, None, "quota")
+    m = _full(api, session)
+    assert m.post(f"/alarms/{first}/acknowledge").status_code == 200
+    every = {a["id"] for a in m.get("/alarms?page_size=100").get_json()["items"]}
+    assert {first, second} <= every
+    for yes in ("true", "1"):
+        body = m.get(f"/alarms?unacknowledged={yes}&page_size=100").get_json()
+        ids = [a["id"] for a in body["items"]]
+        assert second in ids and first not in ids
+        assert all(a["acknowledged_at"] is None for a in body["items"])
+        assert body["total"] == len(ids)
+    assert first in {a["id"] for a in m.get("/alarms?unacknowledged=false&page_size=100")
+                     .get_json()["items"]}
+    bad = m.get("/alarms?unacknowledged=maybe")
+    assert bad.status_code == 400 and "unacknowledged" in bad.get_json()["error"]["fields"]
+    doc_ = api.test_client().get("/api/v1/openapi.json").get_json()
+    params = {p["name"]: p for p in doc_["paths"]["/api/v1/alarms"]["get"]["parameters"]}
+    assert params["unacknowledged"]["schema"]["type"] == "boolean"
+    assert "acknowledged" in params["unacknowledged"]["description"]

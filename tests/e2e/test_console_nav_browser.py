@@ -97,6 +97,24 @@ def test_sidebar_at_a_laptop_width(browser: Browser, live_server: str) -> None:
     _shot(page, "nav-1366")
 
 
+def test_the_current_place_is_in_view_in_the_navigation(browser: Browser,
+                                                       live_server: str) -> None:
+    """The navigation scrolls on its own at a laptop's height: a page low in it (the
+    last areas) still shows where it is without scrolling the navigation."""
+    page = _page(browser, live_server, then="/audit")
+    page.set_viewport_size({"width": 1366, "height": 700})
+    for path, label in (("/audit", "Audit log"), ("/settings", "Settings"),
+                        ("/notifications", "Notification log")):
+        page.goto(f"{live_server}{path}")
+        current = page.locator("#sidenav a[aria-current]")
+        expect(current).to_have_text(label)
+        box, nav = current.bounding_box(), page.locator("#sidenav").bounding_box()
+        assert box is not None and nav is not None
+        assert nav["y"] <= box["y"] and box["y"] + box["height"] <= min(
+            nav["y"] + nav["height"], 700), (path, box, nav)
+    assert page.evaluate("scrollY") == 0  # the page itself stays at its top
+
+
 def test_navigation_collapses_on_a_phone(browser: Browser, live_server: str) -> None:
     page = _page(browser, live_server, width=390)
     nav, toggle = page.locator("#sidenav"), page.locator(".menu-toggle")

@@ -23,7 +23,7 @@ from sqlalchemy import update
 from app.db import Database, utcnow
 from app.models import Message
 from app.models.sending import DELIVERED, SUBMITTED
-from app.services import alarms, audience, content, mute, replies, tasks
+from app.services import alarms, app_config, audience, content, mute, replies, tasks
 from tests.e2e.test_console_browser import _as, _shot
 from tests.e2e.test_console_nav_browser import AXE, TOP_LEVEL, _axe, _fits, _page
 from tests.sending.conftest import make_shop
@@ -51,7 +51,8 @@ class Account:
         return (*TOP_LEVEL, "/tasks?region=mainland", "/tasks?region=international",
                 "/stats?region=mainland", "/stats?region=international", "/stats/failures",
                 "/stats/receipts", "/stats/countries", "/stats/verification",
-                "/messages/replies", "/groups", "/alarms",
+                "/messages/replies", "/groups", "/alarms", "/alarms?unacknowledged=1",
+                "/configuration", "/contacts", "/security",
                 f"/apps/{self.sdk_app_id}/security", f"/apps/{self.sdk_app_id}",
                 f"/tasks/{self.running_task}", f"/tasks/{self.international_task}",
                 "/tasks/new?region=mainland", f"/groups/{self.group}",
@@ -98,6 +99,9 @@ def account(seed: Database, embedded_redis_url: str) -> Account:
                                        app=shop.app, subject=f"Threshold {n} <i>reached</i>",
                                        body=f"{LONG} body", sms="sms")
         assert alarm is not None
+        app_config.add_contact(c, shop.app.sdk_app_id, name=f"{LONG[:48]} <b>ops</b>",
+                               mobile="+8613900000001", email="ops@example.com",
+                               events=["threshold", "captcha"])
         shop.send(["+14155550101", "+14155550102", "+999"])
         replies.receive(c, "+14155550101", "STOP")
         mute.add(c, phone_number="13700137000", signature_id=shop.signatures["mainland"],
@@ -155,7 +159,8 @@ def test_every_page_fits_every_width_and_the_stored_layout(browser: Browser, liv
 # Pages built from the same template as another in the list (the other region's twin,
 # one alarm of the history): axe-core's verdict on those is the same.
 TWINS = ("/content/signatures?region=international", "/content/templates?region=international",
-         "/tasks?region=international", "/stats?region=mainland", "/alarms?alarm=")
+         "/tasks?region=international", "/stats?region=mainland", "/alarms?alarm=",
+         "/alarms?unacknowledged", "/configuration", "/security")
 
 
 def test_axe_finds_nothing_serious_on_any_page(browser: Browser, live_server: str,
@@ -195,7 +200,7 @@ def test_keyboard_focus_is_always_visible(browser: Browser, live_server: str,
                  "/stats?region=international", f"/apps/{account.sdk_app_id}"):
         page.goto(f"{live_server}{path}")
         reached_main = False
-        for _ in range(45):
+        for _ in range(60):  # the navigation has 30-odd links before the content
             page.keyboard.press("Tab")
             seen = page.evaluate("""() => { const e = document.activeElement;
                 if (!e || e === document.body) return null;
@@ -309,6 +314,31 @@ def test_alarm_filter_updates_the_heading_count(browser: Browser, live_server: s
     page.click("#alarm-filters button[type=submit]")
     expect(page.locator("#alarm-rows")).to_contain_text("No alarms match these filters")
     expect(count).to_have_text("0")
+    # Unacknowledged only: the three threshold alarms (review results are only told).
+    page.select_option("#alarm-filters select[name=event]", "")
+    page.check("#alarm-filters input[name=unacknowledged]")
+    page.click("#alarm-filters button[type=submit]")
+    expect(count).to_have_text("3")
+    expect(page.locator("#alarm-rows tbody tr[id^=alarm-]")).to_have_count(3)
+    assert "unacknowledged=1" in page.url  # a link to this view can be kept and shared
+    assert page.evaluate("window.__stillHere === true")
+
+
+def test_alarm_contacts_page_adds_in_place(browser: Browser, live_server: str,
+                                           account: Account) -> None:
+    page = _page(browser, live_server)
+    page.locator("#sidenav a", has_text="Alarm contacts").click()
+    expect(page).to_have_url(f"{live_server}/apps/{account.sdk_app_id}/contacts")
+    expect(page.locator("#sidenav a[aria-current]")).to_have_text("Alarm contacts")
+    expect(page.locator("#contacts h2 .muted")).to_have_text("1 / 5")
+    page.evaluate("window.__stillHere = true")
+    form = page.locator("#contacts form:has(button:has-text('Add contact'))")
+    form.locator("input[name=name]").fill("Night <i>shift</i>")
+    form.locator("input[name=email]").fill("night@example.com")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#contacts .notice")).to_contain_text("Alarm contact added")
+    expect(page.locator("#contacts h2 .muted")).to_have_text("2 / 5")  # not stale
+    expect(page.locator("#contacts summary").nth(1)).to_contain_text("Night <i>shift</i>")
     assert page.evaluate("window.__stillHere === true")
 
 

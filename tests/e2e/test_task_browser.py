@@ -63,3 +63,33 @@ def test_create_errors_confirm_progress_details(browser: Browser, live_server: s
     page.goto(f"{live_server}/tasks?region=mainland")
     expect(page.locator("#task-list")).to_contain_text("Spring sale")
     expect(page.locator("#task-list")).to_contain_text("100%")
+
+
+def test_a_long_upload_shows_its_progress_and_a_refusal_in_place(
+        browser: Browser, live_server: str, tmp_path: Path, embedded_redis_url: str) -> None:
+    """Issue #14, long operations show progress: the task file's upload, then the check
+    of its rows; a refused file answers beside the field without reloading the page."""
+    database = Database(f"sqlite:///{tmp_path / 'e2e.db'}")
+    with database.unit_of_work() as s:
+        template_id = make_shop(s, redis.Redis.from_url(embedded_redis_url)).templates["mainland"]
+    database.engine.dispose()
+    page = browser.new_page()
+    _login(page, live_server, "root@example.com")
+    page.goto(f"{live_server}/tasks/new?region=mainland")
+    page.evaluate("""() => { window.__stillHere = true; window.__seen = [];
+        new MutationObserver(() => {
+            const state = document.querySelector('#task-form .upload-state');
+            if (state && !state.hidden) window.__seen.push(state.textContent.trim());
+        }).observe(document.body, {subtree: true, childList: true, attributes: true,
+                                   characterData: true}); }""")
+    page.select_option("select[name=template_id]", value=str(template_id))
+    rows = b"".join(b"1390000%04d,%d\n" % (n % 10_000, n) for n in range(50_000))
+    page.set_input_files("input[name=file]", files=[{
+        "name": "list.csv", "mimeType": "text/csv", "buffer": rows + b"\xff\xfe,1\n"}])
+    page.click("#task-form button[type=submit]")
+    expect(page.locator("#file-error")).to_contain_text("not valid text", timeout=15_000)
+    assert page.evaluate("window.__stillHere === true")  # answered in place
+    seen = page.evaluate("window.__seen")
+    assert any("checking" in s for s in seen), seen
+    expect(page.locator("#task-form .upload-state")).to_be_hidden()  # a fresh form
+    expect(page.locator("select[name=template_id]")).to_have_value(str(template_id))

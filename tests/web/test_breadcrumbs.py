@@ -71,8 +71,11 @@ def test_detail_pages_name_their_area(root: Client, shop: Shop, session: Session
             ("Mainland China", None), ("Qualifications", "/content/qualifications"),
             (NAME, None)],
         f"/apps/{sid}": [("Applications", None), apps_list, ("Shop", None)],
-        f"/apps/{sid}/security": [("Applications", None), apps_list, ("Shop", f"/apps/{sid}"),
-                                  ("Security", None)],
+        # Security is in the navigation; the page names its application.
+        f"/apps/{sid}/security": [("Applications", None), ("Security", "/security"),
+                                  ("Shop", None)],
+        f"/apps/{sid}/contacts": [("Applications", None), ("Alarm contacts", "/contacts"),
+                                  ("Shop", None)],
         f"/tasks/{mainland_task}": [
             ("Mainland China", None), ("Bulk tasks", "/tasks?region=mainland"),
             (f"Task {mainland_task}: {NAME}", None)],
@@ -105,8 +108,8 @@ def test_top_level_pages_have_no_crumbs(root: Client) -> None:
 
 
 def test_each_application_links_its_security_page(root: Client, shop: Shop) -> None:
-    """The per-application pages are reached from the application (the navigation
-    cannot list one link per application)."""
+    """Security is reached from the application's page too (the navigation's link
+    opens on the first application)."""
     shop.ctx.db.commit()
     sid = shop.app.sdk_app_id
     page = soup(root.get(f"/apps/{sid}"))

@@ -191,7 +191,9 @@ def test_open_alarms_count_and_the_latest(root: Client, shop: Shop, session: Ses
     tile = soup(page).select_one("#open-alarms")
     assert tile is not None
     assert _figure(page, "alarms-open") == "5"
-    assert soup(page).select_one("[data-figure='alarms-open'] a")["href"] == "/alarms"  # type: ignore[index]
+    # It leads to the same alarms: the history's unacknowledged only.
+    assert soup(page).select_one("[data-figure='alarms-open'] a")["href"] == (  # type: ignore[index]
+        "/alarms?unacknowledged=1")
     shown = [a["href"] for a in tile.select("li a")]
     assert shown == [f"/alarms?alarm={i}" for i in reversed(latest[1:])]  # the latest 3
     assert f"/alarms?alarm={first}" not in shown
