@@ -155,6 +155,10 @@ def run_command(host: str | None, port: int | None, threads: int) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         click.echo("Stopping…")
         if server is not None:
+            # Requests in flight end first: a request thread that finishes after
+            # close() wakes the loop by writing to the closed trigger's descriptor,
+            # which may belong to another socket by then (Redis, below).
+            server.task_dispatcher.shutdown()
             server.close()
         children.stop()
         shutdown_embedded()
