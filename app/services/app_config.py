@@ -72,6 +72,11 @@ def readable_sections(ctx: Ctx, sdk_app_id: str) -> frozenset[str]:
                      if ctx.actor.can(read, sdk_app_id))
 
 
+def opens_page(ctx: Ctx, sdk_app_id: str) -> bool:
+    """Whether the actor may open the application's page (its basic configuration)."""
+    return ctx.actor.can("DescribeAppInfo", sdk_app_id)
+
+
 def section_app(ctx: Ctx, sdk_app_id: str, section: str) -> Application:
     """The application a section answers a change with: loaded for reading the section
     when the actor may, else for a right to change it (the change just made), so a user

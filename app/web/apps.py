@@ -131,7 +131,10 @@ def _section(sdk_app_id: str, name: str, change: Callable[[], Any],
             return _contacts_page(sdk_app_id, {name: state}, status)
         flash(state["notice"])
         return redirect(url_for("apps.contacts", sdk_app_id=sdk_app_id))
-    if not state["errors"] and "app_key" not in state:
+    # Back to the page, unless the user may change a section without opening the page:
+    # then it answers in place, showing them only what they may read.
+    if not state["errors"] and "app_key" not in state and app_config.opens_page(ctx(),
+                                                                                 sdk_app_id):
         flash(state["notice"])
         return redirect(url_for("apps.detail", sdk_app_id=sdk_app_id) + f"#{name}")
     return page("apps/detail.html", status=status,

@@ -338,3 +338,20 @@ def test_a_change_right_alone_answers_with_its_section(app: Flask, session: Sess
     assert app_row.status_callback_url == "https://93.184.216.34/new"
     assert "FR" in {c.iso_code for c in app_row.countries}
     assert "+8613800008888" in {e.phone_number for e in app_row.allowlist}
+
+
+def test_a_change_right_alone_answers_a_plain_form_too(client: Client, session: Session) -> None:
+    """Without htmx the answer is usually the application's page again, which a user who
+    may only change one section cannot open: the section answers in place instead."""
+    sid = _configured(session)
+    make_user(session, "hook@example.com", policies=[doc(
+        ("allow", ["sms:ModifyCallbackInfo"], [f"sms:app/{sid}"]))])
+    session.commit()
+    client.login("hook@example.com")
+    answer = client.post(f"/apps/{sid}/callback",
+                         {"status_callback_url": "https://93.184.216.34/plain"})
+    assert answer.status_code == 200
+    assert "Status callback saved." in text_of(answer, "#callback .notice")
+    for name, (_right, secret) in _SECRETS.items():
+        assert secret not in _html(answer, name), name
+    assert get_app(root_ctx(session), sid).status_callback_url == "https://93.184.216.34/plain"
