@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -321,6 +321,33 @@ def _each_account(db: Session, conn: redis_lib.Redis, settings: Settings,
             out.append(found)
         deferred.extend(ctx.deferred)
     return out
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """The carrier link as its alarms record it (installation-wide, told to each account)."""
+
+    down_since: datetime | None  # the outage the newest alarm says is going on began then
+    up_since: datetime | None  # back up then after the last recorded outage
+
+
+def link_state(ctx: Ctx) -> LinkState:
+    """The newest link_down or link_up alarm of the actor's account: down since the
+    outage began (its period holds that instant), or up (since when, after an outage).
+    No link alarm at all: up, as far as anyone was told."""
+    last = ctx.db.scalars(select(Alarm).where(
+        Alarm.account_id == ctx.actor.account_id, Alarm.event.in_(("link_down", "link_up")))
+        .order_by(Alarm.created_at.desc(), Alarm.id.desc()).limit(1)).first()
+    if last is None:
+        return LinkState(None, None)
+    if last.event == "link_up":
+        return LinkState(None, last.created_at)
+    stamp = last.period.rpartition(":")[2]  # "<account id>:<when the outage began>"
+    try:
+        since = datetime.fromtimestamp(float(stamp), UTC)
+    except ValueError:
+        since = last.created_at
+    return LinkState(since, None)
 
 
 def system_ctx(db: Session, account_id: int, settings: Settings) -> Ctx | None:

@@ -47,6 +47,45 @@ def _account(ctx: Ctx) -> Account:
     return account
 
 
+# --- the application's page, section by section ----------------------------------
+
+# Each section of an application's page: the right to read it, then the rights that change it.
+SECTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "info": ("DescribeAppInfo", ("ModifyAppInfo",)),
+    "key": ("DescribeAppInfo", ("ModifyAppKey",)),
+    "status": ("DescribeAppInfo", ("ModifyAppStatus", "DeleteAppInfo")),
+    "thresholds": ("DescribeWarningThreshold", ("ModifyWarningThreshold",)),
+    "countries": ("DescribeCountryConfig", ("ModifyCountryConfig",)),
+    "callback": ("DescribeCallbackInfo", ("ModifyCallbackInfo",)),
+    "frequency": ("DescribeFreqRule", ("ModifyFreqRule",)),
+    "allowlist": ("DescribeFrequencyWhitelist",
+                  ("AddFrequencyWhiteList", "DeleteFrequencyWhiteList")),
+    "contacts": ("DescribeNewsReceiver",
+                 ("AddNewsReceiver", "ModifyNewsReceiver", "DeleteNewsReceiver")),
+}
+
+
+def readable_sections(ctx: Ctx, sdk_app_id: str) -> frozenset[str]:
+    """The sections of the application's page whose settings the actor may see; the
+    others say so (opening the page is not a right to read every setting on it)."""
+    return frozenset(name for name, (read, _changes) in SECTIONS.items()
+                     if ctx.actor.can(read, sdk_app_id))
+
+
+def opens_page(ctx: Ctx, sdk_app_id: str) -> bool:
+    """Whether the actor may open the application's page (its basic configuration)."""
+    return ctx.actor.can("DescribeAppInfo", sdk_app_id)
+
+
+def section_app(ctx: Ctx, sdk_app_id: str, section: str) -> Application:
+    """The application a section answers a change with: loaded for reading the section
+    when the actor may, else for a right to change it (the change just made), so a user
+    who may change a section but not read the application gets the section, not a 403."""
+    read, changes = SECTIONS[section]
+    action = next((a for a in (read, *changes) if ctx.actor.can(a, sdk_app_id)), read)
+    return get_app(ctx, sdk_app_id, action)  # which checks the action
+
+
 # --- thresholds ---------------------------------------------------------------
 
 def set_thresholds(ctx: Ctx, sdk_app_id: str, region: str, *, alarm_threshold: str | int | None,

@@ -153,23 +153,26 @@ def credit(ctx: Ctx) -> Credit:
 @dataclass(frozen=True)
 class Link:
     gateway: str
-    state: str  # "up", "lagging" or "idle"
+    state: str  # "down" or "up", as the carrier link's alarms record it
+    down_since: datetime | None  # when the outage going on began
+    up_since: datetime | None  # back up then, after the last outage recorded
     waiting: int  # accepted and not yet submitted for longer than STUCK_AFTER
     last_submitted: datetime | None
 
 
 def carrier_link(ctx: Ctx, gateway: str) -> Link:
-    """The carrier link as the message table shows it: messages taken lately, none stuck
-    waiting. (The alarms' link-down events may later tell this more directly.) It counts
-    the whole account's messages, so it needs the right on every application."""
+    """The carrier link: its state as the link-down / link-up alarms record it, with what
+    the message table shows beside it (messages stuck waiting, the last submission). It
+    counts the whole account's messages, so it needs the right on every application."""
     ctx.actor.require("DescribeSendSmsRecord")
     mine = Message.account_id == ctx.actor.account_id
     waiting = ctx.db.scalar(select(func.count()).where(
         mine, Message.status.in_((ACCEPTED, SUBMITTING)),
         Message.created_at < utcnow() - STUCK_AFTER)) or 0
     last = ctx.db.scalar(select(func.max(Message.submitted_at)).where(mine))
-    state = "lagging" if waiting else ("up" if last is not None else "idle")
-    return Link(gateway, state, waiting, last)
+    recorded = alarms.link_state(ctx)
+    state = "down" if recorded.down_since is not None else "up"
+    return Link(gateway, state, recorded.down_since, recorded.up_since, waiting, last)
 
 
 RUNNING_SHOWN = 5  # running tasks listed on the dashboard (the count covers them all)

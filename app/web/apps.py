@@ -65,6 +65,7 @@ def _detail_context(sdk_app_id: str, state: dict[str, dict[str, Any]] | None = N
         "back": _back(),
         "state": state or {},
         "can": lambda action: c.actor.can(action, app.sdk_app_id),
+        "readable": app_config.readable_sections(c, app.sdk_app_id),
         "account": get_settings(c) if c.actor.can("DescribeAccountSettings") else None,
         "alarm_events": ALARM_EVENTS,
         "hears_reviews": lambda contact: app_config.receives_review_results(c, contact),
@@ -84,16 +85,6 @@ def _back() -> str:
     if request.endpoint == "apps.contacts" or request.form.get("back") == "contacts":
         return "contacts"
     return ""
-
-
-def _contacts_app(sdk_app_id: str) -> Application:
-    """The application whose contacts section answers a change: the alarm contacts page
-    serves readers of contacts who may not read the application's other settings, and
-    the application's page those who may not read contacts (the section says so)."""
-    c = ctx()
-    if c.actor.can("DescribeNewsReceiver", sdk_app_id):
-        return app_config.contacts_app(c, sdk_app_id)
-    return apps.get_app(c, sdk_app_id)
 
 
 @bp.get("/contacts")
@@ -130,8 +121,9 @@ def _section(sdk_app_id: str, name: str, change: Callable[[], Any],
         state["errors"] = form_errors(exc)
         state["form"] = request.form
     status = 422 if state["errors"] else 200
+    # Loaded for whoever made the change, who may not read the application or the section.
+    shown = app_config.section_app(ctx(), sdk_app_id, name)
     if request.htmx:  # type: ignore[attr-defined]
-        shown = _contacts_app(sdk_app_id) if name == "contacts" else None
         context = _detail_context(sdk_app_id, {name: state}, shown)
         return render_template(f"apps/_{name}.html", **context), status
     if name == "contacts" and _back():
@@ -139,11 +131,14 @@ def _section(sdk_app_id: str, name: str, change: Callable[[], Any],
             return _contacts_page(sdk_app_id, {name: state}, status)
         flash(state["notice"])
         return redirect(url_for("apps.contacts", sdk_app_id=sdk_app_id))
-    if not state["errors"] and "app_key" not in state:
+    # Back to the page, unless the user may change a section without opening the page:
+    # then it answers in place, showing them only what they may read.
+    if not state["errors"] and "app_key" not in state and app_config.opens_page(ctx(),
+                                                                                 sdk_app_id):
         flash(state["notice"])
         return redirect(url_for("apps.detail", sdk_app_id=sdk_app_id) + f"#{name}")
     return page("apps/detail.html", status=status,
-                **_detail_context(sdk_app_id, {name: state}))
+                **_detail_context(sdk_app_id, {name: state}, shown))
 
 
 def _form(key: str) -> str:

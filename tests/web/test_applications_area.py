@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from werkzeug.test import TestResponse
 
 from app.models import AlarmContact
 from app.services import alarms, app_config
@@ -233,3 +234,124 @@ def test_adding_a_contact_one_may_not_read_answers_without_error(app: Flask, cli
     assert "Alarm contact added" in text_of(added, "#contacts .notice")
     assert "do not let you see" in text_of(added, "#contacts")
     assert session.scalar(select(AlarmContact.name)) == "Ops"
+
+
+# --- every section of an application's page follows its own read right ----------------------
+
+def _configured(session: Session) -> str:
+    """An application with something to see in every section."""
+    sid = make_app(session)
+    c = root_ctx(session)
+    app_config.set_thresholds(c, sid, "mainland", alarm_threshold=7001, daily_limit=9001)
+    app_config.set_country(c, sid, iso_code="DE", alarm_threshold=4321, daily_limit=5432)
+    app_config.set_callback(c, sid, "https://93.184.216.34/hidden-callback")
+    app_config.set_frequency(c, sid, {"30s": (True, 1), "hour": (True, 77), "day": (True, 88)})
+    app_config.add_allowlist(c, sid, "+8613800007777")
+    session.commit()
+    return sid
+
+
+# section → (its read right, something only a reader should see)
+_SECRETS = {
+    "thresholds": ("DescribeWarningThreshold", "9001"),
+    "countries": ("DescribeCountryConfig", "<code>DE</code>"),
+    "callback": ("DescribeCallbackInfo", "hidden-callback"),
+    "frequency": ("DescribeFreqRule", "77"),
+    "allowlist": ("DescribeFrequencyWhitelist", "+8613800007777"),
+}
+
+
+def _html(resp: TestResponse, name: str) -> str:
+    """A section's markup without its CSRF tokens (random text a short secret may be in)."""
+    section = soup(resp).select_one(f"#{name}")
+    assert section is not None, name
+    for token in section.select("input[name=csrf_token]"):
+        token.decompose()
+    return str(section)
+
+
+def test_each_section_is_shown_only_to_those_who_may_read_it(app: Flask, client: Client,
+                                                              session: Session) -> None:
+    sid = _configured(session)
+    make_user(session, "opener@example.com", policies=[doc(
+        ("allow", ["sms:DescribeAppInfo"], [f"sms:app/{sid}"]))])
+    make_user(session, "reader@example.com", policies=[doc(
+        ("allow", ["sms:DescribeAppInfo"] + [f"sms:{r}" for r, _ in _SECRETS.values()],
+         [f"sms:app/{sid}"]))])
+    session.commit()
+    client.login("opener@example.com")
+    page = client.get(f"/apps/{sid}")
+    assert page.status_code == 200
+    for name, (_right, secret) in _SECRETS.items():
+        section = text_of(page, f"#{name}")
+        assert secret not in section, name
+        assert "do not let you see" in section, name
+        assert secret not in _html(page, name), name  # nor in a field
+    reader = Client(app.test_client())
+    reader.login("reader@example.com")
+    shown = reader.get(f"/apps/{sid}")
+    for name, (_right, secret) in _SECRETS.items():
+        assert secret in _html(shown, name), name
+        assert "do not let you see" not in text_of(shown, f"#{name}"), name
+
+
+# section → (the change right, where the change is sent, the form, the notice)
+_CHANGES = {
+    "thresholds": ("ModifyWarningThreshold", "thresholds/mainland",
+                   {"mainland_alarm_threshold": "10", "mainland_daily_limit": "20"},
+                   "Mainland thresholds saved."),
+    "countries": ("ModifyCountryConfig", "countries",
+                  {"iso_code": "fr", "alarm_threshold": "", "daily_limit": ""}, "FR saved."),
+    "callback": ("ModifyCallbackInfo", "callback",
+                 {"status_callback_url": "https://93.184.216.34/new"}, "Status callback saved."),
+    "frequency": ("ModifyFreqRule", "frequency",
+                  {"30s_enabled": "on", "30s_limit": "1", "hour_limit": "5", "day_limit": "9"},
+                  "Frequency limits saved."),
+    "allowlist": ("AddFrequencyWhiteList", "allowlist", {"numbers": "+8613800008888"},
+                  "Added 1 new numbers."),
+    "contacts": ("AddNewsReceiver", "contacts",
+                 {"name": "Ops", "email": "ops@example.com", "events": ["threshold"]},
+                 "Alarm contact added."),
+}
+
+
+def test_a_change_right_alone_answers_with_its_section(app: Flask, session: Session) -> None:
+    """Allowed to change a section but not to read it, nor the application: the change is
+    made and the section answers (saying it cannot show the settings), not a 403 after."""
+    sid = _configured(session)
+    for name, (right, _path, _form, _notice) in _CHANGES.items():
+        make_user(session, f"{name}@example.com", policies=[doc(
+            ("allow", [f"sms:{right}"], [f"sms:app/{sid}"]))])
+    session.commit()
+    for name, (_right, path, form, notice) in _CHANGES.items():
+        changer = Client(app.test_client())
+        changer.login(f"{name}@example.com")
+        answer = changer.post(f"/apps/{sid}/{path}", form, htmx=True)
+        assert answer.status_code == 200, name
+        assert notice in text_of(answer, f"#{name} .notice"), name
+        assert "do not let you see" in text_of(answer, f"#{name}"), name
+        secret = _SECRETS[name][1] if name in _SECRETS else "Ops"
+        assert secret not in _html(answer, name), name
+    app_row = get_app(root_ctx(session), sid)
+    session.refresh(app_row)
+    assert app_row.mainland_daily_limit == 20 and app_row.freq_hour_limit == 5
+    assert app_row.status_callback_url == "https://93.184.216.34/new"
+    assert "FR" in {c.iso_code for c in app_row.countries}
+    assert "+8613800008888" in {e.phone_number for e in app_row.allowlist}
+
+
+def test_a_change_right_alone_answers_a_plain_form_too(client: Client, session: Session) -> None:
+    """Without htmx the answer is usually the application's page again, which a user who
+    may only change one section cannot open: the section answers in place instead."""
+    sid = _configured(session)
+    make_user(session, "hook@example.com", policies=[doc(
+        ("allow", ["sms:ModifyCallbackInfo"], [f"sms:app/{sid}"]))])
+    session.commit()
+    client.login("hook@example.com")
+    answer = client.post(f"/apps/{sid}/callback",
+                         {"status_callback_url": "https://93.184.216.34/plain"})
+    assert answer.status_code == 200
+    assert "Status callback saved." in text_of(answer, "#callback .notice")
+    for name, (_right, secret) in _SECRETS.items():
+        assert secret not in _html(answer, name), name
+    assert get_app(root_ctx(session), sid).status_callback_url == "https://93.184.216.34/plain"

@@ -56,7 +56,6 @@ def test_detail_pages_name_their_area(root: Client, shop: Shop, session: Session
     root_user = root_ctx(session).actor.user_id
     policy_id = session.query(Policy).filter_by(name="SMSReviewer").one().id
     mainland_sig = shop.signatures["mainland"]
-    apps_list = ("Application list", "/apps")
     expected = {
         f"/content/templates/{intl.id}": [
             ("International", None), ("Body templates", "/content/templates?region=international"),
@@ -70,7 +69,8 @@ def test_detail_pages_name_their_area(root: Client, shop: Shop, session: Session
         f"/content/qualifications/{q.id}": [
             ("Mainland China", None), ("Qualifications", "/content/qualifications"),
             (NAME, None)],
-        f"/apps/{sid}": [("Applications", None), apps_list, ("Shop", None)],
+        f"/apps/{sid}": [("Applications", None), ("Basic configuration", "/configuration"),
+                         ("Shop", None)],
         # Security is in the navigation; the page names its application.
         f"/apps/{sid}/security": [("Applications", None), ("Security", "/security"),
                                   ("Shop", None)],

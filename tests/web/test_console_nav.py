@@ -59,7 +59,12 @@ def test_detail_pages_mark_their_list_and_keep_their_region(root: Client, sessio
                                                              ) -> None:
     sdk_app_id = make_app(session)
     session.commit()
-    assert _current(root.get(f"/apps/{sdk_app_id}")) == [("Application list", "/apps")]
+    # An application's page is the Applications area's Basic configuration, not its list.
+    assert _current(root.get(f"/apps/{sdk_app_id}")) == [("Basic configuration", "/configuration")]
+    bad = root.post(f"/apps/{sdk_app_id}/thresholds/mainland",
+                    {"mainland_alarm_threshold": "x", "mainland_daily_limit": ""})
+    assert bad.status_code == 422  # a plain form's answer: the same page, the same mark
+    assert _current(bad) == [("Basic configuration", "/configuration")]
     root.post("/content/templates/new?region=international", {
         "name": "Hello", "sms_type": "notification", "content": "Hello {1}"})
     page = soup(root.get("/content/templates?region=international"))

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from flask import Flask
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
-from app.models import Application, Message
+from app.models import Account, Application, Message
 from app.models.sending import DELIVERED, FAILED, SUBMITTED
 from app.services import alarms, console, packages, rollups, tasks
 from app.services import apps as apps_service
+from tests.conftest import Backend
 from tests.helpers import doc, make_user
 from tests.sending.conftest import Shop
 from tests.web.conftest import Client, soup, text_of
@@ -68,7 +70,7 @@ def test_it_refreshes_itself_as_a_fragment(root: Client, shop: Shop, session: Se
     assert "No messages yet today" not in body
 
 
-def test_credit_and_a_lagging_link(root: Client, shop: Shop, session: Session) -> None:
+def test_credit_and_messages_waiting(root: Client, shop: Shop, session: Session) -> None:
     packages.add(shop.ctx, name="Starter", size="1000", expires_on="2099-12-31")
     shop.send(["+14155550101"])
     session.execute(update(Message).values(created_at=utcnow() - timedelta(minutes=5)))
@@ -76,7 +78,8 @@ def test_credit_and_a_lagging_link(root: Client, shop: Shop, session: Session) -
     page = root.get("/")
     assert _figure(page, "credit-balance") == "1000"
     assert _figure(page, "credit-days") == "No recent use"  # no mainland use this week
-    assert _figure(page, "link-state") == "Lagging"
+    # Waiting messages are a figure of their own; the link's state is its alarms' (none).
+    assert _figure(page, "link-state") == "Up"
     assert _figure(page, "link-waiting") == "1"
     assert _figure(page, "gateway") == "simulator"
 
@@ -231,3 +234,38 @@ def test_tiles_show_only_the_applications_a_policy_allows(app: Flask, shop: Shop
     assert soup(page).select_one("#running-tasks") is None
     assert soup(page).select_one("#open-alarms") is None
     assert blind.get("/dashboard/tasks", htmx=True).status_code == 403
+
+
+def test_the_link_tile_shows_what_the_link_alarms_record(root: Client, shop: Shop,
+                                                         session: Session,
+                                                         backend: Backend) -> None:
+    """The carrier link's state is the one its link-down / link-up alarms record, not a
+    guess from recent messages: down since the outage began, then up again."""
+    shop.send(["+14155550101"])  # a message taken lately: the old guess said "Up"
+    session.execute(update(Message).values(submitted_at=utcnow()))
+    session.commit()
+    began = (utcnow() - timedelta(minutes=10)).replace(microsecond=0)
+    deferred: list = []
+
+    def seen(up: bool, seconds: int) -> list:
+        return alarms.link_seen(session, backend.redis, up, shop.ctx.settings, deferred,
+                                now=began + timedelta(seconds=seconds))
+
+    assert seen(False, 0) == []
+    [down] = seen(False, 90)  # down for over a minute: the alarm
+    session.commit()
+    page = root.get("/")
+    assert _figure(page, "link-state") == f"Down since {_shown(session, began)}"
+    assert soup(page).select_one(".status-link-down") is not None
+    [up] = seen(True, 300)
+    session.commit()
+    page = root.get("/")
+    assert _figure(page, "link-state") == "Up"
+    assert f"Back up since {_shown(session, up.created_at)}" in text_of(page, "#fig-link + dl + p")
+    assert down.event == "link_down" and up.event == "link_up"
+
+
+def _shown(session: Session, moment: datetime) -> str:
+    """A time as the page shows it, in the account's zone."""
+    zone = ZoneInfo(session.scalars(select(Account.timezone)).one())
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
