@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect
 
 from app.migrate import alembic_config, upgrade
-from tests.conftest import PG_UP, _pg_database
 
 NEW = {"saved_by_id", "mobile_confirmed_at", "confirm_code_hash", "confirm_expires_at",
        "confirm_attempts", "confirm_sent_at", "confirm_window_at", "confirm_sends"}
 
 
-@pytest.fixture(params=["sqlite", *(["postgresql"] if PG_UP else [])])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'm.db'}"
-        return
-    yield from _pg_database("smsops_mig")
+@pytest.fixture
+def url(empty_db_url: str) -> str:
+    return empty_db_url
 
 
 def _columns(url: str) -> set[str]:

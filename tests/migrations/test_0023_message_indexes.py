@@ -4,9 +4,6 @@ included columns), and downgrade brings back the indexes 0022 had."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -15,21 +12,15 @@ from sqlalchemy import create_engine, inspect, text
 
 from app import migrate
 from app.db import Base
-from tests.conftest import PG_UP, _pg_database
 
 NEW = {"ix_message_app_status", "ix_message_status_id", "ix_message_phone"}
 OLD = {"ix_message_app_created", "ix_message_phone_created", "ix_message_phone_prefix",
        "ix_message_status"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'm.db'}"
-        return
-    if not PG_UP:
-        pytest.skip("PostgreSQL is not running")
-    yield from _pg_database("smsops_m23")
+@pytest.fixture
+def url(empty_db_url: str) -> str:
+    return empty_db_url
 
 
 def _message_indexes(url: str) -> set[str]:

@@ -4,9 +4,6 @@ database refuses a second one, so the service's race handling applies to it too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -19,20 +16,14 @@ from app import migrate
 from app.db import Base, utcnow
 from app.models import Signature
 from app.services.accounts import ensure_account
-from tests.conftest import PG_UP, _pg_database
 
 MUTE = ("INSERT INTO mute_entry (account_id, phone_number, signature_id, sms_type, "
         "consent_confirmed_by, created_at) VALUES (:a, :n, :s, :t, 'root', :at)")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'm.db'}"
-        return
-    if not PG_UP:
-        pytest.skip("PostgreSQL is not running")
-    yield from _pg_database("smsops_m24")
+@pytest.fixture
+def url(empty_db_url: str) -> str:
+    return empty_db_url
 
 
 def test_duplicates_are_merged_then_refused(url: str) -> None:
