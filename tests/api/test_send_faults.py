@@ -25,7 +25,8 @@ from tests.sending.conftest import make_shop
 
 @pytest.mark.skipif(not PG_UP or not (PG_BIN / "initdb").exists(),
                     reason="needs PostgreSQL 15 binaries")
-def test_postgresql_restarted_while_requests_arrive(tmp_path: Path) -> None:
+def test_postgresql_restarted_while_requests_arrive(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
     redis_server = RedisServer(tmp_path)
     redis_server.start()
     cluster = PostgresCluster()
@@ -86,7 +87,10 @@ def test_postgresql_restarted_while_requests_arrive(tmp_path: Path) -> None:
         assert ok <= stored  # every 200 was stored
         told = ok | {serial for message in unknown for serial in stored if serial in message}
         assert stored == told  # and nothing was stored that its request was told failed
-        assert sum(1 for s, _ in answers if s == 503) > 0  # the restart was felt
+        # The restart was felt: requests answered 503, or the writer lost a batch or a
+        # COMMIT and settled its requests by looking the rows up (all 200 then).
+        lost = [r for r in caplog.records if r.getMessage().startswith("group commit")]
+        assert sum(1 for s, _ in answers if s == 503) > 0 or lost
         assert len(ok) >= 90  # and sending went on after it
         api.extensions["db"].engine.dispose()
     finally:
