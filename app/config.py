@@ -52,6 +52,9 @@ def defaults(instance: Path) -> dict[str, Any]:
         # The sending pipeline (app/services/pipeline.py), in seconds.
         "LEASE_S": 30,  # a claim's lifetime before the sweeper resolves it
         "SWEEP_INTERVAL_S": 5,
+        # A drainer that found a partial batch waits this long for more (milliseconds):
+        # single-number requests then reach the carrier in batches. 0: never wait.
+        "DRAIN_LINGER_MS": 50,
         "RECEIPT_VALIDITY_S": 72 * 3600,  # then a submitted message ends `no_receipt`
         # Bulk send tasks (app/services/tasks.py).
         "TASK_BATCH": 1000,  # recipients per dispatch step: how far a stop may lag

@@ -17,8 +17,9 @@ from rq import Queue, Retry
 QUEUE_NAMES = ("pipeline", "receipts", "default")
 DRAIN_JOB = "jobs.sending.drain"
 RECEIPTS_JOB = "jobs.sending.apply_receipts"
-# Wake-up jobs: any number of requests asking within a few seconds share one job
-# (the job clears its key when it starts, so rows committed later wake another).
+# Wake-up jobs: any number of requests asking while one runs or waits share it (the
+# job holds its key while it runs and lingers, then releases it and looks once more,
+# so rows committed later wake another; see jobs/sending.py `_run`).
 COALESCED: dict[str, tuple[str, int]] = {DRAIN_JOB: ("pipeline", 10),
                                          RECEIPTS_JOB: ("receipts", 10)}
 # Jobs that talk to the outside world are retried with back-off (seconds).
@@ -70,6 +71,18 @@ def wake(conn: redis.Redis, job: str) -> bool:
         conn.delete(wake_key(job))
         raise
     return True
+
+
+def waiting(conn: redis.Redis, names: tuple[str, ...] = QUEUE_NAMES) -> bool:
+    """Whether a job waits on any of these queues: one round trip. A Redis failure
+    answers False (the caller goes on with what it was doing)."""
+    try:
+        pipe = conn.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(f"rq:queue:{name}")
+        return any(pipe.execute())
+    except redis.RedisError:
+        return False
 
 
 def enqueue_deferred(conn: redis.Redis, deferred: list[tuple[str, tuple[Any, ...]]]) -> None:

@@ -82,6 +82,11 @@ def exit_after(seconds: float) -> None:
     timer.start()
 
 
+# Set when this process was asked to stop: a job that waits for more work (the
+# drainer's linger, jobs/sending.py) ends instead, so a warm stop is prompt.
+stopping = threading.Event()
+
+
 def stop_within(worker: Any, seconds: float) -> None:
     """An RQ worker's first SIGTERM/SIGINT is a warm shutdown that waits for the
     current job without limit: bound it. (Set on the instance, so it works with any
@@ -89,6 +94,7 @@ def stop_within(worker: Any, seconds: float) -> None:
     warm = worker.request_stop
 
     def request_stop(signum: int, frame: Any) -> None:
+        stopping.set()
         exit_after(seconds)
         warm(signum, frame)
 

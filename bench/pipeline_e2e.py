@@ -111,7 +111,7 @@ def client(port: int, app_id: str, key: str, template: int, per_request: int,
             accepted += sum(1 for s in data["send_status"] if s["code"] == "Ok")
         else:
             errors += 1
-    out.put((latencies, accepted, errors))
+    out.put((latencies, accepted, errors, time.process_time()))
 
 
 def _wait_final(db_url: str, since: float, cap: float) -> tuple[int, int, float]:
@@ -125,6 +125,40 @@ def _wait_final(db_url: str, since: float, cap: float) -> tuple[int, int, float]
             if pending == 0 or time.time() - since > cap:
                 return total - pending, pending, time.time()
             time.sleep(0.05)
+
+
+def _cpu_by_role(procs: list[subprocess.Popen[bytes]], redis_pid: int,
+                 db_url: str) -> dict[str, float]:
+    """CPU seconds so far of each role's processes (PostgreSQL: this database's backends)."""
+    import psutil
+    import psycopg
+
+    def tree_cpu(pid: int) -> float:
+        try:
+            p = psutil.Process(pid)
+            total = 0.0
+            for q in [p, *p.children(recursive=True)]:
+                t = q.cpu_times()
+                total += t.user + t.system
+            return total
+        except psutil.Error:
+            return 0.0
+
+    name = db_url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        pids = [r[0] for r in c.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (name,))]
+    return {"web": tree_cpu(procs[0].pid),
+            "workers": sum(tree_cpu(p.pid) for p in procs[1:]),
+            "postgres": sum(tree_cpu(p) for p in pids), "redis": tree_cpu(redis_pid)}
+
+
+def _cpu_line(before: dict[str, float], after: dict[str, float], n: int,
+              clients_cpu: float) -> str:
+    """CPU ms per message by role over the measured window (start-up excluded)."""
+    used = {k: after[k] - before[k] for k in after} | {"clients": clients_cpu}
+    return " ".join(f"{k}={v / max(n, 1) * 1000:.3f}" for k, v in used.items()) + \
+        f" total={sum(used.values()) / max(n, 1) * 1000:.3f} (CPU ms per message)"
 
 
 def _preload(db_url: str, sdk_app_id: str, n: int) -> None:
@@ -156,6 +190,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8,
                         help="gunicorn gthread threads per worker (1: sync workers); "
                              "threads let one process settle many requests together")
+    parser.add_argument("--cpu", action="store_true",
+                        help="also print CPU ms per message by role (web, workers, PostgreSQL, "
+                             "Redis, clients)")
     parser.add_argument("--drain-cap", type=float, default=120,
                         help="stop waiting for the last receipts after this many seconds")
     args = parser.parse_args()
@@ -209,6 +246,7 @@ def main() -> None:
         time.sleep(2)  # the workers import the app
         if args.mode == "preloaded":
             _preload(db_url, seeded["app_id"], args.messages)
+            cpu0 = _cpu_by_role(procs, redis_proc.pid, db_url)
             start = time.time()
             import redis
 
@@ -230,12 +268,16 @@ def main() -> None:
             label = "base" if tree != ROOT else "this branch"
             print(f"| {label} | preloaded | {args.workers} | - | {args.messages} | - | - | "
                   f"{final / (done_at - start):.0f} | {pending} | 0 |", flush=True)
+            if args.cpu:
+                print(_cpu_line(cpu0, _cpu_by_role(procs, redis_proc.pid, db_url), final, 0.0),
+                      flush=True)
             return
         per_request = 200 if args.mode == "batched" else 1
         clients = args.clients or (4 if args.mode == "batched" else 50)
         window = args.seconds if args.mode == "single" else 600
         quota = args.messages // clients if args.mode == "batched" else 10**9
         out: multiprocessing.Queue = multiprocessing.Queue()
+        cpu0 = _cpu_by_role(procs, redis_proc.pid, db_url)
         until = time.time() + window
         senders = [multiprocessing.Process(target=client, args=(
             port, seeded["app_id"], seeded["app_key"], template, per_request, until, quota,
@@ -248,14 +290,17 @@ def main() -> None:
         for p in senders:
             p.join()
         final, pending, done_at = _wait_final(db_url, sent_at, args.drain_cap)
-        latencies = sorted(x for lat, _a, _e in results for x in lat)
-        accepted = sum(a for _l, a, _e in results)
-        errors = sum(e for _l, _a, e in results)
+        latencies = sorted(x for lat, _a, _e, _c in results for x in lat)
+        accepted = sum(a for _l, a, _e, _c in results)
+        errors = sum(e for _l, _a, e, _c in results)
         label = "base" if tree != ROOT else "this branch"
         print(f"| {label} | {args.mode} | {args.workers} | {clients} | {accepted} | "
               f"{len(latencies) / (sent_at - start):.0f} | "
               f"{latencies[len(latencies) // 2]:.1f} | {final / (done_at - start):.0f} | "
               f"{pending} | {errors} |", flush=True)
+        if args.cpu:
+            print(_cpu_line(cpu0, _cpu_by_role(procs, redis_proc.pid, db_url), final,
+                            sum(c for _l, _a, _e, c in results)), flush=True)
     finally:
         stop(procs)
         redis_proc.kill()

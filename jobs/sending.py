@@ -20,9 +20,19 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.gateways.base import GatewayUnavailable, Outbound, Receipt, SubmitResult
-from app.queue import DRAIN_JOB, RECEIPTS_JOB, enqueue_each, wake, wake_key
+from app.queue import (
+    COALESCED,
+    DRAIN_JOB,
+    QUEUE_NAMES,
+    RECEIPTS_JOB,
+    enqueue,
+    enqueue_each,
+    wake,
+    wake_key,
+)
 from app.services import pipeline, sending
 from app.services.pipeline import PipelineSettings
+from app.supervise import stopping
 from jobs import runtime
 from jobs.alarms import observe_link
 
@@ -30,6 +40,8 @@ log = logging.getLogger("smsops.sending")
 T = TypeVar("T")
 DRAIN_BUDGET_S = 60.0  # one drain job's share before it hands over to a new one
 SLACK_RECEIPT_KEY = "smsops:slack:receipt:{}"
+_HELP_KEY = "jobs.sending.drain:helper"  # a helper drain is queued (see _ask_help)
+_HELP_KEY_NAME = wake_key(_HELP_KEY)
 # GETDEL of every message's Slack reply key; ARGV[1] is the key prefix, then the ids.
 # Keys are named inside the script (not in KEYS): fine on a single Redis server.
 _TAKE_SLACK_REPLIES = """
@@ -82,23 +94,94 @@ def _is_disconnect(exc: DBAPIError) -> bool:
     return isinstance(exc, OperationalError)
 
 
-def drain() -> int:
+def drain(helper: bool = False) -> int:
     """Submit accepted messages a batch at a time until none are left; returns how
-    many were claimed. One job serves any number of API requests."""
+    many were claimed. One job serves any number of API requests; a `helper` is
+    another worker asked to share a backlog (it never lingers)."""
     app = runtime.app()
-    _clear_wake(app, DRAIN_JOB)  # rows committed from now on wake another job
     settings = _settings(app)
+    if helper:
+        _clear_wake(app, _HELP_KEY)  # the next full batch may ask for one more
+    return _run(app, DRAIN_JOB, lambda: _submit_batch(app, settings, None), settings.batch,
+                settings.linger_s, _ask_help, holds_key=not helper)
+
+
+def _run(app: Flask, job: str, step: Callable[[], int], batch: int, linger_s: float,
+         on_full: Callable[[Flask], None] | None = None, *, holds_key: bool = True) -> int:
+    """Run `step` (one batch; returns how many it took) while there is work.
+
+    The job holds its wake-up key (app/queue.py) while it runs, so requests made
+    meanwhile enqueue nothing: the next step takes their rows. A partial batch means
+    work is trickling in (one-number API requests, receipts of small batches): the
+    job waits `linger_s` and takes what gathered, so a stream of requests travels in
+    batches rather than one job each (each RQ job, claim and commit has a fixed
+    cost). It stops waiting when work of any kind is queued for the workers, when
+    the worker is stopping or after DRAIN_BUDGET_S, and then ends as before: it
+    releases the key and looks once more, so a row committed before the release is
+    taken now and one committed after it wakes a new job. A job that does not hold
+    the key (a helper) never lingers."""
     total = 0
     deadline = time.monotonic() + DRAIN_BUDGET_S
-    while True:
-        claimed = _submit_batch(app, settings, None)
-        total += claimed
-        if claimed < settings.batch:
-            return total
-        if time.monotonic() > deadline:
-            _wake(app, DRAIN_JOB)  # hand over; keeps the queue fair
-            return total
-        _wake(app, DRAIN_JOB)  # more waiting: let an idle worker help
+    try:
+        while True:
+            taken = step()
+            total += taken
+            if taken >= batch:
+                if time.monotonic() > deadline:  # hand over: keeps the queues fair
+                    if holds_key:
+                        _clear_wake(app, job)
+                    _wake(app, job)
+                    return total
+                if on_full is not None:
+                    on_full(app)  # more waiting: let an idle worker help
+                continue
+            if holds_key and taken and linger_s > 0 and time.monotonic() < deadline \
+                    and _linger(app, job, linger_s):
+                continue
+            if not holds_key:
+                return total
+            _clear_wake(app, job)
+            holds_key = False
+    except BaseException:
+        if holds_key:
+            _clear_wake(app, job)  # a retry or the next request wakes a new job
+        raise
+
+
+def _linger(app: Flask, job: str, linger_s: float) -> bool:
+    """Wait `linger_s` for more work, keeping the wake-up key (its TTL renewed);
+    False, without waiting, when another job waits for this worker or the worker is
+    stopping. Receipts woken by the drainer's own batches are applied here rather
+    than made way for: with one worker, a drainer that made way for them would never
+    linger, and one that ignored them would hold them back while requests flow."""
+    if stopping.is_set():
+        return False
+    conn = app.extensions["redis"]
+    try:
+        pipe = conn.pipeline(transaction=False)
+        pipe.set(wake_key(job), 1, ex=COALESCED[job][1])
+        for name in QUEUE_NAMES:
+            pipe.llen(f"rq:queue:{name}")
+        _renewed, *lengths = pipe.execute()
+    except redis_lib.RedisError:
+        return False
+    queued = dict(zip(QUEUE_NAMES, lengths, strict=True))
+    if job == DRAIN_JOB and queued.pop("receipts"):
+        _receipts_batch(app)
+    if any(queued.values()):
+        return False
+    time.sleep(linger_s)
+    return True
+
+
+def _ask_help(app: Flask) -> None:
+    """One helper drain at a time waits in the queue; it clears the key as it starts."""
+    conn = app.extensions["redis"]
+    try:
+        if conn.set(_HELP_KEY_NAME, 1, nx=True, ex=COALESCED[DRAIN_JOB][1]):
+            enqueue(conn, DRAIN_JOB, True, queue=COALESCED[DRAIN_JOB][0])
+    except redis_lib.RedisError as exc:
+        log.warning("could not ask for a helper drain (%s)", exc)
 
 
 def submit(ids: list[int]) -> None:
@@ -145,24 +228,29 @@ def submit_claimed(app: Flask, settings: PipelineSettings, attempt: str,
 
 
 def apply_receipts() -> int:
-    """Apply due receipts from the inbox in batches; POST status callbacks."""
+    """Apply due receipts from the inbox in batches; POST status callbacks. Returns
+    how many messages they changed."""
     app = runtime.app()
-    _clear_wake(app, RECEIPTS_JOB)
-    applied = 0
+    applied = [0]
+    _run(app, RECEIPTS_JOB, lambda: _receipts_batch(app, applied), pipeline.BATCH,
+         _settings(app).linger_s)
+    return applied[0]
 
+
+def _receipts_batch(app: Flask, applied: list[int] | None = None) -> int:
+    """One batch of due receipts; returns how many inbox rows it took."""
     def work(session: Session) -> tuple[list[int], list[int], int]:
         changed, taken = pipeline.apply_receipts(session)
         callbacks = sending.apps_with_callbacks(session, changed) if changed else []
         return changed, callbacks, taken
 
-    while True:
-        changed, with_callback, taken = _db_retry(work, 30)
-        applied += len(changed)
-        enqueue_each(app.extensions["redis"], sending.STATUS_CALLBACK_JOB,
-                     [(message_id,) for message_id in with_callback])
-        _tell_slack(app, changed)
-        if taken < pipeline.BATCH:
-            return applied
+    changed, with_callback, taken = _db_retry(work, 30)
+    if applied is not None:
+        applied[0] += len(changed)
+    enqueue_each(app.extensions["redis"], sending.STATUS_CALLBACK_JOB,
+                 [(message_id,) for message_id in with_callback])
+    _tell_slack(app, changed)
+    return taken
 
 
 def receipts(items: list[dict[str, Any]]) -> None:

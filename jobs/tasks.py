@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.gateways.base import GatewayUnavailable
 from app.models.tasks import SENDING, SendTask
-from app.queue import DRAIN_JOB, enqueue
+from app.queue import DRAIN_JOB, enqueue, waiting
 from app.services import pipeline, tasks
 from app.services import sending as sending_service
 from app.services.context import Ctx, Settings
@@ -128,7 +128,8 @@ def run(task_id: int, lane: int = 0) -> int:
             time.sleep(min(step.wait_s or SETTLE_POLL_S, 2.0))
             _later(conn, task_id, 0)
             return converted
-        if time.monotonic() > deadline or _urgent_waiting(conn):
+        # API sends and receipts wait for no bulk task: one round trip per batch.
+        if time.monotonic() > deadline or waiting(conn, URGENT):
             _later(conn, task_id, 0, lane)  # behind the urgent queues (QUEUE_NAMES order)
             return converted
         if step.wait_s:
@@ -144,17 +145,6 @@ def _start_lanes(app: Flask, task_id: int) -> None:
                 enqueue(conn, tasks.RUN_JOB, task_id, lane)
     except redis_lib.RedisError as exc:
         log.warning("task %s: extra dispatchers not started: %s", task_id, exc)
-
-
-def _urgent_waiting(conn: redis_lib.Redis) -> bool:
-    """API sends and receipts wait for no bulk task: one round trip per batch."""
-    try:
-        pipe = conn.pipeline(transaction=False)
-        for name in URGENT:
-            pipe.llen(f"rq:queue:{name}")
-        return any(pipe.execute())
-    except redis_lib.RedisError:
-        return False
 
 
 def _later(conn: redis_lib.Redis, task_id: int, seconds: float, lane: int = 0) -> None:

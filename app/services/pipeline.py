@@ -17,7 +17,9 @@ UPDATE from the state before it, so two movers can never both win):
 
 - **accepted**: written by `sending.send` in the request's transaction. The API
   then wakes the drainer (a coalesced RQ job, see app/queue.py); if that wake is
-  lost (Redis down, enqueue failed after the commit), the sweeper wakes it.
+  lost (Redis down, enqueue failed after the commit), the sweeper wakes it. A
+  drainer that finds a partial batch lingers (DRAIN_LINGER_MS) and takes what
+  gathered meanwhile, so one-number requests reach the carrier in batches.
 - **submitting**: `claim` moves up to a batch of accepted rows in one statement
   (`FOR UPDATE SKIP LOCKED` on PostgreSQL; on SQLite writers are serialised, so a
   conditional UPDATE ... RETURNING is the same thing) and returns only the rows it
@@ -132,13 +134,18 @@ class PipelineSettings:
     receipt_validity_s: float = 72 * 3600.0
     redrive_after_s: float = 2.0  # accepted longer than this without a claim: wake
     batch: int = BATCH
+    # A drainer or receipt applier that took a partial batch waits this long for
+    # more before looking again (jobs/sending.py): one-number requests travel in
+    # batches. Adds at most this much to a message's way out.
+    linger_s: float = 0.05
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> PipelineSettings:
         return cls(lease_s=float(config.get("LEASE_S", 30)),
                    receipt_validity_s=float(config.get("RECEIPT_VALIDITY_S", 72 * 3600)),
                    redrive_after_s=float(config.get("REDRIVE_AFTER_S", 2)),
-                   batch=int(config.get("DRAIN_BATCH", BATCH)))
+                   batch=int(config.get("DRAIN_BATCH", BATCH)),
+                   linger_s=float(config.get("DRAIN_LINGER_MS", 50)) / 1000)
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,7 @@ def test_receipts_apply_in_batches_and_a_repeat_changes_nothing(
 ) -> None:
     numbers = [f"+1415555{n:04d}" for n in range(1000, 1150)]
     ids = _accepted(shop, session, numbers)
+    runner.config["DRAIN_LINGER_MS"] = 0  # else it applies them itself (test_linger.py)
     sending_job.drain()
     assert session.scalar(select(ReceiptInbox.id).limit(1)) is not None
     assert sending_job.apply_receipts() == len(ids)
