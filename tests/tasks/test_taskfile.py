@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import itertools
 import zipfile
 
 import openpyxl
@@ -234,6 +235,35 @@ def test_xlsx_row_numbers_are_the_sheet_rows_across_blank_rows() -> None:
     assert [r.row for r in result] == [2, 5, 6]
     assert phones(result) == ["+8613800138000", "+8613800138001"]
     assert errors(result)[0][:2] == (5, "phone")
+
+
+def numbered_rows(rows: range, last_column: str = "B") -> str:
+    return "".join(f'<row r="{n}"><c r="A{n}"><v>{13800138000 + n}</v></c>'
+                   f'<c r="{last_column}{n}"><v>1234</v></c></row>' for n in rows)
+
+
+@pytest.mark.parametrize("dimension", ["A1:B2", "A1:XFD1048576"])
+def test_xlsx_rows_are_read_as_they_are_whatever_the_dimension_says(dimension: str) -> None:
+    # A writer's <dimension> may be stale (the rows past it were dropped, unsaid) or
+    # huge (every row was padded to 16,384 cells, a million times).
+    data = excel_book(numbered_rows(range(1, 5)), [], dimension)
+    got = list(itertools.islice(taskfile.rows_of(io.BytesIO(data), "f.xlsx"), 10))
+    assert got == [[str(13800138000 + n), "1234"] for n in range(1, 5)]
+
+
+def test_xlsx_sheet_past_the_last_row_or_over_the_cells_cap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(taskfile, "SHEET_ROWS", 10)  # Excel's is 1,048,576: as slow to test
+    past = excel_book(numbered_rows(range(1, 3)) + numbered_rows(range(11, 12)), [], "A1")
+    with pytest.raises(FileError, match="corrupt: its sheet goes past row 10"):
+        run(past, name="f.xlsx")
+    assert len(run(excel_book(numbered_rows(range(1, 11)), [], "A1"), name="f.xlsx")) == 10
+    monkeypatch.setattr(taskfile, "SHEET_CELLS", 100)
+    # Four rows of 26 cells (a stray value in column Z of each): 104 cells.
+    wide = excel_book(numbered_rows(range(1, 5), last_column="Z"), [], "A1")
+    with pytest.raises(FileError, match="more than 100 cells"):
+        run(wide, name="f.xlsx")
+    assert len(run(excel_book(numbered_rows(range(1, 4), "Z"), [], "A1"), name="f.xlsx")) == 3
 
 
 def test_xlsx_row_limit() -> None:
