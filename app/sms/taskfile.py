@@ -34,6 +34,10 @@ SHOWN_ERRORS = 100
 # An XLSX is a zip: refuse one whose parts inflate beyond this many times its size
 # (real spreadsheets compress 5-20x) once that is more than ZIP_FLOOR bytes.
 ZIP_RATIO, ZIP_FLOOR = 100, 50 * 1024 * 1024
+# Past Excel's last row a sheet is corrupt; cells read from one sheet, empty ones between
+# filled ones included, are capped far above a million rows of a phone and its variables:
+# a few KB of XML can put a cell in the last column of each of a million rows.
+SHEET_ROWS, SHEET_CELLS = 1_048_576, 50_000_000
 PHONE_HEADERS = ("phone", "mobile", "number", "tel", "手机", "电话", "号码")
 PHONE = "phone"  # the column name in errors
 DUPLICATE = "The same number appears earlier in the file."
@@ -307,7 +311,20 @@ def _xlsx_rows(f: IO[bytes]) -> Iterator[list[str]]:
         sheet = book.worksheets[0] if book.worksheets else None
         if sheet is None:
             raise FileError("The workbook has no sheet.")
-        for values in sheet.iter_rows(values_only=True):
+        # The sheet's <dimension> is not trusted: openpyxl would stop at its last row (and
+        # silently drop the rows after it when the writer left it stale) and pad every row
+        # to its width (a few bytes can declare A1:XFD1048576).
+        sheet.reset_dimensions()
+        cells = 0
+        for row_no, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+            cells += len(values)
+            if row_no > SHEET_ROWS:
+                raise FileError(f"This XLSX file is corrupt: its sheet goes past row "
+                                f"{SHEET_ROWS:,}.")
+            if cells > SHEET_CELLS:
+                raise FileError(f"The sheet spans more than {SHEET_CELLS:,} cells (empty "
+                                "ones between filled ones count): delete the columns and rows "
+                                "that are not needed.")
             yield [_cell(v) for v in values]
     except FileError:
         raise

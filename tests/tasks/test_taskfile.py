@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import itertools
 import zipfile
 
 import openpyxl
@@ -138,6 +139,140 @@ def test_xlsx_numbers_as_numbers_and_formulas() -> None:
     assert [r.params for r in result if isinstance(r, Row)] == [["1234"], ["5678"]]
     # A formula without a cached value (never calculated by a spreadsheet) is empty.
     assert errors(result)[0][:2] == (4, "{1}")
+
+
+_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_PKG = "http://schemas.openxmlformats.org/package/2006"
+_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml"
+
+
+def excel_book(rows: str, strings: list[str], dimension: str) -> bytes:
+    """A workbook shaped as Excel saves one (openpyxl writes inline strings and no cached
+    formula values): text in shared strings, a <dimension>, cell styles 1 = a date
+    (number format 14), 2 = a text-formatted cell (@), 3 = typed with a leading
+    apostrophe (quotePrefix: the apostrophe is not part of the stored text)."""
+    xf = '<xf numFmtId="{}" fontId="0" fillId="0" borderId="0" xfId="0"{}/>'
+    parts = {
+        "[Content_Types].xml": f'<Types xmlns="{_PKG}/content-types">'
+        '<Default Extension="rels" '
+        'ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        '<Default Extension="xml" ContentType="application/xml"/>'
+        f'<Override PartName="/xl/workbook.xml" ContentType="{_TYPE}.sheet.main+xml"/>'
+        f'<Override PartName="/xl/worksheets/sheet1.xml" ContentType="{_TYPE}.worksheet+xml"/>'
+        f'<Override PartName="/xl/styles.xml" ContentType="{_TYPE}.styles+xml"/>'
+        f'<Override PartName="/xl/sharedStrings.xml" ContentType="{_TYPE}.sharedStrings+xml"/>'
+        "</Types>",
+        "_rels/.rels": f'<Relationships xmlns="{_PKG}/relationships"><Relationship Id="rId1" '
+        f'Type="{_REL}/officeDocument" Target="xl/workbook.xml"/></Relationships>',
+        "xl/workbook.xml": f'<workbook xmlns="{_MAIN}" xmlns:r="{_REL}"><sheets>'
+        '<sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets></workbook>',
+        "xl/_rels/workbook.xml.rels": f'<Relationships xmlns="{_PKG}/relationships">'
+        + "".join(f'<Relationship Id="rId{n}" Type="{_REL}/{kind}" Target="{target}"/>'
+                  for n, kind, target in ((1, "worksheet", "worksheets/sheet1.xml"),
+                                          (2, "styles", "styles.xml"),
+                                          (3, "sharedStrings", "sharedStrings.xml")))
+        + "</Relationships>",
+        "xl/styles.xml": f'<styleSheet xmlns="{_MAIN}"><fonts count="1"><font><sz val="11"/>'
+        '<name val="Calibri"/></font></fonts><fills count="1"><fill><patternFill '
+        'patternType="none"/></fill></fills><borders count="1"><border/></borders>'
+        '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/>'
+        '</cellStyleXfs><cellXfs count="4">' + xf.format(0, "") + xf.format(14, "")
+        + xf.format(49, "") + xf.format(0, ' quotePrefix="1"') + '</cellXfs><cellStyles '
+        'count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles></styleSheet>',
+        "xl/sharedStrings.xml": f'<sst xmlns="{_MAIN}" count="{len(strings)}" '
+        f'uniqueCount="{len(strings)}">' + "".join(f"<si><t>{t}</t></si>" for t in strings)
+        + "</sst>",
+        "xl/worksheets/sheet1.xml": f'<worksheet xmlns="{_MAIN}"><dimension ref="{dimension}"/>'
+        f"<sheetData>{rows}</sheetData></worksheet>",
+    }
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, xml in parts.items():
+            z.writestr(name, '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n' + xml)
+    return out.getvalue()
+
+
+def test_xlsx_cells_read_as_the_spreadsheet_shows_them() -> None:
+    """What the reader hands the rules, cell by cell (any reader must give the same)."""
+    strings = ["phone", "name", "when", "13800138001", "00123", "张三", "x"]
+    rows = (
+        '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c>'
+        '<c r="C1" t="s"><v>2</v></c></row>'
+        # a number stored as a number; text; a date (days since 1900)
+        '<row r="2"><c r="A2"><v>13800138000</v></c><c r="B2" t="s"><v>5</v></c>'
+        '<c r="C2" s="1"><v>45293</v></c></row>'
+        # a number in a text-formatted cell, one typed as \'00123, a boolean
+        '<row r="3"><c r="A3" s="2" t="s"><v>3</v></c><c r="B3" s="3" t="s"><v>4</v></c>'
+        '<c r="C3" t="b"><v>1</v></c></row>'
+        # an error value, formulas with the values Excel cached (a number, a string)
+        '<row r="4"><c r="A4"><v>13800138002</v></c><c r="B4" t="e"><v>#N/A</v></c>'
+        '<c r="C4"><f>1000+234</f><v>1234</v></c></row>'
+        # row 5 is absent (blank); a fraction; a formula\'s cached text
+        '<row r="6"><c r="A6"><v>1.5</v></c><c r="B6" t="str"><f>"a"&amp;"b"</f><v>ab</v></c>'
+        '</row>'
+        '<row r="7"><c r="B7" t="s"><v>6</v></c></row>')  # column A empty
+    data = excel_book(rows, strings, "A1:C7")
+    got = [list(cells) for cells in taskfile.rows_of(io.BytesIO(data), "f.xlsx")]
+    for cells in got:  # how far a reader pads a row with empty cells is its own business
+        while cells and not cells[-1]:
+            cells.pop()
+    assert got == [["phone", "name", "when"],
+                   ["13800138000", "张三", "2024-01-02 00:00:00"],
+                   ["13800138001", "00123", "True"],
+                   ["13800138002", "#N/A", "1234"],  # Excel\'s error text, as shown
+                   [],
+                   ["1.5", "ab"],
+                   ["", "x"]]
+
+
+def test_xlsx_row_numbers_are_the_sheet_rows_across_blank_rows() -> None:
+    rows = ('<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>'
+            '<row r="2"><c r="A2"><v>13800138000</v></c><c r="B2"><v>1234</v></c></row>'
+            '<row r="5"><c r="A5"><v>12345</v></c><c r="B5"><v>1234</v></c></row>'
+            '<row r="6"><c r="A6"><v>13800138001</v></c><c r="B6"><v>5678</v></c></row>')
+    result = run(excel_book(rows, ["phone", "code"], "A1:B6"), name="f.xlsx")
+    assert [r.row for r in result] == [2, 5, 6]
+    assert phones(result) == ["+8613800138000", "+8613800138001"]
+    assert errors(result)[0][:2] == (5, "phone")
+
+
+def numbered_rows(rows: range, last_column: str = "B") -> str:
+    return "".join(f'<row r="{n}"><c r="A{n}"><v>{13800138000 + n}</v></c>'
+                   f'<c r="{last_column}{n}"><v>1234</v></c></row>' for n in rows)
+
+
+@pytest.mark.parametrize("dimension", ["A1:B2", "A1:XFD1048576"])
+def test_xlsx_rows_are_read_as_they_are_whatever_the_dimension_says(dimension: str) -> None:
+    # A writer's <dimension> may be stale (the rows past it were dropped, unsaid) or
+    # huge (every row was padded to 16,384 cells, a million times).
+    data = excel_book(numbered_rows(range(1, 5)), [], dimension)
+    got = list(itertools.islice(taskfile.rows_of(io.BytesIO(data), "f.xlsx"), 10))
+    assert got == [[str(13800138000 + n), "1234"] for n in range(1, 5)]
+
+
+def test_xlsx_sheet_past_the_last_row_or_over_the_cells_cap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(taskfile, "SHEET_ROWS", 10)  # Excel's is 1,048,576: as slow to test
+    past = excel_book(numbered_rows(range(1, 3)) + numbered_rows(range(11, 12)), [], "A1")
+    with pytest.raises(FileError, match="corrupt: its sheet goes past row 10"):
+        run(past, name="f.xlsx")
+    assert len(run(excel_book(numbered_rows(range(1, 11)), [], "A1"), name="f.xlsx")) == 10
+    monkeypatch.setattr(taskfile, "SHEET_CELLS", 100)
+    # Four rows of 26 cells (a stray value in column Z of each): 104 cells.
+    wide = excel_book(numbered_rows(range(1, 5), last_column="Z"), [], "A1")
+    with pytest.raises(FileError, match="more than 100 cells"):
+        run(wide, name="f.xlsx")
+    assert len(run(excel_book(numbered_rows(range(1, 4), "Z"), [], "A1"), name="f.xlsx")) == 3
+
+
+def test_xlsx_row_limit() -> None:
+    data = xlsx([["phone", "code"], *([13800138000 + n, 1234] for n in range(50))])
+    with pytest.raises(FileError, match="more than 40 rows"):
+        run(data, name="f.xlsx", max_rows=40)
+    assert len(run(data, name="f.xlsx", max_rows=50)) == 50
+    with pytest.raises(FileError, match="at most 0 MB"):
+        run(data, name="f.xlsx", max_bytes=100)
 
 
 def test_xlsx_zip_bomb_is_refused_unopened() -> None:
