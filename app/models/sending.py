@@ -45,8 +45,14 @@ class Message(Base):
         Index("ix_message_phone", "phone_number", "created_at",
               postgresql_ops={"phone_number": "text_pattern_ops"},
               postgresql_include=["account_id", "app_id", "id"]),
-        Index("ix_message_gateway_id", "gateway_message_id"),
-        Index("ix_message_task_status", "task_id", "status"),
+        # Partial (0025): a row enters these only once it has a carrier id / comes from
+        # a bulk task, so an API message's insert and claim write neither.
+        Index("ix_message_gateway_id", "gateway_message_id",
+              postgresql_where=text("gateway_message_id IS NOT NULL"),
+              sqlite_where=text("gateway_message_id IS NOT NULL")),
+        Index("ix_message_task_status", "task_id", "status",
+              postgresql_where=text("task_id IS NOT NULL"),
+              sqlite_where=text("task_id IS NOT NULL")),
     )
 
     # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER primary key.
