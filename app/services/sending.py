@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -127,9 +128,14 @@ def validate_request(body: Any) -> SendRequest:
     return SendRequest(phones, template_id, params, sign or None, context)
 
 
+# C0 controls and DEL; parameters may hold line breaks and tabs. A regex over the whole
+# string, not a generator per character.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_BREAKS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _has_control(text: str, *, allow_newlines: bool) -> bool:
-    allowed = "\n\r\t" if allow_newlines else ""
-    return any((ord(c) < 32 and c not in allowed) or ord(c) == 127 for c in text)
+    return (_CONTROL_BUT_BREAKS if allow_newlines else _CONTROL).search(text) is not None
 
 
 def _new_serial() -> str:
