@@ -151,7 +151,7 @@ def signed_request(id_header: str) -> Signed:
         raise ApiError(401, "AuthFailure.BadNonce",
                        "X-SMS-Nonce must be 8 to 64 letters, digits or -_.~")
     body = _body()
-    message = b"\n".join([env["REQUEST_METHOD"].encode(), _request_target(env), ts.encode(),
+    message = b"\n".join([request.method.encode(), _request_target(env), ts.encode(),
                           nonce.encode(), body])
     return Signed(caller_id, nonce, message, signature, body)
 
