@@ -78,11 +78,12 @@ def _too_large() -> ApiError:
 @bp.before_request
 def _cap_body() -> None:
     """Refuse an oversized body before anything reads (or hashes) it."""
-    if (request.content_length or 0) > _body_limit():
+    limit = _body_limit()
+    if (request.content_length or 0) > limit:
         raise _too_large()
     # A body without Content-Length (chunked) is read at most one byte past the limit,
     # enough for _body to tell it is too large.
-    request.max_content_length = _body_limit() + 1
+    request.max_content_length = limit + 1
 
 
 def _body() -> bytes:
@@ -95,9 +96,8 @@ def _body() -> bytes:
     return data
 
 
-def _request_target() -> bytes:
+def _request_target(env: dict[str, Any]) -> bytes:
     """path?query as the client sent it in the request line (what it signed)."""
-    env = request.environ
     raw = env.get("RAW_URI") or env.get("REQUEST_URI")  # gunicorn / waitress, werkzeug
     if raw:
         try:
@@ -128,15 +128,19 @@ class Signed:
     nonce: str
     message: bytes  # what the caller signed
     signature: str
+    body: bytes  # the raw body (read once, within the size limit)
 
 
 def signed_request(id_header: str) -> Signed:
     """The headers of the scheme both APIs share: present, the clock skew, the nonce's
     form; and the bytes the caller must have signed."""
-    caller_id = request.headers.get(id_header, "")
-    ts = request.headers.get("X-SMS-Timestamp", "")
-    nonce = request.headers.get("X-SMS-Nonce", "")
-    signature = request.headers.get("X-SMS-Signature", "")
+    # Straight from the WSGI environ (what request.headers reads, with a proxy lookup
+    # and a key translation per call).
+    env = request.environ
+    caller_id = env.get("HTTP_" + id_header.upper().replace("-", "_"), "")
+    ts = env.get("HTTP_X_SMS_TIMESTAMP", "")
+    nonce = env.get("HTTP_X_SMS_NONCE", "")
+    signature = env.get("HTTP_X_SMS_SIGNATURE", "")
     if not (caller_id and ts and nonce and signature):
         raise ApiError(401, "AuthFailure.MissingHeaders", f"Send {id_header}, X-SMS-Timestamp, "
                        "X-SMS-Nonce and X-SMS-Signature.")
@@ -146,9 +150,10 @@ def signed_request(id_header: str) -> Signed:
     if not NONCE.match(nonce):
         raise ApiError(401, "AuthFailure.BadNonce",
                        "X-SMS-Nonce must be 8 to 64 letters, digits or -_.~")
-    message = b"\n".join([request.method.encode(), _request_target(), ts.encode(),
-                          nonce.encode(), _body()])
-    return Signed(caller_id, nonce, message, signature)
+    body = _body()
+    message = b"\n".join([request.method.encode(), _request_target(env), ts.encode(),
+                          nonce.encode(), body])
+    return Signed(caller_id, nonce, message, signature, body)
 
 
 def nonce_key(scope: str, signed: Signed) -> str:
@@ -346,11 +351,12 @@ def send() -> tuple[Response, int] | Response:
     cache is read again and the request checked again with it (signature included)."""
     signed = signed_request("X-SMS-AppId")
     cache: ConfigCache = current_app.extensions["send_config"]
+    session = _session()
     snaps = cache.last_view()
     if snaps.entries is None:  # this process's first request, or Redis lost the token
         snaps = cache.current()
     try:
-        app = _app_signed(snaps, signed)
+        app = _app_signed(snaps, signed, session)
     except ApiError:
         # Signed with a key the cache may not know yet (rotated a moment ago): if the
         # configuration moved on, check once more with what is current.
@@ -358,8 +364,8 @@ def send() -> tuple[Response, int] | Response:
         if snaps.entries is None or fresh.same_generation(snaps):
             raise
         snaps = fresh
-        app = _app_signed(snaps, signed)
-    req = _send_request()
+        app = _app_signed(snaps, signed, session)
+    req = _send_request(signed.body)
     limiter = _limiter()
     prepared: sending.Prepared | None = None
     for _attempt in range(3):
@@ -370,10 +376,10 @@ def send() -> tuple[Response, int] | Response:
             break
         except Stale as exc:  # changed since it was cached: read it again, check again
             snaps = cache.current(exc.token)
-            app = _app_signed(snaps, signed)
+            app = _app_signed(snaps, signed, session)
         except Replayed:
             raise _replayed() from None
-    _session().close()  # nothing more to read; the rows are written by the group commit
+    session.close()  # nothing more to read; the rows are written by the group commit
     if prepared is None:
         raise ApiError(503, "InternalError.Unavailable",
                        "The configuration kept changing; nothing was sent. Try again.")
@@ -392,16 +398,16 @@ def send() -> tuple[Response, int] | Response:
         for r in prepared.results])
 
 
-def _app_signed(snaps: Snapshots, signed: Signed) -> AppSnap:
+def _app_signed(snaps: Snapshots, signed: Signed, session: Session) -> AppSnap:
     """The application whose key (as `snaps` knows it) signed the request."""
-    app, _key = _signed_by(partial(_app_key, snaps, _session()), signed.caller_id,
+    app, _key = _signed_by(partial(_app_key, snaps, session), signed.caller_id,
                            signed.message, signed.signature)
     return app
 
 
-def _send_request() -> sending.SendRequest:
+def _send_request(raw: bytes) -> sending.SendRequest:
     try:
-        body = safejson.loads(_body() or b"null")
+        body = safejson.loads(raw or b"null")
     except safejson.TooDeep as exc:
         raise ApiError(400, "InvalidParameter.Body", f"The body is not accepted: {exc}.") \
             from None

@@ -30,6 +30,7 @@ rows hold. Faults:
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -83,8 +84,6 @@ class GroupCommit:
         return waiting.outcome
 
     def _ensure_writer(self) -> None:
-        import os
-
         if self._pid == os.getpid():
             return
         with self._lock:

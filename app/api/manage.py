@@ -278,8 +278,8 @@ View = Callable[..., Any]
 
 
 def _fingerprint() -> str:
-    return hashlib.sha256(request.method.encode() + b"\n" + _request_target() + b"\n"
-                          + _body()).hexdigest()
+    return hashlib.sha256(request.method.encode() + b"\n" + _request_target(request.environ)
+                          + b"\n" + _body()).hexdigest()
 
 
 def _replay(row: IdempotentReply, fingerprint: str) -> Response:

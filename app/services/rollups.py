@@ -11,6 +11,7 @@ state changes and can never count a message twice.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import namedtuple
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,7 +19,17 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, Connection, any_, bindparam, func, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    TextClause,
+    any_,
+    bindparam,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -113,12 +124,14 @@ def moved(db: Session, before: Mapping[int, Any], after: Sequence[Any]) -> None:
     flush(db, tally)
 
 
-def count_new(db: Session, rows: Iterable[Any]) -> None:
-    """Messages just inserted (objects or mappings with the DIMS attributes)."""
+def count_new(db: Session, rows: Iterable[Any],
+              zones: Mapping[int, ZoneInfo] | None = None) -> None:
+    """Messages just inserted (objects or mappings with the DIMS attributes).
+    `zones`: time zones of their accounts, where the caller has them."""
     tally = Tally()
     for m in rows:
         tally.add_message(_Attrs(m) if isinstance(m, Mapping) else m)
-    flush(db, tally)
+    flush(db, tally, zones=zones)
 
 
 class _Attrs:
@@ -194,30 +207,44 @@ _SQLITE_SOURCE = ("SELECT " + ", ".join(f"json_extract(value, '$.{name}') AS {na
                                         for name in _SOURCE) + " FROM json_each(:data)")
 
 
-def flush(db: Session | Connection, tally: Tally, tables: Sequence[str] = TABLES) -> None:
+def flush(db: Session | Connection, tally: Tally, tables: Sequence[str] = TABLES,
+          zones: Mapping[int, ZoneInfo] | None = None) -> None:
     """The batch's deltas into every rollup table. PostgreSQL: one statement (each
     table's upsert a CTE over one JSON parameter); SQLite: one statement per table
-    over the same JSON."""
+    over the same JSON. `zones`: accounts' time zones the caller knows (the send
+    API's cached account); the others are read."""
     cells = [(k, v) for k, v in tally.deltas.items() if v[0] or v[1]]
     if not cells:
         return
-    zones = _zones(db, {k[1] for k, _v in cells})
-    sqlite_db = _dialect(db) == "sqlite"
+    wanted = {k[1] for k, _v in cells}
+    known = zones or {}
+    if not wanted <= known.keys():
+        known = {**known, **_zones(db, wanted - known.keys())}
+    # On the session's connection: a rollup table is no cached configuration, so the
+    # ORM's execute events (sendconfig's write detection) have nothing to see here.
+    conn = db.connection() if isinstance(db, Session) else db
+    sqlite_db = conn.dialect.name == "sqlite"
     rows = []
     for k, (count, billed) in cells:
         hour = k[0]
-        day = hour.astimezone(zones.get(k[1], UTC)).date().isoformat()
+        day = hour.astimezone(known.get(k[1], UTC)).date().isoformat()
         rows.append({"hour": hour.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite_db
                      else hour.isoformat(), "day": day, **dict(zip(DIMENSIONS, k[1:],
                                                                     strict=True)),
                      "count": count, "billed": billed})
     data = {"data": json.dumps(rows)}
+    for statement in _flush_statements(sqlite_db, tuple(tables)):
+        conn.execute(statement, data)
+
+
+@functools.cache
+def _flush_statements(sqlite_db: bool, tables: tuple[str, ...]) -> tuple[TextClause, ...]:
+    """Built once: parsing the long text for its parameters cost more than running it."""
     if sqlite_db:
-        for name in tables:
-            db.execute(text(f"WITH d AS ({_SQLITE_SOURCE}) {STATEMENTS[name]}"), data)
-        return
+        return tuple(text(f"WITH d AS ({_SQLITE_SOURCE}) {STATEMENTS[name]}")
+                     for name in tables)
     ctes = ", ".join(f"u{n} AS ({STATEMENTS[name]})" for n, name in enumerate(tables))
-    db.execute(text(f"WITH d AS ({_PG_SOURCE}), {ctes} SELECT 1"), data)
+    return (text(f"WITH d AS ({_PG_SOURCE}), {ctes} SELECT 1"),)
 
 
 def forget_app(db: Session, account_id: int, app_id: int) -> None:
@@ -242,10 +269,6 @@ def forget_app(db: Session, account_id: int, app_id: int) -> None:
         {"k_day": r[0], "k_region": r[1], "k_iso": r[2],
          **{f"d_{name}": int(n) for name, n in zip(cols, r[3:], strict=True)}}
         for r in found])
-
-
-def _dialect(db: Session | Connection) -> str:
-    return db.get_bind().dialect.name if isinstance(db, Session) else db.dialect.name
 
 
 def rebuild(conn: Connection | Session, chunk: int = 5000,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -127,9 +128,14 @@ def validate_request(body: Any) -> SendRequest:
     return SendRequest(phones, template_id, params, sign or None, context)
 
 
+# C0 controls and DEL; parameters may hold line breaks and tabs. A regex over the whole
+# string, not a generator per character.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_BREAKS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _has_control(text: str, *, allow_newlines: bool) -> bool:
-    allowed = "\n\r\t" if allow_newlines else ""
-    return any((ord(c) < 32 and c not in allowed) or ord(c) == 127 for c in text)
+    return (_CONTROL_BUT_BREAKS if allow_newlines else _CONTROL).search(text) is not None
 
 
 def _new_serial() -> str:
@@ -358,7 +364,9 @@ def settle(ctx: Ctx, limiter: Limiter, batch: list[Prepared]) -> None:
             p.results.append(SendStatus(msg.serial_no, msg.phone_number, code or errors.OK,
                                         reason, msg.fee, msg.iso_code))
         rows += p.messages
-    _record(ctx, rows)
+    # The rollups' days in each account's zone, from the snapshot the request was
+    # checked with (no query per batch).
+    _record(ctx, rows, zones={p.account.id: ZoneInfo(p.account.timezone) for p in batch})
     if accepted:
         ctx.defer(DRAIN_JOB)
 
@@ -377,11 +385,13 @@ class _Draft:
         self.__dict__[name] = value
 
 
-def _record(ctx: Ctx, messages: list[_Draft], *, ids: bool = False) -> dict[str, int]:
+def _record(ctx: Ctx, messages: list[_Draft], *, ids: bool = False,
+            zones: dict[int, ZoneInfo] | None = None) -> dict[str, int]:
     """One INSERT for the whole request or batch, on the session's connection: a plain
     Core statement needs none of the ORM's bookkeeping. The rollups count the same rows
     in the same transaction: counted once, with them. `ids`: also return the new rows'
-    ids by serial number (a bulk batch submits them at once)."""
+    ids by serial number (a bulk batch submits them at once). `zones`: the accounts'
+    time zones, when the caller has them (else the rollups read them)."""
     nulls = _message_nulls()
     rows = [{**nulls, **vars(m)} for m in messages]
     conn = ctx.db.connection()
@@ -397,7 +407,7 @@ def _record(ctx: Ctx, messages: list[_Draft], *, ids: bool = False) -> dict[str,
         if ids:
             found = dict(conn.execute(select(Message.serial_no, Message.id).where(  # type: ignore[arg-type]
                 Message.serial_no.in_([r["serial_no"] for r in rows]))).all())
-    rollups.count_new(ctx.db, rows)
+    rollups.count_new(ctx.db, rows, zones)
     return found
 
 

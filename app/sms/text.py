@@ -9,6 +9,7 @@ UCS-2 over `【signature】body`. Each part is one billed item.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 GSM7, UCS2 = "GSM-7", "UCS-2"
@@ -46,8 +47,16 @@ class Segments:
         return _units(part, self.encoding)
 
 
+_GSM_ALL = GSM_BASIC | GSM_EXTENSION
+_ESCAPED = re.compile("[" + re.escape("".join(sorted(GSM_EXTENSION))) + "]")
+
+# The counts below run in C over the whole string (set membership, a regex, a
+# UTF-16 encode): a Python generator per character cost twice as much per message.
+# tests/sms/test_text.py checks them against the per-character rules.
+
+
 def is_gsm7(text: str) -> bool:
-    return all(c in GSM_BASIC or c in GSM_EXTENSION for c in text)
+    return _GSM_ALL.issuperset(text)
 
 
 def _char_units(c: str, encoding: str) -> int:
@@ -57,7 +66,11 @@ def _char_units(c: str, encoding: str) -> int:
 
 
 def _units(text: str, encoding: str) -> int:
-    return sum(_char_units(c, encoding) for c in text)
+    if encoding == GSM7:
+        return len(text) if _ESCAPED.search(text) is None \
+            else len(text) + len(_ESCAPED.findall(text))
+    # surrogatepass: a lone surrogate (JSON allows "\ud800") is one unit, as above.
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def segment(text: str, *, force_ucs2: bool = False) -> Segments:
@@ -66,6 +79,9 @@ def segment(text: str, *, force_ucs2: bool = False) -> Segments:
     if total <= SINGLE[encoding]:
         return Segments(text, encoding, len(text), total, (text,))
     limit = MULTI[encoding]
+    if total == len(text):  # every character one unit: parts are plain slices
+        return Segments(text, encoding, len(text), total,
+                        tuple(text[i:i + limit] for i in range(0, len(text), limit)))
     parts: list[str] = []
     current: list[str] = []
     used = 0

@@ -46,6 +46,19 @@ def test_request_shape_is_validated() -> None:
         assert field in exc.value.errors
 
 
+def test_control_characters_every_code_point_as_the_rule_says() -> None:
+    """C0 controls and DEL are refused; parameters alone may carry \\n, \\r and \\t."""
+    from app.services.sending import _has_control
+
+    for code in range(0x300):
+        c = chr(code)
+        control = code < 32 or code == 127
+        assert _has_control(f"a{c}b", allow_newlines=False) == control, hex(code)
+        assert _has_control(f"a{c}b", allow_newlines=True) == (
+            control and c not in "\n\r\t"), hex(code)
+    assert not _has_control("", allow_newlines=False)
+
+
 def test_whole_request_checks(shop: Shop, session: Session) -> None:
     assert shop.codes([US], template="pending") == ["FailedOperation.TemplateNotEffective"]
     assert shop.codes([US], params=[]) == [

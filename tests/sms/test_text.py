@@ -115,3 +115,69 @@ def test_any_text_parts_rejoin_and_fit(text: str) -> None:
         for a, b in zip(s.parts, s.parts[1:], strict=False):
             first = b[0]
             assert len(a.encode("utf-16-le")) // 2 + (2 if ord(first) > 0xFFFF else 1) > 67
+
+
+# --- the counts against the per-character rules they replaced ---------------------------
+
+def _reference(text: str, force_ucs2: bool = False) -> tuple[str, int, tuple[str, ...]]:
+    """The rules one character at a time, as first written: encoding, units, parts."""
+    gsm = all(c in GSM_BASIC or c in GSM_EXTENSION for c in text)
+    encoding = UCS2 if force_ucs2 or not gsm else GSM7
+
+    def units(c: str) -> int:
+        if encoding == GSM7:
+            return 2 if c in GSM_EXTENSION else 1
+        return 2 if ord(c) > 0xFFFF else 1
+
+    total = sum(units(c) for c in text)
+    if total <= (160 if encoding == GSM7 else 70):
+        return encoding, total, (text,)
+    limit = 153 if encoding == GSM7 else 67
+    parts: list[str] = []
+    current, used = "", 0
+    for c in text:
+        if used + units(c) > limit:
+            parts.append(current)
+            current, used = "", 0
+        current += c
+        used += units(c)
+    parts.append(current)
+    return encoding, total, tuple(parts)
+
+
+# GSM characters (escapes included), other BMP characters, astral ones (pairs in
+# UTF-16) and lone surrogates (a JSON body may carry "\ud800"), mixed.
+MIXED = st.one_of(st.sampled_from(GSM_CHARS), st.sampled_from(sorted(GSM_EXTENSION)),
+                  st.characters(max_codepoint=0xFFFF),
+                  st.characters(min_codepoint=0x10000),
+                  st.characters(categories=["Cs"]))
+
+
+@given(st.text(alphabet=MIXED, max_size=700), st.booleans())
+def test_segment_agrees_with_the_per_character_rules(text: str, force_ucs2: bool) -> None:
+    s = segment(text, force_ucs2=force_ucs2)
+    assert (s.encoding, s.units, s.parts) == _reference(text, force_ucs2)
+    assert s.characters == len(text)
+    assert s.as_dict()["part_lengths"] == [
+        sum(2 if (c in GSM_EXTENSION if s.encoding == GSM7 else ord(c) > 0xFFFF) else 1
+            for c in p) for p in s.parts]
+
+
+@given(st.text(alphabet=st.sampled_from(GSM_CHARS), max_size=700))
+def test_segment_of_gsm_text_agrees_with_the_per_character_rules(text: str) -> None:
+    s = segment(text)
+    assert (s.encoding, s.units, s.parts) == _reference(text)
+
+
+def test_lone_surrogates_count_one_unit() -> None:
+    s = segment("a\ud800" * 40)
+    assert s.encoding == UCS2 and s.units == 80 and s.parts == _reference("a\ud800" * 40)[2]
+
+
+def test_every_bmp_character_is_classed_as_by_the_rules() -> None:
+    for code in [*range(0x10000), 0x10000, 0x1F600, 0x10FFFF]:
+        c = chr(code)
+        gsm = c in GSM_BASIC or c in GSM_EXTENSION
+        s = segment(c)
+        assert s.encoding == (GSM7 if gsm else UCS2), hex(code)
+        assert s.units == (2 if c in GSM_EXTENSION or code > 0xFFFF else 1), hex(code)

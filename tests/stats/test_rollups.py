@@ -126,3 +126,28 @@ def test_the_hour_is_the_utc_hour_of_creation() -> None:
 
     late = datetime(2026, 3, 1, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=8)))
     assert rollups.hour_of(late) == datetime(2026, 3, 1, 15, tzinfo=UTC)
+
+
+def test_the_day_is_the_accounts_local_day(shop: Shop, session: Session) -> None:
+    """A send counts its daily rollups in the zone of the account it was checked with
+    (settle hands the rollups that zone; they no longer read it)."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from app.models import Account, StatRollupDaily
+
+    # A zone whose date differs from UTC's at the hour the test runs.
+    zone = "Pacific/Kiritimati" if datetime.now(UTC).hour >= 12 else "Etc/GMT+12"  # +14, -12
+    account = session.get(Account, shop.app.account_id)
+    assert account is not None
+    account.timezone = zone
+    session.flush()
+    shop.send(INTL[:2])
+    created = session.scalars(select(Message.created_at)).first()
+    assert created is not None
+    local_day = created.astimezone(ZoneInfo(zone)).date()
+    assert local_day != created.astimezone(UTC).date()
+    days = set(session.scalars(select(StatRollupDaily.day)))
+    assert days == {local_day}
+    _agree(session)
+    session.commit()

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from app import create_app
 from app.services.accounts import ensure_account
 from app.services.users import bootstrap_user
+from app.web import PUBLIC_ENDPOINTS
 from tests.helpers import PASSWORD, make_user
 from tests.web.conftest import Client, soup, text_of
 
@@ -17,6 +18,36 @@ def test_pages_need_login(client: Client) -> None:
     assert resp.status_code == 302 and resp.location.startswith("/login?next=/apps")
     hx = client.get("/apps", htmx=True)
     assert hx.headers["HX-Redirect"].startswith("/login")
+
+
+def test_security_headers_once_each_and_a_views_own_kept(app: Flask) -> None:
+    """Every response carries the security headers exactly once; a header the view
+    set itself (any case) is kept, not doubled or replaced."""
+    from werkzeug.wrappers import Response
+
+    @app.get("/_own_headers")  # public for the test (below): no login redirect
+    def _own() -> Response:
+        resp = Response("x")
+        resp.headers["content-security-policy"] = "default-src 'none'"
+        resp.headers["Cache-Control"] = "private"
+        return resp
+
+    client = app.test_client()
+    api = client.post("/api/v1/sms/send", json={})  # refused unsigned: JSON, 401
+    assert api.status_code == 401
+    for name, value in (("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+                        ("Referrer-Policy", "same-origin"), ("Cache-Control", "no-store")):
+        assert api.headers.getlist(name) == [value], name
+    assert len(api.headers.getlist("Content-Security-Policy")) == 1
+    PUBLIC_ENDPOINTS.add("_own")
+    try:
+        own = client.get("/_own_headers")
+    finally:
+        PUBLIC_ENDPOINTS.discard("_own")
+    assert own.status_code == 200
+    assert own.headers.getlist("Content-Security-Policy") == ["default-src 'none'"]
+    assert own.headers.getlist("Cache-Control") == ["private"]
+    assert own.headers.getlist("X-Frame-Options") == ["DENY"]
 
 
 def test_wrong_password_is_refused_plainly(client: Client, session: Session) -> None:
