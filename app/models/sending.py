@@ -53,6 +53,12 @@ class Message(Base):
         Index("ix_message_task_status", "task_id", "status",
               postgresql_where=text("task_id IS NOT NULL"),
               sqlite_where=text("task_id IS NOT NULL")),
+        # The drainer's queue (0026): accepted rows in id order, and nothing else, so
+        # the claim finds the oldest waiting rows at once even behind millions of
+        # older ones (by ix_message_status_id the planner chose the primary key and
+        # walked the table's past: 0.44-0.77 s per batch with 200,000 waiting).
+        Index("ix_message_accepted", "id", postgresql_where=text("status = 'accepted'"),
+              sqlite_where=text("status = 'accepted'")),
     )
 
     # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER primary key.

@@ -71,7 +71,7 @@ from app.models.tasks import (
     SendTaskRecipient,
 )
 from app.models.tasks import FAILED as TASK_FAILED
-from app.services import alarms, apps, audit, bulk, exports, paging, sending
+from app.services import alarms, apps, audit, bulk, exports, paging, pipeline, sending
 from app.services.access import Actor
 from app.services.apps import get_app
 from app.services.context import Ctx
@@ -713,12 +713,10 @@ def dispatch_step(ctx: Ctx, limiter: Limiter, task_id: int, *, batch: int = BATC
     pick = select(SendTaskRecipient.id).where(
         SendTaskRecipient.task_id == task.id, SendTaskRecipient.status == PENDING) \
         .order_by(SendTaskRecipient.row_no).limit(want)
-    if ctx.db.get_bind().dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
     claimed = ctx.db.execute(
         update(SendTaskRecipient)
-        .where(SendTaskRecipient.id.in_(pick.scalar_subquery()),
-               SendTaskRecipient.status == PENDING)
+        .where(*pipeline.picked(ctx.db, SendTaskRecipient.id, pick,
+                                SendTaskRecipient.status == PENDING))
         .values(status=DISPATCHED)
         .returning(SendTaskRecipient.row_no, SendTaskRecipient.phone_number,
                    SendTaskRecipient.iso_code, SendTaskRecipient.params)
