@@ -3,7 +3,7 @@
 For one code tree (this one, or another checkout such as main's, for a ratio
 measured in the same run): a fresh PostgreSQL database, a Redis server of our own
 on a free port, the demo application with its limits lifted, gunicorn serving the
-API (one worker per core, 8 threads each), N smsops workers, and the simulator gateway at
+API (one worker per core, 32 threads each), N smsops workers, and the simulator gateway at
 zero latency with receipts at once. Client processes send signed requests; the
 clock runs from the first request until every message has a final state (its
 receipt applied).
@@ -187,7 +187,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=None)
     parser.add_argument("--web-workers", type=int, default=os.cpu_count() or 2,
                         help="gunicorn workers (default: one per core)")
-    parser.add_argument("--threads", type=int, default=8,
+    parser.add_argument("--threads", type=int, default=32,
                         help="gunicorn gthread threads per worker (1: sync workers); "
                              "threads let one process settle many requests together")
     parser.add_argument("--cpu", action="store_true",
