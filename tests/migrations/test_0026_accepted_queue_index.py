@@ -62,7 +62,7 @@ def _fill(s: Session, app_id: int, delivered: int, accepted: int) -> None:
             "content, encoding, fee, status, sms_type, created_at")
     for status, n in (("delivered", delivered), ("accepted", accepted)):
         s.execute(text(
-            f"INSERT INTO message ({cols}) SELECT a.account_id, a.id, "  # noqa: S608
+            f"INSERT INTO message ({cols}) SELECT a.account_id, a.id, "
             f"'{status}-' || g, 'r', 'international', '+14155550100', 'US', 'x', 'GSM', 1, "
             f"'{status}', 'verification', now() FROM application a, generate_series(1, :n) g "
             "WHERE a.id = :app"), {"n": n, "app": app_id})
