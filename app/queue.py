@@ -73,14 +73,19 @@ def wake(conn: redis.Redis, job: str) -> bool:
     return True
 
 
+def queued(conn: redis.Redis, names: tuple[str, ...] = QUEUE_NAMES) -> dict[str, int]:
+    """How many jobs wait on each of these queues: one round trip."""
+    pipe = conn.pipeline(transaction=False)
+    for name in names:
+        pipe.llen(f"rq:queue:{name}")
+    return dict(zip(names, pipe.execute(), strict=True))
+
+
 def waiting(conn: redis.Redis, names: tuple[str, ...] = QUEUE_NAMES) -> bool:
-    """Whether a job waits on any of these queues: one round trip. A Redis failure
-    answers False (the caller goes on with what it was doing)."""
+    """Whether a job waits on any of these queues. A Redis failure answers False
+    (the caller goes on with what it was doing)."""
     try:
-        pipe = conn.pipeline(transaction=False)
-        for name in names:
-            pipe.llen(f"rq:queue:{name}")
-        return any(pipe.execute())
+        return any(queued(conn, names).values())
     except redis.RedisError:
         return False
 

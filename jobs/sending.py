@@ -23,10 +23,10 @@ from app.gateways.base import GatewayUnavailable, Outbound, Receipt, SubmitResul
 from app.queue import (
     COALESCED,
     DRAIN_JOB,
-    QUEUE_NAMES,
     RECEIPTS_JOB,
     enqueue,
     enqueue_each,
+    queued,
     wake,
     wake_key,
 )
@@ -41,7 +41,6 @@ T = TypeVar("T")
 DRAIN_BUDGET_S = 60.0  # one drain job's share before it hands over to a new one
 SLACK_RECEIPT_KEY = "smsops:slack:receipt:{}"
 _HELP_KEY = "jobs.sending.drain:helper"  # a helper drain is queued (see _ask_help)
-_HELP_KEY_NAME = wake_key(_HELP_KEY)
 # GETDEL of every message's Slack reply key; ARGV[1] is the key prefix, then the ids.
 # Keys are named inside the script (not in KEYS): fine on a single Redis server.
 _TAKE_SLACK_REPLIES = """
@@ -158,17 +157,13 @@ def _linger(app: Flask, job: str, linger_s: float) -> bool:
         return False
     conn = app.extensions["redis"]
     try:
-        pipe = conn.pipeline(transaction=False)
-        pipe.set(wake_key(job), 1, ex=COALESCED[job][1])
-        for name in QUEUE_NAMES:
-            pipe.llen(f"rq:queue:{name}")
-        _renewed, *lengths = pipe.execute()
+        conn.set(wake_key(job), 1, ex=COALESCED[job][1])
+        jobs = queued(conn)
     except redis_lib.RedisError:
         return False
-    queued = dict(zip(QUEUE_NAMES, lengths, strict=True))
-    if job == DRAIN_JOB and queued.pop("receipts"):
+    if job == DRAIN_JOB and jobs.pop("receipts"):
         _receipts_batch(app)
-    if any(queued.values()):
+    if any(jobs.values()):
         return False
     time.sleep(linger_s)
     return True
@@ -178,7 +173,7 @@ def _ask_help(app: Flask) -> None:
     """One helper drain at a time waits in the queue; it clears the key as it starts."""
     conn = app.extensions["redis"]
     try:
-        if conn.set(_HELP_KEY_NAME, 1, nx=True, ex=COALESCED[DRAIN_JOB][1]):
+        if conn.set(wake_key(_HELP_KEY), 1, nx=True, ex=COALESCED[DRAIN_JOB][1]):
             enqueue(conn, DRAIN_JOB, True, queue=COALESCED[DRAIN_JOB][0])
     except redis_lib.RedisError as exc:
         log.warning("could not ask for a helper drain (%s)", exc)
@@ -231,26 +226,31 @@ def apply_receipts() -> int:
     """Apply due receipts from the inbox in batches; POST status callbacks. Returns
     how many messages they changed."""
     app = runtime.app()
-    applied = [0]
-    _run(app, RECEIPTS_JOB, lambda: _receipts_batch(app, applied), pipeline.BATCH,
-         _settings(app).linger_s)
-    return applied[0]
+    applied = 0
+
+    def step() -> int:
+        nonlocal applied
+        taken, changed = _receipts_batch(app)
+        applied += changed
+        return taken
+
+    _run(app, RECEIPTS_JOB, step, pipeline.BATCH, _settings(app).linger_s)
+    return applied
 
 
-def _receipts_batch(app: Flask, applied: list[int] | None = None) -> int:
-    """One batch of due receipts; returns how many inbox rows it took."""
+def _receipts_batch(app: Flask) -> tuple[int, int]:
+    """One batch of due receipts: how many inbox rows it took, how many messages
+    they changed."""
     def work(session: Session) -> tuple[list[int], list[int], int]:
         changed, taken = pipeline.apply_receipts(session)
         callbacks = sending.apps_with_callbacks(session, changed) if changed else []
         return changed, callbacks, taken
 
     changed, with_callback, taken = _db_retry(work, 30)
-    if applied is not None:
-        applied[0] += len(changed)
     enqueue_each(app.extensions["redis"], sending.STATUS_CALLBACK_JOB,
                  [(message_id,) for message_id in with_callback])
     _tell_slack(app, changed)
-    return taken
+    return taken, len(changed)
 
 
 def receipts(items: list[dict[str, Any]]) -> None:

@@ -197,8 +197,7 @@ def picked(db: Session, column: Any, pick: Any, *still: Any) -> list[Any]:
     index (1.1 s with 200,000 waiting). SQLite: writers are serialised, so `IN`
     and `still` together are the same thing."""
     if _pg(db):
-        return [column == any_(func.array(pick.with_for_update(skip_locked=True)
-                                          .scalar_subquery()))]
+        return [column == any_(func.array(_locked(db, pick).scalar_subquery()))]
     return [column.in_(pick.scalar_subquery()), *still]
 
 

@@ -28,11 +28,6 @@ from tests.helpers import make_app
 NAME = "ix_message_accepted"
 
 
-@pytest.fixture
-def url(empty_db_url: str) -> str:
-    return empty_db_url
-
-
 def _definition(engine: Engine) -> str | None:
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
@@ -42,7 +37,8 @@ def _definition(engine: Engine) -> str | None:
                             {"n": NAME}).scalar()
 
 
-def test_the_index_comes_and_goes_with_the_migration(url: str) -> None:
+def test_the_index_comes_and_goes_with_the_migration(empty_db_url: str) -> None:
+    url = empty_db_url
     migrate.upgrade(url)
     engine = create_engine(url)
     found = _definition(engine)
@@ -68,7 +64,9 @@ def _fill(s: Session, app_id: int, delivered: int, accepted: int) -> None:
             "WHERE a.id = :app"), {"n": n, "app": app_id})
 
 
-def test_a_claim_runs_its_pick_once_when_statistics_expect_no_waiting_row(url: str) -> None:
+def test_a_claim_runs_its_pick_once_when_statistics_expect_no_waiting_row(
+        empty_db_url: str) -> None:
+    url = empty_db_url
     migrate.upgrade(url)
     engine = create_engine(url)
     if engine.dialect.name != "postgresql":

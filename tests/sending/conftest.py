@@ -1,17 +1,23 @@
-"""An application with effective content to send with, and helpers to send."""
+"""An application with effective content to send with, helpers to send, and the
+jobs' app."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 from sqlalchemy.orm import Session
 
+from app import create_app
 from app.models import Application
 from app.services import app_config, apps, content, reviews, sending
 from app.services.context import Ctx
 from app.services.limits import Limiter
+from jobs import runtime
 from tests.conftest import Backend
 from tests.helpers import QUALIFICATION, ctx_for, make_user, root_ctx
 
@@ -69,3 +75,16 @@ def make_shop(session: Session, redis_conn: Any) -> Shop:
     root.deferred.clear()
     session.flush()
     return Shop(root, app, Limiter(redis_conn), temps, sigs)
+
+
+# The jobs in process on this backend, with the simulator's on-disk ledger (the
+# carrier's own record of what it took). Files that need other settings override it.
+@pytest.fixture
+def runner(backend: Backend, session: Session, tmp_path: Path) -> Iterator[Flask]:
+    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                      "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "SIMULATOR_RECEIPT_DELAY_S": 0,
+                      "SIMULATOR_LEDGER": str(tmp_path / "carrier.db")})
+    runtime.use(app)
+    yield app
+    app.extensions["db"].engine.dispose()

@@ -9,8 +9,7 @@ message, a job is queued), so the test controls the order without waiting.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from flask import Flask
@@ -18,24 +17,17 @@ from rq import Queue
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app import create_app, supervise
+from app import supervise
 from app.models import Message
 from app.queue import DRAIN_JOB, wake
-from jobs import runtime
 from jobs import sending as sending_job
 from tests.conftest import Backend
 from tests.sending.conftest import Shop
 
 
-@pytest.fixture
-def runner(backend: Backend, session: Session, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
-                      "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SIMULATOR_RECEIPT_DELAY_S": 0, "DRAIN_LINGER_MS": 50,
-                      "SIMULATOR_LEDGER": str(tmp_path / "carrier.db")})
-    runtime.use(app)
-    yield app
-    app.extensions["db"].engine.dispose()
+@pytest.fixture(autouse=True)
+def _linger_50_ms(runner: Flask) -> None:
+    runner.config["DRAIN_LINGER_MS"] = 50  # the waits below are 0.05 s
 
 
 def _send(shop: Shop, session: Session, number: str) -> None:

@@ -6,40 +6,23 @@ carrier's own record of what it took) is the only stand-in.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from flask import Flask
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app import create_app
 from app.db import utcnow
 from app.gateways.base import Outbound, SubmitResult
 from app.gateways.simulator import SimulatorGateway
 from app.models import Message, ReceiptInbox
 from app.services import pipeline
 from app.services.pipeline import PipelineSettings
-from jobs import runtime
 from jobs import sending as sending_job
-from tests.conftest import Backend
 from tests.sending.conftest import Shop
 
 SETTINGS = PipelineSettings(lease_s=30)
-
-
-@pytest.fixture
-def runner(backend: Backend, session: Session, tmp_path: Path) -> Iterator[Flask]:
-    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
-                      "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x",
-                      "SIMULATOR_RECEIPT_DELAY_S": 0,
-                      "SIMULATOR_LEDGER": str(tmp_path / "carrier.db")})
-    runtime.use(app)
-    yield app
-    app.extensions["db"].engine.dispose()
 
 
 def _accepted(shop: Shop, session: Session, numbers: list[str]) -> list[int]:
