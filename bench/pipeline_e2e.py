@@ -177,6 +177,7 @@ def _preload(db_url: str, sdk_app_id: str, n: int) -> None:
 
 
 def main() -> None:
+    global PG_ADMIN
     parser = argparse.ArgumentParser()
     parser.add_argument("--tree", default=str(ROOT), help="the checkout to run")
     parser.add_argument("--mode", choices=["batched", "single", "preloaded"],
@@ -193,6 +194,9 @@ def main() -> None:
     parser.add_argument("--cpu", action="store_true",
                         help="also print CPU ms per message by role (web, workers, PostgreSQL, "
                              "Redis, clients)")
+    parser.add_argument("--pg", default=PG_ADMIN,
+                        help="the PostgreSQL server's admin URL (a database is made on it), "
+                             "e.g. one of your own with pg_stat_statements loaded")
     parser.add_argument("--drain-cap", type=float, default=120,
                         help="stop waiting for the last receipts after this many seconds")
     args = parser.parse_args()
@@ -200,10 +204,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="smsops-e2e-"))
     import psycopg
 
+    PG_ADMIN = args.pg
     name = f"smsops_e2e_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
-    db_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    db_url = PG_ADMIN.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + \
+        f"/{name}"
     redis_port = _free_port()
     redis_bin = shutil.which("redis-server") or "redis-server"
     redis_proc = subprocess.Popen([redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1",

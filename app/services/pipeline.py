@@ -272,6 +272,12 @@ def record_submissions(db: Session, attempt: str, results: list[SubmitResult]) -
     results = [r for r in results if not r.not_sent]
     if not results:
         return 0
+    before = rollups.snapshot(db, [r.message_id for r in results])
+    if _pg(db):  # the snapshot locked the rows: the check is made here (see _held)
+        results = [r for r in results if (old := before.get(r.message_id)) is not None
+                   and old.attempt_id == attempt and old.status in (SUBMITTING, UNKNOWN)]
+        if not results:
+            return 0
     now = utcnow()
     rows = []
     for r in results:
@@ -285,15 +291,14 @@ def record_submissions(db: Session, attempt: str, results: list[SubmitResult]) -
                      "carrier": r.carrier_code})
     table = _batch_table(db, {"id": "bigint", "status": "text", "gid": "text", "err": "text",
                               "carrier": "text"})
-    target = "message" if not _pg(db) else "message AS m"
-    col = "message." if not _pg(db) else "m."
-    before = rollups.snapshot(db, [r.message_id for r in results])
+    target, col = _target(db)
+    held = _held(db, f"{col}attempt_id = :attempt AND {col}status IN ('{SUBMITTING}', "
+                     f"'{UNKNOWN}')")
     stmt = text(
         f"UPDATE {target} SET status = j.status, gateway_message_id = j.gid, "  # noqa: S608
         f"error_code = j.err, carrier_code = j.carrier, submitted_at = :now, "
         f"lease_until = NULL FROM {table} "
-        f"WHERE {col}id = j.id AND {col}attempt_id = :attempt "
-        f"AND {col}status IN ('{SUBMITTING}', '{UNKNOWN}') RETURNING {_RETURNING(col)}"
+        f"WHERE {col}id = j.id{held} RETURNING {_RETURNING(col)}"
     ).bindparams(bindparam("now", type_=UTCDateTime()))
     changed = db.execute(stmt, {"data": json.dumps(rows), "now": now, "attempt": attempt}).all()
     rollups.moved(db, before, changed)
@@ -306,6 +311,23 @@ def record_submissions(db: Session, attempt: str, results: list[SubmitResult]) -
     add_receipts(db, [(r.receipt, r.message_id, r.receipt_after_s) for r in results
                       if r.receipt is not None and r.accepted])
     return len(done)
+
+
+def _target(db: Session) -> tuple[str, str]:
+    """The message table in a batch UPDATE ... FROM j, and the prefix of its columns."""
+    return ("message AS m", "m.") if _pg(db) else ("message", "message.")
+
+
+def _held(db: Session, condition: str) -> str:
+    """A batch UPDATE's check that each row is still in the state it is moved from:
+    in the statement on SQLite (writers are serialised, the statement is the check),
+    and on PostgreSQL made by the caller on rows rollups.snapshot locked in this
+    transaction. A restriction on message there let stale statistics (nothing in
+    flight when they were taken) expect one matching row and join the batch's JSON as
+    a nested loop that parsed it once per row and compared every pair: 215-357 ms
+    for a batch of 1,000, half of PostgreSQL's time end to end. Joined by id alone,
+    each row of the batch finds its message by the primary key."""
+    return "" if _pg(db) else f" AND {condition}"
 
 
 def _RETURNING(col: str) -> str:
@@ -397,12 +419,12 @@ def apply_receipts(db: Session, limit: int = BATCH) -> tuple[list[int], int]:
                  "at": fmt(r.at or now)} for mid, r in latest.items()]
         table = _batch_table(db, {"id": "bigint", "status": "text", "carrier": "text",
                                   "err": "text", "at": "timestamptz"})
-        target, col = ("message AS m", "m.") if _pg(db) else ("message", "message.")
+        target, col = _target(db)
         appliable = ", ".join(f"'{s}'" for s in APPLIABLE)
         stmt = text(
             f"UPDATE {target} SET status = j.status, carrier_code = j.carrier, "  # noqa: S608
             f"error_code = j.err, receipt_at = j.at FROM {table} "
-            f"WHERE {col}id = j.id AND {col}status IN ({appliable}) "
+            f"WHERE {col}id = j.id{_held(db, f'{col}status IN ({appliable})')} "
             f"RETURNING {_RETURNING(col)}")
         moved = db.execute(stmt, {"data": json.dumps(rows)}).all()
         rollups.moved(db, before, moved)

@@ -56,7 +56,7 @@ from app.sms import captcha, outcomes
 DIMS = (Message.id, Message.account_id, Message.app_id, Message.region, Message.iso_code,
         Message.signature_id, Message.template_id, Message.sms_type, Message.content,
         Message.fee, Message.created_at, Message.status, Message.error_code,
-        Message.carrier_code, Message.receipt_at)
+        Message.carrier_code, Message.receipt_at, Message.attempt_id)
 
 _Old = namedtuple("_Old", [c.key for c in DIMS])  # type: ignore[misc]  # a snapshot row
 Key = tuple[Any, ...]
