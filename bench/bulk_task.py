@@ -266,6 +266,8 @@ def main() -> None:
     parser.add_argument("--xlsx", action="store_true", help="validate an XLSX too")
     parser.add_argument("--base", type=Path, help="another checkout to validate with")
     parser.add_argument("--repeat", type=int, default=1, help="validation runs per tree")
+    parser.add_argument("--pg", default=PG_ADMIN,
+                        help="the PostgreSQL server's admin URL (a database is made on it)")
     args = parser.parse_args()
     tree = Path(args.tree).resolve()
     tmp = Path(tempfile.mkdtemp(prefix="smsops-bulk-"))
@@ -289,9 +291,10 @@ def main() -> None:
     import psycopg
 
     name = f"smsops_bulk_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+    with psycopg.connect(args.pg, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
-    db_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    db_url = args.pg.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + \
+        f"/{name}"
     redis_port = _free_port()
     redis_proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port",
                                    str(redis_port), "--bind", "127.0.0.1", "--save", "",
@@ -360,7 +363,7 @@ def main() -> None:
         if args.profile_workers and workers:
             _report_profiles([p for p in profiles if p.exists()], made["valid"])
         redis_proc.kill()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        with psycopg.connect(args.pg, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -128,11 +128,22 @@ def _runs(content: str, params: tuple[str, ...]) -> list[tuple[str, str, list[in
     return runs
 
 
-@lru_cache(maxsize=1024)
 def check(content: str, sms_type: str, params: tuple[str, ...], *,
           max_length: int = DEFAULT_MAX_LENGTH, allow_urls: bool = False) -> Problem | None:
     """The first parameter that breaks a rule, or None. The caller has checked that
-    the number of parameters matches the template's variables."""
+    the number of parameters matches the template's variables. Values of the common
+    shape pass by the template's precompiled pattern (one C call, see below); any
+    other by `rules` (a bulk batch of unique codes spent 12% of a worker there)."""
+    fast = values_pattern(content, sms_type, max_length=max_length, allow_urls=allow_urls)
+    if fast is not None and fast.fullmatch("\x00".join(params)) is not None:
+        return None
+    return rules(content, sms_type, params, max_length=max_length, allow_urls=allow_urls)
+
+
+@lru_cache(maxsize=1024)
+def rules(content: str, sms_type: str, params: tuple[str, ...], *,
+          max_length: int = DEFAULT_MAX_LENGTH, allow_urls: bool = False) -> Problem | None:
+    """`check` by the rules themselves, value by value and run by run."""
     for n, value in enumerate(params, start=1):
         if n == 1 and sms_type == templating.VERIFICATION:
             if not is_verification_code(value):
@@ -291,6 +302,16 @@ def _bounded(char: str, edge: str, most: int, *, required: bool) -> str:
         return "(?!)" if required else ""
     inner = edge if most == 1 else f"{edge}(?:{char}{{0,{most - 2}}}{edge})?"
     return f"(?:{inner})" if required else f"(?:{inner})?"
+
+
+@lru_cache(maxsize=256)
+def values_pattern(content: str, sms_type: str, *, max_length: int = DEFAULT_MAX_LENGTH,
+                   allow_urls: bool = False) -> re.Pattern[str] | None:
+    """`safe_values` as one compiled pattern over the values joined by NUL: no pattern
+    admits a control character, so it matches exactly when there are as many values
+    as patterns and each matches its own. None: the template has no such patterns."""
+    safe = safe_values(content, sms_type, max_length=max_length, allow_urls=allow_urls)
+    return re.compile("\x00".join(safe)) if safe else None
 
 
 @lru_cache(maxsize=256)

@@ -450,7 +450,9 @@ class _Checker:
         self.safe = params.safe_values(template.content, template.sms_type,
                                        max_length=template.max_param_length,
                                        allow_urls=template.allow_urls)
-        self.values_re = re.compile("\x00".join(self.safe)) if self.safe else None
+        self.values_re = params.values_pattern(template.content, template.sms_type,
+                                               max_length=template.max_param_length,
+                                               allow_urls=template.allow_urls)
         most = [8 if p == params.CODE_PATTERN else template.max_param_length
                 for p in self.safe or ()]
         self.fee_table = self.biller.by_length(most) if self.safe is not None else None

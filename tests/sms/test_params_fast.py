@@ -1,4 +1,5 @@
-"""The per-template precompiled check (`params.safe_values`) against `params.check`:
+"""The per-template precompiled check (`params.safe_values`, `check`'s fast path) against
+the rules themselves (`params.rules`):
 values that match the patterns always pass the rules; the common templates have
 patterns (so files take the fast path); the character classes mean what they say."""
 
@@ -64,9 +65,17 @@ def test_values_the_patterns_accept_pass_check(content: str, sms_type: str, vals
                                                max_length: int, allow_urls: bool) -> None:
     want = len({n for n in re.findall(r"\{(\d)\}", content)})
     given_values = tuple(vals[:want])
+    # check's own fast path is the same patterns joined (with any count of values)
+    for count in {want, max(want - 1, 0), want + 1}:
+        some = tuple(vals[:count])
+        joined = params.values_pattern(content, sms_type, max_length=max_length,
+                                       allow_urls=allow_urls)
+        assert (joined is not None and joined.fullmatch("\x00".join(some)) is not None) == \
+            passes_patterns(content, sms_type, some, max_length=max_length,
+                            allow_urls=allow_urls)
     if passes_patterns(content, sms_type, given_values, max_length=max_length,
                        allow_urls=allow_urls):
-        assert params.check(content, sms_type, given_values, max_length=max_length,
+        assert params.rules(content, sms_type, given_values, max_length=max_length,
                             allow_urls=allow_urls) is None
         assert not given_values or given_values[-1]  # never an empty last value
         assert all(v == v.strip() for v in given_values)
@@ -84,6 +93,7 @@ def test_values_that_make_a_url_are_never_accepted(content: str, value: str) -> 
     vals = (value, ".com") if "{2}" in content else (value,)
     if content == "Hi {1}:{2}":
         vals = (value, "//x")
+    assert params.rules(content, "notification", vals) is not None
     assert params.check(content, "notification", vals) is not None
     assert not passes_patterns(content, "notification", vals, max_length=35,
                                allow_urls=False)
