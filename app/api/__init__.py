@@ -428,7 +428,7 @@ def message(serial_no: str) -> Response:
     return jsonify(sending.as_dict(msg, app.sdk_app_id))
 
 
-def _under_api(path: str) -> bool:
+def under_api(path: str) -> bool:
     return path == bp.url_prefix or path.startswith(f"{bp.url_prefix}/")
 
 
@@ -439,7 +439,7 @@ def _routing_error() -> tuple[Response, int] | None:
     error page. Blueprint error handlers never see these (routing failed, so no
     blueprint was chosen); routing answers before authentication."""
     exc = request.routing_exception
-    if exc is None or not _under_api(request.path):
+    if exc is None or not under_api(request.path):
         return None
     if isinstance(exc, MethodNotAllowed):
         allowed = sorted(exc.valid_methods or ())
