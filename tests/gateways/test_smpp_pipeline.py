@@ -94,7 +94,7 @@ def _accept(session: Session, shop: Shop, numbers: list[str], content: str) -> l
 
 
 def _run_until(app: Flask, session: Session, done: Callable[[dict[str, int]], bool],
-               timeout: float = 20) -> dict[str, int]:
+               timeout: float = 60) -> dict[str, int]:
     """Work as a worker and its sweeper do until `done(status counts)`."""
     wake(app.extensions["redis"], DRAIN_JOB)
     deadline = time.monotonic() + timeout
