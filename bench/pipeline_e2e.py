@@ -24,8 +24,9 @@ bench/wrk_send.lua instead: 2 threads, --clients connections; --requests request
 (default --seconds x 3,000) are signed beforehand, each with its own nonce, and
 written to one file per wrk thread, so no nonce is sent twice. A wrk thread that
 runs out stops (the row is then flagged on stderr: add --requests). Accepted is
-then the number of message rows; API req/s, the median and the errors (non-2xx
-responses and socket errors) are wrk's; with --cpu, clients= is wrk's own CPU.
+then the number of message rows (a little above wrk's completed requests: those in
+flight when wrk stops are still accepted); API req/s, the median and the errors
+(non-2xx responses and socket errors) are wrk's; with --cpu, clients= is wrk's CPU.
 
     .venv/bin/python bench/pipeline_e2e.py --mode single --workers 2 --seconds 15 --load wrk
 """
