@@ -16,6 +16,19 @@ accepted. `single`: 50 clients, 1 number per request, for --seconds; also report
 the API's requests/s. `preloaded`: no API; --messages accepted rows are written
 straight into the table (as the API would) and the drainer is woken once: the
 workers' own capacity. Prints one Markdown table row.
+
+Load generator (`single` mode): `--load python` (the default) runs the client
+processes above, which sign each request as they go (~0.36 ms of CPU a request, a
+good share of a small machine). `--load wrk` runs wrk (`apt-get install wrk`) with
+bench/wrk_send.lua instead: 2 threads, --clients connections; --requests requests
+(default --seconds x 3,000) are signed beforehand, each with its own nonce, and
+written to one file per wrk thread, so no nonce is sent twice. A wrk thread that
+runs out stops (the row is then flagged on stderr: add --requests). Accepted is
+then the number of message rows (a little above wrk's completed requests: those in
+flight when wrk stops are still accepted); API req/s, the median and the errors
+(non-2xx responses and socket errors) are wrk's; with --cpu, clients= is wrk's CPU.
+
+    .venv/bin/python bench/pipeline_e2e.py --mode single --workers 2 --seconds 15 --load wrk
 """
 
 from __future__ import annotations
@@ -114,6 +127,44 @@ def client(port: int, app_id: str, key: str, template: int, per_request: int,
     out.put((latencies, accepted, errors, time.process_time()))
 
 
+def _sign_requests(prefix: Path, key: str, template: int, n: int, threads: int,
+                   clients: int, ts: int) -> None:
+    """n signed one-number requests for bench/wrk_send.lua: request j in thread j % threads's
+    file, its number as client j % clients would send it; "ts nonce signature body" a line."""
+    files = [(prefix.parent / f"{prefix.name}{t}.tsv").open("w") for t in range(threads)]
+    head = f"POST\n/api/v1/sms/send\n{ts}\n".encode()
+    for j in range(n):
+        phone = f"+1415555{((j % clients) * 200 + j // clients) % 9000 + 1000:04d}"
+        body = json.dumps({"phone_numbers": [phone], "template_id": template,
+                           "template_params": ["123456", "5"]})
+        nonce = uuid.uuid4().hex
+        sig = hmac.new(key.encode(), head + f"{nonce}\n{body}".encode(),
+                       hashlib.sha256).hexdigest()
+        files[j % threads].write(f"{ts}\t{nonce}\t{sig}\t{body}\n")
+    for f in files:
+        f.close()
+
+
+def wrk_load(port: int, app_id: str, prefix: Path, threads: int, clients: int,
+             seconds: int) -> tuple[dict[str, int], float]:
+    """Run wrk with bench/wrk_send.lua over the requests under `prefix`: the numbers of
+    its done() line, and wrk's CPU seconds."""
+    proc = subprocess.Popen(
+        ["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds}s", "--latency",
+         "-s", str(ROOT / "bench" / "wrk_send.lua"), f"http://127.0.0.1:{port}",
+         "--", str(prefix), app_id], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    output = proc.stdout.read()
+    # The child's own rusage as it is reaped (psutil cannot read an exited process).
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    line = next((x for x in output.splitlines() if x.startswith("wrk-summary ")), None)
+    if proc.returncode or line is None:
+        sys.exit(f"wrk failed ({proc.returncode}):\n{output}")
+    summary = {k: int(v) for k, v in (f.split("=") for f in line.split()[1:])}
+    return summary, usage.ru_utime + usage.ru_stime
+
+
 def _wait_final(db_url: str, since: float, cap: float) -> tuple[int, int, float]:
     import psycopg
 
@@ -186,6 +237,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000, help="batched: how many")
     parser.add_argument("--seconds", type=float, default=10, help="single: how long")
     parser.add_argument("--clients", type=int, default=None)
+    parser.add_argument("--load", choices=["python", "wrk"], default="python",
+                        help="single: the load generator (wrk: C, requests signed beforehand)")
+    parser.add_argument("--requests", type=int, default=None,
+                        help="--load wrk: requests to sign beforehand (default: --seconds x 3,000)")
     parser.add_argument("--web-workers", type=int, default=os.cpu_count() or 2,
                         help="gunicorn workers (default: one per core)")
     parser.add_argument("--threads", type=int, default=32,
@@ -200,6 +255,11 @@ def main() -> None:
     parser.add_argument("--drain-cap", type=float, default=120,
                         help="stop waiting for the last receipts after this many seconds")
     args = parser.parse_args()
+    if args.load == "wrk" and args.mode != "single":
+        parser.error("--load wrk drives --mode single only")
+    if args.load == "wrk" and not 1 <= round(args.seconds) <= 500:
+        parser.error("--load wrk: --seconds from 1 to 500 (whole seconds; the requests' "
+                     "timestamp must stay within 300 s of the clock)")
     tree = Path(args.tree).resolve()
     tmp = Path(tempfile.mkdtemp(prefix="smsops-e2e-"))
     import psycopg
@@ -280,33 +340,55 @@ def main() -> None:
             return
         per_request = 200 if args.mode == "batched" else 1
         clients = args.clients or (4 if args.mode == "batched" else 50)
-        window = args.seconds if args.mode == "single" else 600
-        quota = args.messages // clients if args.mode == "batched" else 10**9
-        out: multiprocessing.Queue = multiprocessing.Queue()
-        cpu0 = _cpu_by_role(procs, redis_proc.pid, db_url)
-        until = time.time() + window
-        senders = [multiprocessing.Process(target=client, args=(
-            port, seeded["app_id"], seeded["app_key"], template, per_request, until, quota,
-            i * 200, out)) for i in range(clients)]
-        start = time.time()
-        for p in senders:
-            p.start()
-        results = [out.get() for _ in senders]
-        sent_at = time.time()
-        for p in senders:
-            p.join()
-        final, pending, done_at = _wait_final(db_url, sent_at, args.drain_cap)
-        latencies = sorted(x for lat, _a, _e, _c in results for x in lat)
-        accepted = sum(a for _l, a, _e, _c in results)
-        errors = sum(e for _l, _a, e, _c in results)
         label = "base" if tree != ROOT else "this branch"
+        if args.load == "wrk":
+            seconds, threads = round(args.seconds), min(2, clients)
+            prefix = tmp / "wrk-requests-"
+            # One timestamp for all, half the run ahead: within 300 s of the clock throughout.
+            _sign_requests(prefix, seeded["app_key"], template, args.requests or seconds * 3000,
+                           threads, clients, int(time.time() + seconds / 2))
+            cpu0 = _cpu_by_role(procs, redis_proc.pid, db_url)
+            start = time.time()
+            summary, clients_cpu = wrk_load(port, seeded["app_id"], prefix, threads, clients,
+                                            seconds)
+            sent_at = time.time()
+            if summary["ran_out"]:
+                print(f"{summary['ran_out']} wrk thread(s) ran out of signed requests: "
+                      "raise --requests", file=sys.stderr)
+            final, pending, done_at = _wait_final(db_url, sent_at, args.drain_cap)
+            accepted = final + pending  # message rows: what the API accepted
+            rate = summary["requests"] / (summary["duration_us"] / 1e6)
+            median = summary["p50_us"] / 1000
+            errors = sum(summary[k] for k in ("status", "connect", "read", "write", "timeout"))
+        else:
+            window = args.seconds if args.mode == "single" else 600
+            quota = args.messages // clients if args.mode == "batched" else 10**9
+            out: multiprocessing.Queue = multiprocessing.Queue()
+            cpu0 = _cpu_by_role(procs, redis_proc.pid, db_url)
+            until = time.time() + window
+            senders = [multiprocessing.Process(target=client, args=(
+                port, seeded["app_id"], seeded["app_key"], template, per_request, until,
+                quota, i * 200, out)) for i in range(clients)]
+            start = time.time()
+            for p in senders:
+                p.start()
+            results = [out.get() for _ in senders]
+            sent_at = time.time()
+            for p in senders:
+                p.join()
+            final, pending, done_at = _wait_final(db_url, sent_at, args.drain_cap)
+            latencies = sorted(x for lat, _a, _e, _c in results for x in lat)
+            accepted = sum(a for _l, a, _e, _c in results)
+            errors = sum(e for _l, _a, e, _c in results)
+            rate = len(latencies) / (sent_at - start)
+            median = latencies[len(latencies) // 2]
+            clients_cpu = sum(c for _l, _a, _e, c in results)
         print(f"| {label} | {args.mode} | {args.workers} | {clients} | {accepted} | "
-              f"{len(latencies) / (sent_at - start):.0f} | "
-              f"{latencies[len(latencies) // 2]:.1f} | {final / (done_at - start):.0f} | "
+              f"{rate:.0f} | {median:.1f} | {final / (done_at - start):.0f} | "
               f"{pending} | {errors} |", flush=True)
         if args.cpu:
             print(_cpu_line(cpu0, _cpu_by_role(procs, redis_proc.pid, db_url), final,
-                            sum(c for _l, _a, _e, c in results)), flush=True)
+                            clients_cpu), flush=True)
     finally:
         stop(procs)
         redis_proc.kill()
