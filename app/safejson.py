@@ -2,7 +2,10 @@
 
 The standard decoder recurses once per level and raises RecursionError (a 500)
 on a few thousand nested brackets; this refuses such text with a plain message
-before decoding it. Pure: no I/O, no framework.
+before decoding it. It also refuses strings holding half of a UTF-16 surrogate pair
+("\\ud800" is valid JSON): no database, SMS encoding or JSON column can store one,
+and one used to reach the insert and fail there as "database unavailable". Pure: no
+I/O, no framework.
 """
 
 from __future__ import annotations
@@ -22,10 +25,36 @@ _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
-class TooDeep(ValueError):
+class Refused(ValueError):
+    """Valid JSON we do not take; str() says why, for the user."""
+
+
+class TooDeep(Refused):
     def __init__(self, limit: int) -> None:
         super().__init__(f"the JSON is nested more than {limit} levels deep")
         self.limit = limit
+
+
+class LoneSurrogate(Refused):
+    def __init__(self) -> None:
+        super().__init__("a string holds half of a UTF-16 surrogate pair (\\ud800-\\udfff "
+                         "alone), which is not a character")
+
+
+# A surrogate escape (a pair is decoded into one character) or a raw surrogate code
+# point (bytes decoded with surrogatepass): only then are the strings walked.
+_MAYBE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
 
 
 def nesting_depth(text: str) -> int:
@@ -37,11 +66,15 @@ def nesting_depth(text: str) -> int:
 
 
 def loads(data: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
-    """json.loads, raising TooDeep (a ValueError) past `max_depth` levels. Bytes are
-    decoded as json.loads would (UTF-8, -16 or -32); UnicodeDecodeError and
+    """json.loads, raising TooDeep past `max_depth` levels and LoneSurrogate for a
+    string with an unpaired surrogate (both Refused, a ValueError). Bytes are decoded
+    as json.loads would (UTF-8, -16 or -32); UnicodeDecodeError and
     json.JSONDecodeError propagate as usual."""
     text = data.decode(json.detect_encoding(data), "surrogatepass") \
         if isinstance(data, bytes) else data
     if nesting_depth(text) > max_depth:
         raise TooDeep(max_depth)
-    return json.loads(text)
+    value = json.loads(text)
+    if _MAYBE_SURROGATE.search(text) and _has_lone_surrogate(value):
+        raise LoneSurrogate()
+    return value

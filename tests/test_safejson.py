@@ -1,4 +1,4 @@
-"""The JSON nesting guard shared by the API and policy documents."""
+"""The JSON guards shared by the API and policy documents: nesting, lone surrogates."""
 
 from __future__ import annotations
 
@@ -28,3 +28,22 @@ def test_bytes_are_decoded_as_json_loads_does() -> None:
     with pytest.raises(json.JSONDecodeError):
         safejson.loads(b'{"k": ')
     assert safejson.loads("7") == 7
+
+
+@pytest.mark.parametrize("text", [
+    '"x\\udfffy"', '{"a": ["\\uD800"]}', '{"\\udc00": 1}', '["\\ude00\\ud83d"]',
+    '"\\ud83d"'])
+def test_half_a_surrogate_pair_is_refused(text: str) -> None:
+    with pytest.raises(safejson.LoneSurrogate, match="surrogate pair"):
+        safejson.loads(text)
+
+
+def test_a_raw_surrogate_in_bytes_is_refused_too() -> None:
+    with pytest.raises(safejson.LoneSurrogate):  # bytes are decoded with surrogatepass
+        safejson.loads('"\udcff"'.encode("utf-8", "surrogatepass"))
+
+
+def test_pairs_and_escaped_backslashes_are_text() -> None:
+    assert safejson.loads('"\\ud83d\\ude00"') == "\U0001f600"
+    assert safejson.loads('["\\\\ud800"]') == ["\\ud800"]  # a backslash, then text
+    assert safejson.loads(b'{"k": "\xf0\x9f\x98\x80"}') == {"k": "\U0001f600"}

@@ -408,7 +408,7 @@ def _app_signed(snaps: Snapshots, signed: Signed, session: Session) -> AppSnap:
 def _send_request(raw: bytes) -> sending.SendRequest:
     try:
         body = safejson.loads(raw or b"null")
-    except safejson.TooDeep as exc:
+    except safejson.Refused as exc:
         raise ApiError(400, "InvalidParameter.Body", f"The body is not accepted: {exc}.") \
             from None
     except (ValueError, UnicodeDecodeError):

@@ -129,7 +129,7 @@ def _json_body() -> Json:
         return {}
     try:
         body = safejson.loads(raw)
-    except safejson.TooDeep as exc:
+    except safejson.Refused as exc:
         raise ApiError(400, "InvalidParameter", f"The body is not accepted: {exc}.") from None
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "InvalidParameter", "The body is not valid JSON.") from None

@@ -113,7 +113,7 @@ def parse_policy(text: str) -> tuple[Statement, ...]:
     """Validate a policy document; raise PolicyError naming the first problem."""
     try:
         doc = safejson.loads(text)
-    except safejson.TooDeep as exc:
+    except safejson.Refused as exc:
         raise PolicyError(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise PolicyError(

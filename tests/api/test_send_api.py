@@ -114,6 +114,12 @@ def test_replayed_nonce_stale_timestamp_and_bad_signature(caller: Caller) -> Non
     (json.dumps({"phone_numbers": ["1"], "template_id": "x"}).encode(),
      "InvalidParameter.template_id"),
     ("\udcff".encode("utf-8", "surrogatepass"), "InvalidParameter.Body"),
+    # Valid JSON, but half a surrogate pair is no character: it once reached the insert
+    # and answered 503 "database unavailable" (PostgreSQL) after reserving the limits.
+    (json.dumps({"phone_numbers": ["+14155550101"], "template_id": 1,
+                 "template_params": ["ab\ud800cd"]}).encode(), "InvalidParameter.Body"),
+    (json.dumps({"phone_numbers": ["+14155550101"], "template_id": 1,
+                 "session_context": "x\udfff"}).encode(), "InvalidParameter.Body"),
 ])
 def test_bad_bodies_are_400_with_a_code(caller: Caller, body: bytes, code: str) -> None:
     resp = caller.send(body)

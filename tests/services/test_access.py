@@ -92,3 +92,9 @@ def test_unknown_action_in_code_is_a_bug_not_a_denial() -> None:
 def test_deeply_nested_document_is_a_policy_error_not_a_crash() -> None:
     with pytest.raises(PolicyError, match="nested more than 32 levels deep"):
         parse_policy('{"version": "2.0", "statement": ' + "[" * 50_000 + "]" * 50_000 + "}")
+
+
+def test_half_a_surrogate_pair_is_a_policy_error_not_a_crash() -> None:
+    with pytest.raises(PolicyError, match="surrogate pair"):
+        parse_policy('{"version": "2.0", "statement": [{"effect": "allow", '
+                     '"action": ["sms:\\ud800"], "resource": ["*"]}]}')
