@@ -119,6 +119,8 @@ def parse_policy(text: str) -> tuple[Statement, ...]:
         raise PolicyError(
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except ValueError as exc:  # e.g. an integer past the decoder's 4,300 digits
+        raise PolicyError(f"not accepted: {exc}") from None
     if not isinstance(doc, dict):
         raise PolicyError("the document must be a JSON object")
     unknown = set(doc) - {"version", "statement"}

@@ -309,7 +309,7 @@ def record_submissions(db: Session, attempt: str, results: list[SubmitResult]) -
     if parts:
         db.execute(insert(MessagePart), parts)
     add_receipts(db, [(r.receipt, r.message_id, r.receipt_after_s) for r in results
-                      if r.receipt is not None and r.accepted])
+                      if r.receipt is not None and r.accepted and r.message_id in done])
     return len(done)
 
 

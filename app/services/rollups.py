@@ -52,7 +52,8 @@ from app.models.stats import (
 )
 from app.sms import captcha, outcomes
 
-# What a message contributes to its bucket, besides its state: never changes.
+# What a message contributes to its bucket (its state too: status … receipt_at), and
+# the attempt holding it, which the pipeline's batch updates check (pipeline._held).
 DIMS = (Message.id, Message.account_id, Message.app_id, Message.region, Message.iso_code,
         Message.signature_id, Message.template_id, Message.sms_type, Message.content,
         Message.fee, Message.created_at, Message.status, Message.error_code,
@@ -92,7 +93,10 @@ class Tally:
 
 def snapshot(db: Session, ids: Iterable[int]) -> dict[int, Any]:
     """The rows about to change, locked on PostgreSQL (in id order, so two batches
-    never wait on each other in a cycle) so their state cannot move under us."""
+    never wait on each other in a cycle) so their state cannot move under us. The
+    lock waits (no SKIP LOCKED): the pipeline's batch updates check the state on these
+    rows instead of in their statement (pipeline._held, tests/sending/
+    test_held_races.py)."""
     wanted = sorted(set(ids))
     if not wanted:
         return {}

@@ -98,3 +98,8 @@ def test_half_a_surrogate_pair_is_a_policy_error_not_a_crash() -> None:
     with pytest.raises(PolicyError, match="surrogate pair"):
         parse_policy('{"version": "2.0", "statement": [{"effect": "allow", '
                      '"action": ["sms:\\ud800"], "resource": ["*"]}]}')
+
+
+def test_an_integer_past_the_decoders_limit_is_a_policy_error_not_a_crash() -> None:
+    with pytest.raises(PolicyError, match="not accepted"):
+        parse_policy('{"version": ' + "9" * 5000 + "}")
