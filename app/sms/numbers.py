@@ -37,12 +37,12 @@ def parse_any(text: str) -> str:
     returns E.164. Full-width digits are folded; letters (extensions) are refused.
     Anything else needs its country code: a plain 10-digit US number would otherwise
     parse as a valid Chinese landline."""
-    return _e164(_number(text))
+    return _e164(_number(text)[0])
 
 
-def _number(text: str) -> phonenumbers.PhoneNumber:
-    """The valid number `parse_any` reads (parsed once: callers format it and ask its
-    country from the same object)."""
+def _number(text: str) -> tuple[phonenumbers.PhoneNumber, str]:
+    """The valid number `parse_any` reads and its country (parsed once: callers format
+    it and take its country from here)."""
     raw = unicodedata.normalize("NFKC", text or "").strip()
     if not raw:
         raise NumberError(EMPTY)
@@ -56,14 +56,17 @@ def _number(text: str) -> phonenumbers.PhoneNumber:
     return _parse(raw, None, INVALID_FOR_COUNTRY)
 
 
-def _parse(raw: str, region: str | None, invalid: str) -> phonenumbers.PhoneNumber:
+def _parse(raw: str, region: str | None, invalid: str) -> tuple[phonenumbers.PhoneNumber, str]:
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:
         raise NumberError(NOT_A_NUMBER) from None
-    if not phonenumbers.is_valid_number(number):
+    # is_valid_number is exactly these two steps; its country is asked once, not twice
+    # (for +1 that walks some twenty NANP countries' patterns).
+    country = phonenumbers.region_code_for_number(number)
+    if country is None or not phonenumbers.is_valid_number_for_region(number, country):
         raise NumberError(invalid)
-    return number
+    return number, country
 
 
 def _e164(number: phonenumbers.PhoneNumber) -> str:
@@ -73,13 +76,13 @@ def _e164(number: phonenumbers.PhoneNumber) -> str:
 def for_region(text: str, region: str) -> tuple[str, str]:
     """(E.164, ISO country) for a send. Mainland: plain 11-digit or +86 numbers only.
     International: always with a country code, never a mainland number."""
-    number = _number(text)
+    number, country = _number(text)
     e164 = _e164(number)
     if region == "mainland":
         if not e164.startswith("+86"):
             raise NumberError(NOT_MAINLAND)
         return e164, MAINLAND
-    iso = phonenumbers.region_code_for_number(number) or ""
+    iso = country
     if iso == MAINLAND:
         raise NumberError(IS_MAINLAND)
     return e164, iso
