@@ -27,8 +27,8 @@ login_manager = LoginManager()
 
 class ConsoleSessions(SecureCookieSessionInterface):
     """Cookie sessions for the console's pages; none for the HTTP API, which is signed
-    with keys and never reads or sets a cookie (opening and saving one cost about 5%
-    of a one-number send request's CPU). Its requests get Flask's null session."""
+    with keys and never reads or sets a cookie (opening one showed in every send
+    request's profile). Its requests get Flask's null session."""
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         from app.api import under_api
