@@ -143,6 +143,19 @@ def held_together(engine: Engine, *statements: str, hold_s: float = 5
         event.remove(engine, "before_cursor_execute", hold)
 
 
+def explained(engine: Engine, prefix: str) -> list[str]:
+    """EXPLAIN (COSTS OFF) of every statement starting with `prefix` that `engine` sends
+    from now on, exactly as sent (PostgreSQL), filled in as they go."""
+    plans: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def explain(_conn: Any, cursor: Any, statement: str, params: Any, *_args: Any) -> None:
+        if statement.lstrip().startswith(prefix):
+            cursor.execute("EXPLAIN (COSTS OFF) " + statement, params)
+            plans.append("\n".join(r[0] for r in cursor.fetchall()))
+    return plans
+
+
 def together(*calls: Callable[[], T]) -> list[T]:
     """Run each call on a thread of its own, all at once; their results, in order."""
     results: dict[int, T] = {}

@@ -8,13 +8,11 @@ claimed row. The claim here is explained exactly as `pipeline.claim` sends it.""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -23,7 +21,7 @@ from app.db import Base
 from app.models import Application
 from app.services import pipeline
 from app.services.pipeline import PipelineSettings
-from tests.helpers import make_app
+from tests.helpers import explained, make_app
 
 NAME = "ix_message_accepted"
 
@@ -78,15 +76,7 @@ def test_a_claim_runs_its_pick_once_when_statistics_expect_no_waiting_row(
         conn.execute(text("ANALYZE message"))  # steady state: nothing waiting
     with Session(engine) as s, s.begin():
         _fill(s, app_id, delivered=0, accepted=1_000)  # a burst, not yet analyzed
-    plans: list[str] = []
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def explain(conn: Any, cursor: Any, statement: str, params: Any, context: Any,
-                many: bool) -> None:
-        if statement.lstrip().startswith("UPDATE message"):
-            cursor.execute("EXPLAIN (COSTS OFF) " + statement, params)
-            plans.append("\n".join(r[0] for r in cursor.fetchall()))
-
+    plans = explained(engine, "UPDATE message")
     with Session(engine) as s, s.begin():
         claimed = pipeline.claim(s, "a" * 32, PipelineSettings())
     engine.dispose()

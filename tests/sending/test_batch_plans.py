@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -23,7 +23,7 @@ from app.gateways.base import Receipt, SubmitResult
 from app.models import Application, Message
 from app.services import pipeline
 from app.services.pipeline import PipelineSettings
-from tests.helpers import make_app
+from tests.helpers import explained, make_app
 
 N = 1_000
 
@@ -43,19 +43,6 @@ def _fill(s: Session, app_id: int, status: str, n: int) -> None:
         f"{'md5(random()::text)' if done else 'NULL'} "
         "FROM application a, generate_series(1, :n) g WHERE a.id = :app"),
         {"n": n, "app": app_id})
-
-
-def _plans(engine: Engine) -> list[str]:
-    """EXPLAIN (COSTS OFF) of every UPDATE of message sent from now on, as sent."""
-    plans: list[str] = []
-
-    @event.listens_for(engine, "before_cursor_execute")
-    def explain(conn: Any, cursor: Any, statement: str, params: Any, context: Any,
-                many: bool) -> None:
-        if statement.lstrip().startswith("UPDATE message AS m"):
-            cursor.execute("EXPLAIN (COSTS OFF) " + statement, params)
-            plans.append("\n".join(r[0] for r in cursor.fetchall()))
-    return plans
 
 
 @pytest.fixture
@@ -96,7 +83,7 @@ def test_a_batch_of_results_is_recorded_without_comparing_every_pair(engine: Eng
     with Session(engine) as s, s.begin():
         claimed = pipeline.claim(s, "a" * 32, PipelineSettings(batch=N))
     assert len(claimed) == N
-    plans = _plans(engine)
+    plans = explained(engine, "UPDATE message AS m")
     results = [SubmitResult(c.id, True, gateway_id=f"g-{c.id}") for c in claimed]
     with Session(engine) as s, s.begin():
         assert pipeline.record_submissions(s, "a" * 32, results) == N
@@ -116,7 +103,7 @@ def test_a_batch_of_receipts_is_applied_without_comparing_every_pair(engine: Eng
     with Session(engine) as s, s.begin():
         pipeline.add_receipts(s, [(Receipt(True, "DELIVRD", gateway_id=f"g-{c.id}"), c.id, 0)
                                   for c in claimed])
-    plans = _plans(engine)
+    plans = explained(engine, "UPDATE message AS m")
     with Session(engine) as s, s.begin():
         changed, taken = pipeline.apply_receipts(s, limit=N)
     assert (len(changed), taken) == (N, N)

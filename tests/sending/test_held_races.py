@@ -36,8 +36,10 @@ def _accepted(shop: Shop, session: Session, n: int = 2) -> list[int]:
                                 .order_by(Message.id)))
 
 
-def _blocked(backend: Backend, work: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    """`work` in a transaction of its own on a thread, once it waits on a row lock."""
+def _behind(backend: Backend, holder: Session, work: Any) -> dict[str, Any]:
+    """Run `work` in a transaction of its own on a thread until it waits on the row
+    locks `holder` keeps; then commit `holder` and let it finish. Its result ("value")
+    or exception ("error")."""
     out: dict[str, Any] = {}
 
     def run() -> None:
@@ -56,7 +58,10 @@ def _blocked(backend: Backend, work: Any) -> tuple[threading.Thread, dict[str, A
             assert time.monotonic() < deadline and t.is_alive(), out
             conn.rollback()
             time.sleep(0.02)
-    return t, out
+    holder.commit()
+    holder.close()
+    t.join(10)
+    return out
 
 
 def _rows(session: Session) -> dict[int, tuple[Any, ...]]:
@@ -95,12 +100,8 @@ def test_straggler_waits_behind_a_release_and_a_new_claim(shop: Shop, session: S
     rep = pipeline.resolve_expired(sweeper, _Never())
     assert rep.requeued == 2
     assert len(pipeline.claim(sweeper, B, S)) == 2  # same tx: now held by B
-    t, out = _blocked(backend, lambda s: pipeline.record_submissions(
+    out = _behind(backend, sweeper, lambda s: pipeline.record_submissions(
         s, A, [SubmitResult(i, True, f"late-{i}") for i in ids]))
-    assert t.is_alive(), out  # waiting on the row locks
-    sweeper.commit()
-    sweeper.close()
-    t.join(10)
     assert out == {"value": 0}
     assert all(v == ("submitting", B, None) for v in _rows(session).values())
     agree(session)
@@ -115,12 +116,8 @@ def test_straggler_waits_behind_unknown_then_corrects_it(shop: Shop, session: Se
     _expire(backend)
     sweeper = backend.db.sessions()
     assert pipeline.resolve_expired(sweeper, object()).unknown == 2
-    t, out = _blocked(backend, lambda s: pipeline.record_submissions(
+    out = _behind(backend, sweeper, lambda s: pipeline.record_submissions(
         s, A, [SubmitResult(i, True, f"late-{i}") for i in ids]))
-    assert t.is_alive(), out
-    sweeper.commit()
-    sweeper.close()
-    t.join(10)
     assert out == {"value": 2}
     assert {v[0] for v in _rows(session).values()} == {"submitted"}
     agree(session)
@@ -134,14 +131,10 @@ def test_straggler_waits_behind_retention(shop: Shop, session: Session,
         pipeline.claim(s, A, S)
     purger = backend.db.sessions()
     assert retention.purge_batch(purger, utcnow() + timedelta(days=1)) == 2
-    t, out = _blocked(backend, lambda s: pipeline.record_submissions(
+    out = _behind(backend, purger, lambda s: pipeline.record_submissions(
         s, A, [SubmitResult(i, True, f"late-{i}", receipt=Receipt(True, "DELIVRD",
                                                                    gateway_id=f"late-{i}"))
                for i in ids]))
-    assert t.is_alive(), out
-    purger.commit()
-    purger.close()
-    t.join(10)
     assert out == {"value": 0}, out
     assert _rows(session) == {}
 
@@ -160,10 +153,6 @@ def test_receipt_applier_waits_behind_a_straggler_marking_failed(
     # another applier takes a FAILED receipt first (its own inbox row)
     other.execute(text("UPDATE message SET status='failed', error_code='X', "
                        "receipt_at=now() WHERE id=:i"), {"i": ids[0]})
-    t, out = _blocked(backend, lambda s: pipeline.apply_receipts(s))
-    assert t.is_alive(), out
-    other.commit()
-    other.close()
-    t.join(10)
+    out = _behind(backend, other, lambda s: pipeline.apply_receipts(s))
     assert out["value"][0] == [], out
     assert _rows(session)[ids[0]][0] == "failed"
