@@ -95,6 +95,8 @@ def run(task_id: int, lane: int = 0) -> int:
             seconds=pipeline_settings.lease_s))
         step = _step(task_id, claim)
         converted += step.converted
+        with contextlib.suppress(redis_lib.RedisError):  # else they expire (limits.HOLD_MS)
+            Limiter(conn).holding(tasks.held_key(task_id)).forget(step.serials)
         if step.outbound:
             try:
                 submit_claimed(app, pipeline_settings, attempt, step.outbound)

@@ -58,8 +58,14 @@ local now = tonumber(ARGV[a]); a = a + 1
 local out = {}
 while a <= #ARGV do
   local n = tonumber(ARGV[a]); a = a + 1
+  local serial = nil
+  if hold then
+    serial = ARGV[a]; a = a + 1
+    if serial == "" then serial = nil end
+  end
   local refused = 0
-  for i = 0, n - 1 do
+  local kept = serial and redis.call("HEXISTS", hold, serial) == 1
+  for i = 0, (kept and -1 or n - 1) do
     local b = a + i * 5
     local kind, limit, amount, span = ARGV[b], tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2]),
       tonumber(ARGV[b + 3])
@@ -72,7 +78,8 @@ while a <= #ARGV do
       if used + amount > limit then refused = i + 1; break end
     end
   end
-  if refused == 0 then
+  if refused == 0 and not kept then
+    if serial then redis.call("HSET", hold, serial, 1) end
     for i = 0, n - 1 do
       local b = a + i * 5
       local key = KEYS[k + i]
@@ -89,9 +96,17 @@ while a <= #ARGV do
   a = a + n * 5
   k = k + n
 end
+if hold then redis.call("PEXPIRE", hold, tonumber(ARGV[1])) end
 return out
 """
-RESERVE_MANY = "local a, k = 1, 1\n" + _RESERVE_LOOP
+RESERVE_MANY = "local a, k, hold = 1, 1, nil\n" + _RESERVE_LOOP
+# The same for messages an earlier attempt may have reserved already (a bulk task's
+# batch dispatched again after its transaction died: the same rows, the same serial
+# numbers). KEYS[1]: a hash of the serials whose reservations are held; ARGV[1]: its
+# lifetime (ms); each message's ARGV begins with its serial after its count. A held
+# message passes without being checked or counted again; a message reserved here is
+# added to the hash.
+RESERVE_HELD = "local hold, a, k = KEYS[1], 2, 2\n" + _RESERVE_LOOP
 # The same, after a guard checked in the same call (one round trip for a request):
 # KEYS[1] the configuration token, which must still be ARGV[1] ("*": not checked);
 # KEYS[2] a single-use key (the request's nonce), set for ARGV[2] seconds. Returns
@@ -104,7 +119,7 @@ end
 if not redis.call("SET", KEYS[2], 1, "NX", "EX", tonumber(ARGV[2])) then
   return {"replayed"}
 end
-local a, k = 3, 3
+local a, k, hold = 3, 3, nil
 """ + _RESERVE_LOOP
 
 RELEASE = """
@@ -118,8 +133,24 @@ for i = 1, #KEYS do
 end
 return 0
 """
+# RELEASE, then the released messages' serials leave the hash of held ones (KEYS[1]).
+RELEASE_HELD = """
+for i = 2, #KEYS do
+  local base = (i - 2) * 3
+  if ARGV[base + 1] == "w" then
+    redis.call("ZREM", KEYS[i], ARGV[base + 3])
+  else
+    redis.call("DECRBY", KEYS[i], tonumber(ARGV[base + 2]))
+  end
+  redis.call("HDEL", KEYS[1], ARGV[base + 3])
+end
+return 0
+"""
 
 DAY_MS = 2 * 24 * 3600 * 1000  # a natural-day counter outlives its day, then expires
+# How long a held reservation is remembered without use: far beyond any retry of a
+# batch (a lease, a sweep), and within the day counters' lifetime.
+HOLD_MS = 6 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -156,7 +187,7 @@ class Check:
     amount: int
     span_ms: int
     error_code: str  # what a refusal by this check is recorded as
-    member: str = ""
+    member: str = ""  # the message's serial number (a window's member; see holding)
 
 
 def content_digest(text: str) -> str:
@@ -164,12 +195,29 @@ def content_digest(text: str) -> str:
 
 
 class Limiter:
-    def __init__(self, conn: redis_lib.Redis) -> None:
+    def __init__(self, conn: redis_lib.Redis, hold: str | None = None) -> None:
         self.conn = conn
+        # Reservations made through this limiter are remembered by message serial
+        # in this hash (see RESERVE_HELD); None: not remembered (the send API, whose
+        # failed requests give their reservations back themselves).
+        self.hold = hold
         self._reserve = conn.register_script(RESERVE)
-        self._release = conn.register_script(RELEASE)
-        self._reserve_many = conn.register_script(RESERVE_MANY)
+        self._release = conn.register_script(RELEASE_HELD if hold else RELEASE)
+        self._reserve_many = conn.register_script(RESERVE_HELD if hold else RESERVE_MANY)
         self._reserve_guarded = conn.register_script(RESERVE_GUARDED)
+
+    def holding(self, hold: str) -> Limiter:
+        """This limiter, remembering what it reserves in the hash `hold`: for work
+        that may be done again after its transaction died (a bulk task's batch), so
+        a message is checked and counted once however often it is dispatched. Every
+        check of a message must carry its serial number as `member`."""
+        return Limiter(self.conn, hold)
+
+    def forget(self, serials: list[str]) -> None:
+        """The messages were written (their batch committed): nothing will reserve
+        for them again, so they need not be remembered."""
+        if self.hold and serials:
+            self.conn.hdel(self.hold, *serials)
 
     def reserve(self, checks: list[Check], now_ms: int) -> Check | None:
         """None when every check passed and was counted; else the check that refused."""
@@ -188,15 +236,19 @@ class Limiter:
         checked first in the same call (raises Stale or Replayed)."""
         if not any(groups) and guard is None:
             return [None] * len(groups)
-        keys: list[str] = []
-        argv: list[str | int | bytes] = [now_ms]
+        keys: list[str] = [self.hold] if self.hold else []
+        argv: list[str | int | bytes] = [HOLD_MS, now_ms] if self.hold else [now_ms]
         for checks in groups:
             argv.append(len(checks))
+            if self.hold:
+                argv.append(checks[0].member if checks else "")
             for c in checks:
                 keys.append(c.key)
                 argv += [c.kind, c.limit, c.amount, c.span_ms, c.member]
         if guard is None:
             refused = self._reserve_many(keys=keys, args=argv)
+        elif self.hold:
+            raise ValueError("a guarded reservation is never held")
         else:
             refused = self._reserve_guarded(
                 keys=[guard.token_key, guard.once_key, *keys],
@@ -214,7 +266,8 @@ class Limiter:
         for c in checks:
             argv += [c.kind, c.amount, c.member]
         if checks:
-            self._release(keys=[c.key for c in checks], args=argv)
+            self._release(keys=[*([self.hold] if self.hold else []), *(c.key for c in checks)],
+                          args=argv)
 
     def once(self, key: str, ttl_s: int) -> bool:
         """True the first time in `ttl_s` seconds: one alarm per event per period."""

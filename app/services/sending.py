@@ -669,24 +669,24 @@ def _checks(app: AppSnap, account: AccountSnap, msg: _Draft, fee: int, allowlist
             limit = min(limit or caps["day"], caps["day"])
         if limit is not None:
             found.append(Check(f"smsops:freq:day:{app.id}:{msg.phone_number}:{day}", "c", limit,
-                               1, DAY_MS, "LimitExceeded.PhoneNumberDailyLimit"))
+                               1, DAY_MS, "LimitExceeded.PhoneNumberDailyLimit", msg.serial_no))
     region_limit = app.mainland_daily_limit if msg.region == MAINLAND else app.intl_daily_limit
     # Counted when there is a limit or an alarm threshold to compare with.
     if region_limit is not None or (app.mainland_alarm_threshold if msg.region == MAINLAND
                                     else app.intl_alarm_threshold) is not None:
         found.append(Check(app_day_key(app.id, msg.region, day), "c",
                            region_limit if region_limit is not None else UNLIMITED, fee, DAY_MS,
-                           "LimitExceeded.AppDailyLimit"))
+                           "LimitExceeded.AppDailyLimit", msg.serial_no))
     if msg.region == INTERNATIONAL:
         # Counted when the country has a limit or an alarm threshold to compare with.
         if country and (country.daily_limit is not None or country.alarm_threshold is not None):
             found.append(Check(country_day_key(app.id, msg.iso_code, day), "c",
                                country.daily_limit if country.daily_limit is not None
                                else UNLIMITED, fee, DAY_MS,
-                               "LimitExceeded.AppCountryOrRegionDailyLimit"))
+                               "LimitExceeded.AppCountryOrRegionDailyLimit", msg.serial_no))
         found.append(Check(f"smsops:day:account:{account.id}:{day}", "c",
                            account.intl_daily_quota, fee, DAY_MS,
-                           "LimitExceeded.AccountInternationalDailyQuota"))
+                           "LimitExceeded.AccountInternationalDailyQuota", msg.serial_no))
     return found
 
 

@@ -39,7 +39,7 @@ from datetime import datetime, timedelta
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db import utcnow
@@ -85,6 +85,12 @@ BATCH = 1000  # recipients per dispatch transaction (the drain batch): how far a
 INSERT_CHUNK = 5000
 COPY_ROWS = 20_000  # recipients (or row errors) per COPY / executemany on create
 PAGE = 50
+
+
+def held_key(task_id: int) -> str:
+    """The hash of a task's recipients whose limits are reserved but whose batch has
+    not committed yet (app/services/limits.py Limiter.holding)."""
+    return f"smsops:task:held:{task_id}"
 
 
 def serial_for(task_id: int, row_no: int) -> str:
@@ -651,6 +657,9 @@ class Step:
     # With a claim: the accepted messages, already `submitting` under it, for the
     # caller to submit once this step commits (app/gateways/base.py Outbound).
     outbound: list[Any] = field(default_factory=list)
+    # The serial numbers of the recipients converted: once the step commits, their
+    # reservations need no longer be remembered (Limiter.forget, held_key).
+    serials: list[str] = field(default_factory=list)
 
 
 def quiet_until(account: Account, now: datetime) -> datetime | None:
@@ -722,11 +731,20 @@ def dispatch_step(ctx: Ctx, limiter: Limiter, task_id: int, *, batch: int = BATC
                    SendTaskRecipient.iso_code, SendTaskRecipient.params)
         .execution_options(synchronize_session=False)).all()
     if not claimed:
+        if ctx.db.scalar(select(exists().where(SendTaskRecipient.task_id == task.id,
+                                               SendTaskRecipient.status == PENDING))):
+            # Pending rows this pick skipped: another lane is converting them, not yet
+            # committed. Settling now would leave them behind if that lane died.
+            return Step(0, 0, SENDING, 0.05)
         _settle(ctx, task)
         return Step(0, 0, task.status)
     items = [sending.BatchItem(serial_for(task.id, r[0]), r[1], r[2], list(r[3]))
              for r in sorted(claimed, key=lambda r: r[0])]
-    done = sending.send_batch(ctx, limiter, app, template, signature, task.region, items,
+    # A batch is dispatched again whenever its transaction died before the commit:
+    # the reservations of that attempt are held for the same serial numbers, not
+    # made twice (nor refused by the first attempt's own).
+    done = sending.send_batch(ctx, limiter.holding(held_key(task.id)), app, template,
+                              signature, task.region, items,
                               request_id=f"task-{task.id}-{uuid.uuid4().hex[:8]}",
                               task_id=task.id, claim=claim)
     outbound = [Outbound(m.id, m.phone_number, m.content, m.region,
@@ -734,7 +752,8 @@ def dispatch_step(ctx: Ctx, limiter: Limiter, task_id: int, *, batch: int = BATC
                          params=tuple(m.template_params or ()),
                          sign_name=signature.content if signature else None,
                          attempt_id=claim.attempt) for m in done.claimed] if claim else []
-    return Step(len(items), done.accepted, SENDING, wait, outbound)
+    return Step(len(items), done.accepted, SENDING, wait, outbound,
+                [i.serial_no for i in items])
 
 
 def _cannot_run(app: Application, template: Template | None, signature: Signature | None,

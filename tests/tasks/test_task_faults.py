@@ -18,7 +18,7 @@ from app.gateways.simulator import Ledger
 from app.models import Application, Message, SendTask, SendTaskRecipient, Template
 from app.models.sending import FINAL
 from app.queue import enqueue_deferred
-from app.services import tasks
+from app.services import app_config, tasks
 from tests.helpers import root_ctx
 from tests.jobs.test_faults import Pipeline, RedisServer, _database, _wait
 from tests.jobs.test_faults import redis_server as redis_server
@@ -39,6 +39,10 @@ class TaskPipeline(Pipeline):
             template = s.scalar(select(Template.id).where(Template.name == "mainland"))
             app = s.get(Application, self.app_id)
             assert app is not None and template is not None
+            # The product's default frequency rules, on: a batch dispatched again after
+            # a kill before its commit must not be refused by its own reservations.
+            app_config.set_frequency(ctx, app.sdk_app_id, {
+                "30s": (True, 1), "hour": (True, 5), "day": (True, 10)})
             task, _summary = tasks.create_task(ctx, tasks.Draft(app.sdk_app_id, template),
                                                io.BytesIO(data), "list.csv")
             tasks.confirm(ctx, task.id, acknowledged=True)
