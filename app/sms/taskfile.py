@@ -18,6 +18,7 @@ import itertools
 import operator
 import re
 import zipfile
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -32,8 +33,15 @@ MAX_BYTES = 30 * 1024 * 1024  # a setting (TASK_MAX_UPLOAD_MB); the default
 MAX_ROWS = 1_000_000
 SHOWN_ERRORS = 100
 # An XLSX is a zip: refuse one whose parts inflate beyond this many times its size
-# (real spreadsheets compress 5-20x) once that is more than ZIP_FLOOR bytes.
-ZIP_RATIO, ZIP_FLOOR = 100, 50 * 1024 * 1024
+# (real spreadsheets compress 5-20x) once that is more than ZIP_FLOOR bytes, and one
+# with a single part that does so past PART_FLOOR (a part is judged by itself: a
+# stored, incompressible part beside it must not raise its allowance).
+ZIP_RATIO, ZIP_FLOOR, PART_FLOOR = 100, 50 * 1024 * 1024, 4 * 1024 * 1024
+# openpyxl reads every shared string (a text cell's value) into memory before the
+# first row, ~11 us and ~180 bytes each: more than a file of the row limit needs
+# (a phone and a parameter, both unique text) is refused before it opens.
+MAX_SHARED_STRINGS = 2 * MAX_ROWS
+_SHARED_ENTRY = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?si[\s/>]")
 # Past Excel's last row a sheet is corrupt; cells read from one sheet, empty ones between
 # filled ones included, are capped far above a million rows of a phone and its variables:
 # a few KB of XML can put a cell in the last column of each of a million rows.
@@ -296,10 +304,17 @@ def _xlsx_rows(f: IO[bytes]) -> Iterator[list[str]]:
             if any(i.flag_bits & 0x1 for i in infos):
                 raise FileError("This workbook is encrypted: save it without a password.")
             inflated = sum(i.file_size for i in infos)
-            if inflated > ZIP_FLOOR and inflated > ZIP_RATIO * max(size, 1):
+            if (inflated > ZIP_FLOOR and inflated > ZIP_RATIO * max(size, 1)) or any(
+                    i.file_size > PART_FLOOR and i.file_size > ZIP_RATIO * max(
+                        i.compress_size, 1) for i in infos):
                 raise FileError("This workbook inflates to far more than its size (a zip "
                                 "bomb?); it was not opened.")
-    except zipfile.BadZipFile:
+            for info in infos:
+                if info.filename.lower().endswith("sharedstrings.xml") \
+                        and _shared_strings(z, info) > MAX_SHARED_STRINGS:
+                    raise FileError(f"The workbook holds more than {MAX_SHARED_STRINGS:,} "
+                                    "different texts: save it as CSV and upload that.")
+    except (zipfile.BadZipFile, zlib.error, EOFError):
         raise FileError("This XLSX file is corrupt and cannot be opened.") from None
     f.seek(0)
     try:
@@ -332,6 +347,22 @@ def _xlsx_rows(f: IO[bytes]) -> Iterator[list[str]]:
         raise FileError("This XLSX file is corrupt and cannot be read to the end.") from None
     finally:
         book.close()
+
+
+def _shared_strings(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+    """How many entries a shared-strings part holds, counted as it inflates (the part
+    is never held whole; stops counting once past the limit)."""
+    found, tail = 0, b""
+    with z.open(info) as part:
+        while chunk := part.read(1 << 20):
+            # An entry's tag may straddle two chunks: the last bytes are read again,
+            # and a tag is counted in the chunk where it ends.
+            block = tail + chunk
+            found += len(_SHARED_ENTRY.findall(block)) - len(_SHARED_ENTRY.findall(tail))
+            tail = block[-64:]
+            if found > MAX_SHARED_STRINGS:
+                break
+    return found
 
 
 def _cell(value: Any) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import codecs
 import io
 import itertools
+import random
+import time
 import zipfile
 
 import openpyxl
@@ -283,6 +285,55 @@ def test_xlsx_zip_bomb_is_refused_unopened() -> None:
     assert len(out.getvalue()) < 200_000
     with pytest.raises(FileError, match="zip bomb"):
         run(out.getvalue(), name="f.xlsx")
+
+
+def _with_shared_strings(entries: bytes, times: int, pad: int = 0) -> bytes:
+    """A real workbook (one data row) plus a shared-strings part of `entries` written
+    `times` times over, and `pad` bytes of a stored, incompressible member (which raises the whole
+    archive's allowance, not the part's)."""
+    book = io.BytesIO(xlsx([["phone", "code"], ["13800138000", "1234"]]))
+    out = io.BytesIO()
+    part = b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/' \
+        b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
+    with zipfile.ZipFile(book) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "[Content_Types].xml":
+                data = data.replace(b"</Types>", part + b"</Types>")
+            z.writestr(info.filename, data)
+        with z.open("xl/sharedStrings.xml", "w", force_zip64=True) as w:
+            w.write(b'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">')
+            for _ in range(times):
+                w.write(entries)
+            w.write(b"</sst>")
+        if pad:
+            z.writestr(zipfile.ZipInfo("docProps/pad.bin"), random.randbytes(pad),
+                       compress_type=zipfile.ZIP_STORED)
+    return out.getvalue()
+
+
+def test_xlsx_shared_strings_bomb_is_refused_unopened() -> None:
+    """A 100 KB upload whose shared strings inflate to 45 MB (openpyxl reads them all
+    before the first row: 31 s and 495 MB), alone or beside a stored padding member
+    that raised the whole archive's allowance."""
+    for pad in (0, 1_000_000):
+        bomb = _with_shared_strings(b"<si><t>ab</t></si>" * 10_000, 250, pad)
+        assert len(bomb) < 1_200_000
+        started = time.process_time()
+        with pytest.raises(FileError, match="zip bomb"):
+            run(bomb, name="f.xlsx")
+        assert time.process_time() - started < 2
+
+
+def test_xlsx_with_too_many_shared_strings_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Texts that compress like real ones, but more of them than a file of the row
+    limit needs: refused before openpyxl holds them all."""
+    monkeypatch.setattr(taskfile, "MAX_SHARED_STRINGS", 25_000)
+    entries = b"".join(b"<si><t>%08d</t></si>" % random.randrange(10**8)
+                       for _ in range(5_000))
+    with pytest.raises(FileError, match="more than 25,000 different texts"):
+        run(_with_shared_strings(entries, 6), name="f.xlsx")
+    assert len(run(_with_shared_strings(entries, 5), name="f.xlsx")) == 1
 
 
 def test_xlsx_that_is_a_zip_but_not_a_workbook() -> None:
