@@ -285,6 +285,10 @@ def _checked_draft(draft: Draft) -> None:
             errors["send_at"] = "Give the time with its zone."
         elif draft.send_at > utcnow() + timedelta(days=30):
             errors["send_at"] = "Schedule at most 30 days ahead."
+        elif draft.send_at < utcnow() - timedelta(hours=1):
+            # (A minute or two late is a form filled in at that time: it goes at once.)
+            errors["send_at"] = ("That time has passed: pick a time ahead, or leave it "
+                                 "empty to send at once.")
     if errors:
         raise ValidationError(errors)
 

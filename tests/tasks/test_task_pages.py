@@ -73,6 +73,10 @@ def test_file_problems_are_form_errors_not_500s(root: Client, shop: Shop) -> Non
     assert status == 422 and "whole number" in body
     status, body = upload(root, shop, b"13800138000,1234\n", send_at="tomorrow")
     assert status == 422 and "date and time" in body
+    # A time long past (here the first year: converting it to UTC overflowed, a 500).
+    for past in ("0001-01-01T00:00", "2001-01-01T00:00"):
+        status, body = upload(root, shop, b"13800138000,1234\n", send_at=past)
+        assert status == 422 and "has passed" in body
     assert root.get("/tasks?region=mars").status_code == 400
     assert root.get("/tasks/999999").status_code == 404
     assert root.get("/tasks/standard-file?template_id=x").status_code == 400
