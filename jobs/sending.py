@@ -30,7 +30,7 @@ from app.queue import (
     wake,
     wake_key,
 )
-from app.services import pipeline, sending
+from app.services import pipeline, sending, tasks
 from app.services.pipeline import PipelineSettings
 from app.supervise import stopping
 from jobs import runtime
@@ -241,15 +241,24 @@ def apply_receipts() -> int:
 def _receipts_batch(app: Flask) -> tuple[int, int]:
     """One batch of due receipts: how many inbox rows it took, how many messages
     they changed."""
-    def work(session: Session) -> tuple[list[int], list[int], int]:
+    slack = bool(app.config.get("SLACK_BOT_TOKEN"))
+
+    def work(session: Session) -> tuple[list[int], list[int], int, dict[int, bool]]:
         changed, taken = pipeline.apply_receipts(session)
         callbacks = sending.apps_with_callbacks(session, changed) if changed else []
-        return changed, callbacks, taken
+        # Bulk tasks whose figures these receipts moved: their progress messages.
+        moved = tasks.figures_moved(session, changed) if slack and changed else {}
+        return changed, callbacks, taken, moved
 
-    changed, with_callback, taken = _db_retry(work, 30)
+    changed, with_callback, taken, moved = _db_retry(work, 30)
     enqueue_each(app.extensions["redis"], sending.STATUS_CALLBACK_JOB,
                  [(message_id,) for message_id in with_callback])
     _tell_slack(app, changed)
+    if moved:
+        from jobs.tasks import slack_progress
+
+        for task_id, final in moved.items():  # at most every SLACK_EVERY_S, but the last
+            slack_progress(app, task_id, force=final)
     return taken, len(changed)
 
 

@@ -216,6 +216,11 @@ def _slack_key(task_id: int) -> str:
     return f"smsops:task:slack:{task_id}"
 
 
+def progress_now(task_id: int) -> None:
+    """The progress message brought up to date at once (tasks.PROGRESS_JOB)."""
+    slack_progress(runtime.app(), task_id, force=True)
+
+
 def slack_progress(app: Flask, task_id: int, *, force: bool = False) -> None:
     """Post the task's progress message (to its creator's DM and the task channel, if
     set) the first time; afterwards update it in place, at most every SLACK_EVERY_S

@@ -81,6 +81,9 @@ from app.sms import numbers, taskfile, templating
 from app.sms.text import INTERNATIONAL, MAINLAND, REGIONS
 
 RUN_JOB = "jobs.tasks.run"
+# Brings the Slack progress message up to date at once (a task stopped or cancelled
+# while no dispatcher of it runs; receipts after the last message left).
+PROGRESS_JOB = "jobs.tasks.progress_now"
 BATCH = 1000  # recipients per dispatch transaction (the drain batch): how far a stop lags
 INSERT_CHUNK = 5000
 COPY_ROWS = 20_000  # recipients (or row errors) per COPY / executemany on create
@@ -621,6 +624,7 @@ def stop(ctx: Ctx, task_id: int) -> SendTask:
                                                  if task.status == SCHEDULED else "."))
     audit.record(ctx, "ModifyTaskStatusStop", "send_task", task.id, {"status": SENDING},
                  {"status": STOPPED})
+    ctx.defer(PROGRESS_JOB, task.id)
     # Once by nature (the conditional update above): no period to guard in Redis.
     alarms.raise_task_event(ctx, None, app, task.id, STOPPED, f"Stopped by {ctx.actor.label}.")
     return task
@@ -641,6 +645,7 @@ def cancel(ctx: Ctx, task_id: int) -> SendTask:
                                                                  else "."))
     audit.record(ctx, "CancelSendSMSTask", "send_task", task.id, {"status": was},
                  {"status": CANCELLED})
+    ctx.defer(PROGRESS_JOB, task.id)
     return task
 
 
@@ -795,6 +800,23 @@ def _settle(ctx: Ctx, task: SendTask) -> None:
                        .values(status=SENT, finished_at=utcnow())
                        .execution_options(synchronize_session=False))
         ctx.db.refresh(task)
+
+
+def figures_moved(db: Session, message_ids: list[int]) -> dict[int, bool]:
+    """The tasks these messages (just settled by receipts) belong to, each with whether
+    its figures are now final: the task no longer sends and none of its messages is
+    still waiting for the carrier or a receipt."""
+    if not message_ids:
+        return {}
+    found = {t for t in db.scalars(select(Message.task_id).where(
+        pipeline.among(db, Message.id, message_ids), Message.task_id.is_not(None)))
+        if t is not None}
+    out: dict[int, bool] = {}
+    for task_id in found:
+        status = db.scalar(select(SendTask.status).where(SendTask.id == task_id))
+        out[task_id] = status not in (SENDING, SCHEDULED) and not db.scalar(select(exists().where(
+            Message.task_id == task_id, Message.status.in_((ACCEPTED, SUBMITTING, SUBMITTED)))))
+    return out
 
 
 def due_tasks(db: Session) -> list[int]:

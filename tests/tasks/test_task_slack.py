@@ -4,11 +4,12 @@ through the Flask endpoint, the Web API answered by the loopback server."""
 from __future__ import annotations
 
 import io
+import time
 
 from sqlalchemy.orm import Session
 
 from app.models import SendTask, User
-from app.queue import enqueue_deferred
+from app.queue import RECEIPTS_JOB, enqueue_deferred, wake
 from app.services import tasks
 from bot import tasks as bot_tasks
 from tests.bot.conftest import Slack
@@ -51,10 +52,33 @@ def test_list_show_and_the_live_progress_message(slack: Slack, shop: Shop,
     assert posted[0]["blocks"][1]["elements"][0]["action_id"] == bot_tasks.STOP_ASK
     final = slack.api.named("chat.update")[-1]
     assert "— sent" in final["text"] and "30 recipients" in final["text"]
+    # The final figures: the last update comes after the receipts, not when the last
+    # message left (issue #10: the message ends with them).
+    assert "30 delivered" in final["text"] and "0 remaining" in final["text"]
     assert all(e["action_id"] != bot_tasks.STOP_ASK  # no Stop once finished
                for e in final["blocks"][1]["elements"])
     shown = slack.command(f"task {task_id}", user=ROOT).get_json()
     assert "100%" in shown["text"]
+
+
+def test_the_progress_message_ends_with_the_receipts(slack: Slack, shop: Shop,
+                                                     session: Session) -> None:
+    """Receipts that come after the last message left (a real carrier's) still reach
+    the message: its last update has them, not the figures of the moment the task
+    became `sent`."""
+    link(session, shop)
+    slack.app.extensions["gateway"].receipt_delay_s = 0.3
+    make_task(shop, session, confirm=True, rows=5)
+    enqueue_deferred(slack.app.extensions["redis"], shop.ctx.deferred)
+    slack.run_jobs()
+    first = slack.api.named("chat.update")[-1]["text"]
+    assert "— sent" in first and "0 delivered" in first
+    deadline = time.monotonic() + 20
+    while "5 delivered" not in slack.api.named("chat.update")[-1]["text"]:
+        assert time.monotonic() < deadline, slack.api.named("chat.update")[-1]["text"]
+        wake(slack.app.extensions["redis"], RECEIPTS_JOB)  # the sweeper's part
+        slack.run_jobs()
+    assert "0 remaining" in slack.api.named("chat.update")[-1]["text"]
 
 
 def test_stop_and_cancel_ask_first(slack: Slack, shop: Shop, session: Session) -> None:
@@ -77,6 +101,8 @@ def test_stop_and_cancel_ask_first(slack: Slack, shop: Shop, session: Session) -
     assert "only a sending task can be stopped" in answers[1]
     assert answers[2] == "Nothing changed."
     assert answers[3].startswith(f":octagonal_sign: Task {sending} stopped")
+    # The progress message says so at once, whether a dispatcher is running or not.
+    assert "— stopped" in slack.api.named("chat.postMessage")[-1]["text"]
     session.expire_all()
     assert session.get(SendTask, sending).status == "stopped"  # type: ignore[union-attr]
 
