@@ -144,7 +144,10 @@ def signed_request(id_header: str) -> Signed:
     if not (caller_id and ts and nonce and signature):
         raise ApiError(401, "AuthFailure.MissingHeaders", f"Send {id_header}, X-SMS-Timestamp, "
                        "X-SMS-Nonce and X-SMS-Signature.")
-    if not ts.isdigit() or abs(time.time() - int(ts)) > MAX_SKEW_S:
+    # ASCII digits only: isdigit() also takes '²' and other scripts' digits, which
+    # int() refuses (a 500), and a few thousand digits int() will not read at all.
+    if not (ts.isascii() and ts.isdigit() and len(ts) <= 12) \
+            or abs(time.time() - int(ts)) > MAX_SKEW_S:
         raise ApiError(401, "AuthFailure.TimestampSkew",
                        f"X-SMS-Timestamp must be unix seconds within {MAX_SKEW_S} s of now.")
     if not NONCE.match(nonce):

@@ -94,6 +94,14 @@ def test_replayed_nonce_stale_timestamp_and_bad_signature(caller: Caller) -> Non
     assert replay.get_json()["error"]["code"] == "AuthFailure.ReplayedNonce"
     stale = caller.send(payload, ts=int(time.time()) - 301)
     assert stale.get_json()["error"]["code"] == "AuthFailure.TimestampSkew"
+    # Digits int() does not read ('²' passes isdigit; thousands of digits pass too):
+    # the same answer, not a 500 with a stack trace in the log.
+    for odd in ("\u00b2", "1" * 5000):
+        headers = signed("irrelevant", b"{}")
+        headers.update({"X-SMS-AppId": caller.shop.app.sdk_app_id, "X-SMS-Timestamp": odd})
+        answer = caller.client.post("/api/v1/sms/send", data=b"{}", headers=headers)
+        assert (answer.status_code, answer.get_json()["error"]["code"]) == (
+            401, "AuthFailure.TimestampSkew"), odd
     body = json.dumps(payload).encode()
     headers = signed("not-the-key", body)
     headers["X-SMS-AppId"] = caller.shop.app.sdk_app_id
