@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.gateways.base import GatewayUnavailable, Outbound, Receipt, SubmitResult
+from app.models.sending import SUBMITTING, UNKNOWN
 from app.queue import (
     COALESCED,
     DRAIN_JOB,
@@ -208,9 +209,11 @@ def submit_claimed(app: Flask, settings: PipelineSettings, attempt: str,
     try:
         results: list[SubmitResult] = gateway.submit(batch)
     except GatewayUnavailable:
-        # Nothing left: back to accepted, to be drained again (RQ retry or sweeper).
-        _db_retry(lambda s: pipeline.release(s, attempt, [m.message_id for m in batch]),
-                  settings.lease_s)
+        # Nothing left: back to accepted, to be drained again (RQ retry or sweeper);
+        # also rows the sweeper marked `unknown` while the gateway kept trying (a bind
+        # that outlasted the lease): the gateway says none of them was sent.
+        _db_retry(lambda s: pipeline.release(s, attempt, [m.message_id for m in batch],
+                                             (SUBMITTING, UNKNOWN)), settings.lease_s)
         observe_link(app, up=False)  # down for over a minute: an alarm (jobs/alarms.py)
         raise
     observe_link(app, up=True)

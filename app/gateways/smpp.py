@@ -46,11 +46,10 @@ from typing import Any
 import smpplib.client
 import smpplib.consts as c
 import smpplib.exceptions
-import smpplib.gsm
 import smpplib.smpp
 
 from app.gateways.base import GatewayUnavailable, Outbound, Receipt, SubmitResult
-from app.sms.text import GSM7, MAINLAND, segment
+from app.sms.text import GSM7, MAINLAND, gsm7_decode, gsm7_encode, segment
 
 log = logging.getLogger("smsops.smpp")
 UDH_CONCAT = b"\x05\x00\x03"  # IEI 0: 8-bit reference, total, sequence
@@ -67,7 +66,10 @@ STAT_WORDS = {"DELIVERED": "DELIVRD", "UNDELIVERABLE": "UNDELIV", "REJECTED": "R
 FINAL_STATS = {STATES[s] for s in FINAL_STATES}
 THROTTLED = {c.SMPP_ESME_RTHROTTLED, c.SMPP_ESME_RMSGQFUL}
 THROTTLE_MIN_S, THROTTLE_MAX_S = 0.05, 1.0
-LINK_ERRORS = (OSError, smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError)
+# A PDU the library cannot read (a vendor command) ends the link like a broken one:
+# what was written and unanswered is `unknown`, what was not is sent again.
+LINK_ERRORS = (OSError, smpplib.exceptions.ConnectionError, smpplib.exceptions.PDUError,
+               smpplib.exceptions.UnknownCommandError)
 RECEIPT_FLUSH_S, RECEIPT_FLUSH_MAX = 0.2, 500
 
 
@@ -75,7 +77,7 @@ def encode_parts(text: str, region: str) -> tuple[int, list[bytes]]:
     """(data_coding, short_message per part), with a UDH when there are several."""
     seg = segment(text, force_ucs2=region == MAINLAND)
     if seg.encoding == GSM7:
-        encoded = [smpplib.gsm.gsm_encode(p) for p in seg.parts]
+        encoded = [gsm7_encode(p) for p in seg.parts]  # the segmenter's own table
     else:
         encoded = [p.encode("utf-16-be") for p in seg.parts]
     if len(encoded) > 1:
@@ -212,11 +214,11 @@ class SmppGateway:
     def submit(self, batch: list[Outbound]) -> list[SubmitResult]:
         if not batch:
             return []
+        progress = [_Progress(*encode_parts(m.text, m.region)) for m in batch]
         client = self._bind("transmitter")
         started = time.monotonic()
         new_until = started + self.batch_budget_s  # no new message starts after this
         give_up = new_until + min(5.0, self.batch_budget_s / 2)  # started ones finish
-        progress = [_Progress(*encode_parts(m.text, m.region)) for m in batch]
         todo = deque((i, k) for i, p in enumerate(progress) for k in range(len(p.parts)))
         again: deque[tuple[int, int]] = deque()  # throttled parts: before anything new
         pending: dict[int, tuple[int, int]] = {}  # sequence → (message, part)
@@ -333,7 +335,10 @@ def _close(client: smpplib.client.Client) -> None:
         client.disconnect()
 
 
-DLR_FIELD = re.compile(r"(id|stat|err):(\S+)", re.IGNORECASE)
+# A receipt's fields, each a word of its own; `text:` (the message's first characters)
+# and all after it are the sender's words, never read as fields.
+DLR_FIELD = re.compile(r"(?<!\S)(id|stat|err):(\S+)", re.IGNORECASE)
+DLR_TEXT = re.compile(r"(?<!\S)text:", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -352,7 +357,9 @@ def parse(pdu: Any) -> tuple[str, Any]:
     body = getattr(pdu, "short_message", None) or getattr(pdu, "message_payload", None) or b""
     esm = pdu.esm_class or 0
     if esm & (ESM_RECEIPT | ESM_INTERMEDIATE):
-        fields = {k.lower(): v for k, v in DLR_FIELD.findall(_text(body))}
+        fields: dict[str, str] = {}
+        for key, value in DLR_FIELD.findall(DLR_TEXT.split(_text(body), 1)[0]):
+            fields.setdefault(key.lower(), value)  # the first of each
         gateway_id = _text(pdu.receipted_message_id) or fields.get("id", "")
         state = pdu.message_state
         if state is not None:
@@ -404,20 +411,7 @@ def decode(coding: int, body: bytes) -> str:
         return body.decode("utf-16-be", errors="replace")
     if coding == c.SMPP_ENCODING_ISO88591:
         return body.decode("latin-1")
-    return _gsm_decode(body)
-
-
-def _gsm_decode(body: bytes) -> str:
-    table = smpplib.gsm.GSM_CHARACTER_TABLE
-    out, escape = [], False
-    for byte in body:
-        if byte == 0x1B:
-            escape = True
-            continue
-        index = byte + 0x80 if escape else byte
-        out.append(table[index] if index < len(table) else "?")
-        escape = False
-    return "".join(out)
+    return gsm7_decode(body)
 
 
 class Reassembly:

@@ -21,6 +21,41 @@ GSM_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM_EXTENSION = frozenset("^{}\\[~]|€\f")  # each is escape + char: 2 septets
+# GSM 03.38 in code order, 0x00-0x7F (0x1B escapes to the extension table), and the
+# extension characters' codes. Ours, not smpplib's: its table has a backtick where
+# 0x5F is '§' and lacks the form feed (tests/sending/test_gsm7.py).
+GSM_TABLE = ("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+             "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+GSM_EXTENSION_CODES = {"\f": 0x0A, "^": 0x14, "{": 0x28, "}": 0x29, "\\": 0x2F, "[": 0x3C,
+                       "~": 0x3D, "]": 0x3E, "|": 0x40, "€": 0x65}
+_TO_GSM = {ch: bytes((code,)) for code, ch in enumerate(GSM_TABLE) if code != 0x1B} | {
+    ch: bytes((0x1B, code)) for ch, code in GSM_EXTENSION_CODES.items()}
+_FROM_GSM_EXTENSION = {code: ch for ch, code in GSM_EXTENSION_CODES.items()}
+
+
+def gsm7_encode(text: str) -> bytes:
+    """GSM-7 text as SMPP carries it with data_coding 0: one septet per byte, an
+    extension character as escape + its code. ValueError for any other character."""
+    try:
+        return b"".join(map(_TO_GSM.__getitem__, text))
+    except KeyError as exc:
+        raise ValueError(f"not GSM-7: {exc.args[0]!r}") from None
+
+
+def gsm7_decode(body: bytes) -> str:
+    """The reverse; a code with no character (an unknown escape, a byte past 0x7F)
+    reads as '?', an escape at the end as nothing."""
+    out: list[str] = []
+    escaped = False
+    for byte in body:
+        if escaped:
+            out.append(_FROM_GSM_EXTENSION.get(byte, "?"))
+            escaped = False
+        elif byte == 0x1B:
+            escaped = True
+        else:
+            out.append(GSM_TABLE[byte] if byte < 0x80 else "?")
+    return "".join(out)
 
 SINGLE = {GSM7: 160, UCS2: 70}
 MULTI = {GSM7: 153, UCS2: 67}

@@ -107,3 +107,32 @@ def test_encode_parts_matches_the_billing_rules() -> None:
     assert coding == 8 and len(parts) == 1 and len(parts[0]) == 140
     _, parts = encode_parts("好" * 71, "mainland")
     assert len(parts) == 2 and all(len(p) <= 140 for p in parts)
+
+
+def _text_receipt(body: str) -> object:
+    """A receipt with its fields only in the text (no TLVs), as many SMPP 3.4 SMSCs
+    send it."""
+    import smpplib.client
+    import smpplib.smpp
+
+    client = smpplib.client.Client("127.0.0.1", 1)
+    pdu = smpplib.smpp.make_pdu("deliver_sm", client=client, source_addr="14155550100",
+                                destination_addr="smsops", esm_class=0x04,
+                                short_message=body.encode())
+    return smpplib.smpp.parse_pdu(pdu.generate(), client=client)
+
+
+def test_a_receipts_text_field_is_never_read_as_its_id_or_state() -> None:
+    """`text:` echoes the message's first characters: 'Order paid:98765' held an
+    'id:' and 'stat:DELIVRD' a state, and the last match won."""
+    from app.gateways import smpp
+
+    head = "id:abc123 sub:001 dlvrd:000 submit date:2611241200 done date:2611241200"
+    kind, receipt = smpp.parse(_text_receipt(f"{head} stat:UNDELIV err:001 "
+                                             "text:Order paid:98765"))
+    assert kind == "receipt" and receipt.gateway_id == "abc123" and not receipt.delivered
+    kind, receipt = smpp.parse(_text_receipt(f"{head} stat:UNDELIV err:001 "
+                                             "Text:stat:DELIVRD id:1"))
+    assert kind == "receipt" and receipt.gateway_id == "abc123" and not receipt.delivered
+    kind, receipt = smpp.parse(_text_receipt(f"{head} stat:DELIVRD err:000 text:hi"))
+    assert kind == "receipt" and receipt.delivered

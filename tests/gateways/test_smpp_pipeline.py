@@ -3,6 +3,7 @@ SMSC, its receipt comes back on the listener's bind, and a reply unsubscribes.""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import uuid
@@ -16,12 +17,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app import create_app
+from app.gateways.base import GatewayUnavailable
 from app.models import Message, Reply, Unsubscribe
 from app.models.sending import MessagePart
 from app.queue import DRAIN_JOB, enqueue_deferred, wake
-from jobs import worker
+from jobs import runtime, worker
 from jobs.listeners import smpp_listener
-from jobs.sending import sweep_once
+from jobs.sending import drain, sweep_once
 from tests.conftest import Backend
 from tests.sending.conftest import Shop
 from tests.smsc import SMSC, taken_per_destination
@@ -235,3 +237,58 @@ def test_a_multi_part_reply_is_one_reply(shop: Shop, session: Session, smsc: SMS
         time.sleep(0.05)
     assert session.scalars(select(Reply.text)).all() == [text]
     app.extensions["db"].engine.dispose()
+
+
+def test_a_section_sign_goes_out_in_gsm7_with_the_rest_of_its_batch(
+        shop: Shop, session: Session, smsc: SMSC, backend: Backend, tmp_path: Path) -> None:
+    """'§' is GSM-7 (0x5F) to our segmenter; smpplib's table lacks it, and encoding the
+    batch raised before anything was written: every message of the batch (every
+    account's) ended `unknown` once the lease ran out, none sent."""
+    app = _app(backend, tmp_path, smsc, LEASE_S=2)
+    _accept(session, shop, [f"+1415555{i:04d}" for i in range(5)], "[Shop] Your code is 1")
+    _accept(session, shop, ["+14155559999"], "[Shop] Terms §3 apply")
+    counts = _run_until(app, session, lambda c: not ({"accepted", "submitting"} & set(c)))
+    assert counts.get("unknown", 0) == 0, counts
+    assert len(smsc.submitted) == 6
+    sign = next(s for s in smsc.submitted if s.destination == "+14155559999")
+    assert sign.data_coding == 0 and b"\x5f3" in sign.short_message  # § is 0x5F, then '3'
+    app.extensions["db"].engine.dispose()
+
+
+def test_a_bind_that_outlasts_the_lease_leaves_the_batch_to_send_again(
+        shop: Shop, session: Session, backend: Backend, tmp_path: Path) -> None:
+    """An SMSC that takes the connection and never answers the bind: the binds take
+    longer than the lease, the sweeper marks the batch `unknown` meanwhile, then the
+    gateway says nothing was sent: the batch goes back to `accepted`, not left
+    `unknown` (nothing was written)."""
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(16)  # the kernel accepts; nobody ever answers
+    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                      "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x", "GATEWAY": "smpp",
+                      "SMPP_PORT": mute.getsockname()[1], "SMPP_SYSTEM_ID": "smsops",
+                      "SMPP_TIMEOUT_S": 1, "LEASE_S": 2})
+    runtime.use(app)
+    _accept(session, shop, [f"+1415555{i:04d}" for i in range(5)], "[Shop] Your code is 1")
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            drain()
+        except BaseException as exc:  # the test reads it
+            errors.append(exc)
+    t = threading.Thread(target=work)
+    t.start()
+    swept = 0
+    while t.is_alive():  # what every worker's sweeper thread does
+        t.join(0.5)
+        sweep_once(app)
+        swept += 1
+    session.rollback()
+    counts = dict(session.execute(select(Message.status, func.count())  # type: ignore[arg-type]
+                                  .group_by(Message.status)).all())
+    mute.close()
+    app.extensions["db"].engine.dispose()
+    assert errors and isinstance(errors[0], GatewayUnavailable)
+    assert swept >= 4  # the lease (2 s) ran out while the binds were tried
+    assert counts == {"accepted": 5}
