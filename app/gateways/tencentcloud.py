@@ -10,6 +10,7 @@ Receipts and replies are pulled (`Poller`, run by `smsops run`).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from tencentcloud.common import credential
@@ -24,6 +25,27 @@ from app.gateways.base import GatewayUnavailable, Outbound, Receipt, SubmitResul
 
 log = logging.getLogger("smsops.tencentcloud")
 MAX_PER_CALL = 200
+# What a failed SendSms call means for its messages. The SDK wraps every transport
+# error as ClientNetworkError with the underlying message: only one that says no
+# connection was made proves the request never left. A read timeout, a dropped
+# answer or a non-200 from Tencent's front may follow a send: unknown, never resent.
+NEVER_CONNECTED = re.compile(r"Failed to establish a new connection|NameResolution|"
+                             r"Name or service not known|Connection refused|"
+                             r"ConnectTimeout|timed out\. \(connect timeout", re.IGNORECASE)
+# Error codes of requests Tencent turned away without sending (throttled, or our
+# credentials refused): sent again once it takes them.
+TURNED_AWAY = ("RequestLimitExceeded", "AuthFailure", "UnauthorizedOperation")
+NOT_SENT, UNKNOWN, REFUSED = "not_sent", "unknown", "refused"
+
+
+def outcome_of(exc: TencentCloudSDKException) -> str:
+    """NOT_SENT, UNKNOWN or REFUSED (an Error in the answer: these messages fail)."""
+    code = str(exc.get_code() or "")
+    if code == "ClientNetworkError":
+        return NOT_SENT if NEVER_CONNECTED.search(str(exc.get_message() or "")) else UNKNOWN
+    if code == "ServerNetworkError" or code.startswith("InternalError"):
+        return UNKNOWN
+    return NOT_SENT if code.startswith(TURNED_AWAY) else REFUSED
 
 
 class TencentCloudGateway:
@@ -66,11 +88,16 @@ class TencentCloudGateway:
                 try:
                     resp = self.client.SendSms(req)
                 except TencentCloudSDKException as exc:
-                    log.error("Tencent Cloud SendSms failed: %s", exc.get_code())
+                    outcome = outcome_of(exc)
+                    log.error("Tencent Cloud SendSms failed (%s): %s", outcome, exc.get_code())
+                    code = str(exc.get_code())[:64]
+                    reached = reached or outcome != NOT_SENT
                     for m in chunk:
                         results[m.message_id] = SubmitResult(
-                            m.message_id, False, None, "FailedOperation.GatewayUnavailable",
-                            str(exc.get_code())[:64])
+                            m.message_id, False, None,
+                            "FailedOperation.GatewayRejected" if outcome == REFUSED
+                            else "FailedOperation.GatewayUnavailable", code,
+                            unknown=outcome == UNKNOWN, not_sent=outcome == NOT_SENT)
                     continue
                 reached = True
                 by_number = {s.PhoneNumber: s for s in resp.SendStatusSet or []}
@@ -83,7 +110,7 @@ class TencentCloudGateway:
                         results[m.message_id] = SubmitResult(
                             m.message_id, False, status.SerialNo if status else None,
                             "FailedOperation.GatewayRejected", code[:64])
-        if groups and not reached:
+        if groups and not reached:  # nothing left: the whole batch waits for Tencent
             raise GatewayUnavailable("Tencent Cloud SMS could not be reached")
         return [results[m.message_id] for m in batch]
 

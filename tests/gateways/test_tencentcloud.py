@@ -37,6 +37,8 @@ class TencentAPI:
         self.receipts: list[dict[str, Any]] = []
         self.replies: list[dict[str, Any]] = []
         self.serials = iter(range(1, 10_000))
+        self.errors: dict[str, str] = {}  # template id → an Error code for its SendSms
+        self.slow: dict[str, float] = {}  # template id → seconds before answering
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -59,6 +61,11 @@ class TencentAPI:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def answer(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
+        if action == "SendSms" and body["TemplateId"] in self.slow:
+            time.sleep(self.slow[body["TemplateId"]])  # taken, answered too late
+        if action == "SendSms" and body["TemplateId"] in self.errors:
+            return {"RequestId": "r", "Error": {"Code": self.errors[body["TemplateId"]],
+                                                "Message": "refused"}}
         if action == "SendSms":
             return {"RequestId": "r", "SendStatusSet": [
                 {"SerialNo": f"sn-{next(self.serials)}", "PhoneNumber": p, "Fee": 1,
@@ -113,6 +120,42 @@ def test_unreachable_api_is_gateway_unavailable() -> None:
                                    "TENCENTCLOUD_SECRET_KEY": "k"})
     with pytest.raises(GatewayUnavailable):
         gateway.submit([Outbound(1, "+14155550101", "x", "international", "T1")])
+
+
+def _outbound(n: int, template: str) -> Outbound:
+    return Outbound(n, f"+1415555010{n}", "x", "international", template, ("1",), "Shop")
+
+
+def test_a_refused_request_fails_its_messages_and_a_timeout_leaves_them_unknown(
+        tencent: TencentAPI) -> None:
+    """An Error in SendSms's answer (a template Tencent does not know) is a refusal of
+    those messages, not an unreachable carrier (re-driven for ever before); a call
+    Tencent took but answered after our timeout may have sent: `unknown`, never sent
+    again (before: 'unavailable', back to accepted, sent twice)."""
+    gateway = TencentCloudGateway({**_config(tencent), "TENCENTCLOUD_TIMEOUT_S": 1})
+    tencent.errors["T-gone"] = "FailedOperation.TemplateIncorrectOrUnapproved"
+    tencent.slow["T-slow"] = 1.5
+    results = gateway.submit([_outbound(1, "T-gone"), _outbound(2, "T-slow"),
+                              _outbound(3, "T-ok")])
+    assert [(r.accepted, r.unknown, r.not_sent, r.carrier_code) for r in results] == [
+        (False, False, False, "FailedOperation.TemplateIncorrectOrUnapproved"),
+        (False, True, False, "ClientNetworkError"), (True, False, False, None)]
+    assert len([c for c in tencent.calls if c[0] == "SendSms"]) == 3  # each once
+    # A refusal of the whole request is one, too, even when nothing else went out.
+    assert not gateway.submit([_outbound(4, "T-gone")])[0].accepted
+
+
+def test_requests_tencent_turned_away_unsent_are_sent_again(tencent: TencentAPI) -> None:
+    """Throttled or not authorised: Tencent sent nothing. Beside a call that went
+    through, those messages are `not_sent` (back to accepted); alone, the carrier is
+    unavailable for now."""
+    gateway = TencentCloudGateway(_config(tencent))
+    tencent.errors["T-busy"] = "RequestLimitExceeded"
+    results = gateway.submit([_outbound(1, "T-busy"), _outbound(2, "T-ok")])
+    assert [(r.accepted, r.not_sent) for r in results] == [(False, True), (True, False)]
+    tencent.errors["T-ok"] = "AuthFailure.SecretIdNotFound"
+    with pytest.raises(GatewayUnavailable):
+        gateway.submit([_outbound(1, "T-busy"), _outbound(2, "T-ok")])
 
 
 @pytest.fixture
