@@ -147,8 +147,12 @@ class _Progress:
         if not self.ids and not self.unanswered:
             return SubmitResult(message_id, False, None, "FailedOperation.GatewayUnavailable",
                                 "NOT_SENT", not_sent=True)
+        # Every part's id, "" where none came: a receipt for a part that went out must
+        # not settle the message as if it went out whole (pipeline: message_part).
         return SubmitResult(message_id, False, first, "FailedOperation.OutcomeUnknown",
-                            "NO_RESP" if self.unanswered else "PARTIAL", unknown=True)
+                            "NO_RESP" if self.unanswered else "PARTIAL", unknown=True,
+                            part_ids=tuple(self.ids.get(k, "") for k in range(n))
+                            if n > 1 else ())
 
 
 class SmppGateway:

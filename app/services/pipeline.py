@@ -303,10 +303,15 @@ def record_submissions(db: Session, attempt: str, results: list[SubmitResult]) -
     changed = db.execute(stmt, {"data": json.dumps(rows), "now": now, "attempt": attempt}).all()
     rollups.moved(db, before, changed)
     done = {r.id for r in changed}
-    parts = [{"message_id": r.message_id, "part": n, "gateway_id": gid}
-             for r in results if r.accepted and r.part_ids and r.message_id in done
-             for n, gid in enumerate(r.part_ids, start=1)]
-    if parts:
+    # An `unknown` message keeps the parts that did go out too; a part with no id can
+    # never be delivered, so the message is not settled as delivered by the others.
+    parts = [{"message_id": r.message_id, "part": n, "gateway_id": gid,
+              "state": None if gid else UNKNOWN}
+             for r in results if (r.accepted or r.unknown) and r.part_ids
+             and r.message_id in done for n, gid in enumerate(r.part_ids, start=1)]
+    if parts:  # a later result of the same attempt (correcting `unknown`) replaces them
+        db.execute(delete(MessagePart).where(among(db, MessagePart.message_id,
+                                                   {p["message_id"] for p in parts})))
         db.execute(insert(MessagePart), parts)
     add_receipts(db, [(r.receipt, r.message_id, r.receipt_after_s) for r in results
                       if r.receipt is not None and r.accepted and r.message_id in done])
