@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from app import migrate
 from app.db import Base, Database
+from app.services.limits import NONCES_SINCE_KEY
 
 # One encryption key for the whole session, so test-made apps and databases agree.
 os.environ.setdefault("SMSOPS_ENCRYPTION_KEY", Fernet.generate_key().decode())
@@ -70,6 +71,9 @@ class Backend:
                 for t in tables:
                     conn.execute(text(f"DELETE FROM {t}"))
         self.redis.flushdb()
+        # A Redis that has been up for longer than any request's clock skew: its
+        # record of used nonces covers them (tests of a restart flush this too).
+        self.redis.set(NONCES_SINCE_KEY, 0)
 
 
 @pytest.fixture(scope="session")

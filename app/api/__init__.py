@@ -39,7 +39,7 @@ from app.services import sending
 from app.services.access import Actor, Statement
 from app.services.context import Ctx, Settings
 from app.services.errors import NotFound, PermissionDenied, ServiceError, ValidationError
-from app.services.limits import Guard, Limiter, Replayed, Stale
+from app.services.limits import Guard, Limiter, Replayed, SignedTooEarly, Stale
 from app.services.sendconfig import TOKEN_KEY, AppSnap, ConfigCache, Snapshots
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -126,6 +126,7 @@ class Signed:
 
     caller_id: str
     nonce: str
+    ts: int  # X-SMS-Timestamp, unix seconds
     message: bytes  # what the caller signed
     signature: str
     body: bytes  # the raw body (read once, within the size limit)
@@ -156,7 +157,7 @@ def signed_request(id_header: str) -> Signed:
     body = _body()
     message = b"\n".join([request.method.encode(), _request_target(env), ts.encode(),
                           nonce.encode(), body])
-    return Signed(caller_id, nonce, message, signature, body)
+    return Signed(caller_id, nonce, int(ts), message, signature, body)
 
 
 def nonce_key(scope: str, signed: Signed) -> str:
@@ -177,14 +178,14 @@ def verify_signed(id_header: str, lookup: Lookup[T], nonce_scope: str, *,
     signature is then checked again with what it finds), else None."""
     signed = signed_request(id_header)
     found = _signed_by(lookup, signed.caller_id, signed.message, signed.signature)
-    pipe = current_app.extensions["redis"].pipeline(transaction=False)
-    pipe.set(nonce_key(nonce_scope, signed), 1, nx=True, ex=NONCE_TTL_S)
-    if read_too is not None:
-        pipe.get(read_too)
-    replies = pipe.execute()
-    if not replies[0]:
-        raise _replayed()
-    fresher = recheck(replies[1] if read_too is not None else None) if recheck else None
+    try:
+        read = _limiter().use_nonce(nonce_key(nonce_scope, signed), NONCE_TTL_S, signed.ts,
+                                    read_too)
+    except Replayed:
+        raise _replayed() from None
+    except SignedTooEarly:
+        raise _too_early() from None
+    fresher = recheck(read) if recheck else None
     if fresher is not None:
         found = _signed_by(fresher, signed.caller_id, signed.message, signed.signature)
     return found[0]
@@ -192,6 +193,12 @@ def verify_signed(id_header: str, lookup: Lookup[T], nonce_scope: str, *,
 
 def _replayed() -> ApiError:
     return ApiError(401, "AuthFailure.ReplayedNonce", "This nonce was used already.")
+
+
+def _too_early() -> ApiError:
+    return ApiError(401, "AuthFailure.TimestampSkew", "Sign the request again with the "
+                    "current time: it was signed before the server's record of used "
+                    "nonces began (it restarted), so it cannot be told from a replay.")
 
 
 def _signed_by(lookup: Lookup[T], caller_id: str, message: bytes,
@@ -372,7 +379,7 @@ def send() -> tuple[Response, int] | Response:
     limiter = _limiter()
     prepared: sending.Prepared | None = None
     for _attempt in range(3):
-        guard = Guard(TOKEN_KEY, snaps.token, nonce_key("", signed), NONCE_TTL_S)
+        guard = Guard(TOKEN_KEY, snaps.token, nonce_key("", signed), NONCE_TTL_S, signed.ts)
         try:
             prepared = sending.prepare(_ctx(_app_actor(app)), limiter, app.sdk_app_id, req,
                                        snaps, guard)
@@ -382,6 +389,8 @@ def send() -> tuple[Response, int] | Response:
             app = _app_signed(snaps, signed, session)
         except Replayed:
             raise _replayed() from None
+        except SignedTooEarly:
+            raise _too_early() from None
     session.close()  # nothing more to read; the rows are written by the group commit
     if prepared is None:
         raise ApiError(503, "InternalError.Unavailable",

@@ -111,16 +111,52 @@ RESERVE_HELD = "local hold, a, k = KEYS[1], 2, 2\n" + _RESERVE_LOOP
 # KEYS[1] the configuration token, which must still be ARGV[1] ("*": not checked);
 # KEYS[2] a single-use key (the request's nonce), set for ARGV[2] seconds. Returns
 # {"stale", current token} or {"replayed"} without reserving anything.
-RESERVE_GUARDED = """
+# Nonces are remembered only in Redis: one that restarted empty has forgotten those
+# used before, so a request signed before its data began cannot be proven new and is
+# refused (signed again, it passes). `since(key, ts)`: the key holds when this
+# Redis's nonces began (unix s, set at the first use, less NONCE_GRACE_S: a
+# timestamp is whole seconds and a request takes a moment to arrive); true when `ts`
+# is not earlier. Left open: a request used within those seconds before the restart.
+NONCE_GRACE_S = 2
+_SINCE = f"""
+local function since(key, ts)
+  local began = redis.call("GET", key)
+  if not began then
+    redis.call("SET", key, tonumber(redis.call("TIME")[1]) - {NONCE_GRACE_S}, "NX")
+    began = redis.call("GET", key)
+  end
+  return tonumber(ts) >= tonumber(began)
+end
+"""
+NONCES_SINCE_KEY = "smsops:nonce:since"
+# KEYS[1] the configuration token, KEYS[2] the nonce, KEYS[3] NONCES_SINCE_KEY;
+# ARGV[1] the token read ("*": not checked), ARGV[2] the nonce's lifetime (s), ARGV[3]
+# the request's timestamp. Returns {"stale", current token}, {"early"} or
+# {"replayed"} without reserving anything.
+RESERVE_GUARDED = _SINCE + """
 if ARGV[1] ~= "*" then
   local current = redis.call("GET", KEYS[1])
   if current ~= ARGV[1] then return {"stale", current or ""} end
 end
+if not since(KEYS[3], ARGV[3]) then return {"early"} end
 if not redis.call("SET", KEYS[2], 1, "NX", "EX", tonumber(ARGV[2])) then
   return {"replayed"}
 end
-local a, k, hold = 3, 3, nil
+local a, k, hold = 4, 4, nil
 """ + _RESERVE_LOOP
+# A nonce used up alone (the other signed endpoints): KEYS[1] the nonce, KEYS[2]
+# NONCES_SINCE_KEY, KEYS[3] (optional) a key read in the same call; ARGV[1] the
+# nonce's lifetime, ARGV[2] the request's timestamp. Returns {status, value read}:
+# "ok", "early" or "replayed".
+USE_NONCE = _SINCE + """
+local read = ""
+if KEYS[3] then read = redis.call("GET", KEYS[3]) or "" end
+if not since(KEYS[2], ARGV[2]) then return {"early", read} end
+if not redis.call("SET", KEYS[1], 1, "NX", "EX", tonumber(ARGV[1])) then
+  return {"replayed", read}
+end
+return {"ok", read}
+"""
 
 RELEASE = """
 for i = 1, #KEYS do
@@ -164,6 +200,7 @@ class Guard:
     token: bytes | None
     once_key: str
     once_ttl_s: int
+    signed_at: int  # the request's timestamp (unix s): see NONCES_SINCE_KEY
 
 
 class Stale(Exception):
@@ -177,6 +214,11 @@ class Stale(Exception):
 
 class Replayed(Exception):
     """The single-use key was used already. Nothing was reserved."""
+
+
+class SignedTooEarly(Exception):
+    """Signed before this Redis began remembering nonces (it restarted empty): whether
+    the nonce was used cannot be known. Nothing was reserved; sign again."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +247,7 @@ class Limiter:
         self._release = conn.register_script(RELEASE_HELD if hold else RELEASE)
         self._reserve_many = conn.register_script(RESERVE_HELD if hold else RESERVE_MANY)
         self._reserve_guarded = conn.register_script(RESERVE_GUARDED)
+        self._use_nonce = conn.register_script(USE_NONCE)
 
     def holding(self, hold: str) -> Limiter:
         """This limiter, remembering what it reserves in the hash `hold`: for work
@@ -251,12 +294,14 @@ class Limiter:
             raise ValueError("a guarded reservation is never held")
         else:
             refused = self._reserve_guarded(
-                keys=[guard.token_key, guard.once_key, *keys],
+                keys=[guard.token_key, guard.once_key, NONCES_SINCE_KEY, *keys],
                 args=[guard.token if guard.token is not None else "*", guard.once_ttl_s,
-                      *argv])
+                      guard.signed_at, *argv])
             if refused and isinstance(refused[0], bytes):
                 if refused[0] == b"stale":
                     raise Stale(refused[1] or None)
+                if refused[0] == b"early":
+                    raise SignedTooEarly()
                 raise Replayed()
         return [checks[int(r) - 1] if int(r) else None
                 for checks, r in zip(groups, refused, strict=True)]
@@ -268,6 +313,19 @@ class Limiter:
         if checks:
             self._release(keys=[*([self.hold] if self.hold else []), *(c.key for c in checks)],
                           args=argv)
+
+    def use_nonce(self, key: str, ttl_s: int, signed_at: int,
+                  read_too: str | None = None) -> bytes | None:
+        """Use up a request's nonce (raises Replayed or SignedTooEarly); returns the
+        value of `read_too`, read in the same round trip."""
+        status, value = self._use_nonce(
+            keys=[key, NONCES_SINCE_KEY, *([read_too] if read_too else [])],
+            args=[ttl_s, signed_at])
+        if status == b"early":
+            raise SignedTooEarly()
+        if status == b"replayed":
+            raise Replayed()
+        return value or None
 
     def once(self, key: str, ttl_s: int) -> bool:
         """True the first time in `ttl_s` seconds: one alarm per event per period."""

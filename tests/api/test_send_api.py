@@ -84,6 +84,36 @@ def test_send_and_read_back(caller: Caller) -> None:
     assert caller.get("nope").status_code == 404
 
 
+def test_a_request_replayed_after_redis_lost_its_nonces_is_refused(caller: Caller) -> None:
+    """Nonces live in Redis: restarted empty, it had forgotten them, and a captured
+    request still inside the clock skew was taken again (sent twice). Requests signed
+    before the current Redis data began are refused; those signed after, taken."""
+    payload = json.dumps({"phone_numbers": ["+14155550101"],
+                          "template_id": caller.shop.templates["international"],
+                          "template_params": ["1"]}).encode()
+    key, app_id = caller.shop.app.app_key, caller.shop.app.sdk_app_id
+    sent = {**signed(key, payload, ts=int(time.time()) - 10), "X-SMS-AppId": app_id}
+    target = "/api/v1/sms/messages/nope"
+    read = {**signed(key, b"", method="GET", target=target, ts=int(time.time()) - 10),
+            "X-SMS-AppId": app_id}
+    assert caller.client.post("/api/v1/sms/send", data=payload, headers=sent).status_code \
+        == 200
+    assert caller.client.get(target, headers=read).status_code == 404
+    redis_conn = caller.client.application.extensions["redis"]
+    redis_conn.flushdb()  # what a restart of a Redis that keeps nothing on disk does
+    again = caller.client.post("/api/v1/sms/send", data=payload, headers=sent)
+    assert (again.status_code, again.get_json()["error"]["code"]) == (
+        401, "AuthFailure.TimestampSkew")
+    assert "sign" in again.get_json()["error"]["message"].lower()
+    assert caller.client.get(target, headers=read).status_code == 401
+    # Signed now: taken, once.
+    fresh = {**signed(key, payload), "X-SMS-AppId": app_id}
+    assert caller.client.post("/api/v1/sms/send", data=payload, headers=fresh).status_code \
+        == 200
+    assert caller.client.post("/api/v1/sms/send", data=payload, headers=fresh).get_json()[
+        "error"]["code"] == "AuthFailure.ReplayedNonce"
+
+
 def test_replayed_nonce_stale_timestamp_and_bad_signature(caller: Caller) -> None:
     payload = {"phone_numbers": ["+14155550101"],
                "template_id": caller.shop.templates["international"],
