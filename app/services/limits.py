@@ -158,30 +158,23 @@ end
 return {"ok", read}
 """
 
-RELEASE = """
-for i = 1, #KEYS do
-  local base = (i - 1) * 3
+# KEYS: one per check (after the hash of held serials, for RELEASE_HELD); ARGV per
+# check: kind, amount, member. Undoes the counting; RELEASE_HELD also forgets the
+# released messages' serials.
+_RELEASE_LOOP = """
+for i = first, #KEYS do
+  local base = (i - first) * 3
   if ARGV[base + 1] == "w" then
     redis.call("ZREM", KEYS[i], ARGV[base + 3])
   else
     redis.call("DECRBY", KEYS[i], tonumber(ARGV[base + 2]))
   end
+  if hold then redis.call("HDEL", hold, ARGV[base + 3]) end
 end
 return 0
 """
-# RELEASE, then the released messages' serials leave the hash of held ones (KEYS[1]).
-RELEASE_HELD = """
-for i = 2, #KEYS do
-  local base = (i - 2) * 3
-  if ARGV[base + 1] == "w" then
-    redis.call("ZREM", KEYS[i], ARGV[base + 3])
-  else
-    redis.call("DECRBY", KEYS[i], tonumber(ARGV[base + 2]))
-  end
-  redis.call("HDEL", KEYS[1], ARGV[base + 3])
-end
-return 0
-"""
+RELEASE = "local first, hold = 1, nil\n" + _RELEASE_LOOP
+RELEASE_HELD = "local first, hold = 2, KEYS[1]\n" + _RELEASE_LOOP
 
 DAY_MS = 2 * 24 * 3600 * 1000  # a natural-day counter outlives its day, then expires
 # How long a held reservation is remembered without use: far beyond any retry of a
