@@ -89,19 +89,33 @@ def _expire(backend: Backend) -> None:
                   .values(lease_until=utcnow() - timedelta(seconds=1)))
 
 
-def test_straggler_waits_behind_a_release_and_a_new_claim(shop: Shop, session: Session,
-                                                          backend: Backend) -> None:
+def _claimed_by_a(shop: Shop, session: Session, backend: Backend) -> list[int]:
+    """Two accepted messages, claimed by attempt A (committed); PostgreSQL only."""
     _pg(backend)
     ids = _accepted(shop, session)
     with backend.db.unit_of_work() as s:
         assert len(pipeline.claim(s, A, S)) == 2
+    return ids
+
+
+def _late(backend: Backend, holder: Session, ids: list[int],
+          receipts: bool = False) -> dict[str, Any]:
+    """Attempt A's results for `ids` (with their receipts), recorded while `holder`
+    keeps the rows locked, then commits (`_behind`)."""
+    return _behind(backend, holder, lambda s: pipeline.record_submissions(s, A, [
+        SubmitResult(i, True, f"late-{i}", receipt=Receipt(
+            True, "DELIVRD", gateway_id=f"late-{i}") if receipts else None) for i in ids]))
+
+
+def test_straggler_waits_behind_a_release_and_a_new_claim(shop: Shop, session: Session,
+                                                          backend: Backend) -> None:
+    ids = _claimed_by_a(shop, session, backend)
     _expire(backend)
     sweeper = backend.db.sessions()
     rep = pipeline.resolve_expired(sweeper, _Never())
     assert rep.requeued == 2
     assert len(pipeline.claim(sweeper, B, S)) == 2  # same tx: now held by B
-    out = _behind(backend, sweeper, lambda s: pipeline.record_submissions(
-        s, A, [SubmitResult(i, True, f"late-{i}") for i in ids]))
+    out = _late(backend, sweeper, ids)
     assert out == {"value": 0}
     assert all(v == ("submitting", B, None) for v in _rows(session).values())
     agree(session)
@@ -109,15 +123,11 @@ def test_straggler_waits_behind_a_release_and_a_new_claim(shop: Shop, session: S
 
 def test_straggler_waits_behind_unknown_then_corrects_it(shop: Shop, session: Session,
                                                          backend: Backend) -> None:
-    _pg(backend)
-    ids = _accepted(shop, session)
-    with backend.db.unit_of_work() as s:
-        pipeline.claim(s, A, S)
+    ids = _claimed_by_a(shop, session, backend)
     _expire(backend)
     sweeper = backend.db.sessions()
     assert pipeline.resolve_expired(sweeper, object()).unknown == 2
-    out = _behind(backend, sweeper, lambda s: pipeline.record_submissions(
-        s, A, [SubmitResult(i, True, f"late-{i}") for i in ids]))
+    out = _late(backend, sweeper, ids)
     assert out == {"value": 2}
     assert {v[0] for v in _rows(session).values()} == {"submitted"}
     agree(session)
@@ -125,16 +135,10 @@ def test_straggler_waits_behind_unknown_then_corrects_it(shop: Shop, session: Se
 
 def test_straggler_waits_behind_retention(shop: Shop, session: Session,
                                           backend: Backend) -> None:
-    _pg(backend)
-    ids = _accepted(shop, session)
-    with backend.db.unit_of_work() as s:
-        pipeline.claim(s, A, S)
+    ids = _claimed_by_a(shop, session, backend)
     purger = backend.db.sessions()
     assert retention.purge_batch(purger, utcnow() + timedelta(days=1)) == 2
-    out = _behind(backend, purger, lambda s: pipeline.record_submissions(
-        s, A, [SubmitResult(i, True, f"late-{i}", receipt=Receipt(True, "DELIVRD",
-                                                                   gateway_id=f"late-{i}"))
-               for i in ids]))
+    out = _late(backend, purger, ids, receipts=True)
     assert out == {"value": 0}, out
     assert _rows(session) == {}
 
