@@ -7,6 +7,7 @@ limit cannot both win. A message refused later (e.g. no credit) is released.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass
 
@@ -237,8 +238,10 @@ class Limiter:
         # failed requests give their reservations back themselves).
         self.hold = hold
         self._reserve = conn.register_script(RESERVE)
-        self._release = conn.register_script(RELEASE_HELD if hold else RELEASE)
-        self._reserve_many = conn.register_script(RESERVE_HELD if hold else RESERVE_MANY)
+        self._release = conn.register_script(RELEASE)
+        self._release_held = conn.register_script(RELEASE_HELD)
+        self._reserve_many = conn.register_script(RESERVE_MANY)
+        self._reserve_held = conn.register_script(RESERVE_HELD)
         self._reserve_guarded = conn.register_script(RESERVE_GUARDED)
         self._use_nonce = conn.register_script(USE_NONCE)
 
@@ -246,8 +249,11 @@ class Limiter:
         """This limiter, remembering what it reserves in the hash `hold`: for work
         that may be done again after its transaction died (a bulk task's batch), so
         a message is checked and counted once however often it is dispatched. Every
-        check of a message must carry its serial number as `member`."""
-        return Limiter(self.conn, hold)
+        check of a message must carry its serial number as `member`. (A copy: the
+        scripts are registered once.)"""
+        held = copy.copy(self)
+        held.hold = hold
+        return held
 
     def forget(self, serials: list[str]) -> None:
         """The messages were written (their batch committed): nothing will reserve
@@ -282,7 +288,8 @@ class Limiter:
                 keys.append(c.key)
                 argv += [c.kind, c.limit, c.amount, c.span_ms, c.member]
         if guard is None:
-            refused = self._reserve_many(keys=keys, args=argv)
+            reserve = self._reserve_held if self.hold else self._reserve_many
+            refused = reserve(keys=keys, args=argv)
         elif self.hold:
             raise ValueError("a guarded reservation is never held")
         else:
@@ -303,9 +310,10 @@ class Limiter:
         argv: list[str | int] = []
         for c in checks:
             argv += [c.kind, c.amount, c.member]
-        if checks:
-            self._release(keys=[*([self.hold] if self.hold else []), *(c.key for c in checks)],
-                          args=argv)
+        if checks and self.hold:
+            self._release_held(keys=[self.hold, *(c.key for c in checks)], args=argv)
+        elif checks:
+            self._release(keys=[c.key for c in checks], args=argv)
 
     def use_nonce(self, key: str, ttl_s: int, signed_at: int,
                   read_too: str | None = None) -> bytes | None:
