@@ -290,7 +290,8 @@ def sweep_once(app: Flask) -> pipeline.SweepReport:
     from jobs.tasks import redrive  # bulk tasks feed this pipeline: a lost feeder restarts
 
     redrive(app)
-    if report.resolved_sent or report.requeued or report.unknown or report.expired:
+    if (report.resolved_sent or report.requeued or report.unknown or report.expired
+            or report.resolved_unknown):
         log.info("sweeper: %s", asdict(report))
     return report
 

@@ -20,6 +20,8 @@ class Outbound:
     # The claim this submit belongs to: gateways that can be asked later (`lookup`)
     # remember it, so an expired lease is resolved exactly.
     attempt_id: str | None = None
+    # When the message was accepted: a lookup searches the carrier's records from here.
+    since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -78,9 +80,15 @@ class Gateway(Protocol):
 
 
 class Lookup(Protocol):
-    """Optional: gateways that can say what became of an attempt (the simulator)."""
+    """Optional: gateways that can say what became of an attempt (the simulator,
+    Tencent Cloud)."""
+
+    # True where a message left `unknown` may still be found later (its report has
+    # not come yet): the sweeper asks again (pipeline.resolve_unknown).
+    asks_again: bool
 
     def lookup(self, batch: list[Outbound]) -> list[SubmitResult | None]:
-        """For each message, its result if this attempt reached the carrier, else None;
-        a None also fences the attempt, so it can no longer reach the carrier."""
+        """For each message, its result if this attempt reached the carrier; None if it
+        provably did not, which also fences the attempt so it never can; a result
+        with `unknown` set where the carrier cannot tell yet."""
         ...

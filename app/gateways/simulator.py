@@ -46,6 +46,7 @@ TEST_NUMBERS = {
 
 class SimulatorGateway:
     name = "simulator"
+    asks_again = False  # its lookup is exact: nothing it answers stays unknown
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         c = config or {}

@@ -5,12 +5,21 @@ sends here once its `carrier_template_id` is set (on the template's page) and
 its signature text is registered at Tencent as well. Messages of one template,
 signature and parameters go out in one SendSms call (up to 200 numbers).
 Receipts and replies are pulled (`Poller`, run by `smsops run`).
+
+Each SendSms call carries the claim's attempt id as its SessionContext, which
+Tencent returns with every status report: `lookup` finds what became of an attempt
+whose answer never came (a read timeout, a worker killed after the call) by asking
+for the number's reports and matching that context. Within one context a number is
+sent at most once (a repeat goes alone, under a context of its own), so a report
+names exactly one message. No report yet proves nothing: such messages stay
+`unknown` and are asked about again (app/services/pipeline.py, `resolve_unknown`).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 from tencentcloud.common import credential
@@ -36,6 +45,11 @@ NEVER_CONNECTED = re.compile(r"Failed to establish a new connection|NameResoluti
 # credentials refused): sent again once it takes them.
 TURNED_AWAY = ("RequestLimitExceeded", "AuthFailure", "UnauthorizedOperation")
 NOT_SENT, UNKNOWN, REFUSED = "not_sent", "unknown", "refused"
+# Reports of one number searched when an attempt is looked up: pages of Tencent's
+# maximum (100), from the message's acceptance (or this far back) until now.
+LOOKUP_PAGES = 10
+LOOKUP_BACK_S = 72 * 3600
+Group = tuple[str, str, tuple[str, ...]]  # one SendSms: template, signature, parameters
 
 
 def outcome_of(exc: TencentCloudSDKException) -> str:
@@ -50,6 +64,7 @@ def outcome_of(exc: TencentCloudSDKException) -> str:
 
 class TencentCloudGateway:
     name = "tencentcloud"
+    asks_again = True  # a report may come after the lookup that found none
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.sdk_app_id = str(config.get("TENCENTCLOUD_SDK_APP_ID") or "")
@@ -68,7 +83,7 @@ class TencentCloudGateway:
 
     def submit(self, batch: list[Outbound]) -> list[SubmitResult]:
         results: dict[int, SubmitResult] = {}
-        groups: dict[tuple[str, str, tuple[str, ...]], list[Outbound]] = {}
+        groups: dict[Group, list[Outbound]] = {}
         for m in batch:
             if not m.template_ref:
                 results[m.message_id] = SubmitResult(
@@ -77,42 +92,80 @@ class TencentCloudGateway:
                 continue
             groups.setdefault((m.template_ref, m.sign_name or "", m.params), []).append(m)
         reached = False
-        for (template, sign, params), members in groups.items():
-            for start in range(0, len(members), MAX_PER_CALL):
-                chunk = members[start:start + MAX_PER_CALL]
-                req = models.SendSmsRequest()
-                req.SmsSdkAppId, req.TemplateId = self.sdk_app_id, template
-                req.SignName = sign or None
-                req.TemplateParamSet = list(params)
-                req.PhoneNumberSet = [m.phone_number for m in chunk]
-                try:
-                    resp = self.client.SendSms(req)
-                except TencentCloudSDKException as exc:
-                    outcome = outcome_of(exc)
-                    log.error("Tencent Cloud SendSms failed (%s): %s", outcome, exc.get_code())
-                    code = str(exc.get_code())[:64]
-                    reached = reached or outcome != NOT_SENT
-                    for m in chunk:
-                        results[m.message_id] = SubmitResult(
-                            m.message_id, False, None,
-                            "FailedOperation.GatewayRejected" if outcome == REFUSED
-                            else "FailedOperation.GatewayUnavailable", code,
-                            unknown=outcome == UNKNOWN, not_sent=outcome == NOT_SENT)
-                    continue
-                reached = True
-                by_number = {s.PhoneNumber: s for s in resp.SendStatusSet or []}
+        attempt = batch[0].attempt_id if batch else None  # a batch is one claim
+        for (template, sign, params), chunk, session in _calls(groups, attempt):
+            req = models.SendSmsRequest()
+            req.SmsSdkAppId, req.TemplateId = self.sdk_app_id, template
+            req.SignName = sign or None
+            req.TemplateParamSet = list(params)
+            req.PhoneNumberSet = [m.phone_number for m in chunk]
+            req.SessionContext = session or None
+            try:
+                resp = self.client.SendSms(req)
+            except TencentCloudSDKException as exc:
+                outcome = outcome_of(exc)
+                log.error("Tencent Cloud SendSms failed (%s): %s", outcome, exc.get_code())
+                code = str(exc.get_code())[:64]
+                reached = reached or outcome != NOT_SENT
                 for m in chunk:
-                    status = by_number.get(m.phone_number)
-                    if status is not None and status.Code == "Ok":
-                        results[m.message_id] = SubmitResult(m.message_id, True, status.SerialNo)
-                    else:
-                        code = status.Code if status is not None else "NO_STATUS"
-                        results[m.message_id] = SubmitResult(
-                            m.message_id, False, status.SerialNo if status else None,
-                            "FailedOperation.GatewayRejected", code[:64])
+                    results[m.message_id] = SubmitResult(
+                        m.message_id, False, None,
+                        "FailedOperation.GatewayRejected" if outcome == REFUSED
+                        else "FailedOperation.GatewayUnavailable", code,
+                        unknown=outcome == UNKNOWN, not_sent=outcome == NOT_SENT)
+                continue
+            reached = True
+            by_number = {s.PhoneNumber: s for s in resp.SendStatusSet or []}
+            for m in chunk:
+                status = by_number.get(m.phone_number)
+                if status is not None and status.Code == "Ok":
+                    results[m.message_id] = SubmitResult(m.message_id, True, status.SerialNo)
+                else:
+                    code = status.Code if status is not None else "NO_STATUS"
+                    results[m.message_id] = SubmitResult(
+                        m.message_id, False, status.SerialNo if status else None,
+                        "FailedOperation.GatewayRejected", code[:64])
         if groups and not reached:  # nothing left: the whole batch waits for Tencent
             raise GatewayUnavailable("Tencent Cloud SMS could not be reached")
         return [results[m.message_id] for m in batch]
+
+    def lookup(self, batch: list[Outbound]) -> list[SubmitResult | None]:
+        """What became of each message of an attempt, from its number's status reports:
+        found, the submission with its receipt; not found, `unknown` (Tencent cannot
+        be told to refuse a late call, and a report may still come)."""
+        now = int(time.time())
+        out: list[SubmitResult | None] = []
+        for m in batch:
+            report = self._report(m, now)
+            if report is None:
+                out.append(SubmitResult(m.message_id, False, None,
+                                        "FailedOperation.OutcomeUnknown", unknown=True))
+                continue
+            serial = str(report.SerialNo or "")
+            out.append(SubmitResult(m.message_id, True, serial, receipt=Receipt(
+                delivered=report.ReportStatus == "SUCCESS",
+                carrier_code=(report.Description or report.ReportStatus or "")[:64],
+                gateway_id=serial)))
+        return out
+
+    def _report(self, m: Outbound, now: int) -> Any:
+        contexts = {_context(m.attempt_id), _context(m.attempt_id, m.message_id)}
+        req = models.PullSmsSendStatusByPhoneNumberRequest()
+        req.SmsSdkAppId, req.PhoneNumber, req.Limit = self.sdk_app_id, m.phone_number, 100
+        req.BeginTime = int(m.since.timestamp()) - 60 if m.since else now - LOOKUP_BACK_S
+        req.EndTime = now + 60
+        for page in range(LOOKUP_PAGES):
+            req.Offset = page * 100
+            try:
+                found = self.client.PullSmsSendStatusByPhoneNumber(req).PullSmsSendStatusSet
+            except TencentCloudSDKException as exc:
+                raise GatewayUnavailable(f"Tencent Cloud lookup failed: {exc.get_code()}") from exc
+            for report in found or []:
+                if report.SessionContext in contexts and report.PhoneNumber == m.phone_number:
+                    return report
+            if not found or len(found) < 100:
+                return None
+        return None
 
     def pull(self) -> tuple[list[Receipt], list[tuple[str, str]]]:
         """Receipts and replies waiting at Tencent (each is handed out once)."""
@@ -128,3 +181,28 @@ class TencentCloudGateway:
         for r in self.client.PullSmsReplyStatus(reply_req).PullSmsReplyStatusSet or []:
             replies.append((r.PhoneNumber, r.ReplyContent))
         return receipts, replies
+
+
+def _context(attempt: str | None, message_id: int | None = None) -> str:
+    if not attempt:
+        return ""
+    return f"smsops:{attempt}" if message_id is None else f"smsops:{attempt}:{message_id}"
+
+
+def _calls(groups: dict[Group, list[Outbound]],
+           attempt: str | None) -> list[tuple[Group, list[Outbound], str]]:
+    """SendSms calls of up to MAX_PER_CALL numbers, with their SessionContext: the
+    attempt's, except for a number already sent in this attempt, which goes alone
+    under its own, so that a report's (context, number) names one message."""
+    calls = []
+    seen: set[str] = set()
+    for key, members in groups.items():
+        shared: list[Outbound] = []
+        alone: list[Outbound] = []
+        for m in members:
+            (alone if m.phone_number in seen else shared).append(m)
+            seen.add(m.phone_number)
+        calls += [(key, shared[i:i + MAX_PER_CALL], _context(attempt))
+                  for i in range(0, len(shared), MAX_PER_CALL)]
+        calls += [(key, [m], _context(attempt, m.message_id)) for m in alone]
+    return calls

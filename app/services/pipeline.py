@@ -41,9 +41,13 @@ UPDATE from the state before it, so two movers can never both win):
   `apply_receipts` applies a batch in one statement on its own queue and deletes
   what it applied in the same transaction, so a killed applier applies nothing
   twice and loses nothing. A receipt that overtakes its submission record waits.
-- **unknown**: the lease ran out and the gateway cannot say whether the message
-  reached it (an SMPP submit written to the socket before the link dropped). It
-  is never resent blindly; a late result from the same attempt still corrects it.
+- **unknown**: the gateway cannot say whether the message reached the carrier (an
+  SMPP submit written to the socket before the link dropped, a Tencent Cloud call
+  answered after our timeout, a lease that ran out). It is never resent blindly; a
+  late result from the same attempt still corrects it, and where the gateway may
+  still find it (`asks_again`: Tencent Cloud, by the status reports that carry the
+  attempt) the sweeper asks again after half the message's age (30 s to 1 h) until
+  the receipt validity ends (`resolve_unknown`).
 - **no_receipt**: submitted, and no receipt within the validity period
   (RECEIPT_VALIDITY_S, default 72 h). A late receipt still applies.
 
@@ -52,7 +56,9 @@ What recovers each fault:
   lease expires (LEASE_S) and the sweeper
   asks the gateway about that attempt (`lookup`). The simulator answers exactly
   and fences the attempt, so rows it never saw go back to `accepted` and a
-  straggler from the dead attempt cannot send them later; other gateways → unknown.
+  straggler from the dead attempt cannot send them later. Tencent Cloud finds what
+  it took by its reports; the rest stay unknown and are asked about again. SMPP
+  cannot be asked → unknown.
 - A worker killed after submitting but before recording: the same lookup finds
   the submissions and records them (with their receipts): nothing is resent.
 - A receipts job killed or failed: its inbox rows were not deleted (one
@@ -72,8 +78,10 @@ What recovers each fault:
 
 Assumptions and known gaps: a batch submit must finish within the lease (gateway
 timeouts are shorter; a straggler past it is fenced by the simulator, and for other
-gateways its late result still corrects `unknown`). Only the simulator answers
-`lookup` today; SMPP and Tencent Cloud leases that expire end `unknown`. Status
+gateways its late result still corrects `unknown`). SMPP cannot be asked: its
+expired leases end `unknown`. A Tencent Cloud message that never reached Tencent
+(its worker killed between claim and call) cannot be told from one whose report
+never came: it ends `unknown`, never resent. Status
 callbacks are enqueued after the receipt batch commits: a crash in between loses
 those callbacks (the receipts themselves are applied).
 """
@@ -83,7 +91,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -513,7 +521,8 @@ class SweepReport:
     receipts_due: bool = False  # the inbox has due rows: wake the applier
     resolved_sent: int = 0  # expired leases the gateway confirmed
     requeued: int = 0  # expired leases the gateway never saw: accepted again
-    unknown: int = 0  # expired leases nobody can resolve
+    unknown: int = 0  # expired leases nobody can resolve (yet)
+    resolved_unknown: int = 0  # unknown messages the gateway has found since
     expired: int = 0  # submitted → no_receipt
 
 
@@ -521,18 +530,11 @@ def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepRepor
     """Expired leases: ask the gateway where it can answer, else `unknown`."""
     report = SweepReport()
     now = utcnow()
-    rows = db.execute(_locked(db, select(
-        Message.id, Message.phone_number, Message.content, Message.region,
-        Message.template_id, Message.template_params, Message.signature_id,
-        Message.attempt_id).where(Message.status == SUBMITTING, Message.lease_until < now)
+    rows = db.execute(_locked(db, _asked().where(
+        Message.status == SUBMITTING, Message.lease_until < now)
         .order_by(Message.id).limit(limit))).all()
-    by_attempt: dict[str, list[Claimed]] = {}
-    for r in rows:
-        by_attempt.setdefault(r.attempt_id or "", []).append(
-            Claimed(r.id, r.phone_number, r.content, r.region, r.template_id,
-                    r.template_params, r.signature_id))
     lookup = getattr(gateway, "lookup", None)
-    for attempt, claimed in by_attempt.items():
+    for attempt, claimed in _by_attempt(rows).items():
         if lookup is None:
             ids = [c.id for c in claimed]
             before = rollups.snapshot(db, ids)  # already ours (locked by the select above)
@@ -545,21 +547,83 @@ def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepRepor
             report.unknown += len(claimed)
             continue
         try:
-            answers: list[SubmitResult | None] = lookup(outbound(db, claimed, attempt))
+            answers = _look_up(db, lookup, claimed, attempt, rows)
         except GatewayUnavailable:
             continue  # cannot ask now: still held, asked again next sweep
         seen = [a for a in answers if a is not None]
         never = [c.id for c, a in zip(claimed, answers, strict=True) if a is None]
-        record_submissions(db, attempt, seen)
+        record_submissions(db, attempt, seen)  # answers `unknown` are recorded as such
         release(db, attempt, never)
-        report.resolved_sent += len(seen)
+        report.unknown += sum(1 for a in seen if a.unknown)
+        report.resolved_sent += sum(1 for a in seen if not a.unknown)
         report.requeued += len(never)
     return report
+
+
+# An `unknown` message of a gateway that may still find it is asked about again after
+# half its age, within these bounds: about 80 questions over a 72-hour validity.
+ASK_AGAIN_S = (30.0, 3600.0)
+ASK_BATCH = 100  # unknown messages asked about per sweep (one carrier call each, at most)
+
+
+def resolve_unknown(db: Session, gateway: Any, settings: PipelineSettings,
+                    limit: int = ASK_BATCH) -> int:
+    """`unknown` messages of a gateway that can still find them (Tencent Cloud: a
+    status report that came after the call's answer was lost): found ones are
+    recorded as submitted, with their receipt; the rest are asked about again later,
+    until the receipt validity ends. Returns how many were found."""
+    if not getattr(gateway, "asks_again", False):
+        return 0
+    now = utcnow()
+    rows = db.execute(_locked(db, _asked(Message.submitted_at).where(
+        Message.status == UNKNOWN, Message.attempt_id.is_not(None),
+        Message.submitted_at > now - timedelta(seconds=settings.receipt_validity_s),
+        (Message.lease_until.is_(None)) | (Message.lease_until <= now))
+        .order_by(Message.id).limit(limit))).all()
+    found = 0
+    low, high = ASK_AGAIN_S
+    submitted = {r.id: r.submitted_at for r in rows}
+    for attempt, claimed in _by_attempt(rows).items():
+        try:
+            answers = _look_up(db, gateway.lookup, claimed, attempt, rows)
+        except GatewayUnavailable:
+            break  # asked again next sweep
+        seen = [a for a in answers if a is not None and not a.unknown]
+        found += record_submissions(db, attempt, seen)
+        later = [{"id": c.id, "lease_until": now + timedelta(seconds=min(high, max(
+                  low, (now - (submitted[c.id] or now)).total_seconds() / 2)))}
+                 for c, a in zip(claimed, answers, strict=True) if a is None or a.unknown]
+        if later:
+            db.execute(update(Message), later)  # by primary key, one executemany
+    return found
+
+
+def _asked(*extra: Any) -> Any:
+    return select(Message.id, Message.phone_number, Message.content, Message.region,
+                  Message.template_id, Message.template_params, Message.signature_id,
+                  Message.attempt_id, Message.created_at, *extra)
+
+
+def _by_attempt(rows: Sequence[Any]) -> dict[str, list[Claimed]]:
+    by_attempt: dict[str, list[Claimed]] = {}
+    for r in rows:
+        by_attempt.setdefault(r.attempt_id or "", []).append(
+            Claimed(r.id, r.phone_number, r.content, r.region, r.template_id,
+                    r.template_params, r.signature_id))
+    return by_attempt
+
+
+def _look_up(db: Session, lookup: Any, claimed: list[Claimed], attempt: str,
+             rows: Sequence[Any]) -> list[SubmitResult | None]:
+    since = {r.id: r.created_at for r in rows}
+    return list(lookup([replace(o, since=since[o.message_id])
+                        for o in outbound(db, claimed, attempt)]))
 
 
 def sweep(db: Session, gateway: Any, settings: PipelineSettings) -> SweepReport:
     """One pass; safe to run concurrently from several workers. The caller commits."""
     report = resolve_expired(db, gateway, settings.batch)
+    report.resolved_unknown = resolve_unknown(db, gateway, settings)
     now = utcnow()
     # A batch at a time, picked and locked in id order (rows a receipt applier holds
     # are skipped, not waited on), so the rollups move with exactly the rows changed.

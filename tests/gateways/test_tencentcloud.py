@@ -8,23 +8,27 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app import create_app
+from app.db import utcnow
 from app.gateways.base import GatewayUnavailable, Outbound
 from app.gateways.tencentcloud import TencentCloudGateway
 from app.models import Message, Unsubscribe, User
 from app.queue import enqueue_deferred
-from app.services import content, reviews
+from app.services import content, pipeline, reviews
 from jobs import worker
 from jobs.listeners import tencentcloud_poll_once
+from jobs.sending import sweep_once
 from tests.conftest import Backend
 from tests.helpers import ctx_for
 from tests.sending.conftest import Shop
@@ -39,6 +43,8 @@ class TencentAPI:
         self.serials = iter(range(1, 10_000))
         self.errors: dict[str, str] = {}  # template id → an Error code for its SendSms
         self.slow: dict[str, float] = {}  # template id → seconds before answering
+        self.sent: list[dict[str, Any]] = []  # every number SendSms took, with its context
+        self.reports: list[dict[str, Any]] = []  # status reports, found by number
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -67,11 +73,17 @@ class TencentAPI:
             return {"RequestId": "r", "Error": {"Code": self.errors[body["TemplateId"]],
                                                 "Message": "refused"}}
         if action == "SendSms":
-            return {"RequestId": "r", "SendStatusSet": [
+            statuses = [
                 {"SerialNo": f"sn-{next(self.serials)}", "PhoneNumber": p, "Fee": 1,
-                 "SessionContext": "", "IsoCode": "US",
+                 "SessionContext": body.get("SessionContext") or "", "IsoCode": "US",
                  "Code": "LimitExceeded.PhoneNumberDailyLimit" if p in self.refuse else "Ok",
-                 "Message": ""} for p in body["PhoneNumberSet"]]}
+                 "Message": ""} for p in body["PhoneNumberSet"]]
+            self.sent += [s for s in statuses if s["Code"] == "Ok"]
+            return {"RequestId": "r", "SendStatusSet": statuses}
+        if action == "PullSmsSendStatusByPhoneNumber":
+            mine = [r for r in self.reports if r["PhoneNumber"] == body["PhoneNumber"]]
+            return {"RequestId": "r", "PullSmsSendStatusSet":
+                    mine[body["Offset"]:body["Offset"] + body["Limit"]]}
         if action == "PullSmsSendStatus":
             out, self.receipts = self.receipts, []
             return {"RequestId": "r", "PullSmsSendStatusSet": out}
@@ -79,6 +91,18 @@ class TencentAPI:
             out, self.replies = self.replies, []
             return {"RequestId": "r", "PullSmsReplyStatusSet": out}
         return {"RequestId": "r", "Error": {"Code": "InvalidAction", "Message": action}}
+
+
+    def deliver(self, phone: str) -> None:
+        """Tencent's status reports come for every message it took for `phone`."""
+        self.reports += [{"SerialNo": s["SerialNo"], "PhoneNumber": phone,
+                          "ReportStatus": "SUCCESS", "Description": "DELIVRD",
+                          "SessionContext": s["SessionContext"], "UserReceiveTime": "",
+                          "CountryCode": "1", "SubscriberNumber": phone[2:]}
+                         for s in self.sent if s["PhoneNumber"] == phone]
+
+    def asked(self) -> int:
+        return sum(1 for action, _ in self.calls if action == "PullSmsSendStatusByPhoneNumber")
 
 
 @pytest.fixture
@@ -197,3 +221,142 @@ def test_pipeline_with_pulled_receipts_and_replies(shop: Shop, session: Session,
     while session.scalar(select(Unsubscribe.id)) is None and time.monotonic() < deadline:
         session.expire_all()
     assert session.scalar(select(Unsubscribe.sms_type)) == "verification"
+
+
+def test_calls_carry_the_attempt_and_a_repeated_number_goes_alone(tencent: TencentAPI) -> None:
+    """Each SendSms names its attempt (SessionContext, which Tencent returns with each
+    report), and a number appears once per context: the same number twice in one
+    call was answered with one status for both messages before (one SerialNo, so
+    one receipt settled both and the other's never matched)."""
+    gateway = TencentCloudGateway(_config(tencent))
+    batch = [replace(_outbound(n, "T1"), phone_number=phone, attempt_id="a1")
+             for n, phone in ((1, "+14155550101"), (2, "+14155550102"), (3, "+14155550101"))]
+    results = gateway.submit(batch)
+    sends = [(b["PhoneNumberSet"], b["SessionContext"]) for a, b in tencent.calls
+             if a == "SendSms"]
+    assert sends == [(["+14155550101", "+14155550102"], "smsops:a1"),
+                     (["+14155550101"], "smsops:a1:3")]
+    assert len({r.gateway_id for r in results}) == 3
+
+
+def test_lookup_finds_an_attempt_by_its_reports(tencent: TencentAPI) -> None:
+    """A call answered too late (read timeout: `unknown`) is found by the numbers'
+    status reports carrying its attempt; a report of another attempt for the same
+    number proves nothing, and no report yet leaves the message unknown."""
+    gateway = TencentCloudGateway({**_config(tencent), "TENCENTCLOUD_TIMEOUT_S": 1})
+    tencent.slow["T-slow"] = 1.5
+    earlier = replace(_outbound(2, "T-ok"), attempt_id="other")
+    assert gateway.submit([earlier])[0].accepted
+    tencent.deliver("+14155550102")  # a report for this number, of another attempt
+    batch = [replace(_outbound(n, "T-slow"), attempt_id="a2") for n in (1, 2)]
+    assert all(r.unknown for r in gateway.submit(batch))
+    deadline = time.monotonic() + 5
+    while len(tencent.sent) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)  # the loopback records the late call when it answers it
+    tencent.deliver("+14155550101")
+    first, second = gateway.lookup(batch)
+    assert first is not None and (first.accepted, first.unknown) == (True, False)
+    assert first.gateway_id == next(s["SerialNo"] for s in tencent.sent
+                                    if s["PhoneNumber"] == "+14155550101")
+    assert first.receipt is not None and first.receipt.delivered
+    assert second is not None and second.unknown and not second.accepted
+    assert len([c for c in tencent.calls if c[0] == "SendSms"]) == 2  # nothing resent
+
+
+def test_lookup_that_cannot_ask_is_gateway_unavailable(tencent: TencentAPI) -> None:
+    gateway = TencentCloudGateway(_config(tencent))
+    tencent.server.shutdown()
+    tencent.server.server_close()
+    with pytest.raises(GatewayUnavailable):
+        gateway.lookup([replace(_outbound(1, "T1"), attempt_id="a3")])
+
+
+@pytest.fixture
+def tc_slow_app(backend: Backend, session: Session, tmp_path: Path,
+                tencent: TencentAPI) -> Iterator[Flask]:
+    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                      "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x",
+                      "GATEWAY": "tencentcloud", **_config(tencent),
+                      "TENCENTCLOUD_TIMEOUT_S": 1})
+    yield app
+    app.extensions["db"].engine.dispose()
+
+
+def _effective(shop: Shop, session: Session, ref: str) -> None:
+    t = content.set_carrier_template_id(shop.ctx, shop.templates["international"], ref)
+    reviewer = ctx_for(session, session.scalar(select(User).where(
+        User.email == "rev@example.com")))
+    reviews.approve(reviewer, "template", t.id, revision=t.revision)
+
+
+def _ask_now(session: Session) -> None:
+    """Time passes: every unknown message is due to be asked about again."""
+    session.execute(update(Message).where(Message.status == "unknown")
+                    .values(lease_until=utcnow() - timedelta(seconds=1)))
+    session.commit()
+
+
+def test_unknown_after_a_timeout_is_resolved_by_the_report(
+        shop: Shop, session: Session, tc_slow_app: Flask, tencent: TencentAPI) -> None:
+    """SendSms took the message but answered after our timeout: `unknown`, never
+    resent. The sweeper asks Tencent again (not at every pass) until the report
+    comes, then records the submission and its receipt: delivered (before: unknown
+    for ever, though Tencent could say)."""
+    _effective(shop, session, "1110124")
+    tencent.slow["1110124"] = 1.5
+    [r] = shop.send(["+14155550101"], params=["4321"])
+    session.commit()
+    enqueue_deferred(tc_slow_app.extensions["redis"], shop.ctx.deferred)
+    assert worker.run(tc_slow_app, burst=True)
+    msg = session.scalar(select(Message).where(Message.serial_no == r.serial_no))
+    assert msg is not None and msg.status == "unknown"
+    assert sweep_once(tc_slow_app).resolved_unknown == 0  # no report yet: asked, not found
+    assert tencent.asked() == 1
+    sweep_once(tc_slow_app)
+    assert tencent.asked() == 1  # not asked again at once
+    deadline = time.monotonic() + 5
+    while not tencent.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    tencent.deliver("+14155550101")
+    _ask_now(session)
+    assert sweep_once(tc_slow_app).resolved_unknown == 1
+    assert worker.run(tc_slow_app, burst=True)
+    session.expire_all()
+    msg = session.scalar(select(Message).where(Message.serial_no == r.serial_no))
+    assert msg is not None
+    assert (msg.status, msg.gateway_message_id, msg.carrier_code) == (
+        "delivered", tencent.sent[0]["SerialNo"], "DELIVRD")
+    assert len([c for c in tencent.calls if c[0] == "SendSms"]) == 1
+
+
+def test_an_expired_lease_is_resolved_by_reports_and_never_resent(
+        shop: Shop, session: Session, tc_slow_app: Flask, tencent: TencentAPI) -> None:
+    """A worker killed after its claim: one message had gone to Tencent, the other
+    not. The report finds the first (submitted, then delivered); the second stays
+    `unknown` (Tencent cannot prove it never came), is not resent, and is asked
+    about again later. Before, both ended unknown without asking."""
+    _effective(shop, session, "1110125")
+    results = shop.send(["+14155550101", "+14155550102"], params=["4321"])
+    session.commit()
+    settings = pipeline.PipelineSettings()
+    attempt = pipeline.new_attempt()
+    claimed = pipeline.claim(session, attempt, settings)
+    session.commit()
+    gateway = tc_slow_app.extensions["gateway"]
+    assert gateway.submit(pipeline.outbound(session, claimed[:1], attempt))[0].accepted
+    session.execute(update(Message).where(Message.status == "submitting")
+                    .values(lease_until=utcnow() - timedelta(seconds=1)))
+    session.commit()
+    tencent.deliver("+14155550101")
+    report = sweep_once(tc_slow_app)
+    assert (report.resolved_sent, report.unknown, report.requeued) == (1, 1, 0)
+    assert worker.run(tc_slow_app, burst=True)
+    session.expire_all()
+    states = [session.scalar(select(Message.status).where(Message.serial_no == r.serial_no))
+              for r in results]
+    assert states == ["delivered", "unknown"]
+    _ask_now(session)
+    asked = tencent.asked()
+    sweep_once(tc_slow_app)
+    assert tencent.asked() == asked + 1
+    assert len([c for c in tencent.calls if c[0] == "SendSms"]) == 1
