@@ -714,11 +714,15 @@ def dispatch_step(ctx: Ctx, limiter: Limiter, task_id: int, *, batch: int = BATC
         if resume is not None:
             return Step(0, 0, SENDING, (resume - (now or utcnow())).total_seconds())
     # Back-pressure: at most one batch converted ahead of the pipeline, so a stop
-    # leaves at most that batch to go out.
+    # leaves at most that batch to go out. With a rate cap, at most one second's worth:
+    # messages waiting in `accepted` (the carrier was down, or throttled them) go out
+    # through the drainer, outside the bucket, so a backlog of them would be a burst
+    # far over the cap when the carrier comes back.
+    most = min(batch, task.rate_limit) if task.rate_limit else batch
     ahead = ctx.db.scalar(select(func.count()).select_from(
         select(Message.id).where(Message.task_id == task.id, Message.status == ACCEPTED)
-        .limit(batch).subquery())) or 0
-    if ahead >= batch:
+        .limit(most).subquery())) or 0
+    if ahead >= most:
         return Step(0, 0, SENDING, 0.05)
     want = batch
     wait = 0.0

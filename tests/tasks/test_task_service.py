@@ -234,6 +234,23 @@ def test_rate_cap_is_a_shared_token_bucket(shop: Shop, session: Session) -> None
     assert granted == 100 and wait > 0
 
 
+def test_rate_capped_task_keeps_at_most_a_second_of_messages_waiting(
+        shop: Shop, session: Session) -> None:
+    """Messages of a task that wait in `accepted` (the carrier down, or throttling)
+    leave through the drainer, outside the task's bucket. A capped task converts no
+    more while a second's worth waits (before: up to a whole batch, 1,000, piled up
+    in an outage and went out at once, 200 times a cap of 5 a second)."""
+    task = create(shop, csv_of(30), rate_limit=5)
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    assert tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=100).converted == 5
+    shop.limiter.conn.delete(f"smsops:task:rate:{task.id}")  # a second later: tokens again
+    step = tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=100)
+    assert (step.converted, step.status) == (0, "sending") and step.wait_s > 0
+    session.execute(update(Message).where(Message.task_id == task.id)
+                    .values(status="submitted"))  # the pipeline took them
+    assert tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=100).converted == 5
+
+
 def test_marketing_task_pauses_in_quiet_hours(shop: Shop, session: Session) -> None:
     from app.services import content, reviews
 
