@@ -73,10 +73,17 @@ class Sweeper(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        from app.services.limits import nonces_began
         from jobs.alarms import ensure_scheduled
         from jobs.sending import sweep_once
 
-        while not self.stopped.wait(self.every_s):
+        while True:
+            try:  # a Redis that restarted empty: its nonce record begins now (API)
+                nonces_began(self.app.extensions["redis"])
+            except Exception as exc:
+                log.warning("nonce record not started: %s: %s", type(exc).__name__, exc)
+            if self.stopped.wait(self.every_s):
+                return
             try:
                 sweep_once(self.app)
                 ensure_scheduled(self.app)  # the hourly monitors, on RQ's scheduler

@@ -121,6 +121,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     migrate.upgrade(url)  # the schema comes from the migrations, as in production
     database = Database(url)
     conn = redis.Redis.from_url(redis_url)
+    conn.set(NONCES_SINCE_KEY, 0)  # see Backend.reset
     yield Backend(request.param, database, redis_url, conn)
     database.engine.dispose()
     if gen is not None:

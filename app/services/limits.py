@@ -115,15 +115,15 @@ RESERVE_HELD = "local hold, a, k = KEYS[1], 2, 2\n" + _RESERVE_LOOP
 # Nonces are remembered only in Redis: one that restarted empty has forgotten those
 # used before, so a request signed before its data began cannot be proven new and is
 # refused (signed again, it passes). `since(key, ts)`: the key holds when this
-# Redis's nonces began (unix s, set at the first use, less NONCE_GRACE_S: a
-# timestamp is whole seconds and a request takes a moment to arrive); true when `ts`
-# is not earlier. Left open: a request used within those seconds before the restart.
-NONCE_GRACE_S = 2
-_SINCE = f"""
+# Redis's nonces began (unix s, set at the first use); true when `ts` is not earlier.
+# A timestamp is whole seconds, so the second of the first use is refused too: a
+# request used in that second before the restart cannot be told from one signed after
+# it. A client whose request was in flight then signs it again (401 TimestampSkew).
+_SINCE = """
 local function since(key, ts)
   local began = redis.call("GET", key)
   if not began then
-    redis.call("SET", key, tonumber(redis.call("TIME")[1]) - {NONCE_GRACE_S}, "NX")
+    redis.call("SET", key, tonumber(redis.call("TIME")[1]) + 1, "NX")
     began = redis.call("GET", key)
   end
   return tonumber(ts) >= tonumber(began)
@@ -158,6 +158,15 @@ if not redis.call("SET", KEYS[1], 1, "NX", "EX", tonumber(ARGV[1])) then
 end
 return {"ok", read}
 """
+# KEYS[1] NONCES_SINCE_KEY: set when missing (see `nonces_began`).
+NONCES_BEGIN = _SINCE + "since(KEYS[1], 0) return 1"
+
+
+def nonces_began(conn: redis_lib.Redis) -> None:
+    """Start the record of used nonces if this Redis has none (it restarted empty):
+    the workers' sweeper calls this every few seconds, so the second a restart refuses
+    is that of the restart itself, not that of the first request after it."""
+    conn.eval(NONCES_BEGIN, 1, NONCES_SINCE_KEY)
 
 # KEYS: one per check (after the hash of held serials, for RELEASE_HELD); ARGV per
 # check: kind, amount, member. Undoes the counting; RELEASE_HELD also forgets the

@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from app import create_app
+from app.services.limits import NONCES_SINCE_KEY, nonces_began
 from tests.conftest import Backend
 from tests.sending.conftest import Shop
 
@@ -87,14 +88,15 @@ def test_send_and_read_back(caller: Caller) -> None:
 def test_a_request_replayed_after_redis_lost_its_nonces_is_refused(caller: Caller) -> None:
     """Nonces live in Redis: restarted empty, it had forgotten them, and a captured
     request still inside the clock skew was taken again (sent twice). Requests signed
-    before the current Redis data began are refused; those signed after, taken."""
+    before the current Redis data began are refused, even in the second before it (a
+    grace of 2 s let those be taken again); those signed after, taken."""
     payload = json.dumps({"phone_numbers": ["+14155550101"],
                           "template_id": caller.shop.templates["international"],
                           "template_params": ["1"]}).encode()
     key, app_id = caller.shop.app.app_key, caller.shop.app.sdk_app_id
-    sent = {**signed(key, payload, ts=int(time.time()) - 10), "X-SMS-AppId": app_id}
+    sent = {**signed(key, payload, ts=int(time.time()) - 1), "X-SMS-AppId": app_id}
     target = "/api/v1/sms/messages/nope"
-    read = {**signed(key, b"", method="GET", target=target, ts=int(time.time()) - 10),
+    read = {**signed(key, b"", method="GET", target=target, ts=int(time.time()) - 1),
             "X-SMS-AppId": app_id}
     assert caller.client.post("/api/v1/sms/send", data=payload, headers=sent).status_code \
         == 200
@@ -106,8 +108,8 @@ def test_a_request_replayed_after_redis_lost_its_nonces_is_refused(caller: Calle
         401, "AuthFailure.TimestampSkew")
     assert "sign" in again.get_json()["error"]["message"].lower()
     assert caller.client.get(target, headers=read).status_code == 401
-    # Signed now: taken, once.
-    fresh = {**signed(key, payload), "X-SMS-AppId": app_id}
+    # Signed after the restart's second: taken, once.
+    fresh = {**signed(key, payload, ts=int(time.time()) + 1), "X-SMS-AppId": app_id}
     assert caller.client.post("/api/v1/sms/send", data=payload, headers=fresh).status_code \
         == 200
     assert caller.client.post("/api/v1/sms/send", data=payload, headers=fresh).get_json()[
@@ -308,3 +310,21 @@ def test_numbers_are_parsed_as_everywhere_else(caller: Caller) -> None:
             ("Ok", e) for _, e in wanted]
         assert [(s["code"], s["message"]) for s in results[len(wanted):]] == [
             ("InvalidParameterValue.IncorrectPhoneNumber", m) for _, m in BAD]
+
+
+def test_the_sweeper_starts_the_nonce_record_of_a_restarted_redis(caller: Caller) -> None:
+    """After a restart the record of used nonces begins at the sweeper's next pass,
+    not at the first request (which was refused in its own second otherwise), and
+    once begun it stays where it began."""
+    redis_conn = caller.client.application.extensions["redis"]
+    redis_conn.flushdb()
+    nonces_began(redis_conn)
+    began = int(redis_conn.get(NONCES_SINCE_KEY))
+    assert began == int(redis_conn.time()[0]) + 1 or began == int(redis_conn.time()[0])
+    redis_conn.set(NONCES_SINCE_KEY, began - 100)  # time passes
+    nonces_began(redis_conn)
+    assert int(redis_conn.get(NONCES_SINCE_KEY)) == began - 100
+    ok = caller.send({"phone_numbers": ["+14155550101"],
+                      "template_id": caller.shop.templates["international"],
+                      "template_params": ["1"]})
+    assert ok.status_code == 200
