@@ -70,11 +70,6 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
         flask_app.extensions["db"], flask_app.extensions["redis"],
         float(flask_app.config["CONFIG_CACHE_TTL_S"]))
 
-    proxies = int(flask_app.config.get("TRUSTED_PROXIES") or 0)
-    if proxies > 0:  # otherwise X-Forwarded-* is anyone's to forge, so it is ignored
-        flask_app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            flask_app.wsgi_app, x_for=proxies, x_proto=proxies)
-
     Htmx(flask_app)
     csrf.init_app(flask_app)
     login_manager.init_app(flask_app)
@@ -89,6 +84,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
     flask_app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # signed with the AppKey instead of a session
+    from app.api.fastpath import SendFastPath
+
+    flask_app.wsgi_app = SendFastPath(  # type: ignore[method-assign]
+        flask_app, flask_app.wsgi_app)  # the send endpoint, without Flask's machinery
     from app.api import docs as api_docs
     from app.web import api_keys as api_key_pages
 
@@ -104,4 +103,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     flask_app.extensions["slack"] = slack_app.build(flask_app)
     flask_app.register_blueprint(slack_web.bp)
     csrf.exempt(slack_web.bp)  # Slack signs its requests instead
+    proxies = int(flask_app.config.get("TRUSTED_PROXIES") or 0)
+    if proxies > 0:  # otherwise X-Forwarded-* is anyone's to forge, so it is ignored
+        flask_app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            flask_app.wsgi_app, x_for=proxies, x_proto=proxies)
     return flask_app

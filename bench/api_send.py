@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="client processes")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=16, help="per worker; 1 = sync")
+    parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn")
     parser.add_argument("--tree", default=str(harness.ROOT), help="the checkout to run")
     parser.add_argument("--shared-pg", action="store_true",
                         help="a database on 127.0.0.1:5432 instead of a cluster of our own")
@@ -52,7 +53,8 @@ def main() -> None:
                "SMSOPS_DATABASE_URL": pg.url, "SMSOPS_REDIS_URL": redis.url,
                "PYTHONPATH": str(tree)}
         seeded = harness.seed(env, tree)
-        server = harness.Gunicorn(env, tree, workers=args.workers, threads=args.threads)
+        server = harness.Gunicorn(env, tree, workers=args.workers, threads=args.threads,
+                                 server=args.server)
         warm = harness.load(server.port, seeded, connections=args.processes,
                             processes=args.processes, numbers=args.numbers, seconds=1)
         assert warm.errors == 0, "warm-up requests failed"
@@ -73,6 +75,8 @@ def main() -> None:
     served = per["gunicorn"] + per["postgres"] + per["redis"]
     lat = sorted(res.latencies_ms)
     kind = f"gthread x{args.threads}" if args.threads > 1 else "sync"
+    if args.server != "gunicorn":
+        kind = f"{args.server} x{args.threads}"
     print(f"| {tree.name} | {args.workers} {kind} | {args.connections} conns | "
           f"{args.numbers}/req | {res.requests / res.seconds:,.0f} | "
           f"{res.accepted / res.seconds:,.0f} | {statistics.median(lat):.1f} | "

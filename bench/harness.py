@@ -195,6 +195,9 @@ with app.extensions["db"].unit_of_work() as s:
                              intl_daily_quota=999_999_999, reply_callback_url="",
                              reply_callback_enabled=False)
     s.execute(text("UPDATE application SET status_callback_url = NULL"))
+# This Redis stands in for one that has been up for a while: its record of used nonces
+# covers requests signed from the start (app/services/limits.py NONCES_SINCE_KEY).
+app.extensions["redis"].set("smsops:nonce:since", 0)
 print(json.dumps(seeded))
 """
 
@@ -216,16 +219,22 @@ def seed(env: dict[str, str], tree: Path = ROOT) -> Seeded:
 
 
 class Gunicorn:
-    def __init__(self, env: dict[str, str], tree: Path, *, workers: int, threads: int) -> None:
+    def __init__(self, env: dict[str, str], tree: Path, *, workers: int, threads: int,
+                 server: str = "gunicorn") -> None:
         self.port = free_port()
-        kind = ["-k", "gthread", "--threads", str(threads)] if threads > 1 else []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", str(workers), *kind, "--keep-alive", "30",
-             *(["-c", os.environ["BENCH_GUNICORN_CONF"]]
-               if os.environ.get("BENCH_GUNICORN_CONF") else []),
-             "-b", f"127.0.0.1:{self.port}", "--log-level",
-             os.environ.get("BENCH_GUNICORN_LOG", "warning"), "wsgi:app"],
-            env=env, cwd=tree)
+        if server == "granian":  # an experiment: HTTP parsed in Rust (bench/README.md)
+            cmd = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers",
+                   str(workers), "--blocking-threads", str(threads), "--host", "127.0.0.1",
+                   "--port", str(self.port), "--log-level", "warning", "wsgi:app"]
+        else:
+            kind = ["-k", "gthread", "--threads", str(threads)] if threads > 1 else []
+            cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), *kind,
+                   "--keep-alive", "30",
+                   *(["-c", os.environ["BENCH_GUNICORN_CONF"]]
+                     if os.environ.get("BENCH_GUNICORN_CONF") else []),
+                   "-b", f"127.0.0.1:{self.port}", "--log-level",
+                   os.environ.get("BENCH_GUNICORN_LOG", "warning"), "wsgi:app"]
+        self.proc = subprocess.Popen(cmd, env=env, cwd=tree)
 
         def up() -> bool:
             c = socket.create_connection(("127.0.0.1", self.port), timeout=1)

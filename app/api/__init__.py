@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -135,9 +136,14 @@ class Signed:
 def signed_request(id_header: str) -> Signed:
     """The headers of the scheme both APIs share: present, the clock skew, the nonce's
     form; and the bytes the caller must have signed."""
+    return signed_from(request.environ, id_header, _body)
+
+
+def signed_from(env: dict[str, Any], id_header: str, read_body: Callable[[], bytes]) -> Signed:
+    """signed_request on a WSGI environ (app/api/fastpath.py has no Flask request);
+    the body is read once the headers pass."""
     # Straight from the WSGI environ (what request.headers reads, with a proxy lookup
     # and a key translation per call).
-    env = request.environ
     caller_id = env.get("HTTP_" + id_header.upper().replace("-", "_"), "")
     ts = env.get("HTTP_X_SMS_TIMESTAMP", "")
     nonce = env.get("HTTP_X_SMS_NONCE", "")
@@ -154,8 +160,8 @@ def signed_request(id_header: str) -> Signed:
     if not NONCE.match(nonce):
         raise ApiError(401, "AuthFailure.BadNonce",
                        "X-SMS-Nonce must be 8 to 64 letters, digits or -_.~")
-    body = _body()
-    message = b"\n".join([request.method.encode(), _request_target(env), ts.encode(),
+    body = read_body()
+    message = b"\n".join([env["REQUEST_METHOD"].encode(), _request_target(env), ts.encode(),
                           nonce.encode(), body])
     return Signed(caller_id, nonce, int(ts), message, signature, body)
 
@@ -291,28 +297,37 @@ def _app_key(snaps: Snapshots, session: Session, app_id: str) -> tuple[AppSnap, 
 
 
 def _ctx(actor: Actor) -> Ctx:
-    ext = current_app.extensions
-    settings = ext.get("api_settings")
+    return ctx_in(current_app, _session(), actor)
+
+
+def ctx_in(flask_app: Any, session: Session, actor: Actor) -> Ctx:
+    return Ctx(session, actor, _settings(flask_app), gateway=flask_app.extensions["gateway"])
+
+
+def _settings(flask_app: Any) -> Settings:
+    settings: Settings | None = flask_app.extensions.get("api_settings")
     if settings is None:  # read once per process: the configuration does not change
-        settings = ext["api_settings"] = Settings.from_config(current_app.config)
-    return Ctx(_session(), actor, settings, gateway=ext["gateway"])
+        settings = flask_app.extensions["api_settings"] = Settings.from_config(flask_app.config)
+    return settings
 
 
 def _limiter() -> Limiter:
-    limiter: Limiter | None = current_app.extensions.get("api_limiter")
+    return limiter_of(current_app.extensions)
+
+
+def limiter_of(ext: dict[str, Any]) -> Limiter:
+    limiter: Limiter | None = ext.get("api_limiter")
     if limiter is None:
-        limiter = current_app.extensions["api_limiter"] = Limiter(
-            current_app.extensions["redis"])
+        limiter = ext["api_limiter"] = Limiter(ext["redis"])
     return limiter
 
 
-def _group_commit() -> GroupCommit:
-    ext = current_app.extensions
+def group_commit_of(flask_app: Any) -> GroupCommit:
+    ext = flask_app.extensions
     writer: GroupCommit | None = ext.get("api_group_commit")
     if writer is None:
-        _ctx(Actor(account_id=0, label="api"))  # reads the settings once
         writer = ext["api_group_commit"] = GroupCommit(
-            ext["db"], ext["redis"], ext["api_settings"], _limiter(), ext["gateway"])
+            ext["db"], ext["redis"], _settings(flask_app), limiter_of(ext), ext["gateway"])
     return writer
 
 
@@ -323,45 +338,74 @@ def _close(_exc: BaseException | None) -> None:
         session.close()
 
 
-@bp.errorhandler(ApiError)
-def _api_error(exc: ApiError) -> tuple[Response, int]:
-    return _error(exc.status, exc.code, exc.message)
+def answer_for(exc: Exception, logger: logging.Logger, path: str) -> tuple[int, str, str]:
+    """The status, code and message of the answer to a request that raised `exc`."""
+    if isinstance(exc, ApiError):
+        return exc.status, exc.code, exc.message
+    if isinstance(exc, EncryptionKeyError):
+        logger.error("%s", exc)  # a setup fault: said plainly, no stack trace
+        return (503, "InternalError.EncryptionKey",
+                "This server cannot read its stored keys; the operator has been told why.")
+    if isinstance(exc, ServiceError):
+        return {PermissionDenied: 403, NotFound: 404}.get(type(exc), 400), exc.code, exc.message
+    if isinstance(exc, HTTPException):
+        return exc.code or 400, "InvalidRequest", exc.description or exc.name
+    logger.exception("API error on %s", path)
+    return 500, "InternalError", "Something went wrong on our side. It has been logged."
 
 
-@bp.errorhandler(HTTPException)
-def _http_error(exc: HTTPException) -> tuple[Response, int]:
-    return _error(exc.code or 400, "InvalidRequest", exc.description or exc.name)
+def _api_error(exc: Exception) -> tuple[Response, int]:
+    return _error(*answer_for(exc, current_app.logger, request.path))
 
 
-@bp.errorhandler(Exception)
-def _unexpected(exc: Exception) -> tuple[Response, int]:
-    current_app.logger.exception("API error on %s", request.path)
-    return _error(500, "InternalError", "Something went wrong on our side. It has been logged.")
-
-
-@bp.errorhandler(EncryptionKeyError)
-def _encryption_key(exc: EncryptionKeyError) -> tuple[Response, int]:
-    current_app.logger.error("%s", exc)  # a setup fault: said plainly, no stack trace
-    return _error(503, "InternalError.EncryptionKey",
-                  "This server cannot read its stored keys; the operator has been told why.")
-
-
-@bp.errorhandler(ServiceError)
-def _service_error(exc: ServiceError) -> tuple[Response, int]:
-    status = {PermissionDenied: 403, NotFound: 404}.get(type(exc), 400)
-    return _error(status, exc.code, exc.message)
+# Each kind by name: Flask takes an app-wide handler of the exact class (the console's
+# for EncryptionKeyError and HTTP errors) before a blueprint's for a base class.
+for _kind in (ApiError, ServiceError, EncryptionKeyError, HTTPException, Exception):
+    bp.register_error_handler(_kind, _api_error)
 
 
 @bp.post("/sms/send")
-def send() -> tuple[Response, int] | Response:
+def send() -> Response:
+    """Requests with a Content-Length never get here: app/api/fastpath.py answers them
+    without Flask (a third of a request's CPU). This route takes the rest (a chunked
+    body) and gives the endpoint its place in routing (405s, the OpenAPI document)."""
+    return jsonify(send_core(current_app._get_current_object(),  # type: ignore[attr-defined]
+                             request.environ, _body))
+
+
+def send_core(flask_app: Any, env: dict[str, Any], read_body: Callable[[], bytes]
+              ) -> dict[str, Any]:
     """One Redis round trip and no database work of its own when the configuration is
     cached: the signature is checked with the cached key; the nonce, the cache's
     freshness and every limit go in one Redis call (`sending.prepare`'s guard); the
     rows are written by this process's group commit (app/api/groupcommit.py). A stale
-    cache is read again and the request checked again with it (signature included)."""
-    signed = signed_request("X-SMS-AppId")
-    cache: ConfigCache = current_app.extensions["send_config"]
-    session = _session()
+    cache is read again and the request checked again with it (signature included).
+    Raises ApiError and the services' errors (see `answer_for`)."""
+    ext = flask_app.extensions
+    signed = signed_from(env, "X-SMS-AppId", read_body)
+    cache: ConfigCache = ext["send_config"]
+    session = cast(Session, _LazySession(ext["db"].sessions))
+    try:
+        prepared = _prepare(flask_app, cache, signed, session)
+    finally:
+        session.close()  # nothing more to read; the rows are written by the group commit
+    outcome = group_commit_of(flask_app).write(prepared)
+    if outcome == groupcommit.FAILED:
+        raise ApiError(503, "InternalError.Unavailable",
+                       "Nothing was sent: the database is unavailable. Try again.")
+    if outcome == groupcommit.UNKNOWN:
+        serials = ", ".join(m.serial_no for m in prepared.messages)
+        raise ApiError(503, "InternalError.OutcomeUnknown",
+                       "The database stopped answering while these messages were being "
+                       f"recorded; look them up before sending again: {serials}.")
+    return {"request_id": prepared.request_id, "send_status": [
+        {"serial_no": r.serial_no, "phone_number": r.phone_number, "code": r.code,
+         "message": r.message, "fee": r.fee, "iso_code": r.iso_code}
+        for r in prepared.results]}
+
+
+def _prepare(flask_app: Any, cache: ConfigCache, signed: Signed,
+             session: Session) -> sending.Prepared:
     snaps = cache.last_view()
     if snaps.entries is None:  # this process's first request, or Redis lost the token
         snaps = cache.current()
@@ -376,14 +420,12 @@ def send() -> tuple[Response, int] | Response:
         snaps = fresh
         app = _app_signed(snaps, signed, session)
     req = _send_request(signed.body)
-    limiter = _limiter()
-    prepared: sending.Prepared | None = None
+    limiter = limiter_of(flask_app.extensions)
     for _attempt in range(3):
         guard = Guard(TOKEN_KEY, snaps.token, nonce_key("", signed), NONCE_TTL_S, signed.ts)
         try:
-            prepared = sending.prepare(_ctx(_app_actor(app)), limiter, app.sdk_app_id, req,
-                                       snaps, guard)
-            break
+            return sending.prepare(ctx_in(flask_app, session, _app_actor(app)), limiter,
+                                   app.sdk_app_id, req, snaps, guard)
         except Stale as exc:  # changed since it was cached: read it again, check again
             snaps = cache.current(exc.token)
             app = _app_signed(snaps, signed, session)
@@ -391,23 +433,8 @@ def send() -> tuple[Response, int] | Response:
             raise _replayed() from None
         except SignedTooEarly:
             raise _too_early() from None
-    session.close()  # nothing more to read; the rows are written by the group commit
-    if prepared is None:
-        raise ApiError(503, "InternalError.Unavailable",
-                       "The configuration kept changing; nothing was sent. Try again.")
-    outcome = _group_commit().write(prepared)
-    if outcome == groupcommit.FAILED:
-        raise ApiError(503, "InternalError.Unavailable",
-                       "Nothing was sent: the database is unavailable. Try again.")
-    if outcome == groupcommit.UNKNOWN:
-        serials = ", ".join(m.serial_no for m in prepared.messages)
-        raise ApiError(503, "InternalError.OutcomeUnknown",
-                       "The database stopped answering while these messages were being "
-                       f"recorded; look them up before sending again: {serials}.")
-    return jsonify(request_id=prepared.request_id, send_status=[
-        {"serial_no": r.serial_no, "phone_number": r.phone_number, "code": r.code,
-         "message": r.message, "fee": r.fee, "iso_code": r.iso_code}
-        for r in prepared.results])
+    raise ApiError(503, "InternalError.Unavailable",
+                   "The configuration kept changing; nothing was sent. Try again.")
 
 
 def _app_signed(snaps: Snapshots, signed: Signed, session: Session) -> AppSnap:

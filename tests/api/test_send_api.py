@@ -7,6 +7,7 @@ import hmac
 import http.client
 import io
 import json
+import logging
 import socket
 import threading
 import time
@@ -21,6 +22,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from app import create_app
+from app.api import fastpath
 from app.services.limits import NONCES_SINCE_KEY, nonces_began
 from tests.conftest import Backend
 from tests.sending.conftest import Shop
@@ -328,3 +330,91 @@ def test_the_sweeper_starts_the_nonce_record_of_a_restarted_redis(caller: Caller
                       "template_id": caller.shop.templates["international"],
                       "template_params": ["1"]})
     assert ok.status_code == 200
+
+
+# --- app/api/fastpath.py: the send endpoint outside Flask -------------------------
+
+FAST_PATH = "/api/v1/sms/send"
+
+
+def _call(wsgi: Any, caller: Caller, body: bytes, **environ: Any
+          ) -> tuple[str, dict[str, str], bytes]:
+    """A request straight through a WSGI callable, as a server makes it."""
+    headers = signed(caller.shop.app.app_key, body) | {"X-SMS-AppId": caller.shop.app.sdk_app_id}
+    env = {"REQUEST_METHOD": "POST", "PATH_INFO": FAST_PATH, "RAW_URI": FAST_PATH,
+           "SCRIPT_NAME": "", "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
+           "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+           "wsgi.input": io.BytesIO(body), "wsgi.errors": io.StringIO(),
+           "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json",
+           **{"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()
+              if k != "Content-Type"}, **environ}
+    got: list[Any] = []
+    out = b"".join(wsgi(env, lambda status, hdrs, *a: got.append((status, hdrs))))
+    status, hdrs = got[0]
+    return status, dict(hdrs), out
+
+
+def _flask_only(api: Flask) -> Any:
+    """The Flask app behind the fast path (as any other path reaches it)."""
+    wsgi = api.wsgi_app
+    assert isinstance(wsgi, fastpath.SendFastPath)
+    return wsgi.inner
+
+
+def _payload(caller: Caller, **kw: Any) -> bytes:
+    return json.dumps({"phone_numbers": ["+14155550101"],
+                       "template_id": caller.shop.templates["international"],
+                       "template_params": ["4321"], **kw}).encode()
+
+
+def test_send_is_answered_outside_flask_as_flask_answers_it(caller: Caller, api: Flask) -> None:
+    """Flask's hooks never run for it, and the answer has the same status, headers and
+    JSON form as the Flask route's (compared on an error, whose body is fixed, and on
+    a success, field by field)."""
+    ran: list[str] = []
+    api.before_request_funcs.setdefault(None, []).insert(0, lambda: ran.append("flask"))
+    ok = caller.send(json.loads(_payload(caller)))
+    assert ok.status_code == 200 and not ran
+    wrong = json.dumps({"template_id": caller.shop.templates["international"]}).encode()
+    fast = _call(api.wsgi_app, caller, wrong)
+    slow = _call(_flask_only(api), caller, wrong)
+    assert ran == ["flask"]  # the second went through Flask
+    assert fast[0] == slow[0] == "400 BAD REQUEST"
+    assert fast[2] == slow[2] and b'"code":"InvalidParameter' in fast[2]
+    assert {k.lower(): v for k, v in fast[1].items()} == {
+        k.lower(): v for k, v in slow[1].items()}
+    good_fast = _call(api.wsgi_app, caller, _payload(caller))
+    good_slow = _call(_flask_only(api), caller, _payload(caller))
+    assert good_fast[0] == good_slow[0] == "200 OK"
+    assert {k.lower() for k in good_fast[1]} == {k.lower() for k in good_slow[1]}
+    shape = [sorted(json.loads(b)["send_status"][0]) for b in (good_fast[2], good_slow[2])]
+    assert shape[0] == shape[1] and good_fast[2].endswith(b"\n")
+    assert good_fast[2].index(b'"request_id"') < good_fast[2].index(b'"send_status"')
+
+
+@pytest.mark.parametrize("length", ["9" * 5000, "-1", "1e3", "١٢"])
+def test_a_content_length_it_cannot_read_goes_to_flask_not_a_500(
+        caller: Caller, api: Flask, length: str) -> None:
+    status, _h, body = _call(api.wsgi_app, caller, _payload(caller), CONTENT_LENGTH=length)
+    assert not status.startswith("500"), body
+    assert json.loads(body)["error"]["code"]
+
+
+def test_a_body_shorter_than_its_length_is_400(caller: Caller, api: Flask) -> None:
+    body = _payload(caller)
+    status, _h, out = _call(api.wsgi_app, caller, body, CONTENT_LENGTH=str(len(body) + 10))
+    assert status.startswith("400")
+    assert json.loads(out)["error"]["code"] == "InvalidRequest"
+
+
+def test_an_unexpected_error_is_a_logged_500_without_a_trace(
+        caller: Caller, api: Flask, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    def broken(*_a: Any, **_k: Any) -> None:
+        raise RuntimeError("secret detail")
+    monkeypatch.setattr(fastpath, "send_core", broken)
+    with caplog.at_level(logging.ERROR):
+        status, headers, out = _call(api.wsgi_app, caller, _payload(caller))
+    assert status.startswith("500") and headers["Content-Type"] == "application/json"
+    assert json.loads(out)["error"]["code"] == "InternalError"
+    assert b"secret detail" not in out and "secret detail" in caplog.text
