@@ -246,6 +246,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=32,
                         help="gunicorn gthread threads per worker (1: sync workers); "
                              "threads let one process settle many requests together")
+    parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn",
+                        help="the web server (granian: an experiment, bench/README.md)")
     parser.add_argument("--cpu", action="store_true",
                         help="also print CPU ms per message by role (web, workers, PostgreSQL, "
                              "Redis, clients)")
@@ -297,11 +299,15 @@ def main() -> None:
         template = next(t["id"] for t in seeded["templates"]
                         if t["region"] == "international" and t["sms_type"] == "verification")
         port = _free_port()
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", str(args.web_workers),
-             *(["-k", "gthread", "--threads", str(args.threads)] if args.threads > 1 else []),
-             "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "2048", "wsgi:app"],
-            env=env, cwd=tree))
+        web = ([sys.executable, "-m", "granian", "--interface", "wsgi", "--workers",
+                str(args.web_workers), "--blocking-threads", str(args.threads), "--host",
+                "127.0.0.1", "--port", str(port), "--log-level", "warning", "wsgi:app"]
+               if args.server == "granian" else
+               [sys.executable, "-m", "gunicorn", "-w", str(args.web_workers),
+                *(["-k", "gthread", "--threads", str(args.threads)] if args.threads > 1 else []),
+                "-b", f"127.0.0.1:{port}", "--log-level", "warning", "--backlog", "2048",
+                "wsgi:app"])
+        procs.append(subprocess.Popen(web, env=env, cwd=tree))
         log = (tmp / "workers.log").open("wb")
         for _ in range(args.workers):
             procs.append(subprocess.Popen([*smsops, "worker"], env=env, cwd=tree,
