@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import HTTP_STATUS_CODES
 
 from app.api import ApiError, answer_for, bp, send_core
@@ -42,7 +43,10 @@ class SendFastPath:
         size = int(length)
 
         def read_body() -> bytes:
-            data = environ["wsgi.input"].read(size) if size else b""
+            try:
+                data = environ["wsgi.input"].read(size) if size else b""
+            except OSError:  # the client went away mid-body: as Flask's route answers it
+                raise ClientDisconnected() from None
             if len(data) != size:
                 raise ApiError(400, "InvalidRequest",
                                "The request body ended before its Content-Length.")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections import Counter
 from typing import Any
 
 from tencentcloud.common import credential
@@ -45,10 +46,12 @@ NEVER_CONNECTED = re.compile(r"Failed to establish a new connection|NameResoluti
 # credentials refused): sent again once it takes them.
 TURNED_AWAY = ("RequestLimitExceeded", "AuthFailure", "UnauthorizedOperation")
 NOT_SENT, UNKNOWN, REFUSED = "not_sent", "unknown", "refused"
-# Reports of one number searched when an attempt is looked up: pages of Tencent's
-# maximum (100), from the message's acceptance (or this far back) until now.
-LOOKUP_PAGES = 10
+# Reports of one number searched when an attempt is looked up: one call, Tencent's
+# most (100; its Offset is fixed at 0), from the message's acceptance until now,
+# within the 7 days Tencent keeps (LOOKUP_BACK_S when the acceptance is unknown).
+LOOKUP_LIMIT = 100
 LOOKUP_BACK_S = 72 * 3600
+LOOKUP_KEPT_S = 7 * 86400 - 3600
 Group = tuple[str, str, tuple[str, ...]]  # one SendSms: template, signature, parameters
 
 
@@ -149,23 +152,28 @@ class TencentCloudGateway:
         return out
 
     def _report(self, m: Outbound, now: int) -> Any:
+        """The status report of `m`'s attempt for its number, or None (none yet, or
+        Tencent refused this question: asked again later). Raises GatewayUnavailable
+        when Tencent cannot be asked now (unreachable, throttled, its own fault)."""
         contexts = {_context(m.attempt_id), _context(m.attempt_id, m.message_id)}
         req = models.PullSmsSendStatusByPhoneNumberRequest()
-        req.SmsSdkAppId, req.PhoneNumber, req.Limit = self.sdk_app_id, m.phone_number, 100
-        req.BeginTime = int(m.since.timestamp()) - 60 if m.since else now - LOOKUP_BACK_S
-        req.EndTime = now + 60
-        for page in range(LOOKUP_PAGES):
-            req.Offset = page * 100
-            try:
-                found = self.client.PullSmsSendStatusByPhoneNumber(req).PullSmsSendStatusSet
-            except TencentCloudSDKException as exc:
-                raise GatewayUnavailable(f"Tencent Cloud lookup failed: {exc.get_code()}") from exc
-            for report in found or []:
-                if report.SessionContext in contexts and report.PhoneNumber == m.phone_number:
-                    return report
-            if not found or len(found) < 100:
-                return None
-        return None
+        req.SmsSdkAppId, req.PhoneNumber = self.sdk_app_id, m.phone_number
+        req.Offset, req.Limit = 0, LOOKUP_LIMIT
+        begin = int(m.since.timestamp()) - 60 if m.since else now - LOOKUP_BACK_S
+        req.BeginTime, req.EndTime = max(begin, now - LOOKUP_KEPT_S), now
+        try:
+            found = self.client.PullSmsSendStatusByPhoneNumber(req).PullSmsSendStatusSet
+        except TencentCloudSDKException as exc:
+            code = str(exc.get_code() or "")
+            if code in ("ClientNetworkError", "ServerNetworkError") \
+                    or code.startswith(("InternalError", "RequestLimitExceeded")):
+                raise GatewayUnavailable(f"Tencent Cloud lookup failed: {code}") from exc
+            log.warning("Tencent Cloud refused a lookup (%s): the message stays unknown", code)
+            return None
+        # A number repeated in an attempt went out only under contexts of its own
+        # (_calls), so either context names exactly one message.
+        return next((r for r in found or [] if r.SessionContext in contexts
+                     and r.PhoneNumber == m.phone_number), None)
 
     def pull(self) -> tuple[list[Receipt], list[tuple[str, str]]]:
         """Receipts and replies waiting at Tencent (each is handed out once)."""
@@ -192,16 +200,14 @@ def _context(attempt: str | None, message_id: int | None = None) -> str:
 def _calls(groups: dict[Group, list[Outbound]],
            attempt: str | None) -> list[tuple[Group, list[Outbound], str]]:
     """SendSms calls of up to MAX_PER_CALL numbers, with their SessionContext: the
-    attempt's, except for a number already sent in this attempt, which goes alone
-    under its own, so that a report's (context, number) names one message."""
+    attempt's, except for a number the attempt holds more than once, whose messages
+    each go alone under a context of their own. A report's (context, number) then
+    names one message, whichever of the attempt's messages are asked about later."""
     calls = []
-    seen: set[str] = set()
+    times = Counter(m.phone_number for members in groups.values() for m in members)
     for key, members in groups.items():
-        shared: list[Outbound] = []
-        alone: list[Outbound] = []
-        for m in members:
-            (alone if m.phone_number in seen else shared).append(m)
-            seen.add(m.phone_number)
+        shared = [m for m in members if times[m.phone_number] == 1]
+        alone = [m for m in members if times[m.phone_number] > 1]
         calls += [(key, shared[i:i + MAX_PER_CALL], _context(attempt))
                   for i in range(0, len(shared), MAX_PER_CALL)]
         calls += [(key, [m], _context(attempt, m.message_id)) for m in alone]

@@ -530,6 +530,8 @@ def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepRepor
     """Expired leases: ask the gateway where it can answer, else `unknown`."""
     report = SweepReport()
     now = utcnow()
+    if getattr(gateway, "asks_again", False):  # a carrier call per message: see ASK_BATCH
+        limit = min(limit, ASK_BATCH)
     rows = db.execute(_locked(db, _asked().where(
         Message.status == SUBMITTING, Message.lease_until < now)
         .order_by(Message.id).limit(limit))).all()
@@ -561,9 +563,14 @@ def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepRepor
 
 
 # An `unknown` message of a gateway that may still find it is asked about again after
-# half its age, within these bounds: about 80 questions over a 72-hour validity.
+# half its age, within these bounds (first 30 s after it became unknown): about 80
+# questions over a 72-hour validity.
 ASK_AGAIN_S = (30.0, 3600.0)
-ASK_BATCH = 100  # unknown messages asked about per sweep (one carrier call each, at most)
+# Messages such a gateway is asked about per sweep, expired leases and unknown ones
+# together: one carrier call each (Tencent allows 20 a second for it; every worker
+# sweeps every few seconds). The calls run in the sweep's transaction, on rows it
+# holds; a straggler's late result for them waits for it.
+ASK_BATCH = 50
 
 
 def resolve_unknown(db: Session, gateway: Any, settings: PipelineSettings,
@@ -572,29 +579,34 @@ def resolve_unknown(db: Session, gateway: Any, settings: PipelineSettings,
     status report that came after the call's answer was lost): found ones are
     recorded as submitted, with their receipt; the rest are asked about again later,
     until the receipt validity ends. Returns how many were found."""
-    if not getattr(gateway, "asks_again", False):
+    if not getattr(gateway, "asks_again", False) or limit <= 0:
         return 0
     now = utcnow()
+    low, high = ASK_AGAIN_S
     rows = db.execute(_locked(db, _asked(Message.submitted_at).where(
         Message.status == UNKNOWN, Message.attempt_id.is_not(None),
         Message.submitted_at > now - timedelta(seconds=settings.receipt_validity_s),
+        Message.submitted_at <= now - timedelta(seconds=low),
         (Message.lease_until.is_(None)) | (Message.lease_until <= now))
         .order_by(Message.id).limit(limit))).all()
     found = 0
-    low, high = ASK_AGAIN_S
     submitted = {r.id: r.submitted_at for r in rows}
+
+    def later(ids: list[int]) -> None:  # by primary key, one executemany
+        if ids:
+            db.execute(update(Message), [
+                {"id": i, "lease_until": now + timedelta(seconds=min(high, max(
+                    low, (now - (submitted[i] or now)).total_seconds() / 2)))} for i in ids])
+
     for attempt, claimed in _by_attempt(rows).items():
         try:
             answers = _look_up(db, gateway.lookup, claimed, attempt, rows)
-        except GatewayUnavailable:
-            break  # asked again next sweep
+        except GatewayUnavailable:  # cannot ask now: these wait their turn, the rest too
+            later([c.id for c in claimed])
+            break
         seen = [a for a in answers if a is not None and not a.unknown]
         found += record_submissions(db, attempt, seen)
-        later = [{"id": c.id, "lease_until": now + timedelta(seconds=min(high, max(
-                  low, (now - (submitted[c.id] or now)).total_seconds() / 2)))}
-                 for c, a in zip(claimed, answers, strict=True) if a is None or a.unknown]
-        if later:
-            db.execute(update(Message), later)  # by primary key, one executemany
+        later([c.id for c, a in zip(claimed, answers, strict=True) if a is None or a.unknown])
     return found
 
 
@@ -623,7 +635,8 @@ def _look_up(db: Session, lookup: Any, claimed: list[Claimed], attempt: str,
 def sweep(db: Session, gateway: Any, settings: PipelineSettings) -> SweepReport:
     """One pass; safe to run concurrently from several workers. The caller commits."""
     report = resolve_expired(db, gateway, settings.batch)
-    report.resolved_unknown = resolve_unknown(db, gateway, settings)
+    asked = report.resolved_sent + report.requeued + report.unknown
+    report.resolved_unknown = resolve_unknown(db, gateway, settings, ASK_BATCH - asked)
     now = utcnow()
     # A batch at a time, picked and locked in id order (rows a receipt applier holds
     # are skipped, not waited on), so the rollups move with exactly the rows changed.

@@ -418,3 +418,24 @@ def test_an_unexpected_error_is_a_logged_500_without_a_trace(
     assert status.startswith("500") and headers["Content-Type"] == "application/json"
     assert json.loads(out)["error"]["code"] == "InternalError"
     assert b"secret detail" not in out and "secret detail" in caplog.text
+
+
+class _Reset(io.RawIOBase):
+    """A request body whose client went away mid-way (gunicorn raises from read)."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        raise ConnectionResetError("connection reset by peer")
+
+
+def test_a_client_gone_mid_body_is_400_on_both_paths(caller: Caller, api: Flask,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The fast path answered it 500 and logged a stack trace (anyone could fill the
+    log: the body is read before the signature is checked); Flask's route, 400."""
+    with caplog.at_level(logging.ERROR):
+        fast, slow = (_call(wsgi, caller, _payload(caller), **{"wsgi.input": _Reset()})
+                      for wsgi in (api.wsgi_app, _flask_only(api)))
+    assert fast == slow and fast[0] == "400 BAD REQUEST", (fast, slow)
+    assert "Traceback" not in caplog.text

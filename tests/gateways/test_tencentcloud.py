@@ -225,16 +225,17 @@ def test_pipeline_with_pulled_receipts_and_replies(shop: Shop, session: Session,
 
 def test_calls_carry_the_attempt_and_a_repeated_number_goes_alone(tencent: TencentAPI) -> None:
     """Each SendSms names its attempt (SessionContext, which Tencent returns with each
-    report), and a number appears once per context: the same number twice in one
-    call was answered with one status for both messages before (one SerialNo, so
-    one receipt settled both and the other's never matched)."""
+    report), and a number the attempt holds twice goes out under contexts of each
+    message's own: the same number twice in one call was answered with one status for
+    both messages before (one SerialNo, so one receipt settled both and the other's
+    never matched)."""
     gateway = TencentCloudGateway(_config(tencent))
     batch = [replace(_outbound(n, "T1"), phone_number=phone, attempt_id="a1")
              for n, phone in ((1, "+14155550101"), (2, "+14155550102"), (3, "+14155550101"))]
     results = gateway.submit(batch)
     sends = [(b["PhoneNumberSet"], b["SessionContext"]) for a, b in tencent.calls
              if a == "SendSms"]
-    assert sends == [(["+14155550101", "+14155550102"], "smsops:a1"),
+    assert sends == [(["+14155550102"], "smsops:a1"), (["+14155550101"], "smsops:a1:1"),
                      (["+14155550101"], "smsops:a1:3")]
     assert len({r.gateway_id for r in results}) == 3
 
@@ -290,9 +291,10 @@ def _effective(shop: Shop, session: Session, ref: str) -> None:
 
 
 def _ask_now(session: Session) -> None:
-    """Time passes: every unknown message is due to be asked about again."""
+    """Time passes: every unknown message is due to be asked about (again)."""
     session.execute(update(Message).where(Message.status == "unknown")
-                    .values(lease_until=utcnow() - timedelta(seconds=1)))
+                    .values(lease_until=utcnow() - timedelta(seconds=1),
+                            submitted_at=utcnow() - timedelta(seconds=60)))
     session.commit()
 
 
@@ -310,6 +312,9 @@ def test_unknown_after_a_timeout_is_resolved_by_the_report(
     assert worker.run(tc_slow_app, burst=True)
     msg = session.scalar(select(Message).where(Message.serial_no == r.serial_no))
     assert msg is not None and msg.status == "unknown"
+    sweep_once(tc_slow_app)
+    assert tencent.asked() == 0  # not in its first 30 s: a report takes longer
+    _ask_now(session)
     assert sweep_once(tc_slow_app).resolved_unknown == 0  # no report yet: asked, not found
     assert tencent.asked() == 1
     sweep_once(tc_slow_app)
@@ -360,3 +365,154 @@ def test_an_expired_lease_is_resolved_by_reports_and_never_resent(
     sweep_once(tc_slow_app)
     assert tencent.asked() == asked + 1
     assert len([c for c in tencent.calls if c[0] == "SendSms"]) == 1
+
+
+def test_a_repeated_number_never_takes_another_messages_report(tencent: TencentAPI) -> None:
+    """Two messages of one attempt to one number; only the first left (the worker died
+    before the second's call). The second must stay unknown: with the first under the
+    attempt's shared context, a lookup of the second matched the first's report and
+    recorded a message that never left as delivered, with the first's SerialNo."""
+    gateway = TencentCloudGateway(_config(tencent))
+    first, repeat = (replace(_outbound(n, "T1"), phone_number="+14155550101", attempt_id="a1")
+                     for n in (1, 3))
+    original = tencent.answer
+
+    def answer(action: str, body: dict[str, Any]) -> dict[str, Any]:
+        if action == "SendSms" and body.get("SessionContext") == "smsops:a1:3":
+            return {"RequestId": "r", "Error": {"Code": "RequestLimitExceeded",
+                                                "Message": "throttled"}}  # never sent
+        return original(action, body)
+    tencent.answer = answer  # type: ignore[method-assign]
+    results = gateway.submit([first, repeat])
+    assert results[0].accepted and not results[1].accepted
+    tencent.deliver("+14155550101")
+    got_first, got_repeat = gateway.lookup([first, repeat])
+    assert got_first is not None and got_first.accepted
+    assert got_repeat is not None and got_repeat.unknown and not got_repeat.accepted
+    assert gateway.lookup([repeat])[0].unknown  # asked alone, the same
+
+
+def test_a_lookup_is_one_call_with_offset_zero(tencent: TencentAPI) -> None:
+    """Tencent's Offset for this call is fixed at 0 (its SDK says so): paging through
+    Offset 100..900 cost up to ten calls a message for the same page."""
+    gateway = TencentCloudGateway(_config(tencent))
+    m = replace(_outbound(1, "T1"), attempt_id="zz")
+    tencent.reports += [{"SerialNo": f"x{i}", "PhoneNumber": m.phone_number,
+                         "ReportStatus": "SUCCESS", "Description": "DELIVRD",
+                         "SessionContext": "other"} for i in range(1000)]
+    assert gateway.lookup([m])[0].unknown
+    asked = [b for a, b in tencent.calls if a == "PullSmsSendStatusByPhoneNumber"]
+    assert [(b["Offset"], b["Limit"]) for b in asked] == [(0, 100)]
+    assert asked[0]["EndTime"] <= time.time() + 1 and asked[0]["BeginTime"] < asked[0]["EndTime"]
+
+
+def _refusing(tencent: TencentAPI, code: str, number: str | None = None) -> None:
+    """Tencent answers `code` to lookups (of `number`, or of every number)."""
+    original = tencent.answer
+
+    def answer(action: str, body: dict[str, Any]) -> dict[str, Any]:
+        if action == "PullSmsSendStatusByPhoneNumber" and number in (None, body["PhoneNumber"]):
+            return {"RequestId": "r", "Error": {"Code": code, "Message": "refused"}}
+        return original(action, body)
+    tencent.answer = answer  # type: ignore[method-assign]
+
+
+def _unknown_rows(shop: Shop, session: Session, n: int) -> list[int]:
+    """n unknown messages, each of its own attempt, old enough to be asked about."""
+    results = shop.send([f"+1415555{1000 + i:04d}" for i in range(n)], params=["4321"])
+    session.commit()
+    ids = list(session.scalars(select(Message.id).where(
+        Message.serial_no.in_([r.serial_no for r in results])).order_by(Message.id)))
+    for i in ids:
+        session.execute(update(Message).where(Message.id == i).values(
+            status="unknown", attempt_id=pipeline.new_attempt(),
+            submitted_at=utcnow() - timedelta(seconds=60), lease_until=None,
+            error_code="FailedOperation.OutcomeUnknown"))
+    session.commit()
+    return ids
+
+
+def test_a_lookup_tencent_refuses_does_not_block_the_others(
+        shop: Shop, session: Session, tc_app: Flask, tencent: TencentAPI) -> None:
+    """Tencent refusing the lookup of one number (an Error for it) made the whole sweep
+    stop at that message, every sweep: the messages after it were never asked, though
+    their reports had come. Now it stays unknown, is asked again later, and the
+    others are found."""
+    _effective(shop, session, "1110200")
+    ids = _unknown_rows(shop, session, 3)
+    rows = dict(session.execute(select(Message.id, Message.phone_number)
+                                .where(Message.id.in_(ids))).all())
+    attempts = dict(session.execute(select(Message.id, Message.attempt_id)
+                                    .where(Message.id.in_(ids))).all())
+    _refusing(tencent, "InvalidParameterValue.IncorrectPhoneNumber", rows[ids[0]])
+    tencent.reports += [{"SerialNo": f"s{mid}", "PhoneNumber": rows[mid],
+                         "ReportStatus": "SUCCESS", "Description": "DELIVRD",
+                         "SessionContext": f"smsops:{attempts[mid]}"} for mid in ids[1:]]
+    assert sweep_once(tc_app).resolved_unknown == 2
+    session.expire_all()
+    assert [session.scalar(select(Message.status).where(Message.id == i)) for i in ids] == [
+        "unknown", "submitted", "submitted"]
+
+
+def test_expired_leases_end_unknown_when_tencent_refuses_lookups(
+        shop: Shop, session: Session, tc_app: Flask, tencent: TencentAPI) -> None:
+    """Credentials allowed to send but not to look up (a lasting refusal): the expired
+    lease ends `unknown`, as with a gateway that cannot be asked, instead of staying
+    `submitting` and being asked again at every sweep."""
+    _effective(shop, session, "1110201")
+    shop.send(["+14155550101"], params=["4321"])
+    session.commit()
+    pipeline.claim(session, pipeline.new_attempt(), pipeline.PipelineSettings())
+    session.execute(update(Message).values(lease_until=utcnow() - timedelta(seconds=1)))
+    session.commit()
+    _refusing(tencent, "UnauthorizedOperation.RequestPermissionDeny")
+    assert sweep_once(tc_app).unknown == 1
+    session.expire_all()
+    assert session.scalar(select(Message.status)) == "unknown"
+
+
+def test_a_sweep_asks_tencent_about_at_most_a_batch_of_messages(
+        shop: Shop, session: Session, tc_app: Flask, tencent: TencentAPI) -> None:
+    """120 expired leases: one lookup call per message, at most ASK_BATCH per sweep
+    (Tencent allows 20 calls a second), and those just found unknown are not asked
+    again in the same sweep (before: all 120, then 120 again)."""
+    _effective(shop, session, "1110202")
+    shop.send([f"+1415555{2000 + i:04d}" for i in range(120)], params=["4321"])
+    session.commit()
+    pipeline.claim(session, pipeline.new_attempt(), pipeline.PipelineSettings())
+    session.execute(update(Message).values(lease_until=utcnow() - timedelta(seconds=1)))
+    session.commit()
+    report = sweep_once(tc_app)
+    assert report.unknown == tencent.asked() == pipeline.ASK_BATCH
+    assert sweep_once(tc_app).unknown == pipeline.ASK_BATCH  # the next ones, next sweep
+
+
+def test_statistics_follow_unknown_found_and_delivered(
+        shop: Shop, session: Session, tc_app: Flask, tencent: TencentAPI) -> None:
+    """The rollups agree with the rows through submitting → unknown → submitted →
+    delivered by resolve_expired, resolve_unknown and the receipts."""
+    from tests.stats.expected import agree
+
+    _effective(shop, session, "1110203")
+    shop.send(["+14155550101", "+14155550102"], params=["4321"])
+    session.commit()
+    attempt = pipeline.new_attempt()
+    claimed = pipeline.claim(session, attempt, pipeline.PipelineSettings())
+    session.commit()
+    tc_app.extensions["gateway"].submit(pipeline.outbound(session, claimed, attempt))
+    session.execute(update(Message).values(lease_until=utcnow() - timedelta(seconds=1)))
+    session.commit()
+    assert sweep_once(tc_app).unknown == 2  # no reports yet
+    session.expire_all()
+    agree(session)
+    tencent.deliver("+14155550101")
+    tencent.deliver("+14155550102")
+    _ask_now(session)
+    assert sweep_once(tc_app).resolved_unknown == 2
+    session.expire_all()
+    agree(session)
+    pipeline.apply_receipts(session)
+    session.commit()
+    session.expire_all()
+    agree(session)
+    assert set(session.scalars(select(Message.status))) == {"delivered"}
