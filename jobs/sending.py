@@ -281,8 +281,19 @@ def store_receipts(app: Flask, found: list[Receipt]) -> None:
 
 def sweep_once(app: Flask) -> pipeline.SweepReport:
     """One sweeper pass (run every few seconds by each worker, see jobs/worker.py)."""
+    gateway = app.extensions["gateway"]
     with app.app_context(), app.extensions["db"].unit_of_work() as session:
-        report = pipeline.sweep(session, app.extensions["gateway"], _settings(app))
+        report = pipeline.sweep(session, gateway, _settings(app))
+    if getattr(gateway, "asks_again", False):  # carrier calls, outside that transaction
+        with app.app_context():
+            asked = pipeline.ask_carrier(app.extensions["db"].unit_of_work, gateway,
+                                         _settings(app))
+        report.resolved_sent, report.unknown = asked.resolved_sent, asked.unknown
+        report.requeued, report.resolved_unknown = asked.requeued, asked.resolved_unknown
+        report.redrive = report.redrive or bool(asked.requeued)
+        # Found messages came with their receipts, into the inbox after sweep() looked.
+        report.receipts_due = report.receipts_due or bool(
+            asked.resolved_sent or asked.resolved_unknown)
     if report.redrive:
         _wake(app, DRAIN_JOB)
     if report.receipts_due:

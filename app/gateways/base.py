@@ -84,7 +84,7 @@ class Lookup(Protocol):
     Tencent Cloud)."""
 
     # True where a message left `unknown` may still be found later (its report has
-    # not come yet): the sweeper asks again (pipeline.resolve_unknown).
+    # not come yet): the sweeper asks again (pipeline.ask_carrier).
     asks_again: bool
 
     def lookup(self, batch: list[Outbound]) -> list[SubmitResult | None]:

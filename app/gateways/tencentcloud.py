@@ -12,7 +12,7 @@ whose answer never came (a read timeout, a worker killed after the call) by aski
 for the number's reports and matching that context. Within one context a number is
 sent at most once (a repeat goes alone, under a context of its own), so a report
 names exactly one message. No report yet proves nothing: such messages stay
-`unknown` and are asked about again (app/services/pipeline.py, `resolve_unknown`).
+`unknown` and are asked about again (app/services/pipeline.py, `ask_carrier`).
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ class TencentCloudGateway:
             groups.setdefault((m.template_ref, m.sign_name or "", m.params), []).append(m)
         reached = False
         attempt = batch[0].attempt_id if batch else None  # a batch is one claim
-        for (template, sign, params), chunk, session in _calls(groups, attempt):
+        times = Counter(m.phone_number for m in batch)  # template-less ones too
+        for (template, sign, params), chunk, session in _calls(groups, attempt, times):
             req = models.SendSmsRequest()
             req.SmsSdkAppId, req.TemplateId = self.sdk_app_id, template
             req.SignName = sign or None
@@ -139,7 +140,17 @@ class TencentCloudGateway:
         now = int(time.time())
         out: list[SubmitResult | None] = []
         for m in batch:
-            report = self._report(m, now)
+            try:
+                report = self._report(m, now)
+            except GatewayUnavailable:
+                if not out:
+                    raise
+                # Throttled part-way: keep what was found; the rest stay unknown and
+                # are asked about again (pipeline.ask_carrier).
+                out += [SubmitResult(o.message_id, False, None,
+                                     "FailedOperation.OutcomeUnknown", unknown=True)
+                        for o in batch[len(out):]]
+                break
             if report is None:
                 out.append(SubmitResult(m.message_id, False, None,
                                         "FailedOperation.OutcomeUnknown", unknown=True))
@@ -197,14 +208,13 @@ def _context(attempt: str | None, message_id: int | None = None) -> str:
     return f"smsops:{attempt}" if message_id is None else f"smsops:{attempt}:{message_id}"
 
 
-def _calls(groups: dict[Group, list[Outbound]],
-           attempt: str | None) -> list[tuple[Group, list[Outbound], str]]:
+def _calls(groups: dict[Group, list[Outbound]], attempt: str | None,
+           times: Counter[str]) -> list[tuple[Group, list[Outbound], str]]:
     """SendSms calls of up to MAX_PER_CALL numbers, with their SessionContext: the
     attempt's, except for a number the attempt holds more than once, whose messages
     each go alone under a context of their own. A report's (context, number) then
     names one message, whichever of the attempt's messages are asked about later."""
     calls = []
-    times = Counter(m.phone_number for members in groups.values() for m in members)
     for key, members in groups.items():
         shared = [m for m in members if times[m.phone_number] == 1]
         alone = [m for m in members if times[m.phone_number] > 1]

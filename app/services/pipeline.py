@@ -47,7 +47,7 @@ UPDATE from the state before it, so two movers can never both win):
   late result from the same attempt still corrects it, and where the gateway may
   still find it (`asks_again`: Tencent Cloud, by the status reports that carry the
   attempt) the sweeper asks again after half the message's age (30 s to 1 h) until
-  the receipt validity ends (`resolve_unknown`).
+  the receipt validity ends (`ask_carrier`, outside the sweep's transaction).
 - **no_receipt**: submitted, and no receipt within the validity period
   (RECEIPT_VALIDITY_S, default 72 h). A late receipt still applies.
 
@@ -90,7 +90,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -530,8 +531,6 @@ def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepRepor
     """Expired leases: ask the gateway where it can answer, else `unknown`."""
     report = SweepReport()
     now = utcnow()
-    if getattr(gateway, "asks_again", False):  # a carrier call per message: see ASK_BATCH
-        limit = min(limit, ASK_BATCH)
     rows = db.execute(_locked(db, _asked().where(
         Message.status == SUBMITTING, Message.lease_until < now)
         .order_by(Message.id).limit(limit))).all()
@@ -549,9 +548,9 @@ def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepRepor
             report.unknown += len(claimed)
             continue
         try:
-            answers = _look_up(db, lookup, claimed, attempt, rows)
+            answers = list(lookup(_outbound_since(db, claimed, attempt, rows)))
         except GatewayUnavailable:
-            continue  # cannot ask now: still held, asked again next sweep
+            break  # cannot ask now: these and the rest still held, asked next sweep
         seen = [a for a in answers if a is not None]
         never = [c.id for c, a in zip(claimed, answers, strict=True) if a is None]
         record_submissions(db, attempt, seen)  # answers `unknown` are recorded as such
@@ -568,46 +567,71 @@ def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepRepor
 ASK_AGAIN_S = (30.0, 3600.0)
 # Messages such a gateway is asked about per sweep, expired leases and unknown ones
 # together: one carrier call each (Tencent allows 20 a second for it; every worker
-# sweeps every few seconds). The calls run in the sweep's transaction, on rows it
-# holds; a straggler's late result for them waits for it.
+# sweeps every few seconds).
 ASK_BATCH = 50
 
 
-def resolve_unknown(db: Session, gateway: Any, settings: PipelineSettings,
-                    limit: int = ASK_BATCH) -> int:
-    """`unknown` messages of a gateway that can still find them (Tencent Cloud: a
-    status report that came after the call's answer was lost): found ones are
-    recorded as submitted, with their receipt; the rest are asked about again later,
-    until the receipt validity ends. Returns how many were found."""
-    if not getattr(gateway, "asks_again", False) or limit <= 0:
-        return 0
-    now = utcnow()
+def ask_carrier(work: Callable[[], AbstractContextManager[Session]], gateway: Any,
+                settings: PipelineSettings, limit: int = ASK_BATCH) -> SweepReport:
+    """For a gateway asked one message at a time over the network (`asks_again`:
+    Tencent Cloud, by the status reports that carry the attempt): its expired leases
+    and due `unknown` messages, at most `limit`. Three short transactions from
+    `work`, none open while the carrier is asked (a write lock held across network
+    calls stalled SQLite's other writers, and row locks deadlocked with a straggler
+    recording the same attempt): take the rows, moving their lease or next question
+    on so that no other sweeper takes them; ask; record. A found message is recorded
+    as submitted with its receipt; an expired lease not found ends `unknown`; an
+    unknown one not found is asked again after half its age (ASK_AGAIN_S) until the
+    receipt validity ends."""
+    report = SweepReport()
     low, high = ASK_AGAIN_S
-    rows = db.execute(_locked(db, _asked(Message.submitted_at).where(
-        Message.status == UNKNOWN, Message.attempt_id.is_not(None),
-        Message.submitted_at > now - timedelta(seconds=settings.receipt_validity_s),
-        Message.submitted_at <= now - timedelta(seconds=low),
-        (Message.lease_until.is_(None)) | (Message.lease_until <= now))
-        .order_by(Message.id).limit(limit))).all()
-    found = 0
-    submitted = {r.id: r.submitted_at for r in rows}
-
-    def later(ids: list[int]) -> None:  # by primary key, one executemany
-        if ids:
-            db.execute(update(Message), [
-                {"id": i, "lease_until": now + timedelta(seconds=min(high, max(
-                    low, (now - (submitted[i] or now)).total_seconds() / 2)))} for i in ids])
-
-    for attempt, claimed in _by_attempt(rows).items():
+    now = utcnow()
+    with work() as db:
+        rows = list(db.execute(_locked(db, _asked(Message.submitted_at, Message.status).where(
+            Message.status == SUBMITTING, Message.lease_until < now)
+            .order_by(Message.id).limit(limit))).all())
+        if len(rows) < limit:
+            rows += db.execute(_locked(db, _asked(Message.submitted_at, Message.status).where(
+                Message.status == UNKNOWN, Message.attempt_id.is_not(None),
+                Message.submitted_at > now - timedelta(seconds=settings.receipt_validity_s),
+                Message.submitted_at <= now - timedelta(seconds=low),
+                (Message.lease_until.is_(None)) | (Message.lease_until <= now))
+                .order_by(Message.id).limit(limit - len(rows)))).all()
+        if not rows:
+            return report
+        db.execute(update(Message), [  # taken: by primary key, one executemany
+            {"id": r.id, "lease_until": now + timedelta(
+                seconds=settings.lease_s if r.status == SUBMITTING else low)} for r in rows])
+        asks = [(attempt, claimed, _outbound_since(db, claimed, attempt, rows))
+                for attempt, claimed in _by_attempt(rows).items()]
+    answered: list[tuple[str, list[Claimed], list[SubmitResult | None]]] = []
+    for attempt, claimed, outbound_ in asks:
         try:
-            answers = _look_up(db, gateway.lookup, claimed, attempt, rows)
-        except GatewayUnavailable:  # cannot ask now: these wait their turn, the rest too
-            later([c.id for c in claimed])
-            break
-        seen = [a for a in answers if a is not None and not a.unknown]
-        found += record_submissions(db, attempt, seen)
-        later([c.id for c, a in zip(claimed, answers, strict=True) if a is None or a.unknown])
-    return found
+            answered.append((attempt, claimed, list(gateway.lookup(outbound_))))
+        except GatewayUnavailable:
+            break  # cannot ask now: the rest wait for their lease or next question
+    was = {r.id: r for r in rows}
+    with work() as db:
+        for attempt, claimed, answers in answered:
+            expired = [a for c, a in zip(claimed, answers, strict=True)
+                       if was[c.id].status == SUBMITTING and a is not None]
+            found = [a for c, a in zip(claimed, answers, strict=True)
+                     if was[c.id].status == UNKNOWN and a is not None and not a.unknown]
+            record_submissions(db, attempt, expired + found)  # checks attempt and state
+            report.unknown += sum(1 for a in expired if a.unknown)
+            report.resolved_sent += sum(1 for a in expired if not a.unknown)
+            report.resolved_unknown += len(found)
+            never = [c.id for c, a in zip(claimed, answers, strict=True)
+                     if was[c.id].status == SUBMITTING and a is None]
+            release(db, attempt, never)
+            report.requeued += len(never)
+            later = [{"id": c.id, "lease_until": now + timedelta(seconds=min(high, max(
+                low, (now - (was[c.id].submitted_at or now)).total_seconds() / 2)))}
+                for c, a in zip(claimed, answers, strict=True)
+                if was[c.id].status == UNKNOWN and (a is None or a.unknown)]
+            if later:
+                db.execute(update(Message), later)
+    return report
 
 
 def _asked(*extra: Any) -> Any:
@@ -625,18 +649,18 @@ def _by_attempt(rows: Sequence[Any]) -> dict[str, list[Claimed]]:
     return by_attempt
 
 
-def _look_up(db: Session, lookup: Any, claimed: list[Claimed], attempt: str,
-             rows: Sequence[Any]) -> list[SubmitResult | None]:
+def _outbound_since(db: Session, claimed: list[Claimed], attempt: str,
+                    rows: Sequence[Any]) -> list[Outbound]:
     since = {r.id: r.created_at for r in rows}
-    return list(lookup([replace(o, since=since[o.message_id])
-                        for o in outbound(db, claimed, attempt)]))
+    return [replace(o, since=since[o.message_id]) for o in outbound(db, claimed, attempt)]
 
 
 def sweep(db: Session, gateway: Any, settings: PipelineSettings) -> SweepReport:
     """One pass; safe to run concurrently from several workers. The caller commits."""
-    report = resolve_expired(db, gateway, settings.batch)
-    asked = report.resolved_sent + report.requeued + report.unknown
-    report.resolved_unknown = resolve_unknown(db, gateway, settings, ASK_BATCH - asked)
+    # A gateway asked over the network one message at a time is asked outside this
+    # transaction, by the caller (ask_carrier).
+    report = SweepReport() if getattr(gateway, "asks_again", False) else \
+        resolve_expired(db, gateway, settings.batch)
     now = utcnow()
     # A batch at a time, picked and locked in id order (rows a receipt applier holds
     # are skipped, not waited on), so the rollups move with exactly the rows changed.

@@ -490,7 +490,7 @@ def test_a_sweep_asks_tencent_about_at_most_a_batch_of_messages(
 def test_statistics_follow_unknown_found_and_delivered(
         shop: Shop, session: Session, tc_app: Flask, tencent: TencentAPI) -> None:
     """The rollups agree with the rows through submitting → unknown → submitted →
-    delivered by resolve_expired, resolve_unknown and the receipts."""
+    delivered by the sweeper's lookups (pipeline.ask_carrier) and the receipts."""
     from tests.stats.expected import agree
 
     _effective(shop, session, "1110203")
@@ -516,3 +516,223 @@ def test_statistics_follow_unknown_found_and_delivered(
     session.expire_all()
     agree(session)
     assert set(session.scalars(select(Message.status))) == {"delivered"}
+
+
+# --- found by a second review: template-less repeats, throttling, lookups outside the
+# sweep's transaction -------------------------------------------------------------
+
+X = "+14155550101"
+
+
+def test_gateway_a_template_less_message_takes_the_report_of_its_number(
+        tencent: TencentAPI) -> None:
+    """A message with no carrier template is never sent, and is left out of the
+    Counter in _calls, so the other message of its number goes under the shared
+    context `smsops:<attempt>`; a lookup of the template-less one matches it."""
+    gateway = TencentCloudGateway(_config(tencent))
+    sent = replace(_outbound(1, "T1"), phone_number=X, attempt_id="a1")
+    bare = replace(_outbound(2, "T1"), phone_number=X, attempt_id="a1", template_ref=None)
+    results = gateway.submit([sent, bare])
+    assert results[0].accepted and results[1].carrier_code == "NO_CARRIER_TEMPLATE"
+    tencent.deliver(X)
+    [got] = gateway.lookup([bare])
+    assert got is None or not got.accepted, (
+        f"never sent, yet found with {got.gateway_id} (the other message's SerialNo "
+        f"{results[0].gateway_id})")
+
+
+def test_pipeline_a_never_sent_message_is_recorded_delivered_with_anothers_serial(
+        shop: Shop, session: Session, tc_app: Flask, tencent: TencentAPI) -> None:
+    """Two messages to one number in one claim; the second's template has no carrier
+    id. The worker dies after SendSms (before recording). The sweeper records the
+    second, which never left, as submitted with the first's SerialNo (then
+    delivered by its receipt)."""
+    _effective(shop, session, "1110300")
+    codes = [r.code for r in shop.send([X], params=["4321"]) + shop.send([X], params=["5678"])]
+    session.commit()
+    assert codes == ["Ok", "Ok"]
+    first, second = session.scalars(select(Message.id).order_by(Message.id)).all()
+    session.execute(update(Message).where(Message.id == second)
+                    .values(template_id=shop.templates["marketing"]))  # no carrier id
+    session.commit()
+    attempt = pipeline.new_attempt()
+    claimed = pipeline.claim(session, attempt, pipeline.PipelineSettings())
+    session.commit()
+    results = tc_app.extensions["gateway"].submit(pipeline.outbound(session, claimed, attempt))
+    assert [r.accepted for r in results] == [True, False]  # the worker dies here
+    session.execute(update(Message).values(lease_until=utcnow() - timedelta(seconds=1)))
+    session.commit()
+    tencent.deliver(X)
+    sweep_once(tc_app)
+    session.expire_all()
+    row = session.execute(select(Message.status, Message.gateway_message_id)
+                          .where(Message.id == second)).one()
+    assert len([c for c in tencent.calls if c[0] == "SendSms"]) == 1
+    assert row.status not in ("submitted", "delivered"), (
+        f"never sent, recorded {row.status} with {row.gateway_message_id} "
+        f"(message {first}'s SerialNo {results[0].gateway_id})")
+
+
+def _slow_lookups(tencent: TencentAPI, delay: float) -> None:
+    original = tencent.answer
+
+    def answer(action: str, body: dict[str, Any]) -> dict[str, Any]:
+        if action == "PullSmsSendStatusByPhoneNumber":
+            time.sleep(delay)  # past the client's read timeout
+        return original(action, body)
+    tencent.answer = answer  # type: ignore[method-assign]
+
+
+def test_an_unanswering_tencent_is_asked_once_per_sweep_not_once_per_attempt(
+        shop: Shop, session: Session, tc_slow_app: Flask, tencent: TencentAPI) -> None:
+    """resolve_expired `continue`s after GatewayUnavailable: with Tencent timing out
+    (when leases expire because SendSms is slow), every attempt group costs a full
+    read timeout (20 s by default), up to 50 per sweep, with the rows locked and the
+    worker's sweeper thread (redrive, receipts wake, task redrive) stalled."""
+    _effective(shop, session, "1110301")
+    for i in range(5):  # API sends: one claim (attempt) each at low load
+        shop.send([f"+1415555{3000 + i:04d}"], params=["4321"])
+        session.commit()
+        pipeline.claim(session, pipeline.new_attempt(), pipeline.PipelineSettings())
+        session.commit()
+    session.execute(update(Message).values(lease_until=utcnow() - timedelta(seconds=1)))
+    session.commit()
+    _slow_lookups(tencent, 1.5)  # TENCENTCLOUD_TIMEOUT_S = 1
+    started = time.monotonic()
+    sweep_once(tc_slow_app)
+    took = time.monotonic() - started
+    assert tencent.asked() <= 1, f"{tencent.asked()} lookups timed out in one sweep ({took:.1f} s)"
+
+
+def test_a_throttled_lookup_discards_the_answers_already_found(
+        shop: Shop, session: Session, tc_app: Flask, tencent: TencentAPI) -> None:
+    """One attempt of 30 messages, all sent and delivered; the worker died. Tencent
+    answers 20 lookups a sweep, then RequestLimitExceeded. The 20 reports found are
+    thrown away with the GatewayUnavailable, and the next sweep asks about the same
+    rows first: nothing is ever resolved while the throttle holds (ASK_BATCH 50 is
+    more than Tencent's 20 calls a second, and every worker sweeps)."""
+    _effective(shop, session, "1110302")
+    shop.send([f"+1415555{4000 + i:04d}" for i in range(30)], params=["4321"])
+    session.commit()
+    attempt = pipeline.new_attempt()
+    claimed = pipeline.claim(session, attempt, pipeline.PipelineSettings())
+    session.commit()
+    tc_app.extensions["gateway"].submit(pipeline.outbound(session, claimed, attempt))
+    for c in claimed:
+        tencent.deliver(c.phone_number)
+    session.execute(update(Message).values(lease_until=utcnow() - timedelta(seconds=1)))
+    session.commit()
+    original = tencent.answer
+    window = {"n": 0}
+
+    def answer(action: str, body: dict[str, Any]) -> dict[str, Any]:
+        if action == "PullSmsSendStatusByPhoneNumber":
+            window["n"] += 1
+            if window["n"] > 20:
+                return {"RequestId": "r", "Error": {"Code": "RequestLimitExceeded",
+                                                    "Message": "throttled"}}
+        return original(action, body)
+    tencent.answer = answer  # type: ignore[method-assign]
+    resolved = 0
+    for _ in range(3):
+        window["n"] = 0  # a new second
+        report = sweep_once(tc_app)
+        resolved += report.resolved_sent + report.unknown
+    assert resolved > 0, f"3 sweeps, {tencent.asked()} lookups, nothing resolved"
+
+
+def test_sweeper_lookups_under_row_locks_deadlock_with_a_straggler_worker(
+        shop: Shop, session: Session, tc_app: Flask, tencent: TencentAPI,
+        backend: Any) -> None:
+    """PostgreSQL. The sweeper locks an expired row of attempt A and asks Tencent
+    (HTTP inside the transaction). The straggler worker of A records its results:
+    record_submissions first releases a `not_sent` row the sweeper had already made
+    `unknown` (rollups.moved: rollup rows locked), then waits in rollups.snapshot for
+    the sweeper's row. The sweeper's record_submissions then needs the same rollup
+    rows: a deadlock, one of the two transactions is aborted."""
+    import threading
+
+    import pytest
+
+    from app.gateways.base import SubmitResult
+    if backend.name != "postgresql":
+        pytest.skip("row locks are PostgreSQL's")
+    _effective(shop, session, "1110303")
+    shop.send(["+14155556001", "+14155556002"], params=["4321"])
+    session.commit()
+    attempt = pipeline.new_attempt()
+    r1, r2 = pipeline.claim(session, attempt, pipeline.PipelineSettings())
+    session.commit()
+    # An earlier sweep found r1 unknown (its lease ran out while the worker sent).
+    pipeline.record_submissions(session, attempt, [SubmitResult(
+        r1.id, False, None, "FailedOperation.OutcomeUnknown", unknown=True)])
+    session.execute(update(Message).where(Message.id == r2.id)
+                    .values(lease_until=utcnow() - timedelta(seconds=1)))
+    session.commit()
+    _slow_lookups(tencent, 2.0)  # within the 20 s timeout: just slow
+    errors: dict[str, BaseException] = {}
+
+    def sweeper() -> None:
+        try:
+            sweep_once(tc_app)
+        except BaseException as exc:
+            errors["sweeper"] = exc
+    t = threading.Thread(target=sweeper)
+    t.start()
+    time.sleep(0.7)  # the sweeper holds r2 and waits for Tencent
+    db = tc_app.extensions["db"]
+    try:
+        with tc_app.app_context(), db.unit_of_work() as s:
+            pipeline.record_submissions(s, attempt, [
+                SubmitResult(r1.id, False, None, "FailedOperation.GatewayUnavailable",
+                             "RequestLimitExceeded", not_sent=True),
+                SubmitResult(r2.id, True, "sn-late")])
+    except BaseException as exc:
+        errors["worker"] = exc
+    t.join(30)
+    assert not errors, {k: f"{type(v).__name__}: {str(v)[:120]}" for k, v in errors.items()}
+
+
+def test_sqlite_writers_wait_for_the_sweepers_lookups(
+        shop: Shop, session: Session, tc_app: Flask, tencent: TencentAPI,
+        backend: Any) -> None:
+    """SQLite (the embedded default). resolve_unknown writes (`later`, a found
+    message's record) after its first attempt group, then makes the other groups'
+    HTTP calls inside the same transaction: the database's write lock is held across
+    up to 49 Tencent round trips, so every API send and worker waits (busy_timeout
+    30 s, then 'database is locked')."""
+    import sqlite3
+    import threading
+
+    import pytest
+    if backend.name != "sqlite":
+        pytest.skip("SQLite's one writer")
+    _effective(shop, session, "1110304")
+    ids = []
+    for i in range(4):
+        shop.send([f"+1415555{5000 + i:04d}"], params=["4321"])
+        session.commit()
+    ids = list(session.scalars(select(Message.id)))
+    for i in ids:
+        session.execute(update(Message).where(Message.id == i).values(
+            status="unknown", attempt_id=pipeline.new_attempt(),
+            submitted_at=utcnow() - timedelta(seconds=60), lease_until=None))
+    session.commit()
+    _slow_lookups(tencent, 1.0)
+    t = threading.Thread(target=sweep_once, args=(tc_app,))
+    t.start()
+    time.sleep(1.6)  # first group asked and written; the second's call under way
+    path = backend.db.url.split("///", 1)[1]
+    conn = sqlite3.connect(path, timeout=1.0)
+    try:
+        started = time.monotonic()
+        conn.execute("UPDATE message SET fee = fee WHERE id = ?", (ids[0],))
+        conn.commit()
+        waited = time.monotonic() - started
+    except sqlite3.OperationalError as exc:
+        waited = float("inf")
+        print("writer:", exc)
+    finally:
+        conn.close()
+        t.join(30)
+    assert waited < 0.5, f"a writer waited {waited} s for the sweeper's HTTP calls"
