@@ -59,6 +59,11 @@ class Message(Base):
         # walked the table's past: 0.44-0.77 s per batch with 200,000 waiting).
         Index("ix_message_accepted", "id", postgresql_where=text("status = 'accepted'"),
               sqlite_where=text("status = 'accepted'")),
+        # Unknown rows by submission (0027): the sweeper asks Tencent Cloud about the
+        # recent ones only (pipeline.ask_carrier); older ones stay unknown for good.
+        Index("ix_message_unknown", "submitted_at",
+              postgresql_where=text("status = 'unknown'"),
+              sqlite_where=text("status = 'unknown'")),
     )
 
     # BIGINT on PostgreSQL; SQLite only auto-increments an INTEGER primary key.
