@@ -94,12 +94,13 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
     Integer,
     String,
+    Table,
     any_,
     bindparam,
     delete,
@@ -587,21 +588,19 @@ def ask_carrier(work: Callable[[], AbstractContextManager[Session]], gateway: An
     low, high = ASK_AGAIN_S
     now = utcnow()
     with work() as db:
-        rows = list(db.execute(_locked(db, _asked(Message.submitted_at, Message.status).where(
-            Message.status == SUBMITTING, Message.lease_until < now)
-            .order_by(Message.id).limit(limit))).all())
+        # Taken as `claim` takes rows: one conditional UPDATE each, returning what it
+        # moved, so two sweepers never take the same row (SQLite too).
+        rows = _take(db, [Message.status == SUBMITTING, Message.lease_until < now],
+                     now + timedelta(seconds=settings.lease_s), limit)
         if len(rows) < limit:
-            rows += db.execute(_locked(db, _asked(Message.submitted_at, Message.status).where(
+            rows += _take(db, [
                 Message.status == UNKNOWN, Message.attempt_id.is_not(None),
                 Message.submitted_at > now - timedelta(seconds=settings.receipt_validity_s),
                 Message.submitted_at <= now - timedelta(seconds=low),
-                (Message.lease_until.is_(None)) | (Message.lease_until <= now))
-                .order_by(Message.id).limit(limit - len(rows)))).all()
+                (Message.lease_until.is_(None)) | (Message.lease_until <= now)],
+                now + timedelta(seconds=low), limit - len(rows))
         if not rows:
             return report
-        db.execute(update(Message), [  # taken: by primary key, one executemany
-            {"id": r.id, "lease_until": now + timedelta(
-                seconds=settings.lease_s if r.status == SUBMITTING else low)} for r in rows])
         asks = [(attempt, claimed, _outbound_since(db, claimed, attempt, rows))
                 for attempt, claimed in _by_attempt(rows).items()]
     answered: list[tuple[str, list[Claimed], list[SubmitResult | None]]] = []
@@ -625,19 +624,36 @@ def ask_carrier(work: Callable[[], AbstractContextManager[Session]], gateway: An
                      if was[c.id].status == SUBMITTING and a is None]
             release(db, attempt, never)
             report.requeued += len(never)
-            later = [{"id": c.id, "lease_until": now + timedelta(seconds=min(high, max(
-                low, (now - (was[c.id].submitted_at or now)).total_seconds() / 2)))}
+            later = [{"b_id": c.id, "b_attempt": attempt, "b_lease": now + timedelta(
+                seconds=min(high, max(low, (now - (was[c.id].submitted_at or now))
+                                      .total_seconds() / 2)))}
                 for c, a in zip(claimed, answers, strict=True)
                 if was[c.id].status == UNKNOWN and (a is None or a.unknown)]
-            if later:
-                db.execute(update(Message), later)
+            if later:  # only rows still unknown under that attempt (one executemany)
+                table = cast(Table, Message.__table__)
+                db.execute(update(table).where(
+                    table.c.id == bindparam("b_id"), table.c.status == UNKNOWN,
+                    table.c.attempt_id == bindparam("b_attempt"))
+                    .values(lease_until=bindparam("b_lease", type_=UTCDateTime())), later)
     return report
 
 
+def _take(db: Session, conditions: list[Any], lease: datetime, limit: int) -> list[Any]:
+    pick = select(Message.id).where(*conditions).order_by(Message.id).limit(limit)
+    taken = db.execute(update(Message).where(*picked(db, Message.id, pick, *conditions))
+                       .values(lease_until=lease)
+                       .returning(*_ASKED, Message.submitted_at, Message.status)
+                       .execution_options(synchronize_session=False)).all()
+    return sorted(taken, key=lambda r: r.id)
+
+
+_ASKED = (Message.id, Message.phone_number, Message.content, Message.region,
+          Message.template_id, Message.template_params, Message.signature_id,
+          Message.attempt_id, Message.created_at)
+
+
 def _asked(*extra: Any) -> Any:
-    return select(Message.id, Message.phone_number, Message.content, Message.region,
-                  Message.template_id, Message.template_params, Message.signature_id,
-                  Message.attempt_id, Message.created_at, *extra)
+    return select(*_ASKED, *extra)
 
 
 def _by_attempt(rows: Sequence[Any]) -> dict[str, list[Claimed]]:
