@@ -147,13 +147,10 @@ class TencentCloudGateway:
                     raise
                 # Throttled part-way: keep what was found; the rest stay unknown and
                 # are asked about again (pipeline.ask_carrier).
-                out += [SubmitResult(o.message_id, False, None,
-                                     "FailedOperation.OutcomeUnknown", unknown=True)
-                        for o in batch[len(out):]]
+                out += [_unknown(o.message_id) for o in batch[len(out):]]
                 break
             if report is None:
-                out.append(SubmitResult(m.message_id, False, None,
-                                        "FailedOperation.OutcomeUnknown", unknown=True))
+                out.append(_unknown(m.message_id))
                 continue
             serial = str(report.SerialNo or "")
             out.append(SubmitResult(m.message_id, True, serial, receipt=Receipt(
@@ -200,6 +197,11 @@ class TencentCloudGateway:
         for r in self.client.PullSmsReplyStatus(reply_req).PullSmsReplyStatusSet or []:
             replies.append((r.PhoneNumber, r.ReplyContent))
         return receipts, replies
+
+
+def _unknown(message_id: int) -> SubmitResult:
+    return SubmitResult(message_id, False, None, "FailedOperation.OutcomeUnknown",
+                        unknown=True)
 
 
 def _context(attempt: str | None, message_id: int | None = None) -> str:
