@@ -528,11 +528,17 @@ class SweepReport:
     expired: int = 0  # submitted → no_receipt
 
 
+# What asking the gateway about a message needs (Claimed, the attempt, its acceptance).
+_ASKED = (Message.id, Message.phone_number, Message.content, Message.region,
+          Message.template_id, Message.template_params, Message.signature_id,
+          Message.attempt_id, Message.created_at)
+
+
 def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepReport:
     """Expired leases: ask the gateway where it can answer, else `unknown`."""
     report = SweepReport()
     now = utcnow()
-    rows = db.execute(_locked(db, _asked().where(
+    rows = db.execute(_locked(db, select(*_ASKED).where(
         Message.status == SUBMITTING, Message.lease_until < now)
         .order_by(Message.id).limit(limit))).all()
     lookup = getattr(gateway, "lookup", None)
@@ -645,15 +651,6 @@ def _take(db: Session, conditions: list[Any], lease: datetime, limit: int) -> li
                        .returning(*_ASKED, Message.submitted_at, Message.status)
                        .execution_options(synchronize_session=False)).all()
     return sorted(taken, key=lambda r: r.id)
-
-
-_ASKED = (Message.id, Message.phone_number, Message.content, Message.region,
-          Message.template_id, Message.template_params, Message.signature_id,
-          Message.attempt_id, Message.created_at)
-
-
-def _asked(*extra: Any) -> Any:
-    return select(*_ASKED, *extra)
 
 
 def _by_attempt(rows: Sequence[Any]) -> dict[str, list[Claimed]]:

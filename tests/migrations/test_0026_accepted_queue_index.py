@@ -9,46 +9,21 @@ claimed row. The claim here is explained exactly as `pipeline.claim` sends it.""
 from __future__ import annotations
 
 import pytest
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from app import migrate
-from app.db import Base
 from app.models import Application
 from app.services import pipeline
 from app.services.pipeline import PipelineSettings
 from tests.helpers import explained, make_app
+from tests.migrations.indexes import check_comes_and_goes
 
 NAME = "ix_message_accepted"
 
 
-def _definition(engine: Engine) -> str | None:
-    with engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            return conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"),
-                                {"n": NAME}).scalar()
-        return conn.execute(text("SELECT sql FROM sqlite_master WHERE name = :n"),
-                            {"n": NAME}).scalar()
-
-
 def test_the_index_comes_and_goes_with_the_migration(empty_db_url: str) -> None:
-    url = empty_db_url
-    migrate.upgrade(url)
-    engine = create_engine(url)
-    found = _definition(engine)
-    assert found is not None and "accepted" in found and "WHERE" in found.upper()
-    with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-        assert [d for d in diff if "message" in repr(d)] == []
-    command.downgrade(migrate.alembic_config(url), "0025")
-    assert _definition(engine) is None
-    migrate.upgrade(url)
-    assert _definition(engine) is not None
-    engine.dispose()
+    check_comes_and_goes(empty_db_url, NAME, "accepted", "0025")
 
 
 def _fill(s: Session, app_id: int, delivered: int, accepted: int) -> None:
