@@ -27,7 +27,7 @@ from rq.exceptions import StopRequested
 from rq.worker.base import BaseWorker
 
 from app.queue import QUEUE_NAMES
-from app.supervise import stop_within
+from app.supervise import stop_within, stopping
 from jobs import runtime
 
 log = logging.getLogger("smsops.worker")
@@ -120,14 +120,16 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
             try:
                 current = worker()
                 current.work(with_scheduler=True, logging_level="INFO")
-                if current._stop_requested:
+                # An idle worker's stop ends work() by StopRequested, which RQ catches:
+                # only our flag tells that from an outage (it would start a new worker).
+                if current._stop_requested or stopping.is_set():
                     return True
                 log.warning("worker stopped (Redis or database outage?); starting again")
             except (redis_lib.RedisError, OSError) as exc:
                 log.warning("worker lost Redis (%s); retrying in %.1f s", exc, delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
-            if current is not None and current._stop_requested:
+            if stopping.is_set() or (current is not None and current._stop_requested):
                 return True
     except (StopRequested, KeyboardInterrupt):
         return True

