@@ -98,7 +98,7 @@ def run_command(host: str | None, port: int | None, threads: int) -> None:
     """Start the web server, an RQ worker and its scheduler; Ctrl-C stops all."""
     from waitress import create_server
 
-    from app.supervise import Children, InstanceLock
+    from app.supervise import Children, InstanceLock, freeze_heap
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     lock = InstanceLock(Path(app.config["INSTANCE_DIR"]))
@@ -146,6 +146,7 @@ def run_command(host: str | None, port: int | None, threads: int) -> None:
         if follower:
             children.start([sys.executable, "-m", "app.cli", follower], env)
         click.echo(f"smsops is running at http://{host}:{port}  (Ctrl-C stops it)")
+        freeze_heap()
         server.run()
     except KeyboardInterrupt:
         pass  # (waitress returns from run() on it too)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import gc
 import os
 import signal
 import subprocess
@@ -226,3 +227,13 @@ def _start_time(pid: int) -> str | None:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return None
+
+
+def freeze_heap() -> None:
+    """Called once a long-running process has built what it keeps for its life
+    (modules, mappers, the app): those objects leave the cyclic collector's full
+    passes, which otherwise walk them again and again (bench/README.md round 8: a
+    bulk task's workers spent ~10% less CPU per message, the send API ~5-9% less).
+    Reference counting still frees them; only cycles among them would stay."""
+    gc.collect()
+    gc.freeze()

@@ -27,7 +27,7 @@ from rq.exceptions import StopRequested
 from rq.worker.base import BaseWorker
 
 from app.queue import QUEUE_NAMES
-from app.supervise import stop_within, stopping
+from app.supervise import freeze_heap, stop_within, stopping
 from jobs import runtime
 
 log = logging.getLogger("smsops.worker")
@@ -111,6 +111,7 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
     from jobs.retention import ensure_scheduled
 
     ensure_scheduled()  # the hourly purge of old records (jobs/retention.py)
+    freeze_heap()  # this process lives on: before the jobs (and the work horses' forks)
     sweeper = Sweeper(app, float(app.config.get("SWEEP_INTERVAL_S", 5)))
     sweeper.start()
     delay = 0.5
