@@ -209,10 +209,13 @@ def _too_early() -> ApiError:
 
 def _signed_by(lookup: Lookup[T], caller_id: str, message: bytes,
                signature: str) -> tuple[T, str]:
-    found = lookup(caller_id) if len(caller_id) <= 64 else None
+    # An id holding NUL is no caller's (PostgreSQL refuses it in a query), and
+    # compare_digest raises on non-ASCII text (a header byte 0xE9 arrives as 'é').
+    found = lookup(caller_id) if len(caller_id) <= 64 and "\x00" not in caller_id else None
     expected = found[1] if found else "no-such-caller"  # same work either way
     digest = hmac.new(expected.encode(), message, "sha256").hexdigest()
-    if found is None or not hmac.compare_digest(digest, signature.lower()):
+    if found is None or not hmac.compare_digest(
+            digest.encode(), signature.lower().encode("utf-8", "surrogatepass")):
         raise ApiError(401, "AuthFailure.SignatureFailure",
                        "The signature does not match; sign method, path?query, timestamp, "
                        "nonce and body, one per line, with your key.")

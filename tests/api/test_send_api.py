@@ -439,3 +439,27 @@ def test_a_client_gone_mid_body_is_400_on_both_paths(caller: Caller, api: Flask,
                       for wsgi in (api.wsgi_app, _flask_only(api)))
     assert fast == slow and fast[0] == "400 BAD REQUEST", (fast, slow)
     assert "Traceback" not in caplog.text
+
+
+def test_headers_the_signature_check_cannot_use_are_401_not_500(
+        caller: Caller, api: Flask, caplog: pytest.LogCaptureFixture) -> None:
+    """A non-ASCII X-SMS-Signature (gunicorn hands header bytes over as latin-1, so one
+    byte 0xE9 is 'é') made hmac.compare_digest raise TypeError, and an X-SMS-AppId or
+    X-SMS-SecretId holding NUL reached the query, which PostgreSQL refuses: both were a
+    500 with a stack trace in the log, for anyone, before any key was known. On the
+    fast path, the Flask route and the management API alike."""
+    odd = ({"HTTP_X_SMS_SIGNATURE": "\u00e9" * 64}, {"HTTP_X_SMS_APPID": "a\x00b"})
+    with caplog.at_level(logging.ERROR):
+        for wsgi in (api.wsgi_app, _flask_only(api)):
+            for env in odd:
+                status, _h, out = _call(wsgi, caller, _payload(caller), **env)
+                assert (status, json.loads(out)["error"]["code"]) == (
+                    "401 UNAUTHORIZED", "AuthFailure.SignatureFailure"), (env, out)
+        for header, value in (("X-SMS-Signature", "\u00e9" * 64), ("X-SMS-SecretId", "a\x00b")):
+            headers = signed("irrelevant", b"", method="GET", target="/api/v1/apps")
+            resp = caller.client.get("/api/v1/apps", headers=headers | {
+                "X-SMS-SecretId": "AKIDnope", header: value})
+            assert (resp.status_code, resp.get_json()["error"]["code"]) == (
+                401, "AuthFailure.SignatureFailure"), header
+    assert "Traceback" not in caplog.text and not caplog.records
+
