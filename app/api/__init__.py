@@ -466,7 +466,8 @@ def _send_request(raw: bytes) -> sending.SendRequest:
 @bp.get("/sms/messages/<serial_no>")
 def message(serial_no: str) -> Response:
     app, actor = _authenticate()
-    msg = sending.get_message(_ctx(actor), app.sdk_app_id, serial_no)
+    # Servers decode %00 in the path; PostgreSQL refuses NUL in a query (a 500).
+    msg = sending.get_message(_ctx(actor), app.sdk_app_id, serial_no.replace("\x00", "\ufffd"))
     return jsonify(sending.as_dict(msg, app.sdk_app_id))
 
 

@@ -463,3 +463,12 @@ def test_headers_the_signature_check_cannot_use_are_401_not_500(
                 401, "AuthFailure.SignatureFailure"), header
     assert "Traceback" not in caplog.text and not caplog.records
 
+
+def test_a_serial_number_holding_nul_is_404_not_500(caller: Caller,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """GET /api/v1/sms/messages/%00abc (servers decode the path) reached the query,
+    which PostgreSQL refuses: a 500 with a stack trace, under gunicorn and granian."""
+    with caplog.at_level(logging.ERROR):
+        resp = caller.get("%00abc")
+    assert (resp.status_code, resp.get_json()["error"]["code"]) == (404, "NotFound")
+    assert not caplog.records
