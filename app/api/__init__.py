@@ -45,7 +45,7 @@ from app.services.sendconfig import TOKEN_KEY, AppSnap, ConfigCache, Snapshots
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_SKEW_S = 300
-NONCE = re.compile(r"^[A-Za-z0-9_\-.~]{8,64}$")
+NONCE = re.compile(r"[A-Za-z0-9_\-.~]{8,64}")  # fullmatch: `$` would take a final "\n"
 OPENAPI = Path(__file__).with_name("openapi.json")
 
 
@@ -157,7 +157,7 @@ def signed_from(env: dict[str, Any], id_header: str, read_body: Callable[[], byt
             or abs(time.time() - int(ts)) > MAX_SKEW_S:
         raise ApiError(401, "AuthFailure.TimestampSkew",
                        f"X-SMS-Timestamp must be unix seconds within {MAX_SKEW_S} s of now.")
-    if not NONCE.match(nonce):
+    if not NONCE.fullmatch(nonce):
         raise ApiError(401, "AuthFailure.BadNonce",
                        "X-SMS-Nonce must be 8 to 64 letters, digits or -_.~")
     body = read_body()

@@ -472,3 +472,21 @@ def test_a_serial_number_holding_nul_is_404_not_500(caller: Caller,
         resp = caller.get("%00abc")
     assert (resp.status_code, resp.get_json()["error"]["code"]) == (404, "NotFound")
     assert not caplog.records
+
+
+def test_a_nonce_ending_in_a_line_break_is_refused(caller: Caller, api: Flask) -> None:
+    """The nonce's pattern ended in `$`, which also matches before a final line break,
+    so "n0nce-123\\n" passed as a nonce of its own. The signed text joins its parts with
+    line breaks, so a request whose body began with one could be sent again with that
+    line break moved from the body into the nonce: the same signature, a nonce never
+    used. (gunicorn and granian strip header values; the WSGI layer must not rely on it.)"""
+    body = b"\n" + _payload(caller)
+    headers = signed(caller.shop.app.app_key, body, nonce="n0nce-123") | {
+        "X-SMS-AppId": caller.shop.app.sdk_app_id}
+    assert caller.client.post(FAST_PATH, data=body, headers=headers).status_code == 200
+    env = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()
+           if k != "Content-Type"} | {"HTTP_X_SMS_NONCE": "n0nce-123\n"}
+    for wsgi in (api.wsgi_app, _flask_only(api)):
+        status, _h, out = _call(wsgi, caller, body[1:], **env)
+        assert (status, json.loads(out).get("error", {}).get("code")) == (
+            "401 UNAUTHORIZED", "AuthFailure.BadNonce"), out  # was 200: sent again
