@@ -395,7 +395,8 @@ def send_core(flask_app: Any, env: dict[str, Any], read_body: Callable[[], bytes
     outcome = group_commit_of(flask_app).write(prepared)
     if outcome == groupcommit.FAILED:
         raise ApiError(503, "InternalError.Unavailable",
-                       "Nothing was sent: the database is unavailable. Try again.")
+                       "Nothing was sent: the database is unavailable. Sign the request "
+                       "again (a new nonce: this one is used) and send it.")
     if outcome == groupcommit.UNKNOWN:
         serials = ", ".join(m.serial_no for m in prepared.messages)
         raise ApiError(503, "InternalError.OutcomeUnknown",
