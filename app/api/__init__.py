@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import (
+    ClientDisconnected,
     HTTPException,
     MethodNotAllowed,
     RequestEntityTooLarge,
@@ -92,6 +93,10 @@ def _body() -> bytes:
         data = request.get_data(cache=True)
     except RequestEntityTooLarge:
         raise _too_large() from None
+    except HTTPException:
+        raise
+    except Exception:  # werkzeug answers OSError and ValueError so; gunicorn also raises
+        raise ClientDisconnected() from None  # its parse errors (a chunk size not in hex)
     if len(data) > _body_limit():
         raise _too_large()
     return data
