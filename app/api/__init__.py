@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 from flask import Blueprint, current_app, g, jsonify, request
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import (
+    ClientDisconnected,
     HTTPException,
     MethodNotAllowed,
     RequestEntityTooLarge,
@@ -45,7 +46,7 @@ from app.services.sendconfig import TOKEN_KEY, AppSnap, ConfigCache, Snapshots
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_SKEW_S = 300
-NONCE = re.compile(r"^[A-Za-z0-9_\-.~]{8,64}$")
+NONCE = re.compile(r"[A-Za-z0-9_\-.~]{8,64}")  # fullmatch: `$` would take a final "\n"
 OPENAPI = Path(__file__).with_name("openapi.json")
 
 
@@ -92,6 +93,10 @@ def _body() -> bytes:
         data = request.get_data(cache=True)
     except RequestEntityTooLarge:
         raise _too_large() from None
+    except HTTPException:
+        raise
+    except Exception:  # werkzeug answers OSError and ValueError so; gunicorn also raises
+        raise ClientDisconnected() from None  # its parse errors (a chunk size not in hex)
     if len(data) > _body_limit():
         raise _too_large()
     return data
@@ -157,7 +162,7 @@ def signed_from(env: dict[str, Any], id_header: str, read_body: Callable[[], byt
             or abs(time.time() - int(ts)) > MAX_SKEW_S:
         raise ApiError(401, "AuthFailure.TimestampSkew",
                        f"X-SMS-Timestamp must be unix seconds within {MAX_SKEW_S} s of now.")
-    if not NONCE.match(nonce):
+    if not NONCE.fullmatch(nonce):
         raise ApiError(401, "AuthFailure.BadNonce",
                        "X-SMS-Nonce must be 8 to 64 letters, digits or -_.~")
     body = read_body()
@@ -209,10 +214,13 @@ def _too_early() -> ApiError:
 
 def _signed_by(lookup: Lookup[T], caller_id: str, message: bytes,
                signature: str) -> tuple[T, str]:
-    found = lookup(caller_id) if len(caller_id) <= 64 else None
+    # An id holding NUL is no caller's (PostgreSQL refuses it in a query), and
+    # compare_digest raises on non-ASCII text (a header byte 0xE9 arrives as 'é').
+    found = lookup(caller_id) if len(caller_id) <= 64 and "\x00" not in caller_id else None
     expected = found[1] if found else "no-such-caller"  # same work either way
     digest = hmac.new(expected.encode(), message, "sha256").hexdigest()
-    if found is None or not hmac.compare_digest(digest, signature.lower()):
+    if found is None or not hmac.compare_digest(
+            digest.encode(), signature.lower().encode("utf-8", "surrogatepass")):
         raise ApiError(401, "AuthFailure.SignatureFailure",
                        "The signature does not match; sign method, path?query, timestamp, "
                        "nonce and body, one per line, with your key.")
@@ -392,7 +400,8 @@ def send_core(flask_app: Any, env: dict[str, Any], read_body: Callable[[], bytes
     outcome = group_commit_of(flask_app).write(prepared)
     if outcome == groupcommit.FAILED:
         raise ApiError(503, "InternalError.Unavailable",
-                       "Nothing was sent: the database is unavailable. Try again.")
+                       "Nothing was sent: the database is unavailable. Sign the request "
+                       "again (a new nonce: this one is used) and send it.")
     if outcome == groupcommit.UNKNOWN:
         serials = ", ".join(m.serial_no for m in prepared.messages)
         raise ApiError(503, "InternalError.OutcomeUnknown",
@@ -463,7 +472,8 @@ def _send_request(raw: bytes) -> sending.SendRequest:
 @bp.get("/sms/messages/<serial_no>")
 def message(serial_no: str) -> Response:
     app, actor = _authenticate()
-    msg = sending.get_message(_ctx(actor), app.sdk_app_id, serial_no)
+    # Servers decode %00 in the path; PostgreSQL refuses NUL in a query (a 500).
+    msg = sending.get_message(_ctx(actor), app.sdk_app_id, serial_no.replace("\x00", "\ufffd"))
     return jsonify(sending.as_dict(msg, app.sdk_app_id))
 
 

@@ -45,7 +45,7 @@ class SendFastPath:
         def read_body() -> bytes:
             try:
                 data = environ["wsgi.input"].read(size) if size else b""
-            except OSError:  # the client went away mid-body: as Flask's route answers it
+            except Exception:  # unreadable (the client went away): as Flask's route answers
                 raise ClientDisconnected() from None
             if len(data) != size:
                 raise ApiError(400, "InvalidRequest",

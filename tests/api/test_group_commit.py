@@ -5,6 +5,7 @@ matches what committed."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Message
 from app.services import app_config
-from tests.api.test_send_api import Caller
+from tests.api.test_send_api import Caller, signed
 from tests.conftest import Backend
 from tests.sending.conftest import Shop
 
@@ -174,3 +175,19 @@ def test_web_and_slack_sends_settle_in_their_own_transaction(shop: Shop,
     session.commit()
     with Session(other) as outside:
         assert outside.scalar(select(Message.serial_no)) == r.serial_no
+
+
+def test_a_request_not_written_is_told_to_be_signed_again(
+        api: Flask, callers: list[Caller], shop: Shop, poisoned: None) -> None:
+    """The 503 said "Nothing was sent ... Try again.", but its nonce is used up (it
+    must be: a captured copy must not be sent later): the same request again was
+    refused as "This nonce was used already.", which reads as if it had been sent.
+    The answer says to sign it again."""
+    body = json.dumps(_body(shop, POISON)).encode()
+    headers = signed(shop.app.app_key, body) | {"X-SMS-AppId": shop.app.sdk_app_id}
+    first = callers[0].client.post("/api/v1/sms/send", data=body, headers=headers)
+    error = first.get_json()["error"]
+    assert (first.status_code, error["code"]) == (503, "InternalError.Unavailable")
+    assert "sign" in error["message"].lower() and "nonce" in error["message"].lower(), error
+    again = callers[0].client.post("/api/v1/sms/send", data=body, headers=headers)
+    assert again.get_json()["error"]["code"] == "AuthFailure.ReplayedNonce"

@@ -439,3 +439,54 @@ def test_a_client_gone_mid_body_is_400_on_both_paths(caller: Caller, api: Flask,
                       for wsgi in (api.wsgi_app, _flask_only(api)))
     assert fast == slow and fast[0] == "400 BAD REQUEST", (fast, slow)
     assert "Traceback" not in caplog.text
+
+
+def test_headers_the_signature_check_cannot_use_are_401_not_500(
+        caller: Caller, api: Flask, caplog: pytest.LogCaptureFixture) -> None:
+    """A non-ASCII X-SMS-Signature (gunicorn hands header bytes over as latin-1, so one
+    byte 0xE9 is 'é') made hmac.compare_digest raise TypeError, and an X-SMS-AppId or
+    X-SMS-SecretId holding NUL reached the query, which PostgreSQL refuses: both were a
+    500 with a stack trace in the log, for anyone, before any key was known. On the
+    fast path, the Flask route and the management API alike."""
+    odd = ({"HTTP_X_SMS_SIGNATURE": "\u00e9" * 64}, {"HTTP_X_SMS_APPID": "a\x00b"})
+    with caplog.at_level(logging.ERROR):
+        for wsgi in (api.wsgi_app, _flask_only(api)):
+            for env in odd:
+                status, _h, out = _call(wsgi, caller, _payload(caller), **env)
+                assert (status, json.loads(out)["error"]["code"]) == (
+                    "401 UNAUTHORIZED", "AuthFailure.SignatureFailure"), (env, out)
+        for header, value in (("X-SMS-Signature", "\u00e9" * 64), ("X-SMS-SecretId", "a\x00b")):
+            headers = signed("irrelevant", b"", method="GET", target="/api/v1/apps")
+            resp = caller.client.get("/api/v1/apps", headers=headers | {
+                "X-SMS-SecretId": "AKIDnope", header: value})
+            assert (resp.status_code, resp.get_json()["error"]["code"]) == (
+                401, "AuthFailure.SignatureFailure"), header
+    assert "Traceback" not in caplog.text and not caplog.records
+
+
+def test_a_serial_number_holding_nul_is_404_not_500(caller: Caller,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """GET /api/v1/sms/messages/%00abc (servers decode the path) reached the query,
+    which PostgreSQL refuses: a 500 with a stack trace, under gunicorn and granian."""
+    with caplog.at_level(logging.ERROR):
+        resp = caller.get("%00abc")
+    assert (resp.status_code, resp.get_json()["error"]["code"]) == (404, "NotFound")
+    assert not caplog.records
+
+
+def test_a_nonce_ending_in_a_line_break_is_refused(caller: Caller, api: Flask) -> None:
+    """The nonce's pattern ended in `$`, which also matches before a final line break,
+    so "n0nce-123\\n" passed as a nonce of its own. The signed text joins its parts with
+    line breaks, so a request whose body began with one could be sent again with that
+    line break moved from the body into the nonce: the same signature, a nonce never
+    used. (gunicorn and granian strip header values; the WSGI layer must not rely on it.)"""
+    body = b"\n" + _payload(caller)
+    headers = signed(caller.shop.app.app_key, body, nonce="n0nce-123") | {
+        "X-SMS-AppId": caller.shop.app.sdk_app_id}
+    assert caller.client.post(FAST_PATH, data=body, headers=headers).status_code == 200
+    env = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()
+           if k != "Content-Type"} | {"HTTP_X_SMS_NONCE": "n0nce-123\n"}
+    for wsgi in (api.wsgi_app, _flask_only(api)):
+        status, _h, out = _call(wsgi, caller, body[1:], **env)
+        assert (status, json.loads(out).get("error", {}).get("code")) == (
+            "401 UNAUTHORIZED", "AuthFailure.BadNonce"), out  # was 200: sent again
