@@ -11,7 +11,7 @@ from flask import Flask, current_app, g, redirect, render_template, request, url
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.orm import Session
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.wrappers import Response
 
 from app import login_manager
@@ -161,6 +161,19 @@ def register(app: Flask) -> None:
     app.add_template_filter(_when, "when")
     # Browsers ask for /favicon.ico on pages without a <link rel=icon> (and on errors).
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))
+
+    @app.before_request
+    def _refuse_nul() -> None:
+        # Servers decode %00, and PostgreSQL refuses NUL in any query (a 500): no
+        # console path, filter or form field holds one, so the request is refused
+        # whole (uploaded files are read by their own parsers).
+        if request.blueprint == "api":
+            return
+        fields = [*request.args.items(multi=True)]
+        if request.method == "POST":
+            fields += request.form.items(multi=True)
+        if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in fields):
+            raise BadRequest("The request holds a NUL character, which no field may hold.")
 
     @app.before_request
     def _require_login() -> Response | None:
