@@ -358,7 +358,7 @@ def answer_for(exc: Exception, logger: logging.Logger, path: str) -> tuple[int, 
         return {PermissionDenied: 403, NotFound: 404}.get(type(exc), 400), exc.code, exc.message
     if isinstance(exc, HTTPException):
         return exc.code or 400, "InvalidRequest", exc.description or exc.name
-    logger.exception("API error on %s", path)
+    logger.exception("API error on %r", path)  # repr: a path cannot forge log lines
     return 500, "InternalError", "Something went wrong on our side. It has been logged."
 
 
