@@ -166,8 +166,9 @@ def register(app: Flask) -> None:
     def _refuse_nul() -> None:
         # Servers decode %00, and PostgreSQL refuses NUL in any query (a 500): no
         # console path, filter or form field holds one, so the request is refused
-        # whole (uploaded files are read by their own parsers).
-        if request.blueprint == "api":
+        # whole (uploaded files are read by their own parsers). Not for signed
+        # requests (API, Slack): their raw body must stay unread for the signature.
+        if request.blueprint in ("api", "slack"):
             return
         fields = [*request.args.items(multi=True)]
         if request.method == "POST":
