@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 import redis as redis_lib
@@ -58,11 +57,27 @@ class _PromptUnsubscribe:
         self.pubsub.close()
 
 
-class _SimpleWorker(_PromptUnsubscribe, SimpleWorker):
+class _StopWithoutRedis:
+    """RQ's warm stop of a busy worker writes its date into Redis from the signal
+    handler: with Redis down, that raised wherever the handler ran (inside the job
+    with --no-fork; out of the forking worker, whose work-horse then died with it; out
+    of the restart loop's back-off). The stop itself is a flag in memory: keep it."""
+
+    log: logging.Logger
+    name: str
+
+    def set_shutdown_requested_date(self) -> None:
+        try:
+            super().set_shutdown_requested_date()  # type: ignore[misc]
+        except redis_lib.RedisError as exc:
+            self.log.warning("Worker %s: stop not recorded in Redis (%s)", self.name, exc)
+
+
+class _SimpleWorker(_StopWithoutRedis, _PromptUnsubscribe, SimpleWorker):
     pass
 
 
-class _ForkingWorker(_PromptUnsubscribe, Worker):
+class _ForkingWorker(_StopWithoutRedis, _PromptUnsubscribe, Worker):
     pass
 
 
@@ -127,11 +142,12 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
                     return True
                 log.warning("worker stopped (Redis or database outage?); starting again")
             except (redis_lib.RedisError, OSError) as exc:
+                if stopping.is_set():  # a stop's teardown that found Redis down
+                    return True
                 log.warning("worker lost Redis (%s); retrying in %.1f s", exc, delay)
-            time.sleep(delay)
+            if stopping.wait(delay) or (current is not None and current._stop_requested):
+                return True  # (a stop ends the back-off at once)
             delay = min(delay * 2, 5.0)
-            if stopping.is_set() or (current is not None and current._stop_requested):
-                return True
     except (StopRequested, KeyboardInterrupt):
         return True
     finally:

@@ -312,6 +312,42 @@ def test_an_idle_worker_stops_cleanly_on_sigterm(
         worker.wait()
 
 
+def test_a_stop_during_the_outage_back_off_is_clean(
+        tmp_path: Path, private_redis: tuple[subprocess.Popen[bytes], str]) -> None:
+    """A worker that lost Redis in the middle of a job waits, then starts a new worker;
+    a SIGTERM meanwhile reached the old worker's warm stop, which writes to Redis: the
+    ConnectionError came out of the back-off's sleep, a traceback and exit status 1."""
+    server, url = private_redis
+    env = _env(tmp_path / "instance", SMSOPS_REDIS_URL=url,
+               SMSOPS_DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}")
+    subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=env, check=True,
+                   capture_output=True)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        job = Queue(QUEUE_NAMES[0], connection=redis.Redis.from_url(url)).enqueue(
+            "time.sleep", 2)
+        _wait(lambda: job.get_status(refresh=True) == "started", 60, "the job to start")
+        server.kill()  # the job ends with Redis gone: its worker's loop ends too
+        server.wait()
+        _wait(lambda: "worker lost Redis" in log_path.read_text(errors="replace"), 30,
+              "the restart loop's back-off")
+        stopped = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=SHUTDOWN_TIMEOUT + 15)
+        text = log_path.read_text(errors="replace")
+        assert code == 0, text[-3000:]
+        assert "Still stopping" not in text, text[-3000:]
+        assert time.monotonic() - stopped < SHUTDOWN_TIMEOUT, text[-3000:]
+    finally:
+        for pid in _descendants(worker.pid):
+            os.kill(pid, signal.SIGKILL)
+        worker.kill()
+        worker.wait()
+
+
 def test_smpp_listener_alone_stops_on_sigterm(tmp_path: Path, smsc: SMSC) -> None:
     env = _env(tmp_path / "instance", SMSOPS_GATEWAY="smpp", SMSOPS_SMPP_PORT=str(smsc.port),
                SMSOPS_SMPP_SYSTEM_ID="smsops", SMSOPS_SMPP_PASSWORD="secret",

@@ -156,10 +156,11 @@ class Pipeline:
                    SMSOPS_RECEIPT_VALIDITY_S="3", SMSOPS_WORKER_MAINTENANCE_S="5")
         return env
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
+    def start_worker(self, *, fork: bool = False, **env: str) -> subprocess.Popen[bytes]:
         log = (self.tmp / f"worker-{len(self.workers)}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
-                                env=self.env(), cwd=ROOT, stdout=log, stderr=log)
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker",
+                                 *([] if fork else ["--no-fork"])],
+                                env={**self.env(), **env}, cwd=ROOT, stdout=log, stderr=log)
         self.workers.append(proc)
         return proc
 
@@ -331,3 +332,31 @@ def test_postgresql_restarted_mid_batch(tmp_path: Path, redis_server: RedisServe
         cluster.stop()
         cluster.remove()
 
+
+
+def _log(pipeline: Pipeline, worker: subprocess.Popen[bytes]) -> str:
+    return (pipeline.tmp / f"worker-{pipeline.workers.index(worker)}.log").read_text(
+        errors="replace")
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["no-fork", "fork"])
+def test_a_stop_while_redis_is_down_lets_the_batch_finish(
+        pipeline: Pipeline, redis_server: RedisServer, fork: bool) -> None:
+    """A warm stop records itself in Redis: with Redis down that raised, inside the
+    running job (--no-fork) or out of the forking worker, whose work-horse then died
+    with it; the batch on the carrier's side was cut, instead of finishing in time."""
+    worker = pipeline.start_worker(fork=fork, SMSOPS_SIMULATOR_LATENCY_MS="2500",
+                                   SMSOPS_LEASE_S="10", SMSOPS_SHUTDOWN_TIMEOUT="8")
+    _wait(lambda: len(pipeline.redis.smembers("rq:workers")) >= 1, 90, "the worker up")
+    pipeline.accept(20)  # one batch, 2.5 s on the carrier's side
+    _wait(pipeline.claimed, 30, "the batch claimed")
+    redis_server.stop()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0, _log(pipeline, worker)[-3000:]
+    text = _log(pipeline, worker)
+    assert "Still stopping" not in text and "lost Redis" not in text, text[-3000:]
+    assert not pipeline.claimed(), pipeline.counts()  # recorded before it exited
+    assert sum(Ledger(str(pipeline.ledger_path)).counts().values()) == 20
+    redis_server.start()
+    pipeline.start_worker()
+    pipeline.assert_exactly_once(20)
