@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -360,3 +361,38 @@ def test_a_stop_while_redis_is_down_lets_the_batch_finish(
     redis_server.start()
     pipeline.start_worker()
     pipeline.assert_exactly_once(20)
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["no-fork", "fork"])
+def test_a_stop_ends_a_lingering_drainer_at_once(pipeline: Pipeline, fork: bool) -> None:
+    """While requests trickle in, the drainer lingers for up to DRAIN_BUDGET_S; a stop
+    ends it. The forking worker's work-horse never saw the stop (a flag in the worker's
+    memory, set after the fork): the stop ran into the forced deadline, exit status 1,
+    and the work-horse died with the batch in hand."""
+    worker = pipeline.start_worker(fork=fork, SMSOPS_SHUTDOWN_TIMEOUT="8")
+    _wait(lambda: len(pipeline.redis.smembers("rq:workers")) >= 1, 90, "the worker up")
+    done = threading.Event()
+    sent = [0]
+
+    def trickle() -> None:  # one-number API requests, about 50 a second
+        while not done.wait(0.02):
+            pipeline.accept(1)
+            sent[0] += 1
+
+    producer = threading.Thread(target=trickle)
+    producer.start()
+    try:
+        _wait(lambda: pipeline.counts().get("accepted", 0) < sent[0] - 20
+              and len(Ledger(str(pipeline.ledger_path)).counts()) > 20, 30,
+              "the drainer lingering over the trickle")
+        stopped = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=15) == 0, _log(pipeline, worker)[-3000:]
+        took = time.monotonic() - stopped
+    finally:
+        done.set()
+        producer.join()
+    assert "Still stopping" not in _log(pipeline, worker)
+    assert took < 3, took
+    pipeline.start_worker()
+    pipeline.assert_exactly_once(sent[0])
