@@ -115,8 +115,16 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
     cls: type[BaseWorker] = _SimpleWorker if no_fork else _ForkingWorker
     maintenance = int(app.config.get("WORKER_MAINTENANCE_S", 15))
 
+    # RQ's own pool: RQ raises its pool's socket timeout to its blocking wait (~7 min).
+    # On the app's client, the connections made before kept 5 s (after a Redis restart
+    # the idle worker's wait timed out every 5 s and backed off up to 60 s, jobs
+    # waiting), and the sweeper's and jobs' commands got the long timeout.
+    shared = app.extensions["redis"].connection_pool
+    rq_conn = redis_lib.Redis(connection_pool=redis_lib.ConnectionPool(
+        connection_class=shared.connection_class, **shared.connection_kwargs))
+
     def worker() -> BaseWorker:
-        made: BaseWorker = cls(list(QUEUE_NAMES), connection=app.extensions["redis"],
+        made: BaseWorker = cls(list(QUEUE_NAMES), connection=rq_conn,
                            maintenance_interval=maintenance)
         stop_within(made, float(app.config.get("SHUTDOWN_TIMEOUT", 10)))  # app/supervise.py
         return made
