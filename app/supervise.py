@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import fcntl
 import gc
+import mmap
 import os
 import signal
 import subprocess
@@ -83,9 +84,33 @@ def exit_after(seconds: float) -> None:
     timer.start()
 
 
+class _Stopping(threading.Event):
+    """An Event whose flag is also seen by the processes forked before it was set:
+    the forking worker's work-horse runs the job that must end, and an Event's flag
+    is a copy of the worker's memory at the fork (it never saw the stop). The flag
+    lives in a page shared across fork; `is_set()` reads it (`wait()` wakes only in
+    the process that set it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shared = mmap.mmap(-1, 1)  # anonymous and MAP_SHARED: one page for all forks
+
+    def set(self) -> None:
+        self._shared[0] = 1
+        super().set()
+
+    def clear(self) -> None:
+        self._shared[0] = 0
+        super().clear()
+
+    def is_set(self) -> bool:
+        return self._shared[0] == 1 or super().is_set()
+
+
 # Set when this process was asked to stop: a job that waits for more work (the
-# drainer's linger, jobs/sending.py) ends instead, so a warm stop is prompt.
-stopping = threading.Event()
+# drainer's linger, jobs/sending.py) ends instead, so a warm stop is prompt; also
+# in the work-horses it forked.
+stopping = _Stopping()
 
 
 def stop_within(worker: Any, seconds: float) -> None:

@@ -116,7 +116,8 @@ def _run(app: Flask, job: str, step: Callable[[], int], batch: int, linger_s: fl
     job waits `linger_s` and takes what gathered, so a stream of requests travels in
     batches rather than one job each (each RQ job, claim and commit has a fixed
     cost). It stops waiting when work of any kind is queued for the workers, when
-    the worker is stopping or after DRAIN_BUDGET_S, and then ends as before: it
+    the worker is stopping or after DRAIN_BUDGET_S (both also end a run of full
+    batches: a new job takes over), and then ends as before: it
     releases the key and looks once more, so a row committed before the release is
     taken now and one committed after it wakes a new job. A job that does not hold
     the key (a helper) never lingers."""
@@ -127,7 +128,9 @@ def _run(app: Flask, job: str, step: Callable[[], int], batch: int, linger_s: fl
             taken = step()
             total += taken
             if taken >= batch:
-                if time.monotonic() > deadline:  # hand over: keeps the queues fair
+                # Hand over: keeps the queues fair; a stopping worker's job ends after
+                # the batch in hand (the rest is for a new job, on another worker).
+                if time.monotonic() > deadline or stopping.is_set():
                     if holds_key:
                         _clear_wake(app, job)
                     _wake(app, job)

@@ -26,6 +26,7 @@ from app.services import sending as sending_service
 from app.services.context import Ctx, Settings
 from app.services.limits import Limiter
 from app.services.pipeline import PipelineSettings
+from app.supervise import stopping
 from jobs import runtime
 from jobs.sending import _db_retry, _wake, submit_claimed
 
@@ -131,7 +132,8 @@ def run(task_id: int, lane: int = 0) -> int:
             _later(conn, task_id, 0)
             return converted
         # API sends and receipts wait for no bulk task: one round trip per batch.
-        if time.monotonic() > deadline or waiting(conn, URGENT):
+        # A stopping worker hands over too: a stop must not wait out RUN_BUDGET_S.
+        if time.monotonic() > deadline or stopping.is_set() or waiting(conn, URGENT):
             _later(conn, task_id, 0, lane)  # behind the urgent queues (QUEUE_NAMES order)
             return converted
         if step.wait_s:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 import redis as redis_lib
@@ -58,11 +57,27 @@ class _PromptUnsubscribe:
         self.pubsub.close()
 
 
-class _SimpleWorker(_PromptUnsubscribe, SimpleWorker):
+class _StopWithoutRedis:
+    """RQ's warm stop of a busy worker writes its date into Redis from the signal
+    handler: with Redis down, that raised wherever the handler ran (inside the job
+    with --no-fork; out of the forking worker, whose work-horse then died with it; out
+    of the restart loop's back-off). The stop itself is a flag in memory: keep it."""
+
+    log: logging.Logger
+    name: str
+
+    def set_shutdown_requested_date(self) -> None:
+        try:
+            super().set_shutdown_requested_date()  # type: ignore[misc]
+        except redis_lib.RedisError as exc:
+            self.log.warning("Worker %s: stop not recorded in Redis (%s)", self.name, exc)
+
+
+class _SimpleWorker(_StopWithoutRedis, _PromptUnsubscribe, SimpleWorker):
     pass
 
 
-class _ForkingWorker(_PromptUnsubscribe, Worker):
+class _ForkingWorker(_StopWithoutRedis, _PromptUnsubscribe, Worker):
     pass
 
 
@@ -100,8 +115,16 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
     cls: type[BaseWorker] = _SimpleWorker if no_fork else _ForkingWorker
     maintenance = int(app.config.get("WORKER_MAINTENANCE_S", 15))
 
+    # RQ's own pool: RQ raises its pool's socket timeout to its blocking wait (~7 min).
+    # On the app's client, the connections made before kept 5 s (after a Redis restart
+    # the idle worker's wait timed out every 5 s and backed off up to 60 s, jobs
+    # waiting), and the sweeper's and jobs' commands got the long timeout.
+    shared = app.extensions["redis"].connection_pool
+    rq_conn = redis_lib.Redis(connection_pool=redis_lib.ConnectionPool(
+        connection_class=shared.connection_class, **shared.connection_kwargs))
+
     def worker() -> BaseWorker:
-        made: BaseWorker = cls(list(QUEUE_NAMES), connection=app.extensions["redis"],
+        made: BaseWorker = cls(list(QUEUE_NAMES), connection=rq_conn,
                            maintenance_interval=maintenance)
         stop_within(made, float(app.config.get("SHUTDOWN_TIMEOUT", 10)))  # app/supervise.py
         return made
@@ -127,11 +150,12 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
                     return True
                 log.warning("worker stopped (Redis or database outage?); starting again")
             except (redis_lib.RedisError, OSError) as exc:
+                if stopping.is_set():  # a stop's teardown that found Redis down
+                    return True
                 log.warning("worker lost Redis (%s); retrying in %.1f s", exc, delay)
-            time.sleep(delay)
+            if stopping.wait(delay) or (current is not None and current._stop_requested):
+                return True  # (a stop ends the back-off at once)
             delay = min(delay * 2, 5.0)
-            if stopping.is_set() or (current is not None and current._stop_requested):
-                return True
     except (StopRequested, KeyboardInterrupt):
         return True
     finally:

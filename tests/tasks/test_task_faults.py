@@ -106,3 +106,34 @@ def test_sigkill_workers_mid_task_sends_each_recipient_exactly_once(
     assert went <= set(sent) <= ids | set(sent)  # what left is in the carrier's record
     assert len([m for m in sent if m in ids]) == len(went) == RECIPIENTS
     assert kills == 4
+
+
+def test_a_stop_ends_the_dispatcher_after_its_batch(pipeline: TaskPipeline) -> None:
+    """The dispatcher looked at the stop nowhere: it went on for RUN_BUDGET_S (30 s),
+    so a stop ran into the forced deadline (exit status 1) and cut a batch. It hands
+    over after the batch in hand, and the next worker finishes the task."""
+    # No receipts: nothing urgent queued, so the dispatcher never makes way for it.
+    worker = pipeline.start_worker(SMSOPS_SIMULATOR_LATENCY_MS="200", SMSOPS_LEASE_S="10",
+                                   SMSOPS_SIMULATOR_NO_RECEIPT_RATE="1",
+                                   SMSOPS_TASK_LANES="1", SMSOPS_SHUTDOWN_TIMEOUT="8")
+    _wait(lambda: len(pipeline.redis.smembers("rq:workers")) >= 1, 90, "the worker up")
+    task_id = pipeline.start_task(1500)  # 60 batches of 25, 0.2 s each: 12 s
+    _wait(lambda: sum(pipeline.task_counts(task_id)[2].values()) >= 50, 60, "dispatch")
+    stopped = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    log = pipeline.tmp / "worker-0.log"
+    assert worker.wait(timeout=15) == 0, log.read_text(errors="replace")[-3000:]
+    took = time.monotonic() - stopped
+    assert "Still stopping" not in log.read_text(errors="replace")
+    assert took < 5, took
+    assert pipeline.task_counts(task_id)[1] > 0  # recipients left for the next worker
+    pipeline.start_worker()
+
+    def done() -> bool:
+        status, pending, counts = pipeline.task_counts(task_id)
+        return status == "sent" and pending == 0 and all(k in FINAL for k in counts)
+
+    _wait(done, 90, f"task sent: {pipeline.task_counts(task_id)}")
+    assert sum(pipeline.task_counts(task_id)[2].values()) == 1500
+    sent = Ledger(str(pipeline.ledger_path)).counts()
+    assert {m: n for m, n in sent.items() if n > 1} == {}
