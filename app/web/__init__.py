@@ -29,6 +29,7 @@ from app.services.errors import (
 )
 
 log = logging.getLogger("smsops.web")
+API_PREFIX = "/api/"  # the JSON API (signed; its own errors)
 PUBLIC_ENDPOINTS = {"auth.login", "health.healthz", "static", "slack.events", "favicon"}
 # Set on every response that does not set its own: (lower-case name, name, value).
 SECURITY_HEADERS = tuple((name.lower(), name, value) for name, value in (
@@ -168,8 +169,8 @@ def register(app: Flask) -> None:
         # console path, filter or form field holds one, so the request is refused
         # whole (uploaded files are read by their own parsers). Not for signed
         # requests (API, Slack): their raw body must stay unread for the signature.
-        if request.blueprint in ("api", "slack"):
-            return
+        if request.blueprint in ("api", "slack") or request.path.startswith(API_PREFIX):
+            return  # (an API path that matches no route is still the API's JSON 404)
         fields = [*request.args.items(multi=True)]
         if request.method == "POST":
             fields += request.form.items(multi=True)

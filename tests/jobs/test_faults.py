@@ -261,7 +261,12 @@ def test_sigkill_at_random_points_over_20_trials(pipeline: Pipeline) -> None:
 
     for _ in range(3):
         start()
-    _wait(lambda: len(pipeline.redis.smembers("rq:workers")) >= 3, 90, "3 workers up")
+    try:
+        _wait(lambda: len(pipeline.redis.smembers("rq:workers")) >= 3, 90, "3 workers up")
+    except AssertionError as exc:  # once in a full run: say what the workers said
+        logs = "\n".join(_log(pipeline, w)[-1500:] for w in pipeline.workers)
+        raise AssertionError(f"{exc}; exits {[w.poll() for w in pipeline.workers]}\n{logs}") \
+            from None
     total = 0
     for _trial in range(20):
         pipeline.accept(60)
