@@ -161,6 +161,23 @@ def test_sigkill_takes_every_child_along(tmp_path: Path, runs: list[Run], smsc: 
     _wait(again.healthy, 90, "a restart on the same folder")
 
 
+def _kill_all(proc: subprocess.Popen[bytes]) -> None:
+    """Whatever a test left of a process and what it forked."""
+    for pid in _descendants(proc.pid):
+        os.kill(pid, signal.SIGKILL)
+    proc.kill()
+    proc.wait()
+
+
+def _worker_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
+    """A worker's environment: this Redis, a migrated SQLite database of its own."""
+    env = _env(tmp_path / "instance", SMSOPS_REDIS_URL=redis_url,
+               SMSOPS_DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}")
+    subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=env, check=True,
+                   capture_output=True)
+    return env
+
+
 @pytest.mark.parametrize("redis_gone", [False, True], ids=["with-redis", "redis-gone"])
 def test_sigterm_stops_every_child_within_the_timeout(tmp_path: Path, runs: list[Run],
                                                       redis_gone: bool) -> None:
@@ -254,11 +271,7 @@ def test_worker_alone_stops_within_the_timeout(
         tmp_path: Path, private_redis: tuple[subprocess.Popen[bytes], str],
         redis_gone: bool) -> None:
     server, url = private_redis
-    instance = tmp_path / "instance"
-    env = _env(instance, SMSOPS_REDIS_URL=url,
-               SMSOPS_DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}")
-    subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=env, check=True,
-                   capture_output=True)
+    env = _worker_env(tmp_path, url)
     worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -278,10 +291,7 @@ def test_worker_alone_stops_within_the_timeout(
         assert took < SHUTDOWN_TIMEOUT + 5, took
         print(f"worker stopped in {took:.2f} s (timeout {SHUTDOWN_TIMEOUT} s)")
     finally:
-        for pid in _descendants(worker.pid):
-            os.kill(pid, signal.SIGKILL)
-        worker.kill()
-        worker.wait()
+        _kill_all(worker)
 
 
 def test_an_idle_worker_stops_cleanly_on_sigterm(
@@ -291,10 +301,7 @@ def test_an_idle_worker_stops_cleanly_on_sigterm(
     outage and started a new worker and scheduler, and the stop ended only at the
     forced deadline, with exit status 1."""
     _server, url = private_redis
-    env = _env(tmp_path / "instance", SMSOPS_REDIS_URL=url,
-               SMSOPS_DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}")
-    subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=env, check=True,
-                   capture_output=True)
+    env = _worker_env(tmp_path, url)
     worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -308,10 +315,7 @@ def test_an_idle_worker_stops_cleanly_on_sigterm(
         assert "starting again" not in text, text[-3000:]
         assert worker.returncode == 0, text[-3000:]
     finally:
-        for pid in _descendants(worker.pid):
-            os.kill(pid, signal.SIGKILL)
-        worker.kill()
-        worker.wait()
+        _kill_all(worker)
 
 
 def test_a_stop_during_the_outage_back_off_is_clean(
@@ -320,10 +324,7 @@ def test_a_stop_during_the_outage_back_off_is_clean(
     a SIGTERM meanwhile reached the old worker's warm stop, which writes to Redis: the
     ConnectionError came out of the back-off's sleep, a traceback and exit status 1."""
     server, url = private_redis
-    env = _env(tmp_path / "instance", SMSOPS_REDIS_URL=url,
-               SMSOPS_DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}")
-    subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=env, check=True,
-                   capture_output=True)
+    env = _worker_env(tmp_path, url)
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
         worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
@@ -344,10 +345,7 @@ def test_a_stop_during_the_outage_back_off_is_clean(
         assert "Still stopping" not in text, text[-3000:]
         assert time.monotonic() - stopped < SHUTDOWN_TIMEOUT, text[-3000:]
     finally:
-        for pid in _descendants(worker.pid):
-            os.kill(pid, signal.SIGKILL)
-        worker.kill()
-        worker.wait()
+        _kill_all(worker)
 
 
 def test_an_idle_worker_takes_jobs_promptly_after_a_redis_restart(tmp_path: Path) -> None:
@@ -358,10 +356,7 @@ def test_an_idle_worker_takes_jobs_promptly_after_a_redis_restart(tmp_path: Path
     job waited."""
     server = RedisServer(tmp_path)
     server.start()
-    env = _env(tmp_path / "instance", SMSOPS_REDIS_URL=server.url,
-               SMSOPS_DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}")
-    subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=env, check=True,
-                   capture_output=True)
+    env = _worker_env(tmp_path, server.url)
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:
         worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env,
@@ -386,10 +381,7 @@ def test_an_idle_worker_takes_jobs_promptly_after_a_redis_restart(tmp_path: Path
         assert "could not connect" not in late, late[-2000:]
         assert time.monotonic() - enqueued < 2, late[-2000:]
     finally:
-        for pid in _descendants(worker.pid):
-            os.kill(pid, signal.SIGKILL)
-        worker.kill()
-        worker.wait()
+        _kill_all(worker)
         server.stop()
 
 
