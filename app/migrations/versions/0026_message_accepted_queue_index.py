@@ -14,7 +14,8 @@ goes on meanwhile).
 """
 
 import sqlalchemy as sa
-from alembic import op
+
+from app.migrations import online
 
 revision = '0026'
 down_revision = '0025'
@@ -26,20 +27,8 @@ WHERE = sa.text("status = 'accepted'")
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != 'postgresql':
-        op.create_index(NAME, 'message', ['id'], sqlite_where=WHERE)
-        return
-    with op.get_context().autocommit_block():
-        # A build interrupted earlier leaves an invalid index of this name.
-        op.drop_index(NAME, table_name='message', postgresql_concurrently=True,
-                      if_exists=True)
-        op.create_index(NAME, 'message', ['id'], postgresql_where=WHERE,
-                        postgresql_concurrently=True)
+    online.create_partial_index(NAME, 'message', ['id'], WHERE)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != 'postgresql':
-        op.drop_index(NAME, table_name='message')
-        return
-    with op.get_context().autocommit_block():
-        op.drop_index(NAME, table_name='message', postgresql_concurrently=True)
+    online.drop_index(NAME, 'message')

@@ -13,7 +13,8 @@ straight to the recent ones. On PostgreSQL built CONCURRENTLY (sending goes on).
 """
 
 import sqlalchemy as sa
-from alembic import op
+
+from app.migrations import online
 
 revision = '0027'
 down_revision = '0026'
@@ -25,20 +26,8 @@ WHERE = sa.text("status = 'unknown'")
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name != 'postgresql':
-        op.create_index(NAME, 'message', ['submitted_at'], sqlite_where=WHERE)
-        return
-    with op.get_context().autocommit_block():
-        # A build interrupted earlier leaves an invalid index of this name.
-        op.drop_index(NAME, table_name='message', postgresql_concurrently=True,
-                      if_exists=True)
-        op.create_index(NAME, 'message', ['submitted_at'], postgresql_where=WHERE,
-                        postgresql_concurrently=True)
+    online.create_partial_index(NAME, 'message', ['submitted_at'], WHERE)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != 'postgresql':
-        op.drop_index(NAME, table_name='message')
-        return
-    with op.get_context().autocommit_block():
-        op.drop_index(NAME, table_name='message', postgresql_concurrently=True)
+    online.drop_index(NAME, 'message')
