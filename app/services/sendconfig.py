@@ -148,7 +148,7 @@ class ConfigCache:
         self._token: bytes | None = None
         self._entries: Entries = {}
         self._lock = threading.Lock()
-        self._loading = threading.Lock()  # one load at a time: no stampede at expiry
+        self._loading = _KeyedLocks()  # one load per key at a time: no stampede at expiry
 
     def current(self, token: Any = _MISSING) -> Snapshots:
         """The view for one request: compared with the token (read now, unless the
@@ -178,13 +178,35 @@ class ConfigCache:
             return Snapshots(self._entries, self.ttl_s, self._loading, self._token)
 
 
+class _KeyedLocks:
+    """A lock per key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[tuple[Any, ...], list[Any]] = {}  # key: [lock, users]
+
+    @contextlib.contextmanager
+    def hold(self, key: tuple[Any, ...]) -> Iterator[None]:
+        with self._guard:
+            entry = self._locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._locks[key]
+
+
 class Snapshots:
     """One request's reads: cached in `entries` (None: read from the database)."""
 
     def __init__(self, entries: Entries | None, ttl_s: float,
-                 loading: threading.Lock | None = None, token: bytes | None = None) -> None:
+                 loading: _KeyedLocks | None = None, token: bytes | None = None) -> None:
         self.entries, self.ttl_s = entries, ttl_s
-        self.loading = loading or contextlib.nullcontext()
+        self.loading = loading
         self.token = token if entries is not None else None  # the generation's name
 
     def same_generation(self, other: Snapshots) -> bool:
@@ -195,8 +217,10 @@ class Snapshots:
         if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
             return hit[1]
         # When an entry expires, every thread of the process wants it at once: one
-        # reads it, the others wait and take what it read.
-        with self.loading:
+        # reads it, the others wait and take what it read. Only for that key: a miss
+        # on an id anyone can make up (an unknown AppId) is read every time, and a
+        # slow one must not hold up the rest of the process.
+        with self.loading.hold(key) if self.loading else contextlib.nullcontext():
             hit = self.entries.get(key) if self.entries is not None else None
             if hit is not None and time.monotonic() - hit[0] < self.ttl_s:
                 return hit[1]

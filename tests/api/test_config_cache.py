@@ -208,3 +208,40 @@ def test_cached_sends_count_in_the_rollups_and_alarm_through_the_service(
     found = session.scalars(select(Alarm).where(Alarm.event == "threshold")).all()
     assert [(a.app_id, a.figures["sdk_app_id"], a.figures["app_name"]) for a in found] == [
         (shop.app.id, shop.app.sdk_app_id, shop.app.name)]
+
+
+def test_a_slow_load_holds_up_only_its_own_key(backend: Backend) -> None:
+    """Reads of ids anyone can make up (unknown AppIds) miss the cache every time: one
+    that is slow must not hold up the loads of every other key in the process."""
+    import threading
+
+    cache = sendconfig.ConfigCache(backend.redis, ttl_s=60)
+    sendconfig.new_token(backend.redis)
+    snaps = cache.current()
+    release, started = threading.Event(), threading.Event()
+    loads: list[str] = []
+
+    def slow() -> None:
+        loads.append("bogus")
+        started.set()
+        release.wait(30)
+
+    stuck = threading.Thread(target=snaps._get, args=(("app", "bogus"), slow))
+    same = threading.Thread(target=snaps._get, args=(("app", "bogus"), slow))
+    stuck.start()
+    assert started.wait(10)
+    try:
+        other = threading.Thread(target=snaps._get, args=(("app", "known"), lambda: "ok"))
+        other.start()
+        other.join(10)
+        assert not other.is_alive(), "a load of another key waited for the slow one"
+        assert cache._entries[("app", "known")][1] == "ok"
+        same.start()  # the same key still waits for the load in progress (no stampede)
+        same.join(0.2)
+        assert same.is_alive()
+    finally:
+        release.set()
+        stuck.join(10)
+        if same.ident is not None:
+            same.join(10)
+    assert loads == ["bogus", "bogus"]  # a miss is not kept: the waiter loads it again
