@@ -209,6 +209,13 @@ def submit_claimed(app: Flask, settings: PipelineSettings, attempt: str,
     """Submit a batch already held by `attempt` (its claim committed) and record the
     results. GatewayUnavailable: the batch goes back to accepted, and it is raised."""
     gateway = app.extensions["gateway"]
+    # Committed before the call: a worker killed before this point sent nothing, and
+    # the sweeper, finding no hand-over, sends the batch again (pipeline.fenced).
+    if not _db_retry(lambda s: pipeline.hand_over(s, attempt, batch[0].message_id),
+                     settings.lease_s):
+        log.warning("attempt %s: lease ran out before its call; the sweeper requeued it",
+                    attempt)
+        return
     try:
         results: list[SubmitResult] = gateway.submit(batch)
     except GatewayUnavailable:

@@ -171,3 +171,15 @@ def together(*calls: Callable[[], T]) -> list[T]:
         t.join(timeout=60)
     assert len(results) == len(calls), "a call failed or hung; see its thread's error"
     return [results[i] for i in range(len(calls))]
+
+
+def claim_handed(db: Session, attempt: str, settings: Any, ids: list[int] | None = None
+                 ) -> list[Any]:
+    """`pipeline.claim`, then the hand-over a worker commits just before its call to
+    the gateway: the batch may have reached the carrier (app/services/pipeline.py)."""
+    from app.services import pipeline
+
+    claimed = pipeline.claim(db, attempt, settings, ids)
+    if claimed:
+        assert pipeline.hand_over(db, attempt, claimed[0].id)
+    return claimed

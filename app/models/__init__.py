@@ -16,6 +16,7 @@ from app.models.sending import (
     MuteEntry,
     ReceiptInbox,
     Reply,
+    SubmitAttempt,
     Unsubscribe,
     UnsubscribeRemoval,
 )
@@ -66,6 +67,7 @@ __all__ = [
     "StatRollupDaily",
     "StatTotalsDaily",
     "StatTotalsHourly",
+    "SubmitAttempt",
     "Template",
     "Unsubscribe",
     "UnsubscribeRemoval",

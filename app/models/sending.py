@@ -115,6 +115,21 @@ class ReceiptInbox(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class SubmitAttempt(Base):
+    """Whether an attempt's batch was handed to the gateway (app/services/pipeline.py):
+    written by the worker, committed, just before the call (`handed`), or by the
+    sweeper once the attempt's lease ran out with no such row (`handed` false: the
+    attempt is fenced and its messages are sent again). The primary key makes the
+    two exclusive: a batch the sweeper fenced is never handed over afterwards."""
+
+    __tablename__ = "submit_attempt"
+    __table_args__ = (Index("ix_submit_attempt_created", "created_at"),)
+
+    attempt_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    handed: Mapped[bool]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class MessagePart(Base):
     """Each part of a message that went out in several (SMPP): receipts come per part.
     The message is delivered once every part is, failed as soon as one part fails."""

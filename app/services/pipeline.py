@@ -29,6 +29,9 @@ UPDATE from the state before it, so two movers can never both win):
   straight into `submitting` under its own attempt and lease, in the transaction
   that checks them, and submits them itself after the commit: the same held claim,
   born with the row, recovered the same way.
+- **handed over**: just before its call to the gateway, the worker commits a row
+  for its attempt in `submit_attempt` (`hand_over`). Without it, nothing of the
+  batch can have reached the carrier; with it, anything may have.
 - **submitted / failed**: `record_submissions` writes a batch's results in one
   statement, only where the row is still held by the same attempt; receipts the
   gateway already knows (the simulator) go into the inbox in the same transaction.
@@ -52,8 +55,12 @@ UPDATE from the state before it, so two movers can never both win):
   (RECEIPT_VALIDITY_S, default 72 h). A late receipt still applies.
 
 What recovers each fault:
-- A worker killed after its claim (or a task dispatcher after its commit): the
-  lease expires (LEASE_S) and the sweeper
+- A worker killed after its claim but before its hand-over (or a task dispatcher
+  after its commit): the lease expires (LEASE_S) and the sweeper finds no hand-over.
+  It writes one that says "fenced" (`fenced`: the same key, so a worker that was
+  only slow can no longer hand the batch over, and sends nothing) and puts the
+  messages back in `accepted`, for any gateway, SMPP included.
+- A worker killed after its hand-over: the lease expires and the sweeper
   asks the gateway about that attempt (`lookup`). The simulator answers exactly
   and fences the attempt, so rows it never saw go back to `accepted` and a
   straggler from the dead attempt cannot send them later. Tencent Cloud finds what
@@ -79,9 +86,9 @@ What recovers each fault:
 Assumptions and known gaps: a batch submit must finish within the lease (gateway
 timeouts are shorter; a straggler past it is fenced by the simulator, and for other
 gateways its late result still corrects `unknown`). SMPP cannot be asked: its
-expired leases end `unknown`. A Tencent Cloud message that never reached Tencent
-(its worker killed between claim and call) cannot be told from one whose report
-never came: it ends `unknown`, never resent. Status
+expired leases handed over end `unknown`. A Tencent Cloud message handed over but
+never received (its worker killed between the hand-over and the call) cannot be
+told from one whose report never came: it ends `unknown`, never resent. Status
 callbacks are enqueued after the receipt batch commits: a crash in between loses
 those callbacks (the receipts themselves are applied).
 """
@@ -98,6 +105,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Integer,
     String,
     Table,
@@ -116,7 +124,7 @@ from sqlalchemy.orm import Session
 
 from app.db import UTCDateTime, utcnow
 from app.gateways.base import GatewayUnavailable, Outbound, Receipt, SubmitResult
-from app.models import Message, ReceiptInbox, Signature, Template
+from app.models import Message, ReceiptInbox, Signature, SubmitAttempt, Template
 from app.models.sending import (
     ACCEPTED,
     DELIVERED,
@@ -247,6 +255,56 @@ def outbound(db: Session, claimed: list[Claimed], attempt: str | None = None) ->
     return [Outbound(m.id, m.phone_number, m.content, m.region,
                      template_ref=refs.get(m.template_id), params=tuple(m.template_params or ()),
                      sign_name=signs.get(m.signature_id), attempt_id=attempt) for m in claimed]
+
+
+def hand_over(db: Session, attempt: str, first_id: int) -> bool:
+    """Say that `attempt`'s batch (whose first message is `first_id`) goes to the
+    gateway now; the caller commits, then calls. False: the attempt was fenced (its
+    lease ran out and the sweeper put its messages back in the queue), so nothing may
+    be sent. The row's key makes hand-over and fence exclusive; the message check
+    catches a fence already cleared away (fenced_or_handed, prune_attempts)."""
+    done = db.execute(text(
+        "INSERT INTO submit_attempt (attempt_id, handed, created_at) "
+        "SELECT CAST(:attempt AS VARCHAR), :handed, :now WHERE EXISTS (SELECT 1 FROM message "
+        "WHERE id = :id AND attempt_id = :attempt AND status = :status) "
+        "ON CONFLICT DO NOTHING").bindparams(
+            bindparam("handed", type_=Boolean()), bindparam("now", type_=UTCDateTime())),
+        {"attempt": attempt, "handed": True, "now": utcnow(), "id": first_id,
+         "status": SUBMITTING})
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def fenced(db: Session, attempts: set[str]) -> set[str]:
+    """Of these attempts, whose leases ran out, those never handed to the gateway:
+    fenced now (so that their worker, if it lives, can no longer hand them over) or
+    earlier. Their messages can be sent again by anyone, safely."""
+    attempts = {a for a in attempts if a}
+    if not attempts:
+        return set()
+    now = utcnow()
+    fence = text("INSERT INTO submit_attempt (attempt_id, handed, created_at) "
+                 "VALUES (:attempt, :handed, :now) ON CONFLICT DO NOTHING").bindparams(
+        bindparam("handed", type_=Boolean()), bindparam("now", type_=UTCDateTime()))
+    for attempt in sorted(attempts):  # a sweep meets one or two attempts
+        db.execute(fence, {"attempt": attempt, "handed": False, "now": now})
+    return set(db.scalars(select(SubmitAttempt.attempt_id).where(
+        among(db, SubmitAttempt.attempt_id, sorted(attempts)),
+        SubmitAttempt.handed.is_(False))))
+
+
+# A hand-over or fence row is only read while messages are held by its attempt; kept
+# a while longer so that the sweeper does not rewrite the table every few seconds.
+ATTEMPT_KEEP_S = 600
+
+
+def prune_attempts(db: Session, now: datetime) -> int:
+    """Drop hand-over and fence rows no message is held under any more."""
+    held = select(Message.attempt_id).where(Message.status == SUBMITTING,
+                                             Message.attempt_id.is_not(None))
+    done = db.execute(delete(SubmitAttempt).where(
+        SubmitAttempt.created_at < now - timedelta(seconds=ATTEMPT_KEEP_S),
+        SubmitAttempt.attempt_id.not_in(held)).execution_options(synchronize_session=False))
+    return int(done.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _batch_table(db: Session, columns: dict[str, str]) -> str:
@@ -542,7 +600,13 @@ def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepRepor
         Message.status == SUBMITTING, Message.lease_until < now)
         .order_by(Message.id).limit(limit))).all()
     lookup = getattr(gateway, "lookup", None)
-    for attempt, claimed in _by_attempt(rows).items():
+    by_attempt = _by_attempt(rows)
+    never_handed = fenced(db, set(by_attempt))
+    for attempt, claimed in by_attempt.items():
+        if attempt in never_handed:  # the worker died before calling: send them again
+            release(db, attempt, [c.id for c in claimed])
+            report.requeued += len(claimed)
+            continue
         if lookup is None:
             ids = [c.id for c in claimed]
             before = rollups.snapshot(db, ids)  # already ours (locked by the select above)
@@ -607,6 +671,11 @@ def ask_carrier(work: Callable[[], AbstractContextManager[Session]], gateway: An
                 now + timedelta(seconds=low), limit - len(rows))
         if not rows:
             return report
+        by_attempt = _by_attempt([r for r in rows if r.status == SUBMITTING])
+        for attempt in fenced(db, set(by_attempt)):  # never handed over: not asked
+            release(db, attempt, [c.id for c in by_attempt[attempt]])
+            report.requeued += len(by_attempt[attempt])
+            rows = [r for r in rows if r.status != SUBMITTING or r.attempt_id != attempt]
         asks = [(attempt, claimed, _outbound_since(db, claimed, attempt, rows))
                 for attempt, claimed in _by_attempt(rows).items()]
     answered: list[tuple[str, list[Claimed], list[SubmitResult | None]]] = []
@@ -689,6 +758,7 @@ def sweep(db: Session, gateway: Any, settings: PipelineSettings) -> SweepReport:
             .returning(*_RETURNED).execution_options(synchronize_session=False)).all()
         rollups.moved(db, before, expired)
         report.expired = len(expired)
+    prune_attempts(db, now)
     report.redrive = bool(report.requeued) or bool(db.scalar(select(exists().where(
         Message.status == ACCEPTED,
         Message.created_at < now - timedelta(seconds=settings.redrive_after_s)))))

@@ -12,6 +12,7 @@ from app.models import Message
 from app.models.sending import MessagePart
 from app.services import pipeline
 from app.services.pipeline import PipelineSettings
+from tests.helpers import claim_handed
 from tests.sending.conftest import Shop
 
 SETTINGS = PipelineSettings(lease_s=30)
@@ -21,7 +22,7 @@ def _claimed(shop: Shop, session: Session, n: int) -> tuple[str, list[int]]:
     shop.send([f"+1415555{i:04d}" for i in range(n)])
     session.commit()
     attempt = pipeline.new_attempt()
-    ids = [c.id for c in pipeline.claim(session, attempt, SETTINGS)]
+    ids = [c.id for c in claim_handed(session, attempt, SETTINGS)]
     session.commit()
     return attempt, ids
 
@@ -48,7 +49,7 @@ def test_not_sent_goes_back_to_accepted_only_under_the_same_attempt(
     assert _state(session, d) == ("unknown", attempt)
     # A straggler from an older attempt cannot move a row claimed again.
     again = pipeline.new_attempt()
-    assert {x.id for x in pipeline.claim(session, again, SETTINGS)} == {b, c}
+    assert {x.id for x in claim_handed(session, again, SETTINGS)} == {b, c}
     pipeline.record_submissions(session, attempt, [SubmitResult(b, False, not_sent=True)])
     assert _state(session, b) == ("submitting", again)
 

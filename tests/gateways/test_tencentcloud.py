@@ -30,7 +30,7 @@ from jobs import worker
 from jobs.listeners import tencentcloud_poll_once
 from jobs.sending import sweep_once
 from tests.conftest import Backend
-from tests.helpers import ctx_for
+from tests.helpers import claim_handed, ctx_for
 from tests.sending.conftest import Shop
 
 
@@ -345,7 +345,7 @@ def test_an_expired_lease_is_resolved_by_reports_and_never_resent(
     session.commit()
     settings = pipeline.PipelineSettings()
     attempt = pipeline.new_attempt()
-    claimed = pipeline.claim(session, attempt, settings)
+    claimed = claim_handed(session, attempt, settings)
     session.commit()
     gateway = tc_slow_app.extensions["gateway"]
     assert gateway.submit(pipeline.outbound(session, claimed[:1], attempt))[0].accepted
@@ -462,7 +462,7 @@ def test_expired_leases_end_unknown_when_tencent_refuses_lookups(
     _effective(shop, session, "1110201")
     shop.send(["+14155550101"], params=["4321"])
     session.commit()
-    pipeline.claim(session, pipeline.new_attempt(), pipeline.PipelineSettings())
+    claim_handed(session, pipeline.new_attempt(), pipeline.PipelineSettings())
     session.execute(update(Message).values(lease_until=utcnow() - timedelta(seconds=1)))
     session.commit()
     _refusing(tencent, "UnauthorizedOperation.RequestPermissionDeny")
@@ -479,7 +479,7 @@ def test_a_sweep_asks_tencent_about_at_most_a_batch_of_messages(
     _effective(shop, session, "1110202")
     shop.send([f"+1415555{2000 + i:04d}" for i in range(120)], params=["4321"])
     session.commit()
-    pipeline.claim(session, pipeline.new_attempt(), pipeline.PipelineSettings())
+    claim_handed(session, pipeline.new_attempt(), pipeline.PipelineSettings())
     session.execute(update(Message).values(lease_until=utcnow() - timedelta(seconds=1)))
     session.commit()
     report = sweep_once(tc_app)
@@ -497,7 +497,7 @@ def test_statistics_follow_unknown_found_and_delivered(
     shop.send(["+14155550101", "+14155550102"], params=["4321"])
     session.commit()
     attempt = pipeline.new_attempt()
-    claimed = pipeline.claim(session, attempt, pipeline.PipelineSettings())
+    claimed = claim_handed(session, attempt, pipeline.PipelineSettings())
     session.commit()
     tc_app.extensions["gateway"].submit(pipeline.outbound(session, claimed, attempt))
     session.execute(update(Message).values(lease_until=utcnow() - timedelta(seconds=1)))
@@ -556,7 +556,7 @@ def test_pipeline_a_never_sent_message_is_recorded_delivered_with_anothers_seria
                     .values(template_id=shop.templates["marketing"]))  # no carrier id
     session.commit()
     attempt = pipeline.new_attempt()
-    claimed = pipeline.claim(session, attempt, pipeline.PipelineSettings())
+    claimed = claim_handed(session, attempt, pipeline.PipelineSettings())
     session.commit()
     results = tc_app.extensions["gateway"].submit(pipeline.outbound(session, claimed, attempt))
     assert [r.accepted for r in results] == [True, False]  # the worker dies here
@@ -593,7 +593,7 @@ def test_an_unanswering_tencent_is_asked_once_per_sweep_not_once_per_attempt(
     for i in range(5):  # API sends: one claim (attempt) each at low load
         shop.send([f"+1415555{3000 + i:04d}"], params=["4321"])
         session.commit()
-        pipeline.claim(session, pipeline.new_attempt(), pipeline.PipelineSettings())
+        claim_handed(session, pipeline.new_attempt(), pipeline.PipelineSettings())
         session.commit()
     session.execute(update(Message).values(lease_until=utcnow() - timedelta(seconds=1)))
     session.commit()
@@ -615,7 +615,7 @@ def test_a_throttled_lookup_discards_the_answers_already_found(
     shop.send([f"+1415555{4000 + i:04d}" for i in range(30)], params=["4321"])
     session.commit()
     attempt = pipeline.new_attempt()
-    claimed = pipeline.claim(session, attempt, pipeline.PipelineSettings())
+    claimed = claim_handed(session, attempt, pipeline.PipelineSettings())
     session.commit()
     tc_app.extensions["gateway"].submit(pipeline.outbound(session, claimed, attempt))
     for c in claimed:
@@ -661,7 +661,7 @@ def test_sweeper_lookups_under_row_locks_deadlock_with_a_straggler_worker(
     shop.send(["+14155556001", "+14155556002"], params=["4321"])
     session.commit()
     attempt = pipeline.new_attempt()
-    r1, r2 = pipeline.claim(session, attempt, pipeline.PipelineSettings())
+    r1, r2 = claim_handed(session, attempt, pipeline.PipelineSettings())
     session.commit()
     # An earlier sweep found r1 unknown (its lease ran out while the worker sent).
     pipeline.record_submissions(session, attempt, [SubmitResult(

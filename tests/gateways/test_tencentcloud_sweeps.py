@@ -17,6 +17,7 @@ from app.gateways.base import Outbound, SubmitResult
 from app.models import Message
 from app.services import pipeline
 from tests.conftest import Backend
+from tests.helpers import claim_handed
 from tests.sending.conftest import Shop
 
 SETTINGS = pipeline.PipelineSettings()
@@ -43,7 +44,7 @@ class Asked:
 def _expired(shop: Shop, session: Session, n: int) -> list[int]:
     shop.send([f"+1415555{7000 + i:04d}" for i in range(n)], params=["4321"])
     session.commit()
-    claimed = pipeline.claim(session, pipeline.new_attempt(), SETTINGS)
+    claimed = claim_handed(session, pipeline.new_attempt(), SETTINGS)
     session.execute(update(Message).values(lease_until=utcnow() - timedelta(seconds=1)))
     session.commit()
     return [c.id for c in claimed]
@@ -106,7 +107,7 @@ def test_a_new_claim_keeps_its_lease(shop: Shop, session: Session, backend: Back
         with db.unit_of_work() as s:
             pipeline.release(s, old, [mid], ("submitting", "unknown"))
         with db.unit_of_work() as s:
-            assert pipeline.claim(s, new, SETTINGS, [mid])
+            assert claim_handed(s, new, SETTINGS, [mid])
 
     pipeline.ask_carrier(db.unit_of_work, Asked(straggler_then_drainer), SETTINGS)
     session.expire_all()

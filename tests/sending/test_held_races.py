@@ -21,6 +21,7 @@ from app.models import Message
 from app.services import pipeline, retention
 from app.services.pipeline import PipelineSettings
 from tests.conftest import Backend
+from tests.helpers import claim_handed
 from tests.sending.conftest import Shop
 from tests.stats.expected import agree
 
@@ -94,7 +95,7 @@ def _claimed_by_a(shop: Shop, session: Session, backend: Backend) -> list[int]:
     _pg(backend)
     ids = _accepted(shop, session)
     with backend.db.unit_of_work() as s:
-        assert len(pipeline.claim(s, A, S)) == 2
+        assert len(claim_handed(s, A, S)) == 2
     return ids
 
 
@@ -114,7 +115,7 @@ def test_straggler_waits_behind_a_release_and_a_new_claim(shop: Shop, session: S
     sweeper = backend.db.sessions()
     rep = pipeline.resolve_expired(sweeper, _Never())
     assert rep.requeued == 2
-    assert len(pipeline.claim(sweeper, B, S)) == 2  # same tx: now held by B
+    assert len(claim_handed(sweeper, B, S)) == 2  # same tx: now held by B
     out = _late(backend, sweeper, ids)
     assert out == {"value": 0}
     assert all(v == ("submitting", B, None) for v in _rows(session).values())
@@ -150,7 +151,7 @@ def test_receipt_applier_waits_behind_a_straggler_marking_failed(
     _pg(backend)
     ids = _accepted(shop, session, 1)
     with backend.db.unit_of_work() as s:
-        pipeline.claim(s, A, S)
+        claim_handed(s, A, S)
         pipeline.record_submissions(s, A, [SubmitResult(ids[0], True, "g1")])
         pipeline.add_receipts(s, [(Receipt(True, "DELIVRD", gateway_id="g1"), None, 0)])
     other = backend.db.sessions()

@@ -76,6 +76,8 @@ def test_a_worker_killed_after_the_carrier_took_the_batch_is_resolved_not_resent
     gateway: SimulatorGateway = runner.extensions["gateway"]
     with runner.extensions["db"].unit_of_work() as s:
         batch = pipeline.outbound(s, pipeline.claim(s, "a" * 32, SETTINGS), "a" * 32)
+    with runner.extensions["db"].unit_of_work() as s:
+        assert pipeline.hand_over(s, "a" * 32, batch[0].message_id)
     gateway.submit(batch)  # ... and the worker dies before recording anything
     _expire_leases(session)
     report = sending_job.sweep_once(runner)
@@ -93,7 +95,9 @@ def test_an_attempt_the_carrier_never_saw_is_fenced_and_sent_once(
     gateway: SimulatorGateway = runner.extensions["gateway"]
     with runner.extensions["db"].unit_of_work() as s:
         straggler = pipeline.outbound(s, pipeline.claim(s, "a" * 32, SETTINGS), "a" * 32)
-    _expire_leases(session)  # the first worker hangs past its lease
+    with runner.extensions["db"].unit_of_work() as s:
+        assert pipeline.hand_over(s, "a" * 32, mid)
+    _expire_leases(session)  # the first worker hangs past its lease, about to call
     assert sending_job.sweep_once(runner).requeued == 1
     assert _states(session)[mid] == "accepted"
     assert sending_job.drain() == 1  # a live worker sends it
@@ -118,6 +122,8 @@ def test_an_expired_lease_nobody_can_resolve_ends_unknown(shop: Shop, session: S
     [mid] = _accepted(shop, session, ["+14155550101"])
     with runner.extensions["db"].unit_of_work() as s:
         pipeline.claim(s, "a" * 32, SETTINGS)
+    with runner.extensions["db"].unit_of_work() as s:
+        assert pipeline.hand_over(s, "a" * 32, mid)  # ... and the link dropped mid-write
     _expire_leases(session)
     runner.extensions["gateway"] = _Blind()
     assert sending_job.sweep_once(runner).unknown == 1
@@ -127,6 +133,47 @@ def test_an_expired_lease_nobody_can_resolve_ends_unknown(shop: Shop, session: S
     # A late, real result from the same attempt still corrects it.
     with runner.extensions["db"].unit_of_work() as s:
         assert pipeline.record_submissions(s, "a" * 32, [SubmitResult(mid, True, "g")]) == 1
+
+
+def test_a_worker_killed_between_its_claim_and_its_call_is_sent_again(
+    shop: Shop, session: Session, runner: Flask
+) -> None:
+    """Even by a gateway that cannot be asked (SMPP): nothing reached it, and the
+    missing hand-over says so."""
+    [mid] = _accepted(shop, session, ["+14155550101"])
+    with runner.extensions["db"].unit_of_work() as s:
+        straggler = pipeline.outbound(s, pipeline.claim(s, "a" * 32, SETTINGS), "a" * 32)
+    _expire_leases(session)  # ... the worker died before handing the batch over
+    gateway = runner.extensions["gateway"]
+    runner.extensions["gateway"] = _Blind()
+    assert sending_job.sweep_once(runner).requeued == 1
+    assert _states(session)[mid] == "accepted"
+    runner.extensions["gateway"] = gateway
+    assert sending_job.drain() == 1
+    # Had it only hung, it wakes up fenced: it may not hand the batch over any more.
+    sending_job.submit_claimed(runner, SETTINGS, "a" * 32, straggler)
+    assert gateway.ledger.counts() == {mid: 1}
+    sending_job.apply_receipts()
+    assert _states(session)[mid] == "delivered"
+
+
+def test_a_fence_and_a_hand_over_exclude_each_other(shop: Shop, session: Session,
+                                                     runner: Flask) -> None:
+    ids = _accepted(shop, session, ["+14155550101", "+14155550103"])
+    with runner.extensions["db"].unit_of_work() as s:
+        first = pipeline.claim(s, "a" * 32, SETTINGS, ids[:1])
+        second = pipeline.claim(s, "b" * 32, SETTINGS, ids[1:])
+    with runner.extensions["db"].unit_of_work() as s:
+        assert pipeline.hand_over(s, "a" * 32, first[0].id)
+        assert pipeline.fenced(s, {"a" * 32, "b" * 32}) == {"b" * 32}
+        assert not pipeline.hand_over(s, "b" * 32, second[0].id)
+        assert pipeline.hand_over(s, "a" * 32, first[0].id) is False  # once
+    # Rows no message is held under any more go; the others stay.
+    with runner.extensions["db"].unit_of_work() as s:
+        pipeline.release(s, "b" * 32, [second[0].id])
+        later = utcnow() + timedelta(seconds=pipeline.ATTEMPT_KEEP_S + 1)
+        assert pipeline.prune_attempts(s, later) == 1
+        assert pipeline.fenced(s, {"a" * 32}) == set()  # still handed, still kept
 
 
 def test_no_receipt_within_the_validity_period_ends_no_receipt(

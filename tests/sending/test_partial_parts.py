@@ -13,6 +13,7 @@ from app.gateways.base import Receipt, SubmitResult
 from app.gateways.smpp import _Progress
 from app.models import Message
 from app.services import pipeline
+from tests.helpers import claim_handed
 from tests.sending.conftest import Shop
 
 
@@ -24,7 +25,7 @@ def _partial(shop: Shop, session: Session) -> int:
     session.add(m)
     session.commit()
     attempt = pipeline.new_attempt()
-    [c] = pipeline.claim(session, attempt, pipeline.PipelineSettings())
+    [c] = claim_handed(session, attempt, pipeline.PipelineSettings())
     session.commit()
     # What the SMPP gateway answers: part 1 taken (its id), part 2 never written.
     progress = _Progress(0, [b"one", b"two"], ids={0: "gw-part1"})

@@ -18,6 +18,7 @@ from app.queue import enqueue_deferred
 from app.services import pipeline, rollups
 from jobs import worker
 from tests.conftest import Backend
+from tests.helpers import claim_handed
 from tests.sending.conftest import Shop
 from tests.stats.expected import agree
 
@@ -71,7 +72,7 @@ def test_unknown_then_corrected_and_released(shop: Shop, session: Session) -> No
     session.commit()
     gone = pipeline.PipelineSettings(lease_s=-1)  # every lease already expired
     attempt = pipeline.new_attempt()
-    claimed = pipeline.claim(session, attempt, gone)
+    claimed = claim_handed(session, attempt, gone)
     assert len(claimed) == 4
     pipeline.resolve_expired(session, object())  # a gateway that cannot be asked
     assert set(session.scalars(select(Message.status))) == {"unknown"}

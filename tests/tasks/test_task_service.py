@@ -297,8 +297,9 @@ def test_policies_per_application(shop: Shop, session: Session) -> None:
 def test_a_batch_held_by_a_dead_dispatcher_is_resolved_and_sent_once(
         shop: Shop, session: Session, tmp_path: Path, backend: Backend) -> None:
     """A dispatcher writes its batch as `submitting` under its own attempt, commits,
-    then submits. Killed in between: the lease expires, the sweeper asks the carrier
-    (never saw it: fenced, back to accepted), the drainer sends each message once,
+    then submits. Killed in between: the lease expires, the sweeper finds that the
+    batch was never handed over (fenced, back to accepted), the drainer sends each
+    message once,
     and the dead attempt can never send them later."""
     from app.db import utcnow
     from app.gateways.simulator import SimulatorGateway
@@ -326,8 +327,8 @@ def test_a_batch_held_by_a_dead_dispatcher_is_resolved_and_sent_once(
         assert sending_job.sweep_once(app).requeued == 10
         assert sending_job.drain() == 10
         gateway: SimulatorGateway = app.extensions["gateway"]
-        late = gateway.submit(step.outbound)  # the dead attempt's straggler: fenced
-        assert not any(r.accepted for r in late)
+        # The dead attempt's straggler (had it only hung): fenced, it sends nothing.
+        sending_job.submit_claimed(app, pipeline.PipelineSettings(), "d" * 32, step.outbound)
         assert gateway.ledger.counts() == dict.fromkeys(held, 1)
         # The rest of the task goes out through the same path, then it settles.
         rest = tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=10,
