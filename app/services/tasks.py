@@ -92,6 +92,7 @@ BATCH = 2000
 INSERT_CHUNK = 5000
 COPY_ROWS = 20_000  # recipients (or row errors) per COPY / executemany on create
 PAGE = 50
+MAX_ID = 2**31 - 1  # ids are 32-bit in the database: a larger one names nothing
 
 
 def held_key(task_id: int) -> str:
@@ -109,7 +110,8 @@ def serial_for(task_id: int, row_no: int) -> str:
 
 
 def _task(ctx: Ctx, task_id: int, action: str) -> tuple[SendTask, Application]:
-    task = ctx.db.get(SendTask, task_id)
+    # (Asking the database for a larger id is an error there, not an empty answer.)
+    task = ctx.db.get(SendTask, task_id) if 1 <= task_id <= MAX_ID else None
     if task is None or task.account_id != ctx.actor.account_id:
         raise NotFound(f"No task {task_id}.")
     app = ctx.db.get(Application, task.app_id)
@@ -257,7 +259,8 @@ def _content(ctx: Ctx, draft: Draft, action: str = "CreateSendTask"
              ) -> tuple[Application, Template, Signature | None]:
     app = get_app(ctx, draft.sdk_app_id, action)
     errors: dict[str, str] = {}
-    template = ctx.db.get(Template, draft.template_id)
+    template = ctx.db.get(Template, draft.template_id) \
+        if 1 <= draft.template_id <= MAX_ID else None
     if template is None or template.account_id != app.account_id:
         raise invalid("template_id", f"No template {draft.template_id}.")
     if template.status != EFFECTIVE:
@@ -995,6 +998,9 @@ def standard_columns(ctx: Ctx, template_id: int) -> tuple[Template, list[str], l
     """A template, the exact columns a task file for it has, and one example row."""
     from app.services.content import get_template
 
+    if not 1 <= template_id <= MAX_ID:
+        ctx.actor.require("DescribeSmsTemplateList")
+        raise NotFound("No such template.")
     template = get_template(ctx, template_id)
     return (template, taskfile.standard_columns(template.content),
             taskfile.example_row(template.content, template.sms_type, template.region))

@@ -79,6 +79,10 @@ def test_file_problems_are_form_errors_not_500s(root: Client, shop: Shop) -> Non
         assert status == 422 and "has passed" in body
     assert root.get("/tasks?region=mars").status_code == 400
     assert root.get("/tasks/999999").status_code == 404
+    # Past a 32-bit id: still a 404 (it was a 500 on both databases).
+    for url in ("/tasks/99999999999999", "/tasks/99999999999999/progress",
+                "/tasks/2147483648/errors.csv", "/tasks/9223372036854775808/records"):
+        assert root.get(url).status_code == 404, url
     assert root.get("/tasks/standard-file?template_id=x").status_code == 400
     assert root.get("/tasks/1/records?status=bogus").status_code in (400, 404)
 

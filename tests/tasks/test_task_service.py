@@ -343,3 +343,22 @@ def test_a_batch_held_by_a_dead_dispatcher_is_resolved_and_sent_once(
         assert expected.rolled(session) == expected.direct(session)
     finally:
         app.extensions["db"].engine.dispose()
+
+
+@pytest.mark.parametrize("task_id", [0, -1, 2**31, 99_999_999_999_999, 2**63])
+def test_an_id_out_of_range_names_no_task(shop: Shop, session: Session, task_id: int) -> None:
+    """Ids are 32-bit in the database: a larger one (a typed or forged URL, the CLI's
+    argument) names nothing, as on the API. It was a DataError on PostgreSQL and an
+    OverflowError on SQLite: a 500 on /tasks/<id>, a traceback from `smsops task show`."""
+    for call in (tasks.get_task, tasks.stop, tasks.cancel, tasks.errors_csv,
+                 tasks.receipt_analysis, lambda c, i: tasks.confirm(c, i, acknowledged=True),
+                 lambda c, i: tasks.preflight(c, shop.limiter, i)):
+        with pytest.raises(NotFound, match=f"No task {task_id}"):
+            call(shop.ctx, task_id)
+    with pytest.raises(ValidationError) as exc:
+        tasks.create_task(shop.ctx, tasks.Draft(shop.app.sdk_app_id, task_id),
+                          io.BytesIO(csv_of(1)), "a.csv")
+    assert exc.value.errors == {"template_id": f"No template {task_id}."}
+    with pytest.raises(NotFound):
+        tasks.standard_file(shop.ctx, task_id, "csv")
+    assert tasks.list_tasks(shop.ctx)[1] == 0  # the session is still usable
