@@ -590,10 +590,18 @@ def preflight(ctx: Ctx, limiter: Limiter, task_id: int) -> Preflight:
 
 
 def confirm(ctx: Ctx, task_id: int, *, acknowledged: bool) -> SendTask:
-    task, _app = _task(ctx, task_id, "CreateSendTask")
+    task, app = _task(ctx, task_id, "CreateSendTask")
     if task.status != AWAITING_CONFIRMATION:
         raise Conflict(f"Task {task.id} is {task.status.replace('_', ' ')}: only a task "
                        "awaiting confirmation can be confirmed.")
+    # Changed since the file was checked (a template rejected, the application
+    # disabled): confirming would only start a task that fails at its first batch.
+    problem = _cannot_run(app, ctx.db.get(Template, task.template_id),
+                          ctx.db.get(Signature, task.signature_id) if task.signature_id
+                          else None, task.signature_id)
+    if problem is not None:
+        raise Conflict(f"This task cannot be sent: {problem[0].lower()}{problem[1:]} "
+                       "Cancel it and create it again once that is put right.")
     if not acknowledged:
         raise invalid("acknowledge", "Tick the box to confirm you want these messages sent.")
     if task.valid_rows == 0:

@@ -362,3 +362,37 @@ def test_an_id_out_of_range_names_no_task(shop: Shop, session: Session, task_id:
     with pytest.raises(NotFound):
         tasks.standard_file(shop.ctx, task_id, "csv")
     assert tasks.list_tasks(shop.ctx)[1] == 0  # the session is still usable
+
+
+@pytest.mark.parametrize("change", ["reject_template", "disable_app", "delete_signature"])
+def test_confirm_refuses_a_task_that_could_no_longer_send(shop: Shop, session: Session,
+                                                          change: str) -> None:
+    """Its template rejected since the file was checked (or the application disabled, the
+    signature gone): confirming said "Task confirmed.", the task went `sending`, then
+    `failed` at its first batch with an alarm to the contacts. Now confirm says why and
+    the task stays awaiting confirmation (it can still be cancelled)."""
+    from app.services import reviews
+
+    task = create(shop, csv_of(3))
+    if change == "reject_template":
+        template = content.set_carrier_template_id(shop.ctx, shop.templates["mainland"], "T1")
+        assert template.status == "pending"  # back to review...
+        reviewer = ctx_for(session, session.scalar(select(User).where(
+            User.email == "rev@example.com")))
+        reviews.reject(reviewer, "template", template.id, "Not our wording.",
+                       revision=template.revision)  # ... and rejected
+    elif change == "disable_app":
+        apps.set_enabled(shop.ctx, shop.app.sdk_app_id, False)
+    else:
+        content.delete_signature(shop.ctx, shop.signatures["mainland"])
+    shop.ctx.deferred.clear()
+    with pytest.raises(Conflict) as exc:
+        tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    assert exc.value.message.startswith("This task cannot be sent: ")
+    assert any(word in exc.value.message for word in ("template", "disabled", "signature"))
+    session.refresh(task)
+    assert task.status == "awaiting_confirmation" and task.confirmed_at is None
+    assert not shop.ctx.deferred  # no dispatcher started
+    assert session.scalar(select(func.count()).select_from(Alarm)
+                          .where(Alarm.event == "task_failed")) == 0
+    assert tasks.cancel(shop.ctx, task.id).status == "cancelled"
