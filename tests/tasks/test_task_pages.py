@@ -106,3 +106,21 @@ def test_user_text_is_escaped(root: Client, shop: Shop) -> None:
     assert status == 302
     page = root.get(where).get_data(as_text=True)
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+
+
+def test_a_file_over_the_request_limit_is_told_as_such(root: Client, shop: Shop) -> None:
+    """Past the request limit (MAX_CONTENT_LENGTH, 32 MB) the form cannot be read back:
+    the answer (a page, or the toast an htmx upload shows from it) says the file is
+    too large and what is allowed. It was Werkzeug's "The data value transmitted
+    exceeds the capacity limit.", which tells a user nothing about their file."""
+    big = b"13800138000,1234\n" * (33 * 1024 * 1024 // 17)
+    for htmx in (False, True):
+        shop.ctx.db.commit()
+        form = {"name": "Spring", "sdk_app_id": shop.app.sdk_app_id,
+                "template_id": str(shop.templates["mainland"]),
+                "file": (io.BytesIO(big), "big.csv")}
+        resp = root.post("/tasks", form, htmx=htmx, content_type="multipart/form-data")
+        assert resp.status_code == 413
+        message = text_of(resp, ".error-message")
+        assert message == ("The file is too large: at most 30 MB are allowed. Split it "
+                           "into smaller files."), message
