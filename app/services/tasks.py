@@ -413,7 +413,8 @@ class _Recipients:
 def create_task(ctx: Ctx, draft: Draft, f: IO[bytes], filename: str, *,
                 max_bytes: int = taskfile.MAX_BYTES) -> tuple[SendTask, Summary]:
     """Validate the file while inserting its recipients; the task then awaits
-    confirmation. A file-level problem raises and leaves nothing behind. Like every
+    confirmation (or, when no row is usable, has failed validation). A file-level
+    problem raises and leaves nothing behind. Like every
     service, it only flushes: the caller's rollback undoes all of it."""
     _checked_draft(draft)
     app, template, signature = _content(ctx, draft)
@@ -450,7 +451,12 @@ def create_task(ctx: Ctx, draft: Draft, f: IO[bytes], filename: str, *,
     summary.seconds = time.perf_counter() - start
     task.total_rows, task.valid_rows = summary.rows, summary.valid
     task.error_rows, task.billed_items = summary.errors, summary.billed_items
-    task.status = AWAITING_CONFIRMATION
+    if summary.valid:
+        task.status = AWAITING_CONFIRMATION
+    else:  # validation failed: nothing to confirm, ever (the row errors stay listed)
+        task.status, task.finished_at = TASK_FAILED, utcnow()
+        task.failure_reason = ("No row of the file can be sent: every row has an error "
+                               "(see the row errors).")
     ctx.db.flush()
     audit.record(ctx, "CreateSendTask", "send_task", task.id, None,
                  {"app": app.sdk_app_id, "template": template.id, "rows": summary.rows,
@@ -591,6 +597,8 @@ def preflight(ctx: Ctx, limiter: Limiter, task_id: int) -> Preflight:
 
 def confirm(ctx: Ctx, task_id: int, *, acknowledged: bool) -> SendTask:
     task, app = _task(ctx, task_id, "CreateSendTask")
+    if task.valid_rows == 0:
+        raise invalid("", "This task has no valid recipients to send to.")
     if task.status != AWAITING_CONFIRMATION:
         raise Conflict(f"Task {task.id} is {task.status.replace('_', ' ')}: only a task "
                        "awaiting confirmation can be confirmed.")
@@ -604,8 +612,6 @@ def confirm(ctx: Ctx, task_id: int, *, acknowledged: bool) -> SendTask:
                        "Cancel it and create it again once that is put right.")
     if not acknowledged:
         raise invalid("acknowledge", "Tick the box to confirm you want these messages sent.")
-    if task.valid_rows == 0:
-        raise invalid("", "This task has no valid recipients to send to.")
     now = utcnow()
     scheduled = task.send_at is not None and task.send_at > now
     new = SCHEDULED if scheduled else SENDING

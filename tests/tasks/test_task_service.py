@@ -396,3 +396,21 @@ def test_confirm_refuses_a_task_that_could_no_longer_send(shop: Shop, session: S
     assert session.scalar(select(func.count()).select_from(Alarm)
                           .where(Alarm.event == "task_failed")) == 0
     assert tasks.cancel(shop.ctx, task.id).status == "cancelled"
+
+
+def test_a_file_with_no_usable_row_makes_a_failed_task(shop: Shop, session: Session) -> None:
+    """Every row has an error: validation failed (SPEC.md §3, issue #10: `failed` with
+    the reason), a final status. It stayed `awaiting confirmation` for good, with a
+    confirm step that could only answer "no valid recipients"."""
+    task = create(shop, b"12345,1234\n13800138000,12\n")
+    assert (task.status, task.valid_rows, task.error_rows) == ("failed", 0, 2)
+    assert task.failure_reason == ("No row of the file can be sent: every row has an error "
+                                   "(see the row errors).")
+    assert task.finished_at is not None
+    assert [e.row_no for e in tasks.row_errors(shop.ctx, task)] == [1, 2]  # still listed
+    with pytest.raises(ValidationError, match="no valid recipients"):
+        tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    with pytest.raises(Conflict):
+        tasks.cancel(shop.ctx, task.id)
+    assert session.scalar(select(func.count()).select_from(Alarm)
+                          .where(Alarm.event == "task_failed")) == 0  # nothing ran
