@@ -284,10 +284,17 @@ def _spec(ctx: Ctx, template: Template, signature: Signature | None) -> taskfile
                              template.allow_url_params)
 
 
+def _is_control(char: str) -> bool:
+    """C0 and C1 control characters (NUL among them); spaces of any kind are text."""
+    return ord(char) < 32 or 127 <= ord(char) < 160
+
+
 def _checked_draft(draft: Draft) -> None:
     errors: dict[str, str] = {}
     if len(draft.name) > 100:
         errors["name"] = "At most 100 characters."
+    elif any(map(_is_control, draft.name)):
+        errors["name"] = "Use letters, digits and punctuation: no control characters."
     if draft.rate_limit is not None and not 1 <= draft.rate_limit <= 100_000:
         errors["rate_limit"] = "Give a rate between 1 and 100,000 messages per second."
     if draft.send_at is not None:
@@ -419,6 +426,9 @@ def create_task(ctx: Ctx, draft: Draft, f: IO[bytes], filename: str, *,
     _checked_draft(draft)
     app, template, signature = _content(ctx, draft)
     spec = _spec(ctx, template, signature)
+    # The upload's own name, only shown: without control characters (PostgreSQL
+    # refuses a NUL in text).
+    filename = "".join(c for c in filename if not _is_control(c)).strip()
     task = SendTask(account_id=app.account_id, app_id=app.id,
                     name=draft.name.strip() or filename[:100] or "Task", region=template.region,
                     signature_id=signature.id if signature else None, template_id=template.id,

@@ -106,6 +106,11 @@ def test_user_text_is_escaped(root: Client, shop: Shop) -> None:
     assert status == 302
     page = root.get(where).get_data(as_text=True)
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+    # A NUL in the file name (the multipart header): kept without it, not a 500 on
+    # PostgreSQL.
+    status, where = upload(root, shop, b"13800138000,1234\n", filename="a\x00b.csv")
+    assert status == 302, where
+    assert "file ab.csv" in root.get(where).get_data(as_text=True)
 
 
 def test_a_file_over_the_request_limit_is_told_as_such(root: Client, shop: Shop) -> None:

@@ -414,3 +414,24 @@ def test_a_file_with_no_usable_row_makes_a_failed_task(shop: Shop, session: Sess
         tasks.cancel(shop.ctx, task.id)
     assert session.scalar(select(func.count()).select_from(Alarm)
                           .where(Alarm.event == "task_failed")) == 0  # nothing ran
+
+
+def test_control_characters_in_the_file_name_or_task_name(shop: Shop, session: Session) -> None:
+    """A NUL in an upload's file name (the web's multipart header, the API's) was a
+    DataError on PostgreSQL, a 500; the file name is kept without its control
+    characters. The task's name is the user's own words: refused with a reason."""
+    draft = tasks.Draft(shop.app.sdk_app_id, shop.templates["mainland"])
+    task, _s = tasks.create_task(shop.ctx, draft, io.BytesIO(csv_of(1)), "list\x00\x1b.csv")
+    session.flush()
+    assert (task.file_name, task.name) == ("list.csv", "list.csv")
+    with pytest.raises(ValidationError) as exc:
+        tasks.create_task(
+            shop.ctx, tasks.Draft(shop.app.sdk_app_id, shop.templates["mainland"],
+                                  name="Spring\x00"), io.BytesIO(csv_of(1)), "a.csv")
+    assert exc.value.errors == {"name": "Use letters, digits and punctuation: no control "
+                                        "characters."}
+    assert tasks.list_tasks(shop.ctx)[1] == 1  # the session is still usable
+    wide, _s = tasks.create_task(shop.ctx, tasks.Draft(
+        shop.app.sdk_app_id, shop.templates["mainland"], name="春季\u3000促销\xa0A"),
+        io.BytesIO(csv_of(1)), "a.csv")
+    assert wide.name == "春季\u3000促销\xa0A"  # spaces of every kind are text
