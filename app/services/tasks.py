@@ -77,7 +77,7 @@ from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
 from app.services.limits import Limiter
-from app.sms import numbers, taskfile, templating
+from app.sms import numbers, outcomes, taskfile, templating
 from app.sms.text import INTERNATIONAL, MAINLAND, REGIONS
 
 RUN_JOB = "jobs.tasks.run"
@@ -1000,19 +1000,22 @@ def receipt_analysis(ctx: Ctx, task_id: int) -> ReceiptAnalysis:
         select(Message.status, Message.receipt_at.is_not(None), Message.carrier_code,
                func.count())
         .where(Message.task_id == task.id,
-               Message.status.in_((SUBMITTED, DELIVERED, FAILED, NO_RECEIPT, UNKNOWN)))
+               Message.status.in_((SUBMITTED, DELIVERED, FAILED, NO_RECEIPT)))
         .group_by(Message.status, Message.receipt_at.is_not(None), Message.carrier_code)).all()
     with_r = without = delivered = failed = 0
     reasons: dict[str, int] = {}
+    # The statistics pages' buckets (app/sms/outcomes.py), so both agree: a carrier's
+    # refusal at submission expects no receipt, and `unknown` may never have left.
     for status, has_receipt, carrier, n in rows:
-        if has_receipt:
+        out = outcomes.outcome(status, bool(has_receipt))
+        if out in outcomes.WITH_RECEIPT:
             with_r += n
-            if status == DELIVERED:
+            if out == outcomes.DELIVERED:
                 delivered += n
-            elif status == FAILED:
+            else:
                 failed += n
                 reasons[carrier or "?"] = reasons.get(carrier or "?", 0) + n
-        elif status != FAILED:  # refused at submission: no receipt is expected
+        elif out in outcomes.WITHOUT_RECEIPT:
             without += n
     return ReceiptAnalysis(with_r, without, delivered, failed,
                            sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))

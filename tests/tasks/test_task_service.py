@@ -435,3 +435,35 @@ def test_control_characters_in_the_file_name_or_task_name(shop: Shop, session: S
         shop.app.sdk_app_id, shop.templates["mainland"], name="春季\u3000促销\xa0A"),
         io.BytesIO(csv_of(1)), "a.csv")
     assert wide.name == "春季\u3000促销\xa0A"  # spaces of every kind are text
+
+
+def test_receipt_analysis_follows_the_statistics_definitions(
+        shop: Shop, session: Session, runner: Flask) -> None:
+    """SPEC.md §7 as the statistics pages count it (app/sms/outcomes.py): without
+    receipt means taken by the carrier with no receipt (yet, or within the validity
+    period). A message left `unknown` (the carrier may never have had it) is neither:
+    the task's analysis counted it as without receipt, so its receipt rate disagreed
+    with the statistics page for the same messages."""
+    from app.sms import outcomes
+
+    data = ("\n".join([DELIVERED, UNDELIVERED] + [f"1380013{i:04d}" for i in range(4)])
+            .replace("\n", ",1234\n") + ",1234\n").encode()
+    task = create(shop, data)
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    run_worker(shop, session, runner)
+    lost, waiting, expired = session.scalars(
+        select(Message.id).where(Message.task_id == task.id, Message.status == "delivered")
+        .order_by(Message.id).limit(3)).all()
+    for message_id, status in ((lost, "unknown"), (waiting, "submitted"),
+                               (expired, "no_receipt")):
+        session.execute(update(Message).where(Message.id == message_id)
+                        .values(status=status, receipt_at=None))
+    messages = session.execute(select(Message.status, Message.receipt_at.is_not(None))
+                               .where(Message.task_id == task.id)).all()
+    by_outcome = [outcomes.outcome(s, r) for s, r in messages]
+    a = tasks.receipt_analysis(shop.ctx, task.id)
+    assert (a.with_receipt, a.without_receipt, a.delivered, a.failed) == (
+        sum(o in outcomes.WITH_RECEIPT for o in by_outcome),
+        sum(o in outcomes.WITHOUT_RECEIPT for o in by_outcome),
+        by_outcome.count(outcomes.DELIVERED), by_outcome.count(outcomes.FAILED))
+    assert (a.with_receipt, a.without_receipt) == (3, 2)
