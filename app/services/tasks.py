@@ -512,6 +512,13 @@ def set_unit_prices(ctx: Ctx, prices: dict[str, int]) -> None:
                          {"unit_prices": before}, {"unit_prices": dict(prices)})
 
 
+def _beyond(task: SendTask, items: int) -> int:
+    """About how many recipients a budget of `items` billed items leaves out (the
+    checks take them in row order until it runs out)."""
+    short = task.billed_items - max(items, 0)
+    return max(0, math.ceil(short / max(task.billed_items, 1) * task.valid_rows))
+
+
 def preflight(ctx: Ctx, limiter: Limiter, task_id: int) -> Preflight:
     """What confirming would do, computed without reserving anything."""
     task, app = _task(ctx, task_id, "CreateSendTask")
@@ -570,9 +577,7 @@ def preflight(ctx: Ctx, limiter: Limiter, task_id: int) -> Preflight:
             notes.append(f"Daily limit: {max(limit - used, 0):,} billed items left today of "
                          f"{limit:,}; the task needs {task.billed_items:,}. The rest will be "
                          "refused (LimitExceeded.AppDailyLimit).")
-            add("LimitExceeded.AppDailyLimit", max(0, math.ceil(
-                (task.billed_items - max(limit - used, 0)) / max(task.billed_items, 1)
-                * task.valid_rows)))
+            add("LimitExceeded.AppDailyLimit", _beyond(task, max(limit - used, 0)))
     if task.region == INTERNATIONAL:
         used = limiter.used(f"smsops:day:account:{account.id}:{day}")
         left = account.intl_daily_quota - used
@@ -589,7 +594,7 @@ def preflight(ctx: Ctx, limiter: Limiter, task_id: int) -> Preflight:
         if any_packages and task.billed_items > balance:
             notes.append(f"Credit: {balance:,} billed items left in packages; the task needs "
                          f"{task.billed_items:,}.")
-            add("FailedOperation.InsufficientBalanceInSmsPackage", 1)
+            add("FailedOperation.InsufficientBalanceInSmsPackage", _beyond(task, balance))
     notes.append("Frequency limits are checked as each message leaves; numbers that "
                  "reached theirs are refused then.")
     finish = None

@@ -467,3 +467,18 @@ def test_receipt_analysis_follows_the_statistics_definitions(
         sum(o in outcomes.WITHOUT_RECEIPT for o in by_outcome),
         by_outcome.count(outcomes.DELIVERED), by_outcome.count(outcomes.FAILED))
     assert (a.with_receipt, a.without_receipt) == (3, 2)
+
+
+def test_preflight_counts_the_recipients_credit_would_refuse(shop: Shop, session: Session) -> None:
+    """Credit is taken message by message in row order (sending._after_reserve): with
+    1 item left, 2 of 3 one-item recipients are refused. The confirm step said 1,
+    whatever the shortfall."""
+    from app.db import utcnow
+    from app.models import CreditPackage
+
+    session.add(CreditPackage(account_id=shop.app.account_id, name="last", size=10,
+                              remaining=1, expires_at=utcnow() + timedelta(days=30)))
+    task = create(shop, csv_of(3))
+    pre = tasks.preflight(shop.ctx, shop.limiter, task.id)
+    assert pre.refusals == {"FailedOperation.InsufficientBalanceInSmsPackage": 2}
+    assert any("Credit: 1 billed items left" in n for n in pre.notes)
