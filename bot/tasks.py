@@ -50,7 +50,10 @@ def _bar(percent: int, width: int = 20) -> str:
 
 
 def progress_text(task: SendTask, p: tasks.Progress) -> str:
-    lines = [f"*Task {task.id}: {escape(task.name)}* — {task.status.replace('_', ' ')}",
+    status = task.status.replace("_", " ")
+    if task.failure_reason:
+        status += f": {escape(task.failure_reason)}"
+    lines = [f"*Task {task.id}: {escape(task.name)}* — {status}",
              f"`{_bar(p.percent)}` {p.percent}%",
              f"{p.total:,} recipients · {p.submitted:,} submitted · {p.delivered:,} delivered"
              f" · {p.failed:,} failed · {p.remaining:,} remaining"]

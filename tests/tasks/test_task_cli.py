@@ -75,3 +75,19 @@ def test_an_id_out_of_range_is_a_clear_error(run, shop: Shop, session: Session, 
     made = run("task", "create", str(good), "--app", shop.app.sdk_app_id,
                "--template", "99999999999")
     assert made.exit_code == 1 and "No template 99999999999." in made.output
+
+
+def test_show_says_why_a_task_failed(run, shop: Shop, session: Session,  # type: ignore[no-untyped-def]
+                                     tmp_path: Path) -> None:
+    session.commit()
+    f = tmp_path / "bad.csv"
+    f.write_text("12345,1234\n")
+    made = json.loads(run("task", "create", str(f), "--app", shop.app.sdk_app_id,
+                          "--template", str(shop.templates["mainland"]), "--json").output)
+    assert made["status"] == "failed"
+    shown = run("task", "show", str(made["id"]))
+    assert shown.exit_code == 0
+    assert "failed (No row of the file can be sent" in shown.output, shown.output
+    # The JSON keeps exactly the documented keys.
+    assert set(json.loads(run("task", "show", str(made["id"]), "--json").output)) == {
+        "id", "status", "total", "submitted", "delivered", "failed", "remaining"}

@@ -158,3 +158,18 @@ def test_digits_that_are_not_numbers_are_usage_not_an_error(slack: Slack, shop: 
     assert resp.status_code == 200
     assert resp.get_json() == {"response_action": "errors",
                                "errors": {"template": "Give the template's id."}}
+
+
+def test_a_failed_task_says_why(slack: Slack, shop: Shop, session: Session) -> None:
+    """`failed` comes with its reason (issue #10), in Slack as on the web."""
+    from app.services import apps
+
+    link(session, shop)
+    task_id = make_task(shop, session, confirm=True)
+    apps.set_enabled(shop.ctx, shop.app.sdk_app_id, False)
+    assert tasks.dispatch_step(shop.ctx, shop.limiter, task_id).status == "failed"
+    session.commit()
+    shown = slack.command(f"task {task_id}", user=ROOT).get_json()["text"]
+    assert "— failed" in shown and "The application was disabled." in shown, shown
+    listed = str(slack.command("tasks", user=ROOT).get_json()["blocks"])
+    assert "The application was disabled." in listed
