@@ -138,11 +138,13 @@ def task_create(file: Path, sdk_app_id: str, template_id: int, sign: str | None,
                f"{made['billed_items']:,} billed item(s).")
 
 
-def _show(ctx: Ctx, task_id: int) -> dict[str, Any]:
+def _show(ctx: Ctx, task_id: int) -> tuple[dict[str, Any], str | None]:
+    """The documented figures, and why the task failed (if it did)."""
     task, _app = tasks.get_task(ctx, task_id)
     p = tasks.progress(ctx, task)
-    return {"id": task.id, "status": task.status, "total": p.total, "submitted": p.submitted,
-            "delivered": p.delivered, "failed": p.failed, "remaining": p.remaining}
+    return ({"id": task.id, "status": task.status, "total": p.total, "submitted": p.submitted,
+             "delivered": p.delivered, "failed": p.failed, "remaining": p.remaining},
+            task.failure_reason)
 
 
 @task_group.command("show")
@@ -151,11 +153,12 @@ def _show(ctx: Ctx, task_id: int) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True)
 def task_show(task_id: int, as_user: str | None, as_json: bool) -> None:
     """Status and counts of a task."""
-    shown = _as(as_user, lambda ctx: _show(ctx, task_id))
+    shown, reason = _as(as_user, lambda ctx: _show(ctx, task_id))
     if as_json:
         click.echo(json.dumps(shown))
         return
-    click.echo(f"Task {shown['id']}: {shown['status'].replace('_', ' ')}; "
+    status = shown["status"].replace("_", " ") + (f" ({reason})" if reason else "")
+    click.echo(f"Task {shown['id']}: {status}; "
                f"{shown['total']:,} recipient(s), {shown['submitted']:,} submitted, "
                f"{shown['delivered']:,} delivered, {shown['failed']:,} failed, "
                f"{shown['remaining']:,} remaining.")

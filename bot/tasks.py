@@ -50,7 +50,10 @@ def _bar(percent: int, width: int = 20) -> str:
 
 
 def progress_text(task: SendTask, p: tasks.Progress) -> str:
-    lines = [f"*Task {task.id}: {escape(task.name)}* — {task.status.replace('_', ' ')}",
+    status = task.status.replace("_", " ")
+    if task.failure_reason:
+        status += f": {escape(task.failure_reason)}"
+    lines = [f"*Task {task.id}: {escape(task.name)}* — {status}",
              f"`{_bar(p.percent)}` {p.percent}%",
              f"{p.total:,} recipients · {p.submitted:,} submitted · {p.delivered:,} delivered"
              f" · {p.failed:,} failed · {p.remaining:,} remaining"]
@@ -71,8 +74,13 @@ def progress_blocks(task: SendTask, p: tasks.Progress, base_url: str) -> list[Bl
     return [blocks.section(progress_text(task, p)), {"type": "actions", "elements": buttons}]
 
 
+def _number(text: str) -> bool:
+    """Digits int() reads ('²' is a digit to str.isdigit, but no number)."""
+    return text.isascii() and text.isdigit()
+
+
 def _task_id(words: list[str], command: str) -> int:
-    if len(words) != 1 or not words[0].isdigit() or len(words[0]) > 9:
+    if len(words) != 1 or not _number(words[0]) or len(words[0]) > 9:
         raise Usage(f"Give one task id, e.g. `/sms {command} 12`.", command)
     return int(words[0])
 
@@ -193,7 +201,7 @@ def register(bolt: App, flask_app: Flask) -> None:
 
     def act(body: dict, client: WebClient, verb: str) -> None:
         value = body["actions"][0].get("value", "")
-        if not value.isdigit() or len(value) > 9:
+        if not _number(value) or len(value) > 9:
             respond(body, ":no_entry: This button is out of date.")
             return
         try:
@@ -223,7 +231,7 @@ def register(bolt: App, flask_app: Flask) -> None:
             ack(response_action="errors", errors={
                 "lines": f"Give 1 to {BULK_MAX_LINES} lines ({len(lines)} given)."})
             return
-        if not value("template").isdigit():
+        if not _number(value("template")):
             ack(response_action="errors", errors={"template": "Give the template's id."})
             return
         fields = {"sdk_app_id": "app", "template_id": "template", "sign_name": "sign",
@@ -279,7 +287,8 @@ def register(bolt: App, flask_app: Flask) -> None:
         channel = (body.get("channel") or {}).get("id") or body["user"]["id"]
         try:
             with acting(flask_app, client, body["user"]["id"]) as ctx:
-                answer = _ask(ctx, int(value) if value.isdigit() else 0, "stop")
+                answer = _ask(ctx, int(value) if _number(value) and len(value) <= 9 else 0,
+                              "stop")
         except (NotLinked, ServiceError) as exc:
             answer = blocks.reply(f":no_entry: {escape(getattr(exc, 'message', str(exc)))}")
         enqueue(redis, "jobs.tasks.slack_ephemeral", channel, body["user"]["id"],

@@ -77,7 +77,7 @@ from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
 from app.services.limits import Limiter
-from app.sms import numbers, taskfile, templating
+from app.sms import numbers, outcomes, taskfile, templating
 from app.sms.text import INTERNATIONAL, MAINLAND, REGIONS
 
 RUN_JOB = "jobs.tasks.run"
@@ -92,6 +92,7 @@ BATCH = 2000
 INSERT_CHUNK = 5000
 COPY_ROWS = 20_000  # recipients (or row errors) per COPY / executemany on create
 PAGE = 50
+MAX_ID = 2**31 - 1  # ids are 32-bit in the database: a larger one names nothing
 
 
 def held_key(task_id: int) -> str:
@@ -109,7 +110,8 @@ def serial_for(task_id: int, row_no: int) -> str:
 
 
 def _task(ctx: Ctx, task_id: int, action: str) -> tuple[SendTask, Application]:
-    task = ctx.db.get(SendTask, task_id)
+    # (Asking the database for a larger id is an error there, not an empty answer.)
+    task = ctx.db.get(SendTask, task_id) if 1 <= task_id <= MAX_ID else None
     if task is None or task.account_id != ctx.actor.account_id:
         raise NotFound(f"No task {task_id}.")
     app = ctx.db.get(Application, task.app_id)
@@ -257,7 +259,8 @@ def _content(ctx: Ctx, draft: Draft, action: str = "CreateSendTask"
              ) -> tuple[Application, Template, Signature | None]:
     app = get_app(ctx, draft.sdk_app_id, action)
     errors: dict[str, str] = {}
-    template = ctx.db.get(Template, draft.template_id)
+    template = ctx.db.get(Template, draft.template_id) \
+        if 1 <= draft.template_id <= MAX_ID else None
     if template is None or template.account_id != app.account_id:
         raise invalid("template_id", f"No template {draft.template_id}.")
     if template.status != EFFECTIVE:
@@ -281,10 +284,17 @@ def _spec(ctx: Ctx, template: Template, signature: Signature | None) -> taskfile
                              template.allow_url_params)
 
 
+def _is_control(char: str) -> bool:
+    """C0 and C1 control characters (NUL among them); spaces of any kind are text."""
+    return ord(char) < 32 or 127 <= ord(char) < 160
+
+
 def _checked_draft(draft: Draft) -> None:
     errors: dict[str, str] = {}
     if len(draft.name) > 100:
         errors["name"] = "At most 100 characters."
+    elif any(map(_is_control, draft.name)):
+        errors["name"] = "Use letters, digits and punctuation: no control characters."
     if draft.rate_limit is not None and not 1 <= draft.rate_limit <= 100_000:
         errors["rate_limit"] = "Give a rate between 1 and 100,000 messages per second."
     if draft.send_at is not None:
@@ -410,11 +420,15 @@ class _Recipients:
 def create_task(ctx: Ctx, draft: Draft, f: IO[bytes], filename: str, *,
                 max_bytes: int = taskfile.MAX_BYTES) -> tuple[SendTask, Summary]:
     """Validate the file while inserting its recipients; the task then awaits
-    confirmation. A file-level problem raises and leaves nothing behind. Like every
+    confirmation (or, when no row is usable, has failed validation). A file-level
+    problem raises and leaves nothing behind. Like every
     service, it only flushes: the caller's rollback undoes all of it."""
     _checked_draft(draft)
     app, template, signature = _content(ctx, draft)
     spec = _spec(ctx, template, signature)
+    # The upload's own name, only shown: without control characters (PostgreSQL
+    # refuses a NUL in text).
+    filename = "".join(c for c in filename if not _is_control(c)).strip()
     task = SendTask(account_id=app.account_id, app_id=app.id,
                     name=draft.name.strip() or filename[:100] or "Task", region=template.region,
                     signature_id=signature.id if signature else None, template_id=template.id,
@@ -447,7 +461,12 @@ def create_task(ctx: Ctx, draft: Draft, f: IO[bytes], filename: str, *,
     summary.seconds = time.perf_counter() - start
     task.total_rows, task.valid_rows = summary.rows, summary.valid
     task.error_rows, task.billed_items = summary.errors, summary.billed_items
-    task.status = AWAITING_CONFIRMATION
+    if summary.valid:
+        task.status = AWAITING_CONFIRMATION
+    else:  # validation failed: nothing to confirm, ever (the row errors stay listed)
+        task.status, task.finished_at = TASK_FAILED, utcnow()
+        task.failure_reason = ("No row of the file can be sent: every row has an error "
+                               "(see the row errors).")
     ctx.db.flush()
     audit.record(ctx, "CreateSendTask", "send_task", task.id, None,
                  {"app": app.sdk_app_id, "template": template.id, "rows": summary.rows,
@@ -491,6 +510,13 @@ def set_unit_prices(ctx: Ctx, prices: dict[str, int]) -> None:
     ctx.db.flush()
     audit.record_changes(ctx, "ModifyAccountSettings", "account", account.id,
                          {"unit_prices": before}, {"unit_prices": dict(prices)})
+
+
+def _beyond(task: SendTask, items: int) -> int:
+    """About how many recipients a budget of `items` billed items leaves out (the
+    checks take them in row order until it runs out)."""
+    short = task.billed_items - max(items, 0)
+    return max(0, math.ceil(short / max(task.billed_items, 1) * task.valid_rows))
 
 
 def preflight(ctx: Ctx, limiter: Limiter, task_id: int) -> Preflight:
@@ -551,9 +577,7 @@ def preflight(ctx: Ctx, limiter: Limiter, task_id: int) -> Preflight:
             notes.append(f"Daily limit: {max(limit - used, 0):,} billed items left today of "
                          f"{limit:,}; the task needs {task.billed_items:,}. The rest will be "
                          "refused (LimitExceeded.AppDailyLimit).")
-            add("LimitExceeded.AppDailyLimit", max(0, math.ceil(
-                (task.billed_items - max(limit - used, 0)) / max(task.billed_items, 1)
-                * task.valid_rows)))
+            add("LimitExceeded.AppDailyLimit", _beyond(task, max(limit - used, 0)))
     if task.region == INTERNATIONAL:
         used = limiter.used(f"smsops:day:account:{account.id}:{day}")
         left = account.intl_daily_quota - used
@@ -570,7 +594,7 @@ def preflight(ctx: Ctx, limiter: Limiter, task_id: int) -> Preflight:
         if any_packages and task.billed_items > balance:
             notes.append(f"Credit: {balance:,} billed items left in packages; the task needs "
                          f"{task.billed_items:,}.")
-            add("FailedOperation.InsufficientBalanceInSmsPackage", 1)
+            add("FailedOperation.InsufficientBalanceInSmsPackage", _beyond(task, balance))
     notes.append("Frequency limits are checked as each message leaves; numbers that "
                  "reached theirs are refused then.")
     finish = None
@@ -587,14 +611,22 @@ def preflight(ctx: Ctx, limiter: Limiter, task_id: int) -> Preflight:
 
 
 def confirm(ctx: Ctx, task_id: int, *, acknowledged: bool) -> SendTask:
-    task, _app = _task(ctx, task_id, "CreateSendTask")
+    task, app = _task(ctx, task_id, "CreateSendTask")
+    if task.valid_rows == 0:
+        raise invalid("", "This task has no valid recipients to send to.")
     if task.status != AWAITING_CONFIRMATION:
         raise Conflict(f"Task {task.id} is {task.status.replace('_', ' ')}: only a task "
                        "awaiting confirmation can be confirmed.")
+    # Changed since the file was checked (a template rejected, the application
+    # disabled): confirming would only start a task that fails at its first batch.
+    problem = _cannot_run(app, ctx.db.get(Template, task.template_id),
+                          ctx.db.get(Signature, task.signature_id) if task.signature_id
+                          else None, task.signature_id)
+    if problem is not None:
+        raise Conflict(f"This task cannot be sent: {problem[0].lower()}{problem[1:]} "
+                       "Cancel it and create it again once that is put right.")
     if not acknowledged:
         raise invalid("acknowledge", "Tick the box to confirm you want these messages sent.")
-    if task.valid_rows == 0:
-        raise invalid("", "This task has no valid recipients to send to.")
     now = utcnow()
     scheduled = task.send_at is not None and task.send_at > now
     new = SCHEDULED if scheduled else SENDING
@@ -973,19 +1005,22 @@ def receipt_analysis(ctx: Ctx, task_id: int) -> ReceiptAnalysis:
         select(Message.status, Message.receipt_at.is_not(None), Message.carrier_code,
                func.count())
         .where(Message.task_id == task.id,
-               Message.status.in_((SUBMITTED, DELIVERED, FAILED, NO_RECEIPT, UNKNOWN)))
+               Message.status.in_((SUBMITTED, DELIVERED, FAILED, NO_RECEIPT)))
         .group_by(Message.status, Message.receipt_at.is_not(None), Message.carrier_code)).all()
     with_r = without = delivered = failed = 0
     reasons: dict[str, int] = {}
+    # The statistics pages' buckets (app/sms/outcomes.py), so both agree: a carrier's
+    # refusal at submission expects no receipt, and `unknown` may never have left.
     for status, has_receipt, carrier, n in rows:
-        if has_receipt:
+        out = outcomes.outcome(status, bool(has_receipt))
+        if out in outcomes.WITH_RECEIPT:
             with_r += n
-            if status == DELIVERED:
+            if out == outcomes.DELIVERED:
                 delivered += n
-            elif status == FAILED:
+            else:
                 failed += n
                 reasons[carrier or "?"] = reasons.get(carrier or "?", 0) + n
-        elif status != FAILED:  # refused at submission: no receipt is expected
+        elif out in outcomes.WITHOUT_RECEIPT:
             without += n
     return ReceiptAnalysis(with_r, without, delivered, failed,
                            sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -995,6 +1030,9 @@ def standard_columns(ctx: Ctx, template_id: int) -> tuple[Template, list[str], l
     """A template, the exact columns a task file for it has, and one example row."""
     from app.services.content import get_template
 
+    if not 1 <= template_id <= MAX_ID:
+        ctx.actor.require("DescribeSmsTemplateList")
+        raise NotFound("No such template.")
     template = get_template(ctx, template_id)
     return (template, taskfile.standard_columns(template.content),
             taskfile.example_row(template.content, template.sms_type, template.region))

@@ -7,8 +7,9 @@ import io
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, current_app, flash, request, send_file, url_for
+from flask import Blueprint, current_app, flash, render_template, request, send_file, url_for
 from flask_login import current_user
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from app.models import SendTask
@@ -18,7 +19,7 @@ from app.services.errors import Conflict, ValidationError
 from app.services.limits import Limiter
 from app.sms import errors as error_catalogue
 from app.sms.text import MAINLAND
-from app.web import commit, ctx, form_errors, hx_redirect, page, page_number
+from app.web import commit, ctx, form_errors, hx_redirect, page, page_number, rollback
 
 bp = Blueprint("tasks", __name__)
 REGIONS = {"mainland": "Mainland China", "international": "International"}
@@ -103,6 +104,16 @@ def create() -> tuple | Response:
     except (ValidationError, Conflict) as exc:
         return _form_page(form_errors(exc), 422)
     return hx_redirect(url_for("tasks.detail", task_id=task.id))
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(_exc: RequestEntityTooLarge) -> tuple:
+    """A body past MAX_CONTENT_LENGTH: the form cannot be read back, so the error page
+    (an htmx upload shows its message in a toast and keeps the form as filled in)."""
+    rollback()
+    message = (f"The file is too large: at most {_max_bytes() // 1048576} MB are allowed. "
+               "Split it into smaller files.")
+    return render_template("error.html", status=413, message=message), 413
 
 
 @bp.get("/tasks/standard-file")

@@ -61,3 +61,33 @@ def test_clear_errors_and_policies(run, shop: Shop, session: Session,  # type: i
     assert when.exit_code == 1 and "ISO" in when.output
     assert run("task", "show", "424242").exit_code == 1
     assert run("task", "show", "1", "--as", "nobody@example.com").exit_code == 1
+
+
+def test_an_id_out_of_range_is_a_clear_error(run, shop: Shop, session: Session,  # type: ignore[no-untyped-def]
+                                             tmp_path: Path) -> None:
+    """Not a traceback (PostgreSQL's 'integer out of range')."""
+    session.commit()
+    good = tmp_path / "ok.csv"
+    good.write_text("13800138000,1234\n")
+    for args in (("show", "99999999999"), ("stop", "99999999999"), ("cancel", "2147483648")):
+        out = run("task", *args)
+        assert out.exit_code == 1 and f"No task {args[1]}." in out.output
+    made = run("task", "create", str(good), "--app", shop.app.sdk_app_id,
+               "--template", "99999999999")
+    assert made.exit_code == 1 and "No template 99999999999." in made.output
+
+
+def test_show_says_why_a_task_failed(run, shop: Shop, session: Session,  # type: ignore[no-untyped-def]
+                                     tmp_path: Path) -> None:
+    session.commit()
+    f = tmp_path / "bad.csv"
+    f.write_text("12345,1234\n")
+    made = json.loads(run("task", "create", str(f), "--app", shop.app.sdk_app_id,
+                          "--template", str(shop.templates["mainland"]), "--json").output)
+    assert made["status"] == "failed"
+    shown = run("task", "show", str(made["id"]))
+    assert shown.exit_code == 0
+    assert "failed (No row of the file can be sent" in shown.output, shown.output
+    # The JSON keeps exactly the documented keys.
+    assert set(json.loads(run("task", "show", str(made["id"]), "--json").output)) == {
+        "id", "status", "total", "submitted", "delivered", "failed", "remaining"}

@@ -79,6 +79,10 @@ def test_file_problems_are_form_errors_not_500s(root: Client, shop: Shop) -> Non
         assert status == 422 and "has passed" in body
     assert root.get("/tasks?region=mars").status_code == 400
     assert root.get("/tasks/999999").status_code == 404
+    # Past a 32-bit id: still a 404 (it was a 500 on both databases).
+    for url in ("/tasks/99999999999999", "/tasks/99999999999999/progress",
+                "/tasks/2147483648/errors.csv", "/tasks/9223372036854775808/records"):
+        assert root.get(url).status_code == 404, url
     assert root.get("/tasks/standard-file?template_id=x").status_code == 400
     assert root.get("/tasks/1/records?status=bogus").status_code in (400, 404)
 
@@ -102,3 +106,26 @@ def test_user_text_is_escaped(root: Client, shop: Shop) -> None:
     assert status == 302
     page = root.get(where).get_data(as_text=True)
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+    # A NUL in the file name (the multipart header): kept without it, not a 500 on
+    # PostgreSQL.
+    status, where = upload(root, shop, b"13800138000,1234\n", filename="a\x00b.csv")
+    assert status == 302, where
+    assert "file ab.csv" in root.get(where).get_data(as_text=True)
+
+
+def test_a_file_over_the_request_limit_is_told_as_such(root: Client, shop: Shop) -> None:
+    """Past the request limit (MAX_CONTENT_LENGTH, 32 MB) the form cannot be read back:
+    the answer (a page, or the toast an htmx upload shows from it) says the file is
+    too large and what is allowed. It was Werkzeug's "The data value transmitted
+    exceeds the capacity limit.", which tells a user nothing about their file."""
+    big = b"13800138000,1234\n" * (33 * 1024 * 1024 // 17)
+    for htmx in (False, True):
+        shop.ctx.db.commit()
+        form = {"name": "Spring", "sdk_app_id": shop.app.sdk_app_id,
+                "template_id": str(shop.templates["mainland"]),
+                "file": (io.BytesIO(big), "big.csv")}
+        resp = root.post("/tasks", form, htmx=htmx, content_type="multipart/form-data")
+        assert resp.status_code == 413
+        message = text_of(resp, ".error-message")
+        assert message == ("The file is too large: at most 30 MB are allowed. Split it "
+                           "into smaller files."), message

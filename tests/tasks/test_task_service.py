@@ -344,3 +344,142 @@ def test_a_batch_held_by_a_dead_dispatcher_is_resolved_and_sent_once(
         assert expected.rolled(session) == expected.direct(session)
     finally:
         app.extensions["db"].engine.dispose()
+
+
+@pytest.mark.parametrize("task_id", [0, -1, 2**31, 99_999_999_999_999, 2**63])
+def test_an_id_out_of_range_names_no_task(shop: Shop, session: Session, task_id: int) -> None:
+    """Ids are 32-bit in the database: a larger one (a typed or forged URL, the CLI's
+    argument) names nothing, as on the API. It was a DataError on PostgreSQL and an
+    OverflowError on SQLite: a 500 on /tasks/<id>, a traceback from `smsops task show`."""
+    for call in (tasks.get_task, tasks.stop, tasks.cancel, tasks.errors_csv,
+                 tasks.receipt_analysis, lambda c, i: tasks.confirm(c, i, acknowledged=True),
+                 lambda c, i: tasks.preflight(c, shop.limiter, i)):
+        with pytest.raises(NotFound, match=f"No task {task_id}"):
+            call(shop.ctx, task_id)
+    with pytest.raises(ValidationError) as exc:
+        tasks.create_task(shop.ctx, tasks.Draft(shop.app.sdk_app_id, task_id),
+                          io.BytesIO(csv_of(1)), "a.csv")
+    assert exc.value.errors == {"template_id": f"No template {task_id}."}
+    with pytest.raises(NotFound):
+        tasks.standard_file(shop.ctx, task_id, "csv")
+    assert tasks.list_tasks(shop.ctx)[1] == 0  # the session is still usable
+
+
+@pytest.mark.parametrize("change", ["reject_template", "disable_app", "delete_signature"])
+def test_confirm_refuses_a_task_that_could_no_longer_send(shop: Shop, session: Session,
+                                                          change: str) -> None:
+    """Its template rejected since the file was checked (or the application disabled, the
+    signature gone): confirming said "Task confirmed.", the task went `sending`, then
+    `failed` at its first batch with an alarm to the contacts. Now confirm says why and
+    the task stays awaiting confirmation (it can still be cancelled)."""
+    from app.services import reviews
+
+    task = create(shop, csv_of(3))
+    if change == "reject_template":
+        template = content.set_carrier_template_id(shop.ctx, shop.templates["mainland"], "T1")
+        assert template.status == "pending"  # back to review...
+        reviewer = ctx_for(session, session.scalar(select(User).where(
+            User.email == "rev@example.com")))
+        reviews.reject(reviewer, "template", template.id, "Not our wording.",
+                       revision=template.revision)  # ... and rejected
+    elif change == "disable_app":
+        apps.set_enabled(shop.ctx, shop.app.sdk_app_id, False)
+    else:
+        content.delete_signature(shop.ctx, shop.signatures["mainland"])
+    shop.ctx.deferred.clear()
+    with pytest.raises(Conflict) as exc:
+        tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    assert exc.value.message.startswith("This task cannot be sent: ")
+    assert any(word in exc.value.message for word in ("template", "disabled", "signature"))
+    session.refresh(task)
+    assert task.status == "awaiting_confirmation" and task.confirmed_at is None
+    assert not shop.ctx.deferred  # no dispatcher started
+    assert session.scalar(select(func.count()).select_from(Alarm)
+                          .where(Alarm.event == "task_failed")) == 0
+    assert tasks.cancel(shop.ctx, task.id).status == "cancelled"
+
+
+def test_a_file_with_no_usable_row_makes_a_failed_task(shop: Shop, session: Session) -> None:
+    """Every row has an error: validation failed (SPEC.md §3, issue #10: `failed` with
+    the reason), a final status. It stayed `awaiting confirmation` for good, with a
+    confirm step that could only answer "no valid recipients"."""
+    task = create(shop, b"12345,1234\n13800138000,12\n")
+    assert (task.status, task.valid_rows, task.error_rows) == ("failed", 0, 2)
+    assert task.failure_reason == ("No row of the file can be sent: every row has an error "
+                                   "(see the row errors).")
+    assert task.finished_at is not None
+    assert [e.row_no for e in tasks.row_errors(shop.ctx, task)] == [1, 2]  # still listed
+    with pytest.raises(ValidationError, match="no valid recipients"):
+        tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    with pytest.raises(Conflict):
+        tasks.cancel(shop.ctx, task.id)
+    assert session.scalar(select(func.count()).select_from(Alarm)
+                          .where(Alarm.event == "task_failed")) == 0  # nothing ran
+
+
+def test_control_characters_in_the_file_name_or_task_name(shop: Shop, session: Session) -> None:
+    """A NUL in an upload's file name (the web's multipart header, the API's) was a
+    DataError on PostgreSQL, a 500; the file name is kept without its control
+    characters. The task's name is the user's own words: refused with a reason."""
+    draft = tasks.Draft(shop.app.sdk_app_id, shop.templates["mainland"])
+    task, _s = tasks.create_task(shop.ctx, draft, io.BytesIO(csv_of(1)), "list\x00\x1b.csv")
+    session.flush()
+    assert (task.file_name, task.name) == ("list.csv", "list.csv")
+    with pytest.raises(ValidationError) as exc:
+        tasks.create_task(
+            shop.ctx, tasks.Draft(shop.app.sdk_app_id, shop.templates["mainland"],
+                                  name="Spring\x00"), io.BytesIO(csv_of(1)), "a.csv")
+    assert exc.value.errors == {"name": "Use letters, digits and punctuation: no control "
+                                        "characters."}
+    assert tasks.list_tasks(shop.ctx)[1] == 1  # the session is still usable
+    wide, _s = tasks.create_task(shop.ctx, tasks.Draft(
+        shop.app.sdk_app_id, shop.templates["mainland"], name="春季\u3000促销\xa0A"),
+        io.BytesIO(csv_of(1)), "a.csv")
+    assert wide.name == "春季\u3000促销\xa0A"  # spaces of every kind are text
+
+
+def test_receipt_analysis_follows_the_statistics_definitions(
+        shop: Shop, session: Session, runner: Flask) -> None:
+    """SPEC.md §7 as the statistics pages count it (app/sms/outcomes.py): without
+    receipt means taken by the carrier with no receipt (yet, or within the validity
+    period). A message left `unknown` (the carrier may never have had it) is neither:
+    the task's analysis counted it as without receipt, so its receipt rate disagreed
+    with the statistics page for the same messages."""
+    from app.sms import outcomes
+
+    data = ("\n".join([DELIVERED, UNDELIVERED] + [f"1380013{i:04d}" for i in range(4)])
+            .replace("\n", ",1234\n") + ",1234\n").encode()
+    task = create(shop, data)
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    run_worker(shop, session, runner)
+    lost, waiting, expired = session.scalars(
+        select(Message.id).where(Message.task_id == task.id, Message.status == "delivered")
+        .order_by(Message.id).limit(3)).all()
+    for message_id, status in ((lost, "unknown"), (waiting, "submitted"),
+                               (expired, "no_receipt")):
+        session.execute(update(Message).where(Message.id == message_id)
+                        .values(status=status, receipt_at=None))
+    messages = session.execute(select(Message.status, Message.receipt_at.is_not(None))
+                               .where(Message.task_id == task.id)).all()
+    by_outcome = [outcomes.outcome(s, r) for s, r in messages]
+    a = tasks.receipt_analysis(shop.ctx, task.id)
+    assert (a.with_receipt, a.without_receipt, a.delivered, a.failed) == (
+        sum(o in outcomes.WITH_RECEIPT for o in by_outcome),
+        sum(o in outcomes.WITHOUT_RECEIPT for o in by_outcome),
+        by_outcome.count(outcomes.DELIVERED), by_outcome.count(outcomes.FAILED))
+    assert (a.with_receipt, a.without_receipt) == (3, 2)
+
+
+def test_preflight_counts_the_recipients_credit_would_refuse(shop: Shop, session: Session) -> None:
+    """Credit is taken message by message in row order (sending._after_reserve): with
+    1 item left, 2 of 3 one-item recipients are refused. The confirm step said 1,
+    whatever the shortfall."""
+    from app.db import utcnow
+    from app.models import CreditPackage
+
+    session.add(CreditPackage(account_id=shop.app.account_id, name="last", size=10,
+                              remaining=1, expires_at=utcnow() + timedelta(days=30)))
+    task = create(shop, csv_of(3))
+    pre = tasks.preflight(shop.ctx, shop.limiter, task.id)
+    assert pre.refusals == {"FailedOperation.InsufficientBalanceInSmsPackage": 2}
+    assert any("Credit: 1 billed items left" in n for n in pre.notes)

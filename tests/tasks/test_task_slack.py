@@ -141,3 +141,35 @@ def test_bulk_modal_creates_the_same_task(slack: Slack, shop: Shop, session: Ses
     task = session.scalar(select(SendTask))
     assert task is not None and (task.status, task.valid_rows) == ("sending", 2)
     assert task.created_by == shop.ctx.actor.user_id  # the same service, as the linked user
+
+
+def test_digits_that_are_not_numbers_are_usage_not_an_error(slack: Slack, shop: Shop,
+                                                              session: Session) -> None:
+    """'²' is a digit to str.isdigit but no number to int(): it was "Something went
+    wrong" for the commands and an unanswered modal (a 500) for /sms bulk."""
+    link(session, shop)
+    for command in ("task", "stop", "cancel"):
+        answer = slack.command(f"{command} ²", user=ROOT).get_json()["text"]
+        assert "Give one task id" in answer, answer
+    values = {"app": {"app": {"value": shop.app.sdk_app_id}},
+              "template": {"template": {"value": "²"}},
+              "lines": {"lines": {"value": "13800138000,1234"}}}
+    resp = slack.submit(bot_tasks.BULK_MODAL, values, ROOT)
+    assert resp.status_code == 200
+    assert resp.get_json() == {"response_action": "errors",
+                               "errors": {"template": "Give the template's id."}}
+
+
+def test_a_failed_task_says_why(slack: Slack, shop: Shop, session: Session) -> None:
+    """`failed` comes with its reason (issue #10), in Slack as on the web."""
+    from app.services import apps
+
+    link(session, shop)
+    task_id = make_task(shop, session, confirm=True)
+    apps.set_enabled(shop.ctx, shop.app.sdk_app_id, False)
+    assert tasks.dispatch_step(shop.ctx, shop.limiter, task_id).status == "failed"
+    session.commit()
+    shown = slack.command(f"task {task_id}", user=ROOT).get_json()["text"]
+    assert "— failed" in shown and "The application was disabled." in shown, shown
+    listed = str(slack.command("tasks", user=ROOT).get_json()["blocks"])
+    assert "The application was disabled." in listed
