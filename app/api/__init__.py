@@ -3,9 +3,10 @@
 Requests are signed with the application's AppKey:
 X-SMS-Signature = hex(HMAC-SHA256(AppKey, method + "\\n" + path?query + "\\n" +
 timestamp + "\\n" + nonce + "\\n" + raw body)), where path?query is the request
-target exactly as sent in the request line; with X-SMS-AppId, X-SMS-Timestamp (unix
-seconds, within 300 s) and X-SMS-Nonce (8-64 characters, single use). Bodies are
-capped (API_MAX_BODY_BYTES, 1 MB) before they are read, and JSON nesting is limited.
+target as every server passes it on (the rule above `_request_target`); with
+X-SMS-AppId, X-SMS-Timestamp (unix seconds, within 300 s) and X-SMS-Nonce (8-64
+characters, single use). Bodies are capped (API_MAX_BODY_BYTES, 1 MB) before they
+are read, and JSON nesting is limited.
 """
 
 from __future__ import annotations
@@ -102,22 +103,69 @@ def _body() -> bytes:
     return data
 
 
+# The request target a signature covers — one rule, whichever server is in front.
+#
+# granian hands the app no raw request target, only the decoded path (PATH_INFO) and the
+# query as sent (QUERY_STRING); gunicorn and waitress pass the raw target too, and
+# waitress even reads `//x` as `/x`. So the signed target is built from those two alone,
+# the same way on every server: the path, percent-decoded, percent-encoded again with
+# upper-case hex for every byte but RFC 3986's unreserved characters, sub-delims, ":",
+# "@" and "/"; then, when the query is not empty, "?" and the query exactly as sent.
+# What no server passes on is not signed: a "?" with nothing after it, a "#fragment",
+# an escape of a character that needs none ("%73" is "s", "%2F" is "/"), the scheme and
+# host of an absolute-form target (`POST http://host/path`). This is exactly what
+# routing and the views read, so a signature verifies only for requests the app reads
+# as the one signed. What some server refuses or reads differently is refused before
+# routing, on every server (`target_problem`, a 400): a method not in upper case, an
+# empty path segment, a character RFC 3986 does not allow in a target, a path that is
+# not ASCII once decoded (no endpoint has one).
+PATH_SAFE = "/:@!$&'()*+,;=-._~"
+URI_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")  # fullmatch
+SLASHES = re.compile(r"//+")
+
+
 def _request_target(env: dict[str, Any]) -> bytes:
-    """path?query as the client sent it in the request line (what it signed)."""
-    raw = env.get("RAW_URI") or env.get("REQUEST_URI")  # gunicorn / waitress, werkzeug
-    if raw:
-        try:
-            target = raw.encode("latin-1")  # WSGI strings carry the bytes as latin-1
-        except UnicodeEncodeError:
-            target = raw.encode()
-        if not target.startswith(b"/"):  # absolute form: http://host/path?query
-            parts = urlsplit(target)
-            target = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
-        return target
-    path = (env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")).encode("latin-1")
+    """path?query as signed: rebuilt from PATH_INFO and QUERY_STRING (the rule above)."""
+    path = env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")
     query = env.get("QUERY_STRING", "")
-    return quote(path, safe="/:@!$&'()*+,;=-._~").encode() + (
-        b"?" + query.encode("latin-1") if query else b"")
+    try:  # WSGI strings carry the bytes as latin-1
+        raw_path, raw_query = path.encode("latin-1"), query.encode("latin-1")
+    except UnicodeEncodeError:
+        raw_path, raw_query = path.encode(), query.encode()
+    return quote(raw_path, safe=PATH_SAFE).encode() + (b"?" + raw_query if raw_query else b"")
+
+
+def is_api_target(env: dict[str, Any]) -> bool:
+    """Whether the request is for the API, empty path segments aside."""
+    path: str = env.get("PATH_INFO", "")
+    return under_api(SLASHES.sub("/", path) if "//" in path else path)
+
+
+def target_problem(env: dict[str, Any]) -> ApiError | None:
+    """Why this request's method or target would not be read alike on every server
+    (see the rule above `_request_target`), or None."""
+    method: str = env.get("REQUEST_METHOD", "")
+    if method != method.upper():  # gunicorn and waitress refuse these themselves
+        return ApiError(400, "InvalidRequest.Method", "HTTP methods are case-sensitive: "
+                        f"send {method.upper()[:16]!r}, not {method[:16]!r}.")
+    path: str = env.get("SCRIPT_NAME", "") + env.get("PATH_INFO", "")
+    query: str = env.get("QUERY_STRING", "")
+    raw: str | None = env.get("RAW_URI") or env.get("REQUEST_URI")  # gunicorn, waitress
+    if not URI_CHARS.fullmatch(query) or (raw is not None and not URI_CHARS.fullmatch(raw)):
+        return ApiError(400, "InvalidRequest.Target", "The request target holds a character "
+                        "that must be percent-encoded (RFC 3986).")
+    raw_path = ""
+    if raw is not None:
+        raw_path = raw.partition("#")[0].partition("?")[0]
+        if not raw_path.startswith("/"):  # absolute form: http://host/path?query
+            raw_path = urlsplit(raw_path).path
+    if "//" in path or "//" in raw_path:
+        return ApiError(400, "InvalidRequest.Target",
+                        "The path has an empty segment (//); send it without.")
+    if not path.isascii():
+        return ApiError(400, "InvalidRequest.Target",
+                        "No API path holds a character outside ASCII.")
+    return None
 
 
 T = TypeVar("T")
@@ -223,8 +271,15 @@ def _signed_by(lookup: Lookup[T], caller_id: str, message: bytes,
             digest.encode(), signature.lower().encode("utf-8", "surrogatepass")):
         raise ApiError(401, "AuthFailure.SignatureFailure",
                        "The signature does not match; sign method, path?query, timestamp, "
-                       "nonce and body, one per line, with your key.")
+                       "nonce and body, one per line, with your key. This request's method "
+                       f"and path?query as signed: {_signed_line(message)}.")
     return found
+
+
+def _signed_line(message: bytes) -> str:
+    method, target = message.split(b"\n", 2)[:2]
+    line = f"{method.decode('latin-1')} {target.decode('latin-1')}"
+    return line if len(line) <= 300 else line[:300] + "..."
 
 
 class _LazySession:

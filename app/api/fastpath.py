@@ -7,6 +7,11 @@ layer in front of the Flask app takes exactly that path and method when the body
 a Content-Length within the limit, and runs the same code as the Flask route
 (`send_core`, `answer_for`), so the answers are the same byte for byte; anything
 else (a chunked body, an oversized one, any other path) goes to Flask untouched.
+
+In front of every API path, it also refuses (400) a method or request target that the
+servers smsops runs under would not read alike (`target_problem`, app/api/__init__.py),
+before routing: gunicorn and waitress refuse some of these themselves, granian passes
+them on.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import HTTP_STATUS_CODES
 
-from app.api import ApiError, answer_for, bp, send_core
+from app.api import ApiError, answer_for, bp, is_api_target, send_core, target_problem
 from app.web import SECURITY_HEADERS
 
 PATH = f"{bp.url_prefix}/sms/send"
@@ -33,6 +38,11 @@ class SendFastPath:
 
     def __call__(self, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if is_api_target(environ):
+            problem = target_problem(environ)
+            if problem is not None:
+                return self._answer(start_response, problem.status, {"error": {
+                    "code": problem.code, "message": problem.message}})
         length = environ.get("CONTENT_LENGTH") or ""
         if (environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST"
                 or environ.get("SCRIPT_NAME") or len(length) > 15 or not length.isascii()
@@ -58,6 +68,11 @@ class SendFastPath:
         except Exception as exc:  # every answer is JSON, as the Flask route's handlers give
             status, code, message = answer_for(exc, self.flask_app.logger, PATH)
             payload = {"error": {"code": code, "message": message}}
+        return self._answer(start_response, status, payload)
+
+    @staticmethod
+    def _answer(start_response: Callable[..., Any], status: int,
+                payload: dict[str, Any]) -> Iterable[bytes]:
         # What Flask's jsonify writes outside debug mode: sorted keys, compact, ASCII.
         body = (json.dumps(payload, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
                 + "\n").encode()

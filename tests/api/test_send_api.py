@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote_to_bytes
 
 import pytest
 from flask import Flask
@@ -22,7 +23,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from app import create_app
-from app.api import fastpath
+from app.api import PATH_SAFE, fastpath
 from app.services.limits import NONCES_SINCE_KEY, nonces_began
 from tests.conftest import Backend
 from tests.sending.conftest import Shop
@@ -46,6 +47,14 @@ def signed(key: str, body: bytes, *, method: str = "POST", target: str = "/api/v
     digest = hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
     return {"X-SMS-Timestamp": ts_text, "X-SMS-Nonce": nonce, "X-SMS-Signature": digest,
             "Content-Type": "application/json"}
+
+
+def as_signed(target: str) -> str:
+    """The path?query a request sent to `target` is signed with (README: the path
+    decoded, then percent-encoded one way; the query as sent; no empty "?", no
+    fragment): what a client that escapes more than it must signs."""
+    path, _, query = target.partition("#")[0].partition("?")
+    return quote(unquote_to_bytes(path), safe=PATH_SAFE) + (f"?{query}" if query else "")
 
 
 class Caller:
