@@ -8,6 +8,10 @@
   start a new worker object after a short back-off instead of exiting.
 - RQ's scheduler lock of a dead worker expires after about a minute; a short
   maintenance interval lets a live worker take it over soon after.
+- Stays in RQ's worker registry (`rq:workers`, its hash; what `rq info`, RQ's
+  maintenance and a worker count read): RQ registers a worker once, at its birth, so
+  after Redis restarted empty the worker went on working unlisted. Every heartbeat
+  writes the registration again (idempotent, in the heartbeat's own round trip).
 - The sweeper is a thread in every worker, not an RQ job, so it keeps running
   when Redis loses every job (see app/services/pipeline.py). Sweeps are safe to
   run concurrently, so no lock is needed.
@@ -17,11 +21,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis as redis_lib
 from flask import Flask
-from rq import SimpleWorker, Worker
+from rq import SimpleWorker, Worker, worker_registration
 from rq.exceptions import StopRequested
 from rq.worker.base import BaseWorker
 
@@ -73,11 +77,47 @@ class _StopWithoutRedis:
             self.log.warning("Worker %s: stop not recorded in Redis (%s)", self.name, exc)
 
 
-class _SimpleWorker(_StopWithoutRedis, _PromptUnsubscribe, SimpleWorker):
+class _StayRegistered:
+    """RQ writes a worker's registration (its hash, `rq:workers`, `rq:workers:<queue>`)
+    at its birth only; its heartbeats just extend the hash's expiry. After Redis
+    restarted empty, the heartbeat left a hash of one field and no membership: `rq
+    info`, `Worker.all()` and RQ's maintenance saw no worker. Each heartbeat writes the
+    whole registration again, in the same pipeline (a standalone heartbeat becomes one
+    round trip instead of three), so the worker is listed again, under its one name,
+    as soon as Redis answers."""
+
+    connection: redis_lib.Redis
+    key: str
+    name: str
+    log: logging.Logger
+    _state: str
+
+    if TYPE_CHECKING:  # BaseWorker's, declared for mypy (a body here would replace it)
+        def serialize(self) -> dict[str, Any]: ...
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:  # a caller's pipeline (a job's start, a horse's monitor)
+            super().heartbeat(timeout, pipeline=pipeline)  # type: ignore[misc]
+            self._register(pipeline)
+            return
+        with self.connection.pipeline() as own:
+            super().heartbeat(timeout, pipeline=own)  # type: ignore[misc]
+            self._register(own)
+            fresh = own.execute()[0]  # HSET created the heartbeat field: the hash was gone
+        if fresh:
+            self.log.warning("Worker %s: its registration was gone from Redis (restarted "
+                             "empty?); registered again", self.name)
+
+    def _register(self, pipeline: Any) -> None:
+        pipeline.hset(self.key, mapping={**self.serialize(), "state": self._state})
+        worker_registration.register(self, pipeline)  # type: ignore[arg-type]
+
+
+class _SimpleWorker(_StayRegistered, _StopWithoutRedis, _PromptUnsubscribe, SimpleWorker):
     pass
 
 
-class _ForkingWorker(_StopWithoutRedis, _PromptUnsubscribe, Worker):
+class _ForkingWorker(_StayRegistered, _StopWithoutRedis, _PromptUnsubscribe, Worker):
     pass
 
 

