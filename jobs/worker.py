@@ -12,6 +12,7 @@
   maintenance and a worker count read): RQ registers a worker once, at its birth, so
   after Redis restarted empty the worker went on working unlisted. Every heartbeat
   writes the registration again (idempotent, in the heartbeat's own round trip).
+  The worker objects the restart loop makes share one name: one worker to RQ.
 - The sweeper is a thread in every worker, not an RQ job, so it keeps running
   when Redis loses every job (see app/services/pipeline.py). Sweeps are safe to
   run concurrently, so no lock is needed.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import redis as redis_lib
@@ -88,12 +90,20 @@ class _StayRegistered:
 
     connection: redis_lib.Redis
     key: str
+    executions_key: str
     name: str
     log: logging.Logger
     _state: str
 
     if TYPE_CHECKING:  # BaseWorker's, declared for mypy (a body here would replace it)
         def serialize(self) -> dict[str, Any]: ...
+
+    def register_birth(self) -> None:
+        # The name is this process's own (see run): a live hash under it is the worker
+        # object before an outage, whose death could not be written. RQ would refuse
+        # the name ("an active worker named ... already"); finish that death instead.
+        self.connection.delete(self.key, self.executions_key)
+        super().register_birth()  # type: ignore[misc]
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is not None:  # a caller's pipeline (a job's start, a horse's monitor)
@@ -163,9 +173,14 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
     rq_conn = redis_lib.Redis(connection_pool=redis_lib.ConnectionPool(
         connection_class=shared.connection_class, **shared.connection_kwargs))
 
+    # One name for the life of the process: after an outage ended `work()` (whose death
+    # record failed with Redis down), the next worker object is the same worker to `rq
+    # info`, not a second one beside the first's leftover hash, listed "busy" for minutes.
+    name = uuid.uuid4().hex
+
     def worker() -> BaseWorker:
-        made: BaseWorker = cls(list(QUEUE_NAMES), connection=rq_conn,
-                           maintenance_interval=maintenance)
+        made: BaseWorker = cls(list(QUEUE_NAMES), name=name, connection=rq_conn,
+                               maintenance_interval=maintenance)
         stop_within(made, float(app.config.get("SHUTDOWN_TIMEOUT", 10)))  # app/supervise.py
         return made
 

@@ -455,3 +455,38 @@ def test_a_worker_registers_again_after_redis_restarted_empty(tmp_path: Path,
     finally:
         _kill_all(worker)
         server.stop()
+
+
+def test_one_worker_name_across_an_outage_that_redis_survives(tmp_path: Path) -> None:
+    """Redis gone while a job ran ends RQ's `work()`, whose death record then fails too;
+    the restart loop started a new worker under a new name. When Redis came back with
+    its data (persistence, a network cut), `rq info` listed two workers for this one
+    process, the old one "busy" until its hash expired (minutes)."""
+    server = RedisServer(tmp_path)
+    server.start()
+    env = _worker_env(tmp_path, server.url)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        conn = redis.Redis.from_url(server.url)
+        queue = Queue(QUEUE_NAMES[0], connection=conn)
+        job = queue.enqueue("time.sleep", 1)
+        _wait(lambda: job.get_status(refresh=True) == "started", 60, "the job to start")
+        name = [w.name for w in _registered(conn)]
+        assert len(name) == 1
+        conn.save()  # what Redis will come back with: this worker, busy
+        server.stop()
+        _wait(lambda: "worker lost Redis" in log_path.read_text(errors="replace"), 30,
+              "the job's end to find Redis gone")
+        server.start()
+        job = queue.enqueue("time.sleep", 0)
+        _wait(lambda: job.get_status(refresh=True) == "finished", 30, "the worker back")
+        text = log_path.read_text(errors="replace")
+        listed = [(w.name, w.get_state()) for w in Worker.all(connection=conn)]
+        assert listed == [(name[0], "idle")], text[-3000:]
+        assert worker.poll() is None
+    finally:
+        _kill_all(worker)
+        server.stop()
