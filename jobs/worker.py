@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import redis as redis_lib
@@ -30,6 +32,7 @@ from flask import Flask
 from rq import SimpleWorker, Worker, worker_registration
 from rq.exceptions import StopRequested
 from rq.worker.base import BaseWorker
+from sqlalchemy.exc import OperationalError
 
 from app.queue import QUEUE_NAMES
 from app.supervise import freeze_heap, stop_within, stopping
@@ -131,11 +134,53 @@ class _ForkingWorker(_StayRegistered, _StopWithoutRedis, _PromptUnsubscribe, Wor
     pass
 
 
+def _brief(exc: BaseException) -> str:
+    """An error's kind and first line: a driver's own message, without SQLAlchemy's
+    statement and parameters (rows' contents) or its multi-line background note."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+class Outage:
+    """What the operator reads of one dependency's outage: when it began, a reminder
+    each minute it lasts, and when it ended (before: a warning every sweep, 12 a minute,
+    and nothing when it was over)."""
+
+    REMIND_S = 60.0
+
+    def __init__(self, what: str, retry_s: float) -> None:
+        self.what, self.retry_s = what, retry_s
+        self.since: float | None = None
+        self.began = ""
+        self.told = 0.0
+
+    def failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = self.told = now
+            self.began = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            log.warning("%s unreachable (%s); retrying every %g s", self.what, _brief(exc),
+                        self.retry_s)
+        elif now - self.told >= self.REMIND_S:
+            self.told = now
+            log.warning("%s still unreachable after %.0f s (since %s): %s", self.what,
+                        now - self.since, self.began, _brief(exc))
+
+    def ok(self) -> None:
+        if self.since is not None:
+            log.warning("%s reachable again after %.1f s (unreachable since %s)", self.what,
+                        time.monotonic() - self.since, self.began)
+            self.since = None
+
+
 class Sweeper(threading.Thread):
     def __init__(self, app: Flask, every_s: float) -> None:
         super().__init__(name="smsops-sweeper", daemon=True)
         self.app, self.every_s = app, every_s
         self.stopped = threading.Event()
+        self.redis_outage = Outage("Redis", every_s)
+        self.database_outage = Outage("database", every_s)
 
     def run(self) -> None:
         from app.services.limits import nonces_began
@@ -145,15 +190,25 @@ class Sweeper(threading.Thread):
         while True:
             try:  # a Redis that restarted empty: its nonce record begins now (API)
                 nonces_began(self.app.extensions["redis"])
+                self.redis_outage.ok()
+            except redis_lib.RedisError as exc:
+                self.redis_outage.failed(exc)
             except Exception as exc:
-                log.warning("nonce record not started: %s: %s", type(exc).__name__, exc)
+                log.warning("nonce record not started: %s", _brief(exc))
             if self.stopped.wait(self.every_s):
                 return
             try:
                 sweep_once(self.app)
                 ensure_scheduled(self.app)  # the hourly monitors, on RQ's scheduler
-            except Exception as exc:  # the database or Redis is down: next time
-                log.warning("sweep failed: %s: %s", type(exc).__name__, exc)
+            except redis_lib.RedisError as exc:  # next time
+                self.redis_outage.failed(exc)
+            except OperationalError as exc:  # the database is down (or restarting)
+                self.database_outage.failed(exc)
+            except Exception as exc:
+                log.warning("sweep failed: %s", _brief(exc))
+            else:
+                self.database_outage.ok()
+                self.redis_outage.ok()
 
 
 def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool:

@@ -5,6 +5,7 @@ obeys the same timeout. Real commands; survivors are looked up by pid."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -24,7 +25,7 @@ from rq import Queue, Worker
 from rq.worker.base import BaseWorker
 
 from app.queue import QUEUE_NAMES
-from tests.jobs.test_faults import RedisServer
+from tests.jobs.test_faults import PG_BIN, PostgresCluster, RedisServer
 from tests.smsc import SMSC
 from tests.test_run import _alive, _descendants, _embedded_redis, _free_port, _wait
 from tests.test_secrets_at_rest import _loose
@@ -490,3 +491,103 @@ def test_one_worker_name_across_an_outage_that_redis_survives(tmp_path: Path) ->
     finally:
         _kill_all(worker)
         server.stop()
+
+
+class _RedisWithPassword(RedisServer):
+    """Our own redis-server that asks for a password (its URL carries it)."""
+
+    PASSWORD = "s3cret-redis-pw"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.url = f"redis://:{self.PASSWORD}@127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir),
+             "--requirepass", self.PASSWORD], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        _wait(lambda: _pings(self.url), 10, "redis-server up")
+
+
+def test_a_redis_outage_is_logged_once_with_its_end(tmp_path: Path) -> None:
+    """During a Redis outage the sweeper warned twice a sweep ("nonce record not
+    started", "sweep failed"), each with the whole error, for as long as it lasted, and
+    nothing said when Redis was back. Now: one line when it began, one when it ended
+    (how long), and never the URL's password."""
+    server = _RedisWithPassword(tmp_path)
+    server.start()
+    env = {**_worker_env(tmp_path, server.url), "SMSOPS_SWEEP_INTERVAL_S": "0.2"}
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        conn = redis.Redis.from_url(server.url)
+        _wait(lambda: _registered(conn), 60, "the worker up")
+
+        def text() -> str:
+            return log_path.read_text(errors="replace")
+
+        server.stop()
+        _wait(lambda: "Redis unreachable" in text(), 10, f"the outage logged: {text()[-2000:]}")
+        threading.Event().wait(2)  # the outage lasts ten sweeps
+        server.start()
+        _wait(lambda: "Redis reachable again after" in text(), 10,
+              f"the end logged: {text()[-2000:]}")
+        out = text()
+        assert out.count("Redis unreachable") == 1, out[-3000:]
+        assert "sweep failed" not in out and "nonce record not started" not in out, out[-3000:]
+        assert _RedisWithPassword.PASSWORD not in out
+        assert worker.poll() is None
+    finally:
+        _kill_all(worker)
+        server.stop()
+
+
+@pytest.mark.skipif(not (PG_BIN / "initdb").exists() or os.geteuid() != 0,
+                    reason="needs PostgreSQL 15 binaries (run as root)")
+def test_a_database_outage_is_logged_once_with_its_end(tmp_path: Path) -> None:
+    """The same for PostgreSQL: "sweep failed" with SQLAlchemy's whole message (several
+    lines; a statement and its parameters when one was under way) every sweep, and
+    nothing when the database was back. The URL's password is never written."""
+    cluster = PostgresCluster()
+    cluster.start()
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    password = "s3cret-pg-pw"  # trust authentication: carried, never checked
+    url = cluster.url.replace("postgres@", f"postgres:{password}@")
+    env = _env(tmp_path / "instance", SMSOPS_REDIS_URL=redis_server.url,
+               SMSOPS_DATABASE_URL=url, SMSOPS_SWEEP_INTERVAL_S="0.2")
+    subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=env, check=True,
+                   capture_output=True)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def text() -> str:
+        return log_path.read_text(errors="replace")
+
+    try:
+        _wait(lambda: _registered(redis.Redis.from_url(redis_server.url)), 60,
+              "the worker up")
+        cluster.stop()
+        _wait(lambda: "database unreachable" in text(), 10,
+              f"the outage logged: {text()[-2000:]}")
+        threading.Event().wait(1)  # the outage lasts some sweeps
+        cluster.start()
+        _wait(lambda: "database reachable again after" in text(), 10,
+              f"the end logged: {text()[-2000:]}")
+        out = text()
+        assert out.count("database unreachable") == 1, out[-3000:]
+        assert "sweep failed" not in out, out[-3000:]
+        assert password not in out
+        assert worker.poll() is None
+    finally:
+        _kill_all(worker)
+        redis_server.stop()
+        with contextlib.suppress(subprocess.CalledProcessError):  # stopped already
+            cluster.stop()
+        cluster.remove()
