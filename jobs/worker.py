@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -45,25 +46,41 @@ class _PromptUnsubscribe:
     """RQ (3.0) unsubscribes, then stops its pubsub thread and waits for it; redis-py
     (8.x) waits without a time limit, while the thread, no longer subscribed, sleeps up
     to 60 s waiting for a subscription. Every worker stop (burst or shutdown) could
-    hang for a minute. This stops the thread first and wakes it."""
+    hang for a minute. This stops the thread first and wakes it.
+
+    RQ's teardown writes the worker's death before it unsubscribes: with Redis down
+    (an outage that ended `work()`) that raised, and the thread lived on, logging
+    "could not connect" every 2 s, then subscribed again once Redis was back: one more
+    subscription (RQ's commands handled twice) and connection per outage. The thread
+    now ends however the teardown ends."""
 
     pubsub: Any
     pubsub_thread: Any
     pubsub_channel_name: str
     name: str
     log: logging.Logger
+    is_horse: bool
 
     def unsubscribe(self) -> None:
         thread = self.pubsub_thread
         if not thread:
             return
+        self.pubsub_thread = None  # once
         self.log.info("Worker %s: unsubscribing from channel %s", self.name,
                       self.pubsub_channel_name)
         thread.stop(timeout=0)  # clears its running flag; no wait here
-        self.pubsub.unsubscribe()
+        with contextlib.suppress(redis_lib.RedisError):  # down: close() ends it too
+            self.pubsub.unsubscribe()
         self.pubsub.subscribed_event.set()  # ends a wait for a subscription at once
         thread.join(timeout=1)
         self.pubsub.close()
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()  # type: ignore[misc]
+        finally:
+            if not self.is_horse:
+                self.unsubscribe()
 
 
 class _StopWithoutRedis:

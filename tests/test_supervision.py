@@ -591,3 +591,101 @@ def test_a_database_outage_is_logged_once_with_its_end(tmp_path: Path) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):  # stopped already
             cluster.stop()
         cluster.remove()
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["no-fork", "fork"])
+def test_sigterm_while_redis_is_down_and_the_worker_idle(tmp_path: Path, fork: bool) -> None:
+    """An idle worker retrying Redis, stopped by its process manager: exit status 0
+    within the timeout, its forks (the scheduler) gone."""
+    server = RedisServer(tmp_path)
+    server.start()
+    env = _worker_env(tmp_path, server.url)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker",
+                                   *([] if fork else ["--no-fork"])], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        conn = redis.Redis.from_url(server.url)
+        # Idle: waiting for a job, its signal handlers in place.
+        _wait(lambda: any(w.get_state() == "idle" for w in _registered(conn)), 60,
+              "the worker to wait for jobs")
+        forks = _descendants(worker.pid)
+        server.stop()
+        _wait(lambda: "Redis unreachable" in log_path.read_text(errors="replace"), 10,
+              "the outage")
+        stopped = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=SHUTDOWN_TIMEOUT + 15)
+        took = time.monotonic() - stopped
+        text = log_path.read_text(errors="replace")
+        assert code == 0, text[-3000:]
+        assert "Still stopping" not in text, text[-3000:]
+        assert took < SHUTDOWN_TIMEOUT, took
+        _wait(lambda: not _survivors(forks), 2, "its forks to end")
+    finally:
+        _kill_all(worker)
+        server.stop()
+
+
+def test_a_worker_registered_again_leaves_the_registry_on_sigterm(tmp_path: Path) -> None:
+    """After registering again (Redis restarted empty), a stop still writes its death:
+    `rq info` lists no worker; the scheduler's record is gone too."""
+    server = RedisServer(tmp_path)
+    server.start()
+    env = _worker_env(tmp_path, server.url)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        conn = redis.Redis.from_url(server.url)
+        _wait(lambda: _registered(conn), 60, "the worker up")
+        server.stop()
+        _wait(lambda: "Redis unreachable" in log_path.read_text(errors="replace"), 10,
+              "the outage")
+        server.start()
+        _wait(lambda: _registered(conn), 20, "registered again")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=SHUTDOWN_TIMEOUT + 15) == 0
+        assert Worker.all(connection=conn) == []
+        assert all(conn.hexists(k, "death") for k in conn.keys("rq:worker:*"))
+        assert conn.keys("rq:scheduler*") == []
+    finally:
+        _kill_all(worker)
+        server.stop()
+
+
+def test_no_pubsub_connection_left_behind_by_an_outage(tmp_path: Path) -> None:
+    """An outage ends RQ's `work()`; its teardown wrote the worker's death first, which
+    failed with Redis down, so it never unsubscribed: the old worker object's pubsub
+    thread lived on, logged "could not connect" every 2 s while Redis was out and,
+    once Redis was back, held a second subscription (RQ's commands handled twice) and
+    connection, one more for every outage."""
+    server = RedisServer(tmp_path)
+    server.start()
+    env = _worker_env(tmp_path, server.url)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        conn = redis.Redis.from_url(server.url)
+
+        def subscribers() -> int:
+            return len(conn.client_list(_type="pubsub"))
+
+        job = Queue(QUEUE_NAMES[0], connection=conn).enqueue("time.sleep", 1)
+        _wait(lambda: job.get_status(refresh=True) == "started", 60, "the job to start")
+        assert subscribers() == 1
+        server.stop()  # the job ends with Redis gone: so does work()
+        _wait(lambda: "worker lost Redis" in log_path.read_text(errors="replace"), 30,
+              "the outage to end work()")
+        server.start()
+        _wait(lambda: _registered(conn) and subscribers() >= 1, 30, "the worker back")
+        threading.Event().wait(3)  # a left-behind thread retries every 2 s
+        text = log_path.read_text(errors="replace")
+        assert subscribers() == 1, text[-3000:]
+    finally:
+        _kill_all(worker)
+        server.stop()
