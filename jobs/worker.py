@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import threading
 import time
 import uuid
@@ -36,7 +37,7 @@ from rq.worker.base import BaseWorker
 from sqlalchemy.exc import OperationalError
 
 from app.queue import QUEUE_NAMES
-from app.supervise import freeze_heap, stop_within, stopping
+from app.supervise import exit_after, freeze_heap, stop_within, stopping
 from jobs import runtime
 
 log = logging.getLogger("smsops.worker")
@@ -260,12 +261,22 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
         return worker().work(with_scheduler=True, burst=True, logging_level="INFO")
     from jobs.retention import ensure_scheduled
 
+    # Until RQ sets its own (in `work()`, once Redis answered), a stop is ours: the loop
+    # ends wherever it is. Without a handler SIGTERM killed the process outright.
+    def stop(signum: int, frame: Any) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            exit_after(float(app.config.get("SHUTDOWN_TIMEOUT", 10)))
+        raise StopRequested
+
     ensure_scheduled()  # the hourly purge of old records (jobs/retention.py)
     freeze_heap()  # this process lives on: before the jobs (and the work horses' forks)
     sweeper = Sweeper(app, float(app.config.get("SWEEP_INTERVAL_S", 5)))
     sweeper.start()
     delay = 0.5
     try:
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
         while True:
             current: BaseWorker | None = None
             try:

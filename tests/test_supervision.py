@@ -689,3 +689,27 @@ def test_no_pubsub_connection_left_behind_by_an_outage(tmp_path: Path) -> None:
     finally:
         _kill_all(worker)
         server.stop()
+
+
+def test_sigterm_before_redis_was_ever_reached(tmp_path: Path) -> None:
+    """Started while Redis is down (or losing it before RQ set its signal handlers),
+    the worker had no handler at all: SIGTERM killed it outright (status -15), its
+    sweeper in the middle of whatever it did. It stops as any other time: status 0."""
+    server = RedisServer(tmp_path)  # not started
+    env = _worker_env(tmp_path, server.url)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait(lambda: "worker lost Redis" in log_path.read_text(errors="replace"), 60,
+              "the worker to look for Redis")
+        stopped = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=SHUTDOWN_TIMEOUT + 15)
+        text = log_path.read_text(errors="replace")
+        assert code == 0, text[-3000:]
+        assert "Still stopping" not in text, text[-3000:]
+        assert time.monotonic() - stopped < SHUTDOWN_TIMEOUT, text[-3000:]
+    finally:
+        _kill_all(worker)
