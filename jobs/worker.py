@@ -203,6 +203,7 @@ class Sweeper(threading.Thread):
     def run(self) -> None:
         from app.services.limits import nonces_began
         from jobs.alarms import ensure_scheduled
+        from jobs.retention import keep_scheduled
         from jobs.sending import sweep_once
 
         while True:
@@ -218,6 +219,7 @@ class Sweeper(threading.Thread):
             try:
                 sweep_once(self.app)
                 ensure_scheduled(self.app)  # the hourly monitors, on RQ's scheduler
+                keep_scheduled()  # the hourly purge (jobs/retention.py)
             except redis_lib.RedisError as exc:  # next time
                 self.redis_outage.failed(exc)
             except OperationalError as exc:  # the database is down (or restarting)

