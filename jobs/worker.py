@@ -276,6 +276,8 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
     sweeper = Sweeper(app, float(app.config.get("SWEEP_INTERVAL_S", 5)))
     sweeper.start()
     delay = 0.5
+    lost: float | None = None  # since when the loop's worker objects cannot reach Redis
+    told = 0.0
     try:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
@@ -292,7 +294,18 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
             except (redis_lib.RedisError, OSError) as exc:
                 if stopping.is_set():  # a stop's teardown that found Redis down
                     return True
-                log.warning("worker lost Redis (%s); retrying in %.1f s", exc, delay)
+                now = time.monotonic()
+                if current is not None and current.birth_date is not None:
+                    lost = None  # it had started: a new outage, from a short back-off
+                    delay = 0.5
+                # Once when it begins, then each minute (not every back-off: 12 a minute).
+                if lost is None:
+                    lost = told = now
+                    log.warning("worker lost Redis (%s); retrying in %.1f s", exc, delay)
+                elif now - told >= Outage.REMIND_S:
+                    told = now
+                    log.warning("worker still without Redis after %.0f s (%s); retrying",
+                                now - lost, exc)
             if stopping.wait(delay) or (current is not None and current._stop_requested):
                 return True  # (a stop ends the back-off at once)
             delay = min(delay * 2, 5.0)

@@ -745,3 +745,39 @@ def test_the_hourly_purge_is_scheduled_again_after_redis_restarted_empty(
     finally:
         _kill_all(worker)
         server.stop()
+
+
+def test_a_long_redis_outage_is_one_line_of_the_restart_loop(tmp_path: Path) -> None:
+    """The restart loop logged "worker lost Redis" at every back-off (every 5 s, the
+    whole outage long), and never again started from a short back-off after the
+    first outage (the delay stayed at 5 s)."""
+    server = RedisServer(tmp_path)
+    server.start()
+    env = _worker_env(tmp_path, server.url)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def lost() -> int:
+        return log_path.read_text(errors="replace").count("worker lost Redis")
+
+    try:
+        conn = redis.Redis.from_url(server.url)
+        queue = Queue(QUEUE_NAMES[0], connection=conn)
+        for outage in (1, 2):
+            job = queue.enqueue("time.sleep", 1)
+            _wait(lambda j=job: j.get_status(refresh=True) == "started", 60,
+                  "the job to start")
+            server.stop()  # the job ends with Redis gone: so does work()
+            _wait(lambda n=outage: lost() >= n, 30, "the outage to end work()")
+            threading.Event().wait(4)  # the outage lasts: back-offs of 0.5, 1 and 2 s
+            server.start()
+            _wait(lambda: _registered(conn), 30, "the worker back")
+        text = log_path.read_text(errors="replace")
+        assert lost() == 2, text[-3000:]
+        second = text.rsplit("worker lost Redis", 1)[1].splitlines()[0]
+        assert "retrying in 0.5 s" in second, second
+    finally:
+        _kill_all(worker)
+        server.stop()
