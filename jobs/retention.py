@@ -1,5 +1,6 @@
 """The purge of old records, run every hour by RQ's scheduler (one chain: each run
-schedules the next; a Redis key keeps a second chain from starting)."""
+schedules the next; a Redis key keeps a second chain from starting; each worker's
+sweeper begins it again when Redis lost it)."""
 
 from __future__ import annotations
 
@@ -49,5 +50,12 @@ def ensure_scheduled() -> None:
     """Called when a worker starts: begins the hourly chain unless one is running."""
     try:
         _schedule_next()
-    except Exception as exc:  # Redis down: the next worker start tries again
+    except Exception as exc:  # Redis down: the sweeper tries again (keep_scheduled)
         log.warning("could not schedule the purge: %s", exc)
+
+
+def keep_scheduled() -> None:
+    """Called by each worker's sweeper every few seconds (one SET NX): begins the chain
+    again when Redis lost it (restarted empty, or down when the worker started), which
+    before waited for a worker to start. Raises what Redis raises."""
+    _schedule_next()

