@@ -65,10 +65,10 @@ def _unknown(shop: Shop, session: Session, n: int, age_s: float) -> list[int]:
 
 def test_two_sweepers_never_take_the_same_rows(shop: Shop, session: Session,
                                                backend: Backend) -> None:
-    """Sweeper B runs a whole pass between sweeper A's SELECT and its lease UPDATE
-    (transaction 1). On SQLite the SELECT runs outside any transaction (pysqlite
-    begins at the first write) and the UPDATE is by primary key with no condition,
-    so A takes (and asks Tencent about) the rows B has already taken and recorded."""
+    """Sweeper B runs a whole pass just before sweeper A's first UPDATE (the one that
+    takes rows, transaction 1): A must not take (and ask Tencent about) the rows B
+    took. (When rows were picked by a SELECT, which on SQLite ran outside any
+    transaction, and taken by an UPDATE by primary key, A took them again.)"""
     ids = _expired(shop, session, 2)
     db = backend.db
     b, a = Asked(), Asked()
@@ -80,7 +80,7 @@ def test_two_sweepers_never_take_the_same_rows(shop: Shop, session: Session,
             execute = s.execute
 
             def hooked(stmt: Any, params: Any = None, *args: Any, **kw: Any) -> Any:
-                if isinstance(params, list) and not ran["b"]:  # A's lease executemany
+                if not ran["b"] and str(stmt).lstrip().startswith("UPDATE"):  # A's take
                     ran["b"] = True
                     pipeline.ask_carrier(db.unit_of_work, b, SETTINGS)
                 return execute(stmt, params, *args, **kw)
@@ -88,6 +88,7 @@ def test_two_sweepers_never_take_the_same_rows(shop: Shop, session: Session,
             yield s
 
     pipeline.ask_carrier(work_a, a, SETTINGS)
+    assert ran["b"]
     twice = [i for i, n in Counter(a.asked + b.asked).items() if n > 1]
     assert not twice, f"{backend.name}: asked by both sweepers: {twice} (of {ids})"
 
