@@ -1,8 +1,11 @@
-"""GET /healthz: is the database and Redis reachable?"""
+"""GET /healthz: is the database and Redis reachable? Also how many workers RQ lists
+(informational: no worker does not make the web process unhealthy, but nothing is
+sent then)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
+from rq import Worker
 from sqlalchemy import text
 from werkzeug.wrappers import Response
 
@@ -27,6 +30,8 @@ def healthz() -> tuple[Response, int]:
     try:
         current_app.extensions["redis"].ping()
         body["redis"]["ok"] = True  # type: ignore[index]
+        # Workers stay registered through a Redis restart (jobs/worker.py heartbeats).
+        body["workers"] = Worker.count(connection=current_app.extensions["redis"])
     except Exception as exc:
         body["redis"]["error"] = type(exc).__name__  # type: ignore[index]
     ok = body["database"]["ok"] and body["redis"]["ok"]  # type: ignore[index]

@@ -117,6 +117,21 @@ def test_healthz(client: Client, backend: object) -> None:
     body = resp.get_json()
     assert resp.status_code == 200 and body["status"] == "ok"
     assert body["database"]["ok"] and body["redis"]["ok"]
+    assert isinstance(body["workers"], int)
+
+
+def test_healthz_counts_the_workers_rq_lists(app: Flask, client: Client) -> None:
+    from rq import Worker
+
+    from app.queue import QUEUE_NAMES
+
+    redis = app.extensions["redis"]
+    worker = Worker(list(QUEUE_NAMES), connection=redis)
+    worker.register_birth()
+    try:
+        assert client.get("/healthz").get_json()["workers"] >= 1
+    finally:
+        worker.register_death()
 
 
 def test_healthz_503_when_redis_is_down(backend: object, session: Session,
