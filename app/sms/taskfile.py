@@ -3,8 +3,12 @@
 Pure apart from reading the file it is given: `validate` streams rows (the whole
 file is never held in memory) and yields a `Row` for each usable line and a
 `RowError` for each unusable one; a `FileError` stops everything (no task is made
-from half a file). Formulas in XLSX: the value Excel cached when it saved the file
-is used (a formula never calculated by a spreadsheet reads as an empty cell).
+from half a file). Formulas in XLSX: the value a spreadsheet cached when it saved the
+file is used; a first sheet with formulas never calculated (a script wrote them and saved
+no value, as openpyxl does) is refused as a whole before any row is read, naming the
+first such cells: each would read as an empty cell, every one has the same cause and the
+same fix (open and save the file in a spreadsheet program, or paste values), and
+refusing only those rows would send the rest and leave them to be found and sent again.
 """
 
 from __future__ import annotations
@@ -46,6 +50,22 @@ _SHARED_ENTRY = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?si[\s/>]")
 # filled ones included, are capped far above a million rows of a phone and its variables:
 # a few KB of XML can put a cell in the last column of each of a million rows.
 SHEET_ROWS, SHEET_CELLS = 1_048_576, 50_000_000
+# Formulas without a calculated value: a cell holding a formula (<f> is its first child)
+# and no <v> with text, up to its end tag, in the part's namespace prefix (group 1; the
+# usual unprefixed part has its own pattern, which starts with a literal "<c" and is ~2x
+# faster). Possessive throughout: a calculated cell, or one with no end tag, costs a scan
+# to its value or the next cell, never a backtrack over the block.
+_UNCALCULATED_CELL = (rb"<(%s)c(\s[^>]*+)?+>\s*+<\1f[\s/>]"
+                      rb"(?:[^<]++|<(?!/?\1c[\s/>]|\1v(?:\s[^>]*+)?+>[^<]))*+</\1c>")
+_UNCALCULATED = re.compile(_UNCALCULATED_CELL % b"")
+_UNCALCULATED_NS = re.compile(_UNCALCULATED_CELL % rb"(?:[A-Za-z_][\w.-]*+:)?+")
+_CELL_ATTR = re.compile(rb"""\s([rt])\s*=\s*["']([^"']*)["']""")
+_TEXT_VALUE = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:v|is)[\s/>]")  # an empty <v>, an <is>
+# The first sheet's XML is inflated SCAN_BYTES at a time; the last CELL_BYTES of a block
+# go on with the next, so a cell split between two is read whole (the XML of a cell of
+# 32,767 characters, Excel's most, escaped, is less; only a longer one could be missed).
+SCAN_BYTES, CELL_BYTES = 1 << 20, 1 << 18
+SHOWN_CELLS = 5  # formula cells named in the message
 PHONE_HEADERS = ("phone", "mobile", "number", "tel", "手机", "电话", "号码")
 PHONE = "phone"  # the column name in errors
 DUPLICATE = "The same number appears earlier in the file."
@@ -326,6 +346,12 @@ def _xlsx_rows(f: IO[bytes]) -> Iterator[list[str]]:
         sheet = book.worksheets[0] if book.worksheets else None
         if sheet is None:
             raise FileError("The workbook has no sheet.")
+        # Before any row: a formula never calculated would read as an empty cell. (The
+        # part's name is openpyxl's own, as it opens it; there is no public accessor.)
+        with zipfile.ZipFile(f) as z:
+            found, first = _uncalculated(z, sheet._worksheet_path)
+        if found:
+            raise FileError(_uncalculated_message(found, first))
         # The sheet's <dimension> is not trusted: openpyxl would stop at its last row (and
         # silently drop the rows after it when the writer left it stale) and pad every row
         # to its width (a few bytes can declare A1:XFD1048576).
@@ -363,6 +389,44 @@ def _shared_strings(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
             if found > MAX_SHARED_STRINGS:
                 break
     return found
+
+
+def _uncalculated(z: zipfile.ZipFile, name: str) -> tuple[int, list[str]]:
+    """Formula cells of a sheet part saved without a calculated value (openpyxl's data_only
+    reads each as empty): how many, and the references of the first SHOWN_CELLS. Scanned
+    as the part inflates (never held whole); a block without a formula tag costs two
+    substring searches. A formula's text result is kept with t="str" and may be empty
+    (IF(…,"",…)): that one was calculated if it has a <v> at all."""
+    found, carry = 0, b""
+    first: list[str] = []
+    with z.open(name) as part:
+        while chunk := part.read(SCAN_BYTES):
+            block, done = carry + chunk, 0
+            pattern = _UNCALCULATED_NS if b":f" in block else \
+                _UNCALCULATED if b"<f" in block else None
+            if pattern is not None:
+                for m in pattern.finditer(block):
+                    done = m.end()
+                    attrs = dict(_CELL_ATTR.findall(m.group(2) or b""))
+                    if attrs.get(b"t") in (b"str", b"inlineStr") and _TEXT_VALUE.search(
+                            m.group(0)):
+                        continue  # a text result, calculated and empty
+                    found += 1
+                    if len(first) < SHOWN_CELLS and b"r" in attrs:
+                        first.append(attrs[b"r"].decode("ascii", "replace"))
+            carry = block[max(done, len(block) - CELL_BYTES):]
+    return found, first
+
+
+def _uncalculated_message(found: int, first: list[str]) -> str:
+    cells = f"{found:,} cell{'' if found == 1 else 's'}"
+    if first:
+        more = f" and {found - len(first):,} more" if found > len(first) else ""
+        cells += f": {', '.join(first)}{more}"
+    return (f"This workbook holds formulas that were never calculated ({cells}): the program "
+            "that wrote it saved no value for them, so they would read as empty. Either "
+            "open the file in a spreadsheet program and save it (that calculates them), or "
+            "copy those cells and paste them as values; then upload it again.")
 
 
 def _cell(value: Any) -> str:

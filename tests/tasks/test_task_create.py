@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 
+import openpyxl
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -74,6 +75,24 @@ def test_a_file_refused_after_rows_were_written_leaves_nothing(
     with pytest.raises(ValidationError) as exc:
         tasks.create_task(shop.ctx, draft, io.BytesIO(data), "list.csv")
     assert "not valid text" in exc.value.errors["file"]
+    for model in (SendTask, SendTaskRecipient, SendTaskError):
+        assert session.scalar(select(func.count()).select_from(model)) == 0
+
+
+def test_an_xlsx_with_formulas_never_calculated_makes_no_task(
+        shop: Shop, session: Session) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["phone", "code"])
+    for i in range(30):
+        sheet.append([13800130000 + i, 1000 + i if i != 20 else "=1000+20"])
+    out = io.BytesIO()
+    book.save(out)
+    draft = tasks.Draft(shop.app.sdk_app_id, shop.templates["mainland"], name="T")
+    with pytest.raises(ValidationError) as exc:
+        tasks.create_task(shop.ctx, draft, io.BytesIO(out.getvalue()), "list.xlsx")
+    assert "formulas that were never calculated (1 cell: B22)" in exc.value.errors["file"]
     for model in (SendTask, SendTaskRecipient, SendTaskError):
         assert session.scalar(select(func.count()).select_from(model)) == 0
 

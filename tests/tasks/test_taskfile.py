@@ -120,27 +120,60 @@ def test_size_and_row_limits() -> None:
     assert len(run(data, max_rows=50)) == 50
 
 
-def xlsx(rows: list[list[object]], formula_at: str | None = None) -> bytes:
+def xlsx(rows: list[list[object]], formulas: dict[str, str] | None = None,
+         notes: dict[str, str] | None = None) -> bytes:
+    """A workbook openpyxl writes; `formulas` put in its first sheet and `notes` in a
+    second sheet are saved without a calculated value (as every script writes them)."""
     book = openpyxl.Workbook()
     sheet = book.active
     assert sheet is not None
     for row in rows:
         sheet.append(row)
-    if formula_at:
-        sheet[formula_at] = "=1000+234"  # openpyxl saves no cached value: reads as empty
+    for at, formula in (formulas or {}).items():
+        sheet[at] = formula
+    if notes:
+        second = book.create_sheet("notes")
+        for at, formula in notes.items():
+            second[at] = formula
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
 
 
-def test_xlsx_numbers_as_numbers_and_formulas() -> None:
+def phone_rows(n: int) -> list[list[object]]:
+    """A header and n rows of a mainland mobile and a code, both numbers."""
+    rows: list[list[object]] = [["phone", "code"]]
+    rows.extend([13800138000 + i, 1234] for i in range(n))
+    return rows
+
+
+def test_xlsx_numbers_as_numbers() -> None:
     data = xlsx([["phone", "code"], [13800138000, 1234], [13800138001.0, "5678"],
-                 [13800138002, None]], formula_at="B4")
+                 [13800138002, None]])
     result = run(data, name="f.xlsx")
     assert phones(result) == ["+8613800138000", "+8613800138001"]
     assert [r.params for r in result if isinstance(r, Row)] == [["1234"], ["5678"]]
-    # A formula without a cached value (never calculated by a spreadsheet) is empty.
     assert errors(result)[0][:2] == (4, "{1}")
+
+
+def test_xlsx_formulas_never_calculated_refuse_the_file() -> None:
+    """A script wrote formulas and no spreadsheet ever calculated them (openpyxl, like
+    most generators, saves no value): they would read as empty cells and fail as "enter
+    a phone number" or a missing variable, so the file is refused, naming the cells and
+    what to do. A file-level error: every such cell has the same cause and the same fix,
+    and sending the rest would leave rows for the user to find and send again."""
+    rows = phone_rows(10)
+    data = xlsx(rows, {"B4": "=1000+234", "A7": "=13800138000+100", "B8": "=B4",
+                       "B9": "=B4", "B10": "=B4", "B11": "=B4", "B2": '=""'})
+    with pytest.raises(FileError) as exc:
+        run(data, name="f.xlsx")
+    message = str(exc.value)
+    assert "formulas that were never calculated" in message
+    assert "7 cells: B2, B4, A7, B8, B9 and 2 more" in message  # in sheet order
+    assert "open the file in a spreadsheet program and save it" in message
+    assert "paste them as values" in message
+    # The same cells calculated (as a spreadsheet saves them) are read as usual.
+    assert len(phones(run(xlsx(rows), name="f.xlsx"))) == 10
 
 
 _MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
@@ -193,6 +226,70 @@ def excel_book(rows: str, strings: list[str], dimension: str) -> bytes:
         for name, xml in parts.items():
             z.writestr(name, '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n' + xml)
     return out.getvalue()
+
+
+SHEET_FORMULAS = [
+    # no <v> at all; an empty <v/> (what openpyxl writes); a shared formula's follower
+    ('<c r="B3"><f>1000+234</f></c>', "B3"),
+    ('<c r="B3"><f>1000+234</f><v/></c>', "B3"),
+    ('<c r="B3"><f t="shared" si="0"/></c>', "B3"),
+    ('<c r="A3"><f>13800138000+1</f><v></v></c>', "A3"),
+    ('<c r="B3" t="n"><f>1000+234</f>\n  <v></v>\n</c>', "B3"),
+    # a namespace prefix (the Open XML SDK writes x:), a formula whose result is text
+    (f'<x:c xmlns:x="{_MAIN}" r="B3"><x:f>1000+234</x:f><x:v/></x:c>', "B3"),
+    ('<c r="B3" t="str"><f>"12"&amp;"34"</f></c>', "B3"),
+]
+
+
+@pytest.mark.parametrize("cell,ref", SHEET_FORMULAS)
+def test_xlsx_formula_cells_without_a_cached_value(cell: str, ref: str) -> None:
+    filled = {"A3": '<c r="A3"><v>13800138001</v></c>', "B3": '<c r="B3"><v>5678</v></c>'}
+    filled[ref] = cell
+    rows = ('<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>'
+            '<row r="2"><c r="A2"><v>13800138000</v></c>'
+            '<c r="B2"><f t="shared" ref="B2:B3" si="0">1000+234</f><v>1234</v></c></row>'
+            f'<row r="3">{filled["A3"]}{filled["B3"]}</row>')
+    with pytest.raises(FileError, match=f"never calculated .1 cell: {ref}."):
+        run(excel_book(rows, ["phone", "code"], "A1:B3"), name="f.xlsx")
+
+
+def test_xlsx_formulas_with_a_cached_value_are_read_as_cached() -> None:
+    """A spreadsheet saves a formula's value beside it: used as it is, an empty text
+    ("" from IF(…,"",…), saved as t="str" with an empty <v>) included."""
+    rows = ('<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>'
+            '<row r="2"><c r="A2"><f>13800138000+0</f><v>13800138000</v></c>'
+            '<c r="B2" t="str"><f>"12"&amp;"34"</f><v>1234</v></c></row>'
+            f'<row r="3"><x:c xmlns:x="{_MAIN}" r="A3"><x:f>13800138000+1</x:f>'
+            '<x:v>13800138001</x:v></x:c>'
+            '<c r="B3"><f t="shared" ref="B3:B4" si="0">1000+234</f><v>1234</v></c>'
+            '<c r="C3" t="str"><f>IF(1,"","x")</f><v></v></c></row>'
+            '<row r="4"><c r="A4"><v>13800138002</v></c>'
+            '<c r="B4"><f t="shared" si="0"/><v>1235</v></c>'
+            '<c r="C4" t="e"><f>1/0</f><v>#DIV/0!</v></c></row>'
+            '<row r="5"><c r="A5" t="str"><f>IF(1,"","x")</f><v></v></c>'
+            '<c r="B5" t="str"><f>IF(1,"","x")</f><v/></c></row>')
+    result = run(excel_book(rows, ["phone", "code"], "A1:C5"), name="f.xlsx")
+    assert [(r.phone, r.params) for r in result if isinstance(r, Row)] == [
+        ("+8613800138000", ["1234"]), ("+8613800138001", ["1234"])]
+    assert errors(result) == [(4, "{2}", "The template has 1 variable(s); this row gives 2 "
+                                          "(extra).")]  # the error value is a value
+
+
+def test_xlsx_formulas_found_across_read_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sheet is scanned as it inflates: a cell split between two blocks is counted
+    once, wherever the split falls, with a carry of the whole part or of a cell or so."""
+    rows = phone_rows(40)
+    data = xlsx(rows, {f"B{n}": "=1000+234" for n in range(2, 42, 3)})
+    for block, carry in itertools.product((7, 64, 333), (100, taskfile.CELL_BYTES)):
+        monkeypatch.setattr(taskfile, "SCAN_BYTES", block)
+        monkeypatch.setattr(taskfile, "CELL_BYTES", carry)
+        with pytest.raises(FileError, match=r"\(14 cells: B2, B5, B8, B11, B14 and 9 more\)"):
+            run(data, name="f.xlsx")
+
+
+def test_xlsx_formulas_outside_the_first_sheet_do_not_matter() -> None:
+    rows: list[list[object]] = [["phone", "code"], [13800138000, 1234]]
+    assert len(run(xlsx(rows, notes={"A1": "=1+1"}), name="f.xlsx")) == 1
 
 
 def test_xlsx_cells_read_as_the_spreadsheet_shows_them() -> None:
@@ -269,7 +366,7 @@ def test_xlsx_sheet_past_the_last_row_or_over_the_cells_cap(
 
 
 def test_xlsx_row_limit() -> None:
-    data = xlsx([["phone", "code"], *([13800138000 + n, 1234] for n in range(50))])
+    data = xlsx(phone_rows(50))
     with pytest.raises(FileError, match="more than 40 rows"):
         run(data, name="f.xlsx", max_rows=40)
     assert len(run(data, name="f.xlsx", max_rows=50)) == 50
@@ -507,7 +604,7 @@ def reference(data: bytes, t: taskfile.Template, max_rows: int = taskfile.MAX_RO
 def verdicts(data: bytes, t: taskfile.Template, **kw: int) -> list[tuple[object, ...]] | str:
     try:
         return [(r.row, r.phone, r.iso, r.params, r.fee) if isinstance(r, Row) else tuple(r)
-                for r in run(data, t, **kw)]
+                for r in run(data, t, "f.csv", **kw)]
     except FileError as exc:
         return f"FileError: {exc}"
 
