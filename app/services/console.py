@@ -133,13 +133,15 @@ class Credit:
     balance: int
     used_per_day: float  # mainland billed items a day over the last week
     days_left: int | None  # None: nothing used lately, so no end in sight
+    metered: bool = True  # False: no package was ever added, so mainland sending is free
 
 
 def credit(ctx: Ctx) -> Credit:
     """The usable credit-package balance and how long it lasts at the last week's rate."""
     from app.services.packages import balance, packages
 
-    left = balance(packages(ctx))
+    held = packages(ctx)
+    left = balance(held)
     _, midnight = _today(ctx)
     since = midnight - timedelta(days=TREND_DAYS - 1)
     used = ctx.db.scalar(select(func.coalesce(func.sum(StatRollupDaily.billed), 0)).where(
@@ -147,7 +149,9 @@ def credit(ctx: Ctx) -> Credit:
         StatRollupDaily.region == "mainland", StatRollupDaily.day >= since.date(),
         StatRollupDaily.outcome != outcomes.REFUSED)) or 0
     rate = used / TREND_DAYS
-    return Credit(left, rate, int(left / rate) if rate else None)
+    # Sending is metered once any package exists, expired ones included
+    # (sending._consume_credit): without one there is no balance to run out.
+    return Credit(left, rate, int(left / rate) if rate and held else None, bool(held))
 
 
 @dataclass(frozen=True)

@@ -71,3 +71,35 @@ def test_forbidden_action_is_explained(browser: Browser, live_server: str) -> No
     page.goto(f"{live_server}/users")
     expect(page.locator(".error-message")).to_have_text("Only the root user may do this.")
     page.close()
+
+
+def test_saving_one_regions_thresholds_keeps_what_was_typed_in_the_other(
+        browser: Browser, live_server: str) -> None:
+    """Both threshold forms live in one section that every save swaps whole: a save of
+    Mainland China must not wipe what was typed, not yet saved, for International."""
+    page = browser.new_page()
+    _login(page, live_server, "root@example.com")
+    page.fill("#create-app input[name=name]", "Thresholds")
+    page.click("#create-app button[type=submit]")
+    page.click("text=Open Thresholds")
+    page.fill("input[name=international_alarm_threshold]", "20")
+    page.fill("input[name=international_daily_limit]", "90")
+    page.fill("input[name=mainland_alarm_threshold]", "500")
+    page.fill("input[name=mainland_daily_limit]", "100")
+    page.click("#thresholds button:has-text('Save Mainland China')")  # refused
+    expect(page.locator("#thresholds .error")).to_contain_text("must not exceed")
+    expect(page.locator("#thresholds .error")).to_have_count(1)  # beside Mainland only
+    expect(page.locator("input[name=international_alarm_threshold]")).to_have_value("20")
+    expect(page.locator("input[name=international_daily_limit]")).to_have_value("90")
+    page.fill("input[name=mainland_daily_limit]", "1000")
+    page.click("#thresholds button:has-text('Save Mainland China')")  # saved
+    expect(page.locator("#thresholds .notice")).to_have_text("Mainland thresholds saved.")
+    expect(page.locator("input[name=mainland_daily_limit]")).to_have_value("1000")
+    expect(page.locator("input[name=international_alarm_threshold]")).to_have_value("20")
+    page.click("#thresholds button:has-text('Save International')")
+    expect(page.locator("#thresholds .notice")).to_have_text("International thresholds saved.")
+    page.reload()
+    expect(page.locator("input[name=international_alarm_threshold]")).to_have_value("20")
+    expect(page.locator("input[name=international_daily_limit]")).to_have_value("90")
+    expect(page.locator("input[name=mainland_alarm_threshold]")).to_have_value("500")
+    page.close()

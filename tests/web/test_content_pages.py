@@ -31,6 +31,14 @@ def test_content_pages_render(root: Client) -> None:
         assert resp.status_code == 200, url
 
 
+def test_new_content_headings_spell_the_region_as_the_console_does(root: Client) -> None:
+    """Not "New mainland china template": the region's name keeps its capitals."""
+    for kind in ("templates", "signatures"):
+        for region, name in (("mainland", "Mainland China"), ("international", "International")):
+            resp = root.get(f"/content/{kind}/new?region={region}")
+            assert text_of(resp, "main h1") == f"New {name} {kind[:-1]}"
+
+
 def test_template_form_shows_each_error_by_its_field(root: Client) -> None:
     root.get("/content/templates/new?region=mainland")
     resp = root.post("/content/templates/new?region=mainland",

@@ -84,6 +84,31 @@ def test_credit_and_messages_waiting(root: Client, shop: Shop, session: Session)
     assert _figure(page, "gateway") == "simulator"
 
 
+def test_without_any_package_mainland_sending_is_not_metered(root: Client, shop: Shop,
+                                                            session: Session) -> None:
+    """First use: no package was ever added, and mainland messages go out (sending is
+    metered only once packages are in use), so the tile must not say they fail, nor
+    count the days left of a balance nobody uses."""
+    assert shop.codes(["13800000000"], template="mainland") == ["Ok"]
+    session.execute(update(Message).values(fee=1, status=SUBMITTED))
+    rollups.rebuild(session)
+    session.commit()
+    page = root.get("/")
+    tile = text_of(page, "section[aria-labelledby='fig-credit']")
+    assert "sends fail" not in tile
+    assert "not metered" in tile
+    assert _figure(page, "credit-days") == "Not metered"
+    # Once a package exists (here used up), the warning is true again.
+    packages.add(shop.ctx, name="Starter", size="1", expires_on="2099-12-31")
+    session.commit()
+    assert shop.codes(["13800000001"], template="mainland") == ["Ok"]
+    session.commit()
+    page = root.get("/")
+    assert "mainland sends fail until a package is added" in text_of(
+        page, "section[aria-labelledby='fig-credit']")
+    assert _figure(page, "credit-days") == "0"
+
+
 def test_days_left_at_the_current_rate(shop: Shop, session: Session) -> None:
     packages.add(shop.ctx, name="Starter", size="700", expires_on="2099-12-31")
     shop.send(["13800000000"], template="mainland")
