@@ -190,6 +190,16 @@ def _stops_promptly(worker: subprocess.Popen[bytes], log_path: Path) -> None:
     assert time.monotonic() - stopped < SHUTDOWN_TIMEOUT, text[-3000:]
 
 
+def _worker_with_redis(tmp_path: Path, *args: str
+                       ) -> tuple[RedisServer, Path, subprocess.Popen[bytes]]:
+    """A Redis server of the test's own, started, and `smsops worker ARGS` on it (its
+    own SQLite database), logging to worker.log."""
+    server = RedisServer(tmp_path)
+    server.start()
+    log_path = tmp_path / "worker.log"
+    return server, log_path, _start_worker(_worker_env(tmp_path, server.url), log_path, *args)
+
+
 def _worker_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
     """A worker's environment: this Redis, a migrated SQLite database of its own."""
     env = _env(tmp_path / "instance", SMSOPS_REDIS_URL=redis_url,
@@ -367,11 +377,7 @@ def test_an_idle_worker_takes_jobs_promptly_after_a_redis_restart(tmp_path: Path
     the idle worker's wait ran on one of those: a timeout every 5 s, taken for a lost
     Redis ("could not connect"), and a back-off doubling up to 60 s, during which a
     job waited."""
-    server = RedisServer(tmp_path)
-    server.start()
-    env = _worker_env(tmp_path, server.url)
-    log_path = tmp_path / "worker.log"
-    worker = _start_worker(env, log_path)
+    server, log_path, worker = _worker_with_redis(tmp_path)
     try:
         conn = redis.Redis.from_url(server.url)
         queue = Queue(QUEUE_NAMES[0], connection=conn)
@@ -424,11 +430,7 @@ def test_a_worker_registers_again_after_redis_restarted_empty(tmp_path: Path,
     """After Redis restarted empty the worker reconnected and took jobs, but `rq:workers`,
     its hash and its heartbeat's keys were gone: `rq info` and RQ's maintenance saw no
     worker at all. It registers again, under its one name, and its heartbeat keeps it."""
-    server = RedisServer(tmp_path)
-    server.start()
-    env = _worker_env(tmp_path, server.url)
-    log_path = tmp_path / "worker.log"
-    worker = _start_worker(env, log_path, *([] if fork else ["--no-fork"]))
+    server, log_path, worker = _worker_with_redis(tmp_path, *([] if fork else ["--no-fork"]))
     try:
         conn = redis.Redis.from_url(server.url)
         queue = Queue(QUEUE_NAMES[0], connection=conn)
@@ -471,11 +473,7 @@ def test_one_worker_name_across_an_outage_that_redis_survives(tmp_path: Path) ->
     the restart loop started a new worker under a new name. When Redis came back with
     its data (persistence, a network cut), `rq info` listed two workers for this one
     process, the old one "busy" until its hash expired (minutes)."""
-    server = RedisServer(tmp_path)
-    server.start()
-    env = _worker_env(tmp_path, server.url)
-    log_path = tmp_path / "worker.log"
-    worker = _start_worker(env, log_path, "--no-fork")
+    server, log_path, worker = _worker_with_redis(tmp_path, "--no-fork")
     try:
         conn = redis.Redis.from_url(server.url)
         queue = Queue(QUEUE_NAMES[0], connection=conn)
@@ -599,11 +597,7 @@ def test_a_database_outage_is_logged_once_with_its_end(tmp_path: Path) -> None:
 def test_sigterm_while_redis_is_down_and_the_worker_idle(tmp_path: Path, fork: bool) -> None:
     """An idle worker retrying Redis, stopped by its process manager: exit status 0
     within the timeout, its forks (the scheduler) gone."""
-    server = RedisServer(tmp_path)
-    server.start()
-    env = _worker_env(tmp_path, server.url)
-    log_path = tmp_path / "worker.log"
-    worker = _start_worker(env, log_path, *([] if fork else ["--no-fork"]))
+    server, log_path, worker = _worker_with_redis(tmp_path, *([] if fork else ["--no-fork"]))
     try:
         conn = redis.Redis.from_url(server.url)
         # Idle: waiting for a job, its signal handlers in place.
@@ -630,11 +624,7 @@ def test_sigterm_while_redis_is_down_and_the_worker_idle(tmp_path: Path, fork: b
 def test_a_worker_registered_again_leaves_the_registry_on_sigterm(tmp_path: Path) -> None:
     """After registering again (Redis restarted empty), a stop still writes its death:
     `rq info` lists no worker; the scheduler's record is gone too."""
-    server = RedisServer(tmp_path)
-    server.start()
-    env = _worker_env(tmp_path, server.url)
-    log_path = tmp_path / "worker.log"
-    worker = _start_worker(env, log_path)
+    server, log_path, worker = _worker_with_redis(tmp_path)
     try:
         conn = redis.Redis.from_url(server.url)
         _wait(lambda: _registered(conn), 60, "the worker up")
@@ -659,11 +649,7 @@ def test_no_pubsub_connection_left_behind_by_an_outage(tmp_path: Path) -> None:
     thread lived on, logged "could not connect" every 2 s while Redis was out and,
     once Redis was back, held a second subscription (RQ's commands handled twice) and
     connection, one more for every outage."""
-    server = RedisServer(tmp_path)
-    server.start()
-    env = _worker_env(tmp_path, server.url)
-    log_path = tmp_path / "worker.log"
-    worker = _start_worker(env, log_path, "--no-fork")
+    server, log_path, worker = _worker_with_redis(tmp_path, "--no-fork")
     try:
         conn = redis.Redis.from_url(server.url)
 
@@ -737,11 +723,7 @@ def test_a_long_redis_outage_is_one_line_of_the_restart_loop(tmp_path: Path) -> 
     """The restart loop logged "worker lost Redis" at every back-off (every 5 s, the
     whole outage long), and never again started from a short back-off after the
     first outage (the delay stayed at 5 s)."""
-    server = RedisServer(tmp_path)
-    server.start()
-    env = _worker_env(tmp_path, server.url)
-    log_path = tmp_path / "worker.log"
-    worker = _start_worker(env, log_path, "--no-fork")
+    server, log_path, worker = _worker_with_redis(tmp_path, "--no-fork")
 
     def lost() -> int:
         return log_path.read_text(errors="replace").count("worker lost Redis")
