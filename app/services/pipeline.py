@@ -602,11 +602,9 @@ def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepRepor
         .order_by(Message.id).limit(limit))).all()
     lookup = getattr(gateway, "lookup", None)
     by_attempt = _by_attempt(rows)
-    never_handed = fenced(db, set(by_attempt))
+    never_handed = _requeue_unhanded(db, by_attempt, report)
     for attempt, claimed in by_attempt.items():
-        if attempt in never_handed:  # the worker died before calling: send them again
-            release(db, attempt, [c.id for c in claimed])
-            report.requeued += len(claimed)
+        if attempt in never_handed:
             continue
         if lookup is None:
             ids = [c.id for c in claimed]
@@ -672,11 +670,10 @@ def ask_carrier(work: Callable[[], AbstractContextManager[Session]], gateway: An
                 now + timedelta(seconds=low), limit - len(rows))
         if not rows:
             return report
-        by_attempt = _by_attempt([r for r in rows if r.status == SUBMITTING])
-        for attempt in fenced(db, set(by_attempt)):  # never handed over: not asked
-            release(db, attempt, [c.id for c in by_attempt[attempt]])
-            report.requeued += len(by_attempt[attempt])
-            rows = [r for r in rows if r.status != SUBMITTING or r.attempt_id != attempt]
+        never_handed = _requeue_unhanded(
+            db, _by_attempt([r for r in rows if r.status == SUBMITTING]), report)
+        rows = [r for r in rows  # not asked about
+                if r.status != SUBMITTING or r.attempt_id not in never_handed]
         asks = [(attempt, claimed, _outbound_since(db, claimed, attempt, rows))
                 for attempt, claimed in _by_attempt(rows).items()]
     answered: list[tuple[str, list[Claimed], list[SubmitResult | None]]] = []
@@ -712,6 +709,17 @@ def ask_carrier(work: Callable[[], AbstractContextManager[Session]], gateway: An
                     table.c.attempt_id == bindparam("b_attempt"))
                     .values(lease_until=bindparam("b_lease", type_=UTCDateTime())), later)
     return report
+
+
+def _requeue_unhanded(db: Session, by_attempt: dict[str, list[Claimed]],
+                      report: SweepReport) -> set[str]:
+    """Expired leases never handed over (their worker died before calling): fenced and
+    back to `accepted`, to be sent again. Returns those attempts."""
+    never_handed = fenced(db, set(by_attempt))
+    for attempt in never_handed:
+        release(db, attempt, [c.id for c in by_attempt[attempt]])
+        report.requeued += len(by_attempt[attempt])
+    return never_handed
 
 
 def _take(db: Session, conditions: list[Any], lease: datetime, limit: int) -> list[Any]:
