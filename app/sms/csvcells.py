@@ -7,7 +7,8 @@ import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-_ACTIVE = ("=", "+", "-", "@", "\t", "\r")
+# The full-width signs too: spreadsheets in East Asian locales read them as = + - @.
+_ACTIVE = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
 def neutralise(value: Any) -> str:

@@ -214,6 +214,9 @@ def test_csv_cells_are_neutralised() -> None:
         "'+1", "'-1", "'@x", "'\tx", "'\rx", "ok"]
     assert neutralise(-0.5) == "-0.5"  # a number stays a number
     assert to_csv(["a"], [["=cmd"]]).splitlines() == ["a", "'=cmd"]
+    # Spreadsheets in East Asian locales read full-width signs as their ASCII forms.
+    assert [neutralise(v) for v in ("\uff1d1+1", "\uff0b1", "\uff0d1", "\uff20x")] == [
+        "'\uff1d1+1", "'\uff0b1", "'\uff0d1", "'\uff20x"]
 
 
 @pytest.mark.parametrize("period", ["today", "yesterday", "7d", "30d", "custom"])
