@@ -67,8 +67,15 @@ def defaults(instance: Path) -> dict[str, Any]:
     }
 
 
+FORM_ROOM = 2 * 1024 * 1024  # a task form's fields and multipart framing beside its file
+
+
 def check(config: dict[str, Any]) -> None:
-    """Refuse settings that would break every request, at start-up with their name."""
+    """Refuse settings that would break every request, at start-up with their name;
+    make the request limit room for the largest task file the operator allows."""
+    upload = int(config.get("TASK_MAX_UPLOAD_MB") or 30) * 1024 * 1024
+    if int(config.get("MAX_CONTENT_LENGTH") or 0) < upload + FORM_ROOM:
+        config["MAX_CONTENT_LENGTH"] = upload + FORM_ROOM
     length = config.get("TEMPLATE_PARAM_MAX_LENGTH")
     if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= 500:
         raise ValueError("SMSOPS_TEMPLATE_PARAM_MAX_LENGTH must be a whole number of "

@@ -11,6 +11,7 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import create_app
 from app.models import SendTask
 from app.queue import enqueue_deferred  # noqa: F401 - the web commit enqueues
 from jobs import worker
@@ -129,3 +130,22 @@ def test_a_file_over_the_request_limit_is_told_as_such(root: Client, shop: Shop)
         message = text_of(resp, ".error-message")
         assert message == ("The file is too large: at most 30 MB are allowed. Split it "
                            "into smaller files."), message
+
+
+def test_a_raised_upload_limit_raises_the_request_limit(app: Flask, root: Client,
+                                                        shop: Shop) -> None:
+    """An operator who sets TASK_MAX_UPLOAD_MB above the request limit gets files that
+    size: before, a 33 MB file under a 40 MB setting was refused as "at most 40 MB"."""
+    raised = create_app({**{k: app.config[k] for k in (
+        "DATABASE_URL", "REDIS_URL", "INSTANCE_DIR", "SECRET_KEY", "TESTING")},
+        "TASK_MAX_UPLOAD_MB": 40})
+    try:
+        client = Client(raised.test_client())
+        shop.ctx.db.commit()  # SQLite: the login writes
+        assert client.login("root@example.com").status_code == 302
+        big = b"x" * (33 * 1024 * 1024)  # a file the form rules refuse, once read
+        status, page = upload(client, shop, big, filename="big.txt")
+        assert status == 422, status
+        assert "too large" not in page
+    finally:
+        raised.extensions["db"].engine.dispose()
