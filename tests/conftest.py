@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -65,11 +66,14 @@ class Backend:
     def reset(self) -> None:
         tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
         with self.db.engine.begin() as conn:
-            if self.db.backend == "postgresql":
-                conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-            else:
-                for t in tables:
-                    conn.execute(text(f"DELETE FROM {t}"))
+            # DELETE, children first: a test leaves a few rows, and PostgreSQL's TRUNCATE
+            # of 42 tables made new files for each (0.25 s a test; this is 5 ms).
+            for t in tables:
+                conn.execute(text(f"DELETE FROM {t}"))
+            if self.db.backend == "postgresql":  # ids from 1 again, as a new database's
+                conn.execute(text(
+                    "SELECT setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND n.nspname = 'public'"))
         self.redis.flushdb()
         # A Redis that has been up for longer than any request's clock skew: its
         # record of used nonces covers them (tests of a restart flush this too).
@@ -143,6 +147,28 @@ def instance_dir(tmp_path: Path) -> Path:
     path = tmp_path / "instance"
     path.mkdir()
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _url_builders_compiled_once() -> Iterator[None]:
+    """Most tests build an app, and werkzeug compiles each of its ~200 URL rules into
+    a builder function (Python source, compiled) every time: 0.1 s an app. A builder
+    depends only on its rule's text, parts and defaults, so each is compiled once."""
+    from werkzeug.routing.rules import Rule
+
+    original = Rule._compile_builder
+    built: dict[tuple[Any, ...], Any] = {}
+
+    def compile_once(self: Rule, append_unknown: bool = True) -> Any:
+        key = (self.rule, tuple(self._trace), repr(sorted((self.defaults or {}).items())),
+               append_unknown)
+        if key not in built:
+            built[key] = original(self, append_unknown)
+        return built[key]
+
+    Rule._compile_builder = compile_once  # type: ignore[method-assign]
+    yield
+    Rule._compile_builder = original  # type: ignore[method-assign]
 
 
 @pytest.fixture(autouse=True, scope="session")
