@@ -22,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    Select,
     String,
     any_,
     bindparam,
@@ -618,15 +619,27 @@ def _blocked_query(pg: bool) -> Any:
         if pg:
             return column == any_(bindparam("numbers", type_=ARRAY(String())))
         return column.in_(text("SELECT value FROM json_each(:numbers)").columns(value=String))
-    unsubscribed = select(Unsubscribe.phone_number, literal(0).label("muted")).where(
-        Unsubscribe.account_id == bindparam("account"), among(Unsubscribe.phone_number),
-        Unsubscribe.signature_id == bindparam("signature"),
-        Unsubscribe.sms_type == bindparam("sms_type"))
-    muted = select(MuteEntry.phone_number, literal(1).label("muted")).where(
-        MuteEntry.account_id == bindparam("account"), among(MuteEntry.phone_number),
-        MuteEntry.signature_id == bindparam("signature"),
-        MuteEntry.sms_type.is_(None) | (MuteEntry.sms_type == bindparam("sms_type")))
+    rules: tuple[Any, ...] = (bindparam("account"), bindparam("signature"), bindparam("sms_type"))
+    unsubscribed = unsubscribed_numbers(*rules).add_columns(literal(0).label("muted")) \
+        .where(among(Unsubscribe.phone_number))
+    muted = muted_numbers(*rules).add_columns(literal(1).label("muted")) \
+        .where(among(MuteEntry.phone_number))
     return union_all(unsubscribed, muted)
+
+
+def muted_numbers(account: Any, signature: Any, sms_type: Any) -> Select[Any]:
+    """The mute list of a signature for one type of message (an entry without a type
+    mutes every type)."""
+    return select(MuteEntry.phone_number).where(
+        MuteEntry.account_id == account, MuteEntry.signature_id == signature,
+        MuteEntry.sms_type.is_(None) | (MuteEntry.sms_type == sms_type))
+
+
+def unsubscribed_numbers(account: Any, signature: Any, sms_type: Any) -> Select[Any]:
+    """Numbers that unsubscribed from a signature's messages of one type."""
+    return select(Unsubscribe.phone_number).where(
+        Unsubscribe.account_id == account, Unsubscribe.signature_id == signature,
+        Unsubscribe.sms_type == sms_type)
 
 
 def _number_checks(msg: _Draft, parsed: tuple[str, str] | None, region: str,

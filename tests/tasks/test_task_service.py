@@ -23,6 +23,7 @@ from app.models import (
     SendTask,
     SendTaskError,
     SendTaskRecipient,
+    Unsubscribe,
     User,
 )
 from app.queue import enqueue_deferred
@@ -468,6 +469,40 @@ def test_receipt_analysis_follows_the_statistics_definitions(
         sum(o in outcomes.WITHOUT_RECEIPT for o in by_outcome),
         by_outcome.count(outcomes.DELIVERED), by_outcome.count(outcomes.FAILED))
     assert (a.with_receipt, a.without_receipt) == (3, 2)
+
+
+def test_preflight_refusals_are_those_the_dispatch_records(shop: Shop, session: Session,
+                                                          runner: Flask) -> None:
+    """The confirm page's counts of muted and unsubscribed recipients (counted in the
+    database, not number by number) match what sending the task then refuses."""
+    mainland = shop.signatures["mainland"]
+    account = shop.app.account_id
+    session.add_all([
+        MuteEntry(account_id=account, phone_number="+8613800130000", signature_id=mainland,
+                  sms_type=None, consent_confirmed_by="t"),  # muted for every type
+        MuteEntry(account_id=account, phone_number="+8613800130001", signature_id=mainland,
+                  sms_type="marketing", consent_confirmed_by="t"),  # another type: sent
+        MuteEntry(account_id=account, phone_number="+8613800130002", signature_id=mainland,
+                  sms_type="verification", consent_confirmed_by="t"),
+        Unsubscribe(account_id=account, phone_number="+8613800130002", signature_id=mainland,
+                    sms_type="verification"),  # muted and unsubscribed: the mute list says
+        Unsubscribe(account_id=account, phone_number="+8613800130003", signature_id=mainland,
+                    sms_type="verification"),
+        Unsubscribe(account_id=account, phone_number="+8613800130004", signature_id=mainland,
+                    sms_type="marketing"),  # another type: sent
+        Unsubscribe(account_id=account, phone_number="+8613800130005",
+                    signature_id=shop.signatures["international"], sms_type="verification"),
+    ])
+    task = create(shop, csv_of(8))
+    pre = tasks.preflight(shop.ctx, shop.limiter, task.id)
+    assert pre.refusals == {"FailedOperation.PhoneNumberInMuteList": 2,
+                            "FailedOperation.PhoneNumberUnsubscribed": 1}
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    run_worker(shop, session, runner)
+    refused = session.execute(select(Message.error_code, func.count()).where(
+        Message.task_id == task.id, Message.status == "rejected")
+        .group_by(Message.error_code)).all()
+    assert dict(refused) == pre.refusals
 
 
 def test_preflight_counts_the_recipients_credit_would_refuse(shop: Shop, session: Session) -> None:
