@@ -224,8 +224,12 @@ def _char_class(chars: list[str]) -> str:
     return "[" + "".join(out) + "]"
 
 
-SAFE_CHARS = _char_class([chr(i) for lo, hi in _PLAIN_RANGES for i in range(lo, hi + 1)
-                          if _safe_char(chr(i))])
+@lru_cache(maxsize=1)
+def safe_chars() -> str:
+    """The class of SAFE_CHARS, built at first use (27,000 characters normalised: 0.17 s
+    of every process's start-up when it was a module constant)."""
+    return _char_class([chr(i) for lo, hi in _PLAIN_RANGES for i in range(lo, hi + 1)
+                        if _safe_char(chr(i))])
 # Anything but a control character (allow_urls templates check nothing else), a
 # quote, a delimiter or a character outside the BMP (billed-items arithmetic).
 _NOT_CONTROL = ("\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029" + "".join(
@@ -331,6 +335,6 @@ def safe_values(content: str, sms_type: str, *, max_length: int = DEFAULT_MAX_LE
         elif allow_urls:
             out.append(_bounded(_ANY_CHAR, _EDGE_CHAR, max_length, required=last))
         else:
-            out.append(f"{SAFE_CHARS}{{{int(last)},{max_length}}}" if max_length >= int(last)
+            out.append(f"{safe_chars()}{{{int(last)},{max_length}}}" if max_length >= int(last)
                        else "(?!)")
     return tuple(out)

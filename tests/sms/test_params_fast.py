@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from app.demo import DEMO_TEMPLATES
 from app.sms import params
 
-SAFE = [chr(i) for i in range(0x10000) if re.fullmatch(params.SAFE_CHARS, chr(i))]
+SAFE = [chr(i) for i in range(0x10000) if re.fullmatch(params.safe_chars(), chr(i))]
 # Text near every URL rule (dots and colons of every width, schemes, www, TLDs, IPv4
 # and IPv6, slashes, combining and format characters, kinds of whitespace); templates
 # are such texts with parts cut out for variables, so a value can put the part back.
