@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import json
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from app import migrate
 from app.models import Policy, User
 from app.services import apps
 from app.services.accounts import actor_for, ensure_account
@@ -183,3 +189,19 @@ def claim_handed(db: Session, attempt: str, settings: Any, ids: list[int] | None
     if claimed:
         assert pipeline.hand_over(db, attempt, claimed[0].id)
     return claimed
+
+
+def migrated_sqlite(path: Path) -> str:
+    """A SQLite database at `path`, at the head revision: a copy of one this process
+    migrated once (migrating costs about 0.5 s in process, 2 s through the CLI)."""
+    shutil.copyfile(_migrated_once(), path)
+    return f"sqlite:///{path}"
+
+
+@functools.cache
+def _migrated_once() -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="smsops-migrated-"))
+    atexit.register(shutil.rmtree, folder, True)
+    migrate.upgrade(f"sqlite:///{folder / 'head.db'}")  # its engine closed: no WAL beside it
+    assert not (folder / "head.db-wal").exists()
+    return folder / "head.db"

@@ -5,17 +5,13 @@ obeys the same timeout. Real commands; survivors are looked up by pid."""
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import functools
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -29,8 +25,8 @@ from rq import Queue, Worker
 from rq.job import Job
 from rq.worker.base import BaseWorker
 
-from app import migrate
 from app.queue import QUEUE_NAMES
+from tests.helpers import migrated_sqlite
 from tests.jobs.test_faults import PG_BIN, PostgresCluster, RedisServer
 from tests.smsc import SMSC
 from tests.test_run import _alive, _descendants, _embedded_redis, _free_port, _wait
@@ -206,20 +202,9 @@ def _worker_with_redis(tmp_path: Path, *args: str
 
 
 def _worker_env(tmp_path: Path, redis_url: str) -> dict[str, str]:
-    """A worker's environment: this Redis, a migrated SQLite database of its own (a
-    copy of one migrated once: `smsops db upgrade` per test cost about 2 s)."""
-    shutil.copyfile(_migrated_sqlite(), tmp_path / "w.db")
+    """A worker's environment: this Redis, a migrated SQLite database of its own."""
     return _env(tmp_path / "instance", SMSOPS_REDIS_URL=redis_url,
-                SMSOPS_DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}")
-
-
-@functools.cache
-def _migrated_sqlite() -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="smsops-migrated-"))
-    atexit.register(shutil.rmtree, folder, True)
-    migrate.upgrade(f"sqlite:///{folder / 'w.db'}")  # its engine closed: no WAL beside it
-    assert not (folder / "w.db-wal").exists()
-    return folder / "w.db"
+                SMSOPS_DATABASE_URL=migrated_sqlite(tmp_path / "w.db"))
 
 
 @pytest.mark.parametrize("redis_gone", [False, True], ids=["with-redis", "redis-gone"])

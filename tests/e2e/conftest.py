@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from app import create_app, migrate
+from app import create_app
 from app.services.accounts import ensure_account
 from app.services.users import bootstrap_user
-from tests.helpers import PASSWORD, serving
+from tests.helpers import PASSWORD, migrated_sqlite, serving
 
 CHROMIUM = "/usr/bin/chromium"
 # No background traffic: this machine has no network beyond loopback.
@@ -23,8 +23,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 @pytest.fixture
 def live_server(tmp_path: Path, embedded_redis_url: str) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'e2e.db'}"
-    migrate.upgrade(url)
+    url = migrated_sqlite(tmp_path / "e2e.db")
     app = create_app({"DATABASE_URL": url, "REDIS_URL": embedded_redis_url,
                       "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "e2e"})
     session: Session

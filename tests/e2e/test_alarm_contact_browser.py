@@ -11,11 +11,11 @@ import pytest
 from flask import Flask
 from playwright.sync_api import Browser, expect
 
-from app import create_app, migrate
+from app import create_app
 from app.services.accounts import ensure_account
 from app.services.users import bootstrap_user
 from jobs import worker
-from tests.helpers import PASSWORD, serving
+from tests.helpers import PASSWORD, migrated_sqlite, serving
 from tests.jobs.test_alarm_sms import CountingSimulator
 
 pytestmark = pytest.mark.browser
@@ -23,8 +23,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def served(tmp_path: Path, embedded_redis_url: str) -> Iterator[tuple[str, Flask]]:
-    url = f"sqlite:///{tmp_path / 'e2e.db'}"
-    migrate.upgrade(url)
+    url = migrated_sqlite(tmp_path / "e2e.db")
     app = create_app({"DATABASE_URL": url, "REDIS_URL": embedded_redis_url,
                       "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "e2e"})
     app.extensions["gateway"] = CountingSimulator(tmp_path / "simulator.jsonl")
