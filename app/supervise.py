@@ -116,15 +116,26 @@ stopping = _Stopping()
 def stop_within(worker: Any, seconds: float) -> None:
     """An RQ worker's first SIGTERM/SIGINT is a warm shutdown that waits for the
     current job without limit: bound it. (Set on the instance, so it works with any
-    Worker class and needs no change to RQ.)"""
-    warm = worker.request_stop
+    Worker class and needs no change to RQ.)
+
+    A stop that came before RQ put its own handlers in place was ours (jobs/worker.py):
+    it set `stopping` and raised, but Python drops an exception raised where it runs
+    hooks (the at-fork hooks when RQ forks its scheduler, just before): the worker went
+    on listening until the deadline killed it (status 1). RQ's loop now starts stopped."""
+    warm, install = worker.request_stop, worker._install_signal_handlers
 
     def request_stop(signum: int, frame: Any) -> None:
         stopping.set()
         exit_after(seconds)
         warm(signum, frame)
 
+    def install_signal_handlers() -> None:
+        install()
+        if stopping.is_set():
+            worker._stop_requested = True  # checked before RQ's first wait for a job
+
     worker.request_stop = request_stop
+    worker._install_signal_handlers = install_signal_handlers
 
 
 class InstanceLock:

@@ -265,11 +265,18 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
 
     # Until RQ sets its own (in `work()`, once Redis answered), a stop is ours: the loop
     # ends wherever it is. Without a handler SIGTERM killed the process outright.
+    # Inside `work()` (its start-up, before RQ's handlers) it only sets the flag: raised
+    # there, StopRequested skipped RQ's teardown (a birth and no death: a worker listed
+    # by `rq info` for minutes) or was dropped by an at-fork hook as RQ forked its
+    # scheduler; RQ's loop starts stopped instead (app/supervise.py stop_within).
+    in_work = False
+
     def stop(signum: int, frame: Any) -> None:
         if not stopping.is_set():
             stopping.set()
             exit_after(float(app.config.get("SHUTDOWN_TIMEOUT", 10)))
-        raise StopRequested
+        if not in_work:
+            raise StopRequested
 
     ensure_scheduled()  # the hourly purge of old records (jobs/retention.py)
     freeze_heap()  # this process lives on: before the jobs (and the work horses' forks)
@@ -285,7 +292,11 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
             current: BaseWorker | None = None
             try:
                 current = worker()
-                current.work(with_scheduler=True, logging_level="INFO")
+                in_work = True
+                try:
+                    current.work(with_scheduler=True, logging_level="INFO")
+                finally:
+                    in_work = False
                 # An idle worker's stop ends work() by StopRequested, which RQ catches:
                 # only our flag tells that from an outage (it would start a new worker).
                 if current._stop_requested or stopping.is_set():

@@ -25,6 +25,7 @@ from rq import Queue, Worker
 from rq.job import Job
 from rq.worker.base import BaseWorker
 
+from app import supervise
 from app.queue import QUEUE_NAMES
 from tests.helpers import migrated_sqlite
 from tests.jobs.test_faults import PG_BIN, PostgresCluster, RedisServer
@@ -633,13 +634,38 @@ def test_a_worker_registered_again_leaves_the_registry_on_sigterm(tmp_path: Path
         server.start()
         _wait(lambda: _registered(conn), 20, "registered again")
         worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=SHUTDOWN_TIMEOUT + 15) == 0
-        assert Worker.all(connection=conn) == []
+        code = worker.wait(timeout=SHUTDOWN_TIMEOUT + 15)
+        assert code == 0, log_path.read_text(errors="replace")[-4000:]
+        assert Worker.all(connection=conn) == [], log_path.read_text(errors="replace")[-4000:]
         assert all(conn.hexists(k, "death") for k in conn.keys("rq:worker:*"))
         assert conn.keys("rq:scheduler*") == []
     finally:
         _kill_all(worker)
         server.stop()
+
+
+def test_a_stop_before_rqs_handlers_ends_the_loop_at_once(embedded_redis_url: str,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """A SIGTERM while our handler was still in place (the restart loop's, before RQ's
+    `work()` installs its own) set `stopping` and raised StopRequested, but the raise
+    can be dropped: RQ forks its scheduler just before, and Python ignores exceptions
+    from the at-fork hooks ("Exception ignored in: _releaseLock"). The worker then
+    listened for jobs until the deadline killed it with status 1 (seen under load in
+    test_a_worker_registered_again_leaves_the_registry_on_sigterm). RQ's loop must see
+    the flag before its first wait for a job."""
+    monkeypatch.setattr(supervise, "stopping", supervise._Stopping())
+    supervise.stopping.set()
+    worker = Worker(["smsops-test-none"], connection=redis.Redis.from_url(embedded_redis_url))
+    supervise.stop_within(worker, 60)
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        began = time.monotonic()
+        assert worker.work(max_idle_time=5, logging_level="WARNING") is False
+        assert time.monotonic() - began < 2  # before: the 5 s idle limit ended it
+    finally:
+        signal.signal(signal.SIGTERM, handlers[0])
+        signal.signal(signal.SIGINT, handlers[1])
 
 
 def test_no_pubsub_connection_left_behind_by_an_outage(tmp_path: Path) -> None:
