@@ -127,6 +127,10 @@ def stop_within(worker: Any, seconds: float) -> None:
     def request_stop(signum: int, frame: Any) -> None:
         stopping.set()
         exit_after(seconds)
+        # RQ stops an idle worker by raising from this handler, and Python drops what
+        # a logging handler raises (a stop inside a log line of RQ's maintenance ran
+        # on to the deadline): the loop also checks this flag before it waits for a job.
+        worker._stop_requested = True
         warm(signum, frame)
 
     def install_signal_handlers() -> None:

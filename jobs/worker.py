@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -269,13 +270,15 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
     # there, StopRequested skipped RQ's teardown (a birth and no death: a worker listed
     # by `rq info` for minutes) or was dropped by an at-fork hook as RQ forked its
     # scheduler; RQ's loop starts stopped instead (app/supervise.py stop_within).
-    in_work = False
+    # RQ's scheduler process, forked in that start-up, inherits this handler: there
+    # the stop (RQ's teardown ending it) still raises, or it would run on.
+    in_work, loop_pid = False, os.getpid()
 
     def stop(signum: int, frame: Any) -> None:
         if not stopping.is_set():
             stopping.set()
             exit_after(float(app.config.get("SHUTDOWN_TIMEOUT", 10)))
-        if not in_work:
+        if not in_work or os.getpid() != loop_pid:
             raise StopRequested
 
     ensure_scheduled()  # the hourly purge of old records (jobs/retention.py)
