@@ -194,12 +194,23 @@ class Outage:
 
 
 class Sweeper(threading.Thread):
+    """SQLite keeps a process's file locks in the process's own memory, and a fork
+    copies it: a work horse forked while this thread was inside a transaction held a
+    lock that no one in it would release, and its first write waited out SQLite's busy
+    timeout (30 s) while the pipeline stalled. On SQLite a fork waits for the sweep in
+    hand (a few milliseconds). PostgreSQL's locks are the server's: nothing to wait for."""
+
     def __init__(self, app: Flask, every_s: float) -> None:
         super().__init__(name="smsops-sweeper", daemon=True)
         self.app, self.every_s = app, every_s
         self.stopped = threading.Event()
         self.redis_outage = Outage("Redis", every_s)
         self.database_outage = Outage("database", every_s)
+        self.sweeping: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if app.extensions["db"].engine.dialect.name == "sqlite":
+            sweeping = self.sweeping = threading.Lock()
+            os.register_at_fork(before=sweeping.acquire, after_in_parent=sweeping.release,
+                                after_in_child=sweeping.release)
 
     def run(self) -> None:
         from app.services.limits import nonces_began
@@ -218,9 +229,10 @@ class Sweeper(threading.Thread):
             if self.stopped.wait(self.every_s):
                 return
             try:
-                sweep_once(self.app)
-                ensure_scheduled(self.app)  # the hourly monitors, on RQ's scheduler
-                keep_scheduled()  # the hourly purge (jobs/retention.py)
+                with self.sweeping:
+                    sweep_once(self.app)
+                    ensure_scheduled(self.app)  # the hourly monitors, on RQ's scheduler
+                    keep_scheduled()  # the hourly purge (jobs/retention.py)
             except redis_lib.RedisError as exc:  # next time
                 self.redis_outage.failed(exc)
             except OperationalError as exc:  # the database is down (or restarting)

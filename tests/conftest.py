@@ -7,6 +7,7 @@ PostgreSQL tests run only where a server answers on 127.0.0.1:5432.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -183,3 +184,18 @@ def _cheap_password_hashing() -> Iterator[None]:
     passwords._hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     yield
     passwords._hasher = original
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing test's fixtures may tell what their processes printed (a fault test's
+    worker logs): attached to the report, since the processes' files go with tmp_path."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for name, value in getattr(item, "funcargs", {}).items():
+        tell = getattr(value, "failure_detail", None)
+        if callable(tell):
+            with contextlib.suppress(Exception):
+                report.sections.append((f"{name}: what its processes printed", tell()))

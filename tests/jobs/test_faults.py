@@ -220,6 +220,12 @@ class Pipeline:
                 | (Message.error_code == "FailedOperation.Undelivered"))))
         assert left <= set(sent)  # everything that went out is in the carrier's record
 
+    def failure_detail(self) -> str:
+        """The end of each worker's log (tests/conftest.py attaches it to a failure)."""
+        return "\n".join(f"--- worker-{i}.log (exit {w.poll()}) ---\n"
+                         + (self.tmp / f"worker-{i}.log").read_text(errors="replace")[-4000:]
+                         for i, w in enumerate(self.workers))
+
     def close(self) -> None:
         for w in self.workers:
             if w.poll() is None:
@@ -426,3 +432,23 @@ def test_a_stop_ends_a_drainer_with_a_backlog_after_its_batch(pipeline: Pipeline
     assert pipeline.counts().get("accepted", 0) > 0  # the rest left for the next worker
     pipeline.start_worker()
     pipeline.assert_exactly_once(1000)
+
+
+def test_a_work_horse_forked_mid_sweep_never_inherits_sqlites_locks(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    """SQLite keeps a process's file locks in its own memory. A work horse forked while
+    the sweeper thread was inside a transaction inherited a lock no one in it would
+    ever release: its claim waited in SQLite's busy handler (30 s), the pipeline
+    stalled. (The embedded default: SQLite, a worker forking per job.) Here the sweeper
+    sweeps every 2 ms, so nearly every fork comes mid-sweep."""
+    p = Pipeline(tmp_path, f"sqlite:///{tmp_path / 'forks.db'}", redis_server)
+    try:
+        p.start_worker(fork=True, SMSOPS_SWEEP_INTERVAL_S="0.002",
+                       SMSOPS_SIMULATOR_LATENCY_MS="0", SMSOPS_DRAIN_BATCH="5")
+        _wait(lambda: len(p.redis.smembers("rq:workers")) >= 1, 90, "the worker up")
+        for n in range(1, 31):
+            p.accept(5)  # a wake-up, so a fork, each
+            _wait(lambda n=n: len(Ledger(str(p.ledger_path)).counts()) >= 5 * n, 10,
+                  f"drain {n} sent")
+    finally:
+        p.close()
