@@ -27,6 +27,7 @@ from rq.worker.base import BaseWorker
 
 from app import supervise
 from app.queue import QUEUE_NAMES
+from jobs.worker import _ForkingWorker
 from tests.helpers import migrated_sqlite
 from tests.jobs.test_faults import PG_BIN, PostgresCluster, RedisServer
 from tests.smsc import SMSC
@@ -656,7 +657,10 @@ def test_a_stop_before_rqs_handlers_ends_the_loop_at_once(embedded_redis_url: st
     the flag before its first wait for a job."""
     monkeypatch.setattr(supervise, "stopping", supervise._Stopping())
     supervise.stopping.set()
-    worker = Worker(["smsops-test-none"], connection=redis.Redis.from_url(embedded_redis_url))
+    # Ours, as `smsops worker` makes it: RQ's own teardown can wait up to 60 s for its
+    # pubsub thread (jobs/worker.py _PromptUnsubscribe), seen here in CI.
+    worker = _ForkingWorker(["smsops-test-none"],
+                            connection=redis.Redis.from_url(embedded_redis_url))
     supervise.stop_within(worker, 60)
     handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     try:
