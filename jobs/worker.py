@@ -244,6 +244,37 @@ class Sweeper(threading.Thread):
                 self.redis_outage.ok()
 
 
+class _LoopStop:
+    """The restart loop's SIGTERM/SIGINT handler, until RQ sets its own (in `work()`,
+    once Redis answered). Without one SIGTERM killed the process outright.
+
+    Outside `work()` the loop ends wherever it is (StopRequested). Inside (RQ's start-up,
+    before its handlers) it only sets the flag: raised there, StopRequested skipped
+    RQ's teardown (a birth and no death: a worker listed by `rq info` for minutes) or
+    was dropped by an at-fork hook as RQ forked its scheduler; RQ's loop starts stopped
+    instead (app/supervise.py stop_within).
+
+    A process forked before it sets its own handlers inherits this one: RQ's scheduler
+    at its start, which RQ's teardown ends with SIGTERM (after an outage ended `work()`,
+    say). There the signal ends that process at once, as it would without a handler. It
+    must not set `stopping`: that flag is shared with every fork, and the worker, seeing
+    it, took the scheduler's stop for its own and exited instead of starting again."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s, self.pid, self.in_work = timeout_s, os.getpid(), False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self.pid:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if not stopping.is_set():
+            stopping.set()
+            exit_after(self.timeout_s)
+        if not self.in_work:
+            raise StopRequested
+
+
 def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool:
     runtime.use(app)
     if not logging.getLogger().handlers:  # our own lines (sweeper, outages) next to RQ's
@@ -276,23 +307,7 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
         return worker().work(with_scheduler=True, burst=True, logging_level="INFO")
     from jobs.retention import ensure_scheduled
 
-    # Until RQ sets its own (in `work()`, once Redis answered), a stop is ours: the loop
-    # ends wherever it is. Without a handler SIGTERM killed the process outright.
-    # Inside `work()` (its start-up, before RQ's handlers) it only sets the flag: raised
-    # there, StopRequested skipped RQ's teardown (a birth and no death: a worker listed
-    # by `rq info` for minutes) or was dropped by an at-fork hook as RQ forked its
-    # scheduler; RQ's loop starts stopped instead (app/supervise.py stop_within).
-    # RQ's scheduler process, forked in that start-up, inherits this handler: there
-    # the stop (RQ's teardown ending it) still raises, or it would run on.
-    in_work, loop_pid = False, os.getpid()
-
-    def stop(signum: int, frame: Any) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            exit_after(float(app.config.get("SHUTDOWN_TIMEOUT", 10)))
-        if not in_work or os.getpid() != loop_pid:
-            raise StopRequested
-
+    stop = _LoopStop(float(app.config.get("SHUTDOWN_TIMEOUT", 10)))
     ensure_scheduled()  # the hourly purge of old records (jobs/retention.py)
     freeze_heap()  # this process lives on: before the jobs (and the work horses' forks)
     sweeper = Sweeper(app, float(app.config.get("SWEEP_INTERVAL_S", 5)))
@@ -307,11 +322,11 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
             current: BaseWorker | None = None
             try:
                 current = worker()
-                in_work = True
+                stop.in_work = True
                 try:
                     current.work(with_scheduler=True, logging_level="INFO")
                 finally:
-                    in_work = False
+                    stop.in_work = False
                 # An idle worker's stop ends work() by StopRequested, which RQ catches:
                 # only our flag tells that from an outage (it would start a new worker).
                 if current._stop_requested or stopping.is_set():

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 import uuid
 from pathlib import Path
+
+import pytest
 
 from app import create_app
 from app.queue import enqueue
@@ -24,7 +28,30 @@ def test_worker_runs_an_enqueued_job(backend: Backend, session: object,
 
 
 def test_enqueue_only_accepts_job_paths(backend: Backend) -> None:
-    import pytest
-
     with pytest.raises(ValueError):
         enqueue(backend.redis, "os.system", "rm -rf /")
+
+
+def test_a_stop_in_a_child_that_kept_the_loops_handler_ends_only_that_child(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """RQ's scheduler process starts with the restart loop's handler, and RQ's teardown
+    (after an outage ended `work()`) stops it with SIGTERM. The handler set `stopping`,
+    a flag shared with every fork: the worker took it for its own stop and exited
+    instead of starting again, with a StopRequested traceback from the scheduler."""
+    from app import supervise
+
+    monkeypatch.setattr(worker, "stopping", supervise._Stopping())
+    previous = signal.signal(signal.SIGTERM, worker._LoopStop(60))
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: only os._exit leaves it
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            finally:
+                os._exit(3)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, status
+    assert not worker.stopping.is_set()  # the worker's own loop goes on
