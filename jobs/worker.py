@@ -31,9 +31,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import redis as redis_lib
+import rq.worker.base
 from flask import Flask
 from rq import SimpleWorker, Worker, worker_registration
 from rq.exceptions import StopRequested
+from rq.scheduler import RQScheduler
 from rq.worker.base import BaseWorker
 from sqlalchemy.exc import OperationalError
 
@@ -143,6 +145,43 @@ class _StayRegistered:
     def _register(self, pipeline: Any) -> None:
         pipeline.hset(self.key, mapping={**self.serialize(), "state": self._state})
         worker_registration.register(self, pipeline)  # type: ignore[arg-type]
+
+
+_LOST = (redis_lib.ConnectionError, redis_lib.TimeoutError)
+
+
+class _OutageInOneLine(logging.Filter):
+    """RQ's worker logs a lost Redis as an unhandled error with its traceback ("found
+    an unhandled exception, quitting..."), about 50 lines an outage, while the restart
+    loop below says the same in one line. The line stays, with the reason instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, _LOST):
+            record.msg, record.args = f"{record.getMessage()} ({_brief(exc)})", ()
+            record.exc_info = record.exc_text = None
+        return True
+
+
+class _Scheduler(RQScheduler):
+    """RQ's scheduler process, ended by a lost Redis, printed its traceback twice (its
+    own error line, then multiprocessing's), about 100 lines. One line now; the worker
+    starts a scheduler again once Redis answers (its maintenance, or a new worker object
+    of the restart loop)."""
+
+    def work(self) -> None:
+        try:
+            super().work()
+        except _LOST as exc:
+            self.log.warning("Scheduler [PID %s] ended: no Redis (%s)", os.getpid(),
+                             _brief(exc))
+            logging.shutdown()
+            os._exit(1)  # not a raise: that is what multiprocessing prints
+
+
+# RQ's worker names its scheduler's class in its module, with no option to change it.
+rq.worker.base.RQScheduler = _Scheduler  # type: ignore[misc]
+logging.getLogger("rq.worker").addFilter(_OutageInOneLine())
 
 
 class _SimpleWorker(_StayRegistered, _StopWithoutRedis, _PromptUnsubscribe, SimpleWorker):
