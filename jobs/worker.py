@@ -237,7 +237,8 @@ class Sweeper(threading.Thread):
     copies it: a work horse forked while this thread was inside a transaction held a
     lock that no one in it would release, and its first write waited out SQLite's busy
     timeout (30 s) while the pipeline stalled. On SQLite a fork waits for the sweep in
-    hand (a few milliseconds). PostgreSQL's locks are the server's: nothing to wait for."""
+    hand: milliseconds, longer only while it asks the carrier about expired leases.
+    PostgreSQL's locks are the server's: nothing to wait for."""
 
     def __init__(self, app: Flask, every_s: float) -> None:
         super().__init__(name="smsops-sweeper", daemon=True)
