@@ -448,7 +448,10 @@ def test_a_work_horse_forked_mid_sweep_never_inherits_sqlites_locks(
         _wait(lambda: len(p.redis.smembers("rq:workers")) >= 1, 90, "the worker up")
         for n in range(1, 31):
             p.accept(5)  # a wake-up, so a fork, each
-            _wait(lambda n=n: len(Ledger(str(p.ledger_path)).counts()) >= 5 * n, 10,
-                  f"drain {n} sent")
+            try:
+                _wait(lambda n=n: len(Ledger(str(p.ledger_path)).counts()) >= 5 * n, 10,
+                      f"drain {n} sent")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{p.failure_detail()}") from None
     finally:
         p.close()
