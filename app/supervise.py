@@ -107,6 +107,49 @@ class _Stopping(threading.Event):
         return self._shared[0] == 1 or super().is_set()
 
 
+class ForkGate:
+    """Held by a thread while it is inside an SQLite transaction; a fork of this process
+    waits for it. SQLite keeps a process's file locks in the process's own memory, and
+    a fork copies it: a child forked mid-transaction (RQ's work horse) holds a lock that
+    no one in it will ever release, and its first write waits out the busy timeout.
+
+    Reentrant and owned by a thread: when a signal handler raises while a fork waits
+    here, CPython drops the exception and forks anyway (mid-transaction: the rare case
+    this cannot cover); the fork's release then finds the lock not its own and leaves
+    it alone, instead of releasing the holder's lock under it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        os.register_at_fork(before=self.__enter__, after_in_parent=self._release,
+                            after_in_child=self._fresh)  # (methods: the child's lock is new)
+
+    def _release(self) -> None:
+        with contextlib.suppress(RuntimeError):  # not ours: the wait was interrupted
+            self._lock.release()
+
+    def _fresh(self) -> None:
+        self._lock = threading.RLock()  # the child's only thread: nothing holds it
+
+    def __enter__(self) -> ForkGate:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+def stop_in_fork(owner_pid: int, signum: int) -> bool:
+    """For a stop handler a forked child inherited (RQ's scheduler before it sets its
+    own): the signal ends that child as it would without a handler, and nothing else.
+    It must not set `stopping`, which is shared with the process that forked it: that
+    process took the child's stop for its own. False in the owner's process."""
+    if os.getpid() == owner_pid:
+        return False
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+    return True
+
+
 # Set when this process was asked to stop: a job that waits for more work (the
 # drainer's linger, jobs/sending.py) ends instead, so a warm stop is prompt; also
 # in the work-horses it forked.
@@ -123,8 +166,11 @@ def stop_within(worker: Any, seconds: float) -> None:
     hooks (the at-fork hooks when RQ forks its scheduler, just before): the worker went
     on listening until the deadline killed it (status 1). RQ's loop now starts stopped."""
     warm, install = worker.request_stop, worker._install_signal_handlers
+    owner = os.getpid()
 
     def request_stop(signum: int, frame: Any) -> None:
+        if stop_in_fork(owner, signum):  # RQ's scheduler, restarted by its maintenance
+            return
         stopping.set()
         exit_after(seconds)
         # RQ stops an idle worker by raising from this handler, and Python drops what

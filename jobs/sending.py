@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any, TypeVar
 
@@ -289,15 +289,24 @@ def store_receipts(app: Flask, found: list[Receipt]) -> None:
     _wake(app, RECEIPTS_JOB)
 
 
-def sweep_once(app: Flask) -> pipeline.SweepReport:
-    """One sweeper pass (run every few seconds by each worker, see jobs/worker.py)."""
+def sweep_once(app: Flask, forks: contextlib.AbstractContextManager[Any] | None = None
+               ) -> pipeline.SweepReport:
+    """One sweeper pass (run every few seconds by each worker, see jobs/worker.py).
+    `forks`: held around each of its transactions, not its calls to the carrier (the
+    worker's fork gate on SQLite, app/supervise.py ForkGate)."""
     gateway = app.extensions["gateway"]
-    with app.app_context(), app.extensions["db"].unit_of_work() as session:
+    gate = forks or contextlib.nullcontext()
+    with gate, app.app_context(), app.extensions["db"].unit_of_work() as session:
         report = pipeline.sweep(session, gateway, _settings(app))
     if getattr(gateway, "asks_again", False):  # carrier calls, outside that transaction
+
+        @contextlib.contextmanager
+        def work() -> Iterator[Session]:
+            with gate, app.extensions["db"].unit_of_work() as session:
+                yield session
+
         with app.app_context():
-            asked = pipeline.ask_carrier(app.extensions["db"].unit_of_work, gateway,
-                                         _settings(app))
+            asked = pipeline.ask_carrier(work, gateway, _settings(app))
         report.resolved_sent, report.unknown = asked.resolved_sent, asked.unknown
         report.requeued, report.resolved_unknown = asked.requeued, asked.resolved_unknown
         report.redrive = report.redrive or bool(asked.requeued)
@@ -310,7 +319,8 @@ def sweep_once(app: Flask) -> pipeline.SweepReport:
         _wake(app, RECEIPTS_JOB)
     from jobs.tasks import redrive  # bulk tasks feed this pipeline: a lost feeder restarts
 
-    redrive(app)
+    with gate:
+        redrive(app)
     if (report.resolved_sent or report.requeued or report.unknown or report.expired
             or report.resolved_unknown):
         log.info("sweeper: %s", asdict(report))

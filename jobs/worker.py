@@ -40,7 +40,14 @@ from rq.worker.base import BaseWorker
 from sqlalchemy.exc import OperationalError
 
 from app.queue import QUEUE_NAMES
-from app.supervise import exit_after, freeze_heap, stop_within, stopping
+from app.supervise import (
+    ForkGate,
+    exit_after,
+    freeze_heap,
+    stop_in_fork,
+    stop_within,
+    stopping,
+)
 from jobs import runtime
 
 log = logging.getLogger("smsops.worker")
@@ -236,9 +243,9 @@ class Sweeper(threading.Thread):
     """SQLite keeps a process's file locks in the process's own memory, and a fork
     copies it: a work horse forked while this thread was inside a transaction held a
     lock that no one in it would release, and its first write waited out SQLite's busy
-    timeout (30 s) while the pipeline stalled. On SQLite a fork waits for the sweep in
-    hand: milliseconds, longer only while it asks the carrier about expired leases.
-    PostgreSQL's locks are the server's: nothing to wait for."""
+    timeout (30 s) while the pipeline stalled. On SQLite a fork waits for the sweep's
+    transaction in hand (milliseconds; never for its calls to the carrier, which are
+    outside them). PostgreSQL's locks are the server's: nothing to wait for."""
 
     def __init__(self, app: Flask, every_s: float) -> None:
         super().__init__(name="smsops-sweeper", daemon=True)
@@ -246,11 +253,9 @@ class Sweeper(threading.Thread):
         self.stopped = threading.Event()
         self.redis_outage = Outage("Redis", every_s)
         self.database_outage = Outage("database", every_s)
-        self.sweeping: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        if app.extensions["db"].engine.dialect.name == "sqlite":
-            sweeping = self.sweeping = threading.Lock()
-            os.register_at_fork(before=sweeping.acquire, after_in_parent=sweeping.release,
-                                after_in_child=sweeping.release)
+        self.forks: contextlib.AbstractContextManager[Any] = (
+            ForkGate() if app.extensions["db"].engine.dialect.name == "sqlite"
+            else contextlib.nullcontext())
 
     def run(self) -> None:
         from app.services.limits import nonces_began
@@ -269,8 +274,8 @@ class Sweeper(threading.Thread):
             if self.stopped.wait(self.every_s):
                 return
             try:
-                with self.sweeping:
-                    sweep_once(self.app)
+                sweep_once(self.app, self.forks)
+                with self.forks:
                     ensure_scheduled(self.app)  # the hourly monitors, on RQ's scheduler
                     keep_scheduled()  # the hourly purge (jobs/retention.py)
             except redis_lib.RedisError as exc:  # next time
@@ -304,9 +309,7 @@ class _LoopStop:
         self.timeout_s, self.pid, self.in_work = timeout_s, os.getpid(), False
 
     def __call__(self, signum: int, frame: Any) -> None:
-        if os.getpid() != self.pid:
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
+        if stop_in_fork(self.pid, signum):
             return
         if not stopping.is_set():
             stopping.set()

@@ -778,3 +778,29 @@ def test_a_long_redis_outage_is_one_line_of_the_restart_loop(tmp_path: Path) -> 
     finally:
         _kill_all(worker)
         server.stop()
+
+
+def test_a_forks_release_never_frees_a_gate_another_thread_holds() -> None:
+    """A signal handler that raises while a fork waits at the gate (a second Ctrl-C, say)
+    is dropped by CPython, and the fork goes on; its after-hook then released the lock
+    the sweeper held, and the sweeper's own release raised ("sweep failed"), leaving
+    the next forks unguarded. The gate is the holder's alone."""
+    gate = supervise.ForkGate()
+    held, done = threading.Event(), threading.Event()
+
+    def sweep() -> None:
+        with gate:
+            held.set()
+            done.wait(10)
+
+    sweeper = threading.Thread(target=sweep)
+    sweeper.start()
+    try:
+        assert held.wait(10)
+        gate._release()  # the fork's after-hook, its wait interrupted: nothing to release
+        taken = gate._lock.acquire(timeout=0.2)  # the next fork's wait
+    finally:
+        done.set()
+        sweeper.join(10)
+    assert not taken  # still the sweeper's until its transaction ended
+    assert not sweeper.is_alive()

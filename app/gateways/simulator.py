@@ -23,6 +23,7 @@ what reached the "carrier"; without it the record lives in this process only).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -31,9 +32,11 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from app.gateways.base import GatewayUnavailable, Outbound, Receipt, SubmitResult
+from app.supervise import ForkGate
 
 DELIVERED, REFUSED, UNDELIVERED, SILENT = "delivered", "refused", "undelivered", "silent"
 TEST_NUMBERS = {
@@ -113,6 +116,21 @@ class SimulatorGateway:
                 else None for m in batch]
 
 
+# The ledger's file (or its lock, kept in memory) is used by a worker's sweeper thread
+# (lookups) and by the work horses the worker forks (submissions): a fork waits for a
+# lookup in hand (app/supervise.py ForkGate), or the horse could inherit its lock.
+_FORKS = ForkGate()
+_T = TypeVar("_T")
+
+
+def _gated(method: Callable[..., _T]) -> Callable[..., _T]:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> _T:
+        with _FORKS:
+            return method(*args, **kwargs)
+    return call
+
+
 class Ledger:
     """The simulated carrier's memory: what it accepted, and attempts it was asked
     about and never saw (fenced: a late submit from them is refused)."""
@@ -140,6 +158,7 @@ class Ledger:
         db.execute("PRAGMA synchronous=NORMAL")
         return db
 
+    @_gated
     def record(self, decided: list[tuple[Outbound, str, str, str]]) -> set[int]:
         """Store submissions; returns the message ids refused because fenced."""
         if not self.path:
@@ -167,6 +186,7 @@ class Ledger:
         finally:
             db.close()
 
+    @_gated
     def lookup(self, pairs: list[tuple[int, str]]) -> dict[int, tuple[str, str, str]]:
         if not self.path:
             with self.lock:

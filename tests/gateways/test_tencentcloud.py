@@ -736,3 +736,40 @@ def test_sqlite_writers_wait_for_the_sweepers_lookups(
         conn.close()
         t.join(30)
     assert waited < 0.5, f"a writer waited {waited} s for the sweeper's HTTP calls"
+
+
+def test_a_fork_never_waits_for_the_sweepers_calls_to_tencent(
+        shop: Shop, session: Session, tc_app: Flask, tencent: TencentAPI) -> None:
+    """On SQLite a worker's fork waits while its sweeper is inside a transaction
+    (app/supervise.py ForkGate). Held over the whole sweep, that was also while it
+    asked Tencent about up to 50 messages one at a time (20 s timeout each): every job
+    the worker took waited that long for its work horse. Only the transactions count."""
+    import threading
+
+    from app.supervise import ForkGate
+
+    _effective(shop, session, "1110305")
+    for i in range(4):
+        shop.send([f"+1415555{6000 + i:04d}"], params=["4321"])
+        session.commit()
+    for i in session.scalars(select(Message.id)).all():
+        session.execute(update(Message).where(Message.id == i).values(
+            status="unknown", attempt_id=pipeline.new_attempt(),
+            submitted_at=utcnow() - timedelta(seconds=60), lease_until=None))
+    session.commit()
+    _slow_lookups(tencent, 0.5)  # four questions, one at a time: about 2 s
+    gate = ForkGate()
+    sweeper = threading.Thread(target=sweep_once, args=(tc_app, gate))
+    sweeper.start()
+    try:
+        deadline = time.monotonic() + 10
+        while tencent.asked() < 2:  # the second question under way
+            assert time.monotonic() < deadline, "Tencent never asked"
+            time.sleep(0.01)
+        started = time.monotonic()
+        with gate:  # what a fork's at-fork hook takes
+            waited = time.monotonic() - started
+    finally:
+        sweeper.join(30)
+    assert tencent.asked() == 4
+    assert waited < 0.3, f"a fork waited {waited:.1f} s for the sweeper's calls to Tencent"

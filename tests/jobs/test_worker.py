@@ -32,16 +32,26 @@ def test_enqueue_only_accepts_job_paths(backend: Backend) -> None:
         enqueue(backend.redis, "os.system", "rm -rf /")
 
 
-def test_a_stop_in_a_child_that_kept_the_loops_handler_ends_only_that_child(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """RQ's scheduler process starts with the restart loop's handler, and RQ's teardown
-    (after an outage ended `work()`) stops it with SIGTERM. The handler set `stopping`,
-    a flag shared with every fork: the worker took it for its own stop and exited
-    instead of starting again, with a StopRequested traceback from the scheduler."""
+@pytest.mark.parametrize("handler", ["restart loop", "RQ's, bounded"])
+def test_a_stop_in_a_child_that_kept_the_workers_handler_ends_only_that_child(
+        monkeypatch: pytest.MonkeyPatch, backend: Backend, handler: str) -> None:
+    """RQ's scheduler process starts with the handler of the process that forked it: the
+    restart loop's (at `work()`'s start) or RQ's own, bounded by stop_within (when RQ's
+    maintenance starts it again). RQ's teardown stops it with SIGTERM. Either handler set
+    `stopping`, a flag shared with every fork: the worker took it for its own stop and
+    exited instead of starting again, with a StopRequested traceback from the child."""
     from app import supervise
 
-    monkeypatch.setattr(worker, "stopping", supervise._Stopping())
-    previous = signal.signal(signal.SIGTERM, worker._LoopStop(60))
+    shared = supervise._Stopping()
+    monkeypatch.setattr(worker, "stopping", shared)
+    monkeypatch.setattr(supervise, "stopping", shared)
+    if handler == "restart loop":
+        stop: object = worker._LoopStop(60)
+    else:
+        rq_worker = worker._ForkingWorker(["smsops-test-none"], connection=backend.redis)
+        supervise.stop_within(rq_worker, 60)
+        stop = rq_worker.request_stop
+    previous = signal.signal(signal.SIGTERM, stop)  # type: ignore[arg-type]
     try:
         pid = os.fork()
         if pid == 0:  # the child: only os._exit leaves it
@@ -54,4 +64,4 @@ def test_a_stop_in_a_child_that_kept_the_loops_handler_ends_only_that_child(
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, status
-    assert not worker.stopping.is_set()  # the worker's own loop goes on
+    assert not shared.is_set()  # the worker's own loop goes on
