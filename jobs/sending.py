@@ -289,20 +289,22 @@ def store_receipts(app: Flask, found: list[Receipt]) -> None:
     _wake(app, RECEIPTS_JOB)
 
 
-def sweep_once(app: Flask, forks: contextlib.AbstractContextManager[Any] | None = None
+_NO_GATE = contextlib.nullcontext()  # reusable: it holds nothing
+
+
+def sweep_once(app: Flask, forks: contextlib.AbstractContextManager[Any] = _NO_GATE
                ) -> pipeline.SweepReport:
     """One sweeper pass (run every few seconds by each worker, see jobs/worker.py).
     `forks`: held around each of its transactions, not its calls to the carrier (the
     worker's fork gate on SQLite, app/supervise.py ForkGate)."""
     gateway = app.extensions["gateway"]
-    gate = forks or contextlib.nullcontext()
-    with gate, app.app_context(), app.extensions["db"].unit_of_work() as session:
+    with forks, app.app_context(), app.extensions["db"].unit_of_work() as session:
         report = pipeline.sweep(session, gateway, _settings(app))
     if getattr(gateway, "asks_again", False):  # carrier calls, outside that transaction
 
         @contextlib.contextmanager
         def work() -> Iterator[Session]:
-            with gate, app.extensions["db"].unit_of_work() as session:
+            with forks, app.extensions["db"].unit_of_work() as session:
                 yield session
 
         with app.app_context():
@@ -319,7 +321,7 @@ def sweep_once(app: Flask, forks: contextlib.AbstractContextManager[Any] | None 
         _wake(app, RECEIPTS_JOB)
     from jobs.tasks import redrive  # bulk tasks feed this pipeline: a lost feeder restarts
 
-    with gate:
+    with forks:
         redrive(app)
     if (report.resolved_sent or report.requeued or report.unknown or report.expired
             or report.resolved_unknown):

@@ -275,9 +275,8 @@ class Sweeper(threading.Thread):
                 return
             try:
                 sweep_once(self.app, self.forks)
-                with self.forks:
-                    ensure_scheduled(self.app)  # the hourly monitors, on RQ's scheduler
-                    keep_scheduled()  # the hourly purge (jobs/retention.py)
+                ensure_scheduled(self.app)  # the hourly monitors, on RQ's scheduler
+                keep_scheduled()  # the hourly purge (jobs/retention.py)
             except redis_lib.RedisError as exc:  # next time
                 self.redis_outage.failed(exc)
             except OperationalError as exc:  # the database is down (or restarting)
