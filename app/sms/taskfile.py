@@ -30,8 +30,9 @@ from typing import IO, Any, NamedTuple
 
 import phonenumbers
 
-from app.sms import numbers, params, templating
+from app.sms import numbers, params, templating, workbook
 from app.sms.text import GSM7, GSM_BASIC, MAINLAND, MULTI, SINGLE, UCS2, compose, count, is_gsm7
+from app.sms.workbook import cell_text
 
 MAX_BYTES = 30 * 1024 * 1024  # a setting (TASK_MAX_UPLOAD_MB); the default
 MAX_ROWS = 1_000_000
@@ -61,11 +62,17 @@ _UNCALCULATED = re.compile(_UNCALCULATED_CELL % b"")
 _UNCALCULATED_NS = re.compile(_UNCALCULATED_CELL % rb"(?:[A-Za-z_][\w.-]*+:)?+")
 _CELL_ATTR = re.compile(rb"""\s([rt])\s*=\s*["']([^"']*)["']""")
 _TEXT_VALUE = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:v|is)[\s/>]")  # an empty <v>, an <is>
+# What calamine reads otherwise than openpyxl (app/sms/workbook.py): an escaped character
+# (openpyxl keeps "_x000D_" as it is, calamine decodes it) and an error cell (#N/A to
+# openpyxl, empty to calamine).
+_ESCAPE = re.compile(rb"_x[0-9A-Fa-f]{4}_")
+_ERROR_CELL = re.compile(rb"""\st\s*=\s*["']e["']""")
 # The first sheet's XML is inflated SCAN_BYTES at a time; the last CELL_BYTES of a block
 # go on with the next, so a cell split between two is read whole (the XML of a cell of
 # 32,767 characters, Excel's most, escaped, is less; only a longer one could be missed).
 SCAN_BYTES, CELL_BYTES = 1 << 20, 1 << 18
 SHOWN_CELLS = 5  # formula cells named in the message
+_UNREADABLE = "This XLSX file is corrupt and cannot be read to the end."
 PHONE_HEADERS = ("phone", "mobile", "number", "tel", "手机", "电话", "号码")
 PHONE = "phone"  # the column name in errors
 DUPLICATE = "The same number appears earlier in the file."
@@ -259,10 +266,11 @@ class _CsvText:
     lines), or blocks of whole lines for a caller that reads lines of a shape it knows
     itself and hands the others back to `records`."""
 
-    def __init__(self, text: io.TextIOWrapper) -> None:
+    def __init__(self, text: io.TextIOWrapper, delimiter: str | None = None) -> None:
         self.text = text
-        first = text.readline()
-        self.delimiter = max((",", ";", "\t"), key=first.count) if first else ","
+        first = text.readline() if delimiter is None else ""
+        self.delimiter = delimiter or (max((",", ";", "\t"), key=first.count) if first
+                                       else ",")
         self._queue: deque[str] = deque([first] if first else [])
         self._reader = csv.reader(self._lines(), delimiter=self.delimiter)
 
@@ -313,11 +321,11 @@ def _csv_rows(f: IO[bytes]) -> Iterator[list[str]]:
             yield from src.records(lines)
 
 
-def _xlsx_rows(f: IO[bytes]) -> Iterator[list[str]]:
-    import openpyxl
-    from openpyxl.utils.exceptions import InvalidFileException
-
+def _zip_checks(f: IO[bytes]) -> bool:
+    """What is refused before a workbook is opened: encryption, a zip bomb, too many
+    shared strings. Returns whether the shared strings hold `_xHHHH_` escapes."""
     size = _size(f)
+    escaped = False
     try:
         with zipfile.ZipFile(f) as z:
             infos = z.infolist()
@@ -330,12 +338,26 @@ def _xlsx_rows(f: IO[bytes]) -> Iterator[list[str]]:
                 raise FileError("This workbook inflates to far more than its size (a zip "
                                 "bomb?); it was not opened.")
             for info in infos:
-                if info.filename.lower().endswith("sharedstrings.xml") \
-                        and _shared_strings(z, info) > MAX_SHARED_STRINGS:
-                    raise FileError(f"The workbook holds more than {MAX_SHARED_STRINGS:,} "
-                                    "different texts: save it as CSV and upload that.")
+                if info.filename.lower().endswith("sharedstrings.xml"):
+                    found, escapes = _shared_strings(z, info)
+                    if found > MAX_SHARED_STRINGS:
+                        raise FileError(f"The workbook holds more than {MAX_SHARED_STRINGS:,} "
+                                        "different texts: save it as CSV and upload that.")
+                    escaped |= escapes
     except (zipfile.BadZipFile, zlib.error, EOFError):
         raise FileError("This XLSX file is corrupt and cannot be opened.") from None
+    f.seek(0)
+    return escaped
+
+
+def _xlsx_rows(f: IO[bytes], *, checked: bool = False) -> Iterator[list[str]]:
+    """The first sheet's rows through openpyxl; `checked`: the zip checks and the sheet's
+    formula scan were made already (by the calamine path, which declined the sheet)."""
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    if not checked:
+        _zip_checks(f)
     f.seek(0)
     try:
         # read_only streams the sheet XML; data_only gives formulas' cached values.
@@ -348,10 +370,11 @@ def _xlsx_rows(f: IO[bytes]) -> Iterator[list[str]]:
             raise FileError("The workbook has no sheet.")
         # Before any row: a formula never calculated would read as an empty cell. (The
         # part's name is openpyxl's own, as it opens it; there is no public accessor.)
-        with zipfile.ZipFile(f) as z:
-            found, first = _uncalculated(z, sheet._worksheet_path)
-        if found:
-            raise FileError(_uncalculated_message(found, first))
+        if not checked:
+            with zipfile.ZipFile(f) as z:
+                found, first, _ = _sheet_scan(z, sheet._worksheet_path)
+            if found:
+                raise FileError(_uncalculated_message(found, first))
         # The sheet's <dimension> is not trusted: openpyxl would stop at its last row (and
         # silently drop the rows after it when the writer left it stale) and pad every row
         # to its width (a few bytes can declare A1:XFD1048576).
@@ -366,42 +389,48 @@ def _xlsx_rows(f: IO[bytes]) -> Iterator[list[str]]:
                 raise FileError(f"The sheet spans more than {SHEET_CELLS:,} cells (empty "
                                 "ones between filled ones count): delete the columns and rows "
                                 "that are not needed.")
-            yield [_cell(v) for v in values]
+            yield [cell_text(v) for v in values]
     except FileError:
         raise
     except Exception:  # any parser failure mid-sheet means a corrupt file
-        raise FileError("This XLSX file is corrupt and cannot be read to the end.") from None
+        raise FileError(_UNREADABLE) from None
     finally:
         book.close()
 
 
-def _shared_strings(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> int:
+def _shared_strings(z: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[int, bool]:
     """How many entries a shared-strings part holds, counted as it inflates (the part
-    is never held whole; stops counting once past the limit)."""
-    found, tail = 0, b""
+    is never held whole; stops counting once past the limit), and whether any holds an
+    `_xHHHH_` escape."""
+    found, escaped, tail = 0, False, b""
     with z.open(info) as part:
         while chunk := part.read(1 << 20):
             # An entry's tag may straddle two chunks: the last bytes are read again,
             # and a tag is counted in the chunk where it ends.
             block = tail + chunk
             found += len(_SHARED_ENTRY.findall(block)) - len(_SHARED_ENTRY.findall(tail))
+            escaped = escaped or (b"_x" in block and _ESCAPE.search(block) is not None)
             tail = block[-64:]
             if found > MAX_SHARED_STRINGS:
                 break
-    return found
+    return found, escaped
 
 
-def _uncalculated(z: zipfile.ZipFile, name: str) -> tuple[int, list[str]]:
+def _sheet_scan(z: zipfile.ZipFile, name: str) -> tuple[int, list[str], bool]:
     """Formula cells of a sheet part saved without a calculated value (openpyxl's data_only
-    reads each as empty): how many, and the references of the first SHOWN_CELLS. Scanned
-    as the part inflates (never held whole); a block without a formula tag costs two
-    substring searches. A formula's text result is kept with t="str" and may be empty
-    (IF(…,"",…)): that one was calculated if it has a <v> at all."""
-    found, carry = 0, b""
+    reads each as empty): how many, and the references of the first SHOWN_CELLS; and
+    whether the sheet holds what only openpyxl reads as the file rules expect (an error
+    cell, an `_xHHHH_` escape). Scanned as the part inflates (never held whole); a block
+    without a formula tag costs a few substring searches. A formula's text result is
+    kept with t="str" and may be empty (IF(…,"",…)): that one was calculated if it has a
+    <v> at all."""
+    found, carry, unusual = 0, b"", False
     first: list[str] = []
     with z.open(name) as part:
         while chunk := part.read(SCAN_BYTES):
             block, done = carry + chunk, 0
+            unusual = unusual or (b"_x" in block and _ESCAPE.search(block) is not None) or (
+                (b'"e"' in block or b"'e'" in block) and _ERROR_CELL.search(block) is not None)
             pattern = _UNCALCULATED_NS if b":f" in block else \
                 _UNCALCULATED if b"<f" in block else None
             if pattern is not None:
@@ -415,7 +444,7 @@ def _uncalculated(z: zipfile.ZipFile, name: str) -> tuple[int, list[str]]:
                     if len(first) < SHOWN_CELLS and b"r" in attrs:
                         first.append(attrs[b"r"].decode("ascii", "replace"))
             carry = block[max(done, len(block) - CELL_BYTES):]
-    return found, first
+    return found, first, unusual
 
 
 def _uncalculated_message(found: int, first: list[str]) -> str:
@@ -427,18 +456,6 @@ def _uncalculated_message(found: int, first: list[str]) -> str:
             "that wrote it saved no value for them, so they would read as empty. Either "
             "open the file in a spreadsheet program and save it (that calculates them), or "
             "copy those cells and paste them as values; then upload it again.")
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e15:  # a number Excel keeps exactly
-            return str(int(value))
-        return repr(value)
-    return str(value)
 
 
 def _opened(f: IO[bytes], filename: str, max_bytes: int) -> str:
@@ -562,7 +579,8 @@ class _Checker:
         row = self.row
         for cells in records:
             self.row_no += 1
-            if self.row_no == 1 and cells and is_header(cells):
+            # A blank first row (a spreadsheet's formatted empty cells) is no header.
+            if self.row_no == 1 and any(c.strip() for c in cells) and is_header(cells):
                 self.phone_col = phone_column(cells)
                 continue
             item = row(self.row_no, cells)
@@ -680,16 +698,73 @@ class _Checker:
 
     def csv(self, f: IO[bytes]) -> Iterator[Batch]:
         with _csv_text(f) as src:
-            yield from self.records(src.records([]))  # the header, if any
-            bare, quoted = self.line_patterns(src.delimiter) or (None, None)
-            for lines in src.blocks():
-                if bare is not None and quoted is not None:
-                    block = "".join(lines)
-                    found = (quoted if block.startswith('"') else bare).findall(block)
-                    if len(found) == len(lines):  # every line matched, once
-                        yield self.block(found)
-                        continue
-                yield from self.records(src.records(lines))
+            yield from self.text(src)
+
+    def text(self, src: _CsvText) -> Iterator[Batch]:
+        yield from self.records(src.records([]))  # the header, if any
+        bare, quoted = self.line_patterns(src.delimiter) or (None, None)
+        for lines in src.blocks():
+            if bare is not None and quoted is not None:
+                block = "".join(lines)
+                found = (quoted if block.startswith('"') else bare).findall(block)
+                if len(found) == len(lines):  # every line matched, once
+                    yield self.block(found)
+                    continue
+            yield from self.records(src.records(lines))
+
+    def xlsx(self, f: IO[bytes]) -> Iterator[Batch]:
+        """The first sheet through python-calamine in a child process (app/sms/workbook.py)
+        as CSV text, read here as a CSV file is; through openpyxl when the child declines
+        it or the sheet holds what only openpyxl reads as these rules expect."""
+        escaped = _zip_checks(f)
+        sheet = None if escaped else _first_sheet(f)
+        if sheet is None:
+            yield from self.records(_xlsx_rows(f))
+            return
+        name, part = sheet
+        with workbook.SheetReader(f, name, most_rows=SHEET_ROWS,
+                                  most_cells=SHEET_CELLS) as child:
+            try:
+                with zipfile.ZipFile(f) as z:
+                    found, first, unusual = _sheet_scan(z, part)
+            except (zipfile.BadZipFile, zlib.error, EOFError, KeyError):
+                raise FileError("This XLSX file is corrupt and cannot be opened.") from None
+            if found:
+                raise FileError(_uncalculated_message(found, first))
+            text = None if unusual else child.rows()
+            if text is not None:
+                try:
+                    yield from self.text(_CsvText(text, ","))
+                except (csv.Error, UnicodeDecodeError):
+                    raise FileError(_UNREADABLE) from None
+                if not child.finished():
+                    raise FileError(_UNREADABLE)
+                return
+        f.seek(0)
+        yield from self.records(_xlsx_rows(f, checked=True))
+
+
+def _first_sheet(f: IO[bytes]) -> tuple[str, str] | None:
+    """The name and part of the sheet openpyxl reads first (its first worksheet, charts
+    skipped), found as openpyxl finds it but without reading the shared strings; None
+    when openpyxl's own reading should find out what is wrong."""
+    from openpyxl.reader.excel import ExcelReader
+
+    try:
+        reader = ExcelReader(f, read_only=True, data_only=True)
+        try:
+            reader.read_manifest()
+            reader.read_workbook()
+            for sheet, rel in reader.parser.find_sheets():
+                if rel.target in reader.valid_files and "chartsheet" not in rel.Type:
+                    return str(sheet.name), str(rel.target)
+        finally:
+            reader.archive.close()
+    except Exception:  # openpyxl's path reports it as it always has
+        return None
+    finally:
+        f.seek(0)
+    return None
 
 
 def scan(f: IO[bytes], filename: str, template: Template, *, max_bytes: int = MAX_BYTES,
@@ -697,7 +772,7 @@ def scan(f: IO[bytes], filename: str, template: Template, *, max_bytes: int = MA
     """`validate`, a Batch of rows at a time (what the services use)."""
     checker = _Checker(template, max_rows)
     if _opened(f, filename, max_bytes) == "xlsx":
-        yield from checker.records(_xlsx_rows(f))
+        yield from checker.xlsx(f)
     else:
         yield from checker.csv(f)
     if checker.data_rows == 0:

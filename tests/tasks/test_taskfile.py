@@ -553,8 +553,8 @@ def reference(data: bytes, t: taskfile.Template, max_rows: int = taskfile.MAX_RO
     out: list[tuple[object, ...]] = []
     phone_col = data_rows = 0
     for row_no, cells in enumerate(csv.reader([first, *text], delimiter=delimiter), 1):
-        if row_no == 1 and cells and taskfile.is_header(cells):
-            phone_col = taskfile.phone_column(cells)
+        if row_no == 1 and any(c.strip() for c in cells) and taskfile.is_header(cells):
+            phone_col = taskfile.phone_column(cells)  # a blank first line is no header
             continue
         if not any(c.strip() for c in cells):
             continue

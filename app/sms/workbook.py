@@ -1,0 +1,195 @@
+"""A recipient workbook's sheet read by python-calamine, in a process of its own.
+
+python-calamine (Rust) reads a sheet about ten times faster than openpyxl, but it first
+builds the sheet as a dense grid, and when that grid cannot be allocated it aborts its
+process: nothing to catch, and a 5 KB file can place one cell at Excel's last row and
+column. So it runs in a child process whose address space and CPU time are capped
+(`SheetReader`). The child declines, before it writes any row, every sheet it cannot
+read exactly as openpyxl's path (app/sms/taskfile.py) reads it: a grid past the cap or
+past Excel's last row, a value other than text, a number or a boolean (dates come out
+typed differently), a number of 16 digits or more (openpyxl keeps the integer its XML
+holds; calamine a float), or anything calamine refuses. The caller checks the sheet's
+XML for what the child cannot see (error cells, which calamine reads as empty; `_xHHHH_`
+escapes, which only calamine decodes) and reads every declined sheet with openpyxl.
+
+What the child writes: one byte, `+`, once it has decided to read the sheet, then the
+sheet as CSV from row 1 and column A, each cell as `cell_text` renders it, trailing
+empty cells left out. It is run as a script (`python -P workbook.py SHEET`, the file on
+standard input) and imports nothing of `app`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from types import TracebackType
+from typing import IO, Any
+
+ADDRESS_SPACE = 1 << 30  # the child's cap: a grid of ~25M cells, 1M rows x 3 uses ~220 MB
+CPU_SECONDS = 120
+PIPE_BYTES = 1 << 20
+BLOCK_ROWS = 4096
+EXACT = 1e15  # floats below this are integers Excel keeps exactly (taskfile._cell)
+GO = b"+"
+_PLAIN = {str, float, bool, int}
+
+
+def cell_text(value: Any) -> str:
+    """A cell as the file rules read it (numbers as Excel shows them, 13800138000 not
+    13800138000.0), for openpyxl's values and calamine's alike."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < EXACT:
+            return str(int(value))
+        return repr(value)
+    return str(value)
+
+
+# --- the parent's side -------------------------------------------------------------------
+
+class SheetReader:
+    """The child reading `sheet` of the workbook in `f`: `rows()` is the sheet as CSV text,
+    or None when the child declined it (its grid is past `most_rows` or `most_cells`, or
+    see the module). Always used with `with` (the child is killed on
+    the way out, whatever happened)."""
+
+    def __init__(self, f: IO[bytes], sheet: str, *, most_rows: int, most_cells: int) -> None:
+        f.seek(0)
+        self.proc: subprocess.Popen[bytes] | None = None
+        try:
+            self.proc = subprocess.Popen(  # noqa: S603 - a list, no shell; the name is data
+                [sys.executable, "-P", os.path.abspath(__file__), sheet, str(most_rows),
+                 str(most_cells)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            _widen(self.proc.stdout)
+            with self.proc.stdin:
+                while chunk := f.read(1 << 20):
+                    self.proc.stdin.write(chunk)
+        except OSError:  # no interpreter to start, or a child already gone: declined
+            self.close()
+        finally:
+            f.seek(0)
+
+    def rows(self) -> io.TextIOWrapper | None:
+        """Waits for the child's decision (it reads the whole sheet first)."""
+        if self.proc is None or self.proc.stdout is None or self.proc.stdout.read(1) != GO:
+            self.close()
+            return None
+        return io.TextIOWrapper(self.proc.stdout, encoding="utf-8", newline="")
+
+    def finished(self) -> bool:
+        """Whether the child wrote the whole sheet (call after reading to the end)."""
+        return self.proc is not None and self.proc.wait() == 0
+
+    def close(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+
+    def __enter__(self) -> SheetReader:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _widen(pipe: IO[bytes]) -> None:
+    """A pipe of 1 MB where Linux allows it (the default 64 KB makes the two processes
+    take turns several times per million rows' worth of text)."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, AttributeError, OSError):
+        pass  # another system, or over /proc/sys/fs/pipe-max-size: the default does
+
+
+# --- the child's side --------------------------------------------------------------------
+
+def _declines(sheet: Any, most_rows: int, most_cells: int) -> bool:
+    """Whether this grid is one the openpyxl path must read instead (see the module)."""
+    if sheet.end is None:
+        return True  # nothing in it: openpyxl's path says so
+    rows, columns = sheet.end[0] + 1, sheet.end[1] + 1
+    if rows > most_rows or rows * columns > most_cells:
+        return True
+    values = itertools.chain.from_iterable
+    if not set(map(type, values(sheet.iter_rows()))) <= _PLAIN:
+        return True
+    return max(map(abs, filter(float.__instancecheck__, values(sheet.iter_rows()))),
+               default=0.0) >= EXACT
+
+
+def _column(values: tuple[Any, ...]) -> Any:
+    """A column of a block of rows as text: whole numbers (the usual phone and code
+    columns) converted at C speed, other values one at a time by `cell_text`."""
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        return values
+    if kinds == {float} and all(map(float.is_integer, values)) and \
+            max(map(abs, values)) < EXACT:
+        return list(map(str, map(int, values)))
+    return [v if type(v) is str else cell_text(v) for v in values]
+
+
+def _lines(rows: Any, pad: int) -> Iterator[Any]:
+    """The sheet's rows as lists of text, `pad` empty cells first, trailing empty cells
+    left out; converted a block of BLOCK_ROWS rows at a time, column by column."""
+    while block := list(itertools.islice(rows, BLOCK_ROWS)):
+        columns = [_column(c) for c in zip(*block, strict=True)]
+        if pad:
+            columns[:0] = [("",) * len(block)] * pad
+        lines = zip(*columns, strict=True)
+        if columns and "" in columns[-1]:
+            for line in lines:
+                cells = list(line)
+                while cells and not cells[-1]:
+                    cells.pop()
+                yield cells
+        else:
+            yield from lines
+
+
+def main(sheet_name: str, most_rows: int, most_cells: int) -> int:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+    resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort leaves no core file behind
+    data = sys.stdin.buffer.read()
+    try:
+        from python_calamine import CalamineWorkbook
+
+        book = CalamineWorkbook.from_filelike(io.BytesIO(data))
+        del data
+        sheet = book.get_sheet_by_name(sheet_name)
+        if _declines(sheet, most_rows, most_cells):
+            return 3
+    except Exception:  # whatever calamine refuses, openpyxl's path judges
+        return 3
+    out = sys.stdout.buffer
+    out.write(GO)
+    out.flush()
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="")
+    # Rows start at row 1; columns at the first one holding a cell: pad them to column A.
+    csv.writer(text, lineterminator="\n").writerows(
+        _lines(sheet.iter_rows(), (sheet.start or (0, 0))[1]))
+    text.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))

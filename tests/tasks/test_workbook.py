@@ -1,0 +1,264 @@
+"""XLSX task files read by python-calamine in a child process (app/sms/workbook.py): every
+workbook gets the verdicts openpyxl's path gives it, whichever reader took it; the child
+declines what it cannot read that way, and a workbook that would abort it costs nothing
+but the child."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import openpyxl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from openpyxl.chart import BarChart
+
+from app.sms import taskfile, workbook
+from app.sms.taskfile import FileError, Row, RowError
+from tests.tasks.test_taskfile import CODE, NOTE, excel_book, phone_rows, xlsx
+
+Verdicts = list[Row | RowError] | str
+
+
+class Readers:
+    """Which reader each validation used: the child's answers, in order."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.took: list[bool] = []
+        self.children: list[workbook.SheetReader] = []
+        real_rows, real_init = workbook.SheetReader.rows, workbook.SheetReader.__init__
+
+        def rows(reader: workbook.SheetReader) -> Any:
+            text = real_rows(reader)
+            self.took.append(text is not None)
+            return text
+
+        def init(reader: workbook.SheetReader, *args: Any, **kw: Any) -> None:
+            real_init(reader, *args, **kw)
+            self.children.append(reader)
+
+        monkeypatch.setattr(workbook.SheetReader, "rows", rows)
+        monkeypatch.setattr(workbook.SheetReader, "__init__", init)
+
+
+@pytest.fixture
+def readers(monkeypatch: pytest.MonkeyPatch) -> Readers:
+    return Readers(monkeypatch)
+
+
+def verdicts(data: bytes, template: taskfile.Template = CODE, **kw: int) -> Verdicts:
+    try:
+        return list(taskfile.validate(io.BytesIO(data), "f.xlsx", template, **kw))
+    except FileError as exc:
+        return f"FileError: {exc}"
+
+
+def by_openpyxl(data: bytes, template: taskfile.Template = CODE, **kw: int) -> Verdicts:
+    """The same file read by openpyxl alone (the calamine path never starts)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(taskfile, "_first_sheet", lambda f: None)
+        return verdicts(data, template, **kw)
+
+
+def both(data: bytes, readers: Readers, template: taskfile.Template = CODE,
+         **kw: int) -> tuple[Verdicts, bool]:
+    """The verdicts, checked equal to openpyxl's; and whether the child read the file."""
+    before = len(readers.took)
+    got = verdicts(data, template, **kw)
+    assert got == by_openpyxl(data, template, **kw)
+    return got, any(readers.took[before:])
+
+
+def test_the_common_file_is_read_by_the_child(readers: Readers) -> None:
+    got, child = both(xlsx(phone_rows(300)), readers)
+    assert child
+    assert isinstance(got, list) and len(got) == 300
+    assert got[0] == Row(2, "+8613800138000", "CN", ["1234"], 1)
+
+
+PLAIN = {
+    # what spreadsheets hold: text with spaces, commas, quotes, newlines, CJK; numbers
+    # that are whole, negative zero, fractional, 15 digits; booleans; empty cells
+    "text": [["phone", "name", "order"], ["13800138000", " 张三 ", 'A,"1"'],
+             ["+86 138 0013 8001", "line\nbreak", "x\r\ny"], ["'13800138002", "", "z"]],
+    "numbers": [["phone", "name", "order"], [13800138000, 1.5, -0.0],
+                [13800138001.0, 123456789012345, 7], [13800138002, 0.1, True],
+                [None, "no phone", None], [13800138003, None, "b"], [13800138004]],
+    "gaps and widths": [[], [None, None], ["phone", "name", "order"], [],
+                        [13800138000, "a", "b", None, None, "extra"],
+                        [13800138001, "a"], [None, None, None, None, None, None, 1]],
+    "errors in rows": [["12345", "a", "b"], [14155550100, "a", "b"],
+                       [13800138000, "a", "b"], [13800138000, "a", "b"],
+                       ["1.38001E+10", "a", "b"], ["13800138009.0", "a", "b"]],
+}
+
+
+@pytest.mark.parametrize("name", PLAIN)
+def test_plain_workbooks_get_openpyxls_verdicts(name: str, readers: Readers) -> None:
+    got, child = both(xlsx(PLAIN[name]), readers, NOTE)
+    assert child, "the child declined a plain workbook"
+    assert isinstance(got, list) and got
+
+
+def test_leading_empty_columns_and_rows_keep_their_places(readers: Readers) -> None:
+    # The first cell in column C, row 3: the child's grid starts there; columns A-B and
+    # rows 1-2 must still count.
+    rows = ('<row r="3"><c r="C3"><v>13800138000</v></c><c r="D3"><v>1234</v></c></row>'
+            '<row r="5"><c r="C5"><v>13800138001</v></c><c r="D5"><v>5678</v></c></row>')
+    got, child = both(excel_book(rows, [], "C3:D5"), readers)
+    assert child
+    assert isinstance(got, list) and [r.row for r in got] == [3, 5]
+    assert all(isinstance(r, RowError) for r in got)  # phone column A is empty
+
+
+DECLINED = {
+    # calamine reads these otherwise than openpyxl: the openpyxl path takes them
+    "an error cell": ('<row r="1"><c r="A1"><v>13800138000</v></c>'
+                      '<c r="B1" t="e"><v>#N/A</v></c></row>', []),
+    "an error cell, spaced": ('<row r="1"><c r="A1"><v>13800138000</v></c>'
+                              '<c r="B1" t = "e"><v>#N/A</v></c></row>', []),
+    "an escape in a shared string": ('<row r="1"><c r="A1"><v>13800138000</v></c>'
+                                     '<c r="B1" t="s"><v>0</v></c></row>', ["12_x0033_4"]),
+    "an escape inline": ('<row r="1"><c r="A1"><v>13800138000</v></c><c r="B1" '
+                         't="inlineStr"><is><t>12_x0033_4</t></is></c></row>', []),
+    "a date": ('<row r="1"><c r="A1"><v>13800138000</v></c><c r="B1" s="1"><v>45293</v>'
+               '</c></row>', []),
+    "16 digits": ('<row r="1"><c r="A1"><v>13800138000</v></c>'
+                  '<c r="B1"><v>1234567890123456</v></c></row>', []),
+    "one cell at the last row and column": (
+        '<row r="1"><c r="A1"><v>13800138000</v></c><c r="B1"><v>1234</v></c></row>'
+        '<row r="1048576"><c r="XFD1048576"><v>1</v></c></row>', []),
+    "an empty sheet": ("", []),
+}
+
+
+@pytest.mark.parametrize("name", DECLINED)
+def test_what_calamine_reads_otherwise_goes_to_openpyxl(name: str, readers: Readers) -> None:
+    rows, strings = DECLINED[name]
+    _, child = both(excel_book(rows, strings, "A1"), readers)
+    assert not child
+
+
+ODD = {
+    # either reader may take these; the verdicts must not tell which did
+    "a number with spaces": '<row r="1"><c r="A1"><v>13800138000</v></c><c r="B1"><v> 1234 </v>'
+                            '</c></row>',
+    "cells without references": '<row><c><v>13800138000</v></c><c><v>1234</v></c></row>'
+                                '<row><c/><c><v>5678</v></c></row>',
+    "text kept with and without xml:space": '<row r="1"><c r="A1" t="inlineStr"><is><t> '
+                                            '13800138000 </t></is></c><c r="B1" t="inlineStr">'
+                                            '<is><t xml:space="preserve"> 1234 </t></is></c></row>',
+    "styled empty cells": '<row r="1"><c r="A1"><v>13800138000</v></c><c r="B1"><v>1234</v>'
+                          '</c><c r="C1" s="2"/></row><row r="2"><c r="A2" s="2"/></row>',
+}
+
+
+@pytest.mark.parametrize("name", ODD)
+def test_odd_sheets_get_the_same_verdicts(name: str, readers: Readers) -> None:
+    both(excel_book(ODD[name], [], "A1"), readers)
+
+
+def test_a_blank_first_row_is_no_header(readers: Readers) -> None:
+    # Formatted empty cells in row 1 (openpyxl reads them as empty values; calamine not
+    # at all): a blank row, not a header without a phone column. Found by the property.
+    rows = ('<row r="1"><c r="A1" s="2"/><c r="B1" s="2"/></row>'
+            '<row r="2"><c r="A2"><v>13800138000</v></c><c r="B2"><v>1234</v></c></row>')
+    got, _ = both(excel_book(rows, [], "A1:B2"), readers)
+    assert isinstance(got, list) and [r.row for r in got if isinstance(r, Row)] == [2]
+
+
+def test_rows_out_of_order_are_each_read_at_their_place(readers: Readers) -> None:
+    # No spreadsheet program writes them; openpyxl's reader would lose row 1 here, so
+    # this is the one file whose verdicts depend on the reader that took it.
+    rows = ('<row r="2"><c r="A2"><v>13800138001</v></c><c r="B2"><v>5678</v></c></row>'
+            '<row r="1"><c r="A1"><v>13800138000</v></c><c r="B1"><v>1234</v></c></row>')
+    got = verdicts(excel_book(rows, [], "A1"))
+    assert readers.took == [True]
+    assert isinstance(got, list) and [(r.row, r.phone) for r in got if isinstance(r, Row)] == [
+        (1, "+8613800138000"), (2, "+8613800138001")]
+
+
+def test_a_grid_past_the_cap_kills_only_the_child(readers: Readers) -> None:
+    # 5 KB that calamine would grow into a grid of 17 billion cells: its allocation fails
+    # under the child's cap and Rust aborts the child; openpyxl's path refuses the file.
+    rows = ('<row r="1"><c r="A1"><v>13800138000</v></c><c r="B1"><v>1234</v></c></row>'
+            '<row r="1048576"><c r="XFD1048576"><v>1</v></c></row>')
+    got = verdicts(excel_book(rows, [], "A1"))
+    assert got == by_openpyxl(excel_book(rows, [], "A1"))
+    assert readers.took == [False]
+    child = readers.children[0].proc
+    assert child is not None and child.returncode != 0
+
+
+def test_chart_sheets_first_are_skipped_by_both_readers(readers: Readers) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    book.create_chartsheet("chart", 0).add_chart(BarChart())
+    for row in phone_rows(3):
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    got, _ = both(out.getvalue(), readers)
+    assert isinstance(got, list) and len(got) == 3
+
+
+def test_uncalculated_formulas_refuse_the_file_before_the_child_is_read(
+        readers: Readers) -> None:
+    data = xlsx(phone_rows(5), {"B3": "=1000+234"})
+    got, _ = both(data, readers)
+    assert isinstance(got, str) and "never calculated" in got
+    assert readers.took == []  # refused before the child's answer was waited for
+    assert all(c.proc is None or c.proc.returncode is not None for c in readers.children)
+
+
+def test_a_file_stopped_halfway_stops_the_child(readers: Readers) -> None:
+    with pytest.raises(FileError, match="more than 100 rows"):
+        list(taskfile.validate(io.BytesIO(xlsx(phone_rows(5000))), "f.xlsx", CODE,
+                               max_rows=100))
+    assert readers.took == [True]
+    proc = readers.children[0].proc
+    assert proc is not None and proc.returncode is not None  # killed and reaped
+
+
+def test_a_child_that_dies_mid_sheet_fails_the_file(readers: Readers) -> None:
+    # 100,000 rows are ~2 MB of text, twice the pipe: the child is still writing when
+    # it is killed after the first block is read.
+    scan: Iterator[taskfile.Batch] = taskfile.scan(
+        io.BytesIO(xlsx(phone_rows(100_000))), "f.xlsx", CODE)
+    first = next(scan)
+    assert first.rows > 0 and readers.took == [True]
+    proc = readers.children[0].proc
+    assert proc is not None
+    proc.kill()
+    with pytest.raises(FileError, match="cannot be read to the end"):
+        list(scan)
+
+
+def test_no_child_to_start_means_openpyxl(monkeypatch: pytest.MonkeyPatch,
+                                          readers: Readers) -> None:
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")
+    data = xlsx(phone_rows(3))
+    assert verdicts(data) == by_openpyxl(data)
+    assert readers.took == [False]
+
+
+_TEXT = st.lists(st.sampled_from([*"13800 ab,\"'\n\r\t张_x0D", "_x000D_"]),
+                 max_size=8).map("".join)
+_VALUE = st.one_of(
+    st.none(), st.booleans(), _TEXT,
+    st.integers(min_value=-10**16, max_value=10**16),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.sampled_from([13800138000, 13800138001.0, 1234, "13800138002", "1234", "+86 13800138003"]),
+    st.dates(min_value=datetime.date(1990, 1, 1), max_value=datetime.date(2030, 1, 1)))
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(st.lists(_VALUE, max_size=4), min_size=1, max_size=12))
+def test_any_workbook_gets_openpyxls_verdicts(rows: list[list[object]]) -> None:
+    data = xlsx(rows)
+    assert verdicts(data, NOTE) == by_openpyxl(data, NOTE)
