@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from pipeline_e2e import LIFT, PG_ADMIN, _free_port, stop  # noqa: E402 - a sibling script
 
 VALIDATE = """
-import cProfile, json, pstats, sys, time
+import cProfile, json, pstats, resource, sys, time
 # Peak RSS of this process since it started: VmHWM, not ru_maxrss, which a child
 # inherits from its parent's size at fork (the parent here imports the whole app).
 def peak_mb():
@@ -64,7 +64,11 @@ if prof:
     pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(14)
 print(json.dumps({"rows": rows, "valid": valid, "billed": billed,
                   "seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu,
-                  "peak_mb": peak_mb()}))
+                  "peak_mb": peak_mb(),
+                  # a reader's child process (XLSX: python-calamine), if one ran: its own
+                  # peak (ru_maxrss, an upper bound) and CPU
+                  "child_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                  "child_cpu": sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])}))
 """
 
 CREATE = """
@@ -126,8 +130,9 @@ def write_csv(path: Path, rows: int) -> None:
             f.write(f"{prefixes[i % 5]}{i:08d},{100000 + i % 900000},5\n")
 
 
-def write_xlsx(csv_path: Path, path: Path) -> None:
-    """The same rows as a workbook, numbers stored as numbers (as Excel keeps them), with
+def write_xlsx(csv_path: Path, path: Path, numbers: bool = True) -> None:
+    """The same rows as a workbook, numbers stored as numbers (as Excel keeps them; with
+    `numbers` False as text, shared strings, as a phone column formatted as text), with
     the <dimension> Excel writes first in a sheet (openpyxl's write-only mode leaves it
     out, and without it openpyxl's reader parses the whole sheet once more to find it)."""
     import csv
@@ -141,7 +146,7 @@ def write_xlsx(csv_path: Path, path: Path) -> None:
     with csv_path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         for row in reader:
-            sheet.append([int(c) if c.isdigit() else c for c in row])
+            sheet.append([int(c) if numbers and c.isdigit() else c for c in row])
             rows += 1
     plain = path.with_suffix(".plain.xlsx")
     book.save(plain)
@@ -177,25 +182,28 @@ def validation_table(paths: list[Path], trees: list[Path], repeat: int) -> dict[
     import statistics
 
     print(f"load average {os.getloadavg()[0]:.1f} at start")
-    print("| tree | file | rows | valid | billed items | s | rows/s | CPU s | peak MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| tree | file | rows | valid | billed items | s | rows/s | CPU s | peak MB "
+          "| child CPU s | child peak MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     runs: dict[tuple[str, str], list[dict[str, float]]] = {}
     for _ in range(repeat):
         for path in paths:
             for tree in trees:
                 v = validate(path, tree)
-                runs.setdefault((tree.name, path.suffix), []).append(v)
-                print(f"| {tree.name} | {path.suffix[1:]} | {v['rows']:,.0f} | {v['valid']:,.0f} "
+                runs.setdefault((tree.name, path.name), []).append(v)
+                print(f"| {tree.name} | {path.name} | {v['rows']:,.0f} | {v['valid']:,.0f} "
                       f"| {v['billed']:,.0f} | {v['seconds']:.2f} | "
-                      f"{v['rows'] / v['seconds']:,.0f} | {v['cpu']:.2f} | {v['peak_mb']:.0f} |",
-                      flush=True)
+                      f"{v['rows'] / v['seconds']:,.0f} | {v['cpu']:.2f} | {v['peak_mb']:.0f} "
+                      f"| {v.get('child_cpu', 0):.2f} | {v.get('child_mb', 0):.0f} |", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at end; medians:")
-    for (name, suffix), vs in runs.items():
-        med = {k: statistics.median(v[k] for v in vs) for k in ("seconds", "cpu", "peak_mb")}
-        print(f"| {name} | {suffix[1:]} | {vs[0]['rows']:,.0f} | median of {len(vs)} | | "
+    for (name, file), vs in runs.items():
+        med = {k: statistics.median(v.get(k, 0) for v in vs)
+               for k in ("seconds", "cpu", "peak_mb", "child_cpu", "child_mb")}
+        print(f"| {name} | {file} | {vs[0]['rows']:,.0f} | median of {len(vs)} | | "
               f"{med['seconds']:.2f} | {vs[0]['rows'] / med['seconds']:,.0f} | "
-              f"{med['cpu']:.2f} | {med['peak_mb']:.0f} |")
-    return runs[(trees[-1].name, ".csv")][0]
+              f"{med['cpu']:.2f} | {med['peak_mb']:.0f} | {med['child_cpu']:.2f} "
+              f"| {med['child_mb']:.0f} |")
+    return runs[(trees[-1].name, paths[0].name)][0]
 
 
 def _count(c: Any, task_id: int) -> tuple[int, int]:
@@ -288,9 +296,10 @@ def main() -> None:
     if args.profile:
         validate(csv_path, tree, profile=True)
     paths = [csv_path]
-    if args.xlsx:
+    if args.xlsx:  # the cells as numbers, then as text
         write_xlsx(csv_path, tmp / "list.xlsx")
-        paths.append(tmp / "list.xlsx")
+        write_xlsx(csv_path, tmp / "text.xlsx", numbers=False)
+        paths += [tmp / "list.xlsx", tmp / "text.xlsx"]
     trees = [args.base.resolve(), tree] if args.base else [tree]
     if args.skip_validate:
         v = {"rows": args.rows, "seconds": float("nan"), "peak_mb": float("nan")}

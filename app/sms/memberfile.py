@@ -40,7 +40,7 @@ def members(f: IO[bytes], filename: str, *, max_bytes: int = taskfile.MAX_BYTES,
     phone_col, data_rows = 0, 0
     for row_no, cells in enumerate(taskfile.rows_of(f, filename, max_bytes=max_bytes),
                                    start=1):
-        if row_no == 1 and cells and taskfile.is_header(cells):
+        if row_no == 1 and any(c.strip() for c in cells) and taskfile.is_header(cells):
             phone_col = taskfile.phone_column(cells)
             continue
         # A mainland mobile as is (most rows): clean, valid, and the row not blank.

@@ -350,13 +350,14 @@ def _zip_checks(f: IO[bytes]) -> bool:
     return escaped
 
 
-def _xlsx_rows(f: IO[bytes], *, checked: bool = False) -> Iterator[list[str]]:
-    """The first sheet's rows through openpyxl; `checked`: the zip checks and the sheet's
-    formula scan were made already (by the calamine path, which declined the sheet)."""
+def _xlsx_rows(f: IO[bytes], *, zip_checked: bool = False,
+               scanned: bool = False) -> Iterator[list[str]]:
+    """The first sheet's rows through openpyxl; the zip checks and the sheet's formula
+    scan are skipped where they were made already (`_xlsx_source`)."""
     import openpyxl
     from openpyxl.utils.exceptions import InvalidFileException
 
-    if not checked:
+    if not zip_checked:
         _zip_checks(f)
     f.seek(0)
     try:
@@ -370,7 +371,7 @@ def _xlsx_rows(f: IO[bytes], *, checked: bool = False) -> Iterator[list[str]]:
             raise FileError("The workbook has no sheet.")
         # Before any row: a formula never calculated would read as an empty cell. (The
         # part's name is openpyxl's own, as it opens it; there is no public accessor.)
-        if not checked:
+        if not scanned:
             with zipfile.ZipFile(f) as z:
                 found, first, _ = _sheet_scan(z, sheet._worksheet_path)
             if found:
@@ -469,8 +470,51 @@ def _opened(f: IO[bytes], filename: str, max_bytes: int) -> str:
     return kind_of(f, filename)
 
 
+@contextlib.contextmanager
+def _xlsx_source(f: IO[bytes]) -> Iterator[_CsvText | Iterator[list[str]]]:
+    """The first sheet: as CSV text from python-calamine in a child process
+    (app/sms/workbook.py), to be read as a CSV file is; or openpyxl's rows when the child
+    declines the sheet or it holds what only openpyxl reads as the file rules expect.
+    The text must be read to its end (its last rows are checked to have come)."""
+    escaped = _zip_checks(f)
+    sheet = None if escaped else _first_sheet(f)
+    if sheet is None:
+        yield _xlsx_rows(f, zip_checked=True)
+        return
+    name, part = sheet
+    with workbook.SheetReader(f, name, most_rows=SHEET_ROWS, most_cells=SHEET_CELLS) as child:
+        try:
+            with zipfile.ZipFile(f) as z:
+                found, first, unusual = _sheet_scan(z, part)
+        except (zipfile.BadZipFile, zlib.error, EOFError, KeyError):
+            raise FileError("This XLSX file is corrupt and cannot be opened.") from None
+        if found:
+            raise FileError(_uncalculated_message(found, first))
+        text = None if unusual else child.rows()
+        if text is not None:
+            try:
+                yield _CsvText(text, ",")
+            except (csv.Error, UnicodeDecodeError):
+                raise FileError(_UNREADABLE) from None
+            if not child.finished():
+                raise FileError(_UNREADABLE)
+            return
+    f.seek(0)
+    yield _xlsx_rows(f, zip_checked=True, scanned=True)
+
+
+def _xlsx_cells(f: IO[bytes]) -> Iterator[list[str]]:
+    with _xlsx_source(f) as source:
+        if isinstance(source, _CsvText):
+            yield from source.records([])
+            for lines in source.blocks():
+                yield from source.records(lines)
+        else:
+            yield from source
+
+
 def rows_of(f: IO[bytes], filename: str, *, max_bytes: int = MAX_BYTES) -> Iterator[list[str]]:
-    return _xlsx_rows(f) if _opened(f, filename, max_bytes) == "xlsx" else _csv_rows(f)
+    return _xlsx_cells(f) if _opened(f, filename, max_bytes) == "xlsx" else _csv_rows(f)
 
 
 # --- validating -------------------------------------------------------------------------
@@ -713,35 +757,9 @@ class _Checker:
             yield from self.records(src.records(lines))
 
     def xlsx(self, f: IO[bytes]) -> Iterator[Batch]:
-        """The first sheet through python-calamine in a child process (app/sms/workbook.py)
-        as CSV text, read here as a CSV file is; through openpyxl when the child declines
-        it or the sheet holds what only openpyxl reads as these rules expect."""
-        escaped = _zip_checks(f)
-        sheet = None if escaped else _first_sheet(f)
-        if sheet is None:
-            yield from self.records(_xlsx_rows(f))
-            return
-        name, part = sheet
-        with workbook.SheetReader(f, name, most_rows=SHEET_ROWS,
-                                  most_cells=SHEET_CELLS) as child:
-            try:
-                with zipfile.ZipFile(f) as z:
-                    found, first, unusual = _sheet_scan(z, part)
-            except (zipfile.BadZipFile, zlib.error, EOFError, KeyError):
-                raise FileError("This XLSX file is corrupt and cannot be opened.") from None
-            if found:
-                raise FileError(_uncalculated_message(found, first))
-            text = None if unusual else child.rows()
-            if text is not None:
-                try:
-                    yield from self.text(_CsvText(text, ","))
-                except (csv.Error, UnicodeDecodeError):
-                    raise FileError(_UNREADABLE) from None
-                if not child.finished():
-                    raise FileError(_UNREADABLE)
-                return
-        f.seek(0)
-        yield from self.records(_xlsx_rows(f, checked=True))
+        with _xlsx_source(f) as source:
+            yield from self.text(source) if isinstance(source, _CsvText) else \
+                self.records(source)
 
 
 def _first_sheet(f: IO[bytes]) -> tuple[str, str] | None:

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openpyxl.chart import BarChart
 
-from app.sms import taskfile, workbook
+from app.sms import memberfile, taskfile, workbook
 from app.sms.taskfile import FileError, Row, RowError
 from tests.tasks.test_taskfile import CODE, NOTE, excel_book, phone_rows, xlsx
 
@@ -102,6 +102,23 @@ def test_plain_workbooks_get_openpyxls_verdicts(name: str, readers: Readers) -> 
     got, child = both(xlsx(PLAIN[name]), readers, NOTE)
     assert child, "the child declined a plain workbook"
     assert isinstance(got, list) and got
+
+
+def test_group_files_are_read_by_the_child_too(readers: Readers) -> None:
+    rows: list[list[object]] = [["phone", "name", "city"], [13800138000, "张三", "Beijing"],
+                                ["+1 415 555 0100", "Ann", None], [13800138000, "again", 7],
+                                [None, None, None], ["12345", "x", "y"]]
+    data = xlsx(rows)
+
+    def members() -> list[object]:
+        return list(memberfile.members(io.BytesIO(data), "f.xlsx"))
+
+    got = members()
+    assert readers.took == [True]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(taskfile, "_first_sheet", lambda f: None)
+        assert got == members()
+    assert len(got) == 4
 
 
 def test_leading_empty_columns_and_rows_keep_their_places(readers: Readers) -> None:
