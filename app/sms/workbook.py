@@ -33,7 +33,7 @@ from typing import IO, Any
 # The child's cap. Measured peaks for 1M rows x 3 columns: 244 MB as numbers, 325 MB as
 # text (shared strings); a grid of much over 10M cells of text is openpyxl's to read.
 ADDRESS_SPACE = 1 << 30
-CPU_SECONDS = 120
+CPU_SECONDS = 30  # a million rows take ~4 s; a file that spins goes to openpyxl
 PIPE_BYTES = 1 << 20
 BLOCK_ROWS = 4096
 EXACT = 1e15  # whole floats below this are shown as integers (Excel keeps them exactly)
@@ -66,6 +66,8 @@ class SheetReader:
     def __init__(self, f: IO[bytes], sheet: str, *, most_rows: int, most_cells: int) -> None:
         f.seek(0)
         self.proc: subprocess.Popen[bytes] | None = None
+        if not sys.executable:  # an embedded interpreter: no child to start
+            return
         try:
             self.proc = subprocess.Popen(  # noqa: S603 - a list, no shell; the name is data
                 [sys.executable, "-P", os.path.abspath(__file__), sheet, str(most_rows),
