@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections import namedtuple
+from collections import Counter, namedtuple
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -114,36 +114,67 @@ def snapshot(db: Session, ids: Iterable[int]) -> dict[int, Any]:
 def moved(db: Session, before: Mapping[int, Any], after: Sequence[Any]) -> None:
     """Move counts for the rows an UPDATE changed. `after`: RETURNING rows with id,
     status, error_code, carrier_code and receipt_at (new values)."""
+    flush(db, moved_tally(before, after))
+
+
+def moved_tally(before: Mapping[int, Any], after: Sequence[Any]) -> Tally:
+    """What `moved` flushes. A batch's rows share a few keys (an hour, a template, a
+    move from one state to another): they are counted per distinct key first, and each
+    key is built once (per row it was most of a worker's statistics time)."""
+    moves: Counter[tuple[Any, ...]] = Counter()
+    for r in after:
+        old = before.get(r.id)
+        if old is not None:
+            moves[(*_raw(old), old.status, old.receipt_at is not None, old.error_code,
+                   old.carrier_code, r.status, r.receipt_at is not None, r.error_code,
+                   r.carrier_code)] += 1
     tally = Tally()
-    for rid, status, error_code, carrier_code, receipt_at in (
-            (r.id, r.status, r.error_code, r.carrier_code, r.receipt_at) for r in after):
-        old = before.get(rid)
-        if old is None:
-            continue
-        base = _base(old)
-        tally.add(base, old.fee, outcomes.key(old.status, old.receipt_at is not None,
-                                              old.error_code, old.carrier_code), -1)
-        tally.add(base, old.fee, outcomes.key(status, receipt_at is not None, error_code,
-                                              carrier_code), 1)
-    flush(db, tally)
+    for key, n in moves.items():
+        base, fee = _raw_base(key), key[8]
+        tally.add(base, fee, outcomes.key(*key[10:14]), -n)
+        tally.add(base, fee, outcomes.key(*key[14:]), n)
+    return tally
 
 
 def count_new(db: Session, rows: Iterable[Any],
               zones: Mapping[int, ZoneInfo] | None = None) -> None:
     """Messages just inserted (objects or mappings with the DIMS attributes).
     `zones`: time zones of their accounts, where the caller has them."""
-    tally = Tally()
+    flush(db, new_tally(rows), zones=zones)
+
+
+def new_tally(rows: Iterable[Any]) -> Tally:
+    """What `count_new` flushes, counted per distinct key first (see moved_tally)."""
+    news: Counter[tuple[Any, ...]] = Counter()
     for m in rows:
-        tally.add_message(_Attrs(m) if isinstance(m, Mapping) else m)
-    flush(db, tally, zones=zones)
+        if isinstance(m, Mapping):  # the inserts' own rows: read by key, not wrapped
+            g = m.get
+            news[(g("created_at"), g("account_id"), g("app_id"), g("region"), g("iso_code"),
+                  g("signature_id"), g("template_id"), g("sms_type"), g("fee"),
+                  captcha.is_verification(g("sms_type") or "", g("content") or ""),
+                  g("status"), g("receipt_at") is not None, g("error_code"),
+                  g("carrier_code"))] += 1
+        else:
+            news[(*_raw(m), m.status, m.receipt_at is not None, m.error_code,
+                  m.carrier_code)] += 1
+    tally = Tally()
+    for key, n in news.items():
+        tally.add(_raw_base(key), key[8], outcomes.key(*key[10:]), n)
+    return tally
 
 
-class _Attrs:
-    def __init__(self, values: Mapping[str, Any]) -> None:
-        self._v = values
+def _raw(m: Any) -> tuple[Any, ...]:
+    """What a message's bucket and fee are made of, with the verification flag decided
+    from its text (the text itself, unique per message, stays out of the key)."""
+    return (m.created_at, m.account_id, m.app_id, m.region, m.iso_code, m.signature_id,
+            m.template_id, m.sms_type, m.fee,
+            captcha.is_verification(m.sms_type or "", m.content or ""))
 
-    def __getattr__(self, name: str) -> Any:
-        return self._v.get(name)
+
+def _raw_base(key: tuple[Any, ...]) -> Key:
+    """`_base` of a message from its `_raw` key (fee at 8, the flag at 9 moved last)."""
+    return (hour_of(key[0]), key[1], key[2], key[3], key[4] or "", key[5] or 0,
+            key[6] or 0, key[7] or "", key[9])
 
 
 def _zones(db: Session | Connection, accounts: set[int]) -> dict[int, ZoneInfo]:
