@@ -6,11 +6,13 @@ a job) owns the transaction and commits.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -23,6 +25,24 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def batch_json(rows: Any) -> str:
+    """A batch's rows as the one JSON parameter the hot path's statements read
+    (jsonb_to_recordset, json_each): orjson, ~5x json's speed on a batch, aware
+    datetimes as ISO 8601 (what PostgreSQL parses and `datetime.isoformat` gives).
+    json for what orjson refuses (a lone surrogate; input refuses them earlier), so a
+    value fails where it always did, in the database, not here."""
+    try:
+        return orjson.dumps(rows).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(rows, default=_iso)
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
 
 
 def utcnow() -> datetime:

@@ -96,7 +96,6 @@ those callbacks (the receipts themselves are applied).
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -123,7 +122,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from app.db import UTCDateTime, utcnow
+from app.db import UTCDateTime, batch_json, utcnow
 from app.gateways.base import GatewayUnavailable, Outbound, Receipt, SubmitResult
 from app.models import Message, ReceiptInbox, Signature, SubmitAttempt, Template
 from app.models.sending import (
@@ -369,7 +368,7 @@ def record_submissions(db: Session, attempt: str, results: list[SubmitResult]) -
         f"lease_until = NULL FROM {table} "
         f"WHERE {col}id = j.id{held} RETURNING {_RETURNING(col)}"
     ).bindparams(bindparam("now", type_=UTCDateTime()))
-    changed = db.execute(stmt, {"data": json.dumps(rows), "now": now, "attempt": attempt}).all()
+    changed = db.execute(stmt, {"data": batch_json(rows), "now": now, "attempt": attempt}).all()
     rollups.moved(db, before, changed)
     done = {r.id for r in changed}
     # An `unknown` message keeps the parts that did go out too; a part with no id can
@@ -430,7 +429,7 @@ def add_receipts(db: Session, receipts: list[tuple[Receipt, int | None, float]])
         "INSERT INTO receipt_inbox (message_id, gateway_id, delivered, carrier_code, at, "  # noqa: S608
         f"due_at, created_at) SELECT j.mid, j.gid, j.ok <> 0, j.code, j.at, j.due, :now "
         f"FROM {table}").bindparams(bindparam("now", type_=UTCDateTime())),
-        {"data": json.dumps(rows), "now": now})
+        {"data": batch_json(rows), "now": now})
 
 
 def release(db: Session, attempt: str, ids: list[int],
@@ -501,7 +500,7 @@ def apply_receipts(db: Session, limit: int = BATCH) -> tuple[list[int], int]:
             f"error_code = j.err, receipt_at = j.at FROM {table} "
             f"WHERE {col}id = j.id{_held(db, f'{col}status IN ({appliable})')} "
             f"RETURNING {_RETURNING(col)}")
-        moved = db.execute(stmt, {"data": json.dumps(rows)}).all()
+        moved = db.execute(stmt, {"data": batch_json(rows)}).all()
         rollups.moved(db, before, moved)
         changed = [r.id for r in moved]
     taken = [r.id for r in inbox]

@@ -12,7 +12,6 @@ state changes and can never count a message twice.
 from __future__ import annotations
 
 import functools
-import json
 from collections import Counter, namedtuple
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from app.db import batch_json
 from app.models import Account, Message
 from app.models.stats import (
     APPS_DAILY_KEY,
@@ -270,7 +270,7 @@ def flush(db: Session | Connection, tally: Tally, tables: Sequence[str] = TABLES
                      else hour.isoformat(), "day": day, **dict(zip(DIMENSIONS, k[1:],
                                                                     strict=True)),
                      "count": count, "billed": billed})
-    data = {"data": json.dumps(rows)}
+    data = {"data": batch_json(rows)}
     for statement in _flush_statements(sqlite_db, tuple(tables)):
         conn.execute(statement, data)
 

@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from app.db import utcnow
+from app.db import batch_json, utcnow
 from app.models import (
     Account,
     Application,
@@ -400,7 +400,7 @@ def _record(ctx: Ctx, messages: list[_Draft], *, ids: bool = False,
     if conn.dialect.name == "postgresql":
         # One JSON parameter instead of ~25 placeholders per row (binding and adapting
         # those cost more than PostgreSQL's insert).
-        returned = conn.execute(_insert_json(ids), {"data": _json_rows(rows)})
+        returned = conn.execute(_insert_json(ids), {"data": batch_json(rows)})
         if ids:
             found = {serial: i for serial, i in returned}
     else:
@@ -410,19 +410,6 @@ def _record(ctx: Ctx, messages: list[_Draft], *, ids: bool = False,
                 Message.serial_no.in_([r["serial_no"] for r in rows]))).all())
     rollups.count_new(ctx.db, rows, zones)
     return found
-
-
-def _json_rows(rows: list[dict[str, Any]]) -> str:
-    formatted: dict[datetime, str] = {}  # a batch shares a few times: format each once
-
-    def default(value: Any) -> Any:
-        if isinstance(value, datetime):
-            text = formatted.get(value)
-            if text is None:
-                text = formatted[value] = value.isoformat()
-            return text
-        raise TypeError(type(value).__name__)
-    return json.dumps(rows, default=default, separators=(",", ":"))
 
 
 @functools.cache
