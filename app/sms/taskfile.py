@@ -55,9 +55,11 @@ SHEET_ROWS, SHEET_CELLS = 1_048_576, 50_000_000
 # and no <v> with text, up to its end tag, in the part's namespace prefix (group 1; the
 # usual unprefixed part has its own pattern, which starts with a literal "<c" and is ~2x
 # faster). Possessive throughout: a calculated cell, or one with no end tag, costs a scan
-# to its value or the next cell, never a backtrack over the block.
-_UNCALCULATED_CELL = (rb"<(%s)c(\s[^>]*+)?+>\s*+<\1f[\s/>]"
-                      rb"(?:[^<]++|<(?!/?\1c[\s/>]|\1v(?:\s[^>]*+)?+>[^<]))*+</\1c>")
+# to its value or the next cell, never a backtrack over the block; and a tag's attributes
+# end at the next "<" too (XML allows none in them), or a run of "<c " with no ">" made
+# each start scan to the end of the run (2.5 KB took 6 s).
+_UNCALCULATED_CELL = (rb"<(%s)c(\s[^<>]*+)?+>\s*+<\1f[\s/>]"
+                      rb"(?:[^<]++|<(?!/?\1c[\s/>]|\1v(?:\s[^<>]*+)?+>[^<]))*+</\1c>")
 _UNCALCULATED = re.compile(_UNCALCULATED_CELL % b"")
 _UNCALCULATED_NS = re.compile(_UNCALCULATED_CELL % rb"(?:[A-Za-z_][\w.-]*+:)?+")
 _CELL_ATTR = re.compile(rb"""\s([rt])\s*=\s*["']([^"']*)["']""")
@@ -268,7 +270,9 @@ class _CsvText:
 
     def __init__(self, text: io.TextIOWrapper, delimiter: str | None = None) -> None:
         self.text = text
-        first = text.readline() if delimiter is None else ""
+        # The first line is queued either way: it may be the header, which must be read
+        # (and the phone column known) before any block of lines is.
+        first = text.readline()
         self.delimiter = delimiter or (max((",", ";", "\t"), key=first.count) if first
                                        else ",")
         self._queue: deque[str] = deque([first] if first else [])
@@ -355,7 +359,6 @@ def _xlsx_rows(f: IO[bytes], *, zip_checked: bool = False,
     """The first sheet's rows through openpyxl; the zip checks and the sheet's formula
     scan are skipped where they were made already (`_xlsx_source`)."""
     import openpyxl
-    from openpyxl.utils.exceptions import InvalidFileException
 
     if not zip_checked:
         _zip_checks(f)
@@ -363,7 +366,7 @@ def _xlsx_rows(f: IO[bytes], *, zip_checked: bool = False,
     try:
         # read_only streams the sheet XML; data_only gives formulas' cached values.
         book = openpyxl.load_workbook(f, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError):
+    except Exception:  # invalid XML or values anywhere in the package raise all sorts
         raise FileError("This XLSX file is corrupt and cannot be opened.") from None
     try:
         sheet = book.worksheets[0] if book.worksheets else None
@@ -763,26 +766,32 @@ class _Checker:
 
 
 def _first_sheet(f: IO[bytes]) -> tuple[str, str] | None:
-    """The name and part of the sheet openpyxl reads first (its first worksheet, charts
-    skipped), found as openpyxl finds it but without reading the shared strings; None
-    when openpyxl's own reading should find out what is wrong."""
+    """The title and part of the sheet openpyxl's path reads, found by the steps of
+    openpyxl's own load_workbook but its reading of the shared strings (slow, and the
+    child reads them): so a workbook it cannot open is refused alike whichever reader
+    would take it. None when openpyxl's path should report what is wrong."""
     from openpyxl.reader.excel import ExcelReader
+    from openpyxl.styles.stylesheet import apply_stylesheet
 
     try:
         reader = ExcelReader(f, read_only=True, data_only=True)
         try:
             reader.read_manifest()
             reader.read_workbook()
-            for sheet, rel in reader.parser.find_sheets():
-                if rel.target in reader.valid_files and "chartsheet" not in rel.Type:
-                    return str(sheet.name), str(rel.target)
+            reader.read_properties()
+            reader.read_custom()
+            reader.read_theme()
+            apply_stylesheet(reader.archive, reader.wb)
+            reader.read_worksheets()
+            reader.parser.assign_names()
+            sheets = reader.wb.worksheets
+            return (str(sheets[0].title), str(sheets[0]._worksheet_path)) if sheets else None
         finally:
             reader.archive.close()
     except Exception:  # openpyxl's path reports it as it always has
         return None
     finally:
         f.seek(0)
-    return None
 
 
 def scan(f: IO[bytes], filename: str, template: Template, *, max_bytes: int = MAX_BYTES,

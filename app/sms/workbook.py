@@ -24,8 +24,10 @@ import csv
 import io
 import itertools
 import os
+import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from types import TracebackType
 from typing import IO, Any
@@ -34,8 +36,12 @@ from typing import IO, Any
 # text (shared strings); a grid of much over 10M cells of text is openpyxl's to read.
 ADDRESS_SPACE = 1 << 30
 CPU_SECONDS = 30  # a million rows take ~4 s; a file that spins goes to openpyxl
+DEADLINE_S = 60  # wall clock: a child that neither finishes nor uses CPU is killed
 PIPE_BYTES = 1 << 20
-BLOCK_ROWS = 4096
+BLOCK_CELLS = 1 << 15  # cells converted at a time
+# Grids the child leaves to openpyxl before converting a cell: a task or group file has
+# a phone and a few dozen columns at most; a stray far-off cell makes a sparse giant.
+MOST_COLUMNS, MOST_GRID = 1024, 20_000_000
 EXACT = 1e15  # whole floats below this are shown as integers (Excel keeps them exactly)
 GO = b"+"
 _PLAIN = {str, float, bool, int}
@@ -66,13 +72,20 @@ class SheetReader:
     def __init__(self, f: IO[bytes], sheet: str, *, most_rows: int, most_cells: int) -> None:
         f.seek(0)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.watchdog: threading.Timer | None = None
         if not sys.executable:  # an embedded interpreter: no child to start
             return
         try:
             self.proc = subprocess.Popen(  # noqa: S603 - a list, no shell; the name is data
                 [sys.executable, "-P", os.path.abspath(__file__), sheet, str(most_rows),
                  str(most_cells)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                # A Rust panic that symbolises its backtrace when memory has run out
+                # deadlocks in the out-of-memory hook: no CPU used, never ends.
+                env={**os.environ, "RUST_BACKTRACE": "0", "RUST_LIB_BACKTRACE": "0"})
+            self.watchdog = threading.Timer(DEADLINE_S, self.proc.kill)
+            self.watchdog.daemon = True
+            self.watchdog.start()
             assert self.proc.stdin is not None and self.proc.stdout is not None
             _widen(self.proc.stdout)
             with self.proc.stdin:
@@ -95,6 +108,8 @@ class SheetReader:
         return self.proc is not None and self.proc.wait() == 0
 
     def close(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.kill()
@@ -128,7 +143,8 @@ def _declines(sheet: Any, most_rows: int, most_cells: int) -> bool:
     if sheet.end is None:
         return True  # nothing in it: openpyxl's path says so
     rows, columns = sheet.end[0] + 1, sheet.end[1] + 1
-    if rows > most_rows or rows * columns > most_cells:
+    if rows > most_rows or columns > MOST_COLUMNS or rows * columns > min(most_cells,
+                                                                          MOST_GRID):
         return True
     values = itertools.chain.from_iterable
     if not set(map(type, values(sheet.iter_rows()))) <= _PLAIN:
@@ -149,10 +165,11 @@ def _column(values: tuple[Any, ...]) -> Any:
     return [v if type(v) is str else cell_text(v) for v in values]
 
 
-def _lines(rows: Any, pad: int) -> Iterator[Any]:
+def _lines(rows: Any, pad: int, width: int) -> Iterator[Any]:
     """The sheet's rows as lists of text, `pad` empty cells first, trailing empty cells
-    left out; converted a block of BLOCK_ROWS rows at a time, column by column."""
-    while block := list(itertools.islice(rows, BLOCK_ROWS)):
+    left out; converted a block of BLOCK_CELLS cells at a time, column by column."""
+    per_block = max(1, BLOCK_CELLS // max(width, 1))
+    while block := list(itertools.islice(rows, per_block)):
         columns = [_column(c) for c in zip(*block, strict=True)]
         if pad:
             columns[:0] = [("",) * len(block)] * pad
@@ -175,11 +192,17 @@ def main(sheet_name: str, most_rows: int, most_cells: int) -> int:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort leaves no core file behind
     data = sys.stdin.buffer.read()
     try:
-        from python_calamine import CalamineWorkbook
+        from python_calamine import CalamineWorkbook, SheetTypeEnum
 
         book = CalamineWorkbook.from_filelike(io.BytesIO(data))
         del data
-        sheet = book.get_sheet_by_name(sheet_name)
+        # openpyxl's sheet names went through XML's attribute normalisation (a tab or a
+        # line break is a space); calamine's did not. Exactly one worksheet must match.
+        found = [n for n, meta in enumerate(book.sheets_metadata)
+                 if re.sub(r"[\t\n\r]", " ", meta.name) == sheet_name]
+        if len(found) != 1 or book.sheets_metadata[found[0]].typ != SheetTypeEnum.WorkSheet:
+            return 3
+        sheet = book.get_sheet_by_index(found[0])
         if _declines(sheet, most_rows, most_cells):
             return 3
     except Exception:  # whatever calamine refuses, openpyxl's path judges
@@ -189,8 +212,11 @@ def main(sheet_name: str, most_rows: int, most_cells: int) -> int:
     out.flush()
     text = io.TextIOWrapper(out, encoding="utf-8", newline="")
     # Rows start at row 1; columns at the first one holding a cell: pad them to column A.
-    csv.writer(text, lineterminator="\n").writerows(
-        _lines(sheet.iter_rows(), (sheet.start or (0, 0))[1]))
+    # CRLF: Python 3.11's writer quotes a field holding \r or \n only if that character
+    # is in the line terminator, and the reader splits lines at either.
+    start, end = sheet.start or (0, 0), sheet.end or (0, 0)
+    csv.writer(text, lineterminator="\r\n").writerows(
+        _lines(sheet.iter_rows(), start[1], end[1] + 1))
     text.flush()
     return 0
 

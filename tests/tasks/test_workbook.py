@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import io
 import sys
+import zipfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +20,7 @@ from openpyxl.chart import BarChart
 
 from app.sms import memberfile, taskfile, workbook
 from app.sms.taskfile import FileError, Row, RowError
-from tests.tasks.test_taskfile import CODE, NOTE, excel_book, phone_rows, xlsx
+from tests.tasks.test_taskfile import _MAIN, CODE, NOTE, excel_book, phone_rows, xlsx
 
 Verdicts = list[Row | RowError] | str
 
@@ -121,6 +122,89 @@ def test_group_files_are_read_by_the_child_too(readers: Readers) -> None:
     assert len(got) == 4
 
 
+def test_a_phone_column_after_the_first_is_used_past_the_first_block(
+        readers: Readers) -> None:
+    # The header names column B; column A holds mobiles too (a referrer). Lines of the
+    # usual shape past the first 64 KB of text were once read with the phone in A.
+    header = ('<row r="1"><c r="A1" t="inlineStr"><is><t>referrer</t></is></c><c r="B1" '
+              't="inlineStr"><is><t>phone</t></is></c><c r="C1" t="inlineStr"><is><t>order'
+              '</t></is></c></row>')
+    rows = "".join(f'<row r="{i}"><c r="A{i}"><v>{13800000000 + i}</v></c><c r="B{i}" '
+                   f't="inlineStr"><is><t>139-0000-{i:04d}</t></is></c><c r="C{i}" '
+                   f't="inlineStr"><is><t>x{i}</t></is></c></row>' for i in range(2, 4002))
+    got, child = both(excel_book(header + rows, [], "A1"), readers, NOTE)
+    assert child
+    assert isinstance(got, list) and got[-1] == Row(4001, "+8613900004001", "CN",
+                                                    ["13800004001", "x4001"], 1)
+
+
+def test_a_carriage_return_in_a_cell_stays_in_its_cell(readers: Readers) -> None:
+    rows = ('<row r="1"><c r="A1"><v>13800138000</v></c><c r="B1" t="s"><v>0</v></c></row>'
+            '<row r="2"><c r="A2"><v>13800138001</v></c><c r="B2"><v>5678</v></c></row>')
+    got, child = both(excel_book(rows, ["1234&#13;13800138009"], "A1"), readers)
+    assert child
+    assert isinstance(got, list) and [r.row for r in got] == [1, 2]
+
+
+def test_a_sheet_name_is_matched_as_openpyxl_reads_it(readers: Readers) -> None:
+    # Two sheets whose names differ only by a line break in the XML: openpyxl reads the
+    # first as "A B", like the second. The child must not read the second instead.
+    data = excel_book('<row r="1"><c r="A1"><v>13800138000</v></c><c r="B1"><v>1234</v>'
+                      '</c></row>', [], "A1")
+    data = _rename_sheet(data, "A&#10;B", extra="A B")
+    got, child = both(data, readers)
+    assert not child
+    assert isinstance(got, list) and len(got) == 1
+
+
+def _rename_sheet(data: bytes, name: str, extra: str) -> bytes:
+    """The workbook with its sheet named `name` and a second sheet `extra` (the same
+    part, so a reader of either sees the same rows only if it picks the first)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as z:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename == "xl/workbook.xml":
+                body = body.replace(b'<sheet name="Sheet1" sheetId="1" r:id="rId1"/>',
+                                    f'<sheet name="{name}" sheetId="1" r:id="rId1"/>'
+                                    f'<sheet name="{extra}" sheetId="2" r:id="rId9"/>'.encode())
+            if info.filename == "xl/_rels/workbook.xml.rels":
+                body = body.replace(b"</Relationships>", (
+                    b'<Relationship Id="rId9" Type="http://schemas.openxmlformats.org/'
+                    b'officeDocument/2006/relationships/worksheet" Target="worksheets/'
+                    b'sheet2.xml"/></Relationships>'))
+            z.writestr(info, body)
+        z.writestr("xl/worksheets/sheet2.xml", f'<worksheet xmlns="{_MAIN}"><sheetData><row '
+                   'r="1"><c r="A1"><v>13900139000</v></c><c r="B1"><v>1</v></c></row>'
+                   '</sheetData></worksheet>')
+    return out.getvalue()
+
+
+def test_a_workbook_openpyxl_cannot_open_is_refused_by_both(readers: Readers) -> None:
+    # A style with a text number format id: openpyxl's load raised TypeError (a 500).
+    data = excel_book('<row r="1"><c r="A1"><v>13800138000</v></c><c r="B1"><v>1234</v>'
+                      '</c></row>', [], "A1")
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as z:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename == "xl/styles.xml":
+                body = body.replace(b'numFmtId="14"', b'numFmtId="abc"')
+            z.writestr(info, body)
+    got, child = both(out.getvalue(), readers)
+    assert not child and got == "FileError: This XLSX file is corrupt and cannot be opened."
+
+
+def test_a_child_past_its_deadline_is_killed_and_openpyxl_reads(
+        monkeypatch: pytest.MonkeyPatch, readers: Readers) -> None:
+    monkeypatch.setattr(workbook, "DEADLINE_S", 0.001)  # before the interpreter is up
+    data = xlsx(phone_rows(20))
+    got = verdicts(data)
+    assert readers.took == [False] and got == by_openpyxl(data)
+    proc = readers.children[0].proc
+    assert proc is not None and proc.returncode is not None
+
+
 def test_leading_empty_columns_and_rows_keep_their_places(readers: Readers) -> None:
     # The first cell in column C, row 3: the child's grid starts there; columns A-B and
     # rows 1-2 must still count.
@@ -149,6 +233,10 @@ DECLINED = {
     "one cell at the last row and column": (
         '<row r="1"><c r="A1"><v>13800138000</v></c><c r="B1"><v>1234</v></c></row>'
         '<row r="1048576"><c r="XFD1048576"><v>1</v></c></row>', []),
+    "a stray cell in the last column": (
+        '<row r="1"><c r="A1"><v>13800138000</v></c><c r="XFD1"><v>1</v></c></row>'
+        + "".join(f'<row r="{n}"><c r="A{n}"><v>{13800138000 + n}</v></c><c r="B{n}"><v>1234'
+                  f'</v></c></row>' for n in range(2, 40)), []),
     "an empty sheet": ("", []),
 }
 
