@@ -767,25 +767,41 @@ class _Checker:
 
 def _first_sheet(f: IO[bytes]) -> tuple[str, str] | None:
     """The title and part of the sheet openpyxl's path reads, found by the steps of
-    openpyxl's own load_workbook but its reading of the shared strings (slow, and the
-    child reads them): so a workbook it cannot open is refused alike whichever reader
-    would take it. None when openpyxl's path should report what is wrong."""
+    openpyxl's own load_workbook but the slow ones (the shared strings, which the child
+    reads; sizing each worksheet; defined names): so a workbook it cannot open is
+    refused alike whichever reader would take it. None when openpyxl's path should
+    report what is wrong."""
     from openpyxl.reader.excel import ExcelReader
     from openpyxl.styles.stylesheet import apply_stylesheet
+    from openpyxl.xml.constants import SHARED_STRINGS
 
     try:
         reader = ExcelReader(f, read_only=True, data_only=True)
         try:
             reader.read_manifest()
+            # openpyxl reads the shared strings the manifest names (and fails if they are
+            # missing); calamine those the workbook's relationships name: leave any doubt
+            # about which part that is to openpyxl.
+            strings = reader.package.find(SHARED_STRINGS)
+            if (strings is not None and strings.PartName[1:] not in reader.valid_files) or sum(
+                    n.lower().endswith("sharedstrings.xml") for n in reader.valid_files) > 1:
+                return None
             reader.read_workbook()
             reader.read_properties()
             reader.read_custom()
             reader.read_theme()
             apply_stylesheet(reader.archive, reader.wb)
-            reader.read_worksheets()
-            reader.parser.assign_names()
-            sheets = reader.wb.worksheets
-            return (str(sheets[0].title), str(sheets[0]._worksheet_path)) if sheets else None
+            # read_worksheets' choice, without making the worksheets: openpyxl parses a
+            # whole sheet that has no <dimension> to size it (11 s for a million rows).
+            first = None
+            for sheet, rel in reader.parser.find_sheets():
+                if rel.target not in reader.valid_files:
+                    continue
+                if "chartsheet" in rel.Type:
+                    reader.read_chartsheet(sheet, rel)  # as openpyxl's load reads them
+                elif first is None:
+                    first = (str(sheet.name), str(rel.target))
+            return first
         finally:
             reader.archive.close()
     except Exception:  # openpyxl's path reports it as it always has

@@ -11,6 +11,8 @@ typed differently), a number of 10^15 or more (openpyxl keeps the integer its XM
 holds; calamine a float), or anything calamine refuses. The caller checks the sheet's
 XML for what the child cannot see (error cells, which calamine reads as empty; `_xHHHH_`
 escapes, which only calamine decodes) and reads every declined sheet with openpyxl.
+Known exceptions, in files no common writer produces: calamine reads rows listed out of
+order, and sheets in the Strict namespace (or none), where openpyxl silently reads none.
 
 What the child writes: one byte, `+`, once it has decided to read the sheet, then the
 sheet as CSV from row 1 and column A, each cell as `cell_text` renders it, trailing
