@@ -38,7 +38,10 @@ from typing import IO, Any
 # text (shared strings); a grid of much over 10M cells of text is openpyxl's to read.
 ADDRESS_SPACE = 1 << 30
 CPU_SECONDS = 30  # a million rows take ~4 s; a file that spins goes to openpyxl
-DEADLINE_S = 60  # wall clock: a child that neither finishes nor uses CPU is killed
+# Wall clock, for a child that hangs without using CPU: until it decides (it reads the
+# sheet alone), and then while the caller reads the rows at its own pace (a task's create
+# inserts each batch as it comes).
+DEADLINE_S, STREAM_DEADLINE_S = 60, 1800
 PIPE_BYTES = 1 << 20
 BLOCK_CELLS = 1 << 15  # cells converted at a time
 # Grids the child leaves to openpyxl before converting a cell: a task or group file has
@@ -68,8 +71,8 @@ def cell_text(value: Any) -> str:
 class SheetReader:
     """The child reading `sheet` of the workbook in `f`: `rows()` is the sheet as CSV text,
     or None when the child declined it (its grid is past `most_rows` or `most_cells`, or
-    see the module). Always used with `with` (the child is killed on
-    the way out, whatever happened)."""
+    see the module). Always used with `with` (the child is killed on the way out,
+    whatever happened)."""
 
     def __init__(self, f: IO[bytes], sheet: str, *, most_rows: int, most_cells: int) -> None:
         f.seek(0)
@@ -85,9 +88,7 @@ class SheetReader:
                 # A Rust panic that symbolises its backtrace when memory has run out
                 # deadlocks in the out-of-memory hook: no CPU used, never ends.
                 env={**os.environ, "RUST_BACKTRACE": "0", "RUST_LIB_BACKTRACE": "0"})
-            self.watchdog = threading.Timer(DEADLINE_S, self.proc.kill)
-            self.watchdog.daemon = True
-            self.watchdog.start()
+            self._watch(DEADLINE_S)
             assert self.proc.stdin is not None and self.proc.stdout is not None
             _widen(self.proc.stdout)
             with self.proc.stdin:
@@ -95,14 +96,26 @@ class SheetReader:
                     self.proc.stdin.write(chunk)
         except OSError:  # no interpreter to start, or a child already gone: declined
             self.close()
+        except BaseException:
+            self.close()
+            raise
         finally:
             f.seek(0)
+
+    def _watch(self, seconds: float) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        if self.proc is not None:
+            self.watchdog = threading.Timer(seconds, self.proc.kill)
+            self.watchdog.daemon = True
+            self.watchdog.start()
 
     def rows(self) -> io.TextIOWrapper | None:
         """Waits for the child's decision (it reads the whole sheet first)."""
         if self.proc is None or self.proc.stdout is None or self.proc.stdout.read(1) != GO:
             self.close()
             return None
+        self._watch(STREAM_DEADLINE_S)
         return io.TextIOWrapper(self.proc.stdout, encoding="utf-8", newline="")
 
     def finished(self) -> bool:

@@ -205,6 +205,17 @@ def test_a_child_past_its_deadline_is_killed_and_openpyxl_reads(
     assert proc is not None and proc.returncode is not None
 
 
+def test_the_rows_may_be_read_at_the_callers_pace(readers: Readers) -> None:
+    # Once the child has decided, its deadline is the caller's (a create inserts each
+    # batch as it comes): the short one is for the child alone.
+    scan = taskfile.scan(io.BytesIO(xlsx(phone_rows(100))), "f.xlsx", CODE)
+    next(scan)
+    watchdog = readers.children[0].watchdog
+    assert watchdog is not None and watchdog.interval == workbook.STREAM_DEADLINE_S
+    assert sum(b.rows for b in scan) >= 0
+    assert watchdog.finished.is_set()  # cancelled once the child is done
+
+
 def test_leading_empty_columns_and_rows_keep_their_places(readers: Readers) -> None:
     # The first cell in column C, row 3: the child's grid starts there; columns A-B and
     # rows 1-2 must still count.
