@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import JSON, DateTime, MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -43,6 +43,14 @@ def _iso(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(type(value).__name__)
+
+
+def core(db: Session) -> Connection:
+    """The session's connection, flushed as the session's own execute would be, for a
+    hot statement whose rows need none of the ORM's handling (its row loading cost
+    more than the statement: bench/README.md round 13)."""
+    db.flush()
+    return db.connection()
 
 
 def utcnow() -> datetime:

@@ -122,7 +122,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from app.db import UTCDateTime, batch_json, utcnow
+from app.db import UTCDateTime, batch_json, core, utcnow
 from app.gateways.base import GatewayUnavailable, Outbound, Receipt, SubmitResult
 from app.models import Message, ReceiptInbox, Signature, SubmitAttempt, Template
 from app.models.sending import (
@@ -449,8 +449,7 @@ def apply_receipts(db: Session, limit: int = BATCH) -> tuple[list[int], int]:
     changed, how many inbox rows were taken). Applied and useless rows are deleted in
     the same transaction; receipts whose message is not recorded yet wait."""
     now = utcnow()
-    db.flush()  # Core on the session's connection: the ORM's row handling cost more
-    inbox = db.connection().execute(_locked(db, select(
+    inbox = core(db).execute(_locked(db, select(
         ReceiptInbox.id, ReceiptInbox.message_id, ReceiptInbox.gateway_id,
         ReceiptInbox.delivered, ReceiptInbox.carrier_code, ReceiptInbox.at,
         ReceiptInbox.created_at).where(ReceiptInbox.due_at <= now)

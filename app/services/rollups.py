@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter, namedtuple
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from app.db import batch_json
+from app.db import batch_json, core
 from app.models import Account, Message
 from app.models.stats import (
     APPS_DAILY_KEY,
@@ -69,9 +69,7 @@ def hour_of(at: datetime) -> datetime:
 
 def _base(m: Any) -> Key:
     """The fixed part of a message's key: hour … verification flag."""
-    return (hour_of(m.created_at), m.account_id, m.app_id, m.region, m.iso_code or "",
-            m.signature_id or 0, m.template_id or 0, m.sms_type or "",
-            captcha.is_verification(m.sms_type or "", m.content or ""))
+    return _raw_base(_raw(functools.partial(getattr, m)))
 
 
 class Tally:
@@ -107,11 +105,9 @@ def snapshot(db: Session, ids: Iterable[int]) -> dict[int, Any]:
             .with_for_update(of=Message)
     else:
         q = select(*DIMS).where(Message.id.in_(wanted)).order_by(Message.id)
-    # On the session's connection (after a flush, as the session would): the ORM's row
-    # loading cost more than the query. Plain named tuples: a Row's attribute access
-    # costs microseconds, per row and field.
-    db.flush()
-    return {r[0]: _Old._make(r) for r in db.connection().execute(q)}
+    # Core rows, as plain named tuples: a Row's attribute access costs microseconds, per
+    # row and field.
+    return {r[0]: _Old._make(r) for r in core(db).execute(q)}
 
 
 def moved(db: Session, before: Mapping[int, Any], after: Sequence[Any]) -> None:
@@ -128,9 +124,9 @@ def moved_tally(before: Mapping[int, Any], after: Sequence[Any]) -> Tally:
     for r in after:
         old = before.get(r.id)
         if old is not None:
-            moves[(*_raw(old), old.status, old.receipt_at is not None, old.error_code,
-                   old.carrier_code, r.status, r.receipt_at is not None, r.error_code,
-                   r.carrier_code)] += 1
+            moves[(*_raw(old.__getattribute__), old.status, old.receipt_at is not None,
+                   old.error_code, old.carrier_code, r.status, r.receipt_at is not None,
+                   r.error_code, r.carrier_code)] += 1
     tally = Tally()
     for key, n in moves.items():
         base, fee = _raw_base(key), key[8]
@@ -150,28 +146,25 @@ def new_tally(rows: Iterable[Any]) -> Tally:
     """What `count_new` flushes, counted per distinct key first (see moved_tally)."""
     news: Counter[tuple[Any, ...]] = Counter()
     for m in rows:
-        if isinstance(m, Mapping):  # the inserts' own rows: read by key, not wrapped
-            g = m.get
-            news[(g("created_at"), g("account_id"), g("app_id"), g("region"), g("iso_code"),
-                  g("signature_id"), g("template_id"), g("sms_type"), g("fee"),
-                  captcha.is_verification(g("sms_type") or "", g("content") or ""),
-                  g("status"), g("receipt_at") is not None, g("error_code"),
-                  g("carrier_code"))] += 1
-        else:
-            news[(*_raw(m), m.status, m.receipt_at is not None, m.error_code,
-                  m.carrier_code)] += 1
+        get = m.get if isinstance(m, Mapping) else functools.partial(getattr, m)
+        news[(*_raw(get), get("status"), get("receipt_at") is not None, get("error_code"),
+              get("carrier_code"))] += 1
     tally = Tally()
     for key, n in news.items():
         tally.add(_raw_base(key), key[8], outcomes.key(*key[10:]), n)
     return tally
 
 
-def _raw(m: Any) -> tuple[Any, ...]:
-    """What a message's bucket and fee are made of, with the verification flag decided
-    from its text (the text itself, unique per message, stays out of the key)."""
-    return (m.created_at, m.account_id, m.app_id, m.region, m.iso_code, m.signature_id,
-            m.template_id, m.sms_type, m.fee,
-            captcha.is_verification(m.sms_type or "", m.content or ""))
+_RAW = ("created_at", "account_id", "app_id", "region", "iso_code", "signature_id",
+        "template_id", "sms_type", "fee")
+
+
+def _raw(get: Callable[[str], Any]) -> tuple[Any, ...]:
+    """What a message's bucket and fee are made of (its fields, read by `get`), with the
+    verification flag decided from its text (the text itself, unique per message, stays
+    out of the key)."""
+    return (*map(get, _RAW), captcha.is_verification(get("sms_type") or "",
+                                                     get("content") or ""))
 
 
 def _raw_base(key: tuple[Any, ...]) -> Key:

@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
-from app.db import utcnow
+from app.db import core, utcnow
 from app.gateways.base import Outbound
 from app.models import Account, Application, CreditPackage, Message, Signature, Template
 from app.models.content import EFFECTIVE
@@ -765,8 +765,7 @@ def dispatch_step(ctx: Ctx, limiter: Limiter, task_id: int, *, batch: int = BATC
     pick = select(SendTaskRecipient.id).where(
         SendTaskRecipient.task_id == task.id, SendTaskRecipient.status == PENDING) \
         .order_by(SendTaskRecipient.row_no).limit(want)
-    ctx.db.flush()  # Core on the session's connection: the ORM's row handling cost more
-    claimed = ctx.db.connection().execute(
+    claimed = core(ctx.db).execute(
         update(SendTaskRecipient)
         .where(*pipeline.picked(ctx.db, SendTaskRecipient.id, pick,
                                 SendTaskRecipient.status == PENDING))

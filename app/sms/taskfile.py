@@ -301,6 +301,11 @@ class _CsvText:
         while lines := self.text.readlines(BLOCK_CHARS):
             yield lines
 
+    def all_records(self) -> Iterator[list[str]]:
+        yield from self.records([])
+        for lines in self.blocks():
+            yield from self.records(lines)
+
 
 @contextlib.contextmanager
 def _csv_text(f: IO[bytes]) -> Iterator[_CsvText]:
@@ -320,9 +325,7 @@ def _csv_text(f: IO[bytes]) -> Iterator[_CsvText]:
 
 def _csv_rows(f: IO[bytes]) -> Iterator[list[str]]:
     with _csv_text(f) as src:
-        yield from src.records([])
-        for lines in src.blocks():
-            yield from src.records(lines)
+        yield from src.all_records()
 
 
 def _zip_checks(f: IO[bytes]) -> bool:
@@ -473,6 +476,51 @@ def _opened(f: IO[bytes], filename: str, max_bytes: int) -> str:
     return kind_of(f, filename)
 
 
+def _first_sheet(f: IO[bytes]) -> tuple[str, str] | None:
+    """The title and part of the sheet openpyxl's path reads, found by the steps of
+    openpyxl's own load_workbook but the slow ones (the shared strings, which the child
+    reads; sizing each worksheet; defined names): so a workbook it cannot open is
+    refused alike whichever reader would take it. None when openpyxl's path should
+    report what is wrong."""
+    from openpyxl.reader.excel import ExcelReader
+    from openpyxl.styles.stylesheet import apply_stylesheet
+    from openpyxl.xml.constants import SHARED_STRINGS
+
+    try:
+        reader = ExcelReader(f, read_only=True, data_only=True)
+        try:
+            reader.read_manifest()
+            # openpyxl reads the shared strings the manifest names (and fails if they are
+            # missing); calamine those the workbook's relationships name: leave any doubt
+            # about which part that is to openpyxl.
+            strings = reader.package.find(SHARED_STRINGS)
+            if (strings is not None and strings.PartName[1:] not in reader.valid_files) or sum(
+                    n.lower().endswith("sharedstrings.xml") for n in reader.valid_files) > 1:
+                return None
+            reader.read_workbook()
+            reader.read_properties()
+            reader.read_custom()
+            reader.read_theme()
+            apply_stylesheet(reader.archive, reader.wb)
+            # read_worksheets' choice, without making the worksheets: openpyxl parses a
+            # whole sheet that has no <dimension> to size it (11 s for a million rows).
+            first = None
+            for sheet, rel in reader.parser.find_sheets():
+                if rel.target not in reader.valid_files:
+                    continue
+                if "chartsheet" in rel.Type:
+                    reader.read_chartsheet(sheet, rel)  # as openpyxl's load reads them
+                elif first is None:
+                    first = (str(sheet.name), str(rel.target))
+            return first
+        finally:
+            reader.archive.close()
+    except Exception:  # openpyxl's path reports it as it always has
+        return None
+    finally:
+        f.seek(0)
+
+
 @contextlib.contextmanager
 def _xlsx_source(f: IO[bytes]) -> Iterator[_CsvText | Iterator[list[str]]]:
     """The first sheet: as CSV text from python-calamine in a child process
@@ -508,12 +556,7 @@ def _xlsx_source(f: IO[bytes]) -> Iterator[_CsvText | Iterator[list[str]]]:
 
 def _xlsx_cells(f: IO[bytes]) -> Iterator[list[str]]:
     with _xlsx_source(f) as source:
-        if isinstance(source, _CsvText):
-            yield from source.records([])
-            for lines in source.blocks():
-                yield from source.records(lines)
-        else:
-            yield from source
+        yield from source.all_records() if isinstance(source, _CsvText) else source
 
 
 def rows_of(f: IO[bytes], filename: str, *, max_bytes: int = MAX_BYTES) -> Iterator[list[str]]:
@@ -763,51 +806,6 @@ class _Checker:
         with _xlsx_source(f) as source:
             yield from self.text(source) if isinstance(source, _CsvText) else \
                 self.records(source)
-
-
-def _first_sheet(f: IO[bytes]) -> tuple[str, str] | None:
-    """The title and part of the sheet openpyxl's path reads, found by the steps of
-    openpyxl's own load_workbook but the slow ones (the shared strings, which the child
-    reads; sizing each worksheet; defined names): so a workbook it cannot open is
-    refused alike whichever reader would take it. None when openpyxl's path should
-    report what is wrong."""
-    from openpyxl.reader.excel import ExcelReader
-    from openpyxl.styles.stylesheet import apply_stylesheet
-    from openpyxl.xml.constants import SHARED_STRINGS
-
-    try:
-        reader = ExcelReader(f, read_only=True, data_only=True)
-        try:
-            reader.read_manifest()
-            # openpyxl reads the shared strings the manifest names (and fails if they are
-            # missing); calamine those the workbook's relationships name: leave any doubt
-            # about which part that is to openpyxl.
-            strings = reader.package.find(SHARED_STRINGS)
-            if (strings is not None and strings.PartName[1:] not in reader.valid_files) or sum(
-                    n.lower().endswith("sharedstrings.xml") for n in reader.valid_files) > 1:
-                return None
-            reader.read_workbook()
-            reader.read_properties()
-            reader.read_custom()
-            reader.read_theme()
-            apply_stylesheet(reader.archive, reader.wb)
-            # read_worksheets' choice, without making the worksheets: openpyxl parses a
-            # whole sheet that has no <dimension> to size it (11 s for a million rows).
-            first = None
-            for sheet, rel in reader.parser.find_sheets():
-                if rel.target not in reader.valid_files:
-                    continue
-                if "chartsheet" in rel.Type:
-                    reader.read_chartsheet(sheet, rel)  # as openpyxl's load reads them
-                elif first is None:
-                    first = (str(sheet.name), str(rel.target))
-            return first
-        finally:
-            reader.archive.close()
-    except Exception:  # openpyxl's path reports it as it always has
-        return None
-    finally:
-        f.seek(0)
 
 
 def scan(f: IO[bytes], filename: str, template: Template, *, max_bytes: int = MAX_BYTES,
