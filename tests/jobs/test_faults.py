@@ -200,6 +200,11 @@ class Pipeline:
                 found += int(m.group(1)) + int(m.group(2))
         return found
 
+    def logged(self, text: str) -> int:
+        """How many times the workers' logs say `text`."""
+        return sum(log.read_text(errors="replace").count(text)
+                   for log in self.tmp.glob("worker-*.log"))
+
     def settled(self) -> bool:
         try:
             return all(status in FINAL for status in self.counts())
@@ -317,8 +322,11 @@ def test_carrier_link_down_then_back(pipeline: Pipeline) -> None:
     pipeline.outage_file.touch()
     pipeline.start_worker()
     pipeline.accept(100)
-    time.sleep(1.5)  # the outage lasts a while; drains fail and give the batch back
-    assert pipeline.counts() == {"accepted": 100}
+    # The outage lasts a while: drains meet it, fail, and give their batch back. (A
+    # single look after a sleep could land while a drain held 20 of them: a flake.)
+    _wait(lambda: pipeline.logged("unreachable (outage file)") >= 2, 30, "drains failing")
+    _wait(lambda: pipeline.counts() == {"accepted": 100}, 10, "the batch given back")
+    assert Ledger(str(pipeline.ledger_path)).counts() == {}  # nothing reached the carrier
     pipeline.outage_file.unlink()
     pipeline.assert_exactly_once(100)
 
