@@ -22,11 +22,6 @@ TASK_STATUSES = (VALIDATING, AWAITING_CONFIRMATION, SCHEDULED, SENDING, SENT, ST
                  CANCELLED, FAILED)
 TASK_FINAL = (SENT, STOPPED, CANCELLED, FAILED)
 
-# A recipient's own state: `pending` until a batch turns it into a message (the
-# message then carries the rest of its life, see app/services/pipeline.py).
-PENDING = "pending"
-DISPATCHED = "dispatched"
-
 
 class SendTask(Base):
     __tablename__ = "send_task"
@@ -58,11 +53,14 @@ class SendTask(Base):
 
 
 class SendTaskRecipient(Base):
-    """One valid row of the file. Its message's serial number is derived from
-    (task, row), so a recipient can become a message only once (unique serial)."""
+    """One valid row of the file not yet sent. The batch that turns it into a message
+    deletes it in the same transaction (the message carries the rest of its life, see
+    app/services/pipeline.py; its serial number is derived from (task, row), so a
+    recipient can become a message only once), so what is left of a stopped task is
+    what it did not send."""
 
     __tablename__ = "send_task_recipient"
-    __table_args__ = (Index("ix_send_task_recipient_task_status", "task_id", "status", "row_no"),)
+    __table_args__ = (Index("ix_send_task_recipient_task_row", "task_id", "row_no"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
                                     primary_key=True)
@@ -72,7 +70,6 @@ class SendTaskRecipient(Base):
     iso_code: Mapped[str] = mapped_column(String(2))
     params: Mapped[list[str]]
     fee: Mapped[int]  # billed items of this row's text
-    status: Mapped[str] = mapped_column(String(16), default=PENDING)
 
 
 class SendTaskError(Base):

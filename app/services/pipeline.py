@@ -203,8 +203,8 @@ def _locked(db: Session, q: Any) -> Any:
 
 
 def picked(db: Session, column: Any, pick: Any, *still: Any) -> list[Any]:
-    """WHERE clauses for an UPDATE of the rows `pick` (a SELECT of `column`, with its
-    conditions `still` and a LIMIT) chooses, taking them in one statement.
+    """WHERE clauses for an UPDATE or DELETE of the rows `pick` (a SELECT of `column`,
+    with its conditions `still` and a LIMIT) chooses, taking them in one statement.
 
     PostgreSQL: `pick` locks its rows (SKIP LOCKED, so two workers never wait on or
     take each other's) and runs once, as an array (`= ANY(array(...))`); the lock

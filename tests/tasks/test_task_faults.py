@@ -54,8 +54,7 @@ class TaskPipeline(Pipeline):
         with self.db.sessions() as s:
             status = s.scalar(select(SendTask.status).where(SendTask.id == task_id)) or ""
             pending = s.scalar(select(func.count()).select_from(SendTaskRecipient).where(
-                SendTaskRecipient.task_id == task_id,
-                SendTaskRecipient.status == "pending")) or 0
+                SendTaskRecipient.task_id == task_id)) or 0
             counts = dict(s.execute(select(Message.status, func.count())  # type: ignore[arg-type]
                                     .where(Message.task_id == task_id)
                                     .group_by(Message.status)).all())

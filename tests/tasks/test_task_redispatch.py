@@ -108,4 +108,4 @@ def test_a_lane_does_not_settle_a_task_another_lane_is_converting(
     assert session.scalar(select(SendTask.status).where(SendTask.id == task.id)) == "sending"
     assert task.id in tasks.due_tasks(session)  # the sweeper drives it on
     assert session.scalar(select(func.count()).select_from(SendTaskRecipient).where(
-        SendTaskRecipient.task_id == task.id, SendTaskRecipient.status == "pending")) == ROWS
+        SendTaskRecipient.task_id == task.id)) == ROWS

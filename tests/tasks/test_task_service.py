@@ -135,6 +135,8 @@ def test_confirm_sends_every_recipient_once_through_the_pipeline(
     p = tasks.progress(shop.ctx, task)
     assert (p.total, p.remaining, p.delivered, p.failed, p.rejected) == (23, 0, 20, 3, 1)
     assert p.percent == 100
+    # Each recipient's row went with the batch that made its message.
+    assert session.scalar(select(func.count()).select_from(SendTaskRecipient)) == 0
     # Statistics count the task's messages like API sends: rollups equal a direct count.
     assert expected.rolled(session) == expected.direct(session)
 
@@ -149,6 +151,10 @@ def test_stop_lets_at_most_one_batch_out(shop: Shop, session: Session) -> None:
     assert (after.converted, after.status) == (0, "stopped")
     p = tasks.progress(shop.ctx, task)
     assert (p.unsent, p.remaining) == (20, 10)  # the batch already converted still leaves
+    # What is left of a stopped task is exactly what it did not send: rows 12-31
+    # (row 1 is the header).
+    _task, unsent, total = tasks.records(shop.ctx, task.id, status="pending", limit=50)
+    assert (total, [r.row_no for r in unsent]) == (20, list(range(12, 32)))
     with pytest.raises(Conflict, match="only a sending task"):
         tasks.stop(shop.ctx, task.id)
     with pytest.raises(Conflict, match="only a scheduled or unconfirmed"):
