@@ -29,7 +29,7 @@ from app.models.stats import (
     StatTotalsDaily,
     StatTotalsHourly,
 )
-from app.models.tasks import SendTask, SendTaskError, SendTaskRecipient
+from app.models.tasks import SendTask, SendTaskError, SendTaskFigure, SendTaskRecipient
 
 __all__ = [
     "Account",
@@ -58,6 +58,7 @@ __all__ = [
     "ReviewMessage",
     "SendTask",
     "SendTaskError",
+    "SendTaskFigure",
     "SendTaskRecipient",
     "Signature",
     "StatAppsDaily",

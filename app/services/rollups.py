@@ -1,4 +1,5 @@
-"""Keeping the statistics rollups (app/models/stats.py) equal to the messages.
+"""Keeping the statistics rollups (app/models/stats.py) equal to the messages, and
+with them each bulk task's figures (send_task_figure: its messages per outcome).
 
 Every writer of a message's state calls in here in the same transaction:
 `count_new` for inserted messages, `snapshot` before and `moved` after a
@@ -57,7 +58,7 @@ from app.sms import captcha, outcomes
 DIMS = (Message.id, Message.account_id, Message.app_id, Message.region, Message.iso_code,
         Message.signature_id, Message.template_id, Message.sms_type, Message.content,
         Message.fee, Message.created_at, Message.status, Message.error_code,
-        Message.carrier_code, Message.receipt_at, Message.attempt_id)
+        Message.carrier_code, Message.receipt_at, Message.attempt_id, Message.task_id)
 
 _Old = namedtuple("_Old", [c.key for c in DIMS])  # type: ignore[misc]  # a snapshot row
 Key = tuple[Any, ...]
@@ -73,20 +74,26 @@ def _base(m: Any) -> Key:
 
 
 class Tally:
-    """Deltas per rollup key: key → [count, billed items]."""
+    """Deltas per rollup key: key → [count, billed items]; and per task figure:
+    (task, outcome, carrier code) → count."""
 
     def __init__(self) -> None:
         self.deltas: dict[Key, list[int]] = {}
+        self.tasks: Counter[tuple[int, str, str]] = Counter()
 
-    def add(self, base: Key, fee: int, state: tuple[str, str, str], sign: int) -> None:
+    def add(self, base: Key, fee: int, state: tuple[str, str, str], sign: int,
+            task_id: int | None = None) -> None:
         cell = self.deltas.setdefault(base + state, [0, 0])
         cell[0] += sign
         cell[1] += sign * (fee or 0)
+        if task_id is not None:
+            self.tasks[(task_id, state[0], state[2])] += sign
 
     def add_message(self, m: Any, sign: int = 1) -> None:
         """A whole message row (with DIMS) in its current state."""
         self.add(_base(m), m.fee, outcomes.key(m.status, m.receipt_at is not None,
-                                                m.error_code, m.carrier_code), sign)
+                                                m.error_code, m.carrier_code), sign,
+                 getattr(m, "task_id", None))
 
 
 def snapshot(db: Session, ids: Iterable[int]) -> dict[int, Any]:
@@ -126,12 +133,12 @@ def moved_tally(before: Mapping[int, Any], after: Sequence[Any]) -> Tally:
         if old is not None:
             moves[(*_raw(old.__getattribute__), old.status, old.receipt_at is not None,
                    old.error_code, old.carrier_code, r.status, r.receipt_at is not None,
-                   r.error_code, r.carrier_code)] += 1
+                   r.error_code, r.carrier_code, old.task_id)] += 1
     tally = Tally()
     for key, n in moves.items():
         base, fee = _raw_base(key), key[8]
-        tally.add(base, fee, outcomes.key(*key[10:14]), -n)
-        tally.add(base, fee, outcomes.key(*key[14:]), n)
+        tally.add(base, fee, outcomes.key(*key[10:14]), -n, key[18])
+        tally.add(base, fee, outcomes.key(*key[14:18]), n, key[18])
     return tally
 
 
@@ -148,10 +155,10 @@ def new_tally(rows: Iterable[Any]) -> Tally:
     for m in rows:
         get = m.get if isinstance(m, Mapping) else functools.partial(getattr, m)
         news[(*_raw(get), get("status"), get("receipt_at") is not None, get("error_code"),
-              get("carrier_code"))] += 1
+              get("carrier_code"), get("task_id"))] += 1
     tally = Tally()
     for key, n in news.items():
-        tally.add(_raw_base(key), key[8], outcomes.key(*key[10:]), n)
+        tally.add(_raw_base(key), key[8], outcomes.key(*key[10:14]), n, key[14])
     return tally
 
 
@@ -244,6 +251,13 @@ def flush(db: Session | Connection, tally: Tally, tables: Sequence[str] = TABLES
     table's upsert a CTE over one JSON parameter); SQLite: one statement per table
     over the same JSON. `zones`: accounts' time zones the caller knows (the send
     API's cached account); the others are read."""
+    conn = db.connection() if isinstance(db, Session) else db
+    sqlite_db = conn.dialect.name == "sqlite"
+    figures = [(k, n) for k, n in tally.tasks.items() if n]
+    if figures:  # in key order (the statement's): two batches lock a task's rows alike
+        conn.execute(_figures_statement(sqlite_db), {"data": batch_json([
+            {"task_id": t, "outcome": o, "carrier_code": c, "count": n}
+            for (t, o, c), n in figures])})
     cells = [(k, v) for k, v in tally.deltas.items() if v[0] or v[1]]
     if not cells:
         return
@@ -253,8 +267,6 @@ def flush(db: Session | Connection, tally: Tally, tables: Sequence[str] = TABLES
         known = {**known, **_zones(db, wanted - known.keys())}
     # On the session's connection: a rollup table is no cached configuration, so the
     # ORM's execute events (sendconfig's write detection) have nothing to see here.
-    conn = db.connection() if isinstance(db, Session) else db
-    sqlite_db = conn.dialect.name == "sqlite"
     rows = []
     for k, (count, billed) in cells:
         hour = k[0]
@@ -266,6 +278,18 @@ def flush(db: Session | Connection, tally: Tally, tables: Sequence[str] = TABLES
     data = {"data": batch_json(rows)}
     for statement in _flush_statements(sqlite_db, tuple(tables)):
         conn.execute(statement, data)
+
+
+@functools.cache
+def _figures_statement(sqlite_db: bool) -> TextClause:
+    cols = {"task_id": "bigint", "outcome": "text", "carrier_code": "text", "count": "bigint"}
+    source = ("SELECT " + ", ".join(f"json_extract(value, '$.{c}')" for c in cols)  # noqa: S608
+              + " FROM json_each(:data) WHERE true") if sqlite_db else (
+        "SELECT * FROM jsonb_to_recordset(CAST(:data AS jsonb)) AS j("  # noqa: S608
+        + ", ".join(f"{c} {t}" for c, t in cols.items()) + ")")
+    return text("INSERT INTO send_task_figure (task_id, outcome, carrier_code, count) "
+                f"{source} ORDER BY 1, 2, 3 ON CONFLICT (task_id, outcome, carrier_code) "
+                "DO UPDATE SET count = send_task_figure.count + excluded.count")
 
 
 @functools.cache
@@ -303,11 +327,12 @@ def forget_app(db: Session, account_id: int, app_id: int) -> None:
 
 
 def rebuild(conn: Connection | Session, chunk: int = 5000,
-            tables: Sequence[str] = TABLES) -> None:
+            tables: Sequence[str] = TABLES, figures: bool = True) -> None:
     """Counts every message from scratch (the migration that adds the tables, and
     repairs): empties the rollups, then reads messages in id order in chunks.
-    `tables`: the rollup tables there are (an older migration knows fewer)."""
-    for name in tables:
+    `tables`: the rollup tables there are (an older migration knows fewer);
+    `figures`: the tasks' figures too (a migration before them: no)."""
+    for name in (*tables, *(["send_task_figure"] if figures else [])):
         conn.execute(text(f"DELETE FROM {name}"))  # noqa: S608 - our own names
     last = 0
     while True:
@@ -318,5 +343,7 @@ def rebuild(conn: Connection | Session, chunk: int = 5000,
         tally = Tally()
         for m in rows:
             tally.add_message(m)
+        if not figures:
+            tally.tasks.clear()
         flush(conn, tally, tables)
         last = rows[-1].id

@@ -33,6 +33,7 @@ import json
 import math
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -66,6 +67,7 @@ from app.models.tasks import (
     TASK_STATUSES,
     SendTask,
     SendTaskError,
+    SendTaskFigure,
     SendTaskRecipient,
 )
 from app.models.tasks import FAILED as TASK_FAILED
@@ -169,21 +171,30 @@ class Progress:
 
 
 def progress(ctx: Ctx, task: SendTask) -> Progress:
-    """Counts from the task's messages (one grouped query) and pending recipients."""
+    """Counts from the task's figures and its pending recipients."""
     return progress_of(ctx, [task])[task.id]
+
+
+def _figures(ctx: Ctx, ids: list[int]) -> dict[int, list[tuple[str, str, int]]]:
+    """Tasks' messages per (outcome, carrier code), as kept by app/services/rollups.py
+    (counting the messages took 0.3-0.46 s at 600,000, and a task page asks every
+    second: bench/README.md round 14)."""
+    found: dict[int, list[tuple[str, str, int]]] = {i: [] for i in ids}
+    for f in ctx.db.scalars(select(SendTaskFigure).where(SendTaskFigure.task_id.in_(ids),
+                                                         SendTaskFigure.count != 0)):
+        found[f.task_id].append((f.outcome, f.carrier_code, f.count))
+    return found
 
 
 def progress_of(ctx: Ctx, some: list[SendTask]) -> dict[int, Progress]:
     """The progress of several tasks (a list page, the dashboard) in two queries."""
     ids = [t.id for t in some]
-    by_task: dict[int, dict[str, int]] = {i: {} for i in ids}
+    by_task: dict[int, Counter[str]] = {i: Counter() for i in ids}
     pending: dict[int, int] = {}
     if ids:
-        for task_id, status, n in ctx.db.execute(
-                select(Message.task_id, Message.status, func.count())
-                .where(Message.task_id.in_(ids)).group_by(Message.task_id, Message.status)):
-            if task_id is not None:  # always: filtered on it
-                by_task[task_id][status] = n
+        for task_id, figures in _figures(ctx, ids).items():
+            for out, _carrier, n in figures:
+                by_task[task_id][out] += n
         pending = dict(ctx.db.execute(  # type: ignore[arg-type]
             select(SendTaskRecipient.task_id, func.count())
             .where(SendTaskRecipient.task_id.in_(ids))
@@ -191,12 +202,12 @@ def progress_of(ctx: Ctx, some: list[SendTask]) -> dict[int, Progress]:
     return {t.id: _progress(t, by_task[t.id], pending.get(t.id, 0)) for t in some}
 
 
-def _progress(task: SendTask, by_status: dict[str, int], pending: int) -> Progress:
-    left = by_status.get(SUBMITTED, 0) + by_status.get(DELIVERED, 0) \
-        + by_status.get(NO_RECEIPT, 0) + by_status.get(UNKNOWN, 0)
-    carrier_failed = by_status.get(FAILED, 0)
-    rejected = by_status.get(REJECTED, 0)
-    in_flight = by_status.get(ACCEPTED, 0) + by_status.get(SUBMITTING, 0)
+def _progress(task: SendTask, by_outcome: Counter[str], pending: int) -> Progress:
+    left = by_outcome[outcomes.SUBMITTED] + by_outcome[outcomes.DELIVERED] \
+        + by_outcome[outcomes.NO_RECEIPT] + by_outcome[outcomes.UNKNOWN]
+    carrier_failed = by_outcome[outcomes.FAILED] + by_outcome[outcomes.CARRIER_REFUSED]
+    rejected = by_outcome[outcomes.REFUSED]
+    in_flight = by_outcome[outcomes.PENDING]
     unsent = pending if task.status in (STOPPED, CANCELLED, "failed") else 0
     remaining = in_flight + (pending - unsent)
     done = left + carrier_failed + rejected
@@ -206,9 +217,9 @@ def _progress(task: SendTask, by_status: dict[str, int], pending: int) -> Progre
         rate = done / max((end - task.started_at).total_seconds(), 0.001)
     seconds_left = remaining / rate if rate > 0 and remaining else (0.0 if not remaining
                                                                     else None)
-    return Progress(task.valid_rows, left + carrier_failed, by_status.get(DELIVERED, 0),
+    return Progress(task.valid_rows, left + carrier_failed, by_outcome[outcomes.DELIVERED],
                     carrier_failed + rejected, rejected, remaining, unsent, rate, seconds_left,
-                    by_status.get(SUBMITTED, 0))
+                    by_outcome[outcomes.SUBMITTED])
 
 
 def _row_errors(task: SendTask) -> Select[SendTaskError]:
@@ -950,9 +961,22 @@ def records(ctx: Ctx, task_id: int, *, status: str = "", number: str = "",
     """A task's per-recipient records, paged; `pending` lists rows not sent yet."""
     task, _app = get_task(ctx, task_id)
     q = _record_query(ctx, task, status, number)
-    total = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
+    counted = _OUTCOMES_OF.get(status) if not number.strip() else None
+    if counted is not None:  # from the task's figures, not a count of its messages
+        total = sum(n for out, _c, n in _figures(ctx, [task.id])[task.id] if out in counted)
+    else:
+        total = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
     rows = ctx.db.scalars(q.limit(limit).offset((max(page, 1) - 1) * limit)).all()
     return task, [_record(r) for r in rows], total
+
+
+# A record status (a message status) → the outcomes that are exactly its messages;
+# `accepted` and `submitting` share one, and `pending` rows are no messages.
+_OUTCOMES_OF = {"": set(outcomes.OUTCOMES), SUBMITTED: {outcomes.SUBMITTED},
+                DELIVERED: {outcomes.DELIVERED}, FAILED: {outcomes.FAILED,
+                                                          outcomes.CARRIER_REFUSED},
+                REJECTED: {outcomes.REFUSED}, NO_RECEIPT: {outcomes.NO_RECEIPT},
+                UNKNOWN: {outcomes.UNKNOWN}}
 
 
 def records_csv(ctx: Ctx, task_id: int, *, status: str = "", number: str = "") -> IO[bytes]:
@@ -989,18 +1013,11 @@ class ReceiptAnalysis:
 
 def receipt_analysis(ctx: Ctx, task_id: int) -> ReceiptAnalysis:
     task, _app = get_task(ctx, task_id)
-    rows = ctx.db.execute(
-        select(Message.status, Message.receipt_at.is_not(None), Message.carrier_code,
-               func.count())
-        .where(Message.task_id == task.id,
-               Message.status.in_((SUBMITTED, DELIVERED, FAILED, NO_RECEIPT)))
-        .group_by(Message.status, Message.receipt_at.is_not(None), Message.carrier_code)).all()
     with_r = without = delivered = failed = 0
     reasons: dict[str, int] = {}
     # The statistics pages' buckets (app/sms/outcomes.py), so both agree: a carrier's
     # refusal at submission expects no receipt, and `unknown` may never have left.
-    for status, has_receipt, carrier, n in rows:
-        out = outcomes.outcome(status, bool(has_receipt))
+    for out, carrier, n in _figures(ctx, [task.id])[task.id]:
         if out in outcomes.WITH_RECEIPT:
             with_r += n
             if out == outcomes.DELIVERED:

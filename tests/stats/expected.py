@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from app.models import (
     Account,
     Message,
+    SendTaskFigure,
     StatAppsDaily,
     StatCodesDaily,
     StatCountriesDaily,
@@ -124,3 +125,19 @@ def agree(session: Session) -> None:
     assert rolled(session) == expected
     assert rolled(session, daily=True) == direct(session, daily=True)
     assert rolled_narrow(session) == direct_narrow(session)
+
+
+def figures_direct(session: Session) -> Counter[tuple[Any, ...]]:
+    """Each bulk task's messages per (outcome, carrier code of a failed receipt)."""
+    found: Counter[tuple[Any, ...]] = Counter()
+    for m in session.scalars(select(Message).where(Message.task_id.is_not(None))):
+        out = outcome_of(m)
+        found[(m.task_id, out, (m.carrier_code or "")[:64] if out == "failed" else "")] += 1
+    return +found
+
+
+def figures(session: Session) -> Counter[tuple[Any, ...]]:
+    found: Counter[tuple[Any, ...]] = Counter()
+    for f in session.scalars(select(SendTaskFigure)):
+        found[(f.task_id, f.outcome, f.carrier_code)] += f.count
+    return +found

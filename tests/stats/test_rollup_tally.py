@@ -1,5 +1,6 @@
 """The rollup deltas of a batch, counted per distinct key (app/services/rollups.py
-new_tally, moved_tally), are those of counting every message by itself."""
+new_tally, moved_tally), are those of counting every message by itself; so are the
+bulk tasks' figures counted beside them."""
 
 from __future__ import annotations
 
@@ -36,11 +37,13 @@ def messages(draw: st.DrawFn) -> dict[str, Any]:
         "receipt_at": draw(st.sampled_from([None, _AT])),
         "error_code": draw(st.sampled_from([None, "", "FailedOperation.Undelivered", "E" * 70])),
         "carrier_code": draw(st.sampled_from([None, "", "DELIVRD", "UNDELIV", "C" * 70])),
+        "task_id": draw(st.sampled_from([None, 7, 8])),
     }
 
 
-def _deltas(tally: rollups.Tally) -> dict[Any, list[int]]:
-    return {k: v for k, v in tally.deltas.items() if v != [0, 0]}
+def _deltas(tally: rollups.Tally) -> tuple[dict[Any, list[int]], dict[Any, int]]:
+    return ({k: v for k, v in tally.deltas.items() if v != [0, 0]},
+            {k: n for k, n in tally.tasks.items() if n})
 
 
 @settings(max_examples=300, deadline=None)

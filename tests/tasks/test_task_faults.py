@@ -22,6 +22,7 @@ from app.services import app_config, tasks
 from tests.helpers import root_ctx
 from tests.jobs.test_faults import Pipeline, RedisServer, _database, _wait
 from tests.jobs.test_faults import redis_server as redis_server
+from tests.stats import expected
 
 RECIPIENTS = 600
 
@@ -105,6 +106,9 @@ def test_sigkill_workers_mid_task_sends_each_recipient_exactly_once(
     assert went <= set(sent) <= ids | set(sent)  # what left is in the carrier's record
     assert len([m for m in sent if m in ids]) == len(went) == RECIPIENTS
     assert kills == 4
+    with pipeline.db.sessions() as s:  # the task's figures moved with every message
+        assert expected.figures(s) == expected.figures_direct(s)
+        assert expected.figures(s)[(task_id, "accepted", "")] == 0
 
 
 def test_a_stop_ends_the_dispatcher_after_its_batch(pipeline: TaskPipeline) -> None:

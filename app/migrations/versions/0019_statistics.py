@@ -62,7 +62,7 @@ def upgrade() -> None:
     from app.services import rollups
 
     # (only the two tables this revision has: 0022 adds more, from these)
-    rollups.rebuild(op.get_bind(), tables=('stat_rollup', 'stat_rollup_daily'))
+    rollups.rebuild(op.get_bind(), tables=('stat_rollup', 'stat_rollup_daily'), figures=False)
 
 
 def downgrade() -> None:
