@@ -190,14 +190,23 @@ def progress_of(ctx: Ctx, some: list[SendTask]) -> dict[int, Progress]:
     """The progress of several tasks (a list page, the dashboard) in two queries."""
     ids = [t.id for t in some]
     by_task: dict[int, Counter[str]] = {i: Counter() for i in ids}
-    pending: dict[int, int] = {}
-    if ids:
-        for task_id, figures in _figures(ctx, ids).items():
-            for out, _carrier, n in figures:
-                by_task[task_id][out] += n
-        pending = dict(ctx.db.execute(  # type: ignore[arg-type]
+    for task_id, figures in (_figures(ctx, ids) if ids else {}).items():
+        for out, _carrier, n in figures:
+            by_task[task_id][out] += n
+    # Recipients not yet sent. A batch deletes its recipients and adds their messages
+    # to the figures in one transaction, so while a task sends they are its valid rows
+    # less its figures (counting them walked every row left and every row deleted
+    # since the last vacuum: 45-180 ms a look at 600,000). Before it sends, all of
+    # them; once sent, none. Other states (stopped, cancelled, failed) are counted.
+    pending = {t.id: 0 if t.status == SENT else t.valid_rows
+               for t in some if t.status in (SENT, SCHEDULED, AWAITING_CONFIRMATION)}
+    pending |= {t.id: max(t.valid_rows - by_task[t.id].total(), 0)
+                for t in some if t.status == SENDING}
+    counted = [i for i in ids if i not in pending]
+    if counted:
+        pending |= dict(ctx.db.execute(  # type: ignore[arg-type]
             select(SendTaskRecipient.task_id, func.count())
-            .where(SendTaskRecipient.task_id.in_(ids))
+            .where(SendTaskRecipient.task_id.in_(counted))
             .group_by(SendTaskRecipient.task_id)).all())
     return {t.id: _progress(t, by_task[t.id], pending.get(t.id, 0)) for t in some}
 

@@ -147,6 +147,10 @@ def test_stop_lets_at_most_one_batch_out(shop: Shop, session: Session) -> None:
     tasks.confirm(shop.ctx, task.id, acknowledged=True)
     step = tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=10)
     assert (step.converted, step.status) == (10, "sending")
+    # While it sends, the rows left are its valid rows less its figures: the 20 there are.
+    assert session.scalar(select(func.count()).select_from(SendTaskRecipient)) == 20
+    p = tasks.progress(shop.ctx, task)
+    assert (p.remaining, p.unsent, p.percent) == (30, 0, 0)  # 10 accepted, 20 to convert
     tasks.stop(shop.ctx, task.id)
     after = tasks.dispatch_step(shop.ctx, shop.limiter, task.id, batch=10)
     assert (after.converted, after.status) == (0, "stopped")
