@@ -251,6 +251,8 @@ def flush(db: Session | Connection, tally: Tally, tables: Sequence[str] = TABLES
     table's upsert a CTE over one JSON parameter); SQLite: one statement per table
     over the same JSON. `zones`: accounts' time zones the caller knows (the send
     API's cached account); the others are read."""
+    # On the session's connection: a rollup table is no cached configuration, so the
+    # ORM's execute events (sendconfig's write detection) have nothing to see here.
     conn = db.connection() if isinstance(db, Session) else db
     sqlite_db = conn.dialect.name == "sqlite"
     figures = [(k, n) for k, n in tally.tasks.items() if n]
@@ -265,8 +267,6 @@ def flush(db: Session | Connection, tally: Tally, tables: Sequence[str] = TABLES
     known = zones or {}
     if not wanted <= known.keys():
         known = {**known, **_zones(db, wanted - known.keys())}
-    # On the session's connection: a rollup table is no cached configuration, so the
-    # ORM's execute events (sendconfig's write detection) have nothing to see here.
     rows = []
     for k, (count, billed) in cells:
         hour = k[0]
