@@ -26,6 +26,7 @@ class Settings:
     alarm_channel: str | None = None  # a Slack channel that receives every alarm event
     callback_resolver: Resolver = system_resolve  # tests inject their own (no outside DNS)
     template_param_max_length: int = 35  # characters per template parameter (SPEC.md §3)
+    message_retention_days: int = 60  # messages older than this are purged (jobs/retention.py)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Settings:
@@ -41,6 +42,7 @@ class Settings:
             if config.get("SLACK_BOT_TOKEN") else None,
             callback_resolver=resolver_from(config),
             template_param_max_length=int(config.get("TEMPLATE_PARAM_MAX_LENGTH", 35)),
+            message_retention_days=int(config.get("MESSAGE_RETENTION_DAYS", 60)),
         )
 
 

@@ -247,26 +247,34 @@ _SQLITE_SOURCE = ("SELECT " + ", ".join(f"json_extract(value, '$.{name}') AS {na
 
 def flush(db: Session | Connection, tally: Tally, tables: Sequence[str] = TABLES,
           zones: Mapping[int, ZoneInfo] | None = None) -> None:
-    """The batch's deltas into every rollup table. PostgreSQL: one statement (each
-    table's upsert a CTE over one JSON parameter); SQLite: one statement per table
-    over the same JSON. `zones`: accounts' time zones the caller knows (the send
-    API's cached account); the others are read."""
+    """The batch's deltas into every rollup table, then the tasks' figures.
+    PostgreSQL: one statement (each table's upsert a CTE over one JSON parameter);
+    SQLite: one statement per table over the same JSON. `zones`: accounts' time zones
+    the caller knows (the send API's cached account); the others are read."""
     # On the session's connection: a rollup table is no cached configuration, so the
     # ORM's execute events (sendconfig's write detection) have nothing to see here.
     conn = db.connection() if isinstance(db, Session) else db
     sqlite_db = conn.dialect.name == "sqlite"
+    cells = [(k, v) for k, v in tally.deltas.items() if v[0] or v[1]]
+    if cells:
+        _flush_rollups(conn, sqlite_db, cells, tables, zones)
     figures = [(k, n) for k, n in tally.tasks.items() if n]
-    if figures:  # in key order (the statement's): two batches lock a task's rows alike
+    if figures:
+        # After the rollups: whoever holds a task's figure rows already holds the
+        # rollup rows of its batch, so a transaction that flushes twice (the sweeper,
+        # one attempt after another) cannot wait on a lane in a cycle; in key order
+        # (the statement's), so two batches take a task's rows alike.
         conn.execute(_figures_statement(sqlite_db), {"data": batch_json([
             {"task_id": t, "outcome": o, "carrier_code": c, "count": n}
             for (t, o, c), n in figures])})
-    cells = [(k, v) for k, v in tally.deltas.items() if v[0] or v[1]]
-    if not cells:
-        return
+
+
+def _flush_rollups(conn: Connection, sqlite_db: bool, cells: list[tuple[Key, list[int]]],
+                   tables: Sequence[str], zones: Mapping[int, ZoneInfo] | None) -> None:
     wanted = {k[1] for k, _v in cells}
     known = zones or {}
     if not wanted <= known.keys():
-        known = {**known, **_zones(db, wanted - known.keys())}
+        known = {**known, **_zones(conn, wanted - known.keys())}
     rows = []
     for k, (count, billed) in cells:
         hour = k[0]

@@ -186,6 +186,14 @@ def _figures(ctx: Ctx, ids: list[int]) -> dict[int, list[tuple[str, str, int]]]:
     return found
 
 
+def _whole(ctx: Ctx, task: SendTask) -> bool:
+    """Whether the task's figures are all of messages still stored: the figures keep
+    purged messages (as the statistics do) and migration 0030 counted what was left,
+    but retention purges none younger than its days, and no message is older than
+    its task."""
+    return task.created_at >= utcnow() - timedelta(days=ctx.settings.message_retention_days)
+
+
 def progress_of(ctx: Ctx, some: list[SendTask]) -> dict[int, Progress]:
     """The progress of several tasks (a list page, the dashboard) in two queries."""
     ids = [t.id for t in some]
@@ -197,11 +205,12 @@ def progress_of(ctx: Ctx, some: list[SendTask]) -> dict[int, Progress]:
     # to the figures in one transaction, so while a task sends they are its valid rows
     # less its figures (counting them walked every row left and every row deleted
     # since the last vacuum: 45-180 ms a look at 600,000). Before it sends, all of
-    # them; once sent, none. Other states (stopped, cancelled, failed) are counted.
+    # them; once sent, none. Other states (stopped, cancelled, failed), and a task
+    # older than the retention (its figures may count purged messages), are counted.
     pending = {t.id: 0 if t.status == SENT else t.valid_rows
                for t in some if t.status in (SENT, SCHEDULED, AWAITING_CONFIRMATION)}
     pending |= {t.id: max(t.valid_rows - by_task[t.id].total(), 0)
-                for t in some if t.status == SENDING}
+                for t in some if t.status == SENDING and _whole(ctx, t)}
     counted = [i for i in ids if i not in pending]
     if counted:
         pending |= dict(ctx.db.execute(  # type: ignore[arg-type]
@@ -970,7 +979,7 @@ def records(ctx: Ctx, task_id: int, *, status: str = "", number: str = "",
     """A task's per-recipient records, paged; `pending` lists rows not sent yet."""
     task, _app = get_task(ctx, task_id)
     q = _record_query(ctx, task, status, number)
-    counted = _OUTCOMES_OF.get(status) if not number.strip() else None
+    counted = _OUTCOMES_OF.get(status) if not number.strip() and _whole(ctx, task) else None
     if counted is not None:  # from the task's figures, not a count of its messages
         total = sum(n for out, _c, n in _figures(ctx, [task.id])[task.id] if out in counted)
     else:
