@@ -531,3 +531,11 @@ def test_preflight_counts_the_recipients_credit_would_refuse(shop: Shop, session
     pre = tasks.preflight(shop.ctx, shop.limiter, task.id)
     assert pre.refusals == {"FailedOperation.InsufficientBalanceInSmsPackage": 2}
     assert any("Credit: 1 billed items left" in n for n in pre.notes)
+
+
+def test_the_configured_batch_is_the_one_the_service_chose(tmp_path: Path) -> None:
+    """Round 8 of bench/README.md moved the dispatch batch to 2,000 in the service, but
+    the configuration's default (1,000) overrode it in every real worker."""
+    from app.config import defaults
+
+    assert defaults(tmp_path)["TASK_BATCH"] == tasks.BATCH
