@@ -318,14 +318,15 @@ def _batch_table(db: Session, columns: dict[str, str]) -> str:
 
 def _when(db: Session) -> Any:
     """Formats an aware datetime the way this backend stores UTCDateTime inside a
-    JSON batch (SQLite keeps SQLAlchemy's text form; PostgreSQL parses ISO 8601)."""
-    sqlite = not _pg(db)
+    JSON batch: SQLite keeps SQLAlchemy's text form; for PostgreSQL, batch_json writes
+    the datetime itself as ISO 8601, which it parses."""
+    if _pg(db):
+        return lambda value: value
 
     def fmt(value: datetime | None) -> Any:
         if value is None:
             return None
-        value = value.astimezone(UTC)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else value.isoformat()
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     return fmt
 
 

@@ -239,10 +239,15 @@ _SOURCE = {"hour": "timestamptz", "day": "date", "account_id": "int", "app_id": 
            "region": "text", "iso_code": "text", "signature_id": "int", "template_id": "int",
            "sms_type": "text", "verification": "boolean", "outcome": "text",
            "error_code": "text", "carrier_code": "text", "count": "bigint", "billed": "bigint"}
-_PG_SOURCE = ("SELECT * FROM jsonb_to_recordset(CAST(:data AS jsonb)) AS j("  # noqa: S608
-              + ", ".join(f"{name} {typ}" for name, typ in _SOURCE.items()) + ")")
-_SQLITE_SOURCE = ("SELECT " + ", ".join(f"json_extract(value, '$.{name}') AS {name}"  # noqa: S608
-                                        for name in _SOURCE) + " FROM json_each(:data)")
+
+
+def _source(columns: Mapping[str, str], sqlite_db: bool) -> str:
+    """The rows of the JSON parameter :data as a table of these typed columns."""
+    if sqlite_db:
+        return ("SELECT " + ", ".join(f"json_extract(value, '$.{name}') AS {name}"  # noqa: S608
+                                      for name in columns) + " FROM json_each(:data)")
+    return ("SELECT * FROM jsonb_to_recordset(CAST(:data AS jsonb)) AS j("  # noqa: S608
+            + ", ".join(f"{name} {typ}" for name, typ in columns.items()) + ")")
 
 
 def flush(db: Session | Connection, tally: Tally, tables: Sequence[str] = TABLES,
@@ -290,13 +295,12 @@ def _flush_rollups(conn: Connection, sqlite_db: bool, cells: list[tuple[Key, lis
 
 @functools.cache
 def _figures_statement(sqlite_db: bool) -> TextClause:
-    cols = {"task_id": "bigint", "outcome": "text", "carrier_code": "text", "count": "bigint"}
-    source = ("SELECT " + ", ".join(f"json_extract(value, '$.{c}')" for c in cols)  # noqa: S608
-              + " FROM json_each(:data) WHERE true") if sqlite_db else (
-        "SELECT * FROM jsonb_to_recordset(CAST(:data AS jsonb)) AS j("  # noqa: S608
-        + ", ".join(f"{c} {t}" for c, t in cols.items()) + ")")
-    return text("INSERT INTO send_task_figure (task_id, outcome, carrier_code, count) "
-                f"{source} ORDER BY 1, 2, 3 ON CONFLICT (task_id, outcome, carrier_code) "
+    source = _source({"task_id": "bigint", "outcome": "text", "carrier_code": "text",
+                      "count": "bigint"}, sqlite_db)
+    return text(f"WITH d AS ({source}) "  # noqa: S608 - our own names
+                "INSERT INTO send_task_figure (task_id, outcome, carrier_code, count) "
+                "SELECT * FROM d WHERE true ORDER BY 1, 2, 3 "
+                "ON CONFLICT (task_id, outcome, carrier_code) "
                 "DO UPDATE SET count = send_task_figure.count + excluded.count")
 
 
@@ -304,10 +308,10 @@ def _figures_statement(sqlite_db: bool) -> TextClause:
 def _flush_statements(sqlite_db: bool, tables: tuple[str, ...]) -> tuple[TextClause, ...]:
     """Built once: parsing the long text for its parameters cost more than running it."""
     if sqlite_db:
-        return tuple(text(f"WITH d AS ({_SQLITE_SOURCE}) {STATEMENTS[name]}")
+        return tuple(text(f"WITH d AS ({_source(_SOURCE, True)}) {STATEMENTS[name]}")
                      for name in tables)
     ctes = ", ".join(f"u{n} AS ({STATEMENTS[name]})" for n, name in enumerate(tables))
-    return (text(f"WITH d AS ({_PG_SOURCE}), {ctes} SELECT 1"),)
+    return (text(f"WITH d AS ({_source(_SOURCE, False)}), {ctes} SELECT 1"),)
 
 
 def forget_app(db: Session, account_id: int, app_id: int) -> None:
