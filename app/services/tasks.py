@@ -78,6 +78,7 @@ from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
 from app.services.limits import Limiter
 from app.sms import numbers, outcomes, taskfile, templating
+from app.sms.params import has_control, is_control
 from app.sms.text import INTERNATIONAL, MAINLAND, REGIONS
 
 RUN_JOB = "jobs.tasks.run"
@@ -311,16 +312,11 @@ def _spec(ctx: Ctx, template: Template, signature: Signature | None) -> taskfile
                              template.allow_url_params)
 
 
-def _is_control(char: str) -> bool:
-    """C0 and C1 control characters (NUL among them); spaces of any kind are text."""
-    return ord(char) < 32 or 127 <= ord(char) < 160
-
-
 def _checked_draft(draft: Draft) -> None:
     errors: dict[str, str] = {}
     if len(draft.name) > 100:
         errors["name"] = "At most 100 characters."
-    elif any(map(_is_control, draft.name)):
+    elif has_control(draft.name):
         errors["name"] = "Use letters, digits and punctuation: no control characters."
     if draft.rate_limit is not None and not 1 <= draft.rate_limit <= 100_000:
         errors["rate_limit"] = "Give a rate between 1 and 100,000 messages per second."
@@ -453,8 +449,9 @@ def create_task(ctx: Ctx, draft: Draft, f: IO[bytes], filename: str, *,
     app, template, signature = _content(ctx, draft)
     spec = _spec(ctx, template, signature)
     # The upload's own name, only shown: without control characters (PostgreSQL
-    # refuses a NUL in text).
-    filename = "".join(c for c in filename if not _is_control(c)).strip()
+    # refuses a NUL in text), line separators or direction controls (the one-line
+    # rule of every name: they break a Slack line or turn "gpj.exe" round).
+    filename = "".join(c for c in filename if not is_control(c)).strip()
     task = SendTask(account_id=app.account_id, app_id=app.id,
                     name=draft.name.strip() or filename[:100] or "Task", region=template.region,
                     signature_id=signature.id if signature else None, template_id=template.id,

@@ -451,6 +451,25 @@ def test_control_characters_in_the_file_name_or_task_name(shop: Shop, session: S
     assert wide.name == "春季\u3000促销\xa0A"  # spaces of every kind are text
 
 
+@pytest.mark.parametrize("char", ["\u2028", "\u2029", "\u202e", "\u2066"])
+def test_line_separators_and_direction_overrides_in_names(shop: Shop, session: Session,
+                                                          char: str) -> None:
+    """Found from outside: a task's name took U+2028 (a line break in Slack and in a
+    CSV export) and U+202E (which turns "gpj.exe" round), which every other one-line
+    name refuses; a file name kept them too, and it is the default name."""
+    with pytest.raises(ValidationError) as exc:
+        tasks.create_task(
+            shop.ctx, tasks.Draft(shop.app.sdk_app_id, shop.templates["mainland"],
+                                  name=f"Spring{char}FAKE: approved"),
+            io.BytesIO(csv_of(1)), "a.csv")
+    assert set(exc.value.errors) == {"name"}
+    task, _s = tasks.create_task(shop.ctx, tasks.Draft(
+        shop.app.sdk_app_id, shop.templates["mainland"]), io.BytesIO(csv_of(1)),
+        f"list{char}x.csv")
+    session.flush()
+    assert (task.file_name, task.name) == ("listx.csv", "listx.csv")
+
+
 def test_receipt_analysis_follows_the_statistics_definitions(
         shop: Shop, session: Session, runner: Flask) -> None:
     """SPEC.md §7 as the statistics pages count it (app/sms/outcomes.py): without
