@@ -143,7 +143,8 @@ def _show(ctx: Ctx, task_id: int) -> tuple[dict[str, Any], str | None]:
     task, _app = tasks.get_task(ctx, task_id)
     p = tasks.progress(ctx, task)
     return ({"id": task.id, "status": task.status, "total": p.total, "submitted": p.submitted,
-             "delivered": p.delivered, "failed": p.failed, "remaining": p.remaining},
+             "delivered": p.delivered, "failed": p.failed, "remaining": p.remaining,
+             "unsent": p.unsent},
             task.failure_reason)
 
 
@@ -161,7 +162,8 @@ def task_show(task_id: int, as_user: str | None, as_json: bool) -> None:
     click.echo(f"Task {shown['id']}: {status}; "
                f"{shown['total']:,} recipient(s), {shown['submitted']:,} submitted, "
                f"{shown['delivered']:,} delivered, {shown['failed']:,} failed, "
-               f"{shown['remaining']:,} remaining.")
+               f"{shown['remaining']:,} remaining"
+               + (f", {shown['unsent']:,} left unsent." if shown["unsent"] else "."))
 
 
 @task_group.command("stop")

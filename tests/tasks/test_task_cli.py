@@ -32,7 +32,8 @@ def test_validate_create_show_cancel_stop(run, shop: Shop, session: Session,  # 
     assert made["status"] == "awaiting_confirmation" and made["valid"] == 1
     shown = json.loads(run("task", "show", str(made["id"]), "--json").output)
     assert shown == {"id": made["id"], "status": "awaiting_confirmation", "total": 1,
-                     "submitted": 0, "delivered": 0, "failed": 0, "remaining": 1}
+                     "submitted": 0, "delivered": 0, "failed": 0, "remaining": 1,
+                     "unsent": 0}
     assert "cancelled" in run("task", "cancel", str(made["id"])).output
     stopped = run("task", "stop", str(made["id"]))
     assert stopped.exit_code == 1 and "only a sending task" in stopped.output
@@ -40,6 +41,11 @@ def test_validate_create_show_cancel_stop(run, shop: Shop, session: Session,  # 
                              "--confirm", "--rate", "5", "--json").output)
     assert sending["status"] == "sending"
     assert "stopped" in run("task", "stop", str(sending["id"])).output
+    # Found from outside: a stopped task said "0 remaining" and nothing of the rows it
+    # will never send (the web page shows them as left unsent).
+    after = json.loads(run("task", "show", str(sending["id"]), "--json").output)
+    assert (after["status"], after["remaining"], after["unsent"]) == ("stopped", 0, 1)
+    assert "1 left unsent" in run("task", "show", str(sending["id"])).output
 
 
 def test_clear_errors_and_policies(run, shop: Shop, session: Session,  # type: ignore[no-untyped-def]
@@ -88,6 +94,6 @@ def test_show_says_why_a_task_failed(run, shop: Shop, session: Session,  # type:
     shown = run("task", "show", str(made["id"]))
     assert shown.exit_code == 0
     assert "failed (No row of the file can be sent" in shown.output, shown.output
-    # The JSON keeps exactly the documented keys.
+    # The JSON keeps exactly the documented keys, and the rows left unsent for good.
     assert set(json.loads(run("task", "show", str(made["id"]), "--json").output)) == {
-        "id", "status", "total", "submitted", "delivered", "failed", "remaining"}
+        "id", "status", "total", "submitted", "delivered", "failed", "remaining", "unsent"}
