@@ -572,11 +572,27 @@ def is_header(cells: list[str]) -> bool:
     return not any(c.isdigit() for c in first)
 
 
+# How surely a header names the phone column: exactly a phone word; holding a word
+# that only means a phone ("Mobile phone", "phone_number", "手机号"; "tel" on its own,
+# not inside "Hotel"); holding one that may ("Order number", "订单号码").
+_PHONE_WORDS = re.compile(r"phone|mobile|手机|电话|(?<![a-z])tel(?![a-z])")
+
+
+def _phone_rank(name: str) -> int | None:
+    if name in PHONE_HEADERS:
+        return 0
+    if _PHONE_WORDS.search(name):
+        return 1
+    return 2 if any(h in name for h in PHONE_HEADERS) else None
+
+
 def phone_column(cells: list[str]) -> int:
-    for i, cell in enumerate(cells):
-        name = cell.strip().lower()
-        if any(h in name for h in PHONE_HEADERS):
-            return i
+    """The column whose header most surely names a phone (the first of equals)."""
+    ranks = [(rank, i) for i, cell in enumerate(cells)
+             if (rank := _phone_rank(cell.strip().lstrip("\ufeff").strip().lower()))
+             is not None]
+    if ranks:
+        return min(ranks)[1]
     raise FileError("The header row has no phone column: name the first column "
                     "\"phone\" (or remove the header).")
 

@@ -96,6 +96,20 @@ def test_url_in_a_parameter_is_refused() -> None:
     assert errors(result)[0][1] == "{1}" and "URL" in errors(result)[0][2]
 
 
+@pytest.mark.parametrize(("header", "column"), [
+    # Found from outside: "number" inside "Order number" took the order's column.
+    ("Order number,Phone,Tracking number", 1),
+    ("Hotel,Mobile,Code", 1),  # "tel" inside "Hotel"
+    ("订单号码,手机号,验证码", 1),
+    ("\ufeffName,Telephone,Code", 1),
+    ("Name,phone_number,Code", 1),
+    ("Order number,Code,Amount", 0),  # only a weak match: still the phone column
+    ("\ufeffphone,code", 0),
+])
+def test_the_phone_column_by_its_header(header: str, column: int) -> None:
+    assert taskfile.phone_column(header.split(",")) == column
+
+
 @pytest.mark.parametrize(("data", "name", "message"), [
     (b"", "f.csv", "empty"),
     (b"phone,code\n", "f.csv", "no recipient rows"),
