@@ -144,7 +144,8 @@ def _show(ctx: Ctx, task_id: int) -> tuple[dict[str, Any], str | None]:
     p = tasks.progress(ctx, task)
     return ({"id": task.id, "status": task.status, "total": p.total, "submitted": p.submitted,
              "delivered": p.delivered, "failed": p.failed, "remaining": p.remaining,
-             "unsent": p.unsent},
+             "unsent": p.unsent,
+             "paused_until": p.paused_until.isoformat() if p.paused_until else None},
             task.failure_reason)
 
 
@@ -159,6 +160,8 @@ def task_show(task_id: int, as_user: str | None, as_json: bool) -> None:
         click.echo(json.dumps(shown))
         return
     status = shown["status"].replace("_", " ") + (f" ({reason})" if reason else "")
+    if shown["paused_until"]:
+        status += f" (paused for quiet hours until {shown['paused_until']})"
     click.echo(f"Task {shown['id']}: {status}; "
                f"{shown['total']:,} recipient(s), {shown['submitted']:,} submitted, "
                f"{shown['delivered']:,} delivered, {shown['failed']:,} failed, "

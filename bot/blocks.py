@@ -7,6 +7,7 @@ through a template or a name.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from app.models.content import STATUS_LABELS
@@ -41,6 +42,12 @@ HELP = {
     "stats [AppID] [today|yesterday|7d|30d] [mainland|international]":
         "delivery figures and the top failure reasons",
 }
+
+
+def slack_time(at: datetime) -> str:
+    """A UTC time that Slack shows in each reader's own zone (plain UTC as fallback)."""
+    return (f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}"
+            f"|{at:%Y-%m-%d %H:%M} UTC>")
 
 
 def _clip(text: str) -> str:
@@ -184,8 +191,7 @@ def review_blocks(kind: str, obj: Any, title: str, facts: dict[str, Any], base_u
         icon = ":x:" if obj.status == "rejected" else ":white_check_mark:"
         outcome = f"{icon} *{STATUS_LABELS[obj.status]}* by {escape(obj.decided_by)}"
         if obj.decided_at is not None:
-            outcome += f" <!date^{int(obj.decided_at.timestamp())}^{{date_short_pretty}} " \
-                       f"{{time}}|{obj.decided_at:%Y-%m-%d %H:%M} UTC>"
+            outcome += f" {slack_time(obj.decided_at)}"
         if obj.reject_reason:
             outcome += f"\nReason: {escape(obj.reject_reason)}"
         blocks.append(section(outcome))

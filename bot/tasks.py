@@ -19,9 +19,10 @@ from app.queue import enqueue
 from app.services import apps, tasks
 from app.services.context import Ctx, Settings
 from app.services.errors import ServiceError, ValidationError
+from app.sms import periods
 from app.sms.text import REGIONS
 from bot import blocks
-from bot.blocks import Block, escape
+from bot.blocks import Block, escape, slack_time
 from bot.commands import Usage
 from bot.context import NotLinked, acting
 
@@ -59,8 +60,11 @@ def progress_text(task: SendTask, p: tasks.Progress) -> str:
              f" · {p.failed:,} failed · {p.remaining:,} remaining"]
     if p.unsent:
         lines.append(f"{p.unsent:,} left unsent (stopped)")
+    if p.paused_until:
+        lines.append(":crescent_moon: Paused for quiet hours (no marketing from 21:00 to "
+                     f"08:00): resumes {slack_time(p.paused_until)}")
     if task.status == "sending" and p.rate:
-        left = f", about {int(p.seconds_left)} s left" if p.seconds_left else ""
+        left = f", about {periods.spoken(p.seconds_left)} left" if p.seconds_left else ""
         lines.append(f"{p.rate:,.1f} msg/s{left}")
     return "\n".join(lines)
 

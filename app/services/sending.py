@@ -63,14 +63,13 @@ from app.services.sendconfig import (
     Snapshots,
     TemplateSnap,
 )
-from app.sms import alarm_texts, errors, numbers, params, taskfile, templating
+from app.sms import alarm_texts, errors, numbers, params, quiet, taskfile, templating
 from app.sms.text import GSM7, INTERNATIONAL, MAINLAND, UCS2, compose, count, is_gsm7
 
 MAX_NUMBERS = 200  # per request
 SUBMIT_JOB = "jobs.sending.submit"  # for given ids; requests wake the drainer instead
 DRAIN_JOB = "jobs.sending.drain"  # coalesced across requests (app/queue.py)
 STATUS_CALLBACK_JOB = "jobs.callbacks.status"
-QUIET_START, QUIET_END = 21, 8  # no marketing from 21:00 to 08:00 local
 
 
 @dataclass(frozen=True)
@@ -639,8 +638,7 @@ def _number_checks(msg: _Draft, parsed: tuple[str, str] | None, region: str,
         return "FailedOperation.CountryNotAllowed"
     if msg.phone_number in blocked:
         return blocked[msg.phone_number]
-    if msg.sms_type == templating.MARKETING and (local.hour >= QUIET_START
-                                                 or local.hour < QUIET_END):
+    if msg.sms_type == templating.MARKETING and quiet.is_quiet(local):
         return "FailedOperation.MarketingQuietHours"
     return None
 

@@ -77,7 +77,7 @@ from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
 from app.services.limits import Limiter
-from app.sms import numbers, outcomes, taskfile, templating
+from app.sms import numbers, outcomes, quiet, taskfile, templating
 from app.sms.params import has_control, is_control
 from app.sms.text import INTERNATIONAL, MAINLAND, REGIONS
 
@@ -158,6 +158,7 @@ class Progress:
     rate: float  # messages per second since the start
     seconds_left: float | None
     awaiting_receipt: int = 0  # with the carrier, no receipt yet (the page keeps asking)
+    paused_until: datetime | None = None  # a marketing task held by quiet hours (UTC)
 
     @property
     def percent(self) -> int:
@@ -168,12 +169,13 @@ class Progress:
         return {"total": self.total, "submitted": self.submitted, "delivered": self.delivered,
                 "failed": self.failed, "remaining": self.remaining, "unsent": self.unsent,
                 "rate": round(self.rate, 1), "seconds_left": self.seconds_left,
-                "percent": self.percent}
+                "percent": self.percent, "paused_until": self.paused_until.isoformat()
+                if self.paused_until else None}
 
 
-def progress(ctx: Ctx, task: SendTask) -> Progress:
+def progress(ctx: Ctx, task: SendTask, now: datetime | None = None) -> Progress:
     """Counts from the task's figures and its pending recipients."""
-    return progress_of(ctx, [task])[task.id]
+    return progress_of(ctx, [task], now)[task.id]
 
 
 def _figures(ctx: Ctx, ids: list[int]) -> dict[int, list[tuple[str, str, int]]]:
@@ -195,8 +197,21 @@ def _whole(ctx: Ctx, task: SendTask) -> bool:
     return task.created_at >= utcnow() - timedelta(days=ctx.settings.message_retention_days)
 
 
-def progress_of(ctx: Ctx, some: list[SendTask]) -> dict[int, Progress]:
-    """The progress of several tasks (a list page, the dashboard) in two queries."""
+def _quiet_zones(ctx: Ctx, some: list[SendTask]) -> dict[int, ZoneInfo]:
+    """Sending marketing tasks (quiet hours hold them): their accounts' zones."""
+    sending_ids = [t.id for t in some if t.status == SENDING]
+    if not sending_ids:
+        return {}
+    return {i: ZoneInfo(zone) for i, zone in ctx.db.execute(
+        select(SendTask.id, Account.timezone).join(Account, Account.id == SendTask.account_id)
+        .join(Template, Template.id == SendTask.template_id)
+        .where(SendTask.id.in_(sending_ids), Template.sms_type == templating.MARKETING))}
+
+
+def progress_of(ctx: Ctx, some: list[SendTask],
+                now: datetime | None = None) -> dict[int, Progress]:
+    """The progress of several tasks (a list page, the dashboard) in two queries (a
+    third while any of them sends: whether quiet hours hold it)."""
     ids = [t.id for t in some]
     by_task: dict[int, Counter[str]] = {i: Counter() for i in ids}
     for task_id, figures in (_figures(ctx, ids) if ids else {}).items():
@@ -218,10 +233,16 @@ def progress_of(ctx: Ctx, some: list[SendTask]) -> dict[int, Progress]:
             select(SendTaskRecipient.task_id, func.count())
             .where(SendTaskRecipient.task_id.in_(counted))
             .group_by(SendTaskRecipient.task_id)).all())
-    return {t.id: _progress(t, by_task[t.id], pending.get(t.id, 0)) for t in some}
+    zones = _quiet_zones(ctx, some)
+    now = now or utcnow()
+    return {t.id: _progress(t, by_task[t.id], pending.get(t.id, 0), now, zones.get(t.id))
+            for t in some}
 
 
-def _progress(task: SendTask, by_outcome: Counter[str], pending: int) -> Progress:
+def _progress(task: SendTask, by_outcome: Counter[str], pending: int, now: datetime,
+              quiet_zone: ZoneInfo | None) -> Progress:
+    """`quiet_zone`: a sending marketing task's zone; it is paused in quiet hours, and
+    the time it has left counts the pauses to come."""
     left = by_outcome[outcomes.SUBMITTED] + by_outcome[outcomes.DELIVERED] \
         + by_outcome[outcomes.NO_RECEIPT] + by_outcome[outcomes.UNKNOWN]
     carrier_failed = by_outcome[outcomes.FAILED] + by_outcome[outcomes.CARRIER_REFUSED]
@@ -232,13 +253,23 @@ def _progress(task: SendTask, by_outcome: Counter[str], pending: int) -> Progres
     done = left + carrier_failed + rejected
     rate = 0.0
     if task.started_at is not None:
-        end = task.finished_at or utcnow()
-        rate = done / max((end - task.started_at).total_seconds(), 0.001)
+        end = task.finished_at or now
+        elapsed = (end - task.started_at).total_seconds() if quiet_zone is None else \
+            quiet.sending_seconds(task.started_at.astimezone(quiet_zone),
+                                  end.astimezone(quiet_zone))  # the nights' pauses left out
+        rate = done / max(elapsed, 0.001)
     seconds_left = remaining / rate if rate > 0 and remaining else (0.0 if not remaining
                                                                     else None)
+    paused_until = None
+    if quiet_zone is not None:
+        local = now.astimezone(quiet_zone)
+        if quiet.is_quiet(local):
+            paused_until = quiet.resume_at(local).astimezone(now.tzinfo)
+        if seconds_left:
+            seconds_left = (quiet.finish_after(local, seconds_left) - local).total_seconds()
     return Progress(task.valid_rows, left + carrier_failed, by_outcome[outcomes.DELIVERED],
                     carrier_failed + rejected, rejected, remaining, unsent, rate, seconds_left,
-                    by_outcome[outcomes.SUBMITTED])
+                    by_outcome[outcomes.SUBMITTED], paused_until)
 
 
 def _row_errors(task: SendTask) -> Select[SendTaskError]:
@@ -542,8 +573,10 @@ def _beyond(task: SendTask, items: int) -> int:
     return max(0, math.ceil(short / max(task.billed_items, 1) * task.valid_rows))
 
 
-def preflight(ctx: Ctx, limiter: Limiter, task_id: int) -> Preflight:
+def preflight(ctx: Ctx, limiter: Limiter, task_id: int,
+              now: datetime | None = None) -> Preflight:
     """What confirming would do, computed without reserving anything."""
+    now = now or utcnow()
     task, app = _task(ctx, task_id, "CreateSendTask")
     account = ctx.db.get(Account, app.account_id)
     assert account is not None
@@ -586,7 +619,7 @@ def preflight(ctx: Ctx, limiter: Limiter, task_id: int) -> Preflight:
         add("FailedOperation.CountryNotAllowed",
             sum(n for iso, _items, n in by_country if iso not in allowed))
     # Daily limit headroom and credit, against today's counters (read, not reserved).
-    day, local = sending._local_day(account, utcnow())
+    day, _local = sending._local_day(account, now)
     limit = app.mainland_daily_limit if task.region == MAINLAND else app.intl_daily_limit
     if limit is not None:
         used = limiter.used(sending.app_day_key(app.id, task.region, day))
@@ -602,7 +635,6 @@ def preflight(ctx: Ctx, limiter: Limiter, task_id: int) -> Preflight:
             notes.append(f"Account international quota: {max(left, 0):,} billed items left "
                          f"today; the task needs {task.billed_items:,}.")
     if task.region == MAINLAND:
-        now = utcnow()
         packages = ctx.db.scalars(select(CreditPackage).where(
             CreditPackage.account_id == account.id, CreditPackage.expires_at > now)).all()
         any_packages = ctx.db.scalar(select(func.count()).select_from(CreditPackage).where(
@@ -614,17 +646,37 @@ def preflight(ctx: Ctx, limiter: Limiter, task_id: int) -> Preflight:
             add("FailedOperation.InsufficientBalanceInSmsPackage", _beyond(task, balance))
     notes.append("Frequency limits are checked as each message leaves; numbers that "
                  "reached theirs are refused then.")
-    finish = None
-    if template is not None and template.sms_type == templating.MARKETING:
-        if sending.QUIET_END <= local.hour < sending.QUIET_START:
-            finish = None
-        else:
-            finish = (f"It is quiet hours now (21:00 to 08:00, {account.timezone}): this "
-                      "marketing task will start sending at 08:00.")
+    marketing = template is not None and template.sms_type == templating.MARKETING
+    if marketing:
         notes.append("Marketing: sending pauses at 21:00 and resumes at 08:00 "
                      f"({account.timezone}).")
+    start = max(now, task.send_at) if task.send_at else now
+    finish = _finish_estimate(task, start.astimezone(ZoneInfo(account.timezone)), marketing)
     return Preflight(task.valid_rows, task.error_rows, task.billed_items, cost, refusals,
                      notes, finish)
+
+
+def _finish_estimate(task: SendTask, start: datetime, marketing: bool) -> str | None:
+    """When the task would start and, at its rate cap, finish (local time, the nights'
+    pauses counted for marketing). Without a cap the carrier sets the pace: no finish."""
+    zone, shown = str(start.tzinfo), "%Y-%m-%d %H:%M"
+    begins = quiet.resume_at(start) if marketing else start
+    said = []
+    if begins != start:
+        said.append(f"It is quiet hours then (21:00 to 08:00, {zone}): sending starts at "
+                    f"{begins:{shown}}.")
+    if task.rate_limit:
+        seconds = task.valid_rows / task.rate_limit
+        ends = quiet.finish_after(begins, seconds) if marketing else \
+            begins + timedelta(seconds=seconds)
+        nights = " counting the pauses from 21:00 to 08:00" if marketing and \
+            quiet.sending_seconds(begins, ends) < (ends - begins).total_seconds() else ""
+        said.append(f"At {task.rate_limit:,} messages/s it finishes about {ends:{shown}} "
+                    f"({zone}){nights}.")
+    elif marketing:
+        said.append("Without a rate cap it goes as fast as the carrier takes it; what is "
+                    "left at 21:00 waits until 08:00.")
+    return " ".join(said) or None
 
 
 def confirm(ctx: Ctx, task_id: int, *, acknowledged: bool) -> SendTask:
@@ -727,12 +779,7 @@ class Step:
 def quiet_until(account: Account, now: datetime) -> datetime | None:
     """The end of quiet hours when `now` is inside them (account's zone), else None."""
     local = now.astimezone(ZoneInfo(account.timezone))
-    if sending.QUIET_END <= local.hour < sending.QUIET_START:
-        return None
-    resume = local.replace(hour=sending.QUIET_END, minute=0, second=0, microsecond=0)
-    if local.hour >= sending.QUIET_START:
-        resume += timedelta(days=1)
-    return resume
+    return quiet.resume_at(local) if quiet.is_quiet(local) else None
 
 
 def dispatch_step(ctx: Ctx, limiter: Limiter, task_id: int, *, batch: int = BATCH,

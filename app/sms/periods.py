@@ -94,3 +94,18 @@ def window(period: str, now: datetime, zone: str, start: str = "", end: str = ""
             raise PeriodError("The range starts in the future.")
         return Window(first, last, tz)
     raise PeriodError("Choose today, yesterday, 7d, 30d or custom.")
+
+
+def spoken(seconds: float) -> str:
+    """A duration as people read it: "45 s", "12 min", "9 h 30 min", "3 d 4 h"."""
+    s = max(round(seconds), 0)
+    if s < 120:
+        return f"{s} s"
+    m = s // 60
+    if m < 120:
+        return f"{m} min"
+    h, m = divmod(m, 60)
+    if h < 48:
+        return f"{h} h {m} min" if m else f"{h} h"
+    d, h = divmod(h, 24)
+    return f"{d} d {h} h" if h else f"{d} d"

@@ -27,6 +27,7 @@ from app.services.errors import (
     ServiceError,
     ValidationError,
 )
+from app.sms import periods
 
 log = logging.getLogger("smsops.web")
 API_PREFIX = "/api/"  # the JSON API (signed; its own errors)
@@ -160,6 +161,7 @@ def register(app: Flask) -> None:
     nav.register(app)
     toasts.register(app)
     app.add_template_filter(_when, "when")
+    app.add_template_filter(periods.spoken, "duration")
     # Browsers ask for /favicon.ico on pages without a <link rel=icon> (and on errors).
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))
 

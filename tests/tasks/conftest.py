@@ -12,3 +12,26 @@ from tests.sending.conftest import Shop, make_shop
 @pytest.fixture
 def shop(session: Session, backend: Backend) -> Shop:
     return make_shop(session, backend.redis)
+
+
+def night_zone() -> str:
+    """A zone where it is 23:00-something now (quiet hours until 08:00 there), so pages
+    that read the real clock see a marketing task paused, with hours to spare."""
+    from datetime import UTC, datetime
+
+    offset = (23 - datetime.now(UTC).hour) % 24
+    offset = offset - 24 if offset > 12 else offset
+    return f"Etc/GMT{-offset:+d}"  # Etc/GMT-5 is UTC+5
+
+
+def marketing_template(shop: Shop, session: Session) -> int:
+    """An effective mainland marketing template with one variable."""
+    from app.services import content, reviews
+    from tests.helpers import ctx_for, make_user
+
+    t = content.create_template(shop.ctx, "mainland", {
+        "name": "night sale", "sms_type": "marketing", "content": "大促{1}折 回T退订"})
+    reviewer = ctx_for(session, make_user(session, "night@example.com",
+                                          presets=["SMSReviewer"]))
+    reviews.approve(reviewer, "template", t.id, revision=t.revision)
+    return t.id

@@ -33,7 +33,7 @@ def test_validate_create_show_cancel_stop(run, shop: Shop, session: Session,  # 
     shown = json.loads(run("task", "show", str(made["id"]), "--json").output)
     assert shown == {"id": made["id"], "status": "awaiting_confirmation", "total": 1,
                      "submitted": 0, "delivered": 0, "failed": 0, "remaining": 1,
-                     "unsent": 0}
+                     "unsent": 0, "paused_until": None}
     assert "cancelled" in run("task", "cancel", str(made["id"])).output
     stopped = run("task", "stop", str(made["id"]))
     assert stopped.exit_code == 1 and "only a sending task" in stopped.output
@@ -96,4 +96,5 @@ def test_show_says_why_a_task_failed(run, shop: Shop, session: Session,  # type:
     assert "failed (No row of the file can be sent" in shown.output, shown.output
     # The JSON keeps exactly the documented keys, and the rows left unsent for good.
     assert set(json.loads(run("task", "show", str(made["id"]), "--json").output)) == {
-        "id", "status", "total", "submitted", "delivered", "failed", "remaining", "unsent"}
+        "id", "status", "total", "submitted", "delivered", "failed", "remaining", "unsent",
+        "paused_until"}

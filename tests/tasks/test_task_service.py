@@ -8,6 +8,7 @@ import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -280,6 +281,54 @@ def test_marketing_task_pauses_in_quiet_hours(shop: Shop, session: Session) -> N
     assert tasks.quiet_until(_account(session), day) is None
     resumed = tasks.dispatch_step(shop.ctx, shop.limiter, task.id, now=day)
     assert (resumed.converted, resumed.status) == (1, "sending")  # resumes, never fails
+
+
+def _marketing(shop: Shop, session: Session, rows: int, **draft: Any) -> SendTask:
+    from app.services import content, reviews
+
+    t = content.create_template(shop.ctx, "mainland", {
+        "name": f"sale {rows}", "sms_type": "marketing", "content": "大促{1}折 回T退订"})
+    reviewer = ctx_for(session, make_user(session, f"r{rows}@example.com",
+                                          presets=["SMSReviewer"]))
+    reviews.approve(reviewer, "template", t.id, revision=t.revision)
+    data = "".join(f"1380013{i:04d},8\n" for i in range(rows)).encode()
+    task, _s = tasks.create_task(shop.ctx, tasks.Draft(shop.app.sdk_app_id, t.id, **draft),
+                                 io.BytesIO(data), "a.csv")
+    return task
+
+
+def test_confirm_says_when_a_marketing_task_will_finish(shop: Shop, session: Session) -> None:
+    """Found from outside: the confirm step only said a task confirmed in quiet hours
+    would start at 08:00, never when it would finish (issue #10: "the confirm step
+    says when it will finish"). With a rate, the finish counts the nights' pauses."""
+    task = _marketing(shop, session, 30, rate_limit=1)  # 30 s of sending
+    evening = datetime(2026, 11, 25, 20, 59, 45, tzinfo=UTC) - timedelta(hours=8)
+    pre = tasks.preflight(shop.ctx, shop.limiter, task.id, now=evening)
+    assert pre.finish_estimate is not None
+    assert "2026-11-26 08:00" in pre.finish_estimate, pre.finish_estimate  # 15 s + a night
+    night = datetime(2026, 11, 25, 22, 30, tzinfo=UTC) - timedelta(hours=8)
+    pre = tasks.preflight(shop.ctx, shop.limiter, task.id, now=night)
+    assert "starts at 2026-11-26 08:00" in pre.finish_estimate
+    assert "2026-11-26 08:00" in pre.finish_estimate
+    uncapped = _marketing(shop, session, 3)
+    pre = tasks.preflight(shop.ctx, shop.limiter, uncapped.id, now=night)
+    assert "starts at 2026-11-26 08:00" in pre.finish_estimate  # no rate: no finish
+
+
+def test_progress_shows_a_task_paused_for_quiet_hours(shop: Shop, session: Session) -> None:
+    """Found from outside: a marketing task held by quiet hours showed "sending 0%,
+    0.0 msg/s" on the web, in the CLI and in Slack, with no word of the pause."""
+    task = _marketing(shop, session, 2)
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    night = datetime(2026, 11, 25, 22, 30, tzinfo=UTC) - timedelta(hours=8)
+    p = tasks.progress_of(shop.ctx, [task], now=night)[task.id]
+    assert p.paused_until == datetime(2026, 11, 26, 0, 0, tzinfo=UTC)  # 08:00 Shanghai
+    assert p.as_dict()["paused_until"] == "2026-11-26T00:00:00+00:00"
+    day = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)
+    assert tasks.progress_of(shop.ctx, [task], now=day)[task.id].paused_until is None
+    plain = create(shop, csv_of(2))
+    tasks.confirm(shop.ctx, plain.id, acknowledged=True)
+    assert tasks.progress_of(shop.ctx, [plain], now=night)[plain.id].paused_until is None
 
 
 def _account(session: Session) -> Account:
