@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import datetime, time
 from types import TracebackType
 from typing import IO, Any
 
@@ -53,8 +54,10 @@ _PLAIN = {str, float, bool, int}
 
 
 def cell_text(value: Any) -> str:
-    """A cell as the file rules read it (numbers as Excel shows them, 13800138000 not
-    13800138000.0), for openpyxl's values and calamine's alike."""
+    """A cell as the file rules read it, for openpyxl's values and calamine's alike:
+    numbers as Excel shows them (13800138000, not 13800138000.0; a fraction to Excel's
+    15 significant digits: 99*0.9 is 89.1, not 89.10000000000001), a date without the
+    midnight that carries it."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -62,7 +65,9 @@ def cell_text(value: Any) -> str:
     if isinstance(value, float):
         if value.is_integer() and abs(value) < EXACT:
             return str(int(value))
-        return repr(value)
+        return format(value, ".15g")
+    if isinstance(value, datetime) and value.time() == time() and value.tzinfo is None:
+        return value.date().isoformat()
     return str(value)
 
 

@@ -378,3 +378,21 @@ _VALUE = st.one_of(
 def test_any_workbook_gets_openpyxls_verdicts(rows: list[list[object]]) -> None:
     data = xlsx(rows)
     assert verdicts(data, NOTE) == by_openpyxl(data, NOTE)
+
+
+def test_fractions_and_dates_as_the_spreadsheet_shows_them(readers: Readers) -> None:
+    """Found from outside: 99*0.9 went out as "89.10000000000001" and 0.1+0.2 as
+    "0.30000000000000004" (Excel shows 15 significant digits: 89.1 and 0.3), and a date
+    as "2026-01-02 00:00:00". Both readers read them alike."""
+    rows: list[list[object]] = [["phone", "a", "b"], [13800138000, 99 * 0.9, 0.1 + 0.2],
+                                [13800138001, 1.5, 1 / 3]]
+    got, child = both(xlsx(rows), readers, NOTE)
+    assert child  # numbers only: python-calamine's path
+    assert [r.params for r in got if isinstance(r, Row)] == [
+        ["89.1", "0.3"], ["1.5", "0.333333333333333"]]
+    dated: list[list[object]] = [["phone", "a", "b"],
+                                 [13800138000, datetime.date(2026, 1, 2),
+                                  datetime.datetime(2026, 1, 2, 13, 45)]]
+    got, _child = both(xlsx(dated), readers, NOTE)
+    assert [r.params for r in got if isinstance(r, Row)] == [
+        ["2026-01-02", "2026-01-02 13:45:00"]]
