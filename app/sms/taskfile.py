@@ -372,9 +372,11 @@ def _xlsx_rows(f: IO[bytes], *, zip_checked: bool = False,
     except Exception:  # invalid XML or values anywhere in the package raise all sorts
         raise FileError("This XLSX file is corrupt and cannot be opened.") from None
     try:
-        sheet = book.worksheets[0] if book.worksheets else None
-        if sheet is None:
+        if not book.worksheets:
             raise FileError("The workbook has no sheet.")
+        sheet = next((s for s in book.worksheets if s.sheet_state in _SHOWN), None)
+        if sheet is None:
+            raise FileError(NO_VISIBLE_SHEET)
         # Before any row: a formula never calculated would read as an empty cell. (The
         # part's name is openpyxl's own, as it opens it; there is no public accessor.)
         if not scanned:
@@ -476,6 +478,12 @@ def _opened(f: IO[bytes], filename: str, max_bytes: int) -> str:
     return kind_of(f, filename)
 
 
+# The sheet read is the first one Excel shows: a hidden sheet (lookups, an old list)
+# is not what the user sees and means to send.
+_SHOWN = (None, "visible")
+NO_VISIBLE_SHEET = "The workbook has no visible sheet."
+
+
 def _first_sheet(f: IO[bytes]) -> tuple[str, str] | None:
     """The title and part of the sheet openpyxl's path reads, found by the steps of
     openpyxl's own load_workbook but the slow ones (the shared strings, which the child
@@ -510,7 +518,7 @@ def _first_sheet(f: IO[bytes]) -> tuple[str, str] | None:
                     continue
                 if "chartsheet" in rel.Type:
                     reader.read_chartsheet(sheet, rel)  # as openpyxl's load reads them
-                elif first is None:
+                elif first is None and sheet.state in _SHOWN:
                     first = (str(sheet.name), str(rel.target))
             return first
         finally:

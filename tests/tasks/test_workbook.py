@@ -396,3 +396,35 @@ def test_fractions_and_dates_as_the_spreadsheet_shows_them(readers: Readers) -> 
     got, _child = both(xlsx(dated), readers, NOTE)
     assert [r.params for r in got if isinstance(r, Row)] == [
         ["2026-01-02", "2026-01-02 13:45:00"]]
+
+
+def test_the_first_visible_sheet_is_read(readers: Readers) -> None:
+    """Found from outside: a hidden first sheet was read, and the sheet the user sees
+    ignored without a word. The sheet read is the first one Excel shows."""
+    book = openpyxl.Workbook()
+    hidden = book.active
+    assert hidden is not None
+    hidden.append(["phone", "code"])
+    hidden.append([13800138000, 1111])
+    hidden.sheet_state = "hidden"
+    shown = book.create_sheet("Visible")
+    shown.append(["phone", "code"])
+    shown.append([13900139000, 2222])
+    out = io.BytesIO()
+    book.save(out)
+    got, child = both(out.getvalue(), readers)
+    assert child
+    assert [(r.phone, r.params) for r in got if isinstance(r, Row)] == [
+        ("+8613900139000", ["2222"])]
+    # Excel keeps one sheet visible (openpyxl refuses to save otherwise): a writer that
+    # did not is refused, whichever reader would take it.
+    patched = io.BytesIO()
+    with zipfile.ZipFile(out) as src, zipfile.ZipFile(patched, "w") as dst:
+        for item in src.infolist():
+            part = src.read(item)
+            if item.filename == "xl/workbook.xml":
+                assert part.count(b'state="visible"') == 1
+                part = part.replace(b'state="visible"', b'state="veryHidden"')
+            dst.writestr(item, part)
+    assert both(patched.getvalue(), readers)[0] == \
+        "FileError: The workbook has no visible sheet."
