@@ -258,9 +258,30 @@ def _encoding(f: IO[bytes]) -> str:
         decoder.decode(b"", final=True)
         return "utf-8"
     except UnicodeDecodeError:
+        f.seek(0)
+        if _western(f.read(1 << 20)):
+            raise FileError(WESTERN) from None
         return "gb18030"
     finally:
         f.seek(0)
+
+
+WESTERN = ("The file is not UTF-8, and read as Chinese (GB18030) its text comes out garbled: "
+           "it looks like a Western file (Windows-1252). Save it as \"CSV UTF-8\" and "
+           "upload it again.")
+_GBK_COMMON = re.compile(rb"[\x81-\xfe][\x80-\xfe]")  # both bytes high: GB2312's hanzi
+_GBK_RARE = re.compile(rb"[\x81-\xfe][\x40-\x7e]")  # a trail byte in ASCII's range
+
+
+def _western(head: bytes) -> bool:
+    """Whether bytes that are not UTF-8 are more likely Windows-1252 than GBK: there an
+    accented letter and the letter after it pair into one of GBK's rare characters (é
+    and e make 閑), while Chinese text is mostly the common ones, both bytes high. The
+    pairs are taken left to right as a decoder takes them: the common ones first."""
+    rest = _GBK_COMMON.sub(b"", head)
+    common = (len(head) - len(rest)) // 2
+    rare = len(_GBK_RARE.findall(rest))
+    return rare >= 2 and rare > 2 * common
 
 
 class _CsvText:

@@ -45,6 +45,20 @@ def test_encodings(encoding: str) -> None:
     assert [r.params for r in result if isinstance(r, Row)] == [["张三", "A1"], ["李四", "B2"]]
 
 
+def test_a_western_file_is_not_read_as_garbled_chinese() -> None:
+    """Found from outside: a Windows-1252 CSV (Excel's "CSV" on a Western Windows) is
+    not UTF-8, and as GB18030 "Renée Müller" read "Ren閑 M黮ler" without a word: sent
+    garbled, and billed double as UCS-2. An accented letter and the letter after it
+    make one of GBK's rare two-byte characters; Chinese text is made of common ones."""
+    western = "phone,name,code\n+14155550100,Renée Müller,A1\n".encode("cp1252")
+    with pytest.raises(FileError, match="UTF-8"):
+        run(western, INTL)
+    # A Chinese file with a rare character of its own (镕, GBK E9 46) still reads.
+    chinese = "13800138000,朱镕基,A1\n13800138001,镕,B2\n".encode("gbk")
+    assert [r.params for r in run(chinese, NOTE) if isinstance(r, Row)] == [
+        ["朱镕基", "A1"], ["镕", "B2"]]
+
+
 @pytest.mark.parametrize("delimiter", [",", ";", "\t"])
 def test_delimiters_with_and_without_header(delimiter: str) -> None:
     body = f"13800138000{delimiter}1234\r\n13800138001{delimiter}5678\r\n"
