@@ -35,3 +35,22 @@ def marketing_template(shop: Shop, session: Session) -> int:
                                           presets=["SMSReviewer"]))
     reviews.approve(reviewer, "template", t.id, revision=t.revision)
     return t.id
+
+
+def task_in_quiet_hours(shop: Shop, session: Session) -> int:
+    """A confirmed marketing task of an account where it is night now (committed)."""
+    import io
+
+    from sqlalchemy import select
+
+    from app.models import Account
+    from app.services import tasks
+
+    session.scalar(select(Account)).timezone = night_zone()  # type: ignore[union-attr]
+    task, _s = tasks.create_task(shop.ctx, tasks.Draft(shop.app.sdk_app_id,
+                                                      marketing_template(shop, session)),
+                                 io.BytesIO(b"13800138000,8\n"), "sale.csv")
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    session.commit()
+    return task.id
+

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 from app import create_app
 from app.models import SendTask
 from app.queue import enqueue_deferred  # noqa: F401 - the web commit enqueues
-from app.services import tasks
 from jobs import worker
 from tests.sending.conftest import Shop
+from tests.tasks.conftest import task_in_quiet_hours
 from tests.web.conftest import Client, soup, text_of
 from tests.web.conftest import app as app  # fixtures
 from tests.web.conftest import client as client
@@ -156,18 +156,9 @@ def test_a_task_paused_for_quiet_hours_says_so(root: Client, shop: Shop,
                                                session: Session) -> None:
     """Found from outside: a marketing task held by quiet hours showed "sending 0%,
     0.0 msg/s", with no word of the pause or of when it resumes."""
-    from app.models import Account
-    from tests.tasks.conftest import marketing_template, night_zone
-
-    session.scalar(select(Account)).timezone = night_zone()  # type: ignore[union-attr]
-    task, _s = tasks.create_task(shop.ctx, tasks.Draft(shop.app.sdk_app_id,
-                                                      marketing_template(shop, session)),
-                                 io.BytesIO(b"13800138000,8\n"), "sale.csv")
-    tasks.confirm(shop.ctx, task.id, acknowledged=True)
-    session.commit()
-    frag = root.get(f"/tasks/{task.id}/progress", htmx=True)
+    task_id = task_in_quiet_hours(shop, session)
+    frag = root.get(f"/tasks/{task_id}/progress", htmx=True)
     assert "Paused for quiet hours" in text_of(frag, "#task-paused")
     assert "08:00:00" in text_of(frag, "#task-paused")  # resumes at 08:00 there
     listed = root.get("/tasks?region=mainland")
     assert "paused for quiet hours" in listed.get_data(as_text=True)
-

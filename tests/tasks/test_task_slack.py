@@ -178,18 +178,9 @@ def test_a_failed_task_says_why(slack: Slack, shop: Shop, session: Session) -> N
 
 def test_a_task_paused_for_quiet_hours_says_so(slack: Slack, shop: Shop,
                                                session: Session) -> None:
-    from sqlalchemy import select
-
-    from app.models import Account
-    from tests.tasks.conftest import marketing_template, night_zone
+    from tests.tasks.conftest import task_in_quiet_hours
 
     link(session, shop)
-    session.scalar(select(Account)).timezone = night_zone()  # type: ignore[union-attr]
-    task, _s = tasks.create_task(shop.ctx, tasks.Draft(shop.app.sdk_app_id,
-                                                      marketing_template(shop, session)),
-                                 io.BytesIO(b"13800138000,8\n"), "sale.csv")
-    tasks.confirm(shop.ctx, task.id, acknowledged=True)
-    session.commit()
-    shown = slack.command(f"task {task.id}", user=ROOT).get_json()
+    task_id = task_in_quiet_hours(shop, session)
+    shown = slack.command(f"task {task_id}", user=ROOT).get_json()
     assert "Paused for quiet hours" in shown["text"] and "<!date^" in shown["text"]
-
