@@ -198,20 +198,20 @@ def _whole(ctx: Ctx, task: SendTask) -> bool:
 
 
 def _quiet_zones(ctx: Ctx, some: list[SendTask]) -> dict[int, ZoneInfo]:
-    """Sending marketing tasks (quiet hours hold them): their accounts' zones."""
-    sending_ids = [t.id for t in some if t.status == SENDING]
-    if not sending_ids:
+    """Marketing tasks that started (quiet hours hold them): their accounts' zones."""
+    started = [t.id for t in some if t.started_at is not None]
+    if not started:
         return {}
     return {i: ZoneInfo(zone) for i, zone in ctx.db.execute(
         select(SendTask.id, Account.timezone).join(Account, Account.id == SendTask.account_id)
         .join(Template, Template.id == SendTask.template_id)
-        .where(SendTask.id.in_(sending_ids), Template.sms_type == templating.MARKETING))}
+        .where(SendTask.id.in_(started), Template.sms_type == templating.MARKETING))}
 
 
 def progress_of(ctx: Ctx, some: list[SendTask],
                 now: datetime | None = None) -> dict[int, Progress]:
     """The progress of several tasks (a list page, the dashboard) in two queries (a
-    third while any of them sends: whether quiet hours hold it)."""
+    third once any of them started: whether quiet hours hold it)."""
     ids = [t.id for t in some]
     by_task: dict[int, Counter[str]] = {i: Counter() for i in ids}
     for task_id, figures in (_figures(ctx, ids) if ids else {}).items():
@@ -241,8 +241,9 @@ def progress_of(ctx: Ctx, some: list[SendTask],
 
 def _progress(task: SendTask, by_outcome: Counter[str], pending: int, now: datetime,
               quiet_zone: ZoneInfo | None) -> Progress:
-    """`quiet_zone`: a sending marketing task's zone; it is paused in quiet hours, and
-    the time it has left counts the pauses to come."""
+    """`quiet_zone`: a marketing task's zone. Its rate leaves the nights' pauses out;
+    while it sends it is paused in quiet hours, and its time left counts the pauses
+    to come."""
     left = by_outcome[outcomes.SUBMITTED] + by_outcome[outcomes.DELIVERED] \
         + by_outcome[outcomes.NO_RECEIPT] + by_outcome[outcomes.UNKNOWN]
     carrier_failed = by_outcome[outcomes.FAILED] + by_outcome[outcomes.CARRIER_REFUSED]
@@ -261,7 +262,7 @@ def _progress(task: SendTask, by_outcome: Counter[str], pending: int, now: datet
     seconds_left = remaining / rate if rate > 0 and remaining else (0.0 if not remaining
                                                                     else None)
     paused_until = None
-    if quiet_zone is not None:
+    if quiet_zone is not None and task.status == SENDING:
         local = now.astimezone(quiet_zone)
         if quiet.is_quiet(local):
             paused_until = quiet.resume_at(local).astimezone(now.tzinfo)
