@@ -116,12 +116,14 @@ class SheetReader:
             self.watchdog.start()
 
     def rows(self) -> io.TextIOWrapper | None:
-        """Waits for the child's decision (it reads the whole sheet first)."""
-        if self.proc is None or self.proc.stdout is None or self.proc.stdout.read(1) != GO:
+        """Waits for the child's decision (it reads the whole sheet first). None also
+        when the child was gone before it had the whole file (closed: a broken pipe)."""
+        out = self.proc.stdout if self.proc is not None else None
+        if out is None or out.closed or out.read(1) != GO:
             self.close()
             return None
         self._watch(STREAM_DEADLINE_S)
-        return io.TextIOWrapper(self.proc.stdout, encoding="utf-8", newline="")
+        return io.TextIOWrapper(out, encoding="utf-8", newline="")
 
     def finished(self) -> bool:
         """Whether the child wrote the whole sheet (call after reading to the end)."""

@@ -205,6 +205,16 @@ def test_a_child_past_its_deadline_is_killed_and_openpyxl_reads(
     assert proc is not None and proc.returncode is not None
 
 
+def test_a_child_that_died_while_given_the_file_is_declined() -> None:
+    """Seen as a flake of the test above under load: the watchdog killed the child while
+    the file was still being written to it; the broken pipe closed the reader, and
+    asking it for rows then read a closed pipe (ValueError, a 500) instead of declining."""
+    reader = workbook.SheetReader(io.BytesIO(xlsx(phone_rows(5))), "Sheet", most_rows=10,
+                                  most_cells=100)
+    reader.close()  # as the broken pipe does
+    assert reader.rows() is None
+
+
 def test_the_rows_may_be_read_at_the_callers_pace(readers: Readers) -> None:
     # Once the child has decided, its deadline is the caller's (a create inserts each
     # batch as it comes): the short one is for the child alone.
