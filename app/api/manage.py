@@ -71,6 +71,7 @@ from app.services import (
     stats,
     tasks,
     unsubscribes,
+    values,
 )
 from app.services.access import Actor
 from app.services.app_config import FREQ_RULES
@@ -216,9 +217,9 @@ def _query(name: str) -> str:
 
 def _page_args() -> tuple[int, int]:
     page, size = _query("page") or "1", _query("page_size") or "20"
-    if not (page.isdigit() and 1 <= int(page) <= 1_000_000):
+    if not (values.digits(page) and 1 <= int(page) <= 1_000_000):
         raise ValidationError({"page": "Must be a whole number from 1."})
-    if not (size.isdigit() and 1 <= int(size) <= 100):
+    if not (values.digits(size) and 1 <= int(size) <= 100):
         raise ValidationError({"page_size": "Must be a whole number from 1 to 100."})
     return int(page), int(size)
 

@@ -27,7 +27,7 @@ from app.db import utcnow
 from app.models import Account, Application, Notification, SendTask, User
 from app.models.alarms import Alarm, AlarmDelivery
 from app.models.tasks import SENDING
-from app.services import apps, notifications
+from app.services import apps, notifications, values
 from app.services.accounts import actor_for
 from app.services.context import Ctx, Settings
 from app.services.errors import NotFound, ValidationError
@@ -450,10 +450,10 @@ def parse_filters(sdk_app_id: str = "", event: str = "", since: str = "",
     if waiting not in YES + NO:
         errors["unacknowledged"] = "Give true or false."
     one = alarm.strip()
-    if one and not (one.isdigit() and len(one) <= 12):
+    if one and not (values.digits(one) and len(one) <= 12):
         errors["alarm"] = "Give an alarm number."
     sid = sdk_app_id.strip()
-    if sid and not (sid.isdigit() and len(sid) == 10):
+    if sid and not (values.digits(sid) and len(sid) == 10):
         errors["app"] = "Give a 10-digit SDK AppID."
     ev = event.strip()
     if ev and ev not in EVENTS:

@@ -23,7 +23,7 @@ from app.models import (
 )
 from app.models.accounts import INDIVIDUAL
 from app.models.apps import ALARM_EVENTS
-from app.services import audit, netguard, notifications, passwords
+from app.services import audit, netguard, notifications, passwords, values
 from app.services.accounts import INDIVIDUAL_FREQ_CAPS
 from app.services.apps import get_app
 from app.services.context import Ctx
@@ -506,7 +506,7 @@ def confirm_mobile(ctx: Ctx, sdk_app_id: str, contact_id: int, code: str) -> str
         return "Too many wrong codes; send a new code."
     if utcnow() > contact.confirm_expires_at:
         return "The code has expired; send a new code."
-    if not (len(code) == 6 and code.isdigit()):
+    if not (len(code) == 6 and values.digits(code)):
         return "The code is 6 digits."
     if not passwords.verify(contact.confirm_code_hash, code):
         contact.confirm_attempts += 1

@@ -16,7 +16,7 @@ from app.db import utcnow
 from app.models import Account, Qualification, Signature, Template, UnsubscribeRemoval
 from app.models.accounts import INDIVIDUAL
 from app.models.content import APPROVED, EDITABLE, EFFECTIVE, PENDING
-from app.services import audit
+from app.services import audit, values
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
 from app.services.uploads import (
@@ -272,7 +272,8 @@ def _signature_fields(ctx: Ctx, region: str, data: dict[str, Any], current: Sign
     qualification_id = None
     if region == MAINLAND:
         raw = str(data.get("qualification_id") or "")
-        q = ctx.db.get(Qualification, int(raw)) if raw.isdigit() else None
+        qid = values.record_id(raw)
+        q = ctx.db.get(Qualification, qid) if qid else None
         if q is None or q.account_id != ctx.actor.account_id:
             errors["qualification_id"] = "Choose the qualification behind this signature."
         elif q.status != APPROVED:

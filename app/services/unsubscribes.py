@@ -7,7 +7,7 @@ from sqlalchemy import Select, delete, select
 
 from app.db import utcnow
 from app.models import Signature, Unsubscribe, UnsubscribeRemoval
-from app.services import audit, paging
+from app.services import audit, paging, values
 from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import Conflict, ValidationError, invalid
@@ -28,8 +28,8 @@ def query(ctx: Ctx, *, phone_number: str, sdk_app_id: str = "",
         raise invalid("phone_number", str(exc)) from None
     q = select(Unsubscribe).where(Unsubscribe.account_id == ctx.actor.account_id,
                                   Unsubscribe.phone_number == number)
-    if str(signature_id).isdigit():
-        q = q.where(Unsubscribe.signature_id == int(signature_id))
+    if signature_id not in (None, ""):
+        q = q.where(Unsubscribe.signature_id == (values.record_id(signature_id) or 0))
     return list(ctx.db.scalars(q.order_by(Unsubscribe.id)))
 
 
@@ -60,7 +60,8 @@ def number_and_signature(ctx: Ctx, phone_number: str, signature_id: str | int,
         number = numbers.parse_any(phone_number)
     except numbers.NumberError as exc:
         errors["phone_number"] = str(exc)
-    sig = ctx.db.get(Signature, int(signature_id)) if str(signature_id).isdigit() else None
+    sid = values.record_id(signature_id)
+    sig = ctx.db.get(Signature, sid) if sid else None
     if sig is None or sig.account_id != ctx.actor.account_id:
         errors["signature_id"] = "Choose a signature."
         sig = None

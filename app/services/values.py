@@ -8,6 +8,19 @@ from app.services.errors import ValidationError
 from app.sms.params import is_control
 
 MAX_COUNT = 999_999_999
+MAX_ID = 2**31 - 1  # ids are 32-bit in the database: a larger one names nothing
+
+
+def digits(text: str) -> bool:
+    """Only 0-9. str.isdigit() also takes '²' (which int() refuses: a 500) and other
+    scripts' digits (which int() reads: '٣' is 3)."""
+    return text.isascii() and text.isdigit()
+
+
+def record_id(value: object) -> int | None:
+    """An id typed as text, or None when it cannot name a row."""
+    text = str(value).strip() if value is not None else ""
+    return int(text) if digits(text) and len(text) <= 10 and int(text) <= MAX_ID else None
 TRUE, FALSE = frozenset({"1", "true", "on", "yes"}), frozenset({"0", "false", "off", "no"})
 
 
@@ -23,7 +36,7 @@ def whole_number(
         if required:
             errors[field] = "Required."
         return None
-    if not text.isdigit() or int(text) > MAX_COUNT:
+    if not digits(text) or int(text) > MAX_COUNT:
         errors[field] = f"Enter a whole number from 0 to {MAX_COUNT:,}."
         return None
     return int(text)

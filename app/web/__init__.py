@@ -27,6 +27,7 @@ from app.services.errors import (
     ServiceError,
     ValidationError,
 )
+from app.services.values import digits
 from app.sms import periods
 
 log = logging.getLogger("smsops.web")
@@ -128,7 +129,7 @@ def _load_user(user_id: str) -> User | None:
     """The cookie carries "<id>:<session version>" (User.get_id); a cookie from before a
     logout, a password change or reset, or disabling carries an old version."""
     number, _, version = user_id.partition(":")
-    if not number.isdigit() or not version.isdigit():
+    if not digits(number) or not digits(version):
         return None  # an older or garbled cookie: signed out, not an error
     user = db().get(User, int(number))
     if user is None or not user.active or user.session_version != int(version):

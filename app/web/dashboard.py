@@ -12,6 +12,7 @@ from app.models.sending import FINAL
 from app.services import alarms, console, sending
 from app.services.errors import NotFound, PermissionDenied, ValidationError
 from app.services.limits import Limiter
+from app.services.values import digits
 from app.sms import errors as errors_catalogue
 from app.web import commit, ctx, form_errors, page, rollback
 
@@ -68,7 +69,7 @@ def test_send() -> tuple:
     if request.method == "POST":
         raw_template = form.get("template", "")
         body = {"phone_numbers": [form.get("number", "")[:64]],
-                "template_id": int(raw_template) if raw_template.isdigit()
+                "template_id": int(raw_template) if digits(raw_template)
                 and len(raw_template) < 11 else None,
                 "template_params": [p.strip() for p in form.get("params", "").splitlines()
                                     if p.strip()]}

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, request, send_file
 
 from app.models.sending import FINAL, STATUSES
 from app.services import apps, console, exports, replies, sending, stats
+from app.services.values import digits
 from app.sms import errors
 from app.web import ctx, page, page_number
 from app.web.stats import choice_id
@@ -51,7 +52,7 @@ def live() -> tuple:
     """Rows still in flight, each swapped into place (out of band), and the poller with
     the ids still left to watch (none: it stops)."""
     raw = request.args.get("ids", "")[:1200].split(",")
-    ids = [int(i) for i in raw if i.isdigit() and len(i) < 19]
+    ids = [int(i) for i in raw if digits(i) and len(i) < 19]
     rows = console.messages_now(ctx(), ids)
     return page("messages/_live.html", rows=rows, describe=errors.describe, final=FINAL,
                 poll=LIVE_SECONDS)

@@ -64,10 +64,16 @@ def test_pagination_is_the_same_everywhere(api: Flask, session: Session) -> None
     assert [x["name"] for x in page["items"]] == ["T2", "T3"]
     assert (page["page"], page["page_size"], page["total"]) == (2, 2, 5)
     assert m.get("/reviews?page_size=3").get_json()["total"] == 5
-    for bad in ("page=0", "page_size=101", "page=x"):
+    # Found from outside: '²' passed str.isdigit() and failed int() (a 500), and '٣'
+    # (Arabic-Indic three) was read as page 3.
+    for bad in ("page=0", "page_size=101", "page=x", "page=%C2%B2", "page_size=%C2%B2",
+                "page=%D9%A3"):
         resp = m.get(f"/templates?{bad}")
         assert resp.status_code == 400, bad
         assert resp.get_json()["error"]["code"] == "InvalidParameter"
+    for sig in ("%C2%B2", "99999999999999999999"):
+        resp = m.get(f"/unsubscribes?phone_number=%2B14155550100&signature_id={sig}")
+        assert resp.status_code in (200, 400), (sig, resp.status_code)
 
 
 def test_review_decisions_carry_the_revision(api: Flask, session: Session) -> None:

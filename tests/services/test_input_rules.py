@@ -178,3 +178,16 @@ def test_reasons_are_multiline_but_refuse_control_characters(session: Session) -
     assert "Control" in _refused(lambda: unsubscribes.request_removal(
         root, phone_number="+14155550100", signature_id="", sms_type="marketing",
         reason="a\x00b"), "reason")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("12", 12), (" 7 ", 7), ("²", None), ("٣", None), ("\uff11\uff12", None), ("", None),
+    ("-1", None), ("2147483647", 2147483647), ("2147483648", None), ("99999999999999999999", None),
+])
+def test_ids_typed_as_text(text: str, expected: int | None) -> None:
+    """Found from outside: '²' passed str.isdigit() and failed int() (500s across the
+    management API), and '٣' read as 3."""
+    from app.services.values import digits, record_id
+
+    assert record_id(text) == expected
+    assert digits(text.strip()) == (text.strip().isascii() and text.strip().isdigit())
