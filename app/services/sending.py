@@ -67,6 +67,11 @@ from app.sms import alarm_texts, errors, numbers, params, quiet, taskfile, templ
 from app.sms.text import GSM7, INTERNATIONAL, MAINLAND, UCS2, compose, count, is_gsm7
 
 MAX_NUMBERS = 200  # per request
+MAX_PARAMS = 200  # per request: a template's content (under 500 characters) holds fewer
+# Refusals of the parameters themselves: a row records no copy of what was refused (200
+# rows of a request would each keep up to a megabyte of it).
+_PARAM_REFUSALS = frozenset({"InvalidParameterValue.TemplateParameterCountMismatch",
+                             params.FORMAT_ERROR, params.LENGTH_LIMIT})
 SUBMIT_JOB = "jobs.sending.submit"  # for given ids; requests wake the drainer instead
 DRAIN_JOB = "jobs.sending.drain"  # coalesced across requests (app/queue.py)
 STATUS_CALLBACK_JOB = "jobs.callbacks.status"
@@ -109,6 +114,9 @@ def validate_request(body: Any) -> SendRequest:
     params = body.get("template_params", [])
     if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
         raise invalid("template_params", "Give the parameters as a list of strings.")
+    if len(params) > MAX_PARAMS:
+        raise invalid("template_params", f"At most {MAX_PARAMS} parameters ({len(params)} "
+                                         "given).")
     if any(len(p) > 500 for p in params):
         raise invalid("template_params", "Each parameter has at most 500 characters.")
     sign = body.get("sign_name")
@@ -266,7 +274,8 @@ def prepare(ctx: Ctx, limiter: Limiter, sdk_app_id: str, req: SendRequest,
     wanted: list[tuple[int, list[Check]]] = []  # (index, its limit checks)
     seen: set[str] = set()
     notes: dict[str, str] = {}
-    params_kept = list(req.template_params) if template else None
+    params_kept = list(req.template_params) if template and whole not in _PARAM_REFUSALS \
+        else None
     for raw in req.phone_numbers:
         serial = _new_serial()
         msg = _Draft(account_id=app.account_id, app_id=app.id, serial_no=serial,

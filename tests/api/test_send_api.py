@@ -171,10 +171,32 @@ def test_replayed_nonce_stale_timestamp_and_bad_signature(caller: Caller) -> Non
                  "template_params": ["ab\ud800cd"]}).encode(), "InvalidParameter.Body"),
     (json.dumps({"phone_numbers": ["+14155550101"], "template_id": 1,
                  "session_context": "x\udfff"}).encode(), "InvalidParameter.Body"),
+    # No template has 201 variables (content is under 500 characters).
+    (json.dumps({"phone_numbers": ["+14155550101"], "template_id": 1,
+                 "template_params": ["x"] * 201}).encode(), "InvalidParameter.template_params"),
 ])
 def test_bad_bodies_are_400_with_a_code(caller: Caller, body: bytes, code: str) -> None:
     resp = caller.send(body)
     assert resp.status_code == 400 and resp.get_json()["error"]["code"] == code
+
+
+def test_refused_parameters_are_not_stored_with_every_number(caller: Caller,
+                                                              session: Session) -> None:
+    """Found from outside: every row of a request kept the whole parameter list, even
+    when the parameters were what got it refused: a 1 MB body of 200 numbers and 2,000
+    parameters of 490 characters wrote ~200 MB."""
+    from sqlalchemy import select
+
+    from app.models import Message
+
+    resp = caller.send({"phone_numbers": [f"+1415555{i:04d}" for i in range(100, 300)],
+                        "template_id": caller.shop.templates["international"],
+                        "template_params": ["x" * 490] * 200})
+    assert resp.status_code == 200
+    assert {s["code"] for s in resp.get_json()["send_status"]} == {
+        "InvalidParameterValue.TemplateParameterCountMismatch"}
+    kept = session.scalars(select(Message.template_params)).all()
+    assert len(kept) == 200 and set(map(str, kept)) == {"None"}
 
 
 def test_a_rotated_key_stops_working(caller: Caller, session: Session) -> None:
@@ -196,6 +218,23 @@ def test_openapi_document_is_served_and_valid(caller: Caller) -> None:
     from openapi_spec_validator import validate
 
     validate(doc)
+    # Found from outside: the message's states lacked unknown and no_receipt, which the
+    # API returns; a client generated from the document refused such answers.
+    from app.models.sending import STATUSES
+
+    found = [s["enum"] for s in _schemas(doc) if set(s.get("enum", ())) & {"submitting"}]
+    assert found and all(set(e) == set(STATUSES) for e in found)
+
+
+def _schemas(node: Any) -> Iterator[dict[str, Any]]:
+    """Every schema object in a document, however deep."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _schemas(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _schemas(value)
 
 
 def test_the_signature_covers_method_path_and_query(caller: Caller) -> None:
