@@ -34,6 +34,8 @@ CANCEL_CONFIRM = "task_cancel_confirm"
 KEEP = "task_keep"
 RESPOND_JOB = "jobs.tasks.slack_respond"
 BULK_MODAL = "task_bulk_modal"
+BULK_FORM_KEY = "smsops:slack:bulk-form:{}"  # a submitted modal (by its view id)
+BULK_FORM_TTL_S = 86_400  # far longer than a form stays open or a request stays valid
 BULK_MAX_LINES = 100
 
 HELP = {
@@ -240,6 +242,16 @@ def register(bolt: App, flask_app: Flask) -> None:
             return
         fields = {"sdk_app_id": "app", "template_id": "template", "sign_name": "sign",
                   "file": "lines", "": "lines", "acknowledge": "lines"}
+        # One form makes at most one task: the same submission again (replayed, or
+        # Submit pressed again while the first was slow to answer) would send every
+        # number again. Held while this one runs; kept with its task; freed if refused.
+        form = BULK_FORM_KEY.format(view.get("id", ""))
+        if not redis.set(form, "", nx=True, ex=BULK_FORM_TTL_S):
+            earlier = (redis.get(form) or b"").decode()
+            ack(response_action="errors", errors={"lines": (
+                f"This form was sent already: task {earlier}." if earlier
+                else "This form is being sent already.")})
+            return
         try:
             with acting(flask_app, client, body["user"]["id"]) as ctx:
                 draft = tasks.Draft(value("app"), int(value("template")), name="From Slack",
@@ -254,13 +266,19 @@ def register(bolt: App, flask_app: Flask) -> None:
                     tasks.confirm(ctx, task.id, acknowledged=True)
                 task_id, status = task.id, task.status
         except ValidationError as exc:
+            redis.delete(form)
             ack(response_action="errors", errors={
                 fields.get(k, "lines"): v[:150] for k, v in exc.errors.items()})
             return
         except (NotLinked, ServiceError) as exc:
+            redis.delete(form)
             ack(response_action="errors",
                 errors={"app": getattr(exc, "message", str(exc))[:150]})
             return
+        except BaseException:
+            redis.delete(form)
+            raise
+        redis.set(form, str(task_id), xx=True, ex=BULK_FORM_TTL_S)
         ack()
         base = Settings.from_config(flask_app.config).base_url
         text = (f"Task {task_id} created from Slack: {status.replace('_', ' ')}. "

@@ -142,6 +142,12 @@ def test_bulk_modal_creates_the_same_task(slack: Slack, shop: Shop, session: Ses
     task = session.scalar(select(SendTask))
     assert task is not None and (task.status, task.valid_rows) == ("sending", 2)
     assert task.created_by == shop.ctx.actor.user_id  # the same service, as the linked user
+    # Found from outside: the same submission again (a replayed request, or Submit
+    # pressed again while the first was slow to answer) made a second task that sent
+    # every number again. One form makes at most one task.
+    again = submit("13800138000, 1234\n13800138001,5678\n").get_json()
+    assert again["response_action"] == "errors" and f"task {task.id}" in again["errors"]["lines"]
+    assert session.scalar(select(func.count()).select_from(SendTask)) == 1
 
 
 def test_digits_that_are_not_numbers_are_usage_not_an_error(slack: Slack, shop: Shop,
