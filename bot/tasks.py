@@ -61,7 +61,7 @@ def progress_text(task: SendTask, p: tasks.Progress) -> str:
              f"{p.total:,} recipients · {p.submitted:,} submitted · {p.delivered:,} delivered"
              f" · {p.failed:,} failed · {p.remaining:,} remaining"]
     if p.unsent:
-        lines.append(f"{p.unsent:,} left unsent (stopped)")
+        lines.append(f"{p.unsent:,} left unsent ({task.status})")
     if p.paused_until:
         lines.append(":crescent_moon: Paused for quiet hours (no marketing from 21:00 to "
                      f"08:00): resumes {slack_time(p.paused_until)}")

@@ -163,7 +163,7 @@ class Progress:
     @property
     def percent(self) -> int:
         done = self.total - self.remaining - self.unsent
-        return 100 if self.total == 0 else int(100 * done / self.total)
+        return 0 if self.total == 0 else int(100 * done / self.total)  # 0: nothing to send
 
     def as_dict(self) -> dict[str, Any]:
         return {"total": self.total, "submitted": self.submitted, "delivered": self.delivered,

@@ -178,8 +178,23 @@ def test_a_failed_task_says_why(slack: Slack, shop: Shop, session: Session) -> N
     session.commit()
     shown = slack.command(f"task {task_id}", user=ROOT).get_json()["text"]
     assert "— failed" in shown and "The application was disabled." in shown, shown
+    # Found from outside: the rows a failed or cancelled task never sent were "left
+    # unsent (stopped)", whatever ended it.
+    assert "3 left unsent (failed)" in shown, shown
     listed = str(slack.command("tasks", user=ROOT).get_json()["blocks"])
     assert "The application was disabled." in listed
+
+
+def test_a_task_that_failed_validation_is_not_shown_done(shop: Shop) -> None:
+    """Found from outside: a file with no usable row made a failed task at 100%."""
+    import io
+
+    task, _s = tasks.create_task(shop.ctx, tasks.Draft(
+        shop.app.sdk_app_id, shop.templates["mainland"]), io.BytesIO(b"123,1\n"), "x.csv")
+    assert task.status == "failed"
+    p = tasks.progress(shop.ctx, task)
+    assert p.percent == 0
+    assert "0%" in bot_tasks.progress_text(task, p)
 
 
 def test_a_task_paused_for_quiet_hours_says_so(slack: Slack, shop: Shop,
