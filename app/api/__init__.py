@@ -24,6 +24,7 @@ from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, current_app, g, jsonify, request
+from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import (
     ClientDisconnected,
@@ -413,6 +414,13 @@ def answer_for(exc: Exception, logger: logging.Logger, path: str) -> tuple[int, 
         return {PermissionDenied: 403, NotFound: 404}.get(type(exc), 400), exc.code, exc.message
     if isinstance(exc, HTTPException):
         return exc.code or 400, "InvalidRequest", exc.description or exc.name
+    if isinstance(exc, RedisError):
+        # A send's checks (nonce, limits) run in Redis before anything is written, and
+        # a failed wake-up after a commit is answered as a success (the sweeper's job).
+        logger.warning("Redis unavailable on %r: %s", path, type(exc).__name__)
+        return (503, "InternalError.Unavailable",
+                "A service this server needs is unavailable. Sign the request again (a "
+                "new nonce) and send it in a moment.")
     logger.exception("API error on %r", path)  # repr: a path cannot forge log lines
     return 500, "InternalError", "Something went wrong on our side. It has been logged."
 

@@ -42,3 +42,23 @@ def test_enqueue_failing_after_the_commit_still_answers_200(
     api.config["REDRIVE_AFTER_S"] = 0
     assert sweep_once(api).redrive  # the sweeper finds the row and wakes the drainer
     assert backend.redis.llen("rq:queue:pipeline") == 1
+
+
+def test_redis_unreachable_is_503_to_retry_not_500(backend: Backend, shop: Shop,
+                                                   session: Session, tmp_path: object) -> None:
+    """Found from outside: with Redis unreachable a valid send answered 500 and logged a
+    stack trace; nothing was written, which is what 503 InternalError.Unavailable says."""
+    from app import create_app
+
+    session.commit()
+    down = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": "redis://127.0.0.1:1/0",
+                       "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x"})
+    try:
+        resp = Caller(down.test_client(), shop).send({
+            "phone_numbers": ["+14155550101"], "template_id": shop.templates["international"],
+            "template_params": ["1234"]})
+        assert resp.status_code == 503, resp.get_data(as_text=True)
+        assert resp.get_json()["error"]["code"] == "InternalError.Unavailable"
+        assert session.scalar(select(Message.id)) is None
+    finally:
+        down.extensions["db"].engine.dispose()
