@@ -81,11 +81,18 @@ def resolve_callback(url: str, allow_private: bool = False,
     (any address goes with `allow_private`, for labs)."""
     if len(url) > 2048:
         raise Refused("The URL is too long (2,048 characters at most).")
+    # A request line holds printable ASCII only: a space, a control character or a
+    # letter such as é cannot be sent (percent-encode it; a name in its xn-- form).
+    if not url.isascii() or any(c.isspace() or not c.isprintable() for c in url):
+        raise Refused("Percent-encode spaces and non-ASCII characters in the URL (a host "
+                      "name in its xn-- form).")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
         raise Refused("This is not a valid URL.") from None
+    if port == 0:
+        raise Refused("Port 0 is not a port a server listens on.")
     if parts.scheme not in ("http", "https"):
         raise Refused("Use an http:// or https:// URL.")
     host = parts.hostname

@@ -75,6 +75,18 @@ def test_every_special_range_is_refused(address: str) -> None:
                                        resolver=resolver) is None
 
 
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/caf\u00e9", "http://127.0.0.1:8080/a b",
+                                 "http://127.0.0.1:0/", "http://127.0.0.1:8080/a\tb"])
+def test_urls_no_request_can_be_made_to_are_refused(url: str) -> None:
+    """Found from outside: a path with a non-ASCII character or a space, or port 0, was
+    saved; every delivery then failed (a UnicodeEncodeError escaped the attempt log)."""
+    assert netguard.check_callback_url(url, allow_private=True) is not None
+    with pytest.raises(netguard.Refused):
+        netguard.resolve_callback(url, allow_private=True)  # at delivery too
+    assert netguard.check_callback_url("http://127.0.0.1:8080/caf%C3%A9?a=b%20c",
+                                       allow_private=True) is None
+
+
 def test_one_private_answer_among_public_ones_is_refused() -> None:
     resolver = names({"cb.example.test": [PUBLIC, "2606:4700::1", "127.0.0.1"]})
     assert netguard.check_callback_url("https://cb.example.test/", resolver=resolver)
