@@ -433,7 +433,9 @@ _OPS = [
               "Verification-code traffic by application and hour", "DescribeStatistics",
               "VerificationHour", query=STATS_QUERY, paged=True, tag="Statistics"),
     Operation("DescribeSendSmsRecord", "GET", "/messages",
-              "The SMS log, newest first (total is counted up to 10,001)",
+              "The SMS log, newest first (total is counted up to 1,001, or to just "
+              "past the page asked for: a total that ends the count means at least; "
+              "read it again with each page)",
               "DescribeSendSmsRecord", "LogMessage",
               query=("sdk_app_id", "phone_number", "status", "period"), paged=True,
               tag="Statistics"),

@@ -400,3 +400,13 @@ def test_carrier_template_id_is_set_as_in_the_console(api: Flask, session: Sessi
     assert m.put(path, {}).status_code == 400  # required: null clears it
     cleared = m.put(path, {"carrier_template_id": None})
     assert cleared.status_code == 200 and cleared.get_json()["carrier_template_id"] is None
+
+
+def test_the_sms_log_documents_how_far_it_counts() -> None:
+    """Found from outside: the document said the total was counted up to 10,001; the
+    service counts to 1,001 (or just past the page asked for)."""
+    from app.api.manage_spec import OPERATIONS
+    from app.services import sending
+
+    [log] = [o for o in OPERATIONS.values() if o.path == "/messages"]
+    assert f"counted up to {sending.LOG_COUNT_CAP + 1:,}" in log.summary
