@@ -228,6 +228,9 @@ class Prepared:
     detail: str | None  # which parameter, and why
     notes: dict[str, str]  # why a number was refused, in the parser's words, by serial
     results: list[SendStatus] = dataclass_field(default_factory=list)
+    # The checks of numbers a limit refused: asked again in `settle` when a number
+    # found muted there gives its units back (it may free the unit one of them lacked).
+    refused_checks: dict[int, list[Check]] = dataclass_field(default_factory=dict)
 
     def give_back(self, limiter: Limiter) -> None:
         """Release every reservation still held (the rows were not written)."""
@@ -306,6 +309,7 @@ def prepare(ctx: Ctx, limiter: Limiter, sdk_app_id: str, req: SendRequest,
         codes.append(code)
     refusals: list[tuple[int, Check]] = []
     held: dict[int, list[Check]] = {}
+    refused_checks: dict[int, list[Check]] = {}
     refused = limiter.reserve_many([checks for _i, checks in wanted],
                                    int(now.timestamp() * 1000), guard)
     for (i, checks), refusal in zip(wanted, refused, strict=True):
@@ -314,9 +318,11 @@ def prepare(ctx: Ctx, limiter: Limiter, sdk_app_id: str, req: SendRequest,
         else:
             codes[i] = refusal.error_code
             refusals.append((i, refusal))
+            refused_checks[i] = checks
     return Prepared(ctx.actor, app, account, template, signature, region, request_id, now, day,
                     messages, codes, [counted.billed_items] * len(messages), refusals, held,
-                    whole, problem.message if problem else None, notes)
+                    whole, problem.message if problem else None, notes,
+                    refused_checks=refused_checks)
 
 
 def _later_than_blocked(code: str | None) -> bool:
@@ -353,6 +359,8 @@ def settle(ctx: Ctx, limiter: Limiter, batch: list[Prepared]) -> None:
                     back += p.held.pop(i, [])
             p.refusals = [(i, r) for i, r in p.refusals if p.codes[i] == r.error_code]
         limiter.release(back)
+        if back:
+            _reserve_again(limiter, p)
         reserved = sorted(p.held.items())
         covered = _after_reserve(actor_ctx, limiter, p.app, p.account, p.messages, p.codes,
                                  reserved, p.refusals, p.fees, p.app.countries, p.day, p.now)
@@ -378,6 +386,26 @@ def settle(ctx: Ctx, limiter: Limiter, batch: list[Prepared]) -> None:
     _record(ctx, rows, zones={p.account.id: ZoneInfo(p.account.timezone) for p in batch})
     if accepted:
         ctx.defer(DRAIN_JOB)
+
+
+def _reserve_again(limiter: Limiter, p: Prepared) -> None:
+    """Numbers a limit refused, asked again in order once muted numbers of the same
+    request gave back their units: as if the muted ones had never been counted."""
+    again = [(i, p.refused_checks[i]) for i, r in p.refusals
+             if p.codes[i] == r.error_code and i in p.refused_checks]
+    if not again:
+        return
+    answers = limiter.reserve_many([checks for _i, checks in again],
+                                   int(p.now.timestamp() * 1000))
+    still = {i: r for i, r in p.refusals}
+    for (i, checks), refusal in zip(again, answers, strict=True):
+        p.codes[i] = refusal.error_code if refusal else None
+        if refusal is None:
+            p.held[i] = checks
+            del still[i]
+        else:
+            still[i] = refusal
+    p.refusals = sorted(still.items())
 
 
 class _Draft:

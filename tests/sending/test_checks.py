@@ -153,6 +153,27 @@ def test_daily_limits_and_threshold_alarm(shop: Shop, session: Session) -> None:
                       "Shop reached its daily international limit"]  # once each, no storm
 
 
+def test_a_muted_number_leaves_its_limit_to_the_others(shop: Shop, session: Session) -> None:
+    """Found from outside: limits are reserved before the mute list is read (it needs
+    the database), so a muted number held the one unit left today and the next number
+    of the same request was refused (LimitExceeded) with a false "limit reached"
+    alarm; the unit was given back only afterwards."""
+    sid = shop.app.sdk_app_id
+    app_config.add_contact(shop.ctx, sid, name="Ops", email="ops@example.com",
+                           events=["threshold"])
+    app_config.set_thresholds(shop.ctx, sid, "international", alarm_threshold=None,
+                              daily_limit=1)
+    session.add(MuteEntry(account_id=shop.app.account_id, phone_number="+14155550161",
+                          signature_id=shop.signatures["international"], sms_type=None,
+                          consent_confirmed_by="root@example.com"))
+    session.flush()
+    assert shop.codes(["+14155550161", "+14155550162", "+14155550163"]) == [
+        "FailedOperation.PhoneNumberInMuteList", "Ok", "LimitExceeded.AppDailyLimit"]
+    assert session.scalars(select(Notification.subject).where(
+        Notification.event == "threshold")).all() == [
+        "Shop reached its daily international limit"]  # the third one, truly
+
+
 def test_country_limit_and_account_quota(shop: Shop) -> None:
     sid = shop.app.sdk_app_id
     app_config.set_country(shop.ctx, sid, iso_code="US", daily_limit=2)
