@@ -227,12 +227,32 @@ def submit_claimed(app: Flask, settings: PipelineSettings, attempt: str,
         observe_link(app, up=False)  # down for over a minute: an alarm (jobs/alarms.py)
         raise
     observe_link(app, up=True)
-    _db_retry(lambda s: pipeline.record_submissions(s, attempt, results), settings.lease_s)
+    refused = [r.message_id for r in results if not r.accepted and not r.not_sent]
+
+    def record(session: Session) -> list[int]:
+        pipeline.record_submissions(session, attempt, results)
+        # A refusal is a final state: its status callback, as a receipt's.
+        return sending.apps_with_callbacks(session, refused) if refused else []
+
+    with_callback = _db_retry(record, settings.lease_s)
     if any(r.receipt is not None for r in results):
         _wake(app, RECEIPTS_JOB)
     if any(r.not_sent for r in results):
         _wake(app, DRAIN_JOB)  # back to accepted (SMPP: never written): send them again
-    _tell_slack(app, [r.message_id for r in results if not r.accepted and not r.not_sent])
+    _callbacks(app, with_callback)
+    _tell_slack(app, refused)
+
+
+def _callbacks(app: Flask, message_ids: list[int]) -> None:
+    """Status callbacks for messages that reached a final state (their jobs retry).
+    The state is recorded already: a Redis failure here must not fail the work."""
+    if not message_ids:
+        return
+    try:
+        enqueue_each(app.extensions["redis"], sending.STATUS_CALLBACK_JOB,
+                     [(message_id,) for message_id in message_ids])
+    except redis_lib.RedisError as exc:
+        log.warning("could not queue %d status callback(s) (%s)", len(message_ids), exc)
 
 
 def apply_receipts() -> int:
@@ -264,8 +284,7 @@ def _receipts_batch(app: Flask) -> tuple[int, int]:
         return changed, callbacks, taken, moved
 
     changed, with_callback, taken, moved = _db_retry(work, 30)
-    enqueue_each(app.extensions["redis"], sending.STATUS_CALLBACK_JOB,
-                 [(message_id,) for message_id in with_callback])
+    _callbacks(app, with_callback)
     _tell_slack(app, changed)
     if moved:
         from jobs.tasks import slack_progress

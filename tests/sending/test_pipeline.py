@@ -127,6 +127,20 @@ def test_receipts_are_posted_signed_with_the_app_key(shop: Shop, session: Sessio
     receiver.server.shutdown()
 
 
+def test_every_final_state_is_posted(shop: Shop, session: Session, runner: Flask) -> None:
+    """Found from outside: a message the carrier refused at submission (a final state:
+    failed) was never posted to the status callback; only receipts were."""
+    receiver = Receiver()
+    shop.app.status_callback_url = receiver.url
+    sent = shop.send(["+14155550101", "+14155550102", "+14155550103"])
+    _run(shop, session, runner)
+    posted = {json.loads(body)["serial_no"]: json.loads(body)["status"]
+              for _h, body in receiver.requests}
+    assert posted == {sent[0].serial_no: "delivered", sent[1].serial_no: "failed",
+                      sent[2].serial_no: "failed"}
+    receiver.server.shutdown()
+
+
 @pytest.mark.parametrize("status", [500, 302])
 def test_failed_callbacks_are_logged_and_retried(shop: Shop, session: Session, runner: Flask,
                                                  status: int) -> None:
