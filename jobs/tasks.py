@@ -237,7 +237,16 @@ def slack_progress(app: Flask, task_id: int, *, force: bool = False) -> None:
     key = _slack_key(task_id)
     try:
         state = json.loads(conn.get(key) or "{}")
-        if not force and state and time.time() - state.get("at", 0) < SLACK_EVERY_S:
+        wait = SLACK_EVERY_S - (time.time() - state.get("at", 0))
+        if not force and state and wait > 0:
+            # Made once the interval is over (one for any number held back): the last
+            # update must not be lost (a receipt that never comes keeps the task from
+            # looking final, so no forced one follows).
+            if conn.set(_slack_key(task_id) + ":later", 1, nx=True, ex=int(wait) + 1):
+                from rq import Queue
+
+                Queue("default", connection=conn).enqueue_at(
+                    utcnow() + timedelta(seconds=wait), tasks.PROGRESS_JOB, task_id)
             return
         with app.app_context(), app.extensions["db"].unit_of_work() as session:
             task = session.get(SendTask, task_id)

@@ -82,6 +82,33 @@ def test_the_progress_message_ends_with_the_receipts(slack: Slack, shop: Shop,
     assert "0 remaining" in slack.api.named("chat.update")[-1]["text"]
 
 
+def test_a_held_back_update_is_made_later(slack: Slack, shop: Shop, session: Session) -> None:
+    """Found from outside: an update that came within SLACK_EVERY_S of the last one was
+    dropped, and when it was the last (the final receipts, with one receipt that never
+    comes, so the task never looks final) the message kept old figures for good. A
+    held-back update is now made once the interval is over (one, however many wait)."""
+    from rq import Queue
+
+    from jobs import runtime
+    from jobs.tasks import slack_progress
+
+    link(session, shop)
+    task_id = make_task(shop, session, confirm=True)
+    runtime.use(slack.app)
+    conn = slack.app.extensions["redis"]
+    scheduled = Queue("default", connection=conn).scheduled_job_registry
+    slack_progress(slack.app, task_id)  # posts
+    assert len(slack.api.named("chat.postMessage")) == 1
+    for _ in range(3):
+        slack_progress(slack.app, task_id)  # held back: too soon after the post
+    assert slack.api.named("chat.update") == []
+    jobs = [Queue("default", connection=conn).fetch_job(j)
+            for j in scheduled.get_job_ids()]
+    assert [j.func_name for j in jobs if j] == [tasks.PROGRESS_JOB]
+    jobs[0].perform()  # what the scheduler runs once the interval is over
+    assert len(slack.api.named("chat.update")) == 1
+
+
 def test_stop_and_cancel_ask_first(slack: Slack, shop: Shop, session: Session) -> None:
     link(session, shop)
     waiting = make_task(shop, session)
