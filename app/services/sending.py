@@ -300,6 +300,7 @@ def prepare(ctx: Ctx, limiter: Limiter, sdk_app_id: str, req: SendRequest,
             code = _number_checks(msg, parsed, region, countries, {}, local)
         if code is None and msg.phone_number in seen:
             code = "InvalidParameterValue.IncorrectPhoneNumber"  # the same number twice
+            notes[serial] = "The same number appears earlier in this request."
         if code is None:
             seen.add(msg.phone_number)
             wanted.append((len(messages), _checks(

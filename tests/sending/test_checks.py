@@ -153,6 +153,13 @@ def test_daily_limits_and_threshold_alarm(shop: Shop, session: Session) -> None:
                       "Shop reached its daily international limit"]  # once each, no storm
 
 
+def test_a_number_twice_in_a_request_says_so(shop: Shop) -> None:
+    """Found from outside: the second copy was told "not valid for this region"."""
+    first, second = shop.send(["+14155550120", "+1 415 555 0120"])
+    assert (first.code, second.code) == ("Ok", "InvalidParameterValue.IncorrectPhoneNumber")
+    assert "earlier in this request" in second.message
+
+
 def test_a_muted_number_leaves_its_limit_to_the_others(shop: Shop, session: Session) -> None:
     """Found from outside: limits are reserved before the mute list is read (it needs
     the database), so a muted number held the one unit left today and the next number
