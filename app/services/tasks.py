@@ -1011,9 +1011,12 @@ def _record_query(ctx: Ctx, task: SendTask, status: str, number: str) -> Any:
     return m.order_by(Message.id)
 
 
-def _record(obj: Any) -> Record:
+def _record(obj: Any, task: SendTask) -> Record:
     if isinstance(obj, SendTaskRecipient):
-        return Record(obj.row_no, obj.phone_number, "pending", "", 0, None, None, None, None)
+        # A row the task will never send (stopped, cancelled, failed) is unsent, not
+        # pending: nothing is to come for it.
+        left = "unsent" if task.status in (STOPPED, CANCELLED, TASK_FAILED) else "pending"
+        return Record(obj.row_no, obj.phone_number, left, "", 0, None, None, None, None)
     row = int(obj.serial_no.rsplit("r", 1)[1]) if obj.serial_no.startswith("t") else None
     return Record(row, obj.phone_number, obj.status, obj.content, obj.fee, obj.error_code,
                   obj.carrier_code, obj.submitted_at, obj.receipt_at)
@@ -1030,7 +1033,7 @@ def records(ctx: Ctx, task_id: int, *, status: str = "", number: str = "",
     else:
         total = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
     rows = ctx.db.scalars(q.limit(limit).offset((max(page, 1) - 1) * limit)).all()
-    return task, [_record(r) for r in rows], total
+    return task, [_record(r, task) for r in rows], total
 
 
 # A record status (a message status) → the outcomes that are exactly its messages;
@@ -1051,7 +1054,7 @@ def records_csv(ctx: Ctx, task_id: int, *, status: str = "", number: str = "") -
         ([r.row_no, r.phone_number, r.status, r.content, r.fee, r.error_code or "",
           r.carrier_code or "", r.submitted_at.isoformat() if r.submitted_at else "",
           r.receipt_at.isoformat() if r.receipt_at else ""]
-         for r in map(_record, ctx.db.scalars(q))))
+         for r in (_record(obj, task) for obj in ctx.db.scalars(q))))
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,10 @@ def test_stop_lets_at_most_one_batch_out(shop: Shop, session: Session) -> None:
     # (row 1 is the header).
     _task, unsent, total = tasks.records(shop.ctx, task.id, status="pending", limit=50)
     assert (total, [r.row_no for r in unsent]) == (20, list(range(12, 32)))
+    # Found from outside: they were listed (and exported) as "pending", as if to come.
+    assert {r.status for r in unsent} == {"unsent"}
+    exported = tasks.records_csv(shop.ctx, task.id, status="pending").read().decode()
+    assert ",unsent," in exported and ",pending," not in exported
     with pytest.raises(Conflict, match="only a sending task"):
         tasks.stop(shop.ctx, task.id)
     with pytest.raises(Conflict, match="only a scheduled or unconfirmed"):
