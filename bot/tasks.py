@@ -102,8 +102,9 @@ def _tasks(ctx: Ctx, words: list[str], _body: dict, _client: WebClient) -> dict[
     out: list[Block] = [blocks.section(progress_text(t, tasks.progress(ctx, t)))
                         for t, _sdk in rows]
     if total > len(rows):
+        where = f"?region={region}" if region else ""
         out.append(blocks.context(f"{total - len(rows)} more: "
-                                  f"{ctx.settings.base_url}/tasks"))
+                                  f"{ctx.settings.base_url}/tasks{where}"))
     return blocks.reply(f"{total} task(s)", out)
 
 

@@ -162,3 +162,15 @@ def test_a_task_paused_for_quiet_hours_says_so(root: Client, shop: Shop,
     assert "08:00:00" in text_of(frag, "#task-paused")  # resumes at 08:00 there
     listed = root.get("/tasks?region=mainland")
     assert "paused for quiet hours" in listed.get_data(as_text=True)
+
+
+def test_a_page_past_the_end_leads_back(root: Client, shop: Shop, session: Session) -> None:
+    """Found from outside: page 9 of a task with one page of records said "Page 9 of 1"
+    and its Previous link went to page 8, as empty."""
+    status, where = upload(root, shop, b"13800138000,1234\n13800138001,5678\n")
+    assert status == 302, where
+    task_id = int(where.rsplit("/", 1)[1])
+    frag = root.get(f"/tasks/{task_id}/records?page=9", htmx=True)
+    back = soup(frag).select_one(".pager a")
+    assert back is not None and "page=1" in back["href"]
+

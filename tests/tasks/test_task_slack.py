@@ -232,3 +232,17 @@ def test_a_task_paused_for_quiet_hours_says_so(slack: Slack, shop: Shop,
     task_id = task_in_quiet_hours(shop, session)
     shown = slack.command(f"task {task_id}", user=ROOT).get_json()
     assert "Paused for quiet hours" in shown["text"] and "<!date^" in shown["text"]
+
+
+def test_the_list_links_to_its_region(slack: Slack, shop: Shop, session: Session) -> None:
+    """Found from outside: "N more" of the international list opened the mainland tab."""
+    link(session, shop)
+    for n in range(11):
+        tasks.create_task(shop.ctx, tasks.Draft(shop.app.sdk_app_id,
+                                                shop.templates["international"],
+                                                name=f"T{n}"),
+                          io.BytesIO(b"+14155550101,1234\n"), "list.csv")
+    session.commit()
+    listed = str(slack.command("tasks international", user=ROOT).get_json())
+    assert "1 more: " in listed and "/tasks?region=international" in listed
+
