@@ -181,15 +181,17 @@ HANDLERS = {"tasks": _tasks, "task": _task, "stop": _stop, "cancel": _cancel, "b
 
 
 def bulk_file(text: str) -> bytes:
-    """The modal's lines as a CSV the task service reads like an upload."""
+    """The modal's lines as a CSV the task service reads like an upload: under a header
+    of its own (a first line that is no number is an error, not a header), blank lines
+    kept, so that row N + 1 is the user's line N."""
     import csv
     import io
 
     out = io.StringIO()
     writer = csv.writer(out)
+    writer.writerow(["phone"])
     for line in text.splitlines():
-        if line.strip():
-            writer.writerow([cell.strip() for cell in line.split(",")])
+        writer.writerow([cell.strip() for cell in line.split(",")] if line.strip() else [])
     return out.getvalue().encode()
 
 
@@ -261,7 +263,7 @@ def register(bolt: App, flask_app: Flask) -> None:
                     value("lines"))), "slack.csv")
                 if summary.errors:  # the modal shows why; nothing is kept
                     first = summary.first_errors[0]
-                    raise ValidationError({"file": f"Line {first.row}: {first.reason} "
+                    raise ValidationError({"file": f"Line {first.row - 1}: {first.reason} "
                                                    f"({summary.errors} line(s) with errors)."})
                 if now:
                     tasks.confirm(ctx, task.id, acknowledged=True)

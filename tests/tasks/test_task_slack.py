@@ -160,6 +160,12 @@ def test_bulk_modal_creates_the_same_task(slack: Slack, shop: Shop, session: Ses
 
     bad = submit("13800138000, 1234\n12345, 1234\n").get_json()
     assert bad["response_action"] == "errors" and "Line 2" in bad["errors"]["lines"]
+    # Found from outside: blank lines were dropped before numbering ("Line 2" for the
+    # fourth line), and a first line without a digit was taken for a header.
+    gap = submit("13800138000,1234\n\n\n13800138001,12\n").get_json()
+    assert gap["errors"]["lines"].startswith("Line 4:"), gap
+    first = submit("abc,1234\n13800138001,1234").get_json()
+    assert first["errors"]["lines"].startswith("Line 1: Not a phone number"), first
     many = submit("\n".join(f"1380013{i:04d},1234" for i in range(101))).get_json()
     assert "1 to 100 lines" in many["errors"]["lines"]
     assert session.scalar(select(func.count()).select_from(SendTask)) == 0  # nothing kept
