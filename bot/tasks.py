@@ -167,7 +167,7 @@ def bulk_modal() -> dict[str, Any]:
 
 
 def _bulk(ctx: Ctx, words: list[str], body: dict, client: WebClient) -> dict[str, Any]:
-    if not any(ctx.actor.can("CreateSendTask", a.sdk_app_id) for a in apps.list_apps(ctx)):
+    if not apps.list_apps(ctx, "CreateSendTask"):
         return blocks.reply(":no_entry: You may not create send tasks in any application.")
     try:
         client.views_open(trigger_id=body["trigger_id"], view=bulk_modal())

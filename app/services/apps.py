@@ -24,14 +24,15 @@ def new_app_key() -> str:
     return secrets.token_hex(32)  # 256 bits
 
 
-def list_apps(ctx: Ctx) -> list[Application]:
-    """The applications this actor may see."""
+def list_apps(ctx: Ctx, action: str = "DescribeAppList") -> list[Application]:
+    """The applications this actor may see, or do `action` on (a form that offers the
+    applications to act on: the action is enough, as in `allowed`)."""
     apps = ctx.db.scalars(
         select(Application)
         .where(Application.account_id == ctx.actor.account_id)
         .order_by(Application.sdk_app_id)
     ).all()
-    return [a for a in apps if ctx.actor.can("DescribeAppList", a.sdk_app_id)]
+    return [a for a in apps if ctx.actor.can(action, a.sdk_app_id)]
 
 
 def allowed(ctx: Ctx, action: str) -> dict[int, str]:

@@ -50,8 +50,7 @@ def _form_page(errors: dict[str, str], status: int = 200) -> tuple:
     region = _region()
     return page("tasks/new.html", region=region, regions=REGIONS, errors=errors,
                 form=request.form, status=status,
-                apps=[a for a in apps.list_apps(c) if c.actor.can("CreateSendTask",
-                                                                   a.sdk_app_id)],
+                apps=apps.list_apps(c, "CreateSendTask"),
                 templates=[t for t in content.list_templates(c, region) if t.status == EFFECTIVE],
                 signatures=[s for s in content.list_signatures(c, region) if s.usable])
 

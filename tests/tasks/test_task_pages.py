@@ -174,3 +174,19 @@ def test_a_page_past_the_end_leads_back(root: Client, shop: Shop, session: Sessi
     back = soup(frag).select_one(".pager a")
     assert back is not None and "page=1" in back["href"]
 
+
+def test_the_new_task_form_offers_the_apps_one_may_create_in(client: Client, shop: Shop,
+                                                            session: Session) -> None:
+    """Found from outside: the form listed only applications in the user's application
+    list (DescribeAppList), so a user allowed to create tasks had an empty choice."""
+    from tests.helpers import doc, make_user
+
+    make_user(session, "ops@example.com", policies=[doc(("allow", [
+        "sms:CreateSendTask", "sms:DescribeSendTasks", "sms:DescribeSmsTemplateList",
+        "sms:DescribeSmsSignList"], ["sms:app/*"]))])
+    session.commit()
+    client.login("ops@example.com")
+    form = client.get("/tasks/new?region=mainland")
+    assert [o["value"] for o in soup(form).select("select[name=sdk_app_id] option")] == [
+        shop.app.sdk_app_id]
+

@@ -252,3 +252,18 @@ def test_the_list_links_to_its_region(slack: Slack, shop: Shop, session: Session
     listed = str(slack.command("tasks international", user=ROOT).get_json())
     assert "1 more: " in listed and "/tasks?region=international" in listed
 
+
+def test_creating_a_task_needs_that_right_only(slack: Slack, shop: Shop,
+                                               session: Session) -> None:
+    """Found from outside: /sms bulk offered only the applications in the user's
+    application list (DescribeAppList): a user allowed to create tasks but not to list
+    applications was told "you may not", while the service itself let them."""
+    from tests.helpers import doc, make_user
+
+    user = make_user(session, "ops@example.com", policies=[doc(("allow", [
+        "sms:CreateSendTask", "sms:DescribeSendTasks"], ["sms:app/*"]))])
+    user.slack_user_id = "U0OPS0001"
+    session.commit()
+    assert slack.command("bulk", user="U0OPS0001").status_code == 200
+    assert slack.api.named("views.open"), slack.api.calls
+
