@@ -115,7 +115,10 @@ def _task(ctx: Ctx, words: list[str], _body: dict, _client: WebClient) -> dict[s
 
 
 def _ask(ctx: Ctx, task_id: int, verb: str) -> dict[str, Any]:
-    task, _app = tasks.get_task(ctx, task_id)
+    # Asked with the right the click will need: offered to whoever may do it, and to no
+    # one else (the service decides, at the click too).
+    task, _app = tasks.get_task(ctx, task_id, tasks.STOP_ACTION if verb == "stop"
+                                else tasks.CANCEL_ACTION)
     action = STOP_CONFIRM if verb == "stop" else CANCEL_CONFIRM
     what = ("The rest stays unsent; a stopped task cannot resume." if verb == "stop"
             else "Nothing of it will be sent.")

@@ -85,6 +85,7 @@ RUN_JOB = "jobs.tasks.run"
 # Brings the Slack progress message up to date at once (a task stopped or cancelled
 # while no dispatcher of it runs; receipts after the last message left).
 PROGRESS_JOB = "jobs.tasks.progress_now"
+STOP_ACTION, CANCEL_ACTION = "ModifyTaskStatusStop", "CancelSendSMSTask"  # policy actions
 # Recipients per dispatch transaction: how far a stop lags (about 0.3 s of a lane's
 # time here). 2,000 rather than 1,000: each batch also costs a job round trip and
 # ~25 statements, and halving those cut ~10% of the CPU per message (bench/README.md
@@ -124,8 +125,10 @@ def _task(ctx: Ctx, task_id: int, action: str) -> tuple[SendTask, Application]:
     return task, app
 
 
-def get_task(ctx: Ctx, task_id: int) -> tuple[SendTask, Application]:
-    return _task(ctx, task_id, "DescribeSendTasks")
+def get_task(ctx: Ctx, task_id: int, action: str = "DescribeSendTasks"
+             ) -> tuple[SendTask, Application]:
+    """A task the actor may see, or do `action` to (a stop or cancel asked first)."""
+    return _task(ctx, task_id, action)
 
 
 def list_tasks(ctx: Ctx, region: str | None = None, *, page: int = 1,
@@ -718,7 +721,7 @@ def confirm(ctx: Ctx, task_id: int, *, acknowledged: bool) -> SendTask:
 
 
 def stop(ctx: Ctx, task_id: int) -> SendTask:
-    task, app = _task(ctx, task_id, "ModifyTaskStatusStop")
+    task, app = _task(ctx, task_id, STOP_ACTION)
     done = ctx.db.execute(update(SendTask).where(SendTask.id == task.id,
                                                  SendTask.status == SENDING)
                           .values(status=STOPPED, finished_at=utcnow())
@@ -728,7 +731,7 @@ def stop(ctx: Ctx, task_id: int) -> SendTask:
         raise Conflict(f"Task {task.id} is {task.status.replace('_', ' ')}: only a sending "
                        "task can be stopped" + (" (cancel a scheduled one)."
                                                  if task.status == SCHEDULED else "."))
-    audit.record(ctx, "ModifyTaskStatusStop", "send_task", task.id, {"status": SENDING},
+    audit.record(ctx, STOP_ACTION, "send_task", task.id, {"status": SENDING},
                  {"status": STOPPED})
     ctx.defer(PROGRESS_JOB, task.id)
     # Once by nature (the conditional update above): no period to guard in Redis.
@@ -737,7 +740,7 @@ def stop(ctx: Ctx, task_id: int) -> SendTask:
 
 
 def cancel(ctx: Ctx, task_id: int) -> SendTask:
-    task, _app = _task(ctx, task_id, "CancelSendSMSTask")
+    task, _app = _task(ctx, task_id, CANCEL_ACTION)
     was = task.status
     done = ctx.db.execute(update(SendTask).where(
         SendTask.id == task.id, SendTask.status.in_((AWAITING_CONFIRMATION, SCHEDULED)))
@@ -749,7 +752,7 @@ def cancel(ctx: Ctx, task_id: int) -> SendTask:
                        "or unconfirmed task can be cancelled" + (" (stop a sending one)."
                                                                  if task.status == SENDING
                                                                  else "."))
-    audit.record(ctx, "CancelSendSMSTask", "send_task", task.id, {"status": was},
+    audit.record(ctx, CANCEL_ACTION, "send_task", task.id, {"status": was},
                  {"status": CANCELLED})
     ctx.defer(PROGRESS_JOB, task.id)
     return task

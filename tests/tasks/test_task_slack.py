@@ -267,3 +267,22 @@ def test_creating_a_task_needs_that_right_only(slack: Slack, shop: Shop,
     assert slack.command("bulk", user="U0OPS0001").status_code == 200
     assert slack.api.named("views.open"), slack.api.calls
 
+
+def test_stop_is_offered_to_who_may_stop(slack: Slack, shop: Shop, session: Session) -> None:
+    """Found from outside: /sms stop asked with the right to see tasks, not to stop
+    them: a user who may only stop was told "No task", a reader was offered the
+    button and refused at the click."""
+    from tests.helpers import doc, make_user
+
+    task_id = make_task(shop, session, confirm=True)
+    stopper = make_user(session, "stopper@example.com", policies=[doc(("allow", [
+        "sms:ModifyTaskStatusStop"], ["sms:app/*"]))])
+    stopper.slack_user_id = "U0STOP001"
+    reader = make_user(session, "reader@example.com", presets=["SMSReadOnlyAccess"])
+    reader.slack_user_id = "U0READ001"
+    session.commit()
+    asked = slack.command(f"stop {task_id}", user="U0STOP001").get_json()
+    assert bot_tasks.STOP_CONFIRM in str(asked), asked
+    refused = slack.command(f"stop {task_id}", user="U0READ001").get_json()
+    assert bot_tasks.STOP_CONFIRM not in str(refused), refused
+
