@@ -205,3 +205,15 @@ def _migrated_once() -> Path:
     migrate.upgrade(f"sqlite:///{folder / 'head.db'}")  # its engine closed: no WAL beside it
     assert not (folder / "head.db-wal").exists()
     return folder / "head.db"
+
+
+def zone_at_hour(hour: int) -> str:
+    """An Etc/GMT zone where it is now `hour` o'clock (pages and checks that read the
+    real clock see that hour, without a fake clock)."""
+    from datetime import UTC, datetime
+
+    offset = (hour - datetime.now(UTC).hour) % 24
+    if offset > 12:
+        offset -= 24
+    return f"Etc/GMT{-offset:+d}" if offset else "UTC"  # Etc/GMT-5 is UTC+5
+

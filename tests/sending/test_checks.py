@@ -12,6 +12,7 @@ from app.models import CreditPackage, Message, MuteEntry, Notification, Unsubscr
 from app.services import accounts, app_config, apps, sending
 from app.services.errors import ValidationError
 from app.sms import errors
+from tests.helpers import zone_at_hour
 from tests.sending.conftest import Shop
 
 US = "+14155550123"
@@ -96,17 +97,9 @@ def test_mute_list_and_unsubscribes(shop: Shop, session: Session) -> None:
         ["FailedOperation.PhoneNumberUnsubscribed"], ["FailedOperation.MarketingQuietHours"])
 
 
-def _zone_at_hour(hour: int) -> str:
-    """An Etc/GMT zone where it is now `hour` o'clock."""
-    offset = (hour - datetime.now(UTC).hour) % 24
-    if offset > 12:
-        offset -= 24
-    return f"Etc/GMT{-offset:+d}" if offset else "UTC"
-
-
 @pytest.mark.parametrize(("hour", "quiet"), [(23, True), (3, True), (8, False), (20, False)])
 def test_marketing_quiet_hours(shop: Shop, hour: int, quiet: bool) -> None:
-    accounts.update_settings(shop.ctx, account_type="enterprise", timezone=_zone_at_hour(hour),
+    accounts.update_settings(shop.ctx, account_type="enterprise", timezone=zone_at_hour(hour),
                              intl_daily_quota=100, reply_callback_url="",
                              reply_callback_enabled=False)
     expected = "FailedOperation.MarketingQuietHours" if quiet else "Ok"

@@ -14,16 +14,6 @@ def shop(session: Session, backend: Backend) -> Shop:
     return make_shop(session, backend.redis)
 
 
-def night_zone() -> str:
-    """A zone where it is 23:00-something now (quiet hours until 08:00 there), so pages
-    that read the real clock see a marketing task paused, with hours to spare."""
-    from datetime import UTC, datetime
-
-    offset = (23 - datetime.now(UTC).hour) % 24
-    offset = offset - 24 if offset > 12 else offset
-    return f"Etc/GMT{-offset:+d}"  # Etc/GMT-5 is UTC+5
-
-
 def marketing_template(shop: Shop, session: Session) -> int:
     """An effective mainland marketing template with one variable."""
     from app.services import content, reviews
@@ -45,8 +35,10 @@ def task_in_quiet_hours(shop: Shop, session: Session) -> int:
 
     from app.models import Account
     from app.services import tasks
+    from tests.helpers import zone_at_hour
 
-    session.scalar(select(Account)).timezone = night_zone()  # type: ignore[union-attr]
+    # 23:00 there now: quiet hours hold the task till 08:00, with hours to spare.
+    session.scalar(select(Account)).timezone = zone_at_hour(23)  # type: ignore[union-attr]
     task, _s = tasks.create_task(shop.ctx, tasks.Draft(shop.app.sdk_app_id,
                                                       marketing_template(shop, session)),
                                  io.BytesIO(b"13800138000,8\n"), "sale.csv")
