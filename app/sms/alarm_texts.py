@@ -26,6 +26,8 @@ PARAMS: dict[str, str] = {
     "status": r"failed|stopped",
 }
 
+_FIGURES = frozenset({"used", "left"})  # counts, shown as 12,345
+
 TEXTS: dict[str, str] = {
     "review": "Review result: {kind} #{id} is {outcome}. Details in the console.",
     "threshold": "App {app} passed its daily {region} alarm threshold: {used} billed items "
@@ -77,7 +79,8 @@ def render(key: str, **params: str | int) -> str:
         raise ValueError(f"{key} takes {sorted(wanted)}, got {sorted(params)}")
     values: dict[str, str] = {}
     for name, value in params.items():
-        shown = f"{value:,}" if isinstance(value, int) else str(value)
+        # Figures with thousands separators, ids without (#1000, not #1,000).
+        shown = f"{value:,}" if isinstance(value, int) and name in _FIGURES else str(value)
         if not re.fullmatch(PARAMS[name], shown):
             raise ValueError(f"{name} may not be {shown[:40]!r} in an alarm SMS")
         values[name] = shown

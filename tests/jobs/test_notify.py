@@ -224,3 +224,12 @@ def test_email_html_part_escapes_user_text(session: Session, smtp, tmp_path: Pat
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&amp; &lt;b&gt;bold&lt;/b&gt;" in html
     assert "<script>alert(1)</script>" in plain_text(inbox.messages[0])  # plain text as is
+
+
+def test_ids_in_alarm_texts_have_no_separators() -> None:
+    """Seen as a test error once SQLite's ids reached 1,000: approving template #1000
+    rendered "#1,000", which the catalogue's id pattern refuses (a ValueError, a 500)."""
+    assert alarm_texts.render("review", kind="template", id=1000, outcome="approved") == (
+        "Review result: template #1000 is approved. Details in the console.")
+    assert "12,345 billed items" in alarm_texts.render(
+        "threshold", app="1400000001", region="mainland", used=12345)
