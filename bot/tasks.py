@@ -258,6 +258,7 @@ def register(bolt: App, flask_app: Flask) -> None:
                 f"This form was sent already: task {earlier}." if earlier
                 else "This form is being sent already.")})
             return
+        task_id = None
         try:
             with acting(flask_app, client, body["user"]["id"]) as ctx:
                 draft = tasks.Draft(value("app"), int(value("template")), name="From Slack",
@@ -272,18 +273,16 @@ def register(bolt: App, flask_app: Flask) -> None:
                     tasks.confirm(ctx, task.id, acknowledged=True)
                 task_id, status = task.id, task.status
         except ValidationError as exc:
-            redis.delete(form)
             ack(response_action="errors", errors={
                 fields.get(k, "lines"): v[:150] for k, v in exc.errors.items()})
             return
         except (NotLinked, ServiceError) as exc:
-            redis.delete(form)
             ack(response_action="errors",
                 errors={"app": getattr(exc, "message", str(exc))[:150]})
             return
-        except BaseException:
-            redis.delete(form)
-            raise
+        finally:
+            if task_id is None:  # refused or failed: the form may be corrected and sent
+                redis.delete(form)
         redis.set(form, str(task_id), xx=True, ex=BULK_FORM_TTL_S)
         ack()
         base = Settings.from_config(flask_app.config).base_url

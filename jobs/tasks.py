@@ -242,7 +242,7 @@ def slack_progress(app: Flask, task_id: int, *, force: bool = False) -> None:
             # Made once the interval is over (one for any number held back): the last
             # update must not be lost (a receipt that never comes keeps the task from
             # looking final, so no forced one follows).
-            if conn.set(_slack_key(task_id) + ":later", 1, nx=True, ex=int(wait) + 1):
+            if conn.set(key + ":later", 1, nx=True, ex=int(wait) + 1):
                 from rq import Queue
 
                 Queue("default", connection=conn).enqueue_at(

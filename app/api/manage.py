@@ -87,7 +87,7 @@ from app.services.uploads import Upload
 from app.sms import errors, taskfile
 
 Json = dict[str, Any]
-MAX_ID = 2**31 - 1  # ids are 32-bit in the database; larger ones name nothing
+MAX_ID = values.MAX_ID
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 IDEMPOTENCY_TTL = timedelta(hours=24)  # how long a retry replays the first answer
 STATUS = {PermissionDenied: 403, NotFound: 404, Conflict: 409, ValidationError: 400}

@@ -36,7 +36,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
@@ -77,6 +77,7 @@ from app.services.apps import get_app
 from app.services.context import Ctx
 from app.services.errors import Conflict, NotFound, ValidationError, invalid
 from app.services.limits import Limiter
+from app.services.values import MAX_ID
 from app.sms import numbers, outcomes, quiet, taskfile, templating
 from app.sms.params import has_control, is_control
 from app.sms.text import INTERNATIONAL, MAINLAND, REGIONS
@@ -94,7 +95,6 @@ BATCH = 2000
 INSERT_CHUNK = 5000
 COPY_ROWS = 20_000  # recipients (or row errors) per COPY / executemany on create
 PAGE = 50
-MAX_ID = 2**31 - 1  # ids are 32-bit in the database: a larger one names nothing
 
 
 def held_key(task_id: int) -> str:
@@ -267,8 +267,8 @@ def _progress(task: SendTask, by_outcome: Counter[str], pending: int, now: datet
     paused_until = None
     if quiet_zone is not None and task.status == SENDING:
         local = now.astimezone(quiet_zone)
-        if quiet.is_quiet(local):
-            paused_until = quiet.resume_at(local).astimezone(now.tzinfo)
+        resumes = quiet.until(local)
+        paused_until = resumes.astimezone(now.tzinfo) if resumes else None
         if seconds_left:
             seconds_left = (quiet.finish_after(local, seconds_left) - local).total_seconds()
     return Progress(task.valid_rows, left + carrier_failed, by_outcome[outcomes.DELIVERED],
@@ -673,8 +673,8 @@ def _finish_estimate(task: SendTask, start: datetime, marketing: bool) -> str | 
         seconds = task.valid_rows / task.rate_limit
         ends = quiet.finish_after(begins, seconds) if marketing else \
             begins + timedelta(seconds=seconds)
-        nights = " counting the pauses from 21:00 to 08:00" if marketing and \
-            quiet.sending_seconds(begins, ends) < (ends - begins).total_seconds() else ""
+        nights = " counting the pauses from 21:00 to 08:00" if ends.astimezone(UTC) - \
+            begins.astimezone(UTC) > timedelta(seconds=seconds + 1) else ""
         said.append(f"At {task.rate_limit:,} messages/s it finishes about {ends:{shown}} "
                     f"({zone}){nights}.")
     elif marketing:
@@ -782,8 +782,7 @@ class Step:
 
 def quiet_until(account: Account, now: datetime) -> datetime | None:
     """The end of quiet hours when `now` is inside them (account's zone), else None."""
-    local = now.astimezone(ZoneInfo(account.timezone))
-    return quiet.resume_at(local) if quiet.is_quiet(local) else None
+    return quiet.until(now.astimezone(ZoneInfo(account.timezone)))
 
 
 def dispatch_step(ctx: Ctx, limiter: Limiter, task_id: int, *, batch: int = BATCH,

@@ -9,6 +9,7 @@ from app.sms.params import is_control
 
 MAX_COUNT = 999_999_999
 MAX_ID = 2**31 - 1  # ids are 32-bit in the database: a larger one names nothing
+TRUE, FALSE = frozenset({"1", "true", "on", "yes"}), frozenset({"0", "false", "off", "no"})
 
 
 def digits(text: str) -> bool:
@@ -21,7 +22,6 @@ def record_id(value: object) -> int | None:
     """An id typed as text, or None when it cannot name a row."""
     text = str(value).strip() if value is not None else ""
     return int(text) if digits(text) and len(text) <= 10 and int(text) <= MAX_ID else None
-TRUE, FALSE = frozenset({"1", "true", "on", "yes"}), frozenset({"0", "false", "off", "no"})
 
 
 def whole_number(

@@ -14,12 +14,17 @@ def is_quiet(local: datetime) -> bool:
     return local.hour >= QUIET_START or local.hour < QUIET_END
 
 
-def resume_at(local: datetime) -> datetime:
-    """`local` itself outside quiet hours, else the 08:00 that ends them."""
+def until(local: datetime) -> datetime | None:
+    """The 08:00 that ends the quiet hours `local` is in; None outside them."""
     if not is_quiet(local):
-        return local
+        return None
     resume = local.replace(hour=QUIET_END, minute=0, second=0, microsecond=0)
     return resume + timedelta(days=1) if local.hour >= QUIET_START else resume
+
+
+def resume_at(local: datetime) -> datetime:
+    """`local` itself outside quiet hours, else the 08:00 that ends them."""
+    return until(local) or local
 
 
 def finish_after(start: datetime, seconds: float) -> datetime:
