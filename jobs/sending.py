@@ -192,16 +192,20 @@ def submit(ids: list[int]) -> None:
 def _submit_batch(app: Flask, settings: PipelineSettings, ids: list[int] | None) -> int:
     attempt = pipeline.new_attempt()
 
-    def take(session: Session) -> list[Any]:
+    def take(session: Session) -> tuple[list[Outbound], list[int], list[int]]:
         claimed = pipeline.claim(session, attempt, settings, ids)
-        return pipeline.outbound(session, claimed, attempt)
+        claimed, refused = pipeline.refuse_disabled(session, attempt, claimed)
+        return (pipeline.outbound(session, claimed, attempt), refused,
+                sending.apps_with_callbacks(session, refused) if refused else [])
 
     with runtime.unit_of_work() as session:  # committed before anything leaves
-        batch = take(session)
-    if not batch:
-        return 0
-    submit_claimed(app, settings, attempt, batch)
-    return len(batch)
+        batch, refused, with_callback = take(session)
+    if refused:  # a final state, as a carrier's refusal
+        _callbacks(app, with_callback)
+        _tell_slack(app, refused)
+    if batch:
+        submit_claimed(app, settings, attempt, batch)
+    return len(batch) + len(refused)
 
 
 def submit_claimed(app: Flask, settings: PipelineSettings, attempt: str,

@@ -124,7 +124,7 @@ from sqlalchemy.orm import Session
 
 from app.db import UTCDateTime, batch_json, core, utcnow
 from app.gateways.base import GatewayUnavailable, Outbound, Receipt, SubmitResult
-from app.models import Message, ReceiptInbox, Signature, SubmitAttempt, Template
+from app.models import Application, Message, ReceiptInbox, Signature, SubmitAttempt, Template
 from app.models.sending import (
     ACCEPTED,
     DELIVERED,
@@ -145,6 +145,7 @@ _RETURNED = (Message.id, Message.status, Message.error_code, Message.carrier_cod
 ORPHAN_RECEIPT_S = 3600
 RECEIPT_RETRY_S = 2.0
 APPLIABLE = (SUBMITTED, UNKNOWN, NO_RECEIPT)  # states a receipt may still settle
+APP_DISABLED = "FailedOperation.AppDisabled"
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ class Claimed:
     template_id: int | None
     template_params: list[str] | None
     signature_id: int | None
+    app_id: int | None = None  # a claim's rows carry it (refuse_disabled)
 
 
 def new_attempt() -> str:
@@ -234,11 +236,32 @@ def claim(db: Session, attempt: str, settings: PipelineSettings,
             .values(status=SUBMITTING, attempt_id=attempt,
                     lease_until=now + timedelta(seconds=settings.lease_s))
             .returning(Message.id, Message.phone_number, Message.content, Message.region,
-                       Message.template_id, Message.template_params, Message.signature_id)
+                       Message.template_id, Message.template_params, Message.signature_id,
+                       Message.app_id)
             .execution_options(synchronize_session=False))
-    rows = [Claimed(*r) for r in db.execute(stmt).all()]
+    rows = [Claimed(*tuple(r)) for r in db.execute(stmt).all()]
     rows.sort(key=lambda c: c.id)
     return rows
+
+
+def refuse_disabled(db: Session, attempt: str, claimed: list[Claimed]
+                    ) -> tuple[list[Claimed], list[int]]:
+    """A disabled application sends nothing (SPEC.md §1), not even what it accepted
+    before it was disabled: those of `claimed` end failed here, before anything leaves
+    (a small look-up per batch). Returns the rest, and the ids that were failed."""
+    app_ids = {c.app_id for c in claimed if c.app_id is not None}
+    off = set(db.scalars(select(Application.id).where(
+        among(db, Application.id, app_ids), Application.enabled.is_(False)))) if app_ids else set()
+    if not off:
+        return claimed, []
+    ids = [c.id for c in claimed if c.app_id in off]
+    before = rollups.snapshot(db, ids)
+    changed = db.execute(update(Message).where(
+        among(db, Message.id, ids), Message.attempt_id == attempt, Message.status == SUBMITTING)
+        .values(status=FAILED, error_code=APP_DISABLED, lease_until=None)
+        .returning(*_RETURNED).execution_options(synchronize_session=False)).all()
+    rollups.moved(db, before, changed)
+    return [c for c in claimed if c.app_id not in off], [r.id for r in changed]
 
 
 def outbound(db: Session, claimed: list[Claimed], attempt: str | None = None) -> list[Outbound]:

@@ -141,6 +141,39 @@ def test_every_final_state_is_posted(shop: Shop, session: Session, runner: Flask
     receiver.server.shutdown()
 
 
+def test_a_disabled_application_sends_nothing_it_accepted_before(
+        shop: Shop, session: Session, runner: Flask) -> None:
+    """Found from outside: messages accepted before their application was disabled
+    still went out. SPEC.md: a disabled application sends nothing. They end failed
+    (AppDisabled), posted to the status callback, and nothing reaches the carrier."""
+    from app.services import apps, sending
+    from jobs import runtime
+    from jobs import sending as sending_job
+
+    receiver = Receiver()
+    shop.app.status_callback_url = receiver.url
+    sent = shop.send(["+14155550101", "+14155550103"])
+    other, _key = apps.create_app(shop.ctx, name="Other")  # in the same batch, still sent
+    [kept] = sending.send(shop.ctx, shop.limiter, other.sdk_app_id, sending.SendRequest(
+        ["+14155550101"], shop.templates["international"], ["123456"]))[1]
+    apps.set_enabled(shop.ctx, shop.app.sdk_app_id, False)
+    session.commit()
+    _run(shop, session, runner)
+    assert [_status(session, r.serial_no) for r in sent] == [
+        ("failed", "FailedOperation.AppDisabled", None)] * 2
+    assert _status(session, kept.serial_no)[0] == "delivered"
+    assert session.scalars(select(Message.gateway_message_id).where(
+        Message.app_id == shop.app.id)).all() == [None, None]  # never reached the carrier
+    assert {json.loads(body)["serial_no"]: json.loads(body)["status"]
+            for _h, body in receiver.requests} == dict.fromkeys(
+        [r.serial_no for r in sent], "failed")
+    apps.set_enabled(shop.ctx, shop.app.sdk_app_id, True)  # enabling again sends nothing old
+    session.commit()
+    runtime.use(runner)
+    assert sending_job.drain() == 0
+    receiver.server.shutdown()
+
+
 @pytest.mark.parametrize("status", [500, 302])
 def test_failed_callbacks_are_logged_and_retried(shop: Shop, session: Session, runner: Flask,
                                                  status: int) -> None:
