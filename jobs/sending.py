@@ -334,10 +334,16 @@ def sweep_once(app: Flask, forks: contextlib.AbstractContextManager[Any] = _NO_G
             asked = pipeline.ask_carrier(work, gateway, _settings(app))
         report.resolved_sent, report.unknown = asked.resolved_sent, asked.unknown
         report.requeued, report.resolved_unknown = asked.requeued, asked.resolved_unknown
+        report.settled += asked.settled
         report.redrive = report.redrive or bool(asked.requeued)
         # Found messages came with their receipts, into the inbox after sweep() looked.
         report.receipts_due = report.receipts_due or bool(
             asked.resolved_sent or asked.resolved_unknown)
+    if report.settled:  # final states reached here, as a receipt's or a refusal's
+        with forks, app.app_context(), app.extensions["db"].unit_of_work() as session:
+            with_callback = sending.apps_with_callbacks(session, report.settled)
+        _callbacks(app, with_callback)
+        _tell_slack(app, report.settled)
     if report.redrive:
         _wake(app, DRAIN_JOB)
     if report.receipts_due:
@@ -348,7 +354,7 @@ def sweep_once(app: Flask, forks: contextlib.AbstractContextManager[Any] = _NO_G
         redrive(app)
     if (report.resolved_sent or report.requeued or report.unknown or report.expired
             or report.resolved_unknown):
-        log.info("sweeper: %s", asdict(report))
+        log.info("sweeper: %s", {k: v for k, v in asdict(report).items() if k != "settled"})
     return report
 
 

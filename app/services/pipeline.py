@@ -99,7 +99,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -353,11 +353,13 @@ def _when(db: Session) -> Any:
     return fmt
 
 
-def record_submissions(db: Session, attempt: str, results: list[SubmitResult]) -> int:
+def record_submissions(db: Session, attempt: str, results: list[SubmitResult],
+                       settled: list[int] | None = None) -> int:
     """A batch's results in one statement, only where `attempt` still holds the row
     (or the sweeper marked it unknown meanwhile: a real result corrects that).
     Receipts the gateway already knows go into the inbox in the same transaction;
-    results `not_sent` go back to accepted."""
+    results `not_sent` go back to accepted. `settled` gets the ids that this made
+    failed or unknown (their status callbacks)."""
     back = [r.message_id for r in results if r.not_sent]
     if back:
         release(db, attempt, back, (SUBMITTING, UNKNOWN))
@@ -395,6 +397,8 @@ def record_submissions(db: Session, attempt: str, results: list[SubmitResult]) -
     changed = db.execute(stmt, {"data": batch_json(rows), "now": now, "attempt": attempt}).all()
     rollups.moved(db, before, changed)
     done = {r.id for r in changed}
+    if settled is not None:
+        settled.extend(r.id for r in changed if r.status in (FAILED, UNKNOWN))
     # An `unknown` message keeps the parts that did go out too; a part with no id can
     # never be delivered, so the message is not settled as delivered by the others.
     parts = [{"message_id": r.message_id, "part": n, "gateway_id": gid,
@@ -608,6 +612,8 @@ class SweepReport:
     unknown: int = 0  # expired leases nobody can resolve (yet)
     resolved_unknown: int = 0  # unknown messages the gateway has found since
     expired: int = 0  # submitted → no_receipt
+    # Messages this pass left failed, unknown or no_receipt: their status callbacks.
+    settled: list[int] = field(default_factory=list)
 
 
 # What asking the gateway about a message needs (Claimed, the attempt, its acceptance).
@@ -632,12 +638,14 @@ def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepRepor
         if lookup is None:
             ids = [c.id for c in claimed]
             before = rollups.snapshot(db, ids)  # already ours (locked by the select above)
-            rollups.moved(db, before, db.execute(update(Message).where(
+            changed = db.execute(update(Message).where(
                 among(db, Message.id, ids), Message.status == SUBMITTING,
                 Message.attempt_id == attempt)
                 .values(status=UNKNOWN, error_code="FailedOperation.OutcomeUnknown",
                         lease_until=None)
-                .returning(*_RETURNED).execution_options(synchronize_session=False)).all())
+                .returning(*_RETURNED).execution_options(synchronize_session=False)).all()
+            rollups.moved(db, before, changed)
+            report.settled += [r.id for r in changed]
             report.unknown += len(claimed)
             continue
         try:
@@ -646,7 +654,7 @@ def resolve_expired(db: Session, gateway: Any, limit: int = BATCH) -> SweepRepor
             break  # cannot ask now: these and the rest still held, asked next sweep
         seen = [a for a in answers if a is not None]
         never = [c.id for c, a in zip(claimed, answers, strict=True) if a is None]
-        record_submissions(db, attempt, seen)  # answers `unknown` are recorded as such
+        record_submissions(db, attempt, seen, report.settled)  # `unknown` ones as such
         release(db, attempt, never)
         report.unknown += sum(1 for a in seen if a.unknown)
         report.resolved_sent += sum(1 for a in seen if not a.unknown)
@@ -712,7 +720,8 @@ def ask_carrier(work: Callable[[], AbstractContextManager[Session]], gateway: An
                        if was[c.id].status == SUBMITTING and a is not None]
             found = [a for c, a in zip(claimed, answers, strict=True)
                      if was[c.id].status == UNKNOWN and a is not None and not a.unknown]
-            record_submissions(db, attempt, expired + found)  # checks attempt and state
+            record_submissions(db, attempt, expired + found,  # checks attempt and state
+                               report.settled)
             report.unknown += sum(1 for a in expired if a.unknown)
             report.resolved_sent += sum(1 for a in expired if not a.unknown)
             report.resolved_unknown += len(found)
@@ -790,6 +799,7 @@ def sweep(db: Session, gateway: Any, settings: PipelineSettings) -> SweepReport:
             .returning(*_RETURNED).execution_options(synchronize_session=False)).all()
         rollups.moved(db, before, expired)
         report.expired = len(expired)
+        report.settled += [r.id for r in expired]
     prune_attempts(db, now)
     report.redrive = bool(report.requeued) or bool(db.scalar(select(exists().where(
         Message.status == ACCEPTED,

@@ -117,8 +117,16 @@ class _Blind:
         raise AssertionError("nothing may be resent")
 
 
+def _callbacks_queued(runner: Flask) -> list[int]:
+    from rq import Queue
+
+    jobs = Queue("default", connection=runner.extensions["redis"]).jobs
+    return sorted(j.args[0] for j in jobs if j.func_name == "jobs.callbacks.status")
+
+
 def test_an_expired_lease_nobody_can_resolve_ends_unknown(shop: Shop, session: Session,
                                                           runner: Flask) -> None:
+    shop.app.status_callback_url = "http://127.0.0.1:9/receipts"
     [mid] = _accepted(shop, session, ["+14155550101"])
     with runner.extensions["db"].unit_of_work() as s:
         pipeline.claim(s, "a" * 32, SETTINGS)
@@ -130,6 +138,7 @@ def test_an_expired_lease_nobody_can_resolve_ends_unknown(shop: Shop, session: S
     m = session.get(Message, mid)
     session.refresh(m)
     assert (m.status, m.error_code) == ("unknown", "FailedOperation.OutcomeUnknown")
+    assert _callbacks_queued(runner) == [mid]  # found from outside: none was posted
     # A late, real result from the same attempt still corrects it.
     with runner.extensions["db"].unit_of_work() as s:
         assert pipeline.record_submissions(s, "a" * 32, [SubmitResult(mid, True, "g")]) == 1
@@ -179,12 +188,15 @@ def test_a_fence_and_a_hand_over_exclude_each_other(shop: Shop, session: Session
 def test_no_receipt_within_the_validity_period_ends_no_receipt(
     shop: Shop, session: Session, runner: Flask
 ) -> None:
+    shop.app.status_callback_url = "http://127.0.0.1:9/receipts"
     ids = _accepted(shop, session, ["+14155550104", "+14155550101"])  # silent, delivered
     sending_job.drain()
     sending_job.apply_receipts()
+    assert _callbacks_queued(runner) == [ids[1]]
     session.execute(update(Message).values(submitted_at=utcnow() - timedelta(hours=73)))
     session.commit()
     assert sending_job.sweep_once(runner).expired == 1
+    assert _callbacks_queued(runner) == sorted(ids)  # found from outside: none was posted
     states = _states(session)
     assert [states[i] for i in ids] == ["no_receipt", "delivered"]
     assert session.scalar(select(Message.error_code).where(Message.id == ids[0])) == (
