@@ -226,13 +226,14 @@ def progress_now(task_id: int) -> None:
 def slack_progress(app: Flask, task_id: int, *, force: bool = False) -> None:
     """Post the task's progress message (to its creator's DM and the task channel, if
     set) the first time; afterwards update it in place, at most every SLACK_EVERY_S
-    unless `force` (the final figures). Off when Slack is not configured."""
+    unless `force` (the final figures). Off when Slack is not configured. One caller
+    at a time per task (a Redis lock): two workers' first posts at once made two
+    messages. A target whose post failed is posted to at the next update, up to
+    POST_TRIES times."""
     if not app.config.get("SLACK_BOT_TOKEN"):
         return
     import json
 
-    from app.models import User
-    from bot.tasks import progress_blocks, progress_text
     conn = app.extensions["redis"]
     key = _slack_key(task_id)
     try:
@@ -242,34 +243,65 @@ def slack_progress(app: Flask, task_id: int, *, force: bool = False) -> None:
             # Made once the interval is over (one for any number held back): the last
             # update must not be lost (a receipt that never comes keeps the task from
             # looking final, so no forced one follows).
-            if conn.set(key + ":later", 1, nx=True, ex=int(wait) + 1):
-                from rq import Queue
-
-                Queue("default", connection=conn).enqueue_at(
-                    utcnow() + timedelta(seconds=wait), tasks.PROGRESS_JOB, task_id)
+            _update_later(conn, key, task_id, wait)
             return
-        with app.app_context(), app.extensions["db"].unit_of_work() as session:
-            task = session.get(SendTask, task_id)
-            if task is None:
-                return
-            ctx = Ctx(session, tasks.system_actor(task), Settings.from_config(app.config))
-            p = tasks.progress(ctx, task)
-            text = progress_text(task, p)
-            blocks = progress_blocks(task, p, ctx.settings.base_url)
-            creator = session.get(User, task.created_by) if task.created_by else None
-            targets = [creator.slack_user_id] if creator and creator.slack_user_id else []
-        if app.config.get("SLACK_TASK_CHANNEL"):
-            targets.append(str(app.config["SLACK_TASK_CHANNEL"]))
-        posted = state.get("messages") or []
-        if not posted:
-            for channel in targets:
-                answer = _slack_call("chat_postMessage", channel=channel, text=text,
-                                     blocks=blocks)
-                if answer is not None:
-                    posted.append([answer["channel"], answer["ts"]])
-        else:
-            for channel, ts in posted:
-                _slack_call("chat_update", channel=channel, ts=ts, text=text, blocks=blocks)
-        conn.set(key, json.dumps({"messages": posted, "at": time.time()}), ex=7 * 86400)
+        lock = conn.lock(key + ":lock", timeout=60, blocking=False)
+        if not lock.acquire():  # another worker is posting or updating it right now
+            _update_later(conn, key, task_id, 1.0)
+            return
+        try:
+            _post_or_update(app, task_id, key)
+        finally:
+            with contextlib.suppress(redis_lib.RedisError):
+                lock.release()
     except redis_lib.RedisError as exc:
         log.warning("task %s progress message skipped: %s", task_id, exc)
+
+
+POST_TRIES = 3  # posts to one target before its message is given up
+
+
+def _update_later(conn: redis_lib.Redis, key: str, task_id: int, seconds: float) -> None:
+    """One update scheduled after `seconds`, however many callers ask meanwhile."""
+    if conn.set(key + ":later", 1, nx=True, ex=int(seconds) + 1):
+        from rq import Queue
+
+        Queue("default", connection=conn).enqueue_at(
+            utcnow() + timedelta(seconds=seconds), tasks.PROGRESS_JOB, task_id)
+
+
+def _post_or_update(app: Flask, task_id: int, key: str) -> None:
+    """The message brought up to date for every target (under the caller's lock)."""
+    import json
+
+    from app.models import User
+    from bot.tasks import progress_blocks, progress_text
+
+    conn = app.extensions["redis"]
+    state = json.loads(conn.get(key) or "{}")  # again: a holder before us may have posted
+    with app.app_context(), app.extensions["db"].unit_of_work() as session:
+        task = session.get(SendTask, task_id)
+        if task is None:
+            return
+        ctx = Ctx(session, tasks.system_actor(task), Settings.from_config(app.config))
+        p = tasks.progress(ctx, task)
+        text = progress_text(task, p)
+        blocks = progress_blocks(task, p, ctx.settings.base_url)
+        creator = session.get(User, task.created_by) if task.created_by else None
+        targets = [creator.slack_user_id] if creator and creator.slack_user_id else []
+    if app.config.get("SLACK_TASK_CHANNEL"):
+        targets.append(str(app.config["SLACK_TASK_CHANNEL"]))
+    posted: dict[str, list[str]] = state.get("posted") or {}  # target → [channel, ts]
+    tries: dict[str, int] = state.get("tries") or {}
+    for target in targets:
+        if target in posted:
+            channel, ts = posted[target]
+            _slack_call("chat_update", channel=channel, ts=ts, text=text, blocks=blocks)
+        elif tries.get(target, 0) < POST_TRIES:
+            answer = _slack_call("chat_postMessage", channel=target, text=text, blocks=blocks)
+            if answer is not None:
+                posted[target] = [answer["channel"], answer["ts"]]
+            else:
+                tries[target] = tries.get(target, 0) + 1
+    conn.set(key, json.dumps({"posted": posted, "tries": tries, "at": time.time()}),
+             ex=7 * 86400)

@@ -109,6 +109,84 @@ def test_a_held_back_update_is_made_later(slack: Slack, shop: Shop, session: Ses
     assert len(slack.api.named("chat.update")) == 1
 
 
+def test_two_first_updates_at_once_post_one_message(slack: Slack, shop: Shop,
+                                                    session: Session) -> None:
+    """Found from outside: two workers whose batches both moved a new task's figures
+    each posted the progress message, so the channel had two, and the second never
+    changed again. One is posted; the other update is made later, in place."""
+    import threading
+
+    from rq import Queue
+
+    from jobs import runtime
+    from jobs.tasks import slack_progress
+
+    link(session, shop)
+    task_id = make_task(shop, session, confirm=True)
+    runtime.use(slack.app)
+    answer = slack.api.answer
+    release = threading.Event()
+
+    def slow(method: str, params: dict) -> tuple[int, dict, dict]:  # type: ignore[type-arg]
+        if method == "chat.postMessage":  # Slack's latency: the first post is in flight
+            release.wait(5)
+        return answer(method, params)
+
+    slack.api.answer = slow  # type: ignore[method-assign]
+    callers = [threading.Thread(target=slack_progress, args=(slack.app, task_id),
+                                kwargs={"force": True}) for _ in range(2)]
+    callers[0].start()
+    deadline = time.monotonic() + 10
+    while not slack.api.named("chat.postMessage"):  # the first post has reached Slack
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    callers[1].start()
+    callers[1].join(10)  # meanwhile, the second
+    release.set()
+    callers[0].join(10)
+    assert len(slack.api.named("chat.postMessage")) == 1
+    conn = slack.app.extensions["redis"]
+    queue = Queue("default", connection=conn)
+    later = [queue.fetch_job(j) for j in queue.scheduled_job_registry.get_job_ids()]
+    assert [j.func_name for j in later if j] == [tasks.PROGRESS_JOB]
+    later[0].perform()  # the update that was held back, in place
+    assert len(slack.api.named("chat.postMessage")) == 1
+    assert len(slack.api.named("chat.update")) == 1
+
+
+def test_a_failed_first_post_is_tried_again(slack: Slack, shop: Shop,
+                                            session: Session) -> None:
+    """Found from outside: when the post to one target failed (a rate limit, Slack
+    down for a moment) while another's succeeded, that target never got the message:
+    the next updates only edited what had been posted. It is posted at the next
+    update (a target that keeps refusing is given up after a few tries)."""
+    from jobs import runtime
+    from jobs.tasks import slack_progress
+
+    link(session, shop)
+    slack.app.config["SLACK_TASK_CHANNEL"] = "CTASKS001"
+    task_id = make_task(shop, session, confirm=True)
+    runtime.use(slack.app)
+    slack.api.replies["chat.postMessage"] = (200, {"ok": False, "error": "ratelimited"}, {})
+    slack_progress(slack.app, task_id, force=True)  # the DM fails, the channel's is posted
+    assert [p["channel"] for p in slack.api.named("chat.postMessage")] == [ROOT, "CTASKS001"]
+    slack_progress(slack.app, task_id, force=True)
+    assert [p["channel"] for p in slack.api.named("chat.postMessage")] == [
+        ROOT, "CTASKS001", ROOT]
+    assert [p["channel"] for p in slack.api.named("chat.update")] == ["CTASKS001"]
+    slack_progress(slack.app, task_id, force=True)  # now both are updated in place
+    assert len(slack.api.named("chat.postMessage")) == 3
+    assert sorted(p["channel"] for p in slack.api.named("chat.update")) == [
+        "CTASKS001", "CTASKS001", ROOT]
+    slack.app.config["SLACK_TASK_CHANNEL"] = "CGONE0001"  # one that keeps refusing
+    for _ in range(6):
+        slack.api.replies["chat.postMessage"] = (
+            200, {"ok": False, "error": "channel_not_found"}, {})
+        slack_progress(slack.app, task_id, force=True)
+    gone = [p for p in slack.api.named("chat.postMessage") if p["channel"] == "CGONE0001"]
+    assert len(gone) == 3
+
+
 def test_stop_and_cancel_ask_first(slack: Slack, shop: Shop, session: Session) -> None:
     link(session, shop)
     waiting = make_task(shop, session)
