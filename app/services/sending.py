@@ -266,10 +266,9 @@ def prepare(ctx: Ctx, limiter: Limiter, sdk_app_id: str, req: SendRequest,
     if whole is None and template is not None:
         body = templating.render(template.content, req.template_params)
     counted = count(body, region, signature.content if signature else None)
+    freq = frequency_limits(app, account.account_type)
     # The allowlist matters only to frequency rules.
-    freq_rules = account.account_type == "individual" or app.freq_30s_enabled \
-        or app.freq_hour_enabled or app.freq_day_enabled
-    allowlist = app.allowlist if freq_rules else frozenset()
+    allowlist = app.allowlist if any(freq.values()) else frozenset()
     countries = app.countries
     request_id = uuid.uuid4().hex
     messages: list[_Draft] = []
@@ -304,7 +303,7 @@ def prepare(ctx: Ctx, limiter: Limiter, sdk_app_id: str, req: SendRequest,
         if code is None:
             seen.add(msg.phone_number)
             wanted.append((len(messages), _checks(
-                app, account, msg, counted.billed_items, msg.phone_number in allowlist,
+                app, account, freq, msg, counted.billed_items, msg.phone_number in allowlist,
                 countries.get(msg.iso_code), day)))
         messages.append(msg)
         codes.append(code)
@@ -535,9 +534,8 @@ def _send_batch(ctx: Ctx, limiter: Limiter, app: AppSnap, template: TemplateSnap
     account = sendconfig.uncached().account(ctx.db, app.account_id)
     now = utcnow()
     day, local = _local_day(account, now)
-    freq_rules = account.account_type == "individual" or app.freq_30s_enabled \
-        or app.freq_hour_enabled or app.freq_day_enabled
-    allowlist = app.allowlist if freq_rules else frozenset()
+    freq = frequency_limits(app, account.account_type)
+    allowlist = app.allowlist if any(freq.values()) else frozenset()
     countries = app.countries
     blocked = _blocked(ctx, app, signature, template, [i.phone_number for i in items])
     sign_name = signature.content if signature else None
@@ -582,7 +580,7 @@ def _send_batch(ctx: Ctx, limiter: Limiter, app: AppSnap, template: TemplateSnap
                                       countries, blocked, local)
         if code is None:
             wanted.append((len(messages), _checks(
-                app, account, msg, fee, msg.phone_number in allowlist,
+                app, account, freq, msg, fee, msg.phone_number in allowlist,
                 countries.get(msg.iso_code), day)))
         messages.append(msg)
         codes.append(code)
@@ -681,31 +679,45 @@ def _number_checks(msg: _Draft, parsed: tuple[str, str] | None, region: str,
     return None
 
 
-def _checks(app: AppSnap, account: AccountSnap, msg: _Draft, fee: int, allowlisted: bool,
-            country: CountrySnap | None, day: str) -> list[Check]:
+# The per-number frequency rules in the order they are checked: (rule, window ms,
+# the code of a refusal). A sliding window for 30s and hour, a counter per day.
+FREQUENCY_RULES = (("30s", 30_000, "LimitExceeded.PhoneNumberThirtySecondLimit"),
+                   ("hour", 3_600_000, "LimitExceeded.PhoneNumberOneHourLimit"),
+                   ("day", DAY_MS, "LimitExceeded.PhoneNumberDailyLimit"))
+
+
+def frequency_limits(app: AppSnap | Application, account_type: str) -> dict[str, int | None]:
+    """Each frequency rule's limit for this application (None: off). Individual
+    accounts have a cap that applies even to a rule that is off."""
     from app.services.accounts import INDIVIDUAL_FREQ_CAPS
 
-    caps = INDIVIDUAL_FREQ_CAPS if account.account_type == "individual" else None
+    limits: dict[str, int | None] = {}
+    for rule, _span, _code in FREQUENCY_RULES:
+        limit = getattr(app, f"freq_{rule}_limit") if getattr(app, f"freq_{rule}_enabled") \
+            else None
+        if account_type == "individual":
+            limit = min(limit or INDIVIDUAL_FREQ_CAPS[rule], INDIVIDUAL_FREQ_CAPS[rule])
+        limits[rule] = limit
+    return limits
+
+
+def frequency_key(rule: str, app_id: int, phone: str, scope: str) -> str:
+    """scope: the content's digest for 30s, the local day for day, "" for hour."""
+    return f"smsops:freq:{rule}:{app_id}:{phone}{':' if scope else ''}{scope}"
+
+
+def _checks(app: AppSnap, account: AccountSnap, freq: dict[str, int | None], msg: _Draft,
+            fee: int, allowlisted: bool, country: CountrySnap | None, day: str) -> list[Check]:
     found: list[Check] = []
     if not allowlisted:
-        for rule, span, code in (
-            ("30s", 30_000, "LimitExceeded.PhoneNumberThirtySecondLimit"),
-            ("hour", 3_600_000, "LimitExceeded.PhoneNumberOneHourLimit"),
-        ):
-            limit = getattr(app, f"freq_{rule}_limit") if getattr(app, f"freq_{rule}_enabled") \
-                else None
-            if caps:  # individual accounts: the cap applies even to a rule that is off
-                limit = min(limit or caps[rule], caps[rule])
+        for rule, span, code in FREQUENCY_RULES:
+            limit = freq[rule]
             if limit is not None:
-                scope = f":{content_digest(msg.content)}" if rule == "30s" else ""
-                found.append(Check(f"smsops:freq:{rule}:{app.id}:{msg.phone_number}{scope}",
-                                   "w", limit, 1, span, code, msg.serial_no))
-        limit = app.freq_day_limit if app.freq_day_enabled else None
-        if caps:
-            limit = min(limit or caps["day"], caps["day"])
-        if limit is not None:
-            found.append(Check(f"smsops:freq:day:{app.id}:{msg.phone_number}:{day}", "c", limit,
-                               1, DAY_MS, "LimitExceeded.PhoneNumberDailyLimit", msg.serial_no))
+                scope = content_digest(msg.content) if rule == "30s" else \
+                    day if rule == "day" else ""
+                found.append(Check(frequency_key(rule, app.id, msg.phone_number, scope),
+                                   "c" if rule == "day" else "w", limit, 1, span, code,
+                                   msg.serial_no))
     region_limit = app.mainland_daily_limit if msg.region == MAINLAND else app.intl_daily_limit
     # Counted when there is a limit or an alarm threshold to compare with.
     if region_limit is not None or (app.mainland_alarm_threshold if msg.region == MAINLAND

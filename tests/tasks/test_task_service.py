@@ -590,6 +590,56 @@ def test_preflight_refusals_are_those_the_dispatch_records(shop: Shop, session: 
     assert dict(refused) == pre.refusals
 
 
+def test_preflight_counts_the_numbers_at_their_frequency_limit(
+        shop: Shop, session: Session, runner: Flask) -> None:
+    """Found from outside: the confirm step never counted recipients whose numbers had
+    already reached a frequency limit (it said they would be refused 'as each message
+    leaves'). It counts them now, and the dispatch then refuses exactly those."""
+    from app.models import Account
+    from app.services import app_config, sending
+
+    app_config.set_frequency(shop.ctx, shop.app.sdk_app_id, {
+        "30s": (False, 1), "hour": (True, 1), "day": (True, 3)})
+    shop.send(["+8613800130000"], template="mainland", params=["1000"])  # hour reached
+    account = session.get(Account, shop.app.account_id)
+    day, _local = sending._local_day(account, datetime.now(UTC))
+    # Sent three times earlier today, over an hour ago: the day is reached.
+    shop.limiter.conn.set(sending.frequency_key("day", shop.app.id, "+8613800130001", day), 3)
+    app_config.add_allowlist(shop.ctx, shop.app.sdk_app_id, "+8613800130002")
+    shop.limiter.conn.set(sending.frequency_key("day", shop.app.id, "+8613800130002", day), 3)
+    session.commit()
+    shop.ctx.deferred.clear()  # the API message stays accepted: no worker runs it here
+    task = create(shop, csv_of(6))
+    pre = tasks.preflight(shop.ctx, shop.limiter, task.id)
+    assert pre.refusals == {"LimitExceeded.PhoneNumberOneHourLimit": 1,
+                            "LimitExceeded.PhoneNumberDailyLimit": 1}
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    run_worker(shop, session, runner)
+    refused = session.execute(select(Message.error_code, func.count()).where(
+        Message.task_id == task.id, Message.status == "rejected")
+        .group_by(Message.error_code)).all()
+    assert dict(refused) == pre.refusals
+
+
+def test_a_large_task_estimates_frequency_refusals_from_a_sample(
+        shop: Shop, session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.models import Account
+    from app.services import app_config, sending
+
+    app_config.set_frequency(shop.ctx, shop.app.sdk_app_id, {
+        "30s": (False, 1), "hour": (False, 1), "day": (True, 3)})
+    account = session.get(Account, shop.app.account_id)
+    day, _local = sending._local_day(account, datetime.now(UTC))
+    for i in range(6):
+        shop.limiter.conn.set(sending.frequency_key(
+            "day", shop.app.id, f"+86138001300{i:02d}", day), 3)
+    task = create(shop, csv_of(6))
+    monkeypatch.setattr(tasks, "FREQUENCY_SAMPLE", 2)  # 2 of the 6 are looked up
+    pre = tasks.preflight(shop.ctx, shop.limiter, task.id)
+    assert pre.refusals == {"LimitExceeded.PhoneNumberDailyLimit": 6}
+    assert "Frequency limits: estimated from 2 of the 6 recipients." in pre.notes
+
+
 def test_preflight_counts_the_recipients_credit_would_refuse(shop: Shop, session: Session) -> None:
     """Credit is taken message by message in row order (sending._after_reserve): with
     1 item left, 2 of 3 one-item recipients are refused. The confirm step said 1,
