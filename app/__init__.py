@@ -13,12 +13,14 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from htmx_flask import Htmx
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter, ValidationError
 
 from app import config as cfg
 from app import encryption, gateways
 from app.db import Database
 from app.redisconn import connect, redis_url
 from app.services import sendconfig
+from app.services.values import MAX_ID
 
 log = logging.getLogger("smsops")
 csrf = CSRFProtect()
@@ -38,11 +40,26 @@ class ConsoleSessions(SecureCookieSessionInterface):
         return super().open_session(app, request)
 
 
+class RecordId(IntegerConverter):
+    """`<int:...>` in every route: an id past the 32-bit ids names nothing, so the route
+    does not match (404) instead of overflowing in the database (a 500)."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(url_map, *args, **kwargs)
+
+    def to_python(self, value: str) -> Any:
+        if len(value) > len(str(MAX_ID)):  # before int(): 5,000 digits is its own error
+            raise ValidationError()
+        return super().to_python(value)
+
+
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     # Whatever we write (database, WAL, uploads, outbox, Redis dump and socket, keys)
     # is for our user only; children and the embedded Redis inherit this.
     os.umask(0o077)
     flask_app = Flask(__name__, template_folder=str(cfg.ROOT / "templates"))
+    flask_app.url_map.converters["int"] = RecordId  # before any route is added
     flask_app.session_interface = ConsoleSessions()
     # The instance folder decides the other defaults, so it is read first.
     instance = cfg.instance_dir(

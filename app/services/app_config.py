@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import secrets
 from datetime import timedelta
 from typing import Any
@@ -188,7 +189,15 @@ def import_countries(ctx: Ctx, sdk_app_id: str, data: bytes) -> int:
         raise invalid("file", "The file is not UTF-8 text.") from None
     problems: list[str] = []
     rows: dict[str, tuple[int | None, int | None]] = {}
-    for n, row in enumerate(csv.reader(io.StringIO(content)), start=1):
+    reader = csv.reader(io.StringIO(content, newline=""))  # CR, LF or CRLF line ends
+    for n in itertools.count(1):
+        try:
+            row = next(reader, None)
+        except csv.Error as exc:  # a field over the csv module's limit, a stray quote
+            raise invalid("file", f"line {n}: not a CSV line the import can read ({exc}).") \
+                from None
+        if row is None:
+            break
         cells = [c.strip() for c in row]
         if not any(cells):
             continue

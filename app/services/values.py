@@ -24,6 +24,11 @@ def record_id(value: object) -> int | None:
     return int(text) if digits(text) and len(text) <= 10 and int(text) <= MAX_ID else None
 
 
+def record_ids(values: list[str]) -> list[int]:
+    """The ids of a form's list (checkboxes) that can name a row; the rest name none."""
+    return [i for i in map(record_id, values) if i is not None]
+
+
 def whole_number(
     value: str | int | None, field: str, errors: dict[str, str], *, required: bool = False
 ) -> int | None:
@@ -36,7 +41,7 @@ def whole_number(
         if required:
             errors[field] = "Required."
         return None
-    if not digits(text) or int(text) > MAX_COUNT:
+    if not digits(text) or len(text) > len(str(MAX_COUNT)) or int(text) > MAX_COUNT:
         errors[field] = f"Enter a whole number from 0 to {MAX_COUNT:,}."
         return None
     return int(text)

@@ -15,7 +15,7 @@ from app.notify.email import read_outbox
 from app.services import content, notifications, reviews
 from app.services.errors import Conflict, PermissionDenied, ValidationError
 from app.services.uploads import Upload, image_path
-from app.services.values import digits
+from app.services.values import record_id, record_ids
 from app.sms import templating
 from app.sms.text import MAINLAND
 from app.web import commit, ctx, form_errors, page, page_number, rollback
@@ -230,7 +230,7 @@ def qualification_form(qid: int | None = None) -> Any:
 def qualifications_delete() -> Any:
     """Two steps: show which signatures become unusable, then delete on confirmation."""
     c = ctx()
-    ids = [int(i) for i in request.form.getlist("id") if digits(i)]
+    ids = record_ids(request.form.getlist("id"))
     if not ids:
         flash("Select the qualifications to delete.", "error")
         return redirect(url_for("content.qualifications"))
@@ -260,7 +260,7 @@ def review_decide(kind: str, obj_id: int, decision: str) -> Any:
     error = None
     # The revision the page showed; without one, nothing this reviewer saw can be named.
     shown = request.form.get("revision", "")
-    revision = int(shown) if digits(shown) else 0
+    revision = record_id(shown) or 0
     try:
         if decision == "approve":
             reviews.approve(c, kind, obj_id, revision=revision)

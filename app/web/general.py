@@ -12,7 +12,7 @@ from app.db import utcnow
 from app.models import Signature
 from app.services import apps, content, mute, packages, replies, unsubscribes
 from app.services.errors import Conflict, ValidationError
-from app.services.values import digits
+from app.services.values import record_ids
 from app.sms import numbers, templating
 from app.web import commit, ctx, form_errors, page, rollback
 
@@ -53,7 +53,7 @@ def mute_list() -> Any:
 
 @bp.post("/mute/delete")
 def mute_delete() -> Response:
-    ids = [int(i) for i in request.form.getlist("id") if digits(i)]
+    ids = record_ids(request.form.getlist("id"))
     removed = mute.remove(ctx(), ids)
     commit()
     flash(f"Removed {removed} entr{'y' if removed == 1 else 'ies'} from the mute list.")

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from app.models.content import EFFECTIVE
 from app.services import apps, audience, content, exports, tasks
 from app.services.errors import Conflict, ValidationError
-from app.services.values import digits
+from app.services.values import record_ids
 from app.sms import templating
 from app.web import commit, ctx, form_errors, hx_redirect, page, page_number
 from app.web.tasks import REGIONS, _int, _max_bytes, _send_at
@@ -123,7 +123,7 @@ def add_numbers(gid: int) -> Any:
 
 @bp.post("/groups/<int:gid>/numbers/delete")
 def remove_numbers(gid: int) -> BaseResponse:
-    ids = [int(i) for i in request.form.getlist("id") if digits(i)][:1000]
+    ids = record_ids(request.form.getlist("id"))[:1000]
     removed = audience.remove_numbers(ctx(), gid, ids)
     commit()
     flash(f"Removed {removed} number{'s' if removed != 1 else ''}.")

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 from app.services import policies, slack_link, users
 from app.services.access import PRESETS
 from app.services.errors import Conflict, ValidationError
-from app.services.values import digits
+from app.services.values import record_ids
 from app.web import commit, ctx, form_errors, page
 
 bp = Blueprint("users", __name__)
@@ -56,7 +56,7 @@ def detail(user_id: int, new_key: dict[str, str] | None = None) -> tuple:
 
 @bp.post("/users/<int:user_id>/policies")
 def set_policies(user_id: int) -> Any:
-    ids = [int(i) for i in request.form.getlist("policy") if digits(i)]
+    ids = record_ids(request.form.getlist("policy"))
     try:
         users.set_policies(ctx(), user_id, ids)
         commit()

@@ -63,6 +63,19 @@ def test_country_import_is_all_or_nothing(session: Session, sid: str) -> None:
     assert sorted(x.iso_code for x in apps.get_app(c, sid).countries) == ["SG", "US"]
 
 
+def test_country_import_reads_mac_line_ends_and_refuses_what_csv_cannot(
+        session: Session, sid: str) -> None:
+    """Found from outside: Excel's "CSV (Macintosh)" (CR line ends), a field over the
+    csv module's limit and a 5,000-digit number each gave a 500."""
+    c = root_ctx(session)
+    assert app_config.import_countries(c, sid, b"iso\rUS,1,2\rSG\r") == 2
+    with pytest.raises(ValidationError, match="line 1"):
+        app_config.import_countries(c, sid, b"US," + b"1" * 200_000 + b"\n")
+    with pytest.raises(ValidationError, match="line 1"):
+        app_config.import_countries(c, sid, b"GB," + b"9" * 5000 + b"\n")
+    assert sorted(x.iso_code for x in apps.get_app(c, sid).countries) == ["SG", "US"]
+
+
 @pytest.mark.parametrize("url", [
     "http://127.0.0.1/cb", "https://10.1.2.3/cb", "http://169.254.169.254/latest/meta-data",
     "http://[::1]:8080/", "http://localhost:5000/x", "http://0.0.0.0/", "http://192.168.1.5/",
