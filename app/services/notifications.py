@@ -238,9 +238,33 @@ def _forget_code(n: Notification) -> None:
 
 
 def log(ctx: Ctx, page: int = 1) -> tuple[list[Notification], int]:
-    ctx.actor.require("DescribeAlarms")
-    q = select(Notification).where(Notification.account_id == ctx.actor.account_id)
+    """Deliveries newest first, as the alarm history scopes alarms (alarms.history): an
+    application alarm's only where the actor may read that application's alarms; the
+    rest (account-level alarms, review results) only for who may read them all."""
+    from app.models.alarms import Alarm, AlarmDelivery
+    from app.services import apps
+
+    visible = apps.allowed(ctx, "DescribeAlarms")
+    account_wide = ctx.actor.can("DescribeAlarms")
+    if not visible and not account_wide:
+        ctx.actor.require("DescribeAlarms")  # refused, with the usual message
+    of_app = select(Alarm.app_id).join(AlarmDelivery, AlarmDelivery.alarm_id == Alarm.id).where(
+        AlarmDelivery.notification_id == Notification.id, Alarm.app_id.is_not(None))
+    hidden = of_app.where(Alarm.app_id.not_in(visible)).exists()
+    shown = ~hidden if account_wide else of_app.where(Alarm.app_id.in_(visible)).exists() \
+        & ~hidden
+    q = select(Notification).where(Notification.account_id == ctx.actor.account_id, shown)
     total = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
     rows = ctx.db.scalars(q.order_by(Notification.id.desc()).limit(PAGE_SIZE)
                           .offset((max(page, 1) - 1) * PAGE_SIZE)).all()
     return list(rows), total
+
+
+def may_read_outbox(ctx: Ctx) -> bool:
+    """The e-mail outbox (mail written to files when no SMTP server is set) holds every
+    message as sent, unscoped: only for who may read every application's alarms."""
+    from app.services import apps
+
+    return ctx.actor.can("DescribeAlarms") and len(apps.allowed(ctx, "DescribeAlarms")) == (
+        ctx.db.scalar(select(func.count()).select_from(Application).where(
+            Application.account_id == ctx.actor.account_id)) or 0)

@@ -288,7 +288,8 @@ def review_decide(kind: str, obj_id: int, decision: str) -> Any:
 def notification_log() -> tuple:
     c = ctx()
     rows, total = notifications.log(c, page_number())
-    outbox = read_outbox(current_app.config) if not current_app.config.get("SMTP_HOST") else []
+    outbox = read_outbox(current_app.config) if not current_app.config.get("SMTP_HOST") \
+        and notifications.may_read_outbox(c) else []
     return page("notifications/index.html", rows=rows, total=total, outbox=outbox,
                 retry_note=notifications.retry_note)
 

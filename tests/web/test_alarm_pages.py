@@ -15,7 +15,7 @@ from app.services import alarms, app_config
 from app.services.apps import get_app
 from jobs import worker
 from tests.conftest import Backend
-from tests.helpers import make_app, make_user, root_ctx
+from tests.helpers import doc, make_app, make_user, root_ctx
 from tests.web.conftest import Client, soup, text_of
 
 
@@ -165,3 +165,37 @@ def test_failed_deliveries_say_whether_they_are_still_retried(root: Client, sess
     log = root.get("/notifications").get_data(as_text=True)
     assert "1 try so far, retried with back-off" in log
     assert f"gave up after {notifications.MAX_ATTEMPTS} tries" in log
+
+
+def test_the_notification_log_shows_what_the_alarm_history_shows(
+        client: Client, session: Session, app: Flask) -> None:
+    """Found from outside: a user denied one application saw its alarms' deliveries and
+    the whole e-mail outbox (contact names and addresses) on /notifications, which
+    checked DescribeAlarms on every application only; a user allowed one application
+    was refused the page outright, though /alarms showed them their own."""
+    make_user(session, "root@example.com", root=True)
+    c = root_ctx(session)
+    ids = [make_app(session, "One"), make_app(session, "Two")]
+    contacts = [app_config.add_contact(c, sid, name=f"Ops {sid}", email=f"{n}@example.com",
+                                       events=[]) for sid, n in zip(ids, ["one", "two"],
+                                                                     strict=True)]
+    make_user(session, "rdeny@example.com", policies=[doc(
+        ("allow", ["sms:Describe*"], ["sms:app/*"]),
+        ("deny", ["sms:*"], [f"sms:app/{ids[1]}"]))])
+    make_user(session, "one@example.com", policies=[doc(
+        ("allow", ["sms:*"], [f"sms:app/{ids[0]}"]))])
+    session.commit()
+    client.login("root@example.com")
+    client.get("/apps")
+    for sid, contact in zip(ids, contacts, strict=True):
+        assert client.post(f"/apps/{sid}/contacts/{contact.id}/test").status_code == 302
+    worker.run(app, burst=True)
+    shown = client.get("/notifications").get_data(as_text=True)
+    assert "one@example.com" in shown and "two@example.com" in shown
+    for user in ("rdeny@example.com", "one@example.com"):
+        other = Client(app.test_client())
+        assert other.login(user).status_code == 302
+        page = other.get("/notifications")
+        shown = page.get_data(as_text=True)
+        assert page.status_code == 200, user
+        assert "one@example.com" in shown and "two@example.com" not in shown, user
