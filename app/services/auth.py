@@ -83,11 +83,7 @@ def authenticate(
     """Return the user, or raise LoginFailed with a message safe to show."""
     email = email.strip().lower()
     tries, strikes = _keys(email, ip)
-    _n, wait = redis.register_script(_ATTEMPT)(
-        keys=[tries, strikes],
-        args=[settings.login_max_failures, settings.login_window_seconds, MAX_LOCK_SECONDS])
-    if int(wait) > 0:
-        raise LoginThrottled(int(wait))
+    _attempt(redis, settings, tries, strikes)
     user = db.scalar(select(User).where(func.lower(User.email) == email))
     ok = passwords.verify(user.password_hash if user else None, password)
     if not ok or user is None or not user.active:
@@ -95,3 +91,25 @@ def authenticate(
     redis.delete(tries, strikes)
     user.last_login_at = utcnow()
     return user
+
+
+def _attempt(redis: redis_lib.Redis, settings: Settings, tries: str, strikes: str) -> None:
+    """Count one try before the password is checked; LoginThrottled past the limit."""
+    _n, wait = redis.register_script(_ATTEMPT)(
+        keys=[tries, strikes],
+        args=[settings.login_max_failures, settings.login_window_seconds, MAX_LOCK_SECONDS])
+    if int(wait) > 0:
+        raise LoginThrottled(int(wait))
+
+
+def check_current_password(redis: redis_lib.Redis, settings: Settings, user: User,
+                           password: str) -> bool:
+    """A signed-in user's current password, asked again (to change it): throttled per
+    user as logins are per (email, address), whatever the address, so an open session
+    is no way to guess it. LoginThrottled past the limit; a right answer clears it."""
+    keys = (f"smsops:password:try:{user.id}", f"smsops:password:strikes:{user.id}")
+    _attempt(redis, settings, *keys)
+    if not passwords.verify(user.password_hash, password):
+        return False
+    redis.delete(*keys)
+    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import redis as redis_lib
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -163,11 +164,15 @@ def delete_user(ctx: Ctx, user_id: int) -> None:
     ctx.db.flush()
 
 
-def change_own_password(ctx: Ctx, current: str, new: str, confirm: str) -> None:
+def change_own_password(ctx: Ctx, current: str, new: str, confirm: str, *,
+                        redis: redis_lib.Redis) -> None:
+    """LoginThrottled after too many wrong current passwords (auth.check_current_password)."""
+    from app.services import auth
+
     user = ctx.db.get(User, ctx.actor.user_id)
     if user is None:
         raise NotFound("No such user.")
-    if not passwords.verify(user.password_hash, current):
+    if not auth.check_current_password(redis, ctx.settings, user, current):
         raise invalid("current", "This is not your current password.")
     errors: dict[str, str] = {}
     try:

@@ -75,14 +75,18 @@ def logout() -> Response:
 @bp.route("/password", methods=["GET", "POST"])
 def password() -> Response | tuple:
     errors: dict[str, str] = {}
+    status = 200
     if request.method == "POST":
         try:
             users.change_own_password(ctx(), request.form.get("current", ""),
                                       request.form.get("new", ""),
-                                      request.form.get("confirm", ""))
+                                      request.form.get("confirm", ""),
+                                      redis=current_app.extensions["redis"])
             commit()
             _start_session(current_user._get_current_object())  # only this browser stays in
             return redirect(url_for("dashboard.index"))
         except ValidationError as exc:
-            errors = exc.errors
-    return page("auth/password.html", errors=errors, status=422 if errors else 200)
+            errors, status = exc.errors, 422
+        except auth.LoginThrottled as exc:
+            errors, status = {"current": exc.message}, 429
+    return page("auth/password.html", errors=errors, status=status)

@@ -88,15 +88,16 @@ def test_sub_users_cannot_manage_users_policies_or_audit(session: Session) -> No
             call()
 
 
-def test_change_own_password(session: Session) -> None:
+def test_change_own_password(session: Session, backend: Backend) -> None:
     user = make_user(session, "me@example.com")
     c = ctx_for(session, user)
     with pytest.raises(ValidationError, match="current"):
-        users.change_own_password(c, "wrong", "new-password-1", "new-password-1")
+        users.change_own_password(c, "wrong", "new-password-1", "new-password-1",
+                                  redis=backend.redis)
     with pytest.raises(ValidationError) as exc:
-        users.change_own_password(c, PASSWORD, "short", "other")
+        users.change_own_password(c, PASSWORD, "short", "other", redis=backend.redis)
     assert set(exc.value.errors) == {"new", "confirm"}
-    users.change_own_password(c, PASSWORD, "a-new-password", "a-new-password")
+    users.change_own_password(c, PASSWORD, "a-new-password", "a-new-password", redis=backend.redis)
     assert not user.must_change_password and user.password_hash.startswith("$argon2id$")
 
 

@@ -164,3 +164,24 @@ def test_ipv6_addresses_of_one_network_count_together(app: Flask, session: Sessi
     assert codes == [401] * limit + [429]
     # Another /64 is another source.
     assert _from(app, "2001:db8:1:3::1").login("root@example.com").status_code == 302
+
+
+def test_guessing_the_current_password_is_throttled_too(app: Flask, session: Session) -> None:
+    """Found from outside: the change-password form answered every wrong current
+    password at once (12 tries in 2.4 s, never 429), so a session left open was a way
+    to guess the password and take the account for good. It is limited per user as
+    logins are, from any address; the right password then waits too."""
+    make_user(session, "me@example.com")
+    session.commit()
+    client = _from(app, "198.51.100.7")
+    assert client.login("me@example.com").status_code == 302
+    client.get("/password")
+    limit = int(app.config["LOGIN_MAX_FAILURES"])
+    codes = [client.post("/password", {"current": f"guess-{i}", "new": "a-new-password",
+                                       "confirm": "a-new-password"}).status_code
+             for i in range(limit + 1)]
+    assert codes == [422] * limit + [429]
+    right = client.post("/password", {"current": PASSWORD, "new": "a-new-password",
+                                      "confirm": "a-new-password"})
+    assert right.status_code == 429 and "Too many" in right.get_data(as_text=True)
+    assert client.login("me@example.com").status_code in (200, 302)  # still signed in
