@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, Select, or_, select
 from sqlalchemy.orm import Session
 
-from app.models import Account, Message, Reply
+from app.models import Account, Application, Message, Reply
 from app.models.sending import DELIVERED, SUBMITTED
 from app.services import apps, paging, unsubscribes
 from app.services.context import Ctx
@@ -26,9 +26,7 @@ def receive(ctx: Ctx, phone_number: str, text: str) -> Reply:
     the latest message sent to that number, whose signature and type it opts out of."""
     db: Session = ctx.db
     number = numbers.parse_any(phone_number)
-    last = db.scalar(select(Message).where(
-        Message.account_id == ctx.actor.account_id, Message.phone_number == number,
-        Message.status.in_((SUBMITTED, DELIVERED))).order_by(Message.id.desc()).limit(1))
+    last = _answered(db, ctx.actor.account_id, number)
     reply = Reply(account_id=ctx.actor.account_id, phone_number=number, text=text[:1000],
                   app_id=last.app_id if last else None, message_id=last.id if last else None)
     if last is not None and last.signature_id is not None and is_opt_out(text):
@@ -42,6 +40,29 @@ def receive(ctx: Ctx, phone_number: str, text: str) -> Reply:
             and reply.app_id is not None:
         ctx.defer(REPLY_CALLBACK_JOB, reply.id)
     return reply
+
+
+def _answered(db: Session, account_id: int, number: str) -> Message | None:
+    """The message a reply from `number` answers: the latest that left for it."""
+    return db.scalar(select(Message).where(
+        Message.account_id == account_id, Message.phone_number == number,
+        Message.status.in_((SUBMITTED, DELIVERED))).order_by(Message.id.desc()).limit(1))
+
+
+def simulate(ctx: Ctx, phone_number: str, text: str) -> Reply:
+    """A reply typed into the simulator's form, as if the recipient answered: only who
+    may send on the application it answers may make one (SendSms on every application
+    when it answers none), and one that opts out also needs ModifyUnsubscribe."""
+    number = numbers.parse_any(phone_number)
+    last = _answered(ctx.db, ctx.actor.account_id, number)
+    app = ctx.db.get(Application, last.app_id) if last is not None else None
+    if app is not None:
+        apps.require_app(ctx.actor, app, app.sdk_app_id, "SendSms")
+    else:
+        ctx.actor.require("SendSms")
+    if is_opt_out(text):
+        ctx.actor.require("ModifyUnsubscribe")
+    return receive(ctx, number, text)
 
 
 def recent(ctx: Ctx, limit: int = 100, number_prefix: str = "") -> list[Reply]:

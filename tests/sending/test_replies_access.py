@@ -51,3 +51,25 @@ def test_a_user_scoped_to_one_application_sees_only_its_replies(shop: Shop,
         ("allow", ["sms:DescribeAppList"], ["sms:app/*"]))])
     with pytest.raises(PermissionDenied, match="DescribeSendSmsRecord"):
         replies.recent(ctx_for(session, nobody))
+
+
+def test_a_simulated_reply_needs_the_rights_its_effects_need(shop: Shop,
+                                                             session: Session) -> None:
+    """Found from outside: the simulator's reply form checked SendSms on every
+    application only, so a user denied an application could file a reply on its message
+    and unsubscribe its recipient without ModifyUnsubscribe."""
+    from app.models import Unsubscribe
+    from app.services.errors import NotFound
+
+    other = _replies_to_two_apps(shop, session)
+    denied = ctx_for(session, make_user(session, "fdeny@example.com", policies=[doc(
+        ("allow", ["sms:*"], ["sms:app/*"]), ("deny", ["sms:*"], [f"sms:app/{other}"]))]))
+    with pytest.raises((NotFound, PermissionDenied)):
+        replies.simulate(denied, OTHER_NUMBER, "TD")
+    sender = ctx_for(session, make_user(session, "sender@example.com", policies=[doc(
+        ("allow", ["sms:SendSms", "sms:DescribeAppList"], ["sms:app/*"]))]))
+    with pytest.raises(PermissionDenied, match="ModifyUnsubscribe"):
+        replies.simulate(sender, SHOP_NUMBER, "TD")
+    assert session.query(Unsubscribe).count() == 0
+    assert replies.simulate(sender, SHOP_NUMBER, "thanks").text == "thanks"
+    assert replies.simulate(shop.ctx, OTHER_NUMBER, "TD").unsubscribed
