@@ -18,8 +18,10 @@ bp = Blueprint("auth", __name__)
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths, so the login page cannot be used to redirect elsewhere."""
-    if target and target.startswith("/") and not target.startswith("//"):
+    """Only same-site paths, so the login page cannot be used to redirect elsewhere;
+    none with spaces or control characters (a line break cannot go into a header)."""
+    if target and target.startswith("/") and not target.startswith("//") \
+            and target.isprintable() and " " not in target:
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc:
             return target

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
@@ -91,6 +92,18 @@ def test_open_redirect_is_not_followed(client: Client, session: Session) -> None
     resp = client.post("/login?next=//evil.example/x",
                        {"email": "ana@example.com", "password": PASSWORD})
     assert resp.location == "/"  # the overview dashboard
+
+
+@pytest.mark.parametrize("target", ["/apps%0d%0aSet-Cookie:%20x=1", "/apps%09x", "/apps%0a"])
+def test_a_next_with_control_characters_goes_to_the_dashboard(
+        client: Client, session: Session, target: str) -> None:
+    """Found from outside: a line break in `next` made the redirect a 500 (the user was
+    signed in all the same)."""
+    make_user(session, "ana@example.com")
+    session.commit()
+    resp = client.post(f"/login?next={target}", {"email": "ana@example.com",
+                                                  "password": PASSWORD})
+    assert resp.status_code == 302 and resp.location == "/"
 
 
 def test_one_time_password_must_be_changed(client: Client, session: Session) -> None:
