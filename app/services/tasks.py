@@ -1100,14 +1100,19 @@ _OUTCOMES_OF = {"": set(outcomes.OUTCOMES), SUBMITTED: {outcomes.SUBMITTED},
 
 
 def records_csv(ctx: Ctx, task_id: int, *, status: str = "", number: str = "") -> IO[bytes]:
-    task, _app = get_task(ctx, task_id)
+    task, app = get_task(ctx, task_id)
+    account = ctx.db.get(Account, app.account_id)
+    zone = ZoneInfo(account.timezone if account is not None else "UTC")
+
+    def at(moment: datetime | None) -> str:  # in the account's zone, as the pages show
+        return moment.astimezone(zone).isoformat() if moment else ""
+
     q = _record_query(ctx, task, status, number).execution_options(yield_per=5000)
     return exports.spooled_csv(
         ["row", "phone_number", "status", "content", "billed_items", "error_code",
          "carrier_code", "submitted_at", "receipt_at"],
         ([r.row_no, r.phone_number, r.status, r.content, r.fee, r.error_code or "",
-          r.carrier_code or "", r.submitted_at.isoformat() if r.submitted_at else "",
-          r.receipt_at.isoformat() if r.receipt_at else ""]
+          r.carrier_code or "", at(r.submitted_at), at(r.receipt_at)]
          for r in (_record(obj, task) for obj in ctx.db.scalars(q))))
 
 

@@ -110,18 +110,20 @@ def hx_redirect(url: str) -> Response:
     return redirect(url)
 
 
+def local_time(moment: datetime) -> datetime:
+    """A stored UTC time in the signed-in account's time zone (UTC without one)."""
+    zone = current_user.account.timezone if current_user.is_authenticated else "UTC"
+    try:
+        return moment.astimezone(ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        return moment
+
+
 def _when(moment: datetime | None) -> str:
     """A stored UTC time, shown in the account's time zone."""
     if moment is None:
         return ""
-    zone = "UTC"
-    if current_user.is_authenticated:
-        zone = current_user.account.timezone
-    try:
-        local = moment.astimezone(ZoneInfo(zone))
-    except (ZoneInfoNotFoundError, ValueError):
-        local = moment
-    return local.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return local_time(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 @login_manager.user_loader

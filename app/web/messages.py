@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, request, send_file
@@ -10,7 +11,7 @@ from app.models.sending import FINAL, STATUSES
 from app.services import apps, console, exports, replies, sending, stats
 from app.services.values import digits
 from app.sms import errors
-from app.web import ctx, page, page_number
+from app.web import ctx, local_time, page, page_number
 from app.web.stats import choice_id
 
 bp = Blueprint("messages", __name__)
@@ -63,12 +64,14 @@ def _export(f: sending.LogFilter) -> Response:
     header = ["created_at", "app", "serial_no", "phone_number", "country", "content",
               "characters", "billed_items", "sms_type", "status", "error_code", "reason",
               "carrier_code", "submitted_at", "receipt_at"]
+    def at(moment: datetime | None) -> str:  # in the account's zone, as the page shows
+        return local_time(moment).isoformat() if moment else ""
+
     data = exports.spooled_csv(header, ([
-        m.created_at.isoformat(), sdk_app_id, m.serial_no, m.phone_number, m.iso_code,
+        at(m.created_at), sdk_app_id, m.serial_no, m.phone_number, m.iso_code,
         m.content, len(m.content), m.fee, m.sms_type, m.status, m.error_code or "",
         errors.describe(m.error_code).reason if m.error_code else "", m.carrier_code or "",
-        m.submitted_at.isoformat() if m.submitted_at else "",
-        m.receipt_at.isoformat() if m.receipt_at else ""] for m, sdk_app_id in rows))
+        at(m.submitted_at), at(m.receipt_at)] for m, sdk_app_id in rows))
     return send_file(data, mimetype="text/csv", as_attachment=True,
                      download_name=f"sms-log-{f.period}.csv")
 

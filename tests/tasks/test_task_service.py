@@ -4,6 +4,7 @@ schedule, rate cap, quiet hours, policies."""
 
 from __future__ import annotations
 
+import csv
 import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -136,6 +137,11 @@ def test_confirm_sends_every_recipient_once_through_the_pipeline(
     p = tasks.progress(shop.ctx, task)
     assert (p.total, p.remaining, p.delivered, p.failed, p.rejected) == (23, 0, 20, 3, 1)
     assert p.percent == 100
+    # Times in the export are in the account's zone (Asia/Shanghai), as the pages show
+    # them (found from outside: UTC, so today's records looked like yesterday's).
+    exported = list(csv.DictReader(io.StringIO(tasks.records_csv(
+        shop.ctx, task.id, status="delivered").read().decode("utf-8-sig"))))
+    assert exported and all(r["submitted_at"].endswith("+08:00") for r in exported)
     # Each recipient's row went with the batch that made its message.
     assert session.scalar(select(func.count()).select_from(SendTaskRecipient)) == 0
     # Statistics count the task's messages like API sends: rollups equal a direct count.

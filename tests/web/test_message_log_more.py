@@ -158,3 +158,24 @@ def test_a_number_search_counts_and_pages_like_the_unfiltered_log(
     assert page(5) == (["+14155550102", "+14155550101"], 10)
     assert page(6) == ([], 10)
     assert page(1, 20) == ([f"+1415555{n:04d}" for n in range(110, 100, -1)], 10)
+
+
+def test_the_export_gives_times_in_the_accounts_zone(root: Client, shop: Shop,
+                                                      session: Session) -> None:
+    """Found from outside: the page and its 'today' are in the account's zone, the CSV
+    gave UTC, so an export of today's messages looked like yesterday's."""
+    from datetime import UTC, datetime
+
+    from app.models import Account
+
+    shop.send(["+14155550101"])
+    session.execute(update(Message).values(
+        created_at=datetime(2026, 12, 7, 17, 22, 11, tzinfo=UTC), status="delivered",
+        submitted_at=datetime(2026, 12, 7, 17, 22, 12, tzinfo=UTC)))
+    account = session.get(Account, shop.app.account_id)
+    account.timezone = "Asia/Shanghai"  # type: ignore[union-attr]
+    session.commit()
+    rows = list(csv.DictReader(io.StringIO(root.get(
+        "/messages?period=30d&export=csv").data.decode("utf-8-sig"))))
+    assert [r["created_at"] for r in rows] == ["2026-12-08T01:22:11+08:00"]
+    assert rows[0]["submitted_at"] == "2026-12-08T01:22:12+08:00"
