@@ -732,10 +732,15 @@ def _checks(app: AppSnap, account: AccountSnap, freq: dict[str, int | None], msg
                                country.daily_limit if country.daily_limit is not None
                                else UNLIMITED, fee, DAY_MS,
                                "LimitExceeded.AppCountryOrRegionDailyLimit", msg.serial_no))
-        found.append(Check(f"smsops:day:account:{account.id}:{day}", "c",
+        found.append(Check(account_day_key(account.id, day), "c",
                            account.intl_daily_quota, fee, DAY_MS,
                            "LimitExceeded.AccountInternationalDailyQuota", msg.serial_no))
     return found
+
+
+def account_day_key(account_id: int, day: str) -> str:
+    """The account's international billed items on its local `day` (its daily quota)."""
+    return f"smsops:day:account:{account_id}:{day}"
 
 
 def app_day_key(app_id: int, region: str, day: str) -> str:
@@ -843,17 +848,22 @@ def _refusal_alarms(ctx: Ctx, limiter: Limiter, app: AppSnap, account: AccountSn
                                           country=msg.iso_code),
                    figures={"value": refusal.limit, "threshold": refusal.limit,
                             "country": msg.iso_code, "unit": "billed items today"})
-        elif refusal.error_code == "LimitExceeded.AccountInternationalDailyQuota" \
-                and "q" not in alarmed:
+        if "q" not in alarmed and msg.region == INTERNATIONAL and (
+                refusal.error_code == "LimitExceeded.AccountInternationalDailyQuota"
+                # Refused by a limit checked before the quota, the quota may have run out
+                # too: its alarm must not wait for a message that only it refuses.
+                or (refusal.error_code.startswith("LimitExceeded.App") and limiter.used(
+                    account_day_key(account.id, day)) + max(msg.fee, 1)
+                    > account.intl_daily_quota)):
             alarmed.add("q")
+            quota = account.intl_daily_quota
             _alarm(ctx, limiter, app, "quota", f"{account.id}:{day}", 86400,
                    "The account reached its daily international quota",
-                   f"The account reached its international quota of {refusal.limit:,} billed "
+                   f"The account reached its international quota of {quota:,} billed "
                    f"items per day (refused in {app.name}, {app.sdk_app_id}); international "
                    "sending is suspended until the end of the day.",
                    sms=alarm_texts.render("quota"),
-                   figures={"value": refusal.limit, "threshold": refusal.limit,
-                            "unit": "billed items today"})
+                   figures={"value": quota, "threshold": quota, "unit": "billed items today"})
 
 
 def _country_threshold(ctx: Ctx, limiter: Limiter, app: AppSnap, country: CountrySnap | None,

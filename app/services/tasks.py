@@ -641,7 +641,7 @@ def preflight(ctx: Ctx, limiter: Limiter, task_id: int,
                          "refused (LimitExceeded.AppDailyLimit).")
             add("LimitExceeded.AppDailyLimit", _beyond(task, max(limit - used, 0)))
     if task.region == INTERNATIONAL:
-        used = limiter.used(f"smsops:day:account:{account.id}:{day}")
+        used = limiter.used(sending.account_day_key(account.id, day))
         left = account.intl_daily_quota - used
         if task.billed_items > left:
             notes.append(f"Account international quota: {max(left, 0):,} billed items left "

@@ -400,3 +400,22 @@ def test_once_per_period_survives_a_redis_restart(shop: Shop, session: Session,
     assert alarms.raise_task_event(c, backend.redis, shop.app, 22, "failed") is not None
     session.commit()
     assert len(_alarms(session, "task_failed")) == 2
+
+
+def test_the_quota_alarm_fires_when_an_application_limit_runs_out_with_it(
+        shop: Shop, session: Session) -> None:
+    """Found from outside: with the application's international limit and the account's
+    quota both at 2 and both used up, every later send was refused by the application's
+    limit (checked first), and the account's quota alarm never came."""
+    c = _ctx(shop)
+    shop.ctx = c
+    accounts.update_settings(c, account_type="enterprise", timezone="Asia/Shanghai",
+                             intl_daily_quota=2, reply_callback_url="",
+                             reply_callback_enabled=False)
+    app_config.set_thresholds(c, shop.app.sdk_app_id, "international", alarm_threshold=None,
+                              daily_limit=2)
+    assert shop.codes(["+442079460958", "+442079460959", "+442079460960"]) == [
+        "Ok", "Ok", "LimitExceeded.AppDailyLimit"]
+    assert len(_alarms(session, "limit")) == 1
+    [quota] = _alarms(session, "quota")
+    assert quota.app_id is None
