@@ -32,6 +32,7 @@ from app.queue import (
     wake_key,
 )
 from app.services import pipeline, sending, tasks
+from app.services.limits import Check, Limiter
 from app.services.pipeline import PipelineSettings
 from app.supervise import stopping
 from jobs import runtime
@@ -232,13 +233,23 @@ def submit_claimed(app: Flask, settings: PipelineSettings, attempt: str,
         raise
     observe_link(app, up=True)
     refused = [r.message_id for r in results if not r.accepted and not r.not_sent]
+    by_carrier = {r.message_id for r in results if not r.accepted and not r.not_sent
+                  and not r.unknown}
 
-    def record(session: Session) -> list[int]:
-        pipeline.record_submissions(session, attempt, results)
+    def record(session: Session) -> tuple[list[int], list[Check]]:
+        settled: list[int] = []
+        pipeline.record_submissions(session, attempt, results, settled)
+        # Never billed: credit back now, limit units once this commits.
+        units = sending.refused_by_carrier(session, [i for i in settled if i in by_carrier])
         # A refusal is a final state: its status callback, as a receipt's.
-        return sending.apps_with_callbacks(session, refused) if refused else []
+        return (sending.apps_with_callbacks(session, refused) if refused else []), units
 
-    with_callback = _db_retry(record, settings.lease_s)
+    with_callback, units = _db_retry(record, settings.lease_s)
+    if units:
+        try:
+            Limiter(app.extensions["redis"]).release(units)
+        except redis_lib.RedisError as exc:  # kept: never too many given back
+            log.warning("could not give back %d limit unit(s) (%s)", len(units), exc)
     if any(r.receipt is not None for r in results):
         _wake(app, RECEIPTS_JOB)
     if any(r.not_sent for r in results):

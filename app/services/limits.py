@@ -177,7 +177,11 @@ for i = first, #KEYS do
   if ARGV[base + 1] == "w" then
     redis.call("ZREM", KEYS[i], ARGV[base + 3])
   else
-    redis.call("DECRBY", KEYS[i], tonumber(ARGV[base + 2]))
+    -- Never below zero: a counter that expired (a new day) or was never counted.
+    local amount = tonumber(ARGV[base + 2])
+    if tonumber(redis.call("GET", KEYS[i]) or "0") >= amount then
+      redis.call("DECRBY", KEYS[i], amount)
+    end
   end
   if hold then redis.call("HDEL", hold, ARGV[base + 3]) end
 end

@@ -35,6 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
 
 from app.db import batch_json, utcnow
 from app.models import (
@@ -935,6 +936,67 @@ def _consume_credit(ctx: Ctx, limiter: Limiter, account: AccountSnap,
                                     "threshold": account.package_alarm_threshold,
                                     "unit": "billed items left"})
     return paid
+
+
+def refused_by_carrier(db: Session, message_ids: list[int]) -> list[Check]:
+    """Messages the carrier refused at submission were never billed (SPEC.md §7 bills
+    what the carrier accepted): their credit comes back here, in the transaction that
+    records the refusal, and the limit units their checks reserved (daily limits, the
+    account's quota, frequency windows) are returned for the caller to release once
+    that transaction has committed (a crash in between keeps the units: never too many
+    given back)."""
+    from app.models.sending import FAILED
+    from app.services.pipeline import among
+
+    if not message_ids:
+        return []
+    rows = db.execute(select(
+        Message.app_id, Message.serial_no, Message.phone_number, Message.region,
+        Message.iso_code, Message.content, Message.fee, Message.created_at).where(
+        among(db, Message.id, message_ids), Message.status == FAILED)).all()
+    snaps: dict[int, tuple[AppSnap, AccountSnap]] = {}
+    checks: list[Check] = []
+    mainland_items: dict[int, int] = {}
+    for r in rows:
+        if r.app_id not in snaps:
+            app = db.get(Application, r.app_id)
+            if app is None:
+                continue
+            snaps[r.app_id] = (AppSnap.of(app),
+                               sendconfig.uncached().account(db, app.account_id))
+        app_snap, account = snaps[r.app_id]
+        freq = frequency_limits(app_snap, account.account_type)
+        day, _local = _local_day(account, r.created_at)
+        msg = _Draft(serial_no=r.serial_no, phone_number=r.phone_number, content=r.content,
+                     region=r.region, iso_code=r.iso_code)
+        checks += _checks(app_snap, account, freq, msg, r.fee,
+                          r.phone_number in app_snap.allowlist, app_snap.countries.get(
+                              r.iso_code), day)
+        if r.region == MAINLAND:
+            mainland_items[account.id] = mainland_items.get(account.id, 0) + r.fee
+    for account_id, items in mainland_items.items():
+        _refund_credit(db, account_id, items)
+    return checks
+
+
+def _refund_credit(db: Session, account_id: int, items: int) -> None:
+    """Billed items back into the live packages, the earliest-expiring first (the ones
+    a send takes from), none past its size. Without packages nothing was taken."""
+    now = utcnow()
+    q = select(CreditPackage).where(CreditPackage.account_id == account_id,
+                                    CreditPackage.expires_at > now) \
+        .order_by(CreditPackage.expires_at)
+    if db.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update()
+    for package in db.scalars(q).all():
+        put = min(package.size - package.remaining, items)
+        if put > 0:
+            db.execute(update(CreditPackage).where(CreditPackage.id == package.id)
+                       .values(remaining=CreditPackage.remaining + put)
+                       .execution_options(synchronize_session=False))
+            items -= put
+        if items <= 0:
+            return
 
 
 def _alarm(ctx: Ctx, limiter: Limiter, app: AppSnap, event: str, period: str, ttl: int,

@@ -174,6 +174,40 @@ def test_a_disabled_application_sends_nothing_it_accepted_before(
     receiver.server.shutdown()
 
 
+def test_a_message_the_carrier_refuses_gives_back_what_it_reserved(
+        shop: Shop, session: Session, runner: Flask) -> None:
+    """Found from outside: a message the carrier refused at submission (never billed:
+    SPEC.md §7 bills what the carrier accepted) kept its credit, its daily-limit units
+    and its frequency units, so the limit alarm said "50 of 50" with 49 billed, and the
+    customer paid for nothing. They come back once the refusal is recorded."""
+    from datetime import timedelta
+
+    from app.db import utcnow
+    from app.models import Account, CreditPackage
+    from app.services import sending
+
+    session.add(CreditPackage(account_id=shop.app.account_id, name="p", size=10,
+                              remaining=10, expires_at=utcnow() + timedelta(days=30)))
+    app_config.set_thresholds(shop.ctx, shop.app.sdk_app_id, "mainland", alarm_threshold=None,
+                              daily_limit=5)
+    app_config.set_frequency(shop.ctx, shop.app.sdk_app_id, {
+        "30s": (False, 1), "hour": (True, 1), "day": (False, 10)})
+    sent = shop.send(["+8613900000001", "+8613900000002"], template="mainland",
+                     params=["1000"])  # delivered; refused by the carrier (MK:0012)
+    assert [r.code for r in sent] == ["Ok", "Ok"]
+    _run(shop, session, runner)
+    assert [_status(session, r.serial_no)[:2] for r in sent] == [
+        ("delivered", None), ("failed", "FailedOperation.GatewayRejected")]
+    session.expire_all()
+    assert session.scalar(select(CreditPackage.remaining)) == 9  # one billed item, paid once
+    day, _local = sending._local_day(session.get(Account, shop.app.account_id), utcnow())
+    assert shop.limiter.used(sending.app_day_key(shop.app.id, "mainland", day)) == 1
+    # The refused number may be sent to again within the hour; the delivered one not.
+    again = shop.send(["+8613900000002", "+8613900000001"], template="mainland",
+                      params=["1001"])
+    assert [r.code for r in again] == ["Ok", "LimitExceeded.PhoneNumberOneHourLimit"]
+
+
 @pytest.mark.parametrize("status", [500, 302])
 def test_failed_callbacks_are_logged_and_retried(shop: Shop, session: Session, runner: Flask,
                                                  status: int) -> None:
