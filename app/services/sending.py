@@ -289,7 +289,11 @@ def prepare(ctx: Ctx, limiter: Limiter, sdk_app_id: str, req: SendRequest,
                      encoding=counted.encoding, session_context=req.session_context,
                      fee=0, iso_code="", created_at=now, template_params=params_kept)
         code = whole
-        if code is None:
+        if code is not None:  # refused as a whole, still filed under its number's country
+            found = taskfile.parse_number(raw, region)
+            if not isinstance(found, str):
+                msg.phone_number, msg.iso_code = found
+        else:
             # Mainland mobiles skip phonenumbers (~75 µs each) through the task files'
             # fast path, which agrees with it (property test); other shapes go through it.
             found = taskfile.parse_number(raw, region)

@@ -69,6 +69,9 @@ def test_whole_request_checks(shop: Shop, session: Session) -> None:
     assert shop.codes([US, "+442079460958"]) == ["FailedOperation.AppDisabled"] * 2
     rejected = session.scalars(select(Message).where(Message.status == "rejected")).all()
     assert len(rejected) == 5 and all(m.fee == 0 for m in rejected)
+    # Found from outside: refused as a whole, a valid number was filed under no country
+    # (the country statistics said "Unknown", the CSV's column was empty).
+    assert [m.iso_code for m in rejected] == ["US", "US", "US", "US", "GB"]
 
 
 def test_numbers_must_fit_the_region(shop: Shop) -> None:
