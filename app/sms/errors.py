@@ -39,7 +39,8 @@ CATALOGUE: dict[str, SendError] = {
                   "A template parameter is longer than parameters may be (35 characters "
                   "unless the installation sets another limit).", False),
         SendError("InvalidParameterValue.IncorrectPhoneNumber",
-                  "The phone number is not valid for this region.", False),
+                  "The phone number is not valid for this region, or it appears earlier "
+                  "in the same request.", False),
         SendError("FailedOperation.CountryNotAllowed",
                   "The application does not allow sending to this country/region.", False),
         SendError("FailedOperation.PhoneNumberInMuteList",

@@ -25,8 +25,8 @@ ENORMOUS = "9" * 5000
 @pytest.mark.parametrize("number", [HUGE, ENORMOUS])
 def test_every_route_with_an_id_answers_without_a_500(app: Flask, root: Client,
                                                        number: str) -> None:
-    rules = [r for r in app.url_map.iter_rules() if any(
-        isinstance(c, IntegerConverter) for c in r._converters.values())]
+    rules = [r for r in app.url_map.iter_rules() if not r.rule.startswith("/api/") and any(
+        isinstance(c, IntegerConverter) for c in r._converters.values())]  # the API: its fuzz
     assert len(rules) > 30
     root.get("/apps")  # a CSRF token for the POSTs
     for rule in rules:
