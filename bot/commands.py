@@ -134,9 +134,10 @@ def _mute(ctx: Ctx, words: list[str], _body: dict, _client: WebClient) -> dict[s
         if signature is None:
             raise Usage(f"No signature “{words[2][:20]}”.", "mute")
         kind = words[3].lower() if len(words) > 4 else "all"
-        mute.add(ctx, phone_number=words[1], signature_id=signature.id,
-                 sms_type="" if kind == "all" else kind, consent=True)
-        return blocks.reply(f":mute: {blocks.escape(words[1])} muted for "
+        _entry, added = mute.add_entry(ctx, phone_number=words[1], signature_id=signature.id,
+                                       sms_type="" if kind == "all" else kind, consent=True)
+        return blocks.reply(f":mute: {blocks.escape(words[1])} "
+                            f"{'muted' if added else 'was already muted'} for "
                             f"{blocks.escape(signature.content)} ({kind}).")
     if len(words) != 1:
         raise Usage("Try `/sms mute +8613800000000`.", "mute")

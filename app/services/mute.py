@@ -38,6 +38,14 @@ def entries_page(ctx: Ctx, phone_number: str, page: int,
 
 def add(ctx: Ctx, *, phone_number: str, signature_id: str | int, sms_type: str,
         consent: bool) -> MuteEntry:
+    """The entry for the number, signature and type: added, or the one already there."""
+    return add_entry(ctx, phone_number=phone_number, signature_id=signature_id,
+                     sms_type=sms_type, consent=consent)[0]
+
+
+def add_entry(ctx: Ctx, *, phone_number: str, signature_id: str | int, sms_type: str,
+              consent: bool) -> tuple[MuteEntry, bool]:
+    """`add`, and whether the entry is new (a person is told when it was there already)."""
     ctx.actor.require("AddBlackList")
     errors: dict[str, str] = {}
     if not consent:
@@ -54,7 +62,7 @@ def add(ctx: Ctx, *, phone_number: str, signature_id: str | int, sms_type: str,
         MuteEntry.signature_id == sig.id,
         MuteEntry.sms_type.is_(None) if kind is None else MuteEntry.sms_type == kind))
     if existing is not None:
-        return existing
+        return existing, False
     listed = ctx.db.scalar(select(func.count(func.distinct(MuteEntry.phone_number))).where(
         MuteEntry.account_id == ctx.actor.account_id)) or 0
     known = ctx.db.scalar(select(MuteEntry.id).where(
@@ -67,7 +75,7 @@ def add(ctx: Ctx, *, phone_number: str, signature_id: str | int, sms_type: str,
         ctx.db.add(entry)
     audit.record(ctx, "AddBlackList", "mute", entry.id, None,
                  {"phone_number": number, "signature": sig.content, "sms_type": kind or "all"})
-    return entry
+    return entry, True
 
 
 def remove(ctx: Ctx, ids: list[int]) -> int:

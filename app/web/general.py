@@ -32,12 +32,14 @@ def mute_list() -> Any:
     errors: dict[str, str] = {}
     if request.method == "POST":
         try:
-            mute.add(c, phone_number=request.form.get("phone_number", ""),
-                     signature_id=request.form.get("signature_id", ""),
-                     sms_type=request.form.get("sms_type", ""),
-                     consent=request.form.get("consent") == "on")
+            _entry, added = mute.add_entry(
+                c, phone_number=request.form.get("phone_number", ""),
+                signature_id=request.form.get("signature_id", ""),
+                sms_type=request.form.get("sms_type", ""),
+                consent=request.form.get("consent") == "on")
             commit()
-            flash("Added to the mute list.")
+            flash("Added to the mute list." if added else
+                  "Already on the mute list for that signature and type: nothing changed.")
             return redirect(url_for("general.mute_list"))
         except (ValidationError, Conflict) as exc:
             errors = form_errors(exc)

@@ -49,6 +49,8 @@ def test_mute_and_unsubscribed(slack: Slack, shop: Shop, session: Session) -> No
     assert "consent" in no_consent.get_json()["text"]
     added = slack.command("mute add +14155550123 Shop marketing consent", user=ROOT)
     assert "muted for Shop (marketing)" in added.get_json()["text"]
+    again = slack.command("mute add +14155550123 Shop marketing consent", user=ROOT)
+    assert "was already muted for Shop" in again.get_json()["text"]  # found from outside
     assert "marketing" in slack.command("mute +14155550123", user=ROOT).get_json()["text"]
     unsubscribes.record(session, shop.app.account_id, "+14155550123",
                         shop.signatures["international"], "marketing", "reply")
