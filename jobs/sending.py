@@ -193,15 +193,17 @@ def submit(ids: list[int]) -> None:
 def _submit_batch(app: Flask, settings: PipelineSettings, ids: list[int] | None) -> int:
     attempt = pipeline.new_attempt()
 
-    def take(session: Session) -> tuple[list[Outbound], list[int], list[int]]:
+    def take(session: Session) -> tuple[list[Outbound], list[int], list[int], list[Check]]:
         claimed = pipeline.claim(session, attempt, settings, ids)
         claimed, refused = pipeline.refuse_disabled(session, attempt, claimed)
         return (pipeline.outbound(session, claimed, attempt), refused,
-                sending.apps_with_callbacks(session, refused) if refused else [])
+                sending.apps_with_callbacks(session, refused) if refused else [],
+                sending.never_billed(session, refused))
 
     with runtime.unit_of_work() as session:  # committed before anything leaves
-        batch, refused, with_callback = take(session)
+        batch, refused, with_callback, units = take(session)
     if refused:  # a final state, as a carrier's refusal
+        _give_back(app, units)
         _callbacks(app, with_callback)
         _tell_slack(app, refused)
     if batch:
@@ -240,22 +242,28 @@ def submit_claimed(app: Flask, settings: PipelineSettings, attempt: str,
         settled: list[int] = []
         pipeline.record_submissions(session, attempt, results, settled)
         # Never billed: credit back now, limit units once this commits.
-        units = sending.refused_by_carrier(session, [i for i in settled if i in by_carrier])
+        units = sending.never_billed(session, [i for i in settled if i in by_carrier])
         # A refusal is a final state: its status callback, as a receipt's.
         return (sending.apps_with_callbacks(session, refused) if refused else []), units
 
     with_callback, units = _db_retry(record, settings.lease_s)
-    if units:
-        try:
-            Limiter(app.extensions["redis"]).release(units)
-        except redis_lib.RedisError as exc:  # kept: never too many given back
-            log.warning("could not give back %d limit unit(s) (%s)", len(units), exc)
+    _give_back(app, units)
     if any(r.receipt is not None for r in results):
         _wake(app, RECEIPTS_JOB)
     if any(r.not_sent for r in results):
         _wake(app, DRAIN_JOB)  # back to accepted (SMPP: never written): send them again
     _callbacks(app, with_callback)
     _tell_slack(app, refused)
+
+
+def _give_back(app: Flask, units: list[Check]) -> None:
+    """Limit units of messages never billed, after their state committed (a failure
+    here keeps them: never too many given back)."""
+    if units:
+        try:
+            Limiter(app.extensions["redis"]).release(units)
+        except redis_lib.RedisError as exc:
+            log.warning("could not give back %d limit unit(s) (%s)", len(units), exc)
 
 
 def _callbacks(app: Flask, message_ids: list[int]) -> None:

@@ -942,9 +942,10 @@ def _consume_credit(ctx: Ctx, limiter: Limiter, account: AccountSnap,
     return paid
 
 
-def refused_by_carrier(db: Session, message_ids: list[int]) -> list[Check]:
-    """Messages the carrier refused at submission were never billed (SPEC.md §7 bills
-    what the carrier accepted): their credit comes back here, in the transaction that
+def never_billed(db: Session, message_ids: list[int]) -> list[Check]:
+    """Messages that failed before the carrier took them (refused by it at submission,
+    or their application disabled meanwhile) were never billed (SPEC.md §7 bills what
+    the carrier accepted): their credit comes back here, in the transaction that
     records the refusal, and the limit units their checks reserved (daily limits, the
     account's quota, frequency windows) are returned for the caller to release once
     that transaction has committed (a crash in between keeps the units: never too many

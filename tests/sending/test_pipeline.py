@@ -152,6 +152,8 @@ def test_a_disabled_application_sends_nothing_it_accepted_before(
 
     receiver = Receiver()
     shop.app.status_callback_url = receiver.url
+    app_config.set_frequency(shop.ctx, shop.app.sdk_app_id, {
+        "30s": (False, 1), "hour": (True, 1), "day": (False, 10)})
     sent = shop.send(["+14155550101", "+14155550103"])
     other, _key = apps.create_app(shop.ctx, name="Other")  # in the same batch, still sent
     [kept] = sending.send(shop.ctx, shop.limiter, other.sdk_app_id, sending.SendRequest(
@@ -171,6 +173,8 @@ def test_a_disabled_application_sends_nothing_it_accepted_before(
     session.commit()
     runtime.use(runner)
     assert sending_job.drain() == 0
+    # Never billed: their units came back (the hour's one send per number is free again).
+    assert shop.codes(["+14155550101"]) == ["Ok"]
     receiver.server.shutdown()
 
 
