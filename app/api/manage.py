@@ -1075,7 +1075,8 @@ def _sms_log(ctx: Ctx) -> Json:
     found, total = sending.log(ctx, sending.LogFilter(
         sdk_app_id=_query("sdk_app_id")[:10], phone_number=_query("phone_number")[:32],
         status=_query("status")[:20], period=_query("period")[:20] or "7d", page=page,
-        page_size=size))
+        page_size=size, region=_query("region")[:16], start=_query("start")[:10],
+        end=_query("end")[:10]))
     return _listing(found, total, lambda pair: {
         "id": pair[0].id, "serial_no": pair[0].serial_no, "sdk_app_id": pair[1],
         "phone_number": pair[0].phone_number, "region": pair[0].region,

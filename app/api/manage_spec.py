@@ -437,8 +437,8 @@ _OPS = [
               "past the page asked for: a total that ends the count means at least; "
               "read it again with each page)",
               "DescribeSendSmsRecord", "LogMessage",
-              query=("sdk_app_id", "phone_number", "status", "period"), paged=True,
-              tag="Statistics"),
+              query=("sdk_app_id", "phone_number", "status", "region", "period", "start",
+                     "end"), paged=True, tag="Statistics"),
     Operation("DescribeSendSmsRecord:replies", "GET", "/replies",
               "Replies from recipients, newest first (phone_number: a number or its start)",
               "DescribeSendSmsRecord", "Reply", query=("phone_number",), paged=True,

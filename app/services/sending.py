@@ -64,7 +64,16 @@ from app.services.sendconfig import (
     Snapshots,
     TemplateSnap,
 )
-from app.sms import alarm_texts, errors, numbers, params, quiet, taskfile, templating
+from app.sms import (
+    alarm_texts,
+    errors,
+    numbers,
+    params,
+    periods,
+    quiet,
+    taskfile,
+    templating,
+)
 from app.sms.text import GSM7, INTERNATIONAL, MAINLAND, UCS2, compose, count, is_gsm7
 
 MAX_NUMBERS = 200  # per request
@@ -1065,6 +1074,9 @@ class LogFilter:
     template_id: int | None = None
     signature_id: int | None = None
     iso_code: str = ""  # the destination country, two letters
+    region: str = ""  # mainland or international; "": both
+    start: str = ""  # period "custom": local dates YYYY-MM-DD, as the statistics take
+    end: str = ""
 
 
 def number_prefix(typed: str) -> str:
@@ -1080,13 +1092,11 @@ def number_prefix(typed: str) -> str:
 
 
 def _log_query(ctx: Ctx, f: LogFilter) -> tuple[Any, dict[int, str]]:
-    from datetime import timedelta
-
     from app.models.sending import STATUSES
     from app.services.apps import allowed
 
-    if f.period not in PERIODS:
-        raise invalid("period", "Choose today, yesterday, 7d or 30d.")
+    if f.region and f.region not in (MAINLAND, INTERNATIONAL):
+        raise invalid("region", "Choose mainland or international (or neither: both).")
     if f.status and f.status not in STATUSES:
         raise invalid("status", f"Choose a status: {', '.join(STATUSES)}.")
     visible = allowed(ctx, "DescribeSendSmsRecord")
@@ -1094,11 +1104,11 @@ def _log_query(ctx: Ctx, f: LogFilter) -> tuple[Any, dict[int, str]]:
         visible = {k: v for k, v in visible.items() if v == f.sdk_app_id}
     account = ctx.db.get(Account, ctx.actor.account_id)
     assert account is not None
-    zone = ZoneInfo(account.timezone)
-    today = utcnow().astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
-    back = PERIODS[f.period]
-    start = today - timedelta(days=back)
-    end = today + timedelta(days=1) if f.period != "yesterday" else today
+    try:  # the statistics' periods, in the account's zone (a custom range too)
+        win = periods.window(f.period, utcnow(), account.timezone, f.start, f.end)
+    except periods.PeriodError as exc:
+        raise invalid("period", str(exc)) from None
+    start, end = win.start, win.end
     every = not f.sdk_app_id and len(visible) == ctx.db.scalar(
         select(func.count()).select_from(Application)
         .where(Application.account_id == ctx.actor.account_id))
@@ -1113,6 +1123,8 @@ def _log_query(ctx: Ctx, f: LogFilter) -> tuple[Any, dict[int, str]]:
                                                     autoescape=True))
     if f.status:
         q = q.where(Message.status == f.status)
+    if f.region:
+        q = q.where(Message.region == f.region)
     if f.template_id is not None:
         q = q.where(Message.template_id == f.template_id)
     if f.signature_id is not None:

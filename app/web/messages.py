@@ -11,6 +11,7 @@ from app.models.sending import FINAL, STATUSES
 from app.services import apps, console, exports, replies, sending, stats
 from app.services.values import digits
 from app.sms import errors
+from app.sms.periods import PERIODS
 from app.web import ctx, local_time, page, page_number
 from app.web.stats import choice_id
 
@@ -28,6 +29,8 @@ def _filter() -> sending.LogFilter:
         page=page_number(),
         template_id=choice_id("template"), signature_id=choice_id("signature"),
         iso_code=request.args.get("country", "")[:2],
+        region=request.args.get("region", "")[:16],
+        start=request.args.get("start", "")[:10], end=request.args.get("end", "")[:10],
     )
 
 
@@ -38,12 +41,15 @@ def index() -> Any:
     if request.args.get("export") == "csv":
         return _export(f)
     rows, total = sending.log(c, f)
-    choices = [stats.choices(c, region) for region in stats.REGIONS]
+    # Both regions' content, each named with its region (a name may be in both).
+    choices = {region: stats.choices(c, region) for region in stats.REGIONS}
     return page("messages/index.html", "messages/_rows.html", rows=rows, total=total, f=f,
                 apps=apps.list_apps(c),
-                templates=[t for found in choices for t in found["templates"]],
-                signatures=[s for found in choices for s in found["signatures"]],
-                statuses=STATUSES, periods=sending.PERIODS,
+                templates=[(i, f"{name} ({region})") for region, found in choices.items()
+                           for i, name in found["templates"]],
+                signatures=[(i, f"{name} ({region})") for region, found in choices.items()
+                            for i, name in found["signatures"]],
+                statuses=STATUSES, periods=PERIODS, regions=stats.REGIONS,
                 describe=errors.describe, page_size=sending.LOG_PAGE, final=FINAL,
                 poll=LIVE_SECONDS, count_cap=sending.count_cap(f))
 

@@ -179,3 +179,30 @@ def test_the_export_gives_times_in_the_accounts_zone(root: Client, shop: Shop,
         "/messages?period=30d&export=csv").data.decode("utf-8-sig"))))
     assert [r["created_at"] for r in rows] == ["2026-12-08T01:22:11+08:00"]
     assert rows[0]["submitted_at"] == "2026-12-08T01:22:12+08:00"
+
+
+def test_the_log_filters_by_region_and_a_custom_range(root: Client, shop: Shop,
+                                                       session: Session) -> None:
+    """Found from outside: SPEC.md §7's log had neither a region split nor a custom
+    range, and content named alike in both regions was listed twice, indistinguishable."""
+    from datetime import UTC, datetime
+
+    shop.send(["+14155550101"])
+    shop.send(["+8613800138000"], template="mainland", params=["1234"])
+    session.execute(update(Message).values(created_at=datetime(2026, 11, 3, 4, 0, tzinfo=UTC)))
+    shop.send(["+14155550102"])  # today
+    session.commit()
+    page = root.get("/messages?period=custom&start=2026-11-01&end=2026-11-05&region=mainland")
+    rows = soup(page).select("#message-rows tbody tr")
+    assert len(rows) == 1 and "+8613800138000" in rows[0].get_text()
+    both = root.get("/messages?period=custom&start=2026-11-03&end=2026-11-03")
+    assert len(soup(both).select("#message-rows tbody tr")) == 2
+    assert len(soup(root.get("/messages?period=today&region=international")).select(
+        "#message-rows tbody tr")) == 1
+    assert root.get("/messages?period=custom&start=2026-11-05&end=2026-11-01").status_code \
+        == 400
+    assert root.get("/messages?region=moon").status_code == 400
+    names = [o.get_text() for o in soup(root.get("/messages")).select(
+        "select[name=template] option")]
+    assert any(n.endswith("(mainland)") for n in names) and any(
+        n.endswith("(international)") for n in names)
