@@ -230,6 +230,19 @@ def all_numbers(ctx: Ctx, group_id: int | str
     return group, ((r.phone_number, r.attributes) for r in rows)
 
 
+def export_table(ctx: Ctx, group_id: int | str
+                 ) -> tuple[CustomerGroup, list[str], Iterable[list[str]]]:
+    """The group as a file that imports back the same: the number, then each extra
+    column it was imported with as a column of its own (shorter rows padded). Two
+    streamed passes: the first finds how many columns there are."""
+    group, first = all_numbers(ctx, group_id)
+    width = max((len(attrs or []) for _phone, attrs in first), default=0)
+    _group, rows = all_numbers(ctx, group_id)
+    header = ["phone_number", *(f"column_{n}" for n in range(1, width + 1))]
+    return group, header, ([phone, *(attrs or []), *[""] * (width - len(attrs or []))]
+                           for phone, attrs in rows)
+
+
 def remove_numbers(ctx: Ctx, group_id: int | str, ids: Sequence[int]) -> int:
     ctx.actor.require("DeleteCustomerNumbers")
     group = _group(ctx, group_id, lock=True)

@@ -154,9 +154,8 @@ def delete(gid: int) -> Any:
 
 @bp.get("/groups/<int:gid>/export.csv")
 def export(gid: int) -> Response:
-    group, rows = audience.all_numbers(ctx(), gid)
-    data = exports.spooled_csv(["phone_number", "attributes"],
-                               ([phone, " | ".join(attrs or [])] for phone, attrs in rows))
+    group, header, rows = audience.export_table(ctx(), gid)
+    data = exports.spooled_csv(header, rows)
     return send_file(data, mimetype="text/csv", as_attachment=True,
                      download_name=f"group-{group.id}.csv")
 
