@@ -82,6 +82,10 @@ class Message(Base):
     content: Mapped[str] = mapped_column(Text, default="")  # exactly what leaves
     encoding: Mapped[str] = mapped_column(String(8), default="")
     fee: Mapped[int] = mapped_column(default=0)  # billed items
+    # The credit package that paid for them (one per message; none when the account had
+    # no package, so mainland sending was not metered): a refused message's credit goes
+    # back there, and nowhere else.
+    package_id: Mapped[int | None]
     session_context: Mapped[str | None] = mapped_column(String(512))
     template_params: Mapped[list[str] | None]  # for carriers that send by template
     status: Mapped[str] = mapped_column(String(16), default=ACCEPTED)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     any_,
     bindparam,
+    case,
     func,
     insert,
     literal,
@@ -800,7 +801,10 @@ def _after_reserve(ctx: Ctx, limiter: Limiter, app: AppSnap, account: AccountSna
     if reserved:
         region = messages[reserved[0][0]].region
         if region == MAINLAND:
-            paid = _consume_credit(ctx, limiter, account, [fees[i] for i, _c in reserved])
+            paid_by = _consume_credit(ctx, limiter, account, [fees[i] for i, _c in reserved])
+            for (i, _c), package_id in zip(reserved, paid_by, strict=False):
+                messages[i].package_id = package_id
+            paid = len(paid_by)
             unpaid = reserved[paid:]
             if unpaid:
                 limiter.release([c for _i, checks in unpaid for c in checks])
@@ -898,12 +902,13 @@ def _country_threshold(ctx: Ctx, limiter: Limiter, app: AppSnap, country: Countr
 
 
 def _consume_credit(ctx: Ctx, limiter: Limiter, account: AccountSnap,
-                    fees: list[int]) -> int:
+                    fees: list[int]) -> list[int | None]:
     """Pay for the messages of `fees` billed items each, in order, earliest-expiring
-    package first (each message from one package); returns how many are paid for.
-    One query reads the packages (locked on PostgreSQL); a conditional update per
-    package used, so balances never go negative. Without any package, mainland
-    sending is not metered."""
+    package first (each message from one package); returns the package that paid for
+    each message paid for (the first ones; None for all when the account has no
+    package: mainland sending is then not metered). One query reads the packages
+    (locked on PostgreSQL); a conditional update per package used, so balances never
+    go negative."""
     now = utcnow()
     q = select(CreditPackage).where(CreditPackage.account_id == account.id) \
         .order_by(CreditPackage.expires_at)
@@ -911,18 +916,18 @@ def _consume_credit(ctx: Ctx, limiter: Limiter, account: AccountSnap,
         q = q.with_for_update()
     packages = ctx.db.scalars(q).all()
     if not packages:
-        return len(fees)
+        return [None] * len(fees)
     live = [p for p in packages if p.expires_at > now]
     left = {p.id: p.remaining for p in live}
     take: dict[int, int] = {}
-    paid = 0
+    paid_by: list[int | None] = []
     for fee in fees:
         p = next((p for p in live if left[p.id] >= fee), None)
         if p is None:
             break
         left[p.id] -= fee
         take[p.id] = take.get(p.id, 0) + fee
-        paid += 1
+        paid_by.append(p.id)
     charged: list[tuple[int, int]] = []
     for package_id, amount in take.items():
         done = ctx.db.execute(update(CreditPackage).where(
@@ -935,10 +940,10 @@ def _consume_credit(ctx: Ctx, limiter: Limiter, account: AccountSnap,
                 ctx.db.execute(update(CreditPackage).where(CreditPackage.id == back_id)
                                .values(remaining=CreditPackage.remaining + back)
                                .execution_options(synchronize_session=False))
-            return 0
+            return []
         charged.append((package_id, amount))
     balance = sum(left.values())
-    if paid and account.package_alarm_threshold is not None and (
+    if paid_by and account.package_alarm_threshold is not None and (
         balance <= account.package_alarm_threshold
     ):
         alarms.raise_alarm(ctx, limiter.conn, "package_low", period=f"{account.id}:{now:%Y%m%d}",
@@ -948,7 +953,7 @@ def _consume_credit(ctx: Ctx, limiter: Limiter, account: AccountSnap,
                            figures={"value": max(balance, 0),
                                     "threshold": account.package_alarm_threshold,
                                     "unit": "billed items left"})
-    return paid
+    return paid_by
 
 
 def never_billed(db: Session, message_ids: list[int]) -> list[Check]:
@@ -966,11 +971,12 @@ def never_billed(db: Session, message_ids: list[int]) -> list[Check]:
         return []
     rows = db.execute(select(
         Message.app_id, Message.serial_no, Message.phone_number, Message.region,
-        Message.iso_code, Message.content, Message.fee, Message.created_at).where(
+        Message.iso_code, Message.content, Message.fee, Message.created_at,
+        Message.package_id).where(
         among(db, Message.id, message_ids), Message.status == FAILED)).all()
     snaps: dict[int, tuple[AppSnap, AccountSnap]] = {}
     checks: list[Check] = []
-    mainland_items: dict[int, int] = {}
+    credit: dict[int, int] = {}  # billed items back, by the package that paid them
     for r in rows:
         if r.app_id not in snaps:
             app = db.get(Application, r.app_id)
@@ -986,31 +992,15 @@ def never_billed(db: Session, message_ids: list[int]) -> list[Check]:
         checks += _checks(app_snap, account, freq, msg, r.fee,
                           r.phone_number in app_snap.allowlist, app_snap.countries.get(
                               r.iso_code), day)
-        if r.region == MAINLAND:
-            mainland_items[account.id] = mainland_items.get(account.id, 0) + r.fee
-    for account_id, items in mainland_items.items():
-        _refund_credit(db, account_id, items)
+        if r.package_id is not None:
+            credit[r.package_id] = credit.get(r.package_id, 0) + r.fee
+    for package_id, items in sorted(credit.items()):  # in id order: no lock-order deadlock
+        # Never past its size (a package resized or refilled meanwhile).
+        back = CreditPackage.remaining + items
+        db.execute(update(CreditPackage).where(CreditPackage.id == package_id).values(
+            remaining=case((back > CreditPackage.size, CreditPackage.size), else_=back))
+            .execution_options(synchronize_session=False))
     return checks
-
-
-def _refund_credit(db: Session, account_id: int, items: int) -> None:
-    """Billed items back into the live packages, the earliest-expiring first (the ones
-    a send takes from), none past its size. Without packages nothing was taken."""
-    now = utcnow()
-    q = select(CreditPackage).where(CreditPackage.account_id == account_id,
-                                    CreditPackage.expires_at > now) \
-        .order_by(CreditPackage.expires_at)
-    if db.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update()
-    for package in db.scalars(q).all():
-        put = min(package.size - package.remaining, items)
-        if put > 0:
-            db.execute(update(CreditPackage).where(CreditPackage.id == package.id)
-                       .values(remaining=CreditPackage.remaining + put)
-                       .execution_options(synchronize_session=False))
-            items -= put
-        if items <= 0:
-            return
 
 
 def _alarm(ctx: Ctx, limiter: Limiter, app: AppSnap, event: str, period: str, ttl: int,

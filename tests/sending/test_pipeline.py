@@ -289,3 +289,47 @@ def test_replies_are_posted_to_the_reply_callback(shop: Shop, session: Session,
     expected = hmac.new(shop.app.app_key.encode(), signed, hashlib.sha256).hexdigest()
     assert headers["x-sms-signature"] == expected
     receiver.server.shutdown()
+
+
+def test_a_refused_message_s_credit_goes_back_to_the_package_it_was_taken_from(
+        shop: Shop, session: Session, runner: Flask) -> None:
+    """Found from outside: the credit of a message the carrier refused went back to the
+    earliest-expiring package with room, not to the one that paid: a package that was
+    empty at the send (so a later one paid) gained an item, and the later one lost it
+    for good when the earlier expired. Nor may a message sent while nothing was metered
+    put an item into a package bought afterwards."""
+    from datetime import timedelta
+
+    from app.db import utcnow
+    from app.models import CreditPackage
+
+    soon = CreditPackage(account_id=shop.app.account_id, name="soon", size=10, remaining=0,
+                         expires_at=utcnow() + timedelta(days=5))
+    later = CreditPackage(account_id=shop.app.account_id, name="later", size=10,
+                          remaining=10, expires_at=utcnow() + timedelta(days=30))
+    session.add_all([soon, later])
+    session.flush()
+    sent = shop.send(["+8613900000002"], template="mainland", params=["1000"])
+    assert [r.code for r in sent] == ["Ok"]
+    _run(shop, session, runner)
+    assert _status(session, sent[0].serial_no)[:2] == (
+        "failed", "FailedOperation.GatewayRejected")
+    assert (session.get(CreditPackage, soon.id).remaining,
+            session.get(CreditPackage, later.id).remaining) == (0, 10)
+
+
+def test_a_message_sent_unmetered_puts_nothing_into_a_package_bought_later(
+        shop: Shop, session: Session, runner: Flask) -> None:
+    from datetime import timedelta
+
+    from app.db import utcnow
+    from app.models import CreditPackage
+
+    sent = shop.send(["+8613900000002"], template="mainland", params=["1000"])
+    assert [r.code for r in sent] == ["Ok"]
+    bought = CreditPackage(account_id=shop.app.account_id, name="new", size=10, remaining=5,
+                           expires_at=utcnow() + timedelta(days=30))
+    session.add(bought)
+    _run(shop, session, runner)
+    assert _status(session, sent[0].serial_no)[0] == "failed"
+    assert session.get(CreditPackage, bought.id).remaining == 5
