@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Account, Application, Policy, User
 from app.models.accounts import ACCOUNT_TYPES, INDIVIDUAL
-from app.services import audit, netguard, packages
+from app.services import audit, netguard, packages, rollups
 from app.services.access import PRESETS, Actor, parse_policy
 from app.services.context import Ctx
 from app.services.errors import ValidationError
@@ -138,6 +138,8 @@ def update_settings(
         raise ValidationError(errors)
     before = _snapshot(account)
     packages.rezone(ctx, account, account.timezone, timezone)  # expiry dates stay dates
+    if timezone != account.timezone:  # past days counted again by the new zone's dates
+        rollups.rezone(ctx.db, account.id, timezone)
     account.account_type = account_type
     account.timezone = timezone
     account.intl_daily_quota = quota  # type: ignore[assignment]

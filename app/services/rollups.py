@@ -34,11 +34,12 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from app.db import batch_json, core
-from app.models import Account, Message
+from app.models import Account, Application, Message
 from app.models.stats import (
     APPS_DAILY_KEY,
     CODES_DAILY_KEY,
     COUNTRIES_DAILY_KEY,
+    DAILY_KEY,
     DIMENSIONS,
     OUTCOME_COLUMNS,
     TOTALS_DAILY_KEY,
@@ -336,6 +337,47 @@ def forget_app(db: Session, account_id: int, app_id: int) -> None:
         {"k_day": r[0], "k_region": r[1], "k_iso": r[2],
          **{f"d_{name}": int(n) for name, n in zip(cols, r[3:], strict=True)}}
         for r in found])
+
+
+# The daily tables, in TABLES' order, with their keys (each one's unique constraint).
+_DAILY = ((StatRollupDaily, DAILY_KEY), (StatTotalsDaily, TOTALS_DAILY_KEY),
+          (StatCodesDaily, CODES_DAILY_KEY), (StatAppsDaily, APPS_DAILY_KEY),
+          (StatCountriesDaily, COUNTRIES_DAILY_KEY))
+DAILY_TABLES = tuple(model.__tablename__ for model, _key in _DAILY)
+
+
+def rezone(db: Session, account_id: int, zone: str, chunk: int = 20_000) -> None:
+    """An account's daily rollups counted again by the days of its new time zone, from
+    its hourly rollup (which holds every message ever counted, purged ones too), in the
+    caller's transaction. Each hour goes to the day it starts in, as `flush` puts it:
+    exact for zones a whole number of hours from UTC; in the others, as new traffic is.
+    The rows are locked in key order first (the order `flush` takes them in), so a
+    batch counted meanwhile waits instead of deadlocking; one committed before is in
+    the hourly rows read here."""
+    assert TABLES[1:2] + TABLES[3:] == DAILY_TABLES
+    conn = db.connection()
+    for model, key in _DAILY:
+        table: Any = model.__table__
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(table.c.id).where(table.c.account_id == account_id)
+                         .order_by(*(table.c[k] for k in key)).with_for_update())
+        conn.execute(table.delete().where(table.c.account_id == account_id))
+    hourly: Any = StatRollup.__table__
+    read = select(hourly.c.hour, *(hourly.c[d] for d in DIMENSIONS), hourly.c.count,
+                  hourly.c.billed).where(hourly.c.account_id == account_id)
+    zones = {account_id: ZoneInfo(zone)}
+    # Read a chunk at a time (a year of hours is never held whole); the key is `flush`'s.
+    for rows in conn.execute(read, execution_options={"stream_results": True,
+                                                      "yield_per": chunk}).partitions():
+        tally = Tally()
+        tally.deltas = {tuple(row[:-2]): [row[-2], row[-1]] for row in rows}
+        flush(conn, tally, DAILY_TABLES, zones)
+    # A deleted application's traffic had left the account-wide table (forget_app).
+    apps: Any = Application.__table__
+    for app_id in conn.execute(select(hourly.c.app_id).distinct().where(
+            hourly.c.account_id == account_id, hourly.c.app_id.not_in(
+                select(apps.c.id).where(apps.c.account_id == account_id)))).scalars():
+        forget_app(db, account_id, app_id)
 
 
 def rebuild(conn: Connection | Session, chunk: int = 5000,

@@ -152,3 +152,29 @@ def test_the_day_is_the_accounts_local_day(shop: Shop, session: Session) -> None
     assert days == {local_day}
     _agree(session)
     session.commit()
+
+
+def test_a_new_time_zone_moves_past_days_with_it(shop: Shop, session: Session,
+                                                 runner: Flask) -> None:
+    """Found from outside: after the account's time zone changed, the daily rollups kept
+    the days of the old zone, so "today", the last 7 days, the failure and receipt pages
+    and the dashboard disagreed with the hourly figures and with the messages. 25 hours
+    apart, the two zones never share a date."""
+    from app.services import accounts
+
+    def zone(name: str) -> None:
+        accounts.update_settings(shop.ctx, account_type="enterprise", timezone=name,
+                                 intl_daily_quota=100, reply_callback_url="",
+                                 reply_callback_enabled=False)
+
+    zone("Pacific/Kiritimati")  # UTC+14
+    shop.send(INTL)
+    shop.send(["13800000001"], template="mainland")
+    _run(shop, session, runner)
+    _agree(session)
+    zone("Pacific/Pago_Pago")  # UTC-11
+    session.commit()
+    _agree(session)
+    shop.send(INTL[:1])  # and new traffic lands on the new zone's day, with the old
+    _run(shop, session, runner)
+    _agree(session)

@@ -309,3 +309,29 @@ def test_a_deleted_application_leaves_the_account_wide_figures(loaded: Shop,
     assert stats.overview(loaded.ctx, replace(f, iso_code="US"), NOW).total.requests == \
         left["US"]
     assert stats.overview(loaded.ctx, f, NOW).total.requests == sum(left.values())
+
+
+def test_a_new_time_zone_counts_past_days_again_without_deleted_applications(
+        loaded: Shop, session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daily rollups are counted again by the new zone's days (a few rows at a time
+    here, to cross chunk edges), and a deleted application's traffic stays out of the
+    account-wide figures."""
+    from app.services import accounts
+
+    other = loaded.other  # type: ignore[attr-defined]
+    apps.set_enabled(loaded.ctx, other, False)
+    apps.delete_app(loaded.ctx, other, other)
+    monkeypatch.setattr(rollups.rezone, "__defaults__", (3,))
+    accounts.update_settings(loaded.ctx, account_type="enterprise", timezone="America/New_York",
+                             intl_daily_quota=100, reply_callback_url="",
+                             reply_callback_enabled=False)
+    session.flush()
+    york = ZoneInfo("America/New_York")
+    now = NOW.astimezone(york)  # midnight starting 10 March, in New York
+    f = stats.StatsFilter(region="international", period="7d")
+    left = _country_counts(session, datetime(2026, 3, 4, tzinfo=york),
+                           datetime(2026, 3, 11, tzinfo=york))
+    assert left != _country_counts(session, _day(2026, 3, 4), _day(2026, 3, 11))
+    got = stats.countries(loaded.ctx, f, now)
+    assert {c.iso_code: c.figures.requests for c in got} == left
+    assert stats.overview(loaded.ctx, f, now).total.requests == sum(left.values())
