@@ -124,5 +124,6 @@ def _post(session: Session, app: Application, kind: str, ref: int, url: str,
     attempt = callbacks.record_attempt(session, app, kind, ref, url, body, code, error)
     if error is not None:
         session.commit()  # keep the record of this attempt, then fail the job
-        log.warning("%s callback %s (%s) failed, try %s: %s", kind, url, ref, attempt, error)
-        raise CallbackFailed(f"{url}: {error}")
+        where = netguard.for_log(url)
+        log.warning("%s callback %s (%s) failed, try %s: %s", kind, where, ref, attempt, error)
+        raise CallbackFailed(f"{where}: {error}")

@@ -52,6 +52,23 @@ class Target:
     addresses: tuple[IPAddress, ...]
 
 
+def for_log(url: str) -> str:
+    """A callback URL as logs may show it: scheme, host and port. Its path and query
+    often carry the receiver's secret token (webhook URLs do), and logs are read by
+    more people than the settings are."""
+    try:
+        parts = urlsplit(url)
+        where = parts.hostname or ""
+        if ":" in where:
+            where = f"[{where}]"
+        if parts.port is not None:
+            where += f":{parts.port}"
+    except ValueError:
+        return "(an invalid URL)"
+    rest = "/…" if parts.path.strip("/") or parts.query or parts.fragment else "/"
+    return f"{parts.scheme}://{where}{rest}"
+
+
 def system_resolve(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     return [str(info[4][0]) for info in infos]

@@ -214,11 +214,19 @@ def test_a_message_the_carrier_refuses_gives_back_what_it_reserved(
 
 @pytest.mark.parametrize("status", [500, 302])
 def test_failed_callbacks_are_logged_and_retried(shop: Shop, session: Session, runner: Flask,
-                                                 status: int) -> None:
+                                                 status: int,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """The log names the callback's host only: found from outside, a token in its path or
+    query (the usual webhook secret) was written to the log at every failed try."""
+    import logging
+
     from rq import Queue
 
+    from jobs import callbacks as callback_jobs
+    from jobs import runtime
+
     receiver = Receiver(status)
-    shop.app.status_callback_url = receiver.url
+    shop.app.status_callback_url = receiver.url.rstrip("/") + "/hook/p4th-s3cret?token=SECRET123"
     shop.send(["+14155550101"])
     _run(shop, session, runner)
     attempt = session.scalar(select(CallbackAttempt))
@@ -226,6 +234,13 @@ def test_failed_callbacks_are_logged_and_retried(shop: Shop, session: Session, r
     assert len(receiver.requests) == 1  # a redirect is never followed
     queue = Queue("default", connection=runner.extensions["redis"])
     assert len(queue.scheduled_job_registry.get_job_ids()) == 1  # the retry, with back-off
+    # The job again, in this process, to read what it logs and raises.
+    runtime.use(runner)
+    with caplog.at_level(logging.WARNING), pytest.raises(callback_jobs.CallbackFailed) as e:
+        callback_jobs.status(attempt.message_id)
+    assert f"status callback http://127.0.0.1:{receiver.server.server_port}/… " in caplog.text
+    said = caplog.text + str(e.value)
+    assert "s3cret" not in said and "SECRET123" not in said
     receiver.server.shutdown()
 
 
