@@ -47,6 +47,7 @@ from app.models import (
     Application,
     CustomerGroup,
     IdempotentReply,
+    Message,
     MuteEntry,
     Qualification,
     SendTask,
@@ -84,7 +85,8 @@ from app.services.errors import (
     ValidationError,
 )
 from app.services.uploads import Upload
-from app.sms import errors, taskfile
+from app.sms import errors, outcomes, taskfile
+from app.sms.text import parts_of
 
 Json = dict[str, Any]
 MAX_ID = values.MAX_ID
@@ -1014,7 +1016,8 @@ def _whole(name: str) -> int | None:
 
 def _stats_filter() -> stats.StatsFilter:
     return stats.StatsFilter(
-        region=_query("region")[:16] or "mainland", period=_query("period")[:16] or "today",
+        # No default region: figures of one region given for both would mislead.
+        region=_query("region")[:16], period=_query("period")[:16] or "today",
         start=_query("start")[:10], end=_query("end")[:10],
         sdk_app_id=_query("sdk_app_id")[:10], signature_id=_whole("signature_id"),
         template_id=_whole("template_id"), iso_code=_query("iso_code")[:2])
@@ -1076,23 +1079,32 @@ def _sms_log(ctx: Ctx) -> Json:
         sdk_app_id=_query("sdk_app_id")[:10], phone_number=_query("phone_number")[:32],
         status=_query("status")[:20], period=_query("period")[:20] or "7d", page=page,
         page_size=size, region=_query("region")[:16], start=_query("start")[:10],
-        end=_query("end")[:10]))
-    return _listing(found, total, lambda pair: {
-        "id": pair[0].id, "serial_no": pair[0].serial_no, "sdk_app_id": pair[1],
-        "phone_number": pair[0].phone_number, "region": pair[0].region,
-        "sms_type": pair[0].sms_type, "status": pair[0].status, "content": pair[0].content,
-        "billed_items": pair[0].fee, "error_code": pair[0].error_code,
-        "carrier_code": pair[0].carrier_code, "task_id": pair[0].task_id,
-        "created_at": _when(pair[0].created_at), "submitted_at": _when(pair[0].submitted_at),
-        "receipt_at": _when(pair[0].receipt_at)})
+        end=_query("end")[:10], template_id=_whole("template_id"),
+        signature_id=_whole("signature_id"), iso_code=_query("iso_code")[:2]))
+    return _listing(found, total, lambda pair: _log_record(*pair))
+
+
+def _log_record(m: Message, sdk_app_id: str) -> Json:
+    """A row of the SMS log, with what the page shows (SPEC.md §7)."""
+    return {
+        "id": m.id, "serial_no": m.serial_no, "sdk_app_id": sdk_app_id,
+        "phone_number": m.phone_number, "region": m.region, "iso_code": m.iso_code,
+        "sms_type": m.sms_type, "status": m.status, "content": m.content,
+        "characters": len(m.content), "parts": parts_of(m.content, m.region),
+        "billed_items": outcomes.billed_items(m.status, m.receipt_at is not None, m.fee),
+        "error_code": m.error_code,
+        "reason": errors.describe(m.error_code).reason if m.error_code else None,
+        "carrier_code": m.carrier_code, "task_id": m.task_id,
+        "template_id": m.template_id, "signature_id": m.signature_id,
+        "created_at": _when(m.created_at), "submitted_at": _when(m.submitted_at),
+        "receipt_at": _when(m.receipt_at)}
 
 
 @route("DescribeSendSmsRecord:replies")
 def _replies(ctx: Ctx) -> Json:
     page, size = _page_args()
     number = _query("phone_number")[:32]
-    found, total = replies.replies_page(
-        ctx, sending.number_prefix(number) if number.strip() else "", page, size)
+    found, total = replies.replies_page(ctx, number, page, size)
     return _listing(found, total, lambda pair: {
         "id": pair[0].id, "phone_number": pair[0].phone_number, "text": pair[0].text,
         "sdk_app_id": pair[1], "unsubscribed": pair[0].unsubscribed,

@@ -134,10 +134,13 @@ SCHEMAS: dict[str, Schema] = {
                    "sdk_app_id": _nullable("string"), "unsubscribed": BOOL,
                    "received_at": WHEN}),
     "LogMessage": _obj({"id": INT, "serial_no": STR, "sdk_app_id": STR, "phone_number": STR,
-                        "region": STR, "sms_type": STR, "status": STR, "content": STR,
+                        "region": STR, "iso_code": STR, "sms_type": STR, "status": STR,
+                        "content": STR, "characters": INT, "parts": INT,
                         "billed_items": INT, "error_code": _nullable("string"),
-                        "carrier_code": _nullable("string"),
-                        "task_id": _nullable("integer"), "created_at": WHEN,
+                        "reason": _nullable("string"), "carrier_code": _nullable("string"),
+                        "task_id": _nullable("integer"),
+                        "template_id": _nullable("integer"),
+                        "signature_id": _nullable("integer"), "created_at": WHEN,
                         "submitted_at": WHEN, "receipt_at": WHEN}),
     "Alarm": _obj({"id": INT, "event": STR, "label": STR, "sdk_app_id": _nullable("string"),
                    "subject": STR, "body": STR, "created_at": WHEN,
@@ -438,7 +441,8 @@ _OPS = [
               "read it again with each page)",
               "DescribeSendSmsRecord", "LogMessage",
               query=("sdk_app_id", "phone_number", "status", "region", "period", "start",
-                     "end"), paged=True, tag="Statistics"),
+                     "end", "template_id", "signature_id", "iso_code"), paged=True,
+              tag="Statistics"),
     Operation("DescribeSendSmsRecord:replies", "GET", "/replies",
               "Replies from recipients, newest first (phone_number: a number or its start)",
               "DescribeSendSmsRecord", "Reply", query=("phone_number",), paged=True,
@@ -514,7 +518,9 @@ def document_part() -> tuple[dict[str, Any], dict[str, Schema]]:
         for name in re.findall(r"\{(\w+)\}", op.path):
             schema = PATH_PARAMS.get(name, ID if name.endswith("_id") else STR)
             params.append({"name": name, "in": "path", "required": True, "schema": schema})
-        params += [{"name": q, "in": "query", "required": False,
+        params += [{"name": q, "in": "query",
+                    # Statistics are of one region: no default stands in for both.
+                    "required": q == "region" and op.action == "DescribeStatistics",
                     "schema": PATH_PARAMS["region"] if q == "region" else STR,
                     **QUERY_PARAMS.get(q, {})} for q in op.query]
         if op.paged:

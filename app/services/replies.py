@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from app.models import Account, Application, Message, Reply
 from app.models.sending import DELIVERED, SUBMITTED
-from app.services import apps, paging, unsubscribes
+from app.services import apps, paging, sending, unsubscribes
 from app.services.context import Ctx
 from app.sms import numbers
 
@@ -65,24 +65,25 @@ def simulate(ctx: Ctx, phone_number: str, text: str) -> Reply:
     return receive(ctx, number, text)
 
 
-def recent(ctx: Ctx, limit: int = 100, number_prefix: str = "") -> list[Reply]:
+def recent(ctx: Ctx, limit: int = 100, number: str = "") -> list[Reply]:
     """The latest replies the actor may read: those answering an application they may
     read the send records of; replies that answer no known message need that right on
     every application (sms:app/*)."""
-    q, _visible = _readable(ctx, number_prefix)
+    q, _visible = _readable(ctx, number)
     return list(ctx.db.scalars(q.limit(limit)))
 
 
-def replies_page(ctx: Ctx, number_prefix: str, page: int,
+def replies_page(ctx: Ctx, number: str, page: int,
                  page_size: int) -> tuple[list[tuple[Reply, str | None]], int]:
     """A page of the replies `recent` reads, newest first, each with the SdkAppId of the
     application it answers (None: no known message), and how many there are."""
-    q, visible = _readable(ctx, number_prefix)
+    q, visible = _readable(ctx, number)
     rows, total = paging.page_of(ctx.db, q, page, page_size)
     return [(r, visible.get(r.app_id) if r.app_id is not None else None) for r in rows], total
 
 
-def _readable(ctx: Ctx, number_prefix: str) -> tuple[Select[Reply], dict[int, str]]:
+def _readable(ctx: Ctx, number: str) -> tuple[Select[Reply], dict[int, str]]:
+    """`number`: as typed in the log's number box (sending.number_prefixes)."""
     action = "DescribeSendSmsRecord"
     account_wide = ctx.actor.can(action)
     visible = apps.allowed(ctx, action)
@@ -92,6 +93,6 @@ def _readable(ctx: Ctx, number_prefix: str) -> tuple[Select[Reply], dict[int, st
     if account_wide:
         which = or_(which, Reply.app_id.is_(None))
     q = select(Reply).where(Reply.account_id == ctx.actor.account_id, which)
-    if number_prefix:
-        q = q.where(Reply.phone_number.startswith(number_prefix, autoescape=True))
+    if number.strip():
+        q = q.where(sending.number_filter(Reply.phone_number, number))
     return q.order_by(Reply.id.desc()), visible

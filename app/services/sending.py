@@ -22,6 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    ColumnElement,
     Select,
     String,
     any_,
@@ -30,6 +31,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     text,
     union_all,
@@ -69,6 +71,7 @@ from app.sms import (
     alarm_texts,
     errors,
     numbers,
+    outcomes,
     params,
     periods,
     quiet,
@@ -1026,7 +1029,8 @@ def as_dict(msg: Message, sdk_app_id: str) -> dict[str, Any]:
         "serial_no": msg.serial_no, "request_id": msg.request_id, "sdk_app_id": sdk_app_id,
         "phone_number": msg.phone_number, "iso_code": msg.iso_code, "status": msg.status,
         "code": msg.error_code or errors.OK, "message": error.reason if error else "",
-        "carrier_code": msg.carrier_code, "fee": msg.fee, "encoding": msg.encoding,
+        "carrier_code": msg.carrier_code, "encoding": msg.encoding,
+        "fee": outcomes.billed_items(msg.status, msg.receipt_at is not None, msg.fee),
         "session_context": msg.session_context,
         "created_at": msg.created_at.isoformat(),
         "submitted_at": msg.submitted_at.isoformat() if msg.submitted_at else None,
@@ -1069,16 +1073,30 @@ class LogFilter:
     end: str = ""
 
 
-def number_prefix(typed: str) -> str:
-    """What the SMS log's number box searches for: a whole number as E.164, or the
-    start of one as typed (digits, with the `+` added: numbers are stored E.164)."""
+def number_prefixes(typed: str, region: str = "") -> tuple[str, ...]:
+    """What the SMS log's number box searches for (numbers are stored E.164): a whole
+    number as E.164, or the start of one as typed, with the `+` added. Digits typed
+    without `+` that start as a mainland mobile does (1…, at most 11) are searched as
+    people write those numbers too, after +86, unless the search is international
+    only (found from outside: "1380013806" found none of the +86 138 0013 806x)."""
     typed = "".join(typed.split())
     with contextlib.suppress(numbers.NumberError):
-        return numbers.parse_any(typed)
+        return (numbers.parse_any(typed),)
     digits = typed.lstrip("+")
-    if digits.isascii() and digits.isdigit():
-        return "+" + digits[:15]
-    return typed[:20]  # stored as given when it was not a number at all
+    if not (digits.isascii() and digits.isdigit()):
+        return (typed[:20],)  # stored as given when it was not a number at all
+    found = []
+    if typed[0] != "+" and digits[0] == "1" and len(digits) <= 11 and region != INTERNATIONAL:
+        found.append("+86" + digits)
+    if region != MAINLAND or digits.startswith("86"):
+        found.append("+" + digits[:15])
+    return tuple(found)
+
+
+def number_filter(column: Any, typed: str, region: str = "") -> ColumnElement[bool]:
+    """`column` starts with one of the number box's prefixes (number_prefixes)."""
+    return or_(*(column.startswith(p, autoescape=True)
+                 for p in number_prefixes(typed, region)))
 
 
 def _log_query(ctx: Ctx, f: LogFilter) -> tuple[Any, dict[int, str]]:
@@ -1109,8 +1127,7 @@ def _log_query(ctx: Ctx, f: LogFilter) -> tuple[Any, dict[int, str]]:
     q = select(Message).where(mine, Message.created_at >= start, Message.created_at < end)
     if f.phone_number.strip():
         # A prefix: on PostgreSQL ix_message_phone (text_pattern_ops) serves it.
-        q = q.where(Message.phone_number.startswith(number_prefix(f.phone_number),
-                                                    autoescape=True))
+        q = q.where(number_filter(Message.phone_number, f.phone_number, f.region))
     if f.status:
         q = q.where(Message.status == f.status)
     if f.region:

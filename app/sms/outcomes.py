@@ -46,3 +46,7 @@ def key(status: str, has_receipt: bool, error_code: str | None,
     return out, error[:64], carrier
 
 
+def billed_items(status: str, has_receipt: bool, fee: int) -> int:
+    """What a message is billed: its items, but none once the carrier refused it at
+    submission (SPEC.md §7 bills what the carrier accepted; its credit came back)."""
+    return 0 if outcome(status, has_receipt) == CARRIER_REFUSED else fee

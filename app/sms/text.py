@@ -138,6 +138,11 @@ def compose(body: str, signature: str | None, region: str) -> str:
     return f"【{signature}】{body}" if region == MAINLAND else f"[{signature}] {body}"
 
 
+def parts_of(sent: str, region: str) -> int:
+    """How many parts a message's text (with its signature, as it left) takes."""
+    return len(segment(sent, force_ucs2=region == MAINLAND).parts)
+
+
 def count(body: str, region: str = INTERNATIONAL, signature: str | None = None) -> Segments:
     if region not in REGIONS:
         raise ValueError(f"region must be one of {REGIONS}")

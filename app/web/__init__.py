@@ -28,7 +28,7 @@ from app.services.errors import (
     ValidationError,
 )
 from app.services.values import digits
-from app.sms import periods
+from app.sms import periods, text
 
 log = logging.getLogger("smsops.web")
 API_PREFIX = "/api/"  # the JSON API (signed; its own errors)
@@ -165,6 +165,7 @@ def register(app: Flask) -> None:
     toasts.register(app)
     app.add_template_filter(_when, "when")
     app.add_template_filter(periods.spoken, "duration")
+    app.add_template_filter(lambda m: text.parts_of(m.content, m.region), "parts")
     # Browsers ask for /favicon.ico on pages without a <link rel=icon> (and on errors).
     app.add_url_rule("/favicon.ico", "favicon", lambda: app.send_static_file("favicon.ico"))
 

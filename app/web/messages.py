@@ -10,8 +10,9 @@ from flask import Blueprint, Response, request, send_file
 from app.models.sending import FINAL, STATUSES
 from app.services import apps, console, exports, replies, sending, stats
 from app.services.values import digits
-from app.sms import errors
+from app.sms import errors, outcomes
 from app.sms.periods import PERIODS
+from app.sms.text import parts_of
 from app.web import ctx, local_time, page, page_number
 from app.web.stats import choice_id
 
@@ -68,14 +69,16 @@ def live() -> tuple:
 def _export(f: sending.LogFilter) -> Response:
     rows = sending.log_export(ctx(), f)
     header = ["created_at", "app", "serial_no", "phone_number", "country", "content",
-              "characters", "billed_items", "sms_type", "status", "error_code", "reason",
-              "carrier_code", "submitted_at", "receipt_at"]
+              "characters", "parts", "billed_items", "sms_type", "status", "error_code",
+              "reason", "carrier_code", "submitted_at", "receipt_at"]
     def at(moment: datetime | None) -> str:  # in the account's zone, as the page shows
         return local_time(moment).isoformat() if moment else ""
 
     data = exports.spooled_csv(header, ([
         at(m.created_at), sdk_app_id, m.serial_no, m.phone_number, m.iso_code,
-        m.content, len(m.content), m.fee, m.sms_type, m.status, m.error_code or "",
+        m.content, len(m.content), parts_of(m.content, m.region),
+        outcomes.billed_items(m.status, m.receipt_at is not None, m.fee), m.sms_type,
+        m.status, m.error_code or "",
         errors.describe(m.error_code).reason if m.error_code else "", m.carrier_code or "",
         at(m.submitted_at), at(m.receipt_at)] for m, sdk_app_id in rows))
     return send_file(data, mimetype="text/csv", as_attachment=True,
@@ -85,7 +88,5 @@ def _export(f: sending.LogFilter) -> Response:
 @bp.get("/messages/replies")
 def reply_log() -> Any:
     number = request.args.get("number", "")[:32]
-    rows = replies.recent(ctx(), limit=500,
-                          number_prefix=sending.number_prefix(number) if number.strip()
-                          else "")
+    rows = replies.recent(ctx(), limit=500, number=number)
     return page("messages/replies.html", "messages/_replies.html", rows=rows, number=number)

@@ -136,11 +136,13 @@ def test_statistics_filters(api: Flask, session: Session, shop: Shop) -> None:
     for bad, field in (("period=fortnight", "period"), (backwards, "period"),
                        ("signature_id=abc", "signature_id"), ("region=moon", "region"),
                        ("iso_code=1", "iso_code")):
-        refused = m.get(f"/statistics/failures?{bad}")
+        query = bad if bad.startswith("region=") else f"region=international&{bad}"
+        refused = m.get(f"/statistics/failures?{query}")
         assert refused.status_code == 400, (bad, refused.get_json())
         assert field in refused.get_json()["error"]["fields"], refused.get_json()
     assert m.get("/statistics/countries?region=mainland").status_code == 400
-    assert m.get("/statistics/receipts?sdk_app_id=1999999999").status_code == 404
+    assert m.get("/statistics/receipts?region=mainland&sdk_app_id=1999999999").status_code \
+        == 404
     custom = m.get(f"/statistics/verification?{where}&period=custom&start=2026-01-01"
                    "&end=2026-01-02")
     assert custom.status_code == 200 and custom.get_json()["items"] == []
@@ -280,3 +282,41 @@ def test_alarms_unacknowledged_only(api: Flask, session: Session, shop: Shop) ->
     params = {p["name"]: p for p in doc_["paths"]["/api/v1/alarms"]["get"]["parameters"]}
     assert params["unacknowledged"]["schema"]["type"] == "boolean"
     assert "acknowledged" in params["unacknowledged"]["description"]
+
+
+def test_sms_log_filters_fields_and_what_was_billed(api: Flask, session: Session,
+                                                    shop: Shop) -> None:
+    """Found from outside: the API's SMS log ignored its template, signature and country
+    filters (every message came back), gave no characters, parts or reason (SPEC.md §7),
+    said a message the carrier refused (never billed, its credit back) was billed, and
+    "1380013806" found none of the +86 138 0013 806x numbers."""
+    from sqlalchemy import update
+
+    from app.models import Message
+
+    shop.send(["+14155550110", "+447400123456"])
+    refused = shop.send(["+14155550102"])[0]
+    shop.send(["13800138061", "13800138062"], template="mainland", params=["1000"])
+    session.execute(update(Message).where(Message.serial_no == refused.serial_no).values(
+        status="failed", error_code="FailedOperation.GatewayRejected", carrier_code="MK:0012"))
+    session.commit()
+    m = _full(api, session)
+    assert m.get("/messages").get_json()["total"] == 5
+    intl = shop.templates["international"]
+    assert m.get(f"/messages?template_id={intl}").get_json()["total"] == 3
+    assert m.get(f"/messages?signature_id={shop.signatures['mainland']}").get_json()[
+        "total"] == 2
+    assert [r["phone_number"] for r in m.get("/messages?iso_code=GB").get_json()["items"]] \
+        == ["+447400123456"]
+    assert m.get("/messages?template_id=x").status_code == 400
+    assert m.get("/messages?phone_number=1380013806").get_json()["total"] == 2
+    assert m.get("/messages?phone_number=1380013806&region=international").get_json()[
+        "total"] == 0
+    assert m.get("/messages?phone_number=1415555011").get_json()["total"] == 1  # as before
+    row = next(r for r in m.get("/messages").get_json()["items"]
+               if r["serial_no"] == refused.serial_no)
+    assert (row["billed_items"], row["parts"], row["characters"] > 0) == (0, 1, True)
+    assert row["reason"] and row["iso_code"] == "US"
+    status = m.get("/messages?status=submitted")  # nothing left: every check passed, none sent
+    assert status.status_code == 200
+    assert m.get("/statistics/overview?period=today").status_code == 400  # which region?
