@@ -160,7 +160,7 @@ def list_tasks(ctx: Ctx, region: str | None = None, *, page: int = 1,
 @dataclass(frozen=True)
 class Progress:
     total: int  # valid recipients
-    submitted: int  # left for the carrier (submitted, delivered, failed there, no receipt)
+    submitted: int  # taken by the carrier (awaiting, delivered, failed by receipt, none)
     delivered: int
     failed: int  # refused by the carrier or by a check
     rejected: int  # of `failed`: refused by a check before leaving
@@ -279,7 +279,9 @@ def _progress(task: SendTask, by_outcome: Counter[str], pending: int, now: datet
         paused_until = resumes.astimezone(now.tzinfo) if resumes else None
         if seconds_left:
             seconds_left = (quiet.finish_after(local, seconds_left) - local).total_seconds()
-    return Progress(task.valid_rows, left + carrier_failed, by_outcome[outcomes.DELIVERED],
+    # Submitted: what the carrier took (a receipt may fail it later); not what it refused.
+    return Progress(task.valid_rows, left + by_outcome[outcomes.FAILED],
+                    by_outcome[outcomes.DELIVERED],
                     carrier_failed + rejected, rejected, remaining, unsent, rate, seconds_left,
                     by_outcome[outcomes.SUBMITTED], paused_until)
 
@@ -1026,8 +1028,11 @@ def errors_csv(ctx: Ctx, task_id: int) -> IO[bytes]:
                         ([e.row_no, e.column, e.reason] for e in row_errors(ctx, task, None)))
 
 
-RECORD_STATUSES = ("pending", ACCEPTED, SUBMITTING, SUBMITTED, DELIVERED, FAILED, REJECTED,
-                   UNKNOWN, NO_RECEIPT)
+# "pending" and "unsent" are the rows no message was made for yet: to come, or (a task
+# stopped, cancelled or failed) never; either name lists them.
+RECORD_STATUSES = ("pending", "unsent", ACCEPTED, SUBMITTING, SUBMITTED, DELIVERED, FAILED,
+                   REJECTED, UNKNOWN, NO_RECEIPT)
+_ROWS_LEFT = ("pending", "unsent")
 
 
 @dataclass(frozen=True)
@@ -1052,7 +1057,7 @@ def _record_query(ctx: Ctx, task: SendTask, status: str, number: str) -> Any:
 
         with contextlib.suppress(numbers.NumberError):
             number = numbers.parse_any(number)
-    if status == "pending":
+    if status in _ROWS_LEFT:
         q = select(SendTaskRecipient).where(SendTaskRecipient.task_id == task.id)
         if number:
             q = q.where(SendTaskRecipient.phone_number == number)
@@ -1079,7 +1084,9 @@ def _record(obj: Any, task: SendTask) -> Record:
 
 def records(ctx: Ctx, task_id: int, *, status: str = "", number: str = "",
             page: int = 1, limit: int = PAGE) -> tuple[SendTask, list[Record], int]:
-    """A task's per-recipient records, paged; `pending` lists rows not sent yet."""
+    """A task's per-recipient records, paged; `pending` (or `unsent`) lists the rows no
+    message was made for; any status: the messages, then those rows (found from
+    outside: "any" left out a stopped task's unsent recipients, page and CSV alike)."""
     task, _app = get_task(ctx, task_id)
     q = _record_query(ctx, task, status, number)
     counted = _OUTCOMES_OF.get(status) if not number.strip() and _whole(ctx, task) else None
@@ -1087,7 +1094,14 @@ def records(ctx: Ctx, task_id: int, *, status: str = "", number: str = "",
         total = sum(n for out, _c, n in _figures(ctx, [task.id])[task.id] if out in counted)
     else:
         total = ctx.db.scalar(select(func.count()).select_from(q.subquery())) or 0
-    rows = ctx.db.scalars(q.limit(limit).offset((max(page, 1) - 1) * limit)).all()
+    skip = (max(page, 1) - 1) * limit
+    rows: list[Any] = list(ctx.db.scalars(q.limit(limit).offset(skip))) if skip < total else []
+    if not status:
+        left = _record_query(ctx, task, "pending", number)
+        if len(rows) < limit:
+            rows += ctx.db.scalars(left.limit(limit - len(rows))
+                                   .offset(max(skip - total, 0))).all()
+        total += ctx.db.scalar(select(func.count()).select_from(left.subquery())) or 0
     return task, [_record(r, task) for r in rows], total
 
 
@@ -1108,13 +1122,17 @@ def records_csv(ctx: Ctx, task_id: int, *, status: str = "", number: str = "") -
     def at(moment: datetime | None) -> str:  # in the account's zone, as the pages show
         return moment.astimezone(zone).isoformat() if moment else ""
 
-    q = _record_query(ctx, task, status, number).execution_options(yield_per=5000)
+    queries = [_record_query(ctx, task, status, number)]
+    if not status:  # the messages, then the rows none was made for
+        queries.append(_record_query(ctx, task, "pending", number))
+    found = itertools.chain.from_iterable(
+        ctx.db.scalars(q.execution_options(yield_per=5000)) for q in queries)
     return exports.spooled_csv(
         ["row", "phone_number", "status", "content", "billed_items", "error_code",
          "carrier_code", "submitted_at", "receipt_at"],
         ([r.row_no, r.phone_number, r.status, r.content, r.fee, r.error_code or "",
           r.carrier_code or "", at(r.submitted_at), at(r.receipt_at)]
-         for r in (_record(obj, task) for obj in ctx.db.scalars(q))))
+         for r in (_record(obj, task) for obj in found)))
 
 
 @dataclass(frozen=True)
@@ -1157,14 +1175,37 @@ def receipt_analysis(ctx: Ctx, task_id: int) -> ReceiptAnalysis:
                            sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def _may_choose_content(ctx: Ctx, action: str) -> None:
+    """Templates and signatures are the account's, not an application's: whoever may
+    create a task in some application reads the ones a task can use, without the right
+    to list them on every application (found from outside: a user allowed to create
+    tasks in one application got 403 for the form and the standard file)."""
+    if not ctx.actor.can(action) and not apps.allowed(ctx, "CreateSendTask"):
+        ctx.actor.require(action)
+
+
+def content_choices(ctx: Ctx, region: str) -> tuple[list[Template], list[Signature]]:
+    """The effective templates and usable signatures of a region, for a new task."""
+    if region not in REGIONS:
+        raise invalid("region", "Choose mainland or international.")
+    _may_choose_content(ctx, "DescribeSmsTemplateList")
+    _may_choose_content(ctx, "DescribeSmsSignList")
+    mine = ctx.actor.account_id
+    templates = ctx.db.scalars(select(Template).where(
+        Template.account_id == mine, Template.region == region,
+        Template.status == EFFECTIVE).order_by(Template.id)).all()
+    signatures = ctx.db.scalars(select(Signature).where(
+        Signature.account_id == mine, Signature.region == region,
+        Signature.status == EFFECTIVE).order_by(Signature.id)).all()
+    return list(templates), [s for s in signatures if s.usable]
+
+
 def standard_columns(ctx: Ctx, template_id: int) -> tuple[Template, list[str], list[str]]:
     """A template, the exact columns a task file for it has, and one example row."""
-    from app.services.content import get_template
-
-    if not 1 <= template_id <= MAX_ID:
-        ctx.actor.require("DescribeSmsTemplateList")
+    _may_choose_content(ctx, "DescribeSmsTemplateList")
+    template = ctx.db.get(Template, template_id) if 1 <= template_id <= MAX_ID else None
+    if template is None or template.account_id != ctx.actor.account_id:
         raise NotFound("No such template.")
-    template = get_template(ctx, template_id)
     return (template, taskfile.standard_columns(template.content),
             taskfile.example_row(template.content, template.sms_type, template.region))
 

@@ -338,3 +338,31 @@ def safe_values(content: str, sms_type: str, *, max_length: int = DEFAULT_MAX_LE
             out.append(f"{safe_chars()}{{{int(last)},{max_length}}}" if max_length >= int(last)
                        else "(?!)")
     return tuple(out)
+
+
+# --- what a spreadsheet puts where it has no value to show ------------------------------
+# Its error values, and a number too long for it in scientific notation (1.23457E+17:
+# 15 digits kept, the rest lost). In a bulk file they are row errors (taskfile.py), not
+# text to send. A file's fast paths (`safe_values`) skip text that `may_hold_artifact`
+# (a substring search: a lookahead before every value cost 12% of a CSV's validation).
+SPREADSHEET_ERRORS = ("#N/A", "#DIV/0!", "#REF!", "#NAME?", "#NUM!", "#NULL!", "#VALUE!",
+                      "#SPILL!", "#CALC!", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!",
+                      "#UNKNOWN!", "#GETTING_DATA")
+_ARTIFACT_RE = re.compile(r"\#(?:" + "|".join(re.escape(e[1:]) for e in SPREADSHEET_ERRORS)
+                          + r")|[+-]?+\d++(?:\.\d++)?+[eE]\+\d++")
+
+
+def may_hold_artifact(text: str) -> bool:
+    """Whether some value in `text` may be one `spreadsheet_artifact` refuses."""
+    return "#" in text or "E+" in text or "e+" in text
+
+
+def spreadsheet_artifact(value: str) -> str | None:
+    """Why a file's value is no value to send, or None."""
+    if not value or _ARTIFACT_RE.fullmatch(value) is None:
+        return None
+    if value.startswith("#"):
+        return (f"The cell shows a spreadsheet error ({value}), not a value: correct the "
+                "formula or the cells it uses.")
+    return (f"{value} is a number in scientific notation: the spreadsheet kept only its "
+            "first 15 digits. Format the column as Text and type the numbers again.")

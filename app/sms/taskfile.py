@@ -403,8 +403,11 @@ def _xlsx_rows(f: IO[bytes], *, zip_checked: bool = False,
         if not scanned:
             with zipfile.ZipFile(f) as z:
                 found, first, _ = _sheet_scan(z, sheet._worksheet_path)
+                shown = _shown_cells(z, sheet._worksheet_path, _shown_otherwise(book))
             if found:
                 raise FileError(_uncalculated_message(found, first))
+            if shown[0]:
+                raise FileError(_shown_message(*shown))
         # The sheet's <dimension> is not trusted: openpyxl would stop at its last row (and
         # silently drop the rows after it when the writer left it stale) and pad every row
         # to its width (a few bytes can declare A1:XFD1048576).
@@ -477,6 +480,72 @@ def _sheet_scan(z: zipfile.ZipFile, name: str) -> tuple[int, list[str], bool]:
     return found, first, unusual
 
 
+def _shown_otherwise(wb: Any) -> dict[int, str]:
+    """Cell styles whose number format shows a number otherwise than the file holds it
+    (index → the format): zero-padded (000000 shows 12345 as 012345), percentages,
+    currencies, thousands separators, fixed decimals, fractions, and the built-in
+    formats openpyxl does not know (the CJK dates 27-36 and 50-58, which it reads as
+    plain numbers). General, text (@), 0 and #-only formats show what the file holds,
+    and dates read as dates."""
+    from openpyxl.styles.numbers import BUILTIN_FORMATS, BUILTIN_FORMATS_MAX_SIZE, is_date_format
+
+    custom = list(getattr(wb, "_number_formats", []))
+    found: dict[int, str] = {}
+    for i, style in enumerate(getattr(wb, "_cell_styles", [])):
+        fid = int(style.numFmtId)
+        if fid >= BUILTIN_FORMATS_MAX_SIZE:
+            n = fid - BUILTIN_FORMATS_MAX_SIZE
+            fmt = custom[n] if n < len(custom) else "General"
+        else:
+            fmt = BUILTIN_FORMATS.get(fid, f"built-in format {fid}")
+        plain = fmt.strip().strip(";")
+        if plain in ("General", "@", "0", "") or set(plain) == {"#"} or is_date_format(fmt):
+            continue
+        found[i] = fmt
+    return found
+
+
+def _shown_cells(z: zipfile.ZipFile, name: str, styles: dict[int, str]
+                 ) -> tuple[int, list[str], str]:
+    """Cells holding a number (no type, or t="n") in one of `styles`: how many, the
+    references of the first SHOWN_CELLS, and the first one's format. Scanned as the
+    part inflates; a cell tag is counted in the block where it ends."""
+    if not styles:
+        return 0, [], ""
+    ids = b"|".join(str(i).encode() for i in sorted(styles))
+    tag = re.compile(rb"<(?:[A-Za-z_][\w.-]*+:)?+c\s([^<>]*?\ss\s*=\s*[\"'](" + ids
+                     + rb")[\"'][^<>]*+)(?<!/)>")
+    found, fmt, carry = 0, "", b""
+    first: list[str] = []
+    with z.open(name) as part:
+        while chunk := part.read(SCAN_BYTES):
+            block = carry + chunk
+            for m in tag.finditer(block):
+                if m.end() <= len(carry):
+                    continue  # seen with the block before
+                attrs = dict(_CELL_ATTR.findall(b" " + m.group(1)))
+                if attrs.get(b"t", b"n") != b"n":
+                    continue  # text, a boolean, an error: shown as held
+                found += 1
+                if len(first) < SHOWN_CELLS and b"r" in attrs:
+                    first.append(attrs[b"r"].decode("ascii", "replace"))
+                fmt = fmt or styles[int(m.group(2))]
+            carry = block[-1024:]
+    return found, first, fmt
+
+
+def _shown_message(found: int, first: list[str], fmt: str) -> str:
+    cells = f"{found:,} cell{'' if found == 1 else 's'}"
+    if first:
+        more = f" and {found - len(first):,} more" if found > len(first) else ""
+        cells += f": {', '.join(first)}{more}"
+    return (f"This workbook shows numbers otherwise than it holds them ({cells}, with the "
+            f"number format {fmt}): a format such as 000000 shows 012345 where the file "
+            "holds 12345, so the messages would not say what you see. Format those cells "
+            "as Text and type the values again, or save the sheet as CSV from your "
+            "spreadsheet program (it writes what is shown), then upload that.")
+
+
 def _uncalculated_message(found: int, first: list[str]) -> str:
     cells = f"{found:,} cell{'' if found == 1 else 's'}"
     if first:
@@ -505,12 +574,12 @@ _SHOWN = (None, "visible")
 NO_VISIBLE_SHEET = "The workbook has no visible sheet."
 
 
-def _first_sheet(f: IO[bytes]) -> tuple[str, str] | None:
+def _first_sheet(f: IO[bytes]) -> tuple[str, str, dict[int, str]] | None:
     """The title and part of the sheet openpyxl's path reads, found by the steps of
     openpyxl's own load_workbook but the slow ones (the shared strings, which the child
     reads; sizing each worksheet; defined names): so a workbook it cannot open is
-    refused alike whichever reader would take it. None when openpyxl's path should
-    report what is wrong."""
+    refused alike whichever reader would take it; with the styles `_shown_otherwise`
+    finds. None when openpyxl's path should report what is wrong."""
     from openpyxl.reader.excel import ExcelReader
     from openpyxl.styles.stylesheet import apply_stylesheet
     from openpyxl.xml.constants import SHARED_STRINGS
@@ -540,7 +609,7 @@ def _first_sheet(f: IO[bytes]) -> tuple[str, str] | None:
                 if "chartsheet" in rel.Type:
                     reader.read_chartsheet(sheet, rel)  # as openpyxl's load reads them
                 elif first is None and sheet.state in _SHOWN:
-                    first = (str(sheet.name), str(rel.target))
+                    first = (str(sheet.name), str(rel.target), _shown_otherwise(reader.wb))
             return first
         finally:
             reader.archive.close()
@@ -561,15 +630,18 @@ def _xlsx_source(f: IO[bytes]) -> Iterator[_CsvText | Iterator[list[str]]]:
     if sheet is None:
         yield _xlsx_rows(f, zip_checked=True)
         return
-    name, part = sheet
+    name, part, styles = sheet
     with workbook.SheetReader(f, name, most_rows=SHEET_ROWS, most_cells=SHEET_CELLS) as child:
         try:
             with zipfile.ZipFile(f) as z:
                 found, first, unusual = _sheet_scan(z, part)
+                shown = _shown_cells(z, part, styles) if not found else (0, [], "")
         except (zipfile.BadZipFile, zlib.error, EOFError, KeyError):
             raise FileError("This XLSX file is corrupt and cannot be opened.") from None
         if found:
             raise FileError(_uncalculated_message(found, first))
+        if shown[0]:
+            raise FileError(_shown_message(*shown))
         text = None if unusual else child.rows()
         if text is not None:
             try:
@@ -752,8 +824,10 @@ class _Checker:
                 return RowError(row_no, PHONE, found)
             (phone, iso), key = found, dup_key(found[0])
         values = cells[1:] if pc == 0 else cells[:pc] + cells[pc + 1:]
+        joined = "\x00".join(values)
         if (self.values_re is not None and len(values) == self.want
-                and self.values_re.fullmatch("\x00".join(values)) is not None):
+                and not params.may_hold_artifact(joined)
+                and self.values_re.fullmatch(joined) is not None):
             table = self.fee_table
             fee = self.biller(values) if table is None else table[sum(
                 map(operator.mul, map(len, values), self.biller.times))]
@@ -767,6 +841,10 @@ class _Checker:
                 return RowError(row_no, f"{{{min(len(values), want) + 1}}}",
                                 f"The template has {want} variable(s); this row gives "
                                 f"{len(values)} ({what}).")
+            for at, value in enumerate(values, start=1):
+                why = params.spreadsheet_artifact(value)
+                if why is not None:  # found from outside: "#DIV/0!" went out as text
+                    return RowError(row_no, f"{{{at}}}", why)
             problem = params.check(t.content, t.sms_type, tuple(values),
                                    max_length=t.max_param_length,
                                    allow_urls=t.allow_urls) if want else None
@@ -839,8 +917,8 @@ class _Checker:
         yield from self.records(src.records([]))  # the header, if any
         bare, quoted = self.line_patterns(src.delimiter) or (None, None)
         for lines in src.blocks():
-            if bare is not None and quoted is not None:
-                block = "".join(lines)
+            block = "".join(lines) if bare is not None else ""
+            if bare is not None and quoted is not None and not params.may_hold_artifact(block):
                 found = (quoted if block.startswith('"') else bare).findall(block)
                 if len(found) == len(lines):  # every line matched, once
                     yield self.block(found)

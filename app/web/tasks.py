@@ -13,7 +13,6 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 from app.models import SendTask
-from app.models.content import EFFECTIVE
 from app.services import apps, content, tasks
 from app.services.errors import Conflict, ValidationError
 from app.services.limits import Limiter
@@ -48,11 +47,11 @@ def index() -> tuple:
 def _form_page(errors: dict[str, str], status: int = 200) -> tuple:
     c = ctx()
     region = _region()
+    templates, signatures = tasks.content_choices(c, region)
     return page("tasks/new.html", region=region, regions=REGIONS, errors=errors,
                 form=request.form, status=status,
-                apps=apps.list_apps(c, "CreateSendTask"),
-                templates=[t for t in content.list_templates(c, region) if t.status == EFFECTIVE],
-                signatures=[s for s in content.list_signatures(c, region) if s.usable])
+                apps=apps.list_apps(c, "CreateSendTask"), templates=templates,
+                signatures=signatures)
 
 
 @bp.get("/tasks/new")

@@ -7,6 +7,7 @@ import csv
 import io
 
 import openpyxl
+import pytest
 from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -190,3 +191,37 @@ def test_the_new_task_form_offers_the_apps_one_may_create_in(client: Client, sho
     assert [o["value"] for o in soup(form).select("select[name=sdk_app_id] option")] == [
         shop.app.sdk_app_id]
 
+
+
+def test_a_user_allowed_one_application_can_use_the_form_and_the_standard_file(
+        client: Client, shop: Shop, session: Session) -> None:
+    """Found from outside: allowed to create tasks in one application, a user got 403
+    for the form and the standard file (templates were listed as on every application),
+    though posting the form worked. And an international task's empty signature choice
+    said "None" while the first approved signature was used (SPEC.md §2)."""
+    from tests.helpers import doc, make_user
+
+    make_user(session, "one@example.com", policies=[doc(("allow", [
+        "sms:CreateSendTask", "sms:DescribeSendTasks"], [f"sms:app/{shop.app.sdk_app_id}"]))])
+    make_user(session, "none@example.com", policies=[doc(("allow", [
+        "sms:DescribeSendTasks"], [f"sms:app/{shop.app.sdk_app_id}"]))])
+    session.commit()
+    client.login("one@example.com")
+    form = client.get("/tasks/new?region=international")
+    assert form.status_code == 200
+    assert str(shop.templates["international"]) in [
+        o["value"] for o in soup(form).select("select[name=template_id] option")]
+    assert soup(form).select("select[name=sign_name] option")[0].get_text() == \
+        "Default (the first approved one)"
+    got = client.get(f"/tasks/standard-file?template_id={shop.templates['mainland']}")
+    assert got.status_code == 200 and got.get_data(as_text=True).startswith("\ufeffphone")
+    assert client.get("/tasks/standard-file?template_id=999999").status_code == 404
+    # Without the right to create a task anywhere, the choices stay closed.
+    from app.models import User
+    from app.services import tasks
+    from app.services.errors import PermissionDenied
+    from tests.helpers import ctx_for
+
+    nobody = session.scalar(select(User).where(User.email == "none@example.com"))
+    with pytest.raises(PermissionDenied):
+        tasks.content_choices(ctx_for(session, nobody), "international")

@@ -137,6 +137,10 @@ def test_confirm_sends_every_recipient_once_through_the_pipeline(
     p = tasks.progress(shop.ctx, task)
     assert (p.total, p.remaining, p.delivered, p.failed, p.rejected) == (23, 0, 20, 3, 1)
     assert p.percent == 100
+    # Found from outside: the one the carrier refused at submission was counted as
+    # submitted too (submitted 22, failed 3 of 23). Submitted: the 20 delivered and the
+    # one its receipt failed; the refused one never was.
+    assert p.submitted == 21
     # Times in the export are in the account's zone (Asia/Shanghai), as the pages show
     # them (found from outside: UTC, so today's records looked like yesterday's).
     exported = list(csv.DictReader(io.StringIO(tasks.records_csv(
@@ -171,6 +175,17 @@ def test_stop_lets_at_most_one_batch_out(shop: Shop, session: Session) -> None:
     assert {r.status for r in unsent} == {"unsent"}
     exported = tasks.records_csv(shop.ctx, task.id, status="pending").read().decode()
     assert ",unsent," in exported and ",pending," not in exported
+    # Found from outside: "any" status listed only the messages, so who never got one
+    # was in no export but "pending". Now: the 10 messages, then the 20 unsent rows,
+    # across pages; "unsent" names those rows too.
+    pages = [tasks.records(shop.ctx, task.id, page=n, limit=7) for n in (1, 2, 3, 4, 5)]
+    assert {t for _t, _r, t in pages} == {30}
+    listed = [r for _t, rows, _n in pages for r in rows]
+    assert len(listed) == 30 and [r.row_no for r in listed[10:]] == list(range(12, 32))
+    assert len({(r.row_no, r.status) for r in listed}) == 30
+    assert tasks.records(shop.ctx, task.id, status="unsent")[2] == 20
+    every = tasks.records_csv(shop.ctx, task.id).read().decode().splitlines()
+    assert len(every) == 31 and sum(",unsent," in line for line in every) == 20
     with pytest.raises(Conflict, match="only a sending task"):
         tasks.stop(shop.ctx, task.id)
     with pytest.raises(Conflict, match="only a scheduled or unconfirmed"):

@@ -740,3 +740,60 @@ def test_a_quoted_field_across_blocks() -> None:
     for block in (5, 20, 1 << 16):
         with mock.patch.object(taskfile, "BLOCK_CHARS", block):
             assert verdicts(data, t) == expected(data, t)
+
+
+def test_what_a_spreadsheet_shows_instead_of_a_value_is_a_row_error() -> None:
+    """Found from outside: an error cell's "#DIV/0!" and a long number turned into
+    "1.23456789012346e+17" went out as message text. In a CSV (as Excel saves them) and
+    in a workbook alike, on the fast path and the slow one."""
+    data = ("phone,a,b\n13800138000,张三,1001\n13800138001,#DIV/0!,1002\n"
+            "13800138002,李四,1.23457E+17\n13800138003,\"#N/A\",1003\n"
+            "13800138004,王五,3E45\n").encode()
+    result = run(data, NOTE)
+    assert phones(result) == ["+8613800138000", "+8613800138004"]
+    assert [e[:2] for e in errors(result)] == [(3, "{1}"), (4, "{2}"), (5, "{1}")]
+    assert "spreadsheet error (#DIV/0!)" in errors(result)[0][2]
+    assert "scientific notation" in errors(result)[1][2]
+    book = xlsx([["phone", "a", "b"], [13800138000, "张三", 1.2345678901234568e17],
+                 [13800138001, "李四", 7]])
+    result = run(book, NOTE, name="f.xlsx")
+    assert phones(result) == ["+8613800138001"]
+    assert errors(result)[0][:2] == (2, "{2}") and "scientific" in errors(result)[0][2]
+
+
+@pytest.mark.parametrize("fmt", ["000000", "0.00", "0%", '"¥"#,##0.00', "#,##0"])
+def test_xlsx_numbers_shown_otherwise_than_held_refuse_the_file(fmt: str) -> None:
+    """Found from outside: a code column formatted 000000 shows 012345 where the file
+    holds 12345, and 12345 was sent. The file is refused, naming the cells, whichever
+    reader reads it (an error cell sends this one to openpyxl's)."""
+    for odd in (False, True):
+        book = openpyxl.Workbook()
+        sheet = book.active
+        assert sheet is not None
+        sheet.append(["phone", "a", "b"])
+        sheet.append([13800138000, "x", 12345])
+        sheet.append([13800138001, "y", 4567])
+        sheet["B3"].number_format = fmt  # text: shown as held
+        sheet["C2"].number_format = fmt
+        sheet["C3"].number_format = fmt
+        if odd:
+            sheet["D4"] = "#N/A"
+            sheet["D4"].data_type = "e"
+        out = io.BytesIO()
+        book.save(out)
+        with pytest.raises(FileError, match=r"\(2 cells: C2, C3, with the number format"):
+            run(out.getvalue(), NOTE, name="f.xlsx")
+
+
+def test_xlsx_plain_formats_and_dates_are_read_as_before() -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["phone", "a", "b"])
+    sheet.append([13800138000, "x", 12345])
+    for cell, fmt in (("A2", "0"), ("C2", "@"), ("B2", "000000")):
+        sheet[cell].number_format = fmt
+    out = io.BytesIO()
+    book.save(out)
+    result = run(out.getvalue(), NOTE, name="f.xlsx")
+    assert [r.params for r in result if isinstance(r, Row)] == [["x", "12345"]]
