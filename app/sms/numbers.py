@@ -26,6 +26,8 @@ NOT_MAINLAND = "Mainland messages go to mainland China numbers only."
 IS_MAINLAND = "Mainland China numbers are sent as mainland messages."
 
 TYPED = re.compile(r"\+?[\d ().\-]+")  # one line: spaces, never line breaks
+_TEXTABLE = (phonenumbers.PhoneNumberType.MOBILE,
+             phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
 
 
 class NumberError(ValueError):
@@ -81,6 +83,10 @@ def for_region(text: str, region: str) -> tuple[str, str]:
     if region == "mainland":
         if not e164.startswith("+86"):
             raise NumberError(NOT_MAINLAND)
+        # Landlines and service numbers (400, 95xxx) are valid +86 numbers that take no
+        # SMS (found from outside: +86 10 1234 5678 was accepted and billed).
+        if phonenumbers.number_type(number) not in _TEXTABLE:
+            raise NumberError(INVALID_MAINLAND)
         return e164, MAINLAND
     iso = country
     if iso == MAINLAND:

@@ -42,6 +42,11 @@ def test_regions() -> None:
         for_region("+14155550100", "mainland")
     with pytest.raises(NumberError, match="sent as mainland messages"):
         for_region("13800000000", "international")
+    # Found from outside: a Beijing landline, a Shanghai one and a 400 service number
+    # were accepted (and billed) as mainland messages; they take no SMS.
+    for landline in ("+86 10 1234 5678", "+862161234567", "+864008108888"):
+        with pytest.raises(NumberError, match="mainland China mobile number"):
+            for_region(landline, "mainland")
 
 
 @given(st.text(max_size=40))
