@@ -550,10 +550,11 @@ class Preflight:
     valid: int
     skipped: int
     billed_items: int
-    cost_cents: int | None  # None: no unit price set for some recipient
+    cost_cents: int | None  # of the priced recipients; None: none of them is priced
     refusals: dict[str, int]  # error code → recipients the checks would refuse now
     notes: list[str]
     finish_estimate: str | None  # marketing tasks in quiet hours: when it resumes
+    unpriced: tuple[str, ...] = ()  # countries (or "mainland") with no unit price
 
 
 def _prices(account: Account) -> dict[str, int]:
@@ -580,6 +581,38 @@ def set_unit_prices(ctx: Ctx, prices: dict[str, int]) -> None:
                          {"unit_prices": before}, {"unit_prices": dict(prices)})
 
 
+def update_unit_prices(ctx: Ctx, mainland: str, countries: str) -> dict[str, int]:
+    """Unit prices as the settings form gives them: the mainland's cents (empty: none)
+    and one "ISO code, cents" per line. Every line's problem is told at once."""
+    errors: dict[str, str] = {}
+    prices: dict[str, int] = {}
+    text = mainland.strip()
+    if text:
+        if not (text.isascii() and text.isdigit()) or len(text) > 6:
+            errors["mainland_price"] = "Whole cents from 0 to 100,000, or empty for none."
+        else:
+            prices["mainland"] = int(text)
+    bad = []
+    for n, line in enumerate(countries.splitlines()[:1000], start=1):
+        if not line.strip():
+            continue
+        iso, _sep, cents = (part.strip() for part in line.replace(";", ",").partition(","))
+        if not (iso.isascii() and len(iso) == 2) or not cents.isdigit() or len(cents) > 6:
+            bad.append(f"line {n} ({line.strip()[:20]})")
+            continue
+        prices[iso.upper()] = int(cents)
+    if bad:
+        errors["country_prices"] = ("Write one \"ISO code, cents\" a line, such as US, 5: "
+                                    + "; ".join(bad[:5]) + (" …" if len(bad) > 5 else ""))
+    if errors:
+        raise ValidationError(errors)
+    try:
+        set_unit_prices(ctx, prices)
+    except ValidationError as exc:
+        raise ValidationError({"country_prices": next(iter(exc.errors.values()))}) from None
+    return prices
+
+
 def _beyond(task: SendTask, items: int) -> int:
     """About how many recipients a budget of `items` billed items leaves out (the
     checks take them in row order until it runs out)."""
@@ -598,13 +631,17 @@ def preflight(ctx: Ctx, limiter: Limiter, task_id: int,
     by_country = ctx.db.execute(
         select(SendTaskRecipient.iso_code, func.sum(SendTaskRecipient.fee), func.count())
         .where(SendTaskRecipient.task_id == task.id).group_by(SendTaskRecipient.iso_code)).all()
-    cost: int | None = 0
+    # A country without a price leaves its recipients out of the estimate, and says so
+    # (found from outside: one unpriced country hid the whole estimate).
+    cost: int | None = None
+    unpriced: set[str] = set()
     for iso, items, _n in by_country:
-        price = prices.get("mainland") if task.region == MAINLAND else prices.get(iso)
-        if price is None or cost is None:
-            cost = None
+        key = "mainland" if task.region == MAINLAND else iso
+        price = prices.get(key)
+        if price is None:
+            unpriced.add(key or "unknown")
         else:
-            cost += price * int(items or 0)
+            cost = (cost or 0) + price * int(items or 0)
     refusals: dict[str, int] = {}
     notes: list[str] = []
 
@@ -667,7 +704,7 @@ def preflight(ctx: Ctx, limiter: Limiter, task_id: int,
     start = max(now, task.send_at) if task.send_at else now
     finish = _finish_estimate(task, start.astimezone(ZoneInfo(account.timezone)), marketing)
     return Preflight(task.valid_rows, task.error_rows, task.billed_items, cost, refusals,
-                     notes, finish)
+                     notes, finish, tuple(sorted(unpriced)))
 
 
 # Recipients whose numbers the confirm step looks up in the frequency counters; a

@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, flash, redirect, request, url_for
 from flask_login import current_user
 
 from app.models.accounts import ACCOUNT_TYPES
-from app.services import accounts, audit, slack_link
+from app.services import accounts, audit, slack_link, tasks
 from app.services.errors import ValidationError
 from app.web import commit, ctx, form_errors, page, page_number
 
@@ -63,6 +63,24 @@ def settings() -> Any:
                 status=422 if errors else 200, account=account, form=form, errors=errors,
                 types=ACCOUNT_TYPES, zone_groups=_zone_groups(),
                 can_edit=c.actor.can("ModifyAccountSettings"))
+
+
+@bp.post("/settings/prices")
+def unit_prices() -> Any:
+    """The unit prices the confirm step of a task estimates its cost with."""
+    c = ctx()
+    form = request.form
+    try:
+        tasks.update_unit_prices(c, form.get("mainland_price", ""),
+                                 form.get("country_prices", ""))
+        commit()
+        flash("Unit prices saved.")
+        return redirect(url_for("accounts.settings"))
+    except ValidationError as exc:
+        return page("accounts/settings.html", "accounts/_settings.html", status=422,
+                    account=accounts.get_settings(c), form=None, errors={},
+                    price_form=form, price_errors=form_errors(exc), types=ACCOUNT_TYPES,
+                    zone_groups=_zone_groups(), can_edit=c.actor.can("ModifyAccountSettings"))
 
 
 @bp.get("/account")

@@ -113,6 +113,22 @@ def test_preflight_cost_and_refusals_then_ack_required(shop: Shop, session: Sess
     assert session.scalar(select(func.count()).select_from(Message)) == 0
 
 
+def test_an_unpriced_country_leaves_only_its_recipients_out_of_the_cost(
+        shop: Shop, session: Session) -> None:
+    """Found from outside: one country without a price hid the whole estimate ("no unit
+    prices set", though US and GB had prices)."""
+    tasks.set_unit_prices(shop.ctx, {"US": 7, "GB": 5})
+    draft = tasks.Draft(shop.app.sdk_app_id, shop.templates["international"], name="Intl")
+    data = (b"+14155550110,123456\n+14155550111,123456\n+447400123456,123456\n"
+            b"+4915123456789,123456\n")
+    task, _summary = tasks.create_task(shop.ctx, draft, io.BytesIO(data), "list.csv")
+    pre = tasks.preflight(shop.ctx, shop.limiter, task.id)
+    assert (pre.valid, pre.cost_cents, pre.unpriced) == (4, 2 * 7 + 5, ("DE",))
+    tasks.set_unit_prices(shop.ctx, {})
+    pre = tasks.preflight(shop.ctx, shop.limiter, task.id)
+    assert (pre.cost_cents, pre.unpriced) == (None, ("DE", "GB", "US"))
+
+
 def test_confirm_sends_every_recipient_once_through_the_pipeline(
         shop: Shop, session: Session, runner: Flask) -> None:
     rows = [DELIVERED, REFUSED, UNDELIVERED] + [f"1380013{i:04d}" for i in range(20)]

@@ -103,3 +103,29 @@ def test_deeply_nested_policy_document_is_a_form_error(root: Client, session: Se
     assert bad.status_code == 422
     assert "nested more than 32 levels deep" in text_of(bad, ".invalid .error")
     assert session.scalar(select(Policy).where(Policy.name == "deep")) is None
+
+
+def test_unit_prices_are_set_in_settings(root: Client, session: Session) -> None:
+    """Found from outside: nothing set the unit prices the confirm step estimates cost
+    with (README: "unit prices in Settings"), so every estimate said none were set."""
+    root.get("/settings")
+    bad = root.post("/settings/prices", {"mainland_price": "4.5",
+                                         "country_prices": "US, 5\nGermany 7\nZZ, 3"},
+                    htmx=True)
+    assert bad.status_code == 422
+    said = text_of(bad, "#settings")
+    assert "Whole cents" in said and "line 2 (Germany 7)" in said
+    assert soup(bad).select_one("textarea[name=country_prices]").get_text().startswith("US, 5")
+    session.expire_all()
+    assert session.scalar(select(Account.unit_prices)) in (None, {})
+    ok = root.post("/settings/prices", {"mainland_price": "4", "country_prices": "us, 5\n\nGB;6"})
+    assert ok.status_code == 302
+    session.expire_all()
+    assert session.scalar(select(Account.unit_prices)) == {"mainland": 4, "US": 5, "GB": 6}
+    page = root.get("/settings")
+    assert soup(page).select_one("input[name=mainland_price]")["value"] == "4"
+    assert soup(page).select_one("textarea[name=country_prices]").get_text() == "GB, 6\nUS, 5\n"
+    unknown = root.post("/settings/prices", {"mainland_price": "", "country_prices": "ZZ, 3"},
+                        htmx=True)
+    assert unknown.status_code == 422 and "neither mainland nor a country" in text_of(
+        unknown, "#settings")
