@@ -138,7 +138,8 @@ def update_settings(
         raise ValidationError(errors)
     before = _snapshot(account)
     packages.rezone(ctx, account, account.timezone, timezone)  # expiry dates stay dates
-    if timezone != account.timezone:  # past days counted again by the new zone's dates
+    rezoned = timezone != account.timezone
+    if rezoned:  # past days counted again by the new zone's dates
         rollups.rezone(ctx.db, account.id, timezone)
     account.account_type = account_type
     account.timezone = timezone
@@ -146,6 +147,10 @@ def update_settings(
     account.reply_callback_url = url
     account.reply_callback_enabled = reply_callback_enabled
     ctx.db.flush()
+    if rezoned:
+        from app.services import tasks  # tasks reads accounts' settings: imported late
+
+        tasks.rezoned(ctx, account.id)
     audit.record_changes(ctx, "ModifyAccountSettings", "account", account.id, before,
                          _snapshot(account))
     return account

@@ -208,6 +208,20 @@ def _whole(ctx: Ctx, task: SendTask) -> bool:
     return task.created_at >= utcnow() - timedelta(days=ctx.settings.message_retention_days)
 
 
+def rezoned(ctx: Ctx, account_id: int) -> int:
+    """The account's time zone changed: its sending marketing tasks look at quiet hours
+    again at once, in the new zone (found from outside: one paused until 08:00 in the
+    old zone slept on through a new zone's working day). A task that was not paused
+    gains a second dispatcher for a while: batches are claimed, never sent twice."""
+    woken = ctx.db.scalars(select(SendTask.id).join(
+        Template, Template.id == SendTask.template_id).where(
+        SendTask.account_id == account_id, SendTask.status == SENDING,
+        Template.sms_type == templating.MARKETING)).all()
+    for task_id in woken:
+        ctx.defer(RUN_JOB, task_id)
+    return len(woken)
+
+
 def _quiet_zones(ctx: Ctx, some: list[SendTask]) -> dict[int, ZoneInfo]:
     """Marketing tasks that started (quiet hours hold them): their accounts' zones."""
     started = [t.id for t in some if t.started_at is not None]

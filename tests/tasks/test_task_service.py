@@ -698,3 +698,23 @@ def test_the_configured_batch_is_the_one_the_service_chose(tmp_path: Path) -> No
     from app.config import defaults
 
     assert defaults(tmp_path)["TASK_BATCH"] == tasks.BATCH
+
+
+def test_a_paused_marketing_task_looks_again_when_the_zone_changes(
+        shop: Shop, session: Session, runner: Flask) -> None:
+    """Found from outside: paused until 08:00 in the old zone, a marketing task slept on
+    after the account moved to a zone where it was working hours."""
+    from app.services import accounts
+    from tests.helpers import zone_at_hour
+    from tests.tasks.conftest import task_in_quiet_hours
+
+    task_id = task_in_quiet_hours(shop, session)
+    run_worker(shop, session, runner)
+    assert session.scalar(select(func.count()).select_from(Message)) == 0  # paused
+    shop.ctx.deferred.clear()
+    accounts.update_settings(shop.ctx, account_type="enterprise", timezone=zone_at_hour(12),
+                             intl_daily_quota=100, reply_callback_url="",
+                             reply_callback_enabled=False)
+    run_worker(shop, session, runner)
+    assert session.get(SendTask, task_id).status == "sent"  # type: ignore[union-attr]
+    assert session.scalar(select(func.count()).select_from(Message)) == 1
