@@ -121,14 +121,16 @@ def serial_for(task_id: int, row_no: int) -> str:
 
 def _task(ctx: Ctx, task_id: int, action: str) -> tuple[SendTask, Application]:
     # (Asking the database for a larger id is an error there, not an empty answer.)
+    # A URL's id past MAX_ID reaches here as -1 (its converter): not one to repeat.
+    missing = NotFound(f"No task {task_id}." if task_id >= 0 else "No such task.")
     task = ctx.db.get(SendTask, task_id) if 1 <= task_id <= MAX_ID else None
     if task is None or task.account_id != ctx.actor.account_id:
-        raise NotFound(f"No task {task_id}.")
+        raise missing
     app = ctx.db.get(Application, task.app_id)
     assert app is not None
     if not ctx.actor.can("DescribeSendTasks", app.sdk_app_id) and not ctx.actor.can(
             action, app.sdk_app_id):
-        raise NotFound(f"No task {task_id}.")  # out-of-scope users learn nothing
+        raise missing  # out-of-scope users learn nothing
     ctx.actor.require(action, app.sdk_app_id)
     return task, app
 

@@ -339,6 +339,10 @@ def _csv_text(f: IO[bytes]) -> Iterator[_CsvText]:
         raise FileError(f"The file is not valid text in {encoding}: save it as UTF-8 "
                         "CSV.") from None
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise FileError(f"A cell of this file is longer than {csv.field_size_limit():,} "
+                            "characters: no recipient's cell is that long. Is a quote left "
+                            "open, taking in the rest of the file?") from None
         raise FileError(f"The CSV cannot be read: {exc}.") from None
     finally:
         text.detach()  # the caller's file stays open
@@ -667,6 +671,14 @@ def rows_of(f: IO[bytes], filename: str, *, max_bytes: int = MAX_BYTES) -> Itera
 # --- validating -------------------------------------------------------------------------
 
 
+def line_breaks(value: str) -> str:
+    """Why a cell holding line breaks is refused, and the likely cause in a CSV."""
+    breaks = value.count("\n") or value.count("\r")
+    return (f"This cell holds {breaks} line break(s), which a parameter may not. In a CSV "
+            "file a quote opened in a cell and never closed reads the rows after it into "
+            "that cell: close it.")
+
+
 def is_header(cells: list[str]) -> bool:
     """A first row whose first cell holds no digit is a header."""
     first = cells[0].strip().lstrip("\ufeff") if cells else ""
@@ -835,6 +847,9 @@ class _Checker:
             values = [c.strip() for c in values]
             while values and not values[-1]:
                 values.pop()  # trailing empty cells are not extra variables
+            for at, value in enumerate(values, start=1):
+                if "\n" in value or "\r" in value:  # found from outside: rows vanished
+                    return RowError(row_no, f"{{{at}}}", line_breaks(value))
             want = self.want
             if len(values) != want:
                 what = "missing" if len(values) < want else "extra"

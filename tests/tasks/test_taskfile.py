@@ -605,11 +605,21 @@ def reference(data: bytes, t: taskfile.Template, max_rows: int = taskfile.MAX_RO
         values = [c.strip() for i, c in enumerate(cells) if i != phone_col]
         while values and not values[-1]:
             values.pop()
+        broken = [i for i, v in enumerate(values, 1) if "\n" in v or "\r" in v]
+        if broken:  # an unclosed quote, most likely
+            out.append((row_no, f"{{{broken[0]}}}",
+                        taskfile.line_breaks(values[broken[0] - 1])))
+            continue
         if len(values) != want:
             what = "missing" if len(values) < want else "extra"
             out.append((row_no, f"{{{min(len(values), want) + 1}}}",
                         f"The template has {want} variable(s); this row gives "
                         f"{len(values)} ({what})."))
+            continue
+        odd = [(i, why) for i, v in enumerate(values, 1)
+               if (why := params.spreadsheet_artifact(v)) is not None]
+        if odd:  # an error cell, a number the spreadsheet cut short
+            out.append((row_no, f"{{{odd[0][0]}}}", odd[0][1]))
             continue
         problem = params.check(t.content, t.sms_type, tuple(values),
                                max_length=t.max_param_length,
@@ -665,7 +675,7 @@ PHONES = ["13800138000", "+8613800138000", "13900139000", "15012345678", "177000
           "\uff11\uff13\uff18\uff10\uff10\uff11\uff13\uff18\uff10\uff10\uff15"]
 VALUES = ["123456", "5", "abcd", "", " 42 ", "张三", "A-1001", "evil.com/x", "12", "x" * 9,
           "a\\b", 'say "hi"', "a\tb", "😀", "\uff3a", "line\nbreak", "1,5", "x;y", "www.a.cn",
-          "y" * 20, "z" * 35, "中" * 30]
+          "y" * 20, "z" * 35, "中" * 30, "#N/A", "1.23457E+17", "3E45"]
 
 
 @st.composite
@@ -797,3 +807,13 @@ def test_xlsx_plain_formats_and_dates_are_read_as_before() -> None:
     book.save(out)
     result = run(out.getvalue(), NOTE, name="f.xlsx")
     assert [r.params for r in result if isinstance(r, Row)] == [["x", "12345"]]
+
+
+def test_a_quote_left_open_is_named_not_silently_swallowing_rows() -> None:
+    """Found from outside: an unclosed quote read the next row into its cell, and the
+    error said a variable was missing; a 200 KB cell gave Python's own message."""
+    data = b'phone,a,b\n13500000004,"unterminated,B\n13500000005,A,B\n'
+    assert [e[:2] for e in errors(run(data, NOTE))] == [(2, "{1}")]
+    assert "1 line break(s)" in errors(run(data, NOTE))[0][2]
+    with pytest.raises(FileError, match="longer than 131,072 characters"):
+        run(b'phone,a\n13800138000,"' + b"x" * 200_000 + b"\n", CODE)
