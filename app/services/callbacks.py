@@ -35,18 +35,24 @@ def status_payload(db: Session, message_id: int) -> tuple[Application, bytes] | 
 
 def reply_payload(db: Session, reply_id: int) -> tuple[Application, str, bytes] | None:
     """A reply for the account's reply callback, signed with the AppKey of the
-    application whose message it answers."""
+    application whose message it answers. One that answers no message of the account
+    (SPEC.md §3 posts every reply; found from outside: these were kept, never posted)
+    has "sdk_app_id": null and is signed with the AppKey of the account's first
+    application, which X-SMS-AppId names as for any callback."""
     reply = db.get(Reply, reply_id)
-    if reply is None or reply.app_id is None:
+    if reply is None:
         return None
     account = db.get(Account, reply.account_id)
-    app = db.get(Application, reply.app_id)
+    app = db.get(Application, reply.app_id) if reply.app_id is not None else db.scalar(
+        select(Application).where(Application.account_id == reply.account_id)
+        .order_by(Application.id).limit(1))
     if account is None or app is None or not (account.reply_callback_enabled
                                               and account.reply_callback_url):
         return None
     msg = db.get(Message, reply.message_id) if reply.message_id else None
     body = json.dumps({
-        "sdk_app_id": app.sdk_app_id, "phone_number": reply.phone_number, "text": reply.text,
+        "sdk_app_id": app.sdk_app_id if reply.app_id is not None else None,
+        "phone_number": reply.phone_number, "text": reply.text,
         "received_at": reply.received_at.isoformat(), "unsubscribed": reply.unsubscribed,
         "serial_no": msg.serial_no if msg else None,
         "session_context": msg.session_context if msg else None,

@@ -36,9 +36,8 @@ def receive(ctx: Ctx, phone_number: str, text: str) -> Reply:
     db.add(reply)
     db.flush()
     account = db.get(Account, ctx.actor.account_id)
-    if account is not None and account.reply_callback_enabled and account.reply_callback_url \
-            and reply.app_id is not None:
-        ctx.defer(REPLY_CALLBACK_JOB, reply.id)
+    if account is not None and account.reply_callback_enabled and account.reply_callback_url:
+        ctx.defer(REPLY_CALLBACK_JOB, reply.id)  # every reply (callbacks.reply_payload)
     return reply
 
 

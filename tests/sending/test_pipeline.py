@@ -303,6 +303,19 @@ def test_replies_are_posted_to_the_reply_callback(shop: Shop, session: Session,
     signed = headers["x-sms-timestamp"].encode() + b"\n" + body
     expected = hmac.new(shop.app.app_key.encode(), signed, hashlib.sha256).hexdigest()
     assert headers["x-sms-signature"] == expected
+    # Found from outside: a reply from a number the account never sent to was kept and
+    # never posted. It is, with no application, signed as the header says.
+    shop.ctx.deferred.clear()
+    replies.receive(shop.ctx, "+14155559999", "who is this?")
+    _run(shop, session, runner)
+    headers, body = receiver.requests[1]
+    payload = json.loads(body)
+    assert (payload["sdk_app_id"], payload["text"], payload["serial_no"]) == (
+        None, "who is this?", None)
+    assert headers["x-sms-appid"] == shop.app.sdk_app_id
+    signed = headers["x-sms-timestamp"].encode() + b"\n" + body
+    assert headers["x-sms-signature"] == hmac.new(shop.app.app_key.encode(), signed,
+                                                  hashlib.sha256).hexdigest()
     receiver.server.shutdown()
 
 
