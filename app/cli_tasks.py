@@ -1,4 +1,4 @@
-"""`smsops task validate|create|show|stop|cancel`: bulk send tasks for operators and
+"""`smsops task validate|create|confirm|show|stop|cancel`: bulk send tasks for operators and
 scripts, through the same service and policies as the web and Slack."""
 
 from __future__ import annotations
@@ -125,17 +125,72 @@ def task_create(file: Path, sdk_app_id: str, template_id: int, sign: str | None,
                             send_at=_at(at, ctx), rate_limit=rate)
         with file.open("rb") as f:
             task, summary = tasks.create_task(ctx, draft, f, file.name, max_bytes=_max_bytes())
-        if confirm:
+        made = {"id": task.id, "status": task.status, **summary.as_dict()}
+        if confirm:  # what the confirm step shows, said before it sends
+            made["preflight"] = _preflight(ctx, task.id)
             tasks.confirm(ctx, task.id, acknowledged=True)
-        return {"id": task.id, "status": task.status, **summary.as_dict()}
+            made["status"] = task.status
+        return made
 
     made = _as(as_user, work)
     if as_json:
         click.echo(json.dumps(made))
         return
+    if "preflight" in made:
+        _echo_preflight(made["preflight"])
     click.echo(f"Task {made['id']} ({made['status'].replace('_', ' ')}): {made['rows']:,} "
                f"row(s), {made['valid']:,} valid, {made['errors']:,} with errors, "
                f"{made['billed_items']:,} billed item(s).")
+
+
+def _preflight(ctx: Ctx, task_id: int) -> dict[str, Any]:
+    """The confirm step's figures (the web's): what confirming would send and refuse."""
+    from app.services.limits import Limiter
+    from app.sms import errors
+
+    pre = tasks.preflight(ctx, Limiter(current_app.extensions["redis"]), task_id)
+    return {"valid": pre.valid, "skipped": pre.skipped, "billed_items": pre.billed_items,
+            "cost_cents": pre.cost_cents, "unpriced": list(pre.unpriced),
+            "refusals": [{"code": code, "recipients": n,
+                          "reason": errors.describe(code).reason}
+                         for code, n in pre.refusals.items()],
+            "notes": pre.notes, "finish_estimate": pre.finish_estimate}
+
+
+def _echo_preflight(pre: dict[str, Any]) -> None:
+    cost = "no unit prices set" if pre["cost_cents"] is None else \
+        f"{pre['cost_cents'] / 100:,.2f}" + (
+            f" (without {', '.join(pre['unpriced'])}: no unit price)" if pre["unpriced"] else "")
+    click.echo(f"Confirm step: {pre['valid']:,} recipient(s), {pre['skipped']:,} row(s) "
+               f"skipped, {pre['billed_items']:,} billed item(s), estimated cost {cost}.")
+    for r in pre["refusals"]:
+        click.echo(f"  If sent now, {r['recipients']:,} refused: {r['code']} ({r['reason']})")
+    for line in [*pre["notes"], *([pre["finish_estimate"]] if pre["finish_estimate"] else [])]:
+        click.echo(f"  {line}")
+
+
+@task_group.command("confirm")
+@click.argument("task_id", type=int)
+@click.option("--yes", is_flag=True, help="Confirm without asking (scripts).")
+@click.option("--as", "as_user", default=None, help=AS_HELP)
+@click.option("--json", "as_json", is_flag=True)
+def task_confirm(task_id: int, yes: bool, as_user: str | None, as_json: bool) -> None:
+    """Show what confirming a task would do (the web's confirm step), then confirm it:
+    with --yes, or when answered yes at the prompt. Without either, nothing is sent."""
+    pre = _as(as_user, lambda ctx: _preflight(ctx, task_id))
+    if as_json and not yes:
+        click.echo(json.dumps({"id": task_id, "confirmed": False, "preflight": pre}))
+        return
+    if not as_json:
+        _echo_preflight(pre)
+    if not yes and not click.confirm(f"Send {pre['valid']:,} message(s)?", default=False):
+        _fail("Not confirmed: nothing was sent.")
+    shown = _as(as_user, lambda ctx: tasks.confirm(ctx, task_id, acknowledged=True).status)
+    if as_json:
+        click.echo(json.dumps({"id": task_id, "confirmed": True, "status": shown,
+                               "preflight": pre}))
+        return
+    click.echo(f"Task {task_id} confirmed ({shown.replace('_', ' ')}).")
 
 
 def _show(ctx: Ctx, task_id: int) -> tuple[dict[str, Any], str | None]:

@@ -98,3 +98,34 @@ def test_show_says_why_a_task_failed(run, shop: Shop, session: Session,  # type:
     assert set(json.loads(run("task", "show", str(made["id"]), "--json").output)) == {
         "id", "status", "total", "submitted", "delivered", "failed", "remaining", "unsent",
         "paused_until"}
+
+
+def test_the_confirm_step_from_the_command_line(run, shop: Shop, session: Session,  # type: ignore[no-untyped-def]
+                                                tmp_path: Path) -> None:
+    """Found from outside: the CLI had no confirm step; `create --confirm` sent 5,000
+    messages of which 4,011 the daily limit refused, a warning the web's confirm step
+    gives. `task confirm` shows it and sends only when told to; `create --confirm`
+    says it too."""
+    from app.models import MuteEntry, SendTask
+
+    session.add(MuteEntry(account_id=shop.app.account_id, phone_number="+8613800138000",
+                          signature_id=shop.signatures["mainland"], sms_type=None,
+                          consent_confirmed_by="t"))
+    session.commit()
+    f = tmp_path / "list.csv"
+    f.write_text("phone,code\n13800138000,1234\n13800138001,5678\n")
+    app, template = shop.app.sdk_app_id, str(shop.templates["mainland"])
+    made = json.loads(run("task", "create", str(f), "--app", app, "--template", template,
+                          "--json").output)
+    asked = run("task", "confirm", str(made["id"]), stdin="n\n")
+    assert asked.exit_code == 1 and "nothing was sent" in asked.output
+    assert "Confirm step: 2 recipient(s)" in asked.output
+    assert "1 refused: FailedOperation.PhoneNumberInMuteList" in asked.output
+    session.expire_all()
+    assert session.get(SendTask, made["id"]).status == "awaiting_confirmation"  # type: ignore[union-attr]
+    dry = json.loads(run("task", "confirm", str(made["id"]), "--json").output)
+    assert dry["confirmed"] is False and dry["preflight"]["refusals"][0]["recipients"] == 1
+    done = run("task", "confirm", str(made["id"]), "--yes")
+    assert done.exit_code == 0 and f"Task {made['id']} confirmed (sending)" in done.output
+    at_once = run("task", "create", str(f), "--app", app, "--template", template, "--confirm")
+    assert "If sent now, 1 refused" in at_once.output and "(sending)" in at_once.output
