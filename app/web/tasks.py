@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from app.models import SendTask
 from app.services import apps, content, tasks
-from app.services.errors import Conflict, ValidationError
+from app.services.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.services.limits import Limiter
 from app.sms import errors as error_catalogue
 from app.sms.text import MAINLAND
@@ -222,8 +222,13 @@ def _act(task_id: int, action: str) -> tuple | Response:
         commit()
     except (ValidationError, Conflict) as exc:
         return _detail(task_id, form_errors(exc), 422)
+    try:  # back to the task, if this user may see it
+        tasks.get_task(c, task_id)
+        where = url_for("tasks.detail", task_id=task_id)
+    except (NotFound, PermissionDenied):  # found from outside: a cancel-only user got 404
+        message, where = f"Task {task_id}: {message}", url_for("dashboard.index")
     flash(message)
-    return hx_redirect(url_for("tasks.detail", task_id=task_id))
+    return hx_redirect(where)
 
 
 @bp.post("/tasks/<int:task_id>/confirm")

@@ -225,3 +225,25 @@ def test_a_user_allowed_one_application_can_use_the_form_and_the_standard_file(
     nobody = session.scalar(select(User).where(User.email == "none@example.com"))
     with pytest.raises(PermissionDenied):
         tasks.content_choices(ctx_for(session, nobody), "international")
+
+
+def test_a_user_who_may_only_cancel_lands_on_a_page_they_may_see(
+        client: Client, shop: Shop, session: Session) -> None:
+    """Found from outside: allowed CancelSendSMSTask alone, a user cancelled a task and
+    was sent to its page, a 404."""
+    from app.services import tasks
+    from tests.helpers import doc, make_user
+
+    task, _s = tasks.create_task(shop.ctx, tasks.Draft(shop.app.sdk_app_id,
+                                                       shop.templates["mainland"]),
+                                 io.BytesIO(b"13800138000,1234\n"), "a.csv")
+    make_user(session, "cancel@example.com", policies=[doc(("allow", [
+        "sms:CancelSendSMSTask"], [f"sms:app/{shop.app.sdk_app_id}"]))])
+    session.commit()
+    client.login("cancel@example.com")
+    client.get("/")
+    done = client.post(f"/tasks/{task.id}/cancel", {})
+    assert done.status_code == 302 and done.headers["Location"].endswith("/")
+    assert f"Task {task.id}: Task cancelled." in client.get("/").get_data(as_text=True)
+    session.expire_all()
+    assert session.get(SendTask, task.id).status == "cancelled"  # type: ignore[union-attr]
