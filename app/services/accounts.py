@@ -10,12 +10,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db import utcnow
 from app.models import Account, Application, Policy, User
 from app.models.accounts import ACCOUNT_TYPES, INDIVIDUAL
 from app.services import audit, netguard, packages, rollups
 from app.services.access import PRESETS, Actor, parse_policy
 from app.services.context import Ctx
 from app.services.errors import ValidationError
+from app.services.limits import Limiter
 from app.services.values import flag, text, whole_number
 
 # Frequency caps for individual (non-enterprise) accounts (fixed).
@@ -87,6 +89,17 @@ def _snapshot(a: Account) -> dict[str, Any]:
         "reply_callback_url": a.reply_callback_url,
         "reply_callback_enabled": a.reply_callback_enabled,
     }
+
+
+def zone_changed(ctx: Ctx, limiter: Limiter, old_zone: str, new_zone: str) -> None:
+    """After a committed change of time zone: today's day counters move to the new
+    zone's date (sending.carry_day_counters). After the commit: a change that did not
+    happen must not fill the counters of a date still to come."""
+    from app.services import sending
+
+    ctx.actor.require("ModifyAccountSettings")
+    sending.carry_day_counters(ctx.db, limiter, ctx.actor.account_id, old_zone, new_zone,
+                               utcnow())
 
 
 def update_settings(

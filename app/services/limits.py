@@ -263,6 +263,22 @@ return table.concat(out, " ")
 COUNTED_CHUNK = 2_000  # ~7 ms of Redis per call
 
 
+# KEYS: pairs of day counters (from, to). Each `to` becomes what its `from` holds (not
+# added: `to` may hold an older day of that date), with `from`'s time to live, or
+# ARGV[1] ms without one. Atomic, so no reservation lands between the read and the set.
+CARRY = """
+for i = 1, #KEYS, 2 do
+  local v = redis.call("GET", KEYS[i])
+  if v then
+    local ttl = redis.call("PTTL", KEYS[i])
+    if ttl <= 0 then ttl = tonumber(ARGV[1]) end
+    redis.call("SET", KEYS[i + 1], v, "PX", ttl)
+  end
+end
+return 1
+"""
+
+
 class Limiter:
     def __init__(self, conn: redis_lib.Redis, hold: str | None = None) -> None:
         self.conn = conn
@@ -367,6 +383,11 @@ class Limiter:
 
     def used(self, key: str) -> int:
         return int(self.conn.get(key) or 0)
+
+    def carry(self, pairs: list[tuple[str, str]], ttl_ms: int) -> None:
+        """Each (from, to) day counter: `to` holds what `from` does (CARRY)."""
+        if pairs:
+            self.conn.eval(CARRY, 2 * len(pairs), *(k for pair in pairs for k in pair), ttl_ms)
 
     def counted(self, keys: list[tuple[str, int]], now_ms: int) -> list[int]:
         """What each (key, window ms) holds now, as the reservation reads it: a counter's

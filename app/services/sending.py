@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session
 from app.db import batch_json, utcnow
 from app.models import (
     Account,
+    AllowedCountry,
     Application,
     CreditPackage,
     Message,
@@ -759,6 +760,30 @@ def _checks(app: AppSnap, account: AccountSnap, freq: dict[str, int | None], msg
 def account_day_key(account_id: int, day: str) -> str:
     """The account's international billed items on its local `day` (its daily quota)."""
     return f"smsops:day:account:{account_id}:{day}"
+
+
+def carry_day_counters(db: Session, limiter: Limiter, account_id: int, old_zone: str,
+                       new_zone: str, now: datetime) -> None:
+    """The account's time zone changes: today's billed items (its international quota,
+    each application's daily limits, each country's) become the new zone's today's,
+    so a change of zone is no way around a daily limit (found from outside: a used-up
+    quota was whole again). Per-number daily frequency counters start afresh: there
+    is one a number, too many to carry."""
+    old_day = now.astimezone(ZoneInfo(old_zone)).strftime("%Y%m%d")
+    new_day = now.astimezone(ZoneInfo(new_zone)).strftime("%Y%m%d")
+    if old_day == new_day:
+        return
+    pairs = [(account_day_key(account_id, old_day), account_day_key(account_id, new_day))]
+    for app_id, in db.execute(select(Application.id).where(
+            Application.account_id == account_id)):
+        pairs += [(app_day_key(app_id, r, old_day), app_day_key(app_id, r, new_day))
+                  for r in (MAINLAND, INTERNATIONAL)]
+    for app_id, iso in db.execute(select(AllowedCountry.app_id, AllowedCountry.iso_code)
+                                  .join(Application, Application.id == AllowedCountry.app_id)
+                                  .where(Application.account_id == account_id)):
+        pairs.append((country_day_key(app_id, iso, old_day),
+                      country_day_key(app_id, iso, new_day)))
+    limiter.carry(pairs, 2 * DAY_MS)
 
 
 def app_day_key(app_id: int, region: str, day: str) -> str:

@@ -12,6 +12,7 @@ from flask_login import current_user
 from app.models.accounts import ACCOUNT_TYPES
 from app.services import accounts, audit, slack_link, tasks
 from app.services.errors import ValidationError
+from app.services.limits import Limiter
 from app.web import commit, ctx, form_errors, page, page_number
 
 bp = Blueprint("accounts", __name__)
@@ -45,6 +46,7 @@ def settings() -> Any:
     if request.method == "POST":
         form = request.form
         try:
+            old_zone = account.timezone
             accounts.update_settings(
                 c,
                 account_type=form.get("account_type", ""),
@@ -54,6 +56,9 @@ def settings() -> Any:
                 reply_callback_enabled=form.get("reply_callback_enabled", ""),
             )
             commit()
+            if account.timezone != old_zone:
+                accounts.zone_changed(c, Limiter(current_app.extensions["redis"]), old_zone,
+                                      account.timezone)
             flash("Settings saved.")
             return redirect(url_for("accounts.settings"))
         except ValidationError as exc:

@@ -240,3 +240,20 @@ def test_country_threshold_and_limit_raise_alarms_once(shop: Shop, session: Sess
     body = session.scalar(select(Notification.body).where(
         Notification.subject == "Shop reached its daily limit for US"))
     assert "3" in body and "suspended" in body
+
+
+def test_a_new_time_zone_is_no_way_around_today_s_quota(shop: Shop) -> None:
+    """Found from outside: after the account's quota was used up, a change of time zone
+    made it whole again (the day counters are keyed by the local date). Today's counts
+    move to the new zone's date; 25 hours apart, the two zones never share one."""
+    def settings(zone: str) -> None:
+        accounts.update_settings(shop.ctx, account_type="enterprise", timezone=zone,
+                                 intl_daily_quota=2, reply_callback_url="",
+                                 reply_callback_enabled=False)
+
+    settings("Pacific/Kiritimati")
+    assert shop.codes(["+14155550130", "+14155550131", "+14155550132"]) == [
+        "Ok", "Ok", "LimitExceeded.AccountInternationalDailyQuota"]
+    settings("Pacific/Pago_Pago")
+    accounts.zone_changed(shop.ctx, shop.limiter, "Pacific/Kiritimati", "Pacific/Pago_Pago")
+    assert shop.codes(["+14155550133"]) == ["LimitExceeded.AccountInternationalDailyQuota"]
