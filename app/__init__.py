@@ -73,6 +73,8 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     cfg.check(flask_app.config)
     if not flask_app.config.get("SECRET_KEY"):
         flask_app.config["SECRET_KEY"] = cfg.secret_key(instance)
+    if not flask_app.config.get("BASE_URL"):  # where `smsops run` serves, if it has
+        flask_app.config["BASE_URL"] = cfg.serving_url(instance)
     encryption.configure(flask_app.config)
 
     flask_app.extensions["db"] = Database(flask_app.config["DATABASE_URL"])

@@ -15,6 +15,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup
 
 from app import create_app, migrate
+from app.config import SERVING_URL
 from app.encryption import EncryptionKeyError
 from app.queue import enqueue_deferred
 from app.redisconn import embedded_pids, shutdown_embedded
@@ -135,6 +136,10 @@ def run_command(host: str | None, port: int | None, threads: int) -> None:
                         fg="yellow")
             click.echo("You will choose your own password at first login.")
 
+        if not os.environ.get("SMSOPS_BASE_URL"):  # links in notifications: this address
+            served = f"http://{host}:{port}"
+            (Path(app.config["INSTANCE_DIR"]) / SERVING_URL).write_text(served + "\n")
+            app.config["BASE_URL"] = served
         env = dict(os.environ)
         env.update(SMSOPS_REDIS_URL=app.config["REDIS_URL_RESOLVED"],
                    SMSOPS_DATABASE_URL=app.config["DATABASE_URL"],

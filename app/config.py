@@ -84,6 +84,19 @@ def check(config: dict[str, Any]) -> None:
                          f"characters from 1 to 500, not {length!r}.")
 
 
+SERVING_URL = "serving_url"  # instance/serving_url: where `smsops run` last served
+
+
+def serving_url(instance: Path) -> str:
+    """The address `smsops run` serves at, for links in notifications made by other
+    processes of this instance (`smsops demo`, the worker): found from outside, they
+    linked to port 5000 while the server ran on another. "" when it never ran."""
+    try:
+        return (instance / SERVING_URL).read_text(encoding="utf-8").strip()[:200]
+    except OSError:
+        return ""
+
+
 def secret_key(instance: Path) -> str:
     """A key generated once per installation and kept under instance/."""
     return write_once(instance / "secret_key", lambda: secrets.token_hex(32)).strip()

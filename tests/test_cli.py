@@ -75,3 +75,19 @@ def test_simulator_reply(run) -> None:
     assert out.exit_code == 0 and "Reply from +14155550101 stored." in out.output
     bad = run("simulator", "reply", "--from", "12", "hi")
     assert bad.exit_code == 1 and "country code" in bad.output
+
+
+def test_links_in_notifications_use_the_address_run_serves_at(tmp_path: Path) -> None:
+    """`smsops run` records where it serves; an app made for the same instance (the
+    CLI's, the worker's) links there unless SMSOPS_BASE_URL says otherwise."""
+    from app import create_app
+    from app.services.context import Settings
+
+    (tmp_path / "serving_url").write_text("http://127.0.0.1:5102\n")
+    made = create_app({"INSTANCE_DIR": str(tmp_path), "DATABASE_URL": "sqlite://",
+                       "REDIS_URL": "redis://127.0.0.1:1/0", "SECRET_KEY": "x"})
+    assert Settings.from_config(made.config).base_url == "http://127.0.0.1:5102"
+    told = create_app({"INSTANCE_DIR": str(tmp_path), "DATABASE_URL": "sqlite://",
+                       "REDIS_URL": "redis://127.0.0.1:1/0", "SECRET_KEY": "x",
+                       "BASE_URL": "https://sms.example.com"})
+    assert Settings.from_config(told.config).base_url == "https://sms.example.com"

@@ -91,6 +91,11 @@ def test_run_starts_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         output = (tmp_path / "run.log").read_text()
         assert re.search(r"Root user: admin@example.com\s+one-time password: \S{12,}", output)
         assert (tmp_path / "smsops.db").exists() and (tmp_path / "secret_key").exists()
+        # Other processes of this instance (`smsops demo`, the worker) link to where it
+        # serves (found from outside: review mails linked to port 5000).
+        from app.config import serving_url
+
+        assert serving_url(tmp_path) == f"http://127.0.0.1:{port}"  # create_app reads it
         redis_pids = _embedded_redis(tmp_path)
         assert redis_pids, "the embedded Redis is running"
         workers = _wait(lambda: _descendants(proc.pid) if len(_descendants(proc.pid)) >= 2

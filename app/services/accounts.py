@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import zoneinfo
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -91,6 +92,12 @@ def _snapshot(a: Account) -> dict[str, Any]:
     }
 
 
+REZONE_JOB = "jobs.stats.rezone"
+# Writers hold the zone they read for a batch (a few seconds) or a config cache's life
+# (5 s): after this, none counts by the old one.
+REZONE_AGAIN_S = 60
+
+
 def zone_changed(ctx: Ctx, limiter: Limiter, old_zone: str, new_zone: str) -> None:
     """After a committed change of time zone: today's day counters move to the new
     zone's date (sending.carry_day_counters). After the commit: a change that did not
@@ -164,6 +171,8 @@ def update_settings(
         from app.services import tasks  # tasks reads accounts' settings: imported late
 
         tasks.rezoned(ctx, account.id)
+        # Once more when the writers that read the old zone are done (rollups.rezone).
+        ctx.defer(REZONE_JOB, account.id, timezone, utcnow() + timedelta(seconds=REZONE_AGAIN_S))
     audit.record_changes(ctx, "ModifyAccountSettings", "account", account.id, before,
                          _snapshot(account))
     return account

@@ -353,7 +353,9 @@ def rezone(db: Session, account_id: int, zone: str, chunk: int = 20_000) -> None
     exact for zones a whole number of hours from UTC; in the others, as new traffic is.
     The rows are locked in key order first (the order `flush` takes them in), so a
     batch counted meanwhile waits instead of deadlocking; one committed before is in
-    the hourly rows read here."""
+    the hourly rows read here. One that read the old zone before it waited puts its
+    count on the old zone's date: the change runs this again a minute later
+    (accounts.REZONE_AGAIN_S), from the hourly rows, which are right whatever the zone."""
     assert TABLES[1:2] + TABLES[3:] == DAILY_TABLES
     conn = db.connection()
     for model, key in _DAILY:

@@ -1113,8 +1113,8 @@ def number_prefixes(typed: str, region: str = "") -> tuple[str, ...]:
     found = []
     if typed[0] != "+" and digits[0] == "1" and len(digits) <= 11 and region != INTERNATIONAL:
         found.append("+86" + digits)
-    if region != MAINLAND or digits.startswith("86"):
-        found.append("+" + digits[:15])
+    if region != MAINLAND or digits.startswith("86") or not found:
+        found.append("+" + digits[:15])  # the last: a search always has a prefix
     return tuple(found)
 
 

@@ -613,7 +613,8 @@ def update_unit_prices(ctx: Ctx, mainland: str, countries: str) -> dict[str, int
         if not line.strip():
             continue
         iso, _sep, cents = (part.strip() for part in line.replace(";", ",").partition(","))
-        if not (iso.isascii() and len(iso) == 2) or not cents.isdigit() or len(cents) > 6:
+        if not (iso.isascii() and len(iso) == 2) or not (cents.isascii() and cents.isdigit()) \
+                or len(cents) > 6:
             bad.append(f"line {n} ({line.strip()[:20]})")
             continue
         prices[iso.upper()] = int(cents)
@@ -1229,11 +1230,15 @@ def receipt_analysis(ctx: Ctx, task_id: int) -> ReceiptAnalysis:
 
 
 def _may_choose_content(ctx: Ctx, action: str) -> None:
-    """Templates and signatures are the account's, not an application's: whoever may
-    create a task in some application reads the ones a task can use, without the right
-    to list them on every application (found from outside: a user allowed to create
-    tasks in one application got 403 for the form and the standard file)."""
-    if not ctx.actor.can(action) and not apps.allowed(ctx, "CreateSendTask"):
+    """Templates and signatures are the account's, not an application's: the form of a
+    task lists them to whoever may list them on an application they may create tasks
+    in, not only on every application (found from outside: allowed both on one
+    application, a user got 403 for the form and the standard file). A deny still
+    wins: it takes the action away on the applications it names."""
+    if ctx.actor.can(action):
+        return
+    creatable = apps.allowed(ctx, "CreateSendTask").values()
+    if not any(ctx.actor.can(action, sdk_app_id) for sdk_app_id in creatable):
         ctx.actor.require(action)
 
 

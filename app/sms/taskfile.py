@@ -497,11 +497,11 @@ def _shown_otherwise(wb: Any) -> dict[int, str]:
     found: dict[int, str] = {}
     for i, style in enumerate(getattr(wb, "_cell_styles", [])):
         fid = int(style.numFmtId)
-        if fid >= BUILTIN_FORMATS_MAX_SIZE:
-            n = fid - BUILTIN_FORMATS_MAX_SIZE
-            fmt = custom[n] if n < len(custom) else "General"
-        else:
-            fmt = BUILTIN_FORMATS.get(fid, f"built-in format {fid}")
+        n = fid - BUILTIN_FORMATS_MAX_SIZE
+        fmt = BUILTIN_FORMATS.get(fid) if n < 0 else custom[n] if n < len(custom) else None
+        if fmt is None:  # unknown to openpyxl: whatever it shows, not what openpyxl reads
+            found[i] = f"number format {fid}"
+            continue
         plain = fmt.strip().strip(";")
         if plain in ("General", "@", "0", "") or set(plain) == {"#"} or is_date_format(fmt):
             continue
@@ -517,8 +517,10 @@ def _shown_cells(z: zipfile.ZipFile, name: str, styles: dict[int, str]
     if not styles:
         return 0, [], ""
     ids = b"|".join(str(i).encode() for i in sorted(styles))
-    tag = re.compile(rb"<(?:[A-Za-z_][\w.-]*+:)?+c\s([^<>]*?\ss\s*=\s*[\"'](" + ids
-                     + rb")[\"'][^<>]*+)(?<!/)>")
+    # A cell tag naming one of the styles (its attributes in any order), holding a value
+    # or a formula's (an empty <c ...></c> shows nothing).
+    tag = re.compile(rb"<(?:[A-Za-z_][\w.-]*+:)?+c(?=\s)([^<>]*?\ss\s*=\s*[\"'](" + ids
+                     + rb")[\"'][^<>]*+)(?<!/)>(?=\s*+<(?:[A-Za-z_][\w.-]*+:)?+[vf][\s/>])")
     found, fmt, carry = 0, "", b""
     first: list[str] = []
     with z.open(name) as part:
@@ -527,14 +529,14 @@ def _shown_cells(z: zipfile.ZipFile, name: str, styles: dict[int, str]
             for m in tag.finditer(block):
                 if m.end() <= len(carry):
                     continue  # seen with the block before
-                attrs = dict(_CELL_ATTR.findall(b" " + m.group(1)))
+                attrs = dict(_CELL_ATTR.findall(m.group(1)))
                 if attrs.get(b"t", b"n") != b"n":
                     continue  # text, a boolean, an error: shown as held
                 found += 1
                 if len(first) < SHOWN_CELLS and b"r" in attrs:
                     first.append(attrs[b"r"].decode("ascii", "replace"))
                 fmt = fmt or styles[int(m.group(2))]
-            carry = block[-1024:]
+            carry = block[-CELL_BYTES:]  # a cell split between two blocks is read whole
     return found, first, fmt
 
 

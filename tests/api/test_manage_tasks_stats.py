@@ -313,6 +313,8 @@ def test_sms_log_filters_fields_and_what_was_billed(api: Flask, session: Session
     assert m.get("/messages?phone_number=1380013806&region=international").get_json()[
         "total"] == 0
     assert m.get("/messages?phone_number=1415555011").get_json()["total"] == 1  # as before
+    # No prefix left is no filter: found by a review, "+44" in the mainland log gave all.
+    assert m.get("/messages?phone_number=%2B44&region=mainland").get_json()["total"] == 0
     row = next(r for r in m.get("/messages").get_json()["items"]
                if r["serial_no"] == refused.serial_no)
     assert (row["billed_items"], row["parts"], row["characters"] > 0) == (0, 1, True)

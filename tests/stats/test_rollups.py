@@ -178,3 +178,44 @@ def test_a_new_time_zone_moves_past_days_with_it(shop: Shop, session: Session,
     shop.send(INTL[:1])  # and new traffic lands on the new zone's day, with the old
     _run(shop, session, runner)
     _agree(session)
+
+
+def test_a_batch_counted_by_the_old_zone_is_mended_a_minute_later(
+        shop: Shop, session: Session, runner: Flask) -> None:
+    """Found by a review: a batch that read the zone before the change committed counts
+    by the old zone's date. The change comes back a minute later (a scheduled job) and
+    counts the daily rollups again from the hourly ones."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import insert
+
+    from app.db import utcnow
+    from app.services import accounts
+    from jobs import runtime
+    from jobs import stats as stats_jobs
+
+    def zone(name: str) -> None:
+        accounts.update_settings(shop.ctx, account_type="enterprise", timezone=name,
+                                 intl_daily_quota=100, reply_callback_url="",
+                                 reply_callback_enabled=False)
+
+    zone("Pacific/Kiritimati")
+    shop.send(INTL[:1])
+    shop.ctx.deferred.clear()
+    zone("Pacific/Pago_Pago")
+    job, args = shop.ctx.deferred[-1]
+    assert job == "jobs.stats.rezone" and args[:2] == (shop.app.account_id, "Pacific/Pago_Pago")
+    assert isinstance(args[2], datetime) and args[2] > utcnow()
+    # A writer that read the old zone: its message lands on the old zone's date.
+    first = session.scalars(select(Message)).first()
+    row = {c.key: getattr(first, c.key) for c in Message.__table__.columns if c.key != "id"}
+    row["serial_no"] = "late-1"
+    session.execute(insert(Message), [row])
+    rollups.count_new(session, [row], zones={shop.app.account_id: ZoneInfo("Pacific/Kiritimati")})
+    session.commit()
+    with pytest.raises(AssertionError):
+        _agree(session)
+    runtime.use(runner)
+    stats_jobs.rezone(*args[:2])
+    _agree(session)

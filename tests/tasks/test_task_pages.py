@@ -201,10 +201,17 @@ def test_a_user_allowed_one_application_can_use_the_form_and_the_standard_file(
     said "None" while the first approved signature was used (SPEC.md §2)."""
     from tests.helpers import doc, make_user
 
+    mine = f"sms:app/{shop.app.sdk_app_id}"
     make_user(session, "one@example.com", policies=[doc(("allow", [
-        "sms:CreateSendTask", "sms:DescribeSendTasks"], [f"sms:app/{shop.app.sdk_app_id}"]))])
+        "sms:CreateSendTask", "sms:DescribeSendTasks", "sms:DescribeSmsTemplateList",
+        "sms:DescribeSmsSignList"], [mine]))])
     make_user(session, "none@example.com", policies=[doc(("allow", [
-        "sms:DescribeSendTasks"], [f"sms:app/{shop.app.sdk_app_id}"]))])
+        "sms:DescribeSendTasks"], [mine]))])
+    # A deny wins (found by a review of this fix: creating tasks somewhere opened the
+    # lists to a user whose policy denied them).
+    make_user(session, "denied@example.com", policies=[doc(
+        ("allow", ["sms:CreateSendTask", "sms:DescribeSmsSignList"], [mine]),
+        ("deny", ["sms:DescribeSmsTemplateList"], ["sms:app/*"]))])
     session.commit()
     client.login("one@example.com")
     form = client.get("/tasks/new?region=international")
@@ -222,9 +229,12 @@ def test_a_user_allowed_one_application_can_use_the_form_and_the_standard_file(
     from app.services.errors import PermissionDenied
     from tests.helpers import ctx_for
 
-    nobody = session.scalar(select(User).where(User.email == "none@example.com"))
-    with pytest.raises(PermissionDenied):
-        tasks.content_choices(ctx_for(session, nobody), "international")
+    for email in ("none@example.com", "denied@example.com"):
+        nobody = session.scalar(select(User).where(User.email == email))
+        with pytest.raises(PermissionDenied):
+            tasks.content_choices(ctx_for(session, nobody), "international")
+        with pytest.raises(PermissionDenied):
+            tasks.standard_columns(ctx_for(session, nobody), shop.templates["mainland"])
 
 
 def test_a_user_who_may_only_cancel_lands_on_a_page_they_may_see(

@@ -7,6 +7,7 @@ import codecs
 import io
 import itertools
 import random
+import re
 import time
 import zipfile
 
@@ -817,3 +818,50 @@ def test_a_quote_left_open_is_named_not_silently_swallowing_rows() -> None:
     assert "1 line break(s)" in errors(run(data, NOTE))[0][2]
     with pytest.raises(FileError, match="longer than 131,072 characters"):
         run(b'phone,a\n13800138000,"' + b"x" * 200_000 + b"\n", CODE)
+
+
+def _styled_book(cell: str, styles_xml: str = "", b2: str = "x") -> bytes:
+    """A workbook whose sheet holds a header and one row (`cell` is its C2), with a
+    cell style 1 of number format 1 ("0", plain) unless `styles_xml` says otherwise."""
+    import zipfile
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["phone", "a", "b"])
+    sheet.append([13800138000, b2, 12345])
+    sheet["C2"].number_format = "000000"
+    out = io.BytesIO()
+    book.save(out)
+    src, dst = zipfile.ZipFile(io.BytesIO(out.getvalue())), io.BytesIO()
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as z:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                data = re.sub(rb'<c r="C2"[^>]*>.*?</c>', cell.encode(), data)
+            if info.filename == "xl/styles.xml" and styles_xml:
+                data = re.sub(rb"<cellXfs.*?</cellXfs>", styles_xml.encode(), data, flags=re.S)
+            z.writestr(info, data)
+    return dst.getvalue()
+
+
+def test_numbers_shown_otherwise_are_found_however_their_cells_are_written() -> None:
+    """Found by a review of this check: a cell whose style came before its reference was
+    missed, and so was one split between two read blocks; an empty styled cell refused
+    a file, and the CJK built-in date formats passed as dates openpyxl knows."""
+    odd = _styled_book('<c s="1" r="C2"><v>12345</v></c>')  # style first
+    with pytest.raises(FileError, match="C2, with the number format 000000"):
+        run(odd, NOTE, name="f.xlsx")
+    # B2's long text puts C2's tag (5,000 spaces long) across the first 1 MB block's end.
+    filler = "y" * (taskfile.SCAN_BYTES - 3000)
+    split = _styled_book(f'<c r="C2"{" " * 5000}s="1"><v>12345</v></c>', b2=filler)
+    with pytest.raises(FileError, match="C2, with the number format"):
+        run(split, NOTE, name="f.xlsx")
+    empty = _styled_book('<c r="C2" t="inlineStr"><is><t>ok</t></is></c><c r="D2" s="1"></c>')
+    assert [r.params for r in run(empty, NOTE, name="f.xlsx") if isinstance(r, Row)] == [
+        ["x", "ok"]]
+    cjk = ('<cellXfs count="2"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" '
+           'xfId="0"/><xf numFmtId="57" fontId="0" fillId="0" borderId="0" xfId="0" '
+           'applyNumberFormat="1"/></cellXfs>')
+    with pytest.raises(FileError, match="C2, with the number format number format 57"):
+        run(_styled_book('<c r="C2" s="1"><v>45000</v></c>', cjk), NOTE, name="f.xlsx")

@@ -125,6 +125,9 @@ def test_unit_prices_are_set_in_settings(root: Client, session: Session) -> None
     page = root.get("/settings")
     assert soup(page).select_one("input[name=mainland_price]")["value"] == "4"
     assert soup(page).select_one("textarea[name=country_prices]").get_text() == "GB, 6\nUS, 5\n"
+    odd = root.post("/settings/prices", {"mainland_price": "", "country_prices": "US, \u00b2"},
+                    htmx=True)  # a superscript digit is a digit to isdigit(), not to int()
+    assert odd.status_code == 422 and "line 1" in text_of(odd, "#settings")
     unknown = root.post("/settings/prices", {"mainland_price": "", "country_prices": "ZZ, 3"},
                         htmx=True)
     assert unknown.status_code == 422 and "neither mainland nor a country" in text_of(
