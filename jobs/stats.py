@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from app.db import utcnow
 from app.models import Account
-from app.services import rollups
+from app.services import rollups, sending
+from app.services.limits import Limiter
 from jobs import runtime
 
 
@@ -16,3 +18,11 @@ def rezone(account_id: int, zone: str) -> None:
         account = session.get(Account, account_id)
         if account is not None and account.timezone == zone:
             rollups.rezone(session, account_id, zone)
+
+
+def carry_frequency(account_id: int, old_zone: str, new_zone: str) -> int:
+    """The numbers' daily frequency counts of today, under the new zone's date."""
+    app = runtime.app()
+    with runtime.unit_of_work() as session:
+        return sending.carry_frequency(session, Limiter(app.extensions["redis"]), account_id,
+                                       old_zone, new_zone, utcnow())

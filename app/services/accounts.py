@@ -93,6 +93,7 @@ def _snapshot(a: Account) -> dict[str, Any]:
 
 
 REZONE_JOB = "jobs.stats.rezone"
+CARRY_FREQUENCY_JOB = "jobs.stats.carry_frequency"  # a scan of Redis: not in a request
 # Writers hold the zone they read for a batch (a few seconds) or a config cache's life
 # (5 s): after this, none counts by the old one.
 REZONE_AGAIN_S = 60
@@ -107,6 +108,7 @@ def zone_changed(ctx: Ctx, limiter: Limiter, old_zone: str, new_zone: str) -> No
     ctx.actor.require("ModifyAccountSettings")
     sending.carry_day_counters(ctx.db, limiter, ctx.actor.account_id, old_zone, new_zone,
                                utcnow())
+    ctx.defer(CARRY_FREQUENCY_JOB, ctx.actor.account_id, old_zone, new_zone)
 
 
 def update_settings(

@@ -386,8 +386,20 @@ class Limiter:
 
     def carry(self, pairs: list[tuple[str, str]], ttl_ms: int) -> None:
         """Each (from, to) day counter: `to` holds what `from` does (CARRY)."""
-        if pairs:
-            self.conn.eval(CARRY, 2 * len(pairs), *(k for pair in pairs for k in pair), ttl_ms)
+        for n in range(0, len(pairs), COUNTED_CHUNK):  # a few ms of Redis a call
+            chunk = pairs[n:n + COUNTED_CHUNK]
+            self.conn.eval(CARRY, 2 * len(chunk), *(k for pair in chunk for k in pair), ttl_ms)
+
+    def carry_matching(self, pattern: str, old: str, new: str, ttl_ms: int) -> int:
+        """Every key matching `pattern` (ending in `old`) carried to the same key ending
+        in `new`: SCAN, so Redis is never held for the whole keyspace. Returns how many."""
+        pairs: list[tuple[str, str]] = []
+        for key in self.conn.scan_iter(match=pattern, count=10_000):
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            if name.endswith(old):
+                pairs.append((name, name[:len(name) - len(old)] + new))
+        self.carry(pairs, ttl_ms)
+        return len(pairs)
 
     def counted(self, keys: list[tuple[str, int]], now_ms: int) -> list[int]:
         """What each (key, window ms) holds now, as the reservation reads it: a counter's

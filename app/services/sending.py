@@ -767,8 +767,8 @@ def carry_day_counters(db: Session, limiter: Limiter, account_id: int, old_zone:
     """The account's time zone changes: today's billed items (its international quota,
     each application's daily limits, each country's) become the new zone's today's,
     so a change of zone is no way around a daily limit (found from outside: a used-up
-    quota was whole again). Per-number daily frequency counters start afresh: there
-    is one a number, too many to carry."""
+    quota was whole again). So do the numbers' daily frequency counters, one a number:
+    found by a scan (`carry_frequency`, a job run at once)."""
     old_day = now.astimezone(ZoneInfo(old_zone)).strftime("%Y%m%d")
     new_day = now.astimezone(ZoneInfo(new_zone)).strftime("%Y%m%d")
     if old_day == new_day:
@@ -784,6 +784,20 @@ def carry_day_counters(db: Session, limiter: Limiter, account_id: int, old_zone:
         pairs.append((country_day_key(app_id, iso, old_day),
                       country_day_key(app_id, iso, new_day)))
     limiter.carry(pairs, 2 * DAY_MS)
+
+
+def carry_frequency(db: Session, limiter: Limiter, account_id: int, old_zone: str,
+                    new_zone: str, now: datetime) -> int:
+    """Each number's daily frequency count of today, under the new zone's date (see
+    `carry_day_counters`); returns how many were carried."""
+    old_day = now.astimezone(ZoneInfo(old_zone)).strftime("%Y%m%d")
+    new_day = now.astimezone(ZoneInfo(new_zone)).strftime("%Y%m%d")
+    if old_day == new_day:
+        return 0
+    return sum(limiter.carry_matching(frequency_key("day", app_id, "*", old_day), old_day,
+                                      new_day, 2 * DAY_MS)
+               for app_id, in db.execute(select(Application.id).where(
+                   Application.account_id == account_id)))
 
 
 def app_day_key(app_id: int, region: str, day: str) -> str:

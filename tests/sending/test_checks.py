@@ -257,3 +257,28 @@ def test_a_new_time_zone_is_no_way_around_today_s_quota(shop: Shop) -> None:
     settings("Pacific/Pago_Pago")
     accounts.zone_changed(shop.ctx, shop.limiter, "Pacific/Kiritimati", "Pacific/Pago_Pago")
     assert shop.codes(["+14155550133"]) == ["LimitExceeded.AccountInternationalDailyQuota"]
+
+
+def test_a_new_time_zone_keeps_each_number_s_daily_count(shop: Shop, session: Session) -> None:
+    """The numbers' daily frequency counts move to the new zone's date too (a scan of
+    Redis, in a job the change starts)."""
+    from app.db import utcnow
+
+    app_config.set_frequency(shop.ctx, shop.app.sdk_app_id, {
+        "30s": (False, 1), "hour": (False, 5), "day": (True, 1)})
+    accounts.update_settings(shop.ctx, account_type="enterprise", timezone="Pacific/Kiritimati",
+                             intl_daily_quota=100, reply_callback_url="",
+                             reply_callback_enabled=False)
+    assert shop.codes(["+14155550140"]) == ["Ok"]
+    assert shop.codes(["+14155550140"]) == ["LimitExceeded.PhoneNumberDailyLimit"]
+    accounts.update_settings(shop.ctx, account_type="enterprise", timezone="Pacific/Pago_Pago",
+                             intl_daily_quota=100, reply_callback_url="",
+                             reply_callback_enabled=False)
+    shop.ctx.deferred.clear()
+    accounts.zone_changed(shop.ctx, shop.limiter, "Pacific/Kiritimati", "Pacific/Pago_Pago")
+    assert shop.ctx.deferred == [("jobs.stats.carry_frequency", (
+        shop.app.account_id, "Pacific/Kiritimati", "Pacific/Pago_Pago"))]
+    assert sending.carry_frequency(session, shop.limiter, shop.app.account_id,
+                                   "Pacific/Kiritimati", "Pacific/Pago_Pago", utcnow()) == 1
+    assert shop.codes(["+14155550140"]) == ["LimitExceeded.PhoneNumberDailyLimit"]
+    assert shop.codes(["+14155550141"]) == ["Ok"]
