@@ -1258,9 +1258,15 @@ def content_choices(ctx: Ctx, region: str) -> tuple[list[Template], list[Signatu
     return list(templates), [s for s in signatures if s.usable]
 
 
-def standard_columns(ctx: Ctx, template_id: int) -> tuple[Template, list[str], list[str]]:
-    """A template, the exact columns a task file for it has, and one example row."""
-    _may_choose_content(ctx, "DescribeSmsTemplateList")
+def standard_columns(ctx: Ctx, template_id: int, *, for_task: bool = False
+                     ) -> tuple[Template, list[str], list[str]]:
+    """A template, the exact columns a task file for it has, and one example row.
+    `for_task`: asked from a new task's form (`_may_choose_content`); otherwise, as the
+    templates' own operation, the right to list them on every application."""
+    if for_task:
+        _may_choose_content(ctx, "DescribeSmsTemplateList")
+    else:
+        ctx.actor.require("DescribeSmsTemplateList")
     template = ctx.db.get(Template, template_id) if 1 <= template_id <= MAX_ID else None
     if template is None or template.account_id != ctx.actor.account_id:
         raise NotFound("No such template.")
@@ -1268,10 +1274,11 @@ def standard_columns(ctx: Ctx, template_id: int) -> tuple[Template, list[str], l
             taskfile.example_row(template.content, template.sms_type, template.region))
 
 
-def standard_file(ctx: Ctx, template_id: int, fmt: str) -> tuple[bytes, str, str]:
+def standard_file(ctx: Ctx, template_id: int, fmt: str, *, for_task: bool = False
+                  ) -> tuple[bytes, str, str]:
     """The exact columns to fill for a template, with one example row: (data,
     mimetype, file name). XLSX adds a sheet explaining each column."""
-    template, columns, example = standard_columns(ctx, template_id)
+    template, columns, example = standard_columns(ctx, template_id, for_task=for_task)
     if fmt == "csv":
         out = exports.spooled_csv(columns, iter([example]))
         return out.read(), "text/csv", f"template-{template.id}.csv"

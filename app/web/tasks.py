@@ -120,7 +120,8 @@ def standard_file() -> Response:
     if template_id is None:
         raise ValidationError({"template_id": "Choose a template first."})
     data, mimetype, name = tasks.standard_file(ctx(), template_id,
-                                               request.args.get("format", "csv")[:8])
+                                               request.args.get("format", "csv")[:8],
+                                               for_task=True)  # the task form's link
     return send_file(io.BytesIO(data), mimetype=mimetype, as_attachment=True,
                      download_name=name)
 

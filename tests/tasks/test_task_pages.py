@@ -234,7 +234,8 @@ def test_a_user_allowed_one_application_can_use_the_form_and_the_standard_file(
         with pytest.raises(PermissionDenied):
             tasks.content_choices(ctx_for(session, nobody), "international")
         with pytest.raises(PermissionDenied):
-            tasks.standard_columns(ctx_for(session, nobody), shop.templates["mainland"])
+            tasks.standard_columns(ctx_for(session, nobody), shop.templates["mainland"],
+                                   for_task=True)
 
 
 def test_a_user_who_may_only_cancel_lands_on_a_page_they_may_see(
