@@ -317,6 +317,20 @@ class _LoopStop:
             raise StopRequested
 
 
+def _deregister(current: BaseWorker | None) -> None:
+    """A stop that lands while RQ is still starting its worker (just registered) can end
+    it without its death written: `rq info` then lists a worker that is gone (found by a
+    CI run: SIGTERM a moment after registering again). Written here if RQ did not."""
+    if current is None or current.birth_date is None:
+        return
+    with contextlib.suppress(redis_lib.RedisError):
+        if not current.connection.hexists(current.key, "death"):
+            current.register_death()
+        scheduler = getattr(current, "scheduler", None)
+        if scheduler is not None:
+            scheduler.release_locks()
+
+
 def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool:
     runtime.use(app)
     if not logging.getLogger().handlers:  # our own lines (sweeper, outages) next to RQ's
@@ -357,11 +371,12 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
     delay = 0.5
     lost: float | None = None  # since when the loop's worker objects cannot reach Redis
     told = 0.0
+    current: BaseWorker | None = None
     try:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         while True:
-            current: BaseWorker | None = None
+            current = None
             try:
                 current = worker()
                 stop.in_work = True
@@ -395,4 +410,5 @@ def run(app: Flask, *, burst: bool = False, no_fork: bool | None = None) -> bool
     except (StopRequested, KeyboardInterrupt):
         return True
     finally:
+        _deregister(current)
         sweeper.stopped.set()
