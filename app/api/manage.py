@@ -1091,7 +1091,7 @@ def _log_record(m: Message, sdk_app_id: str) -> Json:
         "phone_number": m.phone_number, "region": m.region, "iso_code": m.iso_code,
         "sms_type": m.sms_type, "status": m.status, "content": m.content,
         "characters": len(m.content), "parts": parts_of(m.content, m.region),
-        "billed_items": outcomes.billed_items(m.status, m.receipt_at is not None, m.fee),
+        "billed_items": outcomes.billed_items(m),
         "error_code": m.error_code,
         "reason": errors.describe(m.error_code).reason if m.error_code else None,
         "carrier_code": m.carrier_code, "task_id": m.task_id,

@@ -161,8 +161,6 @@ def update_settings(
     before = _snapshot(account)
     packages.rezone(ctx, account, account.timezone, timezone)  # expiry dates stay dates
     rezoned = timezone != account.timezone
-    if rezoned:  # past days counted again by the new zone's dates
-        rollups.rezone(ctx.db, account.id, timezone)
     account.account_type = account_type
     account.timezone = timezone
     account.intl_daily_quota = quota  # type: ignore[assignment]
@@ -172,6 +170,7 @@ def update_settings(
     if rezoned:
         from app.services import tasks  # tasks reads accounts' settings: imported late
 
+        rollups.rezone(ctx.db, account.id, timezone)  # past days by the new zone's dates
         tasks.rezoned(ctx, account.id)
         # Once more when the writers that read the old zone are done (rollups.rezone).
         ctx.defer(REZONE_JOB, account.id, timezone, utcnow() + timedelta(seconds=REZONE_AGAIN_S))

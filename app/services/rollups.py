@@ -344,6 +344,7 @@ _DAILY = ((StatRollupDaily, DAILY_KEY), (StatTotalsDaily, TOTALS_DAILY_KEY),
           (StatCodesDaily, CODES_DAILY_KEY), (StatAppsDaily, APPS_DAILY_KEY),
           (StatCountriesDaily, COUNTRIES_DAILY_KEY))
 DAILY_TABLES = tuple(model.__tablename__ for model, _key in _DAILY)
+assert TABLES[1:2] + TABLES[3:] == DAILY_TABLES  # locked in the order `flush` takes them
 
 
 def rezone(db: Session, account_id: int, zone: str, chunk: int = 20_000) -> None:
@@ -356,7 +357,6 @@ def rezone(db: Session, account_id: int, zone: str, chunk: int = 20_000) -> None
     the hourly rows read here. One that read the old zone before it waited puts its
     count on the old zone's date: the change runs this again a minute later
     (accounts.REZONE_AGAIN_S), from the hourly rows, which are right whatever the zone."""
-    assert TABLES[1:2] + TABLES[3:] == DAILY_TABLES
     conn = db.connection()
     for model, key in _DAILY:
         table: Any = model.__table__

@@ -207,6 +207,12 @@ def _local_day(account: Account | AccountSnap, now: datetime) -> tuple[str, date
     return local.strftime("%Y%m%d"), local
 
 
+def _days(old_zone: str, new_zone: str, now: datetime) -> tuple[str, str]:
+    """Today's key date in each zone (as `_local_day` makes it)."""
+    return tuple(now.astimezone(ZoneInfo(z)).strftime("%Y%m%d")  # type: ignore[return-value]
+                 for z in (old_zone, new_zone))
+
+
 def send(ctx: Ctx, limiter: Limiter, sdk_app_id: str, req: SendRequest,
          snaps: Snapshots | None = None) -> tuple[str, list[SendStatus]]:
     """Check and record one message per number; submission runs as a job.
@@ -769,8 +775,7 @@ def carry_day_counters(db: Session, limiter: Limiter, account_id: int, old_zone:
     so a change of zone is no way around a daily limit (found from outside: a used-up
     quota was whole again). So do the numbers' daily frequency counters, one a number:
     found by a scan (`carry_frequency`, a job run at once)."""
-    old_day = now.astimezone(ZoneInfo(old_zone)).strftime("%Y%m%d")
-    new_day = now.astimezone(ZoneInfo(new_zone)).strftime("%Y%m%d")
+    old_day, new_day = _days(old_zone, new_zone, now)
     if old_day == new_day:
         return
     pairs = [(account_day_key(account_id, old_day), account_day_key(account_id, new_day))]
@@ -790,8 +795,7 @@ def carry_frequency(db: Session, limiter: Limiter, account_id: int, old_zone: st
                     new_zone: str, now: datetime) -> int:
     """Each number's daily frequency count of today, under the new zone's date (see
     `carry_day_counters`); returns how many were carried."""
-    old_day = now.astimezone(ZoneInfo(old_zone)).strftime("%Y%m%d")
-    new_day = now.astimezone(ZoneInfo(new_zone)).strftime("%Y%m%d")
+    old_day, new_day = _days(old_zone, new_zone, now)
     if old_day == new_day:
         return 0
     return sum(limiter.carry_matching(frequency_key("day", app_id, "*", old_day), old_day,
@@ -1069,7 +1073,7 @@ def as_dict(msg: Message, sdk_app_id: str) -> dict[str, Any]:
         "phone_number": msg.phone_number, "iso_code": msg.iso_code, "status": msg.status,
         "code": msg.error_code or errors.OK, "message": error.reason if error else "",
         "carrier_code": msg.carrier_code, "encoding": msg.encoding,
-        "fee": outcomes.billed_items(msg.status, msg.receipt_at is not None, msg.fee),
+        "fee": outcomes.billed_items(msg),
         "session_context": msg.session_context,
         "created_at": msg.created_at.isoformat(),
         "submitted_at": msg.submitted_at.isoformat() if msg.submitted_at else None,

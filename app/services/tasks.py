@@ -1131,9 +1131,8 @@ def _record(obj: Any, task: SendTask) -> Record:
         left = "unsent" if task.status in (STOPPED, CANCELLED, TASK_FAILED) else "pending"
         return Record(obj.row_no, obj.phone_number, left, "", 0, None, None, None, None)
     row = int(obj.serial_no.rsplit("r", 1)[1]) if obj.serial_no.startswith("t") else None
-    return Record(row, obj.phone_number, obj.status, obj.content, outcomes.billed_items(
-        obj.status, obj.receipt_at is not None, obj.fee), obj.error_code, obj.carrier_code,
-        obj.submitted_at, obj.receipt_at)
+    return Record(row, obj.phone_number, obj.status, obj.content, outcomes.billed_items(obj),
+                  obj.error_code, obj.carrier_code, obj.submitted_at, obj.receipt_at)
 
 
 def records(ctx: Ctx, task_id: int, *, status: str = "", number: str = "",

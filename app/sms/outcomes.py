@@ -6,6 +6,8 @@ so moving a message between states moves exactly one count between buckets.
 
 from __future__ import annotations
 
+from typing import Any
+
 # Outcomes, in the order pages list them.
 PENDING = "accepted"  # passed every check; not with the carrier yet (accepted, submitting)
 REFUSED = "rejected"  # refused by a check before leaving
@@ -46,7 +48,8 @@ def key(status: str, has_receipt: bool, error_code: str | None,
     return out, error[:64], carrier
 
 
-def billed_items(status: str, has_receipt: bool, fee: int) -> int:
-    """What a message is billed: its items, but none once the carrier refused it at
-    submission (SPEC.md §7 bills what the carrier accepted; its credit came back)."""
-    return 0 if outcome(status, has_receipt) == CARRIER_REFUSED else fee
+def billed_items(m: Any) -> int:
+    """What a message (a row with status, receipt_at and fee) is billed: its items, but
+    none once the carrier refused it at submission (SPEC.md §7 bills what the carrier
+    accepted; its credit came back)."""
+    return 0 if outcome(m.status, m.receipt_at is not None) == CARRIER_REFUSED else m.fee

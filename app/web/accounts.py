@@ -64,10 +64,14 @@ def settings() -> Any:
         except ValidationError as exc:
             errors = form_errors(exc)
             account = accounts.get_settings(c)
-    return page("accounts/settings.html", "accounts/_settings.html",
-                status=422 if errors else 200, account=account, form=form, errors=errors,
-                types=ACCOUNT_TYPES, zone_groups=_zone_groups(),
-                can_edit=c.actor.can("ModifyAccountSettings"))
+    return _settings_page(c, account, 422 if errors else 200, form=form, errors=errors)
+
+
+def _settings_page(c: Any, account: Any, status: int, **forms: Any) -> Any:
+    """The settings page with its two forms (`form`/`errors`, `price_form`/`price_errors`)."""
+    return page("accounts/settings.html", "accounts/_settings.html", status=status,
+                account=account, types=ACCOUNT_TYPES, zone_groups=_zone_groups(),
+                can_edit=c.actor.can("ModifyAccountSettings"), **forms)
 
 
 @bp.post("/settings/prices")
@@ -82,10 +86,8 @@ def unit_prices() -> Any:
         flash("Unit prices saved.")
         return redirect(url_for("accounts.settings"))
     except ValidationError as exc:
-        return page("accounts/settings.html", "accounts/_settings.html", status=422,
-                    account=accounts.get_settings(c), form=None, errors={},
-                    price_form=form, price_errors=form_errors(exc), types=ACCOUNT_TYPES,
-                    zone_groups=_zone_groups(), can_edit=c.actor.can("ModifyAccountSettings"))
+        return _settings_page(c, accounts.get_settings(c), 422, form=None, errors={},
+                              price_form=form, price_errors=form_errors(exc))
 
 
 @bp.get("/account")

@@ -76,9 +76,8 @@ def _export(f: sending.LogFilter) -> Response:
 
     data = exports.spooled_csv(header, ([
         at(m.created_at), sdk_app_id, m.serial_no, m.phone_number, m.iso_code,
-        m.content, len(m.content), parts_of(m.content, m.region),
-        outcomes.billed_items(m.status, m.receipt_at is not None, m.fee), m.sms_type,
-        m.status, m.error_code or "",
+        m.content, len(m.content), parts_of(m.content, m.region), outcomes.billed_items(m),
+        m.sms_type, m.status, m.error_code or "",
         errors.describe(m.error_code).reason if m.error_code else "", m.carrier_code or "",
         at(m.submitted_at), at(m.receipt_at)] for m, sdk_app_id in rows))
     return send_file(data, mimetype="text/csv", as_attachment=True,
