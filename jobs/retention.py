@@ -32,8 +32,14 @@ def purge(max_batches: int = 500) -> int:
             total += gone
             if gone == 0:
                 break
+        for _n in range(max_batches):  # the send API's answers kept for retries
+            with runtime.unit_of_work() as session:
+                gone = retention.purge_send_replies(session, utcnow())
+            total += gone
+            if gone == 0:
+                break
         if total:
-            log.info("purged %d records older than %d days", total, days)
+            log.info("purged %d old records (messages older than %d days)", total, days)
     finally:
         _schedule_next(force=True)
     return total

@@ -11,6 +11,7 @@ are read, and JSON nesting is limited.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -49,6 +50,7 @@ from app.services.sendconfig import TOKEN_KEY, AppSnap, ConfigCache, Snapshots
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_SKEW_S = 300
 NONCE = re.compile(r"[A-Za-z0-9_\-.~]{8,64}")  # fullmatch: `$` would take a final "\n"
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")  # fullmatch: printable ASCII
 OPENAPI = Path(__file__).with_name("openapi.json")
 
 
@@ -435,32 +437,50 @@ for _kind in (ApiError, ServiceError, EncryptionKeyError, HTTPException, Excepti
     bp.register_error_handler(_kind, _api_error)
 
 
+REPLAYED_HEADER = ("Idempotent-Replayed", "true")  # on an answer given from a stored reply
+
+
 @bp.post("/sms/send")
 def send() -> Response:
     """Requests with a Content-Length never get here: app/api/fastpath.py answers them
     without Flask (a third of a request's CPU). This route takes the rest (a chunked
     body) and gives the endpoint its place in routing (405s, the OpenAPI document)."""
-    return jsonify(send_core(current_app._get_current_object(),  # type: ignore[attr-defined]
-                             request.environ, _body))
+    payload, replayed = send_core(current_app._get_current_object(),  # type: ignore[attr-defined]
+                                  request.environ, _body)
+    resp = jsonify(payload)
+    if replayed:
+        resp.headers[REPLAYED_HEADER[0]] = REPLAYED_HEADER[1]
+    return resp
 
 
 def send_core(flask_app: Any, env: dict[str, Any], read_body: Callable[[], bytes]
-              ) -> dict[str, Any]:
+              ) -> tuple[dict[str, Any], bool]:
     """One Redis round trip and no database work of its own when the configuration is
     cached: the signature is checked with the cached key; the nonce, the cache's
     freshness and every limit go in one Redis call (`sending.prepare`'s guard); the
     rows are written by this process's group commit (app/api/groupcommit.py). A stale
     cache is read again and the request checked again with it (signature included).
+    Returns the answer, and whether it is a stored one (an Idempotency-Key's retry).
     Raises ApiError and the services' errors (see `answer_for`)."""
     ext = flask_app.extensions
     signed = signed_from(env, "X-SMS-AppId", read_body)
+    key = env.get("HTTP_IDEMPOTENCY_KEY")
     cache: ConfigCache = ext["send_config"]
     session = cast(Session, _LazySession(ext["db"].sessions))
     try:
-        prepared = _prepare(flask_app, cache, signed, session)
+        prepared = _prepare(flask_app, cache, signed, session, key)
     finally:
         session.close()  # nothing more to read; the rows are written by the group commit
+    if isinstance(prepared, sending.StoredReply):
+        return _replay(prepared, signed), True
     outcome = group_commit_of(flask_app).write(prepared)
+    if outcome == groupcommit.FAILED and prepared.idempotency is not None:
+        # Another request with this key committed first (the unique key refused this
+        # one): it is the answer. Nothing of this one was written.
+        with ext["db"].sessions() as s:
+            stored = sending.stored_reply(s, prepared.app.id, prepared.idempotency[0])
+        if stored is not None:
+            return _replay(stored, signed), True
     if outcome == groupcommit.FAILED:
         raise ApiError(503, "InternalError.Unavailable",
                        "Nothing was sent: the database is unavailable. Sign the request "
@@ -470,14 +490,30 @@ def send_core(flask_app: Any, env: dict[str, Any], read_body: Callable[[], bytes
         raise ApiError(503, "InternalError.OutcomeUnknown",
                        "The database stopped answering while these messages were being "
                        f"recorded; look them up before sending again: {serials}.")
-    return {"request_id": prepared.request_id, "send_status": [
+    return _answer(prepared.request_id, prepared.results), False
+
+
+def _answer(request_id: str, results: list[sending.SendStatus]) -> dict[str, Any]:
+    return {"request_id": request_id, "send_status": [
         {"serial_no": r.serial_no, "phone_number": r.phone_number, "code": r.code,
-         "message": r.message, "fee": r.fee, "iso_code": r.iso_code}
-        for r in prepared.results]}
+         "message": r.message, "fee": r.fee, "iso_code": r.iso_code} for r in results]}
 
 
-def _prepare(flask_app: Any, cache: ConfigCache, signed: Signed,
-             session: Session) -> sending.Prepared:
+def _replay(stored: sending.StoredReply, signed: Signed) -> dict[str, Any]:
+    """The first answer to a request sent again with its Idempotency-Key, if the body is
+    the same one."""
+    if stored.fingerprint != _fingerprint(signed):
+        raise ApiError(422, "IdempotencyKeyReused",
+                       "This Idempotency-Key was used with a different request.")
+    return _answer(stored.request_id, stored.results)
+
+
+def _fingerprint(signed: Signed) -> str:
+    return hashlib.sha256(signed.body).hexdigest()  # one endpoint: the body is the request
+
+
+def _prepare(flask_app: Any, cache: ConfigCache, signed: Signed, session: Session,
+             key: str | None = None) -> sending.Prepared | sending.StoredReply:
     snaps = cache.last_view()
     if snaps.entries is None:  # this process's first request, or Redis lost the token
         snaps = cache.current()
@@ -493,11 +529,27 @@ def _prepare(flask_app: Any, cache: ConfigCache, signed: Signed,
         app = _app_signed(snaps, signed, session)
     req = _send_request(signed.body)
     limiter = limiter_of(flask_app.extensions)
+    if key is not None:
+        if not IDEMPOTENCY_KEY.fullmatch(key):
+            raise ApiError(400, "InvalidParameter.IdempotencyKey",
+                           "Idempotency-Key must be 1 to 128 printable ASCII characters.")
+        stored = sending.stored_reply(session, app.id, key)
+        if stored is not None:  # answered from it: the nonce is used all the same
+            try:
+                limiter.use_nonce(nonce_key("", signed), NONCE_TTL_S, signed.ts)
+            except Replayed:
+                raise _replayed() from None
+            except SignedTooEarly:
+                raise _too_early() from None
+            return stored
     for _attempt in range(3):
         guard = Guard(TOKEN_KEY, snaps.token, nonce_key("", signed), NONCE_TTL_S, signed.ts)
         try:
-            return sending.prepare(ctx_in(flask_app, session, _app_actor(app)), limiter,
-                                   app.sdk_app_id, req, snaps, guard)
+            prepared = sending.prepare(ctx_in(flask_app, session, _app_actor(app)), limiter,
+                                       app.sdk_app_id, req, snaps, guard)
+            if key is not None:
+                prepared.idempotency = (key, _fingerprint(signed))
+            return prepared
         except Stale as exc:  # changed since it was cached: read it again, check again
             snaps = cache.current(exc.token)
             app = _app_signed(snaps, signed, session)

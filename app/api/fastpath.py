@@ -23,7 +23,15 @@ from typing import Any
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import HTTP_STATUS_CODES
 
-from app.api import ApiError, answer_for, bp, is_api_target, send_core, target_problem
+from app.api import (
+    REPLAYED_HEADER,
+    ApiError,
+    answer_for,
+    bp,
+    is_api_target,
+    send_core,
+    target_problem,
+)
 from app.web import SECURITY_HEADERS
 
 PATH = f"{bp.url_prefix}/sms/send"
@@ -62,21 +70,23 @@ class SendFastPath:
                                "The request body ended before its Content-Length.")
             return data
 
-        status = 200
+        status, replayed = 200, False
         try:
-            payload = send_core(self.flask_app, environ, read_body)
+            payload, replayed = send_core(self.flask_app, environ, read_body)
         except Exception as exc:  # every answer is JSON, as the Flask route's handlers give
             status, code, message = answer_for(exc, self.flask_app.logger, PATH)
             payload = {"error": {"code": code, "message": message}}
-        return self._answer(start_response, status, payload)
+        return self._answer(start_response, status, payload,
+                            [REPLAYED_HEADER] if replayed else [])
 
     @staticmethod
     def _answer(start_response: Callable[..., Any], status: int,
-                payload: dict[str, Any]) -> Iterable[bytes]:
+                payload: dict[str, Any], more: list[tuple[str, str]] | None = None
+                ) -> Iterable[bytes]:
         # What Flask's jsonify writes outside debug mode: sorted keys, compact, ASCII.
         body = (json.dumps(payload, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
                 + "\n").encode()
         start_response(f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}",
                        [("Content-Type", "application/json"),
-                        ("Content-Length", str(len(body))), *HEADERS])
+                        ("Content-Length", str(len(body))), *HEADERS, *(more or [])])
         return [body]

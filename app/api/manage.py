@@ -24,7 +24,6 @@ import binascii
 import hashlib
 import io
 import json
-import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,7 +35,15 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from app import safejson
-from app.api import ApiError, _body, _ctx, _request_target, bp, verify_signed
+from app.api import (
+    IDEMPOTENCY_KEY,
+    ApiError,
+    _body,
+    _ctx,
+    _request_target,
+    bp,
+    verify_signed,
+)
 from app.api.manage_spec import OPERATIONS, Operation
 from app.db import utcnow
 from app.models import (
@@ -90,7 +97,6 @@ from app.sms.text import parts_of
 
 Json = dict[str, Any]
 MAX_ID = values.MAX_ID
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 IDEMPOTENCY_TTL = timedelta(hours=24)  # how long a retry replays the first answer
 STATUS = {PermissionDenied: 403, NotFound: 404, Conflict: 409, ValidationError: 400}
 
@@ -308,7 +314,7 @@ def _run(operation: Operation, view: View, kwargs: dict[str, Any]) -> Response:
     key = request.headers.get("Idempotency-Key") if write else None
     row = None
     if key is not None:
-        if not IDEMPOTENCY_KEY.match(key):
+        if not IDEMPOTENCY_KEY.fullmatch(key):
             raise ApiError(400, "InvalidParameter.IdempotencyKey",
                            "Idempotency-Key must be 1 to 128 printable ASCII characters.")
         fingerprint = _fingerprint()

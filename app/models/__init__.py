@@ -2,7 +2,7 @@
 
 from app.models.accounts import Account, Policy, User, UserPolicy
 from app.models.alarms import Alarm, AlarmDelivery, CaptchaRule, MonitorCheckpoint
-from app.models.api import ApiKey, IdempotentReply
+from app.models.api import ApiKey, IdempotentReply, SendReply
 from app.models.apps import AlarmContact, AllowedCountry, Application, FrequencyAllowlistEntry
 from app.models.audience import CustomerGroup, GroupMember
 from app.models.audit import AuditEntry
@@ -56,6 +56,7 @@ __all__ = [
     "ReceiptInbox",
     "Reply",
     "ReviewMessage",
+    "SendReply",
     "SendTask",
     "SendTaskError",
     "SendTaskFigure",

@@ -1,4 +1,5 @@
-"""Management API credentials (SecretId/SecretKey pairs) and stored idempotent replies."""
+"""Management API credentials (SecretId/SecretKey pairs) and stored idempotent replies
+(of management writes and of sends)."""
 
 from __future__ import annotations
 
@@ -41,4 +42,22 @@ class IdempotentReply(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of method, target, body
     status: Mapped[int] = mapped_column(default=200)
     body: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SendReply(Base):
+    """The answer to a send request made with an Idempotency-Key, written in the same
+    transaction as its messages (app/services/sending.py `settle`): a retry with the
+    key gets these results back instead of sending again. Keyed per application."""
+
+    __tablename__ = "api_send_reply"
+    __table_args__ = (UniqueConstraint("app_id", "key"),
+                      Index("ix_api_send_reply_created", "created_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("application.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(128))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the body
+    request_id: Mapped[str] = mapped_column(String(32))
+    results: Mapped[str] = mapped_column(Text)  # JSON: the SendStatus fields, in order
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

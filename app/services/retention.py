@@ -2,7 +2,8 @@
 
 Messages, their parts and replies older than the retention go in small batches,
 each its own short transaction, so the table is never locked for long; the
-statistics rollups stay (they hold no message ids), so old figures remain.
+statistics rollups stay (they hold no message ids), so old figures remain. The send
+API's stored answers (Idempotency-Key) go a day after they were written.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from app.models import Message, Reply
+from app.models import Message, Reply, SendReply
 from app.models.sending import CallbackAttempt, MessagePart
+from app.services.sending import REPLY_KEPT
 
 PURGE_BATCH = 2000
 
@@ -36,3 +38,14 @@ def purge_batch(db: Session, cutoff: datetime, batch: int = PURGE_BATCH) -> int:
         gone += db.execute(delete(Reply).where(Reply.id.in_(replies))  # type: ignore[attr-defined]
                            .execution_options(synchronize_session=False)).rowcount
     return int(gone)
+
+
+def purge_send_replies(db: Session, now: datetime, batch: int = PURGE_BATCH) -> int:
+    """Delete up to `batch` stored send answers older than REPLY_KEPT (no retry is
+    answered from them any more); returns how many went. The caller commits."""
+    ids = list(db.scalars(select(SendReply.id).where(SendReply.created_at < now - REPLY_KEPT)
+                          .order_by(SendReply.id).limit(batch)))
+    if not ids:
+        return 0
+    return int(db.execute(delete(SendReply).where(SendReply.id.in_(ids))  # type: ignore[attr-defined]
+                          .execution_options(synchronize_session=False)).rowcount)

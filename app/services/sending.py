@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from dataclasses import field as dataclass_field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,9 +25,11 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     String,
+    and_,
     any_,
     bindparam,
     case,
+    delete,
     func,
     insert,
     literal,
@@ -48,6 +50,7 @@ from app.models import (
     CreditPackage,
     Message,
     MuteEntry,
+    SendReply,
     Signature,
     Template,
     Unsubscribe,
@@ -252,6 +255,9 @@ class Prepared:
     # The checks of numbers a limit refused: asked again in `settle` when a number
     # found muted there gives its units back (it may free the unit one of them lacked).
     refused_checks: dict[int, list[Check]] = dataclass_field(default_factory=dict)
+    # (Idempotency-Key, fingerprint of the request): `settle` stores the answer under
+    # the key with the rows, so a retry is answered from it (`stored_reply`).
+    idempotency: tuple[str, str] | None = None
 
     def give_back(self, limiter: Limiter) -> None:
         """Release every reservation still held (the rows were not written)."""
@@ -406,11 +412,50 @@ def settle(ctx: Ctx, limiter: Limiter, batch: list[Prepared]) -> None:
             p.results.append(SendStatus(msg.serial_no, msg.phone_number, code or errors.OK,
                                         reason, msg.fee, msg.iso_code))
         rows += p.messages
+    _keep_replies(ctx, batch)
     # The rollups' days in each account's zone, from the snapshot the request was
     # checked with (no query per batch).
     _record(ctx, rows, zones={p.account.id: ZoneInfo(p.account.timezone) for p in batch})
     if accepted:
         ctx.defer(DRAIN_JOB)
+
+
+REPLY_KEPT = timedelta(hours=24)  # how long a retry with the same key is answered
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    fingerprint: str
+    request_id: str
+    results: list[SendStatus]
+
+
+def _keep_replies(ctx: Ctx, batch: list[Prepared]) -> None:
+    """The answers of requests sent with an Idempotency-Key, one INSERT. Two requests
+    with one key break the unique constraint, and the transaction fails: the group
+    commit writes them apart, and the one that cannot be written answers from the
+    other's stored reply."""
+    rows = [{"app_id": p.app.id, "key": p.idempotency[0], "fingerprint": p.idempotency[1],
+             "request_id": p.request_id, "created_at": p.now,
+             "results": json.dumps([list(vars(r).values()) for r in p.results])}
+            for p in batch if p.idempotency is not None]
+    if rows:  # a key past REPLY_KEPT, not yet purged, is free again
+        ctx.db.execute(delete(SendReply).where(
+            SendReply.created_at <= utcnow() - REPLY_KEPT,
+            or_(*(and_(SendReply.app_id == r["app_id"], SendReply.key == r["key"])
+                  for r in rows))))
+        ctx.db.execute(insert(SendReply), rows)
+
+
+def stored_reply(db: Session, app_id: int, key: str) -> StoredReply | None:
+    """The answer stored under `key` for this application within REPLY_KEPT, if any."""
+    row = db.execute(select(SendReply.fingerprint, SendReply.request_id, SendReply.results)
+                     .where(SendReply.app_id == app_id, SendReply.key == key,
+                            SendReply.created_at > utcnow() - REPLY_KEPT)).first()
+    if row is None:
+        return None
+    return StoredReply(row.fingerprint, row.request_id,
+                       [SendStatus(*r) for r in json.loads(row.results)])
 
 
 def _reserve_again(limiter: Limiter, p: Prepared) -> None:
