@@ -9,6 +9,7 @@ import hmac
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -120,6 +121,12 @@ def sign(body: str, timestamp: int | None = None,
             "Content-Type": "application/x-www-form-urlencoded"}
 
 
+def _trigger() -> str:
+    """Each interaction has its own trigger id, as in Slack: two commands alike are two
+    requests (the endpoint takes one signed request once)."""
+    return f"13345224609.{uuid.uuid4().int % 10**9}.8088930838d88f"
+
+
 class Slack:
     """What Slack would send us, signed."""
 
@@ -132,14 +139,14 @@ class Slack:
     def command(self, text: str, user: str = "U0AUTHOR1"):  # type: ignore[no-untyped-def]
         return self.post(urlencode({
             "command": "/sms", "text": text, "user_id": user, "channel_id": "CCMD0001",
-            "team_id": "T0TEAM001", "trigger_id": "13345224609.738474920.8088930838d88f",
+            "team_id": "T0TEAM001", "trigger_id": _trigger(),
             "response_url": f"{self.api.url}/response"}))
 
     def click(self, action_id: str, value: str, user: str, *, channel: str = REVIEW_CHANNEL,
               ephemeral: bool = False):  # type: ignore[no-untyped-def]
         payload = {
             "type": "block_actions", "user": {"id": user}, "team": {"id": "T0TEAM001"},
-            "api_app_id": "A0APP0001", "trigger_id": "13345224609.738474920.8088930838d88f",
+            "api_app_id": "A0APP0001", "trigger_id": _trigger(),
             "channel": {"id": channel}, "response_url": f"{self.api.url}/response",
             "container": {"type": "message", "is_ephemeral": ephemeral},
             "actions": [{"action_id": action_id, "block_id": f"review:{value}",
@@ -151,7 +158,7 @@ class Slack:
                private_metadata: str = ""):  # type: ignore[no-untyped-def]
         payload = {
             "type": "view_submission", "user": {"id": user}, "team": {"id": "T0TEAM001"},
-            "api_app_id": "A0APP0001", "trigger_id": "1.2.3",
+            "api_app_id": "A0APP0001", "trigger_id": _trigger(),
             "view": {"id": "V0VIEW001", "callback_id": callback_id, "type": "modal",
                      "private_metadata": private_metadata, "state": {"values": values}},
         }
