@@ -35,7 +35,8 @@ def resolve(session: Session, client: WebClient, slack_user_id: str) -> User | N
     if not email:
         return None
     user = session.scalar(select(User).where(func.lower(User.email) == email.lower(),
-                                             User.slack_user_id.is_(None)))
+                                             User.slack_user_id.is_(None),
+                                             User.slack_email_link.is_(True)))
     if user is None or not user.active:
         return None
     user.slack_user_id = slack_user_id  # linked from now on

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, utcnow
@@ -45,6 +45,9 @@ class User(Base):
     active: Mapped[bool] = mapped_column(default=True)
     must_change_password: Mapped[bool] = mapped_column(default=True)
     slack_user_id: Mapped[str | None] = mapped_column(String(32), unique=True)
+    # Whether a Slack member whose confirmed email is this user's is linked on their
+    # first command. An unlink turns it off: from then on only a code links.
+    slack_email_link: Mapped[bool] = mapped_column(default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
     # Part of the session cookie's user id; bumping it ends every session of the user

@@ -124,5 +124,6 @@ def unlink(ctx: Ctx, user_id: int | None = None) -> User:
         audit.record(ctx, "UnlinkSlackUser", "user", user.id,
                      {"slack_user_id": user.slack_user_id}, {"slack_user_id": None})
         user.slack_user_id = None
-        ctx.db.flush()
+    user.slack_email_link = False  # unlinked for good: only a code links again
+    ctx.db.flush()
     return user

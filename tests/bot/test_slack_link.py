@@ -171,3 +171,27 @@ def test_one_member_typing_two_codes_at_once(slack: Slack, session: Session) -> 
     assert sorted(linked, key=str) == sorted([ANA, None], key=str)
     assert session.scalar(select(func.count()).select_from(AuditEntry).where(
         AuditEntry.action == "LinkSlackUser")) == 1
+
+
+def test_an_unlink_is_not_undone_by_the_email_match(slack: Slack, session: Session) -> None:
+    """Found from outside: after root (or the user) unlinked a member, the member's next
+    command linked them again by their confirmed email, so root could not take Slack
+    away from a user although the audit said "UnlinkSlackUser". After an unlink only a
+    code links again."""
+    root = make_user(session, "root@example.com", root=True)
+    user = make_user(session, "ana@example.com", presets=["SMSReadOnlyAccess"])
+    session.commit()
+    slack.api.emails[ANA] = "ana@example.com"
+    assert "not linked" not in _text(slack.command("apps", user=ANA))
+    assert _linked(session, "ana@example.com") == ANA
+    from tests.helpers import ctx_for
+
+    slack_link.unlink(ctx_for(session, root), user.id)
+    session.commit()
+    assert "not linked" in _text(slack.command("apps", user=ANA))
+    assert _linked(session, "ana@example.com") is None
+    # The user may link again, with the proof of a code.
+    ana = _web(slack.app, "ana@example.com")
+    assert "you now act as ana@example.com" in _text(slack.command(f"link {_code(ana)}",
+                                                                   user=ANA))
+    assert _linked(session, "ana@example.com") == ANA
