@@ -27,14 +27,14 @@ from app.services import alarms
 from app.services.context import Ctx
 from app.services.errors import Conflict, ServiceError, ValidationError
 from bot import blocks
-from bot.context import NotLinked, acting
+from bot.context import NotLinked, acting, whole_number
 
 log = logging.getLogger("smsops.slack")
 RECENT = 10  # alarms listed by `/sms alarms`
 
 
 def _alarm_id(value: str) -> int | None:
-    return int(value) if value.isdigit() and len(value) <= 12 else None
+    return whole_number(value)
 
 
 def raise_modal(alarm_id: int, target: alarms.LimitTarget) -> dict[str, Any]:
@@ -93,7 +93,7 @@ def register(bolt: App, flask_app: Flask) -> None:
         enqueue(redis, "jobs.slack.ephemeral", channel, body["user"]["id"], text)
 
     def refuse(body: dict, exc: Exception) -> None:
-        tell(body, f":no_entry: {blocks.escape(getattr(exc, 'message', str(exc)))}")
+        tell(body, blocks.refusal(exc))
 
     @bolt.action(ALARM_OPEN)
     def open_web(ack: Ack) -> None:

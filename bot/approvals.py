@@ -15,7 +15,7 @@ from app.queue import enqueue
 from app.services import content, reviews
 from app.services.errors import ServiceError, ValidationError
 from bot import blocks
-from bot.context import NotLinked, acting
+from bot.context import NotLinked, acting, whole_number
 
 log = logging.getLogger("smsops.slack")
 
@@ -28,9 +28,10 @@ def _target(value: str) -> tuple[str, int, int] | None:
     """kind:id:revision from a button or a modal; None for anything else, e.g. a
     message posted before decisions named the revision they decide."""
     kind, obj_id, revision = ([*value.split(":"), "", ""])[:3]
-    if kind not in reviews.KINDS or not obj_id.isdigit() or not revision.isdigit():
+    found, rev = whole_number(obj_id), whole_number(revision)
+    if kind not in reviews.KINDS or found is None or rev is None:
         return None
-    return kind, int(obj_id), int(revision)
+    return kind, found, rev
 
 
 def _origin(body: dict) -> str:
@@ -48,7 +49,7 @@ def register(bolt: App, flask_app: Flask) -> None:
         enqueue(redis, "jobs.slack.ephemeral", channel, body["user"]["id"], text)
 
     def refuse(body: dict, exc: Exception) -> None:
-        tell(body, f":no_entry: {blocks.escape(getattr(exc, 'message', str(exc)))}")
+        tell(body, blocks.refusal(exc))
 
     @bolt.action(blocks.OPEN_WEB)
     def open_web(ack: Ack) -> None:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from app.models.content import STATUS_LABELS
-from app.notify.slack import escape
+from app.notify.slack import escape, escape_message
 from app.sms.templating import SMS_TYPES
 
 Block = dict[str, Any]
@@ -64,6 +64,13 @@ def section(text: str) -> Block:
     return {"type": "section", "text": _mrkdwn(text)}
 
 
+def verbatim(text: str) -> Block:
+    """User text shown exactly as written, in a block of its own: plain text, so no
+    formatting, mention or link, and no line of it can pass for one of ours."""
+    return {"type": "section", "text": {"type": "plain_text", "text": text[:3000] or " ",
+                                        "emoji": False}}
+
+
 def context(text: str) -> Block:
     return {"type": "context", "elements": [_mrkdwn(text)]}
 
@@ -81,10 +88,15 @@ def reply(text: str, blocks: list[Block] | None = None) -> dict[str, Any]:
     return out
 
 
+def refusal(exc: Exception) -> str:
+    """A service's refusal (or any error's words) as a reply line."""
+    return f":no_entry: {escape_message(getattr(exc, 'message', str(exc)))}"
+
+
 def help_reply(problem: str | None = None, only: str | None = None) -> dict[str, Any]:
     lines = [f"• `/sms {cmd}` — {what}" for cmd, what in HELP.items()
              if only is None or cmd.split()[0] == only]
-    head = f":warning: {escape(problem)}\n" if problem else ""
+    head = f":warning: {escape_message(problem)}\n" if problem else ""
     text = head + "*smsops commands*\n" + "\n".join(lines)
     return reply(text, [section(text)])
 
@@ -154,13 +166,16 @@ def review_blocks(kind: str, obj: Any, title: str, facts: dict[str, Any], base_u
                   *, buttons: bool) -> list[Block]:
     """A review request; with the decision in place of the buttons once decided."""
     label = kind.replace("_", " ").capitalize()
+    # What the submitter wrote (content, reason, notes) goes in verbatim blocks: shown
+    # exactly, and no line of it reads as one of ours ("Submitted by ...").
+    blocks: list[Block] = []
     lines = [f"*{label} for review:* {escape(title)}"]
     if kind == "template":
         lines.append(f"{obj.region.capitalize()}, {SMS_TYPES[obj.sms_type].lower()}"
                      + (", URLs allowed in parameters" if obj.allow_url_params else ""))
-        lines.append(f">{escape(obj.content)}")
-        lines.append(f"{facts['encoding']}, {facts['billed_items']} billed item(s) for a sample, "
-                     f"{facts['characters']} characters")
+        blocks += [section("\n".join(lines)), verbatim(obj.content)]
+        lines = [f"{facts['encoding']}, {facts['billed_items']} billed item(s) for a sample, "
+                 f"{facts['characters']} characters"]
         if obj.carrier_template_id:
             lines.append(f"Carrier template id {escape(obj.carrier_template_id)}")
     elif kind == "signature":
@@ -168,17 +183,20 @@ def review_blocks(kind: str, obj: Any, title: str, facts: dict[str, Any], base_u
                      f"{obj.sign_type.replace('_', ' ')}, {obj.purpose}-use")
     elif kind == "unsubscribe_removal":
         lines.append(f"Send {obj.sms_type} messages to {escape(obj.phone_number)} again. "
-                     f"Reason: {escape(obj.reason)}")
+                     "Reason:")
+        blocks += [section("\n".join(lines)), verbatim(obj.reason)]
+        lines = []
     else:
         lines.append(f"Licence {escape(obj.licence_number)}, legal representative "
                      f"{escape(obj.legal_rep_name)}")
     if getattr(obj, "notes", ""):
-        lines.append(f"Notes: {escape(obj.notes)}")
+        blocks += [section("\n".join([*lines, "Notes:"])), verbatim(obj.notes)]
+        lines = []
     lines.append(f"Submitted by {escape(obj.submitted_by)} (revision {obj.revision})")
+    blocks.append(section("\n".join(lines)))
     from app.services.reviews import link_of
 
     url = f"{base_url}{link_of(kind, obj.id)}"
-    blocks: list[Block] = [section("\n".join(lines))]
     value = button_value(kind, obj.id, obj.revision)  # the revision this message shows
     if buttons and obj.status == "pending":
         blocks.append({"type": "actions", "block_id": f"review:{value}", "elements": [

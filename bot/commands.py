@@ -29,7 +29,7 @@ from app.sms import errors, templating
 from app.sms.text import REGIONS
 from bot import blocks
 from bot.alarms import alarms_command
-from bot.context import NotLinked, acting
+from bot.context import NotLinked, acting, whole_number
 
 log = logging.getLogger("smsops.slack")
 
@@ -92,24 +92,30 @@ def _reviews(ctx: Ctx, words: list[str], _body: dict, _client: WebClient) -> dic
     if not items:
         return blocks.reply("Nothing is waiting for review.")
     out: list[blocks.Block] = []
-    for item in items[: blocks.MAX_ITEMS // 2]:  # two blocks per item, 50 at most
-        out.extend(blocks.review_blocks(item.kind, item.obj, item.title, item.facts,
-                                        ctx.settings.base_url, buttons=True))
-        out.append({"type": "divider"})
-    if len(items) > blocks.MAX_ITEMS // 2:
-        out.append(blocks.context(f"…and {len(items) - blocks.MAX_ITEMS // 2} more. "
+    shown = 0
+    for item in items[:blocks.MAX_ITEMS]:
+        more = [*blocks.review_blocks(item.kind, item.obj, item.title, item.facts,
+                                      ctx.settings.base_url, buttons=True), {"type": "divider"}]
+        if len(out) + len(more) > MAX_BLOCKS - 1:  # room for the line below
+            break
+        out += more
+        shown += 1
+    if len(items) > shown:
+        out.append(blocks.context(f"…and {len(items) - shown} more. "
                                   f"<{ctx.settings.base_url}/reviews|Open the review queue>"))
     return blocks.reply(f"{len(items)} item(s) waiting for review", out)
 
 
+MAX_BLOCKS = 50  # Block Kit's limit for a message
 RECEIPT_KEY = "smsops:slack:receipt:{}"  # message id → the response_url to update
 
 
 def _send(ctx: Ctx, words: list[str], body: dict, _client: WebClient) -> dict[str, Any]:
-    if len(words) < 3 or not words[0].isdigit() or not words[1].isdigit():
+    template_id = whole_number(words[1]) if len(words) >= 3 else None
+    if template_id is None or not words[0].isdigit():
         raise Usage("Try `/sms send 1400000001 12 +14155550101 1234`.", "send")
     redis = current_app.extensions["redis"]
-    req = sending.SendRequest([words[2]], int(words[1]), words[3:])
+    req = sending.SendRequest([words[2]], template_id, words[3:])
     _request_id, [result] = sending.send(ctx, Limiter(redis), words[0], req)
     if result.code != errors.OK:
         return blocks.reply(f":no_entry: Not sent to {blocks.escape(result.phone_number)}: "
@@ -206,7 +212,7 @@ def register(bolt: App, flask_app: Flask) -> None:
             except Usage as exc:
                 answer = blocks.help_reply(str(exc), only=exc.command)
             except ServiceError as exc:
-                answer = blocks.reply(f":no_entry: {blocks.escape(exc.message)}")
+                answer = blocks.reply(blocks.refusal(exc))
             except Exception:
                 log.exception("/sms link failed")
                 answer = blocks.reply("Something went wrong on our side. It has been logged.")
@@ -224,7 +230,7 @@ def register(bolt: App, flask_app: Flask) -> None:
         except Usage as exc:
             answer = blocks.help_reply(str(exc), only=exc.command)
         except ServiceError as exc:
-            answer = blocks.reply(f":no_entry: {blocks.escape(exc.message)}")
+            answer = blocks.reply(blocks.refusal(exc))
         except Exception:
             log.exception("/sms %s failed", sub)
             answer = blocks.reply("Something went wrong on our side. It has been logged.")

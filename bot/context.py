@@ -34,3 +34,9 @@ def acting(flask_app: Flask, client: WebClient, slack_user_id: str) -> Iterator[
             ctx = Ctx(session, actor_for(user), settings, gateway=flask_app.extensions["gateway"])
             yield ctx
         enqueue_deferred(flask_app.extensions["redis"], ctx.deferred)
+
+
+def whole_number(text: str, digits: int = 9) -> int | None:
+    """An id typed in a command or carried by a button, or None: ASCII digits only ('²'
+    is a digit to str.isdigit, but int() refuses it), few enough for the database."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= digits else None

@@ -24,7 +24,7 @@ from app.sms.text import REGIONS
 from bot import blocks
 from bot.blocks import Block, escape, slack_time
 from bot.commands import Usage
-from bot.context import NotLinked, acting
+from bot.context import NotLinked, acting, whole_number
 
 log = logging.getLogger("smsops.slack")
 
@@ -80,15 +80,11 @@ def progress_blocks(task: SendTask, p: tasks.Progress, base_url: str) -> list[Bl
     return [blocks.section(progress_text(task, p)), {"type": "actions", "elements": buttons}]
 
 
-def _number(text: str) -> bool:
-    """Digits int() reads ('²' is a digit to str.isdigit, but no number)."""
-    return text.isascii() and text.isdigit()
-
-
 def _task_id(words: list[str], command: str) -> int:
-    if len(words) != 1 or not _number(words[0]) or len(words[0]) > 9:
+    found = whole_number(words[0]) if len(words) == 1 else None
+    if found is None:
         raise Usage(f"Give one task id, e.g. `/sms {command} 12`.", command)
-    return int(words[0])
+    return found
 
 
 def _tasks(ctx: Ctx, words: list[str], _body: dict, _client: WebClient) -> dict[str, Any]:
@@ -117,8 +113,7 @@ def _task(ctx: Ctx, words: list[str], _body: dict, _client: WebClient) -> dict[s
 def _ask(ctx: Ctx, task_id: int, verb: str) -> dict[str, Any]:
     # Asked with the right the click will need: offered to whoever may do it, and to no
     # one else (the service decides, at the click too).
-    task, _app = tasks.get_task(ctx, task_id, tasks.STOP_ACTION if verb == "stop"
-                                else tasks.CANCEL_ACTION)
+    task = tasks.can_stop(ctx, task_id) if verb == "stop" else tasks.can_cancel(ctx, task_id)
     action = STOP_CONFIRM if verb == "stop" else CANCEL_CONFIRM
     what = ("The rest stays unsent; a stopped task cannot resume." if verb == "stop"
             else "Nothing of it will be sent.")
@@ -212,17 +207,17 @@ def register(bolt: App, flask_app: Flask) -> None:
             enqueue(redis, RESPOND_JOB, url, text)
 
     def act(body: dict, client: WebClient, verb: str) -> None:
-        value = body["actions"][0].get("value", "")
-        if not _number(value) or len(value) > 9:
+        task_id = whole_number(body["actions"][0].get("value", ""))
+        if task_id is None:
             respond(body, ":no_entry: This button is out of date.")
             return
         try:
             with acting(flask_app, client, body["user"]["id"]) as ctx:
-                task = (tasks.stop if verb == "stop" else tasks.cancel)(ctx, int(value))
+                task = (tasks.stop if verb == "stop" else tasks.cancel)(ctx, task_id)
                 text = (f":octagonal_sign: Task {task.id} stopped; the rest stays unsent."
                         if verb == "stop" else f":wastebasket: Task {task.id} cancelled.")
         except (NotLinked, ServiceError) as exc:
-            text = f":no_entry: {escape(getattr(exc, 'message', str(exc)))}"
+            text = blocks.refusal(exc)
         except Exception:
             log.exception("task %s failed", verb)
             text = "Something went wrong on our side. It has been logged."
@@ -243,7 +238,8 @@ def register(bolt: App, flask_app: Flask) -> None:
             ack(response_action="errors", errors={
                 "lines": f"Give 1 to {BULK_MAX_LINES} lines ({len(lines)} given)."})
             return
-        if not _number(value("template")):
+        template_id = whole_number(value("template"))
+        if template_id is None:
             ack(response_action="errors", errors={"template": "Give the template's id."})
             return
         fields = {"sdk_app_id": "app", "template_id": "template", "sign_name": "sign",
@@ -261,7 +257,7 @@ def register(bolt: App, flask_app: Flask) -> None:
         task_id = None
         try:
             with acting(flask_app, client, body["user"]["id"]) as ctx:
-                draft = tasks.Draft(value("app"), int(value("template")), name="From Slack",
+                draft = tasks.Draft(value("app"), template_id, name="From Slack",
                                     sign_name=value("sign") or None)
                 task, summary = tasks.create_task(ctx, draft, io.BytesIO(bulk_file(
                     value("lines"))), "slack.csv")
@@ -310,13 +306,12 @@ def register(bolt: App, flask_app: Flask) -> None:
     def stop_ask(ack: Ack, body: dict, client: WebClient) -> None:
         """Stop on a progress message: confirm in an ephemeral message first."""
         ack()
-        value = body["actions"][0].get("value", "")
+        task_id = whole_number(body["actions"][0].get("value", ""))
         channel = (body.get("channel") or {}).get("id") or body["user"]["id"]
         try:
             with acting(flask_app, client, body["user"]["id"]) as ctx:
-                answer = _ask(ctx, int(value) if _number(value) and len(value) <= 9 else 0,
-                              "stop")
+                answer = _ask(ctx, -1 if task_id is None else task_id, "stop")
         except (NotLinked, ServiceError) as exc:
-            answer = blocks.reply(f":no_entry: {escape(getattr(exc, 'message', str(exc)))}")
+            answer = blocks.reply(blocks.refusal(exc))
         enqueue(redis, "jobs.tasks.slack_ephemeral", channel, body["user"]["id"],
                 answer["text"], answer.get("blocks"))

@@ -47,6 +47,13 @@ def escape(text: object) -> str:
     return "".join(out)
 
 
+def escape_message(text: object) -> str:
+    """Our own sentences, which may quote user text (a refusal, a usage hint): & < >
+    escaped, so no mention or link comes through, and nothing else changed, so our
+    own marks (`sms:app/*`, `/sms task 12`, field_names) read as written."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 class SlackChannel:
     """A DM to a user id (U…/W…), or a post to a channel id (C…)."""
 

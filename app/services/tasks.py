@@ -828,17 +828,49 @@ def confirm(ctx: Ctx, task_id: int, *, acknowledged: bool) -> SendTask:
     return task
 
 
+STOPPABLE = (SENDING,)
+CANCELLABLE = (AWAITING_CONFIRMATION, SCHEDULED)
+
+
+def _not_stoppable(task: SendTask) -> Conflict:
+    return Conflict(f"Task {task.id} is {task.status.replace('_', ' ')}: only a sending "
+                    "task can be stopped" + (" (cancel a scheduled one)."
+                                              if task.status == SCHEDULED else "."))
+
+
+def _not_cancellable(task: SendTask) -> Conflict:
+    return Conflict(f"Task {task.id} is {task.status.replace('_', ' ')}: only a scheduled "
+                    "or unconfirmed task can be cancelled" + (" (stop a sending one)."
+                                                              if task.status == SENDING
+                                                              else "."))
+
+
+def can_stop(ctx: Ctx, task_id: int) -> SendTask:
+    """The task, if the actor may stop it and it is sending now (asked before a
+    confirmation is offered; `stop` decides at the click)."""
+    task, _app = _task(ctx, task_id, STOP_ACTION)
+    if task.status not in STOPPABLE:
+        raise _not_stoppable(task)
+    return task
+
+
+def can_cancel(ctx: Ctx, task_id: int) -> SendTask:
+    """As `can_stop`, for a cancel."""
+    task, _app = _task(ctx, task_id, CANCEL_ACTION)
+    if task.status not in CANCELLABLE:
+        raise _not_cancellable(task)
+    return task
+
+
 def stop(ctx: Ctx, task_id: int) -> SendTask:
     task, app = _task(ctx, task_id, STOP_ACTION)
     done = ctx.db.execute(update(SendTask).where(SendTask.id == task.id,
-                                                 SendTask.status == SENDING)
+                                                 SendTask.status.in_(STOPPABLE))
                           .values(status=STOPPED, finished_at=utcnow())
                           .execution_options(synchronize_session=False))
     ctx.db.refresh(task)
     if done.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict(f"Task {task.id} is {task.status.replace('_', ' ')}: only a sending "
-                       "task can be stopped" + (" (cancel a scheduled one)."
-                                                 if task.status == SCHEDULED else "."))
+        raise _not_stoppable(task)
     audit.record(ctx, STOP_ACTION, "send_task", task.id, {"status": SENDING},
                  {"status": STOPPED})
     ctx.defer(PROGRESS_JOB, task.id)
@@ -851,15 +883,12 @@ def cancel(ctx: Ctx, task_id: int) -> SendTask:
     task, _app = _task(ctx, task_id, CANCEL_ACTION)
     was = task.status
     done = ctx.db.execute(update(SendTask).where(
-        SendTask.id == task.id, SendTask.status.in_((AWAITING_CONFIRMATION, SCHEDULED)))
+        SendTask.id == task.id, SendTask.status.in_(CANCELLABLE))
         .values(status=CANCELLED, finished_at=utcnow())
         .execution_options(synchronize_session=False))
     ctx.db.refresh(task)
     if done.rowcount != 1:  # type: ignore[attr-defined]
-        raise Conflict(f"Task {task.id} is {task.status.replace('_', ' ')}: only a scheduled "
-                       "or unconfirmed task can be cancelled" + (" (stop a sending one)."
-                                                                 if task.status == SENDING
-                                                                 else "."))
+        raise _not_cancellable(task)
     audit.record(ctx, CANCEL_ACTION, "send_task", task.id, {"status": was},
                  {"status": CANCELLED})
     ctx.defer(PROGRESS_JOB, task.id)

@@ -237,11 +237,14 @@ def test_user_text_in_review_messages_and_dms_is_inert(slack: Slack, session: Se
     run(slack, session, author)
     [posted] = review_posts(slack)
     assert_inert(posted["text"])
-    assert_inert(dump(posted["blocks"]))
+    assert_inert(dump(mrkdwn_objects(posted["blocks"])))
     assert f"&lt;!channel&gt; {STAR}bold{STAR} &lt;http://evil|click&gt;" in posted["text"]
-    shown = dump(posted["blocks"])
-    assert (f"&lt;!here&gt; {LOW}it{LOW} {TILDE}gone{TILDE} {GRAVE}code{GRAVE} "
-            f"{STAR}bold{STAR}") in shown  # still readable
+    # What the author wrote is plain text (no markup, mentions or links: Block Kit's
+    # text object), shown exactly as written.
+    plain = [b["text"]["text"] for b in posted["blocks"]
+             if b.get("text", {}).get("type") == "plain_text"]
+    assert plain == ["Hi <!here> _it_ ~gone~ `code` *bold* order {1}",
+                     "<@U0BOSS001> <#C0GENERAL> *bold*"]
     assert all(m.get("verbatim") is True for m in mrkdwn_objects(posted["blocks"]))
 
     slack.click("review_reject", button(posted, "review_reject"), REVIEWER)
@@ -253,7 +256,7 @@ def test_user_text_in_review_messages_and_dms_is_inert(slack: Slack, session: Se
     slack.run_jobs()
     [updated] = slack.api.named("chat.update")
     assert_inert(updated["text"])
-    assert_inert(dump(updated["blocks"]))
+    assert_inert(dump(mrkdwn_objects(updated["blocks"])))
     assert f"{STAR}bold{STAR} please" in dump(updated["blocks"])
     [dm] = [m for m in slack.api.named("chat.postMessage") if m["channel"] == AUTHOR]
     assert_inert(dm["text"])
@@ -280,7 +283,8 @@ def test_an_unsubscribe_removal_request_round_trip(slack: Slack, session: Sessio
                                            reason="Customer *asked* again")
     run(slack, session, author)
     [posted] = review_posts(slack)
-    assert f"Customer {STAR}asked{STAR} again" in dump(posted["blocks"])
+    assert {"type": "plain_text", "text": "Customer *asked* again", "emoji": False} in [
+        b.get("text") for b in posted["blocks"]]
     value = button(posted, "review_approve")
     assert value == f"unsubscribe_removal:{removal.id}:1"
     assert posted_ts(session)  # stored, so a decision can update it
@@ -291,3 +295,24 @@ def test_an_unsubscribe_removal_request_round_trip(slack: Slack, session: Sessio
     [updated] = slack.api.named("chat.update")
     assert updated["ts"] == posted_ts(session) and not has_buttons(updated)
     assert "Approved" in dump(updated["blocks"])
+
+
+def test_what_a_submitter_wrote_cannot_pass_for_the_bot(slack: Slack, session: Session) -> None:
+    """Found from outside: only the content's first line was quoted, and notes ran on in
+    the bot's own text, so notes of "urgent\nSubmitted by cfo@example.com (revision 1)"
+    showed a forged submitter above the real one; look-alikes changed what the approver
+    saw (* as a look-alike). What the submitter wrote is now shown exactly, in blocks of its own."""
+    author = ctx_for(session, people(session)[AUTHOR])
+    notes = "urgent\nSubmitted by cfo@example.com (revision 1)\n<!channel> *now*"
+    content.create_template(author, "international", {
+        "name": "t", "sms_type": "notification", "content": "Hi *{1}*\nline two",
+        "notes": notes})
+    run(slack, session, author)
+    [posted] = review_posts(slack)
+    mrkdwn = " ".join(b["text"]["text"] for b in posted["blocks"]
+                      if b.get("text", {}).get("type") == "mrkdwn")
+    plain = [b["text"]["text"] for b in posted["blocks"]
+             if b.get("text", {}).get("type") == "plain_text"]
+    assert "cfo@example.com" not in mrkdwn and "<!channel>" not in mrkdwn
+    assert mrkdwn.count("Submitted by") == 1 and "author@example.com" in mrkdwn
+    assert plain == ["Hi *{1}*\nline two", notes]  # exactly as written

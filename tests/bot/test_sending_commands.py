@@ -83,3 +83,15 @@ def test_numbers_in_commands_match_every_other_entry_point(slack: Slack, shop: S
             out = slack.command(f"send {sid} {shop.templates[region]} {raw} 1234",
                                 user=ROOT).get_json()["text"]
             assert "IncorrectPhoneNumber" in out and blocks.escape(message) in out
+
+
+def test_ids_that_are_not_numbers_are_usage_not_an_error(slack: Slack, shop: Shop,
+                                                          session: Session) -> None:
+    """'²' passed str.isdigit and failed int(); an id of 23 digits failed in the
+    database: both were "Something went wrong on our side"."""
+    _link(session, shop)
+    sid = shop.app.sdk_app_id
+    for template in ("²", "9" * 23):
+        text = slack.command(f"send {sid} {template} +14155550101 4321",
+                             user=ROOT).get_json()["text"]
+        assert "Try `/sms send" in text and "went wrong" not in text, text

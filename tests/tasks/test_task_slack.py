@@ -364,3 +364,24 @@ def test_stop_is_offered_to_who_may_stop(slack: Slack, shop: Shop, session: Sess
     refused = slack.command(f"stop {task_id}", user="U0READ001").get_json()
     assert bot_tasks.STOP_CONFIRM not in str(refused), refused
 
+
+
+def test_stop_and_cancel_are_asked_only_when_they_apply(slack: Slack, shop: Shop,
+                                                      session: Session) -> None:
+    """Found from outside: `/sms cancel` of a sending task asked "Nothing of it will be
+    sent." (false, and the click then failed), `/sms stop` of an unconfirmed task asked
+    to stop it, and a button holding an id too large to be one answered "No task 0"."""
+    link(session, shop)
+    waiting = make_task(shop, session)
+    sending = make_task(shop, session, confirm=True)
+    shop.ctx.deferred.clear()  # no worker here: the task stays `sending`
+    cancel = slack.command(f"cancel {sending}", user=ROOT).get_json()
+    assert "only a scheduled or unconfirmed task can be cancelled" in cancel["text"], cancel
+    assert "blocks" not in cancel or "Cancel task" not in str(cancel["blocks"])
+    stop = slack.command(f"stop {waiting}", user=ROOT).get_json()
+    assert "only a sending task can be stopped" in stop["text"], stop
+    assert "Stop task" not in str(stop.get("blocks", ""))
+    slack.click(bot_tasks.STOP_ASK, "99999999999", ROOT, channel="CCMD0001")
+    slack.run_jobs()
+    said = [p["text"] for p in slack.api.named("chat.postEphemeral")]
+    assert said and "No such task" in said[-1], said
