@@ -95,7 +95,8 @@ def _free_port() -> int:
 
 
 def client(port: int, app_id: str, key: str, template: int, per_request: int,
-           until: float, quota: int, base: int, out: multiprocessing.Queue) -> None:
+           until: float, quota: int, base: int, out: multiprocessing.Queue,
+           keyed: bool = False) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     latencies, accepted, n, errors = [], 0, 0, 0
     while time.time() < until and accepted < quota:
@@ -112,7 +113,8 @@ def client(port: int, app_id: str, key: str, template: int, per_request: int,
         try:
             conn.request("POST", "/api/v1/sms/send", body=body, headers={
                 "Content-Type": "application/json", "X-SMS-AppId": app_id,
-                "X-SMS-Timestamp": ts, "X-SMS-Nonce": nonce, "X-SMS-Signature": sig})
+                "X-SMS-Timestamp": ts, "X-SMS-Nonce": nonce, "X-SMS-Signature": sig,
+                **({"Idempotency-Key": nonce} if keyed else {})})
             resp = conn.getresponse()
             data = json.loads(resp.read())
         except (OSError, http.client.HTTPException, ValueError):
@@ -258,6 +260,8 @@ def main() -> None:
     parser.add_argument("--pg", default=PG_ADMIN,
                         help="the PostgreSQL server's admin URL (a database is made on it), "
                              "e.g. one of your own with pg_stat_statements loaded")
+    parser.add_argument("--idempotency-key", action="store_true",
+                        help="python load: every request carries its own Idempotency-Key")
     parser.add_argument("--drain-cap", type=float, default=120,
                         help="stop waiting for the last receipts after this many seconds")
     args = parser.parse_args()
@@ -384,7 +388,7 @@ def main() -> None:
             until = time.time() + window
             senders = [multiprocessing.Process(target=client, args=(
                 port, seeded["app_id"], seeded["app_key"], template, per_request, until,
-                quota, i * 200, out)) for i in range(clients)]
+                quota, i * 200, out, args.idempotency_key)) for i in range(clients)]
             start = time.time()
             for p in senders:
                 p.start()
