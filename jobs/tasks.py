@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.db import utcnow
 from app.gateways.base import GatewayUnavailable
 from app.models.tasks import SENDING, SendTask
-from app.queue import DRAIN_JOB, enqueue, waiting
+from app.queue import DRAIN_JOB, enqueue, enqueue_deferred, waiting
 from app.services import pipeline, tasks
 from app.services import sending as sending_service
 from app.services.context import Ctx, Settings
@@ -51,7 +51,10 @@ def _step(task_id: int, claim: sending_service.Claim | None) -> tasks.Step:
     limiter = Limiter(app.extensions["redis"])
     settings = Settings.from_config(app.config)
 
+    deferred: list[tuple[str, tuple[Any, ...]]] = []
+
     def work(session: Session) -> tasks.Step:
+        deferred.clear()  # a retried unit of work asks again
         account_id = session.scalar(select(SendTask.account_id).where(SendTask.id == task_id))
         if account_id is None:
             return tasks.Step(0, 0, "missing")
@@ -61,10 +64,17 @@ def _step(task_id: int, claim: sending_service.Claim | None) -> tasks.Step:
         step = tasks.dispatch_step(ctx, limiter, task_id,
                                    batch=int(app.config.get("TASK_BATCH", tasks.BATCH)),
                                    claim=claim)
-        ctx.deferred.clear()  # the drain is woken below, after the commit
+        # The drain is woken by the caller when it is needed; the rest (an alarm's
+        # deliveries, say) starts once this commits, as for any unit of work.
+        deferred.extend(d for d in ctx.deferred if d[0] != DRAIN_JOB)
         return step
 
-    return _db_retry(work, 30)
+    step = _db_retry(work, 30)
+    try:
+        enqueue_deferred(app.extensions["redis"], deferred)
+    except redis_lib.RedisError as exc:  # committed: the sweeper re-drives lost deliveries
+        log.warning("task %s: jobs not enqueued (%s)", task_id, exc)
+    return step
 
 
 def _lanes(app: Flask) -> int:

@@ -261,3 +261,37 @@ def test_two_deliveries_of_one_notification_send_it_once(backend: Backend, sessi
     session.expire_all()
     done = session.get(Notification, row.id)
     assert done is not None and (done.status, done.attempts) == (SENT, 1)
+
+
+def test_an_alarm_a_task_raises_is_delivered_at_once(backend: Backend, session: Session,
+                                                     shop: Shop, instance_dir: Path) -> None:
+    """Found from outside: a threshold alarm raised while a bulk task sent reached its
+    contacts about 2.5 minutes late. The task's step cleared every job its unit of work
+    asked for (only the drain's wake-up was meant), so the delivery waited for the
+    sweeper's re-drive of lost jobs. Here the same worker run delivers it."""
+    import io
+
+    from app.notify.email import read_outbox
+    from app.services import tasks
+
+    app = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                      "INSTANCE_DIR": str(instance_dir), "SECRET_KEY": "x",
+                      "SIMULATOR_RECEIPT_DELAY_S": 0})
+    app_config.add_contact(shop.ctx, shop.app.sdk_app_id, name="Ops", email="ops@example.com",
+                           events=["threshold"])
+    app_config.set_thresholds(shop.ctx, shop.app.sdk_app_id, "mainland", alarm_threshold=1,
+                              daily_limit=None)
+    data = "".join(f"1380013{i:04d},{1000 + i}\n" for i in range(3)).encode()
+    task, _s = tasks.create_task(shop.ctx, tasks.Draft(shop.app.sdk_app_id,
+                                                      shop.templates["mainland"]),
+                                 io.BytesIO(data), "list.csv")
+    tasks.confirm(shop.ctx, task.id, acknowledged=True)
+    session.commit()
+    enqueue_deferred(app.extensions["redis"], shop.ctx.deferred)
+    assert worker.run(app, burst=True)
+    session.expire_all()
+    assert [(n.subject, n.status) for n in session.scalars(select(Notification))
+            if "threshold" in n.subject] == [
+        ("Shop passed its daily mainland alarm threshold", SENT)]
+    assert "Shop passed its daily mainland alarm threshold" in [
+        m["subject"] for m in read_outbox(app.config)]
