@@ -125,8 +125,10 @@ def set_thresholds(ctx: Ctx, sdk_app_id: str, region: str, *, alarm_threshold: s
 
 # --- allowed countries / regions -----------------------------------------------
 
-def _country_row(app: Application, iso: str, threshold: Any, limit: Any,
+def _country_row(app: Application, quota: int, iso: str, threshold: Any, limit: Any,
                  errors: dict[str, str], prefix: str = "") -> tuple[str, int | None, int | None]:
+    """One country's settings, checked. A limit may not exceed the application's
+    international limit or, when it has none, the account's quota (`quota`)."""
     iso = (iso or "").strip().upper()
     if not numbers.is_country_code(iso):
         errors[prefix + "iso_code"] = f"{iso or '(blank)'} is not an ISO 3166 country code."
@@ -138,6 +140,10 @@ def _country_row(app: Application, iso: str, threshold: Any, limit: Any,
     if lim is not None and app_limit is not None and lim > app_limit:
         errors[prefix + "daily_limit"] = (
             f"Above the application's international limit of {app_limit:,}."
+        )
+    elif lim is not None and app_limit is None and lim > quota:
+        errors[prefix + "daily_limit"] = (
+            f"Above the account's international quota of {quota:,} billed items per day."
         )
     if t is not None and lim is not None and t > lim:
         errors[prefix + "alarm_threshold"] = "The alarm threshold must not exceed the limit."
@@ -156,7 +162,8 @@ def set_country(ctx: Ctx, sdk_app_id: str, *, iso_code: str, alarm_threshold: An
                 daily_limit: Any = None) -> Application:
     app = get_app(ctx, sdk_app_id, "ModifyCountryConfig")
     errors: dict[str, str] = {}
-    iso, t, lim = _country_row(app, iso_code, alarm_threshold, daily_limit, errors)
+    iso, t, lim = _country_row(app, _account(ctx).intl_daily_quota, iso_code,
+                               alarm_threshold, daily_limit, errors)
     if errors:
         raise ValidationError(errors)
     with taken(ctx.db, same_time("country or region")):
@@ -181,6 +188,7 @@ def import_countries(ctx: Ctx, sdk_app_id: str, data: bytes) -> int:
     """CSV lines `ISO[,alarm threshold[,daily limit]]`, optional header.
     All or nothing: any bad line refuses the whole file, naming each line."""
     app = get_app(ctx, sdk_app_id, "ModifyCountryConfig")
+    quota = _account(ctx).intl_daily_quota
     if len(data) > 1024 * 1024:
         raise invalid("file", "The file is larger than 1 MB.")
     try:
@@ -208,7 +216,7 @@ def import_countries(ctx: Ctx, sdk_app_id: str, data: bytes) -> int:
             continue
         cells += [""] * (3 - len(cells))
         errors: dict[str, str] = {}
-        iso, t, lim = _country_row(app, cells[0], cells[1], cells[2], errors)
+        iso, t, lim = _country_row(app, quota, cells[0], cells[1], cells[2], errors)
         if errors:
             problems.extend(f"line {n}: {msg}" for msg in errors.values())
         else:

@@ -50,6 +50,20 @@ def test_country_limits_follow_the_app_limit(session: Session, sid: str) -> None
     assert apps.get_app(c, sid).countries == []
 
 
+def test_country_limits_without_an_app_limit_follow_the_account_quota(
+        session: Session, sid: str) -> None:
+    """Found from outside: with the application's international limit blank, a country
+    limit of 5,000 was accepted under an account quota of 100: a limit that never
+    applies, shown as if it did. The quota is the ceiling then."""
+    c = root_ctx(session)
+    with pytest.raises(ValidationError, match="account's international quota of 100"):
+        app_config.set_country(c, sid, iso_code="FR", daily_limit=5000)
+    with pytest.raises(ValidationError, match="quota of 100"):
+        app_config.import_countries(c, sid, b"FR,1,101\n")
+    app = app_config.set_country(c, sid, iso_code="FR", daily_limit=100)
+    assert [(x.iso_code, x.daily_limit) for x in app.countries] == [("FR", 100)]
+
+
 def test_country_import_is_all_or_nothing(session: Session, sid: str) -> None:
     c = root_ctx(session)
     with pytest.raises(ValidationError) as exc:
