@@ -45,13 +45,15 @@ def create() -> tuple:
 
 
 @bp.get("/users/<int:user_id>")
-def detail(user_id: int, new_key: dict[str, str] | None = None) -> tuple:
+def detail(user_id: int, new_key: dict[str, str] | None = None, *, status: int = 200,
+           errors: dict[str, str] | None = None, password: str | None = None) -> tuple:
+    """The user's page, whole: after a refused change (`errors`) or a password reset too."""
     from app.web.api_keys import keys_of
 
     user = users.get_user(ctx(), user_id)
-    return page("users/detail.html", user=user, policies=policies.list_policies(ctx()),
-                errors={}, password=None, api_keys=keys_of(user.id), new_key=new_key,
-                key_user=user)
+    return page("users/detail.html", status=status, user=user,
+                policies=policies.list_policies(ctx()), errors=errors or {},
+                password=password, api_keys=keys_of(user.id), new_key=new_key, key_user=user)
 
 
 @bp.post("/users/<int:user_id>/policies")
@@ -61,8 +63,7 @@ def set_policies(user_id: int) -> Any:
         users.set_policies(ctx(), user_id, ids)
         commit()
     except (ValidationError, Conflict) as exc:
-        return page("users/detail.html", status=422, user=users.get_user(ctx(), user_id),
-                    policies=policies.list_policies(ctx()), errors=form_errors(exc), password=None)
+        return detail(user_id, status=422, errors=form_errors(exc))
     flash("Policies saved.")
     return redirect(url_for("users.detail", user_id=user_id))
 
@@ -83,8 +84,7 @@ def set_status(user_id: int) -> Response:
 def reset_password(user_id: int) -> tuple:
     password = users.reset_password(ctx(), user_id)
     commit()
-    return page("users/detail.html", user=users.get_user(ctx(), user_id),
-                policies=policies.list_policies(ctx()), errors={}, password=password)
+    return detail(user_id, password=password)
 
 
 @bp.post("/users/<int:user_id>/slack/unlink")

@@ -26,6 +26,24 @@ def test_root_creates_sub_user_and_grants_policies(root: Client, session: Sessio
     assert len(one_time) >= 12
 
 
+def test_a_refused_policy_change_says_why_and_keeps_the_page(root: Client,
+                                                              session: Session) -> None:
+    """Found from outside: a policy deleted in another tab (or any refused change) gave
+    a 422 page with no message, and without the user's API keys section."""
+    root.get("/users")
+    root.post("/users", {"email": "ops@example.com", "name": "Ops"})
+    user = session.scalar(select(User).where(User.email == "ops@example.com"))
+    assert user is not None
+    whole = root.get(f"/users/{user.id}")
+    assert soup(whole).select_one("#api-keys") is not None
+    resp = root.post(f"/users/{user.id}/policies", {"policy": ["99999"]})
+    assert resp.status_code == 422
+    assert "Unknown policy." in text_of(resp, ".error")
+    assert soup(resp).select_one("#api-keys") is not None
+    reset = root.post(f"/users/{user.id}/password", {})
+    assert soup(reset).select_one("#api-keys") is not None
+
+
 def test_custom_policy_errors_are_shown_exactly(root: Client, session: Session) -> None:
     root.get("/policies/new")
     bad = root.post("/policies/new", {"name": "ops", "description": "",
