@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import IO, NamedTuple
 
-from app.sms import numbers, taskfile
+from app.sms import numbers, params, taskfile
 
 MAX_ATTRIBUTES = 20  # extra columns kept per number
 MAX_ATTRIBUTE_LENGTH = 100
@@ -32,6 +32,16 @@ def _parse(text: str) -> str:
     if isinstance(fast, tuple):
         return fast[0]
     return numbers.parse_any(text)
+
+
+def _artifact(cells: list[str], phone_col: int) -> tuple[str, str] | None:
+    """The first cell besides the phone that a spreadsheet shows instead of a value
+    (as a task file refuses it): its column, and why."""
+    for at, cell in enumerate(cells, start=1):
+        why = params.spreadsheet_artifact(cell.strip()) if at != phone_col + 1 else None
+        if why is not None:
+            return f"column {at}", why
+    return None
 
 
 def members(f: IO[bytes], filename: str, *, max_bytes: int = taskfile.MAX_BYTES,
@@ -73,6 +83,11 @@ def members(f: IO[bytes], filename: str, *, max_bytes: int = taskfile.MAX_BYTES,
         if any(len(v) > MAX_ATTRIBUTE_LENGTH for v in extra):
             yield taskfile.RowError(row_no, "", f"A cell is longer than "
                                                 f"{MAX_ATTRIBUTE_LENGTH} characters.")
+            continue
+        artifact = _artifact(cells, phone_col) if params.may_hold_artifact(
+            "".join(extra)) else None
+        if artifact is not None:  # a group's columns become a task's parameters
+            yield taskfile.RowError(row_no, *artifact)
             continue
         yield Member(row_no, e164, extra or None)
     if data_rows == 0:

@@ -55,6 +55,22 @@ def test_one_bad_row_or_a_bad_file_imports_nothing(shop: Shop, session: Session)
     assert _members(session) == 0
 
 
+def test_what_a_spreadsheet_shows_instead_of_a_value_is_refused(shop: Shop,
+                                                                 session: Session) -> None:
+    """Found from outside: a group import kept "#DIV/0!" and "1.23457E+17" as a number's
+    columns, which a task file refuses; they surfaced only as row errors when the group
+    was sent to. The import refuses them, naming the row and column."""
+    data = b"mobile,code,ref\n13800138000,#DIV/0!,a\n13800138001,7,1.23457E+17\n13800138002,8,b\n"
+    with pytest.raises(audience.BadLines) as caught:
+        audience.import_file(shop.ctx, io.BytesIO(data), "list.csv", new_name="Fans",
+                             sms_type="marketing")
+    assert [(b.line, b.text) for b in caught.value.lines] == [(2, "column 2"),
+                                                                (3, "column 3")]
+    assert "spreadsheet error (#DIV/0!)" in caught.value.lines[0].reason
+    assert "scientific notation" in caught.value.lines[1].reason
+    assert _members(session) == 0
+
+
 def test_send_to_a_group_is_a_task_that_reaches_every_number_once(
         shop: Shop, session: Session, runner: Flask) -> None:
     typed = "\n".join(["13900000001", "13900000003", "+14155550100"]
