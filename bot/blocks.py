@@ -182,8 +182,8 @@ def review_blocks(kind: str, obj: Any, title: str, facts: dict[str, Any], base_u
         lines.append(f"{obj.region.capitalize()} signature `{escape(obj.content)}`, "
                      f"{obj.sign_type.replace('_', ' ')}, {obj.purpose}-use")
     elif kind == "unsubscribe_removal":
-        lines.append(f"Send {obj.sms_type} messages to {escape(obj.phone_number)} again. "
-                     "Reason:")
+        lines.append(f"Send {obj.sms_type} messages from {escape(obj.signature.content)} "
+                     f"({obj.signature.region}) to {escape(obj.phone_number)} again. Reason:")
         blocks += [section("\n".join(lines)), verbatim(obj.reason)]
         lines = []
     else:

@@ -15,10 +15,10 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import Base, utcnow
-from app.models.content import Reviewed
+from app.models.content import Reviewed, Signature
 
 # A message's life. Each change is a conditional update from the state before it.
 ACCEPTED = "accepted"  # passed every check, waiting for a worker
@@ -199,6 +199,9 @@ class UnsubscribeRemoval(Reviewed, Base):
     signature_id: Mapped[int] = mapped_column(ForeignKey("signature.id", ondelete="CASCADE"))
     sms_type: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(String(500))
+
+    # Shown to the reviewer: the number hears from this signature again.
+    signature: Mapped[Signature] = relationship(lazy="joined")
 
 
 class Reply(Base):

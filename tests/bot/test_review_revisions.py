@@ -285,6 +285,7 @@ def test_an_unsubscribe_removal_request_round_trip(slack: Slack, session: Sessio
     [posted] = review_posts(slack)
     assert {"type": "plain_text", "text": "Customer *asked* again", "emoji": False} in [
         b.get("text") for b in posted["blocks"]]
+    assert "from Acme (international)" in dump(posted["blocks"])  # which signature
     value = button(posted, "review_approve")
     assert value == f"unsubscribe_removal:{removal.id}:1"
     assert posted_ts(session)  # stored, so a decision can update it

@@ -56,6 +56,11 @@ def test_reply_injection_unsubscribes_and_removal_goes_to_review(root: Client, s
     assert session.scalar(select(UnsubscribeRemoval.status)) == "pending"
     queue = root.get("/reviews")
     assert "Unsubscribe removal" in text_of(queue, "main")
+    # Found from outside: the reviewer saw number, type and reason, not the signature
+    # the number would hear from again (an unsubscribe is per signature and type).
+    assert "Signature Shop (international)" in text_of(queue, "main")
+    listed = root.get("/unsubscribes")
+    assert "Shop (international)" in text_of(listed, "#removal-requests")
     bad = root.post("/replies", {"phone_number": "12", "text": "hi"})
     assert bad.status_code == 422
 
