@@ -823,16 +823,27 @@ def carry_day_counters(db: Session, limiter: Limiter, account_id: int, old_zone:
     old_day, new_day = _days(old_zone, new_zone, now)
     if old_day == new_day:
         return
-    pairs = [(account_day_key(account_id, old_day), account_day_key(account_id, new_day))]
-    for app_id, in db.execute(select(Application.id).where(
+    # Today's alarms too (their once-a-day guards are keyed by the same date): a
+    # threshold passed before the change is not announced again after it.
+    alarm = alarms.KEY.format
+    pairs = [(account_day_key(account_id, old_day), account_day_key(account_id, new_day)),
+             (alarm("quota", f"{account_id}:{old_day}"), alarm("quota", f"{account_id}:{new_day}"))]
+    for app_id, sdk_app_id in db.execute(select(Application.id, Application.sdk_app_id).where(
             Application.account_id == account_id)):
-        pairs += [(app_day_key(app_id, r, old_day), app_day_key(app_id, r, new_day))
-                  for r in (MAINLAND, INTERNATIONAL)]
-    for app_id, iso in db.execute(select(AllowedCountry.app_id, AllowedCountry.iso_code)
-                                  .join(Application, Application.id == AllowedCountry.app_id)
-                                  .where(Application.account_id == account_id)):
+        for r in (MAINLAND, INTERNATIONAL):
+            pairs.append((app_day_key(app_id, r, old_day), app_day_key(app_id, r, new_day)))
+            pairs += [(alarm(event, f"{sdk_app_id}:{r}:{old_day}"),
+                       alarm(event, f"{sdk_app_id}:{r}:{new_day}"))
+                      for event in ("threshold", "limit")]
+    for app_id, sdk_app_id, iso in db.execute(
+            select(AllowedCountry.app_id, Application.sdk_app_id, AllowedCountry.iso_code)
+            .join(Application, Application.id == AllowedCountry.app_id)
+            .where(Application.account_id == account_id)):
         pairs.append((country_day_key(app_id, iso, old_day),
                       country_day_key(app_id, iso, new_day)))
+        pairs += [(alarm(event, f"{sdk_app_id}:{iso}:{old_day}"),
+                   alarm(event, f"{sdk_app_id}:{iso}:{new_day}"))
+                  for event in ("country_threshold", "country_limit")]
     limiter.carry(pairs, 2 * DAY_MS)
 
 

@@ -259,6 +259,35 @@ def test_a_new_time_zone_is_no_way_around_today_s_quota(shop: Shop) -> None:
     assert shop.codes(["+14155550133"]) == ["LimitExceeded.AccountInternationalDailyQuota"]
 
 
+def test_a_new_time_zone_does_not_raise_today_s_alarms_again(shop: Shop,
+                                                             session: Session) -> None:
+    """Found from outside: an application past its daily threshold raised the alarm
+    again (and its contacts heard again) after the account's zone changed: the counters
+    moved to the new zone's date, the once-a-day guard did not."""
+    def settings(zone: str) -> None:
+        accounts.update_settings(shop.ctx, account_type="enterprise", timezone=zone,
+                                 intl_daily_quota=100, reply_callback_url="",
+                                 reply_callback_enabled=False)
+
+    sid = shop.app.sdk_app_id
+    app_config.add_contact(shop.ctx, sid, name="Ops", email="ops@example.com",
+                           events=["threshold"])
+    app_config.set_thresholds(shop.ctx, sid, "international", alarm_threshold=1,
+                              daily_limit=None)
+    app_config.set_country(shop.ctx, sid, iso_code="US", alarm_threshold=1)
+    settings("Pacific/Kiritimati")
+    assert shop.codes(["+14155550140", "+14155550141"]) == ["Ok", "Ok"]
+    alarmed = lambda: session.scalars(select(Notification.subject).where(  # noqa: E731
+        Notification.event == "threshold").order_by(Notification.id)).all()
+    before = alarmed()
+    assert set(before) == {"Shop passed its daily international alarm threshold",
+                           "Shop passed its daily alarm threshold for US"}
+    settings("Pacific/Pago_Pago")
+    accounts.zone_changed(shop.ctx, shop.limiter, "Pacific/Kiritimati", "Pacific/Pago_Pago")
+    assert shop.codes(["+14155550142"]) == ["Ok"]
+    assert alarmed() == before
+
+
 def test_a_new_time_zone_keeps_each_number_s_daily_count(shop: Shop, session: Session) -> None:
     """The numbers' daily frequency counts move to the new zone's date too (a scan of
     Redis, in a job the change starts)."""
