@@ -151,6 +151,7 @@ def _preflight(ctx: Ctx, task_id: int) -> dict[str, Any]:
     pre = tasks.preflight(ctx, Limiter(current_app.extensions["redis"]), task_id)
     return {"valid": pre.valid, "skipped": pre.skipped, "billed_items": pre.billed_items,
             "cost_cents": pre.cost_cents, "unpriced": list(pre.unpriced),
+            "cost_text": pre.cost_text,
             "refusals": [{"code": code, "recipients": n,
                           "reason": errors.describe(code).reason}
                          for code, n in pre.refusals.items()],
@@ -158,11 +159,9 @@ def _preflight(ctx: Ctx, task_id: int) -> dict[str, Any]:
 
 
 def _echo_preflight(pre: dict[str, Any]) -> None:
-    cost = "no unit prices set" if pre["cost_cents"] is None else \
-        f"{pre['cost_cents'] / 100:,.2f}" + (
-            f" (without {', '.join(pre['unpriced'])}: no unit price)" if pre["unpriced"] else "")
     click.echo(f"Confirm step: {pre['valid']:,} recipient(s), {pre['skipped']:,} row(s) "
-               f"skipped, {pre['billed_items']:,} billed item(s), estimated cost {cost}.")
+               f"skipped, {pre['billed_items']:,} billed item(s), estimated cost "
+               f"{pre['cost_text']}.")
     for r in pre["refusals"]:
         click.echo(f"  If sent now, {r['recipients']:,} refused: {r['code']} ({r['reason']})")
     for line in [*pre["notes"], *([pre["finish_estimate"]] if pre["finish_estimate"] else [])]:

@@ -19,10 +19,12 @@ from app.queue import enqueue
 from app.services import apps, tasks
 from app.services.context import Ctx, Settings
 from app.services.errors import ServiceError, ValidationError
+from app.services.limits import Limiter
+from app.sms import errors as sms_errors
 from app.sms import periods
 from app.sms.text import REGIONS
 from bot import blocks
-from bot.blocks import Block, escape, slack_time
+from bot.blocks import Block, escape, escape_message, slack_time
 from bot.commands import Usage
 from bot.context import NotLinked, acting, whole_number
 
@@ -34,6 +36,7 @@ CANCEL_CONFIRM = "task_cancel_confirm"
 KEEP = "task_keep"
 RESPOND_JOB = "jobs.tasks.slack_respond"
 BULK_MODAL = "task_bulk_modal"
+BULK_CONFIRM_MODAL = "task_bulk_confirm"  # the confirm step, the same modal updated
 BULK_FORM_KEY = "smsops:slack:bulk-form:{}"  # a submitted modal (by its view id)
 BULK_FORM_TTL_S = 86_400  # far longer than a form stays open or a request stays valid
 BULK_MAX_LINES = 100
@@ -155,12 +158,34 @@ def bulk_modal() -> dict[str, Any]:
             text_input("sign", "Signature (optional internationally)", optional=True),
             text_input("lines", f"Recipients (up to {BULK_MAX_LINES} lines)", multiline=True,
                        max_length=3000, hint="One per line: number, param1, param2, …"),
-            {"type": "input", "block_id": "now", "optional": True,
-             "label": {"type": "plain_text", "text": "When"},
-             "element": {"type": "checkboxes", "action_id": "now", "options": [
-                 {"text": {"type": "plain_text", "text": "Send now (confirm at once)"},
-                  "value": "yes"}]}},
         ],
+    }
+
+
+def confirm_modal(task: Any, pre: tasks.Preflight) -> dict[str, Any]:
+    """The confirm step of the web (SPEC.md §3): what confirming sends, costs and would
+    have refused now, and an acknowledgement to tick. Closing it sends nothing."""
+    lines = [f"*Task {task.id}* is ready: {pre.valid:,} recipient(s), {pre.skipped:,} "
+             f"line(s) skipped, {pre.billed_items:,} billed item(s), estimated cost "
+             f"{escape_message(pre.cost_text)}."]
+    lines += [f"• If sent now, {n:,} would be refused: `{code}` — "
+              f"{escape_message(sms_errors.describe(code).reason)}"
+              for code, n in pre.refusals.items()]
+    lines += [escape_message(x) for x in
+              [*pre.notes, *([pre.finish_estimate] if pre.finish_estimate else [])]]
+    return {
+        "type": "modal", "callback_id": BULK_CONFIRM_MODAL, "private_metadata": str(task.id),
+        "notify_on_close": True,
+        "title": {"type": "plain_text", "text": "Confirm the send"},
+        "submit": {"type": "plain_text", "text": "Confirm and send"},
+        "close": {"type": "plain_text", "text": "Not now"},
+        "blocks": [blocks.section("\n".join(lines)),
+                   {"type": "input", "block_id": "ack",
+                    "label": {"type": "plain_text", "text": "Acknowledgement"},
+                    "element": {"type": "checkboxes", "action_id": "ack", "options": [{
+                        "text": {"type": "plain_text", "text":
+                                 f"I have checked these figures: send {pre.valid:,} "
+                                 "message(s)."}, "value": "yes"}]}}],
     }
 
 
@@ -233,7 +258,6 @@ def register(bolt: App, flask_app: Flask) -> None:
             return (values.get(block, {}).get(block, {}).get("value") or "").strip()
 
         lines = [x for x in value("lines").splitlines() if x.strip()]
-        now = bool(values.get("now", {}).get("now", {}).get("selected_options"))
         if not lines or len(lines) > BULK_MAX_LINES:
             ack(response_action="errors", errors={
                 "lines": f"Give 1 to {BULK_MAX_LINES} lines ({len(lines)} given)."})
@@ -265,9 +289,8 @@ def register(bolt: App, flask_app: Flask) -> None:
                     first = summary.first_errors[0]
                     raise ValidationError({"file": f"Line {first.row - 1}: {first.reason} "
                                                    f"({summary.errors} line(s) with errors)."})
-                if now:
-                    tasks.confirm(ctx, task.id, acknowledged=True)
-                task_id, status = task.id, task.status
+                step = confirm_modal(task, tasks.preflight(ctx, Limiter(redis), task.id))
+                task_id = task.id
         except ValidationError as exc:
             ack(response_action="errors", errors={
                 fields.get(k, "lines"): v[:150] for k, v in exc.errors.items()})
@@ -280,12 +303,39 @@ def register(bolt: App, flask_app: Flask) -> None:
             if task_id is None:  # refused or failed: the form may be corrected and sent
                 redis.delete(form)
         redis.set(form, str(task_id), xx=True, ex=BULK_FORM_TTL_S)
+        ack(response_action="update", view=step)
+
+    @bolt.view(BULK_CONFIRM_MODAL)
+    def bulk_confirmed(ack: Ack, body: dict, view: dict, client: WebClient) -> None:
+        task_id = whole_number(view.get("private_metadata", ""))
+        ticked = bool(view["state"]["values"].get("ack", {}).get("ack", {})
+                      .get("selected_options"))
+        try:
+            with acting(flask_app, client, body["user"]["id"]) as ctx:
+                task = tasks.confirm(ctx, -1 if task_id is None else task_id,
+                                     acknowledged=ticked)
+                status = task.status
+        except ValidationError as exc:
+            ack(response_action="errors",
+                errors={"ack": next(iter(exc.errors.values()))[:150]})
+            return
+        except (NotLinked, ServiceError) as exc:
+            ack(response_action="errors", errors={"ack": getattr(exc, "message",
+                                                                 str(exc))[:150]})
+            return
+        ack()
+        enqueue(redis, "jobs.tasks.slack_dm", body["user"]["id"],
+                f"Task {task_id} confirmed: {status.replace('_', ' ')}. Its progress "
+                "follows here.")
+
+    @bolt.view_closed(BULK_CONFIRM_MODAL)
+    def bulk_not_now(ack: Ack, body: dict, view: dict) -> None:
         ack()
         base = Settings.from_config(flask_app.config).base_url
-        text = (f"Task {task_id} created from Slack: {status.replace('_', ' ')}. "
-                + ("Its progress follows here." if now else
-                   f"Confirm it in the web: {base}/tasks/{task_id}"))
-        enqueue(redis, "jobs.tasks.slack_dm", body["user"]["id"], text)
+        task_id = whole_number(view.get("private_metadata", ""))
+        enqueue(redis, "jobs.tasks.slack_dm", body["user"]["id"],
+                f"Task {task_id} was not confirmed: nothing is sent. Confirm or cancel it "
+                f"in the web: {base}/tasks/{task_id}")
 
     @bolt.action(STOP_CONFIRM)
     def stop_confirmed(ack: Ack, body: dict, client: WebClient) -> None:

@@ -572,6 +572,15 @@ class Preflight:
     finish_estimate: str | None  # marketing tasks in quiet hours: when it resumes
     unpriced: tuple[str, ...] = ()  # countries (or "mainland") with no unit price
 
+    @property
+    def cost_text(self) -> str:
+        """The estimate in words: prices are set in cents, so the sum says so."""
+        if self.cost_cents is None:
+            return "no unit prices set"
+        return (f"{self.cost_cents / 100:,.2f} ({self.cost_cents:,} cents at your unit prices)"
+                + (f", without {', '.join(self.unpriced)}: no unit price"
+                   if self.unpriced else ""))
+
 
 def _prices(account: Account) -> dict[str, int]:
     return {str(k): int(v) for k, v in (account.unit_prices or {}).items()

@@ -124,6 +124,9 @@ def test_an_unpriced_country_leaves_only_its_recipients_out_of_the_cost(
     task, _summary = tasks.create_task(shop.ctx, draft, io.BytesIO(data), "list.csv")
     pre = tasks.preflight(shop.ctx, shop.limiter, task.id)
     assert (pre.valid, pre.cost_cents, pre.unpriced) == (4, 2 * 7 + 5, ("DE",))
+    # Found from outside: "Estimated cost 0.19" named no unit, while prices are typed
+    # in cents.
+    assert pre.cost_text == "0.19 (19 cents at your unit prices), without DE: no unit price"
     tasks.set_unit_prices(shop.ctx, {})
     pre = tasks.preflight(shop.ctx, shop.limiter, task.id)
     assert (pre.cost_cents, pre.unpriced) == (None, ("DE", "GB", "US"))
