@@ -243,7 +243,7 @@ def _configured(session: Session) -> str:
     sid = make_app(session)
     c = root_ctx(session)
     app_config.set_thresholds(c, sid, "mainland", alarm_threshold=7001, daily_limit=9001)
-    app_config.set_country(c, sid, iso_code="DE", alarm_threshold=4321, daily_limit=5432)
+    app_config.set_country(c, sid, iso_code="DE", alarm_threshold=43, daily_limit=54)
     app_config.set_callback(c, sid, "https://93.184.216.34/hidden-callback")
     app_config.set_frequency(c, sid, {"30s": (True, 1), "hour": (True, 77), "day": (True, 88)})
     app_config.add_allowlist(c, sid, "+8613800007777")
