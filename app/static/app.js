@@ -122,3 +122,33 @@ document.addEventListener("htmx:afterRequest", (event) => {
     && event.target.querySelector(".upload-state");
   if (state && event.detail.failed) state.hidden = true;
 });
+
+// A table wider than a phone scrolls sideways inside its card (style.css); one that does
+// is made a keyboard stop named after its caption or heading, so what is off to the side
+// can be reached without a mouse (axe: scrollable-region-focusable). Done again after a
+// swap and when the width changes; a table that fits again is no stop.
+function markScrollingTables() {
+  document.querySelectorAll("main table").forEach((table) => {
+    const scrolls = table.scrollWidth > table.clientWidth + 1
+      && getComputedStyle(table).overflowX !== "visible";
+    if (scrolls && table.dataset.scrollStop !== "1") {
+      const heading = table.caption?.textContent
+        || table.closest("section, .card")?.querySelector("h1, h2, h3")?.textContent
+        || document.querySelector("main h1")?.textContent || "Table";
+      table.dataset.scrollStop = "1";
+      table.tabIndex = 0;  // a table still (no role given): read as one
+      table.setAttribute("aria-label", `${heading.trim()} (scrolls sideways)`);
+    } else if (!scrolls && table.dataset.scrollStop === "1") {
+      delete table.dataset.scrollStop;
+      table.removeAttribute("tabindex");
+      table.removeAttribute("aria-label");
+    }
+  });
+}
+document.addEventListener("DOMContentLoaded", markScrollingTables);
+document.addEventListener("htmx:afterSettle", markScrollingTables);
+let resizeTimer = null;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(markScrollingTables, 150);
+});

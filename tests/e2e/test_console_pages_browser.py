@@ -199,6 +199,31 @@ def test_axe_finds_nothing_serious_on_any_page(browser: Browser, live_server: st
     assert "label" in {v["id"] for v in _axe(page)}
 
 
+def test_tables_that_scroll_on_a_phone_take_the_keyboard(browser: Browser, live_server: str,
+                                                        account: Account) -> None:
+    """Found from outside: at 390 px a wide table scrolls sideways in its card, and axe
+    flagged the task's records, the SMS log and the statistics trend (serious:
+    scrollable-region-focusable): without a mouse, what was off to the side could not
+    be reached. Every page, at a phone's width."""
+    page = _page(browser, live_server)
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.context.add_init_script(path=str(AXE))
+    problems = {}
+    for path in account.pages():
+        if path.startswith(TWINS):
+            continue
+        page.goto(f"{live_server}{path}")
+        found = [v for v in _axe(page, "main") if v["id"] == "scrollable-region-focusable"]
+        if found:
+            problems[path] = found
+    assert not problems, json.dumps(problems, indent=1)
+    page.goto(f"{live_server}/tasks/{account.running_task}")
+    scrolls = page.evaluate("""[...document.querySelectorAll('main table')]
+        .filter(t => t.scrollWidth > t.clientWidth)
+        .map(t => [t.tabIndex, t.getAttribute('role'), !!t.getAttribute('aria-label')])""")
+    assert scrolls and all(s == [0, None, True] for s in scrolls), scrolls  # still tables
+
+
 # --- keyboard: every stop shows where the focus is ------------------------------------
 
 def test_keyboard_focus_is_always_visible(browser: Browser, live_server: str,
