@@ -201,10 +201,15 @@ def _link(flask_app: Flask, words: list[str], body: dict) -> dict[str, Any]:
                         "with that user's policies.")
 
 
+def typed(text: str) -> str:
+    """What the member typed: Slack sends & < > in a command's text as &amp; &lt; &gt;."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def register(bolt: App, flask_app: Flask) -> None:
     @bolt.command("/sms")
     def sms(ack: Ack, body: dict, client: WebClient) -> None:
-        words = (body.get("text") or "").split()
+        words = typed(body.get("text") or "").split()
         sub = words[0].lower() if words else "help"
         if sub == "link":  # before `acting`: the member is not linked yet
             try:

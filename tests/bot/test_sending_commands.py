@@ -95,3 +95,26 @@ def test_ids_that_are_not_numbers_are_usage_not_an_error(slack: Slack, shop: Sho
         text = slack.command(f"send {sid} {template} +14155550101 4321",
                              user=ROOT).get_json()["text"]
         assert "Try `/sms send" in text and "went wrong" not in text, text
+
+
+def test_what_slack_escapes_in_a_command_is_read_as_typed(slack: Slack, shop: Shop,
+                                                          session: Session) -> None:
+    """Slack sends & < > of a slash command's text as &amp; &lt; &gt;: a parameter typed
+    "R&D" went out as "R&amp;D"."""
+    from sqlalchemy import select
+
+    from app.models import Message
+    from app.services import content, reviews
+    from tests.helpers import ctx_for, make_user
+
+    _link(session, shop)
+    reviewer = ctx_for(session, make_user(session, "r2@example.com", presets=["SMSReviewer"]))
+    t = content.create_template(shop.ctx, "international", {
+        "name": "dept", "sms_type": "notification", "content": "Hello from {1}"})
+    reviews.approve(reviewer, "template", t.id, revision=t.revision)
+    session.commit()
+    text = f"send {shop.app.sdk_app_id} {t.id} +14155550101 R&amp;D"
+    answer = slack.command(text, user=ROOT).get_json()["text"]
+    assert "Sent to +14155550101" in answer, answer
+    session.expire_all()
+    assert session.scalar(select(Message.content)).endswith("Hello from R&D")
