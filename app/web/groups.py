@@ -25,7 +25,9 @@ def _list(errors: dict[str, str] | None = None, status: int = 200,
     query = request.args.get("q", "")[:40]
     rows, total = audience.groups(c, query, page_number())
     every, _ = audience.groups(c, "", 1) if c.actor.can("AddCustomerNumbers") else ([], 0)
-    return page("groups/index.html", "groups/_list.html", status=status, rows=rows, total=total,
+    # A refused form is answered with the whole page (its form picks its section out).
+    fragment = "groups/_list.html" if request.method == "GET" else None
+    return page("groups/index.html", fragment, status=status, rows=rows, total=total,
                 query=query, page=page_number(), page_size=audience.PAGE_SIZE,
                 errors=errors or {}, form=request.form, bad=bad or [], targets=every, which=which,
                 sms_types=templating.SMS_TYPES, max_lines=audience.TYPED_MAX_LINES,
@@ -47,7 +49,7 @@ def create() -> Any:
     except (ValidationError, Conflict) as exc:
         return _list(form_errors(exc), 422, which="create")
     flash(f"Group “{group.name}” created.")
-    return redirect(url_for("groups.detail", gid=group.id))
+    return hx_redirect(url_for("groups.detail", gid=group.id))
 
 
 def _add(group_id: int | str | None) -> audience.AddResult:
@@ -72,7 +74,7 @@ def add_to_pool() -> Any:
     except (ValidationError, Conflict) as exc:
         return _list(form_errors(exc), 422, which="pool")
     flash(_added(result))
-    return redirect(url_for("groups.detail", gid=result.group.id))
+    return hx_redirect(url_for("groups.detail", gid=result.group.id))
 
 
 def _added(result: audience.AddResult) -> str:
@@ -90,7 +92,8 @@ def _detail(gid: int, errors: dict[str, str] | None = None, status: int = 200,
         errors = {**(errors or {}), "q": exc.errors["q"]}
         group, rows, total = audience.members(c, gid, "", page_number())
         query = ""
-    return page("groups/detail.html", "groups/_members.html", status=status, group=group,
+    fragment = "groups/_members.html" if request.method == "GET" else None
+    return page("groups/detail.html", fragment, status=status, group=group,
                 rows=rows, total=total, query=query, page=page_number(),
                 page_size=audience.PAGE_SIZE, errors=errors or {}, form=request.form,
                 bad=bad or [], sms_types=templating.SMS_TYPES,
@@ -118,7 +121,7 @@ def add_numbers(gid: int) -> Any:
     except (ValidationError, Conflict) as exc:
         return _detail(gid, form_errors(exc), 422)
     flash(_added(result))
-    return redirect(url_for("groups.detail", gid=gid))
+    return hx_redirect(url_for("groups.detail", gid=gid))
 
 
 @bp.post("/groups/<int:gid>/numbers/delete")
@@ -138,7 +141,7 @@ def rename(gid: int) -> Any:
     except (ValidationError, Conflict) as exc:
         return _detail(gid, form_errors(exc), 422)
     flash("Group renamed.")
-    return redirect(url_for("groups.detail", gid=gid))
+    return hx_redirect(url_for("groups.detail", gid=gid))
 
 
 @bp.post("/groups/<int:gid>/delete")
@@ -149,7 +152,7 @@ def delete(gid: int) -> Any:
     except (ValidationError, Conflict) as exc:
         return _detail(gid, form_errors(exc), 422)
     flash("Group deleted.")
-    return redirect(url_for("groups.index"))
+    return hx_redirect(url_for("groups.index"))
 
 
 @bp.get("/groups/<int:gid>/export.csv")

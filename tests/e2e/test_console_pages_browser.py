@@ -431,3 +431,24 @@ def test_removing_numbers_keeps_the_whole_page(browser: Browser, live_server: st
     expect(page.locator("#sidenav")).to_be_visible()
     expect(page.locator("h1")).to_be_visible()
     expect(page.locator("#member-rows tbody tr")).to_have_count(2)
+
+
+def test_a_refused_form_keeps_the_page_s_address(browser: Browser, live_server: str,
+                                                 account: Account) -> None:
+    """Found from outside: Confirm without the box ticked, or a group import with a bad
+    line, left the browser on the form's POST-only address (/tasks/12/confirm,
+    /groups/numbers): a reload posted again, opening it was a 405. The form is answered
+    in place; the address stays the page's."""
+    page = _page(browser, live_server)
+    task = f"{live_server}/tasks/{account.international_task}"
+    page.goto(task)
+    page.click("#confirm-task")
+    page.wait_for_selector("#confirm-step .error")
+    assert "Tick the box" in page.inner_text("#confirm-step")
+    assert page.url == task
+    page.goto(f"{live_server}/groups")
+    page.fill("#pool textarea[name=numbers]", "bad\n13800000001")
+    page.click("#pool button[type=submit]")
+    page.wait_for_selector("#pool .error")
+    assert page.url == f"{live_server}/groups"
+    assert page.input_value("#pool textarea[name=numbers]") == "bad\n13800000001"
