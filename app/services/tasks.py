@@ -618,15 +618,24 @@ def update_unit_prices(ctx: Ctx, mainland: str, countries: str) -> dict[str, int
         else:
             prices["mainland"] = int(text)
     bad = []
+    seen: dict[str, int] = {}  # ISO code → its line
     for n, line in enumerate(countries.splitlines()[:1000], start=1):
         if not line.strip():
             continue
         iso, _sep, cents = (part.strip() for part in line.replace(";", ",").partition(","))
+        shown = f"line {n} ({line.strip()[:20]})"
         if not (iso.isascii() and len(iso) == 2) or not (cents.isascii() and cents.isdigit()) \
                 or len(cents) > 6:
-            bad.append(f"line {n} ({line.strip()[:20]})")
+            bad.append(shown)
             continue
-        prices[iso.upper()] = int(cents)
+        iso = iso.upper()
+        if iso == numbers.MAINLAND:
+            bad.append(f"{shown}: the mainland has its own price, above")
+        elif iso in seen:
+            bad.append(f"{shown}: {iso} is priced on line {seen[iso]} already")
+        else:
+            seen[iso] = n
+            prices[iso] = int(cents)
     if bad:
         errors["country_prices"] = ("Write one \"ISO code, cents\" a line, such as US, 5: "
                                     + "; ".join(bad[:5]) + (" …" if len(bad) > 5 else ""))

@@ -150,3 +150,19 @@ def test_unit_prices_are_set_in_settings(root: Client, session: Session) -> None
                         htmx=True)
     assert unknown.status_code == 422 and "neither mainland nor a country" in text_of(
         unknown, "#settings")
+
+
+def test_country_prices_refuse_the_mainland_and_a_country_given_twice(root: Client,
+                                                                      session: Session) -> None:
+    """Found from outside: "CN, 2" was taken among the international prices (the mainland
+    has its own field, and this price applied to nothing), and "US, 4" then "US, 9" kept
+    the last without a word."""
+    root.get("/settings")
+    both = root.post("/settings/prices", {"mainland_price": "",
+                                          "country_prices": "CN, 2\nUS, 4\nUS, 9"}, htmx=True)
+    assert both.status_code == 422
+    said = text_of(both, "#settings")
+    assert "line 1 (CN, 2): the mainland has its own price" in said, said
+    assert "line 3 (US, 9): US is priced on line 2 already" in said, said
+    session.expire_all()
+    assert session.scalar(select(Account.unit_prices)) in (None, {})
