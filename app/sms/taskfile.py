@@ -269,6 +269,8 @@ def _encoding(f: IO[bytes]) -> str:
 WESTERN = ("The file is not UTF-8, and read as Chinese (GB18030) its text comes out garbled: "
            "it looks like a Western file (Windows-1252). Save it as \"CSV UTF-8\" and "
            "upload it again.")
+NEITHER = ("The file is neither UTF-8 nor Chinese (GB18030) text: it may be a Western file "
+           "(Windows-1252). Save it as \"CSV UTF-8\" and upload it again.")
 _GBK_COMMON = re.compile(rb"[\x81-\xfe][\x80-\xfe]")  # both bytes high: GB2312's hanzi
 _GBK_RARE = re.compile(rb"[\x81-\xfe][\x40-\x7e]")  # a trail byte in ASCII's range
 
@@ -336,6 +338,8 @@ def _csv_text(f: IO[bytes]) -> Iterator[_CsvText]:
     try:
         yield _CsvText(text)
     except UnicodeDecodeError:
+        if encoding == "gb18030":  # the guess for bytes that are not UTF-8
+            raise FileError(NEITHER) from None
         raise FileError(f"The file is not valid text in {encoding}: save it as UTF-8 "
                         "CSV.") from None
     except csv.Error as exc:

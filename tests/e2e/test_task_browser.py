@@ -87,7 +87,7 @@ def test_a_long_upload_shows_its_progress_and_a_refusal_in_place(
     page.set_input_files("input[name=file]", files=[{
         "name": "list.csv", "mimeType": "text/csv", "buffer": rows + b"\xff\xfe,1\n"}])
     page.click("#task-form button[type=submit]")
-    expect(page.locator("#file-error")).to_contain_text("not valid text", timeout=15_000)
+    expect(page.locator("#file-error")).to_contain_text("neither UTF-8 nor Chinese", timeout=15_000)
     assert page.evaluate("window.__stillHere === true")  # answered in place
     seen = page.evaluate("window.__seen")
     assert any("checking" in s for s in seen), seen

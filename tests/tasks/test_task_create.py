@@ -74,7 +74,7 @@ def test_a_file_refused_after_rows_were_written_leaves_nothing(
     draft = tasks.Draft(shop.app.sdk_app_id, shop.templates["mainland"], name="T")
     with pytest.raises(ValidationError) as exc:
         tasks.create_task(shop.ctx, draft, io.BytesIO(data), "list.csv")
-    assert "not valid text" in exc.value.errors["file"]
+    assert "neither UTF-8 nor Chinese" in exc.value.errors["file"]
     for model in (SendTask, SendTaskRecipient, SendTaskError):
         assert session.scalar(select(func.count()).select_from(model)) == 0
 

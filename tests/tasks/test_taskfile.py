@@ -472,8 +472,19 @@ def test_xlsx_that_is_a_zip_but_not_a_workbook() -> None:
 
 def test_invalid_text_is_read_as_gb18030_not_a_crash() -> None:
     # A lone 0xff is neither UTF-8 nor GB18030: one clear file-level message.
-    with pytest.raises(FileError, match="not valid text"):
+    with pytest.raises(FileError, match="neither UTF-8 nor Chinese"):
         run(b"13800138000,1234\n13800138001,\xff\n")
+
+
+def test_a_western_file_gb18030_cannot_read_says_so_too() -> None:
+    """Found from outside: a Windows-1252 file whose "é" ends a line is no GB18030 text
+    at all (é and the line break make no pair), and was told "not valid text in
+    gb18030: save it as UTF-8 CSV", a worse message than the one for a Western file
+    GB18030 does read (garbled). Both now say it may be Windows-1252."""
+    western = "phone,name\n+14155550100,Renée\r\n+14155550101,José\r\n".encode("cp1252")
+    with pytest.raises(FileError, match="Windows-1252") as caught:
+        run(western, INTL)
+    assert "CSV UTF-8" in str(caught.value) and "gb18030" not in str(caught.value)
 
 
 def test_neutralise() -> None:
