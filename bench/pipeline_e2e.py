@@ -148,13 +148,14 @@ def _sign_requests(prefix: Path, key: str, template: int, n: int, threads: int,
 
 
 def wrk_load(port: int, app_id: str, prefix: Path, threads: int, clients: int,
-             seconds: int) -> tuple[dict[str, int], float]:
+             seconds: int, keyed: bool = False) -> tuple[dict[str, int], float]:
     """Run wrk with bench/wrk_send.lua over the requests under `prefix`: the numbers of
     its done() line, and wrk's CPU seconds."""
     proc = subprocess.Popen(
         ["wrk", f"-t{threads}", f"-c{clients}", f"-d{seconds}s", "--latency",
          "-s", str(ROOT / "bench" / "wrk_send.lua"), f"http://127.0.0.1:{port}",
-         "--", str(prefix), app_id], stdout=subprocess.PIPE, text=True)
+         "--", str(prefix), app_id, *(["keyed"] if keyed else [])], stdout=subprocess.PIPE,
+        text=True)
     assert proc.stdout is not None
     output = proc.stdout.read()
     # The child's own rusage as it is reaped (psutil cannot read an exited process).
@@ -261,7 +262,7 @@ def main() -> None:
                         help="the PostgreSQL server's admin URL (a database is made on it), "
                              "e.g. one of your own with pg_stat_statements loaded")
     parser.add_argument("--idempotency-key", action="store_true",
-                        help="python load: every request carries its own Idempotency-Key")
+                        help="every request carries its own Idempotency-Key")
     parser.add_argument("--drain-cap", type=float, default=120,
                         help="stop waiting for the last receipts after this many seconds")
     args = parser.parse_args()
@@ -370,7 +371,7 @@ def main() -> None:
             cpu0 = _cpu_by_role(procs, redis_proc.pid, db_url)
             start = time.time()
             summary, clients_cpu = wrk_load(port, seeded["app_id"], prefix, threads, clients,
-                                            seconds)
+                                            seconds, args.idempotency_key)
             sent_at = time.time()
             if summary["ran_out"]:
                 print(f"{summary['ran_out']} wrk thread(s) ran out of signed requests: "

@@ -1,6 +1,6 @@
 -- Signed one-number sends for bench/pipeline_e2e.py --load wrk.
 --
---   wrk -t2 -c50 -d15s --latency -s bench/wrk_send.lua http://127.0.0.1:PORT -- PREFIX APP_ID
+--   wrk -t2 -c50 -d15s --latency -s bench/wrk_send.lua http://127.0.0.1:PORT -- PREFIX APP_ID [keyed]
 --
 -- PREFIX .. N .. ".tsv" holds thread N's requests (N from 0), signed beforehand, one a
 -- line: timestamp, nonce, signature and JSON body separated by tabs. Each thread reads
@@ -25,10 +25,14 @@ function init(args)
   -- args[0] is the URL; the arguments after "--" follow.
   for line in io.lines(args[1] .. id .. ".tsv") do
     local ts, nonce, signature, body = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)\t(.+)$")
-    requests[#requests + 1] = wrk.format("POST", "/api/v1/sms/send", {
+    local headers = {
       ["Content-Type"] = "application/json", ["X-SMS-AppId"] = args[2],
       ["X-SMS-Timestamp"] = ts, ["X-SMS-Nonce"] = nonce, ["X-SMS-Signature"] = signature,
-    }, body)
+    }
+    if args[3] == "keyed" then  -- each request its own Idempotency-Key
+      headers["Idempotency-Key"] = nonce
+    end
+    requests[#requests + 1] = wrk.format("POST", "/api/v1/sms/send", headers, body)
   end
 end
 

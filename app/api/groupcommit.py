@@ -124,6 +124,10 @@ class GroupCommit:
                 enqueue_deferred(self.conn, deferred)
             except RedisError as exc:  # committed: the sweeper re-drives these rows
                 log.warning("group commit: wake-up not enqueued (%s)", exc)
+        if outcome == WRITTEN:  # answered from an Idempotency-Key's stored reply
+            for w in batch:
+                if w.prepared.replayed is not None:
+                    self._give_back(w)
         for w in batch:
             w.outcome = outcome
             if outcome == FAILED:
@@ -133,11 +137,14 @@ class GroupCommit:
 
     def _fail(self, w: _Waiting) -> None:
         w.outcome = FAILED
+        self._give_back(w)
+        w.done.set()
+
+    def _give_back(self, w: _Waiting) -> None:
         try:
             w.prepared.give_back(self.limiter)
         except RedisError as exc:
             log.warning("group commit: reservations not given back (%s)", exc)
-        w.done.set()
 
     def _transaction(self, batch: list[_Waiting]) -> tuple[str, list[tuple[str, tuple]]]:
         session = self.db.sessions()
@@ -152,6 +159,7 @@ class GroupCommit:
                 session.rollback()
                 for w in batch:
                     w.prepared.results.clear()
+                    w.prepared.replayed = None
                 return FAILED, []
             try:
                 session.commit()
@@ -165,7 +173,10 @@ class GroupCommit:
     def _committed(self, batch: list[_Waiting], budget_s: float = 10.0) -> str:
         """After a failed COMMIT: WRITTEN if the batch's rows are there, FAILED if not,
         UNKNOWN if the database cannot be asked within `budget_s`."""
-        serial = batch[0].prepared.messages[0].serial_no
+        written = [w.prepared for w in batch if w.prepared.replayed is None]
+        if not written:  # every request answered from a stored reply: nothing to find
+            return WRITTEN
+        serial = written[0].messages[0].serial_no
         deadline = time.monotonic() + budget_s
         while True:
             try:
@@ -174,6 +185,7 @@ class GroupCommit:
                 if found is None:
                     for w in batch:
                         w.prepared.results.clear()
+                        w.prepared.replayed = None
                 return WRITTEN if found is not None else FAILED
             except SQLAlchemyError:
                 if time.monotonic() > deadline:

@@ -25,7 +25,6 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     String,
-    and_,
     any_,
     bindparam,
     case,
@@ -256,8 +255,10 @@ class Prepared:
     # found muted there gives its units back (it may free the unit one of them lacked).
     refused_checks: dict[int, list[Check]] = dataclass_field(default_factory=dict)
     # (Idempotency-Key, fingerprint of the request): `settle` stores the answer under
-    # the key with the rows, so a retry is answered from it (`stored_reply`).
+    # the key with the rows, so that a retry is answered from it: `replayed` is then
+    # that answer, and nothing of the retry is written.
     idempotency: tuple[str, str] | None = None
+    replayed: StoredReply | None = None
 
     def give_back(self, limiter: Limiter) -> None:
         """Release every reservation still held (the rows were not written)."""
@@ -367,7 +368,11 @@ def settle(ctx: Ctx, limiter: Limiter, batch: list[Prepared]) -> None:
     """Finish prepared requests in the caller's transaction: the mute list and
     unsubscribes (one query per signature and type for the whole batch), credit,
     threshold and limit alarms, then every row with one INSERT (and the rollups).
-    Reservations of numbers refused here are released at once. Fills `results`."""
+    Reservations of numbers refused here are released at once. Fills `results`, or
+    `replayed` for a request whose Idempotency-Key has an answer already: nothing of
+    it is written, and the caller gives its reservations back once this commits (a
+    transaction that fails is settled again, and may decide otherwise)."""
+    batch, followers = _answered_already(ctx, batch)
     wanted: dict[tuple[int, int, str], set[str]] = {}
     for p in batch:
         if p.signature is not None and p.template is not None:
@@ -412,10 +417,11 @@ def settle(ctx: Ctx, limiter: Limiter, batch: list[Prepared]) -> None:
             p.results.append(SendStatus(msg.serial_no, msg.phone_number, code or errors.OK,
                                         reason, msg.fee, msg.iso_code))
         rows += p.messages
-    _keep_replies(ctx, batch)
-    # The rollups' days in each account's zone, from the snapshot the request was
-    # checked with (no query per batch).
-    _record(ctx, rows, zones={p.account.id: ZoneInfo(p.account.timezone) for p in batch})
+    _keep_replies(ctx, batch, followers)
+    if rows:  # (none when every request was answered from a stored reply)
+        # The rollups' days in each account's zone, from the snapshot the request was
+        # checked with (no query per batch).
+        _record(ctx, rows, zones={p.account.id: ZoneInfo(p.account.timezone) for p in batch})
     if accepted:
         ctx.defer(DRAIN_JOB)
 
@@ -430,32 +436,64 @@ class StoredReply:
     results: list[SendStatus]
 
 
-def _keep_replies(ctx: Ctx, batch: list[Prepared]) -> None:
-    """The answers of requests sent with an Idempotency-Key, one INSERT. Two requests
-    with one key break the unique constraint, and the transaction fails: the group
-    commit writes them apart, and the one that cannot be written answers from the
-    other's stored reply."""
+def _answered_already(ctx: Ctx, batch: list[Prepared]
+                      ) -> tuple[list[Prepared], list[tuple[Prepared, Prepared]]]:
+    """The requests of `batch` to settle, and (request, the earlier one with its key in
+    this batch) pairs. A request whose key has an answer stored (one query for the
+    batch) gets it as `replayed`; neither it nor a follower is settled. A key whose
+    answer is past REPLY_KEPT is free again."""
+    keyed = {(p.app.id, p.idempotency[0]) for p in batch if p.idempotency is not None}
+    if not keyed:
+        return batch, []
+    stored: dict[tuple[int, str], StoredReply] = {}
+    stale: list[int] = []
+    for row in ctx.db.execute(select(
+            SendReply.id, SendReply.app_id, SendReply.key, SendReply.fingerprint,
+            SendReply.request_id, SendReply.results, SendReply.created_at)
+            .where(SendReply.key.in_(sorted({k for _a, k in keyed})))):
+        if (row.app_id, row.key) not in keyed:
+            continue
+        if row.created_at <= utcnow() - REPLY_KEPT:
+            stale.append(row.id)
+        else:
+            stored[(row.app_id, row.key)] = StoredReply(
+                row.fingerprint, row.request_id,
+                [SendStatus(*r) for r in json.loads(row.results)])
+    if stale:
+        ctx.db.execute(delete(SendReply).where(SendReply.id.in_(stale)))
+    settle_now: list[Prepared] = []
+    followers: list[tuple[Prepared, Prepared]] = []
+    first: dict[tuple[int, str], Prepared] = {}
+    for p in batch:
+        key = (p.app.id, p.idempotency[0]) if p.idempotency is not None else None
+        if key is None:
+            settle_now.append(p)
+        elif key in stored:
+            p.replayed = stored[key]
+        elif key in first:
+            followers.append((p, first[key]))
+        else:
+            first[key] = p
+            settle_now.append(p)
+    return settle_now, followers
+
+
+def _keep_replies(ctx: Ctx, batch: list[Prepared],
+                  followers: list[tuple[Prepared, Prepared]]) -> None:
+    """The answers of requests sent with an Idempotency-Key, one INSERT; a follower (its
+    key's first request in this batch) is answered with the first one's. Another
+    process's batch may hold the same key: the unique key refuses the second INSERT,
+    and the group commit settles that request again alone, answered from the first."""
     rows = [{"app_id": p.app.id, "key": p.idempotency[0], "fingerprint": p.idempotency[1],
              "request_id": p.request_id, "created_at": p.now,
              "results": json.dumps([list(vars(r).values()) for r in p.results])}
             for p in batch if p.idempotency is not None]
-    if rows:  # a key past REPLY_KEPT, not yet purged, is free again
-        ctx.db.execute(delete(SendReply).where(
-            SendReply.created_at <= utcnow() - REPLY_KEPT,
-            or_(*(and_(SendReply.app_id == r["app_id"], SendReply.key == r["key"])
-                  for r in rows))))
+    if rows:
         ctx.db.execute(insert(SendReply), rows)
-
-
-def stored_reply(db: Session, app_id: int, key: str) -> StoredReply | None:
-    """The answer stored under `key` for this application within REPLY_KEPT, if any."""
-    row = db.execute(select(SendReply.fingerprint, SendReply.request_id, SendReply.results)
-                     .where(SendReply.app_id == app_id, SendReply.key == key,
-                            SendReply.created_at > utcnow() - REPLY_KEPT)).first()
-    if row is None:
-        return None
-    return StoredReply(row.fingerprint, row.request_id,
-                       [SendStatus(*r) for r in json.loads(row.results)])
+    for p, earlier in followers:
+        assert earlier.idempotency is not None
+        p.replayed = StoredReply(earlier.idempotency[1], earlier.request_id,
+                                 list(earlier.results))
 
 
 def _reserve_again(limiter: Limiter, p: Prepared) -> None:

@@ -121,11 +121,14 @@ def test_a_key_is_kept_a_day_then_forgotten(caller: Caller, session: Session) ->
     assert session.scalar(select(func.count()).select_from(SendReply)) == 0
 
 
+@pytest.mark.parametrize("first_key", ["racing", "another"])
 def test_concurrent_retries_with_one_key_send_once(api: Flask, backend: Backend,
-                                                   caller: Caller, session: Session) -> None:
-    """Two requests with one key that both find no stored answer: the writer is held, so
-    both are settled before either commits. One writes; the other is answered with
-    what the first wrote, its reservations given back."""
+                                                   caller: Caller, session: Session,
+                                                   first_key: str) -> None:
+    """Requests with one key that arrive together: the writer is held on a first request
+    (of the same key, or another), and the rest wait for the next transaction. Only one
+    request of the key writes; the others are answered with what it wrote, their
+    reservations given back."""
     app_config.set_thresholds(caller.shop.ctx, caller.shop.app.sdk_app_id, "international",
                               alarm_threshold=None, daily_limit=50)
     session.commit()
@@ -134,7 +137,10 @@ def test_concurrent_retries_with_one_key_send_once(api: Flask, backend: Backend,
     out: list[Any] = [None] * 3
 
     def one(i: int) -> None:
-        out[i] = _send(callers[i], payload, "racing")
+        if i == 0 and first_key != "racing":
+            out[i] = _send(callers[i], _body(caller.shop, "+14155550109"), first_key)
+        else:
+            out[i] = _send(callers[i], payload, "racing")
     threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
     writer = group_commit_of(api)
     with WriterHeld(backend):
@@ -146,10 +152,13 @@ def test_concurrent_retries_with_one_key_send_once(api: Flask, backend: Backend,
     for t in threads:
         t.join(30)
     assert [r.status_code for r in out] == [200, 200, 200]
-    answers = [r.get_json() for r in out]
-    assert answers[1] == answers[0] and answers[2] == answers[0]
-    assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in out) == 2
-    assert _count(session) == 2
-    # The losers' frequency and daily reservations went back: two numbers counted once.
+    keyed = out if first_key == "racing" else out[1:]
+    answers = [r.get_json() for r in keyed]
+    assert all(a == answers[0] for a in answers)
+    assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in keyed) == \
+        len(keyed) - 1
+    extra = 0 if first_key == "racing" else 1
+    assert _count(session) == 2 + extra
+    # The others' frequency and daily reservations went back: each number counted once.
     day = next(iter(backend.redis.scan_iter("smsops:day:app:*:international:*")))
-    assert int(backend.redis.get(day) or 0) == 2
+    assert int(backend.redis.get(day) or 0) == 2 + extra
