@@ -25,6 +25,7 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     String,
+    and_,
     any_,
     bindparam,
     case,
@@ -447,12 +448,15 @@ def _answered_already(ctx: Ctx, batch: list[Prepared]
         return batch, []
     stored: dict[tuple[int, str], StoredReply] = {}
     stale: list[int] = []
+    by_app: dict[int, list[str]] = {}
+    for app_id, key in sorted(keyed):
+        by_app.setdefault(app_id, []).append(key)
+    # Per application (most batches hold one): the unique index (app_id, key) serves.
     for row in ctx.db.execute(select(
             SendReply.id, SendReply.app_id, SendReply.key, SendReply.fingerprint,
             SendReply.request_id, SendReply.results, SendReply.created_at)
-            .where(SendReply.key.in_(sorted({k for _a, k in keyed})))):
-        if (row.app_id, row.key) not in keyed:
-            continue
+            .where(or_(*(and_(SendReply.app_id == app_id, SendReply.key.in_(keys))
+                         for app_id, keys in by_app.items())))):
         if row.created_at <= utcnow() - REPLY_KEPT:
             stale.append(row.id)
         else:
