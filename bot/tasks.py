@@ -257,7 +257,9 @@ def register(bolt: App, flask_app: Flask) -> None:
         def value(block: str) -> str:
             return (values.get(block, {}).get(block, {}).get("value") or "").strip()
 
-        lines = [x for x in value("lines").splitlines() if x.strip()]
+        # As typed, blank lines included: an error's line number is the user's line.
+        typed_lines = values.get("lines", {}).get("lines", {}).get("value") or ""
+        lines = [x for x in typed_lines.splitlines() if x.strip()]
         if not lines or len(lines) > BULK_MAX_LINES:
             ack(response_action="errors", errors={
                 "lines": f"Give 1 to {BULK_MAX_LINES} lines ({len(lines)} given)."})
@@ -284,7 +286,7 @@ def register(bolt: App, flask_app: Flask) -> None:
                 draft = tasks.Draft(value("app"), template_id, name="From Slack",
                                     sign_name=value("sign") or None)
                 task, summary = tasks.create_task(ctx, draft, io.BytesIO(bulk_file(
-                    value("lines"))), "slack.csv")
+                    typed_lines)), "slack.csv")
                 if summary.errors:  # the modal shows why; nothing is kept
                     first = summary.first_errors[0]
                     raise ValidationError({"file": f"Line {first.row - 1}: {first.reason} "

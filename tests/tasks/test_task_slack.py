@@ -242,6 +242,8 @@ def test_bulk_modal_creates_the_same_task(slack: Slack, shop: Shop, session: Ses
     # fourth line), and a first line without a digit was taken for a header.
     gap = submit("13800138000,1234\n\n\n13800138001,12\n").get_json()
     assert gap["errors"]["lines"].startswith("Line 4:"), gap
+    lead = submit("\n\n12345,1234\n").get_json()  # leading blank lines count too
+    assert lead["errors"]["lines"].startswith("Line 3:"), lead
     first = submit("abc,1234\n13800138001,1234").get_json()
     assert first["errors"]["lines"].startswith("Line 1: Not a phone number"), first
     many = submit("\n".join(f"1380013{i:04d},1234" for i in range(101))).get_json()
