@@ -449,8 +449,8 @@ def _answered_already(ctx: Ctx, batch: list[Prepared]
     stored: dict[tuple[int, str], StoredReply] = {}
     stale: list[int] = []
     by_app: dict[int, list[str]] = {}
-    for app_id, key in sorted(keyed):
-        by_app.setdefault(app_id, []).append(key)
+    for app_id, name in sorted(keyed):
+        by_app.setdefault(app_id, []).append(name)
     # Per application (most batches hold one): the unique index (app_id, key) serves.
     for row in ctx.db.execute(select(
             SendReply.id, SendReply.app_id, SendReply.key, SendReply.fingerprint,
