@@ -15,8 +15,10 @@ from bot import identity
 
 
 class NotLinked(Exception):
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, *, disabled: bool = False) -> None:
         super().__init__(
+            "The smsops user your Slack account is linked to is disabled: ask an "
+            "administrator to enable it." if disabled else
             "Your Slack account is not linked to an smsops user. Open "
             f"{base_url}/account, choose *Link my Slack account* and type the code it shows "
             "as `/sms link CODE` here. A matching confirmed email links automatically."
@@ -30,7 +32,8 @@ def acting(flask_app: Flask, client: WebClient, slack_user_id: str) -> Iterator[
         with flask_app.extensions["db"].unit_of_work() as session:
             user = identity.resolve(session, client, slack_user_id)
             if user is None:  # nothing was written: found nobody to link
-                raise NotLinked(settings.base_url)
+                raise NotLinked(settings.base_url,
+                                disabled=identity.linked_but_disabled(session, slack_user_id))
             ctx = Ctx(session, actor_for(user), settings, gateway=flask_app.extensions["gateway"])
             yield ctx
         enqueue_deferred(flask_app.extensions["redis"], ctx.deferred)

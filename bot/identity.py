@@ -41,3 +41,9 @@ def resolve(session: Session, client: WebClient, slack_user_id: str) -> User | N
         return None
     user.slack_user_id = slack_user_id  # linked from now on
     return user
+
+
+def linked_but_disabled(session: Session, slack_user_id: str) -> bool:
+    """Whether the member is linked to a user who is disabled (told so, not "link")."""
+    return session.scalar(select(User.id).where(User.slack_user_id == slack_user_id,
+                                                User.active.is_(False))) is not None

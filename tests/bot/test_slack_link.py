@@ -195,3 +195,14 @@ def test_an_unlink_is_not_undone_by_the_email_match(slack: Slack, session: Sessi
     assert "you now act as ana@example.com" in _text(slack.command(f"link {_code(ana)}",
                                                                    user=ANA))
     assert _linked(session, "ana@example.com") == ANA
+
+
+def test_a_disabled_user_is_told_so_not_asked_to_link(slack: Slack, session: Session) -> None:
+    """Found from outside: a member linked to a disabled user was told to link their
+    account, which they had; the answer says the user is disabled."""
+    user = make_user(session, "ana@example.com", presets=["SMSReadOnlyAccess"])
+    user.slack_user_id = ANA
+    user.active = False
+    session.commit()
+    said = _text(slack.command("apps", user=ANA))
+    assert "is disabled" in said and "/sms link" not in said, said
