@@ -16,7 +16,9 @@ rows hold. Faults:
 - The batch's transaction fails: each request of it is tried again alone, so one
   request that cannot be written never fails the others.
 - A request fails alone: nothing of it was written; its reservations are given
-  back and it answers 503 (retrying is safe).
+  back and it answers 503 (retrying is safe). One with an Idempotency-Key is settled
+  once more first: another process may have stored that key's answer meanwhile (the
+  unique key refused this one), and it is then answered from that.
 - COMMIT itself fails (the connection dropped while committing): whether it
   happened is unknown, so the writer looks for the batch's rows before deciding;
   a request is never told "not sent" about rows that committed. If the database
@@ -113,11 +115,16 @@ class GroupCommit:
                         self._fail(w)
             self._pending = 0
 
-    def _write(self, batch: list[_Waiting]) -> None:
+    def _write(self, batch: list[_Waiting], again: bool = False) -> None:
         outcome, deferred = self._transaction(batch)
         if outcome == FAILED and len(batch) > 1:
             for w in batch:  # find the one that cannot be written; the others can
                 self._write([w])
+            return
+        if outcome == FAILED and not again and batch[0].prepared.idempotency is not None:
+            # Another process may have written this key's answer meanwhile (its unique
+            # key refused this INSERT): settled again, the request is answered from it.
+            self._write(batch, again=True)
             return
         if outcome == WRITTEN and deferred:  # before answering: the drainer is on its way
             try:

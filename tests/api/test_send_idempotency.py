@@ -162,3 +162,39 @@ def test_concurrent_retries_with_one_key_send_once(api: Flask, backend: Backend,
     # The others' frequency and daily reservations went back: each number counted once.
     day = next(iter(backend.redis.scan_iter("smsops:day:app:*:international:*")))
     assert int(backend.redis.get(day) or 0) == 2 + extra
+
+
+def test_one_key_racing_in_two_processes_is_answered_from_the_first(
+        api: Flask, backend: Backend, caller: Caller, session: Session, tmp_path: Any) -> None:
+    """Two web processes (two apps, each with its own group commit) settle one key at
+    once: neither sees the other's uncommitted answer, and the unique key makes the
+    second wait, then refuses it. The second is settled again and answered from the
+    first's stored reply; it was a 503 "nothing was sent"."""
+    if backend.name != "postgresql":
+        pytest.skip("two writers at once: SQLite has one")
+    from app import create_app
+
+    other = create_app({"DATABASE_URL": backend.db.url, "REDIS_URL": backend.redis_url,
+                        "INSTANCE_DIR": str(tmp_path), "SECRET_KEY": "x"})
+    try:
+        payload = _body(caller.shop, "+14155550101")
+        first, second = Caller(api.test_client(), caller.shop), \
+            Caller(other.test_client(), caller.shop)
+        out: list[Any] = [None, None]
+        writers = [group_commit_of(api), group_commit_of(other)]
+
+        def one(i: int) -> None:
+            out[i] = _send([first, second][i], payload, "racing")
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(2)]
+        with WriterHeld(backend):
+            for i, t in enumerate(threads):
+                t.start()
+                _until(lambda i=i: writers[i]._pending == 1, f"writer {i} busy")
+        for t in threads:
+            t.join(30)
+        assert [r.status_code for r in out] == [200, 200], [r.get_json() for r in out]
+        assert out[1].get_json() == out[0].get_json()
+        assert out[1].headers.get("Idempotent-Replayed") == "true"
+        assert _count(session) == 1
+    finally:
+        other.extensions["db"].engine.dispose()
