@@ -17,6 +17,7 @@ from tests.bot.conftest import Slack
 from tests.bot.conftest import slack as slack  # fixtures
 from tests.bot.conftest import slack_api as slack_api
 from tests.bot.conftest import slack_app as slack_app
+from tests.conftest import Backend
 from tests.sending.conftest import Shop
 
 ROOT = "U0ROOT0001"
@@ -428,3 +429,39 @@ def test_closing_the_confirm_step_sends_nothing_and_says_where_to_confirm(
     assert said and f"Task {task_id} was not confirmed: nothing is sent" in said[-1]
     session.expire_all()
     assert session.get(SendTask, task_id).status == "awaiting_confirmation"  # type: ignore[union-attr]
+
+
+def test_a_database_fault_in_the_bulk_form_is_told_in_the_form(
+        slack: Slack, shop: Shop, session: Session, backend: Backend) -> None:
+    """Found from outside (read in the code): an unexpected error in the bulk form's
+    handler was no answer at all, which Slack shows as its own connection error. The
+    database refusing the task (a trigger, a real refusal) is now told in the form, and
+    the form may be sent again."""
+    from sqlalchemy import text
+
+    link(session, shop)
+    with backend.db.engine.begin() as conn:
+        if backend.name == "postgresql":
+            conn.execute(text("CREATE FUNCTION refuse_task() RETURNS trigger AS $$ BEGIN "
+                              "RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql"))
+            conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON send_task FOR EACH ROW "
+                              "EXECUTE FUNCTION refuse_task()"))
+        else:
+            conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON send_task BEGIN "
+                              "SELECT RAISE(ABORT, 'refused'); END"))
+    try:
+        values = {"app": {"app": {"value": shop.app.sdk_app_id}},
+                  "template": {"template": {"value": str(shop.templates["mainland"])}},
+                  "sign": {"sign": {"value": "Shop"}},
+                  "lines": {"lines": {"value": "13800138000,1234"}}}
+        resp = slack.submit(bot_tasks.BULK_MODAL, values, ROOT)
+        assert resp.status_code == 200
+        assert resp.get_json() == {"response_action": "errors",
+                                   "errors": {"lines": bot_tasks.SOMETHING_WRONG}}
+    finally:
+        session.rollback()
+        with backend.db.engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER refuse" + (" ON send_task" if backend.name ==
+                                                       "postgresql" else "")))
+            if backend.name == "postgresql":
+                conn.execute(text("DROP FUNCTION refuse_task()"))
