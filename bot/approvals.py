@@ -69,6 +69,10 @@ def register(bolt: App, flask_app: Flask) -> None:
         except (NotLinked, ServiceError) as exc:
             refuse(body, exc)
             return
+        except Exception:  # acknowledged already: the clicker is told, not left waiting
+            log.exception("approve failed")
+            tell(body, f":no_entry: {blocks.SOMETHING_WRONG}")
+            return
         if body.get("container", {}).get("is_ephemeral") and body.get("response_url"):
             enqueue(redis, "jobs.slack.replace_ephemeral", body["response_url"], kind, obj_id)
 
@@ -86,6 +90,10 @@ def register(bolt: App, flask_app: Flask) -> None:
                 title = reviews.title_of(kind, obj)
         except (NotLinked, ServiceError) as exc:
             refuse(body, exc)
+            return
+        except Exception:
+            log.exception("reject failed")
+            tell(body, f":no_entry: {blocks.SOMETHING_WRONG}")
             return
         try:  # the trigger_id lives 3 s: this call cannot wait for a job
             client.views_open(trigger_id=body["trigger_id"], view=blocks.reject_modal(
@@ -112,6 +120,10 @@ def register(bolt: App, flask_app: Flask) -> None:
         except (NotLinked, ServiceError) as exc:
             ack(response_action="errors",
                 errors={"reason": getattr(exc, "message", str(exc))[:150]})
+            return
+        except Exception:  # told in the form: no answer is Slack's own connection error
+            log.exception("reject failed")
+            ack(response_action="errors", errors={"reason": blocks.SOMETHING_WRONG})
             return
         ack()
         response_url = origin.partition("|")[2]
@@ -142,5 +154,9 @@ def register(bolt: App, flask_app: Flask) -> None:
         except (NotLinked, ServiceError) as exc:
             ack(response_action="errors",
                 errors={"name": getattr(exc, "message", str(exc))[:150]})
+            return
+        except Exception:
+            log.exception("template form failed")
+            ack(response_action="errors", errors={"name": blocks.SOMETHING_WRONG})
             return
         ack()

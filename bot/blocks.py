@@ -88,6 +88,9 @@ def reply(text: str, blocks: list[Block] | None = None) -> dict[str, Any]:
     return out
 
 
+SOMETHING_WRONG = "Something went wrong on our side; it has been logged. Try again."
+
+
 def refusal(exc: Exception) -> str:
     """A service's refusal (or any error's words) as a reply line."""
     return f":no_entry: {escape_message(getattr(exc, 'message', str(exc)))}"

@@ -37,7 +37,6 @@ KEEP = "task_keep"
 RESPOND_JOB = "jobs.tasks.slack_respond"
 BULK_MODAL = "task_bulk_modal"
 BULK_CONFIRM_MODAL = "task_bulk_confirm"  # the confirm step, the same modal updated
-SOMETHING_WRONG = "Something went wrong on our side; it has been logged. Try again."
 BULK_FORM_KEY = "smsops:slack:bulk-form:{}"  # a submitted modal (by its view id)
 BULK_FORM_TTL_S = 86_400  # far longer than a form stays open or a request stays valid
 BULK_MAX_LINES = 100
@@ -304,7 +303,7 @@ def register(bolt: App, flask_app: Flask) -> None:
             return
         except Exception:  # the database gone, say: told in the form, not a Slack error
             log.exception("/sms bulk failed")
-            ack(response_action="errors", errors={"lines": SOMETHING_WRONG})
+            ack(response_action="errors", errors={"lines": blocks.SOMETHING_WRONG})
             return
         finally:
             if task_id is None:  # refused or failed: the form may be corrected and sent
@@ -332,7 +331,7 @@ def register(bolt: App, flask_app: Flask) -> None:
             return
         except Exception:
             log.exception("/sms bulk confirm failed")
-            ack(response_action="errors", errors={"ack": SOMETHING_WRONG})
+            ack(response_action="errors", errors={"ack": blocks.SOMETHING_WRONG})
             return
         ack()
         enqueue(redis, "jobs.tasks.slack_dm", body["user"]["id"],

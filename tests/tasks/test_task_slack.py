@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from app.models import SendTask, User
 from app.queue import RECEIPTS_JOB, enqueue_deferred, wake
 from app.services import tasks
+from bot import blocks
 from bot import tasks as bot_tasks
 from tests.bot.conftest import Slack
 from tests.bot.conftest import slack as slack  # fixtures
@@ -457,7 +458,7 @@ def test_a_database_fault_in_the_bulk_form_is_told_in_the_form(
         resp = slack.submit(bot_tasks.BULK_MODAL, values, ROOT)
         assert resp.status_code == 200
         assert resp.get_json() == {"response_action": "errors",
-                                   "errors": {"lines": bot_tasks.SOMETHING_WRONG}}
+                                   "errors": {"lines": blocks.SOMETHING_WRONG}}
     finally:
         session.rollback()
         with backend.db.engine.begin() as conn:
