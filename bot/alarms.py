@@ -33,10 +33,6 @@ log = logging.getLogger("smsops.slack")
 RECENT = 10  # alarms listed by `/sms alarms`
 
 
-def _alarm_id(value: str) -> int | None:
-    return whole_number(value)
-
-
 def raise_modal(alarm_id: int, target: alarms.LimitTarget) -> dict[str, Any]:
     def number(block: str, label: str, value: int | None) -> blocks.Block:
         element: dict[str, Any] = {"type": "plain_text_input", "action_id": block,
@@ -102,7 +98,7 @@ def register(bolt: App, flask_app: Flask) -> None:
     @bolt.action(ALARM_ACK)
     def acknowledge(ack: Ack, body: dict, client: WebClient) -> None:
         ack()
-        alarm_id = _alarm_id(body["actions"][0].get("value", ""))
+        alarm_id = whole_number(body["actions"][0].get("value", ""))
         if alarm_id is None:
             tell(body, ":no_entry: This alarm message is not one of ours.")
             return
@@ -115,7 +111,7 @@ def register(bolt: App, flask_app: Flask) -> None:
     @bolt.action(ALARM_RAISE)
     def raise_limit(ack: Ack, body: dict, client: WebClient) -> None:
         ack()
-        alarm_id = _alarm_id(body["actions"][0].get("value", ""))
+        alarm_id = whole_number(body["actions"][0].get("value", ""))
         if alarm_id is None:
             tell(body, ":no_entry: This alarm message is not one of ours.")
             return
@@ -138,7 +134,7 @@ def register(bolt: App, flask_app: Flask) -> None:
     def stop_task(ack: Ack, body: dict, client: WebClient) -> None:
         ack()  # Slack asked "Stop task #N?" before sending the click
         alarm_part, _, task_part = body["actions"][0].get("value", "").partition(":")
-        alarm_id, task_id = _alarm_id(alarm_part), _alarm_id(task_part)
+        alarm_id, task_id = whole_number(alarm_part), whole_number(task_part)
         if alarm_id is None or task_id is None:
             tell(body, ":no_entry: This alarm message is not one of ours.")
             return
@@ -152,7 +148,7 @@ def register(bolt: App, flask_app: Flask) -> None:
 
     @bolt.view(ALARM_RAISE_MODAL)
     def raise_submitted(ack: Ack, body: dict, view: dict, client: WebClient) -> None:
-        alarm_id = _alarm_id(view.get("private_metadata") or "")
+        alarm_id = whole_number(view.get("private_metadata") or "")
         values: dict[str, Any] = view["state"]["values"]
 
         def value(block: str) -> str:

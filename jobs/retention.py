@@ -26,18 +26,15 @@ def purge(max_batches: int = 500) -> int:
     cutoff = utcnow() - timedelta(days=days)
     total = 0
     try:
-        for _n in range(max_batches):
-            with runtime.unit_of_work() as session:
-                gone = retention.purge_batch(session, cutoff)
-            total += gone
-            if gone == 0:
-                break
-        for _n in range(max_batches):  # the send API's answers kept for retries
-            with runtime.unit_of_work() as session:
-                gone = retention.purge_send_replies(session, utcnow())
-            total += gone
-            if gone == 0:
-                break
+        # Old messages and replies; the send API's answers kept for retries.
+        for step, at in ((retention.purge_batch, cutoff),
+                         (retention.purge_send_replies, utcnow())):
+            for _n in range(max_batches):
+                with runtime.unit_of_work() as session:
+                    gone = step(session, at)
+                total += gone
+                if gone == 0:
+                    break
         if total:
             log.info("purged %d old records (messages older than %d days)", total, days)
     finally:

@@ -217,3 +217,31 @@ def zone_at_hour(hour: int) -> str:
         offset -= 24
     return f"Etc/GMT{-offset:+d}" if offset else "UTC"  # Etc/GMT-5 is UTC+5
 
+
+
+@contextmanager
+def inserts_refused(engine: Engine, table: str, session: Session | None = None
+                    ) -> Iterator[None]:
+    """The database refuses every INSERT into `table` (a trigger): a real fault, as a full
+    disk or a broken constraint would give, in whichever backend `engine` is."""
+    from sqlalchemy import text
+
+    postgres = engine.dialect.name == "postgresql"
+    with engine.begin() as conn:
+        if postgres:
+            conn.execute(text("CREATE FUNCTION refuse_insert() RETURNS trigger AS $$ BEGIN "
+                              "RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql"))
+            conn.execute(text(f"CREATE TRIGGER refuse BEFORE INSERT ON {table} FOR EACH ROW "
+                              "EXECUTE FUNCTION refuse_insert()"))
+        else:
+            conn.execute(text(f"CREATE TRIGGER refuse BEFORE INSERT ON {table} BEGIN "
+                              "SELECT RAISE(ABORT, 'refused'); END"))
+    try:
+        yield
+    finally:
+        if session is not None:
+            session.rollback()  # its reads hold a lock the DROP needs
+        with engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER refuse" + (f" ON {table}" if postgres else "")))
+            if postgres:
+                conn.execute(text("DROP FUNCTION refuse_insert()"))

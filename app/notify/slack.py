@@ -28,6 +28,13 @@ def describe(exc: SlackApiError) -> str:
     return f"{error} (retry after {retry} s)" if retry else str(error)
 
 
+def escape_message(text: object) -> str:
+    """Our own sentences, which may quote user text (a refusal, a usage hint): & < >
+    escaped, so no mention or link comes through, and nothing else changed, so our
+    own marks (`sms:app/*`, `/sms task 12`, field_names) read as written."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 # mrkdwn has no escape for its formatting marks: user text gets look-alikes instead,
 # so `*bold*`, `_it_`, `~del~` and `code` in a name or a reason stay as typed.
 _INERT = str.maketrans({"*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb"})
@@ -37,7 +44,7 @@ _URL = re.compile(r"https?://\S+")
 def escape(text: object) -> str:
     """User text for mrkdwn: & < > escaped (no mentions, no links) and formatting marks
     made inert, except inside URLs, which must stay usable."""
-    escaped = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escaped = escape_message(text)
     out, last = [], 0
     for url in _URL.finditer(escaped):
         out.append(escaped[last:url.start()].translate(_INERT))
@@ -45,13 +52,6 @@ def escape(text: object) -> str:
         last = url.end()
     out.append(escaped[last:].translate(_INERT))
     return "".join(out)
-
-
-def escape_message(text: object) -> str:
-    """Our own sentences, which may quote user text (a refusal, a usage hint): & < >
-    escaped, so no mention or link comes through, and nothing else changed, so our
-    own marks (`sms:app/*`, `/sms task 12`, field_names) read as written."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 class SlackChannel:

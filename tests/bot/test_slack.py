@@ -13,7 +13,7 @@ from app.models import AuditEntry, ReviewMessage, Template, User
 from app.services import content
 from tests.bot.conftest import REVIEW_CHANNEL, Slack
 from tests.conftest import Backend
-from tests.helpers import ctx_for, make_app, make_user
+from tests.helpers import ctx_for, inserts_refused, make_app, make_user
 
 AUTHOR, REVIEWER, READER, STRANGER = "U0AUTHOR1", "U0REVIEW1", "U0READER1", "U0NOBODY1"
 
@@ -369,21 +369,10 @@ def test_a_database_fault_in_the_template_form_is_told_in_the_form(
     """An unexpected error in a form's handler was no answer at all (a 500), which Slack
     shows as its own connection error. The database refusing the template (a trigger,
     a real refusal) is told in the form."""
-    from sqlalchemy import text
-
     from bot import blocks
 
     people(session)
-    with backend.db.engine.begin() as conn:
-        if backend.name == "postgresql":
-            conn.execute(text("CREATE FUNCTION refuse_template() RETURNS trigger AS $$ BEGIN "
-                              "RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql"))
-            conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON template FOR EACH ROW "
-                              "EXECUTE FUNCTION refuse_template()"))
-        else:
-            conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON template BEGIN "
-                              "SELECT RAISE(ABORT, 'refused'); END"))
-    try:
+    with inserts_refused(backend.db.engine, "template", session):
         values = {"name": {"name": {"value": "Order"}},
                   "sms_type": {"sms_type": {"selected_option": {"value": "notification"}}},
                   "content": {"content": {"value": "Order {1} shipped"}},
@@ -392,10 +381,3 @@ def test_a_database_fault_in_the_template_form_is_told_in_the_form(
         assert resp.status_code == 200
         assert resp.get_json() == {"response_action": "errors",
                                    "errors": {"name": blocks.SOMETHING_WRONG}}
-    finally:
-        session.rollback()
-        with backend.db.engine.begin() as conn:
-            conn.execute(text("DROP TRIGGER refuse" + (" ON template" if backend.name ==
-                                                       "postgresql" else "")))
-            if backend.name == "postgresql":
-                conn.execute(text("DROP FUNCTION refuse_template()"))

@@ -19,6 +19,7 @@ from tests.bot.conftest import slack as slack  # fixtures
 from tests.bot.conftest import slack_api as slack_api
 from tests.bot.conftest import slack_app as slack_app
 from tests.conftest import Backend
+from tests.helpers import inserts_refused
 from tests.sending.conftest import Shop
 
 ROOT = "U0ROOT0001"
@@ -438,19 +439,8 @@ def test_a_database_fault_in_the_bulk_form_is_told_in_the_form(
     handler was no answer at all, which Slack shows as its own connection error. The
     database refusing the task (a trigger, a real refusal) is now told in the form, and
     the form may be sent again."""
-    from sqlalchemy import text
-
     link(session, shop)
-    with backend.db.engine.begin() as conn:
-        if backend.name == "postgresql":
-            conn.execute(text("CREATE FUNCTION refuse_task() RETURNS trigger AS $$ BEGIN "
-                              "RAISE EXCEPTION 'refused'; END $$ LANGUAGE plpgsql"))
-            conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON send_task FOR EACH ROW "
-                              "EXECUTE FUNCTION refuse_task()"))
-        else:
-            conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON send_task BEGIN "
-                              "SELECT RAISE(ABORT, 'refused'); END"))
-    try:
+    with inserts_refused(backend.db.engine, "send_task", session):
         values = {"app": {"app": {"value": shop.app.sdk_app_id}},
                   "template": {"template": {"value": str(shop.templates["mainland"])}},
                   "sign": {"sign": {"value": "Shop"}},
@@ -459,10 +449,3 @@ def test_a_database_fault_in_the_bulk_form_is_told_in_the_form(
         assert resp.status_code == 200
         assert resp.get_json() == {"response_action": "errors",
                                    "errors": {"lines": blocks.SOMETHING_WRONG}}
-    finally:
-        session.rollback()
-        with backend.db.engine.begin() as conn:
-            conn.execute(text("DROP TRIGGER refuse" + (" ON send_task" if backend.name ==
-                                                       "postgresql" else "")))
-            if backend.name == "postgresql":
-                conn.execute(text("DROP FUNCTION refuse_task()"))
